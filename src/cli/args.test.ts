@@ -1,0 +1,41 @@
+import { describe, expect, test } from "bun:test";
+import { parseArgs, type OptionSpec } from "./args.ts";
+
+const specs: OptionSpec[] = [
+  { name: "json", kind: "boolean", help: "" },
+  { name: "rootfs", kind: "string", value: "DIR", help: "" },
+  { name: "env", kind: "repeat", help: "" },
+  { name: "follow", short: "f", kind: "boolean", help: "" },
+];
+
+describe("parseArgs", () => {
+  test("flags, positionals and rest", () => {
+    const p = parseArgs(["web", "--rootfs", "/r", "--env", "A=1", "--env=B=2", "-f", "--", "sh", "-c", "x"], specs);
+    expect(p.positionals).toEqual(["web"]);
+    expect(p.flags.rootfs).toBe("/r");
+    expect(p.flags.env).toEqual(["A=1", "B=2"]);
+    expect(p.flags.follow).toBe(true);
+    expect(p.rest).toEqual(["sh", "-c", "x"]);
+    expect(p.hasRest).toBe(true);
+  });
+  test("an option without its value is an error naming it", () => {
+    expect(() => parseArgs(["--rootfs"], specs)).toThrow('Option "--rootfs" needs a value (DIR)');
+    expect(() => parseArgs(["--rootfs", "--json"], specs)).toThrow("needs a value");
+    expect(() => parseArgs(["--rootfs", "--"], specs)).toThrow("needs a value");
+  });
+  test("unknown options are errors", () => {
+    expect(() => parseArgs(["--nope"], specs)).toThrow('Unknown option "--nope"');
+    expect(() => parseArgs(["-x"], specs)).toThrow('Unknown option "-x"');
+  });
+  test("boolean with a value is an error", () => {
+    expect(() => parseArgs(["--json=1"], specs)).toThrow("takes no value");
+  });
+  test("stopAfterPositionals leaves the command untouched", () => {
+    const p = parseArgs(["web", "ls", "--json", "-l"], specs, { stopAfterPositionals: 1 });
+    expect(p.positionals).toEqual(["web"]);
+    expect(p.rest).toEqual(["ls", "--json", "-l"]);
+  });
+  test("a lone dash is a positional", () => {
+    expect(parseArgs(["-"], specs).positionals).toEqual(["-"]);
+  });
+});

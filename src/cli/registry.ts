@@ -1,0 +1,25 @@
+import type { Command } from "./command.ts";
+
+/**
+ * Every command, by the words that select it, loaded only when chosen so that
+ * `autopod version` starts fast.
+ */
+export const COMMANDS: Record<string, { summary: string; load: () => Promise<Command> }> = {
+  version: { summary: "print version, commit and Bun version", load: async () => (await import("./version.ts")).versionCommand },
+  doctor: { summary: "check that this host has what autopod needs", load: async () => (await import("./doctor.ts")).doctorCommand },
+  "config show": { summary: "print the effective configuration", load: async () => (await import("./config-show.ts")).configShowCommand },
+};
+
+/** Find the command named by the longest run of leading words. */
+export function matchCommand(argv: readonly string[]): { key: string; rest: string[] } | undefined {
+  for (let n = Math.min(3, argv.length); n >= 1; n--) {
+    const key = argv.slice(0, n).join(" ");
+    if (key in COMMANDS) return { key, rest: argv.slice(n) };
+  }
+  return undefined;
+}
+
+/** Command groups ("config", "image") named without a subcommand. */
+export function subcommandsOf(word: string): string[] {
+  return Object.keys(COMMANDS).filter((k) => k.startsWith(word + " "));
+}

@@ -1,0 +1,57 @@
+import { describe, expect, test } from "bun:test";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { loadConfig } from "./load.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "autopod-config-"));
+const missing = join(dir, "none.toml");
+
+describe("loadConfig", () => {
+  test("defaults when there is no file", async () => {
+    const { config, fileFound } = await loadConfig({ path: undefined, env: { AUTOPOD_CONFIG: undefined } as any });
+    expect(fileFound === true || fileFound === false).toBe(true);
+    expect(config.network.bridge.length).toBeGreaterThan(0);
+  });
+  test("file, then env, then flags", async () => {
+    const p = join(dir, "a.toml");
+    writeFileSync(p, 'state_dir = "/srv/a"\nlog_level = "warn"\n[network]\nbridge = "br-file"\nsubnet = "10.213.7.0/24"\n');
+    const { config, origins } = await loadConfig({
+      path: p,
+      env: { AUTOPOD_NETWORK_BRIDGE: "br-env", AUTOPOD_STATUS_REFRESH_SECONDS: "120" },
+      flags: { state_dir: "/srv/flag" },
+    });
+    expect(config.state_dir).toBe("/srv/flag");
+    expect(config.log_level).toBe("warn");
+    expect(config.network.bridge).toBe("br-env");
+    expect(config.network.subnet).toBe("10.213.7.0/24");
+    expect(config.status.refresh_seconds).toBe(120);
+    expect(origins["network.bridge"]).toBe("env");
+    expect(origins.state_dir).toBe("flag");
+  });
+  test("a bad value names the key, the value and what was expected", async () => {
+    await expect(loadConfig({ path: missing, env: {} })).rejects.toThrow(/does not exist/);
+    const p = join(dir, "b.toml");
+    writeFileSync(p, '[network]\nsubnet = "10.0.0.0/33"\n');
+    await expect(loadConfig({ path: p, env: {} })).rejects.toThrow(/network.subnet = "10.0.0.0\/33" \(in .*b.toml\): expected an IPv4 subnet/);
+    await expect(loadConfig({ path: p, env: { AUTOPOD_NETWORK_SUBNET: "10.213.1.0/24", AUTOPOD_LOG_LEVEL: "loud" } })).rejects.toThrow(
+      /log_level = "loud" \(from AUTOPOD_LOG_LEVEL\): expected one of "debug"/,
+    );
+    await expect(loadConfig({ path: p, env: { AUTOPOD_NETWORK_SUBNET: "10.213.1.0/24", AUTOPOD_STATUS_REFRESH_SECONDS: "abc" } })).rejects.toThrow(
+      /status.refresh_seconds = "abc" \(from AUTOPOD_STATUS_REFRESH_SECONDS\): expected a number/,
+    );
+  });
+  test("unknown keys and broken TOML are errors", async () => {
+    const p = join(dir, "c.toml");
+    writeFileSync(p, "colour = 1\n");
+    await expect(loadConfig({ path: p, env: {} })).rejects.toThrow(/unknown key "colour"/);
+    writeFileSync(p, "state_dir = \n");
+    await expect(loadConfig({ path: p, env: {} })).rejects.toThrow(/Cannot parse config file/);
+  });
+  test("relative or escaping paths are refused", async () => {
+    await expect(loadConfig({ path: missing.replace("none", "x"), env: {} })).rejects.toThrow();
+    const p = join(dir, "d.toml");
+    writeFileSync(p, 'state_dir = "var/lib"\n');
+    await expect(loadConfig({ path: p, env: {} })).rejects.toThrow(/state_dir = "var\/lib".*absolute path/);
+  });
+});

@@ -1,0 +1,155 @@
+import { z } from "zod";
+import { InvalidArgumentError } from "../errors.ts";
+import { ConfigSchema, DEFAULT_CONFIG_PATH, type Config } from "./schema.ts";
+
+export type Origin = "default" | "file" | "env" | "flag";
+
+export interface LoadedConfig {
+  config: Config;
+  path: string;
+  fileFound: boolean;
+  /** Where each set key came from, by dotted key. */
+  origins: Record<string, Origin>;
+}
+
+export interface LoadOptions {
+  path?: string;
+  env?: Record<string, string | undefined>;
+  /** Dotted keys set by flags, e.g. { state_dir: "/x", "network.bridge": "br1" }. */
+  flags?: Record<string, unknown>;
+}
+
+type Plain = Record<string, unknown>;
+
+/** Load file, then environment, then flags, and validate once. */
+export async function loadConfig(opts: LoadOptions = {}): Promise<LoadedConfig> {
+  const env = opts.env ?? process.env;
+  const path = opts.path ?? env.AUTOPOD_CONFIG ?? DEFAULT_CONFIG_PATH;
+  const origins: Record<string, Origin> = {};
+  let raw: Plain = {};
+  let fileFound = false;
+  const file = Bun.file(path);
+  if (await file.exists()) {
+    fileFound = true;
+    const text = await file.text();
+    try {
+      raw = Bun.TOML.parse(text) as Plain;
+    } catch (e) {
+      throw new InvalidArgumentError(`Cannot parse config file "${path}": ${(e as Error).message}`);
+    }
+    for (const k of flattenKeys(raw)) origins[k] = "file";
+  } else if (opts.path !== undefined || env.AUTOPOD_CONFIG !== undefined) {
+    throw new InvalidArgumentError(`Config file "${path}" does not exist`);
+  }
+
+  for (const [key, envName, kind] of envKeys()) {
+    const value = env[envName];
+    if (value === undefined) continue;
+    setDotted(raw, key, coerce(value, kind));
+    origins[key] = "env";
+  }
+  for (const [key, value] of Object.entries(opts.flags ?? {})) {
+    if (value === undefined) continue;
+    setDotted(raw, key, value);
+    origins[key] = "flag";
+  }
+
+  const parsed = ConfigSchema.safeParse(raw);
+  if (!parsed.success) throw new InvalidArgumentError(describeIssues(parsed.error, raw, origins, path));
+  return { config: parsed.data, path, fileFound, origins };
+}
+
+/** "network.subnet" -> "AUTOPOD_NETWORK_SUBNET" */
+export function envNameOf(key: string): string {
+  return "AUTOPOD_" + key.replaceAll(".", "_").toUpperCase();
+}
+
+type Kind = "string" | "number" | "boolean" | "array";
+
+function kindOf(schema: z.ZodType): Kind {
+  let s: any = schema;
+  while (s?.def?.innerType) s = s.def.innerType;
+  const t = s?.def?.type;
+  if (t === "number") return "number";
+  if (t === "boolean") return "boolean";
+  if (t === "array") return "array";
+  return "string";
+}
+
+/** Every leaf key of the schema with its environment variable name. */
+export function envKeys(): Array<[string, string, Kind]> {
+  const out: Array<[string, string, Kind]> = [];
+  for (const [k, v] of Object.entries(ConfigSchema.shape)) {
+    let inner: any = v;
+    while (inner?.def?.innerType) inner = inner.def.innerType;
+    if (inner?.def?.type === "object") {
+      for (const [k2, v2] of Object.entries(inner.shape as Record<string, z.ZodType>)) {
+        out.push([`${k}.${k2}`, envNameOf(`${k}.${k2}`), kindOf(v2)]);
+      }
+    } else {
+      out.push([k, envNameOf(k), kindOf(v as z.ZodType)]);
+    }
+  }
+  return out;
+}
+
+function coerce(value: string, kind: Kind): unknown {
+  switch (kind) {
+    case "number":
+      return value.trim() !== "" && !Number.isNaN(Number(value)) ? Number(value) : value;
+    case "boolean":
+      return value === "true" || value === "1" ? true : value === "false" || value === "0" ? false : value;
+    case "array":
+      return value === "" ? [] : value.split(",").map((s) => s.trim());
+    default:
+      return value;
+  }
+}
+
+function setDotted(obj: Plain, key: string, value: unknown): void {
+  const parts = key.split(".");
+  let cur = obj;
+  for (const p of parts.slice(0, -1)) {
+    if (typeof cur[p] !== "object" || cur[p] === null) cur[p] = {};
+    cur = cur[p] as Plain;
+  }
+  cur[parts[parts.length - 1]!] = value;
+}
+
+function getDotted(obj: Plain, key: string): unknown {
+  let cur: unknown = obj;
+  for (const p of key.split(".")) {
+    if (typeof cur !== "object" || cur === null) return undefined;
+    cur = (cur as Plain)[p];
+  }
+  return cur;
+}
+
+function flattenKeys(obj: Plain, prefix = ""): string[] {
+  return Object.entries(obj).flatMap(([k, v]) =>
+    typeof v === "object" && v !== null && !Array.isArray(v) ? flattenKeys(v as Plain, `${prefix}${k}.`) : [`${prefix}${k}`],
+  );
+}
+
+function describeIssues(error: z.ZodError, raw: Plain, origins: Record<string, Origin>, path: string): string {
+  const lines = error.issues.map((issue) => {
+    let key = issue.path.join(".");
+    if (issue.code === "unrecognized_keys") {
+      const keys = issue.keys.map((k) => (key ? `${key}.${k}` : k));
+      return `unknown key ${keys.map((k) => `"${k}"`).join(", ")} (in ${path})`;
+    }
+    const value = getDotted(raw, key);
+    const origin = origins[key];
+    const from = origin === "env" ? ` (from ${envNameOf(key)})` : origin === "flag" ? " (from a flag)" : origin === "file" ? ` (in ${path})` : "";
+    return `${key} = ${JSON.stringify(value)}${from}: expected ${expectedOf(issue)}`;
+  });
+  return `Invalid configuration: ${lines.join("; ")}`;
+}
+
+function expectedOf(issue: z.core.$ZodIssue): string {
+  if (issue.code === "invalid_type") return `a ${issue.expected}`;
+  if (issue.code === "invalid_value") return `one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
+  if (issue.code === "too_small") return `at least ${String(issue.minimum)}`;
+  if (issue.code === "too_big") return `at most ${String(issue.maximum)}`;
+  return issue.message.replace(/^Invalid input: /, "");
+}

@@ -1,0 +1,56 @@
+import { z } from "zod";
+
+const ipv4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
+const cidr = z
+  .string()
+  .refine((s) => {
+    const [ip, len, ...more] = s.split("/");
+    return more.length === 0 && ip !== undefined && ipv4.test(ip) && len !== undefined && /^\d+$/.test(len) && +len >= 8 && +len <= 30;
+  }, "an IPv4 subnet like 10.213.0.0/24 (prefix 8 to 30)");
+const absPath = z.string().refine((s) => s.startsWith("/") && !s.split("/").includes(".."), "an absolute path without '..'");
+const ifName = z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of 1 to 15 letters, digits, '_', '.', '-'");
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, "HOST:PORT, like 0.0.0.0:7443");
+
+/**
+ * The configuration: the single source of truth for its keys, defaults and
+ * validation. File: /etc/autopod/autopod.toml; then AUTOPOD_<SECTION>_<KEY>
+ * environment variables (AUTOPOD_<KEY> for top-level keys); then flags.
+ */
+export const ConfigSchema = z
+  .object({
+    state_dir: absPath.default("/var/lib/autopod").describe("where pods, images and chunks live"),
+    socket: absPath.default("/run/autopod/autopod.sock").describe("the local API's unix socket"),
+    log_level: z.enum(["debug", "info", "warn", "error"]).default("info").describe("log verbosity"),
+    criu: z
+      .string()
+      .default("")
+      .describe("path of the criu binary; empty means search /usr/local/sbin, then PATH"),
+    network: z
+      .object({
+        bridge: ifName.default("autopod0").describe("host bridge the pods attach to"),
+        subnet: cidr.default("10.213.0.0/24").describe("pod addresses come from here; the bridge takes the first"),
+        nat: z.boolean().default(false).describe("masquerade pods' outbound traffic"),
+      })
+      .strict()
+      .prefault({}),
+    peer: z
+      .object({
+        listen: hostPort.default("0.0.0.0:7443").describe("peer API address"),
+        tls_dir: z.string().default("").describe("cluster CA, certificate and key; empty means <state_dir>/tls"),
+        peers: z.array(z.string()).default([]).describe("peer addresses, HOST:PORT"),
+      })
+      .strict()
+      .prefault({}),
+    status: z
+      .object({
+        refresh_seconds: z.number().int().min(60).max(86400).default(3600).describe("how often the agent refreshes the patch status"),
+        lock_timeout_seconds: z.number().min(0.1).max(600).default(10).describe("give up waiting for the package manager's lock after this"),
+      })
+      .strict()
+      .prefault({}),
+  })
+  .strict();
+
+export type Config = z.infer<typeof ConfigSchema>;
+
+export const DEFAULT_CONFIG_PATH = "/etc/autopod/autopod.toml";
