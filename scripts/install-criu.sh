@@ -1,0 +1,463 @@
+#!/usr/bin/env bash
+# install-criu.sh — make sure this machine has a CRIU that works with its kernel.
+#
+#   1. Fast path: a criu (/usr/local/sbin/criu or the one on PATH) that is new
+#      enough for the running kernel and passes `criu check` -> done (no apt).
+#   2. Debian's binary package, when its candidate version is new enough.
+#   3. Otherwise build from Debian unstable's (sid) source package, using a
+#      temporary deb-src entry that copies the URIs and Signed-By of the
+#      machine's existing Debian entry (no mirror host is hard-coded here), and
+#      install the binary to /usr/local/sbin/criu.
+#
+# Note: libprotobuf-dev is needed (protobuf.pc + descriptor.proto) even though
+# it is only a Recommends of protobuf-compiler; we install --no-install-recommends.
+#
+# Also installs `nftables` when `nft` is missing (criu --network-lock nftables).
+#
+# Minimum CRIU by kernel (see NOTES-criu.md):
+#   kernel >= 6.16 -> CRIU >= 4.2 (SO_PASSCRED on TCP sockets)
+#   kernel >= 6.13 -> CRIU >= 4.1 ([vvar_vclock] vDSO area)
+#   otherwise      -> CRIU >= 3.15
+#
+# Usage: scripts/install-criu.sh [--check] [--force] [--help]
+# Environment:
+#   AUTOPOD_CRIU_SOURCE_VERSION  Debian source version to build (e.g. 4.2.1-1);
+#                                default: the newest one sid offers.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+export LC_ALL=C
+
+readonly PROG=install-criu
+readonly TARGET=/usr/local/sbin/criu
+readonly SRC_FILE=/etc/apt/sources.list.d/autopod-criu-src.sources
+readonly LOCK_FILE=/run/lock/autopod-install-criu.lock
+readonly APT_LISTS=/var/lib/apt/lists
+readonly BUILD_DEPS=(
+  libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler python3-protobuf
+  libnl-3-dev libnet1-dev libcap-dev libbsd-dev libnftables-dev
+  libgnutls28-dev pkg-config uuid-dev libaio-dev libdrm-dev build-essential
+)
+APT_OPTS=(-o DPkg::Lock::Timeout=300 -o Acquire::Retries=3)
+
+log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
+warn() { printf '%s: warning: %s\n' "$PROG" "$*" >&2; }
+die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
+
+usage() {
+  cat <<'EOF'
+Usage: install-criu.sh [--check] [--force] [--help]
+
+Ensure a CRIU new enough for the running kernel is installed (building it from
+Debian unstable's source package into /usr/local/sbin/criu when the distro's
+package is too old), and that nftables (nft) is installed.
+
+  --check   only report; exit 0 if CRIU (and nft) are good, 1 if not
+  --force   rebuild CRIU from source even if a good one is installed
+  --help    show this help
+
+Environment:
+  AUTOPOD_CRIU_SOURCE_VERSION  Debian source version to build (default: newest in sid)
+EOF
+}
+
+MODE=install
+FORCE=0
+while (($#)); do
+  case "$1" in
+    --check) MODE=check ;;
+    --force) FORCE=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+  esac
+  shift
+done
+
+# ---------------------------------------------------------------- versions ---
+
+# ver_ge A B: true if version A >= version B (Debian version ordering).
+ver_ge() { dpkg --compare-versions "$1" ge "$2"; }
+
+# Upstream part of a Debian version: drop the epoch and the Debian revision.
+upstream_version() {
+  local v=${1#*:}
+  printf '%s\n' "${v%-*}"
+}
+
+kernel_release() { uname -r; }
+
+# Minimum CRIU version for the running kernel.
+required_criu_version() {
+  local kr major minor
+  kr=$(kernel_release)
+  if [[ $kr =~ ^([0-9]+)\.([0-9]+) ]]; then
+    major=${BASH_REMATCH[1]} minor=${BASH_REMATCH[2]}
+  else
+    echo 4.2; return # unknown kernel string: be conservative
+  fi
+  if ((major > 6 || (major == 6 && minor >= 16))); then
+    echo 4.2
+  elif ((major == 6 && minor >= 13)); then
+    echo 4.1
+  else
+    echo 3.15
+  fi
+}
+
+# Version of the criu binary at $1 ("" if it cannot say).
+criu_version() {
+  "$1" --version 2>/dev/null | sed -n 's/^Version: *//p' | head -n1
+}
+
+# criu_good PATH: binary exists, is new enough, and `criu check` passes.
+# Sets CRIU_GOOD_VERSION / CRIU_BAD_REASON.
+criu_good() {
+  local bin=$1 v out
+  CRIU_GOOD_VERSION='' CRIU_BAD_REASON=''
+  if [[ ! -x $bin ]]; then CRIU_BAD_REASON="not found"; return 1; fi
+  v=$(criu_version "$bin")
+  if [[ -z $v ]]; then CRIU_BAD_REASON="cannot read its version"; return 1; fi
+  if ! ver_ge "$v" "$REQUIRED"; then
+    CRIU_BAD_REASON="version $v < $REQUIRED (needed for kernel $(kernel_release))"
+    return 1
+  fi
+  if ! out=$("$bin" check 2>&1); then
+    CRIU_BAD_REASON="version $v, but 'criu check' fails: $(printf '%s\n' "$out" | grep -v 'RLIMIT_NOFILE' | tail -n 3 | tr '\n' ' ')"
+    return 1
+  fi
+  CRIU_GOOD_VERSION=$v
+}
+
+# Warn when the criu that PATH resolves to is not the good one we found.
+warn_if_shadowed() {
+  local good=$1 first v
+  first=$(type -P criu 2>/dev/null || true)
+  [[ -z $first || $first -ef $good ]] && return 0
+  v=$(criu_version "$first")
+  if [[ -z $v ]] || ! ver_ge "$v" "$REQUIRED"; then
+    warn "'criu' on PATH is $first (version ${v:-unknown}), which shadows $good; put $(dirname "$good") first in PATH"
+  fi
+}
+
+# Find a good criu among /usr/local/sbin/criu and the one on PATH.
+find_good_criu() {
+  local cand seen=''
+  GOOD_CRIU=''
+  LAST_BAD=''
+  for cand in "$TARGET" "$(type -P criu 2>/dev/null || true)"; do
+    [[ -n $cand && $cand != "$seen" ]] || continue
+    seen=$cand
+    if criu_good "$cand"; then
+      GOOD_CRIU=$cand
+      return 0
+    fi
+    [[ $CRIU_BAD_REASON == "not found" ]] || LAST_BAD="$cand: $CRIU_BAD_REASON"
+  done
+  return 1
+}
+
+REQUIRED=$(required_criu_version)
+
+# --------------------------------------------------------------- fast path ---
+
+if ((FORCE == 0)) || [[ $MODE == check ]]; then
+  if find_good_criu; then
+    if command -v nft >/dev/null 2>&1; then
+      log "criu $CRIU_GOOD_VERSION at $GOOD_CRIU is good for kernel $(kernel_release) (needs >= $REQUIRED; criu check passed); nft present"
+      warn_if_shadowed "$GOOD_CRIU"
+      exit 0
+    fi
+    if [[ $MODE == check ]]; then
+      log "criu $CRIU_GOOD_VERSION at $GOOD_CRIU is good, but nft (nftables) is missing"
+      exit 1
+    fi
+  elif [[ $MODE == check ]]; then
+    log "no usable criu for kernel $(kernel_release) (needs >= $REQUIRED)${LAST_BAD:+; $LAST_BAD}"
+    command -v nft >/dev/null 2>&1 || log "nft (nftables) is missing"
+    exit 1
+  fi
+fi
+
+# ------------------------------------------------------------- slow paths ---
+
+[[ $(id -u) -eq 0 ]] || die "must run as root to install packages (try sudo)"
+command -v apt-get >/dev/null 2>&1 || die "apt-get not found: this script supports Debian-based systems only"
+
+# Serialise concurrent runs.
+mkdir -p "$(dirname "$LOCK_FILE")"
+exec 9>"$LOCK_FILE"
+if ! flock -n 9; then
+  log "another install-criu run holds $LOCK_FILE; waiting"
+  flock 9
+fi
+
+WORKDIR=''
+LISTS_BEFORE=''
+cleanup() {
+  local rc=$?
+  if [[ -f $SRC_FILE ]]; then
+    rm -f "$SRC_FILE"
+    log "removed temporary apt source $SRC_FILE"
+  fi
+  # Drop the index files that only the temporary source brought in.
+  if [[ -n $LISTS_BEFORE && -f $LISTS_BEFORE ]]; then
+    local f
+    while IFS= read -r f; do
+      [[ -n $f ]] && rm -f -- "$APT_LISTS/$f"
+    done < <(comm -13 "$LISTS_BEFORE" <(cd "$APT_LISTS" && find . -maxdepth 1 -type f -printf '%f\n' | sort) | grep -E '_dists_sid_' || true)
+    rm -f "$LISTS_BEFORE"
+  fi
+  [[ -n $WORKDIR && -d $WORKDIR ]] && rm -rf "$WORKDIR"
+  return $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Run apt-get update once if the package lists look absent or unusable.
+APT_UPDATED=0
+apt_update_once() {
+  ((APT_UPDATED)) && return 0
+  log "apt-get update"
+  apt-get "${APT_OPTS[@]}" -qq update >&2 || die "apt-get update failed"
+  APT_UPDATED=1
+}
+
+# Candidate version of a binary package ("" if none).
+apt_candidate() {
+  apt-cache policy "$1" 2>/dev/null | sed -n 's/^ *Candidate: *//p' | grep -v '^(none)$' || true
+}
+
+apt_install() {
+  log "apt-get install $*"
+  if ! apt-get "${APT_OPTS[@]}" -y -qq --no-install-recommends install "$@" >&2; then
+    apt_update_once
+    apt-get "${APT_OPTS[@]}" -y -qq --no-install-recommends install "$@" >&2 ||
+      die "apt-get install failed for: $*"
+  fi
+}
+
+# Make sure the lists know about the packages we may install.
+[[ -n $(apt_candidate build-essential) ]] || apt_update_once
+
+if ! command -v nft >/dev/null 2>&1; then
+  apt_install nftables
+  command -v nft >/dev/null 2>&1 || die "nftables installed but 'nft' still not found"
+fi
+
+if ((FORCE == 0)) && find_good_criu; then
+  log "criu $CRIU_GOOD_VERSION at $GOOD_CRIU is good for kernel $(kernel_release) (needs >= $REQUIRED)"
+  warn_if_shadowed "$GOOD_CRIU"
+  exit 0
+fi
+[[ -n ${LAST_BAD:-} ]] && log "current criu unusable: $LAST_BAD"
+log "kernel $(kernel_release) needs criu >= $REQUIRED"
+
+# ------------------------------------------------------- distro package ---
+
+if ((FORCE == 0)); then
+  cand=$(apt_candidate criu)
+  if [[ -n $cand ]] && ver_ge "$(upstream_version "$cand")" "$REQUIRED"; then
+    log "distro package criu $cand is new enough; installing it"
+    apt_install criu
+    hash -r
+    if find_good_criu; then
+      log "criu $CRIU_GOOD_VERSION at $GOOD_CRIU works"
+      warn_if_shadowed "$GOOD_CRIU"
+      exit 0
+    fi
+    warn "distro criu $cand installed but unusable (${LAST_BAD:-criu check failed}); building from source"
+  else
+    log "distro package criu is ${cand:-not available}; too old, building from source"
+  fi
+fi
+
+# --------------------------------------------------- build from source ---
+
+# Print "URIS<TAB>SIGNED_BY" for the machine's main Debian entry. SIGNED_BY
+# may be empty, or hold a multi-line embedded key with "\n" escapes.
+find_debian_entry_deb822() {
+  local file=$1
+  awk '
+    function flush() {
+      if (types ~ /(^| )deb( |$)/ && enabled !~ /^(no|false|0)$/ &&
+          uris != "" && suites !~ /-security/ && uris ~ /\/debian\/?( |$)/ &&
+          found == 0) {
+        found = 1
+        printf "%s\t%s\n", uris, signed
+      }
+      types = uris = suites = signed = enabled = cur = ""
+    }
+    /^[ \t]*#/ { next }
+    /^[ \t]*$/ { flush(); next }
+    /^[ \t]/ {
+      if (cur == "signed-by") { line = $0; signed = signed "\\n" line }
+      next
+    }
+    {
+      key = tolower($0); sub(/:.*/, "", key)
+      val = $0; sub(/^[^:]*:[ \t]*/, "", val); sub(/[ \t]+$/, "", val)
+      cur = key
+      if (key == "types") types = val
+      else if (key == "uris") uris = val
+      else if (key == "suites") suites = val
+      else if (key == "signed-by") signed = val
+      else if (key == "enabled") enabled = tolower(val)
+    }
+    END { flush() }
+  ' "$file"
+}
+
+find_debian_entry_oneline() {
+  local file=$1
+  awk '
+    /^[ \t]*deb[ \t]/ {
+      line = $0; sub(/#.*/, "", line)
+      opts = ""
+      if (match(line, /\[[^]]*\]/)) {
+        opts = substr(line, RSTART + 1, RLENGTH - 2)
+        line = substr(line, 1, RSTART - 1) " " substr(line, RSTART + RLENGTH)
+      }
+      n = split(line, f, /[ \t]+/)
+      i = 1; while (i <= n && f[i] == "") i++
+      uri = f[i + 1]; suite = f[i + 2]
+      if (uri !~ /\/debian\/?$/ || suite ~ /-security/) next
+      signed = ""
+      m = split(opts, o, /[ \t]+/)
+      for (j = 1; j <= m; j++) if (tolower(o[j]) ~ /^signed-by=/) { signed = o[j]; sub(/^[^=]*=/, "", signed) }
+      printf "%s\t%s\n", uri, signed
+      exit
+    }
+  ' "$file"
+}
+
+find_debian_entry() {
+  local f entry=''
+  if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
+    entry=$(find_debian_entry_deb822 /etc/apt/sources.list.d/debian.sources)
+  fi
+  if [[ -z $entry ]]; then
+    for f in /etc/apt/sources.list.d/*.sources; do
+      [[ -f $f && $f != "$SRC_FILE" && $f != /etc/apt/sources.list.d/debian.sources ]] || continue
+      entry=$(find_debian_entry_deb822 "$f")
+      [[ -n $entry ]] && break
+    done
+  fi
+  if [[ -z $entry ]]; then
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+      [[ -f $f ]] || continue
+      entry=$(find_debian_entry_oneline "$f")
+      [[ -n $entry ]] && break
+    done
+  fi
+  printf '%s\n' "$entry"
+}
+
+entry=$(find_debian_entry)
+[[ -n $entry ]] || die "no Debian apt entry found in /etc/apt/sources.list.d/*.sources or /etc/apt/sources.list; cannot add a deb-src entry for criu's source package"
+uris=${entry%%$'\t'*}
+signed=${entry#*$'\t'}
+
+log "installing build dependencies"
+apt_install "${BUILD_DEPS[@]}"
+
+LISTS_BEFORE=$(mktemp)
+(cd "$APT_LISTS" && find . -maxdepth 1 -type f -printf '%f\n' | sort) >"$LISTS_BEFORE"
+
+log "adding temporary deb-src entry (suite sid, component main) in $SRC_FILE"
+{
+  echo "# Temporary entry written by autopod scripts/install-criu.sh; removed when it exits."
+  echo "Types: deb-src"
+  echo "URIs: $uris"
+  echo "Suites: sid"
+  echo "Components: main"
+  if [[ -n $signed ]]; then
+    printf 'Signed-By: %b\n' "$signed"
+  fi
+} >"$SRC_FILE"
+
+log "apt-get update (temporary source only)"
+apt-get "${APT_OPTS[@]}" -qq update \
+  -o Dir::Etc::sourcelist="$SRC_FILE" -o Dir::Etc::sourceparts=- \
+  -o APT::Get::List-Cleanup=0 >&2 ||
+  die "apt-get update failed for the temporary sid deb-src entry"
+
+# Pick the source record to build: the pinned version, or the newest offered.
+showsrc=$(apt-cache showsrc criu 2>/dev/null || true)
+[[ -n $showsrc ]] || die "apt-cache showsrc criu found no source package after adding the sid deb-src entry"
+src_version=${AUTOPOD_CRIU_SOURCE_VERSION:-}
+if [[ -z $src_version ]]; then
+  while IFS= read -r v; do
+    if [[ -z $src_version ]] || dpkg --compare-versions "$v" gt "$src_version"; then src_version=$v; fi
+  done < <(printf '%s\n' "$showsrc" | sed -n 's/^Version: *//p')
+fi
+[[ -n $src_version ]] || die "could not read a version from 'apt-cache showsrc criu'"
+if ! ver_ge "$(upstream_version "$src_version")" "$REQUIRED"; then
+  die "sid offers criu source $src_version, older than the $REQUIRED this kernel needs"
+fi
+
+# Checksums-Sha256 lines (" <sha> <size> <name>") of that version's record.
+checksums=$(printf '%s\n' "$showsrc" | awk -v want="$src_version" '
+  /^$/ { inrec = 0; insum = 0; ver = ""; next }
+  /^Package:/ { inrec = 1 }
+  /^Version:/ { ver = $2 }
+  /^[^ ]/ { insum = ($1 == "Checksums-Sha256:"); next }
+  insum && ver == want && NF == 3 { print $1, $3 }
+')
+orig_line=$(printf '%s\n' "$checksums" | awk '$2 ~ /\.orig\.tar\./ { print; exit }')
+[[ -n $orig_line ]] || die "no orig tarball SHA-256 for criu $src_version in 'apt-cache showsrc criu'"
+orig_sha=${orig_line%% *}
+orig_name=${orig_line#* }
+[[ $orig_name =~ ^[A-Za-z0-9._+~-]+$ ]] || die "unexpected orig tarball name: $orig_name"
+
+WORKDIR=$(mktemp -d /tmp/autopod-criu-build.XXXXXX)
+# Let apt's unprivileged _apt user download into it (else apt warns and
+# downloads unsandboxed as root).
+if id -u _apt >/dev/null 2>&1; then chown _apt:root "$WORKDIR"; fi
+log "downloading criu source $src_version into $WORKDIR"
+if ! (cd "$WORKDIR" && apt-get "${APT_OPTS[@]}" -qq source --download-only "criu=$src_version" >&2); then
+  log "apt-get source reported an error (the .debian.tar.xz may be missing on the mirror); continuing if the orig tarball arrived"
+fi
+[[ -f $WORKDIR/$orig_name ]] || die "download failed: $orig_name did not arrive"
+
+actual_sha=$(sha256sum "$WORKDIR/$orig_name" | awk '{print $1}')
+if [[ $actual_sha != "$orig_sha" ]]; then
+  die "checksum mismatch for $orig_name: expected $orig_sha, got $actual_sha"
+fi
+log "SHA-256 of $orig_name verified"
+
+# The apt entry is no longer needed: drop it now rather than at exit.
+rm -f "$SRC_FILE"
+
+mkdir "$WORKDIR/src"
+tar -xf "$WORKDIR/$orig_name" -C "$WORKDIR/src" --strip-components=1 ||
+  die "could not unpack $orig_name"
+
+jobs=$(nproc 2>/dev/null || echo 2)
+build_log=$WORKDIR/build.log
+log "building criu $(upstream_version "$src_version") (make -j$jobs criu); log: $build_log"
+build_start=$SECONDS
+if ! make -C "$WORKDIR/src" -j"$jobs" criu >"$build_log" 2>&1; then
+  tail -n 40 "$build_log" >&2
+  saved=/tmp/autopod-install-criu-build.log
+  cp "$build_log" "$saved" 2>/dev/null || true
+  die "build failed (full log in $saved). If sid's criu no longer builds here, pin a 4.2.x source with AUTOPOD_CRIU_SOURCE_VERSION"
+fi
+log "build finished in $((SECONDS - build_start)) s"
+
+built=$WORKDIR/src/criu/criu
+[[ -x $built ]] || die "build succeeded but $built is missing"
+if ! criu_good "$built"; then
+  die "built criu is unusable: $CRIU_BAD_REASON"
+fi
+
+install -d -m 0755 "$(dirname "$TARGET")"
+install -m 0755 "$built" "$TARGET.new"
+mv -f "$TARGET.new" "$TARGET"
+hash -r
+
+if ! criu_good "$TARGET"; then
+  die "installed $TARGET is unusable: $CRIU_BAD_REASON"
+fi
+log "installed criu $CRIU_GOOD_VERSION at $TARGET ('criu check' passed)"
+warn_if_shadowed "$TARGET"
