@@ -54,6 +54,12 @@ async function main(argv: string[]): Promise<number> {
     return first === undefined ? EXIT_USAGE : 0;
   }
   if (first === "--version" || first === "-V") argv = ["version", ...argv.slice(1)];
+  if (argv[0] === "__install-criu-script") {
+    // The binary carries the CRIU installer so an air-gapped install needs nothing else.
+    const { default: script } = await import("../scripts/install-criu.sh", { with: { type: "text" } });
+    process.stdout.write(script);
+    return 0;
+  }
   if (argv[0] === "agent") {
     const { runAgent } = await import("./agent/main.ts");
     return runAgent(argv.slice(1));
@@ -111,4 +117,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-process.exitCode = await main(process.argv.slice(2));
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (e: unknown) => {
+    process.stderr.write(`autopod: ${errorMessage(e)}\n`);
+    process.exitCode = 1;
+  },
+);

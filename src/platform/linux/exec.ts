@@ -36,7 +36,7 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
   let proc;
   try {
     proc = Bun.spawn(argv, {
-      stdin: opts.stdin === undefined ? "ignore" : new Blob([opts.stdin as BlobPart]),
+      stdin: opts.stdin === undefined ? "ignore" : new Blob([opts.stdin]),
       stdout: "pipe",
       stderr: "pipe",
       env: opts.env as Record<string, string> | undefined,
@@ -55,7 +55,7 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
   return {
     argv,
     exitCode,
-    signal: proc.signalCode ?? null,
+    signal: proc.signalCode === null || proc.signalCode === undefined ? null : String(proc.signalCode),
     stdout,
     stderr,
     timedOut,

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The test command: on a fresh Debian machine, as root, installs everything the
+# tests need (Debian packages, npm dependencies with Bun, CRIU, the test root
+# file system), builds the binary, then runs every test: the type check, unit
+# tests beside the code (src/) and the tests that need root, CRIU or several
+# hosts (test/). Ends with the line "N passed, N failed".
+#
+# Usage: bash scripts/test.sh [bun test filters...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+log() { printf 'test.sh: %s\n' "$*" >&2; }
+export DEBIAN_FRONTEND=noninteractive
+
+if [ "$(id -u)" -eq 0 ]; then
+  # Debian packages the tests use. Each is looked up only when missing.
+  need=()
+  command -v busybox >/dev/null 2>&1 || [ -x /bin/busybox ] || need+=(busybox-static)
+  command -v nft >/dev/null 2>&1 || need+=(nftables)
+  command -v ip >/dev/null 2>&1 || need+=(iproute2)
+  command -v flock >/dev/null 2>&1 || need+=(util-linux)
+  command -v python3 >/dev/null 2>&1 || need+=(python3)
+  if [ ${#need[@]} -gt 0 ]; then
+    log "installing ${need[*]}"
+    apt-get install -y --no-install-recommends "${need[@]}" || { apt-get update && apt-get install -y --no-install-recommends "${need[@]}"; }
+  fi
+  log "making sure CRIU is installed"
+  bash scripts/install-criu.sh
+else
+  log "not root: skipping the Debian packages and CRIU; tests that need them will say so and skip"
+fi
+
+if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "installing npm dependencies (Bun comes from the npm registry)"
+  npm ci --no-audit --no-fund
+fi
+BUN="$ROOT/node_modules/.bin/bun"
+
+if [ -f scripts/make-test-rootfs.sh ]; then
+  log "building the test root file system"
+  bash scripts/make-test-rootfs.sh "$ROOT/.cache/rootfs"
+fi
+export AUTOPOD_TEST_ROOTFS="$ROOT/.cache/rootfs"
+
+log "building dist/autopod"
+"$BUN" build.ts
+
+passed=0
+failed=0
+out=$(mktemp)
+trap 'rm -f "$out"' EXIT
+
+log "type check"
+if node_modules/.bin/tsc --noEmit -p .; then passed=$((passed + 1)); else failed=$((failed + 1)); log "type check failed"; fi
+
+log "bun test"
+set +e
+if [ $# -eq 0 ]; then set -- ./src ./test; fi
+"$BUN" test --timeout 300000 "$@" 2>&1 | tee "$out"
+status=${PIPESTATUS[0]}
+set -e
+p=$(grep -Eo '^ *[0-9]+ pass$' "$out" | tail -n1 | grep -Eo '[0-9]+' || echo 0)
+f=$(grep -Eo '^ *[0-9]+ fail$' "$out" | tail -n1 | grep -Eo '[0-9]+' || echo 0)
+s=$(grep -Eo '^ *[0-9]+ skip$' "$out" | tail -n1 | grep -Eo '[0-9]+' || echo 0)
+passed=$((passed + p))
+failed=$((failed + f))
+if [ "$status" -ne 0 ] && [ "$f" -eq 0 ]; then
+  # bun failed outside a test (a file that did not load, an unhandled error).
+  failed=$((failed + 1))
+fi
+echo "${passed} passed, ${failed} failed, ${s} skipped"
+[ "$failed" -eq 0 ]

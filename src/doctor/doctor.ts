@@ -1,0 +1,264 @@
+import { existsSync, readFileSync, statfsSync } from "node:fs";
+import { dirname } from "node:path";
+import { criuMinimumFor, criuVersion, compareVersions, findCriu, parseVersion } from "../platform/linux/criu.ts";
+import { run, which } from "../platform/linux/exec.ts";
+
+export type CheckStatus = "ok" | "warn" | "fail";
+
+/** One thing autopod needs from the host, and how to fix it when it is missing. */
+export interface DoctorCheck {
+  id: string;
+  title: string;
+  status: CheckStatus;
+  /** A failed required check makes the host unfit; a failed optional one only warns. */
+  required: boolean;
+  detail: string;
+  fix?: string;
+}
+
+export interface DoctorReport {
+  ok: boolean;
+  kernel: string;
+  checks: DoctorCheck[];
+}
+
+export interface DoctorOptions {
+  stateDir: string;
+  criuPath?: string;
+  /** Minimum free bytes under the state directory (default 1 GiB). */
+  minFreeBytes?: number;
+}
+
+/** install.sh puts the CRIU installer here; a source checkout has it under scripts/. */
+export const INSTALLED_CRIU_SCRIPT = "/usr/local/share/autopod/install-criu.sh";
+
+function installCriuCommand(): string {
+  return existsSync(INSTALLED_CRIU_SCRIPT) ? `bash ${INSTALLED_CRIU_SCRIPT}` : "bash scripts/install-criu.sh (in an autopod source checkout)";
+}
+
+/** Run every check. Probing only reads; nothing on the host is changed. */
+export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
+  const kernel = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
+  const checks = (
+    await Promise.all([
+      checkKernel(kernel),
+      checkPrivileges(),
+      checkNamespaces(),
+      checkCriu(kernel, opts.criuPath ?? ""),
+      checkTool("nftables", "nft", ["nft", "--version"], "apt-get install nftables (CRIU's network lock uses it)", true),
+      checkTool("iproute2", "ip", ["ip", "-V"], "apt-get install iproute2", true),
+      checkTool("util-linux", "unshare", ["unshare", "--version"], "apt-get install util-linux", true, ["nsenter"]),
+      checkCgroupMemory(),
+      checkFreeSpace(opts.stateDir, opts.minFreeBytes ?? 1 << 30),
+      checkSystemd(),
+    ])
+  ).flat();
+  return { ok: checks.every((c) => c.status !== "fail" || !c.required), kernel, checks };
+}
+
+async function checkKernel(release: string): Promise<DoctorCheck[]> {
+  const v = parseVersion(release);
+  const ok = v !== null && compareVersions(v, [5, 10]) >= 0;
+  return [
+    {
+      id: "kernel",
+      title: "Linux kernel",
+      status: ok ? "ok" : "fail",
+      required: true,
+      detail: `running ${release}${ok ? "" : "; autopod needs Linux >= 5.10 (overlayfs, time namespaces, CRIU support)"}`,
+      fix: ok ? undefined : "boot a kernel >= 5.10",
+    },
+  ];
+}
+
+/** Effective capabilities from /proc/self/status: CAP_SYS_ADMIN (21), CAP_SYS_PTRACE (19), CAP_NET_ADMIN (12). */
+export function parseCapEff(status: string): bigint | null {
+  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
+  return m ? BigInt("0x" + m[1]) : null;
+}
+
+async function checkPrivileges(): Promise<DoctorCheck[]> {
+  const uid = process.getuid?.() ?? -1;
+  const caps = parseCapEff(readFileSync("/proc/self/status", "utf8")) ?? 0n;
+  const need: Array<[string, bigint]> = [
+    ["CAP_SYS_ADMIN", 21n],
+    ["CAP_SYS_PTRACE", 19n],
+    ["CAP_NET_ADMIN", 12n],
+    ["CAP_CHECKPOINT_RESTORE", 40n],
+  ];
+  const missing = need.filter(([, bit]) => (caps & (1n << bit)) === 0n).map(([n]) => n);
+  const ok = missing.length === 0 || (uid === 0 && missing.every((m) => m === "CAP_CHECKPOINT_RESTORE"));
+  return [
+    {
+      id: "privileges",
+      title: "root or capabilities",
+      status: ok ? "ok" : "fail",
+      required: true,
+      detail: `uid ${uid}; ${missing.length ? `missing ${missing.join(", ")}` : "all needed capabilities present"}`,
+      fix: ok ? undefined : "run autopod as root (the agent restores processes and manages namespaces)",
+    },
+  ];
+}
+
+async function checkNamespaces(): Promise<DoctorCheck[]> {
+  const unshare = which("unshare");
+  if (!unshare) {
+    return [{ id: "namespaces", title: "namespaces", status: "fail", required: true, detail: "unshare not found, cannot test", fix: "apt-get install util-linux" }];
+  }
+  const r = await run([unshare, "--pid", "--mount", "--net", "--uts", "--ipc", "--fork", "--", "true"], { timeoutMs: 10_000 }).catch(
+    (e: Error) => ({ exitCode: -1, stderr: e.message }),
+  );
+  const ok = r.exitCode === 0;
+  return [
+    {
+      id: "namespaces",
+      title: "pid, mount, net, uts and ipc namespaces",
+      status: ok ? "ok" : "fail",
+      required: true,
+      detail: ok ? "created all five" : `unshare failed: ${r.stderr.trim()}`,
+      fix: ok ? undefined : "run as root, on a kernel with CONFIG_{PID,NET,UTS,IPC}_NS, and without a seccomp profile that blocks unshare",
+    },
+  ];
+}
+
+async function checkCriu(kernel: string, configured: string): Promise<DoctorCheck[]> {
+  const path = findCriu(configured);
+  const { min, why } = criuMinimumFor(kernel);
+  if (!path) {
+    return [
+      {
+        id: "criu",
+        title: "CRIU",
+        status: "fail",
+        required: true,
+        detail: configured ? `criu not found at configured path "${configured}"` : "criu not found in /usr/local/sbin or PATH",
+        fix: `install CRIU >= ${min}: ${installCriuCommand()}`,
+      },
+      { id: "criu_check", title: "criu check", status: "fail", required: true, detail: "skipped: no criu", fix: `install CRIU >= ${min}` },
+      { id: "mem_dirty_track", title: "memory dirty tracking", status: "warn", required: false, detail: "skipped: no criu" },
+    ];
+  }
+  const version = await criuVersion(path);
+  const v = version ? parseVersion(version) : null;
+  const newEnough = v !== null && compareVersions(v, parseVersion(min)!) >= 0;
+  const out: DoctorCheck[] = [
+    {
+      id: "criu",
+      title: "CRIU",
+      status: newEnough ? "ok" : "fail",
+      required: true,
+      detail: newEnough
+        ? `${path} version ${version} (>= ${min} needed on Linux ${kernel})`
+        : `${path} version ${version ?? "unknown"} is too old for this kernel: Linux ${kernel} needs CRIU >= ${min}, because ${why}`,
+      fix: newEnough ? undefined : `install CRIU >= ${min}: ${installCriuCommand()}`,
+    },
+  ];
+  const check = await run([path, "check"], { timeoutMs: 30_000 });
+  const text = (check.stdout + check.stderr).trim();
+  const looksGood = check.exitCode === 0 && /Looks good/.test(text);
+  out.push({
+    id: "criu_check",
+    title: "criu check",
+    status: looksGood ? "ok" : "fail",
+    required: true,
+    detail: looksGood ? "Looks good." : `criu check failed (exit ${check.exitCode}): ${lastLines(text, 3)}`,
+    fix: looksGood ? undefined : newEnough ? "see the criu check output; the kernel may lack a feature CRIU needs" : `install CRIU >= ${min}: ${installCriuCommand()}`,
+  });
+  const dirty = await run([path, "check", "--feature", "mem_dirty_track"], { timeoutMs: 30_000 });
+  const tracked = dirty.exitCode === 0;
+  out.push({
+    id: "mem_dirty_track",
+    title: "memory dirty tracking",
+    status: tracked ? "ok" : "warn",
+    required: false,
+    detail: tracked
+      ? "available: pre-dump can track changed pages"
+      : "not available (no soft-dirty bit in this kernel): incremental migration relies on content hashing instead",
+  });
+  return out;
+}
+
+async function checkTool(id: string, bin: string, argv: string[], fix: string, required: boolean, more: string[] = []): Promise<DoctorCheck[]> {
+  const path = which(bin);
+  const missingMore = more.filter((m) => !which(m));
+  if (!path || missingMore.length) {
+    return [{ id, title: id, status: "fail", required, detail: `${[...(path ? [] : [bin]), ...missingMore].join(", ")} not found`, fix }];
+  }
+  const r = await run([path, ...argv.slice(1)], { timeoutMs: 10_000 });
+  return [{ id, title: id, status: "ok", required, detail: `${path}: ${firstLine(r.stdout || r.stderr)}` }];
+}
+
+async function checkCgroupMemory(): Promise<DoctorCheck[]> {
+  const v2 = "/sys/fs/cgroup/cgroup.controllers";
+  let detail = "";
+  let ok = false;
+  if (existsSync(v2) && readFileSync(v2, "utf8").split(/\s+/).includes("memory")) {
+    ok = true;
+    detail = "cgroup v2 with the memory controller";
+  } else if (existsSync("/sys/fs/cgroup/memory/memory.limit_in_bytes")) {
+    ok = true;
+    detail = "cgroup v1 memory controller at /sys/fs/cgroup/memory";
+  } else {
+    detail = "no cgroup memory controller found (v2 memory or v1 /sys/fs/cgroup/memory)";
+  }
+  return [
+    {
+      id: "cgroup_memory",
+      title: "cgroup memory controller",
+      status: ok ? "ok" : "fail",
+      required: true,
+      detail,
+      fix: ok ? undefined : "mount cgroup v2 at /sys/fs/cgroup with the memory controller enabled (cgroup_enable=memory)",
+    },
+  ];
+}
+
+async function checkFreeSpace(stateDir: string, minFree: number): Promise<DoctorCheck[]> {
+  let dir = stateDir;
+  while (!existsSync(dir) && dir !== "/") dir = dirname(dir);
+  const fs = statfsSync(dir);
+  const free = Number(fs.bavail) * Number(fs.bsize);
+  const ok = free >= minFree;
+  return [
+    {
+      id: "free_space",
+      title: "free space under the state directory",
+      status: ok ? "ok" : "fail",
+      required: true,
+      detail: `${formatBytes(free)} free at ${dir}${dir === stateDir ? "" : ` (${stateDir} does not exist yet)`}; ${formatBytes(minFree)} needed`,
+      fix: ok ? undefined : `free space on the file system of ${dir}, or set state_dir to a larger one`,
+    },
+  ];
+}
+
+async function checkSystemd(): Promise<DoctorCheck[]> {
+  const running = existsSync("/run/systemd/system");
+  return [
+    {
+      id: "systemd",
+      title: "systemd",
+      status: running ? "ok" : "warn",
+      required: false,
+      detail: running ? "systemd is the init system: autopod.service can run the agent" : "systemd is not running: start the agent another way",
+      fix: running ? undefined : "run `autopod agent` under your init system or a supervisor",
+    },
+  ];
+}
+
+export function formatBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
+}
+
+function firstLine(s: string): string {
+  return s.trim().split("\n")[0] ?? "";
+}
+
+function lastLines(s: string, n: number): string {
+  return s.split("\n").filter(Boolean).slice(-n).join(" | ");
+}

@@ -1,0 +1,52 @@
+import { existsSync } from "node:fs";
+import { run, which } from "./exec.ts";
+
+/** A dotted version as numbers: "4.2.1" -> [4, 2, 1]. */
+export type Version = number[];
+
+export function parseVersion(s: string): Version | null {
+  const m = /^(\d+)\.(\d+)(?:\.(\d+))?/.exec(s.trim());
+  return m ? [Number(m[1]), Number(m[2]), Number(m[3] ?? 0)] : null;
+}
+
+export function compareVersions(a: Version, b: Version): number {
+  for (let i = 0; i < Math.max(a.length, b.length); i++) {
+    const d = (a[i] ?? 0) - (b[i] ?? 0);
+    if (d !== 0) return Math.sign(d);
+  }
+  return 0;
+}
+
+/** `criu --version` prints "Version: 4.2.1" (and a GitID line on git builds). */
+export function parseCriuVersion(stdout: string): string | null {
+  const m = /^Version:\s*(\S+)/m.exec(stdout);
+  return m ? m[1]! : null;
+}
+
+/**
+ * The oldest CRIU that works on a kernel, and why. Linux >= 6.16 rejects
+ * SO_PASSCRED on TCP sockets as CRIU < 4.2 dumps them; Linux >= 6.13 added
+ * the vvar_vclock vDSO mapping that CRIU < 4.1 cannot handle.
+ */
+export function criuMinimumFor(kernelRelease: string): { min: string; why: string } {
+  const k = parseVersion(kernelRelease) ?? [0, 0, 0];
+  if (compareVersions(k, [6, 16]) >= 0) {
+    return { min: "4.2", why: "Linux >= 6.16 refuses SO_PASSCRED on TCP sockets, which CRIU < 4.2 reads when dumping them" };
+  }
+  if (compareVersions(k, [6, 13]) >= 0) {
+    return { min: "4.1", why: "Linux >= 6.13 maps vvar_vclock in the vDSO area, which CRIU < 4.1 cannot dump" };
+  }
+  return { min: "3.15", why: "older CRIU lacks features autopod uses (nftables network lock)" };
+}
+
+/** Where to look for criu: the configured path, then /usr/local/sbin (where install-criu.sh puts it), then PATH. */
+export function findCriu(configured = ""): string | null {
+  if (configured) return existsSync(configured) ? configured : null;
+  if (existsSync("/usr/local/sbin/criu")) return "/usr/local/sbin/criu";
+  return which("criu");
+}
+
+export async function criuVersion(path: string): Promise<string | null> {
+  const r = await run([path, "--version"], { timeoutMs: 10_000 });
+  return r.exitCode === 0 ? parseCriuVersion(r.stdout) : null;
+}

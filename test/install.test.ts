@@ -1,0 +1,183 @@
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { DIST, REPO, autopod, rootTest } from "./_support.ts";
+
+const work = mkdtempSync(join(tmpdir(), "autopod-install-"));
+afterAll(() => rmSync(work, { recursive: true, force: true }));
+
+beforeAll(() => {
+  if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run \`bun build.ts\` first (scripts/test.sh does)`);
+});
+
+async function sh(argv: string[], env: Record<string, string> = {}) {
+  const p = Bun.spawn(argv, { cwd: REPO, stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } as Record<string, string> });
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(p.stdout).text(), new Response(p.stderr).text(), p.exited]);
+  return { stdout, stderr, exitCode };
+}
+
+describe("the binary", () => {
+  test("runs from an empty environment in another directory", async () => {
+    const r = Bun.spawnSync(["env", "-i", DIST, "version", "--json"], { cwd: work });
+    expect(r.exitCode).toBe(0);
+    const info = JSON.parse(r.stdout.toString());
+    expect(info.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(info.commit).not.toBe("dev");
+    expect(info.bun).toBe(Bun.version);
+    const v = Bun.spawnSync(["env", "-i", DIST, "--version"], { cwd: work });
+    expect(v.stdout.toString()).toContain(`commit ${info.commit}`);
+  });
+
+  test("every command has --help", async () => {
+    const top = await autopod(["--help"]);
+    expect(top.exitCode).toBe(0);
+    const commands = top.stdout
+      .split("Commands:\n")[1]!
+      .split("\n\n")[0]!
+      .split("\n")
+      .map((l) => l.trim().split(/\s{2,}/)[0]!);
+    expect(commands).toContain("doctor");
+    for (const c of commands) {
+      const r = await autopod([...c.split(" "), "--help"]);
+      expect({ c, exit: r.exitCode }).toEqual({ c, exit: 0 });
+      expect(r.stdout).toContain("Usage: autopod");
+    }
+  });
+
+  test("bad input is a usage error that names it", async () => {
+    const r = await autopod(["frobnicate"]);
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain('unknown command "frobnicate"');
+    const o = await autopod(["config", "show", "--config"]);
+    expect(o.exitCode).toBe(2);
+    expect(o.stderr).toContain('Option "--config" needs a value');
+  });
+
+  test("config show reports file, environment and flags, and names a bad key", async () => {
+    const cfg = join(work, "c.toml");
+    writeFileSync(cfg, '[network]\nbridge = "br-file"\n');
+    const r = await autopod(["config", "show", "--json", "--config", cfg, "--state", "/srv/x"], { env: { AUTOPOD_NETWORK_SUBNET: "10.213.9.0/24" } });
+    expect(r.exitCode).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.config.network.bridge).toBe("br-file");
+    expect(j.config.network.subnet).toBe("10.213.9.0/24");
+    expect(j.config.state_dir).toBe("/srv/x");
+    const bad = await autopod(["config", "show", "--config", cfg], { env: { AUTOPOD_NETWORK_SUBNET: "nope" } });
+    expect(bad.exitCode).not.toBe(0);
+    expect(bad.stderr).toContain('network.subnet = "nope" (from AUTOPOD_NETWORK_SUBNET): expected an IPv4 subnet');
+  });
+});
+
+describe("install.sh", () => {
+  rootTest("installs from a file under a prefix, upgrades cleanly, uninstalls and purges", async () => {
+    const prefix = join(work, "root");
+    const first = await sh(["sh", "install.sh", "--from-file", DIST, "--prefix", prefix]);
+    expect(first.exitCode).toBe(0);
+    const bin = join(prefix, "usr/local/bin/autopod");
+    const conf = join(prefix, "etc/autopod/autopod.toml");
+    expect(statSync(bin).mode & 0o777).toBe(0o755);
+    expect(readFileSync(conf, "utf8")).toContain(`state_dir = "${prefix}/var/lib/autopod"`);
+    expect(existsSync(join(prefix, "var/lib/autopod"))).toBe(true);
+    expect(existsSync(join(prefix, "usr/local/share/autopod/install-criu.sh"))).toBe(true);
+    expect(first.stdout + first.stderr).toContain("criu check");
+
+    // A second run is an upgrade: a new inode (write then rename), config and state untouched.
+    writeFileSync(conf, readFileSync(conf, "utf8") + "# edited by the operator\n");
+    writeFileSync(join(prefix, "var/lib/autopod/keep"), "state");
+    const inode = statSync(bin).ino;
+    const second = await sh(["sh", "install.sh", "--from-file", DIST, "--prefix", prefix, "--skip-criu"]);
+    expect(second.exitCode).toBe(0);
+    expect(second.stderr).toContain("upgraded");
+    expect(second.stderr).toContain("kept existing");
+    expect(statSync(bin).ino).not.toBe(inode);
+    expect(readFileSync(conf, "utf8")).toContain("# edited by the operator");
+    expect(readFileSync(join(prefix, "var/lib/autopod/keep"), "utf8")).toBe("state");
+
+    const un = await sh(["sh", "install.sh", "--uninstall", "--prefix", prefix]);
+    expect(un.exitCode).toBe(0);
+    expect(existsSync(bin)).toBe(false);
+    expect(existsSync(join(prefix, "var/lib/autopod/keep"))).toBe(true);
+    const purge = await sh(["sh", "install.sh", "--purge", "--prefix", prefix]);
+    expect(purge.exitCode).toBe(0);
+    expect(existsSync(join(prefix, "var/lib/autopod"))).toBe(false);
+    expect(existsSync(conf)).toBe(false);
+  }, 120_000);
+
+  rootTest("downloads from a URL and refuses a binary whose checksum does not match", async () => {
+    const bytes = await Bun.file(DIST).arrayBuffer();
+    const good = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+    let served = good;
+    const server = Bun.serve({
+      hostname: "127.0.0.1",
+      port: 0,
+      fetch(req) {
+        const path = new URL(req.url).pathname;
+        if (path === "/autopod") return new Response(bytes);
+        if (path === "/autopod.sha256") return new Response(`${served}  autopod\n`);
+        return new Response("no", { status: 404 });
+      },
+    });
+    try {
+      const prefix = join(work, "url");
+      const url = `http://127.0.0.1:${server.port}/autopod`;
+      const ok = await sh(["sh", "install.sh", "--from-url", url, "--prefix", prefix, "--skip-criu"]);
+      expect(ok.exitCode).toBe(0);
+      expect(ok.stderr).toContain(`checksum verified (${good})`);
+      const before = statSync(join(prefix, "usr/local/bin/autopod")).ino;
+      served = "0".repeat(64);
+      const bad = await sh(["sh", "install.sh", "--from-url", url, "--prefix", prefix, "--skip-criu"]);
+      expect(bad.exitCode).not.toBe(0);
+      expect(bad.stderr).toContain("checksum mismatch");
+      expect(statSync(join(prefix, "usr/local/bin/autopod")).ino).toBe(before);
+      const missing = await sh(["sh", "install.sh", "--from-url", `http://127.0.0.1:${server.port}/nothing`, "--prefix", prefix, "--skip-criu"]);
+      expect(missing.exitCode).not.toBe(0);
+      expect(missing.stderr).toContain("cannot download");
+    } finally {
+      server.stop(true);
+    }
+  }, 120_000);
+
+  test("piped into sh with no source, it says what to pass", async () => {
+    const p = Bun.spawn(["sh", "-s", "--", "--prefix", join(work, "pipe")], { stdin: Bun.file(join(REPO, "install.sh")), stdout: "pipe", stderr: "pipe", cwd: work });
+    const [stderr, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
+    expect(code).not.toBe(0);
+    expect(stderr).toContain("pass --from-url URL or --from-file PATH");
+  });
+});
+
+describe("doctor", () => {
+  rootTest("gives a result for every check", async () => {
+    const r = await autopod(["doctor", "--json"]);
+    const report = JSON.parse(r.stdout);
+    const ids = report.checks.map((c: { id: string }) => c.id);
+    for (const id of ["kernel", "privileges", "namespaces", "criu", "criu_check", "mem_dirty_track", "nftables", "iproute2", "util-linux", "cgroup_memory", "free_space", "systemd"]) {
+      expect(ids).toContain(id);
+    }
+    for (const c of report.checks) expect(["ok", "warn", "fail"]).toContain(c.status);
+    expect(r.exitCode).toBe(report.ok ? 0 : 1);
+  }, 60_000);
+
+  rootTest("says Debian's CRIU 3.17 is too old for this kernel and names the fix", async () => {
+    // The real bookworm package, unpacked (not installed) so the host's CRIU stays as it is.
+    const dir = join(work, "criu-deb");
+    let dl = await sh(["sh", "-c", `mkdir -p "$0" && cd "$0" && apt-get download criu`, dir]);
+    if (dl.exitCode !== 0) {
+      await sh(["apt-get", "update"]);
+      dl = await sh(["sh", "-c", `mkdir -p "$0" && cd "$0" && apt-get download criu`, dir]);
+    }
+    expect(dl.exitCode).toBe(0);
+    const deb = new Bun.Glob("criu_*.deb").scanSync(dir).next().value as string;
+    expect((await sh(["dpkg-deb", "-x", join(dir, deb), join(dir, "x")])).exitCode).toBe(0);
+    const criu = join(dir, "x/usr/sbin/criu");
+    const r = await autopod(["doctor", "--json"], { env: { AUTOPOD_CRIU: criu } });
+    expect(r.exitCode).toBe(1);
+    const check = JSON.parse(r.stdout).checks.find((c: { id: string }) => c.id === "criu");
+    expect(check.status).toBe("fail");
+    expect(check.detail).toMatch(/version 3\.17\.\d+ is too old for this kernel: Linux \S+ needs CRIU >= 4\.2/);
+    expect(check.fix).toContain("install-criu.sh");
+    const human = await autopod(["doctor"], { env: { AUTOPOD_CRIU: criu } });
+    expect(human.stdout).toContain("too old for this kernel");
+    expect(human.stdout).toContain("fix: install CRIU >= 4.2");
+  }, 180_000);
+});
