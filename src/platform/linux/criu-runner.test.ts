@@ -1,0 +1,31 @@
+import { expect, test } from "bun:test";
+import { criuLockTables, dumpArgv, firstCriuError, restoreArgv } from "./criu-runner.ts";
+
+test("firstCriuError skips the harmless RLIMIT line", () => {
+  const log = [
+    "(00.036702) Error (criu/util.c:1534): rlimit: Can't setup RLIMIT_NOFILE for self: Operation not permitted",
+    "(00.100000) Warn  (criu/something.c:1): whatever",
+    "(00.200000) Error (criu/files-reg.c:2190): File tmp/log has bad size 54 (expect 0)",
+    "(00.300000) Error (criu/cr-restore.c:1): Restoring FAILED.",
+  ].join("\n");
+  expect(firstCriuError(log)).toBe("Error (criu/files-reg.c:2190): File tmp/log has bad size 54 (expect 0)");
+  expect(firstCriuError("(0.1) Error (criu/util.c:1534): rlimit: Can't setup RLIMIT_NOFILE for self")).toBe("");
+});
+
+test("dump and restore argument arrays", () => {
+  const ext = [{ podPath: "/dev/null", key: "dev-null", hostPath: "/dev/null" }];
+  const d = dumpArgv({ criu: "/c", pid: 42, imagesDir: "/i", netnsInode: 4026532177, externalMounts: ext, leaveRunning: true });
+  expect(d).toContain("--leave-running");
+  expect(d.join(" ")).toContain("--external net[4026532177]:podnet");
+  expect(d.join(" ")).toContain("--external mnt[/dev/null]:dev-null");
+  const r = restoreArgv({ criu: "/c", imagesDir: "/i", root: "/r", netnsPath: "/n", externalMounts: ext, tcpEstablished: false }, 3, "/i/p");
+  expect(r).toContain("--tcp-close");
+  expect(r.join(" ")).toContain("--inherit-fd fd[3]:podnet");
+  expect(r.join(" ")).toContain("--external mnt[dev-null]:/dev/null");
+});
+
+test("criuLockTables finds CRIU's lock tables in real nft output", () => {
+  const out = "table inet filter\ntable inet CRIU-17708\ntable ip nat\n";
+  expect(criuLockTables(out)).toEqual([{ family: "inet", name: "CRIU-17708" }]);
+  expect(criuLockTables("")).toEqual([]);
+});

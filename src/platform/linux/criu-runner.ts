@@ -1,0 +1,160 @@
+/**
+ * Runs `criu dump` and `criu restore` for a pod. Only argument arrays, never a
+ * shell string. The pod's net namespace is external (the agent owns it), its
+ * root is given with --root, and bind mounts from the host are external
+ * mounts mapped by key.
+ */
+import { existsSync, openSync, closeSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { run, which } from "./exec.ts";
+
+/** A host bind mount inside the pod: CRIU records it by key, restore maps the key to a host path. */
+export interface ExternalMount {
+  /** Mount point as the pod sees it, e.g. "/dev/null" or "/data". */
+  podPath: string;
+  /** Stable key in the image, e.g. "dev-null" or "vol0". */
+  key: string;
+  /** Host path to bind at restore. */
+  hostPath: string;
+}
+
+export interface DumpOptions {
+  criu: string;
+  /** Host pid of the pod's pid 1. */
+  pid: number;
+  imagesDir: string;
+  /** Inode of the pod's net namespace (stat -L of /proc/PID/ns/net). */
+  netnsInode: number;
+  externalMounts: ExternalMount[];
+  leaveRunning: boolean;
+  timeoutMs?: number;
+}
+
+export interface RestoreOptions {
+  criu: string;
+  imagesDir: string;
+  /** The new pod root (already mounted). */
+  root: string;
+  /** Path of the pod's net namespace file (e.g. /run/netns/NAME). */
+  netnsPath: string;
+  externalMounts: ExternalMount[];
+  /** Keep TCP connections (same address); when false they are closed. */
+  tcpEstablished: boolean;
+  timeoutMs?: number;
+}
+
+export class CriuError extends Error {
+  override name = "CriuError";
+  constructor(
+    readonly action: "dump" | "restore",
+    readonly exitCode: number,
+    readonly logFile: string,
+    readonly firstError: string,
+  ) {
+    super(`criu ${action} failed (exit ${exitCode}): ${firstError || "see " + logFile}`);
+  }
+}
+
+/** The CRIU run's first real error line, skipping the harmless RLIMIT_NOFILE one. */
+export function firstCriuError(log: string): string {
+  for (const line of log.split("\n")) {
+    if (!/Error \(/.test(line)) continue;
+    if (/RLIMIT_NOFILE/.test(line)) continue;
+    return line.replace(/^\(\s*[\d.]+\)\s*/, "").trim();
+  }
+  return "";
+}
+
+const NETNS_KEY = "podnet";
+
+export function dumpArgv(o: DumpOptions, logName = "dump.log"): string[] {
+  const argv = [
+    o.criu, "dump",
+    "-t", String(o.pid),
+    "-D", o.imagesDir,
+    "-o", logName,
+    "-v4",
+    "--tcp-established",
+    "--network-lock", "nftables",
+    "--external", `net[${o.netnsInode}]:${NETNS_KEY}`,
+  ];
+  for (const m of o.externalMounts) argv.push("--external", `mnt[${m.podPath}]:${m.key}`);
+  if (o.leaveRunning) argv.push("--leave-running");
+  return argv;
+}
+
+export function restoreArgv(o: RestoreOptions, netnsFd: number, pidFile: string, logName = "restore.log"): string[] {
+  const argv = [
+    o.criu, "restore",
+    "-D", o.imagesDir,
+    "-o", logName,
+    "-v4",
+    "-d",
+    "--root", o.root,
+    "--pidfile", pidFile,
+    "--network-lock", "nftables",
+    "--inherit-fd", `fd[${netnsFd}]:${NETNS_KEY}`,
+  ];
+  argv.push(o.tcpEstablished ? "--tcp-established" : "--tcp-close");
+  for (const m of o.externalMounts) argv.push("--external", `mnt[${m.key}]:${m.hostPath}`);
+  return argv;
+}
+
+export async function criuDump(o: DumpOptions): Promise<{ durationMs: number }> {
+  const r = await run(dumpArgv(o), { timeoutMs: o.timeoutMs ?? 600_000 });
+  if (r.exitCode !== 0) throw await errorFrom("dump", r.exitCode, join(o.imagesDir, "dump.log"), r.stderr);
+  return { durationMs: r.durationMs };
+}
+
+/** Restore detached (-d); returns the host pid of the restored pod pid 1. */
+export async function criuRestore(o: RestoreOptions): Promise<{ pid: number; durationMs: number }> {
+  const pidFile = join(o.imagesDir, "restore.pid");
+  const fd = openSync(o.netnsPath, "r");
+  try {
+    // Bun.spawn passes extra fds as stdio[3..]: the namespace is fd 3 in criu.
+    const argv = restoreArgv(o, 3, pidFile);
+    const started = performance.now();
+    const proc = Bun.spawn(argv, { stdio: ["ignore", "pipe", "pipe", fd] });
+    const timer = setTimeout(() => proc.kill("SIGKILL"), o.timeoutMs ?? 600_000);
+    const [, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    clearTimeout(timer);
+    if (exitCode !== 0) throw await errorFrom("restore", exitCode, join(o.imagesDir, "restore.log"), stderr);
+    const pid = Number(readFileSync(pidFile, "utf8").trim());
+    return { pid, durationMs: performance.now() - started };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function errorFrom(action: "dump" | "restore", exitCode: number, logFile: string, stderr: string): Promise<CriuError> {
+  const log = existsSync(logFile) ? readFileSync(logFile, "utf8") : stderr;
+  return new CriuError(action, exitCode, logFile, firstCriuError(log) || stderr.trim().split("\n").pop() || "");
+}
+
+/** nft's `list tables` output -> the CRIU network-lock tables, e.g. ["inet CRIU-1234"]. */
+export function criuLockTables(nftListTables: string): Array<{ family: string; name: string }> {
+  const out: Array<{ family: string; name: string }> = [];
+  for (const line of nftListTables.split("\n")) {
+    const m = /^table\s+(\S+)\s+(CRIU-\S+)\s*$/.exec(line.trim());
+    if (m) out.push({ family: m[1]!, name: m[2]! });
+  }
+  return out;
+}
+
+/**
+ * A failed dump or restore can leave CRIU's nftables lock in the pod's net
+ * namespace, silently dropping every packet. Remove any such table.
+ */
+export async function removeNetworkLock(netnsPath: string): Promise<string[]> {
+  const nft = which("nft");
+  const nsenter = which("nsenter");
+  if (!nft || !nsenter) return [];
+  const list = await run([nsenter, `--net=${netnsPath}`, "--", nft, "list", "tables"], { timeoutMs: 10_000 });
+  if (list.exitCode !== 0) return [];
+  const removed: string[] = [];
+  for (const t of criuLockTables(list.stdout)) {
+    const r = await run([nsenter, `--net=${netnsPath}`, "--", nft, "delete", "table", t.family, t.name], { timeoutMs: 10_000 });
+    if (r.exitCode === 0) removed.push(`${t.family} ${t.name}`);
+  }
+  return removed;
+}
