@@ -1,0 +1,184 @@
+/**
+ * Pack files: append-only runs of chunk records. A pack starts with a 16-byte
+ * header ("APODPACK", u32 LE version, u32 reserved) and holds records of
+ * [32-byte SHA-256][u32 LE length][bytes]. A record carries its own hash so a
+ * pack can be checked (and an index rebuilt) without the index.
+ *
+ * Only the bytes below a pack's committed size (kept in the index database)
+ * are referenced; anything past it is the tail of an interrupted write and is
+ * truncated when the store opens.
+ */
+import fs from "node:fs";
+import path from "node:path";
+
+export const PACK_MAGIC = "APODPACK";
+export const PACK_VERSION = 1;
+export const PACK_HEADER_BYTES = 16;
+export const RECORD_HEADER_BYTES = 36;
+
+export function packHeader(): Uint8Array {
+  const h = new Uint8Array(PACK_HEADER_BYTES);
+  h.set(new TextEncoder().encode(PACK_MAGIC), 0);
+  new DataView(h.buffer).setUint32(8, PACK_VERSION, true);
+  return h;
+}
+
+export function packPath(dir: string, id: number): string {
+  return path.join(dir, `${String(id).padStart(8, "0")}.pack`);
+}
+
+/** Where a record sits: its pack, the offset of its header, its data length. */
+export interface RecordLocation {
+  pack: number;
+  offset: number;
+  length: number;
+}
+
+/** One pack being appended to by one writer. */
+export interface OpenPack {
+  id: number;
+  fd: number;
+  /** Bytes on disk (written with write(2), not necessarily synced). */
+  flushed: number;
+  /** Bytes in the index's committed size. */
+  committed: number;
+  /** The directory entry has been fsynced. */
+  isLinked: boolean;
+}
+
+const BUFFER_BYTES = 4 << 20;
+
+/**
+ * Appends records to a writer's own packs, rolling to a new pack past
+ * `maxPackBytes`. `newPack` registers a pack (size 0) in the index and returns
+ * its id; the appender creates the file.
+ */
+export class PackAppender {
+  readonly packs: OpenPack[] = [];
+  #buf = new Uint8Array(BUFFER_BYTES);
+  #used = 0;
+  readonly #dir: string;
+  readonly #maxPackBytes: number;
+  readonly #newPack: () => number;
+
+  constructor(dir: string, maxPackBytes: number, newPack: () => number) {
+    this.#dir = dir;
+    this.#maxPackBytes = maxPackBytes;
+    this.#newPack = newPack;
+  }
+
+  get current(): OpenPack | undefined {
+    return this.packs[this.packs.length - 1];
+  }
+
+  /** Append one record; returns where it will be once flushed. */
+  append(hash: Uint8Array, bytes: Uint8Array): RecordLocation {
+    const need = RECORD_HEADER_BYTES + bytes.byteLength;
+    let pack = this.current;
+    if (pack === undefined || (this.#end(pack) + need > this.#maxPackBytes && this.#end(pack) > PACK_HEADER_BYTES)) {
+      this.flush();
+      pack = this.#open();
+    }
+    const offset = this.#end(pack);
+    if (this.#used + need > this.#buf.byteLength) {
+      this.flush();
+      if (need > this.#buf.byteLength) {
+        const rec = new Uint8Array(need);
+        writeRecordHeader(rec, 0, hash, bytes.byteLength);
+        rec.set(bytes, RECORD_HEADER_BYTES);
+        writeAll(pack.fd, rec, pack.flushed);
+        pack.flushed += need;
+        return { pack: pack.id, offset, length: bytes.byteLength };
+      }
+    }
+    writeRecordHeader(this.#buf, this.#used, hash, bytes.byteLength);
+    this.#buf.set(bytes, this.#used + RECORD_HEADER_BYTES);
+    this.#used += need;
+    return { pack: pack.id, offset, length: bytes.byteLength };
+  }
+
+  /** Write buffered records to the current pack (no fsync). */
+  flush(): void {
+    const pack = this.current;
+    if (pack === undefined || this.#used === 0) return;
+    writeAll(pack.fd, this.#buf.subarray(0, this.#used), pack.flushed);
+    pack.flushed += this.#used;
+    this.#used = 0;
+  }
+
+  /** Flush and fsync every pack with bytes past its committed size (and, once, the directory entry of a new pack). */
+  sync(durable: boolean): void {
+    this.flush();
+    if (!durable) return;
+    let isDirDirty = false;
+    for (const p of this.packs) {
+      if (p.flushed > p.committed) fs.fdatasyncSync(p.fd);
+      if (!p.isLinked) isDirDirty = p.isLinked = true;
+    }
+    if (isDirDirty) {
+      const fd = fs.openSync(this.#dir, "r");
+      try {
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+  }
+
+  /** Whether a record is still in the write buffer (read it after flush()). */
+  isBuffered(loc: RecordLocation): boolean {
+    const pack = this.current;
+    return pack !== undefined && pack.id === loc.pack && loc.offset >= pack.flushed;
+  }
+
+  fdOf(packId: number): number | undefined {
+    return this.packs.find((p) => p.id === packId)?.fd;
+  }
+
+  closeFiles(): void {
+    for (const p of this.packs) {
+      try {
+        fs.closeSync(p.fd);
+      } catch {
+        // already closed
+      }
+    }
+  }
+
+  #end(pack: OpenPack): number {
+    return pack.flushed + (pack === this.current ? this.#used : 0);
+  }
+
+  #open(): OpenPack {
+    const id = this.#newPack();
+    const fd = fs.openSync(packPath(this.#dir, id), "wx+", 0o600);
+    writeAll(fd, packHeader(), 0);
+    const pack: OpenPack = { id, fd, flushed: PACK_HEADER_BYTES, committed: 0, isLinked: false };
+    this.packs.push(pack);
+    return pack;
+  }
+}
+
+export function writeRecordHeader(buf: Uint8Array, at: number, hash: Uint8Array, length: number): void {
+  buf.set(hash, at);
+  new DataView(buf.buffer, buf.byteOffset).setUint32(at + 32, length, true);
+}
+
+export function writeAll(fd: number, bytes: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < bytes.byteLength) {
+    done += fs.writeSync(fd, bytes, done, bytes.byteLength - done, position + done);
+  }
+}
+
+/** Read exactly `length` bytes at `position`; returns fewer only at end of file. */
+export function readAt(fd: number, length: number, position: number): Uint8Array {
+  const buf = new Uint8Array(length);
+  let done = 0;
+  while (done < length) {
+    const n = fs.readSync(fd, buf, done, length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return done === length ? buf : buf.subarray(0, done);
+}

@@ -1,0 +1,233 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { ChunkStore } from "./chunk-store.ts";
+import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "./errors.ts";
+import { ZERO_HASH, ZERO_HEX, fromHex, sha256, toHex } from "./hash.ts";
+
+let dir: string;
+let store: ChunkStore;
+
+function random(n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(b.subarray(i, Math.min(n, i + 65536)));
+  return b;
+}
+
+function packFiles(d: string): string[] {
+  return fs.readdirSync(path.join(d, "packs")).sort();
+}
+
+beforeEach(() => {
+  dir = fs.mkdtempSync(path.join(os.tmpdir(), "chunk-store-"));
+  store = ChunkStore.open(dir);
+});
+afterEach(() => {
+  store.close();
+  fs.rmSync(dir, { recursive: true, force: true });
+});
+
+describe("ChunkStore", () => {
+  test("hashes natively, matching @noble/hashes", () => {
+    for (const n of [0, 1, 4096, 65536 + 3]) {
+      const b = random(n);
+      expect(toHex(sha256(b))).toBe(toHex(nobleSha256(b)));
+    }
+  });
+
+  test("put, get and has round-trip; identical chunks are stored once", () => {
+    const a = random(4096);
+    const h1 = store.put(a);
+    const h2 = store.put(a.slice());
+    expect(toHex(h1)).toBe(toHex(h2));
+    expect(store.has(h1)).toBe(true);
+    expect(store.has(toHex(h1))).toBe(true);
+    expect(store.get(toHex(h1))).toEqual(a);
+    expect(store.stats().chunks).toBe(1);
+    expect(store.stats().storedBytes).toBe(4096);
+    expect(store.has(sha256(random(10)))).toBe(false);
+  });
+
+  test("get of an unknown chunk names it", () => {
+    const h = toHex(sha256(random(10)));
+    expect(() => store.get(h)).toThrow(MissingChunkError);
+    expect(() => store.get(h)).toThrow(h);
+  });
+
+  test("missing() answers for 262,144 hashes in one query, hex or bytes", () => {
+    const w = store.writer();
+    const present: Uint8Array[] = [];
+    for (let i = 0; i < 1000; i++) present.push(w.put(random(64)));
+    w.commit();
+    w.close();
+    const asked: Uint8Array[] = [];
+    for (let i = 0; i < 262_144; i++) {
+      if (i % 262 === 0 && i / 262 < present.length) asked.push(present[i / 262]!);
+      else asked.push(sha256(new Uint32Array([i]) as unknown as Uint8Array));
+    }
+    asked.push(ZERO_HASH);
+    const t = performance.now();
+    const lacking = store.missing(asked);
+    const ms = performance.now() - t;
+    expect(lacking.length).toBe(asked.length - 1000 - 1);
+    expect(lacking.includes(present[0]!)).toBe(false);
+    expect(ms).toBeLessThan(5000);
+    const hex = asked.slice(0, 600).map(toHex);
+    const lackingHex = store.missing(hex);
+    expect(lackingHex.every((h) => typeof h === "string")).toBe(true);
+    expect(lackingHex.length).toBe(600 - 3);
+    expect(store.missing([ZERO_HEX])).toEqual([]);
+  });
+
+  test("putBatch verifies every chunk and rejects the whole batch naming the bad ones", () => {
+    const good = random(4096);
+    const bad = random(4096);
+    const wrongHash = sha256(random(4096));
+    const before = store.stats();
+    let err: unknown;
+    try {
+      store.putBatch([
+        { hash: sha256(good), bytes: good },
+        { hash: wrongHash, bytes: bad },
+      ]);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ChunkMismatchError);
+    expect((err as ChunkMismatchError).hashes).toEqual([toHex(wrongHash)]);
+    expect((err as Error).message).toContain(toHex(wrongHash));
+    expect(store.stats()).toEqual(before);
+    const hs = store.putBatch([{ hash: toHex(sha256(good)), bytes: good }]);
+    expect(store.get(hs[0]!)).toEqual(good);
+  });
+
+  test("a flipped bit in a pack is a CorruptChunkError naming the hash", () => {
+    const a = random(4096);
+    const h = store.put(a);
+    store.put(random(4096));
+    const pack = path.join(dir, "packs", packFiles(dir)[0]!);
+    const bytes = fs.readFileSync(pack);
+    bytes[16 + 36 + 100]! ^= 0x04;
+    fs.writeFileSync(pack, bytes);
+    expect(() => store.get(h)).toThrow(CorruptChunkError);
+    expect(() => store.get(h)).toThrow(`Chunk ${toHex(h)} is corrupt`);
+    expect(store.verifyAll().corrupt).toEqual([toHex(h)]);
+  });
+
+  test("a damaged index entry is caught: wrong offset is corrupt, wrong key is missing", () => {
+    const a = random(4096);
+    const b = random(4096);
+    const ha = store.put(a);
+    const hb = store.put(b);
+    store.db.run("UPDATE chunks SET offset = offset + 1 WHERE hash = ?", [ha]);
+    expect(() => store.get(ha)).toThrow(`Chunk ${toHex(ha)} is corrupt: the index and pack 1 disagree`);
+    const flipped = hb.slice();
+    flipped[5]! ^= 1;
+    store.db.run("UPDATE chunks SET hash = ? WHERE hash = ?", [flipped, hb]);
+    expect(() => store.get(hb)).toThrow(MissingChunkError);
+    expect(() => store.get(flipped)).toThrow(CorruptChunkError);
+  });
+
+  test("a writer's chunks are invisible until commit; abort leaves the store as it was", () => {
+    store.put(random(100));
+    const before = store.stats();
+    const files = packFiles(dir);
+    const w = store.writer("import");
+    const h = w.put(random(4096));
+    expect(w.get(h).byteLength).toBe(4096);
+    expect(store.has(h)).toBe(false);
+    w.abort();
+    expect(store.stats()).toEqual(before);
+    expect(packFiles(dir)).toEqual(files);
+  });
+
+  test("crash safety: an uncommitted or torn pack tail is never referenced and is cut on open", () => {
+    const keep = random(4096);
+    const hk = store.put(keep);
+    const w = store.writer();
+    const lost = w.put(random(8192));
+    w.commit();
+    const torn = w.put(random(4096));
+    // Simulate a crash by copying the directory as it is, without closing.
+    store.db.exec("PRAGMA wal_checkpoint(FULL)");
+    const crashDir = fs.mkdtempSync(path.join(os.tmpdir(), "chunk-crash-"));
+    try {
+      fs.cpSync(dir, crashDir, { recursive: true });
+      // And a torn record appended to the last committed pack.
+      const last = path.join(crashDir, "packs", packFiles(crashDir).at(-1)!);
+      fs.appendFileSync(last, random(1000));
+      const sizeBefore = fs.statSync(last).size;
+      const s2 = ChunkStore.open(crashDir);
+      try {
+        expect(s2.get(hk)).toEqual(keep);
+        expect(s2.has(lost)).toBe(true);
+        expect(s2.has(torn)).toBe(false);
+        expect(fs.statSync(last).size).toBe(sizeBefore - 1000);
+        expect(s2.verifyAll().corrupt).toEqual([]);
+        expect(s2.stats().garbageBytes).toBe(0);
+      } finally {
+        s2.close();
+      }
+    } finally {
+      fs.rmSync(crashDir, { recursive: true, force: true });
+    }
+    w.close();
+  });
+
+  test("a second process cannot open a store in use", () => {
+    expect(() => ChunkStore.open(dir)).toThrow("in use by another process");
+  });
+});
+
+describe("gc", () => {
+  test("removes unreferenced chunks, keeps live ones, compacts packs", () => {
+    const live: Uint8Array[] = [];
+    const dead: Uint8Array[] = [];
+    const w = store.writer();
+    for (let i = 0; i < 200; i++) (i % 4 === 0 ? live : dead).push(w.put(random(4096)));
+    w.commit();
+    w.close();
+    const before = store.stats();
+    const r = store.gc(() => live);
+    expect(r.removedChunks).toBe(150);
+    expect(r.removedBytes).toBe(150 * 4096);
+    expect(r.packsRewritten).toBe(1);
+    const after = store.stats();
+    expect(after.chunks).toBe(50);
+    expect(after.packBytes).toBeLessThan(before.packBytes / 3);
+    expect(after.garbageBytes).toBe(0);
+    for (const h of live) expect(store.get(h).byteLength).toBe(4096);
+    for (const h of dead) expect(store.has(h)).toBe(false);
+    expect(store.verifyAll()).toEqual({ checked: 50, corrupt: [] });
+    // Nothing live: every pack goes.
+    store.gc([]);
+    expect(store.stats().packs).toBe(0);
+    expect(packFiles(dir)).toEqual([]);
+  });
+
+  test("is safe while a writer runs: pinned, found and uncommitted chunks all survive", async () => {
+    const old = random(4096);
+    const hOld = store.put(old); // stored, referenced by no image
+    const w = store.writer("checkpoint");
+    const fresh = w.put(random(4096)); // uncommitted
+    expect(toHex(w.put(old))).toBe(toHex(hOld)); // dedup hit: pinned, not rewritten
+    const committed = w.put(random(4096));
+    const elsewhere = sha256(random(10));
+    expect(w.missing([toHex(committed), toHex(elsewhere), toHex(hOld)])).toEqual([toHex(elsewhere)]);
+    // Interleave gc with the writer's work.
+    store.gc([]);
+    await Promise.resolve();
+    w.commit();
+    store.gc([]);
+    expect(store.get(hOld)).toEqual(old);
+    expect(store.get(fresh).byteLength).toBe(4096);
+    expect(store.get(committed).byteLength).toBe(4096);
+    w.close();
+    // Pins released: now they go.
+    const r = store.gc([]);
+    expect(r.removedChunks).toBe(3);
+    expect(store.stats().chunks).toBe(0);
+  });
+});

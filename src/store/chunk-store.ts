@@ -1,0 +1,660 @@
+/**
+ * The chunk store: content-addressed (SHA-256) chunks in append-only pack
+ * files, indexed by a bun:sqlite database in WAL mode. See
+ * docs/image-format.md for the layout and bench/store.ts for why packs.
+ *
+ * Writes go through a ChunkWriter (one per checkpoint, import or transfer):
+ * it appends to packs of its own and makes its chunks visible only when it
+ * commits (fsync the packs, then one index transaction). Until then, and until
+ * it is closed, it pins every chunk it wrote or found already stored, so a
+ * concurrent gc cannot remove them.
+ */
+import { Database, type Statement } from "bun:sqlite";
+import fs from "node:fs";
+import path from "node:path";
+import { PreconditionError } from "../errors.ts";
+import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "./errors.ts";
+import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isZeroHash, sha256, toHex } from "./hash.ts";
+import {
+  PACK_HEADER_BYTES,
+  PACK_MAGIC,
+  PackAppender,
+  RECORD_HEADER_BYTES,
+  type RecordLocation,
+  packPath,
+  readAt,
+} from "./_pack.ts";
+
+/** The largest chunk the store accepts. */
+export const MAX_CHUNK_BYTES = 16 << 20;
+
+export interface ChunkStoreOptions {
+  /** Roll to a new pack file past this size. Default 256 MiB. */
+  maxPackBytes?: number;
+  /** fsync packs and the index on commit. Default true; tests and benches may turn it off. */
+  isDurable?: boolean;
+}
+
+export interface StoreStats {
+  chunks: number;
+  /** Sum of the stored chunks' lengths. */
+  storedBytes: number;
+  /** Size of the pack files (records, headers and garbage awaiting compaction). */
+  packBytes: number;
+  packs: number;
+  /** Pack bytes that no index entry references. */
+  garbageBytes: number;
+  /** Open writers (checkpoints, imports, transfers in progress). */
+  writers: number;
+}
+
+export interface GcResult {
+  removedChunks: number;
+  removedBytes: number;
+  packsDeleted: number;
+  packsRewritten: number;
+  /** Pack bytes on disk before and after. */
+  packBytesBefore: number;
+  packBytesAfter: number;
+}
+
+export interface GcOptions {
+  /** Rewrite a pack whose live records fill less than this share of it. Default 0.5. */
+  compactBelow?: number;
+}
+
+/** A chunk given with the hash it claims to have. */
+export interface ClaimedChunk {
+  hash: HashLike;
+  bytes: Uint8Array;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS packs(id INTEGER PRIMARY KEY AUTOINCREMENT, size INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks(
+  hash BLOB PRIMARY KEY,
+  pack INTEGER NOT NULL,
+  offset INTEGER NOT NULL,
+  length INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack);
+`;
+
+type Row = { pack: number; offset: number; length: number };
+
+/** A content-addressed, packed, verified chunk store in one directory. */
+export class ChunkStore {
+  readonly dir: string;
+  /** The index database; the image catalogue keeps its tables here too, so both commit together. */
+  readonly db: Database;
+  readonly isDurable: boolean;
+  readonly maxPackBytes: number;
+  readonly #packDir: string;
+  readonly #readFds = new Map<number, number>();
+  readonly #writers = new Set<ChunkWriter>();
+  readonly #lookup: Statement<Row, [Uint8Array]>;
+  readonly #exists: Statement<{ x: number }, [Uint8Array]>;
+  readonly #newPackStmt: Statement<{ id: number }, []>;
+  #autoWriter: ChunkWriter | undefined;
+  #isClosed = false;
+
+  private constructor(dir: string, options: ChunkStoreOptions) {
+    this.dir = dir;
+    this.isDurable = options.isDurable ?? true;
+    this.maxPackBytes = options.maxPackBytes ?? 256 << 20;
+    this.#packDir = path.join(dir, "packs");
+    fs.mkdirSync(this.#packDir, { recursive: true, mode: 0o700 });
+    this.db = new Database(path.join(dir, "index.sqlite"), { create: true, strict: true });
+    try {
+      // One owner (the agent): an exclusive lock keeps a second process from
+      // opening the store and "recovering" packs another writer is filling.
+      this.db.exec("PRAGMA locking_mode = EXCLUSIVE");
+      this.db.exec("PRAGMA journal_mode = WAL");
+      this.db.exec(`PRAGMA synchronous = ${this.isDurable ? "FULL" : "OFF"}`);
+      this.db.exec("BEGIN IMMEDIATE; COMMIT");
+    } catch (e) {
+      this.db.close();
+      throw new PreconditionError(`Cannot open the chunk store "${dir}": it is in use by another process or unreadable`, { cause: e });
+    }
+    this.db.exec(SCHEMA);
+    this.db.run("INSERT OR IGNORE INTO meta(key, value) VALUES ('format', '1')");
+    this.#lookup = this.db.query("SELECT pack, offset, length FROM chunks WHERE hash = ?");
+    this.#exists = this.db.query("SELECT 1 AS x FROM chunks WHERE hash = ?");
+    this.#newPackStmt = this.db.query("INSERT INTO packs(size) VALUES (0) RETURNING id");
+    this.#recover();
+  }
+
+  /** Open (creating if needed) the store in `dir`, recovering from any crash. */
+  static open(dir: string, options: ChunkStoreOptions = {}): ChunkStore {
+    return new ChunkStore(dir, options);
+  }
+
+  /** Whether the store has this chunk (the zero marker is always "had"). */
+  has(hash: HashLike): boolean {
+    if (isZeroHash(hash)) return true;
+    return this.#exists.get(hashBytes(hash)) !== null;
+  }
+
+  /**
+   * The hashes the store lacks, in the order given (the same values that were
+   * passed). One query for the whole list.
+   */
+  missing<T extends HashLike>(hashes: readonly T[]): T[] {
+    if (hashes.length === 0) return [];
+    const all = new Uint8Array(hashes.length * HASH_BYTES);
+    hashes.forEach((h, i) => all.set(hashBytes(h), i * HASH_BYTES));
+    const rows = this.db
+      .query<{ i: number }, [Uint8Array, number]>(
+        `WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?2)
+         SELECT i FROM s WHERE NOT EXISTS (SELECT 1 FROM chunks WHERE hash = substr(?1, i * 32 + 1, 32))`,
+      )
+      .values(all, hashes.length) as number[][];
+    const out: T[] = [];
+    for (const [i] of rows) {
+      const h = hashes[i!]!;
+      if (!isZeroHash(h)) out.push(h);
+    }
+    return out;
+  }
+
+  /** The chunk's bytes, verified against its hash. */
+  get(hash: HashLike): Uint8Array {
+    const h = hashBytes(hash);
+    if (isZeroHash(h)) throw new TypeError("The zero marker has no stored bytes; its length comes from the manifest");
+    const row = this.#lookup.get(h);
+    if (row === null) throw new MissingChunkError(toHex(h));
+    return this.readRecord(h, row, this.#readFd(row.pack));
+  }
+
+  /** Store one chunk, durably; returns its hash. */
+  put(bytes: Uint8Array): Hash {
+    const w = this.#auto();
+    const h = w.put(bytes);
+    w.commit();
+    w.forget();
+    return h;
+  }
+
+  /**
+   * Store chunks that arrived with their hashes (from a peer), verifying each.
+   * If any does not match, nothing is stored and the ChunkMismatchError names
+   * every bad hash.
+   */
+  putBatch(items: readonly ClaimedChunk[]): Hash[] {
+    const w = this.#auto();
+    const hashes = w.putBatch(items);
+    w.commit();
+    w.forget();
+    return hashes;
+  }
+
+  /** Start a writer: its chunks become visible when it commits and stay pinned until it closes. */
+  writer(label = "writer"): ChunkWriter {
+    this.#assertOpen();
+    const w = new ChunkWriter(this, label);
+    this.#writers.add(w);
+    return w;
+  }
+
+  /**
+   * Remove every chunk that is neither in `live` nor pinned by an open writer,
+   * then compact packs that became mostly garbage. Pass `live` as a function:
+   * it is called inside the same synchronous step that deletes, so nothing can
+   * commit between the two.
+   */
+  gc(live: Iterable<HashLike> | (() => Iterable<HashLike>), options: GcOptions = {}): GcResult {
+    this.#assertOpen();
+    const before = this.stats();
+    const compactBelow = options.compactBelow ?? 0.5;
+    this.db.exec("CREATE TEMP TABLE IF NOT EXISTS gc_live(h BLOB PRIMARY KEY) WITHOUT ROWID");
+    let removed = { n: 0, bytes: 0 };
+    this.db.transaction(() => {
+      this.db.exec("DELETE FROM temp.gc_live");
+      const add = this.db.query<unknown, [Uint8Array]>("INSERT OR IGNORE INTO temp.gc_live(h) VALUES (?)");
+      const liveHashes = typeof live === "function" ? live() : live;
+      for (const h of liveHashes) if (!isZeroHash(h)) add.run(hashBytes(h));
+      for (const w of this.#writers) for (const hex of w.pinnedHexes()) add.run(Buffer.from(hex, "hex"));
+      const dead = this.db
+        .query<{ n: number; bytes: number | null }, []>(
+          "SELECT COUNT(*) AS n, SUM(length) AS bytes FROM chunks WHERE hash NOT IN (SELECT h FROM temp.gc_live)",
+        )
+        .get()!;
+      removed = { n: dead.n, bytes: dead.bytes ?? 0 };
+      this.db.run("DELETE FROM chunks WHERE hash NOT IN (SELECT h FROM temp.gc_live)");
+      this.db.exec("DELETE FROM temp.gc_live");
+    })();
+
+    const busy = new Set<number>();
+    for (const w of this.#writers) for (const id of w.packIds()) busy.add(id);
+    if (this.#autoWriter !== undefined) for (const id of this.#autoWriter.packIds()) busy.add(id);
+    const packs = this.db
+      .query<{ id: number; size: number; live: number }, []>(
+        `SELECT p.id AS id, p.size AS size, COALESCE(SUM(c.length + ${RECORD_HEADER_BYTES}), 0) AS live
+         FROM packs p LEFT JOIN chunks c ON c.pack = p.id GROUP BY p.id ORDER BY p.id`,
+      )
+      .all();
+    let packsDeleted = 0;
+    const toRewrite: number[] = [];
+    for (const p of packs) {
+      if (busy.has(p.id)) continue;
+      if (p.live === 0) {
+        this.#dropPack(p.id);
+        packsDeleted++;
+      } else if (p.live / Math.max(1, p.size - PACK_HEADER_BYTES) < compactBelow) {
+        toRewrite.push(p.id);
+      }
+    }
+    for (const id of toRewrite) this.#rewritePack(id);
+    const after = this.stats();
+    return {
+      removedChunks: removed.n,
+      removedBytes: removed.bytes,
+      packsDeleted: packsDeleted + toRewrite.length,
+      packsRewritten: toRewrite.length,
+      packBytesBefore: before.packBytes,
+      packBytesAfter: after.packBytes,
+    };
+  }
+
+  stats(): StoreStats {
+    const c = this.db.query<{ n: number; bytes: number | null }, []>("SELECT COUNT(*) AS n, SUM(length) AS bytes FROM chunks").get()!;
+    const p = this.db.query<{ n: number; bytes: number | null }, []>("SELECT COUNT(*) AS n, SUM(size) AS bytes FROM packs WHERE size > 0").get()!;
+    const storedBytes = c.bytes ?? 0;
+    const packBytes = p.bytes ?? 0;
+    return {
+      chunks: c.n,
+      storedBytes,
+      packBytes,
+      packs: p.n,
+      garbageBytes: Math.max(0, packBytes - storedBytes - c.n * RECORD_HEADER_BYTES - p.n * PACK_HEADER_BYTES),
+      writers: this.#writers.size,
+    };
+  }
+
+  /**
+   * Read every committed record and check it against its hash and the index.
+   * Returns the hex hashes of bad chunks (for `autopod doctor`-style checks and tests).
+   */
+  verifyAll(): { checked: number; corrupt: string[] } {
+    const rows = this.db.query<Row & { hash: Uint8Array }, []>("SELECT hash, pack, offset, length FROM chunks ORDER BY pack, offset").all();
+    const corrupt: string[] = [];
+    for (const row of rows) {
+      try {
+        this.readRecord(row.hash, row, this.#readFd(row.pack));
+      } catch (e) {
+        if (e instanceof CorruptChunkError) corrupt.push(e.hash);
+        else throw e;
+      }
+    }
+    return { checked: rows.length, corrupt };
+  }
+
+  close(): void {
+    if (this.#isClosed) return;
+    for (const w of [...this.#writers]) w.abort();
+    this.#autoWriter?.close();
+    for (const fd of this.#readFds.values()) fs.closeSync(fd);
+    this.#readFds.clear();
+    this.db.close();
+    this.#isClosed = true;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  // ---- for ChunkWriter and the catalogue (same module family; not for callers) ----
+
+  /** @internal */
+  readRecord(h: Uint8Array, row: Row, fd: number): Uint8Array {
+    const hex = toHex(h);
+    let rec: Uint8Array;
+    try {
+      rec = readAt(fd, RECORD_HEADER_BYTES + row.length, row.offset);
+    } catch (e) {
+      throw new CorruptChunkError(hex, `cannot read pack ${row.pack} at ${row.offset}`, { cause: e });
+    }
+    if (rec.byteLength !== RECORD_HEADER_BYTES + row.length) {
+      throw new CorruptChunkError(hex, `pack ${row.pack} ends before the chunk at ${row.offset}`);
+    }
+    const recHash = rec.subarray(0, HASH_BYTES);
+    const recLen = new DataView(rec.buffer, rec.byteOffset).getUint32(HASH_BYTES, true);
+    if (!hashEquals(recHash, h) || recLen !== row.length) {
+      throw new CorruptChunkError(hex, `the index and pack ${row.pack} disagree at offset ${row.offset}`);
+    }
+    const data = rec.subarray(RECORD_HEADER_BYTES);
+    if (!hashEquals(sha256(data), h)) throw new CorruptChunkError(hex, "its bytes no longer match its hash");
+    return data;
+  }
+
+  /** @internal */
+  newPackId(): number {
+    return this.#newPackStmt.get()!.id;
+  }
+
+  /** @internal */
+  get packDir(): string {
+    return this.#packDir;
+  }
+
+  /** @internal */
+  lookup(h: Uint8Array): Row | null {
+    return this.#lookup.get(h);
+  }
+
+  /** @internal */
+  readFd(pack: number): number {
+    return this.#readFd(pack);
+  }
+
+  /** @internal */
+  writerClosed(w: ChunkWriter): void {
+    this.#writers.delete(w);
+  }
+
+  /** @internal Remove a pack an aborted writer made. */
+  dropPack(id: number): void {
+    this.#dropPack(id);
+  }
+
+  #auto(): ChunkWriter {
+    this.#assertOpen();
+    if (this.#autoWriter === undefined) {
+      this.#autoWriter = new ChunkWriter(this, "auto");
+    }
+    return this.#autoWriter;
+  }
+
+  #assertOpen(): void {
+    if (this.#isClosed) throw new Error(`The chunk store "${this.dir}" is closed`);
+  }
+
+  #readFd(pack: number): number {
+    let fd = this.#readFds.get(pack);
+    if (fd === undefined) {
+      try {
+        fd = fs.openSync(packPath(this.#packDir, pack), "r");
+      } catch (e) {
+        throw new PreconditionError(`Pack ${pack} of the chunk store "${this.dir}" cannot be opened`, { cause: e });
+      }
+      this.#readFds.set(pack, fd);
+    }
+    return fd;
+  }
+
+  #dropPack(id: number): void {
+    this.db.run("DELETE FROM packs WHERE id = ?", [id]);
+    const fd = this.#readFds.get(id);
+    if (fd !== undefined) {
+      fs.closeSync(fd);
+      this.#readFds.delete(id);
+    }
+    fs.rmSync(packPath(this.#packDir, id), { force: true });
+  }
+
+  /** Copy a pack's live records into a fresh pack, repoint the index, delete the old one. */
+  #rewritePack(id: number): void {
+    const rows = this.db
+      .query<Row & { hash: Uint8Array }, [number]>("SELECT hash, pack, offset, length FROM chunks WHERE pack = ? ORDER BY offset")
+      .all(id);
+    const appender = new PackAppender(this.#packDir, this.maxPackBytes, () => this.newPackId());
+    const moved: Array<[Uint8Array, RecordLocation]> = [];
+    const fd = this.#readFd(id);
+    try {
+      for (const row of rows) {
+        // A record that fails verification is moved as it is, not dropped:
+        // the next read names it, and gc must never hide damage.
+        let data: Uint8Array;
+        try {
+          data = this.readRecord(row.hash, row, fd);
+        } catch {
+          const raw = readAt(fd, RECORD_HEADER_BYTES + row.length, row.offset);
+          data = raw.subarray(RECORD_HEADER_BYTES);
+        }
+        moved.push([row.hash, appender.append(row.hash, data)]);
+      }
+      appender.sync(this.isDurable);
+      const upd = this.db.query<unknown, [number, number, Uint8Array]>("UPDATE chunks SET pack = ?, offset = ? WHERE hash = ?");
+      const size = this.db.query<unknown, [number, number]>("UPDATE packs SET size = ? WHERE id = ?");
+      this.db.transaction(() => {
+        for (const [h, loc] of moved) upd.run(loc.pack, loc.offset, h);
+        for (const p of appender.packs) size.run(p.flushed, p.id);
+        this.db.run("DELETE FROM packs WHERE id = ?", [id]);
+      })();
+    } catch (e) {
+      appender.closeFiles();
+      for (const p of appender.packs) this.#dropPack(p.id);
+      throw e;
+    }
+    appender.closeFiles();
+    const old = this.#readFds.get(id);
+    if (old !== undefined) {
+      fs.closeSync(old);
+      this.#readFds.delete(id);
+    }
+    fs.rmSync(packPath(this.#packDir, id), { force: true });
+  }
+
+  /**
+   * After a crash: a pack's bytes past its committed size were never indexed,
+   * so cut them; packs that never committed anything and files the index does
+   * not know are removed.
+   */
+  #recover(): void {
+    const rows = this.db.query<{ id: number; size: number }, []>("SELECT id, size FROM packs").all();
+    const known = new Map(rows.map((r) => [r.id, r.size]));
+    for (const name of fs.readdirSync(this.#packDir)) {
+      const m = /^(\d{8})\.pack$/.exec(name);
+      const file = path.join(this.#packDir, name);
+      const id = m ? Number(m[1]) : NaN;
+      const size = known.get(id);
+      if (size === undefined || size === 0) {
+        fs.rmSync(file, { force: true });
+        continue;
+      }
+      const st = fs.statSync(file);
+      if (st.size > size) fs.truncateSync(file, size);
+      else if (st.size < size) {
+        // Committed bytes are gone (disk damage or a copy cut short): keep the
+        // file; reads of the lost chunks will fail naming them.
+      }
+      const fd = fs.openSync(file, "r");
+      try {
+        const magic = new TextDecoder().decode(readAt(fd, 8, 0));
+        if (magic !== PACK_MAGIC) {
+          // Leave it; every read from it will report corruption by hash.
+        }
+      } finally {
+        fs.closeSync(fd);
+      }
+    }
+    this.db.run("DELETE FROM packs WHERE size = 0");
+  }
+}
+
+/**
+ * One checkpoint's, import's or transfer's view for writing: private packs,
+ * an uncommitted set of new chunks, and pins on every chunk it touched.
+ */
+export class ChunkWriter {
+  readonly store: ChunkStore;
+  readonly label: string;
+  readonly #appender: PackAppender;
+  /** New chunks, by hex hash, not yet in the index. */
+  readonly #pending = new Map<string, RecordLocation>();
+  /** Chunks this writer relies on that are in the index (found there, or committed by it). */
+  readonly #pinned = new Set<string>();
+  #isClosed = false;
+  /** Bytes of new chunks written (not deduplicated). */
+  newBytes = 0;
+  newChunks = 0;
+
+  /** @internal use ChunkStore.writer() */
+  constructor(store: ChunkStore, label: string) {
+    this.store = store;
+    this.label = label;
+    this.#appender = new PackAppender(store.packDir, store.maxPackBytes, () => store.newPackId());
+  }
+
+  /** Store one chunk (deduplicated); returns its hash. Visible to others after commit(). */
+  put(bytes: Uint8Array): Hash {
+    const h = sha256(bytes);
+    this.#putVerified(h, toHex(h), bytes);
+    return h;
+  }
+
+  /**
+   * Store chunks that arrived with claimed hashes, verifying each first. If any
+   * does not match, none is stored and the ChunkMismatchError names them all.
+   */
+  putBatch(items: readonly ClaimedChunk[]): Hash[] {
+    this.#assertOpen();
+    const hashes: Hash[] = [];
+    const bad: string[] = [];
+    for (const { hash, bytes } of items) {
+      const claimed = hashBytes(hash);
+      if (bytes.byteLength > MAX_CHUNK_BYTES || !hashEquals(sha256(bytes), claimed)) bad.push(toHex(claimed));
+      hashes.push(claimed);
+    }
+    if (bad.length > 0) throw new ChunkMismatchError(bad);
+    items.forEach(({ bytes }, i) => this.#putVerified(hashes[i]!, toHex(hashes[i]!), bytes));
+    return hashes;
+  }
+
+  /** Whether the chunk is available to this writer (pins it when it is stored). */
+  has(hash: HashLike): boolean {
+    if (isZeroHash(hash)) return true;
+    const hex = hashHex(hash);
+    if (this.#pending.has(hex)) return true;
+    if (this.store.has(hash)) {
+      this.#pinned.add(hex);
+      return true;
+    }
+    return false;
+  }
+
+  /** Like ChunkStore.missing, and pins every hash it reports present so gc keeps it. */
+  missing<T extends HashLike>(hashes: readonly T[]): T[] {
+    this.#assertOpen();
+    const lacking = this.store.missing(hashes.filter((h) => !this.#pending.has(hashHex(h))));
+    const lackSet = new Set(lacking.map(hashHex));
+    for (const h of hashes) {
+      const hex = hashHex(h);
+      if (!lackSet.has(hex) && !this.#pending.has(hex) && !isZeroHash(hex)) this.#pinned.add(hex);
+    }
+    return lacking;
+  }
+
+  /** Pin chunks this writer will reference without writing them. */
+  pin(hashes: Iterable<HashLike>): void {
+    this.#assertOpen();
+    for (const h of hashes) if (!isZeroHash(h)) this.#pinned.add(hashHex(h));
+  }
+
+  /** A chunk's bytes, verified: this writer's uncommitted ones or the store's. */
+  get(hash: HashLike): Uint8Array {
+    const h = hashBytes(hash);
+    const loc = this.#pending.get(toHex(h));
+    if (loc === undefined) return this.store.get(h);
+    if (this.#appender.isBuffered(loc)) this.#appender.flush();
+    return this.store.readRecord(h, loc, this.#appender.fdOf(loc.pack)!);
+  }
+
+  /** Number of chunks written but not yet committed. */
+  get pendingCount(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Make this writer's chunks durable and visible: fsync its packs, then one
+   * index transaction (which also runs `alsoInTransaction`, so the catalogue
+   * can record an image atomically with its chunks). The writer stays open and
+   * its chunks stay pinned until close().
+   */
+  commit(alsoInTransaction?: () => void): void {
+    this.#assertOpen();
+    this.#appender.sync(this.store.isDurable);
+    const db = this.store.db;
+    const ins = db.query<unknown, [Uint8Array, number, number, number]>(
+      "INSERT OR IGNORE INTO chunks(hash, pack, offset, length) VALUES (?, ?, ?, ?)",
+    );
+    const size = db.query<unknown, [number, number]>("UPDATE packs SET size = ? WHERE id = ?");
+    db.transaction(() => {
+      for (const [hex, loc] of this.#pending) ins.run(Buffer.from(hex, "hex"), loc.pack, loc.offset, loc.length);
+      for (const p of this.#appender.packs) if (p.flushed > p.committed) size.run(p.flushed, p.id);
+      alsoInTransaction?.();
+    })();
+    for (const p of this.#appender.packs) p.committed = p.flushed;
+    for (const hex of this.#pending.keys()) this.#pinned.add(hex);
+    this.#pending.clear();
+  }
+
+  /** Discard uncommitted chunks and release every pin. */
+  abort(): void {
+    if (this.#isClosed) return;
+    this.#appender.flush();
+    this.#appender.closeFiles();
+    for (const p of this.#appender.packs) {
+      if (p.committed === 0) this.store.dropPack(p.id);
+      else if (p.flushed > p.committed) fs.truncateSync(packPath(this.store.packDir, p.id), p.committed);
+    }
+    this.#pending.clear();
+    this.#finish();
+  }
+
+  /** Release pins; uncommitted chunks are discarded (commit first to keep them). */
+  close(): void {
+    if (this.#isClosed) return;
+    if (this.#pending.size > 0) {
+      this.abort();
+      return;
+    }
+    this.#appender.closeFiles();
+    this.#finish();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** @internal Drop pins (the store's own auto-writer, after each call). */
+  forget(): void {
+    this.#pinned.clear();
+  }
+
+  /** @internal */
+  pinnedHexes(): Iterable<string> {
+    return this.#pinned;
+  }
+
+  /** @internal */
+  packIds(): number[] {
+    return this.#appender.packs.map((p) => p.id);
+  }
+
+  #putVerified(h: Hash, hex: string, bytes: Uint8Array): void {
+    this.#assertOpen();
+    if (bytes.byteLength > MAX_CHUNK_BYTES) {
+      throw new RangeError(`Chunk ${hex} is ${bytes.byteLength} bytes; the limit is ${MAX_CHUNK_BYTES}`);
+    }
+    if (this.#pending.has(hex)) return;
+    if (this.store.has(h)) {
+      this.#pinned.add(hex);
+      return;
+    }
+    this.#pending.set(hex, this.#appender.append(h, bytes));
+    this.newBytes += bytes.byteLength;
+    this.newChunks++;
+  }
+
+  #assertOpen(): void {
+    if (this.#isClosed) throw new Error(`The chunk writer "${this.label}" is closed`);
+  }
+
+  #finish(): void {
+    this.#pinned.clear();
+    this.#isClosed = true;
+    this.store.writerClosed(this);
+  }
+}
