@@ -1,0 +1,205 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { ChunkStore } from "../store/chunk-store.ts";
+import { CorruptChunkError } from "../store/errors.ts";
+import { toHex } from "../store/hash.ts";
+import { type FileEntry, InvalidManifestError, chunkCount, chunkHash } from "./manifest.ts";
+import { captureTree, materializeTree } from "./tree.ts";
+import { describeTree, randomBytes } from "./_test-util.ts";
+
+let tmp: string;
+let store: ChunkStore;
+const isRoot = process.getuid?.() === 0;
+
+beforeEach(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "tree-"));
+  store = ChunkStore.open(path.join(tmp, "store"), { isDurable: false });
+});
+afterEach(() => {
+  store.close();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function makeTree(root: string): void {
+  fs.mkdirSync(path.join(root, "etc/deep/er"), { recursive: true });
+  fs.mkdirSync(path.join(root, "ro"));
+  fs.writeFileSync(path.join(root, "empty"), "");
+  fs.writeFileSync(path.join(root, "etc/hostname"), "web\n");
+  fs.writeFileSync(path.join(root, "etc/deep/er/big.bin"), randomBytes(200_000));
+  const pages = new Uint8Array(64 * 4096);
+  pages.set(randomBytes(4096 * 10), 4096 * 5); // pages 5..14 random, the rest zero
+  fs.writeFileSync(path.join(root, "pages-1.img"), pages);
+  fs.writeFileSync(path.join(root, "ro/inside"), "x");
+  fs.chmodSync(path.join(root, "ro"), 0o555);
+  fs.writeFileSync(path.join(root, "suid"), "#!/bin/sh\n");
+  fs.chmodSync(path.join(root, "suid"), 0o4755);
+  fs.symlinkSync("etc/hostname", path.join(root, "rel-link"));
+  fs.symlinkSync("/etc/hostname", path.join(root, "abs-link"));
+  fs.symlinkSync("nowhere", path.join(root, "dangling"));
+  fs.linkSync(path.join(root, "etc/hostname"), path.join(root, "hard"));
+  if (isRoot) {
+    fs.chownSync(path.join(root, "etc/hostname"), 1234, 5678);
+    fs.lchownSync(path.join(root, "rel-link"), 42, 43);
+    fs.chownSync(path.join(root, "ro"), 7, 8);
+  }
+  fs.utimesSync(path.join(root, "etc/deep/er/big.bin"), 1_600_000_000.25, 1_600_000_000.25);
+  fs.utimesSync(path.join(root, "etc/deep"), 1_500_000_000, 1_500_000_000);
+  fs.chmodSync(root, 0o751);
+}
+
+describe("captureTree and materializeTree", () => {
+  test("round trip to a different directory keeps content, modes, owners, mtimes and links", async () => {
+    const src = path.join(tmp, "src");
+    fs.mkdirSync(src);
+    makeTree(src);
+    const w = store.writer();
+    const cap = await captureTree(src, w, { concurrency: 3 });
+    w.commit();
+    expect(cap.entries.map((e) => e.path)).toContain("etc/deep/er/big.bin");
+    expect(cap.entries.find((e) => e.path === "hard")?.type).toBe("hardlink");
+    expect(cap.entries.find((e) => e.path === "pages-1.img")?.chunkSize).toBe(4096);
+    expect(cap.zeroChunks).toBe(54);
+    const dest = path.join(tmp, "elsewhere", "restored");
+    fs.mkdirSync(path.dirname(dest));
+    const r = materializeTree(cap.entries, store, dest);
+    expect(r.files).toBe(6);
+    expect(describeTree(dest)).toEqual(describeTree(src));
+    // Zero pages became holes, not written blocks.
+    expect(fs.statSync(path.join(dest, "pages-1.img")).blocks * 512).toBeLessThan(64 * 4096);
+    w.close();
+  });
+
+  test("zero chunks are never stored; identical trees are stored once", async () => {
+    const a = path.join(tmp, "a");
+    fs.mkdirSync(a);
+    fs.writeFileSync(path.join(a, "pages-1.img"), new Uint8Array(1 << 20));
+    fs.writeFileSync(path.join(a, "base.bin"), randomBytes(1 << 20));
+    const w1 = store.writer();
+    await captureTree(a, w1);
+    w1.commit();
+    expect(store.stats().storedBytes).toBe(1 << 20);
+    const b = path.join(tmp, "b");
+    fs.cpSync(a, b, { recursive: true });
+    const w2 = store.writer();
+    await captureTree(b, w2);
+    w2.commit();
+    expect(w2.newBytes).toBe(0);
+    expect(store.stats().storedBytes).toBe(1 << 20);
+    w1.close();
+    w2.close();
+  });
+
+  test("a second capture after 1% of a big page file changed stores about 1% new bytes", async () => {
+    const src = path.join(tmp, "pod");
+    fs.mkdirSync(src);
+    const pages = 8192; // 32 MiB
+    const file = path.join(src, "pages-1.img");
+    fs.writeFileSync(file, randomBytes(pages * 4096));
+    const w1 = store.writer();
+    await captureTree(src, w1);
+    w1.commit();
+    const first = store.stats().storedBytes;
+    const fd = fs.openSync(file, "r+");
+    const changed = Math.round(pages / 100);
+    for (let i = 0; i < changed; i++) fs.writeSync(fd, randomBytes(4096), 0, 4096, ((i * 97) % pages) * 4096);
+    fs.closeSync(fd);
+    const w2 = store.writer();
+    await captureTree(src, w2);
+    w2.commit();
+    const added = store.stats().storedBytes - first;
+    expect(added).toBe(changed * 4096);
+    expect(added / first).toBeCloseTo(0.01, 2);
+    w1.close();
+    w2.close();
+  });
+
+  test("a corrupt chunk fails the restore naming hash and file, and leaves nothing", async () => {
+    const src = path.join(tmp, "src");
+    fs.mkdirSync(path.join(src, "d"), { recursive: true });
+    fs.writeFileSync(path.join(src, "d/data"), randomBytes(100_000));
+    const w = store.writer();
+    const cap = await captureTree(src, w);
+    w.commit();
+    w.close();
+    const entry = cap.entries.find((e) => e.path === "d/data")!;
+    const victim = toHex(chunkHash(entry, 1));
+    const loc = store.db.query<{ pack: number; offset: number }, [Uint8Array]>("SELECT pack, offset FROM chunks WHERE hash = ?").get(chunkHash(entry, 1))!;
+    const packFile = path.join(store.dir, "packs", String(loc.pack).padStart(8, "0") + ".pack");
+    const fd = fs.openSync(packFile, "r+");
+    const b = new Uint8Array(1);
+    fs.readSync(fd, b, 0, 1, loc.offset + 36 + 7);
+    b[0]! ^= 0x80;
+    fs.writeSync(fd, b, 0, 1, loc.offset + 36 + 7);
+    fs.closeSync(fd);
+    const dest = path.join(tmp, "out");
+    let err: unknown;
+    try {
+      materializeTree(cap.entries, store, dest);
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(CorruptChunkError);
+    expect((err as Error).message).toBe(`Chunk ${victim} of file "d/data" is corrupt: its bytes no longer match its hash`);
+    expect(fs.readdirSync(tmp).sort()).toEqual(["src", "store"]);
+  });
+
+  test("restores from chunks that arrived from elsewhere (missing + putBatch)", async () => {
+    const src = path.join(tmp, "src");
+    fs.mkdirSync(src);
+    makeTree(src);
+    const w = store.writer();
+    const cap = await captureTree(src, w);
+    w.commit();
+    const peer = ChunkStore.open(path.join(tmp, "peer"), { isDurable: false });
+    try {
+      const hashes = cap.entries.flatMap((e) => Array.from({ length: chunkCount(e) }, (_, i) => chunkHash(e, i)));
+      const pw = peer.writer("transfer");
+      const lacking = pw.missing(hashes.map(toHex));
+      expect(lacking.length).toBe(new Set(lacking).size); // zero pages are never asked for
+      pw.putBatch(lacking.map((h) => ({ hash: h, bytes: store.get(h) })));
+      expect(pw.missing(hashes)).toEqual([]);
+      const dest = path.join(tmp, "migrated");
+      materializeTree(cap.entries, pw, dest); // straight from the uncommitted transfer
+      expect(describeTree(dest)).toEqual(describeTree(src));
+      pw.commit();
+      pw.close();
+    } finally {
+      peer.close();
+    }
+    w.close();
+  });
+});
+
+describe("materializeTree refuses hostile entries", () => {
+  const base = { mode: 0o644, uid: 0, gid: 0, mtimeMs: 0, size: 0, chunkSize: 0, chunks: new Uint8Array(0) };
+  const dir = (p: string): FileEntry => ({ ...base, path: p, type: "dir", mode: 0o755 });
+  const link = (p: string, target: string): FileEntry => ({ ...base, path: p, type: "symlink", target });
+  const file = (p: string): FileEntry => ({ ...base, path: p, type: "file", chunkSize: 4096 });
+  const cases: Array<[string, FileEntry[], string]> = [
+    ["dot-dot", [file("../escape")], 'unsafe path: it has a ".." component'],
+    ["inner dot-dot", [dir("a"), file("a/../../escape")], 'unsafe path: it has a ".." component'],
+    ["absolute", [file("/etc/passwd")], "unsafe path: it is absolute"],
+    ["NUL", [file("a\0b")], "NUL"],
+    ["symlink out", [link("up", "../../../etc")], "points outside the root"],
+    ["through a symlink", [link("etc", "/etc"), file("etc/passwd")], 'it lies under "etc", which is a symlink'],
+    ["through a relative symlink", [dir("a"), link("a/b", ".."), file("a/b/x")], 'lies under "a/b"'],
+    ["hard link out", [{ ...base, path: "h", type: "hardlink", target: "../x" }], "hard link needs a safe target"],
+    ["duplicate", [file("x"), dir("x")], "appears twice"],
+  ];
+  for (const [name, entries, message] of cases) {
+    test(name, () => {
+      const dest = path.join(tmp, "dest");
+      expect(() => materializeTree(entries, store, dest)).toThrow(InvalidManifestError);
+      expect(() => materializeTree(entries, store, dest)).toThrow(message);
+      expect(fs.existsSync(dest)).toBe(false);
+      expect(fs.readdirSync(tmp)).toEqual(["store"]);
+    });
+  }
+
+  test("an existing destination is refused", () => {
+    fs.mkdirSync(path.join(tmp, "there"));
+    expect(() => materializeTree([dir(".")], store, path.join(tmp, "there"))).toThrow("already exists");
+  });
+});

@@ -1,0 +1,296 @@
+/**
+ * A directory tree <-> manifest entries over stored chunks. captureTree walks
+ * without following symlinks and stores each file's chunks; materializeTree
+ * rebuilds the tree exactly (content, mode, owner, mtime, links), verifying
+ * every chunk, in a fresh directory that is renamed into place only when whole.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { AlreadyExistsError, InvalidArgumentError } from "../errors.ts";
+import type { ChunkWriter } from "../store/chunk-store.ts";
+import { CorruptChunkError, MissingChunkError } from "../store/errors.ts";
+import { HASH_BYTES, type Hash, ZERO_HASH, isAllZero, isZeroHash, toHex } from "../store/hash.ts";
+import { type FileEntry, PAGE_SIZE, checkEntries, chunkCount, chunkHash, chunkLength } from "./manifest.ts";
+
+/**
+ * Chunk size of files other than CRIU page images. bench/store.ts compares
+ * 4 KiB and 64 KiB: 64 KiB stores and hashes faster and keeps manifests and
+ * the index 16x smaller, while pages-*.img (the bulk of an image, and what
+ * changes page by page) keeps 4 KiB chunks.
+ */
+export const FILE_CHUNK_SIZE = 64 << 10;
+
+/** CRIU page images are dense arrays of pages: chunk them by page. */
+export function defaultChunkSize(relPath: string): number {
+  return /^pages-\d+\.img$/.test(path.posix.basename(relPath)) ? PAGE_SIZE : FILE_CHUNK_SIZE;
+}
+
+/** Where chunks come from when materializing: the store, a writer, or anything that verifies. */
+export interface ChunkSource {
+  /** The chunk's bytes, verified against the hash (throws otherwise). */
+  get(hash: Hash): Uint8Array;
+}
+
+export interface CaptureOptions {
+  /** Chunk size for a file (a power of two, at least 4 KiB). Default: defaultChunkSize. */
+  chunkSizeFor?: (relPath: string) => number;
+  /** Files read at once. Default 4. */
+  concurrency?: number;
+  /** Leave out a path (relative, "/"-separated); a directory left out takes its contents with it. */
+  isExcluded?: (relPath: string) => boolean;
+}
+
+export interface CaptureResult {
+  /** Sorted by path; "." is the root itself. */
+  entries: FileEntry[];
+  /** Sockets, devices and FIFOs are not captured. */
+  skipped: Array<{ path: string; reason: string }>;
+  logicalBytes: number;
+  zeroChunks: number;
+  chunks: number;
+}
+
+const READ_BYTES = 4 << 20;
+
+/** Walk `dir` (not following symlinks), store every file's chunks through `writer`, return the entries. */
+export async function captureTree(dir: string, writer: ChunkWriter, options: CaptureOptions = {}): Promise<CaptureResult> {
+  const chunkSizeFor = options.chunkSizeFor ?? defaultChunkSize;
+  const rootStat = fs.lstatSync(dir);
+  if (!rootStat.isDirectory()) throw new InvalidArgumentError(`Cannot capture "${dir}": it is not a directory`);
+  const found: Array<{ rel: string; st: fs.Stats }> = [{ rel: ".", st: rootStat }];
+  const skipped: CaptureResult["skipped"] = [];
+  const walk = (abs: string, rel: string) => {
+    for (const name of fs.readdirSync(abs).sort()) {
+      const childRel = rel === "." ? name : `${rel}/${name}`;
+      if (options.isExcluded?.(childRel)) continue;
+      const childAbs = path.join(abs, name);
+      const st = fs.lstatSync(childAbs);
+      if (st.isDirectory()) {
+        found.push({ rel: childRel, st });
+        walk(childAbs, childRel);
+      } else if (st.isFile() || st.isSymbolicLink()) {
+        found.push({ rel: childRel, st });
+      } else {
+        skipped.push({ path: childRel, reason: st.isSocket() ? "socket" : st.isFIFO() ? "fifo" : "device" });
+      }
+    }
+  };
+  walk(dir, ".");
+  found.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+
+  const entries: FileEntry[] = [];
+  const firstLink = new Map<string, string>();
+  const work: Array<{ entry: FileEntry; abs: string }> = [];
+  let logical = 0;
+  for (const { rel, st } of found) {
+    const base = { path: rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtimeMs: st.mtimeMs, size: 0, chunkSize: 0, chunks: new Uint8Array(0) };
+    if (st.isDirectory()) entries.push({ ...base, type: "dir" });
+    else if (st.isSymbolicLink()) entries.push({ ...base, type: "symlink", target: fs.readlinkSync(path.join(dir, rel)) });
+    else {
+      const key = `${st.dev}:${st.ino}`;
+      const first = st.nlink > 1 ? firstLink.get(key) : undefined;
+      if (first !== undefined) {
+        entries.push({ ...base, type: "hardlink", target: first });
+        continue;
+      }
+      if (st.nlink > 1) firstLink.set(key, rel);
+      const chunkSize = chunkSizeFor(rel);
+      const entry: FileEntry = { ...base, type: "file", size: st.size, chunkSize, chunks: new Uint8Array(Math.ceil(st.size / chunkSize) * HASH_BYTES) };
+      entries.push(entry);
+      work.push({ entry, abs: path.join(dir, rel) });
+      logical += st.size;
+    }
+  }
+
+  let zeroChunks = 0;
+  let chunks = 0;
+  const captureFile = async ({ entry, abs }: { entry: FileEntry; abs: string }) => {
+    const fh = await fs.promises.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      const cs = entry.chunkSize;
+      const block = new Uint8Array(Math.max(cs, Math.floor(READ_BYTES / cs) * cs));
+      let pos = 0;
+      let index = 0;
+      while (pos < entry.size) {
+        const want = Math.min(block.byteLength, entry.size - pos);
+        let got = 0;
+        while (got < want) {
+          const { bytesRead } = await fh.read(block, got, want - got, pos + got);
+          if (bytesRead === 0) throw new InvalidArgumentError(`Cannot capture "${abs}": it shrank while it was read`);
+          got += bytesRead;
+        }
+        for (let off = 0; off < got; off += cs, index++) {
+          const piece = block.subarray(off, Math.min(got, off + cs));
+          const h = isAllZero(piece) ? ZERO_HASH : writer.put(piece);
+          if (h === ZERO_HASH) zeroChunks++;
+          entry.chunks.set(h, index * HASH_BYTES);
+          chunks++;
+        }
+        pos += got;
+      }
+    } finally {
+      await fh.close();
+    }
+  };
+  await pool(work, options.concurrency ?? 4, captureFile);
+  return { entries, skipped, logicalBytes: logical, zeroChunks, chunks };
+}
+
+export interface MaterializeOptions {
+  /** Set owners (uid, gid). Default: when running as root. */
+  shouldPreserveOwner?: boolean;
+  /** fsync every file and directory before the final rename. Default false. */
+  isDurable?: boolean;
+}
+
+export interface MaterializeResult {
+  files: number;
+  bytes: number;
+}
+
+/**
+ * Recreate `entries` at `destDir` (which must not exist), reading and
+ * verifying every chunk from `source`. Builds in a sibling temp directory and
+ * renames it into place, so a failure leaves nothing behind. Errors name the
+ * file and, for chunks, the hash.
+ */
+export function materializeTree(entries: readonly FileEntry[], source: ChunkSource, destDir: string, options: MaterializeOptions = {}): MaterializeResult {
+  checkEntries(entries as FileEntry[], "tree");
+  const shouldChown = options.shouldPreserveOwner ?? process.getuid?.() === 0;
+  const dest = path.resolve(destDir);
+  if (fs.existsSync(dest) || isDanglingLink(dest)) throw new AlreadyExistsError(`Cannot materialize into "${dest}": it already exists`);
+  const tmp = fs.mkdtempSync(`${dest}.partial-`);
+  try {
+    const result = build(entries, source, tmp, shouldChown, options.isDurable ?? false);
+    fs.renameSync(tmp, dest);
+    if (options.isDurable) fsyncPath(path.dirname(dest));
+    return result;
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+function build(entries: readonly FileEntry[], source: ChunkSource, root: string, shouldChown: boolean, isDurable: boolean): MaterializeResult {
+  const sorted = [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+  const at = (p: string) => (p === "." ? root : path.join(root, p));
+  // Paths were checked (relative, no "..", none under a non-directory), no
+  // link exists until the very end, and files are opened O_EXCL|O_NOFOLLOW:
+  // nothing written here can land outside `root`.
+  for (const e of sorted) {
+    if (e.type === "dir" && e.path !== ".") fs.mkdirSync(at(e.path), { recursive: true, mode: 0o700 });
+  }
+  let files = 0;
+  let bytes = 0;
+  for (const e of sorted) {
+    if (e.type !== "file") continue;
+    fs.mkdirSync(path.dirname(at(e.path)), { recursive: true, mode: 0o755 });
+    writeFile(e, source, at(e.path), shouldChown, isDurable);
+    files++;
+    bytes += e.size;
+  }
+  for (const e of sorted) {
+    if (e.type !== "hardlink") continue;
+    fs.mkdirSync(path.dirname(at(e.path)), { recursive: true, mode: 0o755 });
+    fs.linkSync(at(e.target!), at(e.path));
+  }
+  for (const e of sorted) {
+    if (e.type !== "symlink") continue;
+    fs.mkdirSync(path.dirname(at(e.path)), { recursive: true, mode: 0o755 });
+    const p = at(e.path);
+    fs.symlinkSync(e.target!, p);
+    if (shouldChown) fs.lchownSync(p, e.uid, e.gid);
+    fs.lutimesSync(p, e.mtimeMs / 1000, e.mtimeMs / 1000);
+  }
+  if (!sorted.some((e) => e.path === ".")) fs.chmodSync(root, 0o755);
+  // Directories last, deepest first: creating their contents changed their mtimes.
+  for (const e of [...sorted].reverse()) {
+    if (e.type !== "dir") continue;
+    const p = at(e.path);
+    if (shouldChown) fs.lchownSync(p, e.uid, e.gid);
+    fs.chmodSync(p, e.mode);
+    fs.utimesSync(p, e.mtimeMs / 1000, e.mtimeMs / 1000);
+    if (isDurable) fsyncPath(p);
+  }
+  return { files, bytes };
+}
+
+const WRITE_BYTES = 4 << 20;
+
+function writeFile(e: FileEntry, source: ChunkSource, p: string, shouldChown: boolean, isDurable: boolean): void {
+  const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+  const fd = fs.openSync(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+  try {
+    const n = chunkCount(e);
+    let run: Uint8Array[] = [];
+    let runStart = 0;
+    let runBytes = 0;
+    const flushRun = () => {
+      if (runBytes === 0) return;
+      const buf = run.length === 1 ? run[0]! : Buffer.concat(run, runBytes);
+      let done = 0;
+      while (done < buf.byteLength) done += fs.writeSync(fd, buf, done, buf.byteLength - done, runStart + done);
+      run = [];
+      runBytes = 0;
+    };
+    for (let i = 0; i < n; i++) {
+      const h = chunkHash(e, i);
+      const offset = i * e.chunkSize;
+      if (isZeroHash(h)) {
+        flushRun(); // leave a hole: the final ftruncate makes it zeros
+        continue;
+      }
+      const len = chunkLength(e, i);
+      let data: Uint8Array;
+      try {
+        data = source.get(h);
+      } catch (err) {
+        if (err instanceof CorruptChunkError) throw err.inFile(e.path);
+        if (err instanceof MissingChunkError) throw new MissingChunkError(err.hash, { path: e.path, cause: err });
+        throw err;
+      }
+      if (data.byteLength !== len) {
+        throw new CorruptChunkError(toHex(h), `it is ${data.byteLength} bytes where the manifest says ${len}`, { path: e.path });
+      }
+      if (runBytes === 0) runStart = offset;
+      run.push(data);
+      runBytes += len;
+      if (runBytes >= WRITE_BYTES) flushRun();
+    }
+    flushRun();
+    fs.ftruncateSync(fd, e.size);
+    if (shouldChown) fs.fchownSync(fd, e.uid, e.gid);
+    fs.fchmodSync(fd, e.mode); // after chown, which clears set-id bits
+    fs.futimesSync(fd, e.mtimeMs / 1000, e.mtimeMs / 1000);
+    if (isDurable) fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function isDanglingLink(p: string): boolean {
+  try {
+    fs.lstatSync(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function fsyncPath(p: string): void {
+  const fd = fs.openSync(p, "r");
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Run `fn` over `items` with at most `limit` at once. */
+async function pool<T>(items: readonly T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  const runners = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) await fn(items[next++]!);
+  });
+  await Promise.all(runners);
+}
