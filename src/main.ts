@@ -60,6 +60,11 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(script);
     return 0;
   }
+  if (argv[0] === "__pod-init") {
+    // A pod's first process (see platform/linux/pod-init.ts); returns only on failure.
+    const { podInit } = await import("./platform/linux/pod-init.ts");
+    return podInit(argv.slice(1));
+  }
   if (argv[0] === "agent") {
     const { runAgent } = await import("./agent/main.ts");
     return runAgent(argv.slice(1));

@@ -1,0 +1,204 @@
+/**
+ * The few libc calls autopod needs that Bun has no API for, through bun:ffi.
+ * Each wrapper throws an Errno with the call, its argument and strerror.
+ */
+import { dlopen, FFIType, ptr, read } from "bun:ffi";
+
+const { i32, u32, u64, ptr: P, cstring } = FFIType;
+
+let lib: ReturnType<typeof open> | undefined;
+function open() {
+  return dlopen("libc.so.6", {
+    __errno_location: { args: [], returns: P },
+    strerror: { args: [i32], returns: cstring },
+    prctl: { args: [i32, u64, u64, u64, u64], returns: i32 },
+    waitpid: { args: [i32, P, i32], returns: i32 },
+    mount: { args: [P, P, P, u64, P], returns: i32 },
+    umount2: { args: [P, i32], returns: i32 },
+    syscall: { args: [u64, u64, u64, u64], returns: i32 },
+    sethostname: { args: [P, u64], returns: i32 },
+    setsid: { args: [], returns: i32 },
+    chdir: { args: [P], returns: i32 },
+    open: { args: [P, i32, u32], returns: i32 },
+    dup2: { args: [i32, i32], returns: i32 },
+    fcntl: { args: [i32, i32, i32], returns: i32 },
+    execve: { args: [P, P, P], returns: i32 },
+    signal: { args: [i32, u64], returns: u64 },
+    sigprocmask: { args: [i32, P, P], returns: i32 },
+  });
+}
+function libc() {
+  return (lib ??= open()).symbols;
+}
+
+/** A failed system call: `Cannot mount "/x": Permission denied (EPERM)`. */
+export class Errno extends Error {
+  override name = "Errno";
+  constructor(
+    readonly call: string,
+    readonly errno: number,
+    detail: string,
+  ) {
+    super(`${call}${detail ? ` ${JSON.stringify(detail)}` : ""}: ${String(libc().strerror(errno))} (errno ${errno})`);
+  }
+}
+
+function errno(): number {
+  return read.i32(libc().__errno_location()!, 0);
+}
+
+function check(rc: number | bigint, call: string, detail = ""): number {
+  if (Number(rc) === -1) throw new Errno(call, errno(), detail);
+  return Number(rc);
+}
+
+/** A NUL-terminated copy of a string, kept alive by the caller's reference. */
+function cstr(s: string): Buffer {
+  return Buffer.from(s + "\0");
+}
+
+const PR_SET_CHILD_SUBREAPER = 36;
+
+/** Orphans of our children become our children, so we can reap pods. */
+export function setChildSubreaper(): void {
+  check(libc().prctl(PR_SET_CHILD_SUBREAPER, 1n, 0n, 0n, 0n), "prctl(PR_SET_CHILD_SUBREAPER)");
+}
+
+const WNOHANG = 1;
+
+/** A reaped child's wait status, decoded. */
+export interface WaitStatus {
+  pid: number;
+  /** Exit code when it exited, else null. */
+  code: number | null;
+  /** Signal number when a signal killed it, else null. */
+  signal: number | null;
+}
+
+/** Decode a raw wait(2) status. */
+export function decodeWaitStatus(pid: number, status: number): WaitStatus {
+  const sig = status & 0x7f;
+  if (sig === 0) return { pid, code: (status >> 8) & 0xff, signal: null };
+  return { pid, code: null, signal: sig };
+}
+
+/**
+ * Reap `pid` if it has exited. Returns null while it runs, and "not-child"
+ * when it is not our child (ECHILD): someone else will reap it.
+ */
+export function reapIfExited(pid: number): WaitStatus | null | "not-child" {
+  const status = new Int32Array(1);
+  const rc = libc().waitpid(pid, ptr(status), WNOHANG);
+  if (rc === 0) return null;
+  if (rc === -1) {
+    const e = errno();
+    if (e === 10 /* ECHILD */) return "not-child";
+    throw new Errno("waitpid", e, String(pid));
+  }
+  return decodeWaitStatus(rc, status[0]!);
+}
+
+export const MS = {
+  RDONLY: 1,
+  NOSUID: 2,
+  NODEV: 4,
+  NOEXEC: 8,
+  REMOUNT: 32,
+  BIND: 4096,
+  REC: 16384,
+  PRIVATE: 1 << 18,
+} as const;
+
+export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null = null): void {
+  const s = source === null ? null : cstr(source);
+  const t = cstr(target);
+  const f = fstype === null ? null : cstr(fstype);
+  const d = data === null ? null : cstr(data);
+  const rc = libc().mount(s && ptr(s), ptr(t), f && ptr(f), BigInt(flags), d && ptr(d));
+  check(rc, `mount(${fstype ?? (flags & MS.BIND ? "bind" : "flags")})`, target);
+}
+
+const MNT_DETACH = 2;
+export function umountDetach(target: string): void {
+  const t = cstr(target);
+  check(libc().umount2(ptr(t), MNT_DETACH), "umount2", target);
+}
+
+// Syscall numbers for calls glibc 2.36 has no wrapper for.
+const SYS_pivot_root = process.arch === "arm64" ? 41 : 155;
+
+export function pivotRoot(newRoot: string, putOld: string): void {
+  const n = cstr(newRoot);
+  const o = cstr(putOld);
+  check(libc().syscall(BigInt(SYS_pivot_root), BigInt(ptr(n)), BigInt(ptr(o)), 0n), "pivot_root", newRoot);
+}
+
+export function sethostname(name: string): void {
+  const b = Buffer.from(name);
+  check(libc().sethostname(ptr(b), BigInt(b.length)), "sethostname", name);
+}
+
+export function setsid(): number {
+  return check(libc().setsid(), "setsid");
+}
+
+export function chdir(path: string): void {
+  const p = cstr(path);
+  check(libc().chdir(ptr(p)), "chdir", path);
+}
+
+export const O = { RDONLY: 0, WRONLY: 1, RDWR: 2, CREAT: 0o100, APPEND: 0o2000, CLOEXEC: 0o2000000 } as const;
+
+export function openFd(path: string, flags: number, mode = 0o644): number {
+  const p = cstr(path);
+  return check(libc().open(ptr(p), flags, mode), "open", path);
+}
+
+export function dup2(from: number, to: number): void {
+  check(libc().dup2(from, to), "dup2", `${from} -> ${to}`);
+}
+
+const F_DUPFD_CLOEXEC = 1030;
+/** A close-on-exec duplicate of fd at or above `min`. */
+export function dupCloexec(fd: number, min = 3): number {
+  return check(libc().fcntl(fd, F_DUPFD_CLOEXEC, min), "fcntl(F_DUPFD_CLOEXEC)");
+}
+
+const SYS_close_range = 436; // the same on x86-64 and arm64
+const CLOSE_RANGE_CLOEXEC = 4;
+/** Mark every fd from `first` up close-on-exec: they close exactly when execve succeeds. */
+export function cloexecFrom(first: number): void {
+  check(libc().syscall(BigInt(SYS_close_range), BigInt(first), 0xffffffffn, BigInt(CLOSE_RANGE_CLOEXEC)), "close_range");
+}
+
+/**
+ * Give the next program default signal dispositions and an empty signal
+ * mask: Bun ignores SIGPIPE, and ignored signals survive execve.
+ */
+export function resetSignals(): void {
+  for (let sig = 1; sig < 32; sig++) {
+    if (sig === 9 || sig === 19) continue; // SIGKILL, SIGSTOP
+    libc().signal(sig, 0n); // SIG_DFL
+  }
+  const empty = new Uint8Array(128);
+  check(libc().sigprocmask(2 /* SIG_SETMASK */, ptr(empty), null), "sigprocmask");
+}
+
+/** Replace this process with `path`. Returns only by throwing. */
+export function execve(path: string, argv: readonly string[], env: readonly string[]): never {
+  const keep: Buffer[] = [];
+  const table = (items: readonly string[]) => {
+    const arr = new BigUint64Array(items.length + 1);
+    items.forEach((s, i) => {
+      const b = cstr(s);
+      keep.push(b);
+      arr[i] = BigInt(ptr(b));
+    });
+    return arr;
+  };
+  const p = cstr(path);
+  const a = table(argv);
+  const e = table(env);
+  libc().execve(ptr(p), ptr(a), ptr(e));
+  throw new Errno("execve", errno(), path);
+}

@@ -1,0 +1,134 @@
+/**
+ * Pod networking with iproute2 (and nft for the optional NAT): the host
+ * bridge, one named net namespace per pod, and a veth pair between them.
+ * Everything is an argument array or an `ip -batch` script on stdin; values
+ * reaching them are validated names and addresses.
+ */
+import { statSync } from "node:fs";
+import { run, which, type RunResult } from "./exec.ts";
+
+export interface PodNetwork {
+  /** Name under /run/netns. */
+  netns: string;
+  /** Host end of the veth pair (<= 15 characters); the pod's end is eth0. */
+  hostVeth: string;
+  bridge: string;
+  /** The pod's address with prefix, e.g. "10.213.0.2/24". */
+  address: string;
+  /** The bridge's address, the pod's default route. */
+  gateway: string;
+}
+
+export const POD_INTERFACE = "eth0";
+
+export function netnsPath(name: string): string {
+  return `/run/netns/${name}`;
+}
+
+/** The inode of a net namespace: what CRIU's --external net[INODE] names. */
+export function netnsInode(name: string): number {
+  return statSync(netnsPath(name)).ino;
+}
+
+let ipPath: string | undefined;
+function ip(): string {
+  return (ipPath ??= which("ip") ?? "ip");
+}
+
+export class NetworkError extends Error {
+  override name = "NetworkError";
+}
+
+function failed(what: string, r: RunResult): NetworkError {
+  const detail = (r.stderr || r.stdout).trim().split("\n").slice(-3).join("; ");
+  return new NetworkError(`Cannot ${what}: ${detail || `ip exited with code ${r.exitCode}`}`);
+}
+
+async function ipBatch(what: string, lines: string[], netns?: string): Promise<void> {
+  const argv = netns ? [ip(), "-n", netns, "-batch", "-"] : [ip(), "-batch", "-"];
+  const r = await run(argv, { stdin: lines.join("\n") + "\n", timeoutMs: 15_000 });
+  if (r.exitCode !== 0) throw failed(what, r);
+}
+
+interface IpAddrJson {
+  ifname: string;
+  flags?: string[];
+  addr_info?: Array<{ family: string; local: string; prefixlen: number }>;
+}
+
+/** The IPv4 addresses (ADDR/PREFIX) of an interface from `ip -j addr show`, or null when it does not exist. */
+export function parseIpAddrJson(stdout: string): { up: boolean; addresses: string[] } | null {
+  const list = JSON.parse(stdout || "[]") as IpAddrJson[];
+  const link = list[0];
+  if (!link) return null;
+  return {
+    up: (link.flags ?? []).includes("UP"),
+    addresses: (link.addr_info ?? []).filter((a) => a.family === "inet").map((a) => `${a.local}/${a.prefixlen}`),
+  };
+}
+
+/** Make sure the bridge exists, is up and holds the gateway address. */
+export async function ensureBridge(bridge: string, gatewayCidr: string): Promise<void> {
+  const show = await run([ip(), "-j", "addr", "show", "dev", bridge], { timeoutMs: 10_000 });
+  const state = show.exitCode === 0 ? parseIpAddrJson(show.stdout) : null;
+  const lines: string[] = [];
+  if (state === null) lines.push(`link add ${bridge} type bridge`);
+  if (!state?.addresses.includes(gatewayCidr)) lines.push(`addr add ${gatewayCidr} dev ${bridge}`);
+  if (!state?.up) lines.push(`link set ${bridge} up`);
+  if (lines.length) await ipBatch(`set up bridge "${bridge}"`, lines);
+}
+
+/** Create the pod's net namespace with loopback, eth0 with its address, and a default route via the bridge. */
+export async function createPodNetwork(n: PodNetwork): Promise<void> {
+  try {
+    await ipBatch(`create net namespace "${n.netns}"`, [
+      `netns add ${n.netns}`,
+      `link add ${n.hostVeth} type veth peer name ${POD_INTERFACE} netns ${n.netns}`,
+      `link set ${n.hostVeth} master ${n.bridge}`,
+      `link set ${n.hostVeth} up`,
+    ]);
+    await ipBatch(`configure the network of "${n.netns}"`, [
+      "link set lo up",
+      `addr add ${n.address} dev ${POD_INTERFACE}`,
+      `link set ${POD_INTERFACE} up`,
+      `route add default via ${n.gateway}`,
+    ], n.netns);
+  } catch (e) {
+    await deletePodNetwork(n).catch(() => {});
+    throw e;
+  }
+}
+
+/** Remove the veth pair and the namespace; what is already gone is fine. */
+export async function deletePodNetwork(n: Pick<PodNetwork, "netns" | "hostVeth">): Promise<void> {
+  const link = await run([ip(), "link", "del", n.hostVeth], { timeoutMs: 10_000 });
+  if (link.exitCode !== 0 && !/Cannot find device|does not exist/.test(link.stderr)) throw failed(`delete interface "${n.hostVeth}"`, link);
+  const ns = await run([ip(), "netns", "del", n.netns], { timeoutMs: 10_000 });
+  if (ns.exitCode !== 0 && !/No such file/.test(ns.stderr)) throw failed(`delete net namespace "${n.netns}"`, ns);
+}
+
+/**
+ * Outbound NAT for the pod subnet (off by default): forwarding on, and an nft
+ * table of this agent's own that masquerades what leaves by another interface.
+ */
+export async function setNat(enabled: boolean, table: string, subnet: string, bridge: string): Promise<void> {
+  const nft = which("nft");
+  if (!nft) {
+    if (enabled) throw new NetworkError("Cannot set up NAT: nft is not installed (apt-get install nftables)");
+    return;
+  }
+  if (!enabled) {
+    await run([nft, "delete", "table", "ip", table], { timeoutMs: 10_000 });
+    return;
+  }
+  await Bun.write("/proc/sys/net/ipv4/ip_forward", "1");
+  const script = [
+    `table ip ${table} {}`,
+    `flush table ip ${table}`,
+    `table ip ${table} {`,
+    `  chain postrouting { type nat hook postrouting priority srcnat; ip saddr ${subnet} oifname != "${bridge}" masquerade; }`,
+    `}`,
+  ].join("\n");
+  const r = await run([nft, "-f", "-"], { stdin: script + "\n", timeoutMs: 10_000 });
+  if (r.exitCode !== 0) throw failed("set up NAT", r);
+}

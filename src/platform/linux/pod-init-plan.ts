@@ -1,0 +1,34 @@
+/**
+ * What `__pod-init` is told to build, written as JSON by the launcher. Host
+ * paths unless said otherwise. Kept apart from pod-init.ts so the agent can
+ * use it without loading libc.
+ */
+export interface PodInitPlan {
+  hostname: string;
+  root:
+    | { kind: "overlay"; mountpoint: string; lower: string; upper: string; work: string }
+    | { kind: "copy"; mountpoint: string };
+  volumes: Array<{ host: string; pod: string; readonly: boolean; isFile: boolean }>;
+  /** In the pod. */
+  workdir: string;
+  /** argv; argv[0] is looked up on the pod's PATH when it has no slash. */
+  cmd: string[];
+  /** "KEY=VALUE" entries. */
+  env: string[];
+  /** In the pod: where stdout and stderr go. */
+  logPath: string;
+}
+
+/** Host device nodes bound into the pod's /dev. */
+export const DEV_NODES = ["null", "zero", "full", "random", "urandom", "tty"] as const;
+
+/**
+ * The pod's log, as the pod sees it. It lives in the pod's own file system (so
+ * it travels with a checkpoint, and CRIU finds its mount), at the top so no
+ * symlink of the base can move it.
+ */
+export const POD_LOG_PATH = "/.autopod/pod.log";
+
+/** pod-init's report lines on its close-on-exec copy of stderr. */
+export const REPORT_PID = "autopod-pod-init: pid ";
+export const REPORT_ERROR = "autopod-pod-init: error ";

@@ -1,0 +1,141 @@
+/**
+ * `autopod __pod-init PLAN`: the first process of a new pod. The launcher
+ * started it as pid 1 of fresh pid, mount, uts and ipc namespaces, inside the
+ * pod's net namespace and memory cgroup. It builds the pod's root, pivots into
+ * it, and execs the pod's command, which then is pid 1 and a session leader
+ * with only fds 0-2 open (stdin /dev/null, stdout and stderr the pod's log).
+ *
+ * It reports to the launcher on stderr, through a close-on-exec duplicate:
+ * "pid N" (its pid on the host) first, then either nothing, so the launcher
+ * sees end of file exactly when execve succeeds, or "error MESSAGE".
+ */
+import { closeSync, existsSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
+import { dirname } from "node:path";
+import { chdir, cloexecFrom, dup2, dupCloexec, execve, MS, mount, O, openFd, pivotRoot, resetSignals, sethostname, setsid, umountDetach } from "./libc.ts";
+import { resolveInRoot } from "./root-path.ts";
+import { DEV_NODES, REPORT_ERROR, REPORT_PID, type PodInitPlan } from "./pod-init-plan.ts";
+
+/** Runs in the new namespaces; returns only when the pod could not start. */
+export function podInit(argv: string[]): number {
+  let report = 2;
+  try {
+    report = dupCloexec(2);
+    writeSync(report, `${REPORT_PID}${readlinkSync("/proc/self")}\n`);
+    const plan = JSON.parse(readFileSync(argv[0] ?? "", "utf8")) as PodInitPlan;
+    buildRoot(plan);
+    startCommand(plan);
+  } catch (e) {
+    const message = (e instanceof Error ? e.message : String(e)).replaceAll("\n", " ");
+    try {
+      writeSync(report, `${REPORT_ERROR}${message}\n`);
+    } catch {
+      // Nobody listens any more; the exit status still says it failed.
+    }
+  }
+  return 127;
+}
+
+function step<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (e) {
+    throw new Error(`${what}: ${e instanceof Error ? e.message : String(e)}`);
+  }
+}
+
+/** A mount point inside the new root, created if missing, never outside it. */
+function target(root: string, podPath: string, kind: "dir" | "file"): string {
+  const r = resolveInRoot(root, podPath);
+  if (r.stat === null) {
+    if (kind === "dir") mkdirSync(r.onHost, { recursive: true, mode: 0o755 });
+    else {
+      mkdirSync(dirname(r.onHost), { recursive: true, mode: 0o755 });
+      writeFileSync(r.onHost, "", { mode: 0o644 });
+    }
+  } else if (kind === "dir" && !r.stat.isDirectory()) {
+    throw new Error(`"${podPath}" is not a directory in the pod's root`);
+  }
+  return r.onHost;
+}
+
+function buildRoot(plan: PodInitPlan): void {
+  const root = plan.root.mountpoint;
+  step("set the hostname", () => sethostname(plan.hostname));
+  step("make mounts private", () => mount(null, "/", null, MS.REC | MS.PRIVATE));
+  if (plan.root.kind === "overlay") {
+    const { lower, upper, work } = plan.root;
+    step("mount the root overlay", () => mount("overlay", root, "overlay", 0, `lowerdir=${lower},upperdir=${upper},workdir=${work}`));
+  } else {
+    step("bind the root copy", () => mount(root, root, null, MS.BIND | MS.REC));
+  }
+  for (const v of plan.volumes) {
+    step(`bind volume "${v.host}" at "${v.pod}"`, () => {
+      const at = target(root, v.pod, v.isFile ? "file" : "dir");
+      mount(v.host, at, null, MS.BIND | MS.REC);
+      if (v.readonly) mount(null, at, null, MS.BIND | MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV);
+    });
+  }
+  step("mount /proc", () => mount("proc", target(root, "/proc", "dir"), "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC));
+  const dev = target(root, "/dev", "dir");
+  step("mount /dev", () => mount("tmpfs", dev, "tmpfs", MS.NOSUID | MS.NOEXEC, "mode=755,size=1024k"));
+  for (const node of DEV_NODES) {
+    step(`bind /dev/${node}`, () => {
+      writeFileSync(`${dev}/${node}`, "", { mode: 0o666 });
+      mount(`/dev/${node}`, `${dev}/${node}`, null, MS.BIND);
+    });
+  }
+  step("mount /dev/pts", () => {
+    mkdirSync(`${dev}/pts`, { mode: 0o755 });
+    mount("devpts", `${dev}/pts`, "devpts", MS.NOSUID | MS.NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+  });
+  step("populate /dev", () => {
+    mkdirSync(`${dev}/shm`, { mode: 0o1777 });
+    symlinkSync("pts/ptmx", `${dev}/ptmx`);
+    symlinkSync("/proc/self/fd", `${dev}/fd`);
+    symlinkSync("/proc/self/fd/0", `${dev}/stdin`);
+    symlinkSync("/proc/self/fd/1", `${dev}/stdout`);
+    symlinkSync("/proc/self/fd/2", `${dev}/stderr`);
+  });
+  step("mount /tmp", () => mount("tmpfs", target(root, "/tmp", "dir"), "tmpfs", MS.NOSUID | MS.NODEV, "mode=1777"));
+  step("pivot into the pod's root", () => {
+    // pivot_root(".", ".") stacks the old root on the new one; detaching it
+    // leaves the pod with nothing of the host's tree.
+    chdir(root);
+    pivotRoot(".", ".");
+    umountDetach(".");
+    chdir("/");
+  });
+}
+
+function startCommand(plan: PodInitPlan): void {
+  step("open the pod's log", () => {
+    mkdirSync(dirname(plan.logPath), { recursive: true, mode: 0o755 });
+    const log = openFd(plan.logPath, O.WRONLY | O.CREAT | O.APPEND | O.CLOEXEC, 0o640);
+    const nul = openFd("/dev/null", O.RDONLY | O.CLOEXEC);
+    dup2(nul, 0);
+    dup2(log, 1);
+    dup2(log, 2);
+    closeSync(nul);
+    closeSync(log);
+  });
+  step(`enter the working directory "${plan.workdir}"`, () => {
+    if (!existsSync(plan.workdir)) mkdirSync(plan.workdir, { recursive: true, mode: 0o755 });
+    chdir(plan.workdir);
+  });
+  step("start a session", () => setsid());
+  resetSignals();
+  cloexecFrom(3);
+  const path = step(`find "${plan.cmd[0]}"`, () => findCommand(plan));
+  step(`exec "${path}"`, () => execve(path, plan.cmd, plan.env));
+}
+
+function findCommand(plan: PodInitPlan): string {
+  const cmd = plan.cmd[0]!;
+  if (cmd.includes("/")) return cmd;
+  const pathVar = plan.env.find((e) => e.startsWith("PATH="))?.slice(5) ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  for (const dir of pathVar.split(":")) {
+    const p = `${dir || "."}/${cmd}`;
+    if (existsSync(p)) return p;
+  }
+  throw new Error(`"${cmd}" is not on PATH (${pathVar})`);
+}
