@@ -61,7 +61,7 @@ const EntrySchema = z
     /** Bytes per chunk for files (the last may be shorter); 0 otherwise. */
     chunkSize: z.number().int().min(0).max(LIMITS.maxChunkSize),
     /** Concatenated 32-byte chunk hashes; all zeros marks a chunk of zeros, not stored. */
-    chunks: z.instanceof(Uint8Array),
+    chunks: z.custom<Uint8Array>((v) => v instanceof Uint8Array, "expected bytes"),
     /** Symlink target, or for a hardlink the path of the file it links to. */
     target: z.string().max(LIMITS.symlinkTargetBytes).optional(),
   })
@@ -150,6 +150,7 @@ export function validateManifest(raw: unknown): Manifest {
     throw new InvalidManifestError("Invalid manifest: it is not a map");
   }
   const format = (raw as { format?: unknown }).format;
+  if (typeof format !== "number") throw new InvalidManifestError("Invalid manifest: it has no format version");
   if (format !== FORMAT_VERSION) throw new UnsupportedFormatError("manifest", format, FORMAT_VERSION);
   const parsed = ManifestSchema.safeParse(raw);
   if (!parsed.success) {

@@ -1,0 +1,349 @@
+/**
+ * One self-contained, streamable file per image (docs/image-format.md):
+ *
+ *   header   "APODIMG\0", u32 BE format version, u32 BE flags (0)
+ *   manifest u32 BE length, 32-byte SHA-256 (the image id), msgpack bytes
+ *   chunks   "C", 32-byte SHA-256, u32 BE length, bytes     (each distinct stored chunk once)
+ *   trailer  "T", u64 BE chunk count, u64 BE chunk bytes, 32-byte final hash
+ *
+ * The final hash is SHA-256 over the header, the manifest hash, every frame's
+ * hash and length, and the two counts: with each chunk checked against its own
+ * hash it covers every byte, without hashing the data twice.
+ *
+ * Import reads a stream, validates the manifest before taking any chunk,
+ * verifies every chunk, stages new ones in a writer (pinned against gc) and
+ * commits them with the image in one transaction; any failure aborts the
+ * writer, leaving the store as it was.
+ */
+import { once } from "node:events";
+import { InvalidArgumentError } from "../errors.ts";
+import { MAX_CHUNK_BYTES } from "../store/chunk-store.ts";
+import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "../store/errors.ts";
+import { HASH_BYTES, hashEquals, sha256, toHex } from "../store/hash.ts";
+import type { ImageCatalogue } from "../store/image-catalogue.ts";
+import { type ChunkRef, LIMITS, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "./manifest.ts";
+
+export const EXPORT_MAGIC = "APODIMG\0";
+export const EXPORT_VERSION = 1;
+const HEADER_BYTES = 16;
+const FRAME_CHUNK = 0x43; // "C"
+const FRAME_TRAILER = 0x54; // "T"
+const BATCH_BYTES = 1 << 20;
+
+/** The export file is truncated, corrupt or hostile; the store was not changed. */
+export class InvalidExportError extends InvalidArgumentError {
+  override name = "InvalidExportError";
+}
+
+export interface ExportResult {
+  id: string;
+  chunks: number;
+  chunkBytes: number;
+  totalBytes: number;
+}
+
+/** The export as a stream of byte batches (for an HTTP response or a pipe). */
+export async function* exportFrames(catalogue: ImageCatalogue, id: string, result?: Partial<ExportResult>): AsyncGenerator<Uint8Array> {
+  const store = catalogue.store;
+  const manifestBytes = catalogue.manifestBytes(id);
+  const manifest = decodeManifest(manifestBytes);
+  const refs = uniqueChunkRefs(manifest);
+  // Pin what we are about to send, so a gc or an `image rm` meanwhile cannot pull it away.
+  const lease = store.writer(`export ${id}`);
+  try {
+    lease.pin(refs.map((r) => r.hash));
+    const lacking = store.missing(refs.map((r) => r.hash));
+    if (lacking.length > 0) {
+      const r = refs.find((x) => hashEquals(x.hash, lacking[0]!))!;
+      throw new MissingChunkError(toHex(r.hash), { path: `${r.tree}/${r.path}` });
+    }
+    const final = new Bun.CryptoHasher("sha256");
+    const header = new Uint8Array(HEADER_BYTES);
+    header.set(new TextEncoder().encode(EXPORT_MAGIC));
+    const hv = new DataView(header.buffer);
+    hv.setUint32(8, EXPORT_VERSION);
+    hv.setUint32(12, 0);
+    final.update(header);
+    const mhead = new Uint8Array(4 + HASH_BYTES);
+    new DataView(mhead.buffer).setUint32(0, manifestBytes.byteLength);
+    const mhash = sha256(manifestBytes);
+    mhead.set(mhash, 4);
+    final.update(mhash);
+    let total = HEADER_BYTES + mhead.byteLength + manifestBytes.byteLength;
+    yield concat([header, mhead, manifestBytes]);
+
+    let batch: Uint8Array[] = [];
+    let batchBytes = 0;
+    let chunkBytes = 0;
+    for (const r of refs) {
+      let data: Uint8Array;
+      try {
+        data = store.get(r.hash);
+      } catch (e) {
+        if (e instanceof CorruptChunkError) throw e.inFile(`${r.tree}/${r.path}`);
+        throw e;
+      }
+      const fh = new Uint8Array(1 + HASH_BYTES + 4);
+      fh[0] = FRAME_CHUNK;
+      fh.set(r.hash, 1);
+      new DataView(fh.buffer).setUint32(1 + HASH_BYTES, data.byteLength);
+      final.update(fh.subarray(1));
+      batch.push(fh, data);
+      batchBytes += fh.byteLength + data.byteLength;
+      chunkBytes += data.byteLength;
+      if (batchBytes >= BATCH_BYTES) {
+        total += batchBytes;
+        yield concat(batch, batchBytes);
+        batch = [];
+        batchBytes = 0;
+      }
+    }
+    const trailer = new Uint8Array(1 + 16 + HASH_BYTES);
+    trailer[0] = FRAME_TRAILER;
+    const tv = new DataView(trailer.buffer);
+    tv.setBigUint64(1, BigInt(refs.length));
+    tv.setBigUint64(9, BigInt(chunkBytes));
+    final.update(trailer.subarray(1, 17));
+    trailer.set(new Uint8Array(final.digest() as Uint8Array), 17);
+    batch.push(trailer);
+    batchBytes += trailer.byteLength;
+    total += batchBytes;
+    yield concat(batch, batchBytes);
+    if (result !== undefined) Object.assign(result, { id, chunks: refs.length, chunkBytes, totalBytes: total });
+  } finally {
+    lease.close();
+  }
+}
+
+/** The export as a web ReadableStream (pull-based, so it follows the reader's pace). */
+export function exportStream(catalogue: ImageCatalogue, id: string): ReadableStream<Uint8Array> {
+  const it = exportFrames(catalogue, id);
+  return new ReadableStream<Uint8Array>({
+    async pull(controller) {
+      const { value, done } = await it.next();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    async cancel() {
+      await it.return(undefined);
+    },
+  });
+}
+
+/** Something export can write to: a web WritableStream or a Node writable (a file, stdout). */
+export type ByteSink = WritableStream<Uint8Array> | NodeJS.WritableStream;
+
+/** Write image `id` to `sink` as one export file; ends a web stream, leaves a Node stream open. */
+export async function exportImage(catalogue: ImageCatalogue, id: string, sink: ByteSink): Promise<ExportResult> {
+  const result: Partial<ExportResult> = {};
+  if ("getWriter" in sink) {
+    const w = sink.getWriter();
+    try {
+      for await (const b of exportFrames(catalogue, id, result)) await w.write(b);
+      await w.close();
+    } catch (e) {
+      await w.abort(e).catch(() => {});
+      throw e;
+    }
+  } else {
+    for await (const b of exportFrames(catalogue, id, result)) {
+      if (!sink.write(b)) await once(sink as unknown as NodeJS.EventEmitter, "drain");
+    }
+  }
+  return result as ExportResult;
+}
+
+/** Something import can read: a web ReadableStream, a Node readable (a file, stdin), or any async iterable of bytes. */
+export type ByteSource = ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
+
+export interface ImportResult {
+  id: string;
+  chunks: number;
+  /** Chunks the store did not have before. */
+  newChunks: number;
+  newBytes: number;
+  /** Whether the image was already in the catalogue. */
+  wasPresent: boolean;
+}
+
+/** Read one export file from `source` into the store and catalogue; returns the image id. */
+export async function importImage(catalogue: ImageCatalogue, source: ByteSource): Promise<ImportResult> {
+  const reader = new ByteReader(source);
+  const final = new Bun.CryptoHasher("sha256");
+  const header = await reader.exact(HEADER_BYTES, "the header");
+  if (new TextDecoder().decode(header.subarray(0, 8)) !== EXPORT_MAGIC) {
+    throw new InvalidExportError("Cannot import: this is not an autopod image export (bad magic)");
+  }
+  const hv = new DataView(header.buffer, header.byteOffset, HEADER_BYTES);
+  const version = hv.getUint32(8);
+  if (version !== EXPORT_VERSION) throw new UnsupportedFormatError("export", version, EXPORT_VERSION);
+  if (hv.getUint32(12) !== 0) throw new InvalidExportError(`Cannot import: unknown export flags ${hv.getUint32(12)}`);
+  final.update(header);
+
+  const mhead = await reader.exact(4 + HASH_BYTES, "the manifest header");
+  const mlen = new DataView(mhead.buffer, mhead.byteOffset, 4).getUint32(0);
+  if (mlen > LIMITS.manifestBytes) {
+    throw new InvalidExportError(`Cannot import: the manifest is ${mlen} bytes, over the limit of ${LIMITS.manifestBytes}`);
+  }
+  const mhash = mhead.slice(4);
+  const manifestBytes = (await reader.exact(mlen, "the manifest")).slice();
+  if (!hashEquals(sha256(manifestBytes), mhash)) {
+    throw new InvalidExportError(`Cannot import: the manifest is corrupt (it does not match its hash ${toHex(mhash)})`);
+  }
+  const id = toHex(mhash);
+  final.update(mhash);
+  const manifest = decodeManifest(manifestBytes); // hostile paths, sizes and versions stop here
+  const expected = new Map<string, ChunkRef>();
+  for (const r of uniqueChunkRefs(manifest)) expected.set(toHex(r.hash), r);
+
+  const store = catalogue.store;
+  const writer = store.writer(`import ${id}`);
+  try {
+    const received = new Set<string>();
+    let chunkBytes = 0;
+    for (;;) {
+      const tag = (await reader.exact(1, `frame ${received.size + 1}`))[0];
+      if (tag === FRAME_TRAILER) break;
+      if (tag !== FRAME_CHUNK) throw new InvalidExportError(`Cannot import image ${id}: unknown frame type ${tag} at byte ${reader.offset - 1}`);
+      const fh = await reader.exact(HASH_BYTES + 4, `chunk ${received.size + 1} of ${expected.size}`);
+      const hash = fh.slice(0, HASH_BYTES);
+      const hex = toHex(hash);
+      const len = new DataView(fh.buffer, fh.byteOffset + HASH_BYTES, 4).getUint32(0);
+      const ref = expected.get(hex);
+      if (ref === undefined) throw new InvalidExportError(`Cannot import image ${id}: chunk ${hex} is not referenced by the manifest`);
+      if (received.has(hex)) throw new InvalidExportError(`Cannot import image ${id}: chunk ${hex} appears twice`);
+      if (len !== ref.length || len > MAX_CHUNK_BYTES) {
+        throw new InvalidExportError(`Cannot import image ${id}: chunk ${hex} is framed as ${len} bytes where the manifest says ${ref.length}`);
+      }
+      final.update(fh);
+      const data = await reader.exact(len, `chunk ${received.size + 1} of ${expected.size} (${hex})`);
+      try {
+        writer.putBatch([{ hash, bytes: data }]);
+      } catch (e) {
+        if (e instanceof ChunkMismatchError) {
+          throw new InvalidExportError(`Cannot import image ${id}: chunk ${hex} of file "${ref.tree}/${ref.path}" is corrupt in the export`);
+        }
+        throw e;
+      }
+      received.add(hex);
+      chunkBytes += len;
+    }
+    const trailer = await reader.exact(16 + HASH_BYTES, "the trailer");
+    const tv = new DataView(trailer.buffer, trailer.byteOffset, 16);
+    const count = tv.getBigUint64(0);
+    const bytes = tv.getBigUint64(8);
+    if (count !== BigInt(received.size) || bytes !== BigInt(chunkBytes)) {
+      throw new InvalidExportError(`Cannot import image ${id}: the trailer counts ${count} chunks of ${bytes} bytes but the file has ${received.size} of ${chunkBytes}`);
+    }
+    final.update(trailer.subarray(0, 16));
+    if (!hashEquals(new Uint8Array(final.digest() as Uint8Array), trailer.subarray(16))) {
+      throw new InvalidExportError(`Cannot import image ${id}: the final hash does not match (the frames were altered or reordered)`);
+    }
+    if (!(await reader.isAtEnd())) throw new InvalidExportError(`Cannot import image ${id}: there are bytes after the trailer`);
+    // Chunks the export left out must already be here (and get pinned).
+    const notSent = [...expected.keys()].filter((h) => !received.has(h));
+    const lacking = writer.missing(notSent);
+    if (lacking.length > 0) {
+      const r = expected.get(lacking[0]!)!;
+      throw new InvalidExportError(`Cannot import image ${id}: chunk ${lacking[0]} of file "${r.tree}/${r.path}" is neither in the export nor in the store`);
+    }
+    const wasPresent = catalogue.has(id);
+    const newChunks = writer.newChunks;
+    const newBytes = writer.newBytes;
+    catalogue.add(manifestBytes, writer);
+    writer.close();
+    return { id, chunks: expected.size, newChunks, newBytes, wasPresent };
+  } catch (e) {
+    writer.abort();
+    throw e;
+  }
+}
+
+/** Exact reads over a byte stream, naming what was cut short. */
+class ByteReader {
+  offset = 0;
+  readonly #it: AsyncIterator<Uint8Array>;
+  #pieces: Uint8Array[] = [];
+  #buffered = 0;
+  #isDone = false;
+
+  constructor(source: ByteSource) {
+    const iterable: AsyncIterable<Uint8Array> =
+      Symbol.asyncIterator in source ? (source as AsyncIterable<Uint8Array>) : streamIterable(source as ReadableStream<Uint8Array>);
+    this.#it = iterable[Symbol.asyncIterator]();
+  }
+
+  async exact(n: number, what: string): Promise<Uint8Array> {
+    while (this.#buffered < n) {
+      if (!(await this.#pull())) {
+        throw new InvalidExportError(`Cannot import: the export is truncated (it ends at byte ${this.offset + this.#buffered}, inside ${what})`);
+      }
+    }
+    this.offset += n;
+    const first = this.#pieces[0]!;
+    if (first.byteLength >= n) {
+      const out = first.subarray(0, n);
+      if (first.byteLength === n) this.#pieces.shift();
+      else this.#pieces[0] = first.subarray(n);
+      this.#buffered -= n;
+      return out;
+    }
+    const out = new Uint8Array(n);
+    let got = 0;
+    while (got < n) {
+      const p = this.#pieces[0]!;
+      const take = Math.min(p.byteLength, n - got);
+      out.set(p.subarray(0, take), got);
+      got += take;
+      if (take === p.byteLength) this.#pieces.shift();
+      else this.#pieces[0] = p.subarray(take);
+    }
+    this.#buffered -= n;
+    return out;
+  }
+
+  async isAtEnd(): Promise<boolean> {
+    while (this.#buffered === 0) if (!(await this.#pull())) return true;
+    return false;
+  }
+
+  async #pull(): Promise<boolean> {
+    if (this.#isDone) return false;
+    const { value, done } = await this.#it.next();
+    if (done) {
+      this.#isDone = true;
+      return false;
+    }
+    const bytes = typeof value === "string" ? new TextEncoder().encode(value) : new Uint8Array(value.buffer, value.byteOffset, value.byteLength);
+    if (bytes.byteLength > 0) {
+      this.#pieces.push(bytes);
+      this.#buffered += bytes.byteLength;
+    }
+    return true;
+  }
+}
+
+async function* streamIterable(stream: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+  const r = stream.getReader();
+  try {
+    for (;;) {
+      const { value, done } = await r.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    r.releaseLock();
+  }
+}
+
+function concat(parts: Uint8Array[], total?: number): Uint8Array {
+  if (parts.length === 1) return parts[0]!;
+  const n = total ?? parts.reduce((s, p) => s + p.byteLength, 0);
+  const out = new Uint8Array(n);
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}

@@ -1,0 +1,113 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { captureTree } from "../checkpoint/tree.ts";
+import { encodeManifest } from "../checkpoint/manifest.ts";
+import { randomBytes, sampleManifest } from "../checkpoint/_test-util.ts";
+import { ChunkStore } from "./chunk-store.ts";
+import { MissingChunkError } from "./errors.ts";
+import { sha256 } from "./hash.ts";
+import { CorruptManifestError, ImageCatalogue } from "./image-catalogue.ts";
+
+let tmp: string;
+let store: ChunkStore;
+let cat: ImageCatalogue;
+
+beforeEach(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "catalogue-"));
+  store = ChunkStore.open(path.join(tmp, "store"), { isDurable: false });
+  cat = new ImageCatalogue(store);
+});
+afterEach(() => {
+  store.close();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+async function checkpoint(dir: string, pod: string, parent: string | null = null): Promise<string> {
+  const w = store.writer(`checkpoint ${pod}`);
+  try {
+    const cap = await captureTree(dir, w);
+    return cat.addManifest(sampleManifest({ pod: { name: pod, command: ["sh"] }, rootfs: cap.entries, parent }), w);
+  } finally {
+    w.close();
+  }
+}
+
+describe("ImageCatalogue", () => {
+  test("two pods of one base store the base once; list shows logical and unique bytes", async () => {
+    const base = path.join(tmp, "base");
+    fs.mkdirSync(base);
+    fs.writeFileSync(path.join(base, "lib.so"), randomBytes(256 << 10));
+    fs.writeFileSync(path.join(base, "pages-1.img"), new Uint8Array(64 << 10));
+    const a = path.join(tmp, "a");
+    const b = path.join(tmp, "b");
+    fs.cpSync(base, a, { recursive: true });
+    fs.cpSync(base, b, { recursive: true });
+    fs.writeFileSync(path.join(a, "own"), randomBytes(10_000));
+    fs.writeFileSync(path.join(b, "own"), randomBytes(20_000));
+    const ia = await checkpoint(a, "a");
+    const ib = await checkpoint(b, "b", ia);
+    expect(store.stats().storedBytes).toBe((256 << 10) + 10_000 + 20_000);
+    const list = cat.list();
+    expect(list.map((i) => i.pod)).toEqual(["a", "b"]);
+    const [la, lb] = list;
+    expect(la!.id).toBe(ia);
+    expect(la!.logicalBytes).toBe((256 << 10) + (64 << 10) + 10_000);
+    expect(la!.uniqueBytes).toBe(10_000);
+    expect(lb!.uniqueBytes).toBe(20_000);
+    expect(lb!.referencedBytes).toBe((256 << 10) + 20_000);
+    expect(lb!.parent).toBe(ia);
+    expect(cat.manifest(ia).pod.name).toBe("a");
+
+    cat.remove(ia);
+    expect(cat.has(ia)).toBe(false);
+    expect(cat.info(ib).uniqueBytes).toBe((256 << 10) + 20_000);
+    const r = cat.gc();
+    expect(r.removedBytes).toBe(10_000);
+    expect(store.stats().storedBytes).toBe((256 << 10) + 20_000);
+    cat.remove(ib);
+    cat.gc();
+    expect(store.stats()).toMatchObject({ chunks: 0, packs: 0 });
+  });
+
+  test("an image whose chunks are not all stored is refused, naming one", () => {
+    const h = sha256(randomBytes(16));
+    const entries = [{ path: "f", type: "file" as const, mode: 0o644, uid: 0, gid: 0, mtimeMs: 0, size: 10, chunkSize: 4096, chunks: h }];
+    expect(() => cat.addManifest(sampleManifest({ rootfs: entries }))).toThrow(MissingChunkError);
+    expect(() => cat.addManifest(sampleManifest({ rootfs: entries }))).toThrow('(needed by file "rootfs/f")');
+    expect(cat.list()).toEqual([]);
+  });
+
+  test("a flipped bit in a stored manifest is caught by its id", async () => {
+    const d = path.join(tmp, "d");
+    fs.mkdirSync(d);
+    fs.writeFileSync(path.join(d, "f"), "hello");
+    const id = await checkpoint(d, "p");
+    const bytes = cat.manifestBytes(id).slice();
+    bytes[bytes.byteLength - 3]! ^= 0x10;
+    store.db.run("UPDATE images SET manifest = ? WHERE id = ?", [bytes, id]);
+    expect(() => cat.manifest(id)).toThrow(CorruptManifestError);
+    expect(() => cat.manifest(id)).toThrow(`The manifest of image ${id} is corrupt`);
+  });
+
+  test("adding the same manifest twice gives the same id and one row", () => {
+    const bytes = encodeManifest(sampleManifest());
+    expect(cat.add(bytes)).toBe(cat.add(bytes));
+    expect(cat.list().length).toBe(1);
+  });
+
+  test("gc during a checkpoint keeps the writer's chunks until its image is recorded", async () => {
+    const d = path.join(tmp, "d");
+    fs.mkdirSync(d);
+    fs.writeFileSync(path.join(d, "f"), randomBytes(100_000));
+    const w = store.writer("checkpoint");
+    const cap = await captureTree(d, w);
+    w.commit(); // committed, but no image refers to them yet
+    expect(cat.gc().removedChunks).toBe(0);
+    const id = cat.addManifest(sampleManifest({ rootfs: cap.entries }), w);
+    w.close();
+    expect(cat.gc().removedChunks).toBe(0);
+    expect(cat.info(id).uniqueBytes).toBe(100_000);
+  });
+});
