@@ -1,0 +1,307 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { Packr } from "msgpackr";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { ChunkStore, type StoreStats } from "../store/chunk-store.ts";
+import { sha256, toHex } from "../store/hash.ts";
+import { ImageCatalogue } from "../store/image-catalogue.ts";
+import { InvalidExportError, exportFrames, exportImage, exportStream, importImage } from "./export.ts";
+import { type FileEntry, InvalidManifestError, UnsupportedFormatError, chunkHash } from "./manifest.ts";
+import { captureTree, materializeTree } from "./tree.ts";
+import { describeTree, randomBytes, sampleManifest } from "./_test-util.ts";
+
+let tmp: string;
+let src: { store: ChunkStore; cat: ImageCatalogue };
+let dst: { store: ChunkStore; cat: ImageCatalogue };
+
+function open(name: string) {
+  const store = ChunkStore.open(path.join(tmp, name), { isDurable: false });
+  return { store, cat: new ImageCatalogue(store) };
+}
+
+beforeEach(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "export-"));
+  src = open("src-store");
+  dst = open("dst-store");
+});
+afterEach(() => {
+  src.store.close();
+  dst.store.close();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+async function makeImage(): Promise<{ id: string; dir: string; entries: FileEntry[] }> {
+  const dir = path.join(tmp, "pod");
+  fs.mkdirSync(path.join(dir, "etc"), { recursive: true });
+  fs.writeFileSync(path.join(dir, "etc/hostname"), "web\n");
+  fs.writeFileSync(path.join(dir, "big"), randomBytes(300_000));
+  const pages = new Uint8Array(40 * 4096);
+  pages.set(randomBytes(20 * 4096), 0);
+  pages.set(pages.subarray(0, 4096), 30 * 4096); // a repeated page: sent once
+  fs.writeFileSync(path.join(dir, "pages-1.img"), pages);
+  fs.symlinkSync("etc/hostname", path.join(dir, "link"));
+  const w = src.store.writer();
+  const cap = await captureTree(dir, w);
+  const id = src.cat.addManifest(sampleManifest({ rootfs: cap.entries }), w);
+  w.close();
+  return { id, dir, entries: cap.entries };
+}
+
+async function exportBytes(id: string): Promise<Uint8Array> {
+  return new Uint8Array(await new Response(exportStream(src.cat, id)).arrayBuffer());
+}
+
+function snapshot(s: { store: ChunkStore; cat: ImageCatalogue }): { stats: StoreStats; images: number; packs: string[] } {
+  return { stats: s.store.stats(), images: s.cat.list().length, packs: fs.readdirSync(path.join(s.store.dir, "packs")).sort() };
+}
+
+async function* pieces(bytes: Uint8Array, size = 1000): AsyncGenerator<Uint8Array> {
+  for (let i = 0; i < bytes.byteLength; i += size) yield bytes.subarray(i, Math.min(bytes.byteLength, i + size));
+}
+
+/** Build an export by hand (for hostile content the exporter would never write). */
+function handmade(manifest: unknown, chunks: Uint8Array[], version = 1): Uint8Array {
+  const mbytes = new Packr({ useRecords: false, moreTypes: false }).pack(manifest);
+  const parts: Uint8Array[] = [];
+  const final = new Bun.CryptoHasher("sha256");
+  const header = new Uint8Array(16);
+  header.set(new TextEncoder().encode("APODIMG\0"));
+  new DataView(header.buffer).setUint32(8, version);
+  final.update(header);
+  const mh = new Uint8Array(36);
+  new DataView(mh.buffer).setUint32(0, mbytes.byteLength);
+  mh.set(sha256(mbytes), 4);
+  final.update(sha256(mbytes));
+  parts.push(header, mh, mbytes);
+  let total = 0;
+  for (const c of chunks) {
+    const fh = new Uint8Array(37);
+    fh[0] = 0x43;
+    fh.set(sha256(c), 1);
+    new DataView(fh.buffer).setUint32(33, c.byteLength);
+    final.update(fh.subarray(1));
+    parts.push(fh, c);
+    total += c.byteLength;
+  }
+  const t = new Uint8Array(49);
+  t[0] = 0x54;
+  new DataView(t.buffer).setBigUint64(1, BigInt(chunks.length));
+  new DataView(t.buffer).setBigUint64(9, BigInt(total));
+  final.update(t.subarray(1, 17));
+  t.set(new Uint8Array(final.digest() as Uint8Array), 17);
+  parts.push(t);
+  return new Uint8Array(Buffer.concat(parts));
+}
+
+describe("export and import", () => {
+  test("round trip through a file into another store, then restore to another directory", async () => {
+    const { id, dir, entries } = await makeImage();
+    const file = path.join(tmp, "image.apod");
+    const out = fs.createWriteStream(file);
+    const r = await exportImage(src.cat, id, out);
+    await new Promise<void>((resolve) => out.end(resolve));
+    expect(r.totalBytes).toBe(fs.statSync(file).size);
+    expect(r.chunks).toBe(5 + 20 + 1); // 300,000 B in 64 KiB chunks, 20 distinct non-zero pages, the hostname
+    const imp = await importImage(dst.cat, fs.createReadStream(file));
+    expect(imp.id).toBe(id);
+    expect(imp.newChunks).toBe(26);
+    expect(dst.cat.list()[0]!.id).toBe(id);
+    const out2 = path.join(tmp, "restored");
+    materializeTree(dst.cat.manifest(id).rootfs, dst.store, out2);
+    expect(describeTree(out2)).toEqual(describeTree(dir));
+    expect(entries.length).toBe(6);
+    // Again, from a web stream: nothing new is stored.
+    const again = await importImage(dst.cat, Bun.file(file).stream());
+    expect(again).toMatchObject({ id, newChunks: 0, newBytes: 0, wasPresent: true });
+  });
+
+  test("import skips chunks the store already has", async () => {
+    const { id } = await makeImage();
+    const bytes = await exportBytes(id);
+    // The destination already holds the big file's chunks.
+    const m = src.cat.manifest(id);
+    const big = m.rootfs.find((e) => e.path === "big")!;
+    dst.store.putBatch([0, 1, 2].map((i) => ({ hash: chunkHash(big, i), bytes: src.store.get(chunkHash(big, i)) })));
+    const r = await importImage(dst.cat, pieces(bytes, 7777));
+    expect(r.newChunks).toBe(26 - 3);
+  });
+
+  test("works from stdin ('-') in another process", async () => {
+    const { id } = await makeImage();
+    const file = path.join(tmp, "image.apod");
+    fs.writeFileSync(file, await exportBytes(id));
+    src.store.close();
+    const script = path.join(tmp, "import.ts");
+    fs.writeFileSync(
+      script,
+      `import { ChunkStore } from ${JSON.stringify(path.resolve(import.meta.dir, "../store/chunk-store.ts"))};
+       import { ImageCatalogue } from ${JSON.stringify(path.resolve(import.meta.dir, "../store/image-catalogue.ts"))};
+       import { importImage } from ${JSON.stringify(path.resolve(import.meta.dir, "export.ts"))};
+       const store = ChunkStore.open(process.argv[2]);
+       const r = await importImage(new ImageCatalogue(store), process.stdin);
+       store.close();
+       console.log(r.id);`,
+    );
+    const p = Bun.spawnSync([process.execPath, script, path.join(tmp, "third")], { stdin: Bun.file(file) });
+    expect(p.stderr.toString()).toBe("");
+    expect(p.stdout.toString().trim()).toBe(id);
+    src = open("src-store");
+  });
+
+  test("truncation at any of a sample of offsets fails clearly and leaves the store as it was", async () => {
+    const { id } = await makeImage();
+    const bytes = await exportBytes(id);
+    dst.store.put(randomBytes(100)); // a store that is not empty
+    const before = snapshot(dst);
+    const offsets = new Set([0, 1, 8, 15, 16, 17, 19, 20, 51, 52, 53, bytes.byteLength - 1, bytes.byteLength - 48, bytes.byteLength - 49]);
+    for (let i = 0; i < 40; i++) offsets.add(Math.floor((bytes.byteLength * i) / 40));
+    for (const off of [...offsets].filter((o) => o < bytes.byteLength)) {
+      let err: unknown;
+      try {
+        await importImage(dst.cat, pieces(bytes.subarray(0, off), 4096));
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(InvalidExportError);
+      expect((err as Error).message).toMatch(/^Cannot import: the export is truncated \(it ends at byte \d+, inside .+\)$/);
+      expect(snapshot(dst)).toEqual(before);
+    }
+  });
+
+  test("one flipped bit in a chunk, the manifest, a frame or the trailer fails clearly", async () => {
+    const { id } = await makeImage();
+    const bytes = await exportBytes(id);
+    const before = snapshot(dst);
+    const mlen = new DataView(bytes.buffer).getUint32(16);
+    const firstFrame = 16 + 36 + mlen;
+    const flip = async (at: number, bit = 0) => {
+      const copy = bytes.slice();
+      copy[at]! ^= 1 << bit;
+      let err: unknown;
+      try {
+        await importImage(dst.cat, pieces(copy, 65536));
+      } catch (e) {
+        err = e;
+      }
+      expect(snapshot(dst)).toEqual(before);
+      return (err as Error).message;
+    };
+    const firstHash = toHex(bytes.subarray(firstFrame + 1, firstFrame + 33));
+    expect(await flip(firstFrame + 37 + 100)).toMatch(new RegExp(`^Cannot import image ${id}: chunk ${firstHash} of file "rootfs/(big|pages-1.img)" is corrupt in the export$`));
+    expect(await flip(16 + 36 + 20)).toBe(`Cannot import: the manifest is corrupt (it does not match its hash ${id})`);
+    expect(await flip(firstFrame + 5)).toContain("is not referenced by the manifest");
+    expect(await flip(firstFrame + 34)).toContain("is framed as");
+    expect(await flip(bytes.byteLength - 3)).toContain("the final hash does not match");
+    expect(await flip(bytes.byteLength - 40)).toContain("the trailer counts");
+    expect(await flip(3)).toContain("not an autopod image export");
+  });
+
+  test("bytes after the trailer are refused", async () => {
+    const { id } = await makeImage();
+    const bytes = await exportBytes(id);
+    const longer = new Uint8Array(bytes.byteLength + 1);
+    longer.set(bytes);
+    await expect(importImage(dst.cat, pieces(longer))).rejects.toThrow("bytes after the trailer");
+  });
+
+  describe("hostile files are refused before anything is stored", () => {
+    const data = randomBytes(4096);
+    const entry = (over: Partial<FileEntry>): FileEntry => ({
+      path: "f",
+      type: "file",
+      mode: 0o644,
+      uid: 0,
+      gid: 0,
+      mtimeMs: 0,
+      size: 4096,
+      chunkSize: 4096,
+      chunks: sha256(data),
+      ...over,
+    });
+    const cases: Array<[string, Uint8Array, unknown, string]> = [
+      ["dot-dot path", handmade(sampleManifest({ rootfs: [entry({ path: "../../etc/cron.d/x" })] }), [data]), InvalidManifestError, 'unsafe path: it has a ".." component'],
+      ["absolute path", handmade(sampleManifest({ criu: [entry({ path: "/etc/passwd" })] }), [data]), InvalidManifestError, "it is absolute"],
+      [
+        "symlink out of the root",
+        handmade(sampleManifest({ rootfs: [{ ...entry({}), type: "symlink", size: 0, chunkSize: 0, chunks: new Uint8Array(0), target: "../../../../root" }] }), []),
+        InvalidManifestError,
+        "points outside the root",
+      ],
+      [
+        "write through a symlink",
+        handmade(sampleManifest({ rootfs: [{ ...entry({ path: "x" }), type: "symlink", size: 0, chunkSize: 0, chunks: new Uint8Array(0), target: "/etc" }, entry({ path: "x/passwd" })] }), [data]),
+        InvalidManifestError,
+        'lies under "x"',
+      ],
+      ["absurd size", handmade(sampleManifest({ rootfs: [entry({ size: 2 ** 53 - 1 })] }), [data]), InvalidManifestError, "rootfs.0.size"],
+      ["unknown manifest version", handmade({ ...sampleManifest(), format: 99 }, []), UnsupportedFormatError, "Unsupported manifest format version 99"],
+      ["unknown export version", handmade(sampleManifest(), [], 7), UnsupportedFormatError, "Unsupported export format version 7"],
+      ["a chunk the manifest does not name", handmade(sampleManifest(), [data]), InvalidExportError, "is not referenced by the manifest"],
+      ["a chunk the manifest needs but nobody has", handmade(sampleManifest({ rootfs: [entry({})] }), []), InvalidExportError, 'is neither in the export nor in the store'],
+    ];
+    for (const [name, bytes, type, message] of cases) {
+      test(name, async () => {
+        const before = snapshot(dst);
+        let err: unknown;
+        try {
+          await importImage(dst.cat, pieces(bytes));
+        } catch (e) {
+          err = e;
+        }
+        expect(err).toBeInstanceOf(type as new () => Error);
+        expect((err as Error).message).toContain(message);
+        expect(snapshot(dst)).toEqual(before);
+      });
+    }
+    test("a huge declared manifest length is refused without reading it", async () => {
+      const h = new Uint8Array(16 + 36);
+      h.set(new TextEncoder().encode("APODIMG\0"));
+      new DataView(h.buffer).setUint32(8, 1);
+      new DataView(h.buffer).setUint32(16, 0xffff_fff0);
+      await expect(importImage(dst.cat, pieces(h))).rejects.toThrow("over the limit");
+    });
+  });
+
+  test("gc during an import keeps every chunk the import relies on", async () => {
+    const { id } = await makeImage();
+    const bytes = await exportBytes(id);
+    // The destination has an older image sharing the big file; it is removed mid-import.
+    const oldId = (await importImage(dst.cat, pieces(bytes))).id;
+    const m = dst.cat.manifest(oldId);
+    const r0 = dst.cat.list()[0]!;
+    expect(r0.id).toBe(oldId);
+    // Re-import a variant image (same chunks, another pod name) slowly, gc'ing between pieces.
+    const variant = sampleManifest({ rootfs: m.rootfs, pod: { name: "other", command: [] } });
+    const chunks = [...new Set(m.rootfs.flatMap((e) => Array.from({ length: e.chunks.byteLength / 32 }, (_, i) => toHex(chunkHash(e, i)))))]
+      .filter((h) => h !== "0".repeat(64))
+      .map((h) => dst.store.get(h));
+    const vbytes = handmade(variant, chunks);
+    let n = 0;
+    async function* slow(): AsyncGenerator<Uint8Array> {
+      for await (const p of pieces(vbytes, 20_000)) {
+        if (n++ === 3) {
+          dst.cat.remove(oldId);
+          dst.cat.gc();
+        } else dst.cat.gc();
+        await Bun.sleep(0);
+        yield p;
+      }
+    }
+    const r = await importImage(dst.cat, slow());
+    expect(dst.cat.list().map((i) => i.id)).toEqual([r.id]);
+    dst.cat.gc();
+    materializeTree(dst.cat.manifest(r.id).rootfs, dst.store, path.join(tmp, "ok"));
+    expect(dst.store.verifyAll().corrupt).toEqual([]);
+  });
+
+  test("export refuses a corrupt chunk, naming hash and file", async () => {
+    const { id } = await makeImage();
+    const big = src.cat.manifest(id).rootfs.find((e) => e.path === "big")!;
+    const h = chunkHash(big, 2);
+    src.store.db.run("UPDATE chunks SET offset = offset + 36 + 65536 WHERE hash = ?", [h]);
+    const frames = exportFrames(src.cat, id);
+    await expect((async () => { for await (const _ of frames); })()).rejects.toThrow(`Chunk ${toHex(h)} of file "rootfs/big" is corrupt`);
+    expect(src.store.stats().writers).toBe(0);
+  });
+});
