@@ -173,7 +173,7 @@ export function writeAll(fd: number, bytes: Uint8Array, position: number): void 
 
 /** Read exactly `length` bytes at `position`; returns fewer only at end of file. */
 export function readAt(fd: number, length: number, position: number): Uint8Array {
-  const buf = new Uint8Array(length);
+  const buf = Buffer.allocUnsafeSlow(length);
   let done = 0;
   while (done < length) {
     const n = fs.readSync(fd, buf, done, length - done, position + done);

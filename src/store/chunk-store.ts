@@ -311,23 +311,21 @@ export class ChunkStore {
 
   /** @internal */
   readRecord(h: Uint8Array, row: Row, fd: number): Uint8Array {
-    const hex = toHex(h);
     let rec: Uint8Array;
     try {
       rec = readAt(fd, RECORD_HEADER_BYTES + row.length, row.offset);
     } catch (e) {
-      throw new CorruptChunkError(hex, `cannot read pack ${row.pack} at ${row.offset}`, { cause: e });
+      throw new CorruptChunkError(toHex(h), `cannot read pack ${row.pack} at ${row.offset}`, { cause: e });
     }
     if (rec.byteLength !== RECORD_HEADER_BYTES + row.length) {
-      throw new CorruptChunkError(hex, `pack ${row.pack} ends before the chunk at ${row.offset}`);
+      throw new CorruptChunkError(toHex(h), `pack ${row.pack} ends before the chunk at ${row.offset}`);
     }
-    const recHash = rec.subarray(0, HASH_BYTES);
-    const recLen = new DataView(rec.buffer, rec.byteOffset).getUint32(HASH_BYTES, true);
-    if (!hashEquals(recHash, h) || recLen !== row.length) {
-      throw new CorruptChunkError(hex, `the index and pack ${row.pack} disagree at offset ${row.offset}`);
+    const recLen = rec[32]! | (rec[33]! << 8) | (rec[34]! << 16) | (rec[35]! << 24);
+    if (!hashEquals(rec.subarray(0, HASH_BYTES), h) || recLen >>> 0 !== row.length) {
+      throw new CorruptChunkError(toHex(h), `the index and pack ${row.pack} disagree at offset ${row.offset}`);
     }
     const data = rec.subarray(RECORD_HEADER_BYTES);
-    if (!hashEquals(sha256(data), h)) throw new CorruptChunkError(hex, "its bytes no longer match its hash");
+    if (!hashEquals(sha256(data), h)) throw new CorruptChunkError(toHex(h), "its bytes no longer match its hash");
     return data;
   }
 
@@ -485,7 +483,7 @@ export class ChunkWriter {
   readonly label: string;
   readonly #appender: PackAppender;
   /** New chunks, by hex hash, not yet in the index. */
-  readonly #pending = new Map<string, RecordLocation>();
+  readonly #pending = new Map<string, RecordLocation & { hash: Hash }>();
   /** Chunks this writer relies on that are in the index (found there, or committed by it). */
   readonly #pinned = new Set<string>();
   #isClosed = false;
@@ -584,7 +582,7 @@ export class ChunkWriter {
     );
     const size = db.query<unknown, [number, number]>("UPDATE packs SET size = ? WHERE id = ?");
     db.transaction(() => {
-      for (const [hex, loc] of this.#pending) ins.run(Buffer.from(hex, "hex"), loc.pack, loc.offset, loc.length);
+      for (const loc of this.#pending.values()) ins.run(loc.hash, loc.pack, loc.offset, loc.length);
       for (const p of this.#appender.packs) if (p.flushed > p.committed) size.run(p.flushed, p.id);
       alsoInTransaction?.();
     })();
@@ -646,7 +644,7 @@ export class ChunkWriter {
       this.#pinned.add(hex);
       return;
     }
-    this.#pending.set(hex, this.#appender.append(h, bytes));
+    this.#pending.set(hex, { ...this.#appender.append(h, bytes), hash: h });
     this.newBytes += bytes.byteLength;
     this.newChunks++;
   }
