@@ -202,10 +202,12 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource)
     const received = new Set<string>();
     let chunkBytes = 0;
     for (;;) {
-      const tag = (await reader.exact(1, `frame ${received.size + 1}`))[0];
+      const tagBytes = reader.exact(1, "a frame");
+      const tag = (tagBytes instanceof Uint8Array ? tagBytes : await tagBytes)[0];
       if (tag === FRAME_TRAILER) break;
       if (tag !== FRAME_CHUNK) throw new InvalidExportError(`Cannot import image ${id}: unknown frame type ${tag} at byte ${reader.offset - 1}`);
-      const fh = await reader.exact(HASH_BYTES + 4, `chunk ${received.size + 1} of ${expected.size}`);
+      const fhBytes = reader.exact(HASH_BYTES + 4, `chunk ${received.size + 1} of ${expected.size}`);
+      const fh = fhBytes instanceof Uint8Array ? fhBytes : await fhBytes;
       const hash = fh.slice(0, HASH_BYTES);
       const hex = toHex(hash);
       const len = new DataView(fh.buffer, fh.byteOffset + HASH_BYTES, 4).getUint32(0);
@@ -216,7 +218,8 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource)
         throw new InvalidExportError(`Cannot import image ${id}: chunk ${hex} is framed as ${len} bytes where the manifest says ${ref.length}`);
       }
       final.update(fh);
-      const data = await reader.exact(len, `chunk ${received.size + 1} of ${expected.size} (${hex})`);
+      const dataBytes = reader.exact(len, `chunk ${received.size + 1} of ${expected.size} (${hex})`);
+      const data = dataBytes instanceof Uint8Array ? dataBytes : await dataBytes;
       try {
         writer.putBatch([{ hash, bytes: data }]);
       } catch (e) {
@@ -273,12 +276,21 @@ class ByteReader {
     this.#it = iterable[Symbol.asyncIterator]();
   }
 
-  async exact(n: number, what: string): Promise<Uint8Array> {
+  /** `n` bytes, or a promise of them when they are not buffered yet (so the hot path never awaits). */
+  exact(n: number, what: string): Uint8Array | Promise<Uint8Array> {
+    return this.#buffered >= n ? this.#take(n) : this.#fill(n, what);
+  }
+
+  async #fill(n: number, what: string): Promise<Uint8Array> {
     while (this.#buffered < n) {
       if (!(await this.#pull())) {
         throw new InvalidExportError(`Cannot import: the export is truncated (it ends at byte ${this.offset + this.#buffered}, inside ${what})`);
       }
     }
+    return this.#take(n);
+  }
+
+  #take(n: number): Uint8Array {
     this.offset += n;
     const first = this.#pieces[0]!;
     if (first.byteLength >= n) {

@@ -61,8 +61,6 @@ export interface GcResult {
 export interface GcOptions {
   /** Rewrite a pack whose live records fill less than this share of it. Default 0.5. */
   compactBelow?: number;
-  /** @internal A query over this database whose rows' first column are live hashes (the catalogue's). */
-  liveQuery?: string;
 }
 
 /** A chunk given with the hash it claims to have. */
@@ -114,6 +112,8 @@ export class ChunkStore {
       this.db.exec("PRAGMA locking_mode = EXCLUSIVE");
       this.db.exec("PRAGMA journal_mode = WAL");
       this.db.exec(`PRAGMA synchronous = ${this.isDurable ? "FULL" : "OFF"}`);
+      // Hashes are random keys: every insert and lookup lands on a random page, so keep the index in memory.
+      this.db.exec("PRAGMA cache_size = -131072");
       this.db.exec("BEGIN IMMEDIATE; COMMIT");
     } catch (e) {
       this.db.close();
@@ -216,7 +216,6 @@ export class ChunkStore {
       const add = this.db.query<unknown, [Uint8Array]>("INSERT OR IGNORE INTO temp.gc_live(h) VALUES (?)");
       const liveHashes = typeof live === "function" ? live() : live;
       for (const h of liveHashes) if (!isZeroHash(h)) add.run(hashBytes(h));
-      if (options.liveQuery !== undefined) this.db.run(`INSERT OR IGNORE INTO temp.gc_live(h) ${options.liveQuery}`);
       for (const w of this.#writers) for (const hex of w.pinnedHexes()) add.run(Buffer.from(hex, "hex"));
       const dead = this.db
         .query<{ n: number; bytes: number | null }, []>(
