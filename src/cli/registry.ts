@@ -8,6 +8,12 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   version: { summary: "print version, commit and Bun version", load: async () => (await import("./version.ts")).versionCommand },
   doctor: { summary: "check that this host has what autopod needs", load: async () => (await import("./doctor.ts")).doctorCommand },
   "config show": { summary: "print the effective configuration", load: async () => (await import("./config-show.ts")).configShowCommand },
+  run: { summary: "start a pod and return once its command runs", load: async () => (await import("./run.ts")).runCommand },
+  ps: { summary: "list pods: state, pid, address, uptime, memory", load: async () => (await import("./ps.ts")).psCommand },
+  logs: { summary: "print a pod's output", load: async () => (await import("./logs.ts")).logsCommand },
+  exec: { summary: "run a command inside a running pod", load: async () => (await import("./exec.ts")).execCommand },
+  stop: { summary: "stop pods (SIGTERM, then SIGKILL)", load: async () => (await import("./stop.ts")).stopCommand },
+  rm: { summary: "remove pods and what was made for them", load: async () => (await import("./rm.ts")).rmCommand },
 };
 
 /** Find the command named by the longest run of leading words. */

@@ -33,6 +33,15 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    pods: z
+      .object({
+        layer: z
+          .enum(["overlay", "copy"])
+          .default("overlay")
+          .describe("a pod's writable root: an overlay over its base, or a private copy (where overlayfs cannot be used)"),
+      })
+      .strict()
+      .prefault({}),
     peer: z
       .object({
         listen: hostPort.default("0.0.0.0:7443").describe("peer API address"),

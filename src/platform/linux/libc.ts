@@ -25,6 +25,7 @@ function open() {
     execve: { args: [P, P, P], returns: i32 },
     signal: { args: [i32, u64], returns: u64 },
     sigprocmask: { args: [i32, P, P], returns: i32 },
+    flock: { args: [i32, i32], returns: i32 },
   });
 }
 function libc() {
@@ -201,4 +202,14 @@ export function execve(path: string, argv: readonly string[], env: readonly stri
   const e = table(env);
   libc().execve(ptr(p), ptr(a), ptr(e));
   throw new Errno("execve", errno(), path);
+}
+
+const LOCK_EX = 2;
+const LOCK_NB = 4;
+/** Take an exclusive lock on an open file without waiting; false when another process holds it. */
+export function tryLock(fd: number): boolean {
+  if (libc().flock(fd, LOCK_EX | LOCK_NB) === 0) return true;
+  const e = errno();
+  if (e === 11 /* EWOULDBLOCK */) return false;
+  throw new Errno("flock", e, String(fd));
 }

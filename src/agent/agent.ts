@@ -1,0 +1,118 @@
+/**
+ * The daemon's wiring: state directory and its lock, the pod runtime, the
+ * local API on its unix socket, the reaper, and signals. Stopping the agent
+ * never stops pods.
+ */
+import { chmodSync, closeSync, existsSync, mkdirSync, openSync, realpathSync, unlinkSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { createLocalApp } from "../api/local/app.ts";
+import { LocalClient } from "../api/local/client.ts";
+import type { Config } from "../config/schema.ts";
+import { errorMessage, PreconditionError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { linuxPodHost } from "../platform/linux/pod-host.ts";
+import { setChildSubreaper, tryLock } from "../platform/linux/libc.ts";
+import { PodStore } from "../pods/store.ts";
+import { agentKeyOf, PodRuntime } from "../pods/runtime.ts";
+import { VERSION } from "../version.ts";
+
+/** How often exited pods are reaped and adopted ones looked at. */
+const REAP_INTERVAL_MS = 250;
+
+export interface RunningAgent {
+  /** Resolves when the agent has shut down (after stop() or a signal). */
+  done: Promise<void>;
+  stop(): Promise<void>;
+}
+
+export async function startAgent(config: Config, log: Logger): Promise<RunningAgent> {
+  if (process.getuid?.() !== 0) throw new PreconditionError("The agent needs root: it creates namespaces, mounts and cgroups");
+
+  mkdirSync(config.state_dir, { recursive: true, mode: 0o700 });
+  const stateDir = realpathSync(config.state_dir);
+  const lockFd = openSync(join(stateDir, "agent.lock"), "a+", 0o600);
+  if (!tryLock(lockFd)) {
+    closeSync(lockFd);
+    throw new PreconditionError(`Another agent is using the state directory "${stateDir}"`);
+  }
+  writeFileSync(join(stateDir, "agent.pid"), `${process.pid}\n`);
+
+  // Orphans of our children, and trees restored by `criu restore -d`, become ours to reap.
+  setChildSubreaper();
+
+  const store = new PodStore(join(stateDir, "autopod.db"));
+  const pods = new PodRuntime({
+    stateDir,
+    agentKey: agentKeyOf(stateDir),
+    bridge: config.network.bridge,
+    subnet: config.network.subnet,
+    layer: config.pods.layer,
+    store,
+    host: linuxPodHost,
+    log: log.child({ part: "pods" }),
+  });
+  await pods.setUpHost(config.network.nat);
+  await pods.recover();
+
+  const socket = config.socket;
+  await claimSocket(socket);
+  const app = createLocalApp({
+    pods,
+    log,
+    info: { version: VERSION, pid: process.pid, stateDir, socket, bridge: config.network.bridge, subnet: config.network.subnet },
+  });
+  const umask = process.umask(0o177);
+  let server: ReturnType<typeof Bun.serve>;
+  try {
+    server = Bun.serve({ unix: socket, fetch: app.fetch });
+  } finally {
+    process.umask(umask);
+  }
+  chmodSync(socket, 0o600);
+
+  const reaper = setInterval(() => {
+    try {
+      pods.poll();
+    } catch (e) {
+      log.error("reaper failed", { error: errorMessage(e) });
+    }
+  }, REAP_INTERVAL_MS);
+
+  let resolveDone!: () => void;
+  const done = new Promise<void>((r) => (resolveDone = r));
+  let stopping = false;
+  const stop = async () => {
+    if (stopping) return done;
+    stopping = true;
+    clearInterval(reaper);
+    await server.stop(true);
+    try {
+      unlinkSync(socket);
+    } catch {
+      // already gone
+    }
+    store.close();
+    closeSync(lockFd);
+    log.info("agent stopped; pods keep running");
+    resolveDone();
+  };
+  for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => void stop());
+
+  log.info("agent listening", { socket, state_dir: stateDir, bridge: config.network.bridge, subnet: config.network.subnet, pods: pods.list().length });
+  return { done, stop };
+}
+
+/** Make the socket path ours: refuse when a live agent answers there, remove a stale socket. */
+async function claimSocket(socket: string): Promise<void> {
+  mkdirSync(dirname(socket), { recursive: true, mode: 0o755 });
+  if (!existsSync(socket)) return;
+  const alive = await Promise.race([
+    new LocalClient(socket).health().then(
+      () => true,
+      () => false,
+    ),
+    Bun.sleep(2000).then(() => true),
+  ]);
+  if (alive) throw new PreconditionError(`Another agent is listening on "${socket}"`);
+  unlinkSync(socket);
+}

@@ -1,0 +1,142 @@
+/**
+ * The local API (unix socket, root only): a Hono app over the pod runtime.
+ * One onError turns domain errors into {error: {code, message}} with the
+ * status httpStatusOf gives; LocalClient turns them back.
+ */
+import { Hono, type Context } from "hono";
+import { bodyLimit } from "hono/body-limit";
+import { z } from "zod";
+import { AutopodError, errorMessage, httpStatusOf, InvalidArgumentError } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import type { PodRuntime } from "../../pods/runtime.ts";
+import { EXEC_CONTENT_TYPE, encodeFrame, exitFrame, FRAME } from "./exec-frames.ts";
+import { CreatePodBody, describeZodError, ExecBody, StopPodBody } from "./schemas.ts";
+
+export interface AgentInfo {
+  version: string;
+  pid: number;
+  stateDir: string;
+  socket: string;
+  bridge: string;
+  subnet: string;
+}
+
+export interface LocalAppDeps {
+  pods: PodRuntime;
+  info: AgentInfo;
+  log: Logger;
+}
+
+const MAX_BODY_BYTES = 1 << 20;
+const FOLLOW_POLL_MS = 200;
+
+async function body<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+  let raw: unknown;
+  try {
+    const text = await c.req.text();
+    raw = text === "" ? {} : JSON.parse(text);
+  } catch {
+    throw new InvalidArgumentError("The request body is not valid JSON");
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new InvalidArgumentError(`Invalid request: ${describeZodError(parsed.error)}`);
+  return parsed.data;
+}
+
+export function createLocalApp(deps: LocalAppDeps): Hono {
+  const { pods, log } = deps;
+  const app = new Hono();
+
+  app.onError((err, c) => {
+    const status = httpStatusOf(err);
+    const code = err instanceof AutopodError ? err.code : "internal";
+    if (status >= 500) log.error("request failed", { method: c.req.method, path: c.req.path, error: errorMessage(err) });
+    return c.json({ error: { code, message: errorMessage(err) } }, status as 500);
+  });
+  app.notFound((c) => c.json({ error: { code: "not_found", message: `No such endpoint: ${c.req.method} ${c.req.path}` } }, 404));
+  app.use("*", bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json({ error: { code: "invalid_argument", message: "The request body is too large" } }, 413) }));
+
+  app.get("/v1/health", (c) => c.json({ ok: true, ...deps.info }));
+
+  app.get("/v1/pods", (c) => c.json({ pods: pods.list() }));
+
+  app.post("/v1/pods", async (c) => {
+    const req = await body(c, CreatePodBody);
+    return c.json({ pod: await pods.create(req) }, 201);
+  });
+
+  app.get("/v1/pods/:name", (c) => c.json({ pod: pods.get(c.req.param("name")) }));
+
+  app.post("/v1/pods/:name/stop", async (c) => {
+    const { timeoutSeconds } = await body(c, StopPodBody);
+    return c.json({ pod: await pods.stop(c.req.param("name"), timeoutSeconds) });
+  });
+
+  app.delete("/v1/pods/:name", async (c) => {
+    const force = c.req.query("force");
+    if (force !== undefined && force !== "true" && force !== "false") throw new InvalidArgumentError(`force must be true or false (got "${force}")`);
+    await pods.remove(c.req.param("name"), force === "true");
+    return c.json({ removed: c.req.param("name") });
+  });
+
+  app.get("/v1/pods/:name/logs", (c) => {
+    const { path, isLive } = pods.logs(c.req.param("name"));
+    const follow = c.req.query("follow") === "true";
+    const stream = logStream(path, follow, isLive, c.req.raw.signal);
+    return new Response(stream, { headers: { "content-type": "application/octet-stream" } });
+  });
+
+  app.post("/v1/pods/:name/exec", async (c) => {
+    const { cmd } = await body(c, ExecBody);
+    const proc = pods.exec(c.req.param("name"), cmd);
+    const stream = new ReadableStream<Uint8Array>({
+      async start(ctrl) {
+        const pump = async (s: ReadableStream<Uint8Array>, type: typeof FRAME.stdout | typeof FRAME.stderr) => {
+          for await (const chunk of s) ctrl.enqueue(encodeFrame(type, chunk));
+        };
+        try {
+          await Promise.all([pump(proc.stdout, FRAME.stdout), pump(proc.stderr, FRAME.stderr)]);
+          ctrl.enqueue(exitFrame(await proc.exited));
+        } catch (e) {
+          ctrl.enqueue(encodeFrame(FRAME.error, new TextEncoder().encode(JSON.stringify({ code: "internal", message: errorMessage(e) }))));
+        }
+        ctrl.close();
+      },
+      cancel() {
+        proc.kill();
+      },
+    });
+    return new Response(stream, { headers: { "content-type": EXEC_CONTENT_TYPE } });
+  });
+
+  return app;
+}
+
+/** The log from the start; with follow, new output as it comes until the pod has ended and all is read. */
+function logStream(path: string, follow: boolean, isLive: () => boolean, abort: AbortSignal): ReadableStream<Uint8Array> {
+  let offset = 0;
+  return new ReadableStream<Uint8Array>({
+    async pull(ctrl) {
+      for (;;) {
+        const file = Bun.file(path);
+        const size = (await file.exists()) ? file.size : 0;
+        if (size < offset) offset = 0; // truncated
+        if (size > offset) {
+          const end = Math.min(size, offset + (1 << 20));
+          ctrl.enqueue(new Uint8Array(await file.slice(offset, end).arrayBuffer()));
+          offset = end;
+          return;
+        }
+        // Read once more after the pod ends: its last words may have come after our last look.
+        const live = follow && isLive();
+        if (!live || abort.aborted) {
+          const again = (await file.exists()) ? file.size : 0;
+          if (again > offset) continue;
+          ctrl.close();
+          return;
+        }
+        await Bun.sleep(FOLLOW_POLL_MS);
+      }
+    },
+  });
+}

@@ -1,0 +1,104 @@
+/**
+ * LocalClient: the one typed client of the local API. Every CLI command talks
+ * to the agent through it; errors come back as the domain errors the agent
+ * raised (errorFromWire), and a missing agent is an UnavailableError that
+ * says where we looked and how to start one.
+ */
+import { errorFromWire, UnavailableError } from "../../errors.ts";
+import type { PodView } from "../../pods/pod.ts";
+import type { CreatePodRequest } from "../../pods/validate.ts";
+import type { AgentInfo } from "./app.ts";
+import { decodeFrames, exitCodeOf, FRAME } from "./exec-frames.ts";
+
+export interface ExecOutput {
+  stdout(chunk: Uint8Array): void;
+  stderr(chunk: Uint8Array): void;
+}
+
+export class LocalClient {
+  constructor(readonly socket: string) {}
+
+  health(): Promise<AgentInfo & { ok: boolean }> {
+    return this.#json("GET", "/v1/health");
+  }
+
+  async listPods(): Promise<PodView[]> {
+    return (await this.#json<{ pods: PodView[] }>("GET", "/v1/pods")).pods;
+  }
+
+  async getPod(name: string): Promise<PodView> {
+    return (await this.#json<{ pod: PodView }>("GET", `/v1/pods/${encodeURIComponent(name)}`)).pod;
+  }
+
+  async createPod(req: CreatePodRequest): Promise<PodView> {
+    return (await this.#json<{ pod: PodView }>("POST", "/v1/pods", req)).pod;
+  }
+
+  async stopPod(name: string, timeoutSeconds: number): Promise<PodView> {
+    return (await this.#json<{ pod: PodView }>("POST", `/v1/pods/${encodeURIComponent(name)}/stop`, { timeoutSeconds })).pod;
+  }
+
+  async removePod(name: string, force: boolean): Promise<void> {
+    await this.#json("DELETE", `/v1/pods/${encodeURIComponent(name)}?force=${force}`);
+  }
+
+  /** The pod's log as a byte stream; with follow it ends when the pod has ended. */
+  async logs(name: string, follow: boolean): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.#fetch("GET", `/v1/pods/${encodeURIComponent(name)}/logs?follow=${follow}`);
+    return res.body ?? new ReadableStream({ start: (c) => c.close() });
+  }
+
+  /** Run a command in the pod; output goes to `out` as it comes. Resolves with its exit status. */
+  async exec(name: string, cmd: string[], out: ExecOutput): Promise<number> {
+    const res = await this.#fetch("POST", `/v1/pods/${encodeURIComponent(name)}/exec`, { cmd });
+    if (!res.body) throw new UnavailableError("The agent sent no exec output");
+    for await (const f of decodeFrames(res.body)) {
+      if (f.type === FRAME.stdout) out.stdout(f.payload);
+      else if (f.type === FRAME.stderr) out.stderr(f.payload);
+      else if (f.type === FRAME.exit) return exitCodeOf(f);
+      else if (f.type === FRAME.error) {
+        const e = JSON.parse(new TextDecoder().decode(f.payload)) as { code: string; message: string };
+        throw errorFromWire(e.code, e.message);
+      }
+    }
+    throw new UnavailableError("The exec stream ended without an exit status (did the agent stop?)");
+  }
+
+  async #json<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.#fetch(method, path, body);
+    return (await res.json()) as T;
+  }
+
+  /** One request; a non-2xx answer becomes the agent's own error. */
+  async #fetch(method: string, path: string, body?: unknown): Promise<Response> {
+    let res: Response;
+    try {
+      res = await fetch(`http://autopod${path}`, {
+        method,
+        unix: this.socket,
+        headers: body === undefined ? {} : { "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    } catch (e) {
+      const code = (e as { code?: string }).code;
+      const why = code === "ENOENT" ? "no such socket" : code === "ECONNREFUSED" ? "connection refused" : code === "EACCES" ? "permission denied: the socket is root's" : (e as Error).message;
+      throw new UnavailableError(
+        `No autopod agent answers at "${this.socket}" (${why}). ` +
+          `Start one with \`autopod agent --socket ${this.socket}\` as root (or \`systemctl start autopod\`), ` +
+          "or point at another with --socket or AUTOPOD_SOCKET.",
+        { cause: e },
+      );
+    }
+    if (res.ok) return res;
+    let code = "internal";
+    let message = `The agent answered ${res.status} ${res.statusText}`;
+    try {
+      const j = (await res.json()) as { error?: { code?: string; message?: string } };
+      if (j.error?.code) code = j.error.code;
+      if (j.error?.message) message = j.error.message;
+    } catch {
+      // not JSON: keep the status line
+    }
+    throw errorFromWire(code, message);
+  }
+}

@@ -1,0 +1,28 @@
+/** The local API's request bodies: validated here, at the edge, once. */
+import { z } from "zod";
+
+const absPath = z.string().min(1).refine((s) => s.startsWith("/"), "an absolute path");
+
+export const CreatePodBody = z
+  .object({
+    name: z.string().min(1).max(200),
+    rootfs: absPath,
+    cmd: z.array(z.string()).min(1, "a command"),
+    address: z.string().max(64).optional(),
+    hostname: z.string().max(200).optional(),
+    volumes: z.array(z.object({ host: absPath, pod: z.string().min(1), readonly: z.boolean().default(false) }).strict()).max(64).default([]),
+    env: z.record(z.string(), z.string()).default({}),
+    memoryBytes: z.number().int().positive().nullable().optional(),
+    workdir: z.string().min(1).optional(),
+  })
+  .strict();
+export type CreatePodBody = z.infer<typeof CreatePodBody>;
+
+export const StopPodBody = z.object({ timeoutSeconds: z.number().min(0).max(3600).default(10) }).strict();
+
+export const ExecBody = z.object({ cmd: z.array(z.string()).min(1, "a command") }).strict();
+
+/** The message of a failed validation, naming the field: `cmd: expected a command`. */
+export function describeZodError(e: z.ZodError): string {
+  return e.issues.map((i) => `${i.path.length ? i.path.join(".") + ": " : ""}${i.message}`).join("; ");
+}

@@ -1,0 +1,76 @@
+import { resolve } from "node:path";
+import { InvalidArgumentError } from "../errors.ts";
+import { parseSize, type VolumeSpec } from "../pods/pod.ts";
+import { clientFor } from "./_client.ts";
+import { flagList, flagString } from "./args.ts";
+import type { Command } from "./command.ts";
+
+/** "HOST:POD[:ro|:rw]", with HOST made absolute from the caller's directory. */
+export function parseVolume(s: string, cwd: string): VolumeSpec {
+  const parts = s.split(":");
+  let readonly = false;
+  if (parts.length === 3 && (parts[2] === "ro" || parts[2] === "rw")) {
+    readonly = parts.pop() === "ro";
+  }
+  const [host, pod] = parts;
+  if (parts.length !== 2 || !host || !pod) throw new InvalidArgumentError(`Invalid volume "${s}": expected HOSTDIR:PODDIR[:ro]`);
+  return { host: resolve(cwd, host), pod, readonly };
+}
+
+/** "KEY=VALUE" entries into an object; the value may hold "=". */
+export function parseEnv(entries: string[]): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const e of entries) {
+    const eq = e.indexOf("=");
+    if (eq <= 0) throw new InvalidArgumentError(`Invalid environment entry "${e}": expected KEY=VALUE`);
+    env[e.slice(0, eq)] = e.slice(eq + 1);
+  }
+  return env;
+}
+
+export const runCommand: Command = {
+  name: "run",
+  summary: "start a pod and return once its command runs",
+  usage: "run NAME --rootfs DIR [options] -- CMD [ARGS...]",
+  details: [
+    "The pod gets its own pid, mount, uts, ipc and net namespaces. CMD is its pid 1. Its root is",
+    "DIR, read-only, under a writable layer of the pod's own; stdout and stderr go to its log",
+    "(`autopod logs NAME`). Its address comes from --ip or the agent's pod subnet.",
+  ].join("\n"),
+  options: [
+    { name: "rootfs", kind: "string", value: "DIR", help: "the pod's base root file system (never modified)" },
+    { name: "ip", kind: "string", value: "ADDR/PREFIX", help: "the pod's address (default: the next free one of the pod subnet)" },
+    { name: "hostname", kind: "string", value: "H", help: "the pod's hostname (default: NAME)" },
+    { name: "volume", short: "v", kind: "repeat", value: "HOSTDIR:PODDIR[:ro]", help: "bind a host directory or file into the pod" },
+    { name: "env", short: "e", kind: "repeat", value: "KEY=VALUE", help: "set an environment variable" },
+    { name: "memory", short: "m", kind: "string", value: "SIZE", help: "memory limit, e.g. 256m or 1g; the pod is killed above it" },
+    { name: "workdir", short: "w", kind: "string", value: "DIR", help: "working directory in the pod (default /)" },
+  ],
+  parse: { stopAfterPositionals: 1 },
+  async run(ctx) {
+    const { args } = ctx;
+    const [name, ...extra] = args.positionals;
+    if (!name) throw new InvalidArgumentError("Missing the pod's NAME");
+    if (extra.length) throw new InvalidArgumentError(`Unexpected argument "${extra[0]}" (put the command after --)`);
+    const rootfs = flagString(args, "rootfs");
+    if (rootfs === undefined) throw new InvalidArgumentError("Missing --rootfs DIR");
+    if (args.rest.length === 0) throw new InvalidArgumentError("Missing the command: autopod run NAME --rootfs DIR -- CMD [ARGS...]");
+    const memory = flagString(args, "memory");
+    const memoryBytes = memory === undefined ? null : parseSize(memory);
+    if (memoryBytes === null && memory !== undefined) throw new InvalidArgumentError(`Invalid --memory "${memory}": expected a size like 256m or 1g`);
+    const cwd = process.cwd();
+    const pod = await (await clientFor(ctx)).createPod({
+      name,
+      rootfs: resolve(cwd, rootfs),
+      cmd: args.rest,
+      address: flagString(args, "ip"),
+      hostname: flagString(args, "hostname"),
+      volumes: flagList(args, "volume").map((v) => parseVolume(v, cwd)),
+      env: parseEnv(flagList(args, "env")),
+      memoryBytes,
+      workdir: flagString(args, "workdir"),
+    });
+    ctx.out(`${pod.name} ${pod.state} pid ${pod.pid} address ${pod.address}`);
+    return 0;
+  },
+};

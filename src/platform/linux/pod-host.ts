@@ -1,0 +1,170 @@
+/** The Linux PodHost: namespaces, mounts, cgroups and processes for pods. */
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { podEnvironment, type PodMount, type PodRuntimeInfo, type PodSpec } from "../../pods/pod.ts";
+import type { PodHost } from "../pod-host.ts";
+import * as cgroup from "./cgroup.ts";
+import { run, which } from "./exec.ts";
+import { launchPod } from "./launcher.ts";
+import { decodeWaitStatus, mount, reapIfExited, umountDetach } from "./libc.ts";
+import * as netns from "./netns.ts";
+import { DEV_NODES, POD_LOG_PATH, type PodInitPlan } from "./pod-init-plan.ts";
+import { readProcStat } from "./proc.ts";
+import { findExecutableInRoot, resolveInRoot } from "./root-path.ts";
+
+function layer(rt: PodRuntimeInfo) {
+  return {
+    upper: join(rt.layerDir, "upper"),
+    work: join(rt.layerDir, "work"),
+    root: join(rt.layerDir, "root"),
+    plan: join(rt.layerDir, "launch.json"),
+  };
+}
+
+/** Where the pod's volumes are mounted, with symlinks of the base resolved as pod-init will. */
+function volumeTargets(spec: PodSpec): Array<{ host: string; pod: string; readonly: boolean }> {
+  return spec.volumes.map((v) => ({ host: v.host, pod: resolveInRoot(spec.rootfs, v.pod).inRoot, readonly: v.readonly }));
+}
+
+function overlayMountData(spec: PodSpec, rt: PodRuntimeInfo): string {
+  const l = layer(rt);
+  return `lowerdir=${spec.rootfs},upperdir=${l.upper},workdir=${l.work}`;
+}
+
+/** Mount points strictly under or at `dir` in our mount namespace, deepest first. */
+function mountsUnder(dir: string): string[] {
+  const entries = cgroup.parseMountinfo(readFileSync("/proc/self/mountinfo", "utf8"));
+  return entries
+    .map((e) => e.mountpoint)
+    .filter((mp) => mp === dir || mp.startsWith(dir + "/"))
+    .sort((a, b) => b.length - a.length);
+}
+
+export const linuxPodHost: PodHost = {
+  async setUpNetwork(c) {
+    await netns.ensureBridge(c.bridge, c.gatewayCidr);
+    await netns.setNat(c.nat, c.natTable, c.subnet, c.bridge);
+  },
+
+  pathKind(path) {
+    try {
+      const st = statSync(path);
+      return st.isDirectory() ? "dir" : st.isFile() ? "file" : "other";
+    } catch {
+      return null;
+    }
+  },
+  realPath: (path) => realpathSync(path),
+  findExecutable: (root, cmd, pathVar) => findExecutableInRoot(root, cmd, pathVar),
+
+  cgroupDir(agentKey, pod) {
+    const h = cgroup.memoryHierarchy();
+    return h ? cgroup.podCgroupPath(h, agentKey, pod) : null;
+  },
+  createCgroup(dir, limitBytes) {
+    const h = cgroup.memoryHierarchy();
+    if (!h) throw new Error("This host has no memory cgroup controller");
+    // A leftover of an earlier pod of the same name, now empty, must not carry its counters over.
+    if (existsSync(dir) && cgroup.cgroupPids(dir).length === 0) rmSync(dir, { recursive: false, force: true });
+    cgroup.createPodCgroup(h, dir, limitBytes);
+  },
+  readMemory(dir) {
+    const h = cgroup.memoryHierarchy();
+    return h ? cgroup.readMemoryUse(h, dir) : null;
+  },
+  cgroupPids: (dir) => cgroup.cgroupPids(dir),
+  removeCgroup: (dir) => cgroup.removePodCgroup(dir),
+
+  createNetwork: (n) => netns.createPodNetwork(n),
+  deleteNetwork: (n) => netns.deletePodNetwork(n),
+  netnsPath: (name) => netns.netnsPath(name),
+  netnsInode: (name) => netns.netnsInode(name),
+
+  mountLayout(spec, rootKind) {
+    const mounts: PodMount[] = [{ podPath: "/", kind: rootKind }];
+    for (const v of volumeTargets(spec)) mounts.push({ podPath: v.pod, kind: "bind", hostPath: v.host, readonly: v.readonly });
+    mounts.push({ podPath: "/proc", kind: "proc" }, { podPath: "/dev", kind: "tmpfs" });
+    for (const n of DEV_NODES) mounts.push({ podPath: `/dev/${n}`, kind: "bind", hostPath: `/dev/${n}` });
+    mounts.push({ podPath: "/dev/pts", kind: "devpts" }, { podPath: "/tmp", kind: "tmpfs" });
+    return mounts;
+  },
+
+  async prepareLayer(spec, rt) {
+    await this.removeLayer(rt);
+    const l = layer(rt);
+    mkdirSync(rt.layerDir, { recursive: true, mode: 0o700 });
+    if (rt.rootKind === "overlay") {
+      for (const d of [l.upper, l.work, l.root]) mkdirSync(d, { mode: 0o755 });
+      return;
+    }
+    const r = await run([which("cp") ?? "cp", "-a", "--reflink=auto", "--", spec.rootfs, l.root], { timeoutMs: 600_000 });
+    if (r.exitCode !== 0) throw new Error(`Cannot copy "${spec.rootfs}": ${r.stderr.trim()}`);
+  },
+
+  async mountRootOnHost(spec, rt) {
+    const l = layer(rt);
+    if (rt.rootKind === "overlay" && !mountsUnder(l.root).includes(l.root)) mount("overlay", l.root, "overlay", 0, overlayMountData(spec, rt));
+    return l.root;
+  },
+
+  async removeLayer(rt) {
+    for (const mp of mountsUnder(rt.layerDir)) umountDetach(mp);
+    const left = mountsUnder(rt.layerDir);
+    if (left.length) throw new Error(`Cannot remove "${rt.layerDir}": still mounted at ${left.join(", ")}`);
+    rmSync(rt.layerDir, { recursive: true, force: true });
+  },
+
+  logFile(rt) {
+    const l = layer(rt);
+    return join(rt.rootKind === "overlay" ? l.upper : l.root, POD_LOG_PATH);
+  },
+
+  launch(spec, rt) {
+    const l = layer(rt);
+    const plan: PodInitPlan = {
+      hostname: spec.hostname,
+      root: rt.rootKind === "overlay" ? { kind: "overlay", mountpoint: l.root, lower: spec.rootfs, upper: l.upper, work: l.work } : { kind: "copy", mountpoint: l.root },
+      volumes: volumeTargets(spec).map((v) => ({ ...v, isFile: statSync(v.host).isFile() })),
+      workdir: spec.workdir,
+      cmd: spec.cmd,
+      env: Object.entries(podEnvironment(spec)).map(([k, v]) => `${k}=${v}`),
+      logPath: POD_LOG_PATH,
+    };
+    return launchPod({ plan, planPath: l.plan, netns: rt.netns, cgroup: rt.cgroup });
+  },
+
+  processIdentity(pid) {
+    const st = readProcStat(pid);
+    if (!st) return null;
+    const exited = st.state === "Z" && st.exitStatus !== null ? decodeWaitStatus(pid, st.exitStatus) : null;
+    return { startTime: st.startTime, exited: exited && { code: exited.code, signal: exited.signal } };
+  },
+  reap(pid) {
+    const r = reapIfExited(pid);
+    return r === null || r === "not-child" ? r : { code: r.code, signal: r.signal };
+  },
+  signal(pid, sig) {
+    try {
+      process.kill(pid, sig);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== "ESRCH") throw e;
+    }
+  },
+
+  execInPod(o) {
+    const argv = [which("nsenter") ?? "nsenter", "-t", String(o.pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--", ...o.cmd];
+    const proc = Bun.spawn(argv, {
+      stdio: ["ignore", "pipe", "pipe"],
+      env: o.env,
+      ...(o.cgroup ? { cgroup: o.cgroup } : {}),
+    });
+    return {
+      stdout: proc.stdout,
+      stderr: proc.stderr,
+      exited: proc.exited.then((code) => (proc.signalCode ? 128 + (SIGNALS[proc.signalCode] ?? 0) : code)),
+      kill: () => proc.kill("SIGKILL"),
+    };
+  },
+};
+
+const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };

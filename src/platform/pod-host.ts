@@ -1,0 +1,90 @@
+/**
+ * What the pod runtime (src/pods) needs from the operating system. The Linux
+ * implementation is platform/linux/pod-host.ts; tests can pass a fake.
+ */
+import type { PodMount, PodRuntimeInfo, PodSpec } from "../pods/pod.ts";
+
+export type { PodMount };
+
+export interface MemoryUse {
+  current: number;
+  limit: number | null;
+  oomKills: number;
+}
+
+/** How a process ended: an exit code, or the signal that killed it. Both null: unknown. */
+export interface ExitStatus {
+  code: number | null;
+  signal: number | null;
+}
+
+export interface ProcessIdentity {
+  startTime: number;
+  /** How it ended when it is a zombie nobody reaped yet, else null. */
+  exited: ExitStatus | null;
+}
+
+/** waitpid's answer: the exit, null while it runs, "not-child" when we cannot reap it. */
+export type Reaped = ExitStatus | null | "not-child";
+
+/** A command running in a pod for `exec`. */
+export interface PodProcess {
+  stdout: ReadableStream<Uint8Array>;
+  stderr: ReadableStream<Uint8Array>;
+  /** Resolves with the exit code, or 128 + signal. */
+  exited: Promise<number>;
+  kill(): void;
+}
+
+export interface HostNetworkConfig {
+  bridge: string;
+  /** The bridge's address with the subnet's prefix, e.g. "10.213.0.1/24". */
+  gatewayCidr: string;
+  subnet: string;
+  nat: boolean;
+  /** Name of this agent's own nft table, used when nat is on. */
+  natTable: string;
+}
+
+export interface PodHost {
+  /** Bridge (and NAT) for this agent's pods; idempotent. */
+  setUpNetwork(c: HostNetworkConfig): Promise<void>;
+
+  /** "dir", "file", "other", or null when nothing is there. */
+  pathKind(path: string): "dir" | "file" | "other" | null;
+  realPath(path: string): string;
+  /** An executable found as execvp would, inside `root`; its path there, or null. */
+  findExecutable(root: string, cmd: string, pathVar: string): string | null;
+
+  /** The memory cgroup a pod would get, or null when the host has no memory controller. */
+  cgroupDir(agentKey: string, pod: string): string | null;
+  createCgroup(dir: string, limitBytes: number | null): void;
+  readMemory(dir: string): MemoryUse | null;
+  cgroupPids(dir: string): number[];
+  removeCgroup(dir: string): Promise<void>;
+
+  createNetwork(n: { netns: string; hostVeth: string; bridge: string; address: string; gateway: string }): Promise<void>;
+  deleteNetwork(n: { netns: string; hostVeth: string }): Promise<void>;
+  netnsPath(netns: string): string;
+  netnsInode(netns: string): number;
+
+  /** The mounts the pod's mount namespace will have, in order. */
+  mountLayout(spec: PodSpec, rootKind: PodRuntimeInfo["rootKind"]): PodMount[];
+  /** Make the pod's writable layer (overlay dirs, or a private copy of the base). */
+  prepareLayer(spec: PodSpec, rt: PodRuntimeInfo): Promise<void>;
+  /** Mount the pod's root on the host at <layerDir>/root without starting anything (for CRIU restore). */
+  mountRootOnHost(spec: PodSpec, rt: PodRuntimeInfo): Promise<string>;
+  /** Unmount whatever is under the layer directory, then delete it. Never crosses into a mount. */
+  removeLayer(rt: PodRuntimeInfo): Promise<void>;
+  /** The pod's log file as the host reads it. */
+  logFile(rt: PodRuntimeInfo): string;
+
+  /** Start the pod's command; resolves once it runs, with the host pid of pod pid 1. */
+  launch(spec: PodSpec, rt: PodRuntimeInfo): Promise<{ pid: number; startTime: number }>;
+  processIdentity(pid: number): ProcessIdentity | null;
+  reap(pid: number): Reaped;
+  /** Send a signal; a process that is already gone is fine. */
+  signal(pid: number, signal: "SIGTERM" | "SIGKILL"): void;
+  /** Run a command in all the pod's namespaces, its root and its cgroup. */
+  execInPod(o: { pid: number; cmd: string[]; env: Record<string, string>; cgroup: string | null }): PodProcess;
+}

@@ -1,0 +1,396 @@
+/**
+ * PodRuntime: creates, watches, stops and removes pods, and keeps their
+ * records. It speaks to the OS only through PodHost. Pods do not depend on
+ * the agent: a new agent re-adopts them by pid and start time.
+ */
+import { createHash, randomUUID } from "node:crypto";
+import { join } from "node:path";
+import { AlreadyExistsError, ConflictError, errorMessage, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { ExitStatus, PodHost, PodProcess } from "../platform/pod-host.ts";
+import { allocateAddress, formatIPv4, gatewayOf, parseIPv4, parseSubnet, type Subnet } from "./address.ts";
+import { assertTransition, hasProcesses } from "./lifecycle.ts";
+import { formatBytes, podEnvironment, signalName, stateLabel, type PodRecord, type PodRuntimeInfo, type PodSpec, type PodView } from "./pod.ts";
+import type { PodStore } from "./store.ts";
+import { checkPodName, checkRequest, chooseAddress, type CreatePodRequest } from "./validate.ts";
+
+export interface PodRuntimeOptions {
+  stateDir: string;
+  /** Short id of this agent, unique per state directory: names its host resources. */
+  agentKey: string;
+  bridge: string;
+  subnet: string;
+  layer: "overlay" | "copy";
+  store: PodStore;
+  host: PodHost;
+  log: Logger;
+}
+
+/** Short, stable id of an agent, from its state directory. */
+export function agentKeyOf(stateDir: string): string {
+  return createHash("sha256").update(stateDir).digest("hex").slice(0, 8);
+}
+
+const STOP_KILL_WAIT_MS = 10_000;
+
+export class PodRuntime {
+  readonly #o: PodRuntimeOptions;
+  readonly #subnet: Subnet;
+  /** Serialises the choice of names and addresses. */
+  #reserving: Promise<unknown> = Promise.resolve();
+
+  constructor(o: PodRuntimeOptions) {
+    this.#o = o;
+    const subnet = parseSubnet(o.subnet);
+    if (!subnet) throw new PreconditionError(`Invalid pod subnet "${o.subnet}"`);
+    this.#subnet = subnet;
+  }
+
+  get gatewayCidr(): string {
+    return `${formatIPv4(gatewayOf(this.#subnet))}/${this.#subnet.prefix}`;
+  }
+
+  /** Bridge and NAT on this host for the agent's pods. */
+  async setUpHost(nat: boolean): Promise<void> {
+    await this.#o.host.setUpNetwork({
+      bridge: this.#o.bridge,
+      gatewayCidr: this.gatewayCidr,
+      subnet: `${formatIPv4(this.#subnet.network)}/${this.#subnet.prefix}`,
+      nat,
+      natTable: `autopod_${this.#o.agentKey}`,
+    });
+  }
+
+  list(): PodView[] {
+    return this.#o.store.list().map((r) => this.#view(r));
+  }
+
+  get(name: string): PodView {
+    return this.#view(this.record(name));
+  }
+
+  /** The pod's record; NotFoundError when there is none. */
+  record(name: string): PodRecord {
+    checkPodName(name);
+    const r = this.#o.store.get(name);
+    if (!r) throw new NotFoundError(`No pod named "${name}"`);
+    return r;
+  }
+
+  /** Start a pod; resolves once its command runs. On failure nothing is left behind. */
+  async create(req: CreatePodRequest): Promise<PodView> {
+    const { host, store, log } = this.#o;
+    const base = checkRequest(req, host, { layer: this.#o.layer, hasMemoryCgroup: host.cgroupDir(this.#o.agentKey, req.name) !== null });
+    const record = await this.#reserve(base, req.address);
+    const rt = record.runtime;
+    try {
+      await host.prepareLayer(record.spec, rt);
+      if (rt.cgroup) host.createCgroup(rt.cgroup, record.spec.memoryBytes);
+      await host.createNetwork({ netns: rt.netns, hostVeth: rt.hostVeth, bridge: rt.bridge, address: record.spec.address, gateway: rt.gateway });
+      const { pid, startTime } = await host.launch(record.spec, rt);
+      Object.assign(record, { state: "running", pid, startTime, startedAt: new Date().toISOString() });
+      store.update(record);
+      log.info("pod started", { pod: record.spec.name, pid, address: record.spec.address });
+      return this.#view(record);
+    } catch (e) {
+      await this.#teardown(record).catch((te) => log.warn("cleanup after a failed start was incomplete", { pod: req.name, error: errorMessage(te) }));
+      store.delete(record.spec.name);
+      throw new PreconditionError(`Cannot start pod "${req.name}": ${errorMessage(e)}`, { cause: e });
+    }
+  }
+
+  /** Take the name and the address in one step, so two creates cannot both get them. */
+  async #reserve(base: Omit<PodSpec, "address">, asked: string | undefined): Promise<PodRecord> {
+    const turn = this.#reserving.then(() => {
+      const { store, host, agentKey } = this.#o;
+      if (store.get(base.name)) throw new AlreadyExistsError(`Pod "${base.name}" already exists`);
+      const used = new Set(store.list().map((r) => parseIPv4(r.spec.address.split("/")[0]!)!));
+      const address = chooseAddress(asked, this.#subnet, used, () => allocateAddress(this.#subnet, used));
+      const spec: PodSpec = { ...base, address };
+      const id = randomUUID();
+      const rootKind = this.#o.layer;
+      const runtime: PodRuntimeInfo = {
+        netns: `autopod-${agentKey}-${spec.name}`,
+        hostVeth: `ap${createHash("sha256").update(`${agentKey}/${id}`).digest("hex").slice(0, 13)}`,
+        bridge: this.#o.bridge,
+        gateway: formatIPv4(gatewayOf(this.#subnet)),
+        cgroup: host.cgroupDir(agentKey, spec.name),
+        layerDir: join(this.#o.stateDir, "pods", spec.name),
+        rootKind,
+        mounts: host.mountLayout(spec, rootKind),
+      };
+      const record: PodRecord = { id, spec, state: "creating", pid: null, startTime: null, createdAt: new Date().toISOString(), startedAt: null, exit: null, runtime };
+      store.insert(record);
+      return record;
+    });
+    this.#reserving = turn.catch(() => {});
+    return turn;
+  }
+
+  /** SIGTERM, then SIGKILL after `timeoutSeconds` (pid 1 ignores signals it has no handler for). */
+  async stop(name: string, timeoutSeconds: number): Promise<PodView> {
+    let r = this.record(name);
+    if (r.state === "stopped" || r.state === "exited") return this.#view(r);
+    if (r.state !== "stopping") assertTransition(name, r.state, "stopping", "stop");
+    r.state = "stopping";
+    this.#o.store.update(r);
+    const pid = r.pid!;
+    this.#o.host.signal(pid, "SIGTERM");
+    if (!(await this.#waitForExit(name, timeoutSeconds * 1000))) {
+      this.#o.log.info("pod did not stop in time; killing it", { pod: name, timeout_s: timeoutSeconds });
+      this.#o.host.signal(pid, "SIGKILL");
+      if (!(await this.#waitForExit(name, STOP_KILL_WAIT_MS))) throw new UnavailableError(`Pod "${name}" (pid ${pid}) did not die after SIGKILL`);
+    }
+    r = this.record(name);
+    return this.#view(r);
+  }
+
+  /** Remove the pod and everything the agent made for it; never its volumes or base. */
+  async remove(name: string, force: boolean): Promise<void> {
+    const r = this.record(name);
+    if (r.state === "creating") throw new ConflictError(`Pod "${name}" is being created`);
+    if (hasProcesses(r.state) && !force) throw new ConflictError(`Pod "${name}" is ${r.state}: stop it first, or use --force`);
+    assertTransition(name, r.state, "removing", "remove");
+    r.state = "removing";
+    this.#o.store.update(r);
+    if (r.pid !== null) {
+      this.#o.host.signal(r.pid, "SIGKILL");
+      await this.#waitForExit(name, STOP_KILL_WAIT_MS, true);
+    }
+    await this.#teardown(r);
+    this.#o.store.delete(name);
+    this.#o.log.info("pod removed", { pod: name });
+  }
+
+  /** The pod's log file and whether more may come. */
+  logs(name: string): { path: string; isLive: () => boolean } {
+    const r = this.record(name);
+    return {
+      path: this.#o.host.logFile(r.runtime),
+      isLive: () => {
+        const now = this.#o.store.get(name);
+        return now !== null && now.id === r.id && hasProcesses(now.state);
+      },
+    };
+  }
+
+  /** Run a command in the running pod. */
+  exec(name: string, cmd: string[]): PodProcess {
+    const r = this.record(name);
+    if (r.state !== "running" || r.pid === null) throw new ConflictError(`Cannot exec in pod "${name}": it is ${stateLabel(r)}`);
+    if (cmd.length === 0 || !cmd[0]) throw new ConflictError("No command to exec");
+    return this.#o.host.execInPod({ pid: r.pid, cmd, env: podEnvironment(r.spec), cgroup: r.runtime.cgroup });
+  }
+
+  /**
+   * Check every pod that has processes: reap the ones that exited (our
+   * children), or notice it in /proc (pods adopted from an earlier agent).
+   */
+  poll(): void {
+    for (const r of this.#o.store.list()) this.#check(r);
+  }
+
+  /** At start-up: re-adopt live pods, record those that ended meanwhile, finish interrupted work. */
+  async recover(): Promise<void> {
+    const { store, host, log } = this.#o;
+    for (const r of store.list()) {
+      if (r.state === "creating" || r.state === "removing") {
+        log.info(r.state === "creating" ? "removing a pod whose creation was interrupted" : "finishing an interrupted removal", { pod: r.spec.name });
+        if (r.pid !== null && this.#isSameProcess(r)) host.signal(r.pid, "SIGKILL");
+        await this.#teardown(r).catch((e) => log.warn("cleanup was incomplete", { pod: r.spec.name, error: errorMessage(e) }));
+        store.delete(r.spec.name);
+        continue;
+      }
+      if (!hasProcesses(r.state)) continue;
+      if (r.pid === null) {
+        // A restore that never got a process: the checkpoint is still there.
+        if (r.state === "restoring") store.update({ ...r, state: "checkpointed" });
+        continue;
+      }
+      const id = host.processIdentity(r.pid);
+      if (id && id.startTime === r.startTime && id.exited === null) {
+        // Interrupted stops and checkpoints leave a running pod behind.
+        if (r.state !== "running") store.update({ ...r, state: "running" });
+        log.info("re-adopted pod", { pod: r.spec.name, pid: r.pid });
+      } else {
+        this.#check(r);
+      }
+    }
+  }
+
+  #isSameProcess(r: PodRecord): boolean {
+    const id = r.pid === null ? null : this.#o.host.processIdentity(r.pid);
+    return id !== null && id.startTime === r.startTime;
+  }
+
+  /** Reap or notice the end of one pod; synchronous, so checks never interleave. */
+  #check(r: PodRecord): void {
+    if (r.pid === null || !hasProcesses(r.state) || r.state === "creating") return;
+    const reaped = this.#o.host.reap(r.pid);
+    if (reaped === null) return;
+    let status: ExitStatus = reaped === "not-child" ? { code: null, signal: null } : reaped;
+    let reason: string | null = null;
+    if (reaped === "not-child") {
+      const id = this.#o.host.processIdentity(r.pid);
+      if (id && id.startTime === r.startTime) {
+        if (id.exited === null) return; // alive: adopted from an earlier agent
+        status = id.exited;
+      } else {
+        reason = "ended while no agent was watching";
+      }
+    }
+    this.#recordExit(r, status, reason);
+  }
+
+  #recordExit(r: PodRecord, status: ExitStatus, reason: string | null): void {
+    const mem = r.runtime.cgroup ? this.#o.host.readMemory(r.runtime.cgroup) : null;
+    if (mem && mem.oomKills > 0) {
+      const limit = mem.limit === null ? "" : ` of ${formatBytes(mem.limit)}`;
+      reason =
+        status.signal === 9
+          ? `OOM-killed: it exceeded its memory limit${limit}`
+          : `the OOM killer killed ${mem.oomKills} of its processes (memory limit${limit})`;
+    } else if (status.signal !== null && reason === null) {
+      reason = `killed by ${signalName(status.signal)}`;
+    }
+    const exit = { code: status.code, signal: status.signal, reason, at: new Date().toISOString() };
+    const state = r.state === "stopping" ? "stopped" : r.state === "running" ? "exited" : r.state;
+    // A checkpoint's end decides the state of a pod that ends while checkpointing.
+    const updated: PodRecord = { ...r, state, exit, pid: state === r.state ? r.pid : null };
+    if (state !== r.state) updated.startTime = null;
+    this.#o.store.update(updated);
+    this.#o.log.info("pod ended", { pod: r.spec.name, state: stateLabel(updated), reason });
+  }
+
+  /** Poll until the pod's processes are gone (true) or the time is up (false). */
+  async #waitForExit(name: string, ms: number, anyState = false): Promise<boolean> {
+    const deadline = performance.now() + ms;
+    for (;;) {
+      const r = this.#o.store.get(name);
+      if (!r) return true;
+      if (anyState && r.pid !== null) {
+        const reaped = this.#o.host.reap(r.pid);
+        if (reaped !== null && (reaped !== "not-child" || !this.#isStillAlive(r))) return true;
+      } else {
+        this.#check(r);
+        const now = this.#o.store.get(name);
+        if (!now || !hasProcesses(now.state) || now.pid === null) return true;
+      }
+      if (performance.now() >= deadline) return false;
+      await Bun.sleep(20);
+    }
+  }
+
+  #isStillAlive(r: PodRecord): boolean {
+    const id = r.pid === null ? null : this.#o.host.processIdentity(r.pid);
+    return id !== null && id.startTime === r.startTime && id.exited === null;
+  }
+
+  /** Undo everything create made; what is already gone is fine. */
+  async #teardown(r: PodRecord): Promise<void> {
+    const { host } = this.#o;
+    const rt = r.runtime;
+    // Anything still in the pod's cgroup (an exec, a half-started pod) goes with it.
+    if (rt.cgroup) for (const pid of host.cgroupPids(rt.cgroup)) host.signal(pid, "SIGKILL");
+    await host.deleteNetwork(rt);
+    await host.removeLayer(rt);
+    if (rt.cgroup) await host.removeCgroup(rt.cgroup);
+  }
+
+  #view(r: PodRecord): PodView {
+    const live = hasProcesses(r.state);
+    const mem = live && r.runtime.cgroup ? this.#o.host.readMemory(r.runtime.cgroup) : null;
+    return {
+      name: r.spec.name,
+      state: stateLabel(r),
+      phase: r.state,
+      pid: live ? r.pid : null,
+      address: r.spec.address,
+      startedAt: r.startedAt,
+      uptimeSeconds: live && r.startedAt ? Math.max(0, Math.round((Date.now() - Date.parse(r.startedAt)) / 1000)) : null,
+      rootfs: r.spec.rootfs,
+      memoryBytes: mem?.current ?? null,
+      memoryLimitBytes: r.spec.memoryBytes,
+      exitCode: r.exit?.code ?? null,
+      signal: r.exit?.signal ?? null,
+      reason: r.exit?.reason ?? null,
+      cmd: r.spec.cmd,
+    };
+  }
+
+  // ---- For checkpoint and restore (CRIU) -------------------------------------------------
+
+  /** The running pod's pid 1 on the host and its net namespace, as CRIU dump needs them. */
+  target(name: string): { pid: number; netnsPath: string; netnsInode: number; record: PodRecord } {
+    const r = this.record(name);
+    if (r.pid === null || !hasProcesses(r.state)) throw new ConflictError(`Pod "${name}" has no processes: it is ${stateLabel(r)}`);
+    return { pid: r.pid, netnsPath: this.#o.host.netnsPath(r.runtime.netns), netnsInode: this.#o.host.netnsInode(r.runtime.netns), record: r };
+  }
+
+  /** Mark a running pod as being checkpointed: stop, rm and exec refuse it until endCheckpoint. */
+  beginCheckpoint(name: string): PodRecord {
+    const r = this.record(name);
+    assertTransition(name, r.state, "checkpointing", "checkpoint");
+    const updated: PodRecord = { ...r, state: "checkpointing" };
+    this.#o.store.update(updated);
+    return updated;
+  }
+
+  /**
+   * End a checkpoint: "running" when the pod was left running (or the dump
+   * failed), "checkpointed" when the dump ended its processes.
+   */
+  endCheckpoint(name: string, outcome: "running" | "checkpointed"): PodRecord {
+    const r = this.record(name);
+    if (r.state !== "checkpointing") throw new ConflictError(`Pod "${name}" is not being checkpointed: it is ${r.state}`);
+    if (outcome === "checkpointed") {
+      if (r.pid !== null) this.#o.host.reap(r.pid);
+      this.#o.store.update({ ...r, state: "checkpointed", pid: null, startTime: null });
+    } else {
+      const updated: PodRecord = { ...r, state: "running" };
+      this.#o.store.update(updated);
+      this.#check(updated); // it may have died during the dump
+    }
+    return this.record(name);
+  }
+
+  /**
+   * Make a checkpointed pod's net namespace, cgroup and root again without
+   * starting anything, for `criu restore --root ROOT` to put processes in.
+   */
+  async prepareRestore(name: string): Promise<{ root: string; netnsPath: string; cgroup: string | null; record: PodRecord }> {
+    const r = this.record(name);
+    assertTransition(name, r.state, "restoring", "restore");
+    const { host } = this.#o;
+    const rt = r.runtime;
+    const restoring: PodRecord = { ...r, state: "restoring" };
+    this.#o.store.update(restoring);
+    try {
+      if (rt.cgroup) host.createCgroup(rt.cgroup, r.spec.memoryBytes);
+      await host.deleteNetwork(rt);
+      await host.createNetwork({ netns: rt.netns, hostVeth: rt.hostVeth, bridge: rt.bridge, address: r.spec.address, gateway: rt.gateway });
+      const root = await host.mountRootOnHost(r.spec, rt);
+      return { root, netnsPath: host.netnsPath(rt.netns), cgroup: rt.cgroup, record: restoring };
+    } catch (e) {
+      this.#o.store.update({ ...r, state: "checkpointed" });
+      throw e;
+    }
+  }
+
+  /** Record the restored process tree's pid 1 (a child of ours after `criu restore -d`): the pod runs again. */
+  adoptRestored(name: string, pid: number): PodView {
+    const r = this.record(name);
+    assertTransition(name, r.state, "running", "adopt a process for");
+    const id = this.#o.host.processIdentity(pid);
+    if (!id) throw new NotFoundError(`No process ${pid} to adopt for pod "${name}"`);
+    const updated: PodRecord = { ...r, state: "running", pid, startTime: id.startTime, startedAt: new Date().toISOString(), exit: null };
+    this.#o.store.update(updated);
+    return this.#view(updated);
+  }
+
+  /** A failed restore: back to checkpointed, with the half-made resources kept for the next try. */
+  abortRestore(name: string): void {
+    const r = this.record(name);
+    if (r.state === "restoring") this.#o.store.update({ ...r, state: "checkpointed", pid: null, startTime: null });
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * Turning a create request into a PodSpec: every check that must pass before
+ * anything on the host changes. Throws InvalidArgumentError with what was
+ * wrong and the value.
+ */
+import { isAbsolute, normalize } from "node:path";
+import { InvalidArgumentError, PreconditionError } from "../errors.ts";
+import type { PodHost } from "../platform/pod-host.ts";
+import { formatIPv4, parseIPv4, type Subnet, whyNotPodAddress } from "./address.ts";
+import { formatBytes, POD_NAME, podEnvironment, type PodSpec, type VolumeSpec } from "./pod.ts";
+
+/** What a client asks for. Host paths are absolute (the CLI resolves them). */
+export interface CreatePodRequest {
+  name: string;
+  rootfs: string;
+  cmd: string[];
+  /** "ADDR/PREFIX" or "ADDR"; allocated from the subnet when absent. */
+  address?: string;
+  hostname?: string;
+  volumes?: VolumeSpec[];
+  env?: Record<string, string>;
+  memoryBytes?: number | null;
+  workdir?: string;
+}
+
+export const MIN_MEMORY_BYTES = 4 * 2 ** 20;
+const HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
+// Mounted by pod-init after the volumes, so a volume there would be hidden.
+const RESERVED = ["/proc", "/dev", "/tmp"];
+
+export function checkPodName(name: string): void {
+  if (!POD_NAME.test(name)) {
+    throw new InvalidArgumentError(
+      `Invalid pod name "${name}": use 1 to 63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit`,
+    );
+  }
+}
+
+function podPath(what: string, p: string): string {
+  if (!isAbsolute(p) || p.split("/").includes("..")) throw new InvalidArgumentError(`${what} "${p}" must be an absolute path without ".."`);
+  return normalize(p).replace(/(.)\/+$/, "$1");
+}
+
+/** Validate everything that does not depend on other pods. */
+export function checkRequest(req: CreatePodRequest, host: PodHost, opts: { layer: "overlay" | "copy"; hasMemoryCgroup: boolean }): Omit<PodSpec, "address"> {
+  checkPodName(req.name);
+
+  if (!isAbsolute(req.rootfs)) throw new InvalidArgumentError(`Root file system "${req.rootfs}" must be an absolute path`);
+  const kind = host.pathKind(req.rootfs);
+  if (kind === null) throw new InvalidArgumentError(`Root file system "${req.rootfs}" does not exist`);
+  if (kind !== "dir") throw new InvalidArgumentError(`Root file system "${req.rootfs}" is not a directory`);
+  const rootfs = host.realPath(req.rootfs);
+  if (opts.layer === "overlay" && /[,:\\\n]/.test(rootfs)) {
+    throw new InvalidArgumentError(`Root file system "${rootfs}" has ',', ':' or '\\' in its path, which overlayfs cannot take`);
+  }
+
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(req.env ?? {})) {
+    if (!ENV_KEY.test(k)) throw new InvalidArgumentError(`Invalid environment variable name "${k}"`);
+    if (v.includes("\0")) throw new InvalidArgumentError(`Environment variable "${k}" holds a NUL byte`);
+    env[k] = v;
+  }
+
+  const hostname = req.hostname ?? req.name;
+  if (!HOSTNAME.test(hostname)) throw new InvalidArgumentError(`Invalid hostname "${hostname}": 1 to 64 letters, digits, '.', '_' or '-'`);
+
+  const volumes: VolumeSpec[] = [];
+  for (const v of req.volumes ?? []) {
+    if (!isAbsolute(v.host)) throw new InvalidArgumentError(`Volume path "${v.host}" must be an absolute path`);
+    if (host.pathKind(v.host) === null) throw new InvalidArgumentError(`Volume path "${v.host}" does not exist`);
+    const at = podPath("Volume mount point", v.pod);
+    if (at === "/" || RESERVED.some((r) => at === r || at.startsWith(r + "/"))) {
+      throw new InvalidArgumentError(`Volume mount point "${at}" is not allowed: the pod's own /, /proc, /dev and /tmp go there`);
+    }
+    if (volumes.some((o) => o.pod === at)) throw new InvalidArgumentError(`Two volumes are mounted at "${at}"`);
+    volumes.push({ host: host.realPath(v.host), pod: at, readonly: v.readonly });
+  }
+
+  const workdir = podPath("Working directory", req.workdir ?? "/");
+
+  if (req.cmd.length === 0 || !req.cmd[0]) throw new InvalidArgumentError("No command: give the pod's command after --");
+  if (req.cmd.some((a) => a.includes("\0"))) throw new InvalidArgumentError("The command holds a NUL byte");
+  const pathVar = podEnvironment({ env, hostname }).PATH!;
+  if (!commandExists(host, rootfs, volumes, req.cmd[0], pathVar)) {
+    throw new InvalidArgumentError(
+      `Command "${req.cmd[0]}" is not in the root file system "${rootfs}"${req.cmd[0].includes("/") ? "" : ` (looked on PATH ${pathVar})`}`,
+    );
+  }
+
+  let memoryBytes: number | null = null;
+  if (req.memoryBytes !== undefined && req.memoryBytes !== null) {
+    if (!Number.isInteger(req.memoryBytes) || req.memoryBytes < MIN_MEMORY_BYTES) {
+      throw new InvalidArgumentError(`Memory limit ${req.memoryBytes} is too small: at least ${formatBytes(MIN_MEMORY_BYTES)}`);
+    }
+    if (!opts.hasMemoryCgroup) throw new PreconditionError("Cannot limit memory: this host has no memory cgroup controller");
+    memoryBytes = req.memoryBytes;
+  }
+
+  return { name: req.name, rootfs, cmd: req.cmd, env, hostname, volumes, memoryBytes, workdir };
+}
+
+/** The command is in the base, or in a volume that covers its path. */
+function commandExists(host: PodHost, rootfs: string, volumes: VolumeSpec[], cmd: string, pathVar: string): boolean {
+  if (host.findExecutable(rootfs, cmd, pathVar) !== null) return true;
+  const candidates = cmd.includes("/") ? [normalize("/" + cmd)] : pathVar.split(":").filter(Boolean).map((d) => `${d}/${cmd}`);
+  for (const c of candidates) {
+    for (const v of volumes) {
+      if (c.startsWith(v.pod + "/") && host.findExecutable(v.host, c.slice(v.pod.length), pathVar) !== null) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * The pod's address: the one asked for, if it is a free pod address of the
+ * subnet with the subnet's prefix, else the lowest free one.
+ */
+export function chooseAddress(asked: string | undefined, subnet: Subnet, used: ReadonlySet<number>, allocate: () => number | null): string {
+  if (asked === undefined) {
+    const a = allocate();
+    if (a === null) throw new PreconditionError(`No free address left in the pod subnet ${formatIPv4(subnet.network)}/${subnet.prefix}`);
+    return `${formatIPv4(a)}/${subnet.prefix}`;
+  }
+  const [ip, prefix, ...more] = asked.split("/");
+  const addr = parseIPv4(ip ?? "");
+  if (addr === null || more.length || (prefix !== undefined && !/^\d{1,2}$/.test(prefix))) {
+    throw new InvalidArgumentError(`Invalid address "${asked}": expected ADDR/PREFIX, like 10.213.0.5/24`);
+  }
+  const subnetText = `${formatIPv4(subnet.network)}/${subnet.prefix}`;
+  if (prefix !== undefined && Number(prefix) !== subnet.prefix) {
+    throw new InvalidArgumentError(`Address "${asked}" must have the pod subnet's prefix /${subnet.prefix} (${subnetText})`);
+  }
+  const why = whyNotPodAddress(subnet, addr);
+  if (why) throw new InvalidArgumentError(`Address "${asked}" ${why} (pod subnet ${subnetText})`);
+  if (used.has(addr)) throw new InvalidArgumentError(`Address "${asked}" is in use by another pod`);
+  return `${formatIPv4(addr)}/${subnet.prefix}`;
+}
