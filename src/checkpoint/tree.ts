@@ -108,7 +108,7 @@ export async function captureTree(dir: string, writer: ChunkWriter, options: Cap
     const fh = await fs.promises.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     try {
       const cs = entry.chunkSize;
-      const block = new Uint8Array(Math.max(cs, Math.floor(READ_BYTES / cs) * cs));
+      const block = new Uint8Array(Math.min(Math.max(cs, Math.floor(READ_BYTES / cs) * cs), Math.ceil(entry.size / cs) * cs));
       let pos = 0;
       let index = 0;
       while (pos < entry.size) {

@@ -130,6 +130,15 @@ describe("ChunkStore", () => {
     expect(() => store.get(flipped)).toThrow(CorruptChunkError);
   });
 
+  test("a pack cut short is reported by the hashes it lost", () => {
+    const a = store.put(random(4096));
+    const b = store.put(random(4096));
+    const pack = path.join(dir, "packs", packFiles(dir)[0]!);
+    fs.truncateSync(pack, fs.statSync(pack).size - 10);
+    expect(store.get(a).byteLength).toBe(4096);
+    expect(() => store.get(b)).toThrow(`Chunk ${toHex(b)} is corrupt: pack 1 ends before the chunk`);
+  });
+
   test("a writer's chunks are invisible until commit; abort leaves the store as it was", () => {
     store.put(random(100));
     const before = store.stats();

@@ -58,6 +58,7 @@ describe("ImageCatalogue", () => {
     expect(lb!.uniqueBytes).toBe(20_000);
     expect(lb!.referencedBytes).toBe((256 << 10) + 20_000);
     expect(lb!.parent).toBe(ia);
+    expect(cat.stats()).toMatchObject({ images: 2, logicalBytes: la!.logicalBytes + lb!.logicalBytes, storedBytes: (256 << 10) + 30_000 });
     expect(cat.manifest(ia).pod.name).toBe("a");
 
     cat.remove(ia);

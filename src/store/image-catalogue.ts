@@ -142,6 +142,15 @@ export class ImageCatalogue {
     });
   }
 
+  /** Logical bytes of all images against what the store holds for them. */
+  stats(): { images: number; logicalBytes: number; storedBytes: number; packBytes: number } {
+    const row = this.store.db
+      .query<{ n: number; bytes: number | null }, []>("SELECT COUNT(*) AS n, SUM(logical_bytes) AS bytes FROM images")
+      .get()!;
+    const s = this.store.stats();
+    return { images: row.n, logicalBytes: row.bytes ?? 0, storedBytes: s.storedBytes, packBytes: s.packBytes };
+  }
+
   /** One image's row. */
   info(id: string): ImageInfo {
     const found = this.list().find((i) => i.id === id);
