@@ -36,6 +36,8 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
     throw new PreconditionError(`Another agent is using the state directory "${stateDir}"`);
   }
   writeFileSync(join(stateDir, "agent.pid"), `${process.pid}\n`);
+  const socket = config.socket;
+  await claimSocket(socket);
 
   // Orphans of our children, and trees restored by `criu restore -d`, become ours to reap.
   setChildSubreaper();
@@ -54,8 +56,6 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   await pods.setUpHost(config.network.nat);
   await pods.recover();
 
-  const socket = config.socket;
-  await claimSocket(socket);
   const app = createLocalApp({
     pods,
     log,

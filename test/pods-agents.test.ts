@@ -1,0 +1,114 @@
+/**
+ * Pods outlive their agent: SIGTERM or kill -9 of the agent, then a new one
+ * re-adopts them. Several agents share a machine, each with its own socket,
+ * state, bridge and subnet. Needs root.
+ */
+import { afterAll, describe, expect } from "bun:test";
+import { readFileSync } from "node:fs";
+import { isRoot, rootTest } from "./_support.ts";
+import { TestHost } from "./_pods.ts";
+
+const hosts: TestHost[] = [];
+afterAll(async () => {
+  for (const h of hosts) await h.dispose();
+}, 60_000);
+
+async function newHost(tag: string): Promise<TestHost> {
+  const h = await TestHost.start(tag);
+  hosts.push(h);
+  return h;
+}
+
+async function fetchOk(h: TestHost, url: string): Promise<string> {
+  let r = await h.fetchText(url);
+  for (let i = 0; i < 50 && r.exitCode !== 0; i++) {
+    await Bun.sleep(100);
+    r = await h.fetchText(url);
+  }
+  return r.stdout;
+}
+
+const T = 90_000;
+
+describe("agent restarts", () => {
+  rootTest("kill -9 of the agent, then a restart, re-adopts running pods; ps, stop and exec work", async () => {
+    const h = await newHost("k");
+    const web = await h.run("web", ["httpd", "-f", "-p", "80", "-h", "/var/www"], ["--ip", `${h.prefix}.20/24`]);
+    await h.run("sleeper", ["sleep", "1000"]);
+    await h.run("brief", ["sleep", "1"]);
+    const agentPid = h.agent!.pid;
+
+    await h.killAgent("SIGKILL");
+    // The pods run on without it.
+    expect(readFileSync(`/proc/${web.pid}/stat`, "utf8")).toContain("(httpd)");
+    expect(await fetchOk(h, `http://${h.prefix}.20/`)).toBe("hello from an autopod pod\n");
+    const down = await h.cli(["ps"]);
+    expect(down.exitCode).not.toBe(0);
+    expect(down.stderr).toContain(`No autopod agent answers at "${h.socket}"`);
+    await Bun.sleep(1500); // "brief" ends while no agent watches
+
+    await h.startAgent();
+    expect(h.agent!.pid).not.toBe(agentPid);
+    const pods = Object.fromEntries((await h.pods()).map((p) => [p.name, p]));
+    expect(pods.web!.state).toBe("running");
+    expect(pods.web!.pid).toBe(web.pid);
+    expect(pods.sleeper!.state).toBe("running");
+    expect(pods.brief!.state).toMatch(/^exited/);
+    expect((await h.cli(["exec", "web", "hostname"])).stdout).toBe("web\n");
+
+    const stop = await h.cli(["stop", "sleeper", "--timeout", "1"]);
+    expect(stop.exitCode).toBe(0);
+    expect((await h.pod("sleeper")).state).toBe("stopped");
+    expect((await h.pod("web")).state).toBe("running");
+    expect(await fetchOk(h, `http://${h.prefix}.20/`)).toBe("hello from an autopod pod\n");
+  }, T);
+
+  rootTest("SIGTERM stops the agent but not its pods", async () => {
+    const h = await newHost("t");
+    const p = await h.run("keeps", ["sleep", "1000"]);
+    await h.killAgent("SIGTERM");
+    await Bun.sleep(300);
+    expect(readFileSync(`/proc/${p.pid}/stat`, "utf8")).toContain("(sleep)");
+    await h.startAgent();
+    expect((await h.pod("keeps")).state).toBe("running");
+    // A pod adopted from an earlier agent is not our child: its end is still seen.
+    process.kill(p.pid!, "SIGKILL");
+    const ended = await h.waitForState("keeps", /^exited/);
+    expect(ended.pid).toBeNull();
+  }, T);
+});
+
+describe("two agents on one machine", () => {
+  rootTest("each has its own socket, state, bridge and subnet, and sees only its pods", async () => {
+    const a = await newHost("a");
+    const b = await newHost("z");
+    expect(a.socket).not.toBe(b.socket);
+    expect(a.subnet).not.toBe(b.subnet);
+    // The same pod name on both agents.
+    const pa = await a.run("same", ["httpd", "-f", "-p", "80", "-h", "/var/www"]);
+    const pb = await b.run("same", ["httpd", "-f", "-p", "80", "-h", "/var/www"]);
+    await a.run("only-a", ["sleep", "1000"]);
+    expect(pa.address.startsWith(a.prefix + ".")).toBe(true);
+    expect(pb.address.startsWith(b.prefix + ".")).toBe(true);
+    expect((await a.pods()).map((p) => p.name).sort()).toEqual(["only-a", "same"]);
+    expect((await b.pods()).map((p) => p.name)).toEqual(["same"]);
+    expect(await fetchOk(a, `http://${pa.address.split("/")[0]}/`)).toBe("hello from an autopod pod\n");
+    expect(await fetchOk(b, `http://${pb.address.split("/")[0]}/`)).toBe("hello from an autopod pod\n");
+    // Removing on one leaves the other's pod of the same name alone.
+    expect((await a.cli(["rm", "-f", "same"])).exitCode).toBe(0);
+    expect((await b.pod("same")).state).toBe("running");
+    expect(a.podNetnses().length).toBe(1);
+    expect(b.podNetnses().length).toBe(1);
+  }, T);
+
+  rootTest("a second agent on the same state directory or socket is refused", async () => {
+    const a = hosts[0] ?? (await newHost("d"));
+    const { autopod } = await import("./_support.ts");
+    const r = await autopod(["agent", "--config", a.configPath], { timeoutMs: 20_000 });
+    expect(r.exitCode).toBe(1);
+    expect(r.stderr).toMatch(/Another agent is using the state directory|Another agent is listening/);
+    expect((await a.cli(["ps"])).exitCode).toBe(0);
+  }, T);
+});
+
+if (!isRoot) console.warn("SKIP pods-agents: needs root");
