@@ -35,7 +35,7 @@ export async function findLockHolders(files: readonly string[], procDir = "/proc
   const out: LockHolder[] = [];
   const seen = new Set<string>();
   for (const lock of parseProcLocks(text)) {
-    if (lock.waiting) continue;
+    if (lock.waiting || lock.access !== "WRITE") continue; // readers do not keep a package manager out
     const path = ids.get(`${lock.major}:${lock.minor}:${lock.inode}`);
     if (path === undefined) continue;
     const pids = lock.pid > 0 ? [lock.pid] : await pidsWithOpen(path, procDir);
