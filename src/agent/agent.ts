@@ -5,7 +5,7 @@
  */
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, realpathSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import { createLocalApp } from "../api/local/app.ts";
+import { createLocalApp, IDLE_TIMEOUT_SECONDS } from "../api/local/app.ts";
 import { LocalClient } from "../api/local/client.ts";
 import type { Config } from "../config/schema.ts";
 import { errorMessage, PreconditionError } from "../errors.ts";
@@ -64,7 +64,9 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   const umask = process.umask(0o177);
   let server: ReturnType<typeof Bun.serve>;
   try {
-    server = Bun.serve({ unix: socket, fetch: app.fetch });
+    // idleTimeout is typed for TCP only, but Bun applies it to unix sockets too.
+    const options = { unix: socket, fetch: app.fetch, idleTimeout: IDLE_TIMEOUT_SECONDS };
+    server = Bun.serve(options as unknown as Parameters<typeof Bun.serve>[0]);
   } finally {
     process.umask(umask);
   }

@@ -12,8 +12,7 @@ export const logsCommand: Command = {
     const [name, ...extra] = ctx.args.positionals;
     if (!name) throw new InvalidArgumentError("Missing the pod's NAME");
     if (extra.length) throw new InvalidArgumentError(`Unexpected argument "${extra[0]}"`);
-    const stream = await (await clientFor(ctx)).logs(name, flagBool(ctx.args, "follow"));
-    for await (const chunk of stream) process.stdout.write(chunk);
+    for await (const chunk of (await clientFor(ctx)).logs(name, flagBool(ctx.args, "follow"))) process.stdout.write(chunk);
     return 0;
   },
 };

@@ -29,6 +29,14 @@ export interface LocalAppDeps {
 
 const MAX_BODY_BYTES = 1 << 20;
 const FOLLOW_POLL_MS = 200;
+const KEEPALIVE_MS = 60_000;
+
+/**
+ * Bun closes a connection idle this long (255 s at most; 0, "never", does not
+ * work on unix sockets in Bun 1.4). Exec sends keepalive frames, log
+ * followers reconnect, and stop's grace period stays below it.
+ */
+export const IDLE_TIMEOUT_SECONDS = 255;
 
 async function body<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
   let raw: unknown;
@@ -82,7 +90,9 @@ export function createLocalApp(deps: LocalAppDeps): Hono {
   app.get("/v1/pods/:name/logs", (c) => {
     const { path, isLive } = pods.logs(c.req.param("name"));
     const follow = c.req.query("follow") === "true";
-    const stream = logStream(path, follow, isLive, c.req.raw.signal);
+    const offset = Number(c.req.query("offset") ?? 0);
+    if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidArgumentError(`offset must be a byte count (got "${c.req.query("offset")}")`);
+    const stream = logStream(path, offset, follow, isLive, c.req.raw.signal);
     return new Response(stream, { headers: { "content-type": "application/octet-stream" } });
   });
 
@@ -94,12 +104,15 @@ export function createLocalApp(deps: LocalAppDeps): Hono {
         const pump = async (s: ReadableStream<Uint8Array>, type: typeof FRAME.stdout | typeof FRAME.stderr) => {
           for await (const chunk of s) ctrl.enqueue(encodeFrame(type, chunk));
         };
+        // A silent command must not look like an idle connection.
+        const keepalive = setInterval(() => ctrl.enqueue(encodeFrame(FRAME.keepalive, new Uint8Array(0))), KEEPALIVE_MS);
         try {
           await Promise.all([pump(proc.stdout, FRAME.stdout), pump(proc.stderr, FRAME.stderr)]);
           ctrl.enqueue(exitFrame(await proc.exited));
         } catch (e) {
           ctrl.enqueue(encodeFrame(FRAME.error, new TextEncoder().encode(JSON.stringify({ code: "internal", message: errorMessage(e) }))));
         }
+        clearInterval(keepalive);
         ctrl.close();
       },
       cancel() {
@@ -113,8 +126,8 @@ export function createLocalApp(deps: LocalAppDeps): Hono {
 }
 
 /** The log from the start; with follow, new output as it comes until the pod has ended and all is read. */
-function logStream(path: string, follow: boolean, isLive: () => boolean, abort: AbortSignal): ReadableStream<Uint8Array> {
-  let offset = 0;
+function logStream(path: string, from: number, follow: boolean, isLive: () => boolean, abort: AbortSignal): ReadableStream<Uint8Array> {
+  let offset = from;
   return new ReadableStream<Uint8Array>({
     async pull(ctrl) {
       for (;;) {

@@ -42,10 +42,25 @@ export class LocalClient {
     await this.#json("DELETE", `/v1/pods/${encodeURIComponent(name)}?force=${force}`);
   }
 
-  /** The pod's log as a byte stream; with follow it ends when the pod has ended. */
-  async logs(name: string, follow: boolean): Promise<ReadableStream<Uint8Array>> {
-    const res = await this.#fetch("GET", `/v1/pods/${encodeURIComponent(name)}/logs?follow=${follow}`);
-    return res.body ?? new ReadableStream({ start: (c) => c.close() });
+  /**
+   * The pod's log, chunk by chunk. With follow it goes on until the pod has
+   * ended, reconnecting (from where it was) when the agent drops an idle connection.
+   */
+  async *logs(name: string, follow: boolean): AsyncGenerator<Uint8Array> {
+    let offset = 0;
+    for (;;) {
+      const res = await this.#fetch("GET", `/v1/pods/${encodeURIComponent(name)}/logs?follow=${follow}&offset=${offset}`);
+      if (!res.body) return;
+      try {
+        for await (const chunk of res.body) {
+          offset += chunk.length;
+          yield chunk;
+        }
+        return;
+      } catch (e) {
+        if (!follow) throw new UnavailableError(`The agent dropped the log stream: ${(e as Error).message}`, { cause: e });
+      }
+    }
   }
 
   /** Run a command in the pod; output goes to `out` as it comes. Resolves with its exit status. */

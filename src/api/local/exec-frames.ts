@@ -2,7 +2,7 @@
  * The body of an exec response: frames of [type: u8][length: u32 BE][payload].
  * Output streams as it comes; the exit status (or an error) is the last frame.
  */
-export const FRAME = { stdout: 1, stderr: 2, exit: 3, error: 4 } as const;
+export const FRAME = { stdout: 1, stderr: 2, exit: 3, error: 4, keepalive: 5 } as const;
 export type FrameType = (typeof FRAME)[keyof typeof FRAME];
 
 export const EXEC_CONTENT_TYPE = "application/vnd.autopod.exec";

@@ -18,7 +18,9 @@ export const CreatePodBody = z
   .strict();
 export type CreatePodBody = z.infer<typeof CreatePodBody>;
 
-export const StopPodBody = z.object({ timeoutSeconds: z.number().min(0).max(3600).default(10) }).strict();
+/** The grace period stays below the API's idle timeout (255 s), which a silent stop would hit. */
+export const MAX_STOP_TIMEOUT_SECONDS = 240;
+export const StopPodBody = z.object({ timeoutSeconds: z.number().min(0).max(MAX_STOP_TIMEOUT_SECONDS).default(10) }).strict();
 
 export const ExecBody = z.object({ cmd: z.array(z.string()).min(1, "a command") }).strict();
 
