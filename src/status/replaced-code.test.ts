@@ -1,0 +1,51 @@
+import { describe, expect, test } from "bun:test";
+import type { ProcessReason } from "./checker.ts";
+import { parseProcMaps } from "./proc-maps.ts";
+import { type FileIdentity, groupProcesses, isIgnoredPath, replacedFiles } from "./replaced-code.ts";
+
+const fixture = (name: string) => Bun.file(new URL(`testdata/${name}`, import.meta.url)).text();
+
+describe("replacedFiles", () => {
+  test("a deleted library in a real capture is named; files unchanged at their paths are not", async () => {
+    const maps = parseProcMaps(await fixture("proc-maps-deleted-lib.txt"));
+    // Every other file is where maps says: same device and inode.
+    const same = (path: string): FileIdentity => {
+      const m = maps.find((x) => x.path === path)!;
+      return { major: m.major, minor: m.minor, inode: m.inode };
+    };
+    expect(replacedFiles(maps, "/usr/bin/python3.11", same)).toEqual([{ path: "/var/tmp/autopod-cap/libz-copy.so.1", change: "deleted" }]);
+  });
+
+  test("a new inode on the same device is a replacement; another device proves nothing", () => {
+    const maps = parseProcMaps(
+      ["1000-2000 r-xp 00000000 fe:00 100  /usr/lib/libssl.so.3", "3000-4000 r-xp 00000000 00:2a 200  /usr/lib/libcrypto.so.3", "5000-6000 r--p 00000000 fe:00 300  /usr/lib/data.so"].join("\n"),
+    );
+    const now: Record<string, FileIdentity> = {
+      "/usr/lib/libssl.so.3": { major: 0xfe, minor: 0, inode: 101 },
+      "/usr/lib/libcrypto.so.3": { major: 0, minor: 0x30, inode: 999 }, // overlayfs reports its own device
+      "/usr/lib/data.so": { major: 0xfe, minor: 0, inode: 301 }, // not executable
+    };
+    expect(replacedFiles(maps, null, (p) => now[p] ?? null)).toEqual([{ path: "/usr/lib/libssl.so.3", change: "replaced" }]);
+  });
+
+  test("memfd, /tmp and /dev mappings are ignored; a deleted exe is named", async () => {
+    const memfd = parseProcMaps(await fixture("proc-maps-memfd.txt"));
+    expect(replacedFiles(memfd, "/memfd:sealed-91173221a7ea (deleted)", () => null)).toEqual([]);
+    const tmp = parseProcMaps("1000-2000 r-xp 00000000 fe:00 1  /tmp/x.so (deleted)\n3000-4000 r-xp 00000000 00:05 2  /dev/zero (deleted)\n");
+    expect(replacedFiles(tmp, "/usr/sbin/sshd (deleted)", () => null)).toEqual([{ path: "/usr/sbin/sshd", change: "deleted" }]);
+  });
+
+  test("isIgnoredPath", () => {
+    for (const p of ["/tmp/a.so", "/dev/shm/x", "/memfd:foo", "/SYSV00000000", "/[aio]"]) expect(isIgnoredPath(p)).toBe(true);
+    for (const p of ["/usr/lib/libc.so.6", "/var/tmp/a.so", "/opt/app/bin/app", "/tmpfoo/a.so"]) expect(isIgnoredPath(p)).toBe(false);
+  });
+});
+
+test("groupProcesses: pods, then units, then the rest by command", () => {
+  const p = (pid: number, extra: Partial<ProcessReason>): ProcessReason => ({ kind: "process", pid, command: "x", files: [], ...extra });
+  expect(groupProcesses([p(1, { unit: "nginx.service" }), p(2, { unit: "nginx.service" }), p(3, { pod: "web", unit: "autopod.service" }), p(4, { command: "python3" })])).toEqual([
+    { kind: "group", group: "other", name: "python3", pids: [4] },
+    { kind: "group", group: "pod", name: "web", pids: [3] },
+    { kind: "group", group: "unit", name: "nginx.service", pids: [1, 2] },
+  ]);
+});

@@ -1,0 +1,136 @@
+/**
+ * The replaced-code check: processes still running executables or libraries
+ * that a package update has deleted or replaced, found in /proc/PID/maps
+ * (executable mappings only) and /proc/PID/exe, grouped by process and by
+ * systemd unit or pod.
+ *
+ * A mapping counts when its file is deleted, or when the file now at its path
+ * (seen from the process's own root) is a different inode on the same device.
+ * A different device proves nothing (overlayfs and btrfs subvolumes report
+ * other devices in maps than in stat: a needrestart false alarm), so it is
+ * not counted. Mappings under /tmp, /dev and memfd are ignored.
+ *
+ * Host processes on replaced code make the verdict "reboot_required": the
+ * update is not in effect until they restart, and a reboot restarts them all.
+ * Pod processes are named but do not count: they run their pod's own files,
+ * which patching the host does not change, and they move rather than restart.
+ */
+import { readdir, readFile, readlink, stat } from "node:fs/promises";
+import { join } from "node:path";
+import type { Checker, CheckOptions, CheckResult, GroupReason, ProcessReason, Reason, ReplacedFile } from "./checker.ts";
+import { splitDev } from "./proc-locks.ts";
+import { isExecutableFileMapping, type Mapping, parseProcMaps } from "./proc-maps.ts";
+import { parseProcessCgroup } from "./process-cgroup.ts";
+
+const IGNORED = [/^\/tmp\//, /^\/dev\//, /^\/memfd:/, /^\/SYSV[0-9a-f]{8}$/, /^\/proc\//, /^\/sys\//, /^\/\[/, /^\/anon_hugepage$/, /^\/dmabuf:/];
+
+/** True for a mapped path that is never an installed file. */
+export function isIgnoredPath(path: string): boolean {
+  return IGNORED.some((r) => r.test(path));
+}
+
+export type FileIdentity = { major: number; minor: number; inode: number } | null;
+
+/**
+ * The replaced files among a process's mappings, given how to look up the
+ * file now at a path (null when it cannot be seen). Pure.
+ */
+export function replacedFiles(maps: readonly Mapping[], exe: string | null, identityOf: (path: string) => FileIdentity): ReplacedFile[] {
+  const out = new Map<string, ReplacedFile>();
+  for (const m of maps) {
+    if (!isExecutableFileMapping(m) || isIgnoredPath(m.path) || out.has(m.path)) continue;
+    if (m.deleted) {
+      out.set(m.path, { path: m.path, change: "deleted" });
+      continue;
+    }
+    const now = identityOf(m.path);
+    if (now && now.major === m.major && now.minor === m.minor && now.inode !== m.inode) out.set(m.path, { path: m.path, change: "replaced" });
+  }
+  if (exe?.endsWith(" (deleted)")) {
+    const path = exe.slice(0, -" (deleted)".length);
+    if (!isIgnoredPath(path) && !out.has(path)) out.set(path, { path, change: "deleted" });
+  }
+  return [...out.values()];
+}
+
+/** Group processes by pod, else systemd unit, else "other". */
+export function groupProcesses(procs: readonly ProcessReason[]): GroupReason[] {
+  const groups = new Map<string, GroupReason>();
+  for (const p of procs) {
+    const [group, name] = p.pod ? (["pod", p.pod] as const) : p.unit ? (["unit", p.unit] as const) : (["other", p.command] as const);
+    const key = `${group}\0${name}`;
+    const g = groups.get(key) ?? { kind: "group", group, name, pids: [] };
+    g.pids.push(p.pid);
+    groups.set(key, g);
+  }
+  return [...groups.values()].sort((a, b) => a.group.localeCompare(b.group) || a.name.localeCompare(b.name));
+}
+
+async function readText(path: string): Promise<string | null> {
+  try {
+    return await readFile(path, "utf8");
+  } catch {
+    return null;
+  }
+}
+
+/** Scan every process under a procfs, ours included; processes we may not read are listed as "pid (comm)". */
+export async function scanProcesses(procDir: string): Promise<{ processes: ProcessReason[]; unreadable: string[] }> {
+  const pids = (await readdir(procDir)).filter((e) => /^\d+$/.test(e)).map(Number);
+  const identities = new Map<string, Promise<FileIdentity>>();
+  const processes: ProcessReason[] = [];
+  const unreadable: string[] = [];
+  for (const pid of pids.sort((a, b) => a - b)) {
+    const dir = join(procDir, String(pid));
+    let mapsText: string;
+    try {
+      mapsText = await readFile(join(dir, "maps"), "utf8");
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === "EACCES" || code === "EPERM") unreadable.push(`${pid} (${((await readText(join(dir, "comm"))) ?? "?").trim()})`); // else it exited meanwhile
+      continue;
+    }
+    if (mapsText === "") continue; // kernel thread
+    const maps = parseProcMaps(mapsText);
+    const exe = await readlink(join(dir, "exe")).catch(() => null);
+    // Paths resolve in the process's own root: a pod's /usr is not the host's.
+    const rootKey = (await readlink(join(dir, "ns/mnt")).catch(() => "?")) + (await readlink(join(dir, "root")).catch(() => "?"));
+    const lookups = new Map<string, FileIdentity>();
+    for (const m of maps) {
+      if (!isExecutableFileMapping(m) || m.deleted || isIgnoredPath(m.path) || lookups.has(m.path)) continue;
+      const key = `${rootKey}\0${m.path}`;
+      let p = identities.get(key);
+      if (!p) {
+        p = stat(join(dir, "root", m.path), { bigint: true }).then(
+          (st) => ({ ...splitDev(st.dev), inode: Number(st.ino) }),
+          () => null,
+        );
+        identities.set(key, p);
+      }
+      lookups.set(m.path, await p);
+    }
+    const files = replacedFiles(maps, exe, (path) => lookups.get(path) ?? null);
+    if (files.length === 0) continue;
+    const command = ((await readText(join(dir, "comm"))) ?? "").trim();
+    const group = parseProcessCgroup((await readText(join(dir, "cgroup"))) ?? "");
+    processes.push({ kind: "process", pid, command, ...group, files });
+  }
+  return { processes, unreadable };
+}
+
+export const replacedCodeChecker: Checker = {
+  name: "replaced_code",
+  source: "/proc/PID/maps (executable mappings), /proc/PID/exe, /proc/PID/cgroup",
+  async check(opts: CheckOptions): Promise<CheckResult> {
+    const { processes, unreadable } = await scanProcesses(opts.paths.proc);
+    const groups = groupProcesses(processes);
+    const notes: Reason[] = unreadable.length
+      ? [{ kind: "note", message: `cannot read the maps of ${unreadable.length} process${unreadable.length === 1 ? "" : "es"} (permission denied): pid ${unreadable.slice(0, 5).join(", ")}${unreadable.length > 5 ? ", ..." : ""}` }]
+      : [];
+    if (processes.length === 0) return { verdict: "ok", summary: "no process runs deleted or replaced code", reasons: notes };
+    const onHost = processes.filter((p) => p.pod === undefined).length;
+    const shown = groups.slice(0, 5).map((g) => `${g.group === "other" ? "" : `${g.group} `}${g.name} (pid ${g.pids.join(", ")})`);
+    const summary = `${processes.length} process${processes.length === 1 ? "" : "es"} run${processes.length === 1 ? "s" : ""} replaced code: ${shown.join(", ")}${groups.length > 5 ? `, +${groups.length - 5} more` : ""}`;
+    return { verdict: onHost ? "reboot_required" : "ok", summary: onHost ? summary : `only pod processes: ${summary}`, reasons: [...processes, ...groups, ...notes] };
+  },
+};
