@@ -14,6 +14,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   exec: { summary: "run a command inside a running pod", load: async () => (await import("./exec.ts")).execCommand },
   stop: { summary: "stop pods (SIGTERM, then SIGKILL)", load: async () => (await import("./stop.ts")).stopCommand },
   rm: { summary: "remove pods and what was made for them", load: async () => (await import("./rm.ts")).rmCommand },
+  status: { summary: "report whether this host needs OS updates or a reboot", load: async () => (await import("./status.ts")).statusCommand },
 };
 
 /** Find the command named by the longest run of leading words. */
