@@ -1,7 +1,7 @@
 import { describe, expect, test } from "bun:test";
 import type { ProcessReason } from "./checker.ts";
 import { parseProcMaps } from "./proc-maps.ts";
-import { type FileIdentity, groupProcesses, isIgnoredPath, replacedFiles } from "./replaced-code.ts";
+import { countsForVerdict, type FileIdentity, groupProcesses, isIgnoredPath, isSystemPath, replacedFiles } from "./replaced-code.ts";
 
 const fixture = (name: string) => Bun.file(new URL(`testdata/${name}`, import.meta.url)).text();
 
@@ -48,4 +48,13 @@ test("groupProcesses: pods, then units, then the rest by command", () => {
     { kind: "group", group: "pod", name: "web", pids: [3] },
     { kind: "group", group: "unit", name: "nginx.service", pids: [1, 2] },
   ]);
+});
+
+test("only host processes on replaced system files count toward the verdict", () => {
+  for (const p of ["/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/sbin/sshd", "/lib/x86_64-linux-gnu/libc.so.6", "/bin/bash", "/opt/vendor/bin/agent"]) expect(isSystemPath(p)).toBe(true);
+  for (const p of ["/usr/local/bin/autopod", "/work/main/dist/autopod", "/home/me/a.out", "/var/tmp/x.so", "/usrx/lib.so"]) expect(isSystemPath(p)).toBe(false);
+  const proc = (files: string[], pod?: string): ProcessReason => ({ kind: "process", pid: 1, command: "x", ...(pod ? { pod } : {}), files: files.map((path) => ({ path, change: "deleted" as const })) });
+  expect(countsForVerdict(proc(["/usr/lib/libssl.so.3"]))).toBe(true);
+  expect(countsForVerdict(proc(["/usr/lib/libssl.so.3"], "web"))).toBe(false);
+  expect(countsForVerdict(proc(["/usr/local/bin/autopod"]))).toBe(false);
 });

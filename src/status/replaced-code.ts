@@ -10,10 +10,14 @@
  * other devices in maps than in stat: a needrestart false alarm), so it is
  * not counted. Mappings under /tmp, /dev and memfd are ignored.
  *
- * Host processes on replaced code make the verdict "reboot_required": the
- * update is not in effect until they restart, and a reboot restarts them all.
- * Pod processes are named but do not count: they run their pod's own files,
- * which patching the host does not change, and they move rather than restart.
+ * Every such process is named. Those that make the verdict "reboot_required"
+ * (the update is not in effect until they restart; a reboot restarts them
+ * all) are the host's processes on system files: under /usr (but not
+ * /usr/local), /bin, /sbin, /lib*, /opt or /etc, where packages install.
+ * The rest are named but do not count: a rebuilt binary in a home or build
+ * directory (or autopod's own agent after an upgrade) is not an OS patch,
+ * and pod processes run their pod's own files, which patching the host does
+ * not change, and they move rather than restart.
  */
 import { readdir, readFile, readlink, stat } from "node:fs/promises";
 import { join } from "node:path";
@@ -23,6 +27,18 @@ import { isExecutableFileMapping, type Mapping, parseProcMaps } from "./proc-map
 import { parseProcessCgroup } from "./process-cgroup.ts";
 
 const IGNORED = [/^\/tmp\//, /^\/dev\//, /^\/memfd:/, /^\/SYSV[0-9a-f]{8}$/, /^\/proc\//, /^\/sys\//, /^\/\[/, /^\/anon_hugepage$/, /^\/dmabuf:/];
+
+const SYSTEM = /^\/(usr\/(?!local\/)|bin\/|sbin\/|lib\/|lib32\/|lib64\/|libx32\/|opt\/|etc\/)/;
+
+/** True for a path where the package manager installs files. */
+export function isSystemPath(path: string): boolean {
+  return SYSTEM.test(path);
+}
+
+/** True when a process on replaced code means the host needs a restart of it: a host process on a replaced system file. */
+export function countsForVerdict(p: ProcessReason): boolean {
+  return p.pod === undefined && p.files.some((f) => isSystemPath(f.path));
+}
 
 /** True for a mapped path that is never an installed file. */
 export function isIgnoredPath(path: string): boolean {
@@ -128,9 +144,16 @@ export const replacedCodeChecker: Checker = {
       ? [{ kind: "note", message: `cannot read the maps of ${unreadable.length} process${unreadable.length === 1 ? "" : "es"} (permission denied): pid ${unreadable.slice(0, 5).join(", ")}${unreadable.length > 5 ? ", ..." : ""}` }]
       : [];
     if (processes.length === 0) return { verdict: "ok", summary: "no process runs deleted or replaced code", reasons: notes };
-    const onHost = processes.filter((p) => p.pod === undefined).length;
-    const shown = groups.slice(0, 5).map((g) => `${g.group === "other" ? "" : `${g.group} `}${g.name} (pid ${g.pids.join(", ")})`);
-    const summary = `${processes.length} process${processes.length === 1 ? "" : "es"} run${processes.length === 1 ? "s" : ""} replaced code: ${shown.join(", ")}${groups.length > 5 ? `, +${groups.length - 5} more` : ""}`;
-    return { verdict: onHost ? "reboot_required" : "ok", summary: onHost ? summary : `only pod processes: ${summary}`, reasons: [...processes, ...groups, ...notes] };
+    const counted = processes.filter(countsForVerdict);
+    const describe = (procs: readonly ProcessReason[]) => {
+      const gs = groupProcesses(procs);
+      const shown = gs.slice(0, 5).map((g) => `${g.group === "other" ? "" : `${g.group} `}${g.name} (pid ${g.pids.join(", ")})`);
+      return `${shown.join(", ")}${gs.length > 5 ? `, +${gs.length - 5} more` : ""}`;
+    };
+    const others = processes.filter((p) => !countsForVerdict(p));
+    const parts: string[] = [];
+    if (counted.length) parts.push(`${counted.length} process${counted.length === 1 ? "" : "es"} on replaced system files: ${describe(counted)}`);
+    if (others.length) parts.push(`not counted (pods, or files outside system paths): ${describe(others)}`);
+    return { verdict: counted.length ? "reboot_required" : "ok", summary: parts.join("; "), reasons: [...processes, ...groups, ...notes] };
   },
 };
