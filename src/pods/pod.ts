@@ -101,6 +101,25 @@ export function podEnvironment(spec: Pick<PodSpec, "env" | "hostname">): Record<
   return { PATH: DEFAULT_PATH, HOME: "/root", HOSTNAME: spec.hostname, ...spec.env };
 }
 
+/** A bind mount from the host, named for CRIU: `--external mnt[POD_PATH]:KEY` at dump, `mnt[KEY]:HOST_PATH` at restore. */
+export interface ExternalMount {
+  podPath: string;
+  key: string;
+  hostPath: string;
+}
+
+/** The pod's bind mounts from the host with stable keys: "dev-null", ..., "vol0", "vol1", ... */
+export function externalMountsOf(rt: Pick<PodRuntimeInfo, "mounts">): ExternalMount[] {
+  let vol = 0;
+  return rt.mounts
+    .filter((m) => m.kind === "bind" && m.hostPath !== undefined)
+    .map((m) => ({
+      podPath: m.podPath,
+      key: m.podPath.startsWith("/dev/") ? `dev-${m.podPath.slice(5).replaceAll("/", "-")}` : `vol${vol++}`,
+      hostPath: m.hostPath!,
+    }));
+}
+
 /** What `ps` shows for one pod. */
 export interface PodView {
   name: string;

@@ -99,8 +99,24 @@ export class PodRuntime {
     }
   }
 
+  /**
+   * Record a pod that arrives as a checkpoint (a migration): its name and
+   * address are taken, nothing runs until prepareRestore and adoptRestored.
+   */
+  async registerCheckpointed(spec: PodSpec): Promise<PodView> {
+    const base = checkRequest(spec, this.#o.host, { layer: this.#o.layer, hasMemoryCgroup: this.#o.host.cgroupDir(this.#o.agentKey, spec.name) !== null });
+    const record = await this.#reserve(base, spec.address, "checkpointed");
+    try {
+      await this.#o.host.prepareLayer(record.spec, record.runtime);
+    } catch (e) {
+      this.#o.store.delete(spec.name);
+      throw e;
+    }
+    return this.#view(record);
+  }
+
   /** Take the name and the address in one step, so two creates cannot both get them. */
-  async #reserve(base: Omit<PodSpec, "address">, asked: string | undefined): Promise<PodRecord> {
+  async #reserve(base: Omit<PodSpec, "address">, asked: string | undefined, state: "creating" | "checkpointed" = "creating"): Promise<PodRecord> {
     const turn = this.#reserving.then(() => {
       const { store, host, agentKey } = this.#o;
       if (store.get(base.name)) throw new AlreadyExistsError(`Pod "${base.name}" already exists`);
@@ -119,7 +135,7 @@ export class PodRuntime {
         rootKind,
         mounts: host.mountLayout(spec, rootKind),
       };
-      const record: PodRecord = { id, spec, state: "creating", pid: null, startTime: null, createdAt: new Date().toISOString(), startedAt: null, exit: null, runtime };
+      const record: PodRecord = { id, spec, state, pid: null, startTime: null, createdAt: new Date().toISOString(), startedAt: null, exit: null, runtime };
       store.insert(record);
       return record;
     });

@@ -1,0 +1,134 @@
+/** An in-memory PodHost for unit tests of the pod runtime: processes, resources and calls, no OS. */
+import type { ExitStatus, PodHost, PodProcess, ProcessIdentity, Reaped } from "../platform/pod-host.ts";
+import type { PodMount } from "./pod.ts";
+
+interface FakeProcess {
+  startTime: number;
+  /** Set once it has ended. */
+  exit: ExitStatus | null;
+  /** Ours to reap (false: adopted from an earlier agent). */
+  isChild: boolean;
+  reaped: boolean;
+  ignoresTerm: boolean;
+  cgroup: string | null;
+}
+
+export class FakeHost implements PodHost {
+  readonly calls: string[] = [];
+  readonly procs = new Map<number, FakeProcess>();
+  readonly netns = new Set<string>();
+  readonly cgroups = new Map<string, { limit: number | null; oomKills: number }>();
+  readonly layers = new Set<string>();
+  readonly paths = new Map<string, "dir" | "file">([
+    ["/base", "dir"],
+    ["/base/bin/sleep", "file"],
+    ["/data", "dir"],
+  ]);
+  nextPid = 1000;
+  failLaunch: string | null = null;
+  /** Pods started by launch ignore SIGTERM (like sleep as pid 1). */
+  ignoreTerm = true;
+
+  /** End a process as the kernel would. */
+  exit(pid: number, status: ExitStatus): void {
+    const p = this.procs.get(pid)!;
+    p.exit = status;
+  }
+
+  async setUpNetwork() {
+    this.calls.push("setUpNetwork");
+  }
+  pathKind(path: string) {
+    return this.paths.get(path) ?? null;
+  }
+  realPath(path: string) {
+    return path;
+  }
+  findExecutable(root: string, cmd: string) {
+    const p = cmd.includes("/") ? cmd : `/bin/${cmd}`;
+    return this.paths.get(root + p) === "file" ? p : null;
+  }
+  cgroupDir(agentKey: string, pod: string) {
+    return `/cg/${agentKey}/${pod}`;
+  }
+  createCgroup(dir: string, limit: number | null) {
+    this.calls.push(`createCgroup ${dir}`);
+    this.cgroups.set(dir, { limit, oomKills: 0 });
+  }
+  readMemory(dir: string) {
+    const c = this.cgroups.get(dir);
+    return c ? { current: 4096, limit: c.limit, oomKills: c.oomKills } : null;
+  }
+  cgroupPids(dir: string) {
+    return [...this.procs.entries()].filter(([, p]) => p.exit === null && p.cgroup === dir).map(([pid]) => pid);
+  }
+  async removeCgroup(dir: string) {
+    this.calls.push(`removeCgroup ${dir}`);
+    this.cgroups.delete(dir);
+  }
+  async createNetwork(n: { netns: string }) {
+    this.calls.push(`createNetwork ${n.netns}`);
+    if (this.netns.has(n.netns)) throw new Error(`netns ${n.netns} exists`);
+    this.netns.add(n.netns);
+  }
+  async deleteNetwork(n: { netns: string }) {
+    this.calls.push(`deleteNetwork ${n.netns}`);
+    this.netns.delete(n.netns);
+  }
+  netnsPath(name: string) {
+    return `/run/netns/${name}`;
+  }
+  netnsInode() {
+    return 4026531992;
+  }
+  mountLayout(): PodMount[] {
+    return [{ podPath: "/", kind: "overlay" }, { podPath: "/dev/null", kind: "bind", hostPath: "/dev/null" }];
+  }
+  async prepareLayer(_s: unknown, rt: { layerDir: string }) {
+    this.calls.push(`prepareLayer ${rt.layerDir}`);
+    this.layers.add(rt.layerDir);
+  }
+  async mountRootOnHost(_s: unknown, rt: { layerDir: string }) {
+    return `${rt.layerDir}/root`;
+  }
+  async removeLayer(rt: { layerDir: string }) {
+    this.calls.push(`removeLayer ${rt.layerDir}`);
+    this.layers.delete(rt.layerDir);
+  }
+  logFile(rt: { layerDir: string }) {
+    return `${rt.layerDir}/upper/.autopod/pod.log`;
+  }
+  async launch(_spec: unknown, rt: { cgroup: string | null }) {
+    this.calls.push("launch");
+    if (this.failLaunch) throw new Error(this.failLaunch);
+    const pid = this.nextPid++;
+    this.procs.set(pid, { startTime: pid * 10, exit: null, isChild: true, reaped: false, ignoresTerm: this.ignoreTerm, cgroup: rt.cgroup });
+    return { pid, startTime: pid * 10 };
+  }
+  /** A process that some earlier agent started: not our child. */
+  adopt(pid: number, startTime: number): void {
+    this.procs.set(pid, { startTime, exit: null, isChild: false, reaped: false, ignoresTerm: true, cgroup: null });
+  }
+  processIdentity(pid: number): ProcessIdentity | null {
+    const p = this.procs.get(pid);
+    if (!p || p.reaped) return null;
+    return { startTime: p.startTime, exited: p.exit };
+  }
+  reap(pid: number): Reaped {
+    const p = this.procs.get(pid);
+    if (!p || !p.isChild || p.reaped) return "not-child";
+    if (!p.exit) return null;
+    p.reaped = true;
+    return p.exit;
+  }
+  signal(pid: number, sig: "SIGTERM" | "SIGKILL") {
+    this.calls.push(`signal ${pid} ${sig}`);
+    const p = this.procs.get(pid);
+    if (!p || p.exit) return;
+    if (sig === "SIGKILL") p.exit = { code: null, signal: 9 };
+    else if (!p.ignoresTerm) p.exit = { code: 0, signal: null };
+  }
+  execInPod(): PodProcess {
+    throw new Error("not in the fake");
+  }
+}

@@ -1,0 +1,199 @@
+import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
+import { createLogger } from "../log.ts";
+import { FakeHost } from "./_fake-host.ts";
+import { externalMountsOf } from "./pod.ts";
+import { PodRuntime } from "./runtime.ts";
+import { PodStore } from "./store.ts";
+
+let dir: string;
+let store: PodStore;
+let host: FakeHost;
+let pods: PodRuntime;
+const quiet = createLogger({ level: "error", write: () => {} });
+
+function runtime(): PodRuntime {
+  return new PodRuntime({ stateDir: "/state", agentKey: "k1", bridge: "br0", subnet: "10.213.7.0/29", layer: "overlay", store, host, log: quiet });
+}
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), "autopod-runtime-"));
+  store = new PodStore(join(dir, "autopod.db"));
+  host = new FakeHost();
+  pods = runtime();
+});
+afterEach(() => {
+  store.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const req = (name: string, extra: Record<string, unknown> = {}) => ({ name, rootfs: "/base", cmd: ["sleep", "1000"], ...extra });
+
+describe("create", () => {
+  test("makes the layer, cgroup and network, launches, and records a running pod", async () => {
+    const v = await pods.create(req("web"));
+    expect(v).toMatchObject({ name: "web", state: "running", pid: 1000, address: "10.213.7.2/29", rootfs: "/base" });
+    expect(host.calls).toEqual(["prepareLayer /state/pods/web", "createCgroup /cg/k1/web", "createNetwork autopod-k1-web", "launch"]);
+    const r = store.get("web")!;
+    expect(r.runtime.hostVeth).toMatch(/^ap[0-9a-f]{13}$/);
+    expect(r.runtime.gateway).toBe("10.213.7.1");
+    expect(r.spec).toMatchObject({ hostname: "web", workdir: "/", memoryBytes: null, volumes: [] });
+  });
+
+  test("bad input changes nothing", async () => {
+    const bad: Array<[Record<string, unknown>, RegExp]> = [
+      [req("Bad"), /Invalid pod name "Bad"/],
+      [req("x", { rootfs: "/nope" }), /Root file system "\/nope" does not exist/],
+      [req("x", { cmd: ["nope"] }), /Command "nope" is not in the root file system/],
+      [req("x", { volumes: [{ host: "/missing", pod: "/m", readonly: false }] }), /Volume path "\/missing" does not exist/],
+      [req("x", { address: "10.213.8.2/29" }), /outside the pod subnet/],
+      [req("x", { address: "10.213.7.2/24" }), /must have the pod subnet's prefix \/29/],
+      [req("x", { memoryBytes: 1000 }), /too small/],
+    ];
+    for (const [r, re] of bad) {
+      const e = await pods.create(r as never).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(InvalidArgumentError);
+      expect((e as Error).message).toMatch(re);
+    }
+    expect(host.calls).toEqual([]);
+    expect(store.list()).toEqual([]);
+  });
+
+  test("a taken name or address is refused before anything changes", async () => {
+    await pods.create(req("web", { address: "10.213.7.3/29" }));
+    host.calls.length = 0;
+    expect(await pods.create(req("web")).catch((e: unknown) => e)).toBeInstanceOf(AlreadyExistsError);
+    const e = await pods.create(req("other", { address: "10.213.7.3" })).catch((x: unknown) => x);
+    expect((e as Error).message).toBe('Address "10.213.7.3" is in use by another pod');
+    expect(host.calls).toEqual([]);
+  });
+
+  test("concurrent creates get distinct addresses until the subnet is full", async () => {
+    // A /29 has .2 to .6 for pods.
+    const results = await Promise.allSettled(["a", "b", "c", "d", "e", "f"].map((n) => pods.create(req(n))));
+    const addresses = results.filter((r) => r.status === "fulfilled").map((r) => (r as PromiseFulfilledResult<{ address: string }>).value.address);
+    expect(new Set(addresses).size).toBe(5);
+    const failed = results.filter((r) => r.status === "rejected") as PromiseRejectedResult[];
+    expect(failed.length).toBe(1);
+    expect(failed[0]!.reason).toBeInstanceOf(PreconditionError);
+    expect(failed[0]!.reason.message).toMatch(/No free address left/);
+  });
+
+  test("a failed launch is undone completely", async () => {
+    host.failLaunch = 'exec "/bin/sleep": Permission denied';
+    const e = await pods.create(req("web")).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(PreconditionError);
+    expect((e as Error).message).toBe('Cannot start pod "web": exec "/bin/sleep": Permission denied');
+    expect(store.list()).toEqual([]);
+    expect(host.netns.size + host.cgroups.size + host.layers.size).toBe(0);
+  });
+});
+
+describe("watching pods", () => {
+  test("poll records an exit code, and an OOM kill with its reason", async () => {
+    await pods.create(req("ok"));
+    await pods.create(req("hog", { memoryBytes: 32 * 2 ** 20 }));
+    host.exit(1000, { code: 3, signal: null });
+    host.exit(1001, { code: null, signal: 9 });
+    host.cgroups.get("/cg/k1/hog")!.oomKills = 1;
+    pods.poll();
+    expect(pods.get("ok")).toMatchObject({ state: "exited(3)", pid: null, reason: null });
+    expect(pods.get("hog")).toMatchObject({ state: "exited(137)", signal: 9, reason: "OOM-killed: it exceeded its memory limit of 32 MiB" });
+  });
+
+  test("recover re-adopts live pods, records the ones that ended, and cleans up interrupted creations", async () => {
+    await pods.create(req("alive"));
+    await pods.create(req("zombie"));
+    await pods.create(req("gone"));
+    await pods.create(req("half"));
+    // A new agent: none of them is its child any more.
+    for (const pid of [1000, 1001, 1002]) host.procs.get(pid)!.isChild = false;
+    host.exit(1001, { code: 5, signal: null }); // a zombie nobody reaped
+    host.procs.delete(1002); // reaped by someone else
+    const half = store.get("half")!;
+    store.update({ ...half, state: "creating", pid: null });
+    const again = runtime();
+    await again.recover();
+    expect(again.get("alive").state).toBe("running");
+    expect(again.get("zombie").state).toBe("exited(5)");
+    expect(again.get("gone")).toMatchObject({ state: "exited(?)", reason: "ended while no agent was watching" });
+    expect(() => again.get("half")).toThrow(NotFoundError);
+    expect(host.netns.has("autopod-k1-half")).toBe(false);
+    // An adopted pod that ends later is still noticed.
+    host.exit(1000, { code: null, signal: 15 });
+    again.poll();
+    expect(again.get("alive")).toMatchObject({ state: "exited(143)", reason: "killed by SIGTERM" });
+  });
+
+  test("a pid reused by another process is not our pod", async () => {
+    await pods.create(req("web"));
+    host.procs.get(1000)!.isChild = false;
+    host.procs.get(1000)!.startTime = 1; // same pid, another process
+    await runtime().recover();
+    expect(pods.get("web").state).toBe("exited(?)");
+  });
+});
+
+describe("stop and remove", () => {
+  test("stop: SIGTERM, then SIGKILL after the grace period", async () => {
+    await pods.create(req("stubborn"));
+    const v = await pods.stop("stubborn", 0.05);
+    expect(v.state).toBe("stopped");
+    expect(host.calls.filter((c) => c.startsWith("signal"))).toEqual(["signal 1000 SIGTERM", "signal 1000 SIGKILL"]);
+    host.ignoreTerm = false;
+    await pods.create(req("polite"));
+    host.calls.length = 0;
+    expect((await pods.stop("polite", 5)).state).toBe("stopped");
+    expect(host.calls).toEqual(["signal 1001 SIGTERM"]);
+    // Stopping a stopped pod does nothing.
+    expect((await pods.stop("polite", 5)).state).toBe("stopped");
+    await expect(pods.stop("ghost", 1)).rejects.toThrow(NotFoundError);
+  });
+
+  test("remove refuses a running pod without force; with force it kills and removes everything", async () => {
+    await pods.create(req("web"));
+    await expect(pods.remove("web", false)).rejects.toThrow(ConflictError);
+    expect(pods.get("web").state).toBe("running");
+    await pods.remove("web", true);
+    expect(store.list()).toEqual([]);
+    expect(host.netns.size + host.cgroups.size + host.layers.size).toBe(0);
+    expect(host.procs.get(1000)!.exit).toEqual({ code: null, signal: 9 });
+    // Name and address are free again.
+    expect((await pods.create(req("web"))).address).toBe("10.213.7.2/29");
+  });
+});
+
+describe("checkpoint and restore hooks", () => {
+  test("a checkpointing pod refuses stop, rm and exec; it ends checkpointed or running", async () => {
+    await pods.create(req("web"));
+    const t = pods.target("web");
+    expect(t).toMatchObject({ pid: 1000, netnsPath: "/run/netns/autopod-k1-web" });
+    expect(externalMountsOf(t.record.runtime)).toEqual([{ podPath: "/dev/null", key: "dev-null", hostPath: "/dev/null" }]);
+    pods.beginCheckpoint("web");
+    await expect(pods.stop("web", 1)).rejects.toThrow('Cannot stop pod "web": it is checkpointing');
+    await expect(pods.remove("web", true)).rejects.toThrow('Cannot remove pod "web": it is checkpointing');
+    expect(() => pods.exec("web", ["ls"])).toThrow(ConflictError);
+    // The dump kills the tree: the reaper records it, but the state stays checkpointing.
+    host.exit(1000, { code: null, signal: 9 });
+    pods.poll();
+    expect(pods.get("web").state).toBe("checkpointing");
+    expect(pods.endCheckpoint("web", "checkpointed").state).toBe("checkpointed");
+
+    const prepared = await pods.prepareRestore("web");
+    expect(prepared).toMatchObject({ root: "/state/pods/web/root", netnsPath: "/run/netns/autopod-k1-web", cgroup: "/cg/k1/web" });
+    host.adopt(4242, 77);
+    expect(pods.adoptRestored("web", 4242)).toMatchObject({ state: "running", pid: 4242 });
+    expect(store.get("web")!.startTime).toBe(77);
+  });
+
+  test("a migrated pod is registered checkpointed, with its address reserved", async () => {
+    await pods.create(req("here"));
+    const spec = { ...store.get("here")!.spec, name: "moved", address: "10.213.7.5/29" };
+    expect((await pods.registerCheckpointed(spec)).state).toBe("checkpointed");
+    const e = await pods.create(req("x", { address: "10.213.7.5/29" })).catch((x: unknown) => x);
+    expect((e as Error).message).toMatch(/in use/);
+  });
+});
