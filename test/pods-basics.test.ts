@@ -40,6 +40,10 @@ describe("a pod", () => {
     const r = await exec("pid1", "sh", "-c", "cat /proc/1/comm; echo $(ls /proc/1/fd); readlink /proc/1/fd/0; readlink /proc/1/fd/1");
     expect(r.exitCode).toBe(0);
     expect(r.stdout.split("\n")).toEqual(["sleep", "0 1 2", "/dev/null", "/.autopod/pod.log", ""]);
+    // Its capabilities are Docker's default set less MKNOD: no SYS_ADMIN, NET_ADMIN or MKNOD.
+    const caps = BigInt("0x" + /CapBnd:\s+([0-9a-f]+)/.exec(readFileSync(`/proc/${pod.pid}/status`, "utf8"))![1]);
+    for (const dropped of [21n, 12n, 27n, 16n, 17n]) expect((caps >> dropped) & 1n).toBe(0n);
+    for (const kept of [0n, 1n, 5n, 10n]) expect((caps >> kept) & 1n).toBe(1n);
   }, T);
 
   rootTest("has its hostname: NAME, or --hostname", async () => {

@@ -65,6 +65,13 @@ export function setChildSubreaper(): void {
   check(libc().prctl(PR_SET_CHILD_SUBREAPER, 1n, 0n, 0n, 0n), "prctl(PR_SET_CHILD_SUBREAPER)");
 }
 
+const PR_CAPBSET_DROP = 24;
+
+/** Remove a capability from the bounding set: no later execve can grant it. */
+export function dropBoundingCapability(cap: number): void {
+  check(libc().prctl(PR_CAPBSET_DROP, BigInt(cap), 0n, 0n, 0n), "prctl(PR_CAPBSET_DROP)", String(cap));
+}
+
 const WNOHANG = 1;
 
 /** A reaped child's wait status, decoded. */

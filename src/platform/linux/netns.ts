@@ -81,18 +81,34 @@ export async function ensureBridge(bridge: string, gatewayCidr: string): Promise
 /** Create the pod's net namespace with loopback, eth0 with its address, and a default route via the bridge. */
 export async function createPodNetwork(n: PodNetwork): Promise<void> {
   try {
-    await ipBatch(`create net namespace "${n.netns}"`, [
-      `netns add ${n.netns}`,
-      `link add ${n.hostVeth} type veth peer name ${POD_INTERFACE} netns ${n.netns}`,
-      `link set ${n.hostVeth} master ${n.bridge}`,
-      `link set ${n.hostVeth} up`,
-    ]);
+    await createNamespaceAndVeth(n);
+  } catch (e) {
+    // Our names are unique to this agent and pod: what existed under them was a leftover of
+    // a crash, and is gone now. Try once more.
+    if (!(e instanceof NetworkError) || !/File exists/.test(e.message)) throw e;
+    await createNamespaceAndVeth(n);
+  }
+  try {
     await ipBatch(`configure the network of "${n.netns}"`, [
       "link set lo up",
       `addr add ${n.address} dev ${POD_INTERFACE}`,
       `link set ${POD_INTERFACE} up`,
       `route add default via ${n.gateway}`,
     ], n.netns);
+  } catch (e) {
+    await deletePodNetwork(n).catch(() => {});
+    throw e;
+  }
+}
+
+async function createNamespaceAndVeth(n: PodNetwork): Promise<void> {
+  try {
+    await ipBatch(`create net namespace "${n.netns}"`, [
+      `netns add ${n.netns}`,
+      `link add ${n.hostVeth} type veth peer name ${POD_INTERFACE} netns ${n.netns}`,
+      `link set ${n.hostVeth} master ${n.bridge}`,
+      `link set ${n.hostVeth} up`,
+    ]);
   } catch (e) {
     await deletePodNetwork(n).catch(() => {});
     throw e;

@@ -32,3 +32,24 @@ export const POD_LOG_PATH = "/.autopod/pod.log";
 /** pod-init's report lines on its close-on-exec copy of stderr. */
 export const REPORT_PID = "autopod-pod-init: pid ";
 export const REPORT_ERROR = "autopod-pod-init: error ";
+
+/**
+ * Capabilities the pod's command keeps (Docker's default set, less MKNOD: with
+ * no device cgroup, a device node could reach the host's disks). The others
+ * leave the bounding set, so no process of the pod can get them back.
+ */
+export const KEPT_CAPABILITIES: Record<string, number> = {
+  CHOWN: 0,
+  DAC_OVERRIDE: 1,
+  FOWNER: 3,
+  FSETID: 4,
+  KILL: 5,
+  SETGID: 6,
+  SETUID: 7,
+  SETPCAP: 8,
+  NET_BIND_SERVICE: 10,
+  NET_RAW: 13,
+  SYS_CHROOT: 18,
+  AUDIT_WRITE: 29,
+  SETFCAP: 31,
+};

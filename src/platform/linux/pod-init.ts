@@ -3,7 +3,8 @@
  * started it as pid 1 of fresh pid, mount, uts and ipc namespaces, inside the
  * pod's net namespace and memory cgroup. It builds the pod's root, pivots into
  * it, and execs the pod's command, which then is pid 1 and a session leader
- * with only fds 0-2 open (stdin /dev/null, stdout and stderr the pod's log).
+ * with only fds 0-2 open (stdin /dev/null, stdout and stderr the pod's log)
+ * and a reduced capability bounding set.
  *
  * It reports to the launcher on stderr, through a close-on-exec duplicate:
  * "pid N" (its pid on the host) first, then either nothing, so the launcher
@@ -11,9 +12,9 @@
  */
 import { closeSync, existsSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
-import { chdir, cloexecFrom, dup2, dupCloexec, execve, MS, mount, O, openFd, pivotRoot, resetSignals, sethostname, setsid, umountDetach } from "./libc.ts";
+import { chdir, cloexecFrom, dropBoundingCapability, dup2, dupCloexec, execve, MS, mount, O, openFd, pivotRoot, resetSignals, sethostname, setsid, umountDetach } from "./libc.ts";
 import { resolveInRoot } from "./root-path.ts";
-import { DEV_NODES, REPORT_ERROR, REPORT_PID, type PodInitPlan } from "./pod-init-plan.ts";
+import { DEV_NODES, KEPT_CAPABILITIES, REPORT_ERROR, REPORT_PID, type PodInitPlan } from "./pod-init-plan.ts";
 
 /** Runs in the new namespaces; returns only when the pod could not start. */
 export function podInit(argv: string[]): number {
@@ -123,6 +124,11 @@ function startCommand(plan: PodInitPlan): void {
     chdir(plan.workdir);
   });
   step("start a session", () => setsid());
+  step("drop capabilities", () => {
+    const kept = new Set(Object.values(KEPT_CAPABILITIES));
+    const last = Number(readFileSync("/proc/sys/kernel/cap_last_cap", "utf8"));
+    for (let cap = 0; cap <= last; cap++) if (!kept.has(cap)) dropBoundingCapability(cap);
+  });
   resetSignals();
   cloexecFrom(3);
   const path = step(`find "${plan.cmd[0]}"`, () => findCommand(plan));
