@@ -1,14 +1,13 @@
 import { describe, expect, test } from "bun:test";
-import { type InstalledKernel, isKernelImageName, judgeKernels } from "./kernel.ts";
+import { type InstalledKernel, isKernelImageName, judgeKernels, releaseFromImageName } from "./kernel.ts";
 
 describe("isKernelImageName", () => {
-  const yes = ["vmlinuz-6.1.0-18-amd64", "vmlinuz-5.14.0-362.el9.x86_64", "vmlinux-6.6.13", "bzImage-6.18.44-fc-v669", "kernel-6.1.21-v8+", "Image-6.1.0-18-arm64"];
+  const yes = ["vmlinuz-6.1.0-18-amd64", "vmlinuz-5.14.0-362.el9.x86_64", "vmlinux-6.6.13", "bzImage-6.18.44-fc-v669", "kernel-6.1.21-v8+", "Image-6.1.0-18-arm64", "vmlinuz-linux", "vmlinuz-linux-lts", "vmlinuz"];
   const no = [
     "initrd.img-6.1.0-18-amd64",
     "initramfs-5.14.0-362.el9.x86_64.img",
     "System.map-6.1.0-18-amd64",
     "config-6.1.0-18-amd64",
-    "vmlinuz",
     "vmlinuz.old",
     "vmlinuz-6.1.0-18-amd64.old",
     "vmlinuz-6.1.0-18-amd64.sig",
@@ -20,6 +19,12 @@ describe("isKernelImageName", () => {
   ];
   for (const n of yes) test(`${n} is a kernel image`, () => expect(isKernelImageName(n)).toBe(true));
   for (const n of no) test(`${n} is not`, () => expect(isKernelImageName(n)).toBe(false));
+});
+
+test("releaseFromImageName", () => {
+  expect(releaseFromImageName("vmlinuz-6.1.0-18-amd64")).toBe("6.1.0-18-amd64");
+  expect(releaseFromImageName("vmlinuz-linux")).toBeNull();
+  expect(releaseFromImageName("vmlinuz")).toBeNull();
 });
 
 const k = (release: string, build?: string): InstalledKernel => ({ release, build, path: `/boot/vmlinuz-${release}`, from: build ? "header" : "file name" });

@@ -4,10 +4,11 @@
  * ABI-compatible update, same `uname -r`, different `uname -v`)?
  *
  * The rule, shaped by needrestart's known false alarms:
- * - Only kernel images count: vmlinuz-*, vmlinux-*, bzImage-*, kernel-*,
- *   Image-*; initrd and initramfs files, System.map, config, *.old, *.sig,
- *   *.hmac and Fedora's rescue kernel (vmlinuz-0-rescue-*) are ignored.
- * - A bzImage's version comes from its header; otherwise from its file name.
+ * - Only kernel images count: vmlinuz*, vmlinux*, bzImage*, kernel*, Image*;
+ *   initrd and initramfs files, System.map, config, *.old, *.sig, *.hmac and
+ *   Fedora's rescue kernel (vmlinuz-0-rescue-*) are ignored.
+ * - A bzImage's version comes from its header (so "vmlinuz-linux" works);
+ *   otherwise from its file name, when the name carries one.
  *   /lib/modules/* stands in only when /boot holds no image.
  * - Kernels are compared only with the running kernel's flavour. A custom or
  *   externally booted kernel (a VM booted by its host, a container) with no
@@ -31,12 +32,18 @@ export interface InstalledKernel {
   from: "header" | "file name" | "modules directory";
 }
 
-const IMAGE_NAME = /^(?:vmlinuz|vmlinux|bzImage|kernel|Image)-(\d.*)$/;
+const IMAGE_NAME = /^(?:vmlinuz|vmlinux|bzImage|kernel|Image)(?:-(.+))?$/;
 const IGNORED_IMAGE = /(\.old|\.bak|\.sig|\.hmac|\.dpkg-\w+|\.rpmsave|\.rpmnew|~)$|(^|-)rescue-/;
 
-/** True for a file name that is a versioned kernel image (not an initrd, map, config or rescue image). */
+/** True for a file name that is a kernel image (not an initrd, map, config, backup or rescue image). */
 export function isKernelImageName(name: string): boolean {
   return IMAGE_NAME.test(name) && !IGNORED_IMAGE.test(name);
+}
+
+/** The release a kernel image's file name carries ("vmlinuz-6.1.0-18-amd64"), or null ("vmlinuz-linux", "vmlinuz"). */
+export function releaseFromImageName(name: string): string | null {
+  const suffix = IMAGE_NAME.exec(name)?.[1];
+  return suffix !== undefined && /^\d+\.\d+/.test(suffix) ? suffix : null;
 }
 
 async function readHead(path: string, bytes: number): Promise<Uint8Array> {
@@ -64,7 +71,9 @@ export async function findBootKernels(bootDir: string, notes: string[]): Promise
     } catch (e) {
       notes.push(`cannot read the header of "${path}" (${errorMessage(e)}); using its file name`);
     }
-    out.push({ release: IMAGE_NAME.exec(name)![1]!, path, from: "file name" });
+    const release = releaseFromImageName(name);
+    if (release) out.push({ release, path, from: "file name" });
+    else notes.push(`"${path}" names no version and its header has none; ignored`);
   }
   return out;
 }

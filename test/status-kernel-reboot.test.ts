@@ -1,0 +1,127 @@
+/**
+ * The kernel and reboot checks against built fake /boot and /run trees, with
+ * this host's real running kernel; and this host's own kernel as it is.
+ */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { run, which } from "../src/platform/linux/exec.ts";
+import type { CheckOptions, KernelReason } from "../src/status/checker.ts";
+import { hostPaths } from "../src/status/host-paths.ts";
+import { kernelChecker } from "../src/status/kernel.ts";
+import { parseKernelRelease } from "../src/status/kernel-release.ts";
+import { rebootChecker } from "../src/status/reboot.ts";
+
+const RELEASE = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
+const BUILD = readFileSync("/proc/sys/kernel/version", "utf8").trim();
+const dirs: string[] = [];
+afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+
+/** An x86 bzImage header (setup sectors, "HdrS", boot protocol 2.15) carrying a version string, padded like a real image. */
+function bzImage(version: string): Uint8Array {
+  const at = 0x3ec0; // where Debian's images keep it, near enough
+  const buf = new Uint8Array(64 * 1024);
+  buf[0x1fe] = 0x55;
+  buf[0x1ff] = 0xaa;
+  buf.set(new TextEncoder().encode("HdrS"), 0x202);
+  buf[0x206] = 0x0f;
+  buf[0x207] = 0x02;
+  buf[0x20e] = (at - 0x200) & 0xff;
+  buf[0x20f] = (at - 0x200) >> 8;
+  buf.set(new TextEncoder().encode(`${version}\0`), at);
+  return buf;
+}
+
+/** The running release with its upstream version's last number raised: same flavour, newer. */
+function newerRelease(release: string): string {
+  return release.replace(/^(\d+(?:\.\d+)*?)(\d+)(?=[^.\d]|$)/, (_, head: string, last: string) => `${head}${Number(last) + 1}`);
+}
+
+function fakeHost(files: Record<string, string | Uint8Array>): CheckOptions {
+  const root = mkdtempSync(join(tmpdir(), "autopod-kernel-"));
+  dirs.push(root);
+  mkdirSync(join(root, "boot"));
+  for (const [p, content] of Object.entries(files)) {
+    mkdirSync(join(root, p, ".."), { recursive: true });
+    writeFileSync(join(root, p), content);
+  }
+  // The running kernel is this host's: /proc is the real one.
+  return { paths: hostPaths({ root }), run, which: (n) => which(n), lockTimeoutMs: 1000, commandTimeoutMs: 10_000 };
+}
+
+describe(`kernel check on fake /boot trees, running ${RELEASE}`, () => {
+  const newer = newerRelease(RELEASE);
+  test(`the helper makes a newer release of the same flavour (${newer})`, () => {
+    expect(newer).not.toBe(RELEASE);
+    expect(parseKernelRelease(newer).flavour).toBe(parseKernelRelease(RELEASE).flavour);
+  });
+
+  test("an image whose header carries a newer version is reported, by its header and not its file name", async () => {
+    // Named like the running kernel, but its header says newer: the header wins, as in needrestart.
+    const opts = fakeHost({ [`boot/vmlinuz-${RELEASE}`]: bzImage(`${newer} (test@autopod) #1 SMP PREEMPT_DYNAMIC`) });
+    const r = await kernelChecker.check(opts);
+    expect(r.verdict).toBe("reboot_required");
+    expect(r.reasons).toEqual([{ kind: "kernel", change: "version_upgrade", running: RELEASE, installed: newer, image: join(opts.paths.boot, `vmlinuz-${RELEASE}`) }]);
+  });
+
+  test("an image without a version in its name (Arch's vmlinuz-linux) is read by its header", async () => {
+    const r = await kernelChecker.check(fakeHost({ "boot/vmlinuz-linux": bzImage(`${newer} (test@autopod) #1 SMP`), [`boot/vmlinuz-${RELEASE}`]: bzImage(`${RELEASE} (builder) ${BUILD}`) }));
+    expect(r.verdict).toBe("reboot_required");
+    expect(r.reasons[0]).toMatchObject({ change: "version_upgrade", installed: newer });
+  });
+
+  test("the same version is not reported; an initrd claiming a newer one beside it is ignored", async () => {
+    const r = await kernelChecker.check(
+      fakeHost({
+        [`boot/vmlinuz-${RELEASE}`]: bzImage(`${RELEASE} (builder) ${BUILD}`),
+        [`boot/initrd.img-${newer}`]: bzImage(`${newer} (test@autopod) #1 SMP`),
+        [`boot/initramfs-${newer}.img`]: "not a kernel",
+        [`boot/System.map-${newer}`]: "",
+        [`boot/config-${newer}`]: "",
+      }),
+    );
+    expect(r.verdict).toBe("ok");
+    expect(r.reasons).toEqual([]);
+  });
+
+  test("the running release rebuilt (same uname -r, other uname -v) is an ABI-only rebuild, reported apart", async () => {
+    const r = await kernelChecker.check(fakeHost({ [`boot/vmlinuz-${RELEASE}`]: bzImage(`${RELEASE} (builder) #2 SMP PREEMPT_DYNAMIC rebuilt`) }));
+    expect(r.verdict).toBe("reboot_required");
+    expect((r.reasons[0] as KernelReason).change).toBe("abi_rebuild");
+    expect(r.reasons[0]).toMatchObject({ running_build: BUILD.replace(/\s+/g, " "), installed_build: "#2 SMP PREEMPT_DYNAMIC rebuilt" });
+  });
+
+  test("newer kernels of another flavour (Debian's, beside this custom one) raise no alarm", async () => {
+    const flavour = parseKernelRelease(RELEASE).flavour;
+    const others = ["amd64", "cloud-amd64", "rt-amd64"].filter((f) => f !== flavour);
+    const files = Object.fromEntries(others.map((f) => [`boot/vmlinuz-99.0.0-1-${f}`, bzImage(`99.0.0-1-${f} (debian-kernel) #1 SMP`)]));
+    const r = await kernelChecker.check(fakeHost(files));
+    expect(r.verdict).toBe("ok");
+    expect(r.summary).toContain("ignoring other flavours");
+  });
+
+  test("with /boot empty, /lib/modules stands in", async () => {
+    const r = await kernelChecker.check(fakeHost({ [`lib/modules/${newer}/modules.dep`]: "", [`lib/modules/${RELEASE}/modules.dep`]: "" }));
+    expect(r.verdict).toBe("reboot_required");
+    expect(r.reasons[0]).toMatchObject({ change: "version_upgrade", installed: newer, image: expect.stringContaining(`lib/modules/${newer}`) });
+  });
+
+  test("this host as it is: no false alarm for its custom kernel", async () => {
+    const r = await kernelChecker.check({ paths: hostPaths(), run, which: (n) => which(n), lockTimeoutMs: 1000, commandTimeoutMs: 10_000 });
+    expect(["ok", "not_applicable"]).toContain(r.verdict);
+    console.log(`kernel check here: ${r.verdict}: ${r.summary}`);
+  });
+});
+
+describe("reboot check", () => {
+  test("a sentinel file is reported with the packages that asked for it", async () => {
+    const opts = fakeHost({ "run/reboot-required": "*** System restart required ***\n", "run/reboot-required.pkgs": "linux-image-6.1.0-56-cloud-amd64\nlibc6\n" });
+    const r = await rebootChecker.check(opts);
+    expect(r.verdict).toBe("reboot_required");
+    expect(r.reasons).toContainEqual({ kind: "file", path: join(opts.paths.run, "reboot-required"), detail: "packages: linux-image-6.1.0-56-cloud-amd64, libc6" });
+  });
+  test("no sentinel: ok", async () => {
+    expect((await rebootChecker.check(fakeHost({}))).verdict).toBe("ok");
+  });
+});
