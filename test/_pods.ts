@@ -44,7 +44,7 @@ export class TestHost {
   agent: ReturnType<typeof Bun.spawn> | null = null;
   #agentLog = "";
 
-  private constructor(tag: string, octet: number) {
+  private constructor(tag: string, octet: number, nat: boolean) {
     const id = `${tag}${process.pid % 10000}${hostCount++}`;
     this.netns = `aptest-${id}`;
     this.dir = mkdtempSync(join(tmpdir(), `autopod-${id}-`));
@@ -56,15 +56,15 @@ export class TestHost {
     this.subnet = `${this.prefix}.0/24`;
     writeFileSync(
       this.configPath,
-      [`state_dir = "${this.stateDir}"`, `socket = "${this.socket}"`, "[network]", `bridge = "${this.bridge}"`, `subnet = "${this.subnet}"`].join("\n") + "\n",
+      [`state_dir = "${this.stateDir}"`, `socket = "${this.socket}"`, "[network]", `bridge = "${this.bridge}"`, `subnet = "${this.subnet}"`, `nat = ${nat}`].join("\n") + "\n",
     );
   }
 
   /** A new host namespace with an agent running in it. */
-  static async start(tag: string): Promise<TestHost> {
+  static async start(tag: string, opts: { nat?: boolean } = {}): Promise<TestHost> {
     // Random third octets keep concurrent test runs on one machine apart.
     const octet = 100 + Math.floor(Math.random() * 150);
-    const h = new TestHost(tag, octet);
+    const h = new TestHost(tag, octet, opts.nat ?? false);
     const r = await sh(["ip", "netns", "add", h.netns]);
     if (r.exitCode !== 0) throw new Error(`ip netns add ${h.netns}: ${r.stderr}`);
     await sh(["ip", "-n", h.netns, "link", "set", "lo", "up"]);

@@ -6,7 +6,7 @@
 import { afterAll, describe, expect } from "bun:test";
 import { readFileSync } from "node:fs";
 import { isRoot, rootTest } from "./_support.ts";
-import { TestHost } from "./_pods.ts";
+import { sh, TestHost } from "./_pods.ts";
 
 const hosts: TestHost[] = [];
 afterAll(async () => {
@@ -108,6 +108,42 @@ describe("two agents on one machine", () => {
     expect(r.exitCode).toBe(1);
     expect(r.stderr).toMatch(/Another agent is using the state directory|Another agent is listening/);
     expect((await a.cli(["ps"])).exitCode).toBe(0);
+  }, T);
+});
+
+describe("outbound NAT", () => {
+  rootTest("is off by default; with network.nat a pod reaches beyond the host as the host's address", async () => {
+    const plain = hosts[0] ?? (await newHost("p"));
+    expect((await plain.inNet(["nft", "list", "tables"])).stdout).not.toContain("autopod_");
+
+    const natHost = await TestHost.start("n", { nat: true });
+    hosts.push(natHost);
+    const table = `autopod_${natHost.agentKey}`;
+    expect((await natHost.inNet(["nft", "list", "table", "ip", table])).stdout).toContain(`ip saddr ${natHost.subnet} oifname != "${natHost.bridge}" masquerade`);
+
+    // An "outside" namespace one link away from the host (outside the pod subnet, so
+    // the pod routes to it through the bridge), with a listener that reports who called.
+    const outside = `${natHost.netns}-out`;
+    const [hostIp, outIp] = ["10.213.0.253", "10.213.0.254"];
+    await sh(["ip", "netns", "add", outside]);
+    try {
+      await sh(["ip", "-n", natHost.netns, "link", "add", "apout0", "type", "veth", "peer", "name", "eth0", "netns", outside]);
+      // A /32 route each way keeps the outside apart from the pod subnet on the bridge.
+      await sh(["ip", "-n", natHost.netns, "link", "set", "apout0", "up"]);
+      await sh(["ip", "-n", natHost.netns, "addr", "add", `${hostIp}/32`, "peer", `${outIp}/32`, "dev", "apout0"]);
+      await sh(["ip", "-n", outside, "link", "set", "eth0", "up"]);
+      await sh(["ip", "-n", outside, "addr", "add", `${outIp}/32`, "peer", `${hostIp}/32`, "dev", "eth0"]);
+      const script = `Bun.listen({ hostname: "0.0.0.0", port: 7070, socket: { open(s) { s.write(s.remoteAddress + "\\n"); s.end(); }, data() {} } }); process.stdout.write("ready\\n");`;
+      const listener = Bun.spawn(["nsenter", `--net=/run/netns/${outside}`, "--", process.execPath, "-e", script], { stdout: "pipe" });
+      const reader = listener.stdout.getReader();
+      expect(new TextDecoder().decode((await reader.read()).value)).toBe("ready\n");
+      await natHost.run("out", ["sleep", "1000"]);
+      const r = await natHost.cli(["exec", "out", "nc", "-w", "3", outIp, "7070"]);
+      listener.kill();
+      expect(r.stdout.trim()).toBe(hostIp);
+    } finally {
+      await sh(["ip", "netns", "del", outside]);
+    }
   }, T);
 });
 
