@@ -52,7 +52,7 @@ const shortString = z.string().max(LIMITS.stringBytes);
 const EntrySchema = z
   .object({
     path: z.string().max(LIMITS.pathBytes),
-    type: z.enum(["file", "dir", "symlink", "hardlink"]),
+    type: z.enum(["file", "dir", "symlink", "hardlink", "whiteout", "fifo"]),
     mode: z.number().int().min(0).max(0o7777),
     uid: u32,
     gid: u32,
@@ -64,6 +64,8 @@ const EntrySchema = z
     chunks: z.custom<Uint8Array>((v) => v instanceof Uint8Array, "expected bytes"),
     /** Symlink target, or for a hardlink the path of the file it links to. */
     target: z.string().max(LIMITS.symlinkTargetBytes).optional(),
+    /** A directory of an overlayfs upper layer that hides the lower one's contents. */
+    opaque: z.boolean().optional(),
   })
   .strict();
 
@@ -210,6 +212,7 @@ export function checkEntries(list: FileEntry[], section: string): number {
     if (byPath.has(e.path)) fail(e, "the path appears twice");
     byPath.set(e.path, e);
     if (e.path === "." && e.type !== "dir") fail(e, "the root must be a directory");
+    if (e.opaque !== undefined && e.type !== "dir") fail(e, "only a directory can be opaque");
     if (e.type === "file") {
       const cs = e.chunkSize;
       if (cs < LIMITS.minChunkSize || (cs & (cs - 1)) !== 0) fail(e, `chunk size ${cs} is not a power of two from ${LIMITS.minChunkSize}`);
@@ -222,6 +225,7 @@ export function checkEntries(list: FileEntry[], section: string): number {
     } else {
       if (e.size !== 0 || e.chunks.byteLength !== 0 || e.chunkSize !== 0) fail(e, `a ${e.type} has no size or chunks`);
       if (e.type === "dir" && e.target !== undefined) fail(e, "a directory has no target");
+      if ((e.type === "whiteout" || e.type === "fifo") && e.target !== undefined) fail(e, `a ${e.type} has no target`);
     }
     if (e.type === "symlink") {
       const t = e.target;

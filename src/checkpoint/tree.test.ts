@@ -203,3 +203,36 @@ describe("materializeTree refuses hostile entries", () => {
     expect(() => materializeTree([dir(".")], store, path.join(tmp, "there"))).toThrow("already exists");
   });
 });
+
+describe("overlayfs upper layers", () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), "tree-overlay-"));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test.skipIf(!isRoot)("whiteouts, opaque directories and FIFOs round-trip (needs root: mknod, trusted.* xattrs)", async () => {
+    const { lgetxattr, lsetxattr, mkfifo, mknodWhiteout, OVERLAY_OPAQUE } = await import("../platform/linux/fsnodes.ts");
+    const src = path.join(dir, "src");
+    fs.mkdirSync(path.join(src, "etc/opaque"), { recursive: true });
+    mknodWhiteout(path.join(src, "etc/deleted"));
+    lsetxattr(path.join(src, "etc/opaque"), OVERLAY_OPAQUE, "y");
+    mkfifo(path.join(src, "etc/fifo"), 0o600);
+    const store = ChunkStore.open(path.join(dir, "store"));
+    const w = store.writer("t");
+    const { entries, skipped } = await captureTree(src, w);
+    expect(skipped).toEqual([]);
+    expect(entries.find((e) => e.path === "etc/deleted")?.type).toBe("whiteout");
+    expect(entries.find((e) => e.path === "etc/fifo")?.type).toBe("fifo");
+    expect(entries.find((e) => e.path === "etc/opaque")?.opaque).toBe(true);
+    const out = path.join(dir, "out");
+    materializeTree(entries, w, out);
+    const st = fs.lstatSync(path.join(out, "etc/deleted"));
+    expect(st.isCharacterDevice() && st.rdev === 0).toBe(true);
+    expect(fs.lstatSync(path.join(out, "etc/fifo")).isFIFO()).toBe(true);
+    expect(lgetxattr(path.join(out, "etc/opaque"), OVERLAY_OPAQUE)).toBe("y");
+    expect(lgetxattr(path.join(out, "etc"), OVERLAY_OPAQUE)).toBeNull();
+    w.close();
+    store.close();
+  });
+});

@@ -5,6 +5,7 @@
  * every chunk, in a fresh directory that is renamed into place only when whole.
  */
 import fs from "node:fs";
+import { lgetxattr, lsetxattr, mkfifo, mknodWhiteout, OVERLAY_OPAQUE } from "../platform/linux/fsnodes.ts";
 import path from "node:path";
 import { AlreadyExistsError, InvalidArgumentError } from "../errors.ts";
 import type { ChunkWriter } from "../store/chunk-store.ts";
@@ -68,7 +69,8 @@ export async function captureTree(dir: string, writer: ChunkWriter, options: Cap
       if (st.isDirectory()) {
         found.push({ rel: childRel, st });
         walk(childAbs, childRel);
-      } else if (st.isFile() || st.isSymbolicLink()) {
+      } else if (st.isFile() || st.isSymbolicLink() || st.isFIFO() || (st.isCharacterDevice() && st.rdev === 0)) {
+        // 0:0 character devices are overlayfs whiteouts: a deletion in the pod's layer.
         found.push({ rel: childRel, st });
       } else {
         skipped.push({ path: childRel, reason: st.isSocket() ? "socket" : st.isFIFO() ? "fifo" : "device" });
@@ -84,7 +86,11 @@ export async function captureTree(dir: string, writer: ChunkWriter, options: Cap
   let logical = 0;
   for (const { rel, st } of found) {
     const base = { path: rel, mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtimeMs: st.mtimeMs, size: 0, chunkSize: 0, chunks: new Uint8Array(0) };
-    if (st.isDirectory()) entries.push({ ...base, type: "dir" });
+    if (st.isDirectory()) {
+      const isOpaque = lgetxattr(path.join(dir, rel), OVERLAY_OPAQUE) === "y";
+      entries.push(isOpaque ? { ...base, type: "dir", opaque: true } : { ...base, type: "dir" });
+    } else if (st.isFIFO()) entries.push({ ...base, type: "fifo" });
+    else if (st.isCharacterDevice()) entries.push({ ...base, type: "whiteout" });
     else if (st.isSymbolicLink()) entries.push({ ...base, type: "symlink", target: fs.readlinkSync(path.join(dir, rel)) });
     else {
       const key = `${st.dev}:${st.ino}`;
@@ -190,6 +196,16 @@ function build(entries: readonly FileEntry[], source: ChunkSource, root: string,
     bytes += e.size;
   }
   for (const e of sorted) {
+    if (e.type !== "whiteout" && e.type !== "fifo") continue;
+    fs.mkdirSync(path.dirname(at(e.path)), { recursive: true, mode: 0o755 });
+    const p = at(e.path);
+    if (e.type === "whiteout") mknodWhiteout(p, e.mode);
+    else mkfifo(p, e.mode);
+    if (shouldChown) fs.lchownSync(p, e.uid, e.gid);
+    fs.chmodSync(p, e.mode);
+    fs.utimesSync(p, e.mtimeMs / 1000, e.mtimeMs / 1000);
+  }
+  for (const e of sorted) {
     if (e.type !== "hardlink") continue;
     fs.mkdirSync(path.dirname(at(e.path)), { recursive: true, mode: 0o755 });
     fs.linkSync(at(e.target!), at(e.path));
@@ -209,6 +225,7 @@ function build(entries: readonly FileEntry[], source: ChunkSource, root: string,
     const p = at(e.path);
     if (shouldChown) fs.lchownSync(p, e.uid, e.gid);
     fs.chmodSync(p, e.mode);
+    if (e.opaque) lsetxattr(p, OVERLAY_OPAQUE, "y");
     fs.utimesSync(p, e.mtimeMs / 1000, e.mtimeMs / 1000);
     if (isDurable) fsyncPath(p);
   }
