@@ -3,7 +3,8 @@
  * Figures for pods, as JSON:
  * - `autopod run` until the pod's command runs (its first connection arrives
  *   at a listener on the host), beside the same pod started by hand with
- *   ip + mount + nsenter + unshare, as a ratio;
+ *   ip + mount + nsenter + unshare, as a ratio (also by hand in a memory
+ *   cgroup: on cgroup v1, joining one waits for an RCU grace period);
  * - 50 pods at once, and `autopod ps` with them;
  * - the agent's own memory (and CPU) when idle;
  * - the writable layer: overlay mount versus a private copy.
@@ -91,37 +92,52 @@ try {
     await host.cli(["rm", "-f", `b${i}`]);
   }
 
-  // 2. The same pod by hand: net namespace and veth, overlay, nsenter + unshare.
-  const byHand: number[] = [];
-  for (let i = 0; i < RUNS + 2; i++) {
-    const ns = `apbench-${process.pid}-${i}`;
-    const veth = `apbh${process.pid % 100000}${i}`.slice(0, 15);
-    const d = join(work, `hand${i}`);
-    const t0 = now();
-    for (const sub of ["upper", "work", "root"]) mkdirSync(join(d, sub), { recursive: true });
-    // The veth in the test host's namespace, where its bridge is, as the agent does it.
-    // (`ip -n` works in a mount namespace of its own, so `netns add` must not go through it.)
-    await must(["ip", "netns", "add", ns]);
-    await must(["ip", "-n", host.netns, "-batch", "-"], `link add ${veth} type veth peer name eth0 netns ${ns}\nlink set ${veth} master ${host.bridge}\nlink set ${veth} up\n`);
-    await must(["ip", "-n", ns, "-batch", "-"], `link set lo up\naddr add ${host.prefix}.${200 + (i % 50)}/24 dev eth0\nlink set eth0 up\nroute add default via ${gateway}\n`);
-    await must(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=${rootfs},upperdir=${d}/upper,workdir=${d}/work`, `${d}/root`]);
-    const pod = Bun.spawn(
-      ["nsenter", `--net=/run/netns/${ns}`, "--", "unshare", "--pid", "--mount", "--uts", "--ipc", "--fork", `--root=${d}/root`, "--mount-proc", "--", ...connectBack],
-      { stdio: ["ignore", "ignore", "inherit"] },
-    );
-    const arrived = Number(await listener.next());
-    if (i >= 2) byHand.push(arrived - t0);
-    await pod.exited;
-    await sh(["umount", `${d}/root`]);
-    await sh(["ip", "-n", host.netns, "link", "del", veth]);
-    await sh(["ip", "netns", "del", ns]);
-    rmSync(d, { recursive: true, force: true });
-  }
+  // 2. The same pod by hand: net namespace and veth, overlay, nsenter + unshare;
+  //    once without a cgroup, once in a memory cgroup of its own as autopod does.
+  const memoryRoot = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"].find((d) => existsSync(join(d, "cgroup.procs")))!;
+  const byHand = async (withCgroup: boolean): Promise<number[]> => {
+    const out: number[] = [];
+    for (let i = 0; i < RUNS + 2; i++) {
+      const ns = `apbench-${process.pid}-${i}`;
+      const veth = `apbh${process.pid % 100000}${i}`.slice(0, 15);
+      const d = join(work, `hand${i}`);
+      const cgroup = join(memoryRoot, `apbench-${process.pid}-${i}`);
+      const t0 = now();
+      for (const sub of ["upper", "work", "root"]) mkdirSync(join(d, sub), { recursive: true });
+      if (withCgroup) mkdirSync(cgroup);
+      // The veth in the test host's namespace, where its bridge is, as the agent does it.
+      // (`ip -n` works in a mount namespace of its own, so `netns add` must not go through it.)
+      await must(["ip", "netns", "add", ns]);
+      await must(["ip", "-n", host.netns, "-batch", "-"], `link add ${veth} type veth peer name eth0 netns ${ns}\nlink set ${veth} master ${host.bridge}\nlink set ${veth} up\n`);
+      await must(["ip", "-n", ns, "-batch", "-"], `link set lo up\naddr add ${host.prefix}.${200 + (i % 50)}/24 dev eth0\nlink set eth0 up\nroute add default via ${gateway}\n`);
+      await must(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=${rootfs},upperdir=${d}/upper,workdir=${d}/work`, `${d}/root`]);
+      const pod = Bun.spawn(
+        ["nsenter", `--net=/run/netns/${ns}`, "--", "unshare", "--pid", "--mount", "--uts", "--ipc", "--fork", `--root=${d}/root`, "--mount-proc", "--", ...connectBack],
+        { stdio: ["ignore", "ignore", "inherit"], ...(withCgroup ? { cgroup } : {}) },
+      );
+      const arrived = Number(await listener.next());
+      if (i >= 2) out.push(arrived - t0);
+      await pod.exited;
+      await sh(["umount", `${d}/root`]);
+      await sh(["ip", "-n", host.netns, "link", "del", veth]);
+      await sh(["ip", "netns", "del", ns]);
+      if (withCgroup) await sh(["rmdir", cgroup]);
+      rmSync(d, { recursive: true, force: true });
+    }
+    return out;
+  };
+  const handPlain = await byHand(false);
+  const handCgroup = await byHand(true);
   listener.proc.kill();
 
   // 3. The agent idle, then with a crowd of pods.
   const agentPid = host.agent!.pid;
-  const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${agentPid}/status`, "utf8"))![1]);
+  // RssFile is mostly the mapped executable: shared with every autopod process, and reclaimable.
+  const memory = () => {
+    const status = readFileSync(`/proc/${agentPid}/status`, "utf8");
+    const mib = (key: string) => round(Number(new RegExp(`${key}:\\s+(\\d+)`).exec(status)![1]) / 1024, 1);
+    return { rss_mib: mib("VmRSS"), anon_mib: mib("RssAnon"), file_mib: mib("RssFile") };
+  };
   const cpuTicks = () => {
     const f = readFileSync(`/proc/${agentPid}/stat`, "utf8");
     const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
@@ -133,7 +149,7 @@ try {
     return round(((cpuTicks() - c0) / 100 / seconds) * 100, 2); // percent of one core (100 ticks/s)
   };
   await Bun.sleep(2000);
-  const idleNoPods = { rss_mib: round(rssKiB() / 1024, 1), cpu_percent: await idleCpu(5) };
+  const idleNoPods = { ...memory(), cpu_percent: await idleCpu(5) };
 
   const t50 = now();
   for (let i = 0; i < PODS; i++) {
@@ -157,7 +173,7 @@ try {
     psJson.push(now() - t0);
   }
   await Bun.sleep(2000);
-  const idleWithPods = { rss_mib: round(rssKiB() / 1024, 1), cpu_percent: await idleCpu(5) };
+  const idleWithPods = { ...memory(), cpu_percent: await idleCpu(5) };
   const rmAll0 = now();
   await host.cli(["rm", "-f", ...pods.map((p) => p.name)]);
   const rmAllMs = now() - rmAll0;
@@ -187,7 +203,8 @@ try {
   }
 
   const run = summary(viaAutopod);
-  const hand = summary(byHand);
+  const hand = summary(handPlain);
+  const handCg = summary(handCgroup);
   console.log(
     JSON.stringify(
       {
@@ -198,6 +215,8 @@ try {
         run_cli_wall_ms: summary(cliWall),
         same_pod_by_hand_with_unshare_ms: hand,
         ratio_autopod_to_by_hand: round(run.median / hand.median, 2),
+        same_pod_by_hand_in_a_memory_cgroup_ms: handCg,
+        ratio_autopod_to_by_hand_in_a_memory_cgroup: round(run.median / handCg.median, 2),
         run_target_ms: 100,
         crowd: {
           pods: PODS,

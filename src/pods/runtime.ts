@@ -80,17 +80,30 @@ export class PodRuntime {
   /** Start a pod; resolves once its command runs. On failure nothing is left behind. */
   async create(req: CreatePodRequest): Promise<PodView> {
     const { host, store, log } = this.#o;
+    // Milliseconds per step, in the log: where start-up time goes.
+    const ms: Record<string, number> = {};
+    let t = performance.now();
+    const lap = (step: string) => {
+      const now = performance.now();
+      ms[step] = Math.round((now - t) * 10) / 10;
+      t = now;
+    };
     const base = checkRequest(req, host, { layer: this.#o.layer, hasMemoryCgroup: host.cgroupDir(this.#o.agentKey, req.name) !== null });
     const record = await this.#reserve(base, req.address);
     const rt = record.runtime;
+    lap("validate_reserve");
     try {
       await host.prepareLayer(record.spec, rt);
       if (rt.cgroup) host.createCgroup(rt.cgroup, record.spec.memoryBytes);
+      lap("layer_cgroup");
       await host.createNetwork({ netns: rt.netns, hostVeth: rt.hostVeth, bridge: rt.bridge, address: record.spec.address, gateway: rt.gateway });
+      lap("network");
       const { pid, startTime } = await host.launch(record.spec, rt);
+      lap("launch");
       Object.assign(record, { state: "running", pid, startTime, startedAt: new Date().toISOString() });
       store.update(record);
-      log.info("pod started", { pod: record.spec.name, pid, address: record.spec.address });
+      lap("record");
+      log.info("pod started", { pod: record.spec.name, pid, address: record.spec.address, ms });
       return this.#view(record);
     } catch (e) {
       await this.#teardown(record).catch((te) => log.warn("cleanup after a failed start was incomplete", { pod: req.name, error: errorMessage(te) }));
