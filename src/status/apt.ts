@@ -4,7 +4,7 @@
  * never changes the package database or touches the network), classified as
  * security updates by the archive each candidate comes from.
  */
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage } from "../errors.ts";
 import { type AptRelease, isSecurityArchive, parseRelease } from "./apt-release.ts";
@@ -48,7 +48,10 @@ export const aptChecker: Checker = {
     }
 
     const sim = parseAptSimulation(r.stdout);
-    const releases = await readReleases(inRoot(opts.paths, "var/lib/apt/lists"));
+    const listsDir = inRoot(opts.paths, "var/lib/apt/lists");
+    const releases = await readReleases(listsDir);
+    // Without lists apt knows of no candidates, and "no updates" would be a false all clear.
+    if (releases.length === 0) return failed(`apt has no package lists in "${listsDir}" (run apt-get update): cannot tell which updates exist`);
     const packages: PackageReason[] = [];
     for (const i of sim.installs) {
       if (i.installed === undefined) continue; // pulled in as a new dependency: not an update of anything installed
@@ -75,14 +78,30 @@ export const aptChecker: Checker = {
     } catch (e) {
       reasons.push({ kind: "note", message: `cannot read the dpkg database: ${errorMessage(e)}` });
     }
+    const age = await listsAgeDays(listsDir);
+    if (age !== null && age > STALE_LISTS_DAYS) reasons.push({ kind: "note", message: `the package lists were last updated ${Math.floor(age)} days ago: newer updates may exist` });
     const nSecurity = packages.filter((p) => p.security).length;
     return {
       verdict: nSecurity ? "security_update_available" : packages.length ? "update_available" : "ok",
-      summary: packageSummary(packages),
+      summary: packageSummary(packages) + (age !== null && age > STALE_LISTS_DAYS ? ` (lists ${Math.floor(age)} days old)` : ""),
       reasons,
     };
   },
 };
+
+/** Lists older than this are called out: apt-daily refreshes them daily. */
+const STALE_LISTS_DAYS = 7;
+
+/** Days since the newest Release file was fetched, or null when there is none. */
+export async function listsAgeDays(listsDir: string, now = Date.now()): Promise<number | null> {
+  let newest = 0;
+  for (const n of await readdir(listsDir).catch(() => [] as string[])) {
+    if (!n.endsWith("_InRelease") && !n.endsWith("_Release")) continue;
+    const st = await stat(join(listsDir, n)).catch(() => null);
+    if (st) newest = Math.max(newest, st.mtimeMs);
+  }
+  return newest ? (now - newest) / 86_400_000 : null;
+}
 
 /**
  * The archive's Release data. apt names an archive by label and suite; the

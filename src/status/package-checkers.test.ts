@@ -3,7 +3,7 @@
  * that answers with captured (apt) or fixture (dnf, apk) output.
  */
 import { afterAll, describe, expect, test } from "bun:test";
-import { copyFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { RunResult } from "../platform/linux/exec.ts";
@@ -79,13 +79,25 @@ describe("aptChecker on a fake Debian root with this host's captured simulation"
   });
 
   test("nothing to upgrade: ok; apt-get failing: error with apt's message", async () => {
-    const root = fakeRoot("debian", { "var/lib/dpkg/status": "@dpkg-status.txt" });
+    const root = fakeRoot("debian", { "var/lib/dpkg/status": "@dpkg-status.txt", "var/lib/apt/lists/x_debian_dists_bookworm_InRelease": "@debian-bookworm.InRelease" });
     const ok = await aptChecker.check(options(root, { "dist-upgrade": { stdout: "Reading package lists...\n0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n" } }));
     expect(ok).toMatchObject({ verdict: "ok", summary: "no pending updates" });
     const bad = options(root, {});
     bad.run = async (argv) => ({ argv, exitCode: 100, signal: null, stdout: "", stderr: "E: The package lists or status file could not be parsed or opened.\n", timedOut: false, durationMs: 1 });
     expect(await aptChecker.check(bad)).toMatchObject({ verdict: "error", error: '"apt-get --simulate dist-upgrade" exited with status 100: E: The package lists or status file could not be parsed or opened.' });
   });
+});
+
+test("no package lists at all is an error, not a false all clear; old lists are called out", async () => {
+  const bare = fakeRoot("debian", { "var/lib/dpkg/status": "@dpkg-status.txt" });
+  const none = await aptChecker.check(options(bare, { "dist-upgrade": { stdout: "0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n" } }));
+  expect(none.verdict).toBe("error");
+  expect(none.error).toContain("no package lists");
+  const old = fakeRoot("debian", { "var/lib/dpkg/status": "@dpkg-status.txt", "var/lib/apt/lists/x_dists_bookworm_InRelease": "@debian-bookworm.InRelease" });
+  const tenDaysAgo = new Date(Date.now() - 10 * 86_400_000);
+  utimesSync(join(old, "var/lib/apt/lists/x_dists_bookworm_InRelease"), tenDaysAgo, tenDaysAgo);
+  const r = await aptChecker.check(options(old, { "dist-upgrade": { stdout: "0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n" } }));
+  expect(r).toMatchObject({ verdict: "ok", summary: "no pending updates (lists 10 days old)" });
 });
 
 describe("dnfChecker on a fake Fedora root (fixtures, not captures: dnf does not run here)", () => {
