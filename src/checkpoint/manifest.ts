@@ -107,8 +107,10 @@ const ManifestSchema = z
     pod: PodSpecSchema,
     /** The CRIU image set (pages-*.img chunked by page). */
     criu: z.array(EntrySchema).max(LIMITS.entries),
-    /** The pod's writable root file system layer. */
+    /** The pod's writable root file system layer (an overlayfs upper layer, or the whole root when the pod runs on a copy). */
     rootfs: z.array(EntrySchema).max(LIMITS.entries),
+    /** The read-only base the layer sits on, so the image restores on a host that lacks it (stored once across pods). */
+    base: z.array(EntrySchema).max(LIMITS.entries).optional(),
     volumes: z.array(VolumeSchema).max(LIMITS.volumes),
   })
   .strict();
@@ -170,6 +172,7 @@ export function validateManifest(raw: unknown): Manifest {
   };
   count(m.criu, "criu");
   count(m.rootfs, "rootfs");
+  if (m.base) count(m.base, "base");
   const volumePaths = new Set<string>();
   for (const v of m.volumes) {
     const p = v.path;
@@ -277,7 +280,7 @@ export function chunkLength(e: FileEntry, i: number): number {
 
 /** A tree of the manifest: its section name and its entries. */
 export interface ManifestTree {
-  /** "criu", "rootfs" or "volume:/data". */
+  /** "criu", "rootfs", "base" or "volume:/data". */
   name: string;
   entries: FileEntry[];
 }
@@ -286,6 +289,7 @@ export function treesOf(m: Manifest): ManifestTree[] {
   return [
     { name: "criu", entries: m.criu },
     { name: "rootfs", entries: m.rootfs },
+    ...(m.base ? [{ name: "base", entries: m.base }] : []),
     ...m.volumes.map((v) => ({ name: `volume:${v.path}`, entries: v.entries })),
   ];
 }

@@ -14,8 +14,9 @@ test("firstCriuError skips the harmless RLIMIT line", () => {
 
 test("dump and restore argument arrays", () => {
   const ext = [{ podPath: "/dev/null", key: "dev-null", hostPath: "/dev/null" }];
-  const d = dumpArgv({ criu: "/c", pid: 42, imagesDir: "/i", netnsInode: 4026532177, externalMounts: ext, leaveRunning: true });
-  expect(d).toContain("--leave-running");
+  const d = dumpArgv({ criu: "/c", pid: 42, imagesDir: "/i", netnsInode: 4026532177, externalMounts: ext, leave: "stopped" });
+  expect(d).toContain("--leave-stopped");
+  expect(d).not.toContain("--leave-running");
   expect(d.join(" ")).toContain("--external net[4026532177]:podnet");
   expect(d.join(" ")).toContain("--external mnt[/dev/null]:dev-null");
   const r = restoreArgv({ criu: "/c", imagesDir: "/i", root: "/r", netnsPath: "/n", externalMounts: ext, tcpEstablished: false }, 3, "/i/p");

@@ -26,8 +26,11 @@ export interface DumpOptions {
   /** Inode of the pod's net namespace (stat -L of /proc/PID/ns/net). */
   netnsInode: number;
   externalMounts: ExternalMount[];
-  leaveRunning: boolean;
+  /** What CRIU does with the tasks after a good dump: kill them (null), or leave them stopped or running. */
+  leave: "stopped" | "running" | null;
   timeoutMs?: number;
+  /** Called with criu's pid as soon as it starts (for crash recovery). */
+  onSpawn?: (pid: number) => void;
 }
 
 export interface RestoreOptions {
@@ -41,6 +44,7 @@ export interface RestoreOptions {
   /** Keep TCP connections (same address); when false they are closed. */
   tcpEstablished: boolean;
   timeoutMs?: number;
+  onSpawn?: (pid: number) => void;
 }
 
 export class CriuError extends Error {
@@ -79,7 +83,8 @@ export function dumpArgv(o: DumpOptions, logName = "dump.log"): string[] {
     "--external", `net[${o.netnsInode}]:${NETNS_KEY}`,
   ];
   for (const m of o.externalMounts) argv.push("--external", `mnt[${m.podPath}]:${m.key}`);
-  if (o.leaveRunning) argv.push("--leave-running");
+  if (o.leave === "running") argv.push("--leave-running");
+  if (o.leave === "stopped") argv.push("--leave-stopped");
   return argv;
 }
 
@@ -101,9 +106,14 @@ export function restoreArgv(o: RestoreOptions, netnsFd: number, pidFile: string,
 }
 
 export async function criuDump(o: DumpOptions): Promise<{ durationMs: number }> {
-  const r = await run(dumpArgv(o), { timeoutMs: o.timeoutMs ?? 600_000 });
-  if (r.exitCode !== 0) throw await errorFrom("dump", r.exitCode, join(o.imagesDir, "dump.log"), r.stderr);
-  return { durationMs: r.durationMs };
+  const started = performance.now();
+  const proc = Bun.spawn(dumpArgv(o), { stdio: ["ignore", "pipe", "pipe"] });
+  o.onSpawn?.(proc.pid);
+  const timer = setTimeout(() => proc.kill("SIGKILL"), o.timeoutMs ?? 600_000);
+  const [, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  if (exitCode !== 0) throw await errorFrom("dump", exitCode, join(o.imagesDir, "dump.log"), stderr);
+  return { durationMs: performance.now() - started };
 }
 
 /** Restore detached (-d); returns the host pid of the restored pod pid 1. */
@@ -115,6 +125,7 @@ export async function criuRestore(o: RestoreOptions): Promise<{ pid: number; dur
     const argv = restoreArgv(o, 3, pidFile);
     const started = performance.now();
     const proc = Bun.spawn(argv, { stdio: ["ignore", "pipe", "pipe", fd] });
+    o.onSpawn?.(proc.pid);
     const timer = setTimeout(() => proc.kill("SIGKILL"), o.timeoutMs ?? 600_000);
     const [, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
     clearTimeout(timer);

@@ -1,0 +1,32 @@
+/**
+ * Our own network lock for a pod's net namespace: drop every packet in and
+ * out, so killing a checkpointed pod's processes sends no RST to its peers
+ * (their connections resume when the pod is restored). CRIU's own
+ * `--network-lock nftables` does the same while it dumps.
+ */
+import { run, which } from "./exec.ts";
+
+const TABLE = "autopod-lock";
+const RULESET = `table inet ${TABLE} {
+  chain input { type filter hook input priority -1000; policy drop; }
+  chain output { type filter hook output priority -1000; policy drop; }
+}
+`;
+
+function tools(): { nsenter: string; nft: string } {
+  const nsenter = which("nsenter");
+  const nft = which("nft");
+  if (!nsenter || !nft) throw new Error("nsenter and nft are needed to lock a pod's network (apt-get install util-linux nftables)");
+  return { nsenter, nft };
+}
+
+export async function lockNetwork(netnsPath: string): Promise<void> {
+  const { nsenter, nft } = tools();
+  const r = await run([nsenter, `--net=${netnsPath}`, "--", nft, "-f", "-"], { stdin: RULESET, timeoutMs: 10_000 });
+  if (r.exitCode !== 0) throw new Error(`Cannot lock the network of ${netnsPath}: ${r.stderr.trim()}`);
+}
+
+export async function unlockNetwork(netnsPath: string): Promise<void> {
+  const { nsenter, nft } = tools();
+  await run([nsenter, `--net=${netnsPath}`, "--", nft, "delete", "table", "inet", TABLE], { timeoutMs: 10_000 });
+}
