@@ -74,6 +74,8 @@ export interface PodHost {
   prepareLayer(spec: PodSpec, rt: PodRuntimeInfo): Promise<void>;
   /** Mount the pod's root on the host at <layerDir>/root without starting anything (for CRIU restore). */
   mountRootOnHost(spec: PodSpec, rt: PodRuntimeInfo): Promise<string>;
+  /** Undo mountRootOnHost; nothing mounted is fine. */
+  unmountRootOnHost(rt: PodRuntimeInfo): Promise<void>;
   /** Unmount whatever is under the layer directory, then delete it. Never crosses into a mount. */
   removeLayer(rt: PodRuntimeInfo): Promise<void>;
   /** The pod's log file as the host reads it. */

@@ -91,6 +91,9 @@ export class FakeHost implements PodHost {
   async mountRootOnHost(_s: unknown, rt: { layerDir: string }) {
     return `${rt.layerDir}/root`;
   }
+  async unmountRootOnHost(rt: { layerDir: string }) {
+    this.calls.push(`unmountRootOnHost ${rt.layerDir}`);
+  }
   async removeLayer(rt: { layerDir: string }) {
     this.calls.push(`removeLayer ${rt.layerDir}`);
     this.layers.delete(rt.layerDir);

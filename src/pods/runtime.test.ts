@@ -180,13 +180,32 @@ describe("checkpoint and restore hooks", () => {
     host.exit(1000, { code: null, signal: 9 });
     pods.poll();
     expect(pods.get("web").state).toBe("checkpointing");
-    expect(pods.endCheckpoint("web", "checkpointed").state).toBe("checkpointed");
+    expect(pods.endCheckpoint("web", "checkpointed")).toMatchObject({ state: "checkpointed", pid: null, exit: null });
+
+    expect(pods.memoryOf("web")).toBeNull();
+    await pods.releaseCheckpointed("web");
+    expect(host.netns.has("autopod-k1-web") || host.cgroups.has("/cg/k1/web")).toBe(false);
+    expect(host.layers.has("/state/pods/web")).toBe(true);
+    expect(pods.target0("web").netnsPath).toBe("/run/netns/autopod-k1-web");
 
     const prepared = await pods.prepareRestore("web");
     expect(prepared).toMatchObject({ root: "/state/pods/web/root", netnsPath: "/run/netns/autopod-k1-web", cgroup: "/cg/k1/web" });
     host.adopt(4242, 77);
+    expect(host.netns.has("autopod-k1-web")).toBe(true);
     expect(pods.adoptRestored("web", 4242)).toMatchObject({ state: "running", pid: 4242 });
+    expect(pods.memoryOf("web")).toBe(4096);
     expect(store.get("web")!.startTime).toBe(77);
+  });
+
+  test("a checkpoint that leaves the pod running, or finds it dead", async () => {
+    await pods.create(req("a"));
+    await pods.create(req("b"));
+    pods.beginCheckpoint("a");
+    expect(pods.endCheckpoint("a", "running")).toMatchObject({ state: "running", pid: 1000 });
+    pods.beginCheckpoint("b");
+    host.exit(1001, { code: 1, signal: null });
+    expect(pods.endCheckpoint("b", "running")).toMatchObject({ state: "exited", pid: null });
+    expect(pods.get("b").state).toBe("exited(1)");
   });
 
   test("a migrated pod is registered checkpointed, with its address reserved", async () => {

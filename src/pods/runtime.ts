@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { AlreadyExistsError, ConflictError, errorMessage, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ExitStatus, PodHost, PodProcess } from "../platform/pod-host.ts";
-import { allocateAddress, formatIPv4, gatewayOf, parseIPv4, parseSubnet, type Subnet } from "./address.ts";
+import { formatIPv4, formatSubnet, gatewayOf, parseIPv4, parseSubnet, type Subnet } from "./address.ts";
 import { assertTransition, hasProcesses } from "./lifecycle.ts";
 import { formatBytes, podEnvironment, signalName, stateLabel, type PodRecord, type PodRuntimeInfo, type PodSpec, type PodView } from "./pod.ts";
 import type { PodStore } from "./store.ts";
@@ -55,7 +55,7 @@ export class PodRuntime {
     await this.#o.host.setUpNetwork({
       bridge: this.#o.bridge,
       gatewayCidr: this.gatewayCidr,
-      subnet: `${formatIPv4(this.#subnet.network)}/${this.#subnet.prefix}`,
+      subnet: formatSubnet(this.#subnet),
       nat,
       natTable: `autopod_${this.#o.agentKey}`,
     });
@@ -134,7 +134,7 @@ export class PodRuntime {
       const { store, host, agentKey } = this.#o;
       if (store.get(base.name)) throw new AlreadyExistsError(`Pod "${base.name}" already exists`);
       const used = new Set(store.list().map((r) => parseIPv4(r.spec.address.split("/")[0]!)!));
-      const address = chooseAddress(asked, this.#subnet, used, () => allocateAddress(this.#subnet, used));
+      const address = chooseAddress(asked, this.#subnet, used);
       const spec: PodSpec = { ...base, address };
       const id = randomUUID();
       const rootKind = this.#o.layer;
@@ -176,16 +176,16 @@ export class PodRuntime {
 
   /** Remove the pod and everything the agent made for it; never its volumes or base. */
   async remove(name: string, force: boolean): Promise<void> {
-    const r = this.record(name);
+    let r = this.record(name);
     if (r.state === "creating") throw new ConflictError(`Pod "${name}" is being created`);
     if (hasProcesses(r.state) && !force) throw new ConflictError(`Pod "${name}" is ${r.state}: stop it first, or use --force`);
     assertTransition(name, r.state, "removing", "remove");
-    r.state = "removing";
-    this.#o.store.update(r);
     if (r.pid !== null) {
       this.#o.host.signal(r.pid, "SIGKILL");
-      await this.#waitForExit(name, STOP_KILL_WAIT_MS, true);
+      if (!(await this.#waitForExit(name, STOP_KILL_WAIT_MS))) throw new UnavailableError(`Pod "${name}" (pid ${r.pid}) did not die after SIGKILL`);
+      r = this.record(name);
     }
+    this.#o.store.update({ ...r, state: "removing" });
     await this.#teardown(r);
     this.#o.store.delete(name);
     this.#o.log.info("pod removed", { pod: name });
@@ -225,7 +225,6 @@ export class PodRuntime {
     for (const r of store.list()) {
       if (r.state === "creating" || r.state === "removing") {
         log.info(r.state === "creating" ? "removing a pod whose creation was interrupted" : "finishing an interrupted removal", { pod: r.spec.name });
-        if (r.pid !== null && this.#isSameProcess(r)) host.signal(r.pid, "SIGKILL");
         await this.#teardown(r).catch((e) => log.warn("cleanup was incomplete", { pod: r.spec.name, error: errorMessage(e) }));
         store.delete(r.spec.name);
         continue;
@@ -245,11 +244,6 @@ export class PodRuntime {
         this.#check(r);
       }
     }
-  }
-
-  #isSameProcess(r: PodRecord): boolean {
-    const id = r.pid === null ? null : this.#o.host.processIdentity(r.pid);
-    return id !== null && id.startTime === r.startTime;
   }
 
   /** Reap or notice the end of one pod; synchronous, so checks never interleave. */
@@ -283,36 +277,24 @@ export class PodRuntime {
       reason = `killed by ${signalName(status.signal)}`;
     }
     const exit = { code: status.code, signal: status.signal, reason, at: new Date().toISOString() };
+    // A pod that ends while checkpointing keeps that state: endCheckpoint decides what follows.
     const state = r.state === "stopping" ? "stopped" : r.state === "running" ? "exited" : r.state;
-    // A checkpoint's end decides the state of a pod that ends while checkpointing.
-    const updated: PodRecord = { ...r, state, exit, pid: state === r.state ? r.pid : null };
-    if (state !== r.state) updated.startTime = null;
+    const updated: PodRecord = { ...r, state, exit, pid: null, startTime: null };
     this.#o.store.update(updated);
     this.#o.log.info("pod ended", { pod: r.spec.name, state: stateLabel(updated), reason });
   }
 
   /** Poll until the pod's processes are gone (true) or the time is up (false). */
-  async #waitForExit(name: string, ms: number, anyState = false): Promise<boolean> {
+  async #waitForExit(name: string, ms: number): Promise<boolean> {
     const deadline = performance.now() + ms;
     for (;;) {
       const r = this.#o.store.get(name);
-      if (!r) return true;
-      if (anyState && r.pid !== null) {
-        const reaped = this.#o.host.reap(r.pid);
-        if (reaped !== null && (reaped !== "not-child" || !this.#isStillAlive(r))) return true;
-      } else {
-        this.#check(r);
-        const now = this.#o.store.get(name);
-        if (!now || !hasProcesses(now.state) || now.pid === null) return true;
-      }
+      if (r) this.#check(r);
+      const now = this.#o.store.get(name);
+      if (!now || !hasProcesses(now.state) || now.pid === null) return true;
       if (performance.now() >= deadline) return false;
       await Bun.sleep(20);
     }
-  }
-
-  #isStillAlive(r: PodRecord): boolean {
-    const id = r.pid === null ? null : this.#o.host.processIdentity(r.pid);
-    return id !== null && id.startTime === r.startTime && id.exited === null;
   }
 
   /** Undo everything create made; what is already gone is fine. */
@@ -356,6 +338,35 @@ export class PodRuntime {
     return { pid: r.pid, netnsPath: this.#o.host.netnsPath(r.runtime.netns), netnsInode: this.#o.host.netnsInode(r.runtime.netns), record: r };
   }
 
+  /** The pod's net namespace, whether or not it has processes (it may not exist after releaseCheckpointed). */
+  target0(name: string): { netnsPath: string; record: PodRecord } {
+    const r = this.record(name);
+    return { netnsPath: this.#o.host.netnsPath(r.runtime.netns), record: r };
+  }
+
+  /** Bytes of memory the pod's processes use now, or null when it has none or no cgroup. */
+  memoryOf(name: string): number | null {
+    const r = this.record(name);
+    return hasProcesses(r.state) && r.runtime.cgroup ? (this.#o.host.readMemory(r.runtime.cgroup)?.current ?? null) : null;
+  }
+
+  /**
+   * Free what a checkpointed pod holds on this host while it runs nowhere: its
+   * net namespace and veth, its cgroup, and the root mounted for a restore.
+   * Its record, address and layer stay, so it can be restored (prepareRestore
+   * makes them again) or removed.
+   */
+  async releaseCheckpointed(name: string): Promise<void> {
+    const r = this.record(name);
+    if (r.state !== "checkpointed") throw new ConflictError(`Cannot release pod "${name}": it is ${r.state}, not checkpointed`);
+    const { host } = this.#o;
+    const rt = r.runtime;
+    if (rt.cgroup) for (const pid of host.cgroupPids(rt.cgroup)) host.signal(pid, "SIGKILL");
+    await host.unmountRootOnHost(rt);
+    await host.deleteNetwork(rt);
+    if (rt.cgroup) await host.removeCgroup(rt.cgroup);
+  }
+
   /** Mark a running pod as being checkpointed: stop, rm and exec refuse it until endCheckpoint. */
   beginCheckpoint(name: string): PodRecord {
     const r = this.record(name);
@@ -372,13 +383,14 @@ export class PodRuntime {
   endCheckpoint(name: string, outcome: "running" | "checkpointed"): PodRecord {
     const r = this.record(name);
     if (r.state !== "checkpointing") throw new ConflictError(`Pod "${name}" is not being checkpointed: it is ${r.state}`);
+    if (r.pid !== null) this.#check(r); // it may have ended during the dump: reap it
+    const now = this.record(name);
     if (outcome === "checkpointed") {
-      if (r.pid !== null) this.#o.host.reap(r.pid);
-      this.#o.store.update({ ...r, state: "checkpointed", pid: null, startTime: null });
+      // The dump's SIGKILL is how a checkpoint ends, not an exit worth showing.
+      this.#o.store.update({ ...now, state: "checkpointed", pid: null, startTime: null, exit: null });
     } else {
-      const updated: PodRecord = { ...r, state: "running" };
-      this.#o.store.update(updated);
-      this.#check(updated); // it may have died during the dump
+      // Left running, unless it ended meanwhile.
+      this.#o.store.update({ ...now, state: now.pid === null ? "exited" : "running" });
     }
     return this.record(name);
   }

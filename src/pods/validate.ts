@@ -6,7 +6,7 @@
 import { isAbsolute, normalize } from "node:path";
 import { InvalidArgumentError, PreconditionError } from "../errors.ts";
 import type { PodHost } from "../platform/pod-host.ts";
-import { formatIPv4, parseIPv4, type Subnet, whyNotPodAddress } from "./address.ts";
+import { allocateAddress, formatIPv4, formatSubnet, parseIPv4, type Subnet, whyNotPodAddress } from "./address.ts";
 import { formatBytes, POD_NAME, podEnvironment, type PodSpec, type VolumeSpec } from "./pod.ts";
 
 /** What a client asks for. Host paths are absolute (the CLI resolves them). */
@@ -116,10 +116,11 @@ function commandExists(host: PodHost, rootfs: string, volumes: VolumeSpec[], cmd
  * The pod's address: the one asked for, if it is a free pod address of the
  * subnet with the subnet's prefix, else the lowest free one.
  */
-export function chooseAddress(asked: string | undefined, subnet: Subnet, used: ReadonlySet<number>, allocate: () => number | null): string {
+export function chooseAddress(asked: string | undefined, subnet: Subnet, used: ReadonlySet<number>): string {
+  const subnetText = formatSubnet(subnet);
   if (asked === undefined) {
-    const a = allocate();
-    if (a === null) throw new PreconditionError(`No free address left in the pod subnet ${formatIPv4(subnet.network)}/${subnet.prefix}`);
+    const a = allocateAddress(subnet, used);
+    if (a === null) throw new PreconditionError(`No free address left in the pod subnet ${subnetText}`);
     return `${formatIPv4(a)}/${subnet.prefix}`;
   }
   const [ip, prefix, ...more] = asked.split("/");
@@ -127,7 +128,6 @@ export function chooseAddress(asked: string | undefined, subnet: Subnet, used: R
   if (addr === null || more.length || (prefix !== undefined && !/^\d{1,2}$/.test(prefix))) {
     throw new InvalidArgumentError(`Invalid address "${asked}": expected ADDR/PREFIX, like 10.213.0.5/24`);
   }
-  const subnetText = `${formatIPv4(subnet.network)}/${subnet.prefix}`;
   if (prefix !== undefined && Number(prefix) !== subnet.prefix) {
     throw new InvalidArgumentError(`Address "${asked}" must have the pod subnet's prefix /${subnet.prefix} (${subnetText})`);
   }

@@ -107,6 +107,11 @@ export const linuxPodHost: PodHost = {
     return l.root;
   },
 
+  async unmountRootOnHost(rt) {
+    const root = layer(rt).root;
+    if (mountsUnder(root).includes(root)) umountDetach(root);
+  },
+
   async removeLayer(rt) {
     for (const mp of mountsUnder(rt.layerDir)) umountDetach(mp);
     const left = mountsUnder(rt.layerDir);
