@@ -25,6 +25,11 @@ export interface LocalAppDeps {
   pods: PodRuntime;
   info: AgentInfo;
   log: Logger;
+  /**
+   * Other features' routes (checkpoints, images, status), added before the
+   * body limit: a route that streams a large body in must bound it itself.
+   */
+  routes?: Array<(app: Hono) => void>;
 }
 
 const MAX_BODY_BYTES = 1 << 20;
@@ -62,6 +67,7 @@ export function createLocalApp(deps: LocalAppDeps): Hono {
     return c.json({ error: { code, message: errorMessage(err) } }, status as 500);
   });
   app.notFound((c) => c.json({ error: { code: "not_found", message: `No such endpoint: ${c.req.method} ${c.req.path}` } }, 404));
+  for (const add of deps.routes ?? []) add(app);
   app.use("*", bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json({ error: { code: "invalid_argument", message: "The request body is too large" } }, 413) }));
 
   app.get("/v1/health", (c) => c.json({ ok: true, ...deps.info }));
