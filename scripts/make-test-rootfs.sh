@@ -11,6 +11,7 @@ if [ $# -ne 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
   [ $# -eq 1 ] && exit 0 || exit 2
 fi
 dir=$1
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 busybox=/bin/busybox
 # Debian's plain `busybox` package is dynamically linked: only the static one
@@ -57,3 +58,16 @@ write_if_changed etc/resolv.conf '# autopod test root: no name servers'
 write_if_changed var/www/index.html 'hello from an autopod pod'
 write_if_changed etc/os-release 'NAME="autopod test root (busybox)"
 ID=autopod-test'
+
+# memhog: a static program holding N MiB of random memory, for checkpoint
+# tests and benchmarks (busybox has nothing that holds random memory).
+src="$here/../test/fixtures/memhog.c"
+if [ -f "$src" ] && { [ ! -x usr/local/bin/memhog ] || [ "$src" -nt usr/local/bin/memhog ]; }; then
+  if command -v gcc >/dev/null 2>&1 && { [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || [ -f /usr/lib/libc.a ]; }; then
+    mkdir -p usr/local/bin
+    gcc -O2 -static -o usr/local/bin/memhog.new "$src"
+    mv -f usr/local/bin/memhog.new usr/local/bin/memhog
+  else
+    echo "$0: gcc and a static libc (apt-get install gcc libc6-dev) are needed to build memhog; skipping it" >&2
+  fi
+fi

@@ -20,6 +20,8 @@ if [ "$(id -u)" -eq 0 ]; then
   command -v ip >/dev/null 2>&1 || need+=(iproute2)
   command -v flock >/dev/null 2>&1 || need+=(util-linux)
   command -v python3 >/dev/null 2>&1 || need+=(python3)
+  command -v gcc >/dev/null 2>&1 || need+=(gcc)
+  [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     apt-get install -y --no-install-recommends "${need[@]}" || { apt-get update && apt-get install -y --no-install-recommends "${need[@]}"; }
