@@ -94,7 +94,8 @@ export interface PodRecord {
   runtime: PodRuntimeInfo;
 }
 
-const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+/** PATH when the user sets none. */
+export const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /** The environment of the pod's command and of `exec`: defaults, then the user's. */
 export function podEnvironment(spec: Pick<PodSpec, "env" | "hostname">): Record<string, string> {

@@ -13,6 +13,7 @@
 import { closeSync, existsSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import { chdir, cloexecFrom, dropBoundingCapability, dup2, dupCloexec, execve, MS, mount, O, openFd, pivotRoot, resetSignals, sethostname, setsid, umountDetach } from "./libc.ts";
+import { DEFAULT_PATH } from "../../pods/pod.ts";
 import { resolveInRoot } from "./root-path.ts";
 import { DEV_NODES, KEPT_CAPABILITIES, REPORT_ERROR, REPORT_PID, type PodInitPlan } from "./pod-init-plan.ts";
 
@@ -138,7 +139,7 @@ function startCommand(plan: PodInitPlan): void {
 function findCommand(plan: PodInitPlan): string {
   const cmd = plan.cmd[0]!;
   if (cmd.includes("/")) return cmd;
-  const pathVar = plan.env.find((e) => e.startsWith("PATH="))?.slice(5) ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+  const pathVar = plan.env.find((e) => e.startsWith("PATH="))?.slice(5) ?? DEFAULT_PATH;
   for (const dir of pathVar.split(":")) {
     const p = `${dir || "."}/${cmd}`;
     if (existsSync(p)) return p;

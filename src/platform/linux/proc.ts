@@ -41,12 +41,3 @@ export function readProcStat(pid: number): ProcStat | null {
     throw e;
   }
 }
-
-/** The host pids of a process's children (all threads' children). */
-export function childrenOf(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, "utf8").trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}

@@ -2,7 +2,10 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { findExecutableInRoot, resolveInRoot } from "./root-path.ts";
+import { findExecutableInRoot as find, resolveInRoot } from "./root-path.ts";
+
+const PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const findExecutableInRoot = (root: string, cmd: string) => find(root, cmd, PATH);
 
 const root = mkdtempSync(join(tmpdir(), "autopod-rootpath-"));
 afterAll(() => rmSync(root, { recursive: true, force: true }));

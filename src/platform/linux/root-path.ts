@@ -68,14 +68,12 @@ function safeLstat(p: string): Stats | null {
   }
 }
 
-const DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /**
  * Find an executable the way execvp would, but inside `root`: a name with a
  * slash is taken as is, otherwise each PATH directory is tried. Returns the
  * path inside the root, or null.
  */
-export function findExecutableInRoot(root: string, cmd: string, pathVar = DEFAULT_PATH): string | null {
+export function findExecutableInRoot(root: string, cmd: string, pathVar: string): string | null {
   const candidates = cmd.includes("/") ? [cmd.startsWith("/") ? cmd : "/" + cmd] : pathVar.split(":").filter(Boolean).map((d) => `${d}/${cmd}`);
   for (const c of candidates) {
     const r = resolveInRoot(root, c);
@@ -83,5 +81,3 @@ export function findExecutableInRoot(root: string, cmd: string, pathVar = DEFAUL
   }
   return null;
 }
-
-export { DEFAULT_PATH };
