@@ -111,6 +111,30 @@ describe("the apt check on this host", () => {
   );
 });
 
+test("an open-file-description lock, which /proc/locks shows without a pid, is traced to its holder", async () => {
+  const python = which("python3");
+  if (!python) {
+    console.warn('SKIP "OFD lock holder": python3 is not installed');
+    return;
+  }
+  const dir = mkdtempSync(join(tmpdir(), "autopod-ofd-"));
+  const lock = join(dir, "lock");
+  writeFileSync(lock, "");
+  // F_OFD_SETLK is 37 on Linux; struct flock: short type, short whence, off_t start, off_t len, pid_t pid.
+  const code = `import fcntl,os,struct,sys,time\nfd=os.open(sys.argv[1],os.O_RDWR)\nfcntl.fcntl(fd,37,struct.pack('hhqqi',fcntl.F_WRLCK,0,0,0,0))\nprint('locked',flush=True)\ntime.sleep(60)`;
+  const holder = Bun.spawn([python, "-c", code, lock], { stdout: "pipe", stderr: "ignore" });
+  try {
+    const reader = holder.stdout.getReader();
+    await reader.read(); // "locked"
+    expect(await Bun.file("/proc/locks").text()).toMatch(/OFDLCK\s+ADVISORY\s+WRITE -1 /);
+    expect(await waitForLockRelease([lock], 0)).toEqual([{ path: lock, pid: holder.pid, command: "python3" }]);
+  } finally {
+    holder.kill();
+    await holder.exited;
+    rmSync(dir, { recursive: true, force: true });
+  }
+}, 20_000);
+
 // ---- a real security update, made by the test ----
 
 interface Candidate {

@@ -143,7 +143,8 @@ export const replacedCodeChecker: Checker = {
     const notes: Reason[] = unreadable.length
       ? [{ kind: "note", message: `cannot read the maps of ${unreadable.length} process${unreadable.length === 1 ? "" : "es"} (permission denied): pid ${unreadable.slice(0, 5).join(", ")}${unreadable.length > 5 ? ", ..." : ""}` }]
       : [];
-    if (processes.length === 0) return { verdict: "ok", summary: "no process runs deleted or replaced code", reasons: notes };
+    const unseen = unreadable.length ? `; ${unreadable.length} process${unreadable.length === 1 ? "" : "es"} could not be read${process.getuid?.() === 0 ? "" : " (not root)"}` : "";
+    if (processes.length === 0) return { verdict: "ok", summary: `no process runs deleted or replaced code${unseen}`, reasons: notes };
     const counted = processes.filter(countsForVerdict);
     const describe = (procs: readonly ProcessReason[]) => {
       const gs = groupProcesses(procs);
@@ -154,6 +155,6 @@ export const replacedCodeChecker: Checker = {
     const parts: string[] = [];
     if (counted.length) parts.push(`${counted.length} process${counted.length === 1 ? "" : "es"} on replaced system files: ${describe(counted)}`);
     if (others.length) parts.push(`not counted (pods, or files outside system paths): ${describe(others)}`);
-    return { verdict: counted.length ? "reboot_required" : "ok", summary: parts.join("; "), reasons: [...processes, ...groups, ...notes] };
+    return { verdict: counted.length ? "reboot_required" : "ok", summary: parts.join("; ") + unseen, reasons: [...processes, ...groups, ...notes] };
   },
 };
