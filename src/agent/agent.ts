@@ -6,6 +6,10 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, realpathSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createLocalApp, IDLE_TIMEOUT_SECONDS } from "../api/local/app.ts";
+import { addImageRoutes } from "../api/local/image-routes.ts";
+import { Checkpointer } from "../checkpoint/checkpointer.ts";
+import { ChunkStore } from "../store/chunk-store.ts";
+import { ImageCatalogue } from "../store/image-catalogue.ts";
 import { LocalClient } from "../api/local/client.ts";
 import type { Config } from "../config/schema.ts";
 import { errorMessage, PreconditionError } from "../errors.ts";
@@ -56,9 +60,16 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   await pods.setUpHost(config.network.nat);
   await pods.recover();
 
+  // Checkpoint images: chunks in packs under <state>/store, the catalogue beside them.
+  const chunks = ChunkStore.open(join(stateDir, "store"));
+  const catalogue = new ImageCatalogue(chunks);
+  const checkpointer = new Checkpointer({ stateDir, pods, store: chunks, catalogue, criu: config.criu, log: log.child({ part: "checkpoint" }) });
+  await checkpointer.recover();
+
   const app = createLocalApp({
     pods,
     log,
+    routes: [(a) => addImageRoutes(a, { checkpointer, catalogue })],
     info: { version: VERSION, pid: process.pid, stateDir, socket, bridge: config.network.bridge, subnet: config.network.subnet },
   });
   const umask = process.umask(0o177);
@@ -94,6 +105,7 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
       // already gone
     }
     store.close();
+    chunks.close();
     closeSync(lockFd);
     log.info("agent stopped; pods keep running");
     resolveDone();

@@ -14,6 +14,13 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   exec: { summary: "run a command inside a running pod", load: async () => (await import("./exec.ts")).execCommand },
   stop: { summary: "stop pods (SIGTERM, then SIGKILL)", load: async () => (await import("./stop.ts")).stopCommand },
   rm: { summary: "remove pods and what was made for them", load: async () => (await import("./rm.ts")).rmCommand },
+  checkpoint: { summary: "checkpoint a running pod into an image", load: async () => (await import("./checkpoint.ts")).checkpointCommand },
+  restore: { summary: "run a pod again from an image", load: async () => (await import("./restore.ts")).restoreCommand },
+  images: { summary: "list checkpoint images", load: async () => (await import("./images.ts")).imagesCommand },
+  "image rm": { summary: "remove an image", load: async () => (await import("./images.ts")).imageRmCommand },
+  "image gc": { summary: "delete chunks no image references", load: async () => (await import("./images.ts")).imageGcCommand },
+  "image export": { summary: "write an image to one self-contained file", load: async () => (await import("./images.ts")).imageExportCommand },
+  "image import": { summary: "read an exported image into the store", load: async () => (await import("./images.ts")).imageImportCommand },
   status: { summary: "report whether this host needs OS updates or a reboot", load: async () => (await import("./status.ts")).statusCommand },
 };
 

@@ -5,7 +5,11 @@
  * says where we looked and how to start one.
  */
 import { errorFromWire, UnavailableError } from "../../errors.ts";
+import type { CheckpointResult, RestoreResult } from "../../checkpoint/checkpointer.ts";
+import type { ImportResult } from "../../checkpoint/export.ts";
 import type { PodView } from "../../pods/pod.ts";
+import type { GcResult } from "../../store/chunk-store.ts";
+import type { ImageInfo } from "../../store/image-catalogue.ts";
 import type { CreatePodRequest } from "../../pods/validate.ts";
 import type { AgentInfo } from "./app.ts";
 import { decodeFrames, exitCodeOf, FRAME } from "./exec-frames.ts";
@@ -79,21 +83,58 @@ export class LocalClient {
     throw new UnavailableError("The exec stream ended without an exit status (did the agent stop?)");
   }
 
+  // ---- Checkpoints and images ----------------------------------------------------------
+
+  async checkpoint(name: string, req: { leaveRunning: boolean; excludeVolumes: string[] }): Promise<CheckpointResult> {
+    return (await this.#json<{ checkpoint: CheckpointResult }>("POST", `/v1/pods/${encodeURIComponent(name)}/checkpoint`, req)).checkpoint;
+  }
+
+  async restore(req: { image: string; name?: string; ip?: string }): Promise<RestoreResult> {
+    return (await this.#json<{ restore: RestoreResult }>("POST", "/v1/restore", req)).restore;
+  }
+
+  async images(): Promise<ImageInfo[]> {
+    return (await this.#json<{ images: ImageInfo[] }>("GET", "/v1/images")).images;
+  }
+
+  async removeImage(id: string): Promise<string> {
+    return (await this.#json<{ removed: string }>("DELETE", `/v1/images/${encodeURIComponent(id)}`)).removed;
+  }
+
+  async gcImages(): Promise<GcResult> {
+    return (await this.#json<{ gc: GcResult }>("POST", "/v1/images/gc", {})).gc;
+  }
+
+  /** The image as one export file, streamed. */
+  async exportImage(id: string): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.#fetch("GET", `/v1/images/${encodeURIComponent(id)}/export`);
+    if (!res.body) throw new UnavailableError("The agent sent no export");
+    return res.body;
+  }
+
+  /** Stream an export file into the agent's store. */
+  async importImage(source: ReadableStream<Uint8Array>): Promise<ImportResult> {
+    const res = await this.#fetch("POST", "/v1/images/import", source, "application/x-autopod-image");
+    return ((await res.json()) as { import: ImportResult }).import;
+  }
+
   async #json<T>(method: string, path: string, body?: unknown): Promise<T> {
     const res = await this.#fetch(method, path, body);
     return (await res.json()) as T;
   }
 
   /** One request; a non-2xx answer becomes the agent's own error. */
-  async #fetch(method: string, path: string, body?: unknown): Promise<Response> {
+  async #fetch(method: string, path: string, body?: unknown, contentType?: string): Promise<Response> {
     let res: Response;
+    const isStream = body instanceof ReadableStream;
     try {
       res = await fetch(`http://autopod${path}`, {
         method,
         unix: this.socket,
-        headers: body === undefined ? {} : { "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
+        headers: body === undefined ? {} : { "content-type": contentType ?? "application/json" },
+        body: body === undefined ? undefined : isStream ? body : JSON.stringify(body),
+        ...(isStream ? { duplex: "half" } : {}),
+      } as RequestInit);
     } catch (e) {
       const code = (e as { code?: string }).code;
       const why = code === "ENOENT" ? "no such socket" : code === "ECONNREFUSED" ? "connection refused" : code === "EACCES" ? "permission denied: the socket is root's" : (e as Error).message;

@@ -1,0 +1,594 @@
+/**
+ * Checkpoint and restore of pods: drives CRIU through the pod runtime's
+ * hooks and turns its image set, the pod's writable layer, its base and its
+ * volumes into one manifest over content-addressed chunks, and back.
+ *
+ * Zero data loss: a checkpoint leaves the pod's tasks stopped (`criu dump
+ * --leave-stopped`) until the image is committed. Only then are they killed
+ * (stop) or continued (--leave-running). Any failure before that continues
+ * them, so the pod keeps running. A journal file per checkpoint lets a
+ * restarted agent finish or undo one that was interrupted.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import { criuMinimumFor, compareVersions, criuVersion, findCriu, parseVersion } from "../platform/linux/criu.ts";
+import { criuDump, criuRestore, removeNetworkLock } from "../platform/linux/criu-runner.ts";
+import { lockNetwork } from "../platform/linux/netlock.ts";
+import { continuePod, killPod, waitGone } from "../platform/linux/pod-procs.ts";
+import { externalMountsOf, type PodRecord, type PodSpec as RuntimePodSpec, type PodView } from "../pods/pod.ts";
+import type { PodRuntime } from "../pods/runtime.ts";
+import type { ChunkStore } from "../store/chunk-store.ts";
+import type { ImageCatalogue, ImageInfo } from "../store/image-catalogue.ts";
+import { VERSION } from "../version.ts";
+import { FORMAT_VERSION, type FileEntry, type Manifest } from "./manifest.ts";
+import { captureTree, materializeTree } from "./tree.ts";
+
+export interface CheckpointerOptions {
+  stateDir: string;
+  pods: PodRuntime;
+  store: ChunkStore;
+  catalogue: ImageCatalogue;
+  /** Configured criu path ("" = search). */
+  criu: string;
+  log: Logger;
+}
+
+export interface CheckpointRequest {
+  leaveRunning: boolean;
+  /** Volume mount points (in the pod) not to include: volumes on shared storage. */
+  excludeVolumes: string[];
+}
+
+export interface CheckpointResult {
+  id: string;
+  pod: string;
+  parent: string | null;
+  leftRunning: boolean;
+  /** How long the pod's processes were stopped (for --leave-running: its whole pause). */
+  freezeMs: number;
+  dumpMs: number;
+  captureMs: number;
+  totalMs: number;
+  logicalBytes: number;
+  newBytes: number;
+  newChunks: number;
+}
+
+export interface RestoreRequest {
+  name?: string;
+  /** ADDR/PREFIX; a different address closes TCP connections. */
+  ip?: string;
+}
+
+export interface RestoreResult {
+  pod: PodView;
+  image: string;
+  materializeMs: number;
+  criuMs: number;
+  totalMs: number;
+  tcp: "kept" | "closed";
+  notes: string[];
+}
+
+/** The journal of an unfinished checkpoint or restore, for crash recovery. */
+interface Journal {
+  kind: "checkpoint" | "restore";
+  pod: string;
+  tmp: string;
+  pid: number | null;
+  criuPid: number | null;
+  imageId: string | null;
+  leaveRunning: boolean;
+}
+
+const JOURNAL_DIR = "journal";
+
+/** The writable data of a pod's root: the overlay upper dir, or the private copy. */
+export function writableLayerOf(rt: PodRecord["runtime"]): string {
+  return join(rt.layerDir, rt.rootKind === "overlay" ? "upper" : "root");
+}
+
+export class Checkpointer {
+  readonly #o: CheckpointerOptions;
+  /** One checkpoint or restore per pod at a time. */
+  readonly #busy = new Set<string>();
+
+  constructor(o: CheckpointerOptions) {
+    this.#o = o;
+    mkdirSync(join(o.stateDir, "tmp"), { recursive: true, mode: 0o700 });
+    mkdirSync(join(o.stateDir, JOURNAL_DIR), { recursive: true, mode: 0o700 });
+  }
+
+  /** The CRIU binary, checked against this kernel. */
+  async criu(): Promise<{ path: string; version: string }> {
+    const path = findCriu(this.#o.criu);
+    if (!path) throw new PreconditionError("CRIU is not installed: run `autopod doctor` for how to install it");
+    const version = await criuVersion(path);
+    const kernel = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
+    const { min, why } = criuMinimumFor(kernel);
+    const v = version ? parseVersion(version) : null;
+    if (!v || compareVersions(v, parseVersion(min)!) < 0) {
+      throw new PreconditionError(`CRIU ${version ?? "(unknown version)"} at ${path} is too old for Linux ${kernel}: it needs >= ${min}, because ${why}`);
+    }
+    return { path, version: version! };
+  }
+
+  async checkpoint(name: string, req: CheckpointRequest): Promise<CheckpointResult> {
+    const { pods, store, catalogue, log } = this.#o;
+    const t0 = performance.now();
+    const criu = await this.criu();
+    const target = pods.target(name);
+    const r = target.record;
+    const volumes = r.spec.volumes;
+    for (const ex of req.excludeVolumes) {
+      if (!volumes.some((v) => v.pod === ex)) {
+        throw new InvalidArgumentError(`Pod "${name}" has no volume at "${ex}" (its volumes: ${volumes.map((v) => v.pod).join(", ") || "none"})`);
+      }
+    }
+    const included = volumes.filter((v) => !req.excludeVolumes.includes(v.pod));
+    for (const v of included) {
+      if (!statSync(v.host).isDirectory()) {
+        throw new PreconditionError(`Volume "${v.pod}" of pod "${name}" is a file (${v.host}); only directories can travel in an image: exclude it with --exclude-volume ${v.pod}`);
+      }
+    }
+    this.#checkFreeSpace(r, "checkpoint");
+    this.#claim(name);
+    const tmp = mkdtempSync(join(this.#o.stateDir, "tmp", `checkpoint-${name}-`));
+    const journal: Journal = { kind: "checkpoint", pod: name, tmp, pid: target.pid, criuPid: null, imageId: null, leaveRunning: req.leaveRunning };
+    pods.beginCheckpoint(name);
+    this.#writeJournal(journal);
+    let isStopped = false;
+    let isCommitted = false;
+    try {
+      const imagesDir = join(tmp, "criu");
+      mkdirSync(imagesDir);
+      const dump = await criuDump({
+        criu: criu.path,
+        pid: target.pid,
+        imagesDir,
+        netnsInode: target.netnsInode,
+        externalMounts: externalMountsOf(r.runtime),
+        leave: "stopped",
+        onSpawn: (pid) => this.#writeJournal({ ...journal, criuPid: pid }),
+      });
+      isStopped = true;
+      const tDump = performance.now();
+      const writer = store.writer(`checkpoint ${name}`);
+      let freezeMs = 0;
+      let manifest: Manifest;
+      try {
+        // Files first, while the tasks are stopped: they must match the memory image exactly.
+        const layer = await captureTree(writableLayerOf(r.runtime), writer);
+        const volumeTrees = [];
+        for (const v of included) volumeTrees.push({ path: v.pod, entries: (await captureTree(v.host, writer)).entries });
+        if (req.leaveRunning) {
+          continuePod(target.pid);
+          isStopped = false;
+          freezeMs = performance.now() - t0Dump(dump.durationMs, tDump);
+        }
+        const base = r.runtime.rootKind === "overlay" ? (await captureTree(r.spec.rootfs, writer)).entries : undefined;
+        const images = await captureTree(imagesDir, writer, { isExcluded: (p) => p === "dump.log" });
+        manifest = {
+          format: FORMAT_VERSION,
+          autopodVersion: VERSION,
+          criuVersion: criu.version,
+          kernelRelease: readFileSync("/proc/sys/kernel/osrelease", "utf8").trim(),
+          cpuFlags: cpuFlags(),
+          createdAt: new Date().toISOString(),
+          parent: this.#latestImageOf(name),
+          pod: podSpecForManifest(r),
+          criu: images.entries,
+          rootfs: layer.entries,
+          ...(base ? { base } : {}),
+          volumes: volumeTrees,
+        };
+        journal.imageId = catalogue.addManifest(manifest, writer);
+        isCommitted = true;
+        this.#writeJournal(journal);
+      } finally {
+        writer.close();
+      }
+      const newBytes = writer.newBytes;
+      const newChunks = writer.newChunks;
+      if (req.leaveRunning) {
+        pods.endCheckpoint(name, "running");
+      } else {
+        // Lock the network first: the kill must not send RSTs to the pod's peers.
+        await lockNetwork(target.netnsPath).catch((e) => log.warn("could not lock the pod's network before stopping it", { pod: name, error: errorMessage(e) }));
+        killPod(target.pid);
+        await waitGone(target.pid, 10_000);
+        pods.endCheckpoint(name, "checkpointed");
+        await pods.releaseCheckpointed(name);
+        freezeMs = performance.now() - t0Dump(dump.durationMs, tDump);
+      }
+      const total = performance.now() - t0;
+      const result: CheckpointResult = {
+        id: journal.imageId!,
+        pod: name,
+        parent: manifest.parent,
+        leftRunning: req.leaveRunning,
+        freezeMs: round(freezeMs),
+        dumpMs: round(dump.durationMs),
+        captureMs: round(performance.now() - tDump),
+        totalMs: round(total),
+        logicalBytes: manifest.criu.concat(manifest.rootfs).reduce((n, e) => n + e.size, 0),
+        newBytes,
+        newChunks,
+      };
+      log.info("checkpointed pod", { ...result });
+      return result;
+    } catch (e) {
+      if (!isCommitted) {
+        // The dump failed (CRIU resumed the tasks) or the image could not be stored: the pod goes on.
+        if (isStopped) continuePod(target.pid);
+        await removeNetworkLock(target.netnsPath).catch(() => []);
+        pods.endCheckpoint(name, "running");
+        log.warn("checkpoint failed; the pod keeps running", { pod: name, error: errorMessage(e) });
+        throw new PreconditionError(`Cannot checkpoint pod "${name}": ${errorMessage(e)}; the pod keeps running`, { cause: e });
+      }
+      throw e;
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+      this.#removeJournal(name);
+      this.#busy.delete(name);
+    }
+  }
+
+  async restore(imageRef: string, req: RestoreRequest): Promise<RestoreResult> {
+    const { pods, catalogue, log } = this.#o;
+    const t0 = performance.now();
+    const id = this.resolveImage(imageRef);
+    const manifest = catalogue.manifest(id);
+    const criu = await this.criu();
+    this.#checkHost(manifest, criu.version);
+    const spec = manifest.pod as ManifestPodSpec;
+    const name = req.name ?? spec.name;
+    const existing = pods.list().find((p) => p.name === name);
+    if (existing && existing.phase !== "checkpointed") {
+      throw new ConflictError(`Pod "${name}" already exists and is ${existing.state}: restore under another name with --name`);
+    }
+    const free = freeBytes(this.#o.stateDir);
+    const need = logicalOf(manifest);
+    if (free < need + (64 << 20)) {
+      throw new PreconditionError(`Not enough free space to restore: ${fmt(need)} needed under ${this.#o.stateDir}, ${fmt(free)} free`);
+    }
+    this.#claim(name);
+    const tmp = mkdtempSync(join(this.#o.stateDir, "tmp", `restore-${name}-`));
+    const notes: string[] = [];
+    let registered = false;
+    let prepared = false;
+    try {
+      // 1. Read and verify every chunk before anything of the pod changes.
+      const tm = performance.now();
+      const imagesDir = join(tmp, "criu");
+      materializeTree(manifest.criu, this.#o.store, imagesDir);
+      materializeTree(manifest.rootfs, this.#o.store, join(tmp, "layer"));
+      const rootfs = this.#baseFor(manifest, spec, tmp, notes);
+      const volumes = (spec.volumes ?? []).map((v, i) => {
+        const section = manifest.volumes.find((s) => s.path === v.pod);
+        if (!section) return v; // excluded at checkpoint: shared storage, expected in place
+        const host = this.#volumeHostFor(v.host, section.entries, join(tmp, `vol${i}`), name, i, notes);
+        return { ...v, host };
+      });
+      const materializeMs = performance.now() - tm;
+
+      // 2. The pod's record, layer, address, net namespace and root.
+      const address = req.ip ?? spec.ip;
+      if (!existing) {
+        await pods.registerCheckpointed({
+          name,
+          rootfs,
+          cmd: spec.command,
+          env: spec.env ?? {},
+          hostname: spec.hostname ?? name,
+          address,
+          volumes,
+          memoryBytes: spec.limits?.memoryBytes ?? null,
+          workdir: spec.workdir ?? "/",
+        });
+        registered = true;
+      } else if (req.ip && req.ip !== existing.address) {
+        throw new InvalidArgumentError(`Pod "${name}" exists with address ${existing.address}: restore it under a new name to use ${req.ip}`);
+      }
+      const record = pods.record(name);
+      this.#writeJournal({ kind: "restore", pod: name, tmp, pid: null, criuPid: null, imageId: id, leaveRunning: false });
+      const layer = writableLayerOf(record.runtime);
+      rmSync(layer, { recursive: true, force: true });
+      mkdirSync(dirname(layer), { recursive: true });
+      renameSync(join(tmp, "layer"), layer);
+      const target = await pods.prepareRestore(name);
+      prepared = true;
+
+      // 3. CRIU puts the processes back.
+      const tcp = record.spec.address === spec.ip ? "kept" : "closed";
+      const restored = await criuRestore({
+        criu: criu.path,
+        imagesDir,
+        root: target.root,
+        netnsPath: target.netnsPath,
+        externalMounts: externalMountsOf(record.runtime),
+        tcpEstablished: tcp === "kept",
+        onSpawn: (pid) => this.#writeJournal({ kind: "restore", pod: name, tmp, pid: null, criuPid: pid, imageId: id, leaveRunning: false }),
+      });
+      const view = pods.adoptRestored(name, restored.pid);
+      const result: RestoreResult = {
+        pod: view,
+        image: id,
+        materializeMs: round(materializeMs),
+        criuMs: round(restored.durationMs),
+        totalMs: round(performance.now() - t0),
+        tcp,
+        notes,
+      };
+      log.info("restored pod", { pod: name, image: id, pid: restored.pid, total_ms: result.totalMs, criu_ms: result.criuMs });
+      return result;
+    } catch (e) {
+      if (prepared) {
+        const r = pods.record(name);
+        await removeNetworkLock(pods.target0(name).netnsPath).catch(() => []);
+        pods.abortRestore(name);
+        await pods.releaseCheckpointed(name).catch(() => undefined);
+        void r;
+      }
+      if (registered && !prepared) await pods.remove(name, true).catch(() => undefined);
+      log.warn("restore failed; the image is intact", { pod: name, image: id, error: errorMessage(e) });
+      throw e instanceof InvalidArgumentError || e instanceof ConflictError || e instanceof NotFoundError
+        ? e
+        : new PreconditionError(`Cannot restore image ${id.slice(0, 12)} as pod "${name}": ${errorMessage(e)}; the image is intact`, { cause: e });
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+      this.#removeJournal(name);
+      this.#busy.delete(name);
+    }
+  }
+
+  /** A full image id from a unique prefix of at least 4 hex digits. */
+  resolveImage(ref: string): string {
+    if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new InvalidArgumentError(`"${ref}" is not an image id (4 to 64 hex digits)`);
+    const matches = this.#o.catalogue.list().filter((i) => i.id.startsWith(ref));
+    if (matches.length === 0) throw new NotFoundError(`No image "${ref}": see \`autopod images\``);
+    if (matches.length > 1) throw new InvalidArgumentError(`Image id "${ref}" is ambiguous: ${matches.map((m) => m.id.slice(0, 12)).join(", ")}`);
+    return matches[0]!.id;
+  }
+
+  images(): ImageInfo[] {
+    return this.#o.catalogue.list();
+  }
+
+  /** After an agent restart: finish or undo checkpoints and restores that were running when it died. */
+  async recover(): Promise<void> {
+    const { pods, catalogue, log } = this.#o;
+    const dir = join(this.#o.stateDir, JOURNAL_DIR);
+    for (const f of readdirSync(dir)) {
+      if (!f.endsWith(".json")) continue;
+      let j: Journal;
+      try {
+        j = JSON.parse(readFileSync(join(dir, f), "utf8"));
+      } catch {
+        rmSync(join(dir, f), { force: true });
+        continue;
+      }
+      if (j.criuPid !== null) await killCriu(j.criuPid);
+      const rec = pods.list().find((p) => p.name === j.pod);
+      if (j.kind === "checkpoint" && rec) {
+        const isImageDone = j.imageId !== null && catalogue.has(j.imageId);
+        const alive = j.pid !== null && existsSync(`/proc/${j.pid}`) && !(await waitGone(j.pid, 0));
+        if (alive && !(isImageDone && !j.leaveRunning)) {
+          // Not committed (or --leave-running): the pod goes on where it was.
+          continuePod(j.pid!);
+          const ns = pods.target0(j.pod).netnsPath;
+          await removeNetworkLock(ns).catch(() => []);
+          if (rec.phase === "checkpointing") pods.endCheckpoint(j.pod, "running");
+          log.info("an interrupted checkpoint was undone; the pod keeps running", { pod: j.pod });
+        } else if (isImageDone) {
+          if (alive) {
+            await lockNetwork(pods.target0(j.pod).netnsPath).catch(() => undefined);
+            killPod(j.pid!);
+            await waitGone(j.pid!, 10_000);
+          }
+          if (pods.record(j.pod).state === "checkpointing") pods.endCheckpoint(j.pod, "checkpointed");
+          await pods.releaseCheckpointed(j.pod).catch(() => undefined);
+          log.info("an interrupted checkpoint was completed; the pod is checkpointed", { pod: j.pod, image: j.imageId });
+        }
+      } else if (j.kind === "restore" && rec) {
+        const r = pods.record(j.pod);
+        const pidFile = join(j.tmp, "criu", "restore.pid");
+        const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : NaN;
+        if (r.state === "restoring" && Number.isInteger(pid) && pid > 0 && existsSync(`/proc/${pid}`)) {
+          // CRIU finished after the agent died: the pod runs; adopt it.
+          pods.adoptRestored(j.pod, pid);
+          log.info("adopted a pod whose restore finished while the agent was down", { pod: j.pod, pid });
+        } else if (r.state === "restoring" || r.state === "checkpointed") {
+          pods.abortRestore(j.pod);
+          await pods.releaseCheckpointed(j.pod).catch(() => undefined);
+          log.info("an interrupted restore was undone; the pod is checkpointed and can be restored again", { pod: j.pod });
+        }
+      }
+      rmSync(j.tmp, { recursive: true, force: true });
+      rmSync(join(dir, f), { force: true });
+    }
+    // Temporary directories of work that left no journal.
+    for (const t of readdirSync(join(this.#o.stateDir, "tmp"))) rmSync(join(this.#o.stateDir, "tmp", t), { recursive: true, force: true });
+  }
+
+  #claim(name: string): void {
+    if (this.#busy.has(name)) throw new ConflictError(`Pod "${name}" is already being checkpointed or restored`);
+    this.#busy.add(name);
+  }
+
+  #latestImageOf(pod: string): string | null {
+    const mine = this.#o.catalogue.list().filter((i) => i.pod === pod);
+    return mine.length ? mine[mine.length - 1]!.id : null;
+  }
+
+  #checkFreeSpace(r: PodRecord, what: string): void {
+    const mem = r.runtime.cgroup ? this.#o.pods.memoryOf(r.spec.name) : null;
+    const need = (mem ?? 0) + (64 << 20);
+    const free = freeBytes(this.#o.stateDir);
+    if (free < need) throw new PreconditionError(`Not enough free space to ${what} pod "${r.spec.name}": about ${fmt(need)} needed under ${this.#o.stateDir}, ${fmt(free)} free`);
+  }
+
+  /** Refuse, before touching anything, an image this host cannot run. */
+  #checkHost(m: Manifest, criuVersion: string): void {
+    const have = parseVersion(criuVersion)!;
+    const made = m.criuVersion ? parseVersion(m.criuVersion) : null;
+    if (made && compareVersions(have, made) < 0) {
+      throw new PreconditionError(`Image was made by CRIU ${m.criuVersion}; this host has CRIU ${criuVersion}, which may not read it: upgrade CRIU here`);
+    }
+    const host = new Set(cpuFlags());
+    const missing = m.cpuFlags.filter((f) => !host.has(f) && RELEVANT_CPU_FLAGS.has(f));
+    if (missing.length) {
+      throw new PreconditionError(`This host's CPU lacks features the image's processes may use: ${missing.join(", ")}; restore on a host with them`);
+    }
+  }
+
+  /** The base root for a restored pod: the recorded path when it holds the same files, else a copy from the image. */
+  #baseFor(m: Manifest, spec: ManifestPodSpec, tmp: string, notes: string[]): string {
+    const recorded = spec.rootfs;
+    if (!m.base) {
+      if (!recorded || !existsSync(recorded)) throw new PreconditionError(`The image's base root file system "${recorded}" is not on this host`);
+      return recorded;
+    }
+    if (recorded && existsSync(recorded) && sameTree(recorded, m.base)) return recorded;
+    const key = new Bun.CryptoHasher("sha256").update(JSON.stringify(m.base.map((e) => [e.path, e.type, e.size, e.mode, Buffer.from(e.chunks).toString("hex"), e.target ?? ""]))).digest("hex").slice(0, 16);
+    const dir = join(this.#o.stateDir, "bases", key);
+    if (!existsSync(dir)) {
+      mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
+      materializeTree(m.base, this.#o.store, join(tmp, "base"));
+      renameSync(join(tmp, "base"), dir);
+    }
+    notes.push(`base root file system "${recorded}" ${recorded && existsSync(recorded) ? "differs here" : "is not on this host"}: using the image's copy at ${dir}`);
+    return dir;
+  }
+
+  /** Where a restored volume lives: its recorded directory when it is missing, empty or unchanged; else a fresh one beside the pod. */
+  #volumeHostFor(hostPath: string, entries: FileEntry[], staged: string, pod: string, i: number, notes: string[]): string {
+    if (existsSync(hostPath) && sameTree(hostPath, entries)) return hostPath;
+    const isEmptyOrMissing = !existsSync(hostPath) || (statSync(hostPath).isDirectory() && readdirSync(hostPath).length === 0);
+    materializeTree(entries, this.#o.store, staged);
+    if (isEmptyOrMissing) {
+      if (existsSync(hostPath)) rmSync(hostPath, { recursive: true });
+      mkdirSync(dirname(hostPath), { recursive: true });
+      renameSync(staged, hostPath);
+      return hostPath;
+    }
+    // Never overwrite data an operator may need: the image's copy goes beside the pod.
+    const dir = join(this.#o.stateDir, "volumes", pod, `vol${i}`);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
+    renameSync(staged, dir);
+    notes.push(`volume "${hostPath}" changed since the checkpoint and was left as it is: the pod uses the image's copy at ${dir}`);
+    return dir;
+  }
+
+  #writeJournal(j: Journal): void {
+    const p = join(this.#o.stateDir, JOURNAL_DIR, `${j.pod}.json`);
+    writeFileSync(`${p}.tmp`, JSON.stringify(j));
+    renameSync(`${p}.tmp`, p);
+  }
+
+  #removeJournal(pod: string): void {
+    rmSync(join(this.#o.stateDir, JOURNAL_DIR, `${pod}.json`), { force: true });
+  }
+}
+
+/** The pod spec as the manifest records it. */
+interface ManifestPodSpec {
+  name: string;
+  command: string[];
+  env?: Record<string, string>;
+  ip: string;
+  hostname?: string;
+  limits?: { memoryBytes: number | null };
+  volumes?: Array<{ host: string; pod: string; readonly: boolean }>;
+  rootfs?: string;
+  rootKind?: "overlay" | "copy";
+  workdir?: string;
+}
+
+function podSpecForManifest(r: PodRecord): Manifest["pod"] {
+  const s: RuntimePodSpec = r.spec;
+  const spec: ManifestPodSpec = {
+    name: s.name,
+    command: s.cmd,
+    env: s.env,
+    ip: s.address,
+    hostname: s.hostname,
+    limits: { memoryBytes: s.memoryBytes },
+    volumes: s.volumes,
+    rootfs: s.rootfs,
+    rootKind: r.runtime.rootKind,
+    workdir: s.workdir,
+  };
+  return spec as unknown as Manifest["pod"];
+}
+
+/** CPU features a restored process may have chosen code paths by (glibc's hwcaps and friends). */
+const RELEVANT_CPU_FLAGS = new Set(["sse4_1", "sse4_2", "avx", "avx2", "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "bmi1", "bmi2", "fma", "aes", "sha_ni", "adx", "movbe", "popcnt", "xsave", "rdrand", "rdseed", "erms", "fsrm"]);
+
+export function cpuFlags(cpuinfo = readFileSync("/proc/cpuinfo", "utf8")): string[] {
+  const m = /^flags\s*:\s*(.*)$/m.exec(cpuinfo);
+  return m ? m[1]!.trim().split(/\s+/).sort() : [];
+}
+
+/** Does `dir` hold the tree's files, by type, size and mtime (a cheap identity check)? */
+function sameTree(dir: string, entries: readonly FileEntry[]): boolean {
+  try {
+    for (const e of entries) {
+      const p = e.path === "." ? dir : join(dir, e.path);
+      const st = statSafe(p);
+      if (!st) return false;
+      if (e.type === "file" && (!st.isFile() || st.size !== e.size || Math.abs(st.mtimeMs - e.mtimeMs) > 1)) return false;
+      if (e.type === "dir" && !st.isDirectory()) return false;
+      if (e.type === "symlink" && !st.isSymbolicLink()) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function statSafe(p: string) {
+  try {
+    return require("node:fs").lstatSync(p) as import("node:fs").Stats;
+  } catch {
+    return null;
+  }
+}
+
+function logicalOf(m: Manifest): number {
+  let n = 0;
+  for (const list of [m.criu, m.rootfs, ...m.volumes.map((v) => v.entries)]) for (const e of list) n += e.size;
+  return n;
+}
+
+function freeBytes(dir: string): number {
+  const s = statfsSync(dir);
+  return Number(s.bavail) * Number(s.bsize);
+}
+
+function fmt(n: number): string {
+  return n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(1)} GiB` : `${Math.ceil(n / (1 << 20))} MiB`;
+}
+
+function round(x: number): number {
+  return Math.round(x * 10) / 10;
+}
+
+/** The instant the dump began, from its end and duration. */
+function t0Dump(dumpMs: number, dumpEnd: number): number {
+  return dumpEnd - dumpMs;
+}
+
+async function killCriu(pid: number): Promise<void> {
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    if (!cmd.split("\0")[0]?.endsWith("criu")) return;
+    process.kill(pid, "SIGKILL");
+    await waitGone(pid, 5000);
+  } catch {
+    // gone
+  }
+}

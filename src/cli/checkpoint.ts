@@ -1,0 +1,45 @@
+import { clientFor } from "./_client.ts";
+import { writeSink } from "./_stream.ts";
+import { flagBool, flagList, flagString } from "./args.ts";
+import type { Command } from "./command.ts";
+import { InvalidArgumentError } from "../errors.ts";
+
+export const checkpointCommand: Command = {
+  name: "checkpoint",
+  summary: "checkpoint a running pod into an image",
+  usage: "checkpoint NAME [--leave-running] [--exclude-volume PODDIR]... [--export FILE|-] [--json]",
+  details:
+    "Dumps the pod's processes with CRIU and stores them, its writable layer, its base and its volumes as an image of content-addressed chunks; prints the image id. " +
+    "Without --leave-running the pod stops and shows as checkpointed: `autopod restore ID` (or `autopod restore NAME`'s image) brings it back. " +
+    "With --leave-running it keeps running, paused only while it is dumped (the freeze time is printed). " +
+    "If anything fails, the pod keeps running and no partial image is left.",
+  options: [
+    { name: "leave-running", kind: "boolean", help: "keep the pod running after the checkpoint" },
+    { name: "exclude-volume", kind: "repeat", value: "PODDIR", help: "leave out a volume (shared storage)" },
+    { name: "export", kind: "string", value: "FILE", help: "also export the image to FILE (- for stdout)" },
+    { name: "json", kind: "boolean", help: "print JSON" },
+  ],
+  async run(ctx) {
+    const [name, ...extra] = ctx.args.positionals;
+    if (!name || extra.length) throw new InvalidArgumentError("checkpoint takes one pod NAME");
+    const exportTo = flagString(ctx.args, "export");
+    const client = await clientFor(ctx);
+    const cp = await client.checkpoint(name, { leaveRunning: flagBool(ctx.args, "leave-running"), excludeVolumes: flagList(ctx.args, "exclude-volume") });
+    let exported: number | null = null;
+    if (exportTo !== undefined) exported = await writeSink(exportTo, await client.exportImage(cp.id));
+    // With --export -, stdout carries the image: the report goes to stderr.
+    const say = exportTo === "-" ? ctx.err : ctx.out;
+    if (flagBool(ctx.args, "json")) {
+      say(JSON.stringify({ ...cp, exportedBytes: exported }, null, 2));
+    } else {
+      say(cp.id);
+      ctx.err(
+        `pod "${cp.pod}" ${cp.leftRunning ? "keeps running" : "is checkpointed"}; ` +
+          `${cp.leftRunning ? `frozen ${cp.freezeMs} ms, ` : ""}dump ${cp.dumpMs} ms, total ${cp.totalMs} ms, ` +
+          `${(cp.newBytes / 1048576).toFixed(1)} MiB new of ${(cp.logicalBytes / 1048576).toFixed(1)} MiB` +
+          (exported !== null ? `; exported ${(exported / 1048576).toFixed(1)} MiB to ${exportTo === "-" ? "stdout" : exportTo}` : ""),
+      );
+    }
+    return 0;
+  },
+};

@@ -1,0 +1,88 @@
+import { InvalidArgumentError } from "../errors.ts";
+import { formatBytes } from "../pods/pod.ts";
+import type { ImageInfo } from "../store/image-catalogue.ts";
+import { clientFor } from "./_client.ts";
+import { openSource, writeSink } from "./_stream.ts";
+import { flagBool } from "./args.ts";
+import type { Command } from "./command.ts";
+
+const json = { name: "json", kind: "boolean", help: "print JSON" } as const;
+
+export function formatImageTable(images: ImageInfo[]): string {
+  const rows = [["ID", "POD", "CREATED", "SIZE", "UNIQUE", "PARENT"]];
+  for (const i of images) rows.push([i.id.slice(0, 12), i.pod, i.createdAt.replace("T", " ").slice(0, 19), formatBytes(i.logicalBytes), formatBytes(i.uniqueBytes), i.parent ? i.parent.slice(0, 12) : "-"]);
+  const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+}
+
+export const imagesCommand: Command = {
+  name: "images",
+  summary: "list checkpoint images",
+  usage: "images [--json]",
+  details: "SIZE is the image's logical size; UNIQUE the bytes stored only for this image (what `image rm` then `image gc` would free).",
+  options: [json],
+  async run(ctx) {
+    const images = await (await clientFor(ctx)).images();
+    ctx.out(flagBool(ctx.args, "json") ? JSON.stringify(images, null, 2) : formatImageTable(images));
+    return 0;
+  },
+};
+
+function oneArg(ctx: { args: { positionals: string[] } }, what: string): string {
+  const [a, ...extra] = ctx.args.positionals;
+  if (!a || extra.length) throw new InvalidArgumentError(`Expected ${what}`);
+  return a;
+}
+
+export const imageRmCommand: Command = {
+  name: "image rm",
+  summary: "remove an image (its chunks go at the next gc)",
+  usage: "image rm ID",
+  options: [],
+  async run(ctx) {
+    const id = await (await clientFor(ctx)).removeImage(oneArg(ctx, "one image ID"));
+    ctx.out(`removed ${id}`);
+    return 0;
+  },
+};
+
+export const imageGcCommand: Command = {
+  name: "image gc",
+  summary: "delete chunks no image references",
+  usage: "image gc [--json]",
+  details: "Safe while a checkpoint or import runs: chunks they are writing are pinned.",
+  options: [json],
+  async run(ctx) {
+    const r = await (await clientFor(ctx)).gcImages();
+    ctx.out(flagBool(ctx.args, "json") ? JSON.stringify(r, null, 2) : `removed ${r.removedChunks} chunks, freed ${formatBytes(r.packBytesBefore - r.packBytesAfter)} on disk`);
+    return 0;
+  },
+};
+
+export const imageExportCommand: Command = {
+  name: "image export",
+  summary: "write an image to one self-contained file",
+  usage: "image export ID FILE|-",
+  details: "The file carries the manifest and every chunk with its hash; `autopod image import` or `autopod restore --import` read it on any host.",
+  options: [],
+  async run(ctx) {
+    const [id, file, ...extra] = ctx.args.positionals;
+    if (!id || !file || extra.length) throw new InvalidArgumentError("image export takes an image ID and a FILE (- for stdout)");
+    const n = await writeSink(file, await (await clientFor(ctx)).exportImage(id));
+    ctx.err(`exported ${formatBytes(n)}${file === "-" ? "" : ` to ${file}`}`);
+    return 0;
+  },
+};
+
+export const imageImportCommand: Command = {
+  name: "image import",
+  summary: "read an exported image into the store",
+  usage: "image import FILE|- [--json]",
+  details: "Verifies every chunk and the whole file; a truncated, corrupted or hostile file changes nothing. Chunks the store has already are skipped.",
+  options: [json],
+  async run(ctx) {
+    const r = await (await clientFor(ctx)).importImage(await openSource(oneArg(ctx, "one FILE (- for stdin)")));
+    ctx.out(flagBool(ctx.args, "json") ? JSON.stringify(r, null, 2) : r.id);
+    return 0;
+  },
+};

@@ -1,0 +1,42 @@
+import { InvalidArgumentError } from "../errors.ts";
+import { clientFor } from "./_client.ts";
+import { openSource } from "./_stream.ts";
+import { flagBool, flagString } from "./args.ts";
+import type { Command } from "./command.ts";
+
+export const restoreCommand: Command = {
+  name: "restore",
+  summary: "run a pod again from an image",
+  usage: "restore IMAGE [--name NEW] [--ip ADDR/PREFIX] [--json]\n       autopod restore --import FILE|- [--name NEW] [--ip ADDR/PREFIX]",
+  details:
+    "Brings the pod back with the memory, processes, open files, working directory, hostname, address and files it had at the checkpoint. " +
+    "TCP connections are kept when it comes back at the same address, and closed when --ip gives another. " +
+    "IMAGE is an image id or a unique prefix of one (see `autopod images`). --import reads an exported image first. " +
+    "Every chunk is verified before anything changes; a failed restore leaves the image intact.",
+  options: [
+    { name: "name", kind: "string", value: "NEW", help: "restore under another name (a second, independent pod)" },
+    { name: "ip", kind: "string", value: "ADDR/PREFIX", help: "restore at another address (closes TCP connections)" },
+    { name: "import", kind: "string", value: "FILE", help: "import an exported image (- for stdin), then restore it" },
+    { name: "json", kind: "boolean", help: "print JSON" },
+  ],
+  async run(ctx) {
+    const from = flagString(ctx.args, "import");
+    const [ref, ...extra] = ctx.args.positionals;
+    if (extra.length || (from === undefined) === (ref === undefined)) throw new InvalidArgumentError("restore takes one IMAGE id, or --import FILE");
+    const client = await clientFor(ctx);
+    let image = ref!;
+    if (from !== undefined) {
+      const imp = await client.importImage(await openSource(from));
+      image = imp.id;
+      ctx.err(`imported image ${imp.id} (${imp.newChunks} new chunks)`);
+    }
+    const r = await client.restore({ image, name: flagString(ctx.args, "name"), ip: flagString(ctx.args, "ip") });
+    if (flagBool(ctx.args, "json")) {
+      ctx.out(JSON.stringify(r, null, 2));
+    } else {
+      ctx.out(`pod "${r.pod.name}" running again: pid ${r.pod.pid}, address ${r.pod.address}; TCP connections ${r.tcp}; restore ${r.totalMs} ms (CRIU ${r.criuMs} ms)`);
+      for (const n of r.notes) ctx.err(`note: ${n}`);
+    }
+    return 0;
+  },
+};
