@@ -65,6 +65,11 @@ async function main(argv: string[]): Promise<number> {
     const { podInit } = await import("./platform/linux/pod-init.ts");
     return podInit(argv.slice(1));
   }
+  if (argv[0] === "__exec-in-cgroup") {
+    // CRIU restore born in the pod's cgroup (see platform/linux/cgroup-exec.ts); returns only on failure.
+    const { execInCgroup } = await import("./platform/linux/cgroup-exec.ts");
+    return execInCgroup(argv.slice(1));
+  }
   if (argv[0] === "agent") {
     const { runAgent } = await import("./agent/main.ts");
     return runAgent(argv.slice(1));

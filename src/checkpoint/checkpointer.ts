@@ -310,6 +310,7 @@ export class Checkpointer {
         netnsPath: target.netnsPath,
         externalMounts: externalMountsOf(record.runtime),
         tcpEstablished: tcp === "kept",
+        cgroup: target.cgroup,
         onSpawn: (pid) => this.#writeJournal({ kind: "restore", pod: name, tmp, pid: null, criuPid: pid, imageId: id, leaveRunning: false }),
       });
       const view = pods.adoptRestored(name, restored.pid);

@@ -7,6 +7,7 @@
 import { existsSync, openSync, closeSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { run, which } from "./exec.ts";
+import { selfArgv } from "./launcher.ts";
 
 /** A host bind mount inside the pod: CRIU records it by key, restore maps the key to a host path. */
 export interface ExternalMount {
@@ -43,6 +44,8 @@ export interface RestoreOptions {
   externalMounts: ExternalMount[];
   /** Keep TCP connections (same address); when false they are closed. */
   tcpEstablished: boolean;
+  /** The pod's cgroup: CRIU runs in it and leaves cgroups alone, so the processes are born there. */
+  cgroup: string | null;
   timeoutMs?: number;
   onSpawn?: (pid: number) => void;
 }
@@ -100,6 +103,7 @@ export function restoreArgv(o: RestoreOptions, netnsFd: number, pidFile: string,
     "--network-lock", "nftables",
     "--inherit-fd", `fd[${netnsFd}]:${NETNS_KEY}`,
   ];
+  if (o.cgroup) argv.push("--manage-cgroups=ignore");
   argv.push(o.tcpEstablished ? "--tcp-established" : "--tcp-close");
   for (const m of o.externalMounts) argv.push("--external", `mnt[${m.key}]:${m.hostPath}`);
   return argv;
@@ -122,7 +126,8 @@ export async function criuRestore(o: RestoreOptions): Promise<{ pid: number; dur
   const fd = openSync(o.netnsPath, "r");
   try {
     // Bun.spawn passes extra fds as stdio[3..]: the namespace is fd 3 in criu.
-    const argv = restoreArgv(o, 3, pidFile);
+    let argv = restoreArgv(o, 3, pidFile);
+    if (o.cgroup) argv = [...selfArgv(), "__exec-in-cgroup", o.cgroup, "--", ...argv];
     const started = performance.now();
     const proc = Bun.spawn(argv, { stdio: ["ignore", "pipe", "pipe", fd] });
     o.onSpawn?.(proc.pid);
