@@ -58,13 +58,14 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
     log: log.child({ part: "pods" }),
   });
   await pods.setUpHost(config.network.nat);
-  await pods.recover();
 
   // Checkpoint images: chunks in packs under <state>/store, the catalogue beside them.
   const chunks = ChunkStore.open(join(stateDir, "store"));
   const catalogue = new ImageCatalogue(chunks);
   const checkpointer = new Checkpointer({ stateDir, pods, store: chunks, catalogue, criu: config.criu, log: log.child({ part: "checkpoint" }) });
+  // Checkpoints and restores the last agent died in first: they decide those pods' states.
   await checkpointer.recover();
+  await pods.recover();
 
   const app = createLocalApp({
     pods,

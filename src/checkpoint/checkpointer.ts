@@ -223,6 +223,8 @@ export class Checkpointer {
       if (!isCommitted) {
         // The dump failed (CRIU resumed the tasks) or the image could not be stored: the pod goes on.
         if (isStopped) continuePod(target.pid);
+        // Free the partial dump first: on a full disk, recording the pod's state needs the room.
+        rmSync(tmp, { recursive: true, force: true });
         await removeNetworkLock(target.netnsPath).catch(() => []);
         pods.endCheckpoint(name, "running");
         log.warn("checkpoint failed; the pod keeps running", { pod: name, error: errorMessage(e) });
@@ -327,13 +329,12 @@ export class Checkpointer {
       return result;
     } catch (e) {
       if (prepared) {
-        const r = pods.record(name);
         await removeNetworkLock(pods.target0(name).netnsPath).catch(() => []);
         pods.abortRestore(name);
         await pods.releaseCheckpointed(name).catch(() => undefined);
-        void r;
       }
-      if (registered && !prepared) await pods.remove(name, true).catch(() => undefined);
+      // A pod made only for this restore goes; one that was checkpointed here stays checkpointed.
+      if (registered) await pods.remove(name, true).catch(() => undefined);
       log.warn("restore failed; the image is intact", { pod: name, image: id, error: errorMessage(e) });
       throw e instanceof InvalidArgumentError || e instanceof ConflictError || e instanceof NotFoundError
         ? e
@@ -358,7 +359,13 @@ export class Checkpointer {
     return this.#o.catalogue.list();
   }
 
-  /** After an agent restart: finish or undo checkpoints and restores that were running when it died. */
+  /**
+   * After an agent restart, before the pod runtime recovers: finish or undo
+   * the checkpoints and restores that were running when the agent died. A
+   * checkpoint whose image was committed ends checkpointed; any other leaves
+   * the pod running where it was. A restore that CRIU finished is adopted;
+   * any other is undone, and the image is left to retry.
+   */
   async recover(): Promise<void> {
     const { pods, catalogue, log } = this.#o;
     const dir = join(this.#o.stateDir, JOURNAL_DIR);
@@ -371,47 +378,62 @@ export class Checkpointer {
         rmSync(join(dir, f), { force: true });
         continue;
       }
-      if (j.criuPid !== null) await killCriu(j.criuPid);
-      const rec = pods.list().find((p) => p.name === j.pod);
-      if (j.kind === "checkpoint" && rec) {
-        const isImageDone = j.imageId !== null && catalogue.has(j.imageId);
-        const alive = j.pid !== null && existsSync(`/proc/${j.pid}`) && !(await waitGone(j.pid, 0));
-        if (alive && !(isImageDone && !j.leaveRunning)) {
-          // Not committed (or --leave-running): the pod goes on where it was.
-          continuePod(j.pid!);
-          const ns = pods.target0(j.pod).netnsPath;
-          await removeNetworkLock(ns).catch(() => []);
-          if (rec.phase === "checkpointing") pods.endCheckpoint(j.pod, "running");
-          log.info("an interrupted checkpoint was undone; the pod keeps running", { pod: j.pod });
-        } else if (isImageDone) {
-          if (alive) {
-            await lockNetwork(pods.target0(j.pod).netnsPath).catch(() => undefined);
-            killPod(j.pid!);
-            await waitGone(j.pid!, 10_000);
-          }
-          if (pods.record(j.pod).state === "checkpointing") pods.endCheckpoint(j.pod, "checkpointed");
-          await pods.releaseCheckpointed(j.pod).catch(() => undefined);
-          log.info("an interrupted checkpoint was completed; the pod is checkpointed", { pod: j.pod, image: j.imageId });
-        }
-      } else if (j.kind === "restore" && rec) {
-        const r = pods.record(j.pod);
-        const pidFile = join(j.tmp, "criu", "restore.pid");
-        const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : NaN;
-        if (r.state === "restoring" && Number.isInteger(pid) && pid > 0 && existsSync(`/proc/${pid}`)) {
-          // CRIU finished after the agent died: the pod runs; adopt it.
-          pods.adoptRestored(j.pod, pid);
-          log.info("adopted a pod whose restore finished while the agent was down", { pod: j.pod, pid });
-        } else if (r.state === "restoring" || r.state === "checkpointed") {
-          pods.abortRestore(j.pod);
-          await pods.releaseCheckpointed(j.pod).catch(() => undefined);
-          log.info("an interrupted restore was undone; the pod is checkpointed and can be restored again", { pod: j.pod });
-        }
+      try {
+        if (j.criuPid !== null) await killCriu(j.criuPid);
+        const rec = pods.list().find((p) => p.name === j.pod);
+        if (rec && j.kind === "checkpoint" && rec.phase === "checkpointing") await this.#recoverCheckpoint(j);
+        if (rec && j.kind === "restore" && rec.phase === "restoring") await this.#recoverRestore(j);
+      } catch (e) {
+        log.error("could not recover an interrupted checkpoint or restore", { pod: j.pod, kind: j.kind, error: errorMessage(e) });
       }
       rmSync(j.tmp, { recursive: true, force: true });
       rmSync(join(dir, f), { force: true });
     }
     // Temporary directories of work that left no journal.
     for (const t of readdirSync(join(this.#o.stateDir, "tmp"))) rmSync(join(this.#o.stateDir, "tmp", t), { recursive: true, force: true });
+    void catalogue;
+  }
+
+  async #recoverCheckpoint(j: Journal): Promise<void> {
+    const { pods, catalogue, log } = this.#o;
+    const isCommitted = j.imageId !== null && catalogue.has(j.imageId);
+    const isAlive = j.pid !== null && isProcessAlive(j.pid);
+    const netns = pods.target0(j.pod).netnsPath;
+    if (isCommitted && !j.leaveRunning) {
+      if (isAlive) {
+        await lockNetwork(netns).catch(() => undefined);
+        killPod(j.pid!);
+        await waitGone(j.pid!, 10_000);
+      }
+      pods.endCheckpoint(j.pod, "checkpointed");
+      await pods.releaseCheckpointed(j.pod);
+      log.info("finished a checkpoint the agent was killed in: the image is complete and the pod checkpointed", { pod: j.pod, image: j.imageId });
+      return;
+    }
+    if (isAlive) {
+      continuePod(j.pid!);
+      await removeNetworkLock(netns).catch(() => []);
+    }
+    pods.endCheckpoint(j.pod, "running");
+    log.info(
+      isCommitted ? "a --leave-running checkpoint was interrupted after its image was committed: the pod runs on" : "undid a checkpoint the agent was killed in: the pod runs on",
+      { pod: j.pod, image: isCommitted ? j.imageId : null },
+    );
+  }
+
+  async #recoverRestore(j: Journal): Promise<void> {
+    const { pods, log } = this.#o;
+    const pidFile = join(j.tmp, "criu", "restore.pid");
+    const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : NaN;
+    if (Number.isInteger(pid) && pid > 0 && isProcessAlive(pid)) {
+      pods.adoptRestored(j.pod, pid);
+      log.info("adopted a pod whose restore finished while the agent was down", { pod: j.pod, pid });
+      return;
+    }
+    await removeNetworkLock(pods.target0(j.pod).netnsPath).catch(() => []);
+    pods.abortRestore(j.pod);
+    await pods.releaseCheckpointed(j.pod); // kills anything half-restored in the pod's cgroup
+    log.info("undid a restore the agent was killed in: the pod is checkpointed and the image intact", { pod: j.pod, image: j.imageId });
   }
 
   #claim(name: string): void {
@@ -581,6 +603,15 @@ function round(x: number): number {
 /** The instant the dump began, from its end and duration. */
 function t0Dump(dumpMs: number, dumpEnd: number): number {
   return dumpEnd - dumpMs;
+}
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return !/\) [ZX] /.test(stat);
+  } catch {
+    return false;
+  }
 }
 
 async function killCriu(pid: number): Promise<void> {

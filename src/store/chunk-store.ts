@@ -593,8 +593,17 @@ export class ChunkWriter {
   /** Discard uncommitted chunks and release every pin. */
   abort(): void {
     if (this.#isClosed) return;
-    this.#appender.flush();
-    this.#appender.closeFiles();
+    // What is dropped need not reach the disk (and on a full disk cannot).
+    try {
+      this.#appender.flush();
+    } catch {
+      // discarded below
+    }
+    try {
+      this.#appender.closeFiles();
+    } catch {
+      // the files are dropped or cut back below
+    }
     for (const p of this.#appender.packs) {
       if (p.committed === 0) this.store.dropPack(p.id);
       else if (p.flushed > p.committed) fs.truncateSync(packPath(this.store.packDir, p.id), p.committed);

@@ -1,0 +1,153 @@
+/**
+ * Zero data loss when things go wrong around a checkpoint or restore: the
+ * agent killed in the middle, a full disk. Real CRIU, real agents; needs root.
+ * After every failure the pod runs (with its memory intact), or is safely
+ * checkpointed with a complete image: never neither.
+ */
+import { afterAll, beforeAll, describe, expect } from "bun:test";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { isRoot, rootTest } from "./_support.ts";
+import { TestHost, sh } from "./_pods.ts";
+
+const T = 240_000;
+let host: TestHost;
+
+beforeAll(async () => {
+  if (isRoot) host = await TestHost.start("f");
+}, 60_000);
+afterAll(async () => {
+  await host?.dispose();
+}, 60_000);
+
+async function ok(h: TestHost, args: string[]): Promise<string> {
+  const r = await h.cli(args, T);
+  if (r.exitCode !== 0) throw new Error(`autopod ${args.join(" ")} failed (${r.exitCode}): ${r.stderr}`);
+  return r.stdout.trim();
+}
+
+async function logOf(h: TestHost, pod: string): Promise<string> {
+  return (await h.cli(["logs", pod])).stdout;
+}
+
+async function waitForLog(h: TestHost, pod: string, re: RegExp, after = 0, timeoutMs = 30_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const text = (await logOf(h, pod)).slice(after);
+    const m = re.exec(text);
+    if (m) return m[0];
+    if (Date.now() > deadline) throw new Error(`pod ${pod} never logged ${re}: ${text.slice(-500)}`);
+    await Bun.sleep(100);
+  }
+}
+
+/** memhog's checksum of its memory, asked for with SIGUSR2. */
+async function memorySum(h: TestHost, pod: string): Promise<string> {
+  const p = await h.pod(pod);
+  const before = (await logOf(h, pod)).length;
+  process.kill(p.pid!, "SIGUSR2");
+  return (await waitForLog(h, pod, /sum [0-9a-f]+/, before)).split(" ")[1]!;
+}
+
+/** The state of a process as /proc says it: R, S, T (stopped), Z ... */
+function procState(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  return stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+}
+
+/** After a failure: running and not stopped, with the same memory; or checkpointed with an image that restores it. */
+async function expectRunningOrCheckpointed(h: TestHost, pod: string, sum: string): Promise<"running" | "checkpointed"> {
+  const p = await h.pod(pod);
+  if (p.state === "running") {
+    expect(procState(p.pid!)).not.toBe("T");
+    expect(await memorySum(h, pod)).toBe(sum);
+    return "running";
+  }
+  expect(p.state).toBe("checkpointed");
+  const images = JSON.parse(await ok(h, ["images", "--json"])).filter((i: { pod: string }) => i.pod === pod);
+  expect(images.length).toBeGreaterThan(0);
+  await ok(h, ["restore", images[images.length - 1].id]);
+  expect(await memorySum(h, pod)).toBe(sum);
+  return "checkpointed";
+}
+
+describe("the agent killed", () => {
+  rootTest("during a checkpoint: afterwards the pod runs, or is checkpointed with a complete image", async () => {
+    const outcomes: string[] = [];
+    for (const [i, delay] of [10, 120, 350, 800, 1600].entries()) {
+      const pod = `kc${i}`;
+      await host.run(pod, ["/usr/local/bin/memhog", "192"]);
+      await waitForLog(host, pod, /ready/);
+      const sum = await memorySum(host, pod);
+      const cp = host.cli(["checkpoint", pod], T);
+      await Bun.sleep(delay);
+      await host.killAgent("SIGKILL");
+      await cp;
+      await host.startAgent();
+      outcomes.push(`${delay}ms: ${await expectRunningOrCheckpointed(host, pod, sum)}`);
+      expect(readdirSync(join(host.stateDir, "tmp"))).toEqual([]);
+      await ok(host, ["rm", "--force", pod]);
+    }
+    console.log(`checkpoint interrupted at: ${outcomes.join(", ")}`);
+  }, T);
+
+  rootTest("during a restore: afterwards the image is intact, the pod is not half-alive, and a retry works", async () => {
+    const outcomes: string[] = [];
+    for (const [i, delay] of [10, 150, 400, 900].entries()) {
+      const pod = `kr${i}`;
+      await host.run(pod, ["/usr/local/bin/memhog", "192"]);
+      await waitForLog(host, pod, /ready/);
+      const sum = await memorySum(host, pod);
+      const id = await ok(host, ["checkpoint", pod]);
+      const rs = host.cli(["restore", id], T);
+      await Bun.sleep(delay);
+      await host.killAgent("SIGKILL");
+      await rs;
+      await host.startAgent();
+      const p = await host.pod(pod);
+      if (p.state === "checkpointed") {
+        // Not half-alive: nothing of the pod runs.
+        const cg = host.podCgroups().find((d) => d.endsWith(`/${pod}`));
+        if (cg && existsSync(join(cg, "cgroup.procs"))) expect(readFileSync(join(cg, "cgroup.procs"), "utf8").trim()).toBe("");
+      }
+      expect(JSON.parse(await ok(host, ["images", "--json"])).map((x: { id: string }) => x.id)).toContain(id);
+      outcomes.push(`${delay}ms: ${await expectRunningOrCheckpointed(host, pod, sum)}`);
+      await ok(host, ["rm", "--force", pod]);
+    }
+    console.log(`restore interrupted at: ${outcomes.join(", ")}`);
+  }, T);
+});
+
+describe("a full disk during a checkpoint", () => {
+  rootTest("leaves the pod running and no partial image", async () => {
+    const small = await TestHost.start("s");
+    try {
+      // The state directory on a 200 MiB tmpfs: a 128 MiB pod passes the free-space
+      // check, but its dump plus its chunks do not fit.
+      await small.killAgent("SIGTERM");
+      const m = await sh(["mount", "-t", "tmpfs", "-o", "size=200m,mode=0700", "autopod-test-full", small.stateDir]);
+      expect(m.exitCode).toBe(0);
+      await small.startAgent();
+      await small.run("big", ["/usr/local/bin/memhog", "128"]);
+      await waitForLog(small, "big", /ready/);
+      const sum = await memorySum(small, "big");
+      const r = await small.cli(["checkpoint", "big"], T);
+      expect(r.exitCode).not.toBe(0);
+      expect(r.stderr).toMatch(/No space left on device|ENOSPC|disk is full|Not enough free space/);
+      expect(r.stderr).toContain("the pod keeps running");
+      const p = await small.pod("big");
+      expect(p.state).toBe("running");
+      expect(procState(p.pid!)).not.toBe("T");
+      expect(await memorySum(small, "big")).toBe(sum);
+      expect(JSON.parse(await ok(small, ["images", "--json"]))).toEqual([]);
+      expect(readdirSync(join(small.stateDir, "tmp"))).toEqual([]);
+      // The space is back: a checkpoint of a smaller pod works.
+      await ok(small, ["rm", "--force", "big"]);
+      await small.run("little", ["/usr/local/bin/memhog", "8"]);
+      await waitForLog(small, "little", /ready/);
+      await ok(small, ["checkpoint", "little"]);
+    } finally {
+      await small.dispose();
+    }
+  }, T);
+});
