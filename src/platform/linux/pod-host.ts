@@ -1,5 +1,5 @@
 /** The Linux PodHost: namespaces, mounts, cgroups and processes for pods. */
-import { existsSync, mkdirSync, readFileSync, realpathSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { podEnvironment, type PodMount, type PodRuntimeInfo, type PodSpec } from "../../pods/pod.ts";
 import type { PodHost } from "../pod-host.ts";
@@ -65,7 +65,13 @@ export const linuxPodHost: PodHost = {
     const h = cgroup.memoryHierarchy();
     if (!h) throw new Error("This host has no memory cgroup controller");
     // A leftover of an earlier pod of the same name, now empty, must not carry its counters over.
-    if (existsSync(dir) && cgroup.cgroupPids(dir).length === 0) rmSync(dir, { recursive: false, force: true });
+    if (existsSync(dir) && cgroup.cgroupPids(dir).length === 0) {
+      try {
+        rmdirSync(dir); // rmSync refuses directories (EISDIR); an empty cgroup goes with rmdir
+      } catch {
+        // busy (a child cgroup): keep it, counters and all
+      }
+    }
     cgroup.createPodCgroup(h, dir, limitBytes);
   },
   readMemory(dir) {
