@@ -5,6 +5,8 @@ export { StatusReportSchema, CheckReportSchema, ReasonSchema } from "./report-sc
 export { formatPrometheus } from "./prometheus.ts";
 export { formatTable } from "./table.ts";
 export { statusWatchPaths } from "./watch-paths.ts";
+export { StatusService, formatServiceMetrics, type StatusSnapshot, type StatusServiceOptions, type RefreshReason } from "./service.ts";
+export { PathWatcher } from "./watch.ts";
 export { hostPaths, type HostPaths } from "./host-paths.ts";
 export { VERDICTS, worstVerdict, isVerdict, type Verdict } from "./verdict.ts";
 export type { Checker, CheckOptions, CheckResult, Reason, Runner } from "./checker.ts";
