@@ -22,7 +22,7 @@ import type { PodRuntime } from "../pods/runtime.ts";
 import type { ChunkStore } from "../store/chunk-store.ts";
 import type { ImageCatalogue, ImageInfo } from "../store/image-catalogue.ts";
 import { VERSION } from "../version.ts";
-import { FORMAT_VERSION, type FileEntry, type Manifest } from "./manifest.ts";
+import { FORMAT_VERSION, logicalBytes, type FileEntry, type Manifest } from "./manifest.ts";
 import { captureTree, materializeTree } from "./tree.ts";
 
 export interface CheckpointerOptions {
@@ -213,7 +213,7 @@ export class Checkpointer {
         dumpMs: round(dump.durationMs),
         captureMs: round(performance.now() - tDump),
         totalMs: round(total),
-        logicalBytes: manifest.criu.concat(manifest.rootfs).reduce((n, e) => n + e.size, 0),
+        logicalBytes: logicalBytes(manifest),
         newBytes,
         newChunks,
       };
@@ -279,7 +279,8 @@ export class Checkpointer {
       // 2. The pod's record, layer, address, net namespace and root.
       const address = req.ip ?? spec.ip;
       if (!existing) {
-        await pods.registerCheckpointed({
+        await pods
+          .registerCheckpointed({
           name,
           rootfs,
           cmd: spec.command,
@@ -287,9 +288,15 @@ export class Checkpointer {
           hostname: spec.hostname ?? name,
           address,
           volumes,
-          memoryBytes: spec.limits?.memoryBytes ?? null,
-          workdir: spec.workdir ?? "/",
-        });
+            memoryBytes: spec.limits?.memoryBytes ?? null,
+            workdir: spec.workdir ?? "/",
+          })
+          .catch((e: unknown) => {
+            if (req.ip === undefined && /outside the pod subnet|in use by another pod/.test(errorMessage(e))) {
+              throw new InvalidArgumentError(`${errorMessage(e)}: restore it at another address of this host with --ip ADDR/PREFIX`);
+            }
+            throw e;
+          });
         registered = true;
       } else if (req.ip && req.ip !== existing.address) {
         throw new InvalidArgumentError(`Pod "${name}" exists with address ${existing.address}: restore it under a new name to use ${req.ip}`);
