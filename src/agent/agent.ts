@@ -77,7 +77,8 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   let server: ReturnType<typeof Bun.serve>;
   try {
     // idleTimeout is typed for TCP only, but Bun applies it to unix sockets too.
-    const options = { unix: socket, fetch: app.fetch, idleTimeout: IDLE_TIMEOUT_SECONDS };
+    // Imports stream in: Bun's default body cap (128 MiB) would refuse any real image.
+    const options = { unix: socket, fetch: app.fetch, idleTimeout: IDLE_TIMEOUT_SECONDS, maxRequestBodySize: Number.MAX_SAFE_INTEGER };
     server = Bun.serve(options as unknown as Parameters<typeof Bun.serve>[0]);
   } finally {
     process.umask(umask);
