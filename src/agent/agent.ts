@@ -7,6 +7,8 @@ import { chmodSync, closeSync, existsSync, mkdirSync, openSync, realpathSync, un
 import { dirname, join } from "node:path";
 import { createLocalApp, IDLE_TIMEOUT_SECONDS } from "../api/local/app.ts";
 import { addImageRoutes } from "../api/local/image-routes.ts";
+import { addStatusRoutes } from "../api/local/status-routes.ts";
+import { collectStatus, hostPaths, StatusService, statusWatchPaths } from "../status/index.ts";
 import { Checkpointer } from "../checkpoint/checkpointer.ts";
 import { ChunkStore } from "../store/chunk-store.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
@@ -67,10 +69,19 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   await checkpointer.recover();
   await pods.recover();
 
+  // Patch status: the latest report, refreshed on a schedule and when the package database changes.
+  const statusPaths = hostPaths({ root: config.status.root });
+  const status = new StatusService({
+    collect: () => collectStatus({ paths: statusPaths, lockTimeoutMs: config.status.lock_timeout_seconds * 1000 }),
+    refreshSeconds: config.status.refresh_seconds,
+    watchPaths: statusWatchPaths(statusPaths),
+    log: log.child({ part: "status" }),
+  });
+
   const app = createLocalApp({
     pods,
     log,
-    routes: [(a) => addImageRoutes(a, { checkpointer, catalogue })],
+    routes: [(a) => addImageRoutes(a, { checkpointer, catalogue }), (a) => addStatusRoutes(a, { status })],
     info: { version: VERSION, pid: process.pid, stateDir, socket, bridge: config.network.bridge, subnet: config.network.subnet },
   });
   const umask = process.umask(0o177);
@@ -84,6 +95,7 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
     process.umask(umask);
   }
   chmodSync(socket, 0o600);
+  status.start(); // the first collection runs in the background
 
   const reaper = setInterval(() => {
     try {
@@ -100,6 +112,7 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
     if (stopping) return done;
     stopping = true;
     clearInterval(reaper);
+    status.stop();
     await server.stop(true);
     try {
       unlinkSync(socket);

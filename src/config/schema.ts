@@ -54,6 +54,9 @@ export const ConfigSchema = z
       .object({
         refresh_seconds: z.number().int().min(60).max(86400).default(3600).describe("how often the agent refreshes the patch status"),
         lock_timeout_seconds: z.number().min(0.1).max(600).default(10).describe("give up waiting for the package manager's lock after this"),
+        root: absPath
+          .default("/")
+          .describe("root of the system the status checks inspect (package databases, /boot, /run); /proc and /sys are always the running system's"),
       })
       .strict()
       .prefault({}),

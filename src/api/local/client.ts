@@ -10,6 +10,7 @@ import type { ImportResult } from "../../checkpoint/export.ts";
 import type { PodView } from "../../pods/pod.ts";
 import type { GcResult } from "../../store/chunk-store.ts";
 import type { ImageInfo } from "../../store/image-catalogue.ts";
+import type { StatusSnapshot } from "../../status/service.ts";
 import type { CreatePodRequest } from "../../pods/validate.ts";
 import type { AgentInfo } from "./app.ts";
 import { decodeFrames, exitCodeOf, FRAME } from "./exec-frames.ts";
@@ -116,6 +117,18 @@ export class LocalClient {
   async importImage(source: ReadableStream<Uint8Array>): Promise<ImportResult> {
     const res = await this.#fetch("POST", "/v1/images/import", source, "application/x-autopod-image");
     return ((await res.json()) as { import: ImportResult }).import;
+  }
+
+  // ---- Status ----------------------------------------------------------------------------
+
+  /** The agent's cached status report and its state; with refresh, a fresh report (waits for it). */
+  async status(refresh = false): Promise<StatusSnapshot> {
+    return (await this.#json<{ status: StatusSnapshot }>("GET", `/v1/status${refresh ? "?refresh=true" : ""}`)).status;
+  }
+
+  /** The cached report as Prometheus text, with the status service's own gauges. */
+  async statusMetrics(): Promise<string> {
+    return (await this.#fetch("GET", "/v1/status/metrics")).text();
   }
 
   async #json<T>(method: string, path: string, body?: unknown): Promise<T> {
