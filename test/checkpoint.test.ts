@@ -176,6 +176,34 @@ describe("checkpoint and restore", () => {
   }, T);
 });
 
+describe("volumes", () => {
+  rootTest("travel with the image by default, never overwrite a changed host directory, and can be excluded", async () => {
+    const { mkdirSync, writeFileSync } = await import("node:fs");
+    const vol = join(scratch, "vol-data");
+    const shared = join(scratch, "vol-shared");
+    mkdirSync(vol, { recursive: true });
+    mkdirSync(shared, { recursive: true });
+    writeFileSync(join(vol, "seed"), "from the host\n");
+    await host.run("vols", ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i >> /data/counter; sleep 0.02; done"], ["--volume", `${vol}:/data`, "--volume", `${shared}:/shared`]);
+    await Bun.sleep(400);
+    const file = join(scratch, "vols.img");
+    const id = (await ok(host, ["checkpoint", "vols", "--exclude-volume", "/shared", "--export", file])).split("\n")[0]!;
+    await ok(host, ["restore", id]);
+    await Bun.sleep(300);
+    const lines = readFileSync(join(vol, "counter"), "utf8").split("\n").filter(Boolean).map(Number);
+    expectContiguous(lines);
+    // The other host shares this machine's files, and the volume has moved on since the
+    // checkpoint: the restore leaves it alone and gives the pod the image's copy, and says so.
+    const r = await other.cli(["restore", "--import", file, "--name", "vols-moved", "--ip", `${other.prefix}.20/24`], T);
+    expect(r.exitCode).toBe(0);
+    await Bun.sleep(300);
+    const moved = await other.cli(["exec", "vols-moved", "--", "cat", "/data/seed"]);
+    expect(moved.stdout).toBe("from the host\n");
+    expectContiguous((await other.cli(["exec", "vols-moved", "--", "cat", "/data/counter"])).stdout.split("\n").filter(Boolean).map(Number));
+    expect(r.stderr).toContain("changed since the checkpoint");
+  }, T);
+});
+
 describe("checkpoint and restore refuse bad input and keep the pod", () => {
   rootTest("unknown or stopped pods, unknown images, taken names", async () => {
     let r = await host.cli(["checkpoint", "nosuch"]);

@@ -462,16 +462,8 @@ export class Checkpointer {
 
   /** Refuse, before touching anything, an image this host cannot run. */
   #checkHost(m: Manifest, criuVersion: string): void {
-    const have = parseVersion(criuVersion)!;
-    const made = m.criuVersion ? parseVersion(m.criuVersion) : null;
-    if (made && compareVersions(have, made) < 0) {
-      throw new PreconditionError(`Image was made by CRIU ${m.criuVersion}; this host has CRIU ${criuVersion}, which may not read it: upgrade CRIU here`);
-    }
-    const host = new Set(cpuFlags());
-    const missing = m.cpuFlags.filter((f) => !host.has(f) && RELEVANT_CPU_FLAGS.has(f));
-    if (missing.length) {
-      throw new PreconditionError(`This host's CPU lacks features the image's processes may use: ${missing.join(", ")}; restore on a host with them`);
-    }
+    const why = whyHostCannotRestore(m, criuVersion, cpuFlags());
+    if (why) throw new PreconditionError(why);
   }
 
   /** The base root for a restored pod: the recorded path when it holds the same files, else a copy from the image. */
@@ -553,6 +545,19 @@ function podSpecForManifest(r: PodRecord): Manifest["pod"] {
     workdir: s.workdir,
   };
   return spec as unknown as Manifest["pod"];
+}
+
+/** Why this host cannot restore an image (CRIU too old for it, CPU features missing), or null. */
+export function whyHostCannotRestore(m: Pick<Manifest, "criuVersion" | "cpuFlags">, criuVersion: string, hostFlags: readonly string[]): string | null {
+  const have = parseVersion(criuVersion);
+  const made = m.criuVersion ? parseVersion(m.criuVersion) : null;
+  if (have && made && compareVersions(have, made) < 0) {
+    return `The image was made by CRIU ${m.criuVersion}; this host has CRIU ${criuVersion}, which may not read it: upgrade CRIU here`;
+  }
+  const host = new Set(hostFlags);
+  const missing = m.cpuFlags.filter((f) => !host.has(f) && RELEVANT_CPU_FLAGS.has(f));
+  if (missing.length) return `This host's CPU lacks features the image's processes may use: ${missing.join(", ")}; restore it on a host that has them`;
+  return null;
 }
 
 /** CPU features a restored process may have chosen code paths by (glibc's hwcaps and friends). */

@@ -1,0 +1,19 @@
+import { expect, test } from "bun:test";
+import { cpuFlags, whyHostCannotRestore } from "./checkpointer.ts";
+
+test("a host with an older CRIU, or without a CPU feature the image's processes may use, is refused", () => {
+  const m = { criuVersion: "4.2.1", cpuFlags: ["avx2", "avx512f", "fpu", "sse4_2"] };
+  expect(whyHostCannotRestore(m, "4.2.1", ["avx2", "avx512f", "sse4_2"])).toBeNull();
+  expect(whyHostCannotRestore(m, "4.3", ["avx2", "avx512f", "sse4_2"])).toBeNull();
+  expect(whyHostCannotRestore(m, "4.1.1", ["avx2", "avx512f", "sse4_2"])).toContain("made by CRIU 4.2.1; this host has CRIU 4.1.1");
+  // fpu is not a flag code paths are chosen by: its absence does not matter.
+  expect(whyHostCannotRestore(m, "4.2.1", ["avx2", "sse4_2"])).toBe(
+    "This host's CPU lacks features the image's processes may use: avx512f; restore it on a host that has them",
+  );
+});
+
+test("cpuFlags reads /proc/cpuinfo's flags line", () => {
+  expect(cpuFlags("processor\t: 0\nflags\t\t: fpu sse4_2 avx2\nbugs\t\t: spectre_v1\n")).toEqual(["avx2", "fpu", "sse4_2"]);
+  expect(cpuFlags("")).toEqual([]);
+  expect(cpuFlags().length).toBeGreaterThan(0);
+});
