@@ -356,10 +356,11 @@ export class Checkpointer {
   /** A full image id from a unique prefix of at least 4 hex digits. */
   resolveImage(ref: string): string {
     if (!/^[0-9a-f]{4,64}$/.test(ref)) throw new InvalidArgumentError(`"${ref}" is not an image id (4 to 64 hex digits)`);
-    const matches = this.#o.catalogue.list().filter((i) => i.id.startsWith(ref));
+    // By id alone: listing images reads every manifest.
+    const matches = this.#o.catalogue.idsStartingWith(ref);
     if (matches.length === 0) throw new NotFoundError(`No image "${ref}": see \`autopod images\``);
-    if (matches.length > 1) throw new InvalidArgumentError(`Image id "${ref}" is ambiguous: ${matches.map((m) => m.id.slice(0, 12)).join(", ")}`);
-    return matches[0]!.id;
+    if (matches.length > 1) throw new InvalidArgumentError(`Image id "${ref}" is ambiguous: ${matches.map((m) => m.slice(0, 12)).join(", ")}`);
+    return matches[0]!;
   }
 
   images(): ImageInfo[] {
@@ -449,8 +450,7 @@ export class Checkpointer {
   }
 
   #latestImageOf(pod: string): string | null {
-    const mine = this.#o.catalogue.list().filter((i) => i.pod === pod);
-    return mine.length ? mine[mine.length - 1]!.id : null;
+    return this.#o.catalogue.latestOf(pod);
   }
 
   #checkFreeSpace(r: PodRecord, what: string): void {

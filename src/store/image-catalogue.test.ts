@@ -92,6 +92,19 @@ describe("ImageCatalogue", () => {
     expect(() => cat.manifest(id)).toThrow(`The manifest of image ${id} is corrupt`);
   });
 
+  test("ids by prefix and a pod's latest image, without reading manifests", () => {
+    const a = cat.addManifest(sampleManifest({ pod: { name: "p", command: ["sh"] }, createdAt: "2026-01-01T00:00:00.000Z" }));
+    const b = cat.addManifest(sampleManifest({ pod: { name: "p", command: ["sh"] }, createdAt: "2026-01-02T00:00:00.000Z" }));
+    const c = cat.addManifest(sampleManifest({ pod: { name: "q", command: ["sh"] }, createdAt: "2026-01-03T00:00:00.000Z" }));
+    expect(cat.idsStartingWith(a.slice(0, 8))).toEqual([a]);
+    expect(cat.idsStartingWith(a)).toEqual([a]);
+    expect(cat.idsStartingWith("").sort()).toEqual([a, b, c].sort());
+    expect(cat.idsStartingWith("zz")).toEqual([]);
+    expect(cat.latestOf("p")).toBe(b);
+    expect(cat.latestOf("q")).toBe(c);
+    expect(cat.latestOf("nosuch")).toBeNull();
+  });
+
   test("adding the same manifest twice gives the same id and one row", () => {
     const bytes = encodeManifest(sampleManifest());
     expect(cat.add(bytes)).toBe(cat.add(bytes));

@@ -91,6 +91,23 @@ export class ImageCatalogue {
     return this.add(encodeManifest(manifest), writer);
   }
 
+  /** Ids of the images whose id starts with `prefix` (hex), without reading any manifest. */
+  idsStartingWith(prefix: string): string[] {
+    if (!/^[0-9a-f]{0,64}$/.test(prefix)) return [];
+    return this.store.db
+      .query<{ id: string }, [string]>("SELECT id FROM images WHERE id >= ?1 AND substr(id, 1, length(?1)) = ?1 ORDER BY id LIMIT 16")
+      .all(prefix)
+      .map((r) => r.id);
+  }
+
+  /** The newest image of a pod (the parent of its next checkpoint), or null. */
+  latestOf(pod: string): string | null {
+    const row = this.store.db
+      .query<{ id: string }, [string]>("SELECT id FROM images WHERE pod = ? ORDER BY created_at DESC, seq DESC LIMIT 1")
+      .get(pod);
+    return row?.id ?? null;
+  }
+
   has(id: string): boolean {
     return isHexHash(id) && this.store.db.query("SELECT 1 FROM images WHERE id = ?").get(id) !== null;
   }
