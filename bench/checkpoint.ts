@@ -1,0 +1,384 @@
+#!/usr/bin/env bun
+/**
+ * Checkpoint and restore figures, as JSON on stdout, measured in one run:
+ *   node_modules/.bin/bun bench/checkpoint.ts [--mib 1024] [--runs 2]
+ * (root; uses dist/autopod: run `node_modules/.bin/bun build.ts` first).
+ *
+ * A test host (a net namespace with its own agent and state directory) runs
+ * pods of `memhog MIB` (MIB MiB of random bytes). On the same pod, to the same
+ * disk (the agent's state directory):
+ * - raw `criu dump --leave-running`, with the agent's own flags (dumpArgv:
+ *   external net namespace, external mounts, TCP, network lock), against
+ *   `autopod checkpoint` (stop, and --leave-running), as ratios. A raw dump
+ *   leaves its 1 GiB dirty in the page cache; autopod's commit is durable
+ *   (fsync), so the raw dump is also timed with an fsync of its files;
+ * - raw `criu restore` of that raw dump, into a root, net namespace and
+ *   external mounts made by hand like the agent's, against `autopod restore`;
+ * - the freeze of --leave-running; hashing throughput; the bytes a second
+ *   checkpoint stores after 1% of memory changed (SIGUSR1); export and import
+ *   throughput (import into a second, empty agent).
+ * Every phase figure (dumpMs, captureMs, materializeMs, criuMs) is the
+ * agent's own report. Everything made is removed at the end.
+ */
+import { Database } from "bun:sqlite";
+import { closeSync, existsSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { cpus, tmpdir } from "node:os";
+import { join } from "node:path";
+import { dumpArgv, restoreArgv } from "../src/platform/linux/criu-runner.ts";
+import { criuVersion, findCriu } from "../src/platform/linux/criu.ts";
+import { memoryHierarchy } from "../src/platform/linux/cgroup.ts";
+import { reapIfExited, setChildSubreaper } from "../src/platform/linux/libc.ts";
+import { killPod, waitGone } from "../src/platform/linux/pod-procs.ts";
+import { externalMountsOf, type PodRecord } from "../src/pods/pod.ts";
+import { sha256 } from "../src/store/hash.ts";
+import { DIST } from "../test/_support.ts";
+import { sh, testRootfs, TestHost } from "../test/_pods.ts";
+import { round, summary } from "./_stats.ts";
+
+const args = process.argv.slice(2);
+const arg = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
+};
+const MIB = Number(arg("mib", "1024"));
+const RUNS = Math.max(1, Number(arg("runs", "2")));
+
+if (process.getuid?.() !== 0) {
+  console.error("bench/checkpoint.ts needs root (namespaces, mounts, CRIU)");
+  process.exit(1);
+}
+if (!existsSync(DIST)) {
+  console.error(`${DIST} is missing: run \`node_modules/.bin/bun build.ts\` first`);
+  process.exit(1);
+}
+const CRIU = findCriu();
+if (!CRIU) {
+  console.error("CRIU is not installed (scripts/install-criu.sh)");
+  process.exit(1);
+}
+// Trees restored by hand with `criu restore -d` become ours to reap.
+setChildSubreaper();
+
+const rootfs = testRootfs();
+const mbps = (bytes: number, ms: number) => Math.round(bytes / 1e6 / (ms / 1000));
+const log = (s: string) => console.error(`[bench/checkpoint] ${s}`);
+
+let host = null as TestHost | null;
+let other = null as TestHost | null;
+const work = mkdtempSync(join(tmpdir(), "autopod-bench-ckpt-"));
+/** Cleanups for what the bench makes by hand (raw restores), newest first. */
+const undo: Array<() => Promise<void>> = [];
+
+async function ok(h: TestHost, a: string[]): Promise<{ out: string; ms: number }> {
+  const t = performance.now();
+  const r = await h.cli(a, 600_000);
+  const ms = performance.now() - t;
+  if (r.exitCode !== 0) throw new Error(`autopod ${a.join(" ")} failed (${r.exitCode}): ${r.stderr}`);
+  return { out: r.stdout.trim(), ms };
+}
+
+async function logs(h: TestHost, pod: string): Promise<string> {
+  return (await h.cli(["logs", pod])).stdout;
+}
+
+async function waitForLog(h: TestHost, pod: string, re: RegExp, timeoutMs = 120_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const out = await logs(h, pod);
+    const m = out.match(re);
+    if (m) return m[0];
+    if (Date.now() > deadline) throw new Error(`pod ${pod} never logged ${re}: ${out}`);
+    await Bun.sleep(100);
+  }
+}
+
+/** memhog's checksum of its memory: SIGUSR2, then the newest "sum" line. */
+async function checksum(h: TestHost, pod: string): Promise<string> {
+  const before = (await logs(h, pod)).split("\n").filter((l) => l.startsWith("sum ")).length;
+  process.kill((await h.pod(pod)).pid!, "SIGUSR2");
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    const sums = (await logs(h, pod)).split("\n").filter((l) => l.startsWith("sum "));
+    if (sums.length > before) return sums[sums.length - 1]!;
+    if (Date.now() > deadline) throw new Error(`pod ${pod} printed no checksum`);
+    await Bun.sleep(100);
+  }
+}
+
+/** The agent's record of a pod (its runtime: mounts, layer, net namespace). */
+function record(h: TestHost, pod: string): PodRecord {
+  const db = new Database(join(h.stateDir, "autopod.db"), { readonly: true });
+  try {
+    const row = db.query<{ record: string }, [string]>("SELECT record FROM pods WHERE name = ?").get(pod);
+    if (!row) throw new Error(`no record of pod ${pod}`);
+    return JSON.parse(row.record) as PodRecord;
+  } finally {
+    db.close();
+  }
+}
+
+function fsyncTree(dir: string): void {
+  for (const name of readdirSync(dir)) {
+    const fd = openSync(join(dir, name), "r");
+    try {
+      fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+  const fd = openSync(dir, "r");
+  try {
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function dirBytes(dir: string): number {
+  return readdirSync(dir).reduce((n, f) => n + statSync(join(dir, f)).size, 0);
+}
+
+/**
+ * `criu dump --leave-running` of a running pod by hand, with the agent's flags,
+ * into the agent's state directory (the store's disk). Then the same dump made
+ * durable (fdatasync of its files), timed apart, so no dirty page cache spills
+ * into the next measurement.
+ */
+async function rawDump(h: TestHost, pod: string, dir: string): Promise<{ dumpMs: number; syncMs: number; bytes: number }> {
+  const p = await h.pod(pod);
+  const rec = record(h, pod);
+  const netnsInode = statSync(`/proc/${p.pid}/ns/net`).ino;
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const argv = dumpArgv({ criu: CRIU!, pid: p.pid!, imagesDir: dir, netnsInode, externalMounts: externalMountsOf(rec.runtime), leave: "running" });
+  const t = performance.now();
+  const r = await sh(argv, { timeoutMs: 600_000 });
+  const dumpMs = performance.now() - t;
+  if (r.exitCode !== 0) throw new Error(`raw criu dump failed (${r.exitCode}): ${r.stderr}\n${readFileSync(join(dir, "dump.log"), "utf8").split("\n").filter((l) => l.includes("Error")).join("\n")}`);
+  const t2 = performance.now();
+  fsyncTree(dir);
+  return { dumpMs, syncMs: performance.now() - t2, bytes: dirBytes(dir) };
+}
+
+/** SHA-256 of 4 KiB pages, natively, on one thread. */
+async function hashThroughput(bytes: number): Promise<Record<string, number>> {
+  const buf = new Uint8Array(bytes);
+  for (let i = 0; i < bytes; i += 65536) crypto.getRandomValues(buf.subarray(i, i + 65536));
+  const t = performance.now();
+  for (let o = 0; o < bytes; o += 4096) sha256(buf.subarray(o, o + 4096));
+  return { pageSha256OneThreadMBps: mbps(bytes, performance.now() - t) };
+}
+
+let rawSeq = 0;
+
+/**
+ * `criu restore -d` of a raw dump by hand, as the agent restores: the pod's
+ * layer (copied) over its base as an overlay root, a fresh net namespace passed
+ * with --inherit-fd, the external mounts mapped. Returns CRIU's wall time, and
+ * removes the restored tree and what was made for it.
+ */
+async function rawRestore(rec: PodRecord, dumpDir: string): Promise<number> {
+  const n = rawSeq++;
+  const base = join(work, `raw-root-${n}`);
+  const upper = join(base, "upper");
+  const root = join(base, "root");
+  mkdirSync(join(base, "work"), { recursive: true });
+  mkdirSync(root);
+  const cp = await sh(["cp", "-a", join(rec.runtime.layerDir, "upper"), upper]);
+  if (cp.exitCode !== 0) throw new Error(`cp: ${cp.stderr}`);
+  const m = await sh(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=${rec.spec.rootfs},upperdir=${upper},workdir=${join(base, "work")}`, root]);
+  if (m.exitCode !== 0) throw new Error(`mount overlay: ${m.stderr}`);
+  const ns = `apbench-raw-${process.pid % 10000}-${n}`;
+  await sh(["ip", "netns", "add", ns]);
+  // Like the agent: CRIU runs in a memory cgroup of its own and leaves cgroups alone.
+  const cg = join(memoryHierarchy()?.mountpoint ?? "/sys/fs/cgroup/memory", ns);
+  mkdirSync(cg, { recursive: true });
+  const cleanup = async (pid: number | null) => {
+    if (pid !== null) {
+      killPod(pid);
+      await waitGone(pid, 10_000);
+      reapIfExited(pid);
+    }
+    await sh(["umount", "-l", root]);
+    await sh(["ip", "netns", "del", ns]);
+    for (let i = 0; i < 100 && existsSync(cg); i++) {
+      await sh(["rmdir", cg]);
+      if (existsSync(cg)) await Bun.sleep(20);
+    }
+    rmSync(base, { recursive: true, force: true });
+  };
+  let pid: number | null = null;
+  undo.push(() => cleanup(pid));
+  const pidFile = join(dumpDir, `raw-restore-${n}.pid`);
+  rmSync(pidFile, { force: true });
+  const fd = openSync(`/run/netns/${ns}`, "r");
+  try {
+    const argv = restoreArgv(
+      { criu: CRIU!, imagesDir: dumpDir, root, netnsPath: `/run/netns/${ns}`, externalMounts: externalMountsOf(rec.runtime), tcpEstablished: false, cgroup: cg },
+      3,
+      pidFile,
+      `raw-restore-${n}.log`,
+    );
+    argv.unshift("sh", "-c", 'echo 0 > "$0/cgroup.procs" && exec "$@"', cg);
+    const t = performance.now();
+    const proc = Bun.spawn(argv, { stdio: ["ignore", "pipe", "pipe", fd] });
+    const [, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    const ms = performance.now() - t;
+    if (code !== 0) throw new Error(`raw criu restore failed (${code}): ${stderr}`);
+    pid = Number(readFileSync(pidFile, "utf8").trim());
+    undo.pop();
+    await cleanup(pid);
+    return ms;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+interface CheckpointJson {
+  id: string;
+  parent: string | null;
+  freezeMs: number;
+  dumpMs: number;
+  captureMs: number;
+  totalMs: number;
+  logicalBytes: number;
+  newBytes: number;
+  newChunks: number;
+  phases?: Record<string, number>;
+}
+
+async function main() {
+  const kernel = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
+  const out: Record<string, unknown> = {
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, kernel, criu: await criuVersion(CRIU!), bun: Bun.version },
+    mib: MIB,
+    runs: RUNS,
+  };
+  log(`hashing throughput`);
+  out.hashing = await hashThroughput(256 << 20);
+
+  host = await TestHost.start("bk");
+  other = await TestHost.start("bi");
+  const rawDir = join(host.stateDir, "bench-raw");
+
+  // ---- --leave-running: raw dump vs checkpoint, freeze, and the 1% second checkpoint ----
+  log(`pod lr: memhog ${MIB}`);
+  await host.run("lr", ["/usr/local/bin/memhog", String(MIB)]);
+  await waitForLog(host, "lr", /ready/);
+  const lrRaw = [];
+  for (let i = 0; i < RUNS; i++) lrRaw.push(await rawDump(host, "lr", join(rawDir, "lr")));
+  rmSync(join(rawDir, "lr"), { recursive: true, force: true });
+  log("checkpoint lr --leave-running");
+  const lr1 = await ok(host, ["checkpoint", "lr", "--leave-running", "--json"]);
+  const lrFirst = JSON.parse(lr1.out) as CheckpointJson;
+  await sh(["sync", "-f", host.stateDir]);
+  process.kill((await host.pod("lr")).pid!, "SIGUSR1");
+  await waitForLog(host, "lr", /changed \d+ pages/);
+  log("checkpoint lr --leave-running, after 1% changed");
+  const lr2 = await ok(host, ["checkpoint", "lr", "--leave-running", "--json"]);
+  const lrSecond = JSON.parse(lr2.out) as CheckpointJson;
+  await ok(host, ["rm", "--force", "lr"]);
+
+  // ---- stop: raw dump vs checkpoint; raw restore vs restore; export, import ----
+  log(`pod stop: memhog ${MIB}`);
+  await host.run("stop", ["/usr/local/bin/memhog", String(MIB)]);
+  await waitForLog(host, "stop", /ready/);
+  const sumBefore = await checksum(host, "stop");
+  const stopRaw = [];
+  for (let i = 0; i < RUNS; i++) stopRaw.push(await rawDump(host, "stop", join(rawDir, "stop")));
+  const rawDumpBytes = stopRaw[stopRaw.length - 1]!.bytes;
+  log("checkpoint stop");
+  const ck = await ok(host, ["checkpoint", "stop", "--json"]);
+  const stopCk = JSON.parse(ck.out) as CheckpointJson;
+  await sh(["sync", "-f", host.stateDir]);
+
+  const rec = record(host, "stop");
+  const rawRestores = [];
+  for (let i = 0; i < RUNS; i++) {
+    log(`raw restore ${i + 1}/${RUNS}`);
+    rawRestores.push(await rawRestore(rec, join(rawDir, "stop")));
+  }
+  rmSync(rawDir, { recursive: true, force: true });
+  await sh(["sync", "-f", host.stateDir]);
+  log("restore stop");
+  const rs = await ok(host, ["restore", stopCk.id, "--json"]);
+  const restored = JSON.parse(rs.out) as { materializeMs: number; criuMs: number; totalMs: number; phases?: Record<string, number> };
+  const sumAfter = await checksum(host, "stop");
+  if (sumAfter.split(" ")[1] !== sumBefore.split(" ")[1]) throw new Error(`memory differs after restore: ${sumBefore} vs ${sumAfter}`);
+
+  log("export");
+  const file = join(work, "stop.img");
+  const ex = await ok(host, ["image", "export", stopCk.id, file]);
+  const exportBytes = statSync(file).size;
+  await sh(["sync", "-f", file]);
+  log("import into a second agent");
+  const im = await ok(other, ["image", "import", file]);
+  if (!im.out.includes(stopCk.id)) throw new Error(`import printed ${im.out}, expected ${stopCk.id}`);
+
+  const rawDumpMs = summary(stopRaw.map((r) => r.dumpMs));
+  const rawDurableMs = summary(stopRaw.map((r) => r.dumpMs + r.syncMs));
+  const lrRawMs = summary(lrRaw.map((r) => r.dumpMs));
+  const lrRawDurableMs = summary(lrRaw.map((r) => r.dumpMs + r.syncMs));
+  const rawRestoreMs = summary(rawRestores);
+  out.checkpoint = {
+    rawCriuDumpMs: rawDumpMs,
+    rawCriuDumpSyncMs: summary(stopRaw.map((r) => r.syncMs)),
+    rawDumpBytes,
+    stop: { cliMs: round(ck.ms, 1), ...stopCk },
+    leaveRunning: {
+      rawCriuDumpMs: lrRawMs,
+      rawCriuDumpSyncMs: summary(lrRaw.map((r) => r.syncMs)),
+      cliMs: round(lr1.ms, 1),
+      ...lrFirst,
+    },
+    ratio: {
+      /** `autopod checkpoint NAME` (CLI wall time) ÷ raw `criu dump` (wall time). */
+      stop: round(ck.ms / rawDumpMs.median),
+      /** The same, against a raw dump made as durable as a checkpoint's commit (dump, then fdatasync of its files). */
+      stopVsDurableRawDump: round(ck.ms / rawDurableMs.median),
+      leaveRunning: round(lr1.ms / lrRawMs.median),
+      leaveRunningVsDurableRawDump: round(lr1.ms / lrRawDurableMs.median),
+    },
+  };
+  out.restore = {
+    rawCriuRestoreMs: rawRestoreMs,
+    autopod: { cliMs: round(rs.ms, 1), ...restored },
+    /** `autopod restore IMAGE` (CLI wall time) ÷ raw `criu restore` of a raw dump (wall time). */
+    ratio: round(rs.ms / rawRestoreMs.median),
+    memoryChecksumSame: true,
+  };
+  out.freeze = { leaveRunningFreezeMs: lrFirst.freezeMs, secondFreezeMs: lrSecond.freezeMs, rawDumpMs: lrRawMs.median };
+  out.dedup = {
+    firstNewBytes: lrFirst.newBytes,
+    secondLogicalBytes: lrSecond.logicalBytes,
+    secondNewBytes: lrSecond.newBytes,
+    secondNewShare: round(lrSecond.newBytes / lrFirst.newBytes, 4),
+    secondTotalMs: lrSecond.totalMs,
+  };
+  out.transfer = {
+    exportBytes,
+    exportMs: round(ex.ms, 1),
+    exportMBps: mbps(exportBytes, ex.ms),
+    importMs: round(im.ms, 1),
+    importMBps: mbps(exportBytes, im.ms),
+  };
+  return out;
+}
+
+let result: Record<string, unknown> | null = null;
+let failure: unknown = null;
+try {
+  result = await main();
+} catch (e) {
+  failure = e;
+} finally {
+  for (const u of undo.reverse()) await u().catch(() => undefined);
+  await host?.dispose().catch((e) => log(`dispose: ${e}`));
+  await other?.dispose().catch((e) => log(`dispose: ${e}`));
+  rmSync(work, { recursive: true, force: true });
+}
+if (failure) {
+  console.error(failure);
+  process.exit(1);
+}
+console.log(JSON.stringify(result, null, 2));
