@@ -108,6 +108,8 @@ export class StatusService {
   #nextRefreshAt: number | null = null;
   #debounceTimer: unknown = null;
   #firstChangeAt: number | null = null;
+  /** What changed since the last change refresh was asked for (the first few), for the log. */
+  #changedPaths = new Set<string>();
   #rearmTimer: unknown = null;
   #counts: Record<RefreshReason, number> & { failed: number } = { startup: 0, schedule: 0, change: 0, request: 0, failed: 0 };
   #started = false;
@@ -235,6 +237,7 @@ export class StatusService {
     if (this.#stopped || !this.#started) return;
     const now = this.#clock.now();
     this.#opts.log?.debug("status watch: change", { path });
+    if (this.#changedPaths.size < 8) this.#changedPaths.add(path);
     this.#firstChangeAt ??= now;
     if (this.#debounceTimer !== null) this.#clock.clearTimeout(this.#debounceTimer);
     const debounce = this.#opts.debounceMs ?? DEFAULT_DEBOUNCE_MS;
@@ -243,6 +246,8 @@ export class StatusService {
       () => {
         this.#debounceTimer = null;
         this.#firstChangeAt = null;
+        this.#opts.log?.info("status: watched files changed; refreshing", { paths: [...this.#changedPaths] });
+        this.#changedPaths.clear();
         void this.#request("change").catch(() => {});
       },
       Math.max(0, Math.min(debounce, latest - now)),
