@@ -1,5 +1,7 @@
 import { expect, test } from "bun:test";
-import { cpuFlags, whyHostCannotRestore } from "./checkpointer.ts";
+import { checkSharedVolume, cpuFlags, whyHostCannotRestore } from "./checkpointer.ts";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 
 test("a host with an older CRIU, or without a CPU feature the image's processes may use, is refused", () => {
   const m = { criuVersion: "4.2.1", cpuFlags: ["avx2", "avx512f", "fpu", "sse4_2"] };
@@ -16,4 +18,14 @@ test("cpuFlags reads /proc/cpuinfo's flags line", () => {
   expect(cpuFlags("processor\t: 0\nflags\t\t: fpu sse4_2 avx2\nbugs\t\t: spectre_v1\n")).toEqual(["avx2", "fpu", "sse4_2"]);
   expect(cpuFlags("")).toEqual([]);
   expect(cpuFlags().length).toBeGreaterThan(0);
+});
+
+test("an image from another host may name only a real, non-system directory as shared storage", () => {
+  const dir = mkdtempSync(`${tmpdir()}/shared-`);
+  expect(() => checkSharedVolume(dir, "/var/lib/autopod")).not.toThrow();
+  for (const bad of ["/", "/etc", "/etc/", "/usr", "/var/lib", "/var/lib/autopod", "/var/lib/autopod/store", "/var"]) {
+    expect(() => checkSharedVolume(bad, "/var/lib/autopod")).toThrow("will not give a pod that host directory");
+  }
+  expect(() => checkSharedVolume("/srv/../etc", "/var/lib/autopod")).toThrow("not an absolute path");
+  expect(() => checkSharedVolume(`${dir}/missing`, "/var/lib/autopod")).toThrow("is not a directory on this host");
 });

@@ -9,13 +9,13 @@
  * them, so the pod keeps running. A journal file per checkpoint lets a
  * restarted agent finish or undo one that was interrupted.
  */
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { criuMinimumFor, compareVersions, criuVersion, findCriu, parseVersion } from "../platform/linux/criu.ts";
 import { criuDump, criuRestore, removeNetworkLock } from "../platform/linux/criu-runner.ts";
-import { lockNetwork } from "../platform/linux/netlock.ts";
+import { lockNetwork, unlockNetwork } from "../platform/linux/netlock.ts";
 import { continuePod, killPod, waitGone } from "../platform/linux/pod-procs.ts";
 import { externalMountsOf, type PodRecord, type PodSpec as RuntimePodSpec, type PodView } from "../pods/pod.ts";
 import type { PodRuntime } from "../pods/runtime.ts";
@@ -84,6 +84,23 @@ interface Journal {
 }
 
 const JOURNAL_DIR = "journal";
+/** Ids of the images this agent made, one a line. */
+const LOCAL_IMAGES = "images.local";
+
+/** Host directories a pod from another host's image may never get as shared storage. */
+const PROTECTED_DIRS = ["/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root", "/run", "/sbin", "/sys", "/usr", "/var", "/var/lib", "/home"];
+
+/** An excluded (shared-storage) volume named by an image from elsewhere: an existing directory, not a system one, not our state. */
+export function checkSharedVolume(host: string, stateDir: string): void {
+  const norm = host.replace(/\/+$/, "") || "/";
+  if (!host.startsWith("/") || host.split("/").includes("..")) throw new PreconditionError(`The image names shared volume "${host}", which is not an absolute path`);
+  if (PROTECTED_DIRS.includes(norm) || norm === stateDir || norm.startsWith(stateDir + "/") || stateDir.startsWith(norm + "/")) {
+    throw new PreconditionError(`The image, made on another host, names "${host}" as shared storage: autopod will not give a pod that host directory`);
+  }
+  if (!existsSync(norm) || !statSync(norm).isDirectory()) {
+    throw new PreconditionError(`The image's shared volume "${host}" is not a directory on this host: mount the shared storage there first`);
+  }
+}
 
 /** The writable data of a pod's root: the overlay upper dir, or the private copy. */
 export function writableLayerOf(rt: PodRecord["runtime"]): string {
@@ -144,6 +161,10 @@ export class Checkpointer {
     try {
       const imagesDir = join(tmp, "criu");
       mkdirSync(imagesDir);
+      // A pod that stops stays cut off from its peers from the dump until it is restored:
+      // CRIU lifts its own lock when it leaves the tasks stopped, and anything the pod's
+      // kernel acknowledged after the dump would be missing from the image.
+      if (!req.leaveRunning) await lockNetwork(target.netnsPath);
       const dump = await criuDump({
         criu: criu.path,
         pid: target.pid,
@@ -186,6 +207,7 @@ export class Checkpointer {
         };
         journal.imageId = catalogue.addManifest(manifest, writer);
         isCommitted = true;
+        this.#markLocal(journal.imageId);
         this.#writeJournal(journal);
       } finally {
         writer.close();
@@ -195,8 +217,7 @@ export class Checkpointer {
       if (req.leaveRunning) {
         pods.endCheckpoint(name, "running");
       } else {
-        // Lock the network first: the kill must not send RSTs to the pod's peers.
-        await lockNetwork(target.netnsPath).catch((e) => log.warn("could not lock the pod's network before stopping it", { pod: name, error: errorMessage(e) }));
+        // The network is still locked: the kill sends no RST to the pod's peers.
         killPod(target.pid);
         await waitGone(target.pid, 10_000);
         pods.endCheckpoint(name, "checkpointed");
@@ -225,7 +246,7 @@ export class Checkpointer {
         if (isStopped) continuePod(target.pid);
         // Free the partial dump first: on a full disk, recording the pod's state needs the room.
         rmSync(tmp, { recursive: true, force: true });
-        await removeNetworkLock(target.netnsPath).catch(() => []);
+        await unlockAll(target.netnsPath);
         pods.endCheckpoint(name, "running");
         log.warn("checkpoint failed; the pod keeps running", { pod: name, error: errorMessage(e) });
         throw new PreconditionError(`Cannot checkpoint pod "${name}": ${errorMessage(e)}; the pod keeps running`, { cause: e });
@@ -267,11 +288,20 @@ export class Checkpointer {
       const imagesDir = join(tmp, "criu");
       materializeTree(manifest.criu, this.#o.store, imagesDir);
       materializeTree(manifest.rootfs, this.#o.store, join(tmp, "layer"));
-      const rootfs = this.#baseFor(manifest, spec, tmp, notes);
+      // Host paths in an image made elsewhere are not trusted: its base and volumes
+      // land in this agent's state directory, and it may name no host directory but shared storage.
+      const isLocal = this.#isLocal(id);
+      const rootfs = this.#baseFor(manifest, spec, tmp, notes, isLocal);
       const volumes = (spec.volumes ?? []).map((v, i) => {
         const section = manifest.volumes.find((s) => s.path === v.pod);
-        if (!section) return v; // excluded at checkpoint: shared storage, expected in place
-        const host = this.#volumeHostFor(v.host, section.entries, join(tmp, `vol${i}`), name, i, notes);
+        if (!section) {
+          // Excluded at checkpoint: shared storage, expected in place.
+          if (!isLocal) checkSharedVolume(v.host, this.#o.stateDir);
+          return v;
+        }
+        const host = isLocal
+          ? this.#volumeHostFor(v.host, section.entries, join(tmp, `vol${i}`), name, i, notes)
+          : this.#volumeInState(section.entries, join(tmp, `vol${i}`), name, i, notes, `volume ${v.pod} of an image made on another host`);
         return { ...v, host };
       });
       const materializeMs = performance.now() - tm;
@@ -322,6 +352,8 @@ export class Checkpointer {
         cgroup: target.cgroup,
         onSpawn: (pid) => this.#writeJournal({ kind: "restore", pod: name, tmp, pid: null, criuPid: pid, imageId: id, leaveRunning: false }),
       });
+      // The network was locked since it was made (prepareRestore): the sockets are back, let peers in.
+      await unlockNetwork(target.netnsPath);
       const view = pods.adoptRestored(name, restored.pid);
       const result: RestoreResult = {
         pod: view,
@@ -420,7 +452,7 @@ export class Checkpointer {
     }
     if (isAlive) {
       continuePod(j.pid!);
-      await removeNetworkLock(netns).catch(() => []);
+      await unlockAll(netns);
     }
     pods.endCheckpoint(j.pod, "running");
     log.info(
@@ -434,6 +466,7 @@ export class Checkpointer {
     const pidFile = join(j.tmp, "criu", "restore.pid");
     const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : NaN;
     if (Number.isInteger(pid) && pid > 0 && isProcessAlive(pid)) {
+      await unlockAll(pods.target0(j.pod).netnsPath);
       pods.adoptRestored(j.pod, pid);
       log.info("adopted a pod whose restore finished while the agent was down", { pod: j.pod, pid });
       return;
@@ -467,13 +500,14 @@ export class Checkpointer {
   }
 
   /** The base root for a restored pod: the recorded path when it holds the same files, else a copy from the image. */
-  #baseFor(m: Manifest, spec: ManifestPodSpec, tmp: string, notes: string[]): string {
+  #baseFor(m: Manifest, spec: ManifestPodSpec, tmp: string, notes: string[], isLocal: boolean): string {
     const recorded = spec.rootfs;
     if (!m.base) {
+      if (!isLocal) throw new PreconditionError("The image was made on another host and carries no base root file system");
       if (!recorded || !existsSync(recorded)) throw new PreconditionError(`The image's base root file system "${recorded}" is not on this host`);
       return recorded;
     }
-    if (recorded && existsSync(recorded) && sameTree(recorded, m.base)) return recorded;
+    if (isLocal && recorded && existsSync(recorded) && sameTree(recorded, m.base)) return recorded;
     const key = new Bun.CryptoHasher("sha256").update(JSON.stringify(m.base.map((e) => [e.path, e.type, e.size, e.mode, Buffer.from(e.chunks).toString("hex"), e.target ?? ""]))).digest("hex").slice(0, 16);
     const dir = join(this.#o.stateDir, "bases", key);
     if (!existsSync(dir)) {
@@ -481,7 +515,8 @@ export class Checkpointer {
       materializeTree(m.base, this.#o.store, join(tmp, "base"));
       renameSync(join(tmp, "base"), dir);
     }
-    notes.push(`base root file system "${recorded}" ${recorded && existsSync(recorded) ? "differs here" : "is not on this host"}: using the image's copy at ${dir}`);
+    const why = !isLocal ? "comes from another host" : recorded && existsSync(recorded) ? "differs here" : "is not on this host";
+    notes.push(`base root file system "${recorded}" ${why}: using the image's copy at ${dir}`);
     return dir;
   }
 
@@ -497,12 +532,28 @@ export class Checkpointer {
       return hostPath;
     }
     // Never overwrite data an operator may need: the image's copy goes beside the pod.
+    return this.#volumeInState(entries, staged, pod, i, notes, `volume "${hostPath}" changed since the checkpoint and was left as it is`, true);
+  }
+
+  /** A volume's contents from the image, in <state>/volumes/POD/volN. */
+  #volumeInState(entries: FileEntry[], staged: string, pod: string, i: number, notes: string[], why: string, isStaged = false): string {
+    if (!isStaged) materializeTree(entries, this.#o.store, staged);
     const dir = join(this.#o.stateDir, "volumes", pod, `vol${i}`);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
     renameSync(staged, dir);
-    notes.push(`volume "${hostPath}" changed since the checkpoint and was left as it is: the pod uses the image's copy at ${dir}`);
+    notes.push(`${why}: the pod uses the image's copy at ${dir}`);
     return dir;
+  }
+
+  /** Images this agent made: only their host paths (base, volumes) are trusted at restore. */
+  #markLocal(id: string): void {
+    appendFileSync(join(this.#o.stateDir, LOCAL_IMAGES), `${id}\n`);
+  }
+
+  #isLocal(id: string): boolean {
+    const p = join(this.#o.stateDir, LOCAL_IMAGES);
+    return existsSync(p) && readFileSync(p, "utf8").split("\n").includes(id);
   }
 
   #writeJournal(j: Journal): void {
@@ -615,6 +666,12 @@ function round(x: number): number {
 /** The instant the dump began, from its end and duration. */
 function t0Dump(dumpMs: number, dumpEnd: number): number {
   return dumpEnd - dumpMs;
+}
+
+/** Lift every lock from a pod's network: ours and any CRIU left behind. */
+async function unlockAll(netnsPath: string): Promise<void> {
+  await removeNetworkLock(netnsPath).catch(() => []);
+  await unlockNetwork(netnsPath).catch(() => undefined);
 }
 
 function isProcessAlive(pid: number): boolean {

@@ -63,7 +63,8 @@ export interface PodHost {
   cgroupPids(dir: string): number[];
   removeCgroup(dir: string): Promise<void>;
 
-  createNetwork(n: { netns: string; hostVeth: string; bridge: string; address: string; gateway: string }): Promise<void>;
+  /** With isLocked, all traffic is dropped from the start (a pod about to be restored). */
+  createNetwork(n: { netns: string; hostVeth: string; bridge: string; address: string; gateway: string; isLocked?: boolean }): Promise<void>;
   deleteNetwork(n: { netns: string; hostVeth: string }): Promise<void>;
   netnsPath(netns: string): string;
   netnsInode(netns: string): number;

@@ -409,7 +409,7 @@ export class PodRuntime {
     try {
       if (rt.cgroup) host.createCgroup(rt.cgroup, r.spec.memoryBytes);
       await host.deleteNetwork(rt);
-      await host.createNetwork({ netns: rt.netns, hostVeth: rt.hostVeth, bridge: rt.bridge, address: r.spec.address, gateway: rt.gateway });
+      await host.createNetwork({ netns: rt.netns, hostVeth: rt.hostVeth, bridge: rt.bridge, address: r.spec.address, gateway: rt.gateway, isLocked: true });
       const root = await host.mountRootOnHost(r.spec, rt);
       return { root, netnsPath: host.netnsPath(rt.netns), cgroup: rt.cgroup, record: restoring };
     } catch (e) {

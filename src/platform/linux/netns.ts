@@ -4,6 +4,7 @@
  * Everything is an argument array or an `ip -batch` script on stdin; values
  * reaching them are validated names and addresses.
  */
+import { lockNetwork } from "./netlock.ts";
 import { statSync } from "node:fs";
 import { run, which, type RunResult } from "./exec.ts";
 
@@ -17,6 +18,12 @@ export interface PodNetwork {
   address: string;
   /** The bridge's address, the pod's default route. */
   gateway: string;
+  /**
+   * Drop all traffic from the start (before the address is up), for a pod that
+   * CRIU will restore: a peer's retransmission must not meet a closed port and
+   * be answered with a reset. The restorer lifts the lock.
+   */
+  isLocked?: boolean;
 }
 
 export const POD_INTERFACE = "eth0";
@@ -89,6 +96,7 @@ export async function createPodNetwork(n: PodNetwork): Promise<void> {
     await createNamespaceAndVeth(n);
   }
   try {
+    if (n.isLocked) await lockNetwork(`/run/netns/${n.netns}`);
     await ipBatch(`configure the network of "${n.netns}"`, [
       "link set lo up",
       `addr add ${n.address} dev ${POD_INTERFACE}`,
