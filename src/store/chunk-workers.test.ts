@@ -1,0 +1,168 @@
+import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { PackAppender, RECORD_HEADER_BYTES, packPath } from "./_pack.ts";
+import { ChunkWorkers, type CopyRun } from "./chunk-workers.ts";
+import { CorruptChunkError } from "./errors.ts";
+import { HASH_BYTES, ZERO_HASH, sha256 } from "./hash.ts";
+
+let tmp: string;
+const pool = new ChunkWorkers(2);
+beforeEach(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "chunk-workers-"));
+});
+afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
+afterAll(() => pool.close());
+
+function random(n: number): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i += 65536) crypto.getRandomValues(b.subarray(i, Math.min(n, i + 65536)));
+  return b;
+}
+
+/** Random pages with some zero pages and repeats, and a short last page. */
+function sample(pages: number, tail = 1000): Uint8Array {
+  const b = random(pages * 4096 + tail);
+  for (let p = 0; p < pages; p += 7) b.fill(0, p * 4096, (p + 1) * 4096);
+  b.copyWithin(5 * 4096, 3 * 4096, 4 * 4096);
+  return b;
+}
+
+/** What one thread computes: the reference. */
+function serialHashes(b: Uint8Array, cs: number): Uint8Array {
+  const n = Math.ceil(b.byteLength / cs);
+  const out = new Uint8Array(n * HASH_BYTES);
+  for (let i = 0; i < n; i++) {
+    const v = b.subarray(i * cs, Math.min(b.byteLength, (i + 1) * cs));
+    out.set(v.every((x) => x === 0) ? ZERO_HASH : sha256(v), i * HASH_BYTES);
+  }
+  return out;
+}
+
+describe("ChunkWorkers.hashFile", () => {
+  test("parallel hashes equal serial ones: pages, zero pages, a short last page, several blocks", async () => {
+    const data = sample(700);
+    const f = path.join(tmp, "pages-1.img");
+    fs.writeFileSync(f, data);
+    const got = await pool.hashFile(f, 4096);
+    expect(got.size).toBe(data.byteLength);
+    expect(Buffer.compare(got.hashes, serialHashes(data, 4096))).toBe(0);
+    expect(got.zero.length).toBe(701);
+    expect(got.zero[0]).toBe(1);
+    expect(got.zero[1]).toBe(0);
+    const big = await pool.hashFile(f, 65536);
+    expect(Buffer.compare(big.hashes, serialHashes(data, 65536))).toBe(0);
+  });
+
+  test("an empty file has no chunks; a missing one is an error", async () => {
+    const f = path.join(tmp, "empty");
+    fs.writeFileSync(f, "");
+    const got = await pool.hashFile(f, 4096);
+    expect(got.hashes.byteLength).toBe(0);
+    const e = await pool.hashFile(path.join(tmp, "nope"), 4096).catch((x: Error) => x);
+    expect(String(e)).toMatch(/nope/);
+  });
+
+  test("a file that grows while it is hashed (as CRIU writes pages) hashes like the finished file", async () => {
+    const data = sample(900, 123);
+    const f = path.join(tmp, "pages-2.img");
+    const fd = fs.openSync(f, "w");
+    const h = pool.hashGrowingFile(f, 4096);
+    // Appends in uneven pieces, with pauses, crossing block and page boundaries.
+    for (let off = 0; off < data.byteLength; ) {
+      const n = Math.min(data.byteLength - off, 300_001);
+      fs.writeSync(fd, data, off, n, off);
+      off += n;
+      await Bun.sleep(3);
+    }
+    fs.closeSync(fd);
+    h.finish();
+    const got = await h.result;
+    expect(got.size).toBe(data.byteLength);
+    expect(Buffer.compare(got.hashes, serialHashes(data, 4096))).toBe(0);
+  });
+
+  test("an aborted growing hash rejects, and the pool goes on working", async () => {
+    const f = path.join(tmp, "pages-3.img");
+    fs.writeFileSync(f, random(4096 * 3));
+    const h = pool.hashGrowingFile(f, 4096);
+    await Bun.sleep(10);
+    h.abort("the dump failed");
+    const e = await h.result.catch((x: Error) => x);
+    expect(String(e)).toMatch(/the dump failed/);
+    const again = await pool.hashFile(f, 4096);
+    expect(again.hashes.byteLength).toBe(3 * HASH_BYTES);
+  });
+});
+
+describe("ChunkWorkers.copyVerified", () => {
+  /** A pack with records of the sample's pages, plus a raw copy of it, and runs to rebuild the file from either. */
+  function packOf(data: Uint8Array): { packs: string[]; packRuns: CopyRun[]; rawRuns: CopyRun[]; expected: Uint8Array } {
+    const dir = path.join(tmp, "packs");
+    fs.mkdirSync(dir, { recursive: true });
+    let id = 1;
+    const app = new PackAppender(dir, 1 << 30, () => id++);
+    const expected = serialHashes(data, 4096);
+    const n = Math.ceil(data.byteLength / 4096);
+    const packRuns: CopyRun[] = [];
+    const rawRuns: CopyRun[] = [];
+    for (let i = 0; i < n; i++) {
+      const v = data.subarray(i * 4096, Math.min(data.byteLength, (i + 1) * 4096));
+      const h = expected.subarray(i * 32, i * 32 + 32);
+      if (v.every((x) => x === 0)) continue;
+      const loc = app.append(h, v);
+      const last = packRuns[packRuns.length - 1];
+      if (last && last.first + last.count === i && last.length === v.byteLength && last.offset + last.count * (RECORD_HEADER_BYTES + last.length) === loc.offset && last.count < 100) last.count++;
+      else packRuns.push({ pack: 0, offset: loc.offset, headerBytes: RECORD_HEADER_BYTES, length: v.byteLength, count: 1, first: i });
+      rawRuns.push({ pack: 1, offset: i * 4096, headerBytes: 0, length: v.byteLength, count: 1, first: i });
+    }
+    app.sync(false);
+    app.closeFiles();
+    const raw = path.join(dir, "raw");
+    fs.writeFileSync(raw, data);
+    return { packs: [packPath(dir, 1), raw], packRuns, rawRuns, expected };
+  }
+
+  function emptyFile(size: number): string {
+    const f = path.join(tmp, `out-${Math.random()}`);
+    fs.writeFileSync(f, "");
+    fs.truncateSync(f, size);
+    return f;
+  }
+
+  test("rebuilds a file from pack records and from a raw pack, byte for byte", async () => {
+    const data = sample(500, 77);
+    const { packs, packRuns, rawRuns, expected } = packOf(data);
+    for (const runs of [packRuns, rawRuns]) {
+      const out = emptyFile(data.byteLength);
+      await pool.copyVerified(out, 4096, expected, packs, runs);
+      expect(Buffer.compare(fs.readFileSync(out), Buffer.from(data))).toBe(0);
+    }
+  });
+
+  test("a flipped bit in a chunk, or in a record's header, names the chunk's hash", async () => {
+    const data = sample(300);
+    const { packs, packRuns, rawRuns, expected } = packOf(data);
+    // Data bit in the raw pack at page 10.
+    const fd = fs.openSync(packs[1]!, "r+");
+    const b = new Uint8Array(1);
+    fs.readSync(fd, b, 0, 1, 10 * 4096 + 100);
+    b[0]! ^= 1;
+    fs.writeSync(fd, b, 0, 1, 10 * 4096 + 100);
+    fs.closeSync(fd);
+    const e = await pool.copyVerified(emptyFile(data.byteLength), 4096, expected, packs, rawRuns).catch((x) => x);
+    expect(e).toBeInstanceOf(CorruptChunkError);
+    expect((e as CorruptChunkError).hash).toBe(Buffer.from(expected.subarray(10 * 32, 11 * 32)).toString("hex"));
+    // A header's hash byte in the pack, at the first record of the second run.
+    const run = packRuns[1]!;
+    const pfd = fs.openSync(packs[0]!, "r+");
+    fs.readSync(pfd, b, 0, 1, run.offset + 3);
+    b[0]! ^= 1;
+    fs.writeSync(pfd, b, 0, 1, run.offset + 3);
+    fs.closeSync(pfd);
+    const e2 = await pool.copyVerified(emptyFile(data.byteLength), 4096, expected, packs, packRuns).catch((x) => x);
+    expect(e2).toBeInstanceOf(CorruptChunkError);
+    expect((e2 as CorruptChunkError).message).toContain("disagree");
+  });
+});

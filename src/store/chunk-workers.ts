@@ -1,0 +1,396 @@
+/**
+ * SHA-256 of fixed-size chunks on every core. A small pool of worker threads
+ * (plain JS from a Blob URL, so it works inside the compiled binary) that:
+ *
+ * - hashes a file's chunks (hashFile), also while another process is still
+ *   appending to it (CRIU writing pages-*.img): only bytes below the file's
+ *   current size are read, and the end is whatever size the caller declares
+ *   once the writer has exited;
+ * - copies chunks from pack files into a file being materialized
+ *   (copyVerified), checking each record's header and each chunk's bytes
+ *   against the hash the manifest expects, before any of it is written.
+ *
+ * Work is split in blocks that threads claim from a shared counter, so a slow
+ * thread never holds the others up. All-zero chunks are reported as the zero
+ * marker (ZERO_HASH) without being hashed.
+ */
+import fs from "node:fs";
+import os from "node:os";
+import { CorruptChunkError } from "./errors.ts";
+import { HASH_BYTES, toHex } from "./hash.ts";
+
+/** Hashes of a file's chunks, in order. */
+export interface FileHashes {
+  /** Bytes hashed (the file's size). */
+  size: number;
+  chunkSize: number;
+  /** ceil(size / chunkSize) × 32 bytes; all zeros (the zero marker) for a chunk of zeros. */
+  hashes: Uint8Array;
+  /** 1 for a chunk of zeros, per chunk. */
+  zero: Uint8Array;
+}
+
+/** A hashFile run on a file that is still being written. */
+export interface GrowingHash {
+  /** The writer is done: the file ends at its current size. Resolves `result`. */
+  finish(): void;
+  /** Stop; `result` rejects. */
+  abort(reason?: string): void;
+  readonly result: Promise<FileHashes>;
+}
+
+/** Consecutive chunks of one pack, copied to consecutive offsets of the file being made. */
+export interface CopyRun {
+  /** Index into the pack paths. */
+  pack: number;
+  /** Offset of the first record (its header, or its data in a raw pack). */
+  offset: number;
+  /** Bytes before each chunk's data: 36 in a pack, 0 in a raw pack. */
+  headerBytes: number;
+  /** Data bytes of each chunk of the run (they are all the same length). */
+  length: number;
+  /** Chunks in the run. */
+  count: number;
+  /** Index of the first chunk in the file (its hash is expected[first]). */
+  first: number;
+}
+
+/** The worker's source: plain JS, no imports but node:fs. */
+const WORKER_SOURCE = String.raw`
+const fs = require("node:fs");
+const ZERO = new Uint8Array(1 << 20);
+const HASH = 32;
+function isZero(v) {
+  if (v[0] !== 0 || v[v.length - 1] !== 0) return false;
+  return Buffer.compare(v, ZERO.subarray(0, v.length)) === 0;
+}
+function readFully(fd, buf, len, pos) {
+  let got = 0;
+  while (got < len) {
+    const n = fs.readSync(fd, buf, got, len - got, pos + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
+}
+let buf = new Uint8Array(0);
+function buffer(n) {
+  if (buf.length < n) buf = new Uint8Array(n);
+  return buf;
+}
+function hashJob(m) {
+  const ctl = new Int32Array(m.ctl, 0, 4);
+  const fin = new Float64Array(m.ctl, 16, 1);
+  const cs = m.chunkSize;
+  const fd = fs.openSync(m.path, "r");
+  try {
+    for (;;) {
+      const b = Atomics.add(ctl, 0, 1);
+      const start = b * m.blockBytes;
+      let end;
+      for (;;) {
+        if (Atomics.load(ctl, 2) !== 0) return;
+        const seq = Atomics.load(ctl, 3);
+        const known = Atomics.load(ctl, 1) !== 0;
+        const final = fin[0];
+        if (known && start >= final) return;
+        end = known ? Math.min(final, start + m.blockBytes) : start + m.blockBytes;
+        const size = fs.fstatSync(fd).size;
+        if (size >= end) break;
+        if (known) throw new Error("it is " + size + " bytes, shorter than the " + final + " it was declared to be");
+        Atomics.wait(ctl, 3, seq, 5);
+      }
+      const len = end - start;
+      const data = buffer(m.blockBytes);
+      const got = readFully(fd, data, len, start);
+      if (got !== len) throw new Error("it shrank while it was read");
+      const n = Math.ceil(len / cs);
+      const hashes = new Uint8Array(n * HASH);
+      const zero = new Uint8Array(n);
+      for (let i = 0; i < n; i++) {
+        const v = data.subarray(i * cs, Math.min(len, (i + 1) * cs));
+        if (isZero(v)) zero[i] = 1;
+        else Bun.CryptoHasher.hash("sha256", v, hashes.subarray(i * HASH, i * HASH + HASH));
+      }
+      postMessage({ job: m.job, block: b, hashes, zero }, [hashes.buffer, zero.buffer]);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+function copyJob(m) {
+  const ctl = new Int32Array(m.ctl, 0, 4);
+  const expected = new Uint8Array(m.expected);
+  const packFds = new Map();
+  const out = fs.openSync(m.dest, "r+");
+  const digest = new Uint8Array(HASH);
+  try {
+    for (;;) {
+      const r = Atomics.add(ctl, 0, 1);
+      if (r >= m.runs.length || Atomics.load(ctl, 2) !== 0) return;
+      const run = m.runs[r];
+      let fd = packFds.get(run.pack);
+      if (fd === undefined) {
+        fd = fs.openSync(m.packs[run.pack], "r");
+        packFds.set(run.pack, fd);
+      }
+      const stride = run.headerBytes + run.length;
+      const total = stride * run.count;
+      const data = buffer(total);
+      const got = readFully(fd, data, total, run.offset);
+      let outBuf = data;
+      if (run.headerBytes > 0) outBuf = new Uint8Array(run.length * run.count);
+      for (let i = 0; i < run.count; i++) {
+        const idx = run.first + i;
+        const want = expected.subarray(idx * HASH, idx * HASH + HASH);
+        const at = i * stride;
+        if (at + stride > got) {
+          postMessage({ job: m.job, bad: idx, reason: "the pack ends before the chunk" });
+          Atomics.store(ctl, 2, 1);
+          return;
+        }
+        if (run.headerBytes > 0) {
+          const rec = data.subarray(at, at + run.headerBytes);
+          const len = rec[32] | (rec[33] << 8) | (rec[34] << 16) | (rec[35] << 24);
+          if (Buffer.compare(rec.subarray(0, HASH), want) !== 0 || len >>> 0 !== run.length) {
+            postMessage({ job: m.job, bad: idx, reason: "the index and the pack disagree" });
+            Atomics.store(ctl, 2, 1);
+            return;
+          }
+        }
+        const v = data.subarray(at + run.headerBytes, at + stride);
+        Bun.CryptoHasher.hash("sha256", v, digest);
+        if (Buffer.compare(digest, want) !== 0) {
+          postMessage({ job: m.job, bad: idx, reason: "its bytes no longer match its hash" });
+          Atomics.store(ctl, 2, 1);
+          return;
+        }
+        if (outBuf !== data) outBuf.set(v, i * run.length);
+      }
+      const bytes = run.length * run.count;
+      let done = 0;
+      const pos = run.first * m.chunkSize;
+      while (done < bytes) done += fs.writeSync(out, outBuf, done, bytes - done, pos + done);
+    }
+  } finally {
+    for (const fd of packFds.values()) fs.closeSync(fd);
+    fs.closeSync(out);
+  }
+}
+self.onmessage = (e) => {
+  const m = e.data;
+  try {
+    if (m.type === "hash") hashJob(m);
+    else copyJob(m);
+    postMessage({ job: m.job, done: true });
+  } catch (err) {
+    postMessage({ job: m.job, error: String((err && err.message) || err) });
+  }
+};
+`;
+
+/** Hashing block: big enough to amortize a message, small enough to share a file among threads. */
+const HASH_BLOCK_BYTES = 1 << 20;
+
+type Message =
+  | { job: number; block: number; hashes: Uint8Array; zero: Uint8Array }
+  | { job: number; done: true }
+  | { job: number; error: string }
+  | { job: number; bad: number; reason: string };
+
+interface Job {
+  onMessage(m: Message): void;
+  fail(e: Error): void;
+}
+
+/** A pool of hashing threads. One per process is enough: see ChunkWorkers.shared(). */
+export class ChunkWorkers {
+  readonly threads: number;
+  #workers: Worker[] = [];
+  #url: string | null = null;
+  readonly #jobs = new Map<number, Job>();
+  #nextJob = 1;
+
+  constructor(threads = defaultThreads()) {
+    this.threads = Math.max(1, threads);
+  }
+
+  static #shared: ChunkWorkers | undefined;
+  /** The process's pool (threads made on first use; they do not keep the process alive). */
+  static shared(): ChunkWorkers {
+    ChunkWorkers.#shared ??= new ChunkWorkers();
+    return ChunkWorkers.#shared;
+  }
+
+  /** Hash the chunks of a complete file. */
+  hashFile(path: string, chunkSize: number): Promise<FileHashes> {
+    const h = this.#hash(path, chunkSize);
+    h.finish();
+    return h.result;
+  }
+
+  /**
+   * Hash a file another process is still appending to. Bytes are read only
+   * once the file has grown past them; call finish() when the writer has
+   * exited (the file's size then is its end).
+   */
+  hashGrowingFile(path: string, chunkSize: number): GrowingHash {
+    return this.#hash(path, chunkSize);
+  }
+
+  /**
+   * Fill `dest` (an existing file of the right size) with chunks copied from
+   * packs, verifying each record and each chunk against `expected` (the
+   * file's concatenated chunk hashes) before its run is written. Throws a
+   * CorruptChunkError naming the first bad chunk (the caller adds the file).
+   */
+  async copyVerified(dest: string, chunkSize: number, expected: Uint8Array, packs: string[], runs: CopyRun[]): Promise<void> {
+    if (runs.length === 0) return;
+    const ctlBuf = new SharedArrayBuffer(32);
+    const ctl = new Int32Array(ctlBuf, 0, 4);
+    const shared = new SharedArrayBuffer(expected.byteLength);
+    new Uint8Array(shared).set(expected);
+    const n = Math.min(this.threads, runs.length);
+    const workers = this.#pool(n);
+    const job = this.#nextJob++;
+    await new Promise<void>((resolve, reject) => {
+      let running = n;
+      let failure: Error | null = null;
+      this.#addJob(job, {
+        onMessage: (m) => {
+          if ("bad" in m) {
+            failure ??= new CorruptChunkError(toHex(expected.subarray(m.bad * HASH_BYTES, (m.bad + 1) * HASH_BYTES)), m.reason);
+          } else if ("error" in m) {
+            failure ??= new Error(m.error);
+            Atomics.store(ctl, 2, 1);
+          }
+          if ("done" in m || "error" in m) {
+            if (--running === 0) {
+              this.#endJob(job);
+              if (failure) reject(failure);
+              else resolve();
+            }
+          }
+        },
+        fail: (e) => {
+          this.#endJob(job);
+          reject(e);
+        },
+      });
+      for (const w of workers) w.postMessage({ type: "copy", job, ctl: ctlBuf, expected: shared, dest, chunkSize, packs, runs });
+    });
+  }
+
+  /** End the threads (they are made again if needed). */
+  close(): void {
+    for (const w of this.#workers) w.terminate();
+    this.#workers = [];
+    for (const j of this.#jobs.values()) j.fail(new Error("the hashing threads were stopped"));
+    this.#jobs.clear();
+  }
+
+  #hash(path: string, chunkSize: number): GrowingHash {
+    const ctlBuf = new SharedArrayBuffer(32);
+    const ctl = new Int32Array(ctlBuf, 0, 4);
+    const fin = new Float64Array(ctlBuf, 16, 1);
+    const blockBytes = Math.max(chunkSize, Math.floor(HASH_BLOCK_BYTES / chunkSize) * chunkSize);
+    const job = this.#nextJob++;
+    const blocks = new Map<number, { hashes: Uint8Array; zero: Uint8Array }>();
+    const workers = this.#pool(this.threads);
+    let running = workers.length;
+    let failure: Error | null = null;
+    let settle!: { resolve: (h: FileHashes) => void; reject: (e: Error) => void };
+    const result = new Promise<FileHashes>((resolve, reject) => (settle = { resolve, reject }));
+    result.catch(() => undefined); // the caller may abort before awaiting
+    const finishJob = () => {
+      this.#endJob(job);
+      if (failure) return settle.reject(failure);
+      const size = fin[0]!;
+      const n = Math.ceil(size / chunkSize);
+      const hashes = new Uint8Array(n * HASH_BYTES);
+      const zero = new Uint8Array(n);
+      const perBlock = blockBytes / chunkSize;
+      for (let b = 0; b * perBlock < n; b++) {
+        const got = blocks.get(b);
+        if (!got) return settle.reject(new Error(`block ${b} of "${path}" was not hashed`));
+        hashes.set(got.hashes, b * perBlock * HASH_BYTES);
+        zero.set(got.zero, b * perBlock);
+      }
+      settle.resolve({ size, chunkSize, hashes, zero });
+    };
+    this.#addJob(job, {
+      onMessage: (m) => {
+        if ("block" in m) blocks.set(m.block, { hashes: m.hashes, zero: m.zero });
+        else if ("error" in m) {
+          failure ??= new Error(`Cannot hash "${path}": ${m.error}`);
+          Atomics.store(ctl, 2, 1);
+        }
+        if (("done" in m || "error" in m) && --running === 0) finishJob();
+      },
+      fail: (e) => {
+        failure ??= e;
+        this.#endJob(job);
+        settle.reject(e);
+      },
+    });
+    for (const w of workers) w.postMessage({ type: "hash", job, path, chunkSize, blockBytes, ctl: ctlBuf });
+    const wake = () => {
+      Atomics.add(ctl, 3, 1);
+      Atomics.notify(ctl, 3);
+    };
+    return {
+      result,
+      finish: () => {
+        try {
+          fin[0] = fs.statSync(path).size;
+        } catch (e) {
+          failure ??= e as Error;
+          Atomics.store(ctl, 2, 1);
+        }
+        Atomics.store(ctl, 1, 1);
+        wake();
+      },
+      abort: (reason = "aborted") => {
+        failure ??= new Error(`Hashing "${path}" was stopped: ${reason}`);
+        Atomics.store(ctl, 2, 1);
+        Atomics.store(ctl, 1, 1);
+        wake();
+      },
+    };
+  }
+
+  /** Threads keep the process alive only while they have work. */
+  #addJob(id: number, job: Job): void {
+    this.#jobs.set(id, job);
+    for (const w of this.#workers) w.ref();
+  }
+
+  #endJob(id: number): void {
+    this.#jobs.delete(id);
+    if (this.#jobs.size === 0) for (const w of this.#workers) w.unref();
+  }
+
+  #pool(n: number): Worker[] {
+    this.#url ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "application/javascript" }));
+    while (this.#workers.length < this.threads) {
+      const w = new Worker(this.#url);
+      w.unref();
+      w.onmessage = (e: MessageEvent<Message>) => this.#jobs.get(e.data.job)?.onMessage(e.data);
+      w.onerror = (e) => {
+        const err = new Error(`A hashing thread failed: ${e.message}`);
+        this.#workers = this.#workers.filter((x) => x !== w);
+        for (const j of [...this.#jobs.values()]) j.fail(err);
+        this.#jobs.clear();
+        w.terminate();
+      };
+      this.#workers.push(w);
+    }
+    return this.#workers.slice(0, n);
+  }
+}
+
+function defaultThreads(): number {
+  const env = Number(process.env.AUTOPOD_HASH_THREADS);
+  if (Number.isInteger(env) && env > 0) return env;
+  return Math.min(4, typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length);
+}
