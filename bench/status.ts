@@ -4,7 +4,8 @@
  * on this host (from the sources under Bun, and the compiled binary when
  * built), and the cost of the agent's background refresh: collectStatus run
  * repeatedly in one process, with its CPU time (ours and the package
- * manager's) and memory per refresh.
+ * manager's) and memory per refresh. bench/status-agent.ts measures the
+ * agent itself refreshing in the background.
  * Usage: bun bench/status.ts   (RUNS=10 REFRESHES=20 to change the counts)
  */
 import { readFileSync } from "node:fs";
