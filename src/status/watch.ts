@@ -80,6 +80,8 @@ export class PathWatcher {
   #wanted = new Map<string, Wanted>();
   /** Watches to make afresh at the next arm(): their directory was removed or replaced. */
   readonly #stale = new Set<string>();
+  /** Directories whose watch could not be made, said once at warn level. */
+  readonly #warned = new Set<string>();
   #armedOnce = false;
   #closed = false;
 
@@ -119,7 +121,10 @@ export class PathWatcher {
         this.#watched.set(real, { path: want.path, ino: want.ino, handle });
         if (this.#armedOnce) appeared.push(...want.targets);
       } catch (e) {
-        this.#log?.debug("status watch failed; will retry", { dir: want.path, error: errorMessage(e) });
+        // The directory exists: this is a real failure (the inotify watch limit, permissions).
+        const level = this.#warned.has(real) ? "debug" : "warn";
+        this.#warned.add(real);
+        this.#log?.[level]("status watch could not be made; will retry", { dir: want.path, error: errorMessage(e) });
       }
     }
     this.#wanted = wanted;
