@@ -23,7 +23,8 @@ import type { ChunkStore } from "../store/chunk-store.ts";
 import type { ImageCatalogue, ImageInfo } from "../store/image-catalogue.ts";
 import { VERSION } from "../version.ts";
 import { FORMAT_VERSION, logicalBytes, type FileEntry, type Manifest } from "./manifest.ts";
-import { captureTree, materializeTree } from "./tree.ts";
+import { PageTail } from "./page-tail.ts";
+import { captureTree, materializeTree, materializeTreeAsync } from "./tree.ts";
 
 export interface CheckpointerOptions {
   stateDir: string;
@@ -165,6 +166,8 @@ export class Checkpointer {
       // CRIU lifts its own lock when it leaves the tasks stopped, and anything the pod's
       // kernel acknowledged after the dump would be missing from the image.
       if (!req.leaveRunning) await lockNetwork(target.netnsPath);
+      // Memory pages are hashed as CRIU writes them, on the cores it leaves free.
+      const tail = new PageTail(imagesDir);
       const dump = await criuDump({
         criu: criu.path,
         pid: target.pid,
@@ -173,7 +176,11 @@ export class Checkpointer {
         externalMounts: externalMountsOf(r.runtime),
         leave: "stopped",
         onSpawn: (pid) => this.#writeJournal({ ...journal, criuPid: pid }),
+      }).catch((e) => {
+        tail.abort();
+        throw e;
       });
+      const hashing = tail.finish();
       isStopped = true;
       const tDump = performance.now();
       const writer = store.writer(`checkpoint ${name}`);
@@ -190,7 +197,11 @@ export class Checkpointer {
           freezeMs = performance.now() - t0Dump(dump.durationMs, tDump);
         }
         const base = r.runtime.rootKind === "overlay" ? (await captureTree(r.spec.rootfs, writer)).entries : undefined;
-        const images = await captureTree(imagesDir, writer, { isExcluded: (p) => p === "dump.log" });
+        // CRIU's files never change again: big ones become packs as they are (adopt), and pages
+        // equal to the same pages of the previous image are known stored without asking.
+        const parentId = this.#latestImageOf(name);
+        const previous = parentId ? { entries: this.#criuEntriesOf(parentId), isStored: () => catalogue.has(parentId) } : undefined;
+        const images = await captureTree(imagesDir, writer, { isExcluded: (p) => p === "dump.log", hashing, adopt: true, previous });
         manifest = {
           format: FORMAT_VERSION,
           autopodVersion: VERSION,
@@ -286,7 +297,7 @@ export class Checkpointer {
       // 1. Read and verify every chunk before anything of the pod changes.
       const tm = performance.now();
       const imagesDir = join(tmp, "criu");
-      materializeTree(manifest.criu, this.#o.store, imagesDir);
+      await materializeTreeAsync(manifest.criu, this.#o.store, imagesDir);
       materializeTree(manifest.rootfs, this.#o.store, join(tmp, "layer"));
       // Host paths in an image made elsewhere are not trusted: its base and volumes
       // land in this agent's state directory, and it may name no host directory but shared storage.
@@ -480,6 +491,15 @@ export class Checkpointer {
   #claim(name: string): void {
     if (this.#busy.has(name)) throw new ConflictError(`Pod "${name}" is already being checkpointed or restored`);
     this.#busy.add(name);
+  }
+
+  /** The CRIU section of an image, or nothing when it cannot be read (it is only a hint). */
+  #criuEntriesOf(id: string): FileEntry[] {
+    try {
+      return this.#o.catalogue.manifest(id).criu;
+    } catch {
+      return [];
+    }
   }
 
   #latestImageOf(pod: string): string | null {

@@ -8,9 +8,10 @@ import fs from "node:fs";
 import { lgetxattr, lsetxattr, mkfifo, mknodWhiteout, OVERLAY_OPAQUE } from "../platform/linux/fsnodes.ts";
 import path from "node:path";
 import { AlreadyExistsError, InvalidArgumentError } from "../errors.ts";
-import type { ChunkWriter } from "../store/chunk-store.ts";
+import type { ChunkLocation, ChunkWriter } from "../store/chunk-store.ts";
+import { ChunkWorkers, type CopyRun, type FileHashes } from "../store/chunk-workers.ts";
 import { CorruptChunkError, MissingChunkError } from "../store/errors.ts";
-import { HASH_BYTES, type Hash, ZERO_HASH, isAllZero, isZeroHash, toHex } from "../store/hash.ts";
+import { HASH_BYTES, type Hash, ZERO_HASH, isAllZero, isZeroHash, sha256, toHex } from "../store/hash.ts";
 import { type FileEntry, PAGE_SIZE, checkEntries, chunkCount, chunkHash, chunkLength } from "./manifest.ts";
 
 /**
@@ -32,6 +33,22 @@ export interface ChunkSource {
   get(hash: Hash): Uint8Array;
 }
 
+/** A source that can say where chunks are, so big files are copied (and verified) in bulk, on every core: the ChunkStore. */
+export interface BulkChunkSource extends ChunkSource {
+  locate(hashes: Uint8Array): Array<ChunkLocation | null>;
+  packFile(pack: number): string;
+  /** A raw pack that is exactly a file with this chunk list and size (adopted whole), or null. */
+  rawPackFor(chunkList: Uint8Array, size: number): string | null;
+}
+
+function isBulk(s: ChunkSource): s is BulkChunkSource {
+  const b = s as Partial<BulkChunkSource>;
+  return typeof b.locate === "function" && typeof b.packFile === "function" && typeof b.rawPackFor === "function";
+}
+
+/** Files at least this big are hashed, copied and verified by the worker threads. */
+export const BULK_FILE_BYTES = 4 << 20;
+
 export interface CaptureOptions {
   /** Chunk size for a file (a power of two, at least 4 KiB). Default: defaultChunkSize. */
   chunkSizeFor?: (relPath: string) => number;
@@ -39,6 +56,23 @@ export interface CaptureOptions {
   concurrency?: number;
   /** Leave out a path (relative, "/"-separated); a directory left out takes its contents with it. */
   isExcluded?: (relPath: string) => boolean;
+  /** Threads that hash big files (BULK_FILE_BYTES and up). Default ChunkWorkers.shared(); null hashes them inline. */
+  workers?: ChunkWorkers | null;
+  /** Hashing already under way, by relative path (page images hashed while CRIU wrote them: see PageTail). */
+  hashing?: ReadonlyMap<string, Promise<FileHashes>>;
+  /**
+   * Let the store adopt a big file whose chunks are mostly new as a pack of
+   * its own (hard link, no copy). The file must then never change: use it for
+   * CRIU's image files, not for a pod's live files. Default false.
+   */
+  adopt?: boolean;
+  /**
+   * The entries of the same tree in the image this capture follows. A chunk of
+   * a big file equal to the one at the same place in the same file there is
+   * known to be stored, without asking the store, as long as `isStored()` (that
+   * image is still in the catalogue) when the file is stored.
+   */
+  previous?: { entries: readonly FileEntry[]; isStored: () => boolean };
 }
 
 export interface CaptureResult {
@@ -110,7 +144,35 @@ export async function captureTree(dir: string, writer: ChunkWriter, options: Cap
 
   let zeroChunks = 0;
   let chunks = 0;
+  const workers = options.workers === undefined ? ChunkWorkers.shared() : options.workers;
+  const previous = new Map((options.previous?.entries ?? []).filter((e) => e.type === "file").map((e) => [e.path, e]));
+  const captureBig = async (entry: FileEntry, abs: string, hashing: Promise<FileHashes>) => {
+    const fh = await hashing;
+    if (fh.size !== entry.size || fh.chunkSize !== entry.chunkSize) {
+      throw new InvalidArgumentError(`Cannot capture "${abs}": it changed while it was read (${entry.size} bytes, then ${fh.size})`);
+    }
+    // From here to putHashedFile, no await: what the previous image vouches for stays true.
+    const prev = previous.get(entry.path);
+    let known: Uint8Array | undefined;
+    if (prev && prev.chunkSize === fh.chunkSize && options.previous!.isStored()) {
+      const n = Math.min(fh.zero.length, chunkCount(prev));
+      known = new Uint8Array(fh.zero.length);
+      for (let i = 0; i < n; i++) {
+        // The last chunk of the old file may have been shorter: same hash, same bytes, so it is still a match.
+        if (fh.zero[i] === 0 && Buffer.compare(fh.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), prev.chunks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)) === 0) known[i] = 1;
+      }
+      writer.trustStored(fh.hashes, known);
+    }
+    writer.putHashedFile(abs, fh, { known, adopt: options.adopt ?? false });
+    entry.chunks = fh.hashes;
+    for (const z of fh.zero) zeroChunks += z;
+    chunks += fh.zero.length;
+  };
   const captureFile = async ({ entry, abs }: { entry: FileEntry; abs: string }) => {
+    const hashing = options.hashing?.get(entry.path);
+    if (hashing) return captureBig(entry, abs, hashing);
+    // Files of a pod's layer or volumes go the plain way: each chunk hashed as it is stored.
+    if (workers && options.adopt && entry.size >= BULK_FILE_BYTES) return captureBig(entry, abs, workers.hashFile(abs, entry.chunkSize));
     const fh = await fs.promises.open(abs, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     try {
       const cs = entry.chunkSize;
@@ -147,6 +209,8 @@ export interface MaterializeOptions {
   shouldPreserveOwner?: boolean;
   /** fsync every file and directory before the final rename. Default false. */
   isDurable?: boolean;
+  /** materializeTreeAsync: threads that copy and verify big files. Default ChunkWorkers.shared(). */
+  workers?: ChunkWorkers;
 }
 
 export interface MaterializeResult {
@@ -177,7 +241,141 @@ export function materializeTree(entries: readonly FileEntry[], source: ChunkSour
   }
 }
 
-function build(entries: readonly FileEntry[], source: ChunkSource, root: string, shouldChown: boolean, isDurable: boolean): MaterializeResult {
+/**
+ * materializeTree, with big files (BULK_FILE_BYTES and up) made on every core
+ * when the source is the store: copied from the packs in runs, each chunk
+ * checked against its hash (and each record against the index) before its
+ * run is written. A file the store adopted whole as a raw pack (a CRIU page
+ * image) is hard-linked instead of copied when it is root's own and private,
+ * then read back and every chunk checked all the same.
+ */
+export async function materializeTreeAsync(entries: readonly FileEntry[], source: ChunkSource, destDir: string, options: MaterializeOptions = {}): Promise<MaterializeResult> {
+  checkEntries(entries as FileEntry[], "tree");
+  const shouldChown = options.shouldPreserveOwner ?? process.getuid?.() === 0;
+  const isDurable = options.isDurable ?? false;
+  const dest = path.resolve(destDir);
+  if (fs.existsSync(dest) || isDanglingLink(dest)) throw new AlreadyExistsError(`Cannot materialize into "${dest}": it already exists`);
+  const tmp = fs.mkdtempSync(`${dest}.partial-`);
+  try {
+    const done = new Set<string>();
+    if (isBulk(source)) {
+      const workers = options.workers ?? ChunkWorkers.shared();
+      const big = entries.filter((e) => e.type === "file" && e.size >= BULK_FILE_BYTES);
+      for (const e of big) {
+        const p = path.join(tmp, e.path);
+        fs.mkdirSync(path.dirname(p), { recursive: true, mode: 0o700 });
+        await writeBulkFile(e, source, p, shouldChown, isDurable, workers);
+        done.add(e.path);
+      }
+    }
+    const result = build(entries, source, tmp, shouldChown, isDurable, done);
+    fs.renameSync(tmp, dest);
+    if (isDurable) fsyncPath(path.dirname(dest));
+    return result;
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+async function writeBulkFile(e: FileEntry, source: BulkChunkSource, p: string, shouldChown: boolean, isDurable: boolean, workers: ChunkWorkers): Promise<void> {
+  const isPrivate = e.uid === 0 && e.gid === 0 && (e.mode & 0o7077) === 0;
+  const raw = isPrivate ? source.rawPackFor(e.chunks, e.size) : null;
+  if (raw !== null && linkIfThere(raw, p)) {
+    const fh = await workers.hashFile(p, e.chunkSize);
+    checkHashes(e, fh);
+    const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      if (shouldChown) fs.fchownSync(fd, e.uid, e.gid);
+      fs.fchmodSync(fd, e.mode);
+      fs.futimesSync(fd, e.mtimeMs / 1000, e.mtimeMs / 1000);
+    } finally {
+      fs.closeSync(fd);
+    }
+    return;
+  }
+  const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
+  const fd = fs.openSync(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+  try {
+    fs.ftruncateSync(fd, e.size); // zero chunks stay holes
+    const locations = source.locate(e.chunks);
+    const packs: string[] = [];
+    const packIndex = new Map<number, number>();
+    const runs: CopyRun[] = [];
+    const n = chunkCount(e);
+    for (let i = 0; i < n; i++) {
+      const h = chunkHash(e, i);
+      if (isZeroHash(h)) continue;
+      const loc = locations[i];
+      if (!loc) throw new MissingChunkError(toHex(h), { path: e.path });
+      const len = chunkLength(e, i);
+      if (loc.length !== len) throw new CorruptChunkError(toHex(h), `it is ${loc.length} bytes where the manifest says ${len}`, { path: e.path });
+      let pi = packIndex.get(loc.pack);
+      if (pi === undefined) {
+        pi = packs.push(source.packFile(loc.pack)) - 1;
+        packIndex.set(loc.pack, pi);
+      }
+      const last = runs[runs.length - 1];
+      const stride = loc.headerBytes + len;
+      if (
+        last !== undefined &&
+        last.pack === pi &&
+        last.first + last.count === i &&
+        last.headerBytes === loc.headerBytes &&
+        last.length === len &&
+        last.offset + last.count * stride === loc.offset &&
+        (last.count + 1) * stride <= BULK_RUN_BYTES
+      ) {
+        last.count++;
+      } else {
+        runs.push({ pack: pi, offset: loc.offset, headerBytes: loc.headerBytes, length: len, count: 1, first: i });
+      }
+    }
+    try {
+      await workers.copyVerified(p, e.chunkSize, e.chunks, packs, runs);
+    } catch (err) {
+      if (err instanceof CorruptChunkError) throw err.inFile(e.path);
+      throw err;
+    }
+    if (shouldChown) fs.fchownSync(fd, e.uid, e.gid);
+    fs.fchmodSync(fd, e.mode);
+    fs.futimesSync(fd, e.mtimeMs / 1000, e.mtimeMs / 1000);
+    if (isDurable) fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** A bulk copy run reads at most this much at once. */
+const BULK_RUN_BYTES = 4 << 20;
+
+function linkIfThere(from: string, to: string): boolean {
+  try {
+    fs.linkSync(from, to);
+    return true;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" || code === "EXDEV" || code === "EMLINK") return false; // compacted meanwhile, or another file system
+    throw e;
+  }
+}
+
+/** Every chunk of a file read back (fh) against the manifest's hashes; throws naming the first that differs. */
+export function checkHashes(e: FileEntry, fh: FileHashes): void {
+  if (fh.size !== e.size) throw new CorruptChunkError(toHex(chunkHash(e, 0)), `the file is ${fh.size} bytes where the manifest says ${e.size}`, { path: e.path });
+  if (Buffer.compare(fh.hashes, e.chunks) === 0) return;
+  const n = chunkCount(e);
+  for (let i = 0; i < n; i++) {
+    const want = chunkHash(e, i);
+    const got = fh.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+    if (Buffer.compare(got, want) === 0) continue;
+    // A chunk of zeros is reported as the zero marker; a manifest may still name it by its real hash.
+    if (fh.zero[i] === 1 && Buffer.compare(sha256(new Uint8Array(chunkLength(e, i))), want) === 0) continue;
+    throw new CorruptChunkError(toHex(want), "its bytes no longer match its hash", { path: e.path });
+  }
+}
+
+function build(entries: readonly FileEntry[], source: ChunkSource, root: string, shouldChown: boolean, isDurable: boolean, done?: ReadonlySet<string>): MaterializeResult {
   const sorted = [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const at = (p: string) => (p === "." ? root : path.join(root, p));
   // Paths were checked (relative, no "..", none under a non-directory), no
@@ -190,8 +388,10 @@ function build(entries: readonly FileEntry[], source: ChunkSource, root: string,
   let bytes = 0;
   for (const e of sorted) {
     if (e.type !== "file") continue;
-    fs.mkdirSync(path.dirname(at(e.path)), { recursive: true, mode: 0o755 });
-    writeFile(e, source, at(e.path), shouldChown, isDurable);
+    if (!done?.has(e.path)) {
+      fs.mkdirSync(path.dirname(at(e.path)), { recursive: true, mode: 0o755 });
+      writeFile(e, source, at(e.path), shouldChown, isDurable);
+    }
     files++;
     bytes += e.size;
   }

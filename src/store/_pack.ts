@@ -27,6 +27,17 @@ export function packPath(dir: string, id: number): string {
   return path.join(dir, `${String(id).padStart(8, "0")}.pack`);
 }
 
+/**
+ * A raw pack: a file of chunk data only, no header and no record headers,
+ * adopted as it is (a CRIU pages-*.img is a dense array of 4 KiB pages). The
+ * index says where each chunk is; its hash is checked on every read all the
+ * same. Bytes no index entry points at (duplicates, zero pages) are garbage
+ * that gc compaction reclaims.
+ */
+export function rawPackPath(dir: string, id: number): string {
+  return path.join(dir, `${String(id).padStart(8, "0")}.pages`);
+}
+
 /** Where a record sits: its pack, the offset of its header, its data length. */
 export interface RecordLocation {
   pack: number;
@@ -44,6 +55,10 @@ export interface OpenPack {
   committed: number;
   /** The directory entry has been fsynced. */
   isLinked: boolean;
+  /** An adopted raw pack (rawPackPath): read-only, never appended to. */
+  isRaw?: boolean;
+  /** For a raw pack: SHA-256 of the chunk list of the file it was, so a restore can find it whole. */
+  digest?: Uint8Array;
 }
 
 const BUFFER_BYTES = 4 << 20;
@@ -54,7 +69,10 @@ const BUFFER_BYTES = 4 << 20;
  * its id; the appender creates the file.
  */
 export class PackAppender {
+  /** Packs appended to, the current one last. */
   readonly packs: OpenPack[] = [];
+  /** Files adopted whole as raw packs. */
+  readonly adopted: OpenPack[] = [];
   #buf = new Uint8Array(BUFFER_BYTES);
   #used = 0;
   readonly #dir: string;
@@ -106,12 +124,38 @@ export class PackAppender {
     this.#used = 0;
   }
 
+  /** Every pack of this appender: appended and adopted. */
+  get all(): OpenPack[] {
+    return this.adopted.length === 0 ? this.packs : [...this.packs, ...this.adopted];
+  }
+
+  /**
+   * Take an existing file as a raw pack: hard-link it into the pack directory
+   * under a new id (no bytes are copied). Returns null when it is on another
+   * file system (the caller copies instead).
+   */
+  adopt(file: string, newRawPack: () => number, digest: Uint8Array): OpenPack | null {
+    const id = newRawPack();
+    const dest = rawPackPath(this.#dir, id);
+    try {
+      fs.linkSync(file, dest);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === "EXDEV") return null;
+      throw e;
+    }
+    const fd = fs.openSync(dest, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    const size = fs.fstatSync(fd).size;
+    const pack: OpenPack = { id, fd, flushed: size, committed: 0, isLinked: false, isRaw: true, digest };
+    this.adopted.push(pack);
+    return pack;
+  }
+
   /** Flush and fsync every pack with bytes past its committed size (and, once, the directory entry of a new pack). */
   sync(durable: boolean): void {
     this.flush();
     if (!durable) return;
     let isDirDirty = false;
-    for (const p of this.packs) {
+    for (const p of this.all) {
       if (p.flushed > p.committed) fs.fdatasyncSync(p.fd);
       if (!p.isLinked) isDirDirty = p.isLinked = true;
     }
@@ -132,11 +176,11 @@ export class PackAppender {
   }
 
   fdOf(packId: number): number | undefined {
-    return this.packs.find((p) => p.id === packId)?.fd;
+    return this.all.find((p) => p.id === packId)?.fd;
   }
 
   closeFiles(): void {
-    for (const p of this.packs) {
+    for (const p of this.all) {
       try {
         fs.closeSync(p.fd);
       } catch {

@@ -14,7 +14,9 @@ import fs from "node:fs";
 import path from "node:path";
 import { PreconditionError } from "../errors.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "./errors.ts";
+import { HashTable } from "./_hash-table.ts";
 import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isZeroHash, sha256, toHex } from "./hash.ts";
+import type { FileHashes } from "./chunk-workers.ts";
 import {
   PACK_HEADER_BYTES,
   PACK_MAGIC,
@@ -22,6 +24,7 @@ import {
   RECORD_HEADER_BYTES,
   type RecordLocation,
   packPath,
+  rawPackPath,
   readAt,
 } from "./_pack.ts";
 
@@ -78,10 +81,29 @@ CREATE TABLE IF NOT EXISTS chunks(
   offset INTEGER NOT NULL,
   length INTEGER NOT NULL
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS chunks_by_pack ON chunks(pack);
 `;
 
+/**
+ * Raw packs (adopted files, see rawPackPath) are flagged in packs.raw, with the
+ * SHA-256 of the adopted file's chunk list in packs.digest. There is no index
+ * of chunks by pack: it doubled the cost of every insert (262,144 per GiB of
+ * pages), and only gc, which scans anyway, needs it.
+ */
+function migrate(db: Database): void {
+  const cols = new Set(db.query<{ name: string }, []>("PRAGMA table_info(packs)").all().map((c) => c.name));
+  if (!cols.has("raw")) db.exec("ALTER TABLE packs ADD COLUMN raw INTEGER NOT NULL DEFAULT 0");
+  if (!cols.has("digest")) db.exec("ALTER TABLE packs ADD COLUMN digest BLOB");
+  db.exec("CREATE INDEX IF NOT EXISTS packs_by_digest ON packs(digest) WHERE digest IS NOT NULL");
+  db.exec("DROP INDEX IF EXISTS chunks_by_pack");
+}
+
 type Row = { pack: number; offset: number; length: number };
+
+/** Where a chunk is, for bulk readers (restore, export). */
+export interface ChunkLocation extends Row {
+  /** Bytes of record header at `offset` before the data: 0 in a raw pack. */
+  headerBytes: number;
+}
 
 /** A content-addressed, packed, verified chunk store in one directory. */
 export class ChunkStore {
@@ -92,10 +114,13 @@ export class ChunkStore {
   readonly maxPackBytes: number;
   readonly #packDir: string;
   readonly #readFds = new Map<number, number>();
+  /** Ids of raw packs (adopted files). */
+  readonly #rawPacks = new Set<number>();
   readonly #writers = new Set<ChunkWriter>();
   readonly #lookup: Statement<Row, [Uint8Array]>;
   readonly #exists: Statement<{ x: number }, [Uint8Array]>;
   readonly #newPackStmt: Statement<{ id: number }, []>;
+  readonly #newRawPackStmt: Statement<{ id: number }, []>;
   #autoWriter: ChunkWriter | undefined;
   #isClosed = false;
 
@@ -120,11 +145,14 @@ export class ChunkStore {
       throw new PreconditionError(`Cannot open the chunk store "${dir}": it is in use by another process or unreadable`, { cause: e });
     }
     this.db.exec(SCHEMA);
+    migrate(this.db);
     this.db.run("INSERT OR IGNORE INTO meta(key, value) VALUES ('format', '1')");
     this.#lookup = this.db.query("SELECT pack, offset, length FROM chunks WHERE hash = ?");
     this.#exists = this.db.query("SELECT 1 AS x FROM chunks WHERE hash = ?");
     this.#newPackStmt = this.db.query("INSERT INTO packs(size) VALUES (0) RETURNING id");
+    this.#newRawPackStmt = this.db.query("INSERT INTO packs(size, raw) VALUES (0, 1) RETURNING id");
     this.#recover();
+    for (const r of this.db.query<{ id: number }, []>("SELECT id FROM packs WHERE raw = 1").all()) this.#rawPacks.add(r.id);
   }
 
   /** Open (creating if needed) the store in `dir`, recovering from any crash. */
@@ -167,6 +195,43 @@ export class ChunkStore {
     const row = this.#lookup.get(h);
     if (row === null) throw new MissingChunkError(toHex(h));
     return this.readRecord(h, row, this.#readFd(row.pack));
+  }
+
+  /**
+   * Where each of `hashes` (n × 32 bytes, zero markers allowed) is stored: one
+   * query for the whole list. Entries of zero markers and of chunks the store
+   * lacks are null.
+   */
+  locate(hashes: Uint8Array): Array<ChunkLocation | null> {
+    const n = hashes.byteLength / HASH_BYTES;
+    const out: Array<ChunkLocation | null> = new Array(n).fill(null);
+    if (n === 0) return out;
+    const rows = this.db
+      .query<[number, number, number, number], [Uint8Array, number]>(
+        `WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?2)
+         SELECT s.i, c.pack, c.offset, c.length FROM s JOIN chunks c ON c.hash = substr(?1, s.i * 32 + 1, 32)`,
+      )
+      .values(hashes, n) as Array<[number, number, number, number]>;
+    for (const [i, pack, offset, length] of rows) out[i] = { pack, offset, length, headerBytes: this.#rawPacks.has(pack) ? 0 : RECORD_HEADER_BYTES };
+    return out;
+  }
+
+  /** The path of a pack file (for bulk readers that verify what they read). */
+  packFile(pack: number): string {
+    return this.#rawPacks.has(pack) ? rawPackPath(this.#packDir, pack) : packPath(this.#packDir, pack);
+  }
+
+  /**
+   * A raw pack that is exactly a file with this chunk list (SHA-256 of its
+   * concatenated chunk hashes) and size, as adopted: a restore can link it
+   * instead of copying, and verifies it all the same. Null when there is none
+   * (never adopted, or compacted since).
+   */
+  rawPackFor(chunkList: Uint8Array, size: number): string | null {
+    const row = this.db
+      .query<{ id: number }, [Uint8Array, number]>("SELECT id FROM packs WHERE digest = ? AND size = ? AND raw = 1 LIMIT 1")
+      .get(sha256(chunkList), size);
+    return row ? rawPackPath(this.#packDir, row.id) : null;
   }
 
   /** Store one chunk, durably; returns its hash. */
@@ -216,7 +281,7 @@ export class ChunkStore {
       const add = this.db.query<unknown, [Uint8Array]>("INSERT OR IGNORE INTO temp.gc_live(h) VALUES (?)");
       const liveHashes = typeof live === "function" ? live() : live;
       for (const h of liveHashes) if (!isZeroHash(h)) add.run(hashBytes(h));
-      for (const w of this.#writers) for (const hex of w.pinnedHexes()) add.run(Buffer.from(hex, "hex"));
+      for (const w of this.#writers) for (const h of w.pinnedHashes()) add.run(h);
       const dead = this.db
         .query<{ n: number; bytes: number | null }, []>(
           "SELECT COUNT(*) AS n, SUM(length) AS bytes FROM chunks WHERE hash NOT IN (SELECT h FROM temp.gc_live)",
@@ -230,20 +295,27 @@ export class ChunkStore {
     const busy = new Set<number>();
     for (const w of this.#writers) for (const id of w.packIds()) busy.add(id);
     if (this.#autoWriter !== undefined) for (const id of this.#autoWriter.packIds()) busy.add(id);
-    const packs = this.db
-      .query<{ id: number; size: number; live: number }, []>(
-        `SELECT p.id AS id, p.size AS size, COALESCE(SUM(c.length + ${RECORD_HEADER_BYTES}), 0) AS live
-         FROM packs p LEFT JOIN chunks c ON c.pack = p.id GROUP BY p.id ORDER BY p.id`,
-      )
-      .all();
+    // One scan of the chunks (there is no index by pack), then the packs.
+    const liveOf = new Map<number, number>();
+    for (const [pack, live] of this.db.query<[number, number], []>("SELECT pack, SUM(length) FROM chunks GROUP BY pack").values() as Array<[number, number]>) {
+      liveOf.set(pack, live);
+    }
+    const packs = this.db.query<{ id: number; size: number; raw: number }, []>("SELECT id, size, raw FROM packs ORDER BY id").all();
+    const countOf = new Map<number, number>();
+    for (const [pack, n] of this.db.query<[number, number], []>("SELECT pack, COUNT(*) FROM chunks GROUP BY pack").values() as Array<[number, number]>) {
+      countOf.set(pack, n);
+    }
     let packsDeleted = 0;
     const toRewrite: number[] = [];
     for (const p of packs) {
       if (busy.has(p.id)) continue;
-      if (p.live === 0) {
+      const data = liveOf.get(p.id) ?? 0;
+      const live = p.raw ? data : data + (countOf.get(p.id) ?? 0) * RECORD_HEADER_BYTES;
+      const payload = p.raw ? p.size : p.size - PACK_HEADER_BYTES;
+      if (data === 0 && !countOf.has(p.id)) {
         this.#dropPack(p.id);
         packsDeleted++;
-      } else if (p.live / Math.max(1, p.size - PACK_HEADER_BYTES) < compactBelow) {
+      } else if (live / Math.max(1, payload) < compactBelow) {
         toRewrite.push(p.id);
       }
     }
@@ -261,15 +333,20 @@ export class ChunkStore {
 
   stats(): StoreStats {
     const c = this.db.query<{ n: number; bytes: number | null }, []>("SELECT COUNT(*) AS n, SUM(length) AS bytes FROM chunks").get()!;
-    const p = this.db.query<{ n: number; bytes: number | null }, []>("SELECT COUNT(*) AS n, SUM(size) AS bytes FROM packs WHERE size > 0").get()!;
+    const p = this.db
+      .query<{ n: number; bytes: number | null; raw: number | null }, []>("SELECT COUNT(*) AS n, SUM(size) AS bytes, SUM(raw) AS raw FROM packs WHERE size > 0")
+      .get()!;
+    // Record headers are in plain packs only.
+    const inRaw = this.#rawPacks.size === 0 ? 0 : this.db.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM chunks WHERE pack IN (SELECT id FROM packs WHERE raw = 1)").get()!.n;
     const storedBytes = c.bytes ?? 0;
     const packBytes = p.bytes ?? 0;
+    const plainPacks = p.n - (p.raw ?? 0);
     return {
       chunks: c.n,
       storedBytes,
       packBytes,
       packs: p.n,
-      garbageBytes: Math.max(0, packBytes - storedBytes - c.n * RECORD_HEADER_BYTES - p.n * PACK_HEADER_BYTES),
+      garbageBytes: Math.max(0, packBytes - storedBytes - (c.n - inRaw) * RECORD_HEADER_BYTES - plainPacks * PACK_HEADER_BYTES),
       writers: this.#writers.size,
     };
   }
@@ -310,6 +387,17 @@ export class ChunkStore {
 
   /** @internal */
   readRecord(h: Uint8Array, row: Row, fd: number): Uint8Array {
+    if (this.#rawPacks.has(row.pack)) {
+      let data: Uint8Array;
+      try {
+        data = readAt(fd, row.length, row.offset);
+      } catch (e) {
+        throw new CorruptChunkError(toHex(h), `cannot read pack ${row.pack} at ${row.offset}`, { cause: e });
+      }
+      if (data.byteLength !== row.length) throw new CorruptChunkError(toHex(h), `pack ${row.pack} ends before the chunk at ${row.offset}`);
+      if (!hashEquals(sha256(data), h)) throw new CorruptChunkError(toHex(h), "its bytes no longer match its hash");
+      return data;
+    }
     let rec: Uint8Array;
     try {
       rec = readAt(fd, RECORD_HEADER_BYTES + row.length, row.offset);
@@ -331,6 +419,13 @@ export class ChunkStore {
   /** @internal */
   newPackId(): number {
     return this.#newPackStmt.get()!.id;
+  }
+
+  /** @internal A pack id for a file to adopt as a raw pack. */
+  newRawPackId(): number {
+    const id = this.#newRawPackStmt.get()!.id;
+    this.#rawPacks.add(id);
+    return id;
   }
 
   /** @internal */
@@ -374,7 +469,7 @@ export class ChunkStore {
     let fd = this.#readFds.get(pack);
     if (fd === undefined) {
       try {
-        fd = fs.openSync(packPath(this.#packDir, pack), "r");
+        fd = fs.openSync(this.packFile(pack), "r");
       } catch (e) {
         throw new PreconditionError(`Pack ${pack} of the chunk store "${this.dir}" cannot be opened`, { cause: e });
       }
@@ -384,13 +479,15 @@ export class ChunkStore {
   }
 
   #dropPack(id: number): void {
+    const file = this.packFile(id);
     this.db.run("DELETE FROM packs WHERE id = ?", [id]);
     const fd = this.#readFds.get(id);
     if (fd !== undefined) {
       fs.closeSync(fd);
       this.#readFds.delete(id);
     }
-    fs.rmSync(packPath(this.#packDir, id), { force: true });
+    fs.rmSync(file, { force: true });
+    this.#rawPacks.delete(id);
   }
 
   /** Copy a pack's live records into a fresh pack, repoint the index, delete the old one. */
@@ -398,6 +495,7 @@ export class ChunkStore {
     const rows = this.db
       .query<Row & { hash: Uint8Array }, [number]>("SELECT hash, pack, offset, length FROM chunks WHERE pack = ? ORDER BY offset")
       .all(id);
+    const isRaw = this.#rawPacks.has(id);
     const appender = new PackAppender(this.#packDir, this.maxPackBytes, () => this.newPackId());
     const moved: Array<[Uint8Array, RecordLocation]> = [];
     const fd = this.#readFd(id);
@@ -409,8 +507,7 @@ export class ChunkStore {
         try {
           data = this.readRecord(row.hash, row, fd);
         } catch {
-          const raw = readAt(fd, RECORD_HEADER_BYTES + row.length, row.offset);
-          data = raw.subarray(RECORD_HEADER_BYTES);
+          data = isRaw ? readAt(fd, row.length, row.offset) : readAt(fd, RECORD_HEADER_BYTES + row.length, row.offset).subarray(RECORD_HEADER_BYTES);
         }
         moved.push([row.hash, appender.append(row.hash, data)]);
       }
@@ -433,7 +530,8 @@ export class ChunkStore {
       fs.closeSync(old);
       this.#readFds.delete(id);
     }
-    fs.rmSync(packPath(this.#packDir, id), { force: true });
+    fs.rmSync(this.packFile(id), { force: true });
+    this.#rawPacks.delete(id);
   }
 
   /**
@@ -442,17 +540,18 @@ export class ChunkStore {
    * not know are removed.
    */
   #recover(): void {
-    const rows = this.db.query<{ id: number; size: number }, []>("SELECT id, size FROM packs").all();
-    const known = new Map(rows.map((r) => [r.id, r.size]));
+    const rows = this.db.query<{ id: number; size: number; raw: number }, []>("SELECT id, size, raw FROM packs").all();
+    const known = new Map(rows.map((r) => [r.id, r]));
     for (const name of fs.readdirSync(this.#packDir)) {
-      const m = /^(\d{8})\.pack$/.exec(name);
+      const m = /^(\d{8})\.(pack|pages)$/.exec(name);
       const file = path.join(this.#packDir, name);
-      const id = m ? Number(m[1]) : NaN;
-      const size = known.get(id);
+      const row = m ? known.get(Number(m[1])) : undefined;
+      const size = row !== undefined && (row.raw === 1) === (m![2] === "pages") ? row.size : undefined;
       if (size === undefined || size === 0) {
         fs.rmSync(file, { force: true });
         continue;
       }
+      if (row!.raw === 1) continue; // adopted whole: no header, never appended to
       const st = fs.statSync(file);
       if (st.size > size) fs.truncateSync(file, size);
       else if (st.size < size) {
@@ -481,12 +580,14 @@ export class ChunkWriter {
   readonly store: ChunkStore;
   readonly label: string;
   readonly #appender: PackAppender;
-  /** New chunks, by hex hash, not yet in the index. */
-  readonly #pending = new Map<string, RecordLocation & { hash: Hash }>();
-  /** Chunks this writer relies on that are in the index (found there, or committed by it). */
-  readonly #pinned = new Set<string>();
+  /** New chunks, not yet in the index. Those in adopted raw packs may turn out to be stored already (INSERT OR IGNORE at commit). */
+  readonly #pending = new HashTable();
+  /** Chunks this writer relies on that are in the index (found there, or committed by it): gc keeps them, missing() trusts them. */
+  readonly #pinned = new HashTable();
+  /** Chunks pinned by pin(): kept by gc, not known to be stored. */
+  readonly #leased = new Set<string>();
   #isClosed = false;
-  /** Bytes of new chunks written (not deduplicated). */
+  /** Bytes of new chunks written (not deduplicated); chunks of adopted files count when commit() finds them new. */
   newBytes = 0;
   newChunks = 0;
 
@@ -500,7 +601,7 @@ export class ChunkWriter {
   /** Store one chunk (deduplicated); returns its hash. Visible to others after commit(). */
   put(bytes: Uint8Array): Hash {
     const h = sha256(bytes);
-    this.#putVerified(h, toHex(h), bytes);
+    this.#putVerified(h, bytes);
     return h;
   }
 
@@ -518,17 +619,101 @@ export class ChunkWriter {
       hashes.push(claimed);
     }
     if (bad.length > 0) throw new ChunkMismatchError(bad);
-    items.forEach(({ bytes }, i) => this.#putVerified(hashes[i]!, toHex(hashes[i]!), bytes));
+    items.forEach(({ bytes }, i) => this.#putVerified(hashes[i]!, bytes));
     return hashes;
+  }
+
+  /**
+   * Store a file of fixed-size chunks whose hashes were just computed from its
+   * bytes (ChunkWorkers.hashFile); the file must not change until commit.
+   * Chunks of zeros, chunks flagged in `known` (the caller vouches they are
+   * stored and pinned them: trustStored), and chunks this writer already has
+   * are skipped. When the rest is at least `adoptShare` of the file, the file
+   * itself becomes a raw pack (hard-linked, nothing copied; what turns out to
+   * be stored already becomes garbage for gc to compact). Otherwise the new
+   * chunks are copied into this writer's pack, each re-hashed as it is read.
+   */
+  putHashedFile(file: string, fh: FileHashes, options: { known?: Uint8Array; adopt?: boolean; adoptShare?: number } = {}): { adopted: boolean; candidates: number } {
+    this.#assertOpen();
+    const n = fh.zero.length;
+    const cs = fh.chunkSize;
+    const lengthOf = (i: number) => Math.min(cs, fh.size - i * cs);
+    const local = new HashTable();
+    const cand: number[] = [];
+    let candBytes = 0;
+    for (let i = 0; i < n; i++) {
+      if (fh.zero[i] === 1 || options.known?.[i] === 1) continue;
+      const at = i * HASH_BYTES;
+      if (this.#pending.has(fh.hashes, at) || this.#pinned.has(fh.hashes, at)) continue;
+      if (!local.add(fh.hashes, at).added) continue;
+      cand.push(i);
+      candBytes += lengthOf(i);
+    }
+    const adoptShare = options.adoptShare ?? 0.5;
+    if (options.adopt && cand.length > 0 && candBytes >= adoptShare * fh.size && cs <= MAX_CHUNK_BYTES) {
+      const pack = this.#appender.adopt(file, () => this.store.newRawPackId(), sha256(fh.hashes));
+      if (pack !== null) {
+        for (const i of cand) this.#pending.add(fh.hashes, i * HASH_BYTES, pack.id, i * cs, lengthOf(i));
+        return { adopted: true, candidates: cand.length };
+      }
+    }
+    // Copy what the store lacks, reading runs of neighbouring chunks at once.
+    const views = cand.map((i) => fh.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES));
+    const lacking = new Set(this.store.missing(views));
+    const take: number[] = [];
+    cand.forEach((i, k) => {
+      if (lacking.has(views[k]!)) take.push(i);
+      else this.#pinned.add(fh.hashes, i * HASH_BYTES);
+    });
+    if (take.length === 0) return { adopted: false, candidates: cand.length };
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      const maxRun = Math.max(1, Math.floor((4 << 20) / cs));
+      for (let k = 0; k < take.length; ) {
+        let end = k + 1;
+        while (end < take.length && take[end] === take[end - 1]! + 1 && end - k < maxRun) end++;
+        const first = take[k]!;
+        const last = take[end - 1]!;
+        const bytes = readAt(fd, last * cs + lengthOf(last) - first * cs, first * cs);
+        for (let j = k; j < end; j++) {
+          const i = take[j]!;
+          const chunk = bytes.subarray((i - first) * cs, (i - first) * cs + lengthOf(i));
+          const want = fh.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+          if (chunk.byteLength !== lengthOf(i) || !hashEquals(sha256(chunk), want)) {
+            throw new ChunkMismatchError([toHex(want)]);
+          }
+          this.#putVerified(want, chunk);
+        }
+        k = end;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    return { adopted: false, candidates: cand.length };
+  }
+
+  /**
+   * Pin chunks the caller knows are stored now (say, because an image that
+   * references them is in the catalogue at this very moment, with no await
+   * since it checked). gc keeps them, and missing() trusts them without a query.
+   */
+  trustStored(hashes: Uint8Array, mask?: Uint8Array): void {
+    this.#assertOpen();
+    const n = hashes.byteLength / HASH_BYTES;
+    for (let i = 0; i < n; i++) {
+      if (mask !== undefined && mask[i] !== 1) continue;
+      if (isZeroAt(hashes, i * HASH_BYTES)) continue;
+      this.#pinned.add(hashes, i * HASH_BYTES);
+    }
   }
 
   /** Whether the chunk is available to this writer (pins it when it is stored). */
   has(hash: HashLike): boolean {
     if (isZeroHash(hash)) return true;
-    const hex = hashHex(hash);
-    if (this.#pending.has(hex)) return true;
-    if (this.store.has(hash)) {
-      this.#pinned.add(hex);
+    const h = hashBytes(hash);
+    if (this.#pending.has(h) || this.#pinned.has(h)) return true;
+    if (this.store.has(h)) {
+      this.#pinned.add(h);
       return true;
     }
     return false;
@@ -537,26 +722,30 @@ export class ChunkWriter {
   /** Like ChunkStore.missing, and pins every hash it reports present so gc keeps it. */
   missing<T extends HashLike>(hashes: readonly T[]): T[] {
     this.#assertOpen();
-    const lacking = this.store.missing(hashes.filter((h) => !this.#pending.has(hashHex(h))));
-    const lackSet = new Set(lacking.map(hashHex));
+    const ask: T[] = [];
     for (const h of hashes) {
-      const hex = hashHex(h);
-      if (!lackSet.has(hex) && !this.#pending.has(hex) && !isZeroHash(hex)) this.#pinned.add(hex);
+      if (isZeroHash(h)) continue;
+      const b = hashBytes(h);
+      if (!this.#pending.has(b) && !this.#pinned.has(b)) ask.push(h);
     }
+    const lacking = this.store.missing(ask);
+    const lackSet = new Set(lacking);
+    for (const h of ask) if (!lackSet.has(h)) this.#pinned.add(hashBytes(h));
     return lacking;
   }
 
   /** Pin chunks this writer will reference without writing them. */
   pin(hashes: Iterable<HashLike>): void {
     this.#assertOpen();
-    for (const h of hashes) if (!isZeroHash(h)) this.#pinned.add(hashHex(h));
+    for (const h of hashes) if (!isZeroHash(h)) this.#leased.add(hashHex(h));
   }
 
   /** A chunk's bytes, verified: this writer's uncommitted ones or the store's. */
   get(hash: HashLike): Uint8Array {
     const h = hashBytes(hash);
-    const loc = this.#pending.get(toHex(h));
-    if (loc === undefined) return this.store.get(h);
+    const i = this.#pending.indexOf(h);
+    if (i < 0) return this.store.get(h);
+    const loc = this.#pending.locationAt(i);
     if (this.#appender.isBuffered(loc)) this.#appender.flush();
     return this.store.readRecord(h, loc, this.#appender.fdOf(loc.pack)!);
   }
@@ -580,33 +769,44 @@ export class ChunkWriter {
       "INSERT OR IGNORE INTO chunks(hash, pack, offset, length) VALUES (?, ?, ?, ?)",
     );
     const size = db.query<unknown, [number, number]>("UPDATE packs SET size = ? WHERE id = ?");
+    const digest = db.query<unknown, [Uint8Array, number]>("UPDATE packs SET digest = ? WHERE id = ?");
+    const adopted = new Set(this.#appender.adopted.filter((p) => p.committed === 0).map((p) => p.id));
+    const cols = this.#pending.columns();
+    let adoptedNew = 0;
+    let adoptedNewBytes = 0;
     db.transaction(() => {
-      for (const loc of this.#pending.values()) ins.run(loc.hash, loc.pack, loc.offset, loc.length);
-      for (const p of this.#appender.packs) if (p.flushed > p.committed) size.run(p.flushed, p.id);
+      // In hash order: neighbouring keys share B-tree pages.
+      const order = sortedByHash(cols.hashes, cols.size);
+      for (let k = 0; k < cols.size; k++) {
+        const i = order[k]!;
+        const h = cols.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+        const changes = ins.run(h, cols.pack[i]!, cols.offset[i]!, cols.length[i]!).changes;
+        if (changes > 0 && adopted.has(cols.pack[i]!)) {
+          adoptedNew++;
+          adoptedNewBytes += cols.length[i]!;
+        }
+      }
+      for (const p of this.#appender.all) {
+        if (p.flushed > p.committed) size.run(p.flushed, p.id);
+        if (p.isRaw && p.committed === 0 && p.digest) digest.run(p.digest, p.id);
+      }
       alsoInTransaction?.();
     })();
-    for (const p of this.#appender.packs) p.committed = p.flushed;
-    for (const hex of this.#pending.keys()) this.#pinned.add(hex);
+    for (const p of this.#appender.all) p.committed = p.flushed;
+    for (let i = 0; i < cols.size; i++) this.#pinned.add(cols.hashes, i * HASH_BYTES);
     this.#pending.clear();
+    this.newChunks += adoptedNew;
+    this.newBytes += adoptedNewBytes;
   }
 
   /** Discard uncommitted chunks and release every pin. */
   abort(): void {
     if (this.#isClosed) return;
-    // What is dropped need not reach the disk (and on a full disk cannot).
-    try {
-      this.#appender.flush();
-    } catch {
-      // discarded below
-    }
-    try {
-      this.#appender.closeFiles();
-    } catch {
-      // the files are dropped or cut back below
-    }
-    for (const p of this.#appender.packs) {
+    this.#appender.flush();
+    this.#appender.closeFiles();
+    for (const p of this.#appender.all) {
       if (p.committed === 0) this.store.dropPack(p.id);
-      else if (p.flushed > p.committed) fs.truncateSync(packPath(this.store.packDir, p.id), p.committed);
+      else if (p.flushed > p.committed && !p.isRaw) fs.truncateSync(packPath(this.store.packDir, p.id), p.committed);
     }
     this.#pending.clear();
     this.#finish();
@@ -630,29 +830,32 @@ export class ChunkWriter {
   /** @internal Drop pins (the store's own auto-writer, after each call). */
   forget(): void {
     this.#pinned.clear();
+    this.#leased.clear();
   }
 
-  /** @internal */
-  pinnedHexes(): Iterable<string> {
-    return this.#pinned;
+  /** @internal Every hash gc must keep for this writer. */
+  *pinnedHashes(): Generator<Uint8Array> {
+    yield* this.#pinned.hashes();
+    for (const hex of this.#leased) yield Buffer.from(hex, "hex");
   }
 
   /** @internal */
   packIds(): number[] {
-    return this.#appender.packs.map((p) => p.id);
+    return this.#appender.all.map((p) => p.id);
   }
 
-  #putVerified(h: Hash, hex: string, bytes: Uint8Array): void {
+  #putVerified(h: Hash, bytes: Uint8Array): void {
     this.#assertOpen();
     if (bytes.byteLength > MAX_CHUNK_BYTES) {
-      throw new RangeError(`Chunk ${hex} is ${bytes.byteLength} bytes; the limit is ${MAX_CHUNK_BYTES}`);
+      throw new RangeError(`Chunk ${toHex(h)} is ${bytes.byteLength} bytes; the limit is ${MAX_CHUNK_BYTES}`);
     }
-    if (this.#pending.has(hex)) return;
+    if (this.#pending.has(h) || this.#pinned.has(h)) return;
     if (this.store.has(h)) {
-      this.#pinned.add(hex);
+      this.#pinned.add(h);
       return;
     }
-    this.#pending.set(hex, { ...this.#appender.append(h, bytes), hash: h });
+    const loc = this.#appender.append(h, bytes);
+    this.#pending.add(h, 0, loc.pack, loc.offset, loc.length);
     this.newBytes += bytes.byteLength;
     this.newChunks++;
   }
@@ -663,7 +866,28 @@ export class ChunkWriter {
 
   #finish(): void {
     this.#pinned.clear();
+    this.#leased.clear();
     this.#isClosed = true;
     this.store.writerClosed(this);
   }
+}
+
+function isZeroAt(b: Uint8Array, at: number): boolean {
+  for (let k = 0; k < HASH_BYTES; k++) if (b[at + k] !== 0) return false;
+  return true;
+}
+
+/** Indices 0..n-1 ordered by their hash's first 29 bits (a native sort of packed keys). */
+function sortedByHash(hashes: Uint8Array, n: number): ArrayLike<number> {
+  if (n < 2 || n >= 1 << 24) return Array.from({ length: n }, (_, i) => i);
+  const keys = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    const o = i * HASH_BYTES;
+    const prefix = ((hashes[o]! << 21) | (hashes[o + 1]! << 13) | (hashes[o + 2]! << 5) | (hashes[o + 3]! >>> 3)) >>> 0;
+    keys[i] = prefix * 16777216 + i;
+  }
+  keys.sort();
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[i] = keys[i]! % 16777216;
+  return out;
 }

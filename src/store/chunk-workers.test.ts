@@ -166,3 +166,31 @@ describe("ChunkWorkers.copyVerified", () => {
     expect((e2 as CorruptChunkError).message).toContain("disagree");
   });
 });
+
+describe("ChunkWorkers: several growing files at once", () => {
+  test("a file that stops growing does not hold the threads from the next one (CRIU writes one task's pages after another)", async () => {
+    const a = path.join(tmp, "pages-1.img");
+    const b = path.join(tmp, "pages-2.img");
+    const da = sample(10);
+    const db = sample(600);
+    fs.writeFileSync(a, da);
+    const ha = pool.hashGrowingFile(a, 4096);
+    await Bun.sleep(20);
+    const fd = fs.openSync(b, "w");
+    const hb = pool.hashGrowingFile(b, 4096);
+    for (let off = 0; off < db.byteLength; off += 1 << 20) {
+      fs.writeSync(fd, db, off, Math.min(1 << 20, db.byteLength - off), off);
+      await Bun.sleep(15);
+    }
+    fs.closeSync(fd);
+    // The first file is not finished, yet the second one's full blocks get hashed.
+    for (let i = 0; i < 200 && hb.hashedBytes < 2 << 20; i++) await Bun.sleep(5);
+    expect(hb.hashedBytes).toBeGreaterThanOrEqual(2 << 20);
+    expect(ha.hashedBytes).toBe(0); // its only block is short: it waits for its end
+    ha.finish();
+    hb.finish();
+    const [ra, rb] = await Promise.all([ha.result, hb.result]);
+    expect(Buffer.compare(ra.hashes, serialHashes(da, 4096))).toBe(0);
+    expect(Buffer.compare(rb.hashes, serialHashes(db, 4096))).toBe(0);
+  });
+});

@@ -37,6 +37,8 @@ export interface GrowingHash {
   /** Stop; `result` rejects. */
   abort(reason?: string): void;
   readonly result: Promise<FileHashes>;
+  /** Bytes hashed so far. */
+  readonly hashedBytes: number;
 }
 
 /** Consecutive chunks of one pack, copied to consecutive offsets of the file being made. */
@@ -78,11 +80,13 @@ function buffer(n) {
   if (buf.length < n) buf = new Uint8Array(n);
   return buf;
 }
-function hashJob(m) {
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+// Async, so that a job waiting for a growing file lets the thread work on other jobs meanwhile.
+async function hashJob(m) {
   const ctl = new Int32Array(m.ctl, 0, 4);
   const fin = new Float64Array(m.ctl, 16, 1);
   const cs = m.chunkSize;
-  const fd = fs.openSync(m.path, "r");
+  const fd = fs.openSync(m.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
   try {
     for (;;) {
       const b = Atomics.add(ctl, 0, 1);
@@ -98,10 +102,11 @@ function hashJob(m) {
         const size = fs.fstatSync(fd).size;
         if (size >= end) break;
         if (known) throw new Error("it is " + size + " bytes, shorter than the " + final + " it was declared to be");
-        Atomics.wait(ctl, 3, seq, 5);
+        void seq;
+        await sleep(2);
       }
       const len = end - start;
-      const data = buffer(m.blockBytes);
+      const data = buffer(m.blockBytes); // no await from here to the hashes being posted: safe to share
       const got = readFully(fd, data, len, start);
       if (got !== len) throw new Error("it shrank while it was read");
       const n = Math.ceil(len / cs);
@@ -177,10 +182,10 @@ function copyJob(m) {
     fs.closeSync(out);
   }
 }
-self.onmessage = (e) => {
+self.onmessage = async (e) => {
   const m = e.data;
   try {
-    if (m.type === "hash") hashJob(m);
+    if (m.type === "hash") await hashJob(m);
     else copyJob(m);
     postMessage({ job: m.job, done: true });
   } catch (err) {
@@ -296,6 +301,7 @@ export class ChunkWorkers {
     const blockBytes = Math.max(chunkSize, Math.floor(HASH_BLOCK_BYTES / chunkSize) * chunkSize);
     const job = this.#nextJob++;
     const blocks = new Map<number, { hashes: Uint8Array; zero: Uint8Array }>();
+    let hashedChunks = 0;
     const workers = this.#pool(this.threads);
     let running = workers.length;
     let failure: Error | null = null;
@@ -320,7 +326,10 @@ export class ChunkWorkers {
     };
     this.#addJob(job, {
       onMessage: (m) => {
-        if ("block" in m) blocks.set(m.block, { hashes: m.hashes, zero: m.zero });
+        if ("block" in m) {
+          blocks.set(m.block, { hashes: m.hashes, zero: m.zero });
+          hashedChunks += m.zero.length;
+        }
         else if ("error" in m) {
           failure ??= new Error(`Cannot hash "${path}": ${m.error}`);
           Atomics.store(ctl, 2, 1);
@@ -340,6 +349,9 @@ export class ChunkWorkers {
     };
     return {
       result,
+      get hashedBytes() {
+        return hashedChunks * chunkSize;
+      },
       finish: () => {
         try {
           fin[0] = fs.statSync(path).size;

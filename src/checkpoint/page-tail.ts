@@ -1,0 +1,81 @@
+/**
+ * Hash CRIU's page images while CRIU writes them. `criu dump` appends each
+ * task's pages to pages-N.img in order and never goes back; the pages of a
+ * 1 GiB pod take about as long to hash on one core as CRIU takes to write
+ * them, so hashing them as they land, on the core CRIU leaves free, takes
+ * most of the hashing off the checkpoint's critical path.
+ *
+ * Only bytes below a file's current size are read. When CRIU has exited,
+ * finish() fixes each file's end at its size then and hands the results to
+ * captureTree (options.hashing), which checks each against the size it finds.
+ */
+import fs from "node:fs";
+import path from "node:path";
+import { ChunkWorkers, type FileHashes, type GrowingHash } from "../store/chunk-workers.ts";
+import { PAGE_SIZE } from "./manifest.ts";
+
+const PAGES = /^pages-\d+\.img$/;
+
+export class PageTail {
+  readonly #dir: string;
+  readonly #workers: ChunkWorkers;
+  readonly #files = new Map<string, GrowingHash>();
+  #watcher: fs.FSWatcher | null = null;
+  #poll: ReturnType<typeof setInterval> | null = null;
+  #isOver = false;
+
+  /** Start watching `dir` (CRIU's empty image directory) for page images. */
+  constructor(dir: string, workers = ChunkWorkers.shared()) {
+    this.#dir = dir;
+    this.#workers = workers;
+    try {
+      this.#watcher = fs.watch(dir, () => this.#scan());
+      this.#watcher.on("error", () => undefined);
+    } catch {
+      this.#watcher = null;
+    }
+    // inotify can miss nothing here, but a poll costs little and covers any watcher trouble.
+    this.#poll = setInterval(() => this.#scan(), 20);
+    this.#scan();
+  }
+
+  /** CRIU has exited successfully: every page image ends where it is now. Results by file name. */
+  finish(): Map<string, Promise<FileHashes>> {
+    this.#stop();
+    this.#scan(true);
+    const out = new Map<string, Promise<FileHashes>>();
+    for (const [name, h] of this.#files) {
+      h.finish();
+      out.set(name, h.result);
+    }
+    return out;
+  }
+
+  /** CRIU failed: stop hashing. */
+  abort(): void {
+    this.#stop();
+    for (const h of this.#files.values()) h.abort("the dump did not finish");
+  }
+
+  #stop(): void {
+    this.#isOver = true;
+    this.#watcher?.close();
+    this.#watcher = null;
+    if (this.#poll) clearInterval(this.#poll);
+    this.#poll = null;
+  }
+
+  #scan(isFinal = false): void {
+    if (this.#isOver && !isFinal) return;
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.#dir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      if (!PAGES.test(name) || this.#files.has(name)) continue;
+      this.#files.set(name, this.#workers.hashGrowingFile(path.join(this.#dir, name), PAGE_SIZE));
+    }
+  }
+}
