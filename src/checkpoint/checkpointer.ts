@@ -55,6 +55,8 @@ export interface CheckpointResult {
   logicalBytes: number;
   newBytes: number;
   newChunks: number;
+  /** Where the time went, in order: prepare, dump, files (layer, volumes), base, images (CRIU's files), commit, stop (or continue). */
+  phases: Record<string, number>;
 }
 
 export interface RestoreRequest {
@@ -69,6 +71,8 @@ export interface RestoreResult {
   materializeMs: number;
   criuMs: number;
   totalMs: number;
+  /** Where the time went, in order: check (image, host), images (CRIU's files), layer, base and volumes, prepare (record, network, root), criu, finish. */
+  phases: Record<string, number>;
   tcp: "kept" | "closed";
   notes: string[];
 }
@@ -162,6 +166,7 @@ export class Checkpointer {
     try {
       const imagesDir = join(tmp, "criu");
       mkdirSync(imagesDir);
+      const phase = phaseClock(t0);
       // A pod that stops stays cut off from its peers from the dump until it is restored:
       // CRIU lifts its own lock when it leaves the tasks stopped, and anything the pod's
       // kernel acknowledged after the dump would be missing from the image.
@@ -182,6 +187,8 @@ export class Checkpointer {
       });
       const hashing = tail.finish();
       isStopped = true;
+      phase("prepare", dump.durationMs);
+      phase("dump");
       const tDump = performance.now();
       const writer = store.writer(`checkpoint ${name}`);
       let freezeMs = 0;
@@ -191,17 +198,20 @@ export class Checkpointer {
         const layer = await captureTree(writableLayerOf(r.runtime), writer);
         const volumeTrees = [];
         for (const v of included) volumeTrees.push({ path: v.pod, entries: (await captureTree(v.host, writer)).entries });
+        phase("files");
         if (req.leaveRunning) {
           continuePod(target.pid);
           isStopped = false;
           freezeMs = performance.now() - t0Dump(dump.durationMs, tDump);
         }
         const base = r.runtime.rootKind === "overlay" ? (await captureTree(r.spec.rootfs, writer)).entries : undefined;
+        phase("base");
         // CRIU's files never change again: big ones become packs as they are (adopt), and pages
         // equal to the same pages of the previous image are known stored without asking.
         const parentId = this.#latestImageOf(name);
         const previous = parentId ? { entries: this.#criuEntriesOf(parentId), isStored: () => catalogue.has(parentId) } : undefined;
         const images = await captureTree(imagesDir, writer, { isExcluded: (p) => p === "dump.log", hashing, adopt: true, previous });
+        phase("images");
         manifest = {
           format: FORMAT_VERSION,
           autopodVersion: VERSION,
@@ -218,6 +228,7 @@ export class Checkpointer {
         };
         journal.imageId = catalogue.addManifest(manifest, writer);
         isCommitted = true;
+        phase("commit");
         this.#markLocal(journal.imageId);
         this.#writeJournal(journal);
       } finally {
@@ -235,6 +246,7 @@ export class Checkpointer {
         await pods.releaseCheckpointed(name);
         freezeMs = performance.now() - t0Dump(dump.durationMs, tDump);
       }
+      phase(req.leaveRunning ? "continue" : "stop");
       const total = performance.now() - t0;
       const result: CheckpointResult = {
         id: journal.imageId!,
@@ -248,6 +260,7 @@ export class Checkpointer {
         logicalBytes: logicalBytes(manifest),
         newBytes,
         newChunks,
+        phases: phase.all,
       };
       log.info("checkpointed pod", { ...result });
       return result;
@@ -296,9 +309,13 @@ export class Checkpointer {
     try {
       // 1. Read and verify every chunk before anything of the pod changes.
       const tm = performance.now();
+      const phase = phaseClock(t0);
+      phase("check");
       const imagesDir = join(tmp, "criu");
       await materializeTreeAsync(manifest.criu, this.#o.store, imagesDir);
+      phase("images");
       materializeTree(manifest.rootfs, this.#o.store, join(tmp, "layer"));
+      phase("layer");
       // Host paths in an image made elsewhere are not trusted: its base and volumes
       // land in this agent's state directory, and it may name no host directory but shared storage.
       const isLocal = this.#isLocal(id);
@@ -316,6 +333,7 @@ export class Checkpointer {
         return { ...v, host };
       });
       const materializeMs = performance.now() - tm;
+      phase("baseAndVolumes");
 
       // 2. The pod's record, layer, address, net namespace and root.
       const address = req.ip ?? spec.ip;
@@ -350,6 +368,7 @@ export class Checkpointer {
       renameSync(join(tmp, "layer"), layer);
       const target = await pods.prepareRestore(name);
       prepared = true;
+      phase("prepare");
 
       // 3. CRIU puts the processes back.
       const tcp = record.spec.address === spec.ip ? "kept" : "closed";
@@ -363,15 +382,18 @@ export class Checkpointer {
         cgroup: target.cgroup,
         onSpawn: (pid) => this.#writeJournal({ kind: "restore", pod: name, tmp, pid: null, criuPid: pid, imageId: id, leaveRunning: false }),
       });
+      phase("criu");
       // The network was locked since it was made (prepareRestore): the sockets are back, let peers in.
       await unlockNetwork(target.netnsPath);
       const view = pods.adoptRestored(name, restored.pid);
+      phase("finish");
       const result: RestoreResult = {
         pod: view,
         image: id,
         materializeMs: round(materializeMs),
         criuMs: round(restored.durationMs),
         totalMs: round(performance.now() - t0),
+        phases: phase.all,
         tcp,
         notes,
       };
@@ -677,6 +699,18 @@ function freeBytes(dir: string): number {
 
 function fmt(n: number): string {
   return n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(1)} GiB` : `${Math.ceil(n / (1 << 20))} MiB`;
+}
+
+/** Named consecutive spans of time: phase(name) closes the span since the last one (or `endsBefore` ms before now). */
+function phaseClock(start: number): ((name: string, endsBefore?: number) => void) & { all: Record<string, number> } {
+  let mark = start;
+  const all: Record<string, number> = {};
+  const phase = (name: string, endsBefore = 0) => {
+    const now = performance.now() - endsBefore;
+    all[name] = round(now - mark);
+    mark = now;
+  };
+  return Object.assign(phase, { all });
 }
 
 function round(x: number): number {

@@ -16,6 +16,11 @@ import { PAGE_SIZE } from "./manifest.ts";
 
 const PAGES = /^pages-\d+\.img$/;
 
+/** AUTOPOD_PAGE_TAIL=0 turns tailing off (pages are then hashed after the dump): for benchmarks. */
+export function isPageTailEnabled(env = process.env): boolean {
+  return env.AUTOPOD_PAGE_TAIL !== "0";
+}
+
 export class PageTail {
   readonly #dir: string;
   readonly #workers: ChunkWorkers;
@@ -28,6 +33,10 @@ export class PageTail {
   constructor(dir: string, workers = ChunkWorkers.shared()) {
     this.#dir = dir;
     this.#workers = workers;
+    if (!isPageTailEnabled()) {
+      this.#isOver = true;
+      return;
+    }
     try {
       this.#watcher = fs.watch(dir, () => this.#scan());
       this.#watcher.on("error", () => undefined);
@@ -41,8 +50,9 @@ export class PageTail {
 
   /** CRIU has exited successfully: every page image ends where it is now. Results by file name. */
   finish(): Map<string, Promise<FileHashes>> {
+    const wasOn = this.#watcher !== null || this.#poll !== null;
     this.#stop();
-    this.#scan(true);
+    if (wasOn) this.#scan(true);
     const out = new Map<string, Promise<FileHashes>>();
     for (const [name, h] of this.#files) {
       h.finish();

@@ -246,8 +246,8 @@ export function materializeTree(entries: readonly FileEntry[], source: ChunkSour
  * when the source is the store: copied from the packs in runs, each chunk
  * checked against its hash (and each record against the index) before its
  * run is written. A file the store adopted whole as a raw pack (a CRIU page
- * image) is hard-linked instead of copied when it is root's own and private,
- * then read back and every chunk checked all the same.
+ * image) is hard-linked instead of copied when it is root's and only root may
+ * write it, then read back and every chunk checked all the same.
  */
 export async function materializeTreeAsync(entries: readonly FileEntry[], source: ChunkSource, destDir: string, options: MaterializeOptions = {}): Promise<MaterializeResult> {
   checkEntries(entries as FileEntry[], "tree");
@@ -279,8 +279,10 @@ export async function materializeTreeAsync(entries: readonly FileEntry[], source
 }
 
 async function writeBulkFile(e: FileEntry, source: BulkChunkSource, p: string, shouldChown: boolean, isDurable: boolean, workers: ChunkWorkers): Promise<void> {
-  const isPrivate = e.uid === 0 && e.gid === 0 && (e.mode & 0o7077) === 0;
-  const raw = isPrivate ? source.rawPackFor(e.chunks, e.size) : null;
+  // The link shares the pack's inode: only for root's files that nobody else may write (CRIU's
+  // images are root's, 0644), and the pack directory is root's alone.
+  const isRootOnly = e.uid === 0 && e.gid === 0 && (e.mode & 0o7022) === 0;
+  const raw = isRootOnly ? source.rawPackFor(e.chunks, e.size) : null;
   if (raw !== null && linkIfThere(raw, p)) {
     const fh = await workers.hashFile(p, e.chunkSize);
     checkHashes(e, fh);

@@ -229,7 +229,7 @@ export class ChunkWorkers {
 
   /** Hash the chunks of a complete file. */
   hashFile(path: string, chunkSize: number): Promise<FileHashes> {
-    const h = this.#hash(path, chunkSize);
+    const h = this.#hash(path, chunkSize, this.threads);
     h.finish();
     return h.result;
   }
@@ -237,10 +237,12 @@ export class ChunkWorkers {
   /**
    * Hash a file another process is still appending to. Bytes are read only
    * once the file has grown past them; call finish() when the writer has
-   * exited (the file's size then is its end).
+   * exited (the file's size then is its end). Until then only `threads`
+   * threads work on it (default: all but one, so the writer keeps a core);
+   * after, all of them.
    */
-  hashGrowingFile(path: string, chunkSize: number): GrowingHash {
-    return this.#hash(path, chunkSize);
+  hashGrowingFile(path: string, chunkSize: number, threads = Math.max(1, this.threads - 1)): GrowingHash {
+    return this.#hash(path, chunkSize, Math.min(this.threads, Math.max(1, threads)));
   }
 
   /**
@@ -294,7 +296,7 @@ export class ChunkWorkers {
     this.#jobs.clear();
   }
 
-  #hash(path: string, chunkSize: number): GrowingHash {
+  #hash(path: string, chunkSize: number, threads: number): GrowingHash {
     const ctlBuf = new SharedArrayBuffer(32);
     const ctl = new Int32Array(ctlBuf, 0, 4);
     const fin = new Float64Array(ctlBuf, 16, 1);
@@ -303,12 +305,15 @@ export class ChunkWorkers {
     const blocks = new Map<number, { hashes: Uint8Array; zero: Uint8Array }>();
     let hashedChunks = 0;
     const workers = this.#pool(this.threads);
-    let running = workers.length;
+    let running = threads;
     let failure: Error | null = null;
     let settle!: { resolve: (h: FileHashes) => void; reject: (e: Error) => void };
     const result = new Promise<FileHashes>((resolve, reject) => (settle = { resolve, reject }));
     result.catch(() => undefined); // the caller may abort before awaiting
+    let isSettled = false;
     const finishJob = () => {
+      if (isSettled) return;
+      isSettled = true;
       this.#endJob(job);
       if (failure) return settle.reject(failure);
       const size = fin[0]!;
@@ -338,11 +343,21 @@ export class ChunkWorkers {
       },
       fail: (e) => {
         failure ??= e;
+        isSettled = true;
         this.#endJob(job);
         settle.reject(e);
       },
     });
-    for (const w of workers) w.postMessage({ type: "hash", job, path, chunkSize, blockBytes, ctl: ctlBuf });
+    const message = { type: "hash", job, path, chunkSize, blockBytes, ctl: ctlBuf };
+    for (const w of workers.slice(0, threads)) w.postMessage(message);
+    // The rest join once the end is known: they claim blocks from the same counter.
+    const joinTheRest = () => {
+      for (const w of workers.slice(threads)) {
+        running++;
+        w.postMessage(message);
+      }
+      threads = workers.length;
+    };
     const wake = () => {
       Atomics.add(ctl, 3, 1);
       Atomics.notify(ctl, 3);
@@ -353,6 +368,7 @@ export class ChunkWorkers {
         return hashedChunks * chunkSize;
       },
       finish: () => {
+        joinTheRest();
         try {
           fin[0] = fs.statSync(path).size;
         } catch (e) {
