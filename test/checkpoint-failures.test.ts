@@ -122,19 +122,24 @@ describe("a full disk during a checkpoint", () => {
   rootTest("leaves the pod running and no partial image", async () => {
     const small = await TestHost.start("s");
     try {
-      // The state directory on a 200 MiB tmpfs: a 128 MiB pod passes the free-space
-      // check, but its dump plus its chunks do not fit.
+      // The state directory on a 400 MiB tmpfs, filled up while the checkpoint runs.
       await small.killAgent("SIGTERM");
-      const m = await sh(["mount", "-t", "tmpfs", "-o", "size=200m,mode=0700", "autopod-test-full", small.stateDir]);
+      const m = await sh(["mount", "-t", "tmpfs", "-o", "size=400m,mode=0700", "autopod-test-full", small.stateDir]);
       expect(m.exitCode).toBe(0);
       await small.startAgent();
       await small.run("big", ["/usr/local/bin/memhog", "128"]);
       await waitForLog(small, "big", /ready/);
       const sum = await memorySum(small, "big");
-      const r = await small.cli(["checkpoint", "big"], T);
+      const cp = small.cli(["checkpoint", "big"], T);
+      await Bun.sleep(20);
+      const filler = join(small.stateDir, "filler");
+      await sh(["dd", "if=/dev/zero", `of=${filler}`, "bs=1M"], { timeoutMs: 60_000 });
+      const r = await cp;
+      await sh(["rm", "-f", filler]);
       expect(r.exitCode).not.toBe(0);
       expect(r.stderr).toMatch(/No space left on device|ENOSPC|disk is full|Not enough free space/);
       expect(r.stderr).toContain("the pod keeps running");
+      console.log(`full disk: ${r.stderr.trim()}`);
       const p = await small.pod("big");
       expect(p.state).toBe("running");
       expect(procState(p.pid!)).not.toBe("T");

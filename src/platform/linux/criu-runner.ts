@@ -4,8 +4,8 @@
  * root is given with --root, and bind mounts from the host are external
  * mounts mapped by key.
  */
-import { existsSync, openSync, closeSync, readFileSync } from "node:fs";
-import { join } from "node:path";
+import { closeSync, existsSync, openSync, readFileSync, statfsSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { run, which } from "./exec.ts";
 import { selfArgv } from "./launcher.ts";
 
@@ -144,7 +144,19 @@ export async function criuRestore(o: RestoreOptions): Promise<{ pid: number; dur
 
 async function errorFrom(action: "dump" | "restore", exitCode: number, logFile: string, stderr: string): Promise<CriuError> {
   const log = existsSync(logFile) ? readFileSync(logFile, "utf8") : stderr;
-  return new CriuError(action, exitCode, logFile, firstCriuError(log) || stderr.trim().split("\n").pop() || "");
+  let first = firstCriuError(log) || stderr.trim().split("\n").pop() || "";
+  // On a full disk CRIU's own log is cut short: say what it could not.
+  if (isFull(dirname(logFile)) && !/No space left/.test(first)) first = `No space left on device under ${dirname(logFile)}${first ? ` (${first.trim()})` : ""}`;
+  return new CriuError(action, exitCode, logFile, first);
+}
+
+function isFull(dir: string): boolean {
+  try {
+    const s = statfsSync(dir);
+    return Number(s.bavail) * Number(s.bsize) < 1 << 20;
+  } catch {
+    return false;
+  }
 }
 
 /** nft's `list tables` output -> the CRIU network-lock tables, e.g. ["inet CRIU-1234"]. */
