@@ -21,7 +21,7 @@
  * agent's own report. Everything made is removed at the end.
  */
 import { Database } from "bun:sqlite";
-import { closeSync, existsSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { dumpArgv, restoreArgv } from "../src/platform/linux/criu-runner.ts";
@@ -30,6 +30,7 @@ import { memoryHierarchy } from "../src/platform/linux/cgroup.ts";
 import { reapIfExited, setChildSubreaper } from "../src/platform/linux/libc.ts";
 import { killPod, waitGone } from "../src/platform/linux/pod-procs.ts";
 import { externalMountsOf, type PodRecord } from "../src/pods/pod.ts";
+import { ChunkWorkers } from "../src/store/chunk-workers.ts";
 import { sha256 } from "../src/store/hash.ts";
 import { DIST } from "../test/_support.ts";
 import { sh, testRootfs, TestHost } from "../test/_pods.ts";
@@ -160,13 +161,23 @@ async function rawDump(h: TestHost, pod: string, dir: string): Promise<{ dumpMs:
   return { dumpMs, syncMs: performance.now() - t2, bytes: dirBytes(dir) };
 }
 
-/** SHA-256 of 4 KiB pages, natively, on one thread. */
+/** SHA-256 of 4 KiB pages: natively on one thread, and a page file on every core (ChunkWorkers, as checkpoints do). */
 async function hashThroughput(bytes: number): Promise<Record<string, number>> {
   const buf = new Uint8Array(bytes);
   for (let i = 0; i < bytes; i += 65536) crypto.getRandomValues(buf.subarray(i, i + 65536));
-  const t = performance.now();
+  let t = performance.now();
   for (let o = 0; o < bytes; o += 4096) sha256(buf.subarray(o, o + 4096));
-  return { pageSha256OneThreadMBps: mbps(bytes, performance.now() - t) };
+  const one = mbps(bytes, performance.now() - t);
+  const file = join(work, "pages-hash.img");
+  writeFileSync(file, buf);
+  const pool = new ChunkWorkers();
+  await pool.hashFile(file, 4096); // threads up, file cached
+  t = performance.now();
+  await pool.hashFile(file, 4096);
+  const all = mbps(bytes, performance.now() - t);
+  pool.close();
+  rmSync(file);
+  return { pageSha256OneThreadMBps: one, pageFileAllThreadsMBps: all, threads: pool.threads };
 }
 
 let rawSeq = 0;

@@ -8,6 +8,7 @@ import { Packr } from "msgpackr";
 import path from "node:path";
 import { z } from "zod";
 import { InvalidArgumentError } from "../errors.ts";
+import { HashTable } from "../store/_hash-table.ts";
 import { HASH_BYTES, type Hash, isZeroHash, sha256, toHex } from "../store/hash.ts";
 
 /** The manifest format this code writes and the only one it reads. */
@@ -311,21 +312,26 @@ export interface ChunkRef {
 
 /** Every distinct stored (non-zero) chunk, in first-use order. */
 export function uniqueChunkRefs(m: Manifest): ChunkRef[] {
-  const seen = new Set<string>();
+  // A hash table over the hashes' own bytes: a Set of hex strings cost more than hashing the pages.
+  let total = 0;
+  for (const t of treesOf(m)) for (const e of t.entries) total += e.chunks.byteLength / HASH_BYTES;
+  const seen = new HashTable(total);
   const out: ChunkRef[] = [];
   for (const t of treesOf(m)) {
     for (const e of t.entries) {
       if (e.type !== "file") continue;
       const n = chunkCount(e);
       for (let i = 0; i < n; i++) {
-        const h = chunkHash(e, i);
-        if (isZeroHash(h)) continue;
-        const key = toHex(h);
-        if (seen.has(key)) continue;
-        seen.add(key);
-        out.push({ hash: h, length: chunkLength(e, i), tree: t.name, path: e.path });
+        const at = i * HASH_BYTES;
+        if (isZeroAt(e.chunks, at) || !seen.add(e.chunks, at).added) continue;
+        out.push({ hash: e.chunks.subarray(at, at + HASH_BYTES), length: chunkLength(e, i), tree: t.name, path: e.path });
       }
     }
   }
   return out;
+}
+
+function isZeroAt(b: Uint8Array, at: number): boolean {
+  for (let k = 0; k < HASH_BYTES; k++) if (b[at + k] !== 0) return false;
+  return true;
 }

@@ -8,6 +8,8 @@
  * Only bytes below a file's current size are read. When CRIU has exited,
  * finish() fixes each file's end at its size then and hands the results to
  * captureTree (options.hashing), which checks each against the size it finds.
+ * It also starts writing the page images to disk (fdatasync on a background
+ * thread), so the commit's own fsync finds them mostly written.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -58,7 +60,30 @@ export class PageTail {
       h.finish();
       out.set(name, h.result);
     }
+    this.#startWriteback();
     return out;
+  }
+
+  /** fdatasync every page image on Bun's I/O threads, not waited for: the commit syncs them again, quickly. */
+  #startWriteback(): void {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.#dir).filter((n) => PAGES.test(n));
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      void fs.promises
+        .open(path.join(this.#dir, name), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
+        .then(async (fh) => {
+          try {
+            await fh.datasync();
+          } finally {
+            await fh.close();
+          }
+        })
+        .catch(() => undefined);
+    }
   }
 
   /** CRIU failed: stop hashing. */

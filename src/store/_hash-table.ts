@@ -8,13 +8,25 @@
 import { HASH_BYTES } from "./hash.ts";
 
 export class HashTable {
-  #hashes = new Uint8Array(1024 * HASH_BYTES);
-  #pack = new Int32Array(1024);
-  #offset = new Float64Array(1024);
-  #length = new Int32Array(1024);
+  #hashes: Uint8Array;
+  #pack: Int32Array;
+  #offset: Float64Array;
+  #length: Int32Array;
   /** Entry index + 1 per slot; 0 is empty. */
-  #slots = new Int32Array(4096);
+  #slots: Int32Array;
   #size = 0;
+
+  /** `expected`: entries to make room for up front. */
+  constructor(expected = 1024) {
+    const cap = Math.max(16, expected);
+    this.#hashes = new Uint8Array(cap * HASH_BYTES);
+    this.#pack = new Int32Array(cap);
+    this.#offset = new Float64Array(cap);
+    this.#length = new Int32Array(cap);
+    let slots = 64;
+    while (slots < cap * 2) slots *= 2;
+    this.#slots = new Int32Array(slots);
+  }
 
   get size(): number {
     return this.#size;
@@ -49,7 +61,9 @@ export class HashTable {
     }
     const i = this.#size++;
     if (i >= this.#pack.length) this.#growEntries();
-    this.#hashes.set(src.subarray(at, at + HASH_BYTES), i * HASH_BYTES);
+    const h = this.#hashes;
+    const o = i * HASH_BYTES;
+    for (let k = 0; k < HASH_BYTES; k++) h[o + k] = src[at + k]!;
     this.#pack[i] = pack;
     this.#offset[i] = offset;
     this.#length[i] = length;

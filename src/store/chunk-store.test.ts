@@ -1,14 +1,17 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { sha256 as nobleSha256 } from "@noble/hashes/sha2.js";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ChunkStore } from "./chunk-store.ts";
+import { ChunkWorkers } from "./chunk-workers.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "./errors.ts";
 import { ZERO_HASH, ZERO_HEX, fromHex, sha256, toHex } from "./hash.ts";
 
 let dir: string;
 let store: ChunkStore;
+const pool = new ChunkWorkers(2);
+afterAll(() => pool.close());
 
 function random(n: number): Uint8Array {
   const b = new Uint8Array(n);
@@ -238,5 +241,143 @@ describe("gc", () => {
     const r = store.gc([]);
     expect(r.removedChunks).toBe(3);
     expect(store.stats().chunks).toBe(0);
+  });
+});
+
+describe("adopted page files (raw packs)", () => {
+  /** A page file of distinct random pages, some zero pages, and a page repeated. */
+  function pageFile(pages: number): { file: string; data: Uint8Array } {
+    const data = random(pages * 4096);
+    for (let p = 0; p < pages; p += 9) data.fill(0, p * 4096, (p + 1) * 4096);
+    data.copyWithin(4 * 4096, 2 * 4096, 3 * 4096);
+    const file = path.join(dir, `pages-${Math.random().toString(16).slice(2)}.img`);
+    fs.writeFileSync(file, data);
+    return { file, data };
+  }
+
+  test("a mostly new file is adopted whole: no bytes copied, every page readable and verified, zero pages not indexed", async () => {
+    const { file, data } = pageFile(300);
+    const fh = await pool.hashFile(file, 4096);
+    const w = store.writer("adopt");
+    expect(w.putHashedFile(file, fh, { adopt: true }).adopted).toBe(true);
+    // Before commit: readable through the writer, invisible to the store.
+    const h5 = fh.hashes.subarray(5 * 32, 6 * 32);
+    expect(Buffer.compare(w.get(h5), data.subarray(5 * 4096, 6 * 4096))).toBe(0);
+    expect(store.has(h5)).toBe(false);
+    w.commit();
+    w.close();
+    const distinct = 300 - Math.ceil(300 / 9) - 1; // zero pages and the repeat are not new
+    expect(w.newChunks).toBe(distinct);
+    expect(packFiles(dir).filter((f) => f.endsWith(".pages")).length).toBe(1);
+    expect(packFiles(dir).filter((f) => f.endsWith(".pack")).length).toBe(0);
+    for (let p = 0; p < 300; p++) {
+      const h = fh.hashes.subarray(p * 32, (p + 1) * 32);
+      if (fh.zero[p]) continue;
+      expect(Buffer.compare(store.get(h), data.subarray(p * 4096, (p + 1) * 4096))).toBe(0);
+    }
+    // The original name can go (CRIU's directory is removed): the pack is its own link.
+    fs.rmSync(file);
+    expect(store.verifyAll()).toEqual({ checked: distinct, corrupt: [] });
+    // Found whole by its chunk list, for a restore to link.
+    expect(store.rawPackFor(fh.hashes, data.byteLength)).toMatch(/\.pages$/);
+    expect(store.rawPackFor(fh.hashes, data.byteLength + 1)).toBeNull();
+    // locate() gives data offsets with no header in a raw pack.
+    const loc = store.locate(fh.hashes);
+    expect(loc[0]).toBeNull(); // a zero page
+    expect(loc[1]).toEqual({ pack: expect.any(Number), offset: 4096, length: 4096, headerBytes: 0 });
+    expect(loc[4]!.offset).toBe(2 * 4096); // the repeat points at the first copy
+  });
+
+  test("a file mostly stored already (by another image) is not adopted: only its new pages are copied", async () => {
+    const { file, data } = pageFile(200);
+    const first = await pool.hashFile(file, 4096);
+    let w = store.writer("first");
+    w.putHashedFile(file, first, { adopt: true });
+    w.commit();
+    w.close();
+    // 1% of pages change.
+    const next = Uint8Array.from(data);
+    next.set(random(4096), 17 * 4096);
+    next.set(random(4096), 150 * 4096);
+    const file2 = path.join(dir, "pages-next.img");
+    fs.writeFileSync(file2, next);
+    const second = await pool.hashFile(file2, 4096);
+    w = store.writer("second");
+    expect(w.putHashedFile(file2, second, { adopt: true }).adopted).toBe(false);
+    w.commit();
+    w.close();
+    expect(w.newChunks).toBe(2);
+    expect(w.newBytes).toBe(2 * 4096);
+    expect(packFiles(dir).filter((f) => f.endsWith(".pages")).length).toBe(1);
+    expect(Buffer.compare(store.get(second.hashes.subarray(150 * 32, 151 * 32)), next.subarray(150 * 4096, 151 * 4096))).toBe(0);
+  });
+
+  test("known pages (vouched by the previous image) are neither looked up nor stored", async () => {
+    const { file } = pageFile(50);
+    const fh = await pool.hashFile(file, 4096);
+    let w = store.writer("first");
+    w.putHashedFile(file, fh, { adopt: true });
+    w.commit();
+    w.close();
+    w = store.writer("second");
+    const known = new Uint8Array(50).fill(1);
+    w.trustStored(fh.hashes, known);
+    expect(w.putHashedFile(file, fh, { known, adopt: true })).toEqual({ adopted: false, candidates: 0 });
+    expect(w.missing([fh.hashes.subarray(32, 64)])).toEqual([]);
+    w.commit();
+    w.close();
+    expect(w.newChunks).toBe(0);
+  });
+
+  test("abort drops the adopted pack; a crash before commit leaves no pack on reopen", async () => {
+    const { file } = pageFile(40);
+    const fh = await pool.hashFile(file, 4096);
+    const w = store.writer("aborted");
+    w.putHashedFile(file, fh, { adopt: true });
+    expect(packFiles(dir).some((f) => f.endsWith(".pages"))).toBe(true);
+    w.abort();
+    expect(packFiles(dir)).toEqual([]);
+    expect(fs.existsSync(file)).toBe(true); // the source is untouched
+    // Adopted, then the process dies before commit.
+    const w2 = store.writer("crashed");
+    w2.putHashedFile(file, fh, { adopt: true });
+    (store as unknown as { db: { close(): void } }).db.close();
+    store = ChunkStore.open(dir);
+    expect(packFiles(dir)).toEqual([]);
+    expect(store.has(fh.hashes.subarray(32, 64))).toBe(false);
+  });
+
+  test("a flipped bit in an adopted pack is a CorruptChunkError naming the page's hash", async () => {
+    const { file } = pageFile(30);
+    const fh = await pool.hashFile(file, 4096);
+    const w = store.writer("adopt");
+    w.putHashedFile(file, fh, { adopt: true });
+    w.commit();
+    w.close();
+    const pack = path.join(dir, "packs", packFiles(dir)[0]!);
+    const b = fs.readFileSync(pack);
+    b[7 * 4096 + 11]! ^= 4;
+    fs.writeFileSync(pack, b);
+    const h7 = fh.hashes.subarray(7 * 32, 8 * 32);
+    expect(() => store.get(h7)).toThrow(CorruptChunkError);
+    expect(store.verifyAll().corrupt).toEqual([toHex(h7)]);
+  });
+
+  test("gc drops an adopted pack no image needs, and compacts one that is mostly garbage into a plain pack", async () => {
+    const { file, data } = pageFile(100);
+    const fh = await pool.hashFile(file, 4096);
+    const w = store.writer("adopt");
+    w.putHashedFile(file, fh, { adopt: true });
+    w.commit();
+    w.close();
+    const keep = [1, 2, 3].map((p) => fh.hashes.subarray(p * 32, (p + 1) * 32));
+    const r = store.gc(keep);
+    expect(r.packsRewritten).toBe(1);
+    expect(packFiles(dir).every((f) => f.endsWith(".pack"))).toBe(true);
+    for (const [k, h] of keep.entries()) expect(Buffer.compare(store.get(h), data.subarray((k + 1) * 4096, (k + 2) * 4096))).toBe(0);
+    expect(store.rawPackFor(fh.hashes, data.byteLength)).toBeNull();
+    store.gc([]);
+    expect(packFiles(dir)).toEqual([]);
+    expect(store.stats().garbageBytes).toBe(0);
   });
 });

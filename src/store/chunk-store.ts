@@ -638,7 +638,7 @@ export class ChunkWriter {
     const n = fh.zero.length;
     const cs = fh.chunkSize;
     const lengthOf = (i: number) => Math.min(cs, fh.size - i * cs);
-    const local = new HashTable();
+    const local = new HashTable(n);
     const cand: number[] = [];
     let candBytes = 0;
     for (let i = 0; i < n; i++) {
@@ -650,7 +650,12 @@ export class ChunkWriter {
       candBytes += lengthOf(i);
     }
     const adoptShare = options.adoptShare ?? 0.5;
-    if (options.adopt && cand.length > 0 && candBytes >= adoptShare * fh.size && cs <= MAX_CHUNK_BYTES) {
+    // Candidates may be stored already (by another pod's image): a sample of them tells.
+    const sample: Uint8Array[] = [];
+    const step = Math.max(1, Math.floor(cand.length / 256));
+    for (let k = 0; k < cand.length; k += step) sample.push(fh.hashes.subarray(cand[k]! * HASH_BYTES, (cand[k]! + 1) * HASH_BYTES));
+    const newShare = sample.length === 0 ? 0 : this.store.missing(sample).length / sample.length;
+    if (options.adopt && cand.length > 0 && candBytes * newShare >= adoptShare * fh.size && cs <= MAX_CHUNK_BYTES) {
       const pack = this.#appender.adopt(file, () => this.store.newRawPackId(), sha256(fh.hashes));
       if (pack !== null) {
         for (const i of cand) this.#pending.add(fh.hashes, i * HASH_BYTES, pack.id, i * cs, lengthOf(i));
