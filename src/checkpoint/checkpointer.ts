@@ -171,8 +171,8 @@ export class Checkpointer {
       // CRIU lifts its own lock when it leaves the tasks stopped, and anything the pod's
       // kernel acknowledged after the dump would be missing from the image.
       if (!req.leaveRunning) await lockNetwork(target.netnsPath);
-      // Memory pages are hashed as CRIU writes them, on the cores it leaves free.
-      const tail = new PageTail(imagesDir);
+      // A stopping pod's pages are hashed as CRIU writes them (a pod left running has its pages hashed after it goes on).
+      const tail = new PageTail(imagesDir, { isOn: !req.leaveRunning });
       const dump = await criuDump({
         criu: criu.path,
         pid: target.pid,
@@ -236,6 +236,10 @@ export class Checkpointer {
       }
       const newBytes = writer.newBytes;
       const newChunks = writer.newChunks;
+      // CRIU's files are in the store now (big ones adopted, and synced). Delete them before the pod
+      // goes: the last process of a pod unmounts its overlay, which syncs the whole file system, and
+      // a dump's dirty pages deleted first are never written at all.
+      rmSync(imagesDir, { recursive: true, force: true });
       if (req.leaveRunning) {
         pods.endCheckpoint(name, "running");
       } else {

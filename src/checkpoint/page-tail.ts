@@ -8,8 +8,11 @@
  * Only bytes below a file's current size are read. When CRIU has exited,
  * finish() fixes each file's end at its size then and hands the results to
  * captureTree (options.hashing), which checks each against the size it finds.
- * It also starts writing the page images to disk (fdatasync on a background
- * thread), so the commit's own fsync finds them mostly written.
+ *
+ * CRIU's dump itself keeps both cores of a small machine busy (the parasite
+ * splices pages into a pipe, CRIU splices them into the file), so hashing
+ * alongside makes the dump longer: worth it for a stop-checkpoint, whose
+ * total is its freeze, not for --leave-running, whose freeze is the dump.
  */
 import fs from "node:fs";
 import path from "node:path";
@@ -31,11 +34,11 @@ export class PageTail {
   #poll: ReturnType<typeof setInterval> | null = null;
   #isOver = false;
 
-  /** Start watching `dir` (CRIU's empty image directory) for page images. */
-  constructor(dir: string, workers = ChunkWorkers.shared()) {
+  /** Start watching `dir` (CRIU's empty image directory) for page images; with `isOn` false, do nothing. */
+  constructor(dir: string, options: { isOn?: boolean; workers?: ChunkWorkers } = {}) {
     this.#dir = dir;
-    this.#workers = workers;
-    if (!isPageTailEnabled()) {
+    this.#workers = options.workers ?? ChunkWorkers.shared();
+    if (options.isOn === false || !isPageTailEnabled()) {
       this.#isOver = true;
       return;
     }
@@ -60,30 +63,7 @@ export class PageTail {
       h.finish();
       out.set(name, h.result);
     }
-    this.#startWriteback();
     return out;
-  }
-
-  /** fdatasync every page image on Bun's I/O threads, not waited for: the commit syncs them again, quickly. */
-  #startWriteback(): void {
-    let names: string[];
-    try {
-      names = fs.readdirSync(this.#dir).filter((n) => PAGES.test(n));
-    } catch {
-      return;
-    }
-    for (const name of names) {
-      void fs.promises
-        .open(path.join(this.#dir, name), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW)
-        .then(async (fh) => {
-          try {
-            await fh.datasync();
-          } finally {
-            await fh.close();
-          }
-        })
-        .catch(() => undefined);
-    }
   }
 
   /** CRIU failed: stop hashing. */

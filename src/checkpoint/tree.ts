@@ -169,6 +169,10 @@ export async function captureTree(dir: string, writer: ChunkWriter, options: Cap
     chunks += fh.zero.length;
   };
   const captureFile = async ({ entry, abs }: { entry: FileEntry; abs: string }) => {
+    // A big CRIU file with no previous version will most likely be adopted: start writing it to disk now,
+    // on a thread of its own, so the commit's fsync finds little left to do. (Not earlier: an fsync forces
+    // a journal commit that would hold up the files of a pod still frozen.)
+    if (workers && options.adopt && entry.size >= BULK_FILE_BYTES && !previous.has(entry.path)) void workers.syncFile(abs).catch(() => undefined);
     const hashing = options.hashing?.get(entry.path);
     if (hashing) return captureBig(entry, abs, hashing);
     // Files of a pod's layer or volumes go the plain way: each chunk hashed as it is stored.

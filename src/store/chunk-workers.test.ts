@@ -194,3 +194,46 @@ describe("ChunkWorkers: several growing files at once", () => {
     expect(Buffer.compare(rb.hashes, serialHashes(db, 4096))).toBe(0);
   });
 });
+
+describe("ChunkWorkers.syncFile", () => {
+  test("syncs on its own thread: the event loop and fs.promises keep going", async () => {
+    const f = path.join(tmp, "pages-9.img");
+    fs.writeFileSync(f, random(8 << 20));
+    let ticks = 0;
+    const iv = setInterval(() => ticks++, 1);
+    const syncing = pool.syncFile(f);
+    const read = await fs.promises.readFile(f); // not queued behind the sync
+    await syncing;
+    clearInterval(iv);
+    expect(read.byteLength).toBe(8 << 20);
+    const err = await pool.syncFile(path.join(tmp, "nope")).catch((e: Error) => e);
+    expect(String(err)).toContain("nope");
+  });
+});
+
+describe("ChunkWorkers and process exit", () => {
+  test("idle threads never keep a process alive, whatever the order jobs end in", async () => {
+    const script = `
+      import { ChunkWorkers } from ${JSON.stringify(path.resolve(import.meta.dir, "chunk-workers.ts"))};
+      const fs = require("node:fs");
+      const f = process.argv[2];
+      fs.writeFileSync(f, new Uint8Array(3 << 20).fill(7));
+      const w = new ChunkWorkers(2);
+      const syncing = w.syncFile(f);
+      await w.hashFile(f, 4096);
+      await syncing;
+      const g = w.hashGrowingFile(f, 4096);
+      g.finish();
+      await g.result;
+      console.log("done");
+    `;
+    const file = path.join(tmp, "exit.ts");
+    fs.writeFileSync(file, script);
+    const p = Bun.spawn([process.execPath, file, path.join(tmp, "data")], { stdout: "pipe" });
+    const timer = setTimeout(() => p.kill(), 10_000);
+    const code = await p.exited;
+    clearTimeout(timer);
+    expect(await new Response(p.stdout).text()).toBe("done\n");
+    expect(code).toBe(0);
+  });
+});

@@ -186,7 +186,14 @@ self.onmessage = async (e) => {
   const m = e.data;
   try {
     if (m.type === "hash") await hashJob(m);
-    else copyJob(m);
+    else if (m.type === "sync") {
+      const fd = fs.openSync(m.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+      try {
+        fs.fdatasyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } else copyJob(m);
     postMessage({ job: m.job, done: true });
   } catch (err) {
     postMessage({ job: m.job, error: String((err && err.message) || err) });
@@ -212,6 +219,8 @@ interface Job {
 export class ChunkWorkers {
   readonly threads: number;
   #workers: Worker[] = [];
+  #syncer: Worker | null = null;
+  #syncing = 0;
   #url: string | null = null;
   readonly #jobs = new Map<number, Job>();
   #nextJob = 1;
@@ -288,10 +297,43 @@ export class ChunkWorkers {
     });
   }
 
+  /**
+   * fdatasync a file on a thread of its own (not a hashing thread, and not
+   * the I/O threads that every fs.promises call of this process shares).
+   */
+  syncFile(path: string): Promise<void> {
+    if (this.#syncer === null) {
+      this.#syncer = this.#spawn();
+      this.#syncer.unref();
+    }
+    const w = this.#syncer;
+    const job = this.#nextJob++;
+    return new Promise<void>((resolve, reject) => {
+      this.#jobs.set(job, {
+        onMessage: (m) => {
+          if (!("done" in m) && !("error" in m)) return;
+          this.#endJob(job);
+          if (--this.#syncing === 0) w.unref();
+          if ("error" in m) reject(new Error(`Cannot sync "${path}": ${m.error}`));
+          else resolve();
+        },
+        fail: (e) => {
+          this.#endJob(job);
+          reject(e);
+        },
+      });
+      if (this.#syncing++ === 0) w.ref();
+      w.postMessage({ type: "sync", job, path });
+    });
+  }
+
   /** End the threads (they are made again if needed). */
   close(): void {
     for (const w of this.#workers) w.terminate();
     this.#workers = [];
+    this.#syncer?.terminate();
+    this.#syncer = null;
+    this.#syncing = 0;
     for (const j of this.#jobs.values()) j.fail(new Error("the hashing threads were stopped"));
     this.#jobs.clear();
   }
@@ -399,21 +441,27 @@ export class ChunkWorkers {
   }
 
   #pool(n: number): Worker[] {
-    this.#url ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "application/javascript" }));
     while (this.#workers.length < this.threads) {
-      const w = new Worker(this.#url);
+      const w = this.#spawn();
       w.unref();
-      w.onmessage = (e: MessageEvent<Message>) => this.#jobs.get(e.data.job)?.onMessage(e.data);
-      w.onerror = (e) => {
-        const err = new Error(`A hashing thread failed: ${e.message}`);
-        this.#workers = this.#workers.filter((x) => x !== w);
-        for (const j of [...this.#jobs.values()]) j.fail(err);
-        this.#jobs.clear();
-        w.terminate();
-      };
       this.#workers.push(w);
     }
     return this.#workers.slice(0, n);
+  }
+
+  #spawn(): Worker {
+    this.#url ??= URL.createObjectURL(new Blob([WORKER_SOURCE], { type: "application/javascript" }));
+    const w = new Worker(this.#url);
+    w.onmessage = (e: MessageEvent<Message>) => this.#jobs.get(e.data.job)?.onMessage(e.data);
+    w.onerror = (e) => {
+      const err = new Error(`A hashing thread failed: ${e.message}`);
+      this.#workers = this.#workers.filter((x) => x !== w);
+      if (this.#syncer === w) this.#syncer = null;
+      for (const j of [...this.#jobs.values()]) j.fail(err);
+      this.#jobs.clear();
+      w.terminate();
+    };
+    return w;
   }
 }
 
