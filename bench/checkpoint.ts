@@ -21,7 +21,7 @@
  * agent's own report. Everything made is removed at the end.
  */
 import { Database } from "bun:sqlite";
-import { closeSync, existsSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, closeSync, existsSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import { dumpArgv, restoreArgv } from "../src/platform/linux/criu-runner.ts";
@@ -258,6 +258,21 @@ interface CheckpointJson {
   phases?: Record<string, number>;
 }
 
+/**
+ * A test host whose agent's patch-status service looks at an empty root: the
+ * real one re-reads the package database whenever it changes (apt runs on this
+ * machine), which would compete for the two cores during a measurement.
+ */
+async function quietHost(tag: string): Promise<TestHost> {
+  const h = await TestHost.start(tag);
+  const root = join(work, `status-root-${tag}`);
+  mkdirSync(root, { recursive: true });
+  appendFileSync(h.configPath, `[status]\nroot = "${root}"\n`);
+  await h.killAgent("SIGTERM");
+  await h.startAgent();
+  return h;
+}
+
 async function main() {
   const kernel = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
   const out: Record<string, unknown> = {
@@ -268,8 +283,8 @@ async function main() {
   log(`hashing throughput`);
   out.hashing = await hashThroughput(256 << 20);
 
-  host = await TestHost.start("bk");
-  other = await TestHost.start("bi");
+  host = await quietHost("bk");
+  other = await quietHost("bi");
   const rawDir = join(host.stateDir, "bench-raw");
 
   // ---- --leave-running: raw dump vs checkpoint, freeze, and the 1% second checkpoint ----
