@@ -581,9 +581,11 @@ export class ChunkWriter {
   readonly label: string;
   readonly #appender: PackAppender;
   /** New chunks, not yet in the index. Those in adopted raw packs may turn out to be stored already (INSERT OR IGNORE at commit). */
-  readonly #pending = new HashTable();
+  #pending = new HashTable();
   /** Chunks this writer relies on that are in the index (found there, or committed by it): gc keeps them, missing() trusts them. */
   readonly #pinned = new HashTable();
+  /** What earlier commits of this writer made visible: pinned as well (kept whole rather than copied into #pinned). */
+  readonly #committed: HashTable[] = [];
   /** Chunks pinned by pin(): kept by gc, not known to be stored. */
   readonly #leased = new Set<string>();
   #isClosed = false;
@@ -644,7 +646,7 @@ export class ChunkWriter {
     for (let i = 0; i < n; i++) {
       if (fh.zero[i] === 1 || options.known?.[i] === 1) continue;
       const at = i * HASH_BYTES;
-      if (this.#pending.has(fh.hashes, at) || this.#pinned.has(fh.hashes, at)) continue;
+      if (this.#pending.has(fh.hashes, at) || this.#isPinned(fh.hashes, at)) continue;
       if (!local.add(fh.hashes, at).added) continue;
       cand.push(i);
       candBytes += lengthOf(i);
@@ -712,11 +714,19 @@ export class ChunkWriter {
     }
   }
 
+  /**
+   * Whether this writer already accounts for the chunk (32 bytes at `at`):
+   * written by it, or pinned (found stored, trusted, committed). No query.
+   */
+  holds(src: Uint8Array, at = 0): boolean {
+    return this.#pending.has(src, at) || this.#isPinned(src, at);
+  }
+
   /** Whether the chunk is available to this writer (pins it when it is stored). */
   has(hash: HashLike): boolean {
     if (isZeroHash(hash)) return true;
     const h = hashBytes(hash);
-    if (this.#pending.has(h) || this.#pinned.has(h)) return true;
+    if (this.#pending.has(h) || this.#isPinned(h)) return true;
     if (this.store.has(h)) {
       this.#pinned.add(h);
       return true;
@@ -731,7 +741,7 @@ export class ChunkWriter {
     for (const h of hashes) {
       if (isZeroHash(h)) continue;
       const b = hashBytes(h);
-      if (!this.#pending.has(b) && !this.#pinned.has(b)) ask.push(h);
+      if (!this.#pending.has(b) && !this.#isPinned(b)) ask.push(h);
     }
     const lacking = this.store.missing(ask);
     const lackSet = new Set(lacking);
@@ -798,8 +808,14 @@ export class ChunkWriter {
       alsoInTransaction?.();
     })();
     for (const p of this.#appender.all) p.committed = p.flushed;
-    for (let i = 0; i < cols.size; i++) this.#pinned.add(cols.hashes, i * HASH_BYTES);
-    this.#pending.clear();
+    if (cols.size > 0) {
+      this.#committed.push(this.#pending);
+      this.#pending = new HashTable();
+      // A writer that commits often (batches of a transfer) keeps lookups short.
+      if (this.#committed.length > 4) {
+        for (const t of this.#committed.splice(0)) for (const h of t.hashes()) this.#pinned.add(h);
+      }
+    }
     this.newChunks += adoptedNew;
     this.newBytes += adoptedNewBytes;
   }
@@ -835,13 +851,21 @@ export class ChunkWriter {
   /** @internal Drop pins (the store's own auto-writer, after each call). */
   forget(): void {
     this.#pinned.clear();
+    this.#committed.length = 0;
     this.#leased.clear();
   }
 
   /** @internal Every hash gc must keep for this writer. */
   *pinnedHashes(): Generator<Uint8Array> {
     yield* this.#pinned.hashes();
+    for (const t of this.#committed) yield* t.hashes();
     for (const hex of this.#leased) yield Buffer.from(hex, "hex");
+  }
+
+  #isPinned(src: Uint8Array, at = 0): boolean {
+    if (this.#pinned.has(src, at)) return true;
+    for (const t of this.#committed) if (t.has(src, at)) return true;
+    return false;
   }
 
   /** @internal */
@@ -854,7 +878,7 @@ export class ChunkWriter {
     if (bytes.byteLength > MAX_CHUNK_BYTES) {
       throw new RangeError(`Chunk ${toHex(h)} is ${bytes.byteLength} bytes; the limit is ${MAX_CHUNK_BYTES}`);
     }
-    if (this.#pending.has(h) || this.#pinned.has(h)) return;
+    if (this.#pending.has(h) || this.#isPinned(h)) return;
     if (this.store.has(h)) {
       this.#pinned.add(h);
       return;
@@ -871,6 +895,7 @@ export class ChunkWriter {
 
   #finish(): void {
     this.#pinned.clear();
+    this.#committed.length = 0;
     this.#leased.clear();
     this.#isClosed = true;
     this.store.writerClosed(this);
