@@ -89,7 +89,19 @@ CREATE TABLE IF NOT EXISTS chunks(
  * of chunks by pack: it doubled the cost of every insert (262,144 per GiB of
  * pages), and only gc, which scans anyway, needs it.
  */
+/**
+ * A commit that adopted a file indexes its chunks after the commit, in the
+ * background: 262,144 index inserts per GiB cost more than the rest of a
+ * checkpoint. The commit records them durably as one row of pending_index
+ * (keyed by the adopted pack's id; entries in columns: n 32-byte hashes, n f64
+ * LE offsets, n u32 LE lengths, n u32 LE packs), which the store reads back
+ * into memory, answers from, and merges into chunks in small transactions; a
+ * crash mid-merge only means merging again.
+ */
+const PENDING_ENTRY_BYTES = 48;
+
 function migrate(db: Database): void {
+  db.exec("CREATE TABLE IF NOT EXISTS pending_index(pack INTEGER PRIMARY KEY, entries BLOB NOT NULL)");
   const cols = new Set(db.query<{ name: string }, []>("PRAGMA table_info(packs)").all().map((c) => c.name));
   if (!cols.has("raw")) db.exec("ALTER TABLE packs ADD COLUMN raw INTEGER NOT NULL DEFAULT 0");
   if (!cols.has("digest")) db.exec("ALTER TABLE packs ADD COLUMN digest BLOB");
@@ -116,6 +128,12 @@ export class ChunkStore {
   readonly #readFds = new Map<number, number>();
   /** Ids of raw packs (adopted files). */
   readonly #rawPacks = new Set<number>();
+  /** Committed chunks not yet in the chunks table, by pack (see PENDING_ENTRY_BYTES). */
+  readonly #deferred = new Map<number, HashTable>();
+  #mergeTimer: ReturnType<typeof setTimeout> | null = null;
+  /** How far the background merge has gone, by pack, and in which order it goes. */
+  readonly #merged = new Map<number, number>();
+  readonly #mergeOrder = new Map<number, ArrayLike<number>>();
   readonly #writers = new Set<ChunkWriter>();
   readonly #lookup: Statement<Row, [Uint8Array]>;
   readonly #exists: Statement<{ x: number }, [Uint8Array]>;
@@ -153,6 +171,10 @@ export class ChunkStore {
     this.#newRawPackStmt = this.db.query("INSERT INTO packs(size, raw) VALUES (0, 1) RETURNING id");
     this.#recover();
     for (const r of this.db.query<{ id: number }, []>("SELECT id FROM packs WHERE raw = 1").all()) this.#rawPacks.add(r.id);
+    for (const r of this.db.query<{ pack: number; entries: Uint8Array }, []>("SELECT pack, entries FROM pending_index").all()) {
+      this.#deferred.set(r.pack, decodePending(r.entries));
+    }
+    this.#mergeSoon();
   }
 
   /** Open (creating if needed) the store in `dir`, recovering from any crash. */
@@ -163,7 +185,8 @@ export class ChunkStore {
   /** Whether the store has this chunk (the zero marker is always "had"). */
   has(hash: HashLike): boolean {
     if (isZeroHash(hash)) return true;
-    return this.#exists.get(hashBytes(hash)) !== null;
+    const h = hashBytes(hash);
+    return this.#exists.get(h) !== null || this.#deferredRow(h) !== null;
   }
 
   /**
@@ -183,7 +206,7 @@ export class ChunkStore {
     const out: T[] = [];
     for (const [i] of rows) {
       const h = hashes[i!]!;
-      if (!isZeroHash(h)) out.push(h);
+      if (!isZeroHash(h) && (this.#deferred.size === 0 || this.#deferredRow(all, i! * HASH_BYTES) === null)) out.push(h);
     }
     return out;
   }
@@ -192,7 +215,7 @@ export class ChunkStore {
   get(hash: HashLike): Uint8Array {
     const h = hashBytes(hash);
     if (isZeroHash(h)) throw new TypeError("The zero marker has no stored bytes; its length comes from the manifest");
-    const row = this.#lookup.get(h);
+    const row = this.lookup(h);
     if (row === null) throw new MissingChunkError(toHex(h));
     return this.readRecord(h, row, this.#readFd(row.pack));
   }
@@ -213,6 +236,13 @@ export class ChunkStore {
       )
       .values(hashes, n) as Array<[number, number, number, number]>;
     for (const [i, pack, offset, length] of rows) out[i] = { pack, offset, length, headerBytes: this.#rawPacks.has(pack) ? 0 : RECORD_HEADER_BYTES };
+    if (this.#deferred.size > 0) {
+      for (let i = 0; i < n; i++) {
+        if (out[i] !== null || isZeroAt(hashes, i * HASH_BYTES)) continue;
+        const row = this.#deferredRow(hashes, i * HASH_BYTES);
+        if (row !== null) out[i] = { ...row, headerBytes: this.#rawPacks.has(row.pack) ? 0 : RECORD_HEADER_BYTES };
+      }
+    }
     return out;
   }
 
@@ -272,6 +302,7 @@ export class ChunkStore {
    */
   gc(live: Iterable<HashLike> | (() => Iterable<HashLike>), options: GcOptions = {}): GcResult {
     this.#assertOpen();
+    this.mergePending(); // gc reasons over the chunks table alone
     const before = this.stats();
     const compactBelow = options.compactBelow ?? 0.5;
     this.db.exec("CREATE TEMP TABLE IF NOT EXISTS gc_live(h BLOB PRIMARY KEY) WITHOUT ROWID");
@@ -332,6 +363,7 @@ export class ChunkStore {
   }
 
   stats(): StoreStats {
+    this.mergePending();
     const c = this.db.query<{ n: number; bytes: number | null }, []>("SELECT COUNT(*) AS n, SUM(length) AS bytes FROM chunks").get()!;
     const p = this.db
       .query<{ n: number; bytes: number | null; raw: number | null }, []>("SELECT COUNT(*) AS n, SUM(size) AS bytes, SUM(raw) AS raw FROM packs WHERE size > 0")
@@ -356,6 +388,7 @@ export class ChunkStore {
    * Returns the hex hashes of bad chunks (for `autopod doctor`-style checks and tests).
    */
   verifyAll(): { checked: number; corrupt: string[] } {
+    this.mergePending();
     const rows = this.db.query<Row & { hash: Uint8Array }, []>("SELECT hash, pack, offset, length FROM chunks ORDER BY pack, offset").all();
     const corrupt: string[] = [];
     for (const row of rows) {
@@ -369,8 +402,26 @@ export class ChunkStore {
     return { checked: rows.length, corrupt };
   }
 
+  /**
+   * Index every chunk still pending (adopted files committed before), now.
+   * Runs on its own in the background after each such commit.
+   */
+  mergePending(): void {
+    this.#assertOpen();
+    for (const pack of [...this.#deferred.keys()]) while (this.#mergeSlice(pack, Infinity));
+  }
+
+  /** Chunks committed but not yet in the chunks table. */
+  get pendingIndexSize(): number {
+    let n = 0;
+    for (const t of this.#deferred.values()) n += t.size;
+    return n;
+  }
+
   close(): void {
     if (this.#isClosed) return;
+    if (this.#mergeTimer !== null) clearTimeout(this.#mergeTimer);
+    this.#mergeTimer = null;
     for (const w of [...this.#writers]) w.abort();
     this.#autoWriter?.close();
     for (const fd of this.#readFds.values()) fs.closeSync(fd);
@@ -435,7 +486,79 @@ export class ChunkStore {
 
   /** @internal */
   lookup(h: Uint8Array): Row | null {
-    return this.#lookup.get(h);
+    return this.#lookup.get(h) ?? this.#deferredRow(h);
+  }
+
+  /**
+   * @internal Record a writer's chunks of adopted files as pending, inside its
+   * commit transaction; they are visible as soon as it commits.
+   */
+  deferIndex(pack: number, table: HashTable): void {
+    this.db.query<unknown, [number, Uint8Array]>("INSERT OR REPLACE INTO pending_index(pack, entries) VALUES (?, ?)").run(pack, encodePending(table));
+  }
+
+  /** @internal After the commit of deferIndex: answer from the table, and merge it soon. */
+  deferred(pack: number, table: HashTable): void {
+    this.#deferred.set(pack, table);
+    // Not at once: the checkpoint that committed is still finishing (stopping its pod).
+    this.#mergeSoon(MERGE_DELAY_MS);
+  }
+
+  #deferredRow(src: Uint8Array, at = 0): Row | null {
+    for (const t of this.#deferred.values()) {
+      const i = t.indexOf(src, at);
+      if (i >= 0) return t.locationAt(i);
+    }
+    return null;
+  }
+
+  #mergeSoon(delayMs = 0): void {
+    if (this.#mergeTimer !== null || this.#deferred.size === 0 || this.#isClosed) return;
+    this.#mergeTimer = setTimeout(() => {
+      this.#mergeTimer = null;
+      if (this.#isClosed) return;
+      const pack = this.#deferred.keys().next().value;
+      if (pack === undefined) return;
+      try {
+        this.#mergeSlice(pack, MERGE_SLICE);
+      } catch {
+        // Busy or failing: the entries stay pending (and answered from memory); try again later.
+        this.#mergeTimer = setTimeout(() => {
+          this.#mergeTimer = null;
+          this.#mergeSoon();
+        }, 1000);
+        return;
+      }
+      this.#mergeSoon();
+    }, delayMs);
+    this.#mergeTimer.unref?.();
+  }
+
+  /** Insert up to `limit` of a pack's pending entries (those not merged yet); returns whether any are left. */
+  #mergeSlice(pack: number, limit: number): boolean {
+    const table = this.#deferred.get(pack);
+    if (table === undefined) return false;
+    const done = this.#merged.get(pack) ?? 0;
+    const cols = table.columns();
+    const end = Math.min(cols.size, done + limit);
+    const order = this.#mergeOrder.get(pack) ?? sortedByHash(cols.hashes, cols.size);
+    this.#mergeOrder.set(pack, order);
+    const ins = this.db.query<unknown, [Uint8Array, number, number, number]>("INSERT OR IGNORE INTO chunks(hash, pack, offset, length) VALUES (?, ?, ?, ?)");
+    this.db.transaction(() => {
+      for (let k = done; k < end; k++) {
+        const i = order[k]!;
+        ins.run(cols.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), cols.pack[i]!, cols.offset[i]!, cols.length[i]!);
+      }
+      if (end === cols.size) this.db.run("DELETE FROM pending_index WHERE pack = ?", [pack]);
+    })();
+    if (end < cols.size) {
+      this.#merged.set(pack, end);
+      return true;
+    }
+    this.#deferred.delete(pack);
+    this.#merged.delete(pack);
+    this.#mergeOrder.delete(pack);
+    return false;
   }
 
   /** @internal */
@@ -785,20 +908,29 @@ export class ChunkWriter {
     );
     const size = db.query<unknown, [number, number]>("UPDATE packs SET size = ? WHERE id = ?");
     const digest = db.query<unknown, [Uint8Array, number]>("UPDATE packs SET digest = ? WHERE id = ?");
-    const adopted = new Set(this.#appender.adopted.filter((p) => p.committed === 0).map((p) => p.id));
+    const adopted = this.#appender.adopted.filter((p) => p.committed === 0).map((p) => p.id);
     const cols = this.#pending.columns();
+    // With an adopted file, every chunk of this commit is indexed after it (see PENDING_ENTRY_BYTES).
+    const deferTo = adopted.length > 0 && cols.size > 0 ? adopted[0]! : null;
     let adoptedNew = 0;
     let adoptedNewBytes = 0;
+    if (deferTo !== null) {
+      const isAdopted = new Set(adopted);
+      for (let i = 0; i < cols.size; i++) {
+        if (!isAdopted.has(cols.pack[i]!)) continue;
+        adoptedNew++;
+        adoptedNewBytes += cols.length[i]!;
+      }
+    }
     db.transaction(() => {
-      // In hash order: neighbouring keys share B-tree pages.
-      const order = sortedByHash(cols.hashes, cols.size);
-      for (let k = 0; k < cols.size; k++) {
-        const i = order[k]!;
-        const h = cols.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
-        const changes = ins.run(h, cols.pack[i]!, cols.offset[i]!, cols.length[i]!).changes;
-        if (changes > 0 && adopted.has(cols.pack[i]!)) {
-          adoptedNew++;
-          adoptedNewBytes += cols.length[i]!;
+      if (deferTo !== null) {
+        this.store.deferIndex(deferTo, this.#pending);
+      } else {
+        // In hash order: neighbouring keys share B-tree pages.
+        const order = sortedByHash(cols.hashes, cols.size);
+        for (let k = 0; k < cols.size; k++) {
+          const i = order[k]!;
+          ins.run(cols.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), cols.pack[i]!, cols.offset[i]!, cols.length[i]!);
         }
       }
       for (const p of this.#appender.all) {
@@ -808,6 +940,7 @@ export class ChunkWriter {
       alsoInTransaction?.();
     })();
     for (const p of this.#appender.all) p.committed = p.flushed;
+    if (deferTo !== null) this.store.deferred(deferTo, this.#pending);
     if (cols.size > 0) {
       this.#committed.push(this.#pending);
       this.#pending = new HashTable();
@@ -920,4 +1053,30 @@ function sortedByHash(hashes: Uint8Array, n: number): ArrayLike<number> {
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) out[i] = keys[i]! % 16777216;
   return out;
+}
+
+/** A slice of a background merge: short enough not to hold the agent's event loop for long. */
+const MERGE_SLICE = 16_384;
+const MERGE_DELAY_MS = 250;
+
+function encodePending(t: HashTable): Uint8Array {
+  const c = t.columns();
+  const n = c.size;
+  const out = new Uint8Array(n * PENDING_ENTRY_BYTES);
+  out.set(c.hashes, 0);
+  out.set(new Uint8Array(c.offset.buffer, c.offset.byteOffset, n * 8), n * 32);
+  out.set(new Uint8Array(c.length.buffer, c.length.byteOffset, n * 4), n * 40);
+  out.set(new Uint8Array(c.pack.buffer, c.pack.byteOffset, n * 4), n * 44);
+  return out;
+}
+
+function decodePending(entries: Uint8Array): HashTable {
+  const n = Math.floor(entries.byteLength / PENDING_ENTRY_BYTES);
+  const copy = entries.slice(0, n * PENDING_ENTRY_BYTES); // aligned, for the typed views
+  const offset = new Float64Array(copy.buffer, n * 32, n);
+  const length = new Int32Array(copy.buffer, n * 40, n);
+  const pack = new Int32Array(copy.buffer, n * 44, n);
+  const t = new HashTable(n);
+  for (let i = 0; i < n; i++) t.add(copy, i * HASH_BYTES, pack[i]!, offset[i]!, length[i]!);
+  return t;
 }
