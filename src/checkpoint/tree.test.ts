@@ -311,6 +311,25 @@ describe("big CRIU files: adopted at capture, linked or copied in bulk at restor
     expect((err2 as Error).message).toContain(toHex(chunkHash(e, 100)));
   });
 
+  test("deferLinkedChecks: the tree is there at once, and `verified` names a bad page of a linked file afterwards", async () => {
+    const src = path.join(tmp, "criu");
+    criuDir(src);
+    const { entries } = await capture(src);
+    const good = await materializeTreeAsync(entries, store, path.join(tmp, "ok"), { deferLinkedChecks: true });
+    await good.verified;
+    const packDir = path.join(store.dir, "packs");
+    const pack = path.join(packDir, fs.readdirSync(packDir).find((f) => f.endsWith(".pages"))!);
+    const fd = fs.openSync(pack, "r+");
+    fs.writeSync(fd, new Uint8Array([1, 2, 3]), 0, 3, 1500 * 4096 + 9);
+    fs.closeSync(fd);
+    const bad = await materializeTreeAsync(entries, store, path.join(tmp, "bad"), { deferLinkedChecks: true });
+    expect(fs.existsSync(path.join(tmp, "bad", "pages-1.img"))).toBe(true);
+    const err = await bad.verified.catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(CorruptChunkError);
+    expect((err as CorruptChunkError).hash).toBe(toHex(chunkHash(entries.find((x) => x.path === "pages-1.img")!, 1500)));
+    expect((err as CorruptChunkError).path).toBe("pages-1.img");
+  });
+
   test("a page file that changed between hashing and capture is refused", async () => {
     const src = path.join(tmp, "criu");
     criuDir(src, 1100);

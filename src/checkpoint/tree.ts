@@ -215,11 +215,19 @@ export interface MaterializeOptions {
   isDurable?: boolean;
   /** materializeTreeAsync: threads that copy and verify big files. Default ChunkWorkers.shared(). */
   workers?: ChunkWorkers;
+  /**
+   * materializeTreeAsync: check hard-linked files (adopted page images) after
+   * returning, while the caller goes on: `verified` in the result settles when
+   * they are read back. Nothing may use their contents before it resolves.
+   */
+  deferLinkedChecks?: boolean;
 }
 
 export interface MaterializeResult {
   files: number;
   bytes: number;
+  /** Resolves when every chunk has been checked (at once, unless deferLinkedChecks); rejects with the first CorruptChunkError. */
+  verified?: Promise<void>;
 }
 
 /**
@@ -253,7 +261,7 @@ export function materializeTree(entries: readonly FileEntry[], source: ChunkSour
  * image) is hard-linked instead of copied when it is root's and only root may
  * write it, then read back and every chunk checked all the same.
  */
-export async function materializeTreeAsync(entries: readonly FileEntry[], source: ChunkSource, destDir: string, options: MaterializeOptions = {}): Promise<MaterializeResult> {
+export async function materializeTreeAsync(entries: readonly FileEntry[], source: ChunkSource, destDir: string, options: MaterializeOptions = {}): Promise<MaterializeResult & { verified: Promise<void> }> {
   checkEntries(entries as FileEntry[], "tree");
   const shouldChown = options.shouldPreserveOwner ?? process.getuid?.() === 0;
   const isDurable = options.isDurable ?? false;
@@ -262,34 +270,43 @@ export async function materializeTreeAsync(entries: readonly FileEntry[], source
   const tmp = fs.mkdtempSync(`${dest}.partial-`);
   try {
     const done = new Set<string>();
+    const workers = options.workers ?? ChunkWorkers.shared();
+    const linked: FileEntry[] = [];
     if (isBulk(source)) {
-      const workers = options.workers ?? ChunkWorkers.shared();
       const big = entries.filter((e) => e.type === "file" && e.size >= BULK_FILE_BYTES);
       for (const e of big) {
         const p = path.join(tmp, e.path);
         fs.mkdirSync(path.dirname(p), { recursive: true, mode: 0o700 });
-        await writeBulkFile(e, source, p, shouldChown, isDurable, workers);
+        const isLinked = await writeBulkFile(e, source, p, shouldChown, isDurable, workers);
+        if (isLinked && !options.deferLinkedChecks) await checkFile(e, p, workers);
+        if (isLinked && options.deferLinkedChecks) linked.push(e);
         done.add(e.path);
       }
     }
     const result = build(entries, source, tmp, shouldChown, isDurable, done);
     fs.renameSync(tmp, dest);
     if (isDurable) fsyncPath(path.dirname(dest));
-    return result;
+    const verified = Promise.all(linked.map((e) => checkFile(e, path.join(dest, e.path), workers))).then(() => undefined);
+    verified.catch(() => undefined); // the caller awaits it; nothing is left unhandled if it does not get that far
+    return { ...result, verified };
   } catch (e) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
 }
 
-async function writeBulkFile(e: FileEntry, source: BulkChunkSource, p: string, shouldChown: boolean, isDurable: boolean, workers: ChunkWorkers): Promise<void> {
+/** Every chunk of a file read back from disk against the manifest. */
+async function checkFile(e: FileEntry, p: string, workers: ChunkWorkers): Promise<void> {
+  checkHashes(e, await workers.hashFile(p, e.chunkSize));
+}
+
+/** Make one big file: copied and checked, or linked (true: its chunks are still to check). */
+async function writeBulkFile(e: FileEntry, source: BulkChunkSource, p: string, shouldChown: boolean, isDurable: boolean, workers: ChunkWorkers): Promise<boolean> {
   // The link shares the pack's inode: only for root's files that nobody else may write (CRIU's
   // images are root's, 0644), and the pack directory is root's alone.
   const isRootOnly = e.uid === 0 && e.gid === 0 && (e.mode & 0o7022) === 0;
   const raw = isRootOnly ? source.rawPackFor(e.chunks, e.size) : null;
   if (raw !== null && linkIfThere(raw, p)) {
-    const fh = await workers.hashFile(p, e.chunkSize);
-    checkHashes(e, fh);
     const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     try {
       if (shouldChown) fs.fchownSync(fd, e.uid, e.gid);
@@ -298,7 +315,7 @@ async function writeBulkFile(e: FileEntry, source: BulkChunkSource, p: string, s
     } finally {
       fs.closeSync(fd);
     }
-    return;
+    return true;
   }
   const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
   const fd = fs.openSync(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
@@ -350,6 +367,7 @@ async function writeBulkFile(e: FileEntry, source: BulkChunkSource, p: string, s
   } finally {
     fs.closeSync(fd);
   }
+  return false;
 }
 
 /** A bulk copy run reads at most this much at once. */

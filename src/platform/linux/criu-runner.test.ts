@@ -24,6 +24,9 @@ test("dump and restore argument arrays", () => {
   expect(r).toContain("--tcp-close");
   expect(r.join(" ")).toContain("--inherit-fd fd[3]:podnet");
   expect(r.join(" ")).toContain("--external mnt[dev-null]:/dev/null");
+  expect(r).not.toContain("--leave-stopped");
+  const stopped = restoreArgv({ criu: "/c", imagesDir: "/i", root: "/r", netnsPath: "/n", externalMounts: ext, tcpEstablished: true, cgroup: null, leaveStopped: true }, 3, "/i/p");
+  expect(stopped).toContain("--leave-stopped");
 });
 
 test("criuLockTables finds CRIU's lock tables in real nft output", () => {

@@ -46,6 +46,8 @@ export interface RestoreOptions {
   tcpEstablished: boolean;
   /** The pod's cgroup: CRIU runs in it and leaves cgroups alone, so the processes are born there. */
   cgroup: string | null;
+  /** Leave the restored tasks stopped (SIGCONT them to run): the caller has a last check to make. */
+  leaveStopped?: boolean;
   timeoutMs?: number;
   onSpawn?: (pid: number) => void;
 }
@@ -104,6 +106,7 @@ export function restoreArgv(o: RestoreOptions, netnsFd: number, pidFile: string,
     "--inherit-fd", `fd[${netnsFd}]:${NETNS_KEY}`,
   ];
   if (o.cgroup) argv.push("--manage-cgroups=ignore");
+  if (o.leaveStopped) argv.push("--leave-stopped");
   argv.push(o.tcpEstablished ? "--tcp-established" : "--tcp-close");
   for (const m of o.externalMounts) argv.push("--external", `mnt[${m.key}]:${m.hostPath}`);
   return argv;
