@@ -89,6 +89,8 @@ interface Journal {
 }
 
 const JOURNAL_DIR = "journal";
+/** In a restore's directory while its tasks are restored, stopped, and their page images still being checked. */
+const UNVERIFIED = "unverified";
 /** Ids of the images this agent made, one a line. */
 const LOCAL_IMAGES = "images.local";
 
@@ -311,12 +313,14 @@ export class Checkpointer {
     let registered = false;
     let prepared = false;
     try {
-      // 1. Read and verify every chunk before anything of the pod changes.
+      // 1. Read and verify every chunk before anything of the pod changes (linked page images: see below).
       const tm = performance.now();
       const phase = phaseClock(t0);
       phase("check");
       const imagesDir = join(tmp, "criu");
-      await materializeTreeAsync(manifest.criu, this.#o.store, imagesDir);
+      // Page images the store adopted whole come back as links, and are read back and checked
+      // while CRIU restores from them: the tasks stay stopped until every page has matched.
+      const { verified } = await materializeTreeAsync(manifest.criu, this.#o.store, imagesDir, { deferLinkedChecks: true });
       phase("images");
       materializeTree(manifest.rootfs, this.#o.store, join(tmp, "layer"));
       phase("layer");
@@ -376,6 +380,7 @@ export class Checkpointer {
 
       // 3. CRIU puts the processes back.
       const tcp = record.spec.address === spec.ip ? "kept" : "closed";
+      writeFileSync(join(tmp, UNVERIFIED), "");
       const restored = await criuRestore({
         criu: criu.path,
         imagesDir,
@@ -384,9 +389,24 @@ export class Checkpointer {
         externalMounts: externalMountsOf(record.runtime),
         tcpEstablished: tcp === "kept",
         cgroup: target.cgroup,
+        leaveStopped: true,
         onSpawn: (pid) => this.#writeJournal({ kind: "restore", pod: name, tmp, pid: null, criuPid: pid, imageId: id, leaveRunning: false }),
+      }).catch(async (e: unknown) => {
+        // A damaged page is the better reason, if there is one.
+        throw (await verified.then(() => null, (bad: unknown) => bad)) ?? e;
       });
       phase("criu");
+      try {
+        await verified;
+      } catch (e) {
+        // Never ran, and its network is still locked: it goes without a trace.
+        killPod(restored.pid);
+        await waitGone(restored.pid, 10_000);
+        throw e;
+      }
+      rmSync(join(tmp, UNVERIFIED), { force: true });
+      continuePod(restored.pid);
+      phase("verify");
       // The network was locked since it was made (prepareRestore): the sockets are back, let peers in.
       await unlockNetwork(target.netnsPath);
       const view = pods.adoptRestored(name, restored.pid);
@@ -502,7 +522,13 @@ export class Checkpointer {
     const { pods, log } = this.#o;
     const pidFile = join(j.tmp, "criu", "restore.pid");
     const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : NaN;
-    if (Number.isInteger(pid) && pid > 0 && isProcessAlive(pid)) {
+    const isAlive = Number.isInteger(pid) && pid > 0 && isProcessAlive(pid);
+    if (isAlive && existsSync(join(j.tmp, UNVERIFIED))) {
+      // Restored but stopped, its pages not all checked yet: it never ran, so it goes, and a retry works.
+      killPod(pid);
+      await waitGone(pid, 10_000);
+    } else if (isAlive) {
+      continuePod(pid); // in case the agent died between the check and the SIGCONT
       await unlockAll(pods.target0(j.pod).netnsPath);
       pods.adoptRestored(j.pod, pid);
       log.info("adopted a pod whose restore finished while the agent was down", { pod: j.pod, pid });
