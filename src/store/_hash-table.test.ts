@@ -26,4 +26,15 @@ describe("HashTable", () => {
     expect(t.size).toBe(0);
     expect(t.has(all, 7)).toBe(false);
   });
+
+  test("reserve makes room once; entries stay findable", () => {
+    const t = new HashTable(4);
+    const a = sha256(new Uint8Array([1]));
+    t.add(a, 0, 1, 2, 3);
+    t.reserve(100_000);
+    expect(t.indexOf(a)).toBe(0);
+    for (let i = 0; i < 1000; i++) t.add(sha256(new Uint8Array([i & 255, i >> 8, 7])));
+    expect(t.size).toBe(1001);
+    expect(t.locationAt(0)).toEqual({ pack: 1, offset: 2, length: 3 });
+  });
 });

@@ -32,6 +32,16 @@ export class HashTable {
     return this.#size;
   }
 
+  /** Make room for `n` entries in all, so that adding them does not grow the table step by step. */
+  reserve(n: number): void {
+    while (this.#pack.length < n) this.#growEntries();
+    if (n * 2 > this.#slots.length) {
+      let slots = this.#slots.length;
+      while (slots < n * 2) slots *= 2;
+      this.#rehash(slots);
+    }
+  }
+
   /** The entry index of `h` (32 bytes at `at` of `src`), or -1. */
   indexOf(src: Uint8Array, at = 0): number {
     const mask = this.#slots.length - 1;
@@ -104,7 +114,11 @@ export class HashTable {
   }
 
   #grow(): void {
-    const slots = new Int32Array(this.#slots.length * 2);
+    this.#rehash(this.#slots.length * 2);
+  }
+
+  #rehash(size: number): void {
+    const slots = new Int32Array(size);
     const mask = slots.length - 1;
     for (let i = 0; i < this.#size; i++) {
       let s = slotOf(this.#hashes, i * HASH_BYTES) & mask;

@@ -763,14 +763,14 @@ export class ChunkWriter {
     const n = fh.zero.length;
     const cs = fh.chunkSize;
     const lengthOf = (i: number) => Math.min(cs, fh.size - i * cs);
-    const local = new HashTable(n);
+    // Candidates: neither zeros, nor vouched for, nor held by this writer. (Repeats within the
+    // file are left to the pending table's own dedup, or to `local` when copying.)
     const cand: number[] = [];
     let candBytes = 0;
     for (let i = 0; i < n; i++) {
       if (fh.zero[i] === 1 || options.known?.[i] === 1) continue;
       const at = i * HASH_BYTES;
       if (this.#pending.has(fh.hashes, at) || this.#isPinned(fh.hashes, at)) continue;
-      if (!local.add(fh.hashes, at).added) continue;
       cand.push(i);
       candBytes += lengthOf(i);
     }
@@ -783,11 +783,17 @@ export class ChunkWriter {
     if (options.adopt && cand.length > 0 && candBytes * newShare >= adoptShare * fh.size && cs <= MAX_CHUNK_BYTES) {
       const pack = this.#appender.adopt(file, () => this.store.newRawPackId(), sha256(fh.hashes));
       if (pack !== null) {
-        for (const i of cand) this.#pending.add(fh.hashes, i * HASH_BYTES, pack.id, i * cs, lengthOf(i));
-        return { adopted: true, candidates: cand.length };
+        this.#pending.reserve(this.#pending.size + cand.length);
+        let added = 0;
+        for (const i of cand) if (this.#pending.add(fh.hashes, i * HASH_BYTES, pack.id, i * cs, lengthOf(i)).added) added++;
+        return { adopted: true, candidates: added };
       }
     }
     // Copy what the store lacks, reading runs of neighbouring chunks at once.
+    const local = new HashTable(cand.length);
+    const unique = cand.filter((i) => local.add(fh.hashes, i * HASH_BYTES).added);
+    cand.length = 0;
+    cand.push(...unique);
     const views = cand.map((i) => fh.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES));
     const lacking = new Set(this.store.missing(views));
     const take: number[] = [];
