@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { criuLockTables, dumpArgv, firstCriuError, restoreArgv } from "./criu-runner.ts";
+import { criuLockTables, dumpArgv, firstCriuError, inCgroup, restoreArgv } from "./criu-runner.ts";
 
 test("firstCriuError skips the harmless RLIMIT line", () => {
   const log = [
@@ -33,4 +33,17 @@ test("criuLockTables finds CRIU's lock tables in real nft output", () => {
   const out = "table inet filter\ntable inet CRIU-17708\ntable ip nat\n";
   expect(criuLockTables(out)).toEqual([{ family: "inet", name: "CRIU-17708" }]);
   expect(criuLockTables("")).toEqual([]);
+});
+
+test("inCgroup joins the cgroup with a shell, then execs the command with its arguments untouched", () => {
+  const dir = `/sys/fs/cgroup/memory/x ${"$"}(y)`;
+  const argv = inCgroup(dir, ["/c", "restore", "--root", "/a b"]);
+  expect(argv.slice(0, 2)).toEqual(["/bin/sh", "-c"]);
+  expect(argv.slice(3)).toEqual([dir, "/c", "restore", "--root", "/a b"]);
+  // Run it for real against a fake cgroup directory: the shell writes its own pid 0 there, then execs.
+  const fake = require("node:fs").mkdtempSync("/tmp/cg-");
+  const r = Bun.spawnSync(["/bin/sh", "-c", argv[2]!, fake, "/bin/echo", "ran", "a b"], { stdout: "pipe" });
+  expect(r.stdout.toString()).toBe("ran a b\n");
+  expect(require("node:fs").readFileSync(`${fake}/cgroup.procs`, "utf8")).toBe("0\n");
+  require("node:fs").rmSync(fake, { recursive: true });
 });

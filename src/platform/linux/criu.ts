@@ -1,4 +1,4 @@
-import { existsSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { run, which } from "./exec.ts";
 
 /** A dotted version as numbers: "4.2.1" -> [4, 2, 1]. */
@@ -46,7 +46,21 @@ export function findCriu(configured = ""): string | null {
   return which("criu");
 }
 
+const versions = new Map<string, { key: string; version: string }>();
+
+/** `criu --version`, asked once per binary (by path, size and mtime): every checkpoint and restore checks it. */
 export async function criuVersion(path: string): Promise<string | null> {
+  let key = "";
+  try {
+    const st = statSync(path);
+    key = `${st.size}:${st.mtimeMs}:${st.ino}`;
+  } catch {
+    // asked anyway, for the error
+  }
+  const known = versions.get(path);
+  if (known !== undefined && key !== "" && known.key === key) return known.version;
   const r = await run([path, "--version"], { timeoutMs: 10_000 });
-  return r.exitCode === 0 ? parseCriuVersion(r.stdout) : null;
+  const version = r.exitCode === 0 ? parseCriuVersion(r.stdout) : null;
+  if (version !== null && key !== "") versions.set(path, { key, version });
+  return version;
 }
