@@ -48,15 +48,16 @@ export async function* exportFrames(catalogue: ImageCatalogue, id: string, resul
   const manifestBytes = catalogue.manifestBytes(id);
   const manifest = decodeManifest(manifestBytes);
   const refs = uniqueChunkRefs(manifest);
-  // Pin what we are about to send, so a gc or an `image rm` meanwhile cannot pull it away.
+  // Pin what we are about to send, so a gc or an `image rm` meanwhile cannot pull it away. The image
+  // is in the catalogue (just read, no await since): its chunks are all stored.
   const lease = store.writer(`export ${id}`);
   try {
-    lease.pin(refs.map((r) => r.hash));
-    const lacking = store.missing(refs.map((r) => r.hash));
-    if (lacking.length > 0) {
-      const r = refs.find((x) => hashEquals(x.hash, lacking[0]!))!;
-      throw new MissingChunkError(toHex(r.hash), { path: `${r.tree}/${r.path}` });
-    }
+    const all = new Uint8Array(refs.length * HASH_BYTES);
+    refs.forEach((r, i) => all.set(r.hash, i * HASH_BYTES));
+    lease.trustStored(all);
+    const locations = store.locate(all);
+    const lost = locations.indexOf(null);
+    if (lost >= 0) throw new MissingChunkError(toHex(refs[lost]!.hash), { path: `${refs[lost]!.tree}/${refs[lost]!.path}` });
     const final = new Bun.CryptoHasher("sha256");
     const header = new Uint8Array(HEADER_BYTES);
     header.set(new TextEncoder().encode(EXPORT_MAGIC));
@@ -75,12 +76,15 @@ export async function* exportFrames(catalogue: ImageCatalogue, id: string, resul
     let batch: Uint8Array[] = [];
     let batchBytes = 0;
     let chunkBytes = 0;
+    // Read in runs (one pread for neighbours in a pack), every chunk checked against its hash.
+    const chunks = store.readMany(all, locations);
     for (const r of refs) {
       let data: Uint8Array;
       try {
-        data = store.get(r.hash);
+        data = chunks.next().value as Uint8Array;
       } catch (e) {
         if (e instanceof CorruptChunkError) throw e.inFile(`${r.tree}/${r.path}`);
+        if (e instanceof MissingChunkError) throw new MissingChunkError(e.hash, { path: `${r.tree}/${r.path}`, cause: e });
         throw e;
       }
       const fh = new Uint8Array(1 + HASH_BYTES + 4);

@@ -246,6 +246,58 @@ export class ChunkStore {
     return out;
   }
 
+  /**
+   * The bytes of many chunks (n × 32 bytes of hashes, no zero markers), in
+   * order, each verified as get() does; neighbours in a pack are read with one
+   * pread. Throws MissingChunkError or CorruptChunkError; `index` says which.
+   * `locations`: from locate(), when the caller already asked.
+   */
+  *readMany(hashes: Uint8Array, locations?: Array<ChunkLocation | null>): Generator<Uint8Array> {
+    const n = hashes.byteLength / HASH_BYTES;
+    const locs = locations ?? this.locate(hashes);
+    for (let i = 0; i < n; ) {
+      const first = locs[i];
+      const h0 = hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+      if (!first) throw Object.assign(new MissingChunkError(toHex(h0)), { index: i });
+      // The run: following chunks right after this one in the same pack, up to 4 MiB.
+      let end = i + 1;
+      let next = first.offset + first.headerBytes + first.length;
+      let bytes = first.headerBytes + first.length;
+      while (end < n) {
+        const l = locs[end];
+        if (!l || l.pack !== first.pack || l.offset !== next || bytes + l.headerBytes + l.length > READ_RUN_BYTES) break;
+        next += l.headerBytes + l.length;
+        bytes += l.headerBytes + l.length;
+        end++;
+      }
+      const fd = this.#readFd(first.pack);
+      let run: Uint8Array;
+      try {
+        run = readAt(fd, bytes, first.offset);
+      } catch (e) {
+        throw Object.assign(new CorruptChunkError(toHex(h0), `cannot read pack ${first.pack} at ${first.offset}`, { cause: e }), { index: i });
+      }
+      let at = 0;
+      for (let k = i; k < end; k++) {
+        const l = locs[k]!;
+        const h = hashes.subarray(k * HASH_BYTES, (k + 1) * HASH_BYTES);
+        const rec = run.subarray(at, at + l.headerBytes + l.length);
+        at += l.headerBytes + l.length;
+        if (rec.byteLength !== l.headerBytes + l.length) throw Object.assign(new CorruptChunkError(toHex(h), `pack ${l.pack} ends before the chunk at ${l.offset}`), { index: k });
+        if (l.headerBytes > 0) {
+          const len = (rec[32]! | (rec[33]! << 8) | (rec[34]! << 16) | (rec[35]! << 24)) >>> 0;
+          if (!hashEquals(rec.subarray(0, HASH_BYTES), h) || len !== l.length) {
+            throw Object.assign(new CorruptChunkError(toHex(h), `the index and pack ${l.pack} disagree at offset ${l.offset}`), { index: k });
+          }
+        }
+        const data = rec.subarray(l.headerBytes);
+        if (!hashEquals(sha256(data), h)) throw Object.assign(new CorruptChunkError(toHex(h), "its bytes no longer match its hash"), { index: k });
+        yield data;
+      }
+      i = end;
+    }
+  }
+
   /** The path of a pack file (for bulk readers that verify what they read). */
   packFile(pack: number): string {
     return this.#rawPacks.has(pack) ? rawPackPath(this.#packDir, pack) : packPath(this.#packDir, pack);
@@ -1060,6 +1112,9 @@ function sortedByHash(hashes: Uint8Array, n: number): ArrayLike<number> {
   for (let i = 0; i < n; i++) out[i] = keys[i]! % 16777216;
   return out;
 }
+
+/** Bulk reads take neighbouring chunks this much at a time. */
+const READ_RUN_BYTES = 4 << 20;
 
 /** A slice of a background merge: short enough not to hold the agent's event loop for long. */
 const MERGE_SLICE = 16_384;

@@ -20,8 +20,8 @@ const HEX_RE = /^[0-9a-f]{64}$/;
 
 /** SHA-256 of `bytes`, natively. */
 export function sha256(bytes: Uint8Array): Hash {
-  const b = Bun.CryptoHasher.hash("sha256", bytes) as Uint8Array;
-  return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  // Into a plain Uint8Array: wrapping the returned Buffer's .buffer cost as much as hashing a page.
+  return Bun.CryptoHasher.hash("sha256", bytes, new Uint8Array(HASH_BYTES)) as Uint8Array;
 }
 
 export function toHex(hash: Uint8Array): string {
