@@ -76,11 +76,11 @@ export class TestHost {
     return { AUTOPOD_CONFIG: this.configPath, AUTOPOD_SOCKET: this.socket };
   }
 
-  /** Start (or restart) this host's agent and wait until it answers. */
-  async startAgent(): Promise<void> {
+  /** Start (or restart) this host's agent and wait until it answers; `binary` runs another autopod build. */
+  async startAgent(binary?: string): Promise<void> {
     const logPath = join(this.dir, "agent.log");
     // nsenter without --fork execs the agent: its pid is the agent's.
-    this.agent = Bun.spawn(["nsenter", `--net=/run/netns/${this.netns}`, "--", ...autopodArgv(), "agent", "--config", this.configPath], {
+    this.agent = Bun.spawn(["nsenter", `--net=/run/netns/${this.netns}`, "--", ...(binary ? [binary] : autopodArgv()), "agent", "--config", this.configPath], {
       stdio: ["ignore", Bun.file(logPath), Bun.file(logPath)],
       env: { ...process.env, AUTOPOD_LOG_LEVEL: "debug" },
     });

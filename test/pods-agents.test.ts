@@ -1,3 +1,4 @@
+import { join } from "node:path";
 /**
  * Pods outlive their agent: SIGTERM or kill -9 of the agent, then a new one
  * re-adopts them. Several agents share a machine, each with its own socket,
@@ -61,6 +62,28 @@ describe("agent restarts", () => {
     expect((await h.pod("sleeper")).state).toBe("stopped");
     expect((await h.pod("web")).state).toBe("running");
     expect(await fetchOk(h, `http://${h.prefix}.20/`)).toBe("hello from an autopod pod\n");
+  }, T);
+
+  rootTest("an agent replaced by a new binary (written, then renamed over the old, as install.sh does) re-adopts the pods", async () => {
+    const { copyFileSync, renameSync, statSync } = await import("node:fs");
+    const { DIST } = await import("./_support.ts");
+    const h = await newHost("u");
+    const bin = join(h.dir, "autopod");
+    copyFileSync(DIST, bin);
+    await h.killAgent("SIGTERM");
+    await h.startAgent(bin);
+    const p = await h.run("kept", ["sleep", "1000"]);
+    const oldInode = statSync(bin).ino;
+    copyFileSync(DIST, `${bin}.new`);
+    renameSync(`${bin}.new`, bin);
+    expect(statSync(bin).ino).not.toBe(oldInode);
+    await h.killAgent("SIGTERM");
+    await h.startAgent(bin);
+    const after = await h.pod("kept");
+    expect(after.state).toBe("running");
+    expect(after.pid).toBe(p.pid);
+    expect((await h.cli(["exec", "kept", "cat", "/proc/1/comm"])).stdout).toBe("sleep\n");
+    expect((await h.cli(["stop", "kept", "--timeout", "1"])).exitCode).toBe(0);
   }, T);
 
   rootTest("SIGTERM stops the agent but not its pods", async () => {
