@@ -24,6 +24,7 @@ import { Database } from "bun:sqlite";
 import { appendFileSync, closeSync, existsSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
+import type { CheckpointResult } from "../src/checkpoint/checkpointer.ts";
 import { dumpArgv, restoreArgv } from "../src/platform/linux/criu-runner.ts";
 import { criuVersion, findCriu } from "../src/platform/linux/criu.ts";
 import { memoryHierarchy } from "../src/platform/linux/cgroup.ts";
@@ -60,7 +61,7 @@ if (!CRIU) {
 // Trees restored by hand with `criu restore -d` become ours to reap.
 setChildSubreaper();
 
-const rootfs = testRootfs();
+testRootfs(); // built when missing
 const mbps = (bytes: number, ms: number) => Math.round(bytes / 1e6 / (ms / 1000));
 const log = (s: string) => console.error(`[bench/checkpoint] ${s}`);
 
@@ -245,18 +246,6 @@ async function rawRestore(rec: PodRecord, dumpDir: string): Promise<number> {
   }
 }
 
-interface CheckpointJson {
-  id: string;
-  parent: string | null;
-  freezeMs: number;
-  dumpMs: number;
-  captureMs: number;
-  totalMs: number;
-  logicalBytes: number;
-  newBytes: number;
-  newChunks: number;
-  phases?: Record<string, number>;
-}
 
 /**
  * A test host whose agent's patch-status service looks at an empty root: the
@@ -296,13 +285,13 @@ async function main() {
   rmSync(join(rawDir, "lr"), { recursive: true, force: true });
   log("checkpoint lr --leave-running");
   const lr1 = await ok(host, ["checkpoint", "lr", "--leave-running", "--json"]);
-  const lrFirst = JSON.parse(lr1.out) as CheckpointJson;
+  const lrFirst = JSON.parse(lr1.out) as CheckpointResult;
   await sh(["sync", "-f", host.stateDir]);
   process.kill((await host.pod("lr")).pid!, "SIGUSR1");
   await waitForLog(host, "lr", /changed \d+ pages/);
   log("checkpoint lr --leave-running, after 1% changed");
   const lr2 = await ok(host, ["checkpoint", "lr", "--leave-running", "--json"]);
-  const lrSecond = JSON.parse(lr2.out) as CheckpointJson;
+  const lrSecond = JSON.parse(lr2.out) as CheckpointResult;
   await ok(host, ["rm", "--force", "lr"]);
 
   // ---- stop: raw dump vs checkpoint; raw restore vs restore; export, import ----
@@ -315,7 +304,7 @@ async function main() {
   const rawDumpBytes = stopRaw[stopRaw.length - 1]!.bytes;
   log("checkpoint stop");
   const ck = await ok(host, ["checkpoint", "stop", "--json"]);
-  const stopCk = JSON.parse(ck.out) as CheckpointJson;
+  const stopCk = JSON.parse(ck.out) as CheckpointResult;
   await sh(["sync", "-f", host.stateDir]);
 
   const rec = record(host, "stop");

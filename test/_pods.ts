@@ -7,6 +7,7 @@
 import { existsSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { PodView } from "../src/pods/pod.ts";
 import { agentKeyOf } from "../src/pods/runtime.ts";
 import { autopod, autopodArgv, BUN, REPO, type CliResult } from "./_support.ts";
 
@@ -102,6 +103,25 @@ export class TestHost {
     this.agent.kill(signal);
     await this.agent.exited;
     this.agent = null;
+  }
+
+  /** Run the CLI; throw with its message unless it succeeds. Returns trimmed stdout. */
+  async ok(args: string[], timeoutMs = 120_000): Promise<string> {
+    const r = await this.cli(args, timeoutMs);
+    if (r.exitCode !== 0) throw new Error(`autopod ${args.join(" ")} failed (${r.exitCode}): ${r.stderr}`);
+    return r.stdout.trim();
+  }
+
+  /** Poll a pod's log (from byte `after`) until it matches; returns the match. */
+  async waitForLog(pod: string, re: RegExp, after = 0, timeoutMs = 30_000): Promise<string> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const text = (await this.cli(["logs", pod])).stdout.slice(after);
+      const m = re.exec(text);
+      if (m) return m[0];
+      if (Date.now() > deadline) throw new Error(`pod ${pod} never logged ${re}: ${text.slice(-500)}`);
+      await Bun.sleep(100);
+    }
   }
 
   cli(args: string[], timeoutMs?: number): Promise<CliResult> {
@@ -204,17 +224,5 @@ export class TestHost {
   }
 }
 
-export interface PodRow {
-  name: string;
-  state: string;
-  phase: string;
-  pid: number | null;
-  address: string;
-  uptimeSeconds: number | null;
-  rootfs: string;
-  memoryBytes: number | null;
-  memoryLimitBytes: number | null;
-  exitCode: number | null;
-  signal: number | null;
-  reason: string | null;
-}
+/** A row of `autopod ps --json`. */
+export type PodRow = PodView;

@@ -20,25 +20,8 @@ afterAll(async () => {
   await host?.dispose();
 }, 60_000);
 
-async function ok(h: TestHost, args: string[]): Promise<string> {
-  const r = await h.cli(args, T);
-  if (r.exitCode !== 0) throw new Error(`autopod ${args.join(" ")} failed (${r.exitCode}): ${r.stderr}`);
-  return r.stdout.trim();
-}
-
 async function logOf(h: TestHost, pod: string): Promise<string> {
   return (await h.cli(["logs", pod])).stdout;
-}
-
-async function waitForLog(h: TestHost, pod: string, re: RegExp, after = 0, timeoutMs = 30_000): Promise<string> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const text = (await logOf(h, pod)).slice(after);
-    const m = re.exec(text);
-    if (m) return m[0];
-    if (Date.now() > deadline) throw new Error(`pod ${pod} never logged ${re}: ${text.slice(-500)}`);
-    await Bun.sleep(100);
-  }
 }
 
 /** memhog's checksum of its memory, asked for with SIGUSR2. */
@@ -46,7 +29,7 @@ async function memorySum(h: TestHost, pod: string): Promise<string> {
   const p = await h.pod(pod);
   const before = (await logOf(h, pod)).length;
   process.kill(p.pid!, "SIGUSR2");
-  return (await waitForLog(h, pod, /sum [0-9a-f]+/, before)).split(" ")[1]!;
+  return (await h.waitForLog(pod, /sum [0-9a-f]+/, before)).split(" ")[1]!;
 }
 
 /** The state of a process as /proc says it: R, S, T (stopped), Z ... */
@@ -64,9 +47,9 @@ async function expectRunningOrCheckpointed(h: TestHost, pod: string, sum: string
     return "running";
   }
   expect(p.state).toBe("checkpointed");
-  const images = JSON.parse(await ok(h, ["images", "--json"])).filter((i: { pod: string }) => i.pod === pod);
+  const images = JSON.parse(await h.ok(["images", "--json"])).filter((i: { pod: string }) => i.pod === pod);
   expect(images.length).toBeGreaterThan(0);
-  await ok(h, ["restore", images[images.length - 1].id]);
+  await h.ok(["restore", images[images.length - 1].id]);
   expect(await memorySum(h, pod)).toBe(sum);
   return "checkpointed";
 }
@@ -77,7 +60,7 @@ describe("the agent killed", () => {
     for (const [i, delay] of [10, 120, 350, 800, 1600].entries()) {
       const pod = `kc${i}`;
       await host.run(pod, ["/usr/local/bin/memhog", "192"]);
-      await waitForLog(host, pod, /ready/);
+      await host.waitForLog(pod, /ready/);
       const sum = await memorySum(host, pod);
       const cp = host.cli(["checkpoint", pod], T);
       await Bun.sleep(delay);
@@ -86,7 +69,7 @@ describe("the agent killed", () => {
       await host.startAgent();
       outcomes.push(`${delay}ms: ${await expectRunningOrCheckpointed(host, pod, sum)}`);
       expect(readdirSync(join(host.stateDir, "tmp"))).toEqual([]);
-      await ok(host, ["rm", "--force", pod]);
+      await host.ok(["rm", "--force", pod]);
     }
     console.log(`checkpoint interrupted at: ${outcomes.join(", ")}`);
   }, T);
@@ -96,9 +79,9 @@ describe("the agent killed", () => {
     for (const [i, delay] of [10, 150, 400, 900].entries()) {
       const pod = `kr${i}`;
       await host.run(pod, ["/usr/local/bin/memhog", "192"]);
-      await waitForLog(host, pod, /ready/);
+      await host.waitForLog(pod, /ready/);
       const sum = await memorySum(host, pod);
-      const id = await ok(host, ["checkpoint", pod]);
+      const id = await host.ok(["checkpoint", pod]);
       const rs = host.cli(["restore", id], T);
       await Bun.sleep(delay);
       await host.killAgent("SIGKILL");
@@ -110,9 +93,9 @@ describe("the agent killed", () => {
         const cg = host.podCgroups().find((d) => d.endsWith(`/${pod}`));
         if (cg && existsSync(join(cg, "cgroup.procs"))) expect(readFileSync(join(cg, "cgroup.procs"), "utf8").trim()).toBe("");
       }
-      expect(JSON.parse(await ok(host, ["images", "--json"])).map((x: { id: string }) => x.id)).toContain(id);
+      expect(JSON.parse(await host.ok(["images", "--json"])).map((x: { id: string }) => x.id)).toContain(id);
       outcomes.push(`${delay}ms: ${await expectRunningOrCheckpointed(host, pod, sum)}`);
-      await ok(host, ["rm", "--force", pod]);
+      await host.ok(["rm", "--force", pod]);
     }
     console.log(`restore interrupted at: ${outcomes.join(", ")}`);
   }, T);
@@ -128,7 +111,7 @@ describe("a full disk during a checkpoint", () => {
       expect(m.exitCode).toBe(0);
       await small.startAgent();
       await small.run("big", ["/usr/local/bin/memhog", "128"]);
-      await waitForLog(small, "big", /ready/);
+      await small.waitForLog("big", /ready/);
       const sum = await memorySum(small, "big");
       const cp = small.cli(["checkpoint", "big"], T);
       await Bun.sleep(20);
@@ -144,13 +127,13 @@ describe("a full disk during a checkpoint", () => {
       expect(p.state).toBe("running");
       expect(procState(p.pid!)).not.toBe("T");
       expect(await memorySum(small, "big")).toBe(sum);
-      expect(JSON.parse(await ok(small, ["images", "--json"]))).toEqual([]);
+      expect(JSON.parse(await small.ok(["images", "--json"]))).toEqual([]);
       expect(readdirSync(join(small.stateDir, "tmp"))).toEqual([]);
       // The space is back: a checkpoint of a smaller pod works.
-      await ok(small, ["rm", "--force", "big"]);
+      await small.ok(["rm", "--force", "big"]);
       await small.run("little", ["/usr/local/bin/memhog", "8"]);
-      await waitForLog(small, "little", /ready/);
-      await ok(small, ["checkpoint", "little"]);
+      await small.waitForLog("little", /ready/);
+      await small.ok(["checkpoint", "little"]);
     } finally {
       await small.dispose();
     }

@@ -3,11 +3,11 @@
  * with their own agents). Needs root and CRIU >= 4.2 (scripts/install-criu.sh).
  */
 import { afterAll, beforeAll, describe, expect } from "bun:test";
-import { readFileSync, rmSync, mkdtempSync, existsSync, readdirSync, openSync, readSync, writeSync, closeSync, statSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BUN, isRoot, REPO, rootTest } from "./_support.ts";
-import { TestHost, sh } from "./_pods.ts";
+import { TestHost } from "./_pods.ts";
 
 const T = 120_000;
 let host: TestHost;
@@ -40,53 +40,37 @@ function expectContiguous(xs: number[]): void {
   expect(bad === -1 ? "contiguous" : `line ${bad + 1} is ${xs[bad]}`).toBe("contiguous");
 }
 
-async function ok(h: TestHost, args: string[]): Promise<string> {
-  const r = await h.cli(args, T);
-  if (r.exitCode !== 0) throw new Error(`autopod ${args.join(" ")} failed (${r.exitCode}): ${r.stderr}`);
-  return r.stdout.trim();
-}
-
-async function waitForLog(h: TestHost, pod: string, re: RegExp, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const r = await h.cli(["logs", pod]);
-    if (re.test(r.stdout)) return;
-    if (Date.now() > deadline) throw new Error(`pod ${pod} never logged ${re}: ${r.stdout}${r.stderr}`);
-    await Bun.sleep(100);
-  }
-}
-
 async function imageIds(h: TestHost): Promise<string[]> {
-  return JSON.parse(await ok(h, ["images", "--json"])).map((i: { id: string }) => i.id);
+  return JSON.parse(await h.ok(["images", "--json"])).map((i: { id: string }) => i.id);
 }
 
 describe("checkpoint and restore", () => {
   rootTest("a stop-checkpoint and restore lose nothing in memory or on disk", async () => {
     await host.run("count", COUNTER);
     await Bun.sleep(500);
-    const id = await ok(host, ["checkpoint", "count"]);
+    const id = await host.ok(["checkpoint", "count"]);
     expect(id).toMatch(/^[0-9a-f]{64}$/);
     expect((await host.pod("count")).state).toBe("checkpointed");
     await Bun.sleep(300); // nothing runs meanwhile
-    await ok(host, ["restore", id.slice(0, 12)]);
+    await host.ok(["restore", id.slice(0, 12)]);
     expect((await host.pod("count")).state).toBe("running");
     await Bun.sleep(500);
     const xs = await counterLines(host, "count");
     expectContiguous(xs);
     expect(xs.length).toBeGreaterThan(20);
-    const imgs = JSON.parse(await ok(host, ["images", "--json"]));
+    const imgs = JSON.parse(await host.ok(["images", "--json"]));
     expect(imgs.find((i: { id: string }) => i.id === id).pod).toBe("count");
   }, T);
 
   rootTest("--leave-running keeps the pod going, and a restore under a new name and address is an independent copy", async () => {
     await host.run("lr", COUNTER);
     await Bun.sleep(500);
-    const out = JSON.parse(await ok(host, ["checkpoint", "lr", "--leave-running", "--json"]));
+    const out = JSON.parse(await host.ok(["checkpoint", "lr", "--leave-running", "--json"]));
     expect(out.leftRunning).toBe(true);
     expect(out.freezeMs).toBeGreaterThan(0);
     expect((await host.pod("lr")).state).toBe("running");
     const at = (await counterLines(host, "lr")).length;
-    await ok(host, ["restore", out.id, "--name", "lr2", "--ip", `${host.prefix}.77/24`]);
+    await host.ok(["restore", out.id, "--name", "lr2", "--ip", `${host.prefix}.77/24`]);
     const clone = await host.pod("lr2");
     expect(clone.state).toBe("running");
     expect(clone.address).toBe(`${host.prefix}.77/24`);
@@ -102,7 +86,7 @@ describe("checkpoint and restore", () => {
     const taken = await host.cli(["restore", out.id, "--name", "lr3"]);
     expect(taken.exitCode).not.toBe(0);
     expect(taken.stderr).toContain("is in use by another pod");
-    await ok(host, ["restore", out.id, "--name", "lr3", "--ip", `${host.prefix}.78/24`]);
+    await host.ok(["restore", out.id, "--name", "lr3", "--ip", `${host.prefix}.78/24`]);
     expect((await host.pod("lr3")).address).toBe(`${host.prefix}.78/24`);
     const cg = readFileSync(`/proc/${(await host.pod("lr3")).pid}/cgroup`, "utf8");
     expect(cg).toContain("/lr3");
@@ -117,9 +101,9 @@ describe("checkpoint and restore", () => {
       stderr: "pipe",
     });
     await Bun.sleep(700);
-    const id = await ok(host, ["checkpoint", "echo"]);
+    const id = await host.ok(["checkpoint", "echo"]);
     await Bun.sleep(300);
-    await ok(host, ["restore", id]);
+    await host.ok(["restore", id]);
     await Bun.sleep(1000);
     client.kill("SIGTERM");
     const report = JSON.parse((await new Response(client.stdout).text()).trim());
@@ -134,22 +118,22 @@ describe("checkpoint and restore", () => {
     await host.run("port", COUNTER);
     await Bun.sleep(300);
     const file = join(scratch, "port.img");
-    const id = (await ok(host, ["checkpoint", "port", "--export", file])).split("\n")[0]!;
+    const id = (await host.ok(["checkpoint", "port", "--export", file])).split("\n")[0]!;
     expect(statSync(file).size).toBeGreaterThan(1000);
     const before = (await counterLines(host, "port").catch(() => [])).length;
     void before;
-    await ok(host, ["rm", "port"]);
-    await ok(host, ["image", "rm", id]);
+    await host.ok(["rm", "port"]);
+    await host.ok(["image", "rm", id]);
     expect(await imageIds(host)).not.toContain(id);
-    await ok(host, ["image", "gc"]);
-    const imported = await ok(host, ["image", "import", file]);
+    await host.ok(["image", "gc"]);
+    const imported = await host.ok(["image", "import", file]);
     expect(imported).toBe(id);
-    await ok(host, ["restore", id]);
+    await host.ok(["restore", id]);
     await Bun.sleep(300);
     expectContiguous(await counterLines(host, "port"));
 
     // Another host: its own state directory (another root path), another name and subnet.
-    await ok(other, ["restore", "--import", file, "--name", "moved", "--ip", `${other.prefix}.9/24`]);
+    await other.ok(["restore", "--import", file, "--name", "moved", "--ip", `${other.prefix}.9/24`]);
     await Bun.sleep(300);
     const moved = await other.pod("moved");
     expect(moved.state).toBe("running");
@@ -159,12 +143,12 @@ describe("checkpoint and restore", () => {
 
   rootTest("dedup: a second checkpoint after 1% of memory changed stores about 1% new bytes", async () => {
     await host.run("hog", ["/usr/local/bin/memhog", "64"]);
-    await waitForLog(host, "hog", /ready/);
-    const first = JSON.parse(await ok(host, ["checkpoint", "hog", "--leave-running", "--json"]));
+    await host.waitForLog("hog", /ready/);
+    const first = JSON.parse(await host.ok(["checkpoint", "hog", "--leave-running", "--json"]));
     expect(first.newBytes).toBeGreaterThan(60 << 20);
     process.kill((await host.pod("hog")).pid!, "SIGUSR1");
     await Bun.sleep(300);
-    const second = JSON.parse(await ok(host, ["checkpoint", "hog", "--leave-running", "--json"]));
+    const second = JSON.parse(await host.ok(["checkpoint", "hog", "--leave-running", "--json"]));
     expect(second.parent).toBe(first.id);
     const ratio = second.newBytes / first.newBytes;
     // 1% of the pages, plus CRIU's small metadata files.
@@ -172,7 +156,7 @@ describe("checkpoint and restore", () => {
     expect(ratio).toBeGreaterThan(0.005);
     // Two pods of one base store the base once: the second pod's first image adds no base bytes.
     await host.run("hog2", ["sleep", "1000"]);
-    const third = JSON.parse(await ok(host, ["checkpoint", "hog2", "--json"]));
+    const third = JSON.parse(await host.ok(["checkpoint", "hog2", "--json"]));
     expect(third.newBytes).toBeLessThan(1 << 20);
   }, T);
 });
@@ -188,8 +172,8 @@ describe("volumes", () => {
     await host.run("vols", ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i >> /data/counter; sleep 0.02; done"], ["--volume", `${vol}:/data`, "--volume", `${shared}:/shared`]);
     await Bun.sleep(400);
     const file = join(scratch, "vols.img");
-    const id = (await ok(host, ["checkpoint", "vols", "--exclude-volume", "/shared", "--export", file])).split("\n")[0]!;
-    await ok(host, ["restore", id]);
+    const id = (await host.ok(["checkpoint", "vols", "--exclude-volume", "/shared", "--export", file])).split("\n")[0]!;
+    await host.ok(["restore", id]);
     await Bun.sleep(300);
     const lines = readFileSync(join(vol, "counter"), "utf8").split("\n").filter(Boolean).map(Number);
     expectContiguous(lines);
@@ -222,7 +206,7 @@ describe("checkpoint and restore refuse bad input and keep the pod", () => {
     r = await host.cli(["restore", "not-hex!"]);
     expect(r.exitCode).not.toBe(0);
     await host.run("taken", ["sleep", "1000"]);
-    const id = (await ok(host, ["checkpoint", "taken", "--leave-running"])).split("\n")[0]!;
+    const id = (await host.ok(["checkpoint", "taken", "--leave-running"])).split("\n")[0]!;
     r = await host.cli(["restore", id]);
     expect(r.exitCode).not.toBe(0);
     expect(r.stderr).toContain('Pod "taken" already exists');
@@ -234,8 +218,8 @@ describe("checkpoint and restore refuse bad input and keep the pod", () => {
 
   rootTest("a corrupted chunk: restore names the hash and the file and changes nothing", async () => {
     await host.run("bit", ["/usr/local/bin/memhog", "4"]);
-    await waitForLog(host, "bit", /ready/);
-    const id = (await ok(host, ["checkpoint", "bit"])).split("\n")[0]!;
+    await host.waitForLog("bit", /ready/);
+    const id = (await host.ok(["checkpoint", "bit"])).split("\n")[0]!;
     // Flip one bit in the middle of every pack file: some chunk of this image is hit.
     const packs = join(host.stateDir, "store", "packs");
     for (const f of readdirSync(packs)) {

@@ -9,7 +9,7 @@
  * them, so the pod keeps running. A journal file per checkpoint lets a
  * restarted agent finish or undo one that was interrupted.
  */
-import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync } from "node:fs";
+import { appendFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync, type Stats } from "node:fs";
 import { dirname, join } from "node:path";
 import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -19,8 +19,10 @@ import { lockNetwork, unlockNetwork } from "../platform/linux/netlock.ts";
 import { continuePod, killPod, waitGone } from "../platform/linux/pod-procs.ts";
 import { externalMountsOf, type PodRecord, type PodSpec as RuntimePodSpec, type PodView } from "../pods/pod.ts";
 import type { PodRuntime } from "../pods/runtime.ts";
+import { AddressError } from "../pods/validate.ts";
 import type { ChunkStore } from "../store/chunk-store.ts";
 import type { ImageCatalogue, ImageInfo } from "../store/image-catalogue.ts";
+import { formatBytes } from "../format.ts";
 import { VERSION } from "../version.ts";
 import { FORMAT_VERSION, logicalBytes, type FileEntry, type Manifest } from "./manifest.ts";
 import { PageTail } from "./page-tail.ts";
@@ -204,7 +206,7 @@ export class Checkpointer {
         if (req.leaveRunning) {
           continuePod(target.pid);
           isStopped = false;
-          freezeMs = performance.now() - t0Dump(dump.durationMs, tDump);
+          freezeMs = performance.now() - (tDump - dump.durationMs);
         }
         const base = r.runtime.rootKind === "overlay" ? (await captureTree(r.spec.rootfs, writer)).entries : undefined;
         phase("base");
@@ -221,7 +223,7 @@ export class Checkpointer {
           kernelRelease: readFileSync("/proc/sys/kernel/osrelease", "utf8").trim(),
           cpuFlags: cpuFlags(),
           createdAt: new Date().toISOString(),
-          parent: this.#latestImageOf(name),
+          parent: parentId,
           pod: podSpecForManifest(r),
           criu: images.entries,
           rootfs: layer.entries,
@@ -250,7 +252,7 @@ export class Checkpointer {
         await waitGone(target.pid, 10_000);
         pods.endCheckpoint(name, "checkpointed");
         await pods.releaseCheckpointed(name);
-        freezeMs = performance.now() - t0Dump(dump.durationMs, tDump);
+        freezeMs = performance.now() - (tDump - dump.durationMs);
       }
       phase(req.leaveRunning ? "continue" : "stop");
       const total = performance.now() - t0;
@@ -303,9 +305,9 @@ export class Checkpointer {
       throw new ConflictError(`Pod "${name}" already exists and is ${existing.state}: restore under another name with --name`);
     }
     const free = freeBytes(this.#o.stateDir);
-    const need = logicalOf(manifest);
+    const need = logicalBytes(manifest);
     if (free < need + (64 << 20)) {
-      throw new PreconditionError(`Not enough free space to restore: ${fmt(need)} needed under ${this.#o.stateDir}, ${fmt(free)} free`);
+      throw new PreconditionError(`Not enough free space to restore: ${formatBytes(need)} needed under ${this.#o.stateDir}, ${formatBytes(free)} free`);
     }
     this.#claim(name);
     const tmp = mkdtempSync(join(this.#o.stateDir, "tmp", `restore-${name}-`));
@@ -359,7 +361,7 @@ export class Checkpointer {
             workdir: spec.workdir ?? "/",
           })
           .catch((e: unknown) => {
-            if (req.ip === undefined && /outside the pod subnet|in use by another pod/.test(errorMessage(e))) {
+            if (req.ip === undefined && e instanceof AddressError) {
               throw new InvalidArgumentError(`${errorMessage(e)}: restore it at another address of this host with --ip ADDR/PREFIX`);
             }
             throw e;
@@ -464,7 +466,7 @@ export class Checkpointer {
    * any other is undone, and the image is left to retry.
    */
   async recover(): Promise<void> {
-    const { pods, catalogue, log } = this.#o;
+    const { pods, log } = this.#o;
     const dir = join(this.#o.stateDir, JOURNAL_DIR);
     for (const f of readdirSync(dir)) {
       if (!f.endsWith(".json")) continue;
@@ -488,7 +490,6 @@ export class Checkpointer {
     }
     // Temporary directories of work that left no journal.
     for (const t of readdirSync(join(this.#o.stateDir, "tmp"))) rmSync(join(this.#o.stateDir, "tmp", t), { recursive: true, force: true });
-    void catalogue;
   }
 
   async #recoverCheckpoint(j: Journal): Promise<void> {
@@ -562,7 +563,7 @@ export class Checkpointer {
     const mem = r.runtime.cgroup ? this.#o.pods.memoryOf(r.spec.name) : null;
     const need = (mem ?? 0) + (64 << 20);
     const free = freeBytes(this.#o.stateDir);
-    if (free < need) throw new PreconditionError(`Not enough free space to ${what} pod "${r.spec.name}": about ${fmt(need)} needed under ${this.#o.stateDir}, ${fmt(free)} free`);
+    if (free < need) throw new PreconditionError(`Not enough free space to ${what} pod "${r.spec.name}": about ${formatBytes(need)} needed under ${this.#o.stateDir}, ${formatBytes(free)} free`);
   }
 
   /** Refuse, before touching anything, an image this host cannot run. */
@@ -708,28 +709,20 @@ function sameTree(dir: string, entries: readonly FileEntry[]): boolean {
   }
 }
 
-function statSafe(p: string) {
+function statSafe(p: string): Stats | null {
   try {
-    return require("node:fs").lstatSync(p) as import("node:fs").Stats;
+    return lstatSync(p);
   } catch {
     return null;
   }
 }
 
-function logicalOf(m: Manifest): number {
-  let n = 0;
-  for (const list of [m.criu, m.rootfs, ...m.volumes.map((v) => v.entries)]) for (const e of list) n += e.size;
-  return n;
-}
 
 function freeBytes(dir: string): number {
   const s = statfsSync(dir);
   return Number(s.bavail) * Number(s.bsize);
 }
 
-function fmt(n: number): string {
-  return n >= 1 << 30 ? `${(n / (1 << 30)).toFixed(1)} GiB` : `${Math.ceil(n / (1 << 20))} MiB`;
-}
 
 /** Named consecutive spans of time: phase(name) closes the span since the last one (or `endsBefore` ms before now). */
 function phaseClock(start: number): ((name: string, endsBefore?: number) => void) & { all: Record<string, number> } {
@@ -747,10 +740,6 @@ function round(x: number): number {
   return Math.round(x * 10) / 10;
 }
 
-/** The instant the dump began, from its end and duration. */
-function t0Dump(dumpMs: number, dumpEnd: number): number {
-  return dumpEnd - dumpMs;
-}
 
 /** Lift every lock from a pod's network: ours and any CRIU left behind. */
 async function unlockAll(netnsPath: string): Promise<void> {

@@ -9,7 +9,7 @@ import path from "node:path";
 import { z } from "zod";
 import { InvalidArgumentError } from "../errors.ts";
 import { HashTable } from "../store/_hash-table.ts";
-import { HASH_BYTES, type Hash, isZeroHash, sha256, toHex } from "../store/hash.ts";
+import { HASH_BYTES, type Hash, sha256, toHex } from "../store/hash.ts";
 
 /** The manifest format this code writes and the only one it reads. */
 export const FORMAT_VERSION = 1;

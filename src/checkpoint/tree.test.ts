@@ -212,7 +212,7 @@ describe("overlayfs upper layers", () => {
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
   test.skipIf(!isRoot)("whiteouts, opaque directories and FIFOs round-trip (needs root: mknod, trusted.* xattrs)", async () => {
-    const { lgetxattr, lsetxattr, mkfifo, mknodWhiteout, OVERLAY_OPAQUE } = await import("../platform/linux/fsnodes.ts");
+    const { lgetxattr, lsetxattr, mkfifo, mknodWhiteout, OVERLAY_OPAQUE } = await import("../platform/linux/libc.ts");
     const src = path.join(dir, "src");
     fs.mkdirSync(path.join(src, "etc/opaque"), { recursive: true });
     mknodWhiteout(path.join(src, "etc/deleted"));

@@ -5,7 +5,7 @@
  * every chunk, in a fresh directory that is renamed into place only when whole.
  */
 import fs from "node:fs";
-import { lgetxattr, lsetxattr, mkfifo, mknodWhiteout, OVERLAY_OPAQUE } from "../platform/linux/fsnodes.ts";
+import { lgetxattr, lsetxattr, mkfifo, mknodWhiteout, OVERLAY_OPAQUE } from "../platform/linux/libc.ts";
 import path from "node:path";
 import { AlreadyExistsError, InvalidArgumentError } from "../errors.ts";
 import type { ChunkLocation, ChunkWriter } from "../store/chunk-store.ts";

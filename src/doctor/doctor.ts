@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, statfsSync } from "node:fs";
 import { dirname } from "node:path";
 import { criuMinimumFor, criuVersion, compareVersions, findCriu, parseVersion } from "../platform/linux/criu.ts";
+import { formatBytes } from "../format.ts";
 import { run, which } from "../platform/linux/exec.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail";
@@ -243,16 +244,6 @@ async function checkSystemd(): Promise<DoctorCheck[]> {
       fix: running ? undefined : "run `autopod agent` under your init system or a supervisor",
     },
   ];
-}
-
-export function formatBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return `${n.toFixed(i === 0 ? 0 : 1)} ${units[i]}`;
 }
 
 function firstLine(s: string): string {

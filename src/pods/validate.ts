@@ -112,6 +112,11 @@ function commandExists(host: PodHost, rootfs: string, volumes: VolumeSpec[], cmd
   return false;
 }
 
+/** An address that cannot be the pod's: malformed, outside the subnet, or taken. */
+export class AddressError extends InvalidArgumentError {
+  override name = "AddressError";
+}
+
 /**
  * The pod's address: the one asked for, if it is a free pod address of the
  * subnet with the subnet's prefix, else the lowest free one.
@@ -126,13 +131,13 @@ export function chooseAddress(asked: string | undefined, subnet: Subnet, used: R
   const [ip, prefix, ...more] = asked.split("/");
   const addr = parseIPv4(ip ?? "");
   if (addr === null || more.length || (prefix !== undefined && !/^\d{1,2}$/.test(prefix))) {
-    throw new InvalidArgumentError(`Invalid address "${asked}": expected ADDR/PREFIX, like 10.213.0.5/24`);
+    throw new AddressError(`Invalid address "${asked}": expected ADDR/PREFIX, like 10.213.0.5/24`);
   }
   if (prefix !== undefined && Number(prefix) !== subnet.prefix) {
-    throw new InvalidArgumentError(`Address "${asked}" must have the pod subnet's prefix /${subnet.prefix} (${subnetText})`);
+    throw new AddressError(`Address "${asked}" must have the pod subnet's prefix /${subnet.prefix} (${subnetText})`);
   }
   const why = whyNotPodAddress(subnet, addr);
-  if (why) throw new InvalidArgumentError(`Address "${asked}" ${why} (pod subnet ${subnetText})`);
-  if (used.has(addr)) throw new InvalidArgumentError(`Address "${asked}" is in use by another pod`);
+  if (why) throw new AddressError(`Address "${asked}" ${why} (pod subnet ${subnetText})`);
+  if (used.has(addr)) throw new AddressError(`Address "${asked}" is in use by another pod`);
   return `${formatIPv4(addr)}/${subnet.prefix}`;
 }

@@ -78,11 +78,11 @@ describe("PathWatcher", () => {
     mkdirSync(join(lists, "partial"));
     await settle();
     expect(seen).toEqual([]);
-    writeFileSync(join(lists, "partial/deb.debian.org_InRelease"), "x");
+    writeFileSync(join(lists, "partial/mirror.example_dists_bookworm_InRelease"), "x");
     await settle();
     expect(seen).toEqual([]);
-    renameSync(join(lists, "partial/deb.debian.org_InRelease"), join(lists, "deb.debian.org_InRelease"));
-    await until(() => seen.includes(join(lists, "deb.debian.org_InRelease")));
+    renameSync(join(lists, "partial/mirror.example_dists_bookworm_InRelease"), join(lists, "mirror.example_dists_bookworm_InRelease"));
+    await until(() => seen.includes(join(lists, "mirror.example_dists_bookworm_InRelease")));
   });
 
   test("a directory missing at first is watched as soon as it appears, and its appearance is a change", async () => {

@@ -26,6 +26,9 @@ function open() {
     signal: { args: [i32, u64], returns: u64 },
     sigprocmask: { args: [i32, P, P], returns: i32 },
     flock: { args: [i32, i32], returns: i32 },
+    mknod: { args: [P, u32, u64], returns: i32 },
+    lgetxattr: { args: [P, P, P, u64], returns: FFIType.i64 },
+    lsetxattr: { args: [P, P, P, u64, i32], returns: i32 },
   });
 }
 function libc() {
@@ -219,4 +222,43 @@ export function tryLock(fd: number): boolean {
   const e = errno();
   if (e === 11 /* EWOULDBLOCK */) return false;
   throw new Errno("flock", e, String(fd));
+}
+
+// ---- File system nodes node:fs cannot make or read (overlayfs upper layers) ----
+
+const S_IFCHR = 0o020000;
+const S_IFIFO = 0o010000;
+const ENODATA = 61;
+
+/** The xattr that makes an overlayfs upper directory hide the lower one's contents. */
+export const OVERLAY_OPAQUE = "trusted.overlay.opaque";
+
+/** Make an overlayfs whiteout: a character device 0:0. */
+export function mknodWhiteout(path: string, mode = 0): void {
+  const p = cstr(path);
+  check(libc().mknod(ptr(p), S_IFCHR | (mode & 0o7777), 0n), "mknod", path);
+}
+
+export function mkfifo(path: string, mode: number): void {
+  const p = cstr(path);
+  check(libc().mknod(ptr(p), S_IFIFO | (mode & 0o7777), 0n), "mkfifo", path);
+}
+
+/** Read an xattr without following symlinks; null when it is not set. */
+export function lgetxattr(path: string, name: string): string | null {
+  const p = cstr(path);
+  const n = cstr(name);
+  const buf = new Uint8Array(256);
+  const len = Number(libc().lgetxattr(ptr(p), ptr(n), ptr(buf), BigInt(buf.byteLength)));
+  if (len >= 0) return Buffer.from(buf.subarray(0, len)).toString("utf8");
+  const e = errno();
+  if (e === ENODATA || e === 95 /* EOPNOTSUPP */) return null;
+  throw new Errno("lgetxattr", e, path);
+}
+
+export function lsetxattr(path: string, name: string, value: string): void {
+  const p = cstr(path);
+  const n = cstr(name);
+  const v = Buffer.from(value + "\0");
+  check(libc().lsetxattr(ptr(p), ptr(n), ptr(v), BigInt(v.byteLength - 1), 0), "lsetxattr", path);
 }

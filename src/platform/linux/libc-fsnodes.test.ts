@@ -2,7 +2,7 @@ import { expect, test } from "bun:test";
 import { lstatSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { lgetxattr, lsetxattr, mkfifo, mknodWhiteout, OVERLAY_OPAQUE } from "./fsnodes.ts";
+import { lgetxattr, lsetxattr, mkfifo, mknodWhiteout, OVERLAY_OPAQUE } from "./libc.ts";
 
 const isRoot = process.getuid?.() === 0;
 
