@@ -189,6 +189,7 @@ export class Checkpointer {
         tail.abort();
         throw e;
       });
+      log.debug("dump done", { pod: name, dumpMs: round(dump.durationMs), pagesHashedDuringDump: tail.hashedBytes });
       const hashing = tail.finish();
       isStopped = true;
       phase("prepare", dump.durationMs);

@@ -5,6 +5,9 @@
  * them, so hashing them as they land, on the core CRIU leaves free, takes
  * most of the hashing off the checkpoint's critical path.
  *
+ * Each page image is also written to disk as it grows (writeBehind): the
+ * disk then works while CRIU does, and the commit's fsync finds it written.
+ *
  * Only bytes below a file's current size are read. When CRIU has exited,
  * finish() fixes each file's end at its size then and hands the results to
  * captureTree (options.hashing), which checks each against the size it finds.
@@ -30,6 +33,7 @@ export class PageTail {
   readonly #dir: string;
   readonly #workers: ChunkWorkers;
   readonly #files = new Map<string, GrowingHash>();
+  readonly #writing: Array<{ finish(): Promise<number> }> = [];
   #watcher: fs.FSWatcher | null = null;
   #poll: ReturnType<typeof setInterval> | null = null;
   #isOver = false;
@@ -53,6 +57,13 @@ export class PageTail {
     this.#scan();
   }
 
+  /** Bytes of page images hashed so far. */
+  get hashedBytes(): number {
+    let n = 0;
+    for (const h of this.#files.values()) n += h.hashedBytes;
+    return n;
+  }
+
   /** CRIU has exited successfully: every page image ends where it is now. Results by file name. */
   finish(): Map<string, Promise<FileHashes>> {
     const wasOn = this.#watcher !== null || this.#poll !== null;
@@ -63,6 +74,7 @@ export class PageTail {
       h.finish();
       out.set(name, h.result);
     }
+    for (const w of this.#writing) void w.finish();
     return out;
   }
 
@@ -70,6 +82,7 @@ export class PageTail {
   abort(): void {
     this.#stop();
     for (const h of this.#files.values()) h.abort("the dump did not finish");
+    for (const w of this.#writing) void w.finish();
   }
 
   #stop(): void {
@@ -90,7 +103,9 @@ export class PageTail {
     }
     for (const name of names) {
       if (!PAGES.test(name) || this.#files.has(name)) continue;
-      this.#files.set(name, this.#workers.hashGrowingFile(path.join(this.#dir, name), PAGE_SIZE));
+      const file = path.join(this.#dir, name);
+      this.#files.set(name, this.#workers.hashGrowingFile(file, PAGE_SIZE));
+      this.#writing.push(this.#workers.writeBehind(file));
     }
   }
 }

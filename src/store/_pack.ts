@@ -59,6 +59,8 @@ export interface OpenPack {
   isRaw?: boolean;
   /** For a raw pack: SHA-256 of the chunk list of the file it was, so a restore can find it whole. */
   digest?: Uint8Array;
+  /** For a raw pack: the size of its chunks (they sit at multiples of it). */
+  chunkSize?: number;
 }
 
 const BUFFER_BYTES = 4 << 20;
@@ -134,7 +136,7 @@ export class PackAppender {
    * under a new id (no bytes are copied). Returns null when it is on another
    * file system (the caller copies instead).
    */
-  adopt(file: string, newRawPack: () => number, digest: Uint8Array): OpenPack | null {
+  adopt(file: string, newRawPack: () => number, digest: Uint8Array, chunkSize: number): OpenPack | null {
     const id = newRawPack();
     const dest = rawPackPath(this.#dir, id);
     try {
@@ -145,7 +147,7 @@ export class PackAppender {
     }
     const fd = fs.openSync(dest, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     const size = fs.fstatSync(fd).size;
-    const pack: OpenPack = { id, fd, flushed: size, committed: 0, isLinked: false, isRaw: true, digest };
+    const pack: OpenPack = { id, fd, flushed: size, committed: 0, isLinked: false, isRaw: true, digest, chunkSize };
     this.adopted.push(pack);
     return pack;
   }

@@ -417,6 +417,9 @@ describe("deferred indexing of adopted files", () => {
 
   test("a store closed (or crashed) before the merge answers for them after reopening, and merges", async () => {
     const { fh } = await adoptOne(5000);
+    // The adopted file's chunks are not written out a row each: the file itself is the record.
+    expect(store.db.query("SELECT length(entries) AS n FROM pending_index").get()).toEqual({ n: 0 });
+    expect(store.db.query("SELECT COUNT(*) AS n FROM pending_raw").get()).toEqual({ n: 1 });
     store.close();
     store = ChunkStore.open(dir);
     expect(store.pendingIndexSize).toBe(5000);
@@ -427,6 +430,29 @@ describe("deferred indexing of adopted files", () => {
     expect(store.pendingIndexSize).toBe(0);
     expect(store.db.query("SELECT COUNT(*) AS n FROM chunks").get()).toEqual({ n: 5000 });
     expect(store.verifyAll()).toEqual({ checked: 5000, corrupt: [] });
+  });
+
+  test("after a restart, an adopted file is hashed again (zero pages left out) and chunks packed in the same commit come from the record", async () => {
+    const data = random(300 * 4096);
+    data.fill(0, 10 * 4096, 20 * 4096);
+    const file = path.join(dir, "pages-9.img");
+    fs.writeFileSync(file, data);
+    const fh = await pool.hashFile(file, 4096);
+    const small = random(1000);
+    const w = store.writer("mixed");
+    const hs = w.put(small);
+    w.putHashedFile(file, fh, { adopt: true });
+    w.commit();
+    w.close();
+    expect(store.pendingIndexSize).toBe(291);
+    store.close();
+    store = ChunkStore.open(dir);
+    expect(store.pendingIndexSize).toBe(291);
+    expect(store.get(hs)).toEqual(small);
+    expect(Buffer.compare(store.get(fh.hashes.subarray(299 * 32, 300 * 32)), data.subarray(299 * 4096))).toBe(0);
+    store.mergePending();
+    expect(store.db.query("SELECT COUNT(*) AS n FROM pending_raw").get()).toEqual({ n: 0 });
+    expect(store.verifyAll()).toEqual({ checked: 291, corrupt: [] });
   });
 
   test("gc and stats see pending chunks (they merge first)", async () => {

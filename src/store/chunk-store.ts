@@ -15,7 +15,7 @@ import path from "node:path";
 import { PreconditionError } from "../errors.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "./errors.ts";
 import { HashTable } from "./_hash-table.ts";
-import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isZeroHash, sha256, toHex } from "./hash.ts";
+import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isAllZero, isZeroHash, sha256, toHex } from "./hash.ts";
 import type { FileHashes } from "./chunk-workers.ts";
 import {
   PACK_HEADER_BYTES,
@@ -102,6 +102,7 @@ const PENDING_ENTRY_BYTES = 48;
 
 function migrate(db: Database): void {
   db.exec("CREATE TABLE IF NOT EXISTS pending_index(pack INTEGER PRIMARY KEY, entries BLOB NOT NULL)");
+  db.exec("CREATE TABLE IF NOT EXISTS pending_raw(pack INTEGER PRIMARY KEY, grp INTEGER NOT NULL, chunk_size INTEGER NOT NULL)");
   const cols = new Set(db.query<{ name: string }, []>("PRAGMA table_info(packs)").all().map((c) => c.name));
   if (!cols.has("raw")) db.exec("ALTER TABLE packs ADD COLUMN raw INTEGER NOT NULL DEFAULT 0");
   if (!cols.has("digest")) db.exec("ALTER TABLE packs ADD COLUMN digest BLOB");
@@ -173,6 +174,12 @@ export class ChunkStore {
     for (const r of this.db.query<{ id: number }, []>("SELECT id FROM packs WHERE raw = 1").all()) this.#rawPacks.add(r.id);
     for (const r of this.db.query<{ pack: number; entries: Uint8Array }, []>("SELECT pack, entries FROM pending_index").all()) {
       this.#deferred.set(r.pack, decodePending(r.entries));
+    }
+    // An adopted file's chunks are recorded by the file alone: hash it again.
+    for (const r of this.db.query<{ pack: number; grp: number; chunk_size: number }, []>("SELECT pack, grp, chunk_size FROM pending_raw").all()) {
+      let table = this.#deferred.get(r.grp);
+      if (table === undefined) this.#deferred.set(r.grp, (table = new HashTable()));
+      if (this.#rawPacks.has(r.pack)) indexRawPack(rawPackPath(this.#packDir, r.pack), r.pack, r.chunk_size, table);
     }
     this.#mergeSoon();
   }
@@ -521,14 +528,31 @@ export class ChunkStore {
 
   /** @internal */
   newPackId(): number {
-    return this.#newPackStmt.get()!.id;
+    return this.#unsynced(() => this.#newPackStmt.get()!.id);
   }
 
   /** @internal A pack id for a file to adopt as a raw pack. */
   newRawPackId(): number {
-    const id = this.#newRawPackStmt.get()!.id;
+    const id = this.#unsynced(() => this.#newRawPackStmt.get()!.id);
     this.#rawPacks.add(id);
     return id;
+  }
+
+  /**
+   * Run a statement whose commit need not reach the disk: a new pack's row of
+   * size 0. Lost in a crash, it takes nothing with it (recovery removes pack
+   * files the index does not know, and rows of size 0), and the writer's own
+   * commit, synced, makes it durable. Synced, it would wait behind a journal
+   * commit that is writing out a checkpoint's page image.
+   */
+  #unsynced<T>(run: () => T): T {
+    if (!this.isDurable || this.db.inTransaction) return run();
+    this.db.exec("PRAGMA synchronous = OFF");
+    try {
+      return run();
+    } finally {
+      this.db.exec("PRAGMA synchronous = FULL");
+    }
   }
 
   /** @internal */
@@ -545,8 +569,13 @@ export class ChunkStore {
    * @internal Record a writer's chunks of adopted files as pending, inside its
    * commit transaction; they are visible as soon as it commits.
    */
-  deferIndex(pack: number, table: HashTable): void {
-    this.db.query<unknown, [number, Uint8Array]>("INSERT OR REPLACE INTO pending_index(pack, entries) VALUES (?, ?)").run(pack, encodePending(table));
+  deferIndex(pack: number, table: HashTable, raw: ReadonlyArray<{ id: number; chunkSize: number }> = []): void {
+    // Chunks of adopted files are not written out one by one: the file itself says what they
+    // are, and is hashed again if the agent stops before they are merged (see indexRawPack).
+    const isRaw = new Set(raw.map((r) => r.id));
+    this.db.query<unknown, [number, Uint8Array]>("INSERT OR REPLACE INTO pending_index(pack, entries) VALUES (?, ?)").run(pack, encodePending(table, (p) => !isRaw.has(p)));
+    const ins = this.db.query<unknown, [number, number, number]>("INSERT OR REPLACE INTO pending_raw(pack, grp, chunk_size) VALUES (?, ?, ?)");
+    for (const r of raw) ins.run(r.id, pack, r.chunkSize);
   }
 
   /** @internal After the commit of deferIndex: answer from the table, and merge it soon. */
@@ -601,7 +630,10 @@ export class ChunkStore {
         const i = order[k]!;
         ins.run(cols.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), cols.pack[i]!, cols.offset[i]!, cols.length[i]!);
       }
-      if (end === cols.size) this.db.run("DELETE FROM pending_index WHERE pack = ?", [pack]);
+      if (end === cols.size) {
+        this.db.run("DELETE FROM pending_index WHERE pack = ?", [pack]);
+        this.db.run("DELETE FROM pending_raw WHERE grp = ?", [pack]);
+      }
     })();
     if (end < cols.size) {
       this.#merged.set(pack, end);
@@ -833,7 +865,7 @@ export class ChunkWriter {
     for (let k = 0; k < cand.length; k += step) sample.push(fh.hashes.subarray(cand[k]! * HASH_BYTES, (cand[k]! + 1) * HASH_BYTES));
     const newShare = sample.length === 0 ? 0 : this.store.missing(sample).length / sample.length;
     if (options.adopt && cand.length > 0 && candBytes * newShare >= adoptShare * fh.size && cs <= MAX_CHUNK_BYTES) {
-      const pack = this.#appender.adopt(file, () => this.store.newRawPackId(), sha256(fh.hashes));
+      const pack = this.#appender.adopt(file, () => this.store.newRawPackId(), sha256(fh.hashes), cs);
       if (pack !== null) {
         this.#pending.reserve(this.#pending.size + cand.length);
         let added = 0;
@@ -966,7 +998,8 @@ export class ChunkWriter {
     );
     const size = db.query<unknown, [number, number]>("UPDATE packs SET size = ? WHERE id = ?");
     const digest = db.query<unknown, [Uint8Array, number]>("UPDATE packs SET digest = ? WHERE id = ?");
-    const adopted = this.#appender.adopted.filter((p) => p.committed === 0).map((p) => p.id);
+    const adoptedPacks = this.#appender.adopted.filter((p) => p.committed === 0);
+    const adopted = adoptedPacks.map((p) => p.id);
     const cols = this.#pending.columns();
     // With an adopted file, every chunk of this commit is indexed after it (see PENDING_ENTRY_BYTES).
     const deferTo = adopted.length > 0 && cols.size > 0 ? adopted[0]! : null;
@@ -982,7 +1015,7 @@ export class ChunkWriter {
     }
     db.transaction(() => {
       if (deferTo !== null) {
-        this.store.deferIndex(deferTo, this.#pending);
+        this.store.deferIndex(deferTo, this.#pending, adoptedPacks.map((p) => ({ id: p.id, chunkSize: p.chunkSize! })));
       } else {
         // In hash order: neighbouring keys share B-tree pages.
         const order = sortedByHash(cols.hashes, cols.size);
@@ -1120,15 +1153,55 @@ const READ_RUN_BYTES = 4 << 20;
 const MERGE_SLICE = 16_384;
 const MERGE_DELAY_MS = 250;
 
-function encodePending(t: HashTable): Uint8Array {
+/** The entries of `t` whose pack passes `keep`, in PENDING_ENTRY_BYTES columns. */
+function encodePending(t: HashTable, keep: (pack: number) => boolean = () => true): Uint8Array {
   const c = t.columns();
-  const n = c.size;
+  const rows: number[] = [];
+  for (let i = 0; i < c.size; i++) if (keep(c.pack[i]!)) rows.push(i);
+  const n = rows.length;
   const out = new Uint8Array(n * PENDING_ENTRY_BYTES);
-  out.set(c.hashes, 0);
-  out.set(new Uint8Array(c.offset.buffer, c.offset.byteOffset, n * 8), n * 32);
-  out.set(new Uint8Array(c.length.buffer, c.length.byteOffset, n * 4), n * 40);
-  out.set(new Uint8Array(c.pack.buffer, c.pack.byteOffset, n * 4), n * 44);
+  const offset = new Float64Array(n);
+  const length = new Int32Array(n);
+  const pack = new Int32Array(n);
+  rows.forEach((i, k) => {
+    out.set(c.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), k * HASH_BYTES);
+    offset[k] = c.offset[i]!;
+    length[k] = c.length[i]!;
+    pack[k] = c.pack[i]!;
+  });
+  out.set(new Uint8Array(offset.buffer), n * 32);
+  out.set(new Uint8Array(length.buffer), n * 40);
+  out.set(new Uint8Array(pack.buffer), n * 44);
   return out;
+}
+
+/**
+ * Add every chunk of an adopted raw pack but zeros to `table`, hashing the
+ * file again: after a restart, for chunks committed but not merged yet. A
+ * file cut short yields what it still holds; what the images expect of it
+ * and cannot find is reported, by hash, when they are read.
+ */
+function indexRawPack(file: string, pack: number, chunkSize: number, table: HashTable): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  } catch {
+    return;
+  }
+  try {
+    const size = fs.fstatSync(fd).size;
+    const step = Math.max(1, Math.floor((4 << 20) / chunkSize)) * chunkSize;
+    for (let pos = 0; pos < size; pos += step) {
+      const block = readAt(fd, Math.min(step, size - pos), pos);
+      for (let off = 0; off < block.byteLength; off += chunkSize) {
+        const chunk = block.subarray(off, Math.min(block.byteLength, off + chunkSize));
+        if (isAllZero(chunk)) continue;
+        table.add(sha256(chunk), 0, pack, pos + off, chunk.byteLength);
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 function decodePending(entries: Uint8Array): HashTable {

@@ -211,6 +211,30 @@ describe("ChunkWorkers.syncFile", () => {
   });
 });
 
+describe("ChunkWorkers.writeBehind", () => {
+  test("starts writing a growing file as it grows, and all of it once the writer is done", async () => {
+    const file = path.join(tmp, "pages-1.img");
+    const fd = fs.openSync(file, "w");
+    const wb = pool.writeBehind(file);
+    for (let i = 0; i < 3; i++) {
+      fs.writeSync(fd, random(5 << 20));
+      await Bun.sleep(30);
+    }
+    fs.writeSync(fd, random(1000)); // a tail short of a step
+    fs.closeSync(fd);
+    expect(await wb.finish()).toBe(15 * (1 << 20) + 1000);
+    expect(fs.statSync(file).size).toBe(15 * (1 << 20) + 1000);
+  });
+
+  test("a file that cannot be opened only means nothing was written ahead", async () => {
+    expect(await pool.writeBehind(path.join(tmp, "missing.img")).finish()).toBe(0);
+    // The thread goes on working.
+    const file = path.join(tmp, "x");
+    fs.writeFileSync(file, random(4096));
+    await pool.syncFile(file);
+  });
+});
+
 describe("ChunkWorkers and process exit", () => {
   test("idle threads never keep a process alive, whatever the order jobs end in", async () => {
     const script = `

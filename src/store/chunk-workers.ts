@@ -182,10 +182,53 @@ function copyJob(m) {
     fs.closeSync(out);
   }
 }
+// sync_file_range(2), for write-behind: only on the syncer thread (it may block on a busy disk).
+let syncFileRange = null;
+function loadSyncFileRange() {
+  if (syncFileRange === null) {
+    try {
+      const { dlopen, FFIType } = require("bun:ffi");
+      const lib = dlopen("libc.so.6", { sync_file_range: { args: [FFIType.i32, FFIType.i64, FFIType.i64, FFIType.u32], returns: FFIType.i32 } });
+      syncFileRange = (fd, off, len) => lib.symbols.sync_file_range(fd, off, len, 2 /* SYNC_FILE_RANGE_WRITE */);
+    } catch {
+      syncFileRange = () => -1;
+    }
+  }
+  return syncFileRange;
+}
+// Start writing a growing file to disk as it grows, in WRITE_BEHIND steps, until told the
+// writer is done (ctl[0] = 1); then the rest. Only starts writeback: the caller's fdatasync
+// makes it durable, and finds little left to wait for.
+const WRITE_BEHIND = 4 << 20;
+async function writeBehindJob(m) {
+  const ctl = new Int32Array(m.ctl, 0, 2);
+  const submit = loadSyncFileRange();
+  const fd = fs.openSync(m.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+  let done = 0;
+  try {
+    for (;;) {
+      const isLast = Atomics.load(ctl, 0) !== 0;
+      const size = fs.fstatSync(fd).size;
+      const end = isLast ? size : size - (size % WRITE_BEHIND);
+      if (end > done) {
+        if (submit(fd, done, end - done) !== 0) return done;
+        done = end;
+      }
+      if (isLast) return done;
+      await sleep(4);
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
 self.onmessage = async (e) => {
   const m = e.data;
   try {
     if (m.type === "hash") await hashJob(m);
+    else if (m.type === "write-behind") {
+      postMessage({ job: m.job, submitted: await writeBehindJob(m) });
+      return;
+    }
     else if (m.type === "sync") {
       const fd = fs.openSync(m.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
       try {
@@ -206,6 +249,7 @@ const HASH_BLOCK_BYTES = 1 << 20;
 
 type Message =
   | { job: number; block: number; hashes: Uint8Array; zero: Uint8Array }
+  | { job: number; submitted: number }
   | { job: number; done: true }
   | { job: number; error: string }
   | { job: number; bad: number; reason: string };
@@ -302,11 +346,7 @@ export class ChunkWorkers {
    * the I/O threads that every fs.promises call of this process shares).
    */
   syncFile(path: string): Promise<void> {
-    if (this.#syncer === null) {
-      this.#syncer = this.#spawn();
-      this.#syncer.unref();
-    }
-    const w = this.#syncer;
+    const w = this.#syncerThread();
     const job = this.#nextJob++;
     return new Promise<void>((resolve, reject) => {
       this.#jobs.set(job, {
@@ -327,6 +367,44 @@ export class ChunkWorkers {
     });
   }
 
+  /**
+   * Start writing a file another process is appending to (CRIU's page
+   * images) to disk as it grows, on the syncer thread, so that the fdatasync
+   * that makes it durable finds most of it written. `finish()` says the
+   * writer is done: the rest is submitted, and it resolves to the bytes
+   * submitted in all. Only starts writeback; durability is still the
+   * caller's fdatasync. A failure only means less was written ahead: it
+   * resolves with what was submitted.
+   */
+  writeBehind(path: string): { finish(): Promise<number> } {
+    const w = this.#syncerThread();
+    const ctlBuf = new SharedArrayBuffer(8);
+    const ctl = new Int32Array(ctlBuf);
+    const job = this.#nextJob++;
+    const result = new Promise<number>((resolve) => {
+      this.#jobs.set(job, {
+        onMessage: (m) => {
+          if (!("submitted" in m) && !("error" in m)) return;
+          this.#endJob(job);
+          if (--this.#syncing === 0) w.unref();
+          resolve("submitted" in m ? m.submitted : 0);
+        },
+        fail: () => {
+          this.#endJob(job);
+          resolve(0);
+        },
+      });
+    });
+    if (this.#syncing++ === 0) w.ref();
+    w.postMessage({ type: "write-behind", job, path, ctl: ctlBuf });
+    return {
+      finish: () => {
+        Atomics.store(ctl, 0, 1);
+        return result;
+      },
+    };
+  }
+
   /** End the threads (they are made again if needed). */
   close(): void {
     for (const w of this.#workers) w.terminate();
@@ -336,6 +414,14 @@ export class ChunkWorkers {
     this.#syncing = 0;
     for (const j of this.#jobs.values()) j.fail(new Error("the hashing threads were stopped"));
     this.#jobs.clear();
+  }
+
+  #syncerThread(): Worker {
+    if (this.#syncer === null) {
+      this.#syncer = this.#spawn();
+      this.#syncer.unref();
+    }
+    return this.#syncer;
   }
 
   #hash(path: string, chunkSize: number, threads: number): GrowingHash {
