@@ -161,6 +161,8 @@ export class Checkpointer {
     }
     this.#checkFreeSpace(r, "checkpoint");
     this.#claim(name);
+    // The index merge of an earlier checkpoint waits: this one wants both cores.
+    const releaseMerging = store.holdMerging();
     const tmp = mkdtempSync(join(this.#o.stateDir, "tmp", `checkpoint-${name}-`));
     const journal: Journal = { kind: "checkpoint", pod: name, tmp, pid: target.pid, criuPid: null, imageId: null, leaveRunning: req.leaveRunning };
     pods.beginCheckpoint(name);
@@ -289,6 +291,7 @@ export class Checkpointer {
       rmSync(tmp, { recursive: true, force: true });
       this.#removeJournal(name);
       this.#busy.delete(name);
+      releaseMerging();
     }
   }
 
@@ -311,6 +314,7 @@ export class Checkpointer {
       throw new PreconditionError(`Not enough free space to restore: ${formatBytes(need)} needed under ${this.#o.stateDir}, ${formatBytes(free)} free`);
     }
     this.#claim(name);
+    const releaseMerging = this.#o.store.holdMerging();
     const tmp = mkdtempSync(join(this.#o.stateDir, "tmp", `restore-${name}-`));
     const notes: string[] = [];
     let registered = false;
@@ -442,6 +446,7 @@ export class Checkpointer {
       rmSync(tmp, { recursive: true, force: true });
       this.#removeJournal(name);
       this.#busy.delete(name);
+      releaseMerging();
     }
   }
 

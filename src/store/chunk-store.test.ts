@@ -455,6 +455,18 @@ describe("deferred indexing of adopted files", () => {
     expect(store.verifyAll()).toEqual({ checked: 291, corrupt: [] });
   });
 
+  test("background merging waits while held (a checkpoint or restore runs), and goes on once released", async () => {
+    const release = store.holdMerging();
+    const { fh } = await adoptOne(20_000);
+    await Bun.sleep(600);
+    expect(store.pendingIndexSize).toBe(20_000);
+    expect(store.has(fh.hashes.subarray(0, 32))).toBe(true); // answered from memory meanwhile
+    release();
+    release(); // twice is once
+    for (let i = 0; i < 200 && store.pendingIndexSize > 0; i++) await Bun.sleep(20);
+    expect(store.pendingIndexSize).toBe(0);
+  });
+
   test("gc and stats see pending chunks (they merge first)", async () => {
     const { fh } = await adoptOne(3000);
     expect(store.stats().chunks).toBe(3000);

@@ -132,6 +132,7 @@ export class ChunkStore {
   /** Committed chunks not yet in the chunks table, by pack (see PENDING_ENTRY_BYTES). */
   readonly #deferred = new Map<number, HashTable>();
   #mergeTimer: ReturnType<typeof setTimeout> | null = null;
+  #mergeHolds = 0;
   /** How far the background merge has gone, by pack, and in which order it goes. */
   readonly #merged = new Map<number, number>();
   readonly #mergeOrder = new Map<number, ArrayLike<number>>();
@@ -593,11 +594,26 @@ export class ChunkStore {
     return null;
   }
 
+  /**
+   * Hold background merging while something that wants both cores runs (a
+   * checkpoint or a restore): pending chunks are answered from memory
+   * meanwhile. Returns the release; merging goes on when the last is released.
+   */
+  holdMerging(): () => void {
+    this.#mergeHolds++;
+    let isReleased = false;
+    return () => {
+      if (isReleased) return;
+      isReleased = true;
+      if (--this.#mergeHolds === 0) this.#mergeSoon(MERGE_DELAY_MS);
+    };
+  }
+
   #mergeSoon(delayMs = 0): void {
     if (this.#mergeTimer !== null || this.#deferred.size === 0 || this.#isClosed) return;
     this.#mergeTimer = setTimeout(() => {
       this.#mergeTimer = null;
-      if (this.#isClosed) return;
+      if (this.#isClosed || this.#mergeHolds > 0) return;
       const pack = this.#deferred.keys().next().value;
       if (pack === undefined) return;
       try {
