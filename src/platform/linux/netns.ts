@@ -5,7 +5,7 @@
  * reaching them are validated names and addresses.
  */
 import { lockNetwork } from "./netlock.ts";
-import { statSync } from "node:fs";
+import { existsSync, statSync } from "node:fs";
 import { run, which, type RunResult } from "./exec.ts";
 
 export interface PodNetwork {
@@ -125,10 +125,15 @@ async function createNamespaceAndVeth(n: PodNetwork): Promise<void> {
 
 /** Remove the veth pair and the namespace; what is already gone is fine. */
 export async function deletePodNetwork(n: Pick<PodNetwork, "netns" | "hostVeth">): Promise<void> {
-  const link = await run([ip(), "link", "del", n.hostVeth], { timeoutMs: 10_000 });
-  if (link.exitCode !== 0 && !/Cannot find device|does not exist/.test(link.stderr)) throw failed(`delete interface "${n.hostVeth}"`, link);
-  const ns = await run([ip(), "netns", "del", n.netns], { timeoutMs: 10_000 });
-  if (ns.exitCode !== 0 && !/No such file/.test(ns.stderr)) throw failed(`delete net namespace "${n.netns}"`, ns);
+  // Nothing to run `ip` for when neither is there (a released pod about to be restored).
+  if (existsSync(`/sys/class/net/${n.hostVeth}`)) {
+    const link = await run([ip(), "link", "del", n.hostVeth], { timeoutMs: 10_000 });
+    if (link.exitCode !== 0 && !/Cannot find device|does not exist/.test(link.stderr)) throw failed(`delete interface "${n.hostVeth}"`, link);
+  }
+  if (existsSync(`/run/netns/${n.netns}`)) {
+    const ns = await run([ip(), "netns", "del", n.netns], { timeoutMs: 10_000 });
+    if (ns.exitCode !== 0 && !/No such file/.test(ns.stderr)) throw failed(`delete net namespace "${n.netns}"`, ns);
+  }
 }
 
 /**
