@@ -308,6 +308,9 @@ export class Checkpointer {
     if (existing && existing.phase !== "checkpointed") {
       throw new ConflictError(`Pod "${name}" already exists and is ${existing.state}: restore under another name with --name`);
     }
+    if (existing && req.ip && req.ip !== existing.address) {
+      throw new InvalidArgumentError(`Pod "${name}" exists with address ${existing.address}: restore it under a new name to use ${req.ip}`);
+    }
     const free = freeBytes(this.#o.stateDir);
     const need = logicalBytes(manifest);
     if (free < need + (64 << 20)) {
@@ -319,7 +322,13 @@ export class Checkpointer {
     const notes: string[] = [];
     let registered = false;
     let prepared = false;
+    // A pod checkpointed on this host gets its net namespace and cgroup back while its files are made.
+    let preparing: ReturnType<PodRuntime["prepareRestore"]> | null = null;
     try {
+      if (existing) {
+        preparing = pods.prepareRestore(name);
+        preparing.catch(() => undefined); // awaited below, or in the catch
+      }
       // 1. Read and verify every chunk before anything of the pod changes (linked page images: see below).
       const tm = performance.now();
       const phase = phaseClock(t0);
@@ -372,8 +381,6 @@ export class Checkpointer {
             throw e;
           });
         registered = true;
-      } else if (req.ip && req.ip !== existing.address) {
-        throw new InvalidArgumentError(`Pod "${name}" exists with address ${existing.address}: restore it under a new name to use ${req.ip}`);
       }
       const record = pods.record(name);
       this.#writeJournal({ kind: "restore", pod: name, tmp, pid: null, criuPid: null, imageId: id, leaveRunning: false });
@@ -381,8 +388,10 @@ export class Checkpointer {
       rmSync(layer, { recursive: true, force: true });
       mkdirSync(dirname(layer), { recursive: true });
       renameSync(join(tmp, "layer"), layer);
-      const target = await pods.prepareRestore(name);
+      preparing ??= pods.prepareRestore(name);
+      const target = await preparing;
       prepared = true;
+      const root = await pods.mountRestoreRoot(name);
       phase("prepare");
 
       // 3. CRIU puts the processes back.
@@ -391,7 +400,7 @@ export class Checkpointer {
       const restored = await criuRestore({
         criu: criu.path,
         imagesDir,
-        root: target.root,
+        root,
         netnsPath: target.netnsPath,
         externalMounts: externalMountsOf(record.runtime),
         tcpEstablished: tcp === "kept",
@@ -431,6 +440,7 @@ export class Checkpointer {
       log.info("restored pod", { pod: name, image: id, pid: restored.pid, total_ms: result.totalMs, criu_ms: result.criuMs });
       return result;
     } catch (e) {
+      if (!prepared && preparing) prepared = await preparing.then(() => true, () => false);
       if (prepared) {
         await removeNetworkLock(pods.target0(name).netnsPath).catch(() => []);
         pods.abortRestore(name);

@@ -189,7 +189,8 @@ describe("checkpoint and restore hooks", () => {
     expect(pods.target0("web").netnsPath).toBe("/run/netns/autopod-k1-web");
 
     const prepared = await pods.prepareRestore("web");
-    expect(prepared).toMatchObject({ root: "/state/pods/web/root", netnsPath: "/run/netns/autopod-k1-web", cgroup: "/cg/k1/web" });
+    expect(prepared).toMatchObject({ netnsPath: "/run/netns/autopod-k1-web", cgroup: "/cg/k1/web" });
+    expect(await pods.mountRestoreRoot("web")).toBe("/state/pods/web/root");
     host.adopt(4242, 77);
     expect(host.netns.has("autopod-k1-web")).toBe(true);
     expect(pods.adoptRestored("web", 4242)).toMatchObject({ state: "running", pid: 4242 });

@@ -396,10 +396,11 @@ export class PodRuntime {
   }
 
   /**
-   * Make a checkpointed pod's net namespace, cgroup and root again without
-   * starting anything, for `criu restore --root ROOT` to put processes in.
+   * Make a checkpointed pod's net namespace (locked) and cgroup again without
+   * starting anything; then mountRestoreRoot, once its layer is in place, for
+   * `criu restore --root ROOT` to put processes in.
    */
-  async prepareRestore(name: string): Promise<{ root: string; netnsPath: string; cgroup: string | null; record: PodRecord }> {
+  async prepareRestore(name: string): Promise<{ netnsPath: string; cgroup: string | null; record: PodRecord }> {
     const r = this.record(name);
     assertTransition(name, r.state, "restoring", "restore");
     const { host } = this.#o;
@@ -410,12 +411,18 @@ export class PodRuntime {
       if (rt.cgroup) host.createCgroup(rt.cgroup, r.spec.memoryBytes);
       await host.deleteNetwork(rt);
       await host.createNetwork({ netns: rt.netns, hostVeth: rt.hostVeth, bridge: rt.bridge, address: r.spec.address, gateway: rt.gateway, isLocked: true });
-      const root = await host.mountRootOnHost(r.spec, rt);
-      return { root, netnsPath: host.netnsPath(rt.netns), cgroup: rt.cgroup, record: restoring };
+      return { netnsPath: host.netnsPath(rt.netns), cgroup: rt.cgroup, record: restoring };
     } catch (e) {
       this.#o.store.update({ ...r, state: "checkpointed" });
       throw e;
     }
+  }
+
+  /** Mount the root of a pod being restored (prepareRestore) over its layer; returns where. */
+  async mountRestoreRoot(name: string): Promise<string> {
+    const r = this.record(name);
+    if (r.state !== "restoring") throw new ConflictError(`Pod "${name}" is not being restored: it is ${r.state}`);
+    return this.#o.host.mountRootOnHost(r.spec, r.runtime);
   }
 
   /** Record the restored process tree's pid 1 (a child of ours after `criu restore -d`): the pod runs again. */
