@@ -6,6 +6,7 @@ import { PackAppender, RECORD_HEADER_BYTES, packPath } from "./_pack.ts";
 import { ChunkWorkers, type CopyRun } from "./chunk-workers.ts";
 import { CorruptChunkError } from "./errors.ts";
 import { HASH_BYTES, ZERO_HASH, sha256 } from "./hash.ts";
+import { NATIVE_LIBRARY } from "./sha256x16.ts";
 
 let tmp: string;
 const pool = new ChunkWorkers(2);
@@ -164,6 +165,49 @@ describe("ChunkWorkers.copyVerified", () => {
     const e2 = await pool.copyVerified(emptyFile(data.byteLength), 4096, expected, packs, packRuns).catch((x) => x);
     expect(e2).toBeInstanceOf(CorruptChunkError);
     expect((e2 as CorruptChunkError).message).toContain("disagree");
+  });
+});
+
+describe("the native 16-lane SHA-256", () => {
+  const hasAvx512 = /\bavx512f\b/.test(fs.readFileSync("/proc/cpuinfo", "utf8")) && /\bavx512bw\b/.test(fs.readFileSync("/proc/cpuinfo", "utf8"));
+  const plain = new ChunkWorkers(2, { native: false });
+  afterAll(() => plain.close());
+
+  test("is used on a CPU with AVX-512 (the library is built by build.ts)", () => {
+    if (!hasAvx512) {
+      console.warn("skipped: this CPU has no AVX-512F/BW, so chunks are hashed with Bun's SHA-256 alone");
+      return;
+    }
+    expect(fs.existsSync(NATIVE_LIBRARY) ? "built" : `missing: run \`bun build.ts\` to compile ${NATIVE_LIBRARY}`).toBe("built");
+    expect(pool.isNative).toBe(true);
+    expect(plain.isNative).toBe(false);
+  });
+
+  test("gives Bun's digests: random pages, zero pages (few and most), a short last page, 16-page groups and leftovers", async () => {
+    const mostlyZero = new Uint8Array(300 * 4096);
+    for (let p = 0; p < 300; p += 3) crypto.getRandomValues(mostlyZero.subarray(p * 4096, p * 4096 + 4096));
+    for (const data of [sample(1000, 1000), random(256 * 4096), random(17 * 4096 + 4095), mostlyZero]) {
+      const f = path.join(tmp, `p-${Math.random()}`);
+      fs.writeFileSync(f, data);
+      const [a, b] = [await pool.hashFile(f, 4096), await plain.hashFile(f, 4096)];
+      expect(Buffer.compare(a.hashes, b.hashes)).toBe(0);
+      expect(Buffer.compare(a.hashes, serialHashes(data, 4096))).toBe(0);
+      expect(Buffer.compare(a.zero, b.zero)).toBe(0);
+    }
+  });
+
+  test("a bad page in the middle of a 16-page group is the one named", async () => {
+    const data = random(300 * 4096);
+    const expected = serialHashes(data, 4096);
+    const raw = path.join(tmp, "raw");
+    data[37 * 4096 + 5]! ^= 0x40;
+    fs.writeFileSync(raw, data);
+    const out = path.join(tmp, "out");
+    fs.writeFileSync(out, "");
+    fs.truncateSync(out, data.byteLength);
+    const e = await pool.copyVerified(out, 4096, expected, [raw], [{ pack: 0, offset: 0, headerBytes: 0, length: 4096, count: 300, first: 0 }]).catch((x) => x);
+    expect(e).toBeInstanceOf(CorruptChunkError);
+    expect((e as CorruptChunkError).hash).toBe(Buffer.from(expected.subarray(37 * 32, 38 * 32)).toString("hex"));
   });
 });
 

@@ -29,6 +29,7 @@ function open() {
     mknod: { args: [P, u32, u64], returns: i32 },
     lgetxattr: { args: [P, P, P, u64], returns: FFIType.i64 },
     lsetxattr: { args: [P, P, P, u64, i32], returns: i32 },
+    memfd_create: { args: [P, u32], returns: i32 },
   });
 }
 function libc() {
@@ -261,4 +262,12 @@ export function lsetxattr(path: string, name: string, value: string): void {
   const n = cstr(name);
   const v = Buffer.from(value + "\0");
   check(libc().lsetxattr(ptr(p), ptr(n), ptr(v), BigInt(v.byteLength - 1), 0), "lsetxattr", path);
+}
+
+const MFD_CLOEXEC = 1;
+
+/** An anonymous file in memory (memfd_create), close-on-exec; its fd. */
+export function memfdCreate(name: string): number {
+  const n = cstr(name);
+  return check(libc().memfd_create(ptr(n), MFD_CLOEXEC), "memfd_create", name);
 }

@@ -1,0 +1,64 @@
+/**
+ * The native 16-lane SHA-256 (src/native/sha256x16.c), for the hashing
+ * threads: where its library is, or null when it cannot be used (then every
+ * chunk is hashed with Bun's SHA-256, which gives the same digests).
+ *
+ * In the binary, build.ts embeds the compiled library (base64, a few KiB);
+ * it is written once to a memfd and opened as /proc/self/fd/N, so nothing is
+ * left on disk and every thread of the process can dlopen it. Run from the
+ * source tree, it is the one build.ts compiled into .cache/native/. Either way
+ * it is used only if the CPU has AVX-512F and AVX-512BW.
+ * AUTOPOD_NATIVE_HASH=0 turns it off (benchmarks compare the two).
+ */
+import { dlopen, FFIType } from "bun:ffi";
+import { closeSync, existsSync, writeSync } from "node:fs";
+import { join } from "node:path";
+import { memfdCreate } from "../platform/linux/libc.ts";
+
+// Replaced at compile time by build.ts (`define`): the library, base64; "" when it was built without one.
+declare const AUTOPOD_SHA256X16: string | undefined;
+
+/** Where build.ts puts the library it compiles (and where a run from the source tree finds it). */
+export const NATIVE_LIBRARY = join(import.meta.dir, "../../.cache/native/libsha256x16.so");
+
+/** The C function's symbols, for bun:ffi (the hashing threads declare the same). */
+export const SHA256X16_SYMBOLS = {
+  sha256_x16: { args: [FFIType.ptr, FFIType.u32, FFIType.u32, FFIType.ptr], returns: FFIType.void },
+  sha256_x16_supported: { args: [], returns: FFIType.i32 },
+} as const;
+
+let found: string | null | undefined;
+
+/** A path the hashing threads can dlopen, or null (no library, an older CPU, or turned off). */
+export function sha256x16Library(env = process.env): string | null {
+  if (env.AUTOPOD_NATIVE_HASH === "0") return null;
+  if (found !== undefined) return found;
+  found = null;
+  let path: string | null = null;
+  try {
+    if (typeof AUTOPOD_SHA256X16 === "string") {
+      if (AUTOPOD_SHA256X16 === "") return null;
+      const fd = memfdCreate("autopod-sha256x16");
+      const bytes = Buffer.from(AUTOPOD_SHA256X16, "base64");
+      let done = 0;
+      while (done < bytes.length) done += writeSync(fd, bytes, done);
+      path = `/proc/self/fd/${fd}`; // kept open for the life of the process
+    } else if (existsSync(NATIVE_LIBRARY)) {
+      path = NATIVE_LIBRARY;
+    }
+    if (path === null) return null;
+    const lib = dlopen(path, SHA256X16_SYMBOLS);
+    try {
+      if (lib.symbols.sha256_x16_supported() !== 1) {
+        if (path.startsWith("/proc/self/fd/")) closeSync(Number(path.slice("/proc/self/fd/".length)));
+        return null;
+      }
+    } finally {
+      lib.close();
+    }
+    found = path;
+  } catch {
+    found = null;
+  }
+  return found;
+}
