@@ -329,6 +329,19 @@ describe("adopted page files (raw packs)", () => {
     expect(w.newChunks).toBe(0);
   });
 
+  test("a chunk list put whole is covered (the very array, not an equal copy)", async () => {
+    const file = path.join(dir, "pages-c.img");
+    fs.writeFileSync(file, random(64 * 4096));
+    const fh = await pool.hashFile(file, 4096);
+    const w = store.writer("cover");
+    expect(w.covers(fh.hashes)).toBe(false);
+    w.putHashedFile(file, fh, { adopt: true });
+    expect(w.covers(fh.hashes)).toBe(true);
+    expect(w.covers(fh.hashes.slice())).toBe(false);
+    w.abort();
+    w.close();
+  });
+
   test("abort drops the adopted pack; a crash before commit leaves no pack on reopen", async () => {
     const { file } = pageFile(40);
     const fh = await pool.hashFile(file, 4096);

@@ -805,6 +805,8 @@ export class ChunkWriter {
   readonly #appender: PackAppender;
   /** New chunks, not yet in the index. Those in adopted raw packs may turn out to be stored already (INSERT OR IGNORE at commit). */
   #pending = new HashTable();
+  /** Chunk lists put whole by putHashedFile: every chunk of each is held (see covers). */
+  readonly #covered = new WeakSet<Uint8Array>();
   /** Chunks this writer relies on that are in the index (found there, or committed by it): gc keeps them, missing() trusts them. */
   readonly #pinned = new HashTable();
   /** What earlier commits of this writer made visible: pinned as well (kept whole rather than copied into #pinned). */
@@ -886,6 +888,7 @@ export class ChunkWriter {
         this.#pending.reserve(this.#pending.size + cand.length);
         let added = 0;
         for (const i of cand) if (this.#pending.add(fh.hashes, i * HASH_BYTES, pack.id, i * cs, lengthOf(i)).added) added++;
+        this.#covered.add(fh.hashes);
         return { adopted: true, candidates: added };
       }
     }
@@ -901,7 +904,10 @@ export class ChunkWriter {
       if (lacking.has(views[k]!)) take.push(i);
       else this.#pinned.add(fh.hashes, i * HASH_BYTES);
     });
-    if (take.length === 0) return { adopted: false, candidates: cand.length };
+    if (take.length === 0) {
+      this.#covered.add(fh.hashes);
+      return { adopted: false, candidates: cand.length };
+    }
     const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     try {
       const maxRun = Math.max(1, Math.floor((4 << 20) / cs));
@@ -925,6 +931,7 @@ export class ChunkWriter {
     } finally {
       fs.closeSync(fd);
     }
+    this.#covered.add(fh.hashes);
     return { adopted: false, candidates: cand.length };
   }
 
@@ -949,6 +956,15 @@ export class ChunkWriter {
    */
   holds(src: Uint8Array, at = 0): boolean {
     return this.#pending.has(src, at) || this.#isPinned(src, at);
+  }
+
+  /**
+   * Whether every chunk of this chunk list (the very array) is held: it was
+   * put whole by putHashedFile, so an image that names it needs no lookup of
+   * each of its chunks (262,144 per GiB of pages).
+   */
+  covers(chunks: Uint8Array): boolean {
+    return this.#covered.has(chunks);
   }
 
   /** Whether the chunk is available to this writer (pins it when it is stored). */

@@ -63,13 +63,17 @@ export class ImageCatalogue {
    * the image id; adding an image twice is a no-op.
    */
   add(manifestBytes: Uint8Array, writer?: ChunkWriter): string {
-    const manifest = decodeManifest(manifestBytes);
+    return this.#add(manifestBytes, decodeManifest(manifestBytes), writer);
+  }
+
+  /** `manifest` is what `manifestBytes` encode (its chunk lists may be the very arrays the writer put: see covers). */
+  #add(manifestBytes: Uint8Array, manifest: Manifest, writer?: ChunkWriter): string {
     const id = imageIdOf(manifestBytes);
     // Chunks the writer holds or pinned need no query: with a checkpoint's writer, that is nearly all.
     const ask: ChunkRef[] = [];
     for (const t of treesOf(manifest)) {
       for (const e of t.entries) {
-        if (e.type !== "file") continue;
+        if (e.type !== "file" || writer?.covers(e.chunks)) continue;
         const n = chunkCount(e);
         for (let i = 0; i < n; i++) {
           if (isZeroAt(e.chunks, i * HASH_BYTES) || writer?.holds(e.chunks, i * HASH_BYTES)) continue;
@@ -99,7 +103,7 @@ export class ImageCatalogue {
 
   /** Encode, validate and record a manifest; returns the image id. */
   addManifest(manifest: Manifest, writer?: ChunkWriter): string {
-    return this.add(encodeManifest(manifest), writer);
+    return this.#add(encodeManifest(manifest), manifest, writer);
   }
 
   /** Ids of the images whose id starts with `prefix` (hex), without reading any manifest. */
