@@ -114,6 +114,8 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
     clearInterval(reaper);
     status.stop();
     await server.stop(true);
+    // Releases of just-checkpointed pods finish first (a restarted agent would not redo them).
+    await pods.settled();
     try {
       unlinkSync(socket);
     } catch {

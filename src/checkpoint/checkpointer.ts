@@ -233,7 +233,9 @@ export class Checkpointer {
           ...(base ? { base } : {}),
           volumes: volumeTrees,
         };
+        const E0 = performance.now();
         journal.imageId = catalogue.addManifest(manifest, writer);
+        if (process.env.AUTOPOD_DEBUG_T) console.error(`TIMING addManifest total=${(performance.now() - E0).toFixed(1)}`);
         isCommitted = true;
         phase("commit");
         this.#markLocal(journal.imageId);
@@ -250,11 +252,12 @@ export class Checkpointer {
       if (req.leaveRunning) {
         pods.endCheckpoint(name, "running");
       } else {
-        // The network is still locked: the kill sends no RST to the pod's peers.
+        // The network is still locked: the kill sends no RST to the pod's peers. The tasks are
+        // stopped and never run again; their memory is freed, and the pod's network and cgroup
+        // released, after the answer (restore and rm of the pod wait for that).
         killPod(target.pid);
-        await waitGone(target.pid, 10_000);
         pods.endCheckpoint(name, "checkpointed");
-        await pods.releaseCheckpointed(name);
+        pods.releaseWhenGone(name, target.pid);
         freezeMs = performance.now() - (tDump - dump.durationMs);
       }
       phase(req.leaveRunning ? "continue" : "stop");

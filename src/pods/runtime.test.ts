@@ -198,6 +198,31 @@ describe("checkpoint and restore hooks", () => {
     expect(store.get("web")!.startTime).toBe(77);
   });
 
+  test("releaseWhenGone: the release waits for pid 1 to go and runs after the answer; restore and rm wait for it", async () => {
+    await pods.create(req("web"));
+    pods.beginCheckpoint("web");
+    // Killed, not yet gone: the pod is checkpointed at once, its resources still held.
+    pods.endCheckpoint("web", "checkpointed");
+    pods.releaseWhenGone("web", 1000);
+    await Bun.sleep(30);
+    expect(host.netns.has("autopod-k1-web")).toBe(true);
+    expect(pods.get("web").state).toBe("checkpointed");
+    const preparing = pods.prepareRestore("web");
+    host.exit(1000, { code: null, signal: 9 });
+    await pods.settled("web");
+    expect(host.procs.get(1000)!.reaped).toBe(true);
+    expect(await preparing).toMatchObject({ netnsPath: "/run/netns/autopod-k1-web" });
+    // The release happened first (its cgroup removed), then the restore made the network again.
+    expect(host.calls.indexOf("removeCgroup /cg/k1/web")).toBeGreaterThan(-1);
+    expect(host.calls.indexOf("removeCgroup /cg/k1/web")).toBeLessThan(host.calls.lastIndexOf("createNetwork autopod-k1-web"));
+    expect(host.netns.has("autopod-k1-web")).toBe(true);
+    pods.abortRestore("web");
+    await pods.releaseCheckpointed("web");
+    pods.releaseWhenGone("web", 1000); // already reaped: nothing to wait for
+    await pods.remove("web", true);
+    expect(host.netns.size + host.cgroups.size + host.layers.size).toBe(0);
+  });
+
   test("a checkpoint that leaves the pod running, or finds it dead", async () => {
     await pods.create(req("a"));
     await pods.create(req("b"));

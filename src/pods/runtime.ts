@@ -38,6 +38,8 @@ export class PodRuntime {
   readonly #subnet: Subnet;
   /** Serialises the choice of names and addresses. */
   #reserving: Promise<unknown> = Promise.resolve();
+  /** Work still going on for pods after their requests were answered (settleLater), by pod. */
+  readonly #settling = new Map<string, Promise<void>>();
 
   constructor(o: PodRuntimeOptions) {
     this.#o = o;
@@ -174,8 +176,33 @@ export class PodRuntime {
     return this.#view(r);
   }
 
+  /**
+   * Run `work` for a pod after its request was answered (a checkpointed pod's
+   * processes reaped and its resources released). What touches the pod's
+   * resources waits for it first: restore, remove, release, agent shutdown.
+   * A failure is logged; the work it would have done is done again by
+   * whatever comes next (they all tolerate what is already gone).
+   */
+  settleLater(name: string, work: () => Promise<void>): void {
+    const before = this.#settling.get(name) ?? Promise.resolve();
+    const p: Promise<void> = before
+      .then(work)
+      .catch((e: unknown) => this.#o.log.warn("finishing up after a pod's request failed", { pod: name, error: errorMessage(e) }))
+      .finally(() => {
+        if (this.#settling.get(name) === p) this.#settling.delete(name);
+      });
+    this.#settling.set(name, p);
+  }
+
+  /** Resolves when the pod's (or, without a name, every pod's) settleLater work is done. */
+  async settled(name?: string): Promise<void> {
+    if (name !== undefined) await this.#settling.get(name);
+    else await Promise.all(this.#settling.values());
+  }
+
   /** Remove the pod and everything the agent made for it; never its volumes or base. */
   async remove(name: string, force: boolean): Promise<void> {
+    await this.settled(name);
     let r = this.record(name);
     if (r.state === "creating") throw new ConflictError(`Pod "${name}" is being created`);
     if (hasProcesses(r.state) && !force) throw new ConflictError(`Pod "${name}" is ${r.state}: stop it first, or use --force`);
@@ -357,6 +384,33 @@ export class PodRuntime {
    * makes them again) or removed.
    */
   async releaseCheckpointed(name: string): Promise<void> {
+    await this.settled(name);
+    await this.#release(name);
+  }
+
+  /**
+   * After a checkpoint killed the pod's (stopped) processes, and marked it
+   * checkpointed: reap pid 1 once it is gone, then release what the pod holds,
+   * after the answer (settleLater): freeing a big pod's memory and its
+   * network takes tens of milliseconds nobody needs to wait for.
+   */
+  releaseWhenGone(name: string, pid: number): void {
+    this.settleLater(name, async () => {
+      const { host } = this.#o;
+      for (let i = 0; i < 2000; i++) {
+        const reaped = host.reap(pid);
+        if (reaped !== null && reaped !== "not-child") break;
+        if (reaped === "not-child") {
+          const id = host.processIdentity(pid);
+          if (id === null || id.exited !== null) break;
+        }
+        await Bun.sleep(5);
+      }
+      await this.#release(name);
+    });
+  }
+
+  async #release(name: string): Promise<void> {
     const r = this.record(name);
     if (r.state !== "checkpointed") throw new ConflictError(`Cannot release pod "${name}": it is ${r.state}, not checkpointed`);
     const { host } = this.#o;
@@ -401,6 +455,7 @@ export class PodRuntime {
    * `criu restore --root ROOT` to put processes in.
    */
   async prepareRestore(name: string): Promise<{ netnsPath: string; cgroup: string | null; record: PodRecord }> {
+    await this.settled(name);
     const r = this.record(name);
     assertTransition(name, r.state, "restoring", "restore");
     const { host } = this.#o;
