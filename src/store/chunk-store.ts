@@ -131,6 +131,8 @@ export class ChunkStore {
   readonly #rawPacks = new Set<number>();
   /** Committed chunks not yet in the chunks table, by pack (see PENDING_ENTRY_BYTES). */
   readonly #deferred = new Map<number, HashTable>();
+  /** Adopted files' chunks handed over by deferred(), not entries of their table yet, by group. */
+  readonly #segments = new Map<number, RawSegment[]>();
   #mergeTimer: ReturnType<typeof setTimeout> | null = null;
   #mergeHolds = 0;
   /** How far the background merge has gone, by pack, and in which order it goes. */
@@ -473,6 +475,7 @@ export class ChunkStore {
 
   /** Chunks committed but not yet in the chunks table. */
   get pendingIndexSize(): number {
+    this.#materializeDeferred();
     let n = 0;
     for (const t of this.#deferred.values()) n += t.size;
     return n;
@@ -579,11 +582,26 @@ export class ChunkStore {
     for (const r of raw) ins.run(r.id, pack, r.chunkSize);
   }
 
-  /** @internal After the commit of deferIndex: answer from the table, and merge it soon. */
-  deferred(pack: number, table: HashTable): void {
+  /**
+   * @internal After the commit of deferIndex: answer from the table (and the
+   * adopted files' segments, made entries on the first lookup or merge), and
+   * merge it soon.
+   */
+  deferred(pack: number, table: HashTable, segments: readonly RawSegment[] = []): void {
     this.#deferred.set(pack, table);
+    if (segments.length > 0) this.#segments.set(pack, [...(this.#segments.get(pack) ?? []), ...segments]);
     // Not at once: the checkpoint that committed is still finishing (stopping its pod).
     this.#mergeSoon(MERGE_DELAY_MS);
+  }
+
+  /** Make entries of the segments handed over by deferred() (once; cheap when there are none). */
+  #materializeDeferred(): void {
+    if (this.#segments.size === 0) return;
+    for (const [pack, segments] of this.#segments) {
+      const table = this.#deferred.get(pack);
+      if (table !== undefined) for (const seg of segments) addSegment(table, seg);
+    }
+    this.#segments.clear();
   }
 
   #deferredRow(src: Uint8Array, at = 0): Row | null {
@@ -591,7 +609,10 @@ export class ChunkStore {
       const i = t.indexOf(src, at);
       if (i >= 0) return t.locationAt(i);
     }
-    return null;
+    // Not among the entries: perhaps in a segment (made entries now, once).
+    if (this.#segments.size === 0) return null;
+    this.#materializeDeferred();
+    return this.#deferredRow(src, at);
   }
 
   /**
@@ -633,6 +654,7 @@ export class ChunkStore {
 
   /** Insert up to `limit` of a pack's pending entries (those not merged yet); returns whether any are left. */
   #mergeSlice(pack: number, limit: number): boolean {
+    this.#materializeDeferred();
     const table = this.#deferred.get(pack);
     if (table === undefined) return false;
     const done = this.#merged.get(pack) ?? 0;
@@ -805,6 +827,8 @@ export class ChunkWriter {
   readonly #appender: PackAppender;
   /** New chunks, not yet in the index. Those in adopted raw packs may turn out to be stored already (INSERT OR IGNORE at commit). */
   #pending = new HashTable();
+  /** Chunks of files adopted whole, not in #pending yet (see #materialize). */
+  #segments: RawSegment[] = [];
   /** Chunk lists put whole by putHashedFile: every chunk of each is held (see covers). */
   readonly #covered = new WeakSet<Uint8Array>();
   /** Chunks this writer relies on that are in the index (found there, or committed by it): gc keeps them, missing() trusts them. */
@@ -885,11 +909,11 @@ export class ChunkWriter {
     if (options.adopt && cand.length > 0 && candBytes * newShare >= adoptShare * fh.size && cs <= MAX_CHUNK_BYTES) {
       const pack = this.#appender.adopt(file, () => this.store.newRawPackId(), sha256(fh.hashes), cs);
       if (pack !== null) {
-        this.#pending.reserve(this.#pending.size + cand.length);
-        let added = 0;
-        for (const i of cand) if (this.#pending.add(fh.hashes, i * HASH_BYTES, pack.id, i * cs, lengthOf(i)).added) added++;
+        // Not a table entry per chunk yet (~60 ms per GiB while the pod waits): a segment,
+        // made entries when something looks chunks up (see #materialize, ChunkStore.deferred).
+        this.#segments.push({ pack: pack.id, hashes: fh.hashes, cand: Int32Array.from(cand), chunkSize: cs, size: fh.size });
         this.#covered.add(fh.hashes);
-        return { adopted: true, candidates: added };
+        return { adopted: true, candidates: cand.length };
       }
     }
     // Copy what the store lacks, reading runs of neighbouring chunks at once.
@@ -955,7 +979,22 @@ export class ChunkWriter {
    * written by it, or pinned (found stored, trusted, committed). No query.
    */
   holds(src: Uint8Array, at = 0): boolean {
-    return this.#pending.has(src, at) || this.#isPinned(src, at);
+    return this.#isHeld(src, at);
+  }
+
+  /** In #pending or pinned; the segments are made entries only when that is not enough to say yes. */
+  #isHeld(src: Uint8Array, at = 0): boolean {
+    if (this.#pending.has(src, at) || this.#isPinned(src, at)) return true;
+    if (this.#segments.length === 0) return false;
+    this.#materialize();
+    return this.#pending.has(src, at);
+  }
+
+  /** Make entries of the adopted files' segments (once; cheap when there are none). */
+  #materialize(): void {
+    if (this.#segments.length === 0) return;
+    for (const seg of this.#segments) addSegment(this.#pending, seg);
+    this.#segments = [];
   }
 
   /**
@@ -971,7 +1010,7 @@ export class ChunkWriter {
   has(hash: HashLike): boolean {
     if (isZeroHash(hash)) return true;
     const h = hashBytes(hash);
-    if (this.#pending.has(h) || this.#isPinned(h)) return true;
+    if (this.#isHeld(h)) return true;
     if (this.store.has(h)) {
       this.#pinned.add(h);
       return true;
@@ -986,7 +1025,7 @@ export class ChunkWriter {
     for (const h of hashes) {
       if (isZeroHash(h)) continue;
       const b = hashBytes(h);
-      if (!this.#pending.has(b) && !this.#isPinned(b)) ask.push(h);
+      if (!this.#isHeld(b)) ask.push(h);
     }
     const lacking = this.store.missing(ask);
     const lackSet = new Set(lacking);
@@ -1003,6 +1042,7 @@ export class ChunkWriter {
   /** A chunk's bytes, verified: this writer's uncommitted ones or the store's. */
   get(hash: HashLike): Uint8Array {
     const h = hashBytes(hash);
+    this.#materialize();
     const i = this.#pending.indexOf(h);
     if (i < 0) return this.store.get(h);
     const loc = this.#pending.locationAt(i);
@@ -1012,6 +1052,7 @@ export class ChunkWriter {
 
   /** Number of chunks written but not yet committed. */
   get pendingCount(): number {
+    this.#materialize();
     return this.#pending.size;
   }
 
@@ -1033,8 +1074,9 @@ export class ChunkWriter {
     const adoptedPacks = this.#appender.adopted.filter((p) => p.committed === 0);
     const adopted = adoptedPacks.map((p) => p.id);
     const cols = this.#pending.columns();
+    const segments = this.#segments;
     // With an adopted file, every chunk of this commit is indexed after it (see PENDING_ENTRY_BYTES).
-    const deferTo = adopted.length > 0 && cols.size > 0 ? adopted[0]! : null;
+    const deferTo = adopted.length > 0 && (cols.size > 0 || segments.length > 0) ? adopted[0]! : null;
     let adoptedNew = 0;
     let adoptedNewBytes = 0;
     if (deferTo !== null) {
@@ -1043,6 +1085,10 @@ export class ChunkWriter {
         if (!isAdopted.has(cols.pack[i]!)) continue;
         adoptedNew++;
         adoptedNewBytes += cols.length[i]!;
+      }
+      for (const seg of segments) {
+        adoptedNew += seg.cand.length;
+        adoptedNewBytes += segmentBytes(seg);
       }
     }
     db.transaction(() => {
@@ -1063,7 +1109,8 @@ export class ChunkWriter {
       alsoInTransaction?.();
     })();
     for (const p of this.#appender.all) p.committed = p.flushed;
-    if (deferTo !== null) this.store.deferred(deferTo, this.#pending);
+    this.#segments = [];
+    if (deferTo !== null) this.store.deferred(deferTo, this.#pending, segments);
     if (cols.size > 0) {
       this.#committed.push(this.#pending);
       this.#pending = new HashTable();
@@ -1086,13 +1133,14 @@ export class ChunkWriter {
       else if (p.flushed > p.committed && !p.isRaw) fs.truncateSync(packPath(this.store.packDir, p.id), p.committed);
     }
     this.#pending.clear();
+    this.#segments = [];
     this.#finish();
   }
 
   /** Release pins; uncommitted chunks are discarded (commit first to keep them). */
   close(): void {
     if (this.#isClosed) return;
-    if (this.#pending.size > 0) {
+    if (this.#pending.size > 0 || this.#segments.length > 0) {
       this.abort();
       return;
     }
@@ -1245,4 +1293,31 @@ function decodePending(entries: Uint8Array): HashTable {
   const t = new HashTable(n);
   for (let i = 0; i < n; i++) t.add(copy, i * HASH_BYTES, pack[i]!, offset[i]!, length[i]!);
   return t;
+}
+
+/** The new chunks of a file adopted whole as a raw pack: its chunk list, and which of them (cand) are new. */
+interface RawSegment {
+  pack: number;
+  hashes: Uint8Array;
+  cand: Int32Array;
+  chunkSize: number;
+  size: number;
+}
+
+function segmentLength(seg: RawSegment, i: number): number {
+  return Math.min(seg.chunkSize, seg.size - i * seg.chunkSize);
+}
+
+function segmentBytes(seg: RawSegment): number {
+  let n = 0;
+  for (const i of seg.cand) n += segmentLength(seg, i);
+  return n;
+}
+
+/** Entries for a segment's chunks (in place in its raw pack); returns how many were new to the table. */
+function addSegment(table: HashTable, seg: RawSegment): number {
+  table.reserve(table.size + seg.cand.length);
+  let added = 0;
+  for (const i of seg.cand) if (table.add(seg.hashes, i * HASH_BYTES, seg.pack, i * seg.chunkSize, segmentLength(seg, i)).added) added++;
+  return added;
 }
