@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 /**
  * Checkpoint and restore figures, as JSON on stdout, measured in one run:
- *   node_modules/.bin/bun bench/checkpoint.ts [--mib 1024] [--runs 2]
+ *   node_modules/.bin/bun bench/checkpoint.ts [--mib 1024] [--runs 3]
  * (root; uses dist/autopod: run `node_modules/.bin/bun build.ts` first).
  *
  * A test host (a net namespace with its own agent and state directory) runs
@@ -48,7 +48,7 @@ const arg = (name: string, fallback: string) => {
   return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
 };
 const MIB = Number(arg("mib", "1024"));
-const RUNS = Math.max(1, Number(arg("runs", "2")));
+const RUNS = Math.max(1, Number(arg("runs", "3")));
 
 if (process.getuid?.() !== 0) {
   console.error("bench/checkpoint.ts needs root (namespaces, mounts, CRIU)");
