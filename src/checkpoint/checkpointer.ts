@@ -120,6 +120,8 @@ export class Checkpointer {
   readonly #o: CheckpointerOptions;
   /** One checkpoint or restore per pod at a time. */
   readonly #busy = new Set<string>();
+  /** The last capture of each base (root file system) a checkpoint included, by path. */
+  readonly #baseCaptures = new Map<string, { fingerprint: string; entries: FileEntry[] }>();
 
   constructor(o: CheckpointerOptions) {
     this.#o = o;
@@ -211,7 +213,13 @@ export class Checkpointer {
           isStopped = false;
           freezeMs = performance.now() - (tDump - dump.durationMs);
         }
-        const base = r.runtime.rootKind === "overlay" ? (await captureTree(r.spec.rootfs, writer)).entries : undefined;
+        let base: FileEntry[] | undefined;
+        if (r.runtime.rootKind === "overlay") {
+          // The base is read-only: unchanged since its last capture (and its chunks still stored), that is reused.
+          const cap = await captureTree(r.spec.rootfs, writer, { unchanged: this.#baseCaptures.get(r.spec.rootfs) });
+          this.#baseCaptures.set(r.spec.rootfs, { fingerprint: cap.fingerprint, entries: cap.entries });
+          base = cap.entries;
+        }
         phase("base");
         // CRIU's files never change again: big ones become packs as they are (adopt), and pages
         // equal to the same pages of the previous image are known stored without asking.

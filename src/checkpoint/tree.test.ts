@@ -71,6 +71,52 @@ describe("captureTree and materializeTree", () => {
     w.close();
   });
 
+  test("an unchanged tree is not read again (its earlier entries, chunks still stored); any change, or a chunk gone, reads it", async () => {
+    const src = path.join(tmp, "base");
+    fs.mkdirSync(src);
+    makeTree(src);
+    const w1 = store.writer();
+    const first = await captureTree(src, w1);
+    w1.commit();
+    w1.close();
+    expect(first.isReused).toBe(false);
+    const again = async () => {
+      const w = store.writer();
+      try {
+        return await captureTree(src, w, { unchanged: { fingerprint: first.fingerprint, entries: first.entries } });
+      } finally {
+        w.close();
+      }
+    };
+    const same = await again();
+    expect(same.isReused).toBe(true);
+    expect(same.fingerprint).toBe(first.fingerprint);
+    expect(same.entries).toEqual(first.entries);
+    expect(same.logicalBytes).toBe(first.logicalBytes);
+    // Same size and mtime, new bytes: ctime tells.
+    const f = path.join(src, "etc/deep/er/big.bin");
+    const st = fs.statSync(f);
+    const bytes = fs.readFileSync(f);
+    bytes[7]! ^= 1;
+    fs.writeFileSync(f, bytes);
+    fs.utimesSync(f, st.atime, st.mtime);
+    const changed = await again();
+    expect(changed.isReused).toBe(false);
+    expect(changed.fingerprint).not.toBe(first.fingerprint);
+    const big = (r: typeof first) => r.entries.find((e) => e.path === "etc/deep/er/big.bin")!;
+    expect(Buffer.compare(big(changed).chunks, big(first).chunks)).not.toBe(0);
+    // A chunk the store no longer has: read again, even though nothing changed.
+    const w = store.writer();
+    const now = await captureTree(src, w);
+    w.commit();
+    w.close();
+    store.db.run("DELETE FROM chunks WHERE hash = ?", [big(now).chunks.subarray(0, 32)]);
+    const w2 = store.writer();
+    const gone = await captureTree(src, w2, { unchanged: { fingerprint: now.fingerprint, entries: now.entries } });
+    w2.close();
+    expect(gone.isReused).toBe(false);
+  });
+
   test("zero chunks are never stored; identical trees are stored once", async () => {
     const a = path.join(tmp, "a");
     fs.mkdirSync(a);

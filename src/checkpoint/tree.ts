@@ -73,6 +73,15 @@ export interface CaptureOptions {
    * image is still in the catalogue) when the file is stored.
    */
   previous?: { entries: readonly FileEntry[]; isStored: () => boolean };
+  /**
+   * An earlier capture of this tree: when nothing in it has changed (every
+   * path, type, mode, owner, size, mtime, ctime and inode the same: see
+   * CaptureResult.fingerprint) and the store still has every chunk it names,
+   * its entries are the result, and no file is read. For a pod's base, which
+   * nothing writes: re-reading and hashing a whole root file system for every
+   * checkpoint is most of the work otherwise.
+   */
+  unchanged?: { fingerprint: string; entries: readonly FileEntry[] };
 }
 
 export interface CaptureResult {
@@ -83,6 +92,10 @@ export interface CaptureResult {
   logicalBytes: number;
   zeroChunks: number;
   chunks: number;
+  /** SHA-256 over every path and its lstat (type, mode, owner, size, mtime, ctime, inode): the tree unchanged has the same. */
+  fingerprint: string;
+  /** The result is `unchanged.entries` (nothing was read). */
+  isReused: boolean;
 }
 
 const READ_BYTES = 4 << 20;
@@ -113,6 +126,9 @@ export async function captureTree(dir: string, writer: ChunkWriter, options: Cap
   };
   walk(dir, ".");
   found.sort((a, b) => (a.rel < b.rel ? -1 : a.rel > b.rel ? 1 : 0));
+  const fingerprint = fingerprintOf(found);
+  const reused = options.unchanged?.fingerprint === fingerprint ? reuse(options.unchanged.entries, writer) : null;
+  if (reused !== null) return { ...reused, skipped, fingerprint, isReused: true };
 
   const entries: FileEntry[] = [];
   const firstLink = new Map<string, string>();
@@ -205,7 +221,31 @@ export async function captureTree(dir: string, writer: ChunkWriter, options: Cap
     }
   };
   await pool(work, options.concurrency ?? 4, captureFile);
-  return { entries, skipped, logicalBytes: logical, zeroChunks, chunks };
+  return { entries, skipped, logicalBytes: logical, zeroChunks, chunks, fingerprint, isReused: false };
+}
+
+function fingerprintOf(found: ReadonlyArray<{ rel: string; st: fs.Stats }>): string {
+  const h = new Bun.CryptoHasher("sha256");
+  for (const { rel, st } of found) h.update(`${rel}\0${st.mode}\0${st.uid}\0${st.gid}\0${st.size}\0${st.mtimeMs}\0${st.ctimeMs}\0${st.ino}\0${st.nlink}\n`);
+  return h.digest("hex");
+}
+
+/** Earlier entries, if the store still has every chunk they name (now pinned for the writer); else null. */
+function reuse(entries: readonly FileEntry[], writer: ChunkWriter): Omit<CaptureResult, "skipped" | "fingerprint" | "isReused"> | null {
+  const hashes: Uint8Array[] = [];
+  let logical = 0;
+  let zeroChunks = 0;
+  for (const e of entries) {
+    if (e.type !== "file") continue;
+    logical += e.size;
+    for (let i = 0; i < e.chunks.byteLength; i += HASH_BYTES) {
+      const h = e.chunks.subarray(i, i + HASH_BYTES);
+      if (isZeroHash(h)) zeroChunks++;
+      else hashes.push(h);
+    }
+  }
+  if (writer.missing(hashes).length > 0) return null;
+  return { entries: [...entries], logicalBytes: logical, zeroChunks, chunks: hashes.length + zeroChunks };
 }
 
 export interface MaterializeOptions {
