@@ -3,6 +3,7 @@ import { dirname } from "node:path";
 import { criuMinimumFor, criuVersion, compareVersions, findCriu, parseVersion } from "../platform/linux/criu.ts";
 import { formatBytes } from "../format.ts";
 import { run, which } from "../platform/linux/exec.ts";
+import { sha256x16Library } from "../store/sha256x16.ts";
 
 export type CheckStatus = "ok" | "warn" | "fail";
 
@@ -51,6 +52,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
       checkTool("util-linux", "unshare", ["unshare", "--version"], "apt-get install util-linux", true, ["nsenter"]),
       checkCgroupMemory(),
       checkFreeSpace(opts.stateDir, opts.minFreeBytes ?? 1 << 30),
+      checkHashing(),
       checkSystemd(),
     ])
   ).flat();
@@ -210,6 +212,27 @@ async function checkCgroupMemory(): Promise<DoctorCheck[]> {
       required: true,
       detail,
       fix: ok ? undefined : "mount cgroup v2 at /sys/fs/cgroup with the memory controller enabled (cgroup_enable=memory)",
+    },
+  ];
+}
+
+/** How pages are hashed: 16 at a time with AVX-512 (about twice as fast), or one by one. Never a failure. */
+async function checkHashing(): Promise<DoctorCheck[]> {
+  const isNative = sha256x16Library() !== null;
+  const cpu = readFileSync("/proc/cpuinfo", "utf8");
+  const hasAvx512 = /\bavx512f\b/.test(cpu) && /\bavx512bw\b/.test(cpu);
+  return [
+    {
+      id: "page_hashing",
+      title: "page hashing",
+      status: isNative || !hasAvx512 ? "ok" : "warn",
+      required: false,
+      detail: isNative
+        ? "SHA-256 of 16 pages at a time with AVX-512"
+        : hasAvx512
+          ? "SHA-256 one page at a time: this binary was built without its native hashing (no C compiler), or AUTOPOD_NATIVE_HASH=0"
+          : "SHA-256 one page at a time (this CPU has no AVX-512)",
+      fix: isNative || !hasAvx512 ? undefined : "build autopod where gcc is installed (apt-get install gcc): checkpoints and restores hash about twice as fast",
     },
   ];
 }

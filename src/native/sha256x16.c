@@ -11,9 +11,11 @@
  * Plain C with intrinsics, no dependencies; the lanes are independent, so
  * there is no shared state and it is safe on any thread.
  */
-#include <immintrin.h>
 #include <stdint.h>
 #include <string.h>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
 
 static const uint32_t K[64] = {
   0x428a2f98,0x71374491,0xb5c0fbcf,0xe9b5dba5,0x3956c25b,0x59f111f1,0x923f82a4,0xab1c5ed5,
@@ -89,3 +91,15 @@ int sha256_x16_supported(void) {
   __builtin_cpu_init();
   return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
 }
+
+#else /* not x86-64: never used (Bun's SHA-256 hashes everything) */
+
+void sha256_x16(const uint8_t *base, uint32_t stride, uint32_t len, uint8_t *out) {
+  (void)base; (void)stride; (void)len; (void)out;
+}
+
+int sha256_x16_supported(void) {
+  return 0;
+}
+
+#endif
