@@ -241,9 +241,7 @@ export class Checkpointer {
           ...(base ? { base } : {}),
           volumes: volumeTrees,
         };
-        const E0 = performance.now();
         journal.imageId = catalogue.addManifest(manifest, writer);
-        if (process.env.AUTOPOD_DEBUG_T) console.error(`TIMING addManifest total=${(performance.now() - E0).toFixed(1)}`);
         isCommitted = true;
         phase("commit");
         this.#markLocal(journal.imageId);
