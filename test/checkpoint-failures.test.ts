@@ -74,6 +74,24 @@ describe("the agent killed", () => {
     console.log(`checkpoint interrupted at: ${outcomes.join(", ")}`);
   }, T);
 
+  rootTest("right after a checkpoint answered, while the pod's memory, network and cgroup are still being freed: a restore after restart works", async () => {
+    const pod = "kafter";
+    await host.run(pod, ["/usr/local/bin/memhog", "512"]);
+    await host.waitForLog(pod, /ready/);
+    const sum = await memorySum(host, pod);
+    // An agent that waits 2 s before releasing a checkpointed pod: killed in that window.
+    await host.killAgent("SIGTERM");
+    await host.startAgent(undefined, { AUTOPOD_TEST_RELEASE_DELAY_MS: "2000" });
+    await host.ok(["checkpoint", pod]);
+    await host.killAgent("SIGKILL");
+    expect(readdirSync("/run/netns").filter((n) => n.endsWith(`-${pod}`)).length).toBe(1); // not released
+    await host.startAgent();
+    expect((await host.pod(pod)).state).toBe("checkpointed");
+    expect(readdirSync("/run/netns").filter((n) => n.endsWith(`-${pod}`))).toEqual([]); // released on start
+    expect(await expectRunningOrCheckpointed(host, pod, sum)).toBe("checkpointed");
+    await host.ok(["rm", "--force", pod]);
+  }, T);
+
   rootTest("during a restore: afterwards the image is intact, the pod is not half-alive, and a retry works", async () => {
     const outcomes: string[] = [];
     for (const [i, delay] of [10, 150, 400, 900].entries()) {

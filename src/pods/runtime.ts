@@ -256,6 +256,11 @@ export class PodRuntime {
         store.delete(r.spec.name);
         continue;
       }
+      if (r.state === "checkpointed") {
+        // An agent killed right after a checkpoint answered leaves the pod's network and cgroup (releaseWhenGone).
+        await this.#release(r.spec.name).catch((e) => log.warn("releasing a checkpointed pod was incomplete", { pod: r.spec.name, error: errorMessage(e) }));
+        continue;
+      }
       if (!hasProcesses(r.state)) continue;
       if (r.pid === null) {
         // A restore that never got a process: the checkpoint is still there.
@@ -406,6 +411,9 @@ export class PodRuntime {
         }
         await Bun.sleep(5);
       }
+      // Tests widen the window in which an agent killed after the answer leaves the pod unreleased.
+      const delay = Number(process.env.AUTOPOD_TEST_RELEASE_DELAY_MS ?? 0);
+      if (delay > 0) await Bun.sleep(delay);
       await this.#release(name);
     });
   }
