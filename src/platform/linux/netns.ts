@@ -5,7 +5,7 @@
  * reaching them are validated names and addresses.
  */
 import { lockNetwork } from "./netlock.ts";
-import { existsSync, statSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { run, which, type RunResult } from "./exec.ts";
 
 export interface PodNetwork {
@@ -123,10 +123,20 @@ async function createNamespaceAndVeth(n: PodNetwork): Promise<void> {
   }
 }
 
+/** Whether this process's net namespace has the interface (/proc/self/net/dev: /sys/class/net shows the namespace sysfs was mounted in). */
+function hasInterface(name: string): boolean {
+  try {
+    return readFileSync("/proc/self/net/dev", "utf8").split("\n").some((l) => l.trimStart().startsWith(`${name}:`));
+  } catch {
+    return true; // cannot tell: let `ip` decide
+  }
+}
+
 /** Remove the veth pair and the namespace; what is already gone is fine. */
 export async function deletePodNetwork(n: Pick<PodNetwork, "netns" | "hostVeth">): Promise<void> {
-  // Nothing to run `ip` for when neither is there (a released pod about to be restored).
-  if (existsSync(`/sys/class/net/${n.hostVeth}`)) {
+  // Nothing to run `ip` for when neither is there (a released pod about to be restored). The veth
+  // goes first: a namespace being torn down must have no way out (its sockets' last packets).
+  if (hasInterface(n.hostVeth)) {
     const link = await run([ip(), "link", "del", n.hostVeth], { timeoutMs: 10_000 });
     if (link.exitCode !== 0 && !/Cannot find device|does not exist/.test(link.stderr)) throw failed(`delete interface "${n.hostVeth}"`, link);
   }
