@@ -15,10 +15,13 @@ const args = process.argv.slice(2);
 const outIdx = args.indexOf("--outfile");
 const outfile = resolve(outIdx >= 0 && args[outIdx + 1] ? args[outIdx + 1]! : "dist/autopod");
 
+/** The checkout's commit (with -dirty for local changes); "unknown" outside git or without it. */
 function gitCommit(): string {
-  const r = Bun.spawnSync(["git", "rev-parse", "--short=12", "HEAD"], { stderr: "ignore" });
+  const git = Bun.which("git");
+  if (!git) return "unknown";
+  const r = Bun.spawnSync([git, "rev-parse", "--short=12", "HEAD"], { stderr: "ignore" });
   if (r.exitCode !== 0) return "unknown";
-  const dirty = Bun.spawnSync(["git", "status", "--porcelain", "--untracked-files=no"], { stderr: "ignore" });
+  const dirty = Bun.spawnSync([git, "status", "--porcelain", "--untracked-files=no"], { stderr: "ignore" });
   return r.stdout.toString().trim() + (dirty.exitCode === 0 && dirty.stdout.toString().trim() ? "-dirty" : "");
 }
 
