@@ -151,11 +151,16 @@ describe("doctor", () => {
     const r = await autopod(["doctor", "--json"]);
     const report = JSON.parse(r.stdout);
     const ids = report.checks.map((c: { id: string }) => c.id);
-    for (const id of ["kernel", "privileges", "namespaces", "criu", "criu_check", "mem_dirty_track", "nftables", "iproute2", "util-linux", "cgroup_memory", "free_space", "systemd"]) {
+    for (const id of ["kernel", "privileges", "namespaces", "criu", "criu_check", "mem_dirty_track", "nftables", "iproute2", "util-linux", "cgroup_memory", "free_space", "page_hashing", "systemd"]) {
       expect(ids).toContain(id);
     }
     for (const c of report.checks) expect(["ok", "warn", "fail"]).toContain(c.status);
     expect(r.exitCode).toBe(report.ok ? 0 : 1);
+    // The built binary carries the native hashing and, on a CPU with AVX-512, uses it (from a memfd).
+    const hashing = report.checks.find((c: { id: string }) => c.id === "page_hashing");
+    const cpu = readFileSync("/proc/cpuinfo", "utf8");
+    if (/\bavx512f\b/.test(cpu) && /\bavx512bw\b/.test(cpu)) expect(hashing.detail).toBe("SHA-256 of 16 pages at a time with AVX-512");
+    else console.warn("page hashing: this CPU has no AVX-512F/BW, so the native path is not checked here");
   }, 60_000);
 
   rootTest("says Debian's CRIU 3.17 is too old for this kernel and names the fix", async () => {
