@@ -92,7 +92,8 @@ function native(path) {
     try {
       const { dlopen, FFIType, ptr } = require("bun:ffi");
       const lib = dlopen(path, { sha256_x16: { args: [FFIType.ptr, FFIType.u32, FFIType.u32, FFIType.ptr], returns: FFIType.void } });
-      x16 = { fn: lib.symbols.sha256_x16, ptr };
+      x16 = { fn: lib.symbols.sha256_x16, ptr, lib }; // the library held for as long as the thread lives
+
     } catch {
       x16 = null;
     }
