@@ -27,17 +27,32 @@ export const SHA256X16_SYMBOLS = {
   sha256_x16_supported: { args: [], returns: FFIType.i32 },
 } as const;
 
-let found: string | null | undefined;
+/** Whether the 16-lane SHA-256 is used, and if not, why (for `autopod doctor`). */
+export interface NativeHashing {
+  /** A path the hashing threads can dlopen, or null. */
+  path: string | null;
+  why: "on" | "turned off" | "not built in" | "no AVX-512" | "cannot load";
+}
+
+let found: NativeHashing | undefined;
+
+/** Find the library once per process and check the CPU can run it. */
+export function nativeHashing(env = process.env): NativeHashing {
+  if (env.AUTOPOD_NATIVE_HASH === "0") return { path: null, why: "turned off" };
+  found ??= locate();
+  return found;
+}
 
 /** A path the hashing threads can dlopen, or null (no library, an older CPU, or turned off). */
 export function sha256x16Library(env = process.env): string | null {
-  if (env.AUTOPOD_NATIVE_HASH === "0") return null;
-  if (found !== undefined) return found;
-  found = null;
-  let path: string | null = null;
+  return nativeHashing(env).path;
+}
+
+function locate(): NativeHashing {
+  let path: string;
   try {
     if (typeof AUTOPOD_SHA256X16 === "string") {
-      if (AUTOPOD_SHA256X16 === "") return null;
+      if (AUTOPOD_SHA256X16 === "") return { path: null, why: "not built in" };
       const fd = memfdCreate("autopod-sha256x16");
       const bytes = Buffer.from(AUTOPOD_SHA256X16, "base64");
       let done = 0;
@@ -45,20 +60,18 @@ export function sha256x16Library(env = process.env): string | null {
       path = `/proc/self/fd/${fd}`; // kept open for the life of the process
     } else if (existsSync(NATIVE_LIBRARY)) {
       path = NATIVE_LIBRARY;
+    } else {
+      return { path: null, why: "not built in" };
     }
-    if (path === null) return null;
     const lib = dlopen(path, SHA256X16_SYMBOLS);
     try {
-      if (lib.symbols.sha256_x16_supported() !== 1) {
-        if (path.startsWith("/proc/self/fd/")) closeSync(Number(path.slice("/proc/self/fd/".length)));
-        return null;
-      }
+      if (lib.symbols.sha256_x16_supported() === 1) return { path, why: "on" };
     } finally {
       lib.close();
     }
-    found = path;
+    if (path.startsWith("/proc/self/fd/")) closeSync(Number(path.slice("/proc/self/fd/".length)));
+    return { path: null, why: "no AVX-512" };
   } catch {
-    found = null;
+    return { path: null, why: "cannot load" };
   }
-  return found;
 }
