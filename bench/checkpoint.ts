@@ -30,13 +30,14 @@ import { appendFileSync, closeSync, existsSync, fdatasyncSync, mkdirSync, mkdtem
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CheckpointResult } from "../src/checkpoint/checkpointer.ts";
+import { PageTail } from "../src/checkpoint/page-tail.ts";
 import { dumpArgv, restoreArgv } from "../src/platform/linux/criu-runner.ts";
 import { criuVersion, findCriu } from "../src/platform/linux/criu.ts";
 import { memoryHierarchy } from "../src/platform/linux/cgroup.ts";
 import { reapIfExited, setChildSubreaper } from "../src/platform/linux/libc.ts";
 import { killPod, waitGone } from "../src/platform/linux/pod-procs.ts";
 import { externalMountsOf, type PodRecord } from "../src/pods/pod.ts";
-import { ChunkWorkers, type GrowingHash } from "../src/store/chunk-workers.ts";
+import { ChunkWorkers } from "../src/store/chunk-workers.ts";
 import { sha256 } from "../src/store/hash.ts";
 import { DIST } from "../test/_support.ts";
 import { sh, testRootfs, TestHost } from "../test/_pods.ts";
@@ -151,14 +152,13 @@ function dirBytes(dir: string): number {
  * into the agent's state directory (the store's disk). Then the same dump made
  * durable (fdatasync of its files), timed apart, so no dirty page cache spills
  * into the next measurement.
- */
-/**
+ *
  * With `hashed`, the least a durable checkpoint that hashes every page must do
- * on top of the dump, with autopod's own primitives and nothing else (no
- * store, no index, no manifest): CRIU's page images hashed as CRIU writes them
- * (ChunkWorkers.hashGrowingFile: one thread, then all) and written behind
- * (writeBehind), the rest hashed once CRIU exits, then every file fsynced.
- * `hashedMs` is from the start of the dump to the last hash, `syncMs` after.
+ * on top of the dump, with autopod's own code and nothing else (no store, no
+ * index, no manifest): CRIU's page images hashed and written behind as CRIU
+ * writes them (PageTail, as a stop-checkpoint does), the rest hashed once CRIU
+ * exits, then every file fsynced. `hashedMs` is from the start of the dump to
+ * the last hash, `syncMs` after.
  */
 async function rawDump(h: TestHost, pod: string, dir: string, hashed = false): Promise<{ dumpMs: number; syncMs: number; bytes: number; hashedMs: number }> {
   const p = await h.pod(pod);
@@ -167,11 +167,13 @@ async function rawDump(h: TestHost, pod: string, dir: string, hashed = false): P
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const argv = dumpArgv({ criu: CRIU!, pid: p.pid!, imagesDir: dir, netnsInode, externalMounts: externalMountsOf(rec.runtime), leave: "running" });
-  const tail = hashed ? followPages(dir) : null;
+  // The same PageTail a stop-checkpoint uses: hashing and write-behind as CRIU writes.
+  const tail = hashed ? new PageTail(dir, { workers }) : null;
   const t = performance.now();
   const r = await sh(argv, { timeoutMs: 600_000 });
   const dumpMs = performance.now() - t;
-  await tail?.finish();
+  if (r.exitCode !== 0) tail?.abort();
+  else if (tail) await Promise.all(tail.finish().values());
   const hashedMs = performance.now() - t;
   if (r.exitCode !== 0) throw new Error(`raw criu dump failed (${r.exitCode}): ${r.stderr}\n${readFileSync(join(dir, "dump.log"), "utf8").split("\n").filter((l) => l.includes("Error")).join("\n")}`);
   const t2 = performance.now();
@@ -179,26 +181,6 @@ async function rawDump(h: TestHost, pod: string, dir: string, hashed = false): P
   return { dumpMs, syncMs: performance.now() - t2, bytes: dirBytes(dir), hashedMs };
 }
 
-/** Hash and write behind every pages-*.img that appears in `dir`, as a stop-checkpoint does; finish() once CRIU has exited. */
-function followPages(dir: string): { finish(): Promise<void> } {
-  const started = new Map<string, { hash: GrowingHash; write: { finish(): Promise<number> } }>();
-  const scan = () => {
-    for (const name of readdirSync(dir)) {
-      if (!/^pages-\d+\.img$/.test(name) || started.has(name)) continue;
-      const file = join(dir, name);
-      started.set(name, { hash: workers.hashGrowingFile(file, 4096), write: workers.writeBehind(file) });
-    }
-  };
-  const timer = setInterval(scan, 2);
-  return {
-    async finish() {
-      clearInterval(timer);
-      scan();
-      for (const f of started.values()) f.hash.finish();
-      await Promise.all([...started.values()].flatMap((f) => [f.hash.result, f.write.finish()]));
-    },
-  };
-}
 
 /** CPU time the hypervisor gave to others while this machine wanted it: a run with much of it was disturbed. */
 function stealMs(): number {
