@@ -35,7 +35,9 @@ function nativeSha256(): string {
     return "";
   }
   const tmpLib = `${out}.tmp-${process.pid}`;
-  const r = Bun.spawnSync([cc, "-O3", "-shared", "-fPIC", "-Wall", "-Werror", "-o", tmpLib, resolve(import.meta.dir, "src/native/sha256x16.c")], { stderr: "pipe" });
+  const r = Bun.spawnSync([cc, "-O3", "-shared", "-fPIC", "-Wall", "-Werror", "-o", tmpLib, resolve(import.meta.dir, "src/native/sha256x16.c")], {
+    stderr: "pipe",
+  });
   if (r.exitCode !== 0) {
     console.error(`build: compiling src/native/sha256x16.c failed:\n${r.stderr.toString()}`);
     process.exit(1);
@@ -67,4 +69,6 @@ if (!result.success) {
 }
 renameSync(tmp, outfile);
 const size = Bun.file(outfile).size;
-console.error(`built ${outfile} (${(size / 1048576).toFixed(1)} MiB, version ${pkg.version}, commit ${commit}) in ${Math.round(performance.now() - started)} ms`);
+console.error(
+  `built ${outfile} (${(size / 1048576).toFixed(1)} MiB, version ${pkg.version}, commit ${commit}) in ${Math.round(performance.now() - started)} ms`,
+);

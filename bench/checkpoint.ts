@@ -26,7 +26,20 @@
  * agent's own report. Everything made is removed at the end.
  */
 import { Database } from "bun:sqlite";
-import { appendFileSync, closeSync, existsSync, fdatasyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  closeSync,
+  existsSync,
+  fdatasyncSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { cpus, tmpdir } from "node:os";
 import { join } from "node:path";
 import type { CheckpointResult } from "../src/checkpoint/checkpointer.ts";
@@ -175,12 +188,17 @@ async function rawDump(h: TestHost, pod: string, dir: string, hashed = false): P
   if (r.exitCode !== 0) tail?.abort();
   else if (tail) await Promise.all(tail.finish().values());
   const hashedMs = performance.now() - t;
-  if (r.exitCode !== 0) throw new Error(`raw criu dump failed (${r.exitCode}): ${r.stderr}\n${readFileSync(join(dir, "dump.log"), "utf8").split("\n").filter((l) => l.includes("Error")).join("\n")}`);
+  if (r.exitCode !== 0)
+    throw new Error(
+      `raw criu dump failed (${r.exitCode}): ${r.stderr}\n${readFileSync(join(dir, "dump.log"), "utf8")
+        .split("\n")
+        .filter((l) => l.includes("Error"))
+        .join("\n")}`,
+    );
   const t2 = performance.now();
   fsyncTree(dir);
   return { dumpMs, syncMs: performance.now() - t2, bytes: dirBytes(dir), hashedMs };
 }
-
 
 /** CPU time the hypervisor gave to others while this machine wanted it: a run with much of it was disturbed. */
 function stealMs(): number {
@@ -282,14 +300,26 @@ async function rawRestore(rec: PodRecord, dumpDir: string, verified = false): Pr
   const fd = openSync(`/run/netns/${ns}`, "r");
   try {
     const argv = restoreArgv(
-      { criu: CRIU!, imagesDir: dumpDir, root, netnsPath: `/run/netns/${ns}`, externalMounts: externalMountsOf(rec.runtime), tcpEstablished: false, cgroup: cg },
+      {
+        criu: CRIU!,
+        imagesDir: dumpDir,
+        root,
+        netnsPath: `/run/netns/${ns}`,
+        externalMounts: externalMountsOf(rec.runtime),
+        tcpEstablished: false,
+        cgroup: cg,
+      },
       3,
       pidFile,
       `raw-restore-${n}.log`,
     );
     argv.unshift("sh", "-c", 'echo 0 > "$0/cgroup.procs" && exec "$@"', cg);
     const t = performance.now();
-    const checks = verified ? readdirSync(dumpDir).filter((f) => /^pages-\d+\.img$/.test(f)).map((f) => workers.hashFile(join(dumpDir, f), 4096)) : [];
+    const checks = verified
+      ? readdirSync(dumpDir)
+          .filter((f) => /^pages-\d+\.img$/.test(f))
+          .map((f) => workers.hashFile(join(dumpDir, f), 4096))
+      : [];
     const proc = Bun.spawn(argv, { stdio: ["ignore", "pipe", "pipe", fd] });
     const [, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited, ...checks]);
     const ms = performance.now() - t;
@@ -302,7 +332,6 @@ async function rawRestore(rec: PodRecord, dumpDir: string, verified = false): Pr
     closeSync(fd);
   }
 }
-
 
 /**
  * A test host whose agent's patch-status service looks at an empty root: the

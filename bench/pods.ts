@@ -108,11 +108,31 @@ try {
       // The veth in the test host's namespace, where its bridge is, as the agent does it.
       // (`ip -n` works in a mount namespace of its own, so `netns add` must not go through it.)
       await must(["ip", "netns", "add", ns]);
-      await must(["ip", "-n", host.netns, "-batch", "-"], `link add ${veth} type veth peer name eth0 netns ${ns}\nlink set ${veth} master ${host.bridge}\nlink set ${veth} up\n`);
-      await must(["ip", "-n", ns, "-batch", "-"], `link set lo up\naddr add ${host.prefix}.${200 + (i % 50)}/24 dev eth0\nlink set eth0 up\nroute add default via ${gateway}\n`);
+      await must(
+        ["ip", "-n", host.netns, "-batch", "-"],
+        `link add ${veth} type veth peer name eth0 netns ${ns}\nlink set ${veth} master ${host.bridge}\nlink set ${veth} up\n`,
+      );
+      await must(
+        ["ip", "-n", ns, "-batch", "-"],
+        `link set lo up\naddr add ${host.prefix}.${200 + (i % 50)}/24 dev eth0\nlink set eth0 up\nroute add default via ${gateway}\n`,
+      );
       await must(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=${rootfs},upperdir=${d}/upper,workdir=${d}/work`, `${d}/root`]);
       const pod = Bun.spawn(
-        ["nsenter", `--net=/run/netns/${ns}`, "--", "unshare", "--pid", "--mount", "--uts", "--ipc", "--fork", `--root=${d}/root`, "--mount-proc", "--", ...connectBack],
+        [
+          "nsenter",
+          `--net=/run/netns/${ns}`,
+          "--",
+          "unshare",
+          "--pid",
+          "--mount",
+          "--uts",
+          "--ipc",
+          "--fork",
+          `--root=${d}/root`,
+          "--mount-proc",
+          "--",
+          ...connectBack,
+        ],
         { stdio: ["ignore", "ignore", "inherit"], ...(withCgroup ? { cgroup } : {}) },
       );
       const arrived = Number(await listener.next());

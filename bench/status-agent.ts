@@ -140,7 +140,11 @@ function window(samples: Sample[]) {
     seconds: round(seconds, 1),
     cpu_seconds: { agent: round(own, 3), children: round(children, 3), total: round(own + children, 3) },
     cpu_percent_of_one_cpu: round(((own + children) / seconds) * 100, 3),
-    rss_mib: { min: round(Math.min(...samples.map((s) => s.rss)) / MiB, 1), median: round(median(samples.map((s) => s.rss)) / MiB, 1), max: round(Math.max(...samples.map((s) => s.rss)) / MiB, 1) },
+    rss_mib: {
+      min: round(Math.min(...samples.map((s) => s.rss)) / MiB, 1),
+      median: round(median(samples.map((s) => s.rss)) / MiB, 1),
+      max: round(Math.max(...samples.map((s) => s.rss)) / MiB, 1),
+    },
     children_rss_sampled_max_mib: round(Math.max(...samples.map((s) => s.descendantsRss)) / MiB, 1),
   };
 }
@@ -175,7 +179,9 @@ async function cleanUp(): Promise<void> {
   }
   Bun.spawnSync(["ip", "netns", "del", netns], { stderr: "ignore" });
   const key = existsSync(stateDir) ? agentKeyOf(realpathSync(stateDir)) : null;
-  if (key) for (const d of [`/sys/fs/cgroup/memory/autopod/${key}`, `/sys/fs/cgroup/autopod/${key}`]) if (existsSync(d)) Bun.spawnSync(["rmdir", d], { stderr: "ignore" });
+  if (key)
+    for (const d of [`/sys/fs/cgroup/memory/autopod/${key}`, `/sys/fs/cgroup/autopod/${key}`])
+      if (existsSync(d)) Bun.spawnSync(["rmdir", d], { stderr: "ignore" });
   rmSync(dir, { recursive: true, force: true });
 }
 process.on("SIGINT", () => void cleanUp().then(() => process.exit(130)));
@@ -186,7 +192,9 @@ try {
   const logPath = join(dir, "agent.log");
   const t0 = performance.now();
   // nsenter without --fork execs the agent: its pid is the agent's.
-  agent = Bun.spawn(["nsenter", `--net=/run/netns/${netns}`, "--", bin.path, "agent", "--config", configPath], { stdio: ["ignore", Bun.file(logPath), Bun.file(logPath)] });
+  agent = Bun.spawn(["nsenter", `--net=/run/netns/${netns}`, "--", bin.path, "agent", "--config", configPath], {
+    stdio: ["ignore", Bun.file(logPath), Bun.file(logPath)],
+  });
   const pid = agent.pid;
   const samples: Sample[] = [];
   const sampler = setInterval(() => {
@@ -296,7 +304,11 @@ try {
           refreshes: FORCED,
           wall_ms: summary(walls),
           cpu_seconds_per_refresh: perForced,
-          rss_mib_after_each: { first: round(rssAfter[0]! / MiB, 1), max: round(Math.max(...rssAfter) / MiB, 1), last: round(rssAfter[rssAfter.length - 1]! / MiB, 1) },
+          rss_mib_after_each: {
+            first: round(rssAfter[0]! / MiB, 1),
+            max: round(Math.max(...rssAfter) / MiB, 1),
+            last: round(rssAfter[rssAfter.length - 1]! / MiB, 1),
+          },
           rss_growth_mib_first_to_last: round((rssAfter[rssAfter.length - 1]! - rssAfter[0]!) / MiB, 1),
           children_rss_sampled_max_mib: forced.children_rss_sampled_max_mib,
           change_collections: afterForced.collections.change - afterSchedule.collections.change,

@@ -80,7 +80,10 @@ async function refreshFigures() {
 /** Peak memory of the package manager's query, the heaviest part of a refresh. */
 function aptPeakKib(): number | null {
   if (!Bun.which("apt-get") || !Bun.which("time", { PATH: "/usr/bin" })) return null;
-  const r = Bun.spawnSync(["/usr/bin/time", "-f", "%M", "apt-get", "--simulate", "-o", "Debug::NoLocking=1", "dist-upgrade"], { stdout: "ignore", stderr: "pipe" });
+  const r = Bun.spawnSync(["/usr/bin/time", "-f", "%M", "apt-get", "--simulate", "-o", "Debug::NoLocking=1", "dist-upgrade"], {
+    stdout: "ignore",
+    stderr: "pipe",
+  });
   const last = r.stderr.toString().trim().split("\n").pop() ?? "";
   return /^\d+$/.test(last) ? Number(last) : null;
 }

@@ -122,7 +122,11 @@ function storeBench(chunkSize: number) {
     for (const i of order) sq.get(sqHashes[i]!);
   });
   sq.close();
-  const sqBytes = ["", "-wal"].reduce((s, ext) => s + (fs.existsSync(path.join(root, `blobs-${chunkSize}.sqlite${ext}`)) ? fs.statSync(path.join(root, `blobs-${chunkSize}.sqlite${ext}`)).size : 0), 0);
+  const sqBytes = ["", "-wal"].reduce(
+    (s, ext) =>
+      s + (fs.existsSync(path.join(root, `blobs-${chunkSize}.sqlite${ext}`)) ? fs.statSync(path.join(root, `blobs-${chunkSize}.sqlite${ext}`)).size : 0),
+    0,
+  );
   return {
     chunkSize,
     mib: STORE_MIB,
@@ -170,7 +174,14 @@ function missingBench() {
     return n;
   });
   store.close();
-  return { hashes: N, lacking: lacking.length, ms: Math.round(ms), hexMs: Math.round(hexMs), lackingHex: lackingHex.length, pointLookupsMs: Math.round(pointMs) };
+  return {
+    hashes: N,
+    lacking: lacking.length,
+    ms: Math.round(ms),
+    hexMs: Math.round(hexMs),
+    lackingHex: lackingHex.length,
+    pointLookupsMs: Math.round(pointMs),
+  };
 }
 
 async function imageBench() {

@@ -55,6 +55,9 @@ trap 'rm -f "$out"' EXIT
 log "type check"
 if node_modules/.bin/tsc --noEmit -p .; then passed=$((passed + 1)); else failed=$((failed + 1)); log "type check failed"; fi
 
+log "format and lint (biome)"
+if node_modules/.bin/biome ci --error-on-warnings .; then passed=$((passed + 1)); else failed=$((failed + 1)); log "biome: unformatted code or lint errors (fix: node_modules/.bin/biome check --write .)"; fi
+
 log "bun test"
 set +e
 if [ $# -eq 0 ]; then set -- ./src ./test; fi

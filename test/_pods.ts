@@ -57,7 +57,14 @@ export class TestHost {
     this.subnet = `${this.prefix}.0/24`;
     writeFileSync(
       this.configPath,
-      [`state_dir = "${this.stateDir}"`, `socket = "${this.socket}"`, "[network]", `bridge = "${this.bridge}"`, `subnet = "${this.subnet}"`, `nat = ${nat}`].join("\n") + "\n",
+      [
+        `state_dir = "${this.stateDir}"`,
+        `socket = "${this.socket}"`,
+        "[network]",
+        `bridge = "${this.bridge}"`,
+        `subnet = "${this.subnet}"`,
+        `nat = ${nat}`,
+      ].join("\n") + "\n",
     );
   }
 
@@ -184,7 +191,11 @@ export class TestHost {
   podCgroups(): string[] {
     const dir = `/sys/fs/cgroup/memory/autopod/${this.agentKey}`;
     const v2 = `/sys/fs/cgroup/autopod/${this.agentKey}`;
-    for (const d of [dir, v2]) if (existsSync(d)) return readdirSync(d, { withFileTypes: true }).filter((e) => e.isDirectory()).map((e) => join(d, e.name));
+    for (const d of [dir, v2])
+      if (existsSync(d))
+        return readdirSync(d, { withFileTypes: true })
+          .filter((e) => e.isDirectory())
+          .map((e) => join(d, e.name));
     return [];
   }
 
@@ -214,8 +225,12 @@ export class TestHost {
             if (existsSync(cg)) await Bun.sleep(20);
           }
         }
-        for (const d of [`/sys/fs/cgroup/memory/autopod/${this.agentKey}`, `/sys/fs/cgroup/autopod/${this.agentKey}`]) if (existsSync(d)) await sh(["rmdir", d]);
-        const mounts = readFileSync("/proc/self/mountinfo", "utf8").split("\n").map((l) => l.split(" ")[4] ?? "").filter((m) => m.startsWith(this.dir + "/"));
+        for (const d of [`/sys/fs/cgroup/memory/autopod/${this.agentKey}`, `/sys/fs/cgroup/autopod/${this.agentKey}`])
+          if (existsSync(d)) await sh(["rmdir", d]);
+        const mounts = readFileSync("/proc/self/mountinfo", "utf8")
+          .split("\n")
+          .map((l) => l.split(" ")[4] ?? "")
+          .filter((m) => m.startsWith(this.dir + "/"));
         for (const m of mounts.sort((a, b) => b.length - a.length)) await sh(["umount", "-l", m]);
       }
       await sh(["ip", "netns", "del", this.netns]);

@@ -55,105 +55,121 @@ async function expectRunningOrCheckpointed(h: TestHost, pod: string, sum: string
 }
 
 describe("the agent killed", () => {
-  rootTest("during a checkpoint: afterwards the pod runs, or is checkpointed with a complete image", async () => {
-    const outcomes: string[] = [];
-    for (const [i, delay] of [10, 120, 350, 800, 1600].entries()) {
-      const pod = `kc${i}`;
-      await host.run(pod, ["/usr/local/bin/memhog", "192"]);
-      await host.waitForLog(pod, /ready/);
-      const sum = await memorySum(host, pod);
-      const cp = host.cli(["checkpoint", pod], T);
-      await Bun.sleep(delay);
-      await host.killAgent("SIGKILL");
-      await cp;
-      await host.startAgent();
-      outcomes.push(`${delay}ms: ${await expectRunningOrCheckpointed(host, pod, sum)}`);
-      expect(readdirSync(join(host.stateDir, "tmp"))).toEqual([]);
-      await host.ok(["rm", "--force", pod]);
-    }
-    console.log(`checkpoint interrupted at: ${outcomes.join(", ")}`);
-  }, T);
-
-  rootTest("right after a checkpoint answered, while the pod's memory, network and cgroup are still being freed: a restore after restart works", async () => {
-    const pod = "kafter";
-    await host.run(pod, ["/usr/local/bin/memhog", "512"]);
-    await host.waitForLog(pod, /ready/);
-    const sum = await memorySum(host, pod);
-    // An agent that waits 2 s before releasing a checkpointed pod: killed in that window.
-    await host.killAgent("SIGTERM");
-    await host.startAgent(undefined, { AUTOPOD_TEST_RELEASE_DELAY_MS: "2000" });
-    await host.ok(["checkpoint", pod]);
-    await host.killAgent("SIGKILL");
-    expect(readdirSync("/run/netns").filter((n) => n.endsWith(`-${pod}`)).length).toBe(1); // not released
-    await host.startAgent();
-    expect((await host.pod(pod)).state).toBe("checkpointed");
-    expect(readdirSync("/run/netns").filter((n) => n.endsWith(`-${pod}`))).toEqual([]); // released on start
-    expect(await expectRunningOrCheckpointed(host, pod, sum)).toBe("checkpointed");
-    await host.ok(["rm", "--force", pod]);
-  }, T);
-
-  rootTest("during a restore: afterwards the image is intact, the pod is not half-alive, and a retry works", async () => {
-    const outcomes: string[] = [];
-    for (const [i, delay] of [10, 150, 400, 900].entries()) {
-      const pod = `kr${i}`;
-      await host.run(pod, ["/usr/local/bin/memhog", "192"]);
-      await host.waitForLog(pod, /ready/);
-      const sum = await memorySum(host, pod);
-      const id = await host.ok(["checkpoint", pod]);
-      const rs = host.cli(["restore", id], T);
-      await Bun.sleep(delay);
-      await host.killAgent("SIGKILL");
-      await rs;
-      await host.startAgent();
-      const p = await host.pod(pod);
-      if (p.state === "checkpointed") {
-        // Not half-alive: nothing of the pod runs.
-        const cg = host.podCgroups().find((d) => d.endsWith(`/${pod}`));
-        if (cg && existsSync(join(cg, "cgroup.procs"))) expect(readFileSync(join(cg, "cgroup.procs"), "utf8").trim()).toBe("");
+  rootTest(
+    "during a checkpoint: afterwards the pod runs, or is checkpointed with a complete image",
+    async () => {
+      const outcomes: string[] = [];
+      for (const [i, delay] of [10, 120, 350, 800, 1600].entries()) {
+        const pod = `kc${i}`;
+        await host.run(pod, ["/usr/local/bin/memhog", "192"]);
+        await host.waitForLog(pod, /ready/);
+        const sum = await memorySum(host, pod);
+        const cp = host.cli(["checkpoint", pod], T);
+        await Bun.sleep(delay);
+        await host.killAgent("SIGKILL");
+        await cp;
+        await host.startAgent();
+        outcomes.push(`${delay}ms: ${await expectRunningOrCheckpointed(host, pod, sum)}`);
+        expect(readdirSync(join(host.stateDir, "tmp"))).toEqual([]);
+        await host.ok(["rm", "--force", pod]);
       }
-      expect(JSON.parse(await host.ok(["images", "--json"])).map((x: { id: string }) => x.id)).toContain(id);
-      outcomes.push(`${delay}ms: ${await expectRunningOrCheckpointed(host, pod, sum)}`);
+      console.log(`checkpoint interrupted at: ${outcomes.join(", ")}`);
+    },
+    T,
+  );
+
+  rootTest(
+    "right after a checkpoint answered, while the pod's memory, network and cgroup are still being freed: a restore after restart works",
+    async () => {
+      const pod = "kafter";
+      await host.run(pod, ["/usr/local/bin/memhog", "512"]);
+      await host.waitForLog(pod, /ready/);
+      const sum = await memorySum(host, pod);
+      // An agent that waits 2 s before releasing a checkpointed pod: killed in that window.
+      await host.killAgent("SIGTERM");
+      await host.startAgent(undefined, { AUTOPOD_TEST_RELEASE_DELAY_MS: "2000" });
+      await host.ok(["checkpoint", pod]);
+      await host.killAgent("SIGKILL");
+      expect(readdirSync("/run/netns").filter((n) => n.endsWith(`-${pod}`)).length).toBe(1); // not released
+      await host.startAgent();
+      expect((await host.pod(pod)).state).toBe("checkpointed");
+      expect(readdirSync("/run/netns").filter((n) => n.endsWith(`-${pod}`))).toEqual([]); // released on start
+      expect(await expectRunningOrCheckpointed(host, pod, sum)).toBe("checkpointed");
       await host.ok(["rm", "--force", pod]);
-    }
-    console.log(`restore interrupted at: ${outcomes.join(", ")}`);
-  }, T);
+    },
+    T,
+  );
+
+  rootTest(
+    "during a restore: afterwards the image is intact, the pod is not half-alive, and a retry works",
+    async () => {
+      const outcomes: string[] = [];
+      for (const [i, delay] of [10, 150, 400, 900].entries()) {
+        const pod = `kr${i}`;
+        await host.run(pod, ["/usr/local/bin/memhog", "192"]);
+        await host.waitForLog(pod, /ready/);
+        const sum = await memorySum(host, pod);
+        const id = await host.ok(["checkpoint", pod]);
+        const rs = host.cli(["restore", id], T);
+        await Bun.sleep(delay);
+        await host.killAgent("SIGKILL");
+        await rs;
+        await host.startAgent();
+        const p = await host.pod(pod);
+        if (p.state === "checkpointed") {
+          // Not half-alive: nothing of the pod runs.
+          const cg = host.podCgroups().find((d) => d.endsWith(`/${pod}`));
+          if (cg && existsSync(join(cg, "cgroup.procs"))) expect(readFileSync(join(cg, "cgroup.procs"), "utf8").trim()).toBe("");
+        }
+        expect(JSON.parse(await host.ok(["images", "--json"])).map((x: { id: string }) => x.id)).toContain(id);
+        outcomes.push(`${delay}ms: ${await expectRunningOrCheckpointed(host, pod, sum)}`);
+        await host.ok(["rm", "--force", pod]);
+      }
+      console.log(`restore interrupted at: ${outcomes.join(", ")}`);
+    },
+    T,
+  );
 });
 
 describe("a full disk during a checkpoint", () => {
-  rootTest("leaves the pod running and no partial image", async () => {
-    const small = await TestHost.start("s");
-    try {
-      // The state directory on a 400 MiB tmpfs, filled up while the checkpoint runs.
-      await small.killAgent("SIGTERM");
-      const m = await sh(["mount", "-t", "tmpfs", "-o", "size=400m,mode=0700", "autopod-test-full", small.stateDir]);
-      expect(m.exitCode).toBe(0);
-      await small.startAgent();
-      await small.run("big", ["/usr/local/bin/memhog", "128"]);
-      await small.waitForLog("big", /ready/);
-      const sum = await memorySum(small, "big");
-      const cp = small.cli(["checkpoint", "big"], T);
-      await Bun.sleep(20);
-      const filler = join(small.stateDir, "filler");
-      await sh(["dd", "if=/dev/zero", `of=${filler}`, "bs=1M"], { timeoutMs: 60_000 });
-      const r = await cp;
-      await sh(["rm", "-f", filler]);
-      expect(r.exitCode).not.toBe(0);
-      expect(r.stderr).toMatch(/No space left on device|ENOSPC|disk is full|Not enough free space/);
-      expect(r.stderr).toContain("the pod keeps running");
-      console.log(`full disk: ${r.stderr.trim()}`);
-      const p = await small.pod("big");
-      expect(p.state).toBe("running");
-      expect(procState(p.pid!)).not.toBe("T");
-      expect(await memorySum(small, "big")).toBe(sum);
-      expect(JSON.parse(await small.ok(["images", "--json"]))).toEqual([]);
-      expect(readdirSync(join(small.stateDir, "tmp"))).toEqual([]);
-      // The space is back: a checkpoint of a smaller pod works.
-      await small.ok(["rm", "--force", "big"]);
-      await small.run("little", ["/usr/local/bin/memhog", "8"]);
-      await small.waitForLog("little", /ready/);
-      await small.ok(["checkpoint", "little"]);
-    } finally {
-      await small.dispose();
-    }
-  }, T);
+  rootTest(
+    "leaves the pod running and no partial image",
+    async () => {
+      const small = await TestHost.start("s");
+      try {
+        // The state directory on a 400 MiB tmpfs, filled up while the checkpoint runs.
+        await small.killAgent("SIGTERM");
+        const m = await sh(["mount", "-t", "tmpfs", "-o", "size=400m,mode=0700", "autopod-test-full", small.stateDir]);
+        expect(m.exitCode).toBe(0);
+        await small.startAgent();
+        await small.run("big", ["/usr/local/bin/memhog", "128"]);
+        await small.waitForLog("big", /ready/);
+        const sum = await memorySum(small, "big");
+        const cp = small.cli(["checkpoint", "big"], T);
+        await Bun.sleep(20);
+        const filler = join(small.stateDir, "filler");
+        await sh(["dd", "if=/dev/zero", `of=${filler}`, "bs=1M"], { timeoutMs: 60_000 });
+        const r = await cp;
+        await sh(["rm", "-f", filler]);
+        expect(r.exitCode).not.toBe(0);
+        expect(r.stderr).toMatch(/No space left on device|ENOSPC|disk is full|Not enough free space/);
+        expect(r.stderr).toContain("the pod keeps running");
+        console.log(`full disk: ${r.stderr.trim()}`);
+        const p = await small.pod("big");
+        expect(p.state).toBe("running");
+        expect(procState(p.pid!)).not.toBe("T");
+        expect(await memorySum(small, "big")).toBe(sum);
+        expect(JSON.parse(await small.ok(["images", "--json"]))).toEqual([]);
+        expect(readdirSync(join(small.stateDir, "tmp"))).toEqual([]);
+        // The space is back: a checkpoint of a smaller pod works.
+        await small.ok(["rm", "--force", "big"]);
+        await small.run("little", ["/usr/local/bin/memhog", "8"]);
+        await small.waitForLog("little", /ready/);
+        await small.ok(["checkpoint", "little"]);
+      } finally {
+        await small.dispose();
+      }
+    },
+    T,
+  );
 });

@@ -70,76 +70,89 @@ describe("the binary", () => {
 });
 
 describe("install.sh", () => {
-  rootTest("installs from a file under a prefix, upgrades cleanly, uninstalls and purges", async () => {
-    const prefix = join(work, "root");
-    const first = await sh(["sh", "install.sh", "--from-file", DIST, "--prefix", prefix]);
-    expect(first.exitCode).toBe(0);
-    const bin = join(prefix, "usr/local/bin/autopod");
-    const conf = join(prefix, "etc/autopod/autopod.toml");
-    expect(statSync(bin).mode & 0o777).toBe(0o755);
-    expect(readFileSync(conf, "utf8")).toContain(`state_dir = "${prefix}/var/lib/autopod"`);
-    expect(existsSync(join(prefix, "var/lib/autopod"))).toBe(true);
-    expect(existsSync(join(prefix, "usr/local/share/autopod/install-criu.sh"))).toBe(true);
-    expect(first.stdout + first.stderr).toContain("criu check");
+  rootTest(
+    "installs from a file under a prefix, upgrades cleanly, uninstalls and purges",
+    async () => {
+      const prefix = join(work, "root");
+      const first = await sh(["sh", "install.sh", "--from-file", DIST, "--prefix", prefix]);
+      expect(first.exitCode).toBe(0);
+      const bin = join(prefix, "usr/local/bin/autopod");
+      const conf = join(prefix, "etc/autopod/autopod.toml");
+      expect(statSync(bin).mode & 0o777).toBe(0o755);
+      expect(readFileSync(conf, "utf8")).toContain(`state_dir = "${prefix}/var/lib/autopod"`);
+      expect(existsSync(join(prefix, "var/lib/autopod"))).toBe(true);
+      expect(existsSync(join(prefix, "usr/local/share/autopod/install-criu.sh"))).toBe(true);
+      expect(first.stdout + first.stderr).toContain("criu check");
 
-    // A second run is an upgrade: a new inode (write then rename), config and state untouched.
-    writeFileSync(conf, readFileSync(conf, "utf8") + "# edited by the operator\n");
-    writeFileSync(join(prefix, "var/lib/autopod/keep"), "state");
-    const inode = statSync(bin).ino;
-    const second = await sh(["sh", "install.sh", "--from-file", DIST, "--prefix", prefix, "--skip-criu"]);
-    expect(second.exitCode).toBe(0);
-    expect(second.stderr).toContain("upgraded");
-    expect(second.stderr).toContain("kept existing");
-    expect(statSync(bin).ino).not.toBe(inode);
-    expect(readFileSync(conf, "utf8")).toContain("# edited by the operator");
-    expect(readFileSync(join(prefix, "var/lib/autopod/keep"), "utf8")).toBe("state");
+      // A second run is an upgrade: a new inode (write then rename), config and state untouched.
+      writeFileSync(conf, readFileSync(conf, "utf8") + "# edited by the operator\n");
+      writeFileSync(join(prefix, "var/lib/autopod/keep"), "state");
+      const inode = statSync(bin).ino;
+      const second = await sh(["sh", "install.sh", "--from-file", DIST, "--prefix", prefix, "--skip-criu"]);
+      expect(second.exitCode).toBe(0);
+      expect(second.stderr).toContain("upgraded");
+      expect(second.stderr).toContain("kept existing");
+      expect(statSync(bin).ino).not.toBe(inode);
+      expect(readFileSync(conf, "utf8")).toContain("# edited by the operator");
+      expect(readFileSync(join(prefix, "var/lib/autopod/keep"), "utf8")).toBe("state");
 
-    const un = await sh(["sh", "install.sh", "--uninstall", "--prefix", prefix]);
-    expect(un.exitCode).toBe(0);
-    expect(existsSync(bin)).toBe(false);
-    expect(existsSync(join(prefix, "var/lib/autopod/keep"))).toBe(true);
-    const purge = await sh(["sh", "install.sh", "--purge", "--prefix", prefix]);
-    expect(purge.exitCode).toBe(0);
-    expect(existsSync(join(prefix, "var/lib/autopod"))).toBe(false);
-    expect(existsSync(conf)).toBe(false);
-  }, 120_000);
+      const un = await sh(["sh", "install.sh", "--uninstall", "--prefix", prefix]);
+      expect(un.exitCode).toBe(0);
+      expect(existsSync(bin)).toBe(false);
+      expect(existsSync(join(prefix, "var/lib/autopod/keep"))).toBe(true);
+      const purge = await sh(["sh", "install.sh", "--purge", "--prefix", prefix]);
+      expect(purge.exitCode).toBe(0);
+      expect(existsSync(join(prefix, "var/lib/autopod"))).toBe(false);
+      expect(existsSync(conf)).toBe(false);
+    },
+    120_000,
+  );
 
-  rootTest("downloads from a URL and refuses a binary whose checksum does not match", async () => {
-    const bytes = await Bun.file(DIST).arrayBuffer();
-    const good = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
-    let served = good;
-    const server = Bun.serve({
-      hostname: "127.0.0.1",
-      port: 0,
-      fetch(req) {
-        const path = new URL(req.url).pathname;
-        if (path === "/autopod") return new Response(bytes);
-        if (path === "/autopod.sha256") return new Response(`${served}  autopod\n`);
-        return new Response("no", { status: 404 });
-      },
-    });
-    try {
-      const prefix = join(work, "url");
-      const url = `http://127.0.0.1:${server.port}/autopod`;
-      const ok = await sh(["sh", "install.sh", "--from-url", url, "--prefix", prefix, "--skip-criu"]);
-      expect(ok.exitCode).toBe(0);
-      expect(ok.stderr).toContain(`checksum verified (${good})`);
-      const before = statSync(join(prefix, "usr/local/bin/autopod")).ino;
-      served = "0".repeat(64);
-      const bad = await sh(["sh", "install.sh", "--from-url", url, "--prefix", prefix, "--skip-criu"]);
-      expect(bad.exitCode).not.toBe(0);
-      expect(bad.stderr).toContain("checksum mismatch");
-      expect(statSync(join(prefix, "usr/local/bin/autopod")).ino).toBe(before);
-      const missing = await sh(["sh", "install.sh", "--from-url", `http://127.0.0.1:${server.port}/nothing`, "--prefix", prefix, "--skip-criu"]);
-      expect(missing.exitCode).not.toBe(0);
-      expect(missing.stderr).toContain("cannot download");
-    } finally {
-      server.stop(true);
-    }
-  }, 120_000);
+  rootTest(
+    "downloads from a URL and refuses a binary whose checksum does not match",
+    async () => {
+      const bytes = await Bun.file(DIST).arrayBuffer();
+      const good = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
+      let served = good;
+      const server = Bun.serve({
+        hostname: "127.0.0.1",
+        port: 0,
+        fetch(req) {
+          const path = new URL(req.url).pathname;
+          if (path === "/autopod") return new Response(bytes);
+          if (path === "/autopod.sha256") return new Response(`${served}  autopod\n`);
+          return new Response("no", { status: 404 });
+        },
+      });
+      try {
+        const prefix = join(work, "url");
+        const url = `http://127.0.0.1:${server.port}/autopod`;
+        const ok = await sh(["sh", "install.sh", "--from-url", url, "--prefix", prefix, "--skip-criu"]);
+        expect(ok.exitCode).toBe(0);
+        expect(ok.stderr).toContain(`checksum verified (${good})`);
+        const before = statSync(join(prefix, "usr/local/bin/autopod")).ino;
+        served = "0".repeat(64);
+        const bad = await sh(["sh", "install.sh", "--from-url", url, "--prefix", prefix, "--skip-criu"]);
+        expect(bad.exitCode).not.toBe(0);
+        expect(bad.stderr).toContain("checksum mismatch");
+        expect(statSync(join(prefix, "usr/local/bin/autopod")).ino).toBe(before);
+        const missing = await sh(["sh", "install.sh", "--from-url", `http://127.0.0.1:${server.port}/nothing`, "--prefix", prefix, "--skip-criu"]);
+        expect(missing.exitCode).not.toBe(0);
+        expect(missing.stderr).toContain("cannot download");
+      } finally {
+        server.stop(true);
+      }
+    },
+    120_000,
+  );
 
   test("piped into sh with no source, it says what to pass", async () => {
-    const p = Bun.spawn(["sh", "-s", "--", "--prefix", join(work, "pipe")], { stdin: Bun.file(join(REPO, "install.sh")), stdout: "pipe", stderr: "pipe", cwd: work });
+    const p = Bun.spawn(["sh", "-s", "--", "--prefix", join(work, "pipe")], {
+      stdin: Bun.file(join(REPO, "install.sh")),
+      stdout: "pipe",
+      stderr: "pipe",
+      cwd: work,
+    });
     const [stderr, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
     expect(code).not.toBe(0);
     expect(stderr).toContain("pass --from-url URL or --from-file PATH");
@@ -147,42 +160,64 @@ describe("install.sh", () => {
 });
 
 describe("doctor", () => {
-  rootTest("gives a result for every check", async () => {
-    const r = await autopod(["doctor", "--json"]);
-    const report = JSON.parse(r.stdout);
-    const ids = report.checks.map((c: { id: string }) => c.id);
-    for (const id of ["kernel", "privileges", "namespaces", "criu", "criu_check", "mem_dirty_track", "nftables", "iproute2", "util-linux", "cgroup_memory", "free_space", "page_hashing", "systemd"]) {
-      expect(ids).toContain(id);
-    }
-    for (const c of report.checks) expect(["ok", "warn", "fail"]).toContain(c.status);
-    expect(r.exitCode).toBe(report.ok ? 0 : 1);
-    // The built binary carries the native hashing and, on a CPU with AVX-512, uses it (from a memfd).
-    const hashing = report.checks.find((c: { id: string }) => c.id === "page_hashing");
-    const cpu = readFileSync("/proc/cpuinfo", "utf8");
-    if (/\bavx512f\b/.test(cpu) && /\bavx512bw\b/.test(cpu)) expect(hashing.detail).toBe("SHA-256 of 16 pages at a time with AVX-512");
-    else console.warn("page hashing: this CPU has no AVX-512F/BW, so the native path is not checked here");
-  }, 60_000);
+  rootTest(
+    "gives a result for every check",
+    async () => {
+      const r = await autopod(["doctor", "--json"]);
+      const report = JSON.parse(r.stdout);
+      const ids = report.checks.map((c: { id: string }) => c.id);
+      for (const id of [
+        "kernel",
+        "privileges",
+        "namespaces",
+        "criu",
+        "criu_check",
+        "mem_dirty_track",
+        "nftables",
+        "iproute2",
+        "util-linux",
+        "cgroup_memory",
+        "free_space",
+        "page_hashing",
+        "systemd",
+      ]) {
+        expect(ids).toContain(id);
+      }
+      for (const c of report.checks) expect(["ok", "warn", "fail"]).toContain(c.status);
+      expect(r.exitCode).toBe(report.ok ? 0 : 1);
+      // The built binary carries the native hashing and, on a CPU with AVX-512, uses it (from a memfd).
+      const hashing = report.checks.find((c: { id: string }) => c.id === "page_hashing");
+      const cpu = readFileSync("/proc/cpuinfo", "utf8");
+      if (/\bavx512f\b/.test(cpu) && /\bavx512bw\b/.test(cpu)) expect(hashing.detail).toBe("SHA-256 of 16 pages at a time with AVX-512");
+      else console.warn("page hashing: this CPU has no AVX-512F/BW, so the native path is not checked here");
+    },
+    60_000,
+  );
 
-  rootTest("says Debian's CRIU 3.17 is too old for this kernel and names the fix", async () => {
-    // The real bookworm package, unpacked (not installed) so the host's CRIU stays as it is.
-    const dir = join(work, "criu-deb");
-    let dl = await sh(["sh", "-c", `mkdir -p "$0" && cd "$0" && apt-get download criu`, dir]);
-    if (dl.exitCode !== 0) {
-      await sh(["apt-get", "update"]);
-      dl = await sh(["sh", "-c", `mkdir -p "$0" && cd "$0" && apt-get download criu`, dir]);
-    }
-    expect(dl.exitCode).toBe(0);
-    const deb = new Bun.Glob("criu_*.deb").scanSync(dir).next().value as string;
-    expect((await sh(["dpkg-deb", "-x", join(dir, deb), join(dir, "x")])).exitCode).toBe(0);
-    const criu = join(dir, "x/usr/sbin/criu");
-    const r = await autopod(["doctor", "--json"], { env: { AUTOPOD_CRIU: criu } });
-    expect(r.exitCode).toBe(1);
-    const check = JSON.parse(r.stdout).checks.find((c: { id: string }) => c.id === "criu");
-    expect(check.status).toBe("fail");
-    expect(check.detail).toMatch(/version 3\.17\.\d+ is too old for this kernel: Linux \S+ needs CRIU >= 4\.2/);
-    expect(check.fix).toContain("install-criu.sh");
-    const human = await autopod(["doctor"], { env: { AUTOPOD_CRIU: criu } });
-    expect(human.stdout).toContain("too old for this kernel");
-    expect(human.stdout).toContain("fix: install CRIU >= 4.2");
-  }, 180_000);
+  rootTest(
+    "says Debian's CRIU 3.17 is too old for this kernel and names the fix",
+    async () => {
+      // The real bookworm package, unpacked (not installed) so the host's CRIU stays as it is.
+      const dir = join(work, "criu-deb");
+      let dl = await sh(["sh", "-c", `mkdir -p "$0" && cd "$0" && apt-get download criu`, dir]);
+      if (dl.exitCode !== 0) {
+        await sh(["apt-get", "update"]);
+        dl = await sh(["sh", "-c", `mkdir -p "$0" && cd "$0" && apt-get download criu`, dir]);
+      }
+      expect(dl.exitCode).toBe(0);
+      const deb = new Bun.Glob("criu_*.deb").scanSync(dir).next().value as string;
+      expect((await sh(["dpkg-deb", "-x", join(dir, deb), join(dir, "x")])).exitCode).toBe(0);
+      const criu = join(dir, "x/usr/sbin/criu");
+      const r = await autopod(["doctor", "--json"], { env: { AUTOPOD_CRIU: criu } });
+      expect(r.exitCode).toBe(1);
+      const check = JSON.parse(r.stdout).checks.find((c: { id: string }) => c.id === "criu");
+      expect(check.status).toBe("fail");
+      expect(check.detail).toMatch(/version 3\.17\.\d+ is too old for this kernel: Linux \S+ needs CRIU >= 4\.2/);
+      expect(check.fix).toContain("install-criu.sh");
+      const human = await autopod(["doctor"], { env: { AUTOPOD_CRIU: criu } });
+      expect(human.stdout).toContain("too old for this kernel");
+      expect(human.stdout).toContain("fix: install CRIU >= 4.2");
+    },
+    180_000,
+  );
 });

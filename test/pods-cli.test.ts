@@ -23,7 +23,8 @@ describe("--help", () => {
   }
   test("run --help names every option", async () => {
     const r = await autopod(["run", "--help"]);
-    for (const o of ["--rootfs DIR", "--ip ADDR/PREFIX", "--hostname H", "--volume HOSTDIR:PODDIR[:ro]", "--env KEY=VALUE", "--memory SIZE", "--workdir DIR"]) expect(r.stdout).toContain(o);
+    for (const o of ["--rootfs DIR", "--ip ADDR/PREFIX", "--hostname H", "--volume HOSTDIR:PODDIR[:ro]", "--env KEY=VALUE", "--memory SIZE", "--workdir DIR"])
+      expect(r.stdout).toContain(o);
   });
   test("the top-level help lists the pod commands", async () => {
     const r = await autopod(["--help"]);

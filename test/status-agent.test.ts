@@ -69,7 +69,10 @@ async function waitForReport(h: TestHost, pred: (s: StatusSnapshot) => boolean, 
   for (;;) {
     const s = await client(h).status();
     if (pred(s)) return s;
-    if (Date.now() > deadline) throw new Error(`The agent's status did not change as expected: ${JSON.stringify({ ...s, report: s.report && { checked_at: s.report.checked_at, verdict: s.report.verdict } })}`);
+    if (Date.now() > deadline)
+      throw new Error(
+        `The agent's status did not change as expected: ${JSON.stringify({ ...s, report: s.report && { checked_at: s.report.checked_at, verdict: s.report.verdict } })}`,
+      );
     await Bun.sleep(200);
   }
 }

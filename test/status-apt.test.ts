@@ -168,10 +168,15 @@ async function readLists(): Promise<Array<{ security: boolean; stanzas: Record<s
  */
 async function findCandidate(): Promise<Candidate | null> {
   const arch = (await run(["dpkg", "--print-architecture"])).stdout.trim();
-  const installed = new Set(parseDpkgStatus(await Bun.file("/var/lib/dpkg/status").text()).filter(isOnDisk).map((p) => p.name));
+  const installed = new Set(
+    parseDpkgStatus(await Bun.file("/var/lib/dpkg/status").text())
+      .filter(isOnDisk)
+      .map((p) => p.name),
+  );
   const lists = await readLists();
   const main = new Map<string, Record<string, string>>();
-  for (const l of lists.filter((x) => !x.security)) for (const s of l.stanzas) if (s.Package && (s.Architecture === arch || s.Architecture === "all")) main.set(s.Package, s);
+  for (const l of lists.filter((x) => !x.security))
+    for (const s of l.stanzas) if (s.Package && (s.Architecture === arch || s.Architecture === "all")) main.set(s.Package, s);
   const found: Array<Candidate & { size: number }> = [];
   for (const l of lists.filter((x) => x.security)) {
     for (const s of l.stanzas) {
@@ -180,7 +185,16 @@ async function findCandidate(): Promise<Candidate | null> {
       if (compareDebianVersions(s.Version!, old.Version!) <= 0) continue;
       const deps = [old.Depends, old["Pre-Depends"]].filter(Boolean).join(", ");
       if (deps.includes("(=")) continue;
-      const depNames = deps.split(",").map((d) => d.split("|")[0]!.trim().split(/[\s(:]/)[0]!).filter(Boolean);
+      const depNames = deps
+        .split(",")
+        .map(
+          (d) =>
+            d
+              .split("|")[0]!
+              .trim()
+              .split(/[\s(:]/)[0]!,
+        )
+        .filter(Boolean);
       if (!depNames.every((d) => installed.has(d))) continue;
       found.push({ name: s.Package!, oldVersion: old.Version!, securityVersion: s.Version!, size: Number(old.Size ?? 1e12) });
     }
@@ -226,7 +240,13 @@ describe("a real security update made by the test", () => {
       expect(r.verdict).toBe("security_update_available");
       const after = packagesOf(r.reasons);
       const reason = after.find((p) => p.name === candidate!.name);
-      expect(reason).toMatchObject({ kind: "package", name: candidate.name, installed: candidate.oldVersion, candidate: candidate.securityVersion, security: true });
+      expect(reason).toMatchObject({
+        kind: "package",
+        name: candidate.name,
+        installed: candidate.oldVersion,
+        candidate: candidate.securityVersion,
+        security: true,
+      });
       // The only change between before and after is that one package.
       const key = (p: PackageReason) => `${p.name}:${p.arch} ${p.installed} -> ${p.candidate} ${p.security}`;
       const added = after.map(key).filter((k) => !new Set(before.map(key)).has(k));
@@ -238,7 +258,11 @@ describe("a real security update made by the test", () => {
       const cli = await autopod(["status", "--json"], { timeoutMs: 180_000 });
       const report = StatusReportSchema.parse(JSON.parse(cli.stdout));
       const apt = report.checks.find((c) => c.check === "apt")!;
-      expect(packagesOf(apt.reasons).find((p) => p.name === candidate!.name)).toMatchObject({ security: true, installed: candidate.oldVersion, candidate: candidate.securityVersion });
+      expect(packagesOf(apt.reasons).find((p) => p.name === candidate!.name)).toMatchObject({
+        security: true,
+        installed: candidate.oldVersion,
+        candidate: candidate.securityVersion,
+      });
       expect(report.updates.security).toBeGreaterThanOrEqual(1);
       expect([11, 12]).toContain(cli.exitCode); // security updates, or a reboot on top
     },

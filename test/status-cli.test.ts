@@ -33,7 +33,8 @@ describe("autopod status", () => {
   test("--prometheus is valid text format", async () => {
     const r = await autopod(["status", "--prometheus"], { timeoutMs: 180_000 });
     const lines = r.stdout.trimEnd().split("\n");
-    const sample = /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*\})? -?[0-9.e+-]+$/;
+    const sample =
+      /^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*"(,[a-zA-Z_][a-zA-Z0-9_]*="(?:[^"\\\n]|\\[\\"n])*")*\})? -?[0-9.e+-]+$/;
     for (const l of lines) expect(l.startsWith("# HELP ") || l.startsWith("# TYPE ") || sample.test(l)).toBe(true);
     for (const name of ["autopod_updates_pending", "autopod_reboot_required", "autopod_check_status"]) expect(r.stdout).toContain(`# TYPE ${name} gauge`);
     expect(r.stdout).toMatch(/^autopod_updates_pending\{kind="security"\} \d+$/m);

@@ -50,7 +50,41 @@ async function listVersions(): Promise<Map<string, string[]>> {
 
 function generatedVersions(rand: () => number, n: number): string[] {
   const pick = <T>(xs: readonly T[]) => xs[Math.floor(rand() * xs.length)]!;
-  const upstreams = ["0", "1", "1.0", "1.00", "1.0.1", "1.01", "1.10", "2", "10", "1a", "1.0a", "1.0A", "1.0+", "1.0.", "1.0+dfsg", "1.0~rc1", "1.0~rc2", "1.0~", "1.0~~", "1.0~~a", "1.0~beta", "1.0+git20240101", "1.0+b1", "1:1.0", "2:0.9", "0:1.0", "1.0-1", "1.0-1-1", "9.9.9", "20240101", "1.2.3.4.5", "1.0z", "1.0.0~0"];
+  const upstreams = [
+    "0",
+    "1",
+    "1.0",
+    "1.00",
+    "1.0.1",
+    "1.01",
+    "1.10",
+    "2",
+    "10",
+    "1a",
+    "1.0a",
+    "1.0A",
+    "1.0+",
+    "1.0.",
+    "1.0+dfsg",
+    "1.0~rc1",
+    "1.0~rc2",
+    "1.0~",
+    "1.0~~",
+    "1.0~~a",
+    "1.0~beta",
+    "1.0+git20240101",
+    "1.0+b1",
+    "1:1.0",
+    "2:0.9",
+    "0:1.0",
+    "1.0-1",
+    "1.0-1-1",
+    "9.9.9",
+    "20240101",
+    "1.2.3.4.5",
+    "1.0z",
+    "1.0.0~0",
+  ];
   const revisions = ["", "", "-1", "-0", "-1.1", "-1ubuntu1", "-1~bpo12+1", "-1+deb12u1", "-1+deb12u10", "-2", "-1~", "-0.1", "-1build1", "-10"];
   const out: string[] = [];
   for (let i = 0; i < n; i++) {
@@ -78,7 +112,11 @@ if (!dpkg) {
   test("Debian version comparison agrees with `dpkg --compare-versions` on >= 1000 pairs, real and generated", async () => {
     const rand = prng(20261126);
     const pairs: Array<[string, string]> = [];
-    const installed = parseDpkgStatus(await Bun.file("/var/lib/dpkg/status").text().catch(() => "")).map((p) => p.version);
+    const installed = parseDpkgStatus(
+      await Bun.file("/var/lib/dpkg/status")
+        .text()
+        .catch(() => ""),
+    ).map((p) => p.version);
     const lists = await listVersions();
     // 1. A package's versions against each other: installed vs candidates, as the apt check compares them.
     const byPackage = [...lists.values()].filter((vs) => new Set(vs).size > 1);

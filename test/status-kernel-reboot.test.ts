@@ -16,7 +16,9 @@ import { rebootChecker } from "../src/status/reboot.ts";
 const RELEASE = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
 const BUILD = readFileSync("/proc/sys/kernel/version", "utf8").trim();
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 
 /** An x86 bzImage header (setup sectors, "HdrS", boot protocol 2.15) carrying a version string, padded like a real image. */
 function bzImage(version: string): Uint8Array {
@@ -62,11 +64,15 @@ describe(`kernel check on fake /boot trees, running ${RELEASE}`, () => {
     const opts = fakeHost({ [`boot/vmlinuz-${RELEASE}`]: bzImage(`${newer} (test@autopod) #1 SMP PREEMPT_DYNAMIC`) });
     const r = await kernelChecker.check(opts);
     expect(r.verdict).toBe("reboot_required");
-    expect(r.reasons).toEqual([{ kind: "kernel", change: "version_upgrade", running: RELEASE, installed: newer, image: join(opts.paths.boot, `vmlinuz-${RELEASE}`) }]);
+    expect(r.reasons).toEqual([
+      { kind: "kernel", change: "version_upgrade", running: RELEASE, installed: newer, image: join(opts.paths.boot, `vmlinuz-${RELEASE}`) },
+    ]);
   });
 
   test("an image without a version in its name (Arch's vmlinuz-linux) is read by its header", async () => {
-    const r = await kernelChecker.check(fakeHost({ "boot/vmlinuz-linux": bzImage(`${newer} (test@autopod) #1 SMP`), [`boot/vmlinuz-${RELEASE}`]: bzImage(`${RELEASE} (builder) ${BUILD}`) }));
+    const r = await kernelChecker.check(
+      fakeHost({ "boot/vmlinuz-linux": bzImage(`${newer} (test@autopod) #1 SMP`), [`boot/vmlinuz-${RELEASE}`]: bzImage(`${RELEASE} (builder) ${BUILD}`) }),
+    );
     expect(r.verdict).toBe("reboot_required");
     expect(r.reasons[0]).toMatchObject({ change: "version_upgrade", installed: newer });
   });
@@ -116,10 +122,17 @@ describe(`kernel check on fake /boot trees, running ${RELEASE}`, () => {
 
 describe("reboot check", () => {
   test("a sentinel file is reported with the packages that asked for it", async () => {
-    const opts = fakeHost({ "run/reboot-required": "*** System restart required ***\n", "run/reboot-required.pkgs": "linux-image-6.1.0-56-cloud-amd64\nlibc6\n" });
+    const opts = fakeHost({
+      "run/reboot-required": "*** System restart required ***\n",
+      "run/reboot-required.pkgs": "linux-image-6.1.0-56-cloud-amd64\nlibc6\n",
+    });
     const r = await rebootChecker.check(opts);
     expect(r.verdict).toBe("reboot_required");
-    expect(r.reasons).toContainEqual({ kind: "file", path: join(opts.paths.run, "reboot-required"), detail: "packages: linux-image-6.1.0-56-cloud-amd64, libc6" });
+    expect(r.reasons).toContainEqual({
+      kind: "file",
+      path: join(opts.paths.run, "reboot-required"),
+      detail: "packages: linux-image-6.1.0-56-cloud-amd64, libc6",
+    });
   });
   test("no sentinel: ok", async () => {
     expect((await rebootChecker.check(fakeHost({}))).verdict).toBe("ok");

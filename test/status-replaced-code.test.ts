@@ -12,7 +12,13 @@ import { hostPaths } from "../src/status/host-paths.ts";
 import { replacedCodeChecker } from "../src/status/replaced-code.ts";
 import { rootTest } from "./_support.ts";
 
-const LIB = ["/usr/lib/x86_64-linux-gnu/libz.so.1", "/lib/x86_64-linux-gnu/libz.so.1", "/usr/lib/aarch64-linux-gnu/libz.so.1", "/usr/lib64/libz.so.1", "/lib/libz.so.1"].find(existsSync);
+const LIB = [
+  "/usr/lib/x86_64-linux-gnu/libz.so.1",
+  "/lib/x86_64-linux-gnu/libz.so.1",
+  "/usr/lib/aarch64-linux-gnu/libz.so.1",
+  "/usr/lib64/libz.so.1",
+  "/lib/libz.so.1",
+].find(existsSync);
 // A system directory, where packages install: what the verdict counts.
 const DIR = `/usr/lib/autopod-status-test-${process.pid}`;
 const procs: Bun.Subprocess[] = [];
@@ -26,7 +32,14 @@ function sleeper(preload?: string): Bun.Subprocess {
 /** Wait until the dynamic loader has mapped the library into the process. */
 async function waitForMapping(pid: number, path: string): Promise<void> {
   for (let i = 0; i < 200; i++) {
-    if ((await Bun.file(`/proc/${pid}/maps`).text().catch(() => "")).includes(path)) return;
+    if (
+      (
+        await Bun.file(`/proc/${pid}/maps`)
+          .text()
+          .catch(() => "")
+      ).includes(path)
+    )
+      return;
     await Bun.sleep(10);
   }
   throw new Error(`pid ${pid} never mapped "${path}"`);
@@ -80,9 +93,24 @@ rootTest("processes on a deleted, an upgraded (renamed over) and an overmounted 
   const r = await replacedCodeChecker.check({ paths: hostPaths(), run, which: (n) => which(n), lockTimeoutMs: 1000, commandTimeoutMs: 10_000 });
   const processes = r.reasons.filter((x): x is ProcessReason => x.kind === "process");
   const byPid = new Map(processes.map((p) => [p.pid, p]));
-  expect(byPid.get(deletedOne.pid)).toEqual({ kind: "process", pid: deletedOne.pid, command: "sleep", files: [{ path: join(DIR, "libz-deleted.so.1"), change: "deleted" }] });
-  expect(byPid.get(upgradedOne.pid)).toEqual({ kind: "process", pid: upgradedOne.pid, command: "sleep", files: [{ path: join(DIR, "libz-upgraded.so.1"), change: "deleted" }] });
-  expect(byPid.get(replacedOne.pid)).toEqual({ kind: "process", pid: replacedOne.pid, command: "sleep", files: [{ path: join(DIR, "libz-overmounted.so.1"), change: "replaced" }] });
+  expect(byPid.get(deletedOne.pid)).toEqual({
+    kind: "process",
+    pid: deletedOne.pid,
+    command: "sleep",
+    files: [{ path: join(DIR, "libz-deleted.so.1"), change: "deleted" }],
+  });
+  expect(byPid.get(upgradedOne.pid)).toEqual({
+    kind: "process",
+    pid: upgradedOne.pid,
+    command: "sleep",
+    files: [{ path: join(DIR, "libz-upgraded.so.1"), change: "deleted" }],
+  });
+  expect(byPid.get(replacedOne.pid)).toEqual({
+    kind: "process",
+    pid: replacedOne.pid,
+    command: "sleep",
+    files: [{ path: join(DIR, "libz-overmounted.so.1"), change: "replaced" }],
+  });
   expect(byPid.has(untouched.pid)).toBe(false);
   expect(byPid.has(untouchedPreloaded.pid)).toBe(false);
   expect(byPid.has(process.pid)).toBe(false);
@@ -112,4 +140,3 @@ rootTest("the same library deleted from outside the system directories is named 
     rmSync(dir, { recursive: true, force: true });
   }
 });
-

@@ -9,7 +9,21 @@
  * them, so the pod keeps running. A journal file per checkpoint lets a
  * restarted agent finish or undo one that was interrupted.
  */
-import { appendFileSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statfsSync, statSync, writeFileSync, type Stats } from "node:fs";
+import {
+  appendFileSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statfsSync,
+  statSync,
+  writeFileSync,
+  type Stats,
+} from "node:fs";
 import { dirname, join } from "node:path";
 import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -97,12 +111,31 @@ const UNVERIFIED = "unverified";
 const LOCAL_IMAGES = "images.local";
 
 /** Host directories a pod from another host's image may never get as shared storage. */
-const PROTECTED_DIRS = ["/", "/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root", "/run", "/sbin", "/sys", "/usr", "/var", "/var/lib", "/home"];
+const PROTECTED_DIRS = [
+  "/",
+  "/bin",
+  "/boot",
+  "/dev",
+  "/etc",
+  "/lib",
+  "/lib32",
+  "/lib64",
+  "/proc",
+  "/root",
+  "/run",
+  "/sbin",
+  "/sys",
+  "/usr",
+  "/var",
+  "/var/lib",
+  "/home",
+];
 
 /** An excluded (shared-storage) volume named by an image from elsewhere: an existing directory, not a system one, not our state. */
 export function checkSharedVolume(host: string, stateDir: string): void {
   const norm = host.replace(/\/+$/, "") || "/";
-  if (!host.startsWith("/") || host.split("/").includes("..")) throw new PreconditionError(`The image names shared volume "${host}", which is not an absolute path`);
+  if (!host.startsWith("/") || host.split("/").includes(".."))
+    throw new PreconditionError(`The image names shared volume "${host}", which is not an absolute path`);
   if (PROTECTED_DIRS.includes(norm) || norm === stateDir || norm.startsWith(stateDir + "/") || stateDir.startsWith(norm + "/")) {
     throw new PreconditionError(`The image, made on another host, names "${host}" as shared storage: autopod will not give a pod that host directory`);
   }
@@ -158,7 +191,9 @@ export class Checkpointer {
     const included = volumes.filter((v) => !req.excludeVolumes.includes(v.pod));
     for (const v of included) {
       if (!statSync(v.host).isDirectory()) {
-        throw new PreconditionError(`Volume "${v.pod}" of pod "${name}" is a file (${v.host}); only directories can travel in an image: exclude it with --exclude-volume ${v.pod}`);
+        throw new PreconditionError(
+          `Volume "${v.pod}" of pod "${name}" is a file (${v.host}); only directories can travel in an image: exclude it with --exclude-volume ${v.pod}`,
+        );
       }
     }
     this.#checkFreeSpace(r, "checkpoint");
@@ -373,13 +408,13 @@ export class Checkpointer {
       if (!existing) {
         await pods
           .registerCheckpointed({
-          name,
-          rootfs,
-          cmd: spec.command,
-          env: spec.env ?? {},
-          hostname: spec.hostname ?? name,
-          address,
-          volumes,
+            name,
+            rootfs,
+            cmd: spec.command,
+            env: spec.env ?? {},
+            hostname: spec.hostname ?? name,
+            address,
+            volumes,
             memoryBytes: spec.limits?.memoryBytes ?? null,
             workdir: spec.workdir ?? "/",
           })
@@ -418,7 +453,12 @@ export class Checkpointer {
         onSpawn: (pid) => this.#writeJournal({ kind: "restore", pod: name, tmp, pid: null, criuPid: pid, imageId: id, leaveRunning: false }),
       }).catch(async (e: unknown) => {
         // A damaged page is the better reason, if there is one.
-        throw (await verified.then(() => null, (bad: unknown) => bad)) ?? e;
+        throw (
+          (await verified.then(
+            () => null,
+            (bad: unknown) => bad,
+          )) ?? e
+        );
       });
       phase("criu");
       try {
@@ -449,7 +489,11 @@ export class Checkpointer {
       log.info("restored pod", { pod: name, image: id, pid: restored.pid, total_ms: result.totalMs, criu_ms: result.criuMs });
       return result;
     } catch (e) {
-      if (!prepared && preparing) prepared = await preparing.then(() => true, () => false);
+      if (!prepared && preparing)
+        prepared = await preparing.then(
+          () => true,
+          () => false,
+        );
       if (prepared) {
         await removeNetworkLock(pods.target0(name).netnsPath).catch(() => []);
         pods.abortRestore(name);
@@ -539,7 +583,9 @@ export class Checkpointer {
     }
     pods.endCheckpoint(j.pod, "running");
     log.info(
-      isCommitted ? "a --leave-running checkpoint was interrupted after its image was committed: the pod runs on" : "undid a checkpoint the agent was killed in: the pod runs on",
+      isCommitted
+        ? "a --leave-running checkpoint was interrupted after its image was committed: the pod runs on"
+        : "undid a checkpoint the agent was killed in: the pod runs on",
       { pod: j.pod, image: isCommitted ? j.imageId : null },
     );
   }
@@ -588,7 +634,10 @@ export class Checkpointer {
     const mem = r.runtime.cgroup ? this.#o.pods.memoryOf(r.spec.name) : null;
     const need = (mem ?? 0) + (64 << 20);
     const free = freeBytes(this.#o.stateDir);
-    if (free < need) throw new PreconditionError(`Not enough free space to ${what} pod "${r.spec.name}": about ${formatBytes(need)} needed under ${this.#o.stateDir}, ${formatBytes(free)} free`);
+    if (free < need)
+      throw new PreconditionError(
+        `Not enough free space to ${what} pod "${r.spec.name}": about ${formatBytes(need)} needed under ${this.#o.stateDir}, ${formatBytes(free)} free`,
+      );
   }
 
   /** Refuse, before touching anything, an image this host cannot run. */
@@ -606,7 +655,10 @@ export class Checkpointer {
       return recorded;
     }
     if (isLocal && recorded && existsSync(recorded) && sameTree(recorded, m.base)) return recorded;
-    const key = new Bun.CryptoHasher("sha256").update(JSON.stringify(m.base.map((e) => [e.path, e.type, e.size, e.mode, Buffer.from(e.chunks).toString("hex"), e.target ?? ""]))).digest("hex").slice(0, 16);
+    const key = new Bun.CryptoHasher("sha256")
+      .update(JSON.stringify(m.base.map((e) => [e.path, e.type, e.size, e.mode, Buffer.from(e.chunks).toString("hex"), e.target ?? ""])))
+      .digest("hex")
+      .slice(0, 16);
     const dir = join(this.#o.stateDir, "bases", key);
     if (!existsSync(dir)) {
       mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
@@ -710,7 +762,30 @@ export function whyHostCannotRestore(m: Pick<Manifest, "criuVersion" | "cpuFlags
 }
 
 /** CPU features a restored process may have chosen code paths by (glibc's hwcaps and friends). */
-const RELEVANT_CPU_FLAGS = new Set(["sse4_1", "sse4_2", "avx", "avx2", "avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl", "bmi1", "bmi2", "fma", "aes", "sha_ni", "adx", "movbe", "popcnt", "xsave", "rdrand", "rdseed", "erms", "fsrm"]);
+const RELEVANT_CPU_FLAGS = new Set([
+  "sse4_1",
+  "sse4_2",
+  "avx",
+  "avx2",
+  "avx512f",
+  "avx512bw",
+  "avx512cd",
+  "avx512dq",
+  "avx512vl",
+  "bmi1",
+  "bmi2",
+  "fma",
+  "aes",
+  "sha_ni",
+  "adx",
+  "movbe",
+  "popcnt",
+  "xsave",
+  "rdrand",
+  "rdseed",
+  "erms",
+  "fsrm",
+]);
 
 export function cpuFlags(cpuinfo = readFileSync("/proc/cpuinfo", "utf8")): string[] {
   const m = /^flags\s*:\s*(.*)$/m.exec(cpuinfo);
@@ -742,12 +817,10 @@ function statSafe(p: string): Stats | null {
   }
 }
 
-
 function freeBytes(dir: string): number {
   const s = statfsSync(dir);
   return Number(s.bavail) * Number(s.bsize);
 }
-
 
 /** Named consecutive spans of time: phase(name) closes the span since the last one (or `endsBefore` ms before now). */
 function phaseClock(start: number): ((name: string, endsBefore?: number) => void) & { all: Record<string, number> } {
@@ -764,7 +837,6 @@ function phaseClock(start: number): ((name: string, endsBefore?: number) => void
 function round(x: number): number {
   return Math.round(x * 10) / 10;
 }
-
 
 /** Lift every lock from a pod's network: ours and any CRIU left behind. */
 async function unlockAll(netnsPath: string): Promise<void> {

@@ -188,7 +188,9 @@ describe("export and import", () => {
       return (err as Error).message;
     };
     const firstHash = toHex(bytes.subarray(firstFrame + 1, firstFrame + 33));
-    expect(await flip(firstFrame + 37 + 100)).toMatch(new RegExp(`^Cannot import image ${id}: chunk ${firstHash} of file "rootfs/(big|pages-1.img)" is corrupt in the export$`));
+    expect(await flip(firstFrame + 37 + 100)).toMatch(
+      new RegExp(`^Cannot import image ${id}: chunk ${firstHash} of file "rootfs/(big|pages-1.img)" is corrupt in the export$`),
+    );
     expect(await flip(16 + 36 + 20)).toBe(`Cannot import: the manifest is corrupt (it does not match its hash ${id})`);
     expect(await flip(firstFrame + 5)).toContain("is not referenced by the manifest");
     expect(await flip(firstFrame + 34)).toContain("is framed as");
@@ -220,17 +222,33 @@ describe("export and import", () => {
       ...over,
     });
     const cases: Array<[string, Uint8Array, unknown, string]> = [
-      ["dot-dot path", handmade(sampleManifest({ rootfs: [entry({ path: "../../etc/cron.d/x" })] }), [data]), InvalidManifestError, 'unsafe path: it has a ".." component'],
+      [
+        "dot-dot path",
+        handmade(sampleManifest({ rootfs: [entry({ path: "../../etc/cron.d/x" })] }), [data]),
+        InvalidManifestError,
+        'unsafe path: it has a ".." component',
+      ],
       ["absolute path", handmade(sampleManifest({ criu: [entry({ path: "/etc/passwd" })] }), [data]), InvalidManifestError, "it is absolute"],
       [
         "symlink out of the root",
-        handmade(sampleManifest({ rootfs: [{ ...entry({}), type: "symlink", size: 0, chunkSize: 0, chunks: new Uint8Array(0), target: "../../../../root" }] }), []),
+        handmade(
+          sampleManifest({ rootfs: [{ ...entry({}), type: "symlink", size: 0, chunkSize: 0, chunks: new Uint8Array(0), target: "../../../../root" }] }),
+          [],
+        ),
         InvalidManifestError,
         "points outside the root",
       ],
       [
         "write through a symlink",
-        handmade(sampleManifest({ rootfs: [{ ...entry({ path: "x" }), type: "symlink", size: 0, chunkSize: 0, chunks: new Uint8Array(0), target: "/etc" }, entry({ path: "x/passwd" })] }), [data]),
+        handmade(
+          sampleManifest({
+            rootfs: [
+              { ...entry({ path: "x" }), type: "symlink", size: 0, chunkSize: 0, chunks: new Uint8Array(0), target: "/etc" },
+              entry({ path: "x/passwd" }),
+            ],
+          }),
+          [data],
+        ),
         InvalidManifestError,
         'lies under "x"',
       ],
@@ -238,7 +256,12 @@ describe("export and import", () => {
       ["unknown manifest version", handmade({ ...sampleManifest(), format: 99 }, []), UnsupportedFormatError, "Unsupported manifest format version 99"],
       ["unknown export version", handmade(sampleManifest(), [], 7), UnsupportedFormatError, "Unsupported export format version 7"],
       ["a chunk the manifest does not name", handmade(sampleManifest(), [data]), InvalidExportError, "is not referenced by the manifest"],
-      ["a chunk the manifest needs but nobody has", handmade(sampleManifest({ rootfs: [entry({})] }), []), InvalidExportError, 'is neither in the export nor in the store'],
+      [
+        "a chunk the manifest needs but nobody has",
+        handmade(sampleManifest({ rootfs: [entry({})] }), []),
+        InvalidExportError,
+        "is neither in the export nor in the store",
+      ],
     ];
     for (const [name, bytes, type, message] of cases) {
       test(name, async () => {
@@ -301,7 +324,11 @@ describe("export and import", () => {
     const h = chunkHash(big, 2);
     src.store.db.run("UPDATE chunks SET offset = offset + 36 + 65536 WHERE hash = ?", [h]);
     const frames = exportFrames(src.cat, id);
-    await expect((async () => { for await (const _ of frames); })()).rejects.toThrow(`Chunk ${toHex(h)} of file "rootfs/big" is corrupt`);
+    await expect(
+      (async () => {
+        for await (const _ of frames);
+      })(),
+    ).rejects.toThrow(`Chunk ${toHex(h)} of file "rootfs/big" is corrupt`);
     expect(src.store.stats().writers).toBe(0);
   });
 });

@@ -53,7 +53,9 @@ export async function* exportFrames(catalogue: ImageCatalogue, id: string, resul
   const lease = store.writer(`export ${id}`);
   try {
     const all = new Uint8Array(refs.length * HASH_BYTES);
-    refs.forEach((r, i) => all.set(r.hash, i * HASH_BYTES));
+    refs.forEach((r, i) => {
+      all.set(r.hash, i * HASH_BYTES);
+    });
     lease.trustStored(all);
     const locations = store.locate(all);
     const lost = locations.indexOf(null);
@@ -240,7 +242,9 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource)
     const count = tv.getBigUint64(0);
     const bytes = tv.getBigUint64(8);
     if (count !== BigInt(received.size) || bytes !== BigInt(chunkBytes)) {
-      throw new InvalidExportError(`Cannot import image ${id}: the trailer counts ${count} chunks of ${bytes} bytes but the file has ${received.size} of ${chunkBytes}`);
+      throw new InvalidExportError(
+        `Cannot import image ${id}: the trailer counts ${count} chunks of ${bytes} bytes but the file has ${received.size} of ${chunkBytes}`,
+      );
     }
     final.update(trailer.subarray(0, 16));
     if (!hashEquals(new Uint8Array(final.digest() as Uint8Array), trailer.subarray(16))) {

@@ -21,7 +21,9 @@ const h2 = sha256(new Uint8Array([2]));
 
 function file(path: string, size: number, hashes: Uint8Array[], chunkSize = 4096): FileEntry {
   const chunks = new Uint8Array(hashes.length * 32);
-  hashes.forEach((h, i) => chunks.set(h, i * 32));
+  hashes.forEach((h, i) => {
+    chunks.set(h, i * 32);
+  });
   return { path, type: "file", mode: 0o644, uid: 0, gid: 0, mtimeMs: 1.5, size, chunkSize, chunks };
 }
 

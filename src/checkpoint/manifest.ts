@@ -104,7 +104,10 @@ const ManifestSchema = z
     kernelRelease: shortString,
     cpuFlags: z.array(z.string().max(64)).max(LIMITS.cpuFlags),
     createdAt: z.iso.datetime(),
-    parent: z.string().regex(/^[0-9a-f]{64}$/).nullable(),
+    parent: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/)
+      .nullable(),
     pod: PodSpecSchema,
     /** The CRIU image set (pages-*.img chunked by page). */
     criu: z.array(EntrySchema).max(LIMITS.entries),

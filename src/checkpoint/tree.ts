@@ -175,7 +175,11 @@ export async function captureTree(dir: string, writer: ChunkWriter, options: Cap
       known = new Uint8Array(fh.zero.length);
       for (let i = 0; i < n; i++) {
         // The last chunk of the old file may have been shorter: same hash, same bytes, so it is still a match.
-        if (fh.zero[i] === 0 && Buffer.compare(fh.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), prev.chunks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)) === 0) known[i] = 1;
+        if (
+          fh.zero[i] === 0 &&
+          Buffer.compare(fh.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), prev.chunks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES)) === 0
+        )
+          known[i] = 1;
       }
       writer.trustStored(fh.hashes, known);
     }
@@ -301,7 +305,12 @@ export function materializeTree(entries: readonly FileEntry[], source: ChunkSour
  * image) is hard-linked instead of copied when it is root's and only root may
  * write it, then read back and every chunk checked all the same.
  */
-export async function materializeTreeAsync(entries: readonly FileEntry[], source: ChunkSource, destDir: string, options: MaterializeOptions = {}): Promise<MaterializeResult & { verified: Promise<void> }> {
+export async function materializeTreeAsync(
+  entries: readonly FileEntry[],
+  source: ChunkSource,
+  destDir: string,
+  options: MaterializeOptions = {},
+): Promise<MaterializeResult & { verified: Promise<void> }> {
   checkEntries(entries as FileEntry[], "tree");
   const shouldChown = options.shouldPreserveOwner ?? process.getuid?.() === 0;
   const isDurable = options.isDurable ?? false;
@@ -341,7 +350,14 @@ async function checkFile(e: FileEntry, p: string, workers: ChunkWorkers): Promis
 }
 
 /** Make one big file: copied and checked, or linked (true: its chunks are still to check). */
-async function writeBulkFile(e: FileEntry, source: BulkChunkSource, p: string, shouldChown: boolean, isDurable: boolean, workers: ChunkWorkers): Promise<boolean> {
+async function writeBulkFile(
+  e: FileEntry,
+  source: BulkChunkSource,
+  p: string,
+  shouldChown: boolean,
+  isDurable: boolean,
+  workers: ChunkWorkers,
+): Promise<boolean> {
   // The link shares the pack's inode: only for root's files that nobody else may write (CRIU's
   // images are root's, 0644), and the pack directory is root's alone.
   const isRootOnly = e.uid === 0 && e.gid === 0 && (e.mode & 0o7022) === 0;
@@ -426,7 +442,8 @@ function linkIfThere(from: string, to: string): boolean {
 
 /** Every chunk of a file read back (fh) against the manifest's hashes; throws naming the first that differs. */
 export function checkHashes(e: FileEntry, fh: FileHashes): void {
-  if (fh.size !== e.size) throw new CorruptChunkError(toHex(chunkHash(e, 0)), `the file is ${fh.size} bytes where the manifest says ${e.size}`, { path: e.path });
+  if (fh.size !== e.size)
+    throw new CorruptChunkError(toHex(chunkHash(e, 0)), `the file is ${fh.size} bytes where the manifest says ${e.size}`, { path: e.path });
   if (Buffer.compare(fh.hashes, e.chunks) === 0) return;
   const n = chunkCount(e);
   for (let i = 0; i < n; i++) {
@@ -439,7 +456,14 @@ export function checkHashes(e: FileEntry, fh: FileHashes): void {
   }
 }
 
-function build(entries: readonly FileEntry[], source: ChunkSource, root: string, shouldChown: boolean, isDurable: boolean, done?: ReadonlySet<string>): MaterializeResult {
+function build(
+  entries: readonly FileEntry[],
+  source: ChunkSource,
+  root: string,
+  shouldChown: boolean,
+  isDurable: boolean,
+  done?: ReadonlySet<string>,
+): MaterializeResult {
   const sorted = [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const at = (p: string) => (p === "." ? root : path.join(root, p));
   // Paths were checked (relative, no "..", none under a non-directory), no

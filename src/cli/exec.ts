@@ -6,7 +6,8 @@ export const execCommand: Command = {
   name: "exec",
   summary: "run a command inside a running pod",
   usage: "exec NAME [--] CMD [ARGS...]",
-  details: "CMD runs in all the pod's namespaces, in its root and its memory cgroup, with the pod's environment. Its output comes back here and autopod exits with its status (128+N when signal N ended it). Its stdin is /dev/null.",
+  details:
+    "CMD runs in all the pod's namespaces, in its root and its memory cgroup, with the pod's environment. Its output comes back here and autopod exits with its status (128+N when signal N ended it). Its stdin is /dev/null.",
   options: [],
   parse: { stopAfterPositionals: 1 },
   async run(ctx) {

@@ -10,9 +10,24 @@ const json = { name: "json", kind: "boolean", help: "print JSON" } as const;
 
 export function formatImageTable(images: ImageInfo[]): string {
   const rows = [["ID", "POD", "CREATED", "SIZE", "UNIQUE", "PARENT"]];
-  for (const i of images) rows.push([i.id.slice(0, 12), i.pod, i.createdAt.replace("T", " ").slice(0, 19), formatBytes(i.logicalBytes), formatBytes(i.uniqueBytes), i.parent ? i.parent.slice(0, 12) : "-"]);
+  for (const i of images)
+    rows.push([
+      i.id.slice(0, 12),
+      i.pod,
+      i.createdAt.replace("T", " ").slice(0, 19),
+      formatBytes(i.logicalBytes),
+      formatBytes(i.uniqueBytes),
+      i.parent ? i.parent.slice(0, 12) : "-",
+    ]);
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
-  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join("  ").trimEnd()).join("\n");
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => c.padEnd(widths[i]!))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 export const imagesCommand: Command = {
@@ -54,7 +69,11 @@ export const imageGcCommand: Command = {
   options: [json],
   async run(ctx) {
     const r = await (await clientFor(ctx)).gcImages();
-    ctx.out(flagBool(ctx.args, "json") ? JSON.stringify(r, null, 2) : `removed ${r.removedChunks} chunks, freed ${formatBytes(r.packBytesBefore - r.packBytesAfter)} on disk`);
+    ctx.out(
+      flagBool(ctx.args, "json")
+        ? JSON.stringify(r, null, 2)
+        : `removed ${r.removedChunks} chunks, freed ${formatBytes(r.packBytesBefore - r.packBytesAfter)} on disk`,
+    );
     return 0;
   },
 };

@@ -20,14 +20,22 @@ export function formatPodTable(pods: PodView[]): string {
     rows.push([p.name, p.state, p.pid === null ? "-" : String(p.pid), p.address, formatUptime(p.uptimeSeconds), mem, p.rootfs, p.reason ?? ""]);
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join("  ").trimEnd()).join("\n");
+  return rows
+    .map((r) =>
+      r
+        .map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!)))
+        .join("  ")
+        .trimEnd(),
+    )
+    .join("\n");
 }
 
 export const psCommand: Command = {
   name: "ps",
   summary: "list pods: state, pid, address, uptime, memory",
   usage: "ps [--json]",
-  details: "STATE is running, stopped, exited(CODE) (128+N when signal N ended it), or checkpointed. PID is the host pid of the pod's pid 1. NOTE says why a pod ended when it was not a plain exit (for example OOM-killed).",
+  details:
+    "STATE is running, stopped, exited(CODE) (128+N when signal N ended it), or checkpointed. PID is the host pid of the pod's pid 1. NOTE says why a pod ended when it was not a plain exit (for example OOM-killed).",
   options: [{ name: "json", kind: "boolean", help: "print JSON" }],
   async run(ctx) {
     const pods = await (await clientFor(ctx)).listPods();

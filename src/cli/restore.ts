@@ -34,7 +34,9 @@ export const restoreCommand: Command = {
     if (flagBool(ctx.args, "json")) {
       ctx.out(JSON.stringify(r, null, 2));
     } else {
-      ctx.out(`pod "${r.pod.name}" running again: pid ${r.pod.pid}, address ${r.pod.address}; TCP connections ${r.tcp}; restore ${r.totalMs} ms (CRIU ${r.criuMs} ms)`);
+      ctx.out(
+        `pod "${r.pod.name}" running again: pid ${r.pod.pid}, address ${r.pod.address}; TCP connections ${r.tcp}; restore ${r.totalMs} ms (CRIU ${r.criuMs} ms)`,
+      );
       for (const n of r.notes) ctx.err(`note: ${n}`);
     }
     return 0;

@@ -56,7 +56,10 @@ export const statusCommand: Command = {
       const snap = await agentReport(ctx, refresh);
       report = snap.report;
       note = describeSnapshot(snap);
-      if (snap.last_error) ctx.err(`autopod status: the agent's last refresh failed at ${snap.last_error.at} (${snap.last_error.message}); this report is from ${report.checked_at}`);
+      if (snap.last_error)
+        ctx.err(
+          `autopod status: the agent's last refresh failed at ${snap.last_error.at} (${snap.last_error.message}); this report is from ${report.checked_at}`,
+        );
     } else {
       report = await collectStatus({ paths: hostPaths({ root: config.status.root }), lockTimeoutMs: config.status.lock_timeout_seconds * 1000 });
     }
@@ -73,7 +76,8 @@ async function agentReport(ctx: CommandContext, refresh: boolean): Promise<Statu
   const deadline = Date.now() + FIRST_REPORT_TIMEOUT_MS;
   for (let snap = await client.status(refresh); ; snap = await client.status()) {
     if (snap.report) return snap as StatusSnapshot & { report: StatusReport };
-    if (!snap.refreshing && snap.last_error) throw new UnavailableError(`The agent has no status report: its last check failed at ${snap.last_error.at} (${snap.last_error.message})`);
+    if (!snap.refreshing && snap.last_error)
+      throw new UnavailableError(`The agent has no status report: its last check failed at ${snap.last_error.at} (${snap.last_error.message})`);
     if (Date.now() > deadline) throw new UnavailableError(`The agent has no status report after ${FIRST_REPORT_TIMEOUT_MS / 1000} s`);
     await Bun.sleep(POLL_MS);
   }

@@ -8,7 +8,8 @@ export const stopCommand: Command = {
   name: "stop",
   summary: "stop pods: SIGTERM, then SIGKILL after a grace period",
   usage: "stop NAME... [--timeout SECONDS]",
-  details: "A pod's pid 1 ignores signals it has no handler for, so a pod that does not end on SIGTERM is killed when the grace period is over. Stopping a pod that has already ended does nothing.",
+  details:
+    "A pod's pid 1 ignores signals it has no handler for, so a pod that does not end on SIGTERM is killed when the grace period is over. Stopping a pod that has already ended does nothing.",
   options: [{ name: "timeout", short: "t", kind: "string", value: "SECONDS", help: "grace period before SIGKILL (default 10, at most 240)" }],
   async run(ctx) {
     const names = ctx.args.positionals;

@@ -9,7 +9,7 @@ const missing = join(dir, "none.toml");
 
 describe("loadConfig", () => {
   test("defaults when there is no file", async () => {
-    const { config, fileFound } = await loadConfig({ path: undefined, env: { AUTOPOD_CONFIG: undefined } as any });
+    const { config, fileFound } = await loadConfig({ path: undefined, env: { AUTOPOD_CONFIG: undefined } as unknown as NodeJS.ProcessEnv });
     expect(fileFound === true || fileFound === false).toBe(true);
     expect(config.network.bridge.length).toBeGreaterThan(0);
   });

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import type { z } from "zod";
 import { InvalidArgumentError } from "../errors.ts";
 import { ConfigSchema, DEFAULT_CONFIG_PATH, type Config } from "./schema.ts";
 
@@ -67,6 +67,7 @@ export function envNameOf(key: string): string {
 type Kind = "string" | "number" | "boolean" | "array";
 
 function kindOf(schema: z.ZodType): Kind {
+  // biome-ignore lint/suspicious/noExplicitAny: walks zod's internal definition tree, which has no public type
   let s: any = schema;
   while (s?.def?.innerType) s = s.def.innerType;
   const t = s?.def?.type;
@@ -80,6 +81,7 @@ function kindOf(schema: z.ZodType): Kind {
 export function envKeys(): Array<[string, string, Kind]> {
   const out: Array<[string, string, Kind]> = [];
   for (const [k, v] of Object.entries(ConfigSchema.shape)) {
+    // biome-ignore lint/suspicious/noExplicitAny: walks zod's internal definition tree, which has no public type
     let inner: any = v;
     while (inner?.def?.innerType) inner = inner.def.innerType;
     if (inner?.def?.type === "object") {
@@ -133,7 +135,7 @@ function flattenKeys(obj: Plain, prefix = ""): string[] {
 
 function describeIssues(error: z.ZodError, raw: Plain, origins: Record<string, Origin>, path: string): string {
   const lines = error.issues.map((issue) => {
-    let key = issue.path.join(".");
+    const key = issue.path.join(".");
     if (issue.code === "unrecognized_keys") {
       const keys = issue.keys.map((k) => (key ? `${key}.${k}` : k));
       return `unknown key ${keys.map((k) => `"${k}"`).join(", ")} (in ${path})`;

@@ -1,12 +1,10 @@
 import { z } from "zod";
 
 const ipv4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
-const cidr = z
-  .string()
-  .refine((s) => {
-    const [ip, len, ...more] = s.split("/");
-    return more.length === 0 && ip !== undefined && ipv4.test(ip) && len !== undefined && /^\d+$/.test(len) && +len >= 8 && +len <= 30;
-  }, "an IPv4 subnet like 10.213.0.0/24 (prefix 8 to 30)");
+const cidr = z.string().refine((s) => {
+  const [ip, len, ...more] = s.split("/");
+  return more.length === 0 && ip !== undefined && ipv4.test(ip) && len !== undefined && /^\d+$/.test(len) && +len >= 8 && +len <= 30;
+}, "an IPv4 subnet like 10.213.0.0/24 (prefix 8 to 30)");
 const absPath = z.string().refine((s) => s.startsWith("/") && !s.split("/").includes(".."), "an absolute path without '..'");
 const ifName = z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of 1 to 15 letters, digits, '_', '.', '-'");
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, "HOST:PORT, like 0.0.0.0:7443");
@@ -21,10 +19,7 @@ export const ConfigSchema = z
     state_dir: absPath.default("/var/lib/autopod").describe("where pods, images and chunks live"),
     socket: absPath.default("/run/autopod/autopod.sock").describe("the local API's unix socket"),
     log_level: z.enum(["debug", "info", "warn", "error"]).default("info").describe("log verbosity"),
-    criu: z
-      .string()
-      .default("")
-      .describe("path of the criu binary; empty means search /usr/local/sbin, then PATH"),
+    criu: z.string().default("").describe("path of the criu binary; empty means search /usr/local/sbin, then PATH"),
     network: z
       .object({
         bridge: ifName.default("autopod0").describe("host bridge the pods attach to"),

@@ -106,11 +106,14 @@ async function checkPrivileges(): Promise<DoctorCheck[]> {
 async function checkNamespaces(): Promise<DoctorCheck[]> {
   const unshare = which("unshare");
   if (!unshare) {
-    return [{ id: "namespaces", title: "namespaces", status: "fail", required: true, detail: "unshare not found, cannot test", fix: "apt-get install util-linux" }];
+    return [
+      { id: "namespaces", title: "namespaces", status: "fail", required: true, detail: "unshare not found, cannot test", fix: "apt-get install util-linux" },
+    ];
   }
-  const r = await run([unshare, "--pid", "--mount", "--net", "--uts", "--ipc", "--fork", "--", "true"], { timeoutMs: 10_000 }).catch(
-    (e: Error) => ({ exitCode: -1, stderr: e.message }),
-  );
+  const r = await run([unshare, "--pid", "--mount", "--net", "--uts", "--ipc", "--fork", "--", "true"], { timeoutMs: 10_000 }).catch((e: Error) => ({
+    exitCode: -1,
+    stderr: e.message,
+  }));
   const ok = r.exitCode === 0;
   return [
     {
@@ -165,7 +168,11 @@ async function checkCriu(kernel: string, configured: string): Promise<DoctorChec
     status: looksGood ? "ok" : "fail",
     required: true,
     detail: looksGood ? "Looks good." : `criu check failed (exit ${check.exitCode}): ${lastLines(text, 3)}`,
-    fix: looksGood ? undefined : newEnough ? "see the criu check output; the kernel may lack a feature CRIU needs" : `install CRIU >= ${min}: ${installCriuCommand()}`,
+    fix: looksGood
+      ? undefined
+      : newEnough
+        ? "see the criu check output; the kernel may lack a feature CRIU needs"
+        : `install CRIU >= ${min}: ${installCriuCommand()}`,
   });
   const dirty = await run([path, "check", "--feature", "mem_dirty_track"], { timeoutMs: 30_000 });
   const tracked = dirty.exitCode === 0;
@@ -234,7 +241,9 @@ async function checkHashing(): Promise<DoctorCheck[]> {
       status: isWorthFixing ? "warn" : "ok",
       required: false,
       detail,
-      fix: isWorthFixing ? "build autopod where gcc is installed (apt-get install gcc): checkpoints and restores hash about twice as fast on AVX-512 CPUs" : undefined,
+      fix: isWorthFixing
+        ? "build autopod where gcc is installed (apt-get install gcc): checkpoints and restores hash about twice as fast on AVX-512 CPUs"
+        : undefined,
     },
   ];
 }

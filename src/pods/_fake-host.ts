@@ -82,7 +82,10 @@ export class FakeHost implements PodHost {
     return 4026531992;
   }
   mountLayout(): PodMount[] {
-    return [{ podPath: "/", kind: "overlay" }, { podPath: "/dev/null", kind: "bind", hostPath: "/dev/null" }];
+    return [
+      { podPath: "/", kind: "overlay" },
+      { podPath: "/dev/null", kind: "bind", hostPath: "/dev/null" },
+    ];
   }
   async prepareLayer(_s: unknown, rt: { layerDir: string }) {
     this.calls.push(`prepareLayer ${rt.layerDir}`);
@@ -119,7 +122,7 @@ export class FakeHost implements PodHost {
   }
   reap(pid: number): Reaped {
     const p = this.procs.get(pid);
-    if (!p || !p.isChild || p.reaped) return "not-child";
+    if (!p?.isChild || p.reaped) return "not-child";
     if (!p.exit) return null;
     p.reaped = true;
     return p.exit;

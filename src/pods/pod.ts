@@ -6,16 +6,7 @@
 /** Pod names: what `autopod run NAME` accepts. */
 export const POD_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/;
 
-export type PodState =
-  | "creating"
-  | "running"
-  | "stopping"
-  | "stopped"
-  | "exited"
-  | "checkpointing"
-  | "checkpointed"
-  | "restoring"
-  | "removing";
+export type PodState = "creating" | "running" | "stopping" | "stopped" | "exited" | "checkpointing" | "checkpointed" | "restoring" | "removing";
 
 export interface VolumeSpec {
   /** Absolute host path (directory or file). */
@@ -147,7 +138,16 @@ export function stateLabel(r: Pick<PodRecord, "state" | "exit">): string {
   return `exited(${code ?? "?"})`;
 }
 
-const SIGNAL_NAMES: Record<number, string> = { 1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 6: "SIGABRT", 9: "SIGKILL", 11: "SIGSEGV", 13: "SIGPIPE", 15: "SIGTERM" };
+const SIGNAL_NAMES: Record<number, string> = {
+  1: "SIGHUP",
+  2: "SIGINT",
+  3: "SIGQUIT",
+  6: "SIGABRT",
+  9: "SIGKILL",
+  11: "SIGSEGV",
+  13: "SIGPIPE",
+  15: "SIGTERM",
+};
 
 export function signalName(n: number): string {
   return SIGNAL_NAMES[n] ?? `signal ${n}`;

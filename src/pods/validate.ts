@@ -31,9 +31,7 @@ const RESERVED = ["/proc", "/dev", "/tmp"];
 
 export function checkPodName(name: string): void {
   if (!POD_NAME.test(name)) {
-    throw new InvalidArgumentError(
-      `Invalid pod name "${name}": use 1 to 63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit`,
-    );
+    throw new InvalidArgumentError(`Invalid pod name "${name}": use 1 to 63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit`);
   }
 }
 
@@ -103,7 +101,12 @@ export function checkRequest(req: CreatePodRequest, host: PodHost, opts: { layer
 /** The command is in the base, or in a volume that covers its path. */
 function commandExists(host: PodHost, rootfs: string, volumes: VolumeSpec[], cmd: string, pathVar: string): boolean {
   if (host.findExecutable(rootfs, cmd, pathVar) !== null) return true;
-  const candidates = cmd.includes("/") ? [normalize("/" + cmd)] : pathVar.split(":").filter(Boolean).map((d) => `${d}/${cmd}`);
+  const candidates = cmd.includes("/")
+    ? [normalize("/" + cmd)]
+    : pathVar
+        .split(":")
+        .filter(Boolean)
+        .map((d) => `${d}/${cmd}`);
   for (const c of candidates) {
     for (const v of volumes) {
       if (c.startsWith(v.pod + "/") && host.findExecutable(v.host, c.slice(v.pod.length), pathVar) !== null) return true;

@@ -7,7 +7,11 @@ describe("parseRelease on this host's InRelease files (checksums cut short)", ()
   const cases: Array<[string, object, boolean]> = [
     ["debian-bookworm.InRelease", { origin: "Debian", label: "Debian", suite: "oldstable", codename: "bookworm", version: "12.15" }, false],
     ["debian-bookworm-updates.InRelease", { origin: "Debian", label: "Debian", suite: "oldstable-updates", codename: "bookworm-updates" }, false],
-    ["debian-security-bookworm-security.InRelease", { origin: "Debian", label: "Debian-Security", suite: "oldstable-security", codename: "bookworm-security", version: "12" }, true],
+    [
+      "debian-security-bookworm-security.InRelease",
+      { origin: "Debian", label: "Debian-Security", suite: "oldstable-security", codename: "bookworm-security", version: "12" },
+      true,
+    ],
   ];
   for (const [file, want, security] of cases) {
     test(file, async () => {

@@ -43,7 +43,14 @@ export const aptChecker: Checker = {
     const r = await opts.run(argv, { timeoutMs: opts.commandTimeoutMs, env: { ...process.env, LC_ALL: "C", LANG: "C", LANGUAGE: "" } });
     if (r.timedOut) return failed(`"apt-get --simulate dist-upgrade" did not finish within ${opts.commandTimeoutMs / 1000} s`);
     if (r.exitCode !== 0) {
-      const msg = r.stderr.trim().split("\n").filter((l) => l.startsWith("E:")).join(" ") || r.stderr.trim().split("\n").pop() || "";
+      const msg =
+        r.stderr
+          .trim()
+          .split("\n")
+          .filter((l) => l.startsWith("E:"))
+          .join(" ") ||
+        r.stderr.trim().split("\n").pop() ||
+        "";
       return failed(`"apt-get --simulate dist-upgrade" exited with status ${r.exitCode}${msg ? `: ${msg}` : ""}`);
     }
 
@@ -74,12 +81,17 @@ export const aptChecker: Checker = {
     if (sim.removals.length) reasons.push({ kind: "note", message: `the upgrade would remove: ${sim.removals.map((x) => x.name).join(", ")}` });
     try {
       const broken = parseDpkgStatus(await readFile(inRoot(opts.paths, "var/lib/dpkg/status"), "utf8")).filter(isBroken);
-      if (broken.length) reasons.push({ kind: "note", message: `dpkg left these part-way (run "dpkg --configure -a"): ${broken.map((p) => `${p.name} (${p.state})`).join(", ")}` });
+      if (broken.length)
+        reasons.push({
+          kind: "note",
+          message: `dpkg left these part-way (run "dpkg --configure -a"): ${broken.map((p) => `${p.name} (${p.state})`).join(", ")}`,
+        });
     } catch (e) {
       reasons.push({ kind: "note", message: `cannot read the dpkg database: ${errorMessage(e)}` });
     }
     const age = await listsAgeDays(listsDir);
-    if (age !== null && age > STALE_LISTS_DAYS) reasons.push({ kind: "note", message: `the package lists were last updated ${Math.floor(age)} days ago: newer updates may exist` });
+    if (age !== null && age > STALE_LISTS_DAYS)
+      reasons.push({ kind: "note", message: `the package lists were last updated ${Math.floor(age)} days ago: newer updates may exist` });
     const nSecurity = packages.filter((p) => p.security).length;
     return {
       verdict: nSecurity ? "security_update_available" : packages.length ? "update_available" : "ok",
@@ -108,7 +120,9 @@ export async function listsAgeDays(listsDir: string, now = Date.now()): Promise<
  * Release file with both adds its origin and codename.
  */
 export function resolveArchive(ref: AptArchiveRef, releases: readonly AptRelease[]): AptRelease {
-  const match = releases.find((r) => r.suite === ref.suite && (ref.label === undefined || r.label === ref.label) && (ref.version === undefined || r.version === ref.version));
+  const match = releases.find(
+    (r) => r.suite === ref.suite && (ref.label === undefined || r.label === ref.label) && (ref.version === undefined || r.version === ref.version),
+  );
   return match ?? { label: ref.label, suite: ref.suite, version: ref.version };
 }
 

@@ -81,7 +81,10 @@ export function parseDnfUpdateinfo(text: string): DnfAdvisory[] {
   for (const line of text.split("\n")) {
     const tokens = line.trim().split(/\s+/);
     if (tokens.length < 3) continue;
-    const nevra = tokens.slice(2).map(parseNevra).find((x) => x !== null);
+    const nevra = tokens
+      .slice(2)
+      .map(parseNevra)
+      .find((x) => x !== null);
     if (!nevra) continue;
     const type = tokens[1]!;
     out.push({ id: tokens[0]!, security: type === "security" || type.endsWith("/Sec.") || type === "Sec.", ...nevra });
@@ -129,7 +132,10 @@ export const dnfChecker: Checker = {
     const [cu, ui, qa] = await Promise.all([
       opts.run([...base, "check-update"], runOpts),
       opts.run([...base, "updateinfo", "list", "--updates"], runOpts),
-      opts.run([rpm, ...(opts.paths.root !== "/" ? ["--root", opts.paths.root] : []), "-qa", "--qf", "%{NAME}.%{ARCH}\t%{EPOCH}:%{VERSION}-%{RELEASE}\n"], runOpts),
+      opts.run(
+        [rpm, ...(opts.paths.root !== "/" ? ["--root", opts.paths.root] : []), "-qa", "--qf", "%{NAME}.%{ARCH}\t%{EPOCH}:%{VERSION}-%{RELEASE}\n"],
+        runOpts,
+      ),
     ]);
     for (const [what, r, okCodes] of [
       [`${tool} check-update`, cu, [0, 100]],
@@ -142,7 +148,11 @@ export const dnfChecker: Checker = {
       }
     }
     const installed = parseRpmQa(qa.stdout);
-    const securityNames = new Set(parseDnfUpdateinfo(ui.stdout).filter((a) => a.security).map((a) => `${a.name}.${a.arch}`));
+    const securityNames = new Set(
+      parseDnfUpdateinfo(ui.stdout)
+        .filter((a) => a.security)
+        .map((a) => `${a.name}.${a.arch}`),
+    );
     const packages: PackageReason[] = parseDnfCheckUpdate(cu.stdout).map((u) => ({
       kind: "package",
       name: u.name,

@@ -35,5 +35,6 @@ describe("compareKernelReleases", () => {
     ["6.10.1-1-lts", "6.9.12-3-lts", 1],
     ["6.1.0-18-amd64", "6.1.0-18-amd64", 0],
   ];
-  for (const [a, b, want] of cases) test(`${a} vs ${b}`, () => expect(Math.sign(compareKernelReleases(parseKernelRelease(a), parseKernelRelease(b))) || 0).toBe(want));
+  for (const [a, b, want] of cases)
+    test(`${a} vs ${b}`, () => expect(Math.sign(compareKernelReleases(parseKernelRelease(a), parseKernelRelease(b))) || 0).toBe(want));
 });

@@ -125,7 +125,11 @@ export async function readRunningKernel(procDir: string): Promise<RunningKernel>
 export function judgeKernels(running: RunningKernel, installed: readonly InstalledKernel[], notes: readonly string[] = []): CheckResult {
   const noteReasons: Reason[] = notes.map((message) => ({ kind: "note", message }));
   if (installed.length === 0) {
-    return { verdict: "not_applicable", summary: `running ${running.release}; no kernel installed in /boot or /lib/modules (booted from outside this system)`, reasons: noteReasons };
+    return {
+      verdict: "not_applicable",
+      summary: `running ${running.release}; no kernel installed in /boot or /lib/modules (booted from outside this system)`,
+      reasons: noteReasons,
+    };
   }
   const mine = parseKernelRelease(running.release);
   const same = installed.filter((k) => parseKernelRelease(k.release).flavour === mine.flavour);
@@ -159,7 +163,11 @@ export function judgeKernels(running: RunningKernel, installed: readonly Install
     return { verdict: "ok", summary: `running ${running.release}, ${where}`, reasons: noteReasons };
   }
   const summary = reasons
-    .map((r) => (r.change === "version_upgrade" ? `${r.installed} is installed, ${r.running} is running` : `${r.running} was rebuilt (${r.installed_build}), running ${r.running_build}`))
+    .map((r) =>
+      r.change === "version_upgrade"
+        ? `${r.installed} is installed, ${r.running} is running`
+        : `${r.running} was rebuilt (${r.installed_build}), running ${r.running_build}`,
+    )
     .join("; ");
   return { verdict: "reboot_required", summary, reasons: [...reasons, ...noteReasons] };
 }
@@ -180,4 +188,3 @@ export const kernelChecker: Checker = {
     return judgeKernels(running, installed, notes);
   },
 };
-

@@ -15,7 +15,9 @@ import { hostPaths } from "./host-paths.ts";
 
 const testdata = (name: string) => new URL(`testdata/${name}`, import.meta.url).pathname;
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 
 function fakeRoot(osId: string, files: Record<string, string>): string {
   const root = mkdtempSync(join(tmpdir(), "autopod-pm-"));
@@ -79,12 +81,28 @@ describe("aptChecker on a fake Debian root with this host's captured simulation"
   });
 
   test("nothing to upgrade: ok; apt-get failing: error with apt's message", async () => {
-    const root = fakeRoot("debian", { "var/lib/dpkg/status": "@dpkg-status.txt", "var/lib/apt/lists/x_debian_dists_bookworm_InRelease": "@debian-bookworm.InRelease" });
-    const ok = await aptChecker.check(options(root, { "dist-upgrade": { stdout: "Reading package lists...\n0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n" } }));
+    const root = fakeRoot("debian", {
+      "var/lib/dpkg/status": "@dpkg-status.txt",
+      "var/lib/apt/lists/x_debian_dists_bookworm_InRelease": "@debian-bookworm.InRelease",
+    });
+    const ok = await aptChecker.check(
+      options(root, { "dist-upgrade": { stdout: "Reading package lists...\n0 upgraded, 0 newly installed, 0 to remove and 0 not upgraded.\n" } }),
+    );
     expect(ok).toMatchObject({ verdict: "ok", summary: "no pending updates" });
     const bad = options(root, {});
-    bad.run = async (argv) => ({ argv, exitCode: 100, signal: null, stdout: "", stderr: "E: The package lists or status file could not be parsed or opened.\n", timedOut: false, durationMs: 1 });
-    expect(await aptChecker.check(bad)).toMatchObject({ verdict: "error", error: '"apt-get --simulate dist-upgrade" exited with status 100: E: The package lists or status file could not be parsed or opened.' });
+    bad.run = async (argv) => ({
+      argv,
+      exitCode: 100,
+      signal: null,
+      stdout: "",
+      stderr: "E: The package lists or status file could not be parsed or opened.\n",
+      timedOut: false,
+      durationMs: 1,
+    });
+    expect(await aptChecker.check(bad)).toMatchObject({
+      verdict: "error",
+      error: '"apt-get --simulate dist-upgrade" exited with status 100: E: The package lists or status file could not be parsed or opened.',
+    });
   });
 });
 

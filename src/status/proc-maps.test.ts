@@ -11,7 +11,16 @@ describe("parseProcMaps on real captures", () => {
     expect(exec.map((m) => m.path)).toContain("/usr/lib/x86_64-linux-gnu/libc.so.6");
     const deleted = exec.filter((m) => m.deleted);
     expect(deleted).toEqual([
-      { start: 0x7fa857bf4000n, end: 0x7fa857c07000n, perms: "r-xp", major: 0xfe, minor: 0, inode: 15351810, path: "/var/tmp/autopod-cap/libz-copy.so.1", deleted: true },
+      {
+        start: 0x7fa857bf4000n,
+        end: 0x7fa857c07000n,
+        perms: "r-xp",
+        major: 0xfe,
+        minor: 0,
+        inode: 15351810,
+        path: "/var/tmp/autopod-cap/libz-copy.so.1",
+        deleted: true,
+      },
     ]);
     // [vdso] and [vsyscall] are executable but not files
     expect(exec.some((m) => m.path.startsWith("["))).toBe(false);

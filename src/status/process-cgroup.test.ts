@@ -12,7 +12,11 @@ const cases: Array<[string, string, object]> = [
   ["v2 user service, innermost unit wins (fixture)", "0::/user.slice/user-1000.slice/user@1000.service/app.slice/foo.service\n", { unit: "foo.service" }],
   ["v2 sub-cgroup of a service (fixture)", "0::/system.slice/docker.service/sub\n", { unit: "docker.service" }],
   ["v1 with name=systemd (fixture)", "12:memory:/system.slice/cron.service\n1:name=systemd:/system.slice/cron.service\n0::/\n", { unit: "cron.service" }],
-  ["pod on this hybrid host's memory hierarchy (fixture, path from platform/linux/cgroup.ts)", "4:memory:/autopod/a1b2c3/web\n9:name=systemd:/\n0::/\n", { pod: "web" }],
+  [
+    "pod on this hybrid host's memory hierarchy (fixture, path from platform/linux/cgroup.ts)",
+    "4:memory:/autopod/a1b2c3/web\n9:name=systemd:/\n0::/\n",
+    { pod: "web" },
+  ],
   ["pod on v2 under a unit (fixture)", "0::/system.slice/autopod.service/autopod/a1b2c3/db\n", { unit: "autopod.service", pod: "db" }],
   ["root cgroup", "0::/\n", {}],
 ];

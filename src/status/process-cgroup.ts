@@ -30,7 +30,10 @@ export function parseProcessCgroup(text: string): ProcessGroup {
   }
   const systemdPath = paths.get("") ?? paths.get("name=systemd");
   const unitPath = systemdPath && systemdPath !== "/" ? systemdPath : paths.get("name=systemd");
-  const unit = unitPath?.split("/").reverse().find((c) => UNIT.test(c));
+  const unit = unitPath
+    ?.split("/")
+    .reverse()
+    .find((c) => UNIT.test(c));
   if (unit) group.unit = unit;
   return group;
 }

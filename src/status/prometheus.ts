@@ -34,7 +34,7 @@ export function formatPrometheus(report: StatusReport): string {
       "The host's overall patch status: 1 for the current verdict, 0 for the others.",
       VERDICTS.map((v) => [{ verdict: v }, report.verdict === v ? 1 : 0]),
     ),
-    ...family("autopod_updates_pending", 'Pending package updates, security and other; they sum to all pending updates.', [
+    ...family("autopod_updates_pending", "Pending package updates, security and other; they sum to all pending updates.", [
       [{ kind: "security" }, report.updates.security],
       [{ kind: "other" }, report.updates.total - report.updates.security],
     ]),

@@ -7,7 +7,9 @@ import { hostPaths } from "./host-paths.ts";
 import { parseNeedsRestarting, parseRebootRequiredPkgs, rebootChecker } from "./reboot.ts";
 
 const dirs: string[] = [];
-afterAll(() => dirs.forEach((d) => rmSync(d, { recursive: true, force: true })));
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 
 function fakeHost(files: Record<string, string>): CheckOptions {
   const root = mkdtempSync(join(tmpdir(), "autopod-reboot-"));
@@ -33,7 +35,10 @@ describe("rebootChecker on built fake hosts", () => {
     expect(r.verdict).toBe("ok");
   });
   test("/run/reboot-required with its .pkgs list", async () => {
-    const opts = fakeHost({ "run/reboot-required": "*** System restart required ***\n", "run/reboot-required.pkgs": "libc6\nlinux-image-6.1.0-18-amd64\nlibc6\n" });
+    const opts = fakeHost({
+      "run/reboot-required": "*** System restart required ***\n",
+      "run/reboot-required.pkgs": "libc6\nlinux-image-6.1.0-18-amd64\nlibc6\n",
+    });
     const r = await rebootChecker.check(opts);
     expect(r.verdict).toBe("reboot_required");
     expect(r.reasons).toEqual([{ kind: "file", path: join(opts.paths.root, "run/reboot-required"), detail: "packages: libc6, linux-image-6.1.0-18-amd64" }]);

@@ -12,7 +12,14 @@ import { readLivepatches } from "./livepatch.ts";
 
 /** The packages listed in /run/reboot-required.pkgs, in order, without repeats. */
 export function parseRebootRequiredPkgs(text: string): string[] {
-  return [...new Set(text.split("\n").map((l) => l.trim()).filter(Boolean))];
+  return [
+    ...new Set(
+      text
+        .split("\n")
+        .map((l) => l.trim())
+        .filter(Boolean),
+    ),
+  ];
 }
 
 /** What `needs-restarting -r` names as updated since boot (its "  * name" lines). */
@@ -58,17 +65,28 @@ export const rebootChecker: Checker = {
       const r = await opts.run([tool, "-r"], { timeoutMs: opts.commandTimeoutMs, env: { ...process.env, LC_ALL: "C" } });
       if (r.exitCode === 1 && !r.timedOut) {
         needsRestarting = parseNeedsRestarting(r.stdout);
-        found.push({ kind: "file", path: tool, detail: `needs-restarting -r: ${needsRestarting.length ? `updated since boot: ${needsRestarting.join(", ")}` : "reboot required"}` });
+        found.push({
+          kind: "file",
+          path: tool,
+          detail: `needs-restarting -r: ${needsRestarting.length ? `updated since boot: ${needsRestarting.join(", ")}` : "reboot required"}`,
+        });
       } else if (r.exitCode !== 0 || r.timedOut) {
         notes.push({ kind: "note", message: `"needs-restarting -r" ${r.timedOut ? "timed out" : `exited with status ${r.exitCode}`}` });
       }
     }
 
     const patches = await readLivepatches(opts.paths.sys);
-    const patchNote = patches.length ? `; live patches: ${patches.map((p) => `${p.name}${p.enabled ? "" : " (disabled)"}${p.in_transition ? " (in transition)" : ""}`).join(", ")}` : "";
+    const patchNote = patches.length
+      ? `; live patches: ${patches.map((p) => `${p.name}${p.enabled ? "" : " (disabled)"}${p.in_transition ? " (in transition)" : ""}`).join(", ")}`
+      : "";
     const source = tool ? undefined : "/run/reboot-required(.pkgs), /var/run/reboot-needed, /sys/kernel/livepatch (needs-restarting not installed)";
     if (found.length === 0) {
-      return { verdict: "ok", summary: `no reboot sentinel${tool ? ", needs-restarting -r says none needed" : ""}${patchNote}`, reasons: [...patches, ...notes], ...(source ? { source } : {}) };
+      return {
+        verdict: "ok",
+        summary: `no reboot sentinel${tool ? ", needs-restarting -r says none needed" : ""}${patchNote}`,
+        reasons: [...patches, ...notes],
+        ...(source ? { source } : {}),
+      };
     }
     const what = found.map((f) => (f.path === tool ? f.detail! : `${f.path}${f.detail ? ` (${f.detail})` : ""}`)).join("; ");
     return { verdict: "reboot_required", summary: `${what}${patchNote}`, reasons: [...found, ...patches, ...notes], ...(source ? { source } : {}) };

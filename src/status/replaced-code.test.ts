@@ -18,7 +18,11 @@ describe("replacedFiles", () => {
 
   test("a new inode on the same device is a replacement; another device proves nothing", () => {
     const maps = parseProcMaps(
-      ["1000-2000 r-xp 00000000 fe:00 100  /usr/lib/libssl.so.3", "3000-4000 r-xp 00000000 00:2a 200  /usr/lib/libcrypto.so.3", "5000-6000 r--p 00000000 fe:00 300  /usr/lib/data.so"].join("\n"),
+      [
+        "1000-2000 r-xp 00000000 fe:00 100  /usr/lib/libssl.so.3",
+        "3000-4000 r-xp 00000000 00:2a 200  /usr/lib/libcrypto.so.3",
+        "5000-6000 r--p 00000000 fe:00 300  /usr/lib/data.so",
+      ].join("\n"),
     );
     const now: Record<string, FileIdentity> = {
       "/usr/lib/libssl.so.3": { major: 0xfe, minor: 0, inode: 101 },
@@ -43,7 +47,14 @@ describe("replacedFiles", () => {
 
 test("groupProcesses: pods, then units, then the rest by command", () => {
   const p = (pid: number, extra: Partial<ProcessReason>): ProcessReason => ({ kind: "process", pid, command: "x", files: [], ...extra });
-  expect(groupProcesses([p(1, { unit: "nginx.service" }), p(2, { unit: "nginx.service" }), p(3, { pod: "web", unit: "autopod.service" }), p(4, { command: "python3" })])).toEqual([
+  expect(
+    groupProcesses([
+      p(1, { unit: "nginx.service" }),
+      p(2, { unit: "nginx.service" }),
+      p(3, { pod: "web", unit: "autopod.service" }),
+      p(4, { command: "python3" }),
+    ]),
+  ).toEqual([
     { kind: "group", group: "other", name: "python3", pids: [4] },
     { kind: "group", group: "pod", name: "web", pids: [3] },
     { kind: "group", group: "unit", name: "nginx.service", pids: [1, 2] },
@@ -51,9 +62,16 @@ test("groupProcesses: pods, then units, then the rest by command", () => {
 });
 
 test("only host processes on replaced system files count toward the verdict", () => {
-  for (const p of ["/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/sbin/sshd", "/lib/x86_64-linux-gnu/libc.so.6", "/bin/bash", "/opt/vendor/bin/agent"]) expect(isSystemPath(p)).toBe(true);
+  for (const p of ["/usr/lib/x86_64-linux-gnu/libssl.so.3", "/usr/sbin/sshd", "/lib/x86_64-linux-gnu/libc.so.6", "/bin/bash", "/opt/vendor/bin/agent"])
+    expect(isSystemPath(p)).toBe(true);
   for (const p of ["/usr/local/bin/autopod", "/work/main/dist/autopod", "/home/me/a.out", "/var/tmp/x.so", "/usrx/lib.so"]) expect(isSystemPath(p)).toBe(false);
-  const proc = (files: string[], pod?: string): ProcessReason => ({ kind: "process", pid: 1, command: "x", ...(pod ? { pod } : {}), files: files.map((path) => ({ path, change: "deleted" as const })) });
+  const proc = (files: string[], pod?: string): ProcessReason => ({
+    kind: "process",
+    pid: 1,
+    command: "x",
+    ...(pod ? { pod } : {}),
+    files: files.map((path) => ({ path, change: "deleted" as const })),
+  });
   expect(countsForVerdict(proc(["/usr/lib/libssl.so.3"]))).toBe(true);
   expect(countsForVerdict(proc(["/usr/lib/libssl.so.3"], "web"))).toBe(false);
   expect(countsForVerdict(proc(["/usr/local/bin/autopod"]))).toBe(false);

@@ -141,9 +141,16 @@ export const replacedCodeChecker: Checker = {
     const { processes, unreadable } = await scanProcesses(opts.paths.proc);
     const groups = groupProcesses(processes);
     const notes: Reason[] = unreadable.length
-      ? [{ kind: "note", message: `cannot read the maps of ${unreadable.length} process${unreadable.length === 1 ? "" : "es"} (permission denied): pid ${unreadable.slice(0, 5).join(", ")}${unreadable.length > 5 ? ", ..." : ""}` }]
+      ? [
+          {
+            kind: "note",
+            message: `cannot read the maps of ${unreadable.length} process${unreadable.length === 1 ? "" : "es"} (permission denied): pid ${unreadable.slice(0, 5).join(", ")}${unreadable.length > 5 ? ", ..." : ""}`,
+          },
+        ]
       : [];
-    const unseen = unreadable.length ? `; ${unreadable.length} process${unreadable.length === 1 ? "" : "es"} could not be read${process.getuid?.() === 0 ? "" : " (not root)"}` : "";
+    const unseen = unreadable.length
+      ? `; ${unreadable.length} process${unreadable.length === 1 ? "" : "es"} could not be read${process.getuid?.() === 0 ? "" : " (not root)"}`
+      : "";
     if (processes.length === 0) return { verdict: "ok", summary: `no process runs deleted or replaced code${unseen}`, reasons: notes };
     const counted = processes.filter(countsForVerdict);
     const describe = (procs: readonly ProcessReason[]) => {

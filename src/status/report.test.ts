@@ -8,7 +8,15 @@ import { StatusReportSchema } from "./report-schema.ts";
 import { formatTable } from "./table.ts";
 import type { Verdict } from "./verdict.ts";
 
-const check = (name: string, verdict: Verdict, extra: Partial<CheckReport> = {}): CheckReport => ({ check: name, source: "test", verdict, summary: `${name} says ${verdict}`, reasons: [], duration_ms: 1, ...extra });
+const check = (name: string, verdict: Verdict, extra: Partial<CheckReport> = {}): CheckReport => ({
+  check: name,
+  source: "test",
+  verdict,
+  summary: `${name} says ${verdict}`,
+  reasons: [],
+  duration_ms: 1,
+  ...extra,
+});
 const pkg = (name: string, security: boolean) => ({ kind: "package" as const, name, installed: "1.0-1", candidate: "1.0-2", security, origins: [] });
 
 describe("buildReport and exitStatusOf", () => {
@@ -23,7 +31,12 @@ describe("buildReport and exitStatusOf", () => {
   ];
   for (const [name, verdicts, want, exit] of cases) {
     test(name, () => {
-      const r = buildReport("h", new Date(0), 5, verdicts.map((v, i) => check(`c${i}`, v)));
+      const r = buildReport(
+        "h",
+        new Date(0),
+        5,
+        verdicts.map((v, i) => check(`c${i}`, v)),
+      );
       expect(r.verdict).toBe(want);
       expect(exitStatusOf(r)).toBe(exit);
       expect(r.complete).toBe(!verdicts.includes("error"));
@@ -31,7 +44,10 @@ describe("buildReport and exitStatusOf", () => {
   }
   test("exit statuses are distinct", () => expect(new Set(Object.values(EXIT_STATUS)).size).toBe(5));
   test("counts updates and sets needs_update and needs_reboot", () => {
-    const r = buildReport("h", new Date(0), 5, [check("apt", "security_update_available", { reasons: [pkg("a", true), pkg("b", false), pkg("c", true)] }), check("kernel", "reboot_required")]);
+    const r = buildReport("h", new Date(0), 5, [
+      check("apt", "security_update_available", { reasons: [pkg("a", true), pkg("b", false), pkg("c", true)] }),
+      check("kernel", "reboot_required"),
+    ]);
     expect(r.updates).toEqual({ total: 3, security: 2 });
     expect(r.needs_update).toBe(true);
     expect(r.needs_reboot).toBe(true);
@@ -67,9 +83,11 @@ function parsePrometheusText(text: string): Map<string, number> {
 
 describe("formatPrometheus", () => {
   test("valid text format with the documented series", () => {
-    const r = buildReport("host \"a\"\\b", new Date(1_700_000_000_000), 5, [
+    const r = buildReport('host "a"\\b', new Date(1_700_000_000_000), 5, [
       check("apt", "security_update_available", { reasons: [pkg("a", true), pkg("b", false)] }),
-      check("kernel", "reboot_required", { reasons: [{ kind: "kernel", change: "abi_rebuild", running: "6.1.0-18-amd64", installed: "6.1.0-18-amd64", image: "/boot/x" }] }),
+      check("kernel", "reboot_required", {
+        reasons: [{ kind: "kernel", change: "abi_rebuild", running: "6.1.0-18-amd64", installed: "6.1.0-18-amd64", image: "/boot/x" }],
+      }),
       check("replaced_code", "error"),
     ]);
     const s = parsePrometheusText(formatPrometheus(r));
@@ -100,11 +118,18 @@ test("formatTable: one line per check, then the verdict with its exit status", (
 describe("collectStatus", () => {
   const opts: CheckOptions = { paths: hostPaths(), run: async () => ({}) as never, which: () => null, lockTimeoutMs: 1, commandTimeoutMs: 1 };
   test("a checker that throws becomes an error verdict with its message", async () => {
-    const boom: Checker = { name: "boom", source: "nowhere", check: async () => Promise.reject(new Error("Cannot read \"x\"")) };
+    const boom: Checker = { name: "boom", source: "nowhere", check: async () => Promise.reject(new Error('Cannot read "x"')) };
     expect(await runCheck(boom, opts)).toMatchObject({ check: "boom", verdict: "error", error: 'Cannot read "x"' });
   });
   test("runs the given checkers concurrently and validates against the schema", async () => {
-    const slow = (name: string, verdict: Verdict): Checker => ({ name, source: "s", check: async () => (await Bun.sleep(100), { verdict, summary: name, reasons: [] }) });
+    const slow = (name: string, verdict: Verdict): Checker => ({
+      name,
+      source: "s",
+      check: async () => {
+        await Bun.sleep(100);
+        return { verdict, summary: name, reasons: [] };
+      },
+    });
     const t = performance.now();
     const r = await collectStatus({ checkers: [slow("a", "ok"), slow("b", "update_available"), slow("c", "ok")], host: "test" });
     expect(performance.now() - t).toBeLessThan(290);

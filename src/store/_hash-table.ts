@@ -98,7 +98,13 @@ export class HashTable {
   /** Every entry as [hash, pack, offset, length] columns (views over the table's arrays). */
   columns(): { hashes: Uint8Array; pack: Int32Array; offset: Float64Array; length: Int32Array; size: number } {
     const n = this.#size;
-    return { hashes: this.#hashes.subarray(0, n * HASH_BYTES), pack: this.#pack.subarray(0, n), offset: this.#offset.subarray(0, n), length: this.#length.subarray(0, n), size: n };
+    return {
+      hashes: this.#hashes.subarray(0, n * HASH_BYTES),
+      pack: this.#pack.subarray(0, n),
+      offset: this.#offset.subarray(0, n),
+      length: this.#length.subarray(0, n),
+      size: n,
+    };
   }
 
   clear(): void {

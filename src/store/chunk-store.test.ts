@@ -509,7 +509,9 @@ describe("readMany", () => {
     w.close();
     const order = [hs[0]!, fh.hashes.subarray(3 * 32, 4 * 32), fh.hashes.subarray(4 * 32, 5 * 32), hs[2]!, hs[1]!, fh.hashes.subarray(0, 32)];
     const all = new Uint8Array(order.length * 32);
-    order.forEach((h, i) => all.set(h, i * 32));
+    order.forEach((h, i) => {
+      all.set(h, i * 32);
+    });
     const got = [...store.readMany(all)];
     expect(got.map((b) => toHex(sha256(b)))).toEqual(order.map((h) => toHex(h)));
     expect(Buffer.compare(got[1]!, data.subarray(3 * 4096, 4 * 4096))).toBe(0);

@@ -17,16 +17,7 @@ import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "./erro
 import { HashTable } from "./_hash-table.ts";
 import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isAllZero, isZeroHash, sha256, toHex } from "./hash.ts";
 import type { FileHashes } from "./chunk-workers.ts";
-import {
-  PACK_HEADER_BYTES,
-  PACK_MAGIC,
-  PackAppender,
-  RECORD_HEADER_BYTES,
-  type RecordLocation,
-  packPath,
-  rawPackPath,
-  readAt,
-} from "./_pack.ts";
+import { PACK_HEADER_BYTES, PACK_MAGIC, PackAppender, RECORD_HEADER_BYTES, type RecordLocation, packPath, rawPackPath, readAt } from "./_pack.ts";
 
 /** The largest chunk the store accepts. */
 export const MAX_CHUNK_BYTES = 16 << 20;
@@ -103,7 +94,12 @@ const PENDING_ENTRY_BYTES = 48;
 function migrate(db: Database): void {
   db.exec("CREATE TABLE IF NOT EXISTS pending_index(pack INTEGER PRIMARY KEY, entries BLOB NOT NULL)");
   db.exec("CREATE TABLE IF NOT EXISTS pending_raw(pack INTEGER PRIMARY KEY, grp INTEGER NOT NULL, chunk_size INTEGER NOT NULL)");
-  const cols = new Set(db.query<{ name: string }, []>("PRAGMA table_info(packs)").all().map((c) => c.name));
+  const cols = new Set(
+    db
+      .query<{ name: string }, []>("PRAGMA table_info(packs)")
+      .all()
+      .map((c) => c.name),
+  );
   if (!cols.has("raw")) db.exec("ALTER TABLE packs ADD COLUMN raw INTEGER NOT NULL DEFAULT 0");
   if (!cols.has("digest")) db.exec("ALTER TABLE packs ADD COLUMN digest BLOB");
   db.exec("CREATE INDEX IF NOT EXISTS packs_by_digest ON packs(digest) WHERE digest IS NOT NULL");
@@ -210,7 +206,9 @@ export class ChunkStore {
   missing<T extends HashLike>(hashes: readonly T[]): T[] {
     if (hashes.length === 0) return [];
     const all = new Uint8Array(hashes.length * HASH_BYTES);
-    hashes.forEach((h, i) => all.set(hashBytes(h), i * HASH_BYTES));
+    hashes.forEach((h, i) => {
+      all.set(hashBytes(h), i * HASH_BYTES);
+    });
     const rows = this.db
       .query<{ i: number }, [Uint8Array, number]>(
         `WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s WHERE i + 1 < ?2)
@@ -297,7 +295,8 @@ export class ChunkStore {
         const h = hashes.subarray(k * HASH_BYTES, (k + 1) * HASH_BYTES);
         const rec = run.subarray(at, at + l.headerBytes + l.length);
         at += l.headerBytes + l.length;
-        if (rec.byteLength !== l.headerBytes + l.length) throw Object.assign(new CorruptChunkError(toHex(h), `pack ${l.pack} ends before the chunk at ${l.offset}`), { index: k });
+        if (rec.byteLength !== l.headerBytes + l.length)
+          throw Object.assign(new CorruptChunkError(toHex(h), `pack ${l.pack} ends before the chunk at ${l.offset}`), { index: k });
         if (l.headerBytes > 0) {
           const len = (rec[32]! | (rec[33]! << 8) | (rec[34]! << 16) | (rec[35]! << 24)) >>> 0;
           if (!hashEquals(rec.subarray(0, HASH_BYTES), h) || len !== l.length) {
@@ -380,9 +379,7 @@ export class ChunkStore {
       for (const h of liveHashes) if (!isZeroHash(h)) add.run(hashBytes(h));
       for (const w of this.#writers) for (const h of w.pinnedHashes()) add.run(h);
       const dead = this.db
-        .query<{ n: number; bytes: number | null }, []>(
-          "SELECT COUNT(*) AS n, SUM(length) AS bytes FROM chunks WHERE hash NOT IN (SELECT h FROM temp.gc_live)",
-        )
+        .query<{ n: number; bytes: number | null }, []>("SELECT COUNT(*) AS n, SUM(length) AS bytes FROM chunks WHERE hash NOT IN (SELECT h FROM temp.gc_live)")
         .get()!;
       removed = { n: dead.n, bytes: dead.bytes ?? 0 };
       this.db.run("DELETE FROM chunks WHERE hash NOT IN (SELECT h FROM temp.gc_live)");
@@ -435,7 +432,10 @@ export class ChunkStore {
       .query<{ n: number; bytes: number | null; raw: number | null }, []>("SELECT COUNT(*) AS n, SUM(size) AS bytes, SUM(raw) AS raw FROM packs WHERE size > 0")
       .get()!;
     // Record headers are in plain packs only.
-    const inRaw = this.#rawPacks.size === 0 ? 0 : this.db.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM chunks WHERE pack IN (SELECT id FROM packs WHERE raw = 1)").get()!.n;
+    const inRaw =
+      this.#rawPacks.size === 0
+        ? 0
+        : this.db.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM chunks WHERE pack IN (SELECT id FROM packs WHERE raw = 1)").get()!.n;
     const storedBytes = c.bytes ?? 0;
     const packBytes = p.bytes ?? 0;
     const plainPacks = p.n - (p.raw ?? 0);
@@ -581,7 +581,10 @@ export class ChunkStore {
     // Chunks of adopted files are not written out one by one: the file itself says what they
     // are, and is hashed again if the agent stops before they are merged (see indexRawPack).
     const isRaw = new Set(raw.map((r) => r.id));
-    this.db.query<unknown, [number, Uint8Array]>("INSERT OR REPLACE INTO pending_index(pack, entries) VALUES (?, ?)").run(pack, encodePending(table, (p) => !isRaw.has(p)));
+    this.db.query<unknown, [number, Uint8Array]>("INSERT OR REPLACE INTO pending_index(pack, entries) VALUES (?, ?)").run(
+      pack,
+      encodePending(table, (p) => !isRaw.has(p)),
+    );
     const ins = this.db.query<unknown, [number, number, number]>("INSERT OR REPLACE INTO pending_raw(pack, grp, chunk_size) VALUES (?, ?, ?)");
     for (const r of raw) ins.run(r.id, pack, r.chunkSize);
   }
@@ -741,9 +744,7 @@ export class ChunkStore {
 
   /** Copy a pack's live records into a fresh pack, repoint the index, delete the old one. */
   #rewritePack(id: number): void {
-    const rows = this.db
-      .query<Row & { hash: Uint8Array }, [number]>("SELECT hash, pack, offset, length FROM chunks WHERE pack = ? ORDER BY offset")
-      .all(id);
+    const rows = this.db.query<Row & { hash: Uint8Array }, [number]>("SELECT hash, pack, offset, length FROM chunks WHERE pack = ? ORDER BY offset").all(id);
     const isRaw = this.#rawPacks.has(id);
     const appender = new PackAppender(this.#packDir, this.maxPackBytes, () => this.newPackId());
     const moved: Array<[Uint8Array, RecordLocation]> = [];
@@ -874,7 +875,9 @@ export class ChunkWriter {
       hashes.push(claimed);
     }
     if (bad.length > 0) throw new ChunkMismatchError(bad);
-    items.forEach(({ bytes }, i) => this.#putVerified(hashes[i]!, bytes));
+    items.forEach(({ bytes }, i) => {
+      this.#putVerified(hashes[i]!, bytes);
+    });
     return hashes;
   }
 
@@ -888,7 +891,11 @@ export class ChunkWriter {
    * be stored already becomes garbage for gc to compact). Otherwise the new
    * chunks are copied into this writer's pack, each re-hashed as it is read.
    */
-  putHashedFile(file: string, fh: FileHashes, options: { known?: Uint8Array; adopt?: boolean; adoptShare?: number } = {}): { adopted: boolean; candidates: number } {
+  putHashedFile(
+    file: string,
+    fh: FileHashes,
+    options: { known?: Uint8Array; adopt?: boolean; adoptShare?: number } = {},
+  ): { adopted: boolean; candidates: number } {
     this.#assertOpen();
     const n = fh.zero.length;
     const cs = fh.chunkSize;
@@ -1070,9 +1077,7 @@ export class ChunkWriter {
     this.#assertOpen();
     this.#appender.sync(this.store.isDurable);
     const db = this.store.db;
-    const ins = db.query<unknown, [Uint8Array, number, number, number]>(
-      "INSERT OR IGNORE INTO chunks(hash, pack, offset, length) VALUES (?, ?, ?, ?)",
-    );
+    const ins = db.query<unknown, [Uint8Array, number, number, number]>("INSERT OR IGNORE INTO chunks(hash, pack, offset, length) VALUES (?, ?, ?, ?)");
     const size = db.query<unknown, [number, number]>("UPDATE packs SET size = ? WHERE id = ?");
     const digest = db.query<unknown, [Uint8Array, number]>("UPDATE packs SET digest = ? WHERE id = ?");
     const adoptedPacks = this.#appender.adopted.filter((p) => p.committed === 0);
@@ -1097,7 +1102,11 @@ export class ChunkWriter {
     }
     db.transaction(() => {
       if (deferTo !== null) {
-        this.store.deferIndex(deferTo, this.#pending, adoptedPacks.map((p) => ({ id: p.id, chunkSize: p.chunkSize! })));
+        this.store.deferIndex(
+          deferTo,
+          this.#pending,
+          adoptedPacks.map((p) => ({ id: p.id, chunkSize: p.chunkSize! })),
+        );
       } else {
         // In hash order: neighbouring keys share B-tree pages.
         const order = sortedByHash(cols.hashes, cols.size);

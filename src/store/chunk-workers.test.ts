@@ -114,7 +114,14 @@ describe("ChunkWorkers.copyVerified", () => {
       if (v.every((x) => x === 0)) continue;
       const loc = app.append(h, v);
       const last = packRuns[packRuns.length - 1];
-      if (last && last.first + last.count === i && last.length === v.byteLength && last.offset + last.count * (RECORD_HEADER_BYTES + last.length) === loc.offset && last.count < 100) last.count++;
+      if (
+        last &&
+        last.first + last.count === i &&
+        last.length === v.byteLength &&
+        last.offset + last.count * (RECORD_HEADER_BYTES + last.length) === loc.offset &&
+        last.count < 100
+      )
+        last.count++;
       else packRuns.push({ pack: 0, offset: loc.offset, headerBytes: RECORD_HEADER_BYTES, length: v.byteLength, count: 1, first: i });
       rawRuns.push({ pack: 1, offset: i * 4096, headerBytes: 0, length: v.byteLength, count: 1, first: i });
     }

@@ -59,7 +59,7 @@ export interface CopyRun {
 }
 
 /** The worker's source: plain JS, no imports but node:fs and bun:ffi. */
-const WORKER_SOURCE = String.raw`
+const WORKER_SOURCE = `
 const fs = require("node:fs");
 const ZERO = new Uint8Array(1 << 20);
 const HASH = 32;
@@ -526,8 +526,7 @@ export class ChunkWorkers {
         if ("block" in m) {
           blocks.set(m.block, { hashes: m.hashes, zero: m.zero });
           hashedChunks += m.zero.length;
-        }
-        else if ("error" in m) {
+        } else if ("error" in m) {
           failure ??= new Error(`Cannot hash "${path}": ${m.error}`);
           Atomics.store(ctl, 2, 1);
         }

@@ -38,7 +38,10 @@ export class ChunkMismatchError extends InvalidArgumentError {
   /** Every claimed hash whose bytes did not match. */
   readonly hashes: string[];
   constructor(hashes: string[]) {
-    const shown = hashes.slice(0, 3).map((h) => `"${h}"`).join(", ");
+    const shown = hashes
+      .slice(0, 3)
+      .map((h) => `"${h}"`)
+      .join(", ");
     const more = hashes.length > 3 ? ` and ${hashes.length - 3} more` : "";
     super(
       hashes.length === 1

@@ -6,7 +6,19 @@
  * table doubled the commit time of a checkpoint (bench/store.ts).
  */
 import { AutopodError, NotFoundError } from "../errors.ts";
-import { type ChunkRef, type Manifest, chunkCount, chunkHash, chunkLength, decodeManifest, encodeManifest, imageIdOf, logicalBytes, treesOf, uniqueChunkRefs } from "../checkpoint/manifest.ts";
+import {
+  type ChunkRef,
+  type Manifest,
+  chunkCount,
+  chunkHash,
+  chunkLength,
+  decodeManifest,
+  encodeManifest,
+  imageIdOf,
+  logicalBytes,
+  treesOf,
+  uniqueChunkRefs,
+} from "../checkpoint/manifest.ts";
 import type { ChunkStore, ChunkWriter, GcOptions, GcResult } from "./chunk-store.ts";
 import { MissingChunkError } from "./errors.ts";
 import { HASH_BYTES, type Hash, isHexHash, toHex } from "./hash.ts";
@@ -117,9 +129,7 @@ export class ImageCatalogue {
 
   /** The newest image of a pod (the parent of its next checkpoint), or null. */
   latestOf(pod: string): string | null {
-    const row = this.store.db
-      .query<{ id: string }, [string]>("SELECT id FROM images WHERE pod = ? ORDER BY created_at DESC, seq DESC LIMIT 1")
-      .get(pod);
+    const row = this.store.db.query<{ id: string }, [string]>("SELECT id FROM images WHERE pod = ? ORDER BY created_at DESC, seq DESC LIMIT 1").get(pod);
     return row?.id ?? null;
   }
 
@@ -142,9 +152,7 @@ export class ImageCatalogue {
 
   /** Every image, oldest first, with the bytes only it stores. */
   list(): ImageInfo[] {
-    const rows = this.store.db
-      .query<ImageRow, []>("SELECT seq, id, pod, created_at, parent, logical_bytes FROM images ORDER BY created_at, seq")
-      .all();
+    const rows = this.store.db.query<ImageRow, []>("SELECT seq, id, pod, created_at, parent, logical_bytes FROM images ORDER BY created_at, seq").all();
     // How many images use each stored chunk, then each image's share.
     const refsOf = new Map<string, Array<{ hex: string; length: number }>>();
     const users = new Map<string, number>();
@@ -176,9 +184,7 @@ export class ImageCatalogue {
 
   /** Logical bytes of all images against what the store holds for them. */
   stats(): { images: number; logicalBytes: number; storedBytes: number; packBytes: number } {
-    const row = this.store.db
-      .query<{ n: number; bytes: number | null }, []>("SELECT COUNT(*) AS n, SUM(logical_bytes) AS bytes FROM images")
-      .get()!;
+    const row = this.store.db.query<{ n: number; bytes: number | null }, []>("SELECT COUNT(*) AS n, SUM(logical_bytes) AS bytes FROM images").get()!;
     const s = this.store.stats();
     return { images: row.n, logicalBytes: row.bytes ?? 0, storedBytes: s.storedBytes, packBytes: s.packBytes };
   }

@@ -5,7 +5,7 @@
  */
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { z } from "zod";
+import type { z } from "zod";
 import { AutopodError, errorMessage, httpStatusOf, InvalidArgumentError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import type { PodRuntime } from "../../pods/runtime.ts";
@@ -68,7 +68,10 @@ export function createLocalApp(deps: LocalAppDeps): Hono {
   });
   app.notFound((c) => c.json({ error: { code: "not_found", message: `No such endpoint: ${c.req.method} ${c.req.path}` } }, 404));
   for (const add of deps.routes ?? []) add(app);
-  app.use("*", bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json({ error: { code: "invalid_argument", message: "The request body is too large" } }, 413) }));
+  app.use(
+    "*",
+    bodyLimit({ maxSize: MAX_BODY_BYTES, onError: (c) => c.json({ error: { code: "invalid_argument", message: "The request body is too large" } }, 413) }),
+  );
 
   app.get("/v1/health", (c) => c.json({ ok: true, ...deps.info }));
 

@@ -150,7 +150,14 @@ export class LocalClient {
       } as RequestInit);
     } catch (e) {
       const code = (e as { code?: string }).code;
-      const why = code === "ENOENT" ? "no such socket" : code === "ECONNREFUSED" ? "connection refused" : code === "EACCES" ? "permission denied: the socket is root's" : (e as Error).message;
+      const why =
+        code === "ENOENT"
+          ? "no such socket"
+          : code === "ECONNREFUSED"
+            ? "connection refused"
+            : code === "EACCES"
+              ? "permission denied: the socket is root's"
+              : (e as Error).message;
       throw new UnavailableError(
         `No autopod agent answers at "${this.socket}" (${why}). ` +
           `Start one with \`autopod agent --socket ${this.socket}\` as root (or \`systemctl start autopod\`), ` +

@@ -7,7 +7,12 @@ async function* chunks(bytes: Uint8Array, size: number) {
 
 test("frames survive any chunking", async () => {
   const enc = new TextEncoder();
-  const parts = [encodeFrame(FRAME.stdout, enc.encode("hello\n")), encodeFrame(FRAME.stderr, enc.encode("")), encodeFrame(FRAME.stdout, new Uint8Array(70_000).fill(7)), exitFrame(137)];
+  const parts = [
+    encodeFrame(FRAME.stdout, enc.encode("hello\n")),
+    encodeFrame(FRAME.stderr, enc.encode("")),
+    encodeFrame(FRAME.stdout, new Uint8Array(70_000).fill(7)),
+    exitFrame(137),
+  ];
   const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let at = 0;
   for (const p of parts) {

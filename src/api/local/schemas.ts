@@ -1,7 +1,10 @@
 /** The local API's request bodies: validated here, at the edge, once. */
 import { z } from "zod";
 
-const absPath = z.string().min(1).refine((s) => s.startsWith("/"), "an absolute path");
+const absPath = z
+  .string()
+  .min(1)
+  .refine((s) => s.startsWith("/"), "an absolute path");
 
 export const CreatePodBody = z
   .object({
@@ -10,7 +13,10 @@ export const CreatePodBody = z
     cmd: z.array(z.string()).min(1, "a command"),
     address: z.string().max(64).optional(),
     hostname: z.string().max(200).optional(),
-    volumes: z.array(z.object({ host: absPath, pod: z.string().min(1), readonly: z.boolean().default(false) }).strict()).max(64).default([]),
+    volumes: z
+      .array(z.object({ host: absPath, pod: z.string().min(1), readonly: z.boolean().default(false) }).strict())
+      .max(64)
+      .default([]),
     env: z.record(z.string(), z.string()).default({}),
     memoryBytes: z.number().int().positive().nullable().optional(),
     workdir: z.string().min(1).optional(),

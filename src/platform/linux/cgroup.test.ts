@@ -31,5 +31,12 @@ test("mount points with escaped spaces", () => {
 
 test("oom_control (v1) and memory.events (v2)", () => {
   expect(parseKeyValues("oom_kill_disable 0\nunder_oom 0\noom_kill 2\n").oom_kill).toBe(2);
-  expect(parseKeyValues("low 0\nhigh 0\nmax 14\noom 1\noom_kill 1\noom_group_kill 0\n")).toEqual({ low: 0, high: 0, max: 14, oom: 1, oom_kill: 1, oom_group_kill: 0 });
+  expect(parseKeyValues("low 0\nhigh 0\nmax 14\noom 1\noom_kill 1\noom_group_kill 0\n")).toEqual({
+    low: 0,
+    high: 0,
+    max: 14,
+    oom: 1,
+    oom_kill: 1,
+    oom_group_kill: 0,
+  });
 });

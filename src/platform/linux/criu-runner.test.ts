@@ -19,13 +19,21 @@ test("dump and restore argument arrays", () => {
   expect(d).not.toContain("--leave-running");
   expect(d.join(" ")).toContain("--external net[4026532177]:podnet");
   expect(d.join(" ")).toContain("--external mnt[/dev/null]:dev-null");
-  const r = restoreArgv({ criu: "/c", imagesDir: "/i", root: "/r", netnsPath: "/n", externalMounts: ext, tcpEstablished: false, cgroup: "/sys/fs/cgroup/memory/p" }, 3, "/i/p");
+  const r = restoreArgv(
+    { criu: "/c", imagesDir: "/i", root: "/r", netnsPath: "/n", externalMounts: ext, tcpEstablished: false, cgroup: "/sys/fs/cgroup/memory/p" },
+    3,
+    "/i/p",
+  );
   expect(r).toContain("--manage-cgroups=ignore");
   expect(r).toContain("--tcp-close");
   expect(r.join(" ")).toContain("--inherit-fd fd[3]:podnet");
   expect(r.join(" ")).toContain("--external mnt[dev-null]:/dev/null");
   expect(r).not.toContain("--leave-stopped");
-  const stopped = restoreArgv({ criu: "/c", imagesDir: "/i", root: "/r", netnsPath: "/n", externalMounts: ext, tcpEstablished: true, cgroup: null, leaveStopped: true }, 3, "/i/p");
+  const stopped = restoreArgv(
+    { criu: "/c", imagesDir: "/i", root: "/r", netnsPath: "/n", externalMounts: ext, tcpEstablished: true, cgroup: null, leaveStopped: true },
+    3,
+    "/i/p",
+  );
   expect(stopped).toContain("--leave-stopped");
 });
 

@@ -78,14 +78,20 @@ const NETNS_KEY = "podnet";
 
 export function dumpArgv(o: DumpOptions, logName = "dump.log"): string[] {
   const argv = [
-    o.criu, "dump",
-    "-t", String(o.pid),
-    "-D", o.imagesDir,
-    "-o", logName,
+    o.criu,
+    "dump",
+    "-t",
+    String(o.pid),
+    "-D",
+    o.imagesDir,
+    "-o",
+    logName,
     "-v4",
     "--tcp-established",
-    "--network-lock", "nftables",
-    "--external", `net[${o.netnsInode}]:${NETNS_KEY}`,
+    "--network-lock",
+    "nftables",
+    "--external",
+    `net[${o.netnsInode}]:${NETNS_KEY}`,
   ];
   for (const m of o.externalMounts) argv.push("--external", `mnt[${m.podPath}]:${m.key}`);
   if (o.leave === "running") argv.push("--leave-running");
@@ -95,15 +101,22 @@ export function dumpArgv(o: DumpOptions, logName = "dump.log"): string[] {
 
 export function restoreArgv(o: RestoreOptions, netnsFd: number, pidFile: string, logName = "restore.log"): string[] {
   const argv = [
-    o.criu, "restore",
-    "-D", o.imagesDir,
-    "-o", logName,
+    o.criu,
+    "restore",
+    "-D",
+    o.imagesDir,
+    "-o",
+    logName,
     "-v4",
     "-d",
-    "--root", o.root,
-    "--pidfile", pidFile,
-    "--network-lock", "nftables",
-    "--inherit-fd", `fd[${netnsFd}]:${NETNS_KEY}`,
+    "--root",
+    o.root,
+    "--pidfile",
+    pidFile,
+    "--network-lock",
+    "nftables",
+    "--inherit-fd",
+    `fd[${netnsFd}]:${NETNS_KEY}`,
   ];
   if (o.cgroup) argv.push("--manage-cgroups=ignore");
   if (o.leaveStopped) argv.push("--leave-stopped");

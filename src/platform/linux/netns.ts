@@ -97,12 +97,11 @@ export async function createPodNetwork(n: PodNetwork): Promise<void> {
   }
   try {
     if (n.isLocked) await lockNetwork(`/run/netns/${n.netns}`);
-    await ipBatch(`configure the network of "${n.netns}"`, [
-      "link set lo up",
-      `addr add ${n.address} dev ${POD_INTERFACE}`,
-      `link set ${POD_INTERFACE} up`,
-      `route add default via ${n.gateway}`,
-    ], n.netns);
+    await ipBatch(
+      `configure the network of "${n.netns}"`,
+      ["link set lo up", `addr add ${n.address} dev ${POD_INTERFACE}`, `link set ${POD_INTERFACE} up`, `route add default via ${n.gateway}`],
+      n.netns,
+    );
   } catch (e) {
     await deletePodNetwork(n).catch(() => {});
     throw e;
@@ -126,7 +125,9 @@ async function createNamespaceAndVeth(n: PodNetwork): Promise<void> {
 /** Whether this process's net namespace has the interface (/proc/self/net/dev: /sys/class/net shows the namespace sysfs was mounted in). */
 function hasInterface(name: string): boolean {
   try {
-    return readFileSync("/proc/self/net/dev", "utf8").split("\n").some((l) => l.trimStart().startsWith(`${name}:`));
+    return readFileSync("/proc/self/net/dev", "utf8")
+      .split("\n")
+      .some((l) => l.trimStart().startsWith(`${name}:`));
   } catch {
     return true; // cannot tell: let `ip` decide
   }

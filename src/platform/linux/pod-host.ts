@@ -134,7 +134,10 @@ export const linuxPodHost: PodHost = {
     const l = layer(rt);
     const plan: PodInitPlan = {
       hostname: spec.hostname,
-      root: rt.rootKind === "overlay" ? { kind: "overlay", mountpoint: l.root, lower: spec.rootfs, upper: l.upper, work: l.work } : { kind: "copy", mountpoint: l.root },
+      root:
+        rt.rootKind === "overlay"
+          ? { kind: "overlay", mountpoint: l.root, lower: spec.rootfs, upper: l.upper, work: l.work }
+          : { kind: "copy", mountpoint: l.root },
       volumes: volumeTargets(spec).map((v) => ({ ...v, isFile: statSync(v.host).isFile() })),
       workdir: spec.workdir,
       cmd: spec.cmd,

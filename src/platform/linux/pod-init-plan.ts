@@ -5,9 +5,7 @@
  */
 export interface PodInitPlan {
   hostname: string;
-  root:
-    | { kind: "overlay"; mountpoint: string; lower: string; upper: string; work: string }
-    | { kind: "copy"; mountpoint: string };
+  root: { kind: "overlay"; mountpoint: string; lower: string; upper: string; work: string } | { kind: "copy"; mountpoint: string };
   volumes: Array<{ host: string; pod: string; readonly: boolean; isFile: boolean }>;
   /** In the pod. */
   workdir: string;

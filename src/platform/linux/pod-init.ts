@@ -12,7 +12,23 @@
  */
 import { closeSync, existsSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
-import { chdir, cloexecFrom, dropBoundingCapability, dup2, dupCloexec, execve, MS, mount, O, openFd, pivotRoot, resetSignals, sethostname, setsid, umountDetach } from "./libc.ts";
+import {
+  chdir,
+  cloexecFrom,
+  dropBoundingCapability,
+  dup2,
+  dupCloexec,
+  execve,
+  MS,
+  mount,
+  O,
+  openFd,
+  pivotRoot,
+  resetSignals,
+  sethostname,
+  setsid,
+  umountDetach,
+} from "./libc.ts";
 import { DEFAULT_PATH } from "../../pods/pod.ts";
 import { resolveInRoot } from "./root-path.ts";
 import { DEV_NODES, KEPT_CAPABILITIES, REPORT_ERROR, REPORT_PID, type PodInitPlan } from "./pod-init-plan.ts";

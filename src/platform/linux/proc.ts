@@ -18,7 +18,10 @@ export function parseProcStat(text: string): ProcStat {
   const open = text.indexOf("(");
   const close = text.lastIndexOf(")");
   if (open < 0 || close < open) throw new Error(`Cannot parse /proc stat line "${text.slice(0, 80)}"`);
-  const rest = text.slice(close + 2).trim().split(" ");
+  const rest = text
+    .slice(close + 2)
+    .trim()
+    .split(" ");
   // rest[0] is field 3 (state), so field N is rest[N - 3].
   const field = (n: number) => rest[n - 3];
   const exit = field(52);

@@ -74,7 +74,12 @@ function safeLstat(p: string): Stats | null {
  * path inside the root, or null.
  */
 export function findExecutableInRoot(root: string, cmd: string, pathVar: string): string | null {
-  const candidates = cmd.includes("/") ? [cmd.startsWith("/") ? cmd : "/" + cmd] : pathVar.split(":").filter(Boolean).map((d) => `${d}/${cmd}`);
+  const candidates = cmd.includes("/")
+    ? [cmd.startsWith("/") ? cmd : "/" + cmd]
+    : pathVar
+        .split(":")
+        .filter(Boolean)
+        .map((d) => `${d}/${cmd}`);
   for (const c of candidates) {
     const r = resolveInRoot(root, c);
     if (r.stat?.isFile() && (r.stat.mode & 0o111) !== 0) return r.inRoot;
