@@ -16,6 +16,7 @@ import { LocalClient } from "../api/local/client.ts";
 import type { Config } from "../config/schema.ts";
 import { errorMessage, PreconditionError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { linuxCheckpointHost } from "../platform/linux/checkpoint-host.ts";
 import { linuxPodHost } from "../platform/linux/pod-host.ts";
 import { setChildSubreaper, tryLock } from "../platform/linux/libc.ts";
 import { PodStore } from "../pods/store.ts";
@@ -64,7 +65,15 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   // Checkpoint images: chunks in packs under <state>/store, the catalogue beside them.
   const chunks = ChunkStore.open(join(stateDir, "store"));
   const catalogue = new ImageCatalogue(chunks);
-  const checkpointer = new Checkpointer({ stateDir, pods, store: chunks, catalogue, criu: config.criu, log: log.child({ part: "checkpoint" }) });
+  const checkpointer = new Checkpointer({
+    stateDir,
+    pods,
+    store: chunks,
+    catalogue,
+    criu: config.criu,
+    log: log.child({ part: "checkpoint" }),
+    host: linuxCheckpointHost,
+  });
   // Checkpoints and restores the last agent died in first: they decide those pods' states.
   await checkpointer.recover();
   await pods.recover();

@@ -1,0 +1,365 @@
+/**
+ * Checkpoint of a pod, as named steps: check, start (claim, journal), dump
+ * (the tasks left stopped), capture files (layer, volumes), continue (only
+ * --leave-running), capture base, capture images (CRIU's files), commit, and
+ * kill or continue; undo on any failure before the commit. The orchestration
+ * is checkpointPod; a migration reuses the steps.
+ *
+ * Zero data loss: a checkpoint leaves the pod's tasks stopped (`criu dump
+ * --leave-stopped`) until the image is committed. Only then are they killed
+ * (stop) or continued (--leave-running). Any failure before that continues
+ * them, so the pod keeps running. A journal file per checkpoint lets a
+ * restarted agent finish or undo one that was interrupted (recovery.ts).
+ */
+import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { errorMessage, InvalidArgumentError, PreconditionError } from "../errors.ts";
+import { formatBytes } from "../format.ts";
+import type { FileHashes } from "../store/chunk-workers.ts";
+import type { ChunkWriter } from "../store/chunk-store.ts";
+import { externalMountsOf, type PodRecord, type PodSpec } from "../pods/pod.ts";
+import type { PodRuntime } from "../pods/runtime.ts";
+import { VERSION } from "../version.ts";
+import { type CheckpointContext, claim, unlockAll } from "./_context.ts";
+import { requireCriu } from "./host-compat.ts";
+import { type Journal, removeJournal, writeJournal } from "./journal.ts";
+import { markLocal } from "./local-images.ts";
+import { podSpecForManifest } from "./manifest-pod.ts";
+import { FORMAT_VERSION, type FileEntry, logicalBytes, type Manifest } from "./manifest.ts";
+import { PageTail } from "./page-tail.ts";
+import { type PhaseClock, phaseClock, round } from "./phase-clock.ts";
+import { writableLayerOf } from "./placement.ts";
+import { captureTree } from "./tree.ts";
+
+export interface CheckpointRequest {
+  leaveRunning: boolean;
+  /** Volume mount points (in the pod) not to include: volumes on shared storage. */
+  excludeVolumes: string[];
+}
+
+export interface CheckpointResult {
+  id: string;
+  pod: string;
+  parent: string | null;
+  leftRunning: boolean;
+  /** How long the pod's processes were stopped (for --leave-running: its whole pause). */
+  freezeMs: number;
+  dumpMs: number;
+  captureMs: number;
+  totalMs: number;
+  logicalBytes: number;
+  newBytes: number;
+  newChunks: number;
+  /** Where the time went, in order: prepare, dump, files (layer, volumes), base, images (CRIU's files), commit, stop (or continue). */
+  phases: Record<string, number>;
+}
+
+/** What checkCheckpoint found: the pod can be checkpointed, with these. */
+export interface CheckedCheckpoint {
+  criu: { path: string; version: string };
+  target: ReturnType<PodRuntime["target"]>;
+  /** The volumes that travel in the image. */
+  included: PodSpec["volumes"];
+}
+
+/** One checkpoint as it goes: what each step reads, and leaves for the next. */
+export interface CheckpointRun extends CheckedCheckpoint {
+  name: string;
+  req: CheckpointRequest;
+  tmp: string;
+  imagesDir: string;
+  journal: Journal;
+  phase: PhaseClock;
+  /** The pod's tasks are stopped by the dump, and not yet continued or killed. */
+  isStopped: boolean;
+  /** The image is in the catalogue: from here on the checkpoint finishes, it is never undone. */
+  isCommitted: boolean;
+  /** When the dump began (performance.now()), and how long it took. */
+  dumpStartedAt: number;
+  dumpMs: number;
+  /** When the dump's answer was in (performance.now()): capture time counts from here. */
+  dumpEndedAt: number;
+  freezeMs: number;
+}
+
+/** The parts of an image captured while the pod's tasks were stopped (files) and after (base, CRIU's files). */
+export interface CapturedParts {
+  layer: FileEntry[];
+  volumeTrees: Array<{ path: string; entries: FileEntry[] }>;
+  base: FileEntry[] | undefined;
+  images: FileEntry[];
+  parentId: string | null;
+}
+
+export async function checkpointPod(ctx: CheckpointContext, name: string, req: CheckpointRequest): Promise<CheckpointResult> {
+  const { store, log } = ctx;
+  const t0 = performance.now();
+  const checked = await checkCheckpoint(ctx, name, req);
+  claim(ctx, name);
+  // The index merge of an earlier checkpoint waits: this one wants both cores.
+  const releaseMerging = store.holdMerging();
+  const run = startCheckpoint(ctx, name, req, checked, t0);
+  try {
+    const hashing = await dumpStopped(ctx, run);
+    const writer = store.writer(`checkpoint ${name}`);
+    let manifest: Manifest;
+    try {
+      // Files first, while the tasks are stopped: they must match the memory image exactly.
+      const files = await captureFiles(run, writer);
+      if (req.leaveRunning) continueLeftRunning(ctx, run);
+      const base = await captureBase(ctx, run, writer);
+      const images = await captureImages(ctx, run, writer, hashing);
+      manifest = commitImage(ctx, run, writer, { ...files, base, ...images });
+    } finally {
+      writer.close();
+    }
+    const newBytes = writer.newBytes;
+    const newChunks = writer.newChunks;
+    killOrContinue(ctx, run);
+    const total = performance.now() - t0;
+    const result: CheckpointResult = {
+      id: run.journal.imageId!,
+      pod: name,
+      parent: manifest.parent,
+      leftRunning: req.leaveRunning,
+      freezeMs: round(run.freezeMs),
+      dumpMs: round(run.dumpMs),
+      captureMs: round(performance.now() - run.dumpEndedAt),
+      totalMs: round(total),
+      logicalBytes: logicalBytes(manifest),
+      newBytes,
+      newChunks,
+      phases: run.phase.all,
+    };
+    log.info("checkpointed pod", { ...result });
+    return result;
+  } catch (e) {
+    if (!run.isCommitted) await undoCheckpoint(ctx, run, e);
+    throw e;
+  } finally {
+    endCheckpointWork(ctx, run, releaseMerging);
+  }
+}
+
+/** Refuse, before anything changes, a checkpoint that cannot be made: no CRIU, no such pod or volume, a file volume, no room. */
+export async function checkCheckpoint(ctx: CheckpointContext, name: string, req: CheckpointRequest): Promise<CheckedCheckpoint> {
+  const { pods } = ctx;
+  const criu = await requireCriu(ctx.host, ctx.criu);
+  const target = pods.target(name);
+  const r = target.record;
+  const volumes = r.spec.volumes;
+  for (const ex of req.excludeVolumes) {
+    if (!volumes.some((v) => v.pod === ex)) {
+      throw new InvalidArgumentError(`Pod "${name}" has no volume at "${ex}" (its volumes: ${volumes.map((v) => v.pod).join(", ") || "none"})`);
+    }
+  }
+  const included = volumes.filter((v) => !req.excludeVolumes.includes(v.pod));
+  for (const v of included) {
+    if (!statSync(v.host).isDirectory()) {
+      throw new PreconditionError(
+        `Volume "${v.pod}" of pod "${name}" is a file (${v.host}); only directories can travel in an image: exclude it with --exclude-volume ${v.pod}`,
+      );
+    }
+  }
+  checkFreeSpace(ctx, r, "checkpoint");
+  return { criu, target, included };
+}
+
+/** The pod's temporary directory and journal, and its state "checkpointing". */
+export function startCheckpoint(ctx: CheckpointContext, name: string, req: CheckpointRequest, checked: CheckedCheckpoint, t0: number): CheckpointRun {
+  const tmp = mkdtempSync(join(ctx.stateDir, "tmp", `checkpoint-${name}-`));
+  const journal: Journal = { kind: "checkpoint", pod: name, tmp, pid: checked.target.pid, criuPid: null, imageId: null, leaveRunning: req.leaveRunning };
+  ctx.pods.beginCheckpoint(name);
+  writeJournal(ctx.stateDir, journal);
+  return {
+    ...checked,
+    name,
+    req,
+    tmp,
+    imagesDir: join(tmp, "criu"),
+    journal,
+    phase: phaseClock(t0),
+    isStopped: false,
+    isCommitted: false,
+    dumpStartedAt: 0,
+    dumpMs: 0,
+    dumpEndedAt: 0,
+    freezeMs: 0,
+  };
+}
+
+/** `criu dump --leave-stopped`: the pod's tasks stay stopped; its pages hashed as CRIU writes them (when it stops). */
+export async function dumpStopped(ctx: CheckpointContext, run: CheckpointRun): Promise<Map<string, Promise<FileHashes>>> {
+  const { host, log } = ctx;
+  const { target, req, imagesDir, journal, phase } = run;
+  mkdirSync(imagesDir);
+  // A pod that stops stays cut off from its peers from the dump until it is restored:
+  // CRIU lifts its own lock when it leaves the tasks stopped, and anything the pod's
+  // kernel acknowledged after the dump would be missing from the image.
+  if (!req.leaveRunning) await host.lockNetwork(target.netnsPath);
+  // A stopping pod's pages are hashed as CRIU writes them (a pod left running has its pages hashed after it goes on).
+  const tail = new PageTail(imagesDir, { isOn: !req.leaveRunning });
+  const dump = await host
+    .dump({
+      criu: run.criu.path,
+      pid: target.pid,
+      imagesDir,
+      netnsInode: target.netnsInode,
+      externalMounts: externalMountsOf(target.record.runtime),
+      leave: "stopped",
+      onSpawn: (pid) => writeJournal(ctx.stateDir, { ...journal, criuPid: pid }),
+    })
+    .catch((e) => {
+      tail.abort();
+      throw e;
+    });
+  log.debug("dump done", { pod: run.name, dumpMs: round(dump.durationMs), pagesHashedDuringDump: tail.hashedBytes });
+  const hashing = tail.finish();
+  run.isStopped = true;
+  phase("prepare", dump.durationMs);
+  phase("dump");
+  run.dumpMs = dump.durationMs;
+  run.dumpEndedAt = performance.now();
+  run.dumpStartedAt = run.dumpEndedAt - dump.durationMs;
+  return hashing;
+}
+
+/** The pod's writable layer and included volumes, while its tasks are stopped. */
+export async function captureFiles(run: CheckpointRun, writer: ChunkWriter): Promise<Pick<CapturedParts, "layer" | "volumeTrees">> {
+  const layer = await captureTree(writableLayerOf(run.target.record.runtime), writer);
+  const volumeTrees = [];
+  for (const v of run.included) volumeTrees.push({ path: v.pod, entries: (await captureTree(v.host, writer)).entries });
+  run.phase("files");
+  return { layer: layer.entries, volumeTrees };
+}
+
+/** --leave-running: the files are captured, the pod goes on while the rest is stored. */
+export function continueLeftRunning(ctx: CheckpointContext, run: CheckpointRun): void {
+  ctx.host.continueTree(run.target.pid);
+  run.isStopped = false;
+  run.freezeMs = performance.now() - run.dumpStartedAt;
+}
+
+/** The base root file system of an overlay pod (read-only: a capture of it unchanged since the last is reused). */
+export async function captureBase(ctx: CheckpointContext, run: CheckpointRun, writer: ChunkWriter): Promise<FileEntry[] | undefined> {
+  const r = run.target.record;
+  let base: FileEntry[] | undefined;
+  if (r.runtime.rootKind === "overlay") {
+    // The base is read-only: unchanged since its last capture (and its chunks still stored), that is reused.
+    const cap = await captureTree(r.spec.rootfs, writer, { unchanged: ctx.baseCaptures.get(r.spec.rootfs) });
+    ctx.baseCaptures.set(r.spec.rootfs, { fingerprint: cap.fingerprint, entries: cap.entries });
+    base = cap.entries;
+  }
+  run.phase("base");
+  return base;
+}
+
+/** CRIU's image files, against the pod's previous image. */
+export async function captureImages(
+  ctx: CheckpointContext,
+  run: CheckpointRun,
+  writer: ChunkWriter,
+  hashing: Map<string, Promise<FileHashes>>,
+): Promise<Pick<CapturedParts, "images" | "parentId">> {
+  const { catalogue } = ctx;
+  // CRIU's files never change again: big ones become packs as they are (adopt), and pages
+  // equal to the same pages of the previous image are known stored without asking.
+  const parentId = latestImageOf(ctx, run.name);
+  const previous = parentId ? { entries: criuEntriesOf(ctx, parentId), isStored: () => catalogue.has(parentId) } : undefined;
+  const images = await captureTree(run.imagesDir, writer, { isExcluded: (p) => p === "dump.log", hashing, adopt: true, previous });
+  run.phase("images");
+  return { images: images.entries, parentId };
+}
+
+/** The manifest into the catalogue (durable): from here on the checkpoint is never undone. */
+export function commitImage(ctx: CheckpointContext, run: CheckpointRun, writer: ChunkWriter, parts: CapturedParts): Manifest {
+  const { catalogue, host } = ctx;
+  const { journal } = run;
+  const manifest: Manifest = {
+    format: FORMAT_VERSION,
+    autopodVersion: VERSION,
+    criuVersion: run.criu.version,
+    kernelRelease: host.kernelRelease(),
+    cpuFlags: host.cpuFlags(),
+    createdAt: new Date().toISOString(),
+    parent: parts.parentId,
+    pod: podSpecForManifest(run.target.record),
+    criu: parts.images,
+    rootfs: parts.layer,
+    ...(parts.base ? { base: parts.base } : {}),
+    volumes: parts.volumeTrees,
+  };
+  journal.imageId = catalogue.addManifest(manifest, writer);
+  run.isCommitted = true;
+  run.phase("commit");
+  markLocal(ctx.stateDir, journal.imageId);
+  writeJournal(ctx.stateDir, journal);
+  return manifest;
+}
+
+/** After the commit: a stopping pod's tasks are killed (its network still locked), a --leave-running pod's checkpoint ends. */
+export function killOrContinue(ctx: CheckpointContext, run: CheckpointRun): void {
+  const { pods, host } = ctx;
+  const { name, target, req } = run;
+  // CRIU's files are in the store now (big ones adopted, and synced). Delete them before the pod
+  // goes: the last process of a pod unmounts its overlay, which syncs the whole file system, and
+  // a dump's dirty pages deleted first are never written at all.
+  rmSync(run.imagesDir, { recursive: true, force: true });
+  if (req.leaveRunning) {
+    pods.endCheckpoint(name, "running");
+  } else {
+    // The network is still locked: the kill sends no RST to the pod's peers. The tasks are
+    // stopped and never run again; their memory is freed, and the pod's network and cgroup
+    // released, after the answer (restore and rm of the pod wait for that).
+    host.killTree(target.pid);
+    pods.endCheckpoint(name, "checkpointed");
+    pods.releaseWhenGone(name, target.pid);
+    run.freezeMs = performance.now() - run.dumpStartedAt;
+  }
+  run.phase(req.leaveRunning ? "continue" : "stop");
+}
+
+/** A failure before the commit: the pod's tasks continue, its network is unlocked, the partial dump goes. Throws the reason. */
+export async function undoCheckpoint(ctx: CheckpointContext, run: CheckpointRun, e: unknown): Promise<never> {
+  const { pods, host, log } = ctx;
+  const { name, target, tmp } = run;
+  // The dump failed (CRIU resumed the tasks) or the image could not be stored: the pod goes on.
+  if (run.isStopped) host.continueTree(target.pid);
+  // Free the partial dump first: on a full disk, recording the pod's state needs the room.
+  rmSync(tmp, { recursive: true, force: true });
+  await unlockAll(host, target.netnsPath);
+  pods.endCheckpoint(name, "running");
+  log.warn("checkpoint failed; the pod keeps running", { pod: name, error: errorMessage(e) });
+  throw new PreconditionError(`Cannot checkpoint pod "${name}": ${errorMessage(e)}; the pod keeps running`, { cause: e });
+}
+
+/** Whatever the outcome: the temporary directory, the journal and the claim go; the index merge may run. */
+export function endCheckpointWork(ctx: CheckpointContext, run: CheckpointRun, releaseMerging: () => void): void {
+  rmSync(run.tmp, { recursive: true, force: true });
+  removeJournal(ctx.stateDir, run.name);
+  ctx.busy.delete(run.name);
+  releaseMerging();
+}
+
+function checkFreeSpace(ctx: CheckpointContext, r: PodRecord, what: string): void {
+  const mem = r.runtime.cgroup ? ctx.pods.memoryOf(r.spec.name) : null;
+  const need = (mem ?? 0) + (64 << 20);
+  const free = ctx.host.freeBytes(ctx.stateDir);
+  if (free < need)
+    throw new PreconditionError(
+      `Not enough free space to ${what} pod "${r.spec.name}": about ${formatBytes(need)} needed under ${ctx.stateDir}, ${formatBytes(free)} free`,
+    );
+}
+
+/** The CRIU section of an image, or nothing when it cannot be read (it is only a hint). */
+function criuEntriesOf(ctx: CheckpointContext, id: string): FileEntry[] {
+  try {
+    return ctx.catalogue.manifest(id).criu;
+  } catch {
+    return [];
+  }
+}
+
+function latestImageOf(ctx: CheckpointContext, pod: string): string | null {
+  return ctx.catalogue.latestOf(pod);
+}

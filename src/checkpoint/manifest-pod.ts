@@ -1,0 +1,34 @@
+/** The pod spec as an image's manifest records it, from a pod's record. */
+import type { PodRecord, PodSpec as RuntimePodSpec } from "../pods/pod.ts";
+import type { Manifest } from "./manifest.ts";
+
+/** The pod spec as the manifest records it. */
+export interface ManifestPodSpec {
+  name: string;
+  command: string[];
+  env?: Record<string, string>;
+  ip: string;
+  hostname?: string;
+  limits?: { memoryBytes: number | null };
+  volumes?: Array<{ host: string; pod: string; readonly: boolean }>;
+  rootfs?: string;
+  rootKind?: "overlay" | "copy";
+  workdir?: string;
+}
+
+export function podSpecForManifest(r: PodRecord): Manifest["pod"] {
+  const s: RuntimePodSpec = r.spec;
+  const spec: ManifestPodSpec = {
+    name: s.name,
+    command: s.cmd,
+    env: s.env,
+    ip: s.address,
+    hostname: s.hostname,
+    limits: { memoryBytes: s.memoryBytes },
+    volumes: s.volumes,
+    rootfs: s.rootfs,
+    rootKind: r.runtime.rootKind,
+    workdir: s.workdir,
+  };
+  return spec as unknown as Manifest["pod"];
+}

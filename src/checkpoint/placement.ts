@@ -1,0 +1,143 @@
+/**
+ * Where a pod's files live: its writable layer, and, at restore, its base
+ * root file system and its volumes. An image made on this host may name host
+ * paths; one made elsewhere gets copies in this agent's state directory, and
+ * may name no host directory but shared storage.
+ */
+import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, type Stats } from "node:fs";
+import { dirname, join } from "node:path";
+import { PreconditionError } from "../errors.ts";
+import type { PodRecord } from "../pods/pod.ts";
+import type { ChunkStore } from "../store/chunk-store.ts";
+import type { ManifestPodSpec } from "./manifest-pod.ts";
+import type { FileEntry, Manifest } from "./manifest.ts";
+import { materializeTree } from "./tree.ts";
+
+/** Host directories a pod from another host's image may never get as shared storage. */
+const PROTECTED_DIRS = [
+  "/",
+  "/bin",
+  "/boot",
+  "/dev",
+  "/etc",
+  "/lib",
+  "/lib32",
+  "/lib64",
+  "/proc",
+  "/root",
+  "/run",
+  "/sbin",
+  "/sys",
+  "/usr",
+  "/var",
+  "/var/lib",
+  "/home",
+];
+
+/** An excluded (shared-storage) volume named by an image from elsewhere: an existing directory, not a system one, not our state. */
+export function checkSharedVolume(host: string, stateDir: string): void {
+  const norm = host.replace(/\/+$/, "") || "/";
+  if (!host.startsWith("/") || host.split("/").includes(".."))
+    throw new PreconditionError(`The image names shared volume "${host}", which is not an absolute path`);
+  if (PROTECTED_DIRS.includes(norm) || norm === stateDir || norm.startsWith(stateDir + "/") || stateDir.startsWith(norm + "/")) {
+    throw new PreconditionError(`The image, made on another host, names "${host}" as shared storage: autopod will not give a pod that host directory`);
+  }
+  if (!existsSync(norm) || !statSync(norm).isDirectory()) {
+    throw new PreconditionError(`The image's shared volume "${host}" is not a directory on this host: mount the shared storage there first`);
+  }
+}
+
+/** The writable data of a pod's root: the overlay upper dir, or the private copy. */
+export function writableLayerOf(rt: PodRecord["runtime"]): string {
+  return join(rt.layerDir, rt.rootKind === "overlay" ? "upper" : "root");
+}
+
+/** What placement needs: the store to read from, the state directory to copy into. */
+export interface PlacementContext {
+  stateDir: string;
+  store: ChunkStore;
+}
+
+/** The base root for a restored pod: the recorded path when it holds the same files, else a copy from the image. */
+export function baseFor(o: PlacementContext, m: Manifest, spec: ManifestPodSpec, tmp: string, notes: string[], isLocal: boolean): string {
+  const recorded = spec.rootfs;
+  if (!m.base) {
+    if (!isLocal) throw new PreconditionError("The image was made on another host and carries no base root file system");
+    if (!recorded || !existsSync(recorded)) throw new PreconditionError(`The image's base root file system "${recorded}" is not on this host`);
+    return recorded;
+  }
+  if (isLocal && recorded && existsSync(recorded) && sameTree(recorded, m.base)) return recorded;
+  const key = new Bun.CryptoHasher("sha256")
+    .update(JSON.stringify(m.base.map((e) => [e.path, e.type, e.size, e.mode, Buffer.from(e.chunks).toString("hex"), e.target ?? ""])))
+    .digest("hex")
+    .slice(0, 16);
+  const dir = join(o.stateDir, "bases", key);
+  if (!existsSync(dir)) {
+    mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
+    materializeTree(m.base, o.store, join(tmp, "base"));
+    renameSync(join(tmp, "base"), dir);
+  }
+  const why = !isLocal ? "comes from another host" : recorded && existsSync(recorded) ? "differs here" : "is not on this host";
+  notes.push(`base root file system "${recorded}" ${why}: using the image's copy at ${dir}`);
+  return dir;
+}
+
+/** Where a restored volume lives: its recorded directory when it is missing, empty or unchanged; else a fresh one beside the pod. */
+export function volumeHostFor(o: PlacementContext, hostPath: string, entries: FileEntry[], staged: string, pod: string, i: number, notes: string[]): string {
+  if (existsSync(hostPath) && sameTree(hostPath, entries)) return hostPath;
+  const isEmptyOrMissing = !existsSync(hostPath) || (statSync(hostPath).isDirectory() && readdirSync(hostPath).length === 0);
+  materializeTree(entries, o.store, staged);
+  if (isEmptyOrMissing) {
+    if (existsSync(hostPath)) rmSync(hostPath, { recursive: true });
+    mkdirSync(dirname(hostPath), { recursive: true });
+    renameSync(staged, hostPath);
+    return hostPath;
+  }
+  // Never overwrite data an operator may need: the image's copy goes beside the pod.
+  return volumeInState(o, entries, staged, pod, i, notes, `volume "${hostPath}" changed since the checkpoint and was left as it is`, true);
+}
+
+/** A volume's contents from the image, in <state>/volumes/POD/volN. */
+export function volumeInState(
+  o: PlacementContext,
+  entries: FileEntry[],
+  staged: string,
+  pod: string,
+  i: number,
+  notes: string[],
+  why: string,
+  isStaged = false,
+): string {
+  if (!isStaged) materializeTree(entries, o.store, staged);
+  const dir = join(o.stateDir, "volumes", pod, `vol${i}`);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
+  renameSync(staged, dir);
+  notes.push(`${why}: the pod uses the image's copy at ${dir}`);
+  return dir;
+}
+
+/** Does `dir` hold the tree's files, by type, size and mtime (a cheap identity check)? */
+function sameTree(dir: string, entries: readonly FileEntry[]): boolean {
+  try {
+    for (const e of entries) {
+      const p = e.path === "." ? dir : join(dir, e.path);
+      const st = statSafe(p);
+      if (!st) return false;
+      if (e.type === "file" && (!st.isFile() || st.size !== e.size || Math.abs(st.mtimeMs - e.mtimeMs) > 1)) return false;
+      if (e.type === "dir" && !st.isDirectory()) return false;
+      if (e.type === "symlink" && !st.isSymbolicLink()) return false;
+    }
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function statSafe(p: string): Stats | null {
+  try {
+    return lstatSync(p);
+  } catch {
+    return null;
+  }
+}

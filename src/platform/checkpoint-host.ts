@@ -1,0 +1,76 @@
+/**
+ * What checkpoint and restore (src/checkpoint) need from the operating system:
+ * CRIU, the pod's network lock, the pod's process tree, and a few facts about
+ * the host. The Linux implementation is platform/linux/checkpoint-host.ts;
+ * tests can pass a fake (src/checkpoint/_fake-checkpoint-host.ts).
+ */
+import type { ExternalMount } from "../pods/pod.ts";
+
+export type { ExternalMount };
+
+export interface CriuDumpOptions {
+  criu: string;
+  /** Host pid of the pod's pid 1. */
+  pid: number;
+  imagesDir: string;
+  /** Inode of the pod's net namespace. */
+  netnsInode: number;
+  externalMounts: ExternalMount[];
+  /** What CRIU does with the tasks after a good dump: kill them (null), or leave them stopped or running. */
+  leave: "stopped" | "running" | null;
+  /** Called with criu's pid as soon as it starts (for crash recovery). */
+  onSpawn?: (pid: number) => void;
+}
+
+export interface CriuRestoreOptions {
+  criu: string;
+  imagesDir: string;
+  /** The new pod root (already mounted). */
+  root: string;
+  /** Path of the pod's net namespace file. */
+  netnsPath: string;
+  externalMounts: ExternalMount[];
+  /** Keep TCP connections (same address); when false they are closed. */
+  tcpEstablished: boolean;
+  /** The pod's cgroup: the processes are born there. */
+  cgroup: string | null;
+  /** Leave the restored tasks stopped (continue them to run). */
+  leaveStopped?: boolean;
+  onSpawn?: (pid: number) => void;
+}
+
+export interface CheckpointHost {
+  /** The CRIU binary: the configured path ("" = search), or null when there is none. */
+  findCriu(configured: string): string | null;
+  /** `criu --version` of that binary, or null when it does not answer. */
+  criuVersion(path: string): Promise<string | null>;
+  /** The running kernel's release, e.g. "6.18.0". */
+  kernelRelease(): string;
+  /** The CPU's feature flags, sorted. */
+  cpuFlags(): string[];
+  /** Bytes free to us on the file system of `dir`. */
+  freeBytes(dir: string): number;
+
+  /** `criu dump`; throws with CRIU's first error when it fails (the tasks then run on). */
+  dump(o: CriuDumpOptions): Promise<{ durationMs: number }>;
+  /** `criu restore -d`; resolves with the host pid of the restored pod's pid 1. */
+  restore(o: CriuRestoreOptions): Promise<{ pid: number; durationMs: number }>;
+
+  /** Drop every packet in and out of the net namespace (our own lock). */
+  lockNetwork(netnsPath: string): Promise<void>;
+  /** Lift our own lock; throws when it cannot. */
+  unlockNetwork(netnsPath: string): Promise<void>;
+  /** Remove any network lock a failed CRIU run left behind; the tables removed. */
+  removeCriuLock(netnsPath: string): Promise<string[]>;
+
+  /** SIGCONT to every process of the pod whose pid 1 is `pid`. */
+  continueTree(pid: number): void;
+  /** SIGKILL to the pod's pid 1: its whole pid namespace ends. */
+  killTree(pid: number): void;
+  /** Wait until `pid` is gone or a zombie; false on timeout. */
+  waitGone(pid: number, timeoutMs: number): Promise<boolean>;
+  /** Is `pid` a live process (not a zombie)? */
+  isAlive(pid: number): boolean;
+  /** Kill `pid` if it is a CRIU left by an agent that died, and wait for it; anything else is left alone. */
+  killCriu(pid: number): Promise<void>;
+}

@@ -1,0 +1,56 @@
+/** The Linux CheckpointHost: CRIU, nftables network locks, and the pod's processes through /proc and signals. */
+import { readFileSync, statfsSync } from "node:fs";
+import type { CheckpointHost } from "../checkpoint-host.ts";
+import { cpuFlags } from "./cpu.ts";
+import { criuVersion, findCriu } from "./criu.ts";
+import { criuDump, criuRestore, removeNetworkLock } from "./criu-runner.ts";
+import { lockNetwork, unlockNetwork } from "./netlock.ts";
+import { continuePod, killPod, waitGone } from "./pod-procs.ts";
+
+function isProcessAlive(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    return !/\) [ZX] /.test(stat);
+  } catch {
+    return false;
+  }
+}
+
+async function killCriu(pid: number): Promise<void> {
+  try {
+    const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+    if (!cmd.split("\0")[0]?.endsWith("criu")) return;
+    process.kill(pid, "SIGKILL");
+    await waitGone(pid, 5000);
+  } catch {
+    // gone
+  }
+}
+
+function freeBytes(dir: string): number {
+  const s = statfsSync(dir);
+  return Number(s.bavail) * Number(s.bsize);
+}
+
+export const linuxCheckpointHost: CheckpointHost = {
+  findCriu: (configured) => findCriu(configured),
+  criuVersion: (path) => criuVersion(path),
+  kernelRelease: () => readFileSync("/proc/sys/kernel/osrelease", "utf8").trim(),
+  cpuFlags: () => cpuFlags(),
+  freeBytes,
+
+  dump: (o) => criuDump(o),
+  restore: (o) => criuRestore(o),
+
+  lockNetwork,
+  unlockNetwork,
+  removeCriuLock: removeNetworkLock,
+
+  continueTree: (pid) => {
+    continuePod(pid);
+  },
+  killTree: killPod,
+  waitGone,
+  isAlive: isProcessAlive,
+  killCriu,
+};
