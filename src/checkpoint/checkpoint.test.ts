@@ -1,4 +1,6 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
 import { ConflictError, InvalidArgumentError, PreconditionError } from "../errors.ts";
 import { type Fixture, leftovers, makeFixture, runningPod } from "./_fixture.ts";
 
@@ -116,6 +118,19 @@ describe("a failed checkpoint leaves the pod running and no image", () => {
     await f.cp.checkpoint("web", leaveRunning).catch(() => undefined);
     expect(f.host.callsOf("continue", "commit", "kill")).toEqual([`continue ${pid}`, "commit"]);
     expect(f.pods.get("web").state).toBe("running");
+  });
+});
+
+describe("a failure after the commit", () => {
+  test("never undoes the checkpoint: the committed image stays, the stopped tasks are not continued", async () => {
+    const pid = await runningPod(f);
+    // Recording the image as this host's fails (a directory where the list of local images goes).
+    mkdirSync(join(f.state, "images.local"));
+    const e = await f.cp.checkpoint("web", stop).catch((x: unknown) => x);
+    expect((e as NodeJS.ErrnoException).code).toBe("EISDIR");
+    expect(f.host.callsOf("continue", "unlockNetwork", "removeCriuLock")).toEqual([]);
+    expect(f.host.stopped.has(pid)).toBe(true);
+    expect(f.catalogue.list().length).toBe(1);
   });
 });
 
