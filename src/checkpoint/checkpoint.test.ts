@@ -164,6 +164,32 @@ describe("a checkpoint that cannot be made is refused before anything changes", 
     expect(f.host.calls).toEqual([]);
   });
 
+  test("a pod being stopped: refused, and nothing is held (the claim, the store's merge, a temporary directory)", async () => {
+    await runningPod(f);
+    let holds = 0;
+    const hold = f.store.holdMerging.bind(f.store);
+    f.store.holdMerging = () => {
+      holds++;
+      const release = hold();
+      return () => {
+        holds--;
+        release();
+      };
+    };
+    const stopping = f.pods.stop("web", 0.2);
+    const e = await f.cp.checkpoint("web", stop).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ConflictError);
+    expect((e as Error).message).toBe('Cannot checkpoint pod "web": it is stopping');
+    expect(holds).toBe(0);
+    expect(leftovers(f)).toEqual([]);
+    expect(f.host.calls).toEqual([]);
+    await stopping;
+    // The name is free: a new pod of that name can be checkpointed.
+    await f.pods.remove("web", true);
+    await runningPod(f);
+    expect((await f.cp.checkpoint("web", stop)).pod).toBe("web");
+  });
+
   test("a second checkpoint of the same pod while one runs", async () => {
     await runningPod(f);
     let release = () => {};

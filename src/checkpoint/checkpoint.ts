@@ -98,7 +98,15 @@ export async function checkpointPod(ctx: CheckpointContext, name: string, req: C
   claim(ctx, name);
   // The index merge of an earlier checkpoint waits: this one wants both cores.
   const releaseMerging = store.holdMerging();
-  const run = startCheckpoint(ctx, name, req, checked, t0);
+  let run: CheckpointRun;
+  try {
+    run = startCheckpoint(ctx, name, req, checked, t0);
+  } catch (e) {
+    // Refused by the pod's state (it is being stopped): nothing may stay held.
+    ctx.busy.delete(name);
+    releaseMerging();
+    throw e;
+  }
   try {
     const hashing = await dumpStopped(ctx, run);
     const writer = store.writer(`checkpoint ${name}`);
@@ -169,7 +177,12 @@ export async function checkCheckpoint(ctx: CheckpointContext, name: string, req:
 export function startCheckpoint(ctx: CheckpointContext, name: string, req: CheckpointRequest, checked: CheckedCheckpoint, t0: number): CheckpointRun {
   const tmp = mkdtempSync(join(ctx.stateDir, "tmp", `checkpoint-${name}-`));
   const journal: Journal = { kind: "checkpoint", pod: name, tmp, pid: checked.target.pid, criuPid: null, imageId: null, leaveRunning: req.leaveRunning };
-  ctx.pods.beginCheckpoint(name);
+  try {
+    ctx.pods.beginCheckpoint(name);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
   writeJournal(ctx.stateDir, journal);
   return {
     ...checked,
