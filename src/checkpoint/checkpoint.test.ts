@@ -122,14 +122,25 @@ describe("a failed checkpoint leaves the pod running and no image", () => {
 });
 
 describe("a failure after the commit", () => {
-  test("never undoes the checkpoint: the committed image stays, the stopped tasks are not continued", async () => {
+  test("never undoes the checkpoint but finishes it: the committed image stays, the stopped tasks are killed, the pod checkpointed", async () => {
     const pid = await runningPod(f);
     // Recording the image as this host's fails (a directory where the list of local images goes).
     mkdirSync(join(f.state, "images.local"));
     const e = await f.cp.checkpoint("web", stop).catch((x: unknown) => x);
     expect((e as NodeJS.ErrnoException).code).toBe("EISDIR");
-    expect(f.host.callsOf("continue", "unlockNetwork", "removeCriuLock")).toEqual([]);
-    expect(f.host.stopped.has(pid)).toBe(true);
+    expect(f.host.callsOf("continue", "kill", "unlockNetwork", "removeCriuLock")).toEqual([`kill ${pid}`]);
+    expect(f.host.isAlive(pid)).toBe(false);
+    expect(f.host.locked.has(NETNS)).toBe(true);
+    expect(f.pods.get("web").state).toBe("checkpointed");
+    expect(f.catalogue.list().length).toBe(1);
+    expect(leftovers(f)).toEqual([]);
+  });
+
+  test("of a --leave-running checkpoint: the pod runs on", async () => {
+    const pid = await runningPod(f);
+    mkdirSync(join(f.state, "images.local"));
+    await f.cp.checkpoint("web", leaveRunning).catch(() => undefined);
+    expect(f.pods.get("web")).toMatchObject({ state: "running", pid });
     expect(f.catalogue.list().length).toBe(1);
   });
 });

@@ -27,6 +27,7 @@ import { markLocal } from "./local-images.ts";
 import { podSpecForManifest } from "./manifest-pod.ts";
 import { FORMAT_VERSION, type FileEntry, logicalBytes, type Manifest } from "./manifest.ts";
 import { PageTail } from "./page-tail.ts";
+import { recoverCheckpoint } from "./recovery.ts";
 import { type PhaseClock, phaseClock, round } from "./phase-clock.ts";
 import { writableLayerOf } from "./placement.ts";
 import { captureTree } from "./tree.ts";
@@ -143,6 +144,7 @@ export async function checkpointPod(ctx: CheckpointContext, name: string, req: C
     return result;
   } catch (e) {
     if (!run.isCommitted) await undoCheckpoint(ctx, run, e);
+    await finishCommitted(ctx, run, e);
     throw e;
   } finally {
     endCheckpointWork(ctx, run, releaseMerging);
@@ -344,6 +346,19 @@ export async function undoCheckpoint(ctx: CheckpointContext, run: CheckpointRun,
   pods.endCheckpoint(name, "running");
   log.warn("checkpoint failed; the pod keeps running", { pod: name, error: errorMessage(e) });
   throw new PreconditionError(`Cannot checkpoint pod "${name}": ${errorMessage(e)}; the pod keeps running`, { cause: e });
+}
+
+/**
+ * A failure after the commit (recording the image as this host's, the journal, the kill): the
+ * image is complete, so the checkpoint is finished as recovery would finish it, never undone;
+ * left alone, the pod would stay "checkpointing" with its tasks stopped, and no journal.
+ */
+export async function finishCommitted(ctx: CheckpointContext, run: CheckpointRun, e: unknown): Promise<void> {
+  if (ctx.pods.record(run.name).state !== "checkpointing") return;
+  ctx.log.warn("checkpoint failed after its image was committed: finishing it", { pod: run.name, image: run.journal.imageId, error: errorMessage(e) });
+  await recoverCheckpoint(ctx, run.journal).catch((x: unknown) =>
+    ctx.log.error("could not finish a committed checkpoint", { pod: run.name, error: errorMessage(x) }),
+  );
 }
 
 /** Whatever the outcome: the temporary directory, the journal and the claim go; the index merge may run. */
