@@ -3,6 +3,10 @@
  * without following symlinks and stores each file's chunks; materializeTree
  * rebuilds the tree exactly (content, mode, owner, mtime, links), verifying
  * every chunk, in a fresh directory that is renamed into place only when whole.
+ *
+ * Both directions stay in one file (about 600 lines): they are one format
+ * (entry types, hard links, overlay whiteouts and xattrs, chunk sizes), and a
+ * change to one must be read beside the other.
  */
 import fs from "node:fs";
 import { lgetxattr, lsetxattr, mkfifo, mknodWhiteout, OVERLAY_OPAQUE } from "../platform/linux/libc.ts";
