@@ -1,0 +1,87 @@
+/**
+ * A client of one peer's API over mutual TLS: it presents this host's
+ * certificate, trusts only the cluster's CA, and refuses a peer whose
+ * certificate is revoked or names another host than the one asked for.
+ */
+import type { Cluster } from "../../cluster/cluster.ts";
+import { normalSerial } from "../../cluster/x509.ts";
+import { errorFromWire, PreconditionError, UnavailableError } from "../../errors.ts";
+import { MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema } from "./schemas.ts";
+
+export const PEER_CLIENT_TIMEOUT_MS = 10_000;
+
+export class PeerClient {
+  constructor(
+    readonly cluster: Cluster,
+    readonly name: string,
+    readonly url: string,
+  ) {}
+
+  async health(): Promise<boolean> {
+    const res = await this.#fetch("GET", "/v1/health");
+    return ((await res.json()) as { ok?: boolean }).ok === true;
+  }
+
+  async info(): Promise<PeerInfo> {
+    const res = await this.#fetch("GET", "/v1/info");
+    const parsed = PeerInfoSchema.safeParse(await res.json());
+    if (!parsed.success) throw new UnavailableError(`Peer "${this.name}" answered info that does not match the schema`);
+    return parsed.data;
+  }
+
+  async revocationList(): Promise<string> {
+    const res = await this.#fetch("GET", "/v1/cluster/crl");
+    const text = await res.text();
+    if (text.length > MAX_CRL_BYTES) throw new UnavailableError(`Peer "${this.name}" sent a revocation list over ${MAX_CRL_BYTES} bytes`);
+    return text;
+  }
+
+  async sendRevocationList(pem: string): Promise<boolean> {
+    const res = await this.#fetch("POST", "/v1/cluster/crl", pem);
+    return ((await res.json()) as { adopted?: boolean }).adopted === true;
+  }
+
+  async #fetch(method: string, path: string, body?: string): Promise<Response> {
+    const id = this.cluster.identity;
+    if (!id) throw new PreconditionError("This host is not in a cluster");
+    const cluster = this.cluster;
+    const expected = this.name;
+    let refusal: string | null = null;
+    let res: Response;
+    try {
+      res = await fetch(new URL(path, this.url), {
+        method,
+        body,
+        headers: body === undefined ? {} : { "content-type": "application/x-pem-file" },
+        signal: AbortSignal.timeout(PEER_CLIENT_TIMEOUT_MS),
+        // A connection of its own: a pooled one may predate a revocation.
+        keepalive: false,
+        tls: {
+          key: id.keyPem,
+          cert: id.certPem,
+          ca: id.caCertPem,
+          checkServerIdentity(_host: string, cert: { serialNumber?: string; subject?: { CN?: string } }) {
+            const serial = normalSerial(cert.serialNumber ?? "");
+            if (cluster.isRevoked(serial)) refusal = `its certificate (serial ${serial}) is revoked`;
+            else if (cert.subject?.CN !== expected) refusal = `its certificate is for "${cert.subject?.CN}", not "${expected}"`;
+            return refusal ? new Error(refusal) : undefined;
+          },
+        },
+      } as RequestInit);
+    } catch (e) {
+      const why = refusal ?? (e as Error).message;
+      throw new UnavailableError(`Peer "${this.name}" at ${this.url} refused or unreachable: ${why}`, { cause: e });
+    }
+    if (res.ok) return res;
+    let code = "internal";
+    let message = `Peer "${this.name}" answered ${res.status} ${res.statusText}`;
+    try {
+      const j = (await res.json()) as { error?: { code?: string; message?: string } };
+      if (j.error?.code) code = j.error.code;
+      if (j.error?.message) message = `Peer "${this.name}": ${j.error.message}`;
+    } catch {
+      // not our error format
+    }
+    throw errorFromWire(code, message);
+  }
+}
