@@ -89,7 +89,12 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   // The cluster: membership and peers; the peer API listens once this host has joined one.
   const cluster = await Cluster.open(config.peer.tls_dir || join(stateDir, "tls"));
   const peers = new PeerDirectory(cluster, log.child({ part: "peers" }));
-  const peerApp = createPeerApp({ cluster, info: peerInfoProvider({ cluster, pods, checkpointer, status, stateDir }), log: log.child({ part: "peer-api" }) });
+  const peerApp = createPeerApp({
+    cluster,
+    images: { catalogue },
+    info: peerInfoProvider({ cluster, pods, checkpointer, status, stateDir }),
+    log: log.child({ part: "peer-api" }),
+  });
   const peerListener = new PeerListener(cluster, peerApp, config.peer.listen, log.child({ part: "peer-api" }));
   peerListener.start();
 
@@ -99,7 +104,14 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
     routes: [
       (a) => addImageRoutes(a, { checkpointer, catalogue }),
       (a) => addStatusRoutes(a, { status }),
-      (a) => addClusterRoutes(a, { cluster, peers, listening: () => (peerListener.port === null ? null : config.peer.listen) }),
+      (a) =>
+        addClusterRoutes(a, {
+          cluster,
+          peers,
+          catalogue,
+          resolveImage: (ref) => checkpointer.resolveImage(ref),
+          listening: () => (peerListener.port === null ? null : config.peer.listen),
+        }),
     ],
     info: { version: VERSION, pid: process.pid, stateDir, socket, bridge: config.network.bridge, subnet: config.network.subnet },
   });

@@ -10,7 +10,12 @@ import type { Cluster } from "../cluster/cluster.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 
-const MAX_PEER_BODY_BYTES = 64 << 20;
+/**
+ * Bun's own cap on a request body: none in effect. Image imports stream in
+ * (bounded by the import itself: a bounded manifest, and only chunks it names,
+ * at the lengths it says); every other route has its own bodyLimit.
+ */
+const MAX_PEER_BODY_BYTES = Number.MAX_SAFE_INTEGER;
 
 export class PeerListener {
   #server: ReturnType<typeof Bun.serve> | null = null;

@@ -29,6 +29,8 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   peers: { summary: "list peers and what each says of itself", load: async () => (await import("./peers.ts")).peersCommand },
   "peer add": { summary: "add a peer by its peer API URL", load: async () => (await import("./peers.ts")).peerAddCommand },
   "peer rm": { summary: "forget a peer", load: async () => (await import("./peers.ts")).peerRmCommand },
+  "image push": { summary: "send an image to a peer (only the chunks it lacks)", load: async () => (await import("./images.ts")).imagePushCommand },
+  "image pull": { summary: "fetch an image from a peer (only the chunks this host lacks)", load: async () => (await import("./images.ts")).imagePullCommand },
   status: { summary: "report whether this host needs OS updates or a reboot", load: async () => (await import("./status.ts")).statusCommand },
 };
 

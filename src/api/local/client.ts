@@ -6,6 +6,7 @@
  */
 import type { ClusterView } from "../../cluster/cluster.ts";
 import type { PeerStatus } from "../../cluster/peer-directory.ts";
+import type { TransferReport } from "../../transfer/push.ts";
 import { errorFromWire, UnavailableError } from "../../errors.ts";
 import type { CheckpointResult, RestoreResult } from "../../checkpoint/checkpointer.ts";
 import type { ImportResult } from "../../checkpoint/export.ts";
@@ -151,6 +152,14 @@ export class LocalClient {
 
   clusterRemoveHost(name: string): Promise<{ removed: string; peers: Array<{ peer: string; adopted: boolean; error: string | null }> }> {
     return this.#json("DELETE", `/v1/cluster/hosts/${encodeURIComponent(name)}`);
+  }
+
+  async pushImage(id: string, peer: string): Promise<TransferReport> {
+    return (await this.#json<{ push: TransferReport }>("POST", `/v1/images/${encodeURIComponent(id)}/push`, { peer })).push;
+  }
+
+  async pullImage(image: string, peer: string): Promise<TransferReport> {
+    return (await this.#json<{ pull: TransferReport }>("POST", "/v1/images/pull", { image, peer })).pull;
   }
 
   async peers(): Promise<PeerStatus[]> {

@@ -5,6 +5,8 @@ import { MAX_BUNDLE_BYTES } from "../../cluster/bundle.ts";
 import type { Cluster } from "../../cluster/cluster.ts";
 import type { PeerDirectory } from "../../cluster/peer-directory.ts";
 import { InvalidArgumentError } from "../../errors.ts";
+import type { ImageCatalogue } from "../../store/image-catalogue.ts";
+import { pullImage, pushImage } from "../../transfer/push.ts";
 import { describeZodError } from "./schemas.ts";
 
 const Name = z.string().max(63);
@@ -12,6 +14,8 @@ const Addresses = z.array(z.string().max(253)).max(32).default([]);
 const InitBody = z.object({ cluster: Name, host: Name, addresses: Addresses }).strict();
 const AddHostBody = z.object({ name: Name, addresses: Addresses }).strict();
 const JoinBody = z.object({ bundle: z.string().max(MAX_BUNDLE_BYTES) }).strict();
+const PushBody = z.object({ peer: Name }).strict();
+const PullBody = z.object({ peer: Name, image: z.string().regex(/^[0-9a-f]{64}$/, "a full image id (64 hex digits)") }).strict();
 const AddPeerBody = z.object({ name: Name, url: z.string().max(300) }).strict();
 
 const MAX_BODY = MAX_BUNDLE_BYTES + 4096;
@@ -35,11 +39,25 @@ async function json<T extends z.ZodType>(req: Request, schema: T): Promise<z.inf
 export interface ClusterRouteDeps {
   cluster: Cluster;
   peers: PeerDirectory;
+  catalogue: ImageCatalogue;
+  /** An image id or unique prefix to the full id. */
+  resolveImage(ref: string): string;
   /** Where this host's peer API listens, when it does. */
   listening(): string | null;
 }
 
-export function addClusterRoutes(app: Hono, { cluster, peers, listening }: ClusterRouteDeps): void {
+export function addClusterRoutes(app: Hono, { cluster, peers, listening, catalogue, resolveImage }: ClusterRouteDeps): void {
+  app.post("/v1/images/:id/push", async (c) => {
+    const b = await json(c.req.raw, PushBody);
+    const id = resolveImage(c.req.param("id"));
+    return c.json({ push: await pushImage(catalogue, peers.client(b.peer), id) });
+  });
+
+  app.post("/v1/images/pull", async (c) => {
+    const b = await json(c.req.raw, PullBody);
+    return c.json({ pull: await pullImage(catalogue, peers.client(b.peer), b.image) });
+  });
+
   app.get("/v1/cluster", (c) => c.json({ ...cluster.view(), listening: listening() }));
 
   app.post("/v1/cluster/init", async (c) => {

@@ -11,12 +11,14 @@ import { timeout } from "hono/timeout";
 import type { Cluster } from "../../cluster/cluster.ts";
 import { AutopodError, errorMessage, httpStatusOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
+import { addPeerImageRoutes, type PeerImageDeps } from "./image-routes.ts";
 import { MAX_CRL_BYTES, type PeerInfo } from "./schemas.ts";
 
 export const PEER_REQUEST_TIMEOUT_MS = 30_000;
 
 export interface PeerAppDeps {
   cluster: Cluster;
+  images?: PeerImageDeps;
   info(): Promise<PeerInfo>;
   log: Logger;
 }
@@ -30,7 +32,12 @@ export function createPeerApp(deps: PeerAppDeps): Hono {
     return c.json({ error: { code, message: errorMessage(err) } }, status as 500);
   });
   app.notFound((c) => c.json({ error: { code: "not_found", message: `No such endpoint: ${c.req.method} ${c.req.path}` } }, 404));
-  app.use("*", timeout(PEER_REQUEST_TIMEOUT_MS));
+  // Image streams take as long as the link needs; every other request is short.
+  app.use("/v1/health", timeout(PEER_REQUEST_TIMEOUT_MS));
+  app.use("/v1/info", timeout(PEER_REQUEST_TIMEOUT_MS));
+  app.use("/v1/cluster/*", timeout(PEER_REQUEST_TIMEOUT_MS));
+  app.use("/v1/chunks/*", timeout(PEER_REQUEST_TIMEOUT_MS * 4));
+  if (deps.images) addPeerImageRoutes(app, deps.images);
 
   /** Says only that the agent answers. */
   app.get("/v1/health", (c) => c.json({ ok: true }));

@@ -6,6 +6,9 @@
 import type { Cluster } from "../../cluster/cluster.ts";
 import { normalSerial } from "../../cluster/x509.ts";
 import { errorFromWire, PreconditionError, UnavailableError } from "../../errors.ts";
+import type { ImportResult } from "../../checkpoint/export.ts";
+import { LIMITS } from "../../checkpoint/manifest.ts";
+import { HASH_BYTES, sha256, toHex } from "../../store/hash.ts";
 import { MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema } from "./schemas.ts";
 
 export const PEER_CLIENT_TIMEOUT_MS = 10_000;
@@ -41,7 +44,45 @@ export class PeerClient {
     return ((await res.json()) as { adopted?: boolean }).adopted === true;
   }
 
-  async #fetch(method: string, path: string, body?: string): Promise<Response> {
+  /** Which of these hashes (concatenated) the peer lacks: a bitmap, bit set = lacking. */
+  async missing(hashes: Uint8Array): Promise<Uint8Array> {
+    const res = await this.#fetch("POST", "/v1/chunks/missing", hashes, { contentType: "application/octet-stream", timeoutMs: 120_000 });
+    const bitmap = new Uint8Array(await res.arrayBuffer());
+    if (bitmap.byteLength !== Math.ceil(hashes.byteLength / HASH_BYTES / 8))
+      throw new UnavailableError(`Peer "${this.name}" answered a bitmap of the wrong size`);
+    return bitmap;
+  }
+
+  /** Send an export stream; the peer imports it (verifying every chunk) and says what it made of it. */
+  async importImage(stream: ReadableStream<Uint8Array>): Promise<ImportResult> {
+    const res = await this.#fetch("POST", "/v1/images/import", stream, { contentType: "application/x-autopod-image", timeoutMs: null });
+    return ((await res.json()) as { import: ImportResult }).import;
+  }
+
+  /** The manifest of the peer's image `id` (its exact bytes; the id is their hash, checked here). */
+  async manifest(id: string): Promise<Uint8Array> {
+    const res = await this.#fetch("GET", `/v1/images/${encodeURIComponent(id)}/manifest`);
+    const len = Number(res.headers.get("content-length") ?? "0");
+    if (len > LIMITS.manifestBytes) throw new UnavailableError(`Peer "${this.name}" sent a manifest over ${LIMITS.manifestBytes} bytes`);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (bytes.byteLength > LIMITS.manifestBytes) throw new UnavailableError(`Peer "${this.name}" sent a manifest over ${LIMITS.manifestBytes} bytes`);
+    if (toHex(sha256(bytes)) !== id) throw new UnavailableError(`Peer "${this.name}" sent a manifest that is not image ${id}`);
+    return bytes;
+  }
+
+  /** An export of the peer's image `id` carrying only the chunks marked in `wanted`. */
+  async exportImage(id: string, wanted: Uint8Array): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.#fetch("POST", `/v1/images/${encodeURIComponent(id)}/export`, wanted, { contentType: "application/octet-stream", timeoutMs: null });
+    if (!res.body) throw new UnavailableError(`Peer "${this.name}" sent no export`);
+    return res.body;
+  }
+
+  async #fetch(
+    method: string,
+    path: string,
+    body?: string | Uint8Array | ReadableStream<Uint8Array>,
+    opts: { contentType?: string; timeoutMs?: number | null } = {},
+  ): Promise<Response> {
     const id = this.cluster.identity;
     if (!id) throw new PreconditionError("This host is not in a cluster");
     const cluster = this.cluster;
@@ -52,8 +93,10 @@ export class PeerClient {
       res = await fetch(new URL(path, this.url), {
         method,
         body,
-        headers: body === undefined ? {} : { "content-type": "application/x-pem-file" },
-        signal: AbortSignal.timeout(PEER_CLIENT_TIMEOUT_MS),
+        headers: body === undefined ? {} : { "content-type": opts.contentType ?? "application/x-pem-file" },
+        ...(body instanceof ReadableStream ? { duplex: "half" } : {}),
+        // Streams take as long as the link needs; everything else answers quickly or not at all.
+        signal: opts.timeoutMs === null ? undefined : AbortSignal.timeout(opts.timeoutMs ?? PEER_CLIENT_TIMEOUT_MS),
         // A connection of its own: a pooled one may predate a revocation.
         keepalive: false,
         tls: {
