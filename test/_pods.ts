@@ -45,7 +45,7 @@ export class TestHost {
   agent: ReturnType<typeof Bun.spawn> | null = null;
   #agentLog = "";
 
-  private constructor(tag: string, octet: number, nat: boolean) {
+  private constructor(tag: string, octet: number, nat: boolean, extraConfig: string[] = []) {
     const id = `${tag}${process.pid % 10000}${hostCount++}`;
     this.netns = `aptest-${id}`;
     this.dir = mkdtempSync(join(tmpdir(), `autopod-${id}-`));
@@ -64,15 +64,16 @@ export class TestHost {
         `bridge = "${this.bridge}"`,
         `subnet = "${this.subnet}"`,
         `nat = ${nat}`,
+        ...extraConfig,
       ].join("\n") + "\n",
     );
   }
 
   /** A new host namespace with an agent running in it. */
-  static async start(tag: string, opts: { nat?: boolean } = {}): Promise<TestHost> {
+  static async start(tag: string, opts: { nat?: boolean; extraConfig?: string[] } = {}): Promise<TestHost> {
     // Random third octets keep concurrent test runs on one machine apart.
     const octet = 100 + Math.floor(Math.random() * 150);
-    const h = new TestHost(tag, octet, opts.nat ?? false);
+    const h = new TestHost(tag, octet, opts.nat ?? false, opts.extraConfig);
     const r = await sh(["ip", "netns", "add", h.netns]);
     if (r.exitCode !== 0) throw new Error(`ip netns add ${h.netns}: ${r.stderr}`);
     await sh(["ip", "-n", h.netns, "link", "set", "lo", "up"]);

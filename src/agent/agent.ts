@@ -13,6 +13,12 @@ import { Checkpointer } from "../checkpoint/checkpointer.ts";
 import { ChunkStore } from "../store/chunk-store.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
 import { LocalClient } from "../api/local/client.ts";
+import { addClusterRoutes } from "../api/local/cluster-routes.ts";
+import { createPeerApp } from "../api/peer/app.ts";
+import { Cluster } from "../cluster/cluster.ts";
+import { PeerDirectory } from "../cluster/peer-directory.ts";
+import { peerInfoProvider } from "./peer-info.ts";
+import { PeerListener } from "./peer-listener.ts";
 import type { Config } from "../config/schema.ts";
 import { errorMessage, PreconditionError } from "../errors.ts";
 import type { Logger } from "../log.ts";
@@ -25,6 +31,8 @@ import { VERSION } from "../version.ts";
 
 /** How often exited pods are reaped and adopted ones looked at. */
 const REAP_INTERVAL_MS = 250;
+/** How often peers are asked for newer revocation lists. */
+const PEER_SYNC_INTERVAL_MS = 60_000;
 
 export interface RunningAgent {
   /** Resolves when the agent has shut down (after stop() or a signal). */
@@ -87,10 +95,33 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
     log: log.child({ part: "status" }),
   });
 
+  // The cluster: membership and peers; the peer API listens once this host has joined one.
+  const cluster = await Cluster.open(config.peer.tls_dir || join(stateDir, "tls"));
+  const peers = new PeerDirectory(cluster, log.child({ part: "peers" }));
+  const peerApp = createPeerApp({
+    cluster,
+    images: { catalogue },
+    info: peerInfoProvider({ cluster, pods, checkpointer, status, stateDir }),
+    log: log.child({ part: "peer-api" }),
+  });
+  const peerListener = new PeerListener(cluster, peerApp, config.peer.listen, log.child({ part: "peer-api" }));
+  peerListener.start();
+
   const app = createLocalApp({
     pods,
     log,
-    routes: [(a) => addImageRoutes(a, { checkpointer, catalogue }), (a) => addStatusRoutes(a, { status })],
+    routes: [
+      (a) => addImageRoutes(a, { checkpointer, catalogue }),
+      (a) => addStatusRoutes(a, { status }),
+      (a) =>
+        addClusterRoutes(a, {
+          cluster,
+          peers,
+          catalogue,
+          resolveImage: (ref) => checkpointer.resolveImage(ref),
+          listening: () => (peerListener.port === null ? null : config.peer.listen),
+        }),
+    ],
     info: { version: VERSION, pid: process.pid, stateDir, socket, bridge: config.network.bridge, subnet: config.network.subnet },
   });
   const umask = process.umask(0o177);
@@ -105,6 +136,11 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   }
   chmodSync(socket, 0o600);
   status.start(); // the first collection runs in the background
+
+  // Revocations spread by talking to peers: once a minute is enough, and costs nothing without peers.
+  const peerSync = setInterval(() => {
+    if (cluster.identity && cluster.peers().length) void peers.statuses().catch(() => {});
+  }, PEER_SYNC_INTERVAL_MS);
 
   const reaper = setInterval(() => {
     try {
@@ -121,7 +157,9 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
     if (stopping) return done;
     stopping = true;
     clearInterval(reaper);
+    clearInterval(peerSync);
     status.stop();
+    await peerListener.stop();
     await server.stop(true);
     // Releases of just-checkpointed pods finish first (a restarted agent would not redo them).
     await pods.settled();

@@ -29,6 +29,8 @@ const HEADER_BYTES = 16;
 const FRAME_CHUNK = 0x43; // "C"
 const FRAME_TRAILER = 0x54; // "T"
 const BATCH_BYTES = 1 << 20;
+/** An import commits the chunks it verified every this many bytes (unreferenced until the image is committed; gc takes them if it never is). */
+const IMPORT_COMMIT_BYTES = 64 << 20;
 
 /** The export file is truncated, corrupt or hostile; the store was not changed. */
 export class InvalidExportError extends InvalidArgumentError {
@@ -42,12 +44,32 @@ export interface ExportResult {
   totalBytes: number;
 }
 
+export interface ExportOptions {
+  /**
+   * Send only these chunks: a bitmap over the image's unique chunks in
+   * manifest order (uniqueChunkRefs), bit i set to send chunk i. The
+   * receiver must hold the others; its import checks that.
+   */
+  only?: Uint8Array;
+}
+
 /** The export as a stream of byte batches (for an HTTP response or a pipe). */
-export async function* exportFrames(catalogue: ImageCatalogue, id: string, result?: Partial<ExportResult>): AsyncGenerator<Uint8Array> {
+export async function* exportFrames(
+  catalogue: ImageCatalogue,
+  id: string,
+  result?: Partial<ExportResult>,
+  options: ExportOptions = {},
+): AsyncGenerator<Uint8Array> {
   const store = catalogue.store;
   const manifestBytes = catalogue.manifestBytes(id);
   const manifest = decodeManifest(manifestBytes);
-  const refs = uniqueChunkRefs(manifest);
+  const allRefs = uniqueChunkRefs(manifest);
+  const only = options.only;
+  if (only !== undefined && only.byteLength !== Math.ceil(allRefs.length / 8)) {
+    throw new InvalidArgumentError(`The chunk selection has ${only.byteLength} bytes; image ${id} has ${allRefs.length} chunks`);
+  }
+  // An export for a peer carries only the chunks it lacks; the others must be in its store.
+  const refs = only === undefined ? allRefs : allRefs.filter((_, i) => (only[i >> 3]! & (1 << (i & 7))) !== 0);
   // Pin what we are about to send, so a gc or an `image rm` meanwhile cannot pull it away. The image
   // is in the catalogue (just read, no await since): its chunks are all stored.
   const lease = store.writer(`export ${id}`);
@@ -122,8 +144,8 @@ export async function* exportFrames(catalogue: ImageCatalogue, id: string, resul
 }
 
 /** The export as a web ReadableStream (pull-based, so it follows the reader's pace). */
-export function exportStream(catalogue: ImageCatalogue, id: string): ReadableStream<Uint8Array> {
-  const it = exportFrames(catalogue, id);
+export function exportStream(catalogue: ImageCatalogue, id: string, options: ExportOptions = {}, result?: Partial<ExportResult>): ReadableStream<Uint8Array> {
+  const it = exportFrames(catalogue, id, result, options);
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       const { value, done } = await it.next();
@@ -207,6 +229,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource)
   try {
     const received = new Set<string>();
     let chunkBytes = 0;
+    let committedBytes = 0;
     for (;;) {
       const tagBytes = reader.exact(1, "a frame");
       const tag = (tagBytes instanceof Uint8Array ? tagBytes : await tagBytes)[0];
@@ -236,6 +259,11 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource)
       }
       received.add(hex);
       chunkBytes += len;
+      // What arrived stays once committed: a transfer cut later resumes with only what is still missing.
+      if (chunkBytes - committedBytes >= IMPORT_COMMIT_BYTES) {
+        writer.commit();
+        committedBytes = chunkBytes;
+      }
     }
     const trailer = await reader.exact(16 + HASH_BYTES, "the trailer");
     const tv = new DataView(trailer.buffer, trailer.byteOffset, 16);

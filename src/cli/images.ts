@@ -1,9 +1,10 @@
 import { InvalidArgumentError } from "../errors.ts";
 import { formatBytes } from "../pods/pod.ts";
 import type { ImageInfo } from "../store/image-catalogue.ts";
+import type { TransferReport } from "../transfer/push.ts";
 import { clientFor } from "./_client.ts";
 import { openSource, writeSink } from "./_stream.ts";
-import { flagBool } from "./args.ts";
+import { flagBool, flagString } from "./args.ts";
 import type { Command } from "./command.ts";
 
 const json = { name: "json", kind: "boolean", help: "print JSON" } as const;
@@ -102,6 +103,46 @@ export const imageImportCommand: Command = {
   async run(ctx) {
     const r = await (await clientFor(ctx)).importImage(await openSource(oneArg(ctx, "one FILE (- for stdin)")));
     ctx.out(flagBool(ctx.args, "json") ? JSON.stringify(r, null, 2) : r.id);
+    return 0;
+  },
+};
+
+function formatTransfer(r: TransferReport): string {
+  const rate = r.ms > 0 ? `${formatBytes((r.wireBytes / r.ms) * 1000)}/s` : "-";
+  return (
+    `${r.direction === "push" ? "pushed" : "pulled"} image ${r.image.slice(0, 12)} ${r.direction === "push" ? "to" : "from"} ${r.peer}: ` +
+    `${r.chunksSent} of ${r.chunksOffered} chunks sent (${formatBytes(r.bytesSent)} of ${formatBytes(r.bytesOffered)}; ${r.chunksSkipped} the receiver had), ` +
+    `${formatBytes(r.wireBytes)} on the wire in ${r.ms} ms (${rate})`
+  );
+}
+
+export const imagePushCommand: Command = {
+  name: "image push",
+  summary: "send an image to a peer: only the chunks it lacks travel",
+  usage: "image push ID --to PEER [--json]",
+  details:
+    "The peer verifies every chunk as it arrives and records the image only when all are there; a push cut short keeps what arrived, and the next one sends only the rest.",
+  options: [{ name: "to", kind: "string", value: "PEER", help: "the peer (see `autopod peers`)" }, json],
+  async run(ctx) {
+    const to = flagString(ctx.args, "to");
+    if (!to) throw new InvalidArgumentError("image push needs --to PEER");
+    const r = await (await clientFor(ctx)).pushImage(oneArg(ctx, "one image ID"), to);
+    ctx.out(flagBool(ctx.args, "json") ? JSON.stringify(r, null, 2) : formatTransfer(r));
+    return 0;
+  },
+};
+
+export const imagePullCommand: Command = {
+  name: "image pull",
+  summary: "fetch an image from a peer: only the chunks this host lacks travel",
+  usage: "image pull ID --from PEER [--json]",
+  details: "ID is the image's full id (64 hex digits), as `autopod images` on the peer shows it with --json.",
+  options: [{ name: "from", kind: "string", value: "PEER", help: "the peer (see `autopod peers`)" }, json],
+  async run(ctx) {
+    const from = flagString(ctx.args, "from");
+    if (!from) throw new InvalidArgumentError("image pull needs --from PEER");
+    const r = await (await clientFor(ctx)).pullImage(oneArg(ctx, "one image ID"), from);
+    ctx.out(flagBool(ctx.args, "json") ? JSON.stringify(r, null, 2) : formatTransfer(r));
     return 0;
   },
 };

@@ -21,6 +21,16 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   "image gc": { summary: "delete chunks no image references", load: async () => (await import("./images.ts")).imageGcCommand },
   "image export": { summary: "write an image to one self-contained file", load: async () => (await import("./images.ts")).imageExportCommand },
   "image import": { summary: "read an exported image into the store", load: async () => (await import("./images.ts")).imageImportCommand },
+  "cluster init": { summary: "make a cluster: its CA and this host's certificate", load: async () => (await import("./cluster.ts")).clusterInitCommand },
+  "cluster add-host": { summary: "write a bundle that lets another host join", load: async () => (await import("./cluster.ts")).clusterAddHostCommand },
+  "cluster join": { summary: "join a cluster with a host bundle", load: async () => (await import("./cluster.ts")).clusterJoinCommand },
+  "cluster remove-host": { summary: "revoke a host's certificate cluster-wide", load: async () => (await import("./cluster.ts")).clusterRemoveHostCommand },
+  "cluster show": { summary: "this host's cluster membership", load: async () => (await import("./cluster.ts")).clusterShowCommand },
+  peers: { summary: "list peers and what each says of itself", load: async () => (await import("./peers.ts")).peersCommand },
+  "peer add": { summary: "add a peer by its peer API URL", load: async () => (await import("./peers.ts")).peerAddCommand },
+  "peer rm": { summary: "forget a peer", load: async () => (await import("./peers.ts")).peerRmCommand },
+  "image push": { summary: "send an image to a peer (only the chunks it lacks)", load: async () => (await import("./images.ts")).imagePushCommand },
+  "image pull": { summary: "fetch an image from a peer (only the chunks this host lacks)", load: async () => (await import("./images.ts")).imagePullCommand },
   status: { summary: "report whether this host needs OS updates or a reboot", load: async () => (await import("./status.ts")).statusCommand },
 };
 

@@ -4,6 +4,9 @@
  * raised (errorFromWire), and a missing agent is an UnavailableError that
  * says where we looked and how to start one.
  */
+import type { ClusterView } from "../../cluster/cluster.ts";
+import type { PeerStatus } from "../../cluster/peer-directory.ts";
+import type { TransferReport } from "../../transfer/push.ts";
 import { errorFromWire, UnavailableError } from "../../errors.ts";
 import type { CheckpointResult, RestoreResult } from "../../checkpoint/checkpointer.ts";
 import type { ImportResult } from "../../checkpoint/export.ts";
@@ -129,6 +132,46 @@ export class LocalClient {
   /** The cached report as Prometheus text, with the status service's own gauges. */
   async statusMetrics(): Promise<string> {
     return (await this.#fetch("GET", "/v1/status/metrics")).text();
+  }
+
+  cluster(): Promise<ClusterView & { listening: string | null }> {
+    return this.#json("GET", "/v1/cluster");
+  }
+
+  clusterInit(req: { cluster: string; host: string; addresses: string[] }): Promise<ClusterView & { listening: string | null }> {
+    return this.#json("POST", "/v1/cluster/init", req);
+  }
+
+  async clusterAddHost(req: { name: string; addresses: string[] }): Promise<string> {
+    return (await this.#json<{ bundle: string }>("POST", "/v1/cluster/hosts", req)).bundle;
+  }
+
+  clusterJoin(bundle: string): Promise<ClusterView & { listening: string | null }> {
+    return this.#json("POST", "/v1/cluster/join", { bundle });
+  }
+
+  clusterRemoveHost(name: string): Promise<{ removed: string; peers: Array<{ peer: string; adopted: boolean; error: string | null }> }> {
+    return this.#json("DELETE", `/v1/cluster/hosts/${encodeURIComponent(name)}`);
+  }
+
+  async pushImage(id: string, peer: string): Promise<TransferReport> {
+    return (await this.#json<{ push: TransferReport }>("POST", `/v1/images/${encodeURIComponent(id)}/push`, { peer })).push;
+  }
+
+  async pullImage(image: string, peer: string): Promise<TransferReport> {
+    return (await this.#json<{ pull: TransferReport }>("POST", "/v1/images/pull", { image, peer })).pull;
+  }
+
+  async peers(): Promise<PeerStatus[]> {
+    return (await this.#json<{ peers: PeerStatus[] }>("GET", "/v1/peers")).peers;
+  }
+
+  addPeer(name: string, url: string): Promise<PeerStatus> {
+    return this.#json("POST", "/v1/peers", { name, url });
+  }
+
+  async removePeer(name: string): Promise<void> {
+    await this.#json("DELETE", `/v1/peers/${encodeURIComponent(name)}`);
   }
 
   async #json<T>(method: string, path: string, body?: unknown): Promise<T> {

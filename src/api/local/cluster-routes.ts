@@ -1,0 +1,95 @@
+/** Local API routes of the cluster: membership, host bundles, revocation, peers. */
+import type { Hono } from "hono";
+import { z } from "zod";
+import { MAX_BUNDLE_BYTES } from "../../cluster/bundle.ts";
+import type { Cluster } from "../../cluster/cluster.ts";
+import type { PeerDirectory } from "../../cluster/peer-directory.ts";
+import { InvalidArgumentError } from "../../errors.ts";
+import type { ImageCatalogue } from "../../store/image-catalogue.ts";
+import { pullImage, pushImage } from "../../transfer/push.ts";
+import { describeZodError } from "./schemas.ts";
+
+const Name = z.string().max(63);
+const Addresses = z.array(z.string().max(253)).max(32).default([]);
+const InitBody = z.object({ cluster: Name, host: Name, addresses: Addresses }).strict();
+const AddHostBody = z.object({ name: Name, addresses: Addresses }).strict();
+const JoinBody = z.object({ bundle: z.string().max(MAX_BUNDLE_BYTES) }).strict();
+const PushBody = z.object({ peer: Name }).strict();
+const PullBody = z.object({ peer: Name, image: z.string().regex(/^[0-9a-f]{64}$/, "a full image id (64 hex digits)") }).strict();
+const AddPeerBody = z.object({ name: Name, url: z.string().max(300) }).strict();
+
+const MAX_BODY = MAX_BUNDLE_BYTES + 4096;
+
+async function json<T extends z.ZodType>(req: Request, schema: T): Promise<z.infer<T>> {
+  const len = Number(req.headers.get("content-length") ?? "0");
+  if (len > MAX_BODY) throw new InvalidArgumentError(`The request body is too large (${len} bytes, at most ${MAX_BODY})`);
+  const text = await req.text();
+  if (text.length > MAX_BODY) throw new InvalidArgumentError(`The request body is too large (at most ${MAX_BODY} bytes)`);
+  let raw: unknown;
+  try {
+    raw = text === "" ? {} : JSON.parse(text);
+  } catch {
+    throw new InvalidArgumentError("The request body is not valid JSON");
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new InvalidArgumentError(`Invalid request: ${describeZodError(parsed.error)}`);
+  return parsed.data;
+}
+
+export interface ClusterRouteDeps {
+  cluster: Cluster;
+  peers: PeerDirectory;
+  catalogue: ImageCatalogue;
+  /** An image id or unique prefix to the full id. */
+  resolveImage(ref: string): string;
+  /** Where this host's peer API listens, when it does. */
+  listening(): string | null;
+}
+
+export function addClusterRoutes(app: Hono, { cluster, peers, listening, catalogue, resolveImage }: ClusterRouteDeps): void {
+  app.post("/v1/images/:id/push", async (c) => {
+    const b = await json(c.req.raw, PushBody);
+    const id = resolveImage(c.req.param("id"));
+    return c.json({ push: await pushImage(catalogue, peers.client(b.peer), id) });
+  });
+
+  app.post("/v1/images/pull", async (c) => {
+    const b = await json(c.req.raw, PullBody);
+    return c.json({ pull: await pullImage(catalogue, peers.client(b.peer), b.image) });
+  });
+
+  app.get("/v1/cluster", (c) => c.json({ ...cluster.view(), listening: listening() }));
+
+  app.post("/v1/cluster/init", async (c) => {
+    const b = await json(c.req.raw, InitBody);
+    return c.json({ ...(await cluster.init(b.cluster, b.host, b.addresses)), listening: listening() }, 201);
+  });
+
+  app.post("/v1/cluster/hosts", async (c) => {
+    const b = await json(c.req.raw, AddHostBody);
+    return c.json({ bundle: await cluster.addHost(b.name, b.addresses) }, 201);
+  });
+
+  app.delete("/v1/cluster/hosts/:name", async (c) => {
+    await cluster.removeHost(c.req.param("name"));
+    return c.json({ removed: c.req.param("name"), peers: await peers.pushRevocations() });
+  });
+
+  app.post("/v1/cluster/join", async (c) => {
+    const b = await json(c.req.raw, JoinBody);
+    return c.json({ ...(await cluster.join(b.bundle)), listening: listening() }, 201);
+  });
+
+  app.get("/v1/peers", async (c) => c.json({ peers: await peers.statuses() }));
+
+  app.post("/v1/peers", async (c) => {
+    const b = await json(c.req.raw, AddPeerBody);
+    const p = cluster.addPeer(b.name, b.url);
+    return c.json(await peers.status(p), 201);
+  });
+
+  app.delete("/v1/peers/:name", (c) => {
+    cluster.removePeer(c.req.param("name"));
+    return c.json({ removed: c.req.param("name") });
+  });
+}

@@ -1,0 +1,130 @@
+/**
+ * A client of one peer's API over mutual TLS: it presents this host's
+ * certificate, trusts only the cluster's CA, and refuses a peer whose
+ * certificate is revoked or names another host than the one asked for.
+ */
+import type { Cluster } from "../../cluster/cluster.ts";
+import { normalSerial } from "../../cluster/x509.ts";
+import { errorFromWire, PreconditionError, UnavailableError } from "../../errors.ts";
+import type { ImportResult } from "../../checkpoint/export.ts";
+import { LIMITS } from "../../checkpoint/manifest.ts";
+import { HASH_BYTES, sha256, toHex } from "../../store/hash.ts";
+import { MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema } from "./schemas.ts";
+
+export const PEER_CLIENT_TIMEOUT_MS = 10_000;
+
+export class PeerClient {
+  constructor(
+    readonly cluster: Cluster,
+    readonly name: string,
+    readonly url: string,
+  ) {}
+
+  async health(): Promise<boolean> {
+    const res = await this.#fetch("GET", "/v1/health");
+    return ((await res.json()) as { ok?: boolean }).ok === true;
+  }
+
+  async info(): Promise<PeerInfo> {
+    const res = await this.#fetch("GET", "/v1/info");
+    const parsed = PeerInfoSchema.safeParse(await res.json());
+    if (!parsed.success) throw new UnavailableError(`Peer "${this.name}" answered info that does not match the schema`);
+    return parsed.data;
+  }
+
+  async revocationList(): Promise<string> {
+    const res = await this.#fetch("GET", "/v1/cluster/crl");
+    const text = await res.text();
+    if (text.length > MAX_CRL_BYTES) throw new UnavailableError(`Peer "${this.name}" sent a revocation list over ${MAX_CRL_BYTES} bytes`);
+    return text;
+  }
+
+  async sendRevocationList(pem: string): Promise<boolean> {
+    const res = await this.#fetch("POST", "/v1/cluster/crl", pem);
+    return ((await res.json()) as { adopted?: boolean }).adopted === true;
+  }
+
+  /** Which of these hashes (concatenated) the peer lacks: a bitmap, bit set = lacking. */
+  async missing(hashes: Uint8Array): Promise<Uint8Array> {
+    const res = await this.#fetch("POST", "/v1/chunks/missing", hashes, { contentType: "application/octet-stream", timeoutMs: 120_000 });
+    const bitmap = new Uint8Array(await res.arrayBuffer());
+    if (bitmap.byteLength !== Math.ceil(hashes.byteLength / HASH_BYTES / 8))
+      throw new UnavailableError(`Peer "${this.name}" answered a bitmap of the wrong size`);
+    return bitmap;
+  }
+
+  /** Send an export stream; the peer imports it (verifying every chunk) and says what it made of it. */
+  async importImage(stream: ReadableStream<Uint8Array>): Promise<ImportResult> {
+    const res = await this.#fetch("POST", "/v1/images/import", stream, { contentType: "application/x-autopod-image", timeoutMs: null });
+    return ((await res.json()) as { import: ImportResult }).import;
+  }
+
+  /** The manifest of the peer's image `id` (its exact bytes; the id is their hash, checked here). */
+  async manifest(id: string): Promise<Uint8Array> {
+    const res = await this.#fetch("GET", `/v1/images/${encodeURIComponent(id)}/manifest`);
+    const len = Number(res.headers.get("content-length") ?? "0");
+    if (len > LIMITS.manifestBytes) throw new UnavailableError(`Peer "${this.name}" sent a manifest over ${LIMITS.manifestBytes} bytes`);
+    const bytes = new Uint8Array(await res.arrayBuffer());
+    if (bytes.byteLength > LIMITS.manifestBytes) throw new UnavailableError(`Peer "${this.name}" sent a manifest over ${LIMITS.manifestBytes} bytes`);
+    if (toHex(sha256(bytes)) !== id) throw new UnavailableError(`Peer "${this.name}" sent a manifest that is not image ${id}`);
+    return bytes;
+  }
+
+  /** An export of the peer's image `id` carrying only the chunks marked in `wanted`. */
+  async exportImage(id: string, wanted: Uint8Array): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.#fetch("POST", `/v1/images/${encodeURIComponent(id)}/export`, wanted, { contentType: "application/octet-stream", timeoutMs: null });
+    if (!res.body) throw new UnavailableError(`Peer "${this.name}" sent no export`);
+    return res.body;
+  }
+
+  async #fetch(
+    method: string,
+    path: string,
+    body?: string | Uint8Array | ReadableStream<Uint8Array>,
+    opts: { contentType?: string; timeoutMs?: number | null } = {},
+  ): Promise<Response> {
+    const id = this.cluster.identity;
+    if (!id) throw new PreconditionError("This host is not in a cluster");
+    const cluster = this.cluster;
+    const expected = this.name;
+    let refusal: string | null = null;
+    let res: Response;
+    try {
+      res = await fetch(new URL(path, this.url), {
+        method,
+        body,
+        headers: body === undefined ? {} : { "content-type": opts.contentType ?? "application/x-pem-file" },
+        ...(body instanceof ReadableStream ? { duplex: "half" } : {}),
+        // Streams take as long as the link needs; everything else answers quickly or not at all.
+        signal: opts.timeoutMs === null ? undefined : AbortSignal.timeout(opts.timeoutMs ?? PEER_CLIENT_TIMEOUT_MS),
+        // A connection of its own: a pooled one may predate a revocation.
+        keepalive: false,
+        tls: {
+          key: id.keyPem,
+          cert: id.certPem,
+          ca: id.caCertPem,
+          checkServerIdentity(_host: string, cert: { serialNumber?: string; subject?: { CN?: string } }) {
+            const serial = normalSerial(cert.serialNumber ?? "");
+            if (cluster.isRevoked(serial)) refusal = `its certificate (serial ${serial}) is revoked`;
+            else if (cert.subject?.CN !== expected) refusal = `its certificate is for "${cert.subject?.CN}", not "${expected}"`;
+            return refusal ? new Error(refusal) : undefined;
+          },
+        },
+      } as RequestInit);
+    } catch (e) {
+      const why = refusal ?? (e as Error).message;
+      throw new UnavailableError(`Peer "${this.name}" at ${this.url} refused or unreachable: ${why}`, { cause: e });
+    }
+    if (res.ok) return res;
+    let code = "internal";
+    let message = `Peer "${this.name}" answered ${res.status} ${res.statusText}`;
+    try {
+      const j = (await res.json()) as { error?: { code?: string; message?: string } };
+      if (j.error?.code) code = j.error.code;
+      if (j.error?.message) message = `Peer "${this.name}": ${j.error.message}`;
+    } catch {
+      // not our error format
+    }
+    throw errorFromWire(code, message);
+  }
+}

@@ -1,0 +1,24 @@
+/** What peers send each other: every body and answer is checked against these. */
+import { z } from "zod";
+
+export const PeerInfoSchema = z
+  .object({
+    cluster: z.string().max(63),
+    host: z.string().max(63),
+    version: z.string().max(64),
+    criu: z.string().max(64).nullable(),
+    kernel: z.string().max(256),
+    arch: z.string().max(32),
+    cpuFlags: z.array(z.string().max(64)).max(1024),
+    memory: z.object({ totalBytes: z.number().nonnegative(), availableBytes: z.number().nonnegative() }).strict(),
+    disk: z.object({ freeBytes: z.number().nonnegative() }).strict(),
+    pods: z.array(z.object({ name: z.string().max(64), state: z.string().max(32), address: z.string().max(64).nullable() }).strict()).max(100_000),
+    verdict: z.string().max(64).nullable(),
+    revocationListTime: z.string().max(64),
+  })
+  .strict();
+
+export type PeerInfo = z.infer<typeof PeerInfoSchema>;
+
+/** A revocation list in PEM; a few KiB per hundred hosts. */
+export const MAX_CRL_BYTES = 1 << 20;

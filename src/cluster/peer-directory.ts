@@ -1,0 +1,79 @@
+/**
+ * The peers this host knows, as seen over the peer API: reachability,
+ * round-trip time and what each says of itself. Talking to a peer is also how
+ * revocations spread: a newer revocation list, signed by the CA, is taken
+ * from whichever peer has it, and ours is offered to a peer that lacks it.
+ */
+import { PeerClient } from "../api/peer/client.ts";
+import type { PeerInfo } from "../api/peer/schemas.ts";
+import { errorMessage, NotFoundError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { Cluster, PeerEntry } from "./cluster.ts";
+
+export interface PeerStatus extends PeerEntry {
+  reachable: boolean;
+  rttMs: number | null;
+  info: PeerInfo | null;
+  error: string | null;
+}
+
+export class PeerDirectory {
+  constructor(
+    readonly cluster: Cluster,
+    readonly log: Logger,
+  ) {}
+
+  client(name: string): PeerClient {
+    const p = this.cluster.peers().find((x) => x.name === name);
+    if (!p) throw new NotFoundError(`No peer named "${name}" (add it with \`autopod peer add ${name} https://ADDRESS:7443\`)`);
+    return new PeerClient(this.cluster, p.name, p.url);
+  }
+
+  /** Ask every peer for its info, at once. */
+  async statuses(): Promise<PeerStatus[]> {
+    return Promise.all(this.cluster.peers().map((p) => this.status(p)));
+  }
+
+  async status(p: PeerEntry): Promise<PeerStatus> {
+    const client = new PeerClient(this.cluster, p.name, p.url);
+    const t0 = performance.now();
+    try {
+      const info = await client.info();
+      const rttMs = Math.round((performance.now() - t0) * 10) / 10;
+      await this.#syncRevocations(client, info);
+      return { ...p, reachable: true, rttMs, info, error: null };
+    } catch (e) {
+      return { ...p, reachable: false, rttMs: null, info: null, error: errorMessage(e) };
+    }
+  }
+
+  /** Send our revocation list to every peer; returns who took it and who could not be reached. */
+  async pushRevocations(): Promise<Array<{ peer: string; adopted: boolean; error: string | null }>> {
+    const id = this.cluster.identity;
+    if (!id) return [];
+    return Promise.all(
+      this.cluster.peers().map(async (p) => {
+        try {
+          return { peer: p.name, adopted: await new PeerClient(this.cluster, p.name, p.url).sendRevocationList(id.crlPem), error: null };
+        } catch (e) {
+          return { peer: p.name, adopted: false, error: errorMessage(e) };
+        }
+      }),
+    );
+  }
+
+  async #syncRevocations(client: PeerClient, info: PeerInfo): Promise<void> {
+    const id = this.cluster.identity;
+    if (!id) return;
+    const theirs = Date.parse(info.revocationListTime);
+    if (theirs > id.crlTime.getTime()) {
+      try {
+        if (await this.cluster.adoptCrl(await client.revocationList())) this.log.info("took a newer revocation list", { from: client.name });
+      } catch (e) {
+        this.log.warn("a peer's revocation list was refused", { from: client.name, error: errorMessage(e) });
+      }
+    } else if (theirs < id.crlTime.getTime()) {
+      await client.sendRevocationList(id.crlPem).catch(() => false);
+    }
+  }
+}

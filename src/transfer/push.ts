@@ -1,0 +1,108 @@
+/**
+ * Moving an image to or from a peer: ask which of the image's chunks the
+ * other side lacks (one bitmap for the whole image), then stream an export
+ * that carries only those. The receiving side verifies every chunk as it
+ * arrives, commits them in batches (a cut transfer keeps what arrived) and
+ * records the image only when every chunk is there.
+ */
+import type { PeerClient } from "../api/peer/client.ts";
+import { exportStream, type ExportResult, type ImportResult, importImage } from "../checkpoint/export.ts";
+import { decodeManifest, uniqueChunkRefs } from "../checkpoint/manifest.ts";
+import { HASH_BYTES } from "../store/hash.ts";
+import type { ImageCatalogue } from "../store/image-catalogue.ts";
+import { bitIsSet, bitmapOf, countBits } from "./bitmap.ts";
+
+export interface TransferReport {
+  image: string;
+  peer: string;
+  direction: "push" | "pull";
+  /** The image's unique chunks, and their bytes. */
+  chunksOffered: number;
+  bytesOffered: number;
+  /** Chunks the receiver lacked, which travelled. */
+  chunksSent: number;
+  bytesSent: number;
+  chunksSkipped: number;
+  /** The export stream's bytes on the wire (chunks plus framing and manifest). */
+  wireBytes: number;
+  ms: number;
+  /** Whether the receiver had the image already. */
+  wasPresent: boolean;
+}
+
+/** The image's unique chunk hashes, concatenated in manifest order. */
+export function chunkListOf(manifestBytes: Uint8Array): { hashes: Uint8Array; lengths: number[] } {
+  const refs = uniqueChunkRefs(decodeManifest(manifestBytes));
+  const hashes = new Uint8Array(refs.length * HASH_BYTES);
+  refs.forEach((r, i) => {
+    hashes.set(r.hash, i * HASH_BYTES);
+  });
+  return { hashes, lengths: refs.map((r) => r.length) };
+}
+
+export async function pushImage(catalogue: ImageCatalogue, peer: PeerClient, id: string): Promise<TransferReport> {
+  const t0 = performance.now();
+  const { hashes, lengths } = chunkListOf(catalogue.manifestBytes(id));
+  const lacking = await peer.missing(hashes);
+  const result: Partial<ExportResult> = {};
+  const imp = await peer.importImage(exportStream(catalogue, id, { only: lacking }, result));
+  return report(id, peer.name, "push", lengths, lacking, result.totalBytes ?? 0, imp, t0);
+}
+
+export async function pullImage(catalogue: ImageCatalogue, peer: PeerClient, id: string): Promise<TransferReport> {
+  const t0 = performance.now();
+  const manifestBytes = await peer.manifest(id);
+  const { hashes, lengths } = chunkListOf(manifestBytes);
+  const views = hashViewsOf(hashes);
+  const lackingHere = new Set(catalogue.store.missing(views));
+  const wanted = bitmapOf(views.length, (i) => lackingHere.has(views[i]!));
+  let wireBytes = 0;
+  const counted = (await peer.exportImage(id, wanted)).pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, c) {
+        wireBytes += chunk.byteLength;
+        c.enqueue(chunk);
+      },
+    }),
+  );
+  const imp = await importImage(catalogue, counted);
+  return report(id, peer.name, "pull", lengths, wanted, wireBytes, imp, t0);
+}
+
+function hashViewsOf(all: Uint8Array): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (let i = 0; i < all.byteLength; i += HASH_BYTES) out.push(all.subarray(i, i + HASH_BYTES));
+  return out;
+}
+
+function report(
+  image: string,
+  peer: string,
+  direction: "push" | "pull",
+  lengths: number[],
+  sent: Uint8Array,
+  wireBytes: number,
+  imp: ImportResult,
+  t0: number,
+): TransferReport {
+  let bytesOffered = 0;
+  let bytesSent = 0;
+  lengths.forEach((l, i) => {
+    bytesOffered += l;
+    if (bitIsSet(sent, i)) bytesSent += l;
+  });
+  const chunksSent = countBits(sent);
+  return {
+    image,
+    peer,
+    direction,
+    chunksOffered: lengths.length,
+    bytesOffered,
+    chunksSent,
+    bytesSent,
+    chunksSkipped: lengths.length - chunksSent,
+    wireBytes,
+    ms: Math.round(performance.now() - t0),
+    wasPresent: imp.wasPresent,
+  };
+}
