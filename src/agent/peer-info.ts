@@ -3,7 +3,7 @@ import { readFileSync, statfsSync } from "node:fs";
 import { arch, release } from "node:os";
 import type { PeerInfo } from "../api/peer/schemas.ts";
 import type { Checkpointer } from "../checkpoint/checkpointer.ts";
-import { cpuFlags } from "../checkpoint/checkpointer.ts";
+import { cpuFlags } from "../platform/linux/cpu.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import { PreconditionError } from "../errors.ts";
 import type { PodRuntime } from "../pods/runtime.ts";
