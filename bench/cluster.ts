@@ -1,0 +1,165 @@
+#!/usr/bin/env bun
+/**
+ * Figures of images moving between cluster hosts, as JSON on stdout:
+ *   node_modules/.bin/bun bench/cluster.ts [--mib 1024] [--rate 1gbit]
+ * (root; uses dist/autopod: run `node_modules/.bin/bun build.ts` first).
+ *
+ * Two hosts (network namespaces with their own agents) on one LAN bridge,
+ * both uplinks shaped with `tc tbf` to --rate. A pod of `memhog MIB` on host
+ * a is checkpointed (--leave-running), then:
+ * - the link itself: the image's export file copied over one plain TCP
+ *   connection between the two namespaces (Bun sockets; there is no sshd here
+ *   for scp), as the rate the link gives one stream;
+ * - `image push` of that image to the empty peer: throughput ÷ the link rate,
+ *   and ÷ the plain TCP copy;
+ * - after 1% of the pod's pages changed (memhog's SIGUSR1), the next image
+ *   pushed: bytes on the wire ÷ bytes changed;
+ * - "which of these do you lack?" for 262,144 hashes, over the wire (mutual
+ *   TLS from host a's namespace with its certificate).
+ * Everything made is removed at the end.
+ */
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
+import { TestCluster } from "../test/_cluster.ts";
+import type { TestHost } from "../test/_pods.ts";
+import { sh } from "../test/_pods.ts";
+import { BUN, DIST } from "../test/_support.ts";
+import { round } from "./_stats.ts";
+
+const args = process.argv.slice(2);
+const arg = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
+};
+const MIB = Number(arg("mib", "1024"));
+const RATE = arg("rate", "1gbit");
+const RATE_BYTES_PER_S = parseRate(RATE) / 8;
+
+if (process.getuid?.() !== 0) {
+  console.error("bench/cluster.ts needs root (namespaces, mounts, CRIU)");
+  process.exit(1);
+}
+if (!existsSync(DIST)) {
+  console.error(`${DIST} is missing: run \`node_modules/.bin/bun build.ts\` first`);
+  process.exit(1);
+}
+
+function parseRate(r: string): number {
+  const m = /^(\d+(?:\.\d+)?)(k|m|g)?bit$/i.exec(r);
+  if (!m) throw new Error(`--rate ${r}: expected like 1gbit or 400mbit`);
+  return Number(m[1]) * { k: 1e3, m: 1e6, g: 1e9, "": 1 }[(m[2] ?? "").toLowerCase() as "k" | "m" | "g" | ""];
+}
+
+async function memhogReady(h: TestHost, pod: string): Promise<void> {
+  await h.waitForLog(pod, /ready/, 0, 120_000);
+}
+
+/** Copy `file` from host a's namespace to host b's over one TCP connection; returns bytes per second. */
+async function plainTcpCopy(lan: TestCluster, file: string): Promise<number> {
+  const port = 7600 + Math.floor(Math.random() * 300);
+  const server = `
+    let got = 0; let t0 = 0;
+    Bun.listen({ hostname: process.argv[1], port: Number(process.argv[2]), socket: {
+      open() { t0 = performance.now(); },
+      data(_s, d) { got += d.byteLength; },
+      close() { console.log(JSON.stringify({ bytes: got, ms: performance.now() - t0 })); process.exit(0); },
+    } });`;
+  const srv = Bun.spawn(["nsenter", `--net=/run/netns/${lan.hosts[1]!.netns}`, "--", BUN, "-e", server, lan.addressOf(1), String(port)], { stdout: "pipe" });
+  await Bun.sleep(500);
+  const client = `
+    const f = Bun.file(process.argv[3]);
+    const s = await Bun.connect({ hostname: process.argv[1], port: Number(process.argv[2]), socket: { data() {}, drain() {} } });
+    const reader = f.stream().getReader();
+    for (;;) { const { value, done } = await reader.read(); if (done) break;
+      let off = 0; while (off < value.byteLength) { const n = s.write(value.subarray(off)); off += n; if (off < value.byteLength) await Bun.sleep(1); } }
+    s.end();`;
+  await sh(["nsenter", `--net=/run/netns/${lan.hosts[0]!.netns}`, "--", BUN, "-e", client, lan.addressOf(1), String(port), file], { timeoutMs: 600_000 });
+  const out = JSON.parse((await new Response(srv.stdout).text()).trim()) as { bytes: number; ms: number };
+  return (out.bytes / out.ms) * 1000;
+}
+
+/** Time one "which do you lack?" of `n` random hashes, from host a's namespace with its certificate. */
+async function missingOverTheWire(lan: TestCluster, n: number): Promise<number> {
+  const tls = join(lan.hosts[0]!.stateDir, "tls");
+  const script = `
+    const [url, dir, n] = [process.argv[1], process.argv[2], Number(process.argv[3])];
+    const tls = { ca: await Bun.file(dir + "/ca.pem").text(), cert: await Bun.file(dir + "/host.pem").text(), key: await Bun.file(dir + "/host.key").text(), checkServerIdentity: () => undefined };
+    const body = new Uint8Array(n * 32);
+    for (let i = 0; i < body.byteLength; i += 65536) crypto.getRandomValues(body.subarray(i, i + 65536));
+    const runs = [];
+    for (let r = 0; r < 3; r++) {
+      const t = performance.now();
+      const res = await fetch(url + "/v1/chunks/missing", { method: "POST", body, tls, headers: { "content-type": "application/octet-stream" } });
+      const bits = new Uint8Array(await res.arrayBuffer());
+      if (res.status !== 200 || bits.byteLength !== n / 8) throw new Error("bad answer " + res.status);
+      runs.push(performance.now() - t);
+    }
+    console.log(JSON.stringify(runs));`;
+  const r = await sh(["nsenter", `--net=/run/netns/${lan.hosts[0]!.netns}`, "--", BUN, "-e", script, lan.urlOf(1), tls, String(n)], { timeoutMs: 300_000 });
+  if (r.exitCode !== 0) throw new Error(`missing over the wire: ${r.stderr}`);
+  const runs = JSON.parse(r.stdout.trim()) as number[];
+  return Math.min(...runs);
+}
+
+const lan = await TestCluster.start("bc", ["a", "b"]);
+try {
+  const [a, b] = lan.hosts as [TestHost, TestHost];
+  await a.ok(["cluster", "init", "--name", "bench", "--host", "a", "--address", lan.addressOf(0)]);
+  const bundle = join(lan.dir, "b.bundle");
+  await a.ok(["cluster", "add-host", "b", "--address", lan.addressOf(1), "--out", bundle]);
+  await b.ok(["cluster", "join", bundle]);
+  await a.ok(["peer", "add", "b", lan.urlOf(1)]);
+  await b.ok(["peer", "add", "a", lan.urlOf(0)]);
+  await lan.shape(0, RATE);
+  await lan.shape(1, RATE);
+
+  await a.run("hog", ["/usr/local/bin/memhog", String(MIB)], ["--memory", `${MIB + 256}m`]);
+  await memhogReady(a, "hog");
+  const id = await a.ok(["checkpoint", "hog", "--leave-running"], 600_000);
+  const exportFile = join(lan.dir, "hog.img");
+  await a.ok(["image", "export", id, exportFile], 600_000);
+  const exportBytes = statSync(exportFile).size;
+
+  const tcp = await plainTcpCopy(lan, exportFile);
+  const push = JSON.parse(await a.ok(["image", "push", id, "--to", "b", "--json"], 900_000));
+  const pushRate = (push.wireBytes / push.ms) * 1000;
+
+  process.kill((await a.pod("hog")).pid!, "SIGUSR1");
+  await Bun.sleep(500);
+  const changedPages = Math.round(((MIB << 20) / 4096) * 0.01);
+  const id2 = await a.ok(["checkpoint", "hog", "--leave-running"], 600_000);
+  const next = JSON.parse(await a.ok(["image", "push", id2, "--to", "b", "--json"], 900_000));
+
+  const missingMs = await missingOverTheWire(lan, 262_144);
+
+  console.log(
+    JSON.stringify(
+      {
+        mib: MIB,
+        link: { rate: RATE, bytesPerSecond: RATE_BYTES_PER_S, plainTcpBytesPerSecond: round(tcp, 0), plainTcpOfLink: round(tcp / RATE_BYTES_PER_S, 3) },
+        push: {
+          ...push,
+          bytesPerSecond: round(pushRate, 0),
+          ofLinkRate: round(pushRate / RATE_BYTES_PER_S, 3),
+          ofPlainTcp: round(pushRate / tcp, 3),
+          exportFileBytes: exportBytes,
+        },
+        nextImage: {
+          changedBytes: changedPages * 4096,
+          wireBytes: next.wireBytes,
+          bytesSent: next.bytesSent,
+          chunksSent: next.chunksSent,
+          wireOverChanged: round(next.wireBytes / (changedPages * 4096), 3),
+          ms: next.ms,
+        },
+        missingOverTheWire: { hashes: 262_144, ms: round(missingMs, 1) },
+        stopAndCopyMoveGap: "not measured: needs the cluster pod network (a pod keeping its address across hosts), not built yet",
+        loadAverage: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number),
+      },
+      null,
+      2,
+    ),
+  );
+} finally {
+  await lan.dispose();
+}
