@@ -373,7 +373,7 @@ export class Checkpointer {
         preparing = pods.prepareRestore(name);
         preparing.catch(() => undefined); // awaited below, or in the catch
       }
-      // 1. Read and verify every chunk before anything of the pod changes (linked page images: see below).
+      // 1. Make the image's files, checking each chunk as it is read (page images linked whole from the store are checked later, while CRIU restores: see below).
       const tm = performance.now();
       const phase = phaseClock(t0);
       phase("check");
