@@ -73,6 +73,8 @@ export interface CheckpointResult {
   newChunks: number;
   /** Where the time went, in order: prepare, dump, files (layer, volumes), base, images (CRIU's files), commit, stop (or continue). */
   phases: Record<string, number>;
+  /** Page images hashed while CRIU wrote them (PageTail): how many, and the bytes hashed before CRIU exited; null when not tailed (--leave-running). */
+  pageTail: { files: number; bytesDuringDump: number } | null;
 }
 
 export interface RestoreRequest {
@@ -228,8 +230,10 @@ export class Checkpointer {
         tail.abort();
         throw e;
       });
-      log.debug("dump done", { pod: name, dumpMs: round(dump.durationMs), pagesHashedDuringDump: tail.hashedBytes });
+      const pageTail = tail.isOn ? { files: 0, bytesDuringDump: tail.hashedBytes } : null;
+      log.debug("dump done", { pod: name, dumpMs: round(dump.durationMs), pagesHashedDuringDump: pageTail?.bytesDuringDump });
       const hashing = tail.finish();
+      if (pageTail) pageTail.files = hashing.size;
       isStopped = true;
       phase("prepare", dump.durationMs);
       phase("dump");
@@ -316,6 +320,7 @@ export class Checkpointer {
         newBytes,
         newChunks,
         phases: phase.all,
+        pageTail,
       };
       log.info("checkpointed pod", { ...result });
       return result;
