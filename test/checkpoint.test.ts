@@ -161,6 +161,35 @@ describe("checkpoint and restore", () => {
   );
 
   rootTest(
+    "a stop-checkpoint hashes the page images while CRIU writes them (PageTail), and those hashes are the pages' own: the restore checks every page against them",
+    async () => {
+      await host.run("tail", ["/usr/local/bin/memhog", "64"]);
+      await host.waitForLog("tail", /ready/);
+      const logBytes = async () => (await host.cli(["logs", "tail"])).stdout.length;
+      process.kill((await host.pod("tail")).pid!, "SIGUSR2");
+      const sum = await host.waitForLog("tail", /sum \S+ pages \d+/);
+      const cp = JSON.parse(await host.ok(["checkpoint", "tail", "--json"]));
+      // CRIU wrote one page image for the one task, and 64 MiB of pages were hashed as they landed.
+      expect(cp.pageTail).not.toBeNull();
+      expect(cp.pageTail.files).toBe(1);
+      expect(cp.pageTail.bytesDuringDump).toBeGreaterThan(0);
+      expect(cp.pageTail.bytesDuringDump).toBeLessThanOrEqual(cp.logicalBytes);
+      // The pages were new: the store adopted the page image whole, under the hashes the tail gave. Restore
+      // links it back and hashes every page again while CRIU restores: a wrong hash fails the restore.
+      const after = await logBytes();
+      await host.ok(["restore", cp.id]);
+      expect((await host.pod("tail")).state).toBe("running");
+      process.kill((await host.pod("tail")).pid!, "SIGUSR2");
+      expect(await host.waitForLog("tail", /sum \S+ pages \d+/, after)).toBe(sum);
+      // A checkpoint that leaves the pod running hashes its pages after the dump instead.
+      const lr = JSON.parse(await host.ok(["checkpoint", "tail", "--leave-running", "--json"]));
+      expect(lr.pageTail).toBeNull();
+      await host.ok(["rm", "--force", "tail"]);
+    },
+    T,
+  );
+
+  rootTest(
     "dedup: a second checkpoint after 1% of memory changed stores about 1% new bytes",
     async () => {
       await host.run("hog", ["/usr/local/bin/memhog", "64"]);
