@@ -260,9 +260,10 @@ let rawSeq = 0;
  * `criu restore -d` of a raw dump by hand, as the agent restores: the pod's
  * layer (copied) over its base as an overlay root, a fresh net namespace passed
  * with --inherit-fd, the external mounts mapped. Returns CRIU's wall time, and
- * removes the restored tree and what was made for it.
+ * removes the restored tree and what was made for it. With `verified`, every
+ * page image of the dump is hashed (on every core) while CRIU restores from
+ * it, as autopod checks them; `ms` then ends when both are done.
  */
-/** With `verified`, every page image of the dump is hashed (on every core) while CRIU restores from it, as autopod checks them; `ms` then ends when both are done. */
 async function rawRestore(rec: PodRecord, dumpDir: string, verified = false): Promise<{ ms: number }> {
   const n = rawSeq++;
   const base = join(work, `raw-root-${n}`);

@@ -22,6 +22,10 @@ if [ "$(id -u)" -eq 0 ]; then
   command -v python3 >/dev/null 2>&1 || need+=(python3)
   command -v gcc >/dev/null 2>&1 || need+=(gcc)
   [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
+  # The dnf check's test builds an RPM repository and runs the real dnf (test/status-dnf.test.ts).
+  command -v dnf >/dev/null 2>&1 || need+=(dnf)
+  command -v rpmbuild >/dev/null 2>&1 || need+=(rpm)
+  command -v createrepo_c >/dev/null 2>&1 || need+=(createrepo-c)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     apt-get install -y --no-install-recommends "${need[@]}" || { apt-get update && apt-get install -y --no-install-recommends "${need[@]}"; }

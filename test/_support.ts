@@ -1,16 +1,58 @@
 /**
  * Shared helpers for tests that need root, CRIU or several hosts. They never
- * skip silently: `needsRoot()` prints why before skipping.
+ * skip silently: `rootTest()` prints why before skipping. Loading this module
+ * builds dist/autopod when it is missing or older than the sources, so the
+ * tests never run a stale binary.
  */
 import { test } from "bun:test";
-import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import { join, resolve } from "node:path";
 
 export const REPO = resolve(import.meta.dir, "..");
 export const BUN = resolve(REPO, "node_modules/.bin/bun");
 export const DIST = resolve(REPO, "dist/autopod");
 
 export const isRoot = process.getuid?.() === 0;
+
+/** The newest modification time (ms) of the files dist/autopod is built from. */
+export function newestSourceMtime(repo = REPO): number {
+  let newest = 0;
+  const walk = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = join(dir, e.name);
+      if (e.isDirectory()) walk(p);
+      else if (e.isFile()) newest = Math.max(newest, statSync(p).mtimeMs);
+    }
+  };
+  walk(join(repo, "src"));
+  for (const f of ["build.ts", "package.json", "package-lock.json"]) {
+    if (existsSync(join(repo, f))) newest = Math.max(newest, statSync(join(repo, f)).mtimeMs);
+  }
+  return newest;
+}
+
+/** Why `dist` is not a build of the current sources, or null when it is. */
+export function whyStale(dist = DIST, repo = REPO): string | null {
+  if (!existsSync(dist)) return `${dist} does not exist`;
+  const built = statSync(dist).mtimeMs;
+  const newest = newestSourceMtime(repo);
+  return newest > built
+    ? `${dist} is older than the sources (built ${new Date(built).toISOString()}, a source changed ${new Date(newest).toISOString()})`
+    : null;
+}
+
+/** Build dist/autopod (once per test process) when it is missing or stale; throw if the build fails. */
+export function ensureBuilt(): void {
+  const why = whyStale();
+  if (why === null) return;
+  console.warn(`building dist/autopod: ${why}`);
+  const r = Bun.spawnSync([BUN, resolve(REPO, "build.ts")], { cwd: REPO, stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`Building dist/autopod failed (exit ${r.exitCode}): ${r.stderr.toString()}${r.stdout.toString()}`);
+  const still = whyStale();
+  if (still !== null) throw new Error(`dist/autopod is still stale after building: ${still}`);
+}
+
+if (!process.env.AUTOPOD_TEST_FROM_SOURCE) ensureBuilt();
 
 /** `test` when running as root; otherwise a skipped test whose reason is printed. */
 export function rootTest(name: string, fn: () => unknown | Promise<unknown>, timeoutMs?: number): void {
@@ -22,9 +64,9 @@ export function rootTest(name: string, fn: () => unknown | Promise<unknown>, tim
   }
 }
 
-/** The autopod CLI to test: the compiled binary when built, else the sources under Bun. */
+/** The autopod CLI to test: the compiled binary (built fresh on load), or the sources under Bun with AUTOPOD_TEST_FROM_SOURCE=1. */
 export function autopodArgv(): string[] {
-  return existsSync(DIST) && !process.env.AUTOPOD_TEST_FROM_SOURCE ? [DIST] : [BUN, resolve(REPO, "src/main.ts")];
+  return process.env.AUTOPOD_TEST_FROM_SOURCE ? [BUN, resolve(REPO, "src/main.ts")] : [DIST];
 }
 
 export interface CliResult {

@@ -1,15 +1,19 @@
 /**
  * The kernel and reboot checks against built fake /boot and /run trees, with
- * this host's real running kernel; and this host's own kernel as it is.
+ * this host's real running kernel; against a real Debian kernel package's
+ * image unpacked into a fake root (downloaded once with apt into
+ * .cache/debs/); and this host's own kernel as it is.
  */
-import { afterAll, describe, expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { REPO } from "./_support.ts";
 import { run, which } from "../src/platform/linux/exec.ts";
 import type { CheckOptions, KernelReason } from "../src/status/checker.ts";
 import { hostPaths } from "../src/status/host-paths.ts";
 import { kernelChecker } from "../src/status/kernel.ts";
+import { KERNEL_HEADER_BYTES, parseKernelVersionString, readBzImageVersion } from "../src/status/kernel-image.ts";
 import { parseKernelRelease } from "../src/status/kernel-release.ts";
 import { rebootChecker } from "../src/status/reboot.ts";
 
@@ -117,6 +121,114 @@ describe(`kernel check on fake /boot trees, running ${RELEASE}`, () => {
     const r = await kernelChecker.check({ paths: hostPaths(), run, which: (n) => which(n), lockTimeoutMs: 1000, commandTimeoutMs: 10_000 });
     expect(["ok", "not_applicable"]).toContain(r.verdict);
     console.log(`kernel check here: ${r.verdict}: ${r.summary}`);
+  });
+});
+
+/** Run a command (an argument array, no shell); throw with its output if it fails. */
+function must(argv: string[], cwd?: string): string {
+  const r = Bun.spawnSync(argv, { cwd, stdout: "pipe", stderr: "pipe" });
+  if (r.exitCode !== 0) throw new Error(`${argv.join(" ")} failed (exit ${r.exitCode}): ${r.stderr.toString()}${r.stdout.toString()}`);
+  return r.stdout.toString();
+}
+
+/**
+ * The .deb of the kernel Debian's linux-image-amd64 depends on now (linux-image-6.1.0-NN-amd64),
+ * downloaded with apt into .cache/debs/ the first time (then reused).
+ */
+function debianKernelDeb(): string {
+  const dir = join(REPO, ".cache/debs");
+  mkdirSync(dir, { recursive: true });
+  const cached = readdirSync(dir).filter((n) => /^linux-image-\d[^_]*-amd64_.*_amd64\.deb$/.test(n));
+  if (cached.length > 0) return join(dir, cached.sort().at(-1)!);
+  let depends = Bun.spawnSync(["apt-cache", "depends", "linux-image-amd64"], { stdout: "pipe", stderr: "pipe" }).stdout.toString();
+  if (!/Depends: linux-image-/.test(depends)) {
+    must(["apt-get", "update"]);
+    depends = must(["apt-cache", "depends", "linux-image-amd64"]);
+  }
+  const pkg = /Depends: (linux-image-\d\S*-amd64)\b/.exec(depends)?.[1];
+  if (!pkg) throw new Error(`apt-cache depends linux-image-amd64 names no kernel package: ${depends}`);
+  must(["apt-get", "download", pkg], dir);
+  const got = readdirSync(dir).find((n) => n.startsWith(`${pkg}_`) && n.endsWith(".deb"));
+  if (!got) throw new Error(`apt-get download ${pkg} left no .deb in ${dir}`);
+  return join(dir, got);
+}
+
+describe("kernel check against a real Debian kernel package unpacked into a fake root", () => {
+  let root: string;
+  let image: string;
+  let release: string;
+  let build: string;
+
+  beforeAll(() => {
+    const deb = debianKernelDeb();
+    root = mkdtempSync(join(tmpdir(), "autopod-debian-kernel-"));
+    dirs.push(root);
+    // Only its /boot: the image (and System.map, config), as dpkg would install them. No shell: tar reads the pipe.
+    const tar = Bun.spawnSync(["dpkg-deb", "--fsys-tarfile", deb], { stdout: "pipe", stderr: "pipe" });
+    if (tar.exitCode !== 0) throw new Error(`dpkg-deb --fsys-tarfile ${deb} failed: ${tar.stderr.toString()}`);
+    const x = Bun.spawnSync(["tar", "-x", "-C", root, "--wildcards", "./boot/*"], { stdin: tar.stdout, stdout: "pipe", stderr: "pipe" });
+    if (x.exitCode !== 0) throw new Error(`tar -x of ${deb} failed: ${x.stderr.toString()}`);
+    const name = readdirSync(join(root, "boot")).find((n) => n.startsWith("vmlinuz-"));
+    if (!name) throw new Error(`${deb} has no /boot/vmlinuz-*: ${readdirSync(join(root, "boot")).join(", ")}`);
+    image = join(root, "boot", name);
+    release = name.slice("vmlinuz-".length);
+    // What the kernel itself says (uname -v), as Debian builds it: "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-3 (2026-..)".
+    const version = readBzImageVersion(new Uint8Array(readFileSync(image).subarray(0, KERNEL_HEADER_BYTES)));
+    expect(version).not.toBeNull();
+    build = parseKernelVersionString(version!).build!;
+    expect(parseKernelVersionString(version!).release).toBe(release);
+    expect(build).toMatch(/^#\d+ SMP .*Debian /);
+  }, 300_000);
+
+  /** The checks' options for the fake root, with a fake procfs saying which kernel runs. */
+  function running(osrelease: string, version: string): CheckOptions {
+    const proc = mkdtempSync(join(tmpdir(), "autopod-proc-"));
+    dirs.push(proc);
+    mkdirSync(join(proc, "sys/kernel"), { recursive: true });
+    writeFileSync(join(proc, "sys/kernel/osrelease"), `${osrelease}\n`);
+    writeFileSync(join(proc, "sys/kernel/version"), `${version}\n`);
+    return { paths: hostPaths({ root, proc }), run, which: (n) => which(n), lockTimeoutMs: 1000, commandTimeoutMs: 10_000 };
+  }
+
+  test("running an older kernel of its flavour: a reboot is required, for the version read from the real image's header", async () => {
+    const older = release.replace(/^(\d+\.\d+\.\d+-)(\d+)/, (_, head: string, abi: string) => `${head}${Number(abi) - 1}`);
+    expect(older).not.toBe(release);
+    const r = await kernelChecker.check(running(older, "#1 SMP PREEMPT_DYNAMIC Debian 6.1.0-0 (2020-01-01)"));
+    expect(r.verdict).toBe("reboot_required");
+    expect(r.reasons).toEqual([{ kind: "kernel", change: "version_upgrade", running: older, installed: release, image }]);
+  });
+
+  test("running exactly that kernel: ok", async () => {
+    const r = await kernelChecker.check(running(release, build));
+    expect(r.verdict).toBe("ok");
+    expect(r.summary).toBe(`running ${release}, the newest installed`);
+  });
+
+  test("running that release, but an earlier build of it: an ABI-only rebuild", async () => {
+    const r = await kernelChecker.check(running(release, "#1 SMP PREEMPT_DYNAMIC Debian 6.1.0-1 (2020-01-01)"));
+    expect(r.verdict).toBe("reboot_required");
+    expect(r.reasons).toEqual([
+      {
+        kind: "kernel",
+        change: "abi_rebuild",
+        running: release,
+        installed: release,
+        running_build: "#1 SMP PREEMPT_DYNAMIC Debian 6.1.0-1 (2020-01-01)",
+        installed_build: build,
+        image,
+      },
+    ]);
+  });
+
+  test(`this host's running kernel (${RELEASE}) beside it: ${parseKernelRelease(RELEASE).flavour === "amd64" ? "compared" : "another flavour, ignored"}`, async () => {
+    const r = await kernelChecker.check({ paths: hostPaths({ root }), run, which: (n) => which(n), lockTimeoutMs: 1000, commandTimeoutMs: 10_000 });
+    if (parseKernelRelease(RELEASE).flavour !== "amd64") {
+      expect(r.verdict).toBe("ok");
+      expect(r.summary).toContain(`ignoring other flavours (${release})`);
+    } else {
+      expect(r.verdict).not.toBe("not_applicable");
+      expect(r.verdict).not.toBe("failed");
+    }
   });
 });
 

@@ -53,6 +53,8 @@ export interface CheckpointResult {
   newChunks: number;
   /** Where the time went, in order: prepare, dump, files (layer, volumes), base, images (CRIU's files), commit, stop (or continue). */
   phases: Record<string, number>;
+  /** Page images hashed while CRIU wrote them (PageTail): how many, and the bytes hashed before CRIU exited; null when not tailed (--leave-running). */
+  pageTail: { files: number; bytesDuringDump: number } | null;
 }
 
 /** What checkCheckpoint found: the pod can be checkpointed, with these. */
@@ -81,6 +83,7 @@ export interface CheckpointRun extends CheckedCheckpoint {
   /** When the dump's answer was in (performance.now()): capture time counts from here. */
   dumpEndedAt: number;
   freezeMs: number;
+  pageTail: { files: number; bytesDuringDump: number } | null;
 }
 
 /** The parts of an image captured while the pod's tasks were stopped (files) and after (base, CRIU's files). */
@@ -139,6 +142,7 @@ export async function checkpointPod(ctx: CheckpointContext, name: string, req: C
       newBytes,
       newChunks,
       phases: run.phase.all,
+      pageTail: run.pageTail,
     };
     log.info("checkpointed pod", { ...result });
     return result;
@@ -200,6 +204,7 @@ export function startCheckpoint(ctx: CheckpointContext, name: string, req: Check
     dumpMs: 0,
     dumpEndedAt: 0,
     freezeMs: 0,
+    pageTail: null,
   };
 }
 
@@ -228,8 +233,11 @@ export async function dumpStopped(ctx: CheckpointContext, run: CheckpointRun): P
       tail.abort();
       throw e;
     });
-  log.debug("dump done", { pod: run.name, dumpMs: round(dump.durationMs), pagesHashedDuringDump: tail.hashedBytes });
+  const pageTail = tail.isOn ? { files: 0, bytesDuringDump: tail.hashedBytes } : null;
+  log.debug("dump done", { pod: run.name, dumpMs: round(dump.durationMs), pagesHashedDuringDump: pageTail?.bytesDuringDump });
   const hashing = tail.finish();
+  if (pageTail) pageTail.files = hashing.size;
+  run.pageTail = pageTail;
   run.isStopped = true;
   phase("prepare", dump.durationMs);
   phase("dump");

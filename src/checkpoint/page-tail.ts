@@ -37,12 +37,14 @@ export class PageTail {
   #watcher: fs.FSWatcher | null = null;
   #poll: ReturnType<typeof setInterval> | null = null;
   #isOver = false;
+  readonly #isOn: boolean;
 
   /** Start watching `dir` (CRIU's empty image directory) for page images; with `isOn` false, do nothing. */
   constructor(dir: string, options: { isOn?: boolean; workers?: ChunkWorkers } = {}) {
     this.#dir = dir;
     this.#workers = options.workers ?? ChunkWorkers.shared();
-    if (options.isOn === false || !isPageTailEnabled()) {
+    this.#isOn = options.isOn !== false && isPageTailEnabled();
+    if (!this.#isOn) {
       this.#isOver = true;
       return;
     }
@@ -55,6 +57,16 @@ export class PageTail {
     // inotify can miss nothing here, but a poll costs little and covers any watcher trouble.
     this.#poll = setInterval(() => this.#scan(), 20);
     this.#scan();
+  }
+
+  /** Whether page images are hashed as they are written (else finish() hands over nothing). */
+  get isOn(): boolean {
+    return this.#isOn;
+  }
+
+  /** Page images found so far. */
+  get files(): number {
+    return this.#files.size;
   }
 
   /** Bytes of page images hashed so far. */

@@ -182,7 +182,7 @@ export async function materialize(ctx: CheckpointContext, run: RestoreRun): Prom
     run.preparing = pods.prepareRestore(run.name);
     run.preparing.catch(() => undefined); // awaited in prepareHost, or in undoRestore
   }
-  // 1. Read and verify every chunk before anything of the pod changes (linked page images: see below).
+  // 1. Make the image's files, checking each chunk as it is read (page images linked whole from the store are checked later, while CRIU restores: see below).
   const tm = performance.now();
   phase("check");
   // Page images the store adopted whole come back as links, and are read back and checked

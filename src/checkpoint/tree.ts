@@ -3,6 +3,9 @@
  * without following symlinks and stores each file's chunks; materializeTree
  * rebuilds the tree exactly (content, mode, owner, mtime, links), verifying
  * every chunk, in a fresh directory that is renamed into place only when whole.
+ * materializeTreeAsync may link page images the store adopted whole instead of
+ * copying them; it reads those back and checks every chunk too, at once or,
+ * with deferLinkedChecks, after it returns (restore: while CRIU restores).
  *
  * Both directions stay in one file (about 600 lines): they are one format
  * (entry types, hard links, overlay whiteouts and xattrs, chunk sizes), and a

@@ -12,7 +12,8 @@ export const restoreCommand: Command = {
     "Brings the pod back with the memory, processes, open files, working directory, hostname, address and files it had at the checkpoint. " +
     "TCP connections are kept when it comes back at the same address, and closed when --ip gives another. " +
     "IMAGE is an image id or a unique prefix of one (see `autopod images`). --import reads an exported image first. " +
-    "Every chunk is verified before anything changes; a failed restore leaves the image intact.",
+    "Every chunk is checked against its hash as it is read: the pod's files and CRIU's small images before CRIU starts, and memory pages the store keeps whole while CRIU restores them, with the processes held stopped until every page has matched (a damaged image never runs). " +
+    "A failed restore leaves the image intact.",
   options: [
     { name: "name", kind: "string", value: "NEW", help: "restore under another name (a second, independent pod)" },
     { name: "ip", kind: "string", value: "ADDR/PREFIX", help: "restore at another address (closes TCP connections)" },

@@ -134,7 +134,7 @@ export class FakeHost implements PodHost {
     if (sig === "SIGKILL") p.exit = { code: null, signal: 9 };
     else if (!p.ignoresTerm) p.exit = { code: 0, signal: null };
   }
-  execInPod(): PodProcess {
+  execInPod(_o: Parameters<PodHost["execInPod"]>[0]): PodProcess {
     throw new Error("not in the fake");
   }
 }

@@ -1,11 +1,11 @@
 import { describe, expect, test } from "bun:test";
 import { parseDnfCheckUpdate, parseDnfUpdateinfo, parseNevra, parseRpmQa } from "./dnf.ts";
 
-// dnf does not run on this Debian host: these are hand-written fixtures in
-// dnf's documented output formats, not captures.
+// Hand-written fixtures in dnf's documented output formats (dnf 5 and yum among them), not
+// captures; test/status-dnf.test.ts runs the real dnf 4 against a local RPM repository.
 const fixture = (name: string) => Bun.file(new URL(`testdata/${name}`, import.meta.url)).text();
 
-describe("dnf parsers (fixtures, not captures: dnf does not run here)", () => {
+describe("dnf parsers (hand-written fixtures, not captures)", () => {
   test("check-update fixture: rows, a wrapped long name, obsoletes ignored", async () => {
     const ups = parseDnfCheckUpdate(await fixture("dnf4-check-update.fixture.txt"));
     expect(ups.map((u) => `${u.name}.${u.arch}`)).toEqual([

@@ -176,32 +176,61 @@ describe("ChunkWorkers.copyVerified", () => {
 });
 
 describe("the native 16-lane SHA-256", () => {
-  const hasAvx512 = /\bavx512f\b/.test(fs.readFileSync("/proc/cpuinfo", "utf8")) && /\bavx512bw\b/.test(fs.readFileSync("/proc/cpuinfo", "utf8"));
+  const cpu = fs.readFileSync("/proc/cpuinfo", "utf8");
+  const hasAvx512 = /\bavx512f\b/.test(cpu) && /\bavx512bw\b/.test(cpu);
+  const noAvx = "skipped: this CPU has no AVX-512F/BW, so the native SHA-256 cannot run here (chunks are hashed with Bun's)";
+  if (!hasAvx512) console.warn(`SKIP the native 16-lane SHA-256 tests: ${noAvx}`);
   const plain = new ChunkWorkers(2, { native: false });
   afterAll(() => plain.close());
 
-  test("is used on a CPU with AVX-512 (the library is built by build.ts)", () => {
-    if (!hasAvx512) {
-      console.warn("skipped: this CPU has no AVX-512F/BW, so chunks are hashed with Bun's SHA-256 alone");
-      return;
-    }
-    expect(fs.existsSync(NATIVE_LIBRARY) ? "built" : `missing: run \`bun build.ts\` to compile ${NATIVE_LIBRARY}`).toBe("built");
-    expect(pool.isNative).toBe(true);
+  test("threads not given the library say they run Bun's SHA-256, and so do the hashes they make", async () => {
     expect(plain.isNative).toBe(false);
+    expect(await plain.hashers()).toEqual(["bun", "bun"]);
+    const f = path.join(tmp, "p");
+    fs.writeFileSync(f, sample(40));
+    expect((await plain.hashFile(f, 4096)).hasher).toBe("bun");
   });
 
-  test("gives Bun's digests: random pages, zero pages (few and most), a short last page, 16-page groups and leftovers", async () => {
-    const mostlyZero = new Uint8Array(300 * 4096);
-    for (let p = 0; p < 300; p += 3) crypto.getRandomValues(mostlyZero.subarray(p * 4096, p * 4096 + 4096));
-    for (const data of [sample(1000, 1000), random(256 * 4096), random(17 * 4096 + 4095), mostlyZero]) {
-      const f = path.join(tmp, `p-${Math.random()}`);
+  test("a thread whose dlopen fails says so: it runs Bun's SHA-256, with the same digests, and is not counted as native", async () => {
+    const broken = new ChunkWorkers(2, { library: path.join(tmp, "no-such-libsha256x16.so") });
+    try {
+      expect(await broken.hashers()).toEqual(["bun", "bun"]);
+      const data = sample(100);
+      const f = path.join(tmp, "p");
       fs.writeFileSync(f, data);
-      const [a, b] = [await pool.hashFile(f, 4096), await plain.hashFile(f, 4096)];
-      expect(Buffer.compare(a.hashes, b.hashes)).toBe(0);
-      expect(Buffer.compare(a.hashes, serialHashes(data, 4096))).toBe(0);
-      expect(Buffer.compare(a.zero, b.zero)).toBe(0);
+      const h = await broken.hashFile(f, 4096);
+      expect(h.hasher).toBe("bun");
+      expect(Buffer.compare(h.hashes, serialHashes(data, 4096))).toBe(0);
+    } finally {
+      broken.close();
     }
   });
+
+  test.skipIf(!hasAvx512)(`is used on a CPU with AVX-512 (the library is built by build.ts)${hasAvx512 ? "" : ` (${noAvx})`}`, async () => {
+    expect(fs.existsSync(NATIVE_LIBRARY) ? "built" : `missing: run \`bun build.ts\` to compile ${NATIVE_LIBRARY}`).toBe("built");
+    expect(pool.isNative).toBe(true);
+    expect(await pool.hashers()).toEqual(["native", "native"]);
+    const f = path.join(tmp, "p");
+    fs.writeFileSync(f, sample(100));
+    expect((await pool.hashFile(f, 4096)).hasher).toBe("native");
+  });
+
+  test.skipIf(!hasAvx512)(
+    `gives Bun's digests: random pages, zero pages (few and most), a short last page, 16-page groups and leftovers${hasAvx512 ? "" : ` (${noAvx})`}`,
+    async () => {
+      const mostlyZero = new Uint8Array(300 * 4096);
+      for (let p = 0; p < 300; p += 3) crypto.getRandomValues(mostlyZero.subarray(p * 4096, p * 4096 + 4096));
+      for (const data of [sample(1000, 1000), random(256 * 4096), random(17 * 4096 + 4095), mostlyZero]) {
+        const f = path.join(tmp, `p-${Math.random()}`);
+        fs.writeFileSync(f, data);
+        const [a, b] = [await pool.hashFile(f, 4096), await plain.hashFile(f, 4096)];
+        expect([a.hasher, b.hasher]).toEqual(["native", "bun"]);
+        expect(Buffer.compare(a.hashes, b.hashes)).toBe(0);
+        expect(Buffer.compare(a.hashes, serialHashes(data, 4096))).toBe(0);
+        expect(Buffer.compare(a.zero, b.zero)).toBe(0);
+      }
+    },
+  );
 
   test("a bad page in the middle of a 16-page group is the one named", async () => {
     const data = random(300 * 4096);

@@ -29,7 +29,16 @@ export interface FileHashes {
   hashes: Uint8Array;
   /** 1 for a chunk of zeros, per chunk. */
   zero: Uint8Array;
+  /**
+   * The SHA-256 the threads that hashed it ran: "native" when every one had
+   * the 16-lane library loaded, "bun" when none had (none asked for, or its
+   * dlopen failed), "mixed" otherwise. Absent when not hashed by ChunkWorkers.
+   */
+  hasher?: Hasher;
 }
+
+/** Which SHA-256 a hashing thread ran: the native 16-lane one (sha256x16.ts), or Bun's. */
+export type Hasher = "native" | "bun" | "mixed";
 
 /** A hashFile run on a file that is still being written. */
 export interface GrowingHash {
@@ -280,7 +289,10 @@ self.onmessage = async (e) => {
       postMessage({ job: m.job, submitted: await writeBehindJob(m) });
       return;
     }
-    else if (m.type === "sync") {
+    else if (m.type === "hasher") {
+      postMessage({ job: m.job, done: true, hasher: native(m.lib) !== null ? "native" : "bun" });
+      return;
+    } else if (m.type === "sync") {
       const fd = fs.openSync(m.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
       try {
         fs.fdatasyncSync(fd);
@@ -288,7 +300,8 @@ self.onmessage = async (e) => {
         fs.closeSync(fd);
       }
     } else copyJob(m);
-    postMessage({ job: m.job, done: true });
+    // Which SHA-256 this thread ran for the job: the library it was given, if it could load it.
+    postMessage({ job: m.job, done: true, hasher: native(m.lib) !== null ? "native" : "bun" });
   } catch (err) {
     postMessage({ job: m.job, error: String((err && err.message) || err) });
   }
@@ -301,7 +314,7 @@ const HASH_BLOCK_BYTES = 1 << 20;
 type Message =
   | { job: number; block: number; hashes: Uint8Array; zero: Uint8Array }
   | { job: number; submitted: number }
-  | { job: number; done: true }
+  | { job: number; done: true; hasher?: "native" | "bun" }
   | { job: number; error: string }
   | { job: number; bad: number; reason: string };
 
@@ -322,19 +335,50 @@ export class ChunkWorkers {
 
   readonly #isNativeOn: boolean;
 
-  /** `native`: use the 16-lane SHA-256 when there is one (sha256x16.ts); false for Bun's alone. */
-  constructor(threads = defaultThreads(), options: { native?: boolean } = {}) {
+  readonly #library: string | undefined;
+
+  /**
+   * `native`: use the 16-lane SHA-256 when there is one (sha256x16.ts); false for Bun's alone.
+   * `library`: the native library to load (default: sha256x16Library(), checked against the CPU).
+   */
+  constructor(threads = defaultThreads(), options: { native?: boolean; library?: string } = {}) {
     this.threads = Math.max(1, threads);
     this.#isNativeOn = options.native ?? true;
+    this.#library = options.library;
   }
 
-  /** Whether chunks are hashed 16 at a time natively (else one by one with Bun's SHA-256). */
+  /** Whether the threads are given the native library to load (whether they could: hashers(), FileHashes.hasher). */
   get isNative(): boolean {
     return this.#native() !== null;
   }
 
   #native(): string | null {
-    return this.#isNativeOn ? sha256x16Library() : null;
+    return this.#isNativeOn ? (this.#library ?? sha256x16Library()) : null;
+  }
+
+  /** Ask every thread which SHA-256 it runs (the native library loads in each thread, and may fail there alone). */
+  async hashers(): Promise<Array<"native" | "bun">> {
+    const lib = this.#native();
+    return Promise.all(
+      this.#pool(this.threads).map((w) => {
+        const job = this.#nextJob++;
+        return new Promise<"native" | "bun">((resolve, reject) => {
+          this.#addJob(job, {
+            onMessage: (m) => {
+              if (!("done" in m) && !("error" in m)) return;
+              this.#endJob(job);
+              if ("error" in m) reject(new Error(m.error));
+              else resolve(m.hasher ?? "bun");
+            },
+            fail: (e) => {
+              this.#endJob(job);
+              reject(e);
+            },
+          });
+          w.postMessage({ type: "hasher", job, lib });
+        });
+      }),
+    );
   }
 
   static #shared: ChunkWorkers | undefined;
@@ -496,6 +540,7 @@ export class ChunkWorkers {
     const job = this.#nextJob++;
     const blocks = new Map<number, { hashes: Uint8Array; zero: Uint8Array }>();
     let hashedChunks = 0;
+    const hashers = new Set<"native" | "bun">();
     const workers = this.#pool(this.threads);
     let running = threads;
     let failure: Error | null = null;
@@ -519,7 +564,7 @@ export class ChunkWorkers {
         hashes.set(got.hashes, b * perBlock * HASH_BYTES);
         zero.set(got.zero, b * perBlock);
       }
-      settle.resolve({ size, chunkSize, hashes, zero });
+      settle.resolve({ size, chunkSize, hashes, zero, hasher: hashers.size === 1 ? [...hashers][0]! : hashers.size === 0 ? "bun" : "mixed" });
     };
     this.#addJob(job, {
       onMessage: (m) => {
@@ -530,6 +575,7 @@ export class ChunkWorkers {
           failure ??= new Error(`Cannot hash "${path}": ${m.error}`);
           Atomics.store(ctl, 2, 1);
         }
+        if ("done" in m && m.hasher) hashers.add(m.hasher);
         if (("done" in m || "error" in m) && --running === 0) finishJob();
       },
       fail: (e) => {
