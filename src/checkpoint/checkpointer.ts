@@ -40,6 +40,7 @@ import { formatBytes } from "../format.ts";
 import { VERSION } from "../version.ts";
 import { FORMAT_VERSION, logicalBytes, type FileEntry, type Manifest } from "./manifest.ts";
 import { PageTail } from "./page-tail.ts";
+import { checkCriuFiles, checkCriuImage, expectedPodOf } from "./criu-image/index.ts";
 import { captureTree, materializeTree, materializeTreeAsync } from "./tree.ts";
 
 export interface CheckpointerOptions {
@@ -107,6 +108,8 @@ interface Journal {
 const JOURNAL_DIR = "journal";
 /** In a restore's directory while its tasks are restored, stopped, and their page images still being checked. */
 const UNVERIFIED = "unverified";
+/** In a restore's directory: where CRIU writes its log, stats and pid file (never the images' directory). */
+const CRIU_WORK = "criu-work";
 /** Ids of the images this agent made, one a line. */
 const LOCAL_IMAGES = "images.local";
 
@@ -344,6 +347,7 @@ export class Checkpointer {
     const t0 = performance.now();
     const id = this.resolveImage(imageRef);
     const manifest = catalogue.manifest(id);
+    checkCriuFiles(id, manifest.criu); // only plain files with CRIU's names, before anything is written
     const criu = await this.criu();
     this.#checkHost(manifest, criu.version);
     const spec = manifest.pod as ManifestPodSpec;
@@ -381,6 +385,8 @@ export class Checkpointer {
       // Page images the store adopted whole come back as links, and are read back and checked
       // while CRIU restores from them: the tasks stay stopped until every page has matched.
       const { verified } = await materializeTreeAsync(manifest.criu, this.#o.store, imagesDir, { deferLinkedChecks: true });
+      // An image from elsewhere may hold nothing autopod would not have made for its pod (mounts, capabilities, files).
+      if (!this.#isLocal(id)) checkCriuImage(id, imagesDir, expectedPodOf(spec));
       phase("images");
       materializeTree(manifest.rootfs, this.#o.store, join(tmp, "layer"));
       phase("layer");
@@ -444,6 +450,7 @@ export class Checkpointer {
       const restored = await criuRestore({
         criu: criu.path,
         imagesDir,
+        workDir: mkdirFresh(join(tmp, CRIU_WORK)),
         root,
         netnsPath: target.netnsPath,
         externalMounts: externalMountsOf(record.runtime),
@@ -592,7 +599,7 @@ export class Checkpointer {
 
   async #recoverRestore(j: Journal): Promise<void> {
     const { pods, log } = this.#o;
-    const pidFile = join(j.tmp, "criu", "restore.pid");
+    const pidFile = join(j.tmp, CRIU_WORK, "restore.pid");
     const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : NaN;
     const isAlive = Number.isInteger(pid) && pid > 0 && isProcessAlive(pid);
     if (isAlive && existsSync(join(j.tmp, UNVERIFIED))) {
@@ -832,6 +839,12 @@ function phaseClock(start: number): ((name: string, endsBefore?: number) => void
     mark = now;
   };
   return Object.assign(phase, { all });
+}
+
+/** A new directory (failing if anything is there already): its path. */
+function mkdirFresh(dir: string): string {
+  mkdirSync(dir, { mode: 0o700 });
+  return dir;
 }
 
 function round(x: number): number {
