@@ -16,6 +16,8 @@ import {
   type Manifest,
   uniqueChunkRefs,
 } from "../src/checkpoint/manifest.ts";
+import { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC } from "../src/checkpoint/criu-image/image-file.ts";
+import { decodeMessage, ProtoMessage } from "../src/checkpoint/criu-image/protobuf.ts";
 import { HASH_BYTES, isZeroHash, sha256, toHex } from "../src/store/hash.ts";
 
 /** An export file taken apart: its manifest and every chunk it carries, by hex hash. */
@@ -132,4 +134,75 @@ export function writeExport(x: OpenedExport, file: string): string {
   parts.push(trailer);
   writeFileSync(file, Buffer.concat(parts));
   return toHex(mhash);
+}
+
+// --- CRIU image files: decode, edit, encode back -------------------------------------------
+
+function varint(v: bigint): number[] {
+  const out: number[] = [];
+  let x = BigInt.asUintN(64, v);
+  do {
+    let b = Number(x & 0x7fn);
+    x >>= 7n;
+    if (x !== 0n) b |= 0x80;
+    out.push(b);
+  } while (x !== 0n);
+  return out;
+}
+
+/** Encode a message's fields back to the wire format, in field-number order. */
+export function encodeMessage(m: ProtoMessage): Uint8Array {
+  const out: number[] = [];
+  for (const n of [...m.fields.keys()].sort((a, b) => a - b)) {
+    for (const v of m.fields.get(n)!) {
+      out.push(...varint(BigInt((n << 3) | v.wire)));
+      if (v.wire === 0) out.push(...varint(v.value));
+      else if (v.wire === 1) {
+        const b = new Uint8Array(8);
+        new DataView(b.buffer).setBigUint64(0, v.value, true);
+        out.push(...b);
+      } else if (v.wire === 5) {
+        const b = new Uint8Array(4);
+        new DataView(b.buffer).setUint32(0, v.value, true);
+        out.push(...b);
+      } else if (v.wire === 2) {
+        out.push(...varint(BigInt(v.value.byteLength)), ...v.value);
+      }
+    }
+  }
+  return new Uint8Array(out);
+}
+
+/** Set a field to one varint, string or embedded message (or remove it with undefined). */
+export function setField(m: ProtoMessage, n: number, value: number | bigint | string | ProtoMessage | Uint8Array | undefined): void {
+  if (value === undefined) m.fields.delete(n);
+  else if (typeof value === "number" || typeof value === "bigint") m.fields.set(n, [{ wire: 0, value: BigInt(value) }]);
+  else if (typeof value === "string") m.fields.set(n, [{ wire: 2, value: new TextEncoder().encode(value) }]);
+  else if (value instanceof ProtoMessage) m.fields.set(n, [{ wire: 2, value: encodeMessage(value) }]);
+  else m.fields.set(n, [{ wire: 2, value }]);
+}
+
+/** A CRIU image file's entries as messages, and a way to write it back with its own header. */
+export function editImageFile(bytes: Uint8Array, edit: (entries: ProtoMessage[]) => ProtoMessage[]): Uint8Array {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerBytes = dv.getUint32(0, true) === IMG_COMMON_MAGIC || dv.getUint32(0, true) === IMG_SERVICE_MAGIC ? 8 : 4;
+  const entries: ProtoMessage[] = [];
+  for (let at = headerBytes; at < bytes.byteLength; ) {
+    const len = dv.getUint32(at, true);
+    entries.push(decodeMessage(bytes.subarray(at + 4, at + 4 + len), "edit"));
+    at += 4 + len;
+  }
+  const parts: Uint8Array[] = [bytes.subarray(0, headerBytes)];
+  for (const m of edit(entries)) {
+    const body = encodeMessage(m);
+    const len = new Uint8Array(4);
+    new DataView(len.buffer).setUint32(0, body.byteLength, true);
+    parts.push(len, body);
+  }
+  return new Uint8Array(Buffer.concat(parts));
+}
+
+/** Edit one CRIU file of an opened export through its decoded entries. */
+export function editCriuFile(x: OpenedExport, name: string | RegExp, edit: (entries: ProtoMessage[]) => ProtoMessage[]): void {
+  replaceCriuFile(x, name, editImageFile(fileBytes(x, criuFile(x, name)), edit));
 }

@@ -94,6 +94,8 @@ export interface CredsRecord {
 
 /** One task's or thread's core (core-PID.img): its name and credentials. */
 export interface CoreRecord {
+  /** COMPEL_TASK_*: 1 alive, 2 dead, 3 stopped, 6 zombie. */
+  taskState: number | undefined;
   comm: string | undefined;
   creds: CredsRecord | undefined;
   seccompMode: number | undefined;
@@ -106,6 +108,7 @@ export function decodeCore(name: string, bytes: Uint8Array): CoreRecord[] {
     const th = m.message(5, `${what} thread core`);
     const c = th?.message(10, `${what} creds`);
     return {
+      taskState: tc?.uint32(1, `${what} task core`),
       comm: tc?.string(6, `${what} task core`),
       seccompMode: th?.uint32(11, `${what} thread core`),
       creds: c ? decodeCreds(c, `${what} creds`) : undefined,
