@@ -1,0 +1,71 @@
+import { afterEach, expect, test } from "bun:test";
+import { cpSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { checkCriuImage, expectedPodOf } from "./check.ts";
+import { ImageRefusedError } from "./errors.ts";
+
+// Real CRIU files of a pod with a read-write volume at /data (see records.test.ts).
+const ID = "3f2a".repeat(16);
+const POD = { volumes: [{ host: "/srv/vol", pod: "/data", readonly: false }], rootKind: "overlay" as const };
+const dirs: string[] = [];
+
+function images(): string {
+  const dir = mkdtempSync(join(tmpdir(), "criu-image-check-"));
+  dirs.push(dir);
+  cpSync(join(import.meta.dir, "testdata"), dir, { recursive: true });
+  return dir;
+}
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+test("a real image of the pod passes, and says what it read", () => {
+  const s = checkCriuImage(ID, images(), expectedPodOf(POD));
+  expect(s).toMatchObject({ mounts: 12, threads: 1, files: 8 });
+  expect(s.bytesRead).toBeGreaterThan(1000);
+});
+
+test("a volume the pod spec does not declare is refused, naming the file, the mount and what is allowed", () => {
+  const e = (() => {
+    try {
+      checkCriuImage(ID, images(), expectedPodOf({ volumes: [], rootKind: "overlay" }));
+    } catch (x) {
+      return x as Error;
+    }
+  })();
+  expect(e).toBeInstanceOf(ImageRefusedError);
+  expect(e!.message).toMatch(
+    /^Image 3f2a3f2a3f2a… refused: mountpoints-13\.img mount 11 is "unsupported" of "[^"]+" \(root "[^"]+"\) at "\/data"; a pod may only mount \/, \/proc, \/dev/,
+  );
+});
+
+test("a read-only volume recorded read-write is refused", () => {
+  expect(() => checkCriuImage(ID, images(), expectedPodOf({ ...POD, volumes: [{ ...POD.volumes[0]!, readonly: true }] }))).toThrow(
+    'at "/data" read-write; the pod\'s volume there is read-only',
+  );
+});
+
+test("a copy root is not held to the overlay type (CRIU binds --root there whatever the record says)", () => {
+  expect(() => checkCriuImage(ID, images(), expectedPodOf({ ...POD, rootKind: "copy" }))).not.toThrow();
+});
+
+test("missing or extra metadata files are refused", () => {
+  const d = images();
+  rmSync(join(d, "inventory.img"));
+  expect(() => checkCriuImage(ID, d, expectedPodOf(POD))).toThrow("the image has no inventory.img");
+  const d2 = images();
+  cpSync(join(d2, "mountpoints-13.img"), join(d2, "mountpoints-14.img"));
+  expect(() => checkCriuImage(ID, d2, expectedPodOf(POD))).toThrow("2 mount namespaces");
+});
+
+test("a metadata file that is a symlink, or garbage, is refused", () => {
+  const d = images();
+  rmSync(join(d, "files.img"));
+  symlinkSync("/etc/passwd", join(d, "files.img"));
+  expect(() => checkCriuImage(ID, d, expectedPodOf(POD))).toThrow("files.img is not a regular file");
+  const d2 = images();
+  const core = readFileSync(join(d2, "core-1.img"));
+  writeFileSync(join(d2, "core-1.img"), core.subarray(0, core.byteLength - 7));
+  expect(() => checkCriuImage(ID, d2, expectedPodOf(POD))).toThrow(/refused: core-1\.img/);
+});
