@@ -10,7 +10,7 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProtoMessage } from "../src/checkpoint/criu-image/protobuf.ts";
-import { editCriuFile, type OpenedExport, openExport, setField, writeExport } from "./_hostile.ts";
+import { editCriuFile, type OpenedExport, openExport, replaceCriuFile, setField, writeExport } from "./_hostile.ts";
 import { TestHost } from "./_pods.ts";
 import { isRoot, rootTest } from "./_support.ts";
 
@@ -265,6 +265,25 @@ describe("an image from another host is checked before CRIU runs", () => {
         }),
       );
       expect(err).toMatch(/opens "\/etc\/shadow" on mount \d+, which is mounted at "\/data": the file is not on it/);
+    },
+    T,
+  );
+
+  rootTest(
+    "row 2: a block device node in the pod's /dev (its tmpfs archive edited) is refused before tar unpacks it",
+    async () => {
+      const dir = join(scratch, "devtar");
+      mkdirSync(dir);
+      const made = Bun.spawnSync(["mknod", join(dir, "sda"), "b", "8", "0"]);
+      expect(made.exitCode).toBe(0);
+      const tar = Bun.spawnSync(["tar", "--create", "--gzip", "-C", dir, "."], { stdout: "pipe" });
+      expect(tar.exitCode).toBe(0);
+      const err = await refused((x) => {
+        // The /dev archive is the bigger of the two (its device placeholders and links).
+        const dev = x.manifest.criu.filter((e) => /^tmpfs-dev-\d+\.tar\.gz\.img$/.test(e.path)).sort((a, b) => b.size - a.size)[0]!;
+        replaceCriuFile(x, dev.path, new Uint8Array(tar.stdout));
+      });
+      expect(err).toMatch(/tmpfs-dev-\d+\.tar\.gz\.img entry \d+ "\.\/sda" is a block device; a pod cannot make device nodes/);
     },
     T,
   );

@@ -4,7 +4,8 @@
  * the pod's declared volumes, each by type, source, root, options and flags),
  * every thread's credentials (no capability outside the pod's bounding set),
  * and every open file (regular files on one of those mounts, under it, with
- * no ".." in their path; no kind of file a pod cannot have). Anything else
+ * no ".." in their path; no kind of file a pod cannot have), and the tar
+ * CRIU restores a tmpfs from (no device nodes, nothing outside). Anything else
  * is refused with the file, the record and the reason.
  */
 import { lstatSync, readdirSync, readFileSync } from "node:fs";
@@ -13,6 +14,7 @@ import type { PodMount } from "../../pods/pod.ts";
 import { externalMountsOf } from "../../pods/pod.ts";
 import { capabilityNames, POD_CAPABILITY_MASK, POD_FILE_SYSTEMS, type PodFileSystem, podMountLayout } from "../../platform/linux/pod-shape.ts";
 import { CriuImageError, ImageRefusedError } from "./errors.ts";
+import { checkTmpfsTar, TMPFS_TAR } from "./tmpfs-tar.ts";
 import { decodeCore, decodeFiles, decodeInventory, decodeMounts, FD_TYPE, type MountRecord } from "./records.ts";
 
 /** What the pod was, from its manifest: the mounts autopod makes for it. */
@@ -134,6 +136,7 @@ function check(dir: string, expected: ExpectedPod): CriuImageSummary {
       }
     }
   }
+  for (const name of names.filter((n) => TMPFS_TAR.test(n))) checkTmpfsTar(name, read(name));
   return { mounts: mounts.length, threads, files, bytesRead };
 }
 
