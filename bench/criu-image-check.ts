@@ -94,7 +94,7 @@ try {
         small: smallFig,
         big: { mib: MIB, ...bigFig },
         bigRestore: { totalMs: restored.totalMs, criuMs: restored.criuMs, phases: restored.phases },
-        checkShareOfRestore: round(bigFig.checkMs.median / restored.totalMs, 4),
+        checkShareOfRestore: round(bigFig.checkMs.median / restored.totalMs, 6),
       },
       null,
       2,

@@ -69,3 +69,16 @@ test("a metadata file that is a symlink, or garbage, is refused", () => {
   writeFileSync(join(d2, "core-1.img"), core.subarray(0, core.byteLength - 7));
   expect(() => checkCriuImage(ID, d2, expectedPodOf(POD))).toThrow(/refused: core-1\.img/);
 });
+
+test("a unix socket bound outside the pod is refused", () => {
+  const d = images();
+  // files.img with one more entry: a unix socket (type 5) bound at "../../run/x.sock".
+  const name = new TextEncoder().encode("../../run/x.sock");
+  const usk = [0x08, 0x63, 0x10, 0x01, 0x18, 0x01, 0x20, 0x01, 0x28, 0x00, 0x30, 0x00, 0x38, 0x00, 0x40, 0x00, 0x5a, name.byteLength, ...name];
+  const entry = new Uint8Array([0x08, 0x05, 0x10, 0x63, 0x82, 0x01, usk.length, ...usk]);
+  const len = new Uint8Array(4);
+  new DataView(len.buffer).setUint32(0, entry.byteLength, true);
+  const files = readFileSync(join(d, "files.img"));
+  writeFileSync(join(d, "files.img"), Buffer.concat([files, len, entry]));
+  expect(() => checkCriuImage(ID, d, expectedPodOf(POD))).toThrow('files.img entry 9 is a unix socket bound at "../../run/x.sock", which leaves the pod');
+});

@@ -121,6 +121,20 @@ function check(dir: string, expected: ExpectedPod): CriuImageSummary {
       if (REFUSED_FD_TYPES.has(f.type) || FD_TYPE[f.type] === undefined) {
         throw new CriuImageError(`${what} is a ${FD_TYPE[f.type] ?? `file of type ${f.type}`}, which a pod's processes cannot have`);
       }
+      if (f.unix) {
+        // A socket bound to a path is bound again at restore, as root: its path stays in the pod.
+        const u = f.unix;
+        const isAbstract = u.name.byteLength === 0 || u.name[0] === 0;
+        const path = new TextDecoder().decode(u.name);
+        if (!isAbstract && (path.includes("\0") || path.split("/").includes(".."))) {
+          throw new CriuImageError(`${what} is a unix socket bound at ${JSON.stringify(path.slice(0, 200))}, which leaves the pod ("..")`);
+        }
+        if (u.nameDir !== undefined && (!u.nameDir.startsWith("/") || u.nameDir.split("/").includes(".."))) {
+          throw new CriuImageError(`${what} is a unix socket bound in ${JSON.stringify(u.nameDir.slice(0, 200))}, not an absolute path inside the pod`);
+        }
+        if (u.mntId !== -1 && !byId.has(u.mntId))
+          throw new CriuImageError(`${what} is a unix socket on mount ${u.mntId}, which is not one of the pod's mounts`);
+      }
       if (f.type !== 1) continue;
       if (!f.reg) throw new CriuImageError(`${what} is a regular file without its record`);
       const { name, mntId, isExternal } = f.reg;

@@ -162,6 +162,8 @@ export interface FileRecord {
   type: number;
   id: number;
   reg: { name: string; mntId: number; flags: number; isExternal: boolean } | undefined;
+  /** A unix socket's bound name (a path, or abstract when it starts with NUL), the directory it was bound in, its mount. */
+  unix: { name: Uint8Array; nameDir: string | undefined; mntId: number } | undefined;
   /** Which embedded records the entry carries (field numbers), to spot kinds the checker does not look into. */
   fields: number[];
 }
@@ -170,6 +172,7 @@ export function decodeFiles(name: string, bytes: Uint8Array): FileRecord[] {
   return readMessages(name, bytes, MAGIC.files).map((m, i) => {
     const what = `${name} entry ${i + 1}`;
     const r = m.message(3, `${what} reg`);
+    const u = m.message(16, `${what} unix socket`);
     return {
       index: i + 1,
       type: m.requireUint32(1, what),
@@ -180,6 +183,13 @@ export function decodeFiles(name: string, bytes: Uint8Array): FileRecord[] {
             mntId: r.sint32(7, `${what} reg`) ?? -1,
             flags: r.requireUint32(2, `${what} reg`),
             isExternal: r.bool(9, `${what} reg`) ?? false,
+          }
+        : undefined,
+      unix: u
+        ? {
+            name: u.bytes(11, `${what} unix socket`) ?? new Uint8Array(),
+            nameDir: u.string(14, `${what} unix socket`),
+            mntId: u.sint32(17, `${what} unix socket`) ?? -1,
           }
         : undefined,
       fields: m.numbers(),
