@@ -6,11 +6,11 @@
  * with a clear error, and the host, the store and the pods are as they were.
  */
 import { afterAll, beforeAll, describe, expect } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ProtoMessage } from "../src/checkpoint/criu-image/protobuf.ts";
-import { editCriuFile, type OpenedExport, openExport, replaceCriuFile, setField, writeExport } from "./_hostile.ts";
+import { editCriuFile, fileBytes, type OpenedExport, openExport, replaceCriuFile, setField, writeExport } from "./_hostile.ts";
 import { TestHost } from "./_pods.ts";
 import { isRoot, rootTest } from "./_support.ts";
 
@@ -272,17 +272,19 @@ describe("an image from another host is checked before CRIU runs", () => {
   rootTest(
     "row 2: a block device node in the pod's /dev (its tmpfs archive edited) is refused before tar unpacks it",
     async () => {
+      // The pod's own /dev archive, unpacked, with a node of the host's root disk added, packed again.
+      const x0 = openExport(exported);
+      const dev = x0.manifest.criu.filter((e) => /^tmpfs-dev-\d+\.tar\.gz\.img$/.test(e.path)).sort((a, b) => b.size - a.size)[0]!;
       const dir = join(scratch, "devtar");
       mkdirSync(dir);
-      const made = Bun.spawnSync(["mknod", join(dir, "sda"), "b", "8", "0"]);
-      expect(made.exitCode).toBe(0);
+      writeFileSync(join(scratch, "dev.tar.gz"), fileBytes(x0, dev));
+      expect(Bun.spawnSync(["tar", "--extract", "--gzip", "-f", join(scratch, "dev.tar.gz"), "-C", dir]).exitCode).toBe(0);
+      const rdev = statSync(hostRootDevice()).rdev;
+      const [major, minor] = [(rdev >> 8) & 0xfff, (rdev & 0xff) | ((rdev >> 12) & 0xfff00)];
+      expect(Bun.spawnSync(["mknod", join(dir, "sda"), "b", String(major), String(minor)]).exitCode).toBe(0);
       const tar = Bun.spawnSync(["tar", "--create", "--gzip", "-C", dir, "."], { stdout: "pipe" });
       expect(tar.exitCode).toBe(0);
-      const err = await refused((x) => {
-        // The /dev archive is the bigger of the two (its device placeholders and links).
-        const dev = x.manifest.criu.filter((e) => /^tmpfs-dev-\d+\.tar\.gz\.img$/.test(e.path)).sort((a, b) => b.size - a.size)[0]!;
-        replaceCriuFile(x, dev.path, new Uint8Array(tar.stdout));
-      });
+      const err = await refused((x) => replaceCriuFile(x, dev.path, new Uint8Array(tar.stdout)));
       expect(err).toMatch(/tmpfs-dev-\d+\.tar\.gz\.img entry \d+ "\.\/sda" is a block device; a pod cannot make device nodes/);
     },
     T,
