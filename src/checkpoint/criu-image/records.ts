@@ -3,6 +3,7 @@
  * from CRIU's images/*.proto (mnt.proto, core.proto, creds.proto,
  * fdinfo.proto, regfile.proto, pstree.proto, inventory.proto).
  */
+import { CriuImageError } from "./errors.ts";
 import { MAGIC, readMessages } from "./image-file.ts";
 import type { ProtoMessage } from "./protobuf.ts";
 
@@ -227,7 +228,7 @@ export interface InventoryRecord {
 
 export function decodeInventory(name: string, bytes: Uint8Array): InventoryRecord {
   const all = readMessages(name, bytes, MAGIC.inventory);
-  if (all.length !== 1) throw new Error(`${name} has ${all.length} entries, not 1`);
+  if (all.length !== 1) throw new CriuImageError(`${name} has ${all.length} entries, not 1`);
   const m = all[0]!;
   const ids = m.message(3, `${name} root ids`);
   return { imgVersion: m.requireUint32(1, name), rootMntNsId: ids?.uint32(9, `${name} root ids`) };
