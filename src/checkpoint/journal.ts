@@ -20,6 +20,8 @@ export interface Journal {
 export const JOURNAL_DIR = "journal";
 /** In a restore's directory while its tasks are restored, stopped, and their page images still being checked. */
 export const UNVERIFIED = "unverified";
+/** In a restore's directory: where CRIU writes its log, stats and pid file (never the images' directory). */
+export const CRIU_WORK = "criu-work";
 
 export function writeJournal(stateDir: string, j: Journal): void {
   const p = join(stateDir, JOURNAL_DIR, `${j.pod}.json`);

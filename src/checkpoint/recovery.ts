@@ -9,7 +9,7 @@ import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { errorMessage } from "../errors.ts";
 import { type CheckpointContext, unlockAll } from "./_context.ts";
-import { JOURNAL_DIR, type Journal, UNVERIFIED } from "./journal.ts";
+import { CRIU_WORK, JOURNAL_DIR, type Journal, UNVERIFIED } from "./journal.ts";
 
 /** Finish or undo every journalled checkpoint and restore; then clear the temporary directories. */
 export async function recover(ctx: CheckpointContext): Promise<void> {
@@ -72,7 +72,7 @@ export async function recoverCheckpoint(ctx: CheckpointContext, j: Journal): Pro
 /** A restore whose tasks passed verification is adopted; any other is undone (the pod checkpointed, the image intact). */
 export async function recoverRestore(ctx: CheckpointContext, j: Journal): Promise<void> {
   const { pods, log, host } = ctx;
-  const pidFile = join(j.tmp, "criu", "restore.pid");
+  const pidFile = join(j.tmp, CRIU_WORK, "restore.pid");
   const pid = existsSync(pidFile) ? Number(readFileSync(pidFile, "utf8").trim()) : NaN;
   const isAlive = Number.isInteger(pid) && pid > 0 && host.isAlive(pid);
   if (isAlive && existsSync(join(j.tmp, UNVERIFIED))) {

@@ -21,7 +21,8 @@ import { AddressError } from "../pods/validate.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 import { type CheckpointContext, claim } from "./_context.ts";
 import { checkHost, requireCriu } from "./host-compat.ts";
-import { removeJournal, UNVERIFIED, writeJournal } from "./journal.ts";
+import { checkCriuFiles, checkCriuImage, expectedPodOf } from "./criu-image/index.ts";
+import { CRIU_WORK, removeJournal, UNVERIFIED, writeJournal } from "./journal.ts";
 import { isLocal as isLocalImage } from "./local-images.ts";
 import type { ManifestPodSpec } from "./manifest-pod.ts";
 import { logicalBytes, type Manifest } from "./manifest.ts";
@@ -139,6 +140,7 @@ export async function checkRestore(ctx: CheckpointContext, imageRef: string, req
   const { pods, catalogue } = ctx;
   const id = resolveImage(catalogue, imageRef);
   const manifest = catalogue.manifest(id);
+  checkCriuFiles(id, manifest.criu); // only plain files with CRIU's names, before anything is written
   const criu = await requireCriu(ctx.host, ctx.criu);
   checkHost(ctx.host, manifest, criu.version);
   const spec = manifest.pod as ManifestPodSpec;
@@ -188,6 +190,8 @@ export async function materialize(ctx: CheckpointContext, run: RestoreRun): Prom
   // Page images the store adopted whole come back as links, and are read back and checked
   // while CRIU restores from them: the tasks stay stopped until every page has matched.
   const { verified } = await materializeTreeAsync(manifest.criu, store, run.imagesDir, { deferLinkedChecks: true });
+  // An image from elsewhere may hold nothing autopod would not have made for its pod (mounts, capabilities, files).
+  if (!isLocalImage(ctx.stateDir, run.id)) checkCriuImage(run.id, run.imagesDir, expectedPodOf(spec));
   phase("images");
   materializeTree(manifest.rootfs, store, join(tmp, "layer"));
   phase("layer");
@@ -273,6 +277,7 @@ export async function restoreProcesses(
     .restore({
       criu: run.criu.path,
       imagesDir: run.imagesDir,
+      workDir: mkdirFresh(join(tmp, CRIU_WORK)),
       root,
       netnsPath: target.netnsPath,
       externalMounts: externalMountsOf(record.runtime),
@@ -338,4 +343,10 @@ export async function undoRestore(ctx: CheckpointContext, run: RestoreRun, e: un
   throw e instanceof InvalidArgumentError || e instanceof ConflictError || e instanceof NotFoundError
     ? e
     : new PreconditionError(`Cannot restore image ${id.slice(0, 12)} as pod "${name}": ${errorMessage(e)}; the image is intact`, { cause: e });
+}
+
+/** A new directory (failing if anything is there already): its path. */
+function mkdirFresh(dir: string): string {
+  mkdirSync(dir, { mode: 0o700 });
+  return dir;
 }

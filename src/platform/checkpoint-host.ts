@@ -25,6 +25,8 @@ export interface CriuDumpOptions {
 export interface CriuRestoreOptions {
   criu: string;
   imagesDir: string;
+  /** Where CRIU writes its log, stats and pid file: a fresh directory of autopod's, never one an image filled. */
+  workDir?: string;
   /** The new pod root (already mounted). */
   root: string;
   /** Path of the pod's net namespace file. */

@@ -37,6 +37,12 @@ export interface DumpOptions {
 export interface RestoreOptions {
   criu: string;
   imagesDir: string;
+  /**
+   * A fresh directory of autopod's where CRIU writes its log, stats and pid
+   * file (-W), so nothing an image brings can redirect them; by default the
+   * images directory.
+   */
+  workDir?: string;
   /** The new pod root (already mounted). */
   root: string;
   /** Path of the pod's net namespace file (e.g. /run/netns/NAME). */
@@ -105,6 +111,7 @@ export function restoreArgv(o: RestoreOptions, netnsFd: number, pidFile: string,
     "restore",
     "-D",
     o.imagesDir,
+    ...(o.workDir ? ["-W", o.workDir] : []),
     "-o",
     logName,
     "-v4",
@@ -138,7 +145,8 @@ export async function criuDump(o: DumpOptions): Promise<{ durationMs: number }> 
 
 /** Restore detached (-d); returns the host pid of the restored pod pid 1. */
 export async function criuRestore(o: RestoreOptions): Promise<{ pid: number; durationMs: number }> {
-  const pidFile = join(o.imagesDir, "restore.pid");
+  const outDir = o.workDir ?? o.imagesDir;
+  const pidFile = join(outDir, "restore.pid");
   const fd = openSync(o.netnsPath, "r");
   try {
     // Bun.spawn passes extra fds as stdio[3..]: the namespace is fd 3 in criu.
@@ -150,7 +158,7 @@ export async function criuRestore(o: RestoreOptions): Promise<{ pid: number; dur
     const timer = setTimeout(() => proc.kill("SIGKILL"), o.timeoutMs ?? 600_000);
     const [, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
     clearTimeout(timer);
-    if (exitCode !== 0) throw await errorFrom("restore", exitCode, join(o.imagesDir, "restore.log"), stderr);
+    if (exitCode !== 0) throw await errorFrom("restore", exitCode, join(outDir, "restore.log"), stderr);
     const pid = Number(readFileSync(pidFile, "utf8").trim());
     return { pid, durationMs: performance.now() - started };
   } finally {

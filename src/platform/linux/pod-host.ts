@@ -1,14 +1,15 @@
 /** The Linux PodHost: namespaces, mounts, cgroups and processes for pods. */
 import { existsSync, mkdirSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { podEnvironment, type PodMount, type PodRuntimeInfo, type PodSpec } from "../../pods/pod.ts";
+import { podEnvironment, type PodRuntimeInfo, type PodSpec } from "../../pods/pod.ts";
 import type { PodHost } from "../pod-host.ts";
 import * as cgroup from "./cgroup.ts";
 import { run, which } from "./exec.ts";
 import { launchPod } from "./launcher.ts";
 import { decodeWaitStatus, mount, reapIfExited, umountDetach } from "./libc.ts";
 import * as netns from "./netns.ts";
-import { DEV_NODES, POD_LOG_PATH, type PodInitPlan } from "./pod-init-plan.ts";
+import { POD_LOG_PATH, type PodInitPlan } from "./pod-init-plan.ts";
+import { podMountLayout } from "./pod-shape.ts";
 import { readProcStat } from "./proc.ts";
 import { findExecutableInRoot, resolveInRoot } from "./root-path.ts";
 
@@ -87,12 +88,7 @@ export const linuxPodHost: PodHost = {
   netnsInode: (name) => netns.netnsInode(name),
 
   mountLayout(spec, rootKind) {
-    const mounts: PodMount[] = [{ podPath: "/", kind: rootKind }];
-    for (const v of volumeTargets(spec)) mounts.push({ podPath: v.pod, kind: "bind", hostPath: v.host, readonly: v.readonly });
-    mounts.push({ podPath: "/proc", kind: "proc" }, { podPath: "/dev", kind: "tmpfs" });
-    for (const n of DEV_NODES) mounts.push({ podPath: `/dev/${n}`, kind: "bind", hostPath: `/dev/${n}` });
-    mounts.push({ podPath: "/dev/pts", kind: "devpts" }, { podPath: "/tmp", kind: "tmpfs" });
-    return mounts;
+    return podMountLayout(volumeTargets(spec), rootKind);
   },
 
   async prepareLayer(spec, rt) {

@@ -32,6 +32,7 @@ import {
 import { DEFAULT_PATH } from "../../pods/pod.ts";
 import { resolveInRoot } from "./root-path.ts";
 import { DEV_NODES, KEPT_CAPABILITIES, REPORT_ERROR, REPORT_PID, type PodInitPlan } from "./pod-init-plan.ts";
+import { POD_DEV, POD_DEVPTS, POD_PROC, POD_TMP, type PodFileSystem } from "./pod-shape.ts";
 
 /** Runs in the new namespaces; returns only when the pod could not start. */
 export function podInit(argv: string[]): number {
@@ -93,9 +94,9 @@ function buildRoot(plan: PodInitPlan): void {
       if (v.readonly) mount(null, at, null, MS.BIND | MS.REMOUNT | MS.RDONLY | MS.NOSUID | MS.NODEV);
     });
   }
-  step("mount /proc", () => mount("proc", target(root, "/proc", "dir"), "proc", MS.NOSUID | MS.NODEV | MS.NOEXEC));
-  const dev = target(root, "/dev", "dir");
-  step("mount /dev", () => mount("tmpfs", dev, "tmpfs", MS.NOSUID | MS.NOEXEC, "mode=755,size=1024k"));
+  step("mount /proc", () => mountFs(POD_PROC, target(root, POD_PROC.podPath, "dir")));
+  const dev = target(root, POD_DEV.podPath, "dir");
+  step("mount /dev", () => mountFs(POD_DEV, dev));
   for (const node of DEV_NODES) {
     step(`bind /dev/${node}`, () => {
       writeFileSync(`${dev}/${node}`, "", { mode: 0o666 });
@@ -104,7 +105,7 @@ function buildRoot(plan: PodInitPlan): void {
   }
   step("mount /dev/pts", () => {
     mkdirSync(`${dev}/pts`, { mode: 0o755 });
-    mount("devpts", `${dev}/pts`, "devpts", MS.NOSUID | MS.NOEXEC, "newinstance,ptmxmode=0666,mode=0620");
+    mountFs(POD_DEVPTS, `${dev}/pts`);
   });
   step("populate /dev", () => {
     mkdirSync(`${dev}/shm`, { mode: 0o1777 });
@@ -114,7 +115,7 @@ function buildRoot(plan: PodInitPlan): void {
     symlinkSync("/proc/self/fd/1", `${dev}/stdout`);
     symlinkSync("/proc/self/fd/2", `${dev}/stderr`);
   });
-  step("mount /tmp", () => mount("tmpfs", target(root, "/tmp", "dir"), "tmpfs", MS.NOSUID | MS.NODEV, "mode=1777"));
+  step("mount /tmp", () => mountFs(POD_TMP, target(root, POD_TMP.podPath, "dir")));
   step("pivot into the pod's root", () => {
     // pivot_root(".", ".") stacks the old root on the new one; detaching it
     // leaves the pod with nothing of the host's tree.
@@ -123,6 +124,11 @@ function buildRoot(plan: PodInitPlan): void {
     umountDetach(".");
     chdir("/");
   });
+}
+
+/** One of the file systems of the pod's allow-list (pod-shape.ts), exactly as listed there. */
+function mountFs(fs: PodFileSystem, at: string): void {
+  mount(fs.source, at, fs.fstype, fs.flags, fs.data || null);
 }
 
 function startCommand(plan: PodInitPlan): void {
