@@ -92,7 +92,7 @@ export class FakeCheckpointHost implements CheckpointHost {
     const pid = this.nextRestoredPid++;
     this.pods.adopt(pid, pid * 10);
     if (o.leaveStopped) this.stopped.add(pid);
-    writeFileSync(join(o.imagesDir, "restore.pid"), `${pid}\n`);
+    writeFileSync(join(o.workDir ?? o.imagesDir, "restore.pid"), `${pid}\n`);
     await this.#hang("restore");
     this.criuProcs.delete(criuPid);
     return { pid, durationMs: 3 };
