@@ -3,7 +3,7 @@
  * local API on its unix socket, the reaper, and signals. Stopping the agent
  * never stops pods.
  */
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, realpathSync, unlinkSync, writeFileSync } from "node:fs";
+import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, realpathSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createLocalApp, IDLE_TIMEOUT_SECONDS } from "../api/local/app.ts";
 import { addImageRoutes } from "../api/local/image-routes.ts";
@@ -133,10 +133,17 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   return { done, stop };
 }
 
-/** Make the socket path ours: refuse when a live agent answers there, remove a stale socket. */
+/** Make the socket path ours: refuse when a live agent answers there or the path is not a socket, remove a stale socket. */
 async function claimSocket(socket: string): Promise<void> {
   mkdirSync(dirname(socket), { recursive: true, mode: 0o755 });
-  if (!existsSync(socket)) return;
+  let st: Stats;
+  try {
+    st = lstatSync(socket);
+  } catch {
+    return; // nothing there
+  }
+  // Never delete what is not a socket: a mistyped --socket must not cost a file.
+  if (!st.isSocket()) throw new PreconditionError(`Cannot listen on "${socket}": it exists and is not a socket`);
   const alive = await Promise.race([
     new LocalClient(socket).health().then(
       () => true,
