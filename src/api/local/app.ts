@@ -30,11 +30,13 @@ export interface LocalAppDeps {
    * body limit: a route that streams a large body in must bound it itself.
    */
   routes?: Array<(app: Hono) => void>;
+  /** How often a silent exec sends a keepalive frame (tests make it short). */
+  execKeepaliveMs?: number;
 }
 
 const MAX_BODY_BYTES = 1 << 20;
 const FOLLOW_POLL_MS = 200;
-const KEEPALIVE_MS = 60_000;
+const EXEC_KEEPALIVE_MS = 60_000;
 
 /**
  * Bun closes a connection idle this long (255 s at most; 0, "never", does not
@@ -58,6 +60,7 @@ async function body<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer
 
 export function createLocalApp(deps: LocalAppDeps): Hono {
   const { pods, log } = deps;
+  const keepaliveMs = deps.execKeepaliveMs ?? EXEC_KEEPALIVE_MS;
   const app = new Hono();
 
   app.onError((err, c) => {
@@ -108,23 +111,46 @@ export function createLocalApp(deps: LocalAppDeps): Hono {
   app.post("/v1/pods/:name/exec", async (c) => {
     const { cmd } = await body(c, ExecBody);
     const proc = pods.exec(c.req.param("name"), cmd);
+    // The client may go at any moment: after that, nothing is sent and the command is killed,
+    // and no timer or pump may touch the closed stream (that threw in a timer and ended the agent).
+    let isGone = false;
+    let keepalive: ReturnType<typeof setInterval> | undefined;
     const stream = new ReadableStream<Uint8Array>({
       async start(ctrl) {
+        const send = (frame: Uint8Array) => {
+          if (isGone) return;
+          try {
+            ctrl.enqueue(frame);
+          } catch {
+            // Closed under us: the client is gone, and so is the command's reason to run.
+            isGone = true;
+            proc.kill();
+          }
+        };
         const pump = async (s: ReadableStream<Uint8Array>, type: typeof FRAME.stdout | typeof FRAME.stderr) => {
-          for await (const chunk of s) ctrl.enqueue(encodeFrame(type, chunk));
+          for await (const chunk of s) send(encodeFrame(type, chunk));
         };
         // A silent command must not look like an idle connection.
-        const keepalive = setInterval(() => ctrl.enqueue(encodeFrame(FRAME.keepalive, new Uint8Array(0))), KEEPALIVE_MS);
+        keepalive = setInterval(() => send(encodeFrame(FRAME.keepalive, new Uint8Array(0))), keepaliveMs);
         try {
           await Promise.all([pump(proc.stdout, FRAME.stdout), pump(proc.stderr, FRAME.stderr)]);
-          ctrl.enqueue(exitFrame(await proc.exited));
+          send(exitFrame(await proc.exited));
         } catch (e) {
-          ctrl.enqueue(encodeFrame(FRAME.error, new TextEncoder().encode(JSON.stringify({ code: "internal", message: errorMessage(e) }))));
+          send(encodeFrame(FRAME.error, new TextEncoder().encode(JSON.stringify({ code: "internal", message: errorMessage(e) }))));
+        } finally {
+          clearInterval(keepalive);
         }
-        clearInterval(keepalive);
-        ctrl.close();
+        if (isGone) return;
+        isGone = true;
+        try {
+          ctrl.close();
+        } catch {
+          // cancelled meanwhile
+        }
       },
       cancel() {
+        isGone = true;
+        clearInterval(keepalive);
         proc.kill();
       },
     });
@@ -137,9 +163,11 @@ export function createLocalApp(deps: LocalAppDeps): Hono {
 /** The log from the start; with follow, new output as it comes until the pod has ended and all is read. */
 function logStream(path: string, from: number, follow: boolean, isLive: () => boolean, abort: AbortSignal): ReadableStream<Uint8Array> {
   let offset = from;
+  let isGone = false;
   return new ReadableStream<Uint8Array>({
     async pull(ctrl) {
       for (;;) {
+        if (isGone) return;
         const file = Bun.file(path);
         const size = (await file.exists()) ? file.size : 0;
         if (size < offset) offset = 0; // truncated
@@ -159,6 +187,9 @@ function logStream(path: string, from: number, follow: boolean, isLive: () => bo
         }
         await Bun.sleep(FOLLOW_POLL_MS);
       }
+    },
+    cancel() {
+      isGone = true;
     },
   });
 }

@@ -9,6 +9,7 @@ import { launchPod } from "./launcher.ts";
 import { decodeWaitStatus, mount, reapIfExited, umountDetach } from "./libc.ts";
 import * as netns from "./netns.ts";
 import { DEV_NODES, POD_LOG_PATH, type PodInitPlan } from "./pod-init-plan.ts";
+import { killTree } from "./pod-procs.ts";
 import { readProcStat } from "./proc.ts";
 import { findExecutableInRoot, resolveInRoot } from "./root-path.ts";
 
@@ -176,7 +177,8 @@ export const linuxPodHost: PodHost = {
       stdout: proc.stdout,
       stderr: proc.stderr,
       exited: proc.exited.then((code) => (proc.signalCode ? 128 + (SIGNALS[proc.signalCode] ?? 0) : code)),
-      kill: () => proc.kill("SIGKILL"),
+      // nsenter forks the command into the pod: killing nsenter alone would leave it running there.
+      kill: () => killTree(proc.pid),
     };
   },
 };
