@@ -2,6 +2,7 @@ import { InvalidArgumentError } from "../errors.ts";
 import { formatBytes } from "../pods/pod.ts";
 import type { ImageInfo } from "../store/image-catalogue.ts";
 import { clientFor } from "./_client.ts";
+import { escapeCell } from "./escape.ts";
 import { openSource, writeSink } from "./_stream.ts";
 import { flagBool } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -13,7 +14,7 @@ export function formatImageTable(images: ImageInfo[]): string {
   for (const i of images)
     rows.push([
       i.id.slice(0, 12),
-      i.pod,
+      escapeCell(i.pod),
       i.createdAt.replace("T", " ").slice(0, 19),
       formatBytes(i.logicalBytes),
       formatBytes(i.uniqueBytes),
