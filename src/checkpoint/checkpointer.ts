@@ -33,7 +33,8 @@ import { lockNetwork, unlockNetwork } from "../platform/linux/netlock.ts";
 import { continuePod, killPod, waitGone } from "../platform/linux/pod-procs.ts";
 import { externalMountsOf, type PodRecord, type PodSpec as RuntimePodSpec, type PodView } from "../pods/pod.ts";
 import type { PodRuntime } from "../pods/runtime.ts";
-import { AddressError } from "../pods/validate.ts";
+import { childPath } from "../pods/child-path.ts";
+import { AddressError, checkPodName } from "../pods/validate.ts";
 import type { ChunkStore } from "../store/chunk-store.ts";
 import type { ImageCatalogue, ImageInfo } from "../store/image-catalogue.ts";
 import { formatBytes } from "../format.ts";
@@ -200,7 +201,7 @@ export class Checkpointer {
     this.#claim(name);
     // The index merge of an earlier checkpoint waits: this one wants both cores.
     const releaseMerging = store.holdMerging();
-    const tmp = mkdtempSync(join(this.#o.stateDir, "tmp", `checkpoint-${name}-`));
+    const tmp = mkdtempSync(childPath(this.#o.stateDir, "tmp", `checkpoint-${name}-`));
     const journal: Journal = { kind: "checkpoint", pod: name, tmp, pid: target.pid, criuPid: null, imageId: null, leaveRunning: req.leaveRunning };
     pods.beginCheckpoint(name);
     this.#writeJournal(journal);
@@ -348,6 +349,8 @@ export class Checkpointer {
     this.#checkHost(manifest, criu.version);
     const spec = manifest.pod as ManifestPodSpec;
     const name = req.name ?? spec.name;
+    // Before anything is written or deleted with it (tmp, journal, volumes, layer).
+    checkPodName(name);
     const existing = pods.list().find((p) => p.name === name);
     if (existing && existing.phase !== "checkpointed") {
       throw new ConflictError(`Pod "${name}" already exists and is ${existing.state}: restore under another name with --name`);
@@ -362,7 +365,7 @@ export class Checkpointer {
     }
     this.#claim(name);
     const releaseMerging = this.#o.store.holdMerging();
-    const tmp = mkdtempSync(join(this.#o.stateDir, "tmp", `restore-${name}-`));
+    const tmp = mkdtempSync(childPath(this.#o.stateDir, "tmp", `restore-${name}-`));
     const notes: string[] = [];
     let registered = false;
     let prepared = false;
@@ -688,7 +691,7 @@ export class Checkpointer {
   /** A volume's contents from the image, in <state>/volumes/POD/volN. */
   #volumeInState(entries: FileEntry[], staged: string, pod: string, i: number, notes: string[], why: string, isStaged = false): string {
     if (!isStaged) materializeTree(entries, this.#o.store, staged);
-    const dir = join(this.#o.stateDir, "volumes", pod, `vol${i}`);
+    const dir = childPath(this.#o.stateDir, "volumes", pod, `vol${i}`);
     rmSync(dir, { recursive: true, force: true });
     mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
     renameSync(staged, dir);
@@ -707,13 +710,13 @@ export class Checkpointer {
   }
 
   #writeJournal(j: Journal): void {
-    const p = join(this.#o.stateDir, JOURNAL_DIR, `${j.pod}.json`);
+    const p = childPath(this.#o.stateDir, JOURNAL_DIR, `${j.pod}.json`);
     writeFileSync(`${p}.tmp`, JSON.stringify(j));
     renameSync(`${p}.tmp`, p);
   }
 
   #removeJournal(pod: string): void {
-    rmSync(join(this.#o.stateDir, JOURNAL_DIR, `${pod}.json`), { force: true });
+    rmSync(childPath(this.#o.stateDir, JOURNAL_DIR, `${pod}.json`), { force: true });
   }
 }
 

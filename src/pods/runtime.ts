@@ -9,6 +9,7 @@ import { AlreadyExistsError, ConflictError, errorMessage, NotFoundError, Precond
 import type { Logger } from "../log.ts";
 import type { ExitStatus, PodHost, PodProcess } from "../platform/pod-host.ts";
 import { formatIPv4, formatSubnet, gatewayOf, parseIPv4, parseSubnet, type Subnet } from "./address.ts";
+import { childPath } from "./child-path.ts";
 import { assertTransition, hasProcesses } from "./lifecycle.ts";
 import { formatBytes, podEnvironment, signalName, stateLabel, type PodRecord, type PodRuntimeInfo, type PodSpec, type PodView } from "./pod.ts";
 import type { PodStore } from "./store.ts";
@@ -146,7 +147,7 @@ export class PodRuntime {
         bridge: this.#o.bridge,
         gateway: formatIPv4(gatewayOf(this.#subnet)),
         cgroup: host.cgroupDir(agentKey, spec.name),
-        layerDir: join(this.#o.stateDir, "pods", spec.name),
+        layerDir: childPath(this.#o.stateDir, "pods", spec.name),
         rootKind,
         mounts: host.mountLayout(spec, rootKind),
       };
@@ -219,10 +220,10 @@ export class PodRuntime {
   }
 
   /** The pod's log file and whether more may come. */
-  logs(name: string): { path: string; isLive: () => boolean } {
+  logs(name: string): { file: { dir: string; rel: string }; isLive: () => boolean } {
     const r = this.record(name);
     return {
-      path: this.#o.host.logFile(r.runtime),
+      file: this.#o.host.logFile(r.runtime),
       isLive: () => {
         const now = this.#o.store.get(name);
         return now !== null && now.id === r.id && hasProcesses(now.state);
