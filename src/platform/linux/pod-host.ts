@@ -128,7 +128,7 @@ export const linuxPodHost: PodHost = {
 
   logFile(rt) {
     const l = layer(rt);
-    return join(rt.rootKind === "overlay" ? l.upper : l.root, POD_LOG_PATH);
+    return { dir: rt.rootKind === "overlay" ? l.upper : l.root, rel: POD_LOG_PATH.slice(1) };
   },
 
   launch(spec, rt) {
