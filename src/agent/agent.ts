@@ -4,7 +4,7 @@
  * never stops pods.
  */
 import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, realpathSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { createLocalApp, IDLE_TIMEOUT_SECONDS } from "../api/local/app.ts";
 import { addImageRoutes } from "../api/local/image-routes.ts";
 import { addStatusRoutes } from "../api/local/status-routes.ts";
@@ -58,6 +58,7 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
     store,
     host: linuxPodHost,
     log: log.child({ part: "pods" }),
+    agentFiles: [join(realpathSync(dirname(socket)), basename(socket))],
   });
   await pods.setUpHost(config.network.nat);
 

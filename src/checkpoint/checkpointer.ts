@@ -17,6 +17,7 @@ import {
   mkdtempSync,
   readdirSync,
   readFileSync,
+  realpathSync,
   renameSync,
   rmSync,
   statfsSync,
@@ -34,6 +35,7 @@ import { continuePod, killPod, waitGone } from "../platform/linux/pod-procs.ts";
 import { externalMountsOf, type PodRecord, type PodSpec as RuntimePodSpec, type PodView } from "../pods/pod.ts";
 import type { PodRuntime } from "../pods/runtime.ts";
 import { childPath } from "../pods/child-path.ts";
+import { canonicalPath, whyHostPathIsProtected } from "../pods/host-dirs.ts";
 import { AddressError, checkPodName } from "../pods/validate.ts";
 import type { ChunkStore } from "../store/chunk-store.ts";
 import type { ImageCatalogue, ImageInfo } from "../store/image-catalogue.ts";
@@ -111,36 +113,20 @@ const UNVERIFIED = "unverified";
 /** Ids of the images this agent made, one a line. */
 const LOCAL_IMAGES = "images.local";
 
-/** Host directories a pod from another host's image may never get as shared storage. */
-const PROTECTED_DIRS = [
-  "/",
-  "/bin",
-  "/boot",
-  "/dev",
-  "/etc",
-  "/lib",
-  "/lib32",
-  "/lib64",
-  "/proc",
-  "/root",
-  "/run",
-  "/sbin",
-  "/sys",
-  "/usr",
-  "/var",
-  "/var/lib",
-  "/home",
-];
-
-/** An excluded (shared-storage) volume named by an image from elsewhere: an existing directory, not a system one, not our state. */
-export function checkSharedVolume(host: string, stateDir: string): void {
-  const norm = host.replace(/\/+$/, "") || "/";
-  if (!host.startsWith("/") || host.split("/").includes(".."))
+/**
+ * An excluded (shared-storage) volume named by an image from elsewhere: an existing directory,
+ * not a system one, not our state, however it is spelled (realpath first, then host-dirs.ts).
+ */
+export function checkSharedVolume(host: unknown, stateDir: string): void {
+  if (typeof host !== "string" || !host.startsWith("/") || host.includes("\0"))
     throw new PreconditionError(`The image names shared volume "${host}", which is not an absolute path`);
-  if (PROTECTED_DIRS.includes(norm) || norm === stateDir || norm.startsWith(stateDir + "/") || stateDir.startsWith(norm + "/")) {
-    throw new PreconditionError(`The image, made on another host, names "${host}" as shared storage: autopod will not give a pod that host directory`);
+  const real = canonicalPath(host, realpathSync);
+  const canonical = (p: string) => canonicalPath(p, realpathSync);
+  const why = whyHostPathIsProtected(real, "Shared volume", { stateDir: canonical(stateDir) }, canonical);
+  if (why) {
+    throw new PreconditionError(`The image, made on another host, names "${host}" as shared storage: autopod will not give a pod that host directory (${why})`);
   }
-  if (!existsSync(norm) || !statSync(norm).isDirectory()) {
+  if (!existsSync(real) || !statSync(real).isDirectory()) {
     throw new PreconditionError(`The image's shared volume "${host}" is not a directory on this host: mount the shared storage there first`);
   }
 }
@@ -351,6 +337,10 @@ export class Checkpointer {
     const name = req.name ?? spec.name;
     // Before anything is written or deleted with it (tmp, journal, volumes, layer).
     checkPodName(name);
+    // An image from elsewhere names shared storage (volumes excluded at checkpoint): checked before anything is made.
+    if (!this.#isLocal(id)) {
+      for (const v of spec.volumes ?? []) if (!manifest.volumes.some((s) => s.path === v?.pod)) checkSharedVolume(v?.host, this.#o.stateDir);
+    }
     const existing = pods.list().find((p) => p.name === name);
     if (existing && existing.phase !== "checkpointed") {
       throw new ConflictError(`Pod "${name}" already exists and is ${existing.state}: restore under another name with --name`);
@@ -394,8 +384,7 @@ export class Checkpointer {
       const volumes = (spec.volumes ?? []).map((v, i) => {
         const section = manifest.volumes.find((s) => s.path === v.pod);
         if (!section) {
-          // Excluded at checkpoint: shared storage, expected in place.
-          if (!isLocal) checkSharedVolume(v.host, this.#o.stateDir);
+          // Excluded at checkpoint: shared storage, expected in place (checked above).
           return v;
         }
         const host = isLocal

@@ -6,6 +6,7 @@
 import { isAbsolute, normalize } from "node:path";
 import { InvalidArgumentError, PreconditionError } from "../errors.ts";
 import type { PodHost } from "../platform/pod-host.ts";
+import { type ProtectedPaths, whyHostPathIsProtected } from "./host-dirs.ts";
 import { allocateAddress, formatIPv4, formatSubnet, parseIPv4, type Subnet, whyNotPodAddress } from "./address.ts";
 import { formatBytes, POD_NAME, podEnvironment, type PodSpec, type VolumeSpec } from "./pod.ts";
 
@@ -41,7 +42,18 @@ function podPath(what: string, p: string): string {
 }
 
 /** Validate everything that does not depend on other pods. */
-export function checkRequest(req: CreatePodRequest, host: PodHost, opts: { layer: "overlay" | "copy"; hasMemoryCgroup: boolean }): Omit<PodSpec, "address"> {
+export function checkRequest(
+  req: CreatePodRequest,
+  host: PodHost,
+  opts: { layer: "overlay" | "copy"; hasMemoryCgroup: boolean; protect: ProtectedPaths },
+): Omit<PodSpec, "address"> {
+  const canonical = (p: string) => {
+    try {
+      return host.realPath(p);
+    } catch {
+      return p;
+    }
+  };
   checkPodName(req.name);
 
   if (!isAbsolute(req.rootfs)) throw new InvalidArgumentError(`Root file system "${req.rootfs}" must be an absolute path`);
@@ -49,6 +61,8 @@ export function checkRequest(req: CreatePodRequest, host: PodHost, opts: { layer
   if (kind === null) throw new InvalidArgumentError(`Root file system "${req.rootfs}" does not exist`);
   if (kind !== "dir") throw new InvalidArgumentError(`Root file system "${req.rootfs}" is not a directory`);
   const rootfs = host.realPath(req.rootfs);
+  const whyRoot = whyHostPathIsProtected(rootfs, "Root file system", opts.protect, canonical, true);
+  if (whyRoot) throw new InvalidArgumentError(`${whyRoot}${rootfs === req.rootfs ? "" : ` (given as "${req.rootfs}")`}`);
   if (opts.layer === "overlay" && /[,:\\\n]/.test(rootfs)) {
     throw new InvalidArgumentError(`Root file system "${rootfs}" has ',', ':' or '\\' in its path, which overlayfs cannot take`);
   }
@@ -72,7 +86,10 @@ export function checkRequest(req: CreatePodRequest, host: PodHost, opts: { layer
       throw new InvalidArgumentError(`Volume mount point "${at}" is not allowed: the pod's own /, /proc, /dev and /tmp go there`);
     }
     if (volumes.some((o) => o.pod === at)) throw new InvalidArgumentError(`Two volumes are mounted at "${at}"`);
-    volumes.push({ host: host.realPath(v.host), pod: at, readonly: v.readonly });
+    const real = host.realPath(v.host);
+    const why = whyHostPathIsProtected(real, "Volume path", opts.protect, canonical);
+    if (why) throw new InvalidArgumentError(`${why}${real === v.host ? "" : ` (given as "${v.host}")`}`);
+    volumes.push({ host: real, pod: at, readonly: v.readonly });
   }
 
   const workdir = podPath("Working directory", req.workdir ?? "/");
