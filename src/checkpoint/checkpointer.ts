@@ -31,7 +31,7 @@ import type { Logger } from "../log.ts";
 import { criuMinimumFor, compareVersions, criuVersion, findCriu, parseVersion } from "../platform/linux/criu.ts";
 import { criuDump, criuRestore, removeNetworkLock } from "../platform/linux/criu-runner.ts";
 import { lockNetwork, unlockNetwork } from "../platform/linux/netlock.ts";
-import { continuePod, killPod, waitGone } from "../platform/linux/pod-procs.ts";
+import { continuePod, killPod, killTree, processesOutsideTree, waitGone } from "../platform/linux/pod-procs.ts";
 import { externalMountsOf, type PodRecord, type PodSpec as RuntimePodSpec, type PodView } from "../pods/pod.ts";
 import type { PodRuntime } from "../pods/runtime.ts";
 import { childPath } from "../pods/child-path.ts";
@@ -59,6 +59,8 @@ export interface CheckpointRequest {
   leaveRunning: boolean;
   /** Volume mount points (in the pod) not to include: volumes on shared storage. */
   excludeVolumes: string[];
+  /** Kill processes started with `autopod exec` instead of refusing: CRIU dumps only the pod's own tree. */
+  killExec?: boolean;
 }
 
 export interface CheckpointResult {
@@ -131,6 +133,26 @@ export function checkSharedVolume(host: unknown, stateDir: string): void {
   }
 }
 
+/**
+ * Processes started with `autopod exec` are outside the pod's process tree: CRIU leaves them
+ * out of the image, and they die with the pod. Refuse, naming them, unless asked to kill them.
+ */
+function checkExecSessions(name: string, pid: number, killExec: boolean): void {
+  const strays = processesOutsideTree(pid);
+  if (strays.length === 0) return;
+  if (killExec) {
+    for (const s of strays) killTree(s.pid);
+    return;
+  }
+  const list = strays
+    .slice(0, 10)
+    .map((s) => `pid ${s.pid} (${s.command.slice(0, 80) || "?"})`)
+    .join(", ");
+  throw new ConflictError(
+    `Cannot checkpoint pod "${name}": it runs ${strays.length} process${strays.length === 1 ? "" : "es"} started with autopod exec, which the image cannot hold: ${list}${strays.length > 10 ? ", ..." : ""}; wait for ${strays.length === 1 ? "it" : "them"} to end, or checkpoint with --kill-exec`,
+  );
+}
+
 /** The writable data of a pod's root: the overlay upper dir, or the private copy. */
 export function writableLayerOf(rt: PodRecord["runtime"]): string {
   return join(rt.layerDir, rt.rootKind === "overlay" ? "upper" : "root");
@@ -184,6 +206,7 @@ export class Checkpointer {
       }
     }
     this.#checkFreeSpace(r, "checkpoint");
+    checkExecSessions(name, target.pid, req.killExec ?? false);
     this.#claim(name);
     // The index merge of an earlier checkpoint waits: this one wants both cores.
     const releaseMerging = store.holdMerging();
