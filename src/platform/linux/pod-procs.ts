@@ -104,18 +104,48 @@ export interface StrayProcess {
   command: string;
 }
 
-/** Processes in the pod's pid namespace outside the tree of its pid 1 (CRIU dumps only that tree). */
+/** State letter and parent of a process, read now; null when it is gone. */
+function stateAndParent(pid: number, proc: string): { state: string; ppid: number } | null {
+  try {
+    const stat = readFileSync(`${proc}/${pid}/stat`, "utf8");
+    const [state, ppid] = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return { state: state ?? "?", ppid: Number(ppid) };
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Processes in the pod's pid namespace outside the tree of its pid 1 (CRIU dumps only that
+ * tree): each one's ancestry is read at the time of asking, so a child forked meanwhile
+ * inside the tree is not mistaken for one. Zombies and processes gone meanwhile are left out.
+ */
 export function processesOutsideTree(pid: number, proc = "/proc"): StrayProcess[] {
-  const inTree = new Set(processTree(pid, proc));
-  return podPids(pid, proc)
-    .filter((p) => !inTree.has(p))
-    .map((p) => {
-      let command = "";
-      try {
-        command = readFileSync(`${proc}/${p}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ");
-      } catch {
-        // gone meanwhile
+  const ns = pidNsOf(pid, proc);
+  if (ns === null) return [];
+  const out: StrayProcess[] = [];
+  for (const p of podPids(pid, proc)) {
+    let at = p;
+    let isStray = false;
+    for (let depth = 0; depth < 4096 && at !== pid; depth++) {
+      const sp = stateAndParent(at, proc);
+      if (sp === null || sp.state === "Z" || sp.state === "X") break; // gone: not ours to report
+      if (pidNsOf(sp.ppid, proc) !== ns) {
+        isStray = true; // its parent is outside the pod: nsenter of an exec
+        break;
       }
-      return { pid: p, command };
-    });
+      at = sp.ppid;
+    }
+    if (!isStray) continue;
+    let command = "";
+    try {
+      command = readFileSync(`${proc}/${p}/cmdline`, "utf8").split("\0").filter(Boolean).join(" ");
+    } catch {
+      continue; // gone meanwhile
+    }
+    const now = stateAndParent(p, proc);
+    if (now === null || now.state === "Z") continue;
+    out.push({ pid: p, command });
+  }
+  return out;
 }
