@@ -12,6 +12,7 @@ import { collectStatus, hostPaths, StatusService, statusWatchPaths } from "../st
 import { Checkpointer } from "../checkpoint/checkpointer.ts";
 import { ChunkStore } from "../store/chunk-store.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
+import { SpaceReserve } from "../store/space-reserve.ts";
 import { LocalClient } from "../api/local/client.ts";
 import type { Config } from "../config/schema.ts";
 import { errorMessage, PreconditionError } from "../errors.ts";
@@ -64,7 +65,10 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
 
   // Checkpoint images: chunks in packs under <state>/store, the catalogue beside them.
   const chunks = ChunkStore.open(join(stateDir, "store"));
-  const catalogue = new ImageCatalogue(chunks);
+  // Taken now when there is room, else after the next gc frees some: rm and gc need it on a full disk.
+  const reserve = new SpaceReserve(join(stateDir, "store"));
+  reserve.take();
+  const catalogue = new ImageCatalogue(chunks, { reserve });
   const checkpointer = new Checkpointer({ stateDir, pods, store: chunks, catalogue, criu: config.criu, log: log.child({ part: "checkpoint" }) });
   // Checkpoints and restores the last agent died in first: they decide those pods' states.
   await checkpointer.recover();
