@@ -34,7 +34,10 @@ rootTest(
         if (/->|host-secret/.test(ls.stdout) || (name === "dir" && (await host.cli(["exec", name, "--", "test", "-L", "/.autopod"])).exitCode === 0)) break;
         await Bun.sleep(50);
       }
-      for (const args of [["logs", name], ["logs", "-f", name]]) {
+      for (const args of [
+        ["logs", name],
+        ["logs", "-f", name],
+      ]) {
         const r = await host.cli(args, 10_000);
         expect(r.stdout).not.toContain("HOST SECRET");
         expect(r.exitCode).not.toBe(0);

@@ -26,7 +26,9 @@ export const checkpointCommand: Command = {
     if (!name || extra.length) throw new InvalidArgumentError("checkpoint takes one pod NAME");
     const exportTo = flagString(ctx.args, "export");
     const client = await clientFor(ctx);
-    const cp = await client.checkpoint(name, { leaveRunning: flagBool(ctx.args, "leave-running"), excludeVolumes: flagList(ctx.args, "exclude-volume"),
+    const cp = await client.checkpoint(name, {
+      leaveRunning: flagBool(ctx.args, "leave-running"),
+      excludeVolumes: flagList(ctx.args, "exclude-volume"),
       killExec: flagBool(ctx.args, "kill-exec"),
     });
     let exported: number | null = null;

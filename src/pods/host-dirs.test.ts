@@ -5,7 +5,21 @@ const prot = { stateDir: "/var/lib/autopod", agentFiles: ["/run/autopod.sock"], 
 const mergedUsr = (p: string) => (/^\/(bin|sbin|lib|lib32|lib64|libx32)(\/|$)/.test(p) ? "/usr" + p : p);
 
 test("system directories, anything under them, and anything holding them are refused as volumes", () => {
-  for (const bad of ["/", "/etc", "/etc/cron.d", "/usr/lib", "/var", "/var/lib", "/var/spool/cron", "/boot/efi", "/root/.ssh", "/proc/1", "/run/user/0", "/dev/shm", "/opt/x"]) {
+  for (const bad of [
+    "/",
+    "/etc",
+    "/etc/cron.d",
+    "/usr/lib",
+    "/var",
+    "/var/lib",
+    "/var/spool/cron",
+    "/boot/efi",
+    "/root/.ssh",
+    "/proc/1",
+    "/run/user/0",
+    "/dev/shm",
+    "/opt/x",
+  ]) {
     expect(whyHostPathIsProtected(bad, "Volume", prot)).not.toBeNull();
   }
   // On a merged-/usr host /lib is /usr/lib: a link to it resolves there, and is refused as /usr.
@@ -25,7 +39,8 @@ test("the agent's state, its socket, and their parents are refused, but what the
 
 test("shared parents are refused themselves, their subdirectories are fine", () => {
   for (const bad of ["/home", "/mnt", "/srv", "/tmp", "/var/tmp"]) expect(whyHostPathIsProtected(bad, "Volume", prot)).toContain("every user's data");
-  for (const ok of ["/home/alice/data", "/mnt/nfs/shared", "/srv/www", "/tmp/autopod-x/data", "/data"]) expect(whyHostPathIsProtected(ok, "Volume", prot)).toBeNull();
+  for (const ok of ["/home/alice/data", "/mnt/nfs/shared", "/srv/www", "/tmp/autopod-x/data", "/data"])
+    expect(whyHostPathIsProtected(ok, "Volume", prot)).toBeNull();
 });
 
 test("a root file system may lie in a system tree, never be / or hold one or the agent's state", () => {

@@ -179,13 +179,7 @@ function readLog(file: { dir: string; rel: string }, offset: number, max: number
 }
 
 /** The log from the start; with follow, new output as it comes until the pod has ended and all is read. */
-function logStream(
-  file: { dir: string; rel: string },
-  from: number,
-  follow: boolean,
-  isLive: () => boolean,
-  abort: AbortSignal,
-): ReadableStream<Uint8Array> {
+function logStream(file: { dir: string; rel: string }, from: number, follow: boolean, isLive: () => boolean, abort: AbortSignal): ReadableStream<Uint8Array> {
   let offset = from;
   let isGone = false;
   return new ReadableStream<Uint8Array>({
