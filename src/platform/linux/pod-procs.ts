@@ -124,10 +124,19 @@ export function processesOutsideTree(pid: number, proc = "/proc"): StrayProcess[
   const ns = pidNsOf(pid, proc);
   if (ns === null) return [];
   const out: StrayProcess[] = [];
+  // What each visited process turned out to be (true: outside the tree), so a walk stops at a known one.
+  const known = new Map<number, boolean>([[pid, false]]);
   for (const p of podPids(pid, proc)) {
+    const path: number[] = [];
     let at = p;
     let isStray = false;
-    for (let depth = 0; depth < 4096 && at !== pid; depth++) {
+    for (let depth = 0; depth < 4096; depth++) {
+      const k = known.get(at);
+      if (k !== undefined) {
+        isStray = k;
+        break;
+      }
+      path.push(at);
       const sp = stateAndParent(at, proc);
       if (sp === null || sp.state === "Z" || sp.state === "X") break; // gone: not ours to report
       if (pidNsOf(sp.ppid, proc) !== ns) {
@@ -136,6 +145,7 @@ export function processesOutsideTree(pid: number, proc = "/proc"): StrayProcess[
       }
       at = sp.ppid;
     }
+    for (const q of path) known.set(q, isStray);
     if (!isStray) continue;
     let command = "";
     try {
