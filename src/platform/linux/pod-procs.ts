@@ -157,5 +157,5 @@ export function processesOutsideTree(pid: number, proc = "/proc"): StrayProcess[
     if (now === null || now.state === "Z") continue;
     out.push({ pid: p, command });
   }
-  return out;
+  return out.sort((a, b) => a.pid - b.pid);
 }
