@@ -8,6 +8,7 @@ import { createLogger, isLogLevel } from "./log.ts";
 import { flagBool, flagString, formatOptions, parseArgs } from "./cli/args.ts";
 import { GLOBAL_OPTIONS, type Command, type CommandContext } from "./cli/command.ts";
 import { COMMANDS, matchCommand, subcommandsOf } from "./cli/registry.ts";
+import { escapeForTerminal } from "./cli/escape.ts";
 
 /** Exit status for usage errors (bad flags, unknown commands). */
 const EXIT_USAGE = 2;
@@ -45,8 +46,9 @@ export function commandHelp(cmd: Command): string {
 }
 
 async function main(argv: string[]): Promise<number> {
-  const out = (s: string) => process.stdout.write(s.endsWith("\n") ? s : s + "\n");
-  const err = (s: string) => process.stderr.write(s.endsWith("\n") ? s : s + "\n");
+  // Everything the CLI prints may quote names from elsewhere: it goes out escaped (pods' own output does not pass here).
+  const out = (s: string) => process.stdout.write(escapeForTerminal(s.endsWith("\n") ? s : s + "\n"));
+  const err = (s: string) => process.stderr.write(escapeForTerminal(s.endsWith("\n") ? s : s + "\n"));
   const first = argv[0];
   if (first === undefined || first === "--help" || first === "-h" || first === "help") {
     if (first === "help" && argv[1]) return main([...argv.slice(1), "--help"]);
@@ -132,7 +134,7 @@ main(process.argv.slice(2)).then(
     process.exitCode = code;
   },
   (e: unknown) => {
-    process.stderr.write(`autopod: ${errorMessage(e)}\n`);
+    process.stderr.write(escapeForTerminal(`autopod: ${errorMessage(e)}\n`));
     process.exitCode = 1;
   },
 );

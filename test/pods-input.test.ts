@@ -141,7 +141,7 @@ describe("run refuses, changing nothing,", () => {
     "other malformed options",
     async () => {
       await expectRefused(["run", "x5", "--rootfs", rootfs(), "--memory", "lots", "--", "sleep", "1"], 'Invalid --memory "lots"', 2);
-      await expectRefused(["run", "x5", "--rootfs", rootfs(), "--memory", "1k", "--", "sleep", "1"], /Memory limit 1024 is too small/, 2);
+      await expectRefused(["run", "x5", "--rootfs", rootfs(), "--memory", "1k", "--", "sleep", "1"], /Memory limit 1 KiB is too small: at least 8 MiB/, 2);
       await expectRefused(["run", "x5", "--rootfs", rootfs(), "--env", "NOEQUALS", "--", "sleep", "1"], 'Invalid environment entry "NOEQUALS"', 2);
       await expectRefused(["run", "x5", "--rootfs", rootfs(), "--env", "1BAD=x", "--", "sleep", "1"], 'Invalid environment variable name "1BAD"', 2);
       await expectRefused(

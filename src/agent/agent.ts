@@ -3,8 +3,8 @@
  * local API on its unix socket, the reaper, and signals. Stopping the agent
  * never stops pods.
  */
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, realpathSync, unlinkSync, writeFileSync } from "node:fs";
-import { dirname, join } from "node:path";
+import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, realpathSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
+import { basename, dirname, join } from "node:path";
 import { createLocalApp, IDLE_TIMEOUT_SECONDS } from "../api/local/app.ts";
 import { addImageRoutes } from "../api/local/image-routes.ts";
 import { addStatusRoutes } from "../api/local/status-routes.ts";
@@ -12,6 +12,7 @@ import { collectStatus, hostPaths, StatusService, statusWatchPaths } from "../st
 import { Checkpointer } from "../checkpoint/checkpointer.ts";
 import { ChunkStore } from "../store/chunk-store.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
+import { SpaceReserve } from "../store/space-reserve.ts";
 import { LocalClient } from "../api/local/client.ts";
 import { addClusterRoutes } from "../api/local/cluster-routes.ts";
 import { createPeerApp } from "../api/peer/app.ts";
@@ -67,12 +68,16 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
     store,
     host: linuxPodHost,
     log: log.child({ part: "pods" }),
+    agentFiles: [join(realpathSync(dirname(socket)), basename(socket))],
   });
   await pods.setUpHost(config.network.nat);
 
   // Checkpoint images: chunks in packs under <state>/store, the catalogue beside them.
   const chunks = ChunkStore.open(join(stateDir, "store"));
-  const catalogue = new ImageCatalogue(chunks);
+  // Taken now when there is room, else after the next gc frees some: rm and gc need it on a full disk.
+  const reserve = new SpaceReserve(join(stateDir, "store"));
+  reserve.take();
+  const catalogue = new ImageCatalogue(chunks, { reserve });
   const checkpointer = new Checkpointer({
     stateDir,
     pods,
@@ -180,10 +185,17 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   return { done, stop };
 }
 
-/** Make the socket path ours: refuse when a live agent answers there, remove a stale socket. */
+/** Make the socket path ours: refuse when a live agent answers there or the path is not a socket, remove a stale socket. */
 async function claimSocket(socket: string): Promise<void> {
   mkdirSync(dirname(socket), { recursive: true, mode: 0o755 });
-  if (!existsSync(socket)) return;
+  let st: Stats;
+  try {
+    st = lstatSync(socket);
+  } catch {
+    return; // nothing there
+  }
+  // Never delete what is not a socket: a mistyped --socket must not cost a file.
+  if (!st.isSocket()) throw new PreconditionError(`Cannot listen on "${socket}": it exists and is not a socket`);
   const alive = await Promise.race([
     new LocalClient(socket).health().then(
       () => true,

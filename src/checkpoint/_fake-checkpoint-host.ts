@@ -124,6 +124,15 @@ export class FakeCheckpointHost implements CheckpointHost {
     this.calls.push(`kill ${pid}`);
     this.#end(pid);
   }
+  /** Exec sessions the fake reports for any pod (tests set it). */
+  sessions: Array<{ pid: number; command: string }> = [];
+  execSessions(_pid: number): Array<{ pid: number; command: string }> {
+    return this.sessions;
+  }
+  killSession(pid: number): void {
+    this.calls.push(`killSession ${pid}`);
+    this.sessions = this.sessions.filter((s) => s.pid !== pid);
+  }
   async waitGone(pid: number): Promise<boolean> {
     this.calls.push(`waitGone ${pid}`);
     return true;

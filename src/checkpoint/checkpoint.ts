@@ -13,7 +13,8 @@
  */
 import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { errorMessage, InvalidArgumentError, PreconditionError } from "../errors.ts";
+import { ConflictError, errorMessage, InvalidArgumentError, PreconditionError } from "../errors.ts";
+import { childPath } from "../pods/child-path.ts";
 import { formatBytes } from "../format.ts";
 import type { FileHashes } from "../store/chunk-workers.ts";
 import type { ChunkWriter } from "../store/chunk-store.ts";
@@ -36,6 +37,8 @@ export interface CheckpointRequest {
   leaveRunning: boolean;
   /** Volume mount points (in the pod) not to include: volumes on shared storage. */
   excludeVolumes: string[];
+  /** Kill processes started with `autopod exec` instead of refusing: CRIU dumps only the pod's own tree. */
+  killExec?: boolean;
 }
 
 export interface CheckpointResult {
@@ -176,12 +179,13 @@ export async function checkCheckpoint(ctx: CheckpointContext, name: string, req:
     }
   }
   checkFreeSpace(ctx, r, "checkpoint");
+  checkExecSessions(ctx, name, target.pid, req.killExec ?? false);
   return { criu, target, included };
 }
 
 /** The pod's temporary directory and journal, and its state "checkpointing". */
 export function startCheckpoint(ctx: CheckpointContext, name: string, req: CheckpointRequest, checked: CheckedCheckpoint, t0: number): CheckpointRun {
-  const tmp = mkdtempSync(join(ctx.stateDir, "tmp", `checkpoint-${name}-`));
+  const tmp = mkdtempSync(childPath(ctx.stateDir, "tmp", `checkpoint-${name}-`));
   const journal: Journal = { kind: "checkpoint", pod: name, tmp, pid: checked.target.pid, criuPid: null, imageId: null, leaveRunning: req.leaveRunning };
   try {
     ctx.pods.beginCheckpoint(name);
@@ -398,4 +402,24 @@ function criuEntriesOf(ctx: CheckpointContext, id: string): FileEntry[] {
 
 function latestImageOf(ctx: CheckpointContext, pod: string): string | null {
   return ctx.catalogue.latestOf(pod);
+}
+
+/**
+ * Processes started with `autopod exec` are outside the pod's process tree: CRIU leaves them
+ * out of the image, and they die with the pod. Refuse, naming them, unless asked to kill them.
+ */
+function checkExecSessions(ctx: CheckpointContext, name: string, pid: number, killExec: boolean): void {
+  const strays = ctx.host.execSessions(pid);
+  if (strays.length === 0) return;
+  if (killExec) {
+    for (const s of strays) ctx.host.killSession(s.pid);
+    return;
+  }
+  const list = strays
+    .slice(0, 10)
+    .map((s) => `pid ${s.pid} (${s.command.slice(0, 80) || "?"})`)
+    .join(", ");
+  throw new ConflictError(
+    `Cannot checkpoint pod "${name}": it runs ${strays.length} process${strays.length === 1 ? "" : "es"} started with autopod exec, which the image cannot hold: ${list}${strays.length > 10 ? ", ..." : ""}; wait for ${strays.length === 1 ? "it" : "them"} to end, or checkpoint with --kill-exec`,
+  );
 }

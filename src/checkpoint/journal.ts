@@ -4,6 +4,7 @@
  * the operation ends, so a restarted agent can finish or undo it (recovery.ts).
  */
 import { renameSync, rmSync, writeFileSync } from "node:fs";
+import { childPath } from "../pods/child-path.ts";
 import { join } from "node:path";
 
 /** The journal of an unfinished checkpoint or restore, for crash recovery. */
@@ -24,11 +25,11 @@ export const UNVERIFIED = "unverified";
 export const CRIU_WORK = "criu-work";
 
 export function writeJournal(stateDir: string, j: Journal): void {
-  const p = join(stateDir, JOURNAL_DIR, `${j.pod}.json`);
+  const p = childPath(stateDir, JOURNAL_DIR, `${j.pod}.json`);
   writeFileSync(`${p}.tmp`, JSON.stringify(j));
   renameSync(`${p}.tmp`, p);
 }
 
 export function removeJournal(stateDir: string, pod: string): void {
-  rmSync(join(stateDir, JOURNAL_DIR, `${pod}.json`), { force: true });
+  rmSync(childPath(stateDir, JOURNAL_DIR, `${pod}.json`), { force: true });
 }

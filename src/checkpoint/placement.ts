@@ -4,45 +4,31 @@
  * paths; one made elsewhere gets copies in this agent's state directory, and
  * may name no host directory but shared storage.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, type Stats } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readdirSync, realpathSync, renameSync, rmSync, statSync, type Stats } from "node:fs";
 import { dirname, join } from "node:path";
 import { PreconditionError } from "../errors.ts";
+import { childPath } from "../pods/child-path.ts";
+import { canonicalPath, whyHostPathIsProtected } from "../pods/host-dirs.ts";
 import type { PodRecord } from "../pods/pod.ts";
 import type { ChunkStore } from "../store/chunk-store.ts";
 import type { ManifestPodSpec } from "./manifest-pod.ts";
 import type { FileEntry, Manifest } from "./manifest.ts";
 import { materializeTree } from "./tree.ts";
 
-/** Host directories a pod from another host's image may never get as shared storage. */
-const PROTECTED_DIRS = [
-  "/",
-  "/bin",
-  "/boot",
-  "/dev",
-  "/etc",
-  "/lib",
-  "/lib32",
-  "/lib64",
-  "/proc",
-  "/root",
-  "/run",
-  "/sbin",
-  "/sys",
-  "/usr",
-  "/var",
-  "/var/lib",
-  "/home",
-];
-
-/** An excluded (shared-storage) volume named by an image from elsewhere: an existing directory, not a system one, not our state. */
-export function checkSharedVolume(host: string, stateDir: string): void {
-  const norm = host.replace(/\/+$/, "") || "/";
-  if (!host.startsWith("/") || host.split("/").includes(".."))
+/**
+ * An excluded (shared-storage) volume named by an image from elsewhere: an existing directory,
+ * not a system one, not our state, however it is spelled (realpath first, then host-dirs.ts).
+ */
+export function checkSharedVolume(host: unknown, stateDir: string): void {
+  if (typeof host !== "string" || !host.startsWith("/") || host.includes("\0"))
     throw new PreconditionError(`The image names shared volume "${host}", which is not an absolute path`);
-  if (PROTECTED_DIRS.includes(norm) || norm === stateDir || norm.startsWith(stateDir + "/") || stateDir.startsWith(norm + "/")) {
-    throw new PreconditionError(`The image, made on another host, names "${host}" as shared storage: autopod will not give a pod that host directory`);
+  const real = canonicalPath(host, realpathSync);
+  const canonical = (p: string) => canonicalPath(p, realpathSync);
+  const why = whyHostPathIsProtected(real, "Shared volume", { stateDir: canonical(stateDir) }, canonical);
+  if (why) {
+    throw new PreconditionError(`The image, made on another host, names "${host}" as shared storage: autopod will not give a pod that host directory (${why})`);
   }
-  if (!existsSync(norm) || !statSync(norm).isDirectory()) {
+  if (!existsSync(real) || !statSync(real).isDirectory()) {
     throw new PreconditionError(`The image's shared volume "${host}" is not a directory on this host: mount the shared storage there first`);
   }
 }
@@ -109,7 +95,7 @@ export function volumeInState(
   isStaged = false,
 ): string {
   if (!isStaged) materializeTree(entries, o.store, staged);
-  const dir = join(o.stateDir, "volumes", pod, `vol${i}`);
+  const dir = childPath(o.stateDir, "volumes", pod, `vol${i}`);
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
   renameSync(staged, dir);

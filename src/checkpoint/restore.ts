@@ -17,7 +17,8 @@ import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, Preco
 import { formatBytes } from "../format.ts";
 import { externalMountsOf, type PodRecord, type PodView } from "../pods/pod.ts";
 import type { PodRuntime } from "../pods/runtime.ts";
-import { AddressError } from "../pods/validate.ts";
+import { childPath } from "../pods/child-path.ts";
+import { AddressError, checkPodName } from "../pods/validate.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 import { type CheckpointContext, claim } from "./_context.ts";
 import { checkHost, requireCriu } from "./host-compat.ts";
@@ -145,6 +146,12 @@ export async function checkRestore(ctx: CheckpointContext, imageRef: string, req
   checkHost(ctx.host, manifest, criu.version);
   const spec = manifest.pod as ManifestPodSpec;
   const name = req.name ?? spec.name;
+  // Before anything is written or deleted with it (tmp, journal, volumes, layer).
+  checkPodName(name);
+  // An image from elsewhere names shared storage (volumes excluded at checkpoint): checked before anything is made.
+  if (!isLocalImage(ctx.stateDir, id)) {
+    for (const v of spec.volumes ?? []) if (!manifest.volumes.some((s) => s.path === v?.pod)) checkSharedVolume(v?.host, ctx.stateDir);
+  }
   const existing = pods.list().find((p) => p.name === name);
   if (existing && existing.phase !== "checkpointed") {
     throw new ConflictError(`Pod "${name}" already exists and is ${existing.state}: restore under another name with --name`);
@@ -162,7 +169,7 @@ export async function checkRestore(ctx: CheckpointContext, imageRef: string, req
 
 /** The restore's temporary directory. */
 export function startRestore(ctx: CheckpointContext, checked: CheckedRestore, req: RestoreRequest, t0: number): RestoreRun {
-  const tmp = mkdtempSync(join(ctx.stateDir, "tmp", `restore-${checked.name}-`));
+  const tmp = mkdtempSync(childPath(ctx.stateDir, "tmp", `restore-${checked.name}-`));
   return {
     ...checked,
     req,
@@ -211,8 +218,7 @@ function placeVolumes(ctx: CheckpointContext, run: RestoreRun, isLocal: boolean)
   return (spec.volumes ?? []).map((v, i) => {
     const section = manifest.volumes.find((s) => s.path === v.pod);
     if (!section) {
-      // Excluded at checkpoint: shared storage, expected in place.
-      if (!isLocal) checkSharedVolume(v.host, ctx.stateDir);
+      // Excluded at checkpoint: shared storage, expected in place (checked in checkRestore).
       return v;
     }
     const host = isLocal

@@ -7,15 +7,17 @@ import { InvalidArgumentError } from "../errors.ts";
 export const checkpointCommand: Command = {
   name: "checkpoint",
   summary: "checkpoint a running pod into an image",
-  usage: "checkpoint NAME [--leave-running] [--exclude-volume PODDIR]... [--export FILE|-] [--json]",
+  usage: "checkpoint NAME [--leave-running] [--exclude-volume PODDIR]... [--kill-exec] [--export FILE|-] [--json]",
   details:
     "Dumps the pod's processes with CRIU and stores them, its writable layer, its base and its volumes as an image of content-addressed chunks; prints the image id. " +
     "Without --leave-running the pod stops and shows as checkpointed: `autopod restore ID` (or `autopod restore NAME`'s image) brings it back. " +
     "With --leave-running it keeps running, paused only while it is dumped (the freeze time is printed). " +
-    "If anything fails, the pod keeps running and no partial image is left.",
+    "If anything fails, the pod keeps running and no partial image is left. " +
+    "Processes started with `autopod exec` cannot be in the image: the checkpoint refuses, naming them, unless --kill-exec kills them first.",
   options: [
     { name: "leave-running", kind: "boolean", help: "keep the pod running after the checkpoint" },
     { name: "exclude-volume", kind: "repeat", value: "PODDIR", help: "leave out a volume (shared storage)" },
+    { name: "kill-exec", kind: "boolean", help: "kill processes started with autopod exec instead of refusing" },
     { name: "export", kind: "string", value: "FILE", help: "also export the image to FILE (- for stdout)" },
     { name: "json", kind: "boolean", help: "print JSON" },
   ],
@@ -24,7 +26,11 @@ export const checkpointCommand: Command = {
     if (!name || extra.length) throw new InvalidArgumentError("checkpoint takes one pod NAME");
     const exportTo = flagString(ctx.args, "export");
     const client = await clientFor(ctx);
-    const cp = await client.checkpoint(name, { leaveRunning: flagBool(ctx.args, "leave-running"), excludeVolumes: flagList(ctx.args, "exclude-volume") });
+    const cp = await client.checkpoint(name, {
+      leaveRunning: flagBool(ctx.args, "leave-running"),
+      excludeVolumes: flagList(ctx.args, "exclude-volume"),
+      killExec: flagBool(ctx.args, "kill-exec"),
+    });
     let exported: number | null = null;
     if (exportTo !== undefined) exported = await writeSink(exportTo, await client.exportImage(cp.id));
     // With --export -, stdout carries the image: the report goes to stderr.

@@ -3,6 +3,7 @@ import { formatBytes } from "../pods/pod.ts";
 import type { ImageInfo } from "../store/image-catalogue.ts";
 import type { TransferReport } from "../transfer/push.ts";
 import { clientFor } from "./_client.ts";
+import { escapeCell } from "./escape.ts";
 import { openSource, writeSink } from "./_stream.ts";
 import { flagBool, flagString } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -14,7 +15,7 @@ export function formatImageTable(images: ImageInfo[]): string {
   for (const i of images)
     rows.push([
       i.id.slice(0, 12),
-      i.pod,
+      escapeCell(i.pod),
       i.createdAt.replace("T", " ").slice(0, 19),
       formatBytes(i.logicalBytes),
       formatBytes(i.uniqueBytes),

@@ -1,5 +1,6 @@
 import { formatBytes, type PodView } from "../pods/pod.ts";
 import { clientFor } from "./_client.ts";
+import { escapeCell } from "./escape.ts";
 import { flagBool } from "./args.ts";
 import type { Command } from "./command.ts";
 
@@ -17,7 +18,7 @@ export function formatPodTable(pods: PodView[]): string {
   const rows = [["NAME", "STATE", "PID", "ADDRESS", "UPTIME", "MEMORY", "ROOTFS", "NOTE"]];
   for (const p of pods) {
     const mem = p.memoryBytes === null ? "-" : formatBytes(p.memoryBytes) + (p.memoryLimitBytes ? ` / ${formatBytes(p.memoryLimitBytes)}` : "");
-    rows.push([p.name, p.state, p.pid === null ? "-" : String(p.pid), p.address, formatUptime(p.uptimeSeconds), mem, p.rootfs, p.reason ?? ""]);
+    rows.push([p.name, p.state, p.pid === null ? "-" : String(p.pid), p.address, formatUptime(p.uptimeSeconds), mem, p.rootfs, p.reason ?? ""].map(escapeCell));
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows

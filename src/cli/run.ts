@@ -43,7 +43,7 @@ export const runCommand: Command = {
     { name: "hostname", kind: "string", value: "H", help: "the pod's hostname (default: NAME)" },
     { name: "volume", short: "v", kind: "repeat", value: "HOSTDIR:PODDIR[:ro]", help: "bind a host directory or file into the pod" },
     { name: "env", short: "e", kind: "repeat", value: "KEY=VALUE", help: "set an environment variable" },
-    { name: "memory", short: "m", kind: "string", value: "SIZE", help: "memory limit, e.g. 256m or 1g; the pod is killed above it" },
+    { name: "memory", short: "m", kind: "string", value: "SIZE", help: "memory limit, e.g. 256m or 1g (at least 8m); the pod is killed above it" },
     { name: "workdir", short: "w", kind: "string", value: "DIR", help: "working directory in the pod (default /)" },
   ],
   parse: { stopAfterPositionals: 1 },

@@ -69,6 +69,10 @@ export interface CheckpointHost {
   continueTree(pid: number): void;
   /** SIGKILL to the pod's pid 1: its whole pid namespace ends. */
   killTree(pid: number): void;
+  /** Processes in the pod's pid namespace outside its process tree (started with `autopod exec`): CRIU cannot hold them. */
+  execSessions(pid: number): Array<{ pid: number; command: string }>;
+  /** SIGKILL to a process and everything it started. */
+  killSession(pid: number): void;
   /** Wait until `pid` is gone or a zombie; false on timeout. */
   waitGone(pid: number, timeoutMs: number): Promise<boolean>;
   /** Is `pid` a live process (not a zombie)? */

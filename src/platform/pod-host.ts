@@ -79,8 +79,8 @@ export interface PodHost {
   unmountRootOnHost(rt: PodRuntimeInfo): Promise<void>;
   /** Unmount whatever is under the layer directory, then delete it. Never crosses into a mount. */
   removeLayer(rt: PodRuntimeInfo): Promise<void>;
-  /** The pod's log file as the host reads it. */
-  logFile(rt: PodRuntimeInfo): string;
+  /** The pod's log file as the host reads it: `rel` beneath the pod's writable layer `dir`, which the pod can change (open it with openBeneath). */
+  logFile(rt: PodRuntimeInfo): { dir: string; rel: string };
 
   /** Start the pod's command; resolves once it runs, with the host pid of pod pid 1. */
   launch(spec: PodSpec, rt: PodRuntimeInfo): Promise<{ pid: number; startTime: number }>;

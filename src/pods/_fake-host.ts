@@ -102,7 +102,7 @@ export class FakeHost implements PodHost {
     this.layers.delete(rt.layerDir);
   }
   logFile(rt: { layerDir: string }) {
-    return `${rt.layerDir}/upper/.autopod/pod.log`;
+    return { dir: `${rt.layerDir}/upper`, rel: ".autopod/pod.log" };
   }
   async launch(_spec: unknown, rt: { cgroup: string | null }) {
     this.calls.push("launch");

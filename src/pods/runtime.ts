@@ -4,11 +4,12 @@
  * the agent: a new agent re-adopts them by pid and start time.
  */
 import { createHash, randomUUID } from "node:crypto";
-import { join } from "node:path";
 import { AlreadyExistsError, ConflictError, errorMessage, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ExitStatus, PodHost, PodProcess } from "../platform/pod-host.ts";
 import { formatIPv4, formatSubnet, gatewayOf, parseIPv4, parseSubnet, type Subnet } from "./address.ts";
+import { childPath } from "./child-path.ts";
+import type { ProtectedPaths } from "./host-dirs.ts";
 import { assertTransition, hasProcesses } from "./lifecycle.ts";
 import { formatBytes, podEnvironment, signalName, stateLabel, type PodRecord, type PodRuntimeInfo, type PodSpec, type PodView } from "./pod.ts";
 import type { PodStore } from "./store.ts";
@@ -24,6 +25,8 @@ export interface PodRuntimeOptions {
   store: PodStore;
   host: PodHost;
   log: Logger;
+  /** The agent's own files outside the state directory (its socket): no pod gets them. */
+  agentFiles?: string[];
 }
 
 /** Short, stable id of an agent, from its state directory. */
@@ -79,6 +82,12 @@ export class PodRuntime {
     return r;
   }
 
+  /** What no pod may get; a restore may get the volumes and bases the checkpointer put in the state directory. */
+  #protected(isRestore: boolean): ProtectedPaths {
+    const { stateDir, agentFiles } = this.#o;
+    return { stateDir, agentFiles, agentGiven: isRestore ? [childPath(stateDir, "volumes"), childPath(stateDir, "bases")] : [] };
+  }
+
   /** Start a pod; resolves once its command runs. On failure nothing is left behind. */
   async create(req: CreatePodRequest): Promise<PodView> {
     const { host, store, log } = this.#o;
@@ -90,7 +99,11 @@ export class PodRuntime {
       ms[step] = Math.round((now - t) * 10) / 10;
       t = now;
     };
-    const base = checkRequest(req, host, { layer: this.#o.layer, hasMemoryCgroup: host.cgroupDir(this.#o.agentKey, req.name) !== null });
+    const base = checkRequest(req, host, {
+      layer: this.#o.layer,
+      hasMemoryCgroup: host.cgroupDir(this.#o.agentKey, req.name) !== null,
+      protect: this.#protected(false),
+    });
     const record = await this.#reserve(base, req.address);
     const rt = record.runtime;
     lap("validate_reserve");
@@ -119,7 +132,11 @@ export class PodRuntime {
    * address are taken, nothing runs until prepareRestore and adoptRestored.
    */
   async registerCheckpointed(spec: PodSpec): Promise<PodView> {
-    const base = checkRequest(spec, this.#o.host, { layer: this.#o.layer, hasMemoryCgroup: this.#o.host.cgroupDir(this.#o.agentKey, spec.name) !== null });
+    const base = checkRequest(spec, this.#o.host, {
+      layer: this.#o.layer,
+      hasMemoryCgroup: this.#o.host.cgroupDir(this.#o.agentKey, spec.name) !== null,
+      protect: this.#protected(true),
+    });
     const record = await this.#reserve(base, spec.address, "checkpointed");
     try {
       await this.#o.host.prepareLayer(record.spec, record.runtime);
@@ -146,7 +163,7 @@ export class PodRuntime {
         bridge: this.#o.bridge,
         gateway: formatIPv4(gatewayOf(this.#subnet)),
         cgroup: host.cgroupDir(agentKey, spec.name),
-        layerDir: join(this.#o.stateDir, "pods", spec.name),
+        layerDir: childPath(this.#o.stateDir, "pods", spec.name),
         rootKind,
         mounts: host.mountLayout(spec, rootKind),
       };
@@ -219,10 +236,10 @@ export class PodRuntime {
   }
 
   /** The pod's log file and whether more may come. */
-  logs(name: string): { path: string; isLive: () => boolean } {
+  logs(name: string): { file: { dir: string; rel: string }; isLive: () => boolean } {
     const r = this.record(name);
     return {
-      path: this.#o.host.logFile(r.runtime),
+      file: this.#o.host.logFile(r.runtime),
       isLive: () => {
         const now = this.#o.store.get(name);
         return now !== null && now.id === r.id && hasProcesses(now.state);

@@ -6,6 +6,7 @@
 import { isAbsolute, normalize } from "node:path";
 import { InvalidArgumentError, PreconditionError } from "../errors.ts";
 import type { PodHost } from "../platform/pod-host.ts";
+import { type ProtectedPaths, whyHostPathIsProtected } from "./host-dirs.ts";
 import { allocateAddress, formatIPv4, formatSubnet, parseIPv4, type Subnet, whyNotPodAddress } from "./address.ts";
 import { formatBytes, POD_NAME, podEnvironment, type PodSpec, type VolumeSpec } from "./pod.ts";
 
@@ -23,7 +24,12 @@ export interface CreatePodRequest {
   workdir?: string;
 }
 
-export const MIN_MEMORY_BYTES = 4 * 2 ** 20;
+/**
+ * Starting a pod runs unshare and autopod's pod-init in the pod's memory cgroup: measured, their
+ * peak is about 5 MiB (4.9-5.3 MiB here, cgroup v1 max_usage), and 4 MiB fails in unshare
+ * ("sigprocmask unblock failed"); a CRIU restore peaks at about 4 MiB. 8 MiB leaves a margin.
+ */
+export const MIN_MEMORY_BYTES = 8 * 2 ** 20;
 const HOSTNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
 // Mounted by pod-init after the volumes, so a volume there would be hidden.
@@ -41,7 +47,18 @@ function podPath(what: string, p: string): string {
 }
 
 /** Validate everything that does not depend on other pods. */
-export function checkRequest(req: CreatePodRequest, host: PodHost, opts: { layer: "overlay" | "copy"; hasMemoryCgroup: boolean }): Omit<PodSpec, "address"> {
+export function checkRequest(
+  req: CreatePodRequest,
+  host: PodHost,
+  opts: { layer: "overlay" | "copy"; hasMemoryCgroup: boolean; protect: ProtectedPaths },
+): Omit<PodSpec, "address"> {
+  const canonical = (p: string) => {
+    try {
+      return host.realPath(p);
+    } catch {
+      return p;
+    }
+  };
   checkPodName(req.name);
 
   if (!isAbsolute(req.rootfs)) throw new InvalidArgumentError(`Root file system "${req.rootfs}" must be an absolute path`);
@@ -49,6 +66,8 @@ export function checkRequest(req: CreatePodRequest, host: PodHost, opts: { layer
   if (kind === null) throw new InvalidArgumentError(`Root file system "${req.rootfs}" does not exist`);
   if (kind !== "dir") throw new InvalidArgumentError(`Root file system "${req.rootfs}" is not a directory`);
   const rootfs = host.realPath(req.rootfs);
+  const whyRoot = whyHostPathIsProtected(rootfs, "Root file system", opts.protect, canonical, true);
+  if (whyRoot) throw new InvalidArgumentError(`${whyRoot}${rootfs === req.rootfs ? "" : ` (given as "${req.rootfs}")`}`);
   if (opts.layer === "overlay" && /[,:\\\n]/.test(rootfs)) {
     throw new InvalidArgumentError(`Root file system "${rootfs}" has ',', ':' or '\\' in its path, which overlayfs cannot take`);
   }
@@ -72,7 +91,10 @@ export function checkRequest(req: CreatePodRequest, host: PodHost, opts: { layer
       throw new InvalidArgumentError(`Volume mount point "${at}" is not allowed: the pod's own /, /proc, /dev and /tmp go there`);
     }
     if (volumes.some((o) => o.pod === at)) throw new InvalidArgumentError(`Two volumes are mounted at "${at}"`);
-    volumes.push({ host: host.realPath(v.host), pod: at, readonly: v.readonly });
+    const real = host.realPath(v.host);
+    const why = whyHostPathIsProtected(real, "Volume path", opts.protect, canonical);
+    if (why) throw new InvalidArgumentError(`${why}${real === v.host ? "" : ` (given as "${v.host}")`}`);
+    volumes.push({ host: real, pod: at, readonly: v.readonly });
   }
 
   const workdir = podPath("Working directory", req.workdir ?? "/");
@@ -89,7 +111,9 @@ export function checkRequest(req: CreatePodRequest, host: PodHost, opts: { layer
   let memoryBytes: number | null = null;
   if (req.memoryBytes !== undefined && req.memoryBytes !== null) {
     if (!Number.isInteger(req.memoryBytes) || req.memoryBytes < MIN_MEMORY_BYTES) {
-      throw new InvalidArgumentError(`Memory limit ${req.memoryBytes} is too small: at least ${formatBytes(MIN_MEMORY_BYTES)}`);
+      throw new InvalidArgumentError(
+        `Memory limit ${formatBytes(req.memoryBytes)} is too small: at least ${formatBytes(MIN_MEMORY_BYTES)} (starting a pod takes about 5 MiB in its cgroup)`,
+      );
     }
     if (!opts.hasMemoryCgroup) throw new PreconditionError("Cannot limit memory: this host has no memory cgroup controller");
     memoryBytes = req.memoryBytes;

@@ -5,6 +5,7 @@
  * manifest when needed (gc, list) rather than indexed per chunk: a per-chunk
  * table doubled the commit time of a checkpoint (bench/store.ts).
  */
+import type { SpaceReserve } from "./space-reserve.ts";
 import { AutopodError, NotFoundError } from "../errors.ts";
 import {
   type ChunkRef,
@@ -63,10 +64,18 @@ type ImageRow = { seq: number; id: string; pod: string; created_at: string; pare
 
 export class ImageCatalogue {
   readonly store: ChunkStore;
+  /** Space kept for rm and gc on a full disk (the agent holds one; tests may not). */
+  readonly #reserve: SpaceReserve | null;
 
-  constructor(store: ChunkStore) {
+  constructor(store: ChunkStore, options: { reserve?: SpaceReserve } = {}) {
     this.store = store;
+    this.#reserve = options.reserve ?? null;
     store.db.exec(SCHEMA);
+  }
+
+  /** Run a way out of a full disk: with the reserve released and fn run again if it fails for lack of space. */
+  #freeing<T>(fn: () => T): T {
+    return this.#reserve ? this.#reserve.withSpace(fn) : fn();
   }
 
   /**
@@ -199,9 +208,8 @@ export class ImageCatalogue {
   /** Forget an image; its chunks go at the next gc unless another image or a writer holds them. */
   remove(id: string): void {
     const db = this.store.db;
-    if (db.query<unknown, [string]>("DELETE FROM images WHERE id = ?").run(id).changes === 0) {
-      throw new NotFoundError(`Image "${id}" is not in the catalogue`);
-    }
+    const changes = this.#freeing(() => db.query<unknown, [string]>("DELETE FROM images WHERE id = ?").run(id).changes);
+    if (changes === 0) throw new NotFoundError(`Image "${id}" is not in the catalogue`);
   }
 
   /** Every chunk hash some image references (read from the manifests). */
@@ -218,7 +226,8 @@ export class ImageCatalogue {
    * meanwhile cannot lose its chunks.
    */
   gc(options: GcOptions = {}): GcResult {
-    return this.store.gc(() => this.referencedHashes(), options);
+    // On a full disk, compacting packs (which writes new ones first) waits for a gc with room.
+    return this.#freeing(() => this.store.gc(() => this.referencedHashes(), options));
   }
 }
 

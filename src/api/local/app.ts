@@ -3,11 +3,13 @@
  * One onError turns domain errors into {error: {code, message}} with the
  * status httpStatusOf gives; LocalClient turns them back.
  */
+import { closeSync, readSync } from "node:fs";
 import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { z } from "zod";
 import { AutopodError, errorMessage, httpStatusOf, InvalidArgumentError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
+import { openRegularBeneath } from "../../platform/linux/open-beneath.ts";
 import type { PodRuntime } from "../../pods/runtime.ts";
 import { EXEC_CONTENT_TYPE, encodeFrame, exitFrame, FRAME } from "./exec-frames.ts";
 import { CreatePodBody, describeZodError, ExecBody, StopPodBody } from "./schemas.ts";
@@ -30,11 +32,13 @@ export interface LocalAppDeps {
    * body limit: a route that streams a large body in must bound it itself.
    */
   routes?: Array<(app: Hono) => void>;
+  /** How often a silent exec sends a keepalive frame (tests make it short). */
+  execKeepaliveMs?: number;
 }
 
 const MAX_BODY_BYTES = 1 << 20;
 const FOLLOW_POLL_MS = 200;
-const KEEPALIVE_MS = 60_000;
+const EXEC_KEEPALIVE_MS = 60_000;
 
 /**
  * Bun closes a connection idle this long (255 s at most; 0, "never", does not
@@ -58,6 +62,7 @@ async function body<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer
 
 export function createLocalApp(deps: LocalAppDeps): Hono {
   const { pods, log } = deps;
+  const keepaliveMs = deps.execKeepaliveMs ?? EXEC_KEEPALIVE_MS;
   const app = new Hono();
 
   app.onError((err, c) => {
@@ -97,34 +102,58 @@ export function createLocalApp(deps: LocalAppDeps): Hono {
   });
 
   app.get("/v1/pods/:name/logs", (c) => {
-    const { path, isLive } = pods.logs(c.req.param("name"));
+    const { file, isLive } = pods.logs(c.req.param("name"));
     const follow = c.req.query("follow") === "true";
     const offset = Number(c.req.query("offset") ?? 0);
     if (!Number.isSafeInteger(offset) || offset < 0) throw new InvalidArgumentError(`offset must be a byte count (got "${c.req.query("offset")}")`);
-    const stream = logStream(path, offset, follow, isLive, c.req.raw.signal);
+    readLog(file, 0, 0); // a log the pod made unreadable (a link, a FIFO) fails here, as an error the client gets
+    const stream = logStream(file, offset, follow, isLive, c.req.raw.signal);
     return new Response(stream, { headers: { "content-type": "application/octet-stream" } });
   });
 
   app.post("/v1/pods/:name/exec", async (c) => {
     const { cmd } = await body(c, ExecBody);
     const proc = pods.exec(c.req.param("name"), cmd);
+    // The client may go at any moment: after that, nothing is sent and the command is killed,
+    // and no timer or pump may touch the closed stream (that threw in a timer and ended the agent).
+    let isGone = false;
+    let keepalive: ReturnType<typeof setInterval> | undefined;
     const stream = new ReadableStream<Uint8Array>({
       async start(ctrl) {
+        const send = (frame: Uint8Array) => {
+          if (isGone) return;
+          try {
+            ctrl.enqueue(frame);
+          } catch {
+            // Closed under us: the client is gone, and so is the command's reason to run.
+            isGone = true;
+            proc.kill();
+          }
+        };
         const pump = async (s: ReadableStream<Uint8Array>, type: typeof FRAME.stdout | typeof FRAME.stderr) => {
-          for await (const chunk of s) ctrl.enqueue(encodeFrame(type, chunk));
+          for await (const chunk of s) send(encodeFrame(type, chunk));
         };
         // A silent command must not look like an idle connection.
-        const keepalive = setInterval(() => ctrl.enqueue(encodeFrame(FRAME.keepalive, new Uint8Array(0))), KEEPALIVE_MS);
+        keepalive = setInterval(() => send(encodeFrame(FRAME.keepalive, new Uint8Array(0))), keepaliveMs);
         try {
           await Promise.all([pump(proc.stdout, FRAME.stdout), pump(proc.stderr, FRAME.stderr)]);
-          ctrl.enqueue(exitFrame(await proc.exited));
+          send(exitFrame(await proc.exited));
         } catch (e) {
-          ctrl.enqueue(encodeFrame(FRAME.error, new TextEncoder().encode(JSON.stringify({ code: "internal", message: errorMessage(e) }))));
+          send(encodeFrame(FRAME.error, new TextEncoder().encode(JSON.stringify({ code: "internal", message: errorMessage(e) }))));
+        } finally {
+          clearInterval(keepalive);
         }
-        clearInterval(keepalive);
-        ctrl.close();
+        if (isGone) return;
+        isGone = true;
+        try {
+          ctrl.close();
+        } catch {
+          // cancelled meanwhile
+        }
       },
       cancel() {
+        isGone = true;
+        clearInterval(keepalive);
         proc.kill();
       },
     });
@@ -134,31 +163,65 @@ export function createLocalApp(deps: LocalAppDeps): Hono {
   return app;
 }
 
+/** The pod's log: its size and, from `offset`, up to `max` bytes; opened beneath the layer without following links (the pod owns the path). */
+function readLog(file: { dir: string; rel: string }, offset: number, max: number): { size: number; data: Uint8Array | null } {
+  const f = openRegularBeneath(file.dir, file.rel);
+  if (f === null) return { size: 0, data: null };
+  try {
+    const size = f.stat.size;
+    if (size <= offset) return { size, data: null };
+    const buf = new Uint8Array(Math.min(size - offset, max));
+    const n = readSync(f.fd, buf, 0, buf.byteLength, offset);
+    return { size, data: buf.subarray(0, n) };
+  } finally {
+    closeSync(f.fd);
+  }
+}
+
 /** The log from the start; with follow, new output as it comes until the pod has ended and all is read. */
-function logStream(path: string, from: number, follow: boolean, isLive: () => boolean, abort: AbortSignal): ReadableStream<Uint8Array> {
+function logStream(file: { dir: string; rel: string }, from: number, follow: boolean, isLive: () => boolean, abort: AbortSignal): ReadableStream<Uint8Array> {
   let offset = from;
+  let isGone = false;
   return new ReadableStream<Uint8Array>({
     async pull(ctrl) {
       for (;;) {
-        const file = Bun.file(path);
-        const size = (await file.exists()) ? file.size : 0;
-        if (size < offset) offset = 0; // truncated
-        if (size > offset) {
-          const end = Math.min(size, offset + (1 << 20));
-          ctrl.enqueue(new Uint8Array(await file.slice(offset, end).arrayBuffer()));
-          offset = end;
+        if (isGone) return;
+        let size: number;
+        let data: Uint8Array | null;
+        try {
+          ({ size, data } = readLog(file, offset, 1 << 20));
+          if (size < offset) {
+            offset = 0; // truncated
+            ({ size, data } = readLog(file, offset, 1 << 20));
+          }
+        } catch {
+          // The pod turned its log into something we do not read (a link) since the request began: the log ends here.
+          ctrl.close();
+          return;
+        }
+        if (data !== null && data.byteLength > 0) {
+          ctrl.enqueue(data);
+          offset += data.byteLength;
           return;
         }
         // Read once more after the pod ends: its last words may have come after our last look.
         const live = follow && isLive();
         if (!live || abort.aborted) {
-          const again = (await file.exists()) ? file.size : 0;
+          let again = 0;
+          try {
+            again = readLog(file, offset, 0).size;
+          } catch {
+            // as above
+          }
           if (again > offset) continue;
           ctrl.close();
           return;
         }
         await Bun.sleep(FOLLOW_POLL_MS);
       }
+    },
+    cancel() {
+      isGone = true;
     },
   });
 }

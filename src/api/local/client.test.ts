@@ -115,7 +115,8 @@ describe("LocalClient against the real local app", () => {
 
   test("logs, whole and followed until the pod has ended", async () => {
     await client.createPod({ name: "lg", rootfs: "/base", cmd: ["sleep", "1000"] } as never);
-    const file = host.logFile({ layerDir: join(dir, "pods/lg") });
+    const log = host.logFile({ layerDir: join(dir, "pods/lg") });
+    const file = join(log.dir, log.rel);
     mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, "one\n");
     const read = async (follow: boolean) => {

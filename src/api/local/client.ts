@@ -89,7 +89,7 @@ export class LocalClient {
 
   // ---- Checkpoints and images ----------------------------------------------------------
 
-  async checkpoint(name: string, req: { leaveRunning: boolean; excludeVolumes: string[] }): Promise<CheckpointResult> {
+  async checkpoint(name: string, req: { leaveRunning: boolean; excludeVolumes: string[]; killExec?: boolean }): Promise<CheckpointResult> {
     return (await this.#json<{ checkpoint: CheckpointResult }>("POST", `/v1/pods/${encodeURIComponent(name)}/checkpoint`, req)).checkpoint;
   }
 

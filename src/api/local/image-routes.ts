@@ -15,6 +15,7 @@ export const CheckpointBody = z
   .object({
     leaveRunning: z.boolean().default(false),
     excludeVolumes: z.array(z.string().min(1).max(4096)).max(64).default([]),
+    killExec: z.boolean().default(false),
   })
   .strict();
 

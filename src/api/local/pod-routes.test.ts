@@ -139,7 +139,8 @@ describe("pod routes", () => {
 
   test("logs: from an offset; a bad offset is refused", async () => {
     await call("POST", "/v1/pods", WEB);
-    const file = host.logFile({ layerDir: join(dir, "pods/web") });
+    const log = host.logFile({ layerDir: join(dir, "pods/web") });
+    const file = join(log.dir, log.rel);
     mkdirSync(dirname(file), { recursive: true });
     writeFileSync(file, "hello\nworld\n");
     const all = await app.request("/v1/pods/web/logs");

@@ -5,7 +5,7 @@ import { cpuFlags } from "./cpu.ts";
 import { criuVersion, findCriu } from "./criu.ts";
 import { criuDump, criuRestore, removeNetworkLock } from "./criu-runner.ts";
 import { lockNetwork, unlockNetwork } from "./netlock.ts";
-import { continuePod, killPod, waitGone } from "./pod-procs.ts";
+import { continuePod, killPod, killTree, processesOutsideTree, waitGone } from "./pod-procs.ts";
 
 function isProcessAlive(pid: number): boolean {
   try {
@@ -50,6 +50,8 @@ export const linuxCheckpointHost: CheckpointHost = {
     continuePod(pid);
   },
   killTree: killPod,
+  execSessions: processesOutsideTree,
+  killSession: killTree,
   waitGone,
   isAlive: isProcessAlive,
   killCriu,

@@ -10,6 +10,7 @@ import { decodeWaitStatus, mount, reapIfExited, umountDetach } from "./libc.ts";
 import * as netns from "./netns.ts";
 import { POD_LOG_PATH, type PodInitPlan } from "./pod-init-plan.ts";
 import { podMountLayout } from "./pod-shape.ts";
+import { killTree } from "./pod-procs.ts";
 import { readProcStat } from "./proc.ts";
 import { findExecutableInRoot, resolveInRoot } from "./root-path.ts";
 
@@ -123,7 +124,7 @@ export const linuxPodHost: PodHost = {
 
   logFile(rt) {
     const l = layer(rt);
-    return join(rt.rootKind === "overlay" ? l.upper : l.root, POD_LOG_PATH);
+    return { dir: rt.rootKind === "overlay" ? l.upper : l.root, rel: POD_LOG_PATH.slice(1) };
   },
 
   launch(spec, rt) {
@@ -172,7 +173,8 @@ export const linuxPodHost: PodHost = {
       stdout: proc.stdout,
       stderr: proc.stderr,
       exited: proc.exited.then((code) => (proc.signalCode ? 128 + (SIGNALS[proc.signalCode] ?? 0) : code)),
-      kill: () => proc.kill("SIGKILL"),
+      // nsenter forks the command into the pod: killing nsenter alone would leave it running there.
+      kill: () => killTree(proc.pid),
     };
   },
 };
