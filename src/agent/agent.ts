@@ -20,6 +20,7 @@ import { linuxPodHost } from "../platform/linux/pod-host.ts";
 import { setChildSubreaper, tryLock } from "../platform/linux/libc.ts";
 import { PodStore } from "../pods/store.ts";
 import { agentKeyOf, PodRuntime } from "../pods/runtime.ts";
+import { HostTrustStore, ImageTrust, loadOrCreateHostKey } from "../trust/index.ts";
 import { VERSION } from "../version.ts";
 
 /** How often exited pods are reaped and adopted ones looked at. */
@@ -64,7 +65,21 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   // Checkpoint images: chunks in packs under <state>/store, the catalogue beside them.
   const chunks = ChunkStore.open(join(stateDir, "store"));
   const catalogue = new ImageCatalogue(chunks);
-  const checkpointer = new Checkpointer({ stateDir, pods, store: chunks, catalogue, criu: config.criu, log: log.child({ part: "checkpoint" }) });
+  // This host's signing key proves which images it made (docs/trust.md).
+  const hostKey = await loadOrCreateHostKey(stateDir);
+  const trust = new ImageTrust(chunks.db, hostKey.signer, new HostTrustStore(hostKey.signer.publicKey));
+  const legacy = await trust.adoptLegacyList(stateDir, { isNewKey: hostKey.isNew, has: (id) => catalogue.has(id) });
+  if (legacy.adopted > 0) log.info("signed the local images of an agent from before image signatures", { images: legacy.adopted });
+  if (legacy.ignored > 0) log.warn("ignored a list of local images written after this host's key was made", { images: legacy.ignored });
+  const checkpointer = new Checkpointer({
+    stateDir,
+    pods,
+    store: chunks,
+    catalogue,
+    criu: config.criu,
+    log: log.child({ part: "checkpoint" }),
+    trust,
+  });
   // Checkpoints and restores the last agent died in first: they decide those pods' states.
   await checkpointer.recover();
   await pods.recover();
@@ -81,7 +96,7 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   const app = createLocalApp({
     pods,
     log,
-    routes: [(a) => addImageRoutes(a, { checkpointer, catalogue }), (a) => addStatusRoutes(a, { status })],
+    routes: [(a) => addImageRoutes(a, { checkpointer, catalogue, trust }), (a) => addStatusRoutes(a, { status })],
     info: { version: VERSION, pid: process.pid, stateDir, socket, bridge: config.network.bridge, subnet: config.network.subnet },
   });
   const umask = process.umask(0o177);

@@ -10,7 +10,6 @@
  * restarted agent finish or undo one that was interrupted.
  */
 import {
-  appendFileSync,
   existsSync,
   lstatSync,
   mkdirSync,
@@ -38,7 +37,8 @@ import type { ChunkStore } from "../store/chunk-store.ts";
 import type { ImageCatalogue, ImageInfo } from "../store/image-catalogue.ts";
 import { formatBytes } from "../format.ts";
 import { VERSION } from "../version.ts";
-import { FORMAT_VERSION, logicalBytes, type FileEntry, type Manifest } from "./manifest.ts";
+import type { ImageTrust } from "../trust/image-trust.ts";
+import { FORMAT_VERSION, encodeManifest, imageIdOf, logicalBytes, type FileEntry, type Manifest } from "./manifest.ts";
 import { PageTail } from "./page-tail.ts";
 import { captureTree, materializeTree, materializeTreeAsync } from "./tree.ts";
 
@@ -50,6 +50,8 @@ export interface CheckpointerOptions {
   /** Configured criu path ("" = search). */
   criu: string;
   log: Logger;
+  /** Signs the images this host makes, and says which images are its own. */
+  trust: ImageTrust;
 }
 
 export interface CheckpointRequest {
@@ -107,8 +109,6 @@ interface Journal {
 const JOURNAL_DIR = "journal";
 /** In a restore's directory while its tasks are restored, stopped, and their page images still being checked. */
 const UNVERIFIED = "unverified";
-/** Ids of the images this agent made, one a line. */
-const LOCAL_IMAGES = "images.local";
 
 /** Host directories a pod from another host's image may never get as shared storage. */
 const PROTECTED_DIRS = [
@@ -276,10 +276,13 @@ export class Checkpointer {
           ...(base ? { base } : {}),
           volumes: volumeTrees,
         };
-        journal.imageId = catalogue.addManifest(manifest, writer);
+        // Signed as this host's own before it commits, and committed with its signature.
+        const manifestBytes = encodeManifest(manifest);
+        const id = imageIdOf(manifestBytes);
+        const signature = await this.#o.trust.signLocal(id);
+        journal.imageId = catalogue.addEncoded(manifestBytes, manifest, writer, () => this.#o.trust.recordLocal(id, signature));
         isCommitted = true;
         phase("commit");
-        this.#markLocal(journal.imageId);
         this.#writeJournal(journal);
       } finally {
         writer.close();
@@ -352,6 +355,9 @@ export class Checkpointer {
     if (existing && existing.phase !== "checkpointed") {
       throw new ConflictError(`Pod "${name}" already exists and is ${existing.state}: restore under another name with --name`);
     }
+    // Host paths (base, volumes) of an image are trusted only when this host signed it.
+    const isLocal = await this.#o.trust.isLocal(id);
+    if (existing) this.#checkOwnImage(id, spec, pods.record(name), isLocal);
     if (existing && req.ip && req.ip !== existing.address) {
       throw new InvalidArgumentError(`Pod "${name}" exists with address ${existing.address}: restore it under a new name to use ${req.ip}`);
     }
@@ -386,7 +392,6 @@ export class Checkpointer {
       phase("layer");
       // Host paths in an image made elsewhere are not trusted: its base and volumes
       // land in this agent's state directory, and it may name no host directory but shared storage.
-      const isLocal = this.#isLocal(id);
       const rootfs = this.#baseFor(manifest, spec, tmp, notes, isLocal);
       const volumes = (spec.volumes ?? []).map((v, i) => {
         const section = manifest.volumes.find((s) => s.path === v.pod);
@@ -696,14 +701,20 @@ export class Checkpointer {
     return dir;
   }
 
-  /** Images this agent made: only their host paths (base, volumes) are trusted at restore. */
-  #markLocal(id: string): void {
-    appendFileSync(join(this.#o.stateDir, LOCAL_IMAGES), `${id}\n`);
-  }
-
-  #isLocal(id: string): boolean {
-    const p = join(this.#o.stateDir, LOCAL_IMAGES);
-    return existsSync(p) && readFileSync(p, "utf8").split("\n").includes(id);
+  /**
+   * Restoring into a checkpointed pod replaces its layer and takes its name,
+   * address and volumes: only that pod's own image may (made here, by that
+   * pod instance; images from before pod ids were recorded, by its name).
+   */
+  #checkOwnImage(id: string, spec: ManifestPodSpec, pod: PodRecord, isLocal: boolean): void {
+    const name = pod.spec.name;
+    const isOwn = isLocal && (spec.podId !== undefined ? spec.podId === pod.id : spec.name === name);
+    if (!isOwn) {
+      throw new ConflictError(
+        `Image ${id.slice(0, 12)} is not pod "${name}"'s own (${isLocal ? "it was made by another pod of that name" : "it was not made on this host"}): ` +
+          `restoring it would take over the checkpointed pod "${name}"; restore it under another name with --name`,
+      );
+    }
   }
 
   #writeJournal(j: Journal): void {
@@ -720,6 +731,8 @@ export class Checkpointer {
 /** The pod spec as the manifest records it. */
 interface ManifestPodSpec {
   name: string;
+  /** The pod instance the image was made of (PodRecord.id); absent in images made before it was recorded. */
+  podId?: string;
   command: string[];
   env?: Record<string, string>;
   ip: string;
@@ -735,6 +748,7 @@ function podSpecForManifest(r: PodRecord): Manifest["pod"] {
   const s: RuntimePodSpec = r.spec;
   const spec: ManifestPodSpec = {
     name: s.name,
+    podId: r.id,
     command: s.cmd,
     env: s.env,
     ip: s.address,

@@ -1,14 +1,16 @@
 /**
  * One self-contained, streamable file per image (docs/image-format.md):
  *
- *   header   "APODIMG\0", u32 BE format version, u32 BE flags (0)
+ *   header   "APODIMG\0", u32 BE format version, u32 BE flags (0, or 1: signed)
  *   manifest u32 BE length, 32-byte SHA-256 (the image id), msgpack bytes
+ *   [signed] 32-byte Ed25519 public key, 64-byte signature of the image id (src/trust/)
  *   chunks   "C", 32-byte SHA-256, u32 BE length, bytes     (each distinct stored chunk once)
  *   trailer  "T", u64 BE chunk count, u64 BE chunk bytes, 32-byte final hash
  *
  * The final hash is SHA-256 over the header, the manifest hash, every frame's
- * hash and length, and the two counts: with each chunk checked against its own
- * hash it covers every byte, without hashing the data twice.
+ * hash and length, and the two counts (and the signature block, when there is
+ * one): with each chunk checked against its own hash it covers every byte,
+ * without hashing the data twice.
  *
  * Import reads a stream, validates the manifest before taking any chunk,
  * verifies every chunk, stages new ones in a writer (pinned against gc) and
@@ -21,6 +23,8 @@ import { MAX_CHUNK_BYTES } from "../store/chunk-store.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "../store/errors.ts";
 import { HASH_BYTES, hashEquals, sha256, toHex } from "../store/hash.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
+import { decodeSignatureBlock, encodeSignatureBlock, type ImageSignature, SIGNATURE_BLOCK_BYTES } from "../trust/image-signature.ts";
+import { Yielder } from "./_yielder.ts";
 import { type ChunkRef, LIMITS, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "./manifest.ts";
 
 export const EXPORT_MAGIC = "APODIMG\0";
@@ -29,6 +33,8 @@ const HEADER_BYTES = 16;
 const FRAME_CHUNK = 0x43; // "C"
 const FRAME_TRAILER = 0x54; // "T"
 const BATCH_BYTES = 1 << 20;
+/** Header flag: a signature block follows the manifest. */
+const FLAG_SIGNED = 1;
 
 /** The export file is truncated, corrupt or hostile; the store was not changed. */
 export class InvalidExportError extends InvalidArgumentError {
@@ -43,7 +49,12 @@ export interface ExportResult {
 }
 
 /** The export as a stream of byte batches (for an HTTP response or a pipe). */
-export async function* exportFrames(catalogue: ImageCatalogue, id: string, result?: Partial<ExportResult>): AsyncGenerator<Uint8Array> {
+export async function* exportFrames(
+  catalogue: ImageCatalogue,
+  id: string,
+  result?: Partial<ExportResult>,
+  opts: { signature?: ImageSignature | null } = {},
+): AsyncGenerator<Uint8Array> {
   const store = catalogue.store;
   const manifestBytes = catalogue.manifestBytes(id);
   const manifest = decodeManifest(manifestBytes);
@@ -65,15 +76,17 @@ export async function* exportFrames(catalogue: ImageCatalogue, id: string, resul
     header.set(new TextEncoder().encode(EXPORT_MAGIC));
     const hv = new DataView(header.buffer);
     hv.setUint32(8, EXPORT_VERSION);
-    hv.setUint32(12, 0);
+    const sig = opts.signature ? encodeSignatureBlock(opts.signature) : new Uint8Array(0);
+    hv.setUint32(12, sig.byteLength > 0 ? FLAG_SIGNED : 0);
     final.update(header);
     const mhead = new Uint8Array(4 + HASH_BYTES);
     new DataView(mhead.buffer).setUint32(0, manifestBytes.byteLength);
     const mhash = sha256(manifestBytes);
     mhead.set(mhash, 4);
     final.update(mhash);
-    let total = HEADER_BYTES + mhead.byteLength + manifestBytes.byteLength;
-    yield concat([header, mhead, manifestBytes]);
+    final.update(sig);
+    let total = HEADER_BYTES + mhead.byteLength + manifestBytes.byteLength + sig.byteLength;
+    yield concat([header, mhead, manifestBytes, sig]);
 
     let batch: Uint8Array[] = [];
     let batchBytes = 0;
@@ -122,8 +135,8 @@ export async function* exportFrames(catalogue: ImageCatalogue, id: string, resul
 }
 
 /** The export as a web ReadableStream (pull-based, so it follows the reader's pace). */
-export function exportStream(catalogue: ImageCatalogue, id: string): ReadableStream<Uint8Array> {
-  const it = exportFrames(catalogue, id);
+export function exportStream(catalogue: ImageCatalogue, id: string, opts: { signature?: ImageSignature | null } = {}): ReadableStream<Uint8Array> {
+  const it = exportFrames(catalogue, id, undefined, opts);
   return new ReadableStream<Uint8Array>({
     async pull(controller) {
       const { value, done } = await it.next();
@@ -140,19 +153,19 @@ export function exportStream(catalogue: ImageCatalogue, id: string): ReadableStr
 export type ByteSink = WritableStream<Uint8Array> | NodeJS.WritableStream;
 
 /** Write image `id` to `sink` as one export file; ends a web stream, leaves a Node stream open. */
-export async function exportImage(catalogue: ImageCatalogue, id: string, sink: ByteSink): Promise<ExportResult> {
+export async function exportImage(catalogue: ImageCatalogue, id: string, sink: ByteSink, opts: { signature?: ImageSignature | null } = {}): Promise<ExportResult> {
   const result: Partial<ExportResult> = {};
   if ("getWriter" in sink) {
     const w = sink.getWriter();
     try {
-      for await (const b of exportFrames(catalogue, id, result)) await w.write(b);
+      for await (const b of exportFrames(catalogue, id, result, opts)) await w.write(b);
       await w.close();
     } catch (e) {
       await w.abort(e).catch(() => {});
       throw e;
     }
   } else {
-    for await (const b of exportFrames(catalogue, id, result)) {
+    for await (const b of exportFrames(catalogue, id, result, opts)) {
       if (!sink.write(b)) await once(sink as unknown as NodeJS.EventEmitter, "drain");
     }
   }
@@ -172,8 +185,17 @@ export interface ImportResult {
   wasPresent: boolean;
 }
 
+export interface ImportOptions {
+  /**
+   * Decides, from the image id and the export's signature (null when it has
+   * none), whether the image may come in, before any chunk is read: throws to
+   * refuse, or returns a step that runs in the import's commit transaction.
+   */
+  admit?: (id: string, signature: ImageSignature | null) => Promise<() => void>;
+}
+
 /** Read one export file from `source` into the store and catalogue; returns the image id. */
-export async function importImage(catalogue: ImageCatalogue, source: ByteSource): Promise<ImportResult> {
+export async function importImage(catalogue: ImageCatalogue, source: ByteSource, opts: ImportOptions = {}): Promise<ImportResult> {
   const reader = new ByteReader(source);
   const final = new Bun.CryptoHasher("sha256");
   const header = await reader.exact(HEADER_BYTES, "the header");
@@ -183,7 +205,8 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource)
   const hv = new DataView(header.buffer, header.byteOffset, HEADER_BYTES);
   const version = hv.getUint32(8);
   if (version !== EXPORT_VERSION) throw new UnsupportedFormatError("export", version, EXPORT_VERSION);
-  if (hv.getUint32(12) !== 0) throw new InvalidExportError(`Cannot import: unknown export flags ${hv.getUint32(12)}`);
+  const flags = hv.getUint32(12);
+  if ((flags & ~FLAG_SIGNED) !== 0) throw new InvalidExportError(`Cannot import: unknown export flags ${flags}`);
   final.update(header);
 
   const mhead = await reader.exact(4 + HASH_BYTES, "the manifest header");
@@ -198,16 +221,27 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource)
   }
   const id = toHex(mhash);
   final.update(mhash);
+  let signature: ImageSignature | null = null;
+  if (flags & FLAG_SIGNED) {
+    const block = (await reader.exact(SIGNATURE_BLOCK_BYTES, "the signature")).slice();
+    final.update(block);
+    signature = decodeSignatureBlock(block);
+  }
+  // Who made it, before anything is decoded or stored: an untrusted file stops here.
+  const recordAdmission = opts.admit ? await opts.admit(id, signature) : () => {};
   const manifest = decodeManifest(manifestBytes); // hostile paths, sizes and versions stop here
   const expected = new Map<string, ChunkRef>();
   for (const r of uniqueChunkRefs(manifest)) expected.set(toHex(r.hash), r);
 
   const store = catalogue.store;
   const writer = store.writer(`import ${id}`);
+  // A large import must not hold the agent's one thread: `ps` and other pods' work go on meanwhile.
+  const yielder = new Yielder();
   try {
     const received = new Set<string>();
     let chunkBytes = 0;
     for (;;) {
+      if (yielder.isDue()) await yielder.yield();
       const tagBytes = reader.exact(1, "a frame");
       const tag = (tagBytes instanceof Uint8Array ? tagBytes : await tagBytes)[0];
       if (tag === FRAME_TRAILER) break;
@@ -261,7 +295,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource)
     const wasPresent = catalogue.has(id);
     const newChunks = writer.newChunks;
     const newBytes = writer.newBytes;
-    catalogue.add(manifestBytes, writer);
+    catalogue.add(manifestBytes, writer, recordAdmission);
     writer.close();
     return { id, chunks: expected.size, newChunks, newBytes, wasPresent };
   } catch (e) {

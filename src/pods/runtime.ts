@@ -5,7 +5,7 @@
  */
 import { createHash, randomUUID } from "node:crypto";
 import { join } from "node:path";
-import { AlreadyExistsError, ConflictError, errorMessage, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
+import { AlreadyExistsError, ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ExitStatus, PodHost, PodProcess } from "../platform/pod-host.ts";
 import { formatIPv4, formatSubnet, gatewayOf, parseIPv4, parseSubnet, type Subnet } from "./address.ts";
@@ -27,6 +27,21 @@ export interface PodRuntimeOptions {
 }
 
 /** Short, stable id of an agent, from its state directory. */
+/**
+ * No pod gets the agent's state directory, or a directory holding it: the host
+ * key that proves which images are local, the database and the pods' layers are
+ * there. Only the volumes restores put in <state>/volumes/POD/ are a pod's.
+ */
+export function refuseStateDirVolumes(volumes: ReadonlyArray<{ host: string; pod: string }>, stateDir: string): void {
+  for (const v of volumes) {
+    const host = v.host.replace(/\/+$/, "") || "/";
+    const isInside = host.startsWith(`${stateDir}/`) && !host.startsWith(`${stateDir}/volumes/`); // restored volumes live there, on their own
+    if (host === stateDir || stateDir.startsWith(host === "/" ? "/" : `${host}/`) || isInside) {
+      throw new InvalidArgumentError(`Volume "${v.host}" is or holds the agent's state directory "${stateDir}": no pod may have it`);
+    }
+  }
+}
+
 export function agentKeyOf(stateDir: string): string {
   return createHash("sha256").update(stateDir).digest("hex").slice(0, 8);
 }
@@ -91,6 +106,7 @@ export class PodRuntime {
       t = now;
     };
     const base = checkRequest(req, host, { layer: this.#o.layer, hasMemoryCgroup: host.cgroupDir(this.#o.agentKey, req.name) !== null });
+    refuseStateDirVolumes(base.volumes, this.#o.stateDir);
     const record = await this.#reserve(base, req.address);
     const rt = record.runtime;
     lap("validate_reserve");
@@ -120,6 +136,7 @@ export class PodRuntime {
    */
   async registerCheckpointed(spec: PodSpec): Promise<PodView> {
     const base = checkRequest(spec, this.#o.host, { layer: this.#o.layer, hasMemoryCgroup: this.#o.host.cgroupDir(this.#o.agentKey, spec.name) !== null });
+    refuseStateDirVolumes(base.volumes, this.#o.stateDir);
     const record = await this.#reserve(base, spec.address, "checkpointed");
     try {
       await this.#o.host.prepareLayer(record.spec, record.runtime);
