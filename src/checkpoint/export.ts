@@ -153,7 +153,12 @@ export function exportStream(catalogue: ImageCatalogue, id: string, opts: { sign
 export type ByteSink = WritableStream<Uint8Array> | NodeJS.WritableStream;
 
 /** Write image `id` to `sink` as one export file; ends a web stream, leaves a Node stream open. */
-export async function exportImage(catalogue: ImageCatalogue, id: string, sink: ByteSink, opts: { signature?: ImageSignature | null } = {}): Promise<ExportResult> {
+export async function exportImage(
+  catalogue: ImageCatalogue,
+  id: string,
+  sink: ByteSink,
+  opts: { signature?: ImageSignature | null } = {},
+): Promise<ExportResult> {
   const result: Partial<ExportResult> = {};
   if ("getWriter" in sink) {
     const w = sink.getWriter();

@@ -23,7 +23,8 @@ export async function loadOrCreateHostKey(stateDir: string): Promise<HostKey> {
   if (existsSync(path)) {
     const st = statSync(path);
     if (!st.isFile()) throw new PreconditionError(`The host key "${path}" is not a regular file`);
-    if ((st.mode & 0o077) !== 0) throw new PreconditionError(`The host key "${path}" is readable by others (mode ${(st.mode & 0o777).toString(8)}): make it 0600`);
+    if ((st.mode & 0o077) !== 0)
+      throw new PreconditionError(`The host key "${path}" is readable by others (mode ${(st.mode & 0o777).toString(8)}): make it 0600`);
     try {
       return { signer: await Ed25519Signer.fromPkcs8(new Uint8Array(readFileSync(path))), isNew: false };
     } catch (e) {

@@ -115,7 +115,10 @@ export class LocalClient {
   }
 
   /** Stream an export file into the agent's store; `trust` admits an image this host did not sign (docs/trust.md). */
-  async importImage(source: ReadableStream<Uint8Array>, opts: { trust?: boolean } = {}): Promise<ImportResult & { origin: ImageOrigin; signer: string | null }> {
+  async importImage(
+    source: ReadableStream<Uint8Array>,
+    opts: { trust?: boolean } = {},
+  ): Promise<ImportResult & { origin: ImageOrigin; signer: string | null }> {
     const res = await this.#fetch("POST", `/v1/images/import${opts.trust ? "?trust=true" : ""}`, source, "application/x-autopod-image");
     return ((await res.json()) as { import: ImportResult & { origin: ImageOrigin; signer: string | null } }).import;
   }
