@@ -220,7 +220,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
     throw new InvalidExportError(`Cannot import: the manifest is ${mlen} bytes, over the limit of ${LIMITS.manifestBytes}`);
   }
   const mhash = mhead.slice(4);
-  const manifestBytes = (await reader.exact(mlen, "the manifest")).slice();
+  const manifestBytes = await reader.owned(mlen, "the manifest");
   if (!hashEquals(sha256(manifestBytes), mhash)) {
     throw new InvalidExportError(`Cannot import: the manifest is corrupt (it does not match its hash ${toHex(mhash)})`);
   }
@@ -326,6 +326,21 @@ class ByteReader {
   /** `n` bytes, or a promise of them when they are not buffered yet (so the hot path never awaits). */
   exact(n: number, what: string): Uint8Array | Promise<Uint8Array> {
     return this.#buffered >= n ? this.#take(n) : this.#fill(n, what);
+  }
+
+  /** `n` bytes in a buffer of their own, copied in as they arrive: a large read never holds its bytes twice. */
+  async owned(n: number, what: string): Promise<Uint8Array> {
+    const out = new Uint8Array(n);
+    let got = 0;
+    while (got < n) {
+      if (this.#buffered === 0 && !(await this.#pull())) {
+        throw new InvalidExportError(`Cannot import: the export is truncated (it ends at byte ${this.offset}, inside ${what})`);
+      }
+      const take = Math.min(this.#buffered, n - got, this.#pieces[0]!.byteLength);
+      out.set(this.#take(take), got);
+      got += take;
+    }
+    return out;
   }
 
   async #fill(n: number, what: string): Promise<Uint8Array> {
