@@ -193,6 +193,39 @@ describe("image signatures", () => {
   );
 });
 
+describe("upgrade from an agent before signatures", () => {
+  rootTest(
+    "the images it listed as local stay local: signed on the first start, and they restore into their pod",
+    async () => {
+      const c = await TestHost.start("tu");
+      try {
+        const vol = join(scratch, "u-vol");
+        mkdirSync(vol, { recursive: true });
+        await c.run("old", ["sh", "-c", "echo $$ > /data/pid; while :; do sleep 1; done"], ["-v", `${vol}:/data`]);
+        await Bun.sleep(300);
+        const id = await c.ok(["checkpoint", "old"]);
+        // The state an older agent leaves: its ids in images.local, no key, no signatures.
+        await c.killAgent("SIGTERM");
+        rmSync(join(c.stateDir, "keys"), { recursive: true });
+        const db = new Database(join(c.stateDir, "store", "index.sqlite"));
+        db.run("DROP TABLE image_provenance");
+        db.close();
+        writeFileSync(join(c.stateDir, "images.local"), `${id}\n`);
+        await c.startAgent();
+        expect(await originOf(c, id)).toBe("local");
+        expect(existsSync(join(c.stateDir, "images.local.adopted"))).toBe(true);
+        // Local: back into its own pod, with its volume where it was.
+        await c.ok(["restore", id]);
+        expect((await c.pod("old")).state).toBe("running");
+        expect((await c.cli(["exec", "old", "--", "ls", "/data"])).stdout).toContain("pid");
+      } finally {
+        await c.dispose();
+      }
+    },
+    2 * T, // a host of its own: start, checkpoint, restart, restore, dispose
+  );
+});
+
 describe("an imported image never takes over a local pod (row 5)", () => {
   rootTest(
     "restoring A's web on B, where web is checkpointed, is refused; B's pod, layer and volume are unchanged",
