@@ -243,6 +243,29 @@ export class ImageCatalogue {
   }
 
   /**
+   * As gc(), with the images' chunk lists read first and the event loop
+   * turning between images (`yieldNow`), so a gc over many or large images
+   * does not hold up other requests. Images committed meanwhile are read
+   * inside the gc step; images removed meanwhile only keep their chunks until
+   * the next gc.
+   */
+  async gcYielding(yieldNow: () => Promise<void>, options: GcOptions = {}): Promise<GcResult> {
+    const idsNow = () => this.store.db.query<{ id: string }, []>("SELECT id FROM images").all();
+    const read = new Set<string>();
+    const live: Hash[] = [];
+    for (const { id } of idsNow()) {
+      if (!this.has(id)) continue;
+      for (const r of uniqueChunkRefs(this.manifest(id))) live.push(r.hash);
+      read.add(id);
+      await yieldNow();
+    }
+    return this.store.gc(() => {
+      for (const { id } of idsNow()) if (!read.has(id)) for (const r of uniqueChunkRefs(this.manifest(id))) live.push(r.hash);
+      return live;
+    }, options);
+  }
+
+  /**
    * Remove chunks no image references (open writers' pins are kept). The live
    * set is read inside the store's gc step, so an image that commits
    * meanwhile cannot lose its chunks.

@@ -99,7 +99,8 @@ export function addImageRoutes(app: Hono, { checkpointer, catalogue, trust }: Im
 
   app.post("/v1/images/gc", async (c) => {
     await json(c, GcBody);
-    return c.json({ gc: catalogue.gc() });
+    const yielder = new Yielder();
+    return c.json({ gc: await catalogue.gcYielding(() => yielder.maybeYield()) });
   });
 
   app.get("/v1/images/:id/export", (c) => {
