@@ -4,7 +4,7 @@
  * going on. A microtask would not do: awaiting an already-buffered stream
  * never lets I/O callbacks run.
  */
-export const DEFAULT_SLICE_MS = 20;
+export const DEFAULT_SLICE_MS = 10;
 
 export class Yielder {
   readonly #sliceMs: number;

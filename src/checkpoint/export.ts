@@ -300,7 +300,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
     const wasPresent = catalogue.has(id);
     const newChunks = writer.newChunks;
     const newBytes = writer.newBytes;
-    catalogue.add(manifestBytes, writer, recordAdmission);
+    catalogue.addEncoded(manifestBytes, manifest, writer, recordAdmission); // decoded and validated above: not again
     writer.close();
     return { id, chunks: expected.size, newChunks, newBytes, wasPresent };
   } catch (e) {

@@ -120,7 +120,7 @@ export class ImageCatalogue {
     return this.#add(encodeManifest(manifest), manifest, writer);
   }
 
-  /** Record a manifest already encoded (by encodeManifest) from `manifest`, with `alsoRecord` in its transaction. */
+  /** Record a manifest whose validated bytes (encodeManifest, or checked by decodeManifest) are `manifestBytes`, with `alsoRecord` in its transaction. */
   addEncoded(manifestBytes: Uint8Array, manifest: Manifest, writer?: ChunkWriter, alsoRecord?: () => void): string {
     return this.#add(manifestBytes, manifest, writer, alsoRecord);
   }
