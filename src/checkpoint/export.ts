@@ -25,7 +25,8 @@ import { HASH_BYTES, hashEquals, sha256, toHex } from "../store/hash.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 import { decodeSignatureBlock, encodeSignatureBlock, type ImageSignature, SIGNATURE_BLOCK_BYTES } from "../trust/image-signature.ts";
 import { Yielder } from "./_yielder.ts";
-import { type ChunkRef, LIMITS, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "./manifest.ts";
+import { type ChunkRef, InvalidManifestError, LIMITS, MANIFEST_SHAPE, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "./manifest.ts";
+import { msgpackShape } from "./msgpack-bounds.ts";
 
 export const EXPORT_MAGIC = "APODIMG\0";
 export const EXPORT_VERSION = 1;
@@ -33,6 +34,8 @@ const HEADER_BYTES = 16;
 const FRAME_CHUNK = 0x43; // "C"
 const FRAME_TRAILER = 0x54; // "T"
 const BATCH_BYTES = 1 << 20;
+/** How much of a manifest is read and shape-checked before the rest. */
+const MANIFEST_PREFIX_BYTES = 1 << 20;
 /** Header flag: a signature block follows the manifest. */
 const FLAG_SIGNED = 1;
 
@@ -220,7 +223,13 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
     throw new InvalidExportError(`Cannot import: the manifest is ${mlen} bytes, over the limit of ${LIMITS.manifestBytes}`);
   }
   const mhash = mhead.slice(4);
-  const manifestBytes = await reader.owned(mlen, "the manifest");
+  // Its first bytes first: a manifest that declares a list over the limit is refused before the rest is read.
+  const manifestBytes = new Uint8Array(mlen);
+  const head = Math.min(mlen, MANIFEST_PREFIX_BYTES);
+  await reader.readInto(manifestBytes, 0, head, "the manifest");
+  const early = msgpackShape(manifestBytes.subarray(0, head), MANIFEST_SHAPE, { isPrefix: head < mlen });
+  if ("problem" in early) throw new InvalidManifestError(`Invalid manifest: ${early.problem}`);
+  await reader.readInto(manifestBytes, head, mlen - head, "the manifest");
   if (!hashEquals(sha256(manifestBytes), mhash)) {
     throw new InvalidExportError(`Cannot import: the manifest is corrupt (it does not match its hash ${toHex(mhash)})`);
   }
@@ -328,19 +337,17 @@ class ByteReader {
     return this.#buffered >= n ? this.#take(n) : this.#fill(n, what);
   }
 
-  /** `n` bytes in a buffer of their own, copied in as they arrive: a large read never holds its bytes twice. */
-  async owned(n: number, what: string): Promise<Uint8Array> {
-    const out = new Uint8Array(n);
+  /** `n` bytes into `out` at `at`, copied as they arrive: a large read never holds its bytes twice. */
+  async readInto(out: Uint8Array, at: number, n: number, what: string): Promise<void> {
     let got = 0;
     while (got < n) {
       if (this.#buffered === 0 && !(await this.#pull())) {
         throw new InvalidExportError(`Cannot import: the export is truncated (it ends at byte ${this.offset}, inside ${what})`);
       }
       const take = Math.min(this.#buffered, n - got, this.#pieces[0]!.byteLength);
-      out.set(this.#take(take), got);
+      out.set(this.#take(take), at + got);
       got += take;
     }
-    return out;
   }
 
   async #fill(n: number, what: string): Promise<Uint8Array> {

@@ -136,18 +136,21 @@ export function encodeManifest(manifest: Manifest): Uint8Array {
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/** The most a manifest's msgpack may hold, counted before it is decoded (src/checkpoint/msgpack-bounds.ts). */
+export const MANIFEST_SHAPE = {
+  maxContainers: LIMITS.entries + 2 * LIMITS.volumes + 64,
+  maxValues: LIMITS.entries * 28 + 1_000_000,
+  maxDepth: 16,
+  maxLength: LIMITS.entries,
+} as const;
+
 /** Decode and fully validate manifest bytes (from disk, an export or a peer). */
 export function decodeManifest(bytes: Uint8Array): Manifest {
   if (bytes.byteLength > LIMITS.manifestBytes) {
     throw new InvalidManifestError(`Invalid manifest: ${bytes.byteLength} bytes is over the limit of ${LIMITS.manifestBytes}`);
   }
   // Counted before decoding: a hostile manifest is refused by its shape, before msgpackr allocates any of it.
-  const shape = msgpackShape(bytes, {
-    maxContainers: LIMITS.entries + 2 * LIMITS.volumes + 64,
-    maxValues: LIMITS.entries * 28 + 1_000_000,
-    maxDepth: 16,
-    maxLength: LIMITS.entries,
-  });
+  const shape = msgpackShape(bytes, MANIFEST_SHAPE);
   if ("problem" in shape) throw new InvalidManifestError(`Invalid manifest: ${shape.problem}`);
   let raw: unknown;
   try {

@@ -81,3 +81,13 @@ describe("decodeManifest bounds", () => {
     expect(process.memoryUsage().rss - rss0).toBeLessThan(50e6);
   });
 });
+
+describe("msgpackShape of a prefix", () => {
+  test("running out of bytes is fine, a list over the limit is still refused", () => {
+    const b = packr.pack({ a: "hello", b: [1, 2, 3], c: new Uint8Array(100) });
+    for (let n = 1; n < b.byteLength; n++) expect("problem" in msgpackShape(b.subarray(0, n), WIDE, { isPrefix: true })).toBe(false);
+    expect(msgpackShape(array32(2_000_000, new Uint8Array(10)), { ...WIDE, maxLength: 1_000_000 }, { isPrefix: true })).toEqual({
+      problem: "a list of 2000000 items is over the limit of 1000000",
+    });
+  });
+});

@@ -21,13 +21,23 @@ export interface MsgpackShape {
   values: number;
 }
 
+export interface ShapeOptions {
+  /**
+   * The bytes are only the start of the value (a prefix read first): running
+   * out of bytes is not a problem, and the counts are of that prefix. Lists
+   * over the limit, depth and bad types are still found, before the rest is read.
+   */
+  isPrefix?: boolean;
+}
+
 /** Why the bytes are not within bounds (or not one well-formed msgpack value), or the shape they have. */
-export function msgpackShape(b: Uint8Array, bounds: MsgpackBounds): { problem: string } | MsgpackShape {
+export function msgpackShape(b: Uint8Array, bounds: MsgpackBounds, opts: ShapeOptions = {}): { problem: string } | MsgpackShape {
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   const n = b.byteLength;
   let at = 0;
   let containers = 0;
   let values = 0;
+  const cut = opts.isPrefix === true;
   // Values still to read in each open container.
   const pending: number[] = [1];
   while (pending.length > 0) {
@@ -36,7 +46,7 @@ export function msgpackShape(b: Uint8Array, bounds: MsgpackBounds): { problem: s
       continue;
     }
     pending[pending.length - 1]!--;
-    if (at >= n) return { problem: `it ends inside a value (at byte ${at})` };
+    if (at >= n) return cut ? { containers, values } : { problem: `it ends inside a value (at byte ${at})` };
     if (++values > bounds.maxValues) return { problem: `it holds more than ${bounds.maxValues} values` };
     const t = b[at++]!;
     let skip = 0;
@@ -49,7 +59,7 @@ export function msgpackShape(b: Uint8Array, bounds: MsgpackBounds): { problem: s
     else {
       const need = HEAD_BYTES[t - 0xc4];
       if (need === undefined) return { problem: `byte ${at - 1} is not a msgpack type (0x${t.toString(16)})` };
-      if (at + need > n) return { problem: `it ends inside a value (at byte ${at})` };
+      if (at + need > n) return cut ? { containers, values } : { problem: `it ends inside a value (at byte ${at})` };
       switch (t) {
         case 0xc4: // bin 8, 16, 32
         case 0xd9: // str 8
@@ -95,12 +105,12 @@ export function msgpackShape(b: Uint8Array, bounds: MsgpackBounds): { problem: s
       }
       if (++containers > bounds.maxContainers) return { problem: `it holds more than ${bounds.maxContainers} maps and arrays` };
       // Every element takes at least a byte: a count the bytes cannot hold is a lie.
-      if (open > n - at) return { problem: `a container claims ${open} values but only ${n - at} bytes follow` };
+      if (open > n - at && !cut) return { problem: `a container claims ${open} values but only ${n - at} bytes follow` };
       if (pending.length > bounds.maxDepth) return { problem: `it nests deeper than ${bounds.maxDepth}` };
       pending.push(open);
       continue;
     }
-    if (skip > n - at) return { problem: `a value claims ${skip} bytes but only ${n - at} follow` };
+    if (skip > n - at) return cut ? { containers, values } : { problem: `a value claims ${skip} bytes but only ${n - at} follow` };
     at += skip;
   }
   if (at !== n) return { problem: `${n - at} bytes follow the value` };
