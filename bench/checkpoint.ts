@@ -435,7 +435,7 @@ async function main() {
   const exportBytes = statSync(file).size;
   await sh(["sync", "-f", file]);
   log("import into a second agent");
-  const im = await ok(other, ["image", "import", file]);
+  const im = await ok(other, ["image", "import", file, "--trust"]);
   if (!im.out.includes(lastId)) throw new Error(`import printed ${im.out}, expected ${lastId}`);
 
   const rawDumpMs = summary(stopRaw.map((r) => r.dumpMs));

@@ -150,7 +150,7 @@ describe("checkpoint and restore", () => {
       expectContiguous(after);
 
       // Another host: its own state directory (another root path), another name and subnet.
-      await other.ok(["restore", "--import", file, "--name", "moved", "--ip", `${other.prefix}.9/24`]);
+      await other.ok(["restore", "--import", file, "--trust", "--name", "moved", "--ip", `${other.prefix}.9/24`]);
       await Bun.sleep(300);
       const moved = await other.pod("moved");
       expect(moved.state).toBe("running");
@@ -237,7 +237,7 @@ describe("volumes", () => {
       expectContiguous(lines);
       // On another host, the image's host paths are not trusted: the volume's copy goes into that
       // agent's state directory, and the host directory is left alone.
-      const r = await other.cli(["restore", "--import", file, "--name", "vols-moved", "--ip", `${other.prefix}.20/24`], T);
+      const r = await other.cli(["restore", "--import", file, "--trust", "--name", "vols-moved", "--ip", `${other.prefix}.20/24`], T);
       expect(r.exitCode).toBe(0);
       await Bun.sleep(300);
       const moved = await other.cli(["exec", "vols-moved", "--", "cat", "/data/seed"]);

@@ -28,6 +28,7 @@ import { linuxPodHost } from "../platform/linux/pod-host.ts";
 import { setChildSubreaper, tryLock } from "../platform/linux/libc.ts";
 import { PodStore } from "../pods/store.ts";
 import { agentKeyOf, PodRuntime } from "../pods/runtime.ts";
+import { HostTrustStore, ImageTrust, loadOrCreateHostKey } from "../trust/index.ts";
 import { VERSION } from "../version.ts";
 
 /** How often exited pods are reaped and adopted ones looked at. */
@@ -78,6 +79,12 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   const reserve = new SpaceReserve(join(stateDir, "store"));
   reserve.take();
   const catalogue = new ImageCatalogue(chunks, { reserve });
+  // This host's signing key proves which images it made (docs/trust.md).
+  const hostKey = await loadOrCreateHostKey(stateDir);
+  const trust = new ImageTrust(chunks.db, hostKey.signer, new HostTrustStore(hostKey.signer.publicKey));
+  const legacy = await trust.adoptLegacyList(stateDir, { isNewKey: hostKey.isNew, has: (id) => catalogue.has(id) });
+  if (legacy.adopted > 0) log.info("signed the local images of an agent from before image signatures", { images: legacy.adopted });
+  if (legacy.ignored > 0) log.warn("ignored a list of local images written after this host's key was made", { images: legacy.ignored });
   const checkpointer = new Checkpointer({
     stateDir,
     pods,
@@ -86,6 +93,7 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
     criu: config.criu,
     log: log.child({ part: "checkpoint" }),
     host: linuxCheckpointHost,
+    trust,
   });
   // Checkpoints and restores the last agent died in first: they decide those pods' states.
   await checkpointer.recover();
@@ -105,7 +113,7 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   const peers = new PeerDirectory(cluster, log.child({ part: "peers" }));
   const peerApp = createPeerApp({
     cluster,
-    images: { catalogue },
+    images: { catalogue, trust },
     info: peerInfoProvider({ cluster, pods, checkpointer, status, stateDir }),
     log: log.child({ part: "peer-api" }),
   });
@@ -116,13 +124,14 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
     pods,
     log,
     routes: [
-      (a) => addImageRoutes(a, { checkpointer, catalogue }),
+      (a) => addImageRoutes(a, { checkpointer, catalogue, trust }),
       (a) => addStatusRoutes(a, { status }),
       (a) =>
         addClusterRoutes(a, {
           cluster,
           peers,
           catalogue,
+          trust,
           resolveImage: (ref) => checkpointer.resolveImage(ref),
           listening: () => (peerListener.port === null ? null : config.peer.listen),
         }),

@@ -1,4 +1,5 @@
 /** What checkpoint, restore and recovery share: their dependencies, the per-pod claim, and lifting a pod's network locks. */
+import type { ImageTrust } from "../trust/image-trust.ts";
 import { ConflictError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { CheckpointHost } from "../platform/checkpoint-host.ts";
@@ -17,6 +18,8 @@ export interface CheckpointerOptions {
   log: Logger;
   /** The operating system: CRIU, network locks, processes (platform/linux/checkpoint-host.ts). */
   host: CheckpointHost;
+  /** Signs the images this host makes, and says which images are its own. */
+  trust: ImageTrust;
 }
 
 /** The dependencies of every step, and the state the Checkpointer keeps between operations. */

@@ -15,6 +15,10 @@ import { ImageCatalogue } from "../store/image-catalogue.ts";
 import { FakeCheckpointHost, makeFakeBase } from "./_fake-checkpoint-host.ts";
 import { Checkpointer } from "./checkpointer.ts";
 import { writableLayerOf } from "./placement.ts";
+import { Ed25519Signer, HostTrustStore, ImageTrust } from "../trust/index.ts";
+
+/** One host key for every fixture: images a fixture's checkpointer makes are its own. */
+const signer = (await Ed25519Signer.generate()).signer;
 
 export interface Fixture {
   dir: string;
@@ -55,7 +59,8 @@ export function makeFixture(): Fixture {
     });
     const store = ChunkStore.open(join(state, "store"), { isDurable: false });
     const catalogue = new ImageCatalogue(store);
-    const cp = new Checkpointer({ stateDir: state, pods, store, catalogue, criu: "", log: quiet, host });
+    const trust = new ImageTrust(store.db, signer, new HostTrustStore(signer.publicKey));
+    const cp = new Checkpointer({ stateDir: state, pods, store, catalogue, criu: "", log: quiet, host, trust });
     return { podStore, pods, store, catalogue, cp };
   };
   const f: Fixture = {

@@ -1,5 +1,5 @@
 import { afterEach, beforeEach, describe, expect, test } from "bun:test";
-import { mkdirSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ConflictError, InvalidArgumentError, PreconditionError } from "../errors.ts";
 import { type Fixture, leftovers, makeFixture, runningPod } from "./_fixture.ts";
@@ -16,8 +16,8 @@ const leaveRunning = { leaveRunning: true, excludeVolumes: [] };
 
 /** Mark the commit in the host's call log, so its order against the kill or continue shows. */
 function markCommits(f: Fixture, fail?: string): void {
-  const add = f.catalogue.addManifest.bind(f.catalogue);
-  f.catalogue.addManifest = (...a: Parameters<typeof add>) => {
+  const add = f.catalogue.addEncoded.bind(f.catalogue);
+  f.catalogue.addEncoded = (...a: Parameters<typeof add>) => {
     f.host.calls.push("commit");
     if (fail) throw new Error(fail);
     return add(...a);
@@ -124,10 +124,10 @@ describe("a failed checkpoint leaves the pod running and no image", () => {
 describe("a failure after the commit", () => {
   test("never undoes the checkpoint but finishes it: the committed image stays, the stopped tasks are killed, the pod checkpointed", async () => {
     const pid = await runningPod(f);
-    // Recording the image as this host's fails (a directory where the list of local images goes).
-    mkdirSync(join(f.state, "images.local"));
+    // Writing the journal after the commit fails (its directory replaced by a file once the dump is done).
+    breakJournalAfterDump(f);
     const e = await f.cp.checkpoint("web", stop).catch((x: unknown) => x);
-    expect((e as NodeJS.ErrnoException).code).toBe("EISDIR");
+    expect(e).toBeInstanceOf(Error);
     expect(f.host.callsOf("continue", "kill", "unlockNetwork", "removeCriuLock")).toEqual([`kill ${pid}`]);
     expect(f.host.isAlive(pid)).toBe(false);
     expect(f.host.locked.has(NETNS)).toBe(true);
@@ -138,7 +138,7 @@ describe("a failure after the commit", () => {
 
   test("of a --leave-running checkpoint: the pod runs on", async () => {
     const pid = await runningPod(f);
-    mkdirSync(join(f.state, "images.local"));
+    breakJournalAfterDump(f);
     await f.cp.checkpoint("web", leaveRunning).catch(() => undefined);
     expect(f.pods.get("web")).toMatchObject({ state: "running", pid });
     expect(f.catalogue.list().length).toBe(1);
@@ -214,3 +214,11 @@ describe("a checkpoint that cannot be made is refused before anything changes", 
     expect((await first).pod).toBe("web");
   });
 });
+
+/** From the end of the dump on, the journal directory is a file: every later journal write fails. */
+function breakJournalAfterDump(f: Fixture): void {
+  f.host.duringDump = () => {
+    rmSync(join(f.state, "journal"), { recursive: true, force: true });
+    writeFileSync(join(f.state, "journal"), "");
+  };
+}

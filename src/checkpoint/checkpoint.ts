@@ -24,9 +24,8 @@ import { VERSION } from "../version.ts";
 import { type CheckpointContext, claim, unlockAll } from "./_context.ts";
 import { requireCriu } from "./host-compat.ts";
 import { type Journal, removeJournal, writeJournal } from "./journal.ts";
-import { markLocal } from "./local-images.ts";
 import { podSpecForManifest } from "./manifest-pod.ts";
-import { FORMAT_VERSION, type FileEntry, logicalBytes, type Manifest } from "./manifest.ts";
+import { FORMAT_VERSION, type FileEntry, logicalBytes, type Manifest, encodeManifest, imageIdOf } from "./manifest.ts";
 import { PageTail } from "./page-tail.ts";
 import { recoverCheckpoint } from "./recovery.ts";
 import { type PhaseClock, phaseClock, round } from "./phase-clock.ts";
@@ -124,7 +123,7 @@ export async function checkpointPod(ctx: CheckpointContext, name: string, req: C
       if (req.leaveRunning) continueLeftRunning(ctx, run);
       const base = await captureBase(ctx, run, writer);
       const images = await captureImages(ctx, run, writer, hashing);
-      manifest = commitImage(ctx, run, writer, { ...files, base, ...images });
+      manifest = await commitImage(ctx, run, writer, { ...files, base, ...images });
     } finally {
       writer.close();
     }
@@ -299,7 +298,7 @@ export async function captureImages(
 }
 
 /** The manifest into the catalogue (durable): from here on the checkpoint is never undone. */
-export function commitImage(ctx: CheckpointContext, run: CheckpointRun, writer: ChunkWriter, parts: CapturedParts): Manifest {
+export async function commitImage(ctx: CheckpointContext, run: CheckpointRun, writer: ChunkWriter, parts: CapturedParts): Promise<Manifest> {
   const { catalogue, host } = ctx;
   const { journal } = run;
   const manifest: Manifest = {
@@ -316,10 +315,13 @@ export function commitImage(ctx: CheckpointContext, run: CheckpointRun, writer: 
     ...(parts.base ? { base: parts.base } : {}),
     volumes: parts.volumeTrees,
   };
-  journal.imageId = catalogue.addManifest(manifest, writer);
+  // Signed as this host's own before it commits, and committed with its signature (one transaction).
+  const manifestBytes = encodeManifest(manifest);
+  const id = imageIdOf(manifestBytes);
+  const signature = await ctx.trust.signLocal(id);
+  journal.imageId = catalogue.addEncoded(manifestBytes, manifest, writer, () => ctx.trust.recordLocal(id, signature));
   run.isCommitted = true;
   run.phase("commit");
-  markLocal(ctx.stateDir, journal.imageId);
   writeJournal(ctx.stateDir, journal);
   return manifest;
 }

@@ -332,3 +332,51 @@ describe("export and import", () => {
     expect(src.store.stats().writers).toBe(0);
   });
 });
+
+describe("signed exports", () => {
+  test("carry the signature to import's admit step, which can refuse before any chunk is stored", async () => {
+    const { Ed25519Signer } = await import("../trust/signer.ts");
+    const { isValidImageSignature, signImage } = await import("../trust/image-signature.ts");
+    const { signer } = await Ed25519Signer.generate();
+    const { id } = await makeImage();
+    const signature = await signImage(signer, id);
+    const bytes = new Uint8Array(await new Response(exportStream(src.cat, id, { signature })).arrayBuffer());
+    expect(bytes[15]).toBe(1); // flags: signed
+    const seen: Array<{ id: string; ok: boolean }> = [];
+    const r = await importImage(dst.cat, pieces(bytes), {
+      admit: async (got, sig) => {
+        seen.push({ id: got, ok: sig !== null && (await isValidImageSignature(sig, got)) });
+        return () => {};
+      },
+    });
+    expect(r.id).toBe(id);
+    expect(seen).toEqual([{ id, ok: true }]);
+
+    const before = snapshot(dst);
+    dst.cat.remove(id);
+    const refusing = { admit: async () => Promise.reject(new Error("not trusted")) };
+    await expect(importImage(dst.cat, pieces(bytes), refusing)).rejects.toThrow("not trusted");
+    expect(dst.cat.has(id)).toBe(false);
+    expect(snapshot(dst).packs).toEqual(before.packs);
+  });
+
+  test("an altered signature block fails the final hash; an unsigned export reaches admit with null", async () => {
+    const { Ed25519Signer } = await import("../trust/signer.ts");
+    const { signImage } = await import("../trust/image-signature.ts");
+    const { signer } = await Ed25519Signer.generate();
+    const { id } = await makeImage();
+    const signed = new Uint8Array(await new Response(exportStream(src.cat, id, { signature: await signImage(signer, id) })).arrayBuffer());
+    const mlen = new DataView(signed.buffer).getUint32(16);
+    const copy = signed.slice();
+    copy[52 + mlen + 40]! ^= 1; // inside the signature
+    await expect(importImage(dst.cat, pieces(copy), { admit: async () => () => {} })).rejects.toThrow("the final hash does not match");
+    let got: unknown = "unset";
+    await importImage(dst.cat, pieces(await exportBytes(id)), {
+      admit: async (_id, sig) => {
+        got = sig;
+        return () => {};
+      },
+    });
+    expect(got).toBeNull();
+  });
+});

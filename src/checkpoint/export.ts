@@ -1,14 +1,16 @@
 /**
  * One self-contained, streamable file per image (docs/image-format.md):
  *
- *   header   "APODIMG\0", u32 BE format version, u32 BE flags (0)
+ *   header   "APODIMG\0", u32 BE format version, u32 BE flags (0, or 1: signed)
  *   manifest u32 BE length, 32-byte SHA-256 (the image id), msgpack bytes
+ *   [signed] 32-byte Ed25519 public key, 64-byte signature of the image id (src/trust/)
  *   chunks   "C", 32-byte SHA-256, u32 BE length, bytes     (each distinct stored chunk once)
  *   trailer  "T", u64 BE chunk count, u64 BE chunk bytes, 32-byte final hash
  *
  * The final hash is SHA-256 over the header, the manifest hash, every frame's
- * hash and length, and the two counts: with each chunk checked against its own
- * hash it covers every byte, without hashing the data twice.
+ * hash and length, and the two counts (and the signature block, when there is
+ * one): with each chunk checked against its own hash it covers every byte,
+ * without hashing the data twice.
  *
  * Import reads a stream, validates the manifest before taking any chunk,
  * verifies every chunk, stages new ones in a writer (pinned against gc) and
@@ -21,7 +23,10 @@ import { MAX_CHUNK_BYTES } from "../store/chunk-store.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "../store/errors.ts";
 import { HASH_BYTES, hashEquals, sha256, toHex } from "../store/hash.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
-import { type ChunkRef, LIMITS, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "./manifest.ts";
+import { decodeSignatureBlock, encodeSignatureBlock, type ImageSignature, SIGNATURE_BLOCK_BYTES } from "../trust/image-signature.ts";
+import { Yielder } from "./_yielder.ts";
+import { type ChunkRef, InvalidManifestError, LIMITS, MANIFEST_SHAPE, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "./manifest.ts";
+import { msgpackShape } from "./msgpack-bounds.ts";
 
 export const EXPORT_MAGIC = "APODIMG\0";
 export const EXPORT_VERSION = 1;
@@ -31,6 +36,10 @@ const FRAME_TRAILER = 0x54; // "T"
 const BATCH_BYTES = 1 << 20;
 /** An import commits the chunks it verified every this many bytes (unreferenced until the image is committed; gc takes them if it never is). */
 const IMPORT_COMMIT_BYTES = 64 << 20;
+/** How much of a manifest is read and shape-checked before the rest. */
+const MANIFEST_PREFIX_BYTES = 1 << 20;
+/** Header flag: a signature block follows the manifest. */
+const FLAG_SIGNED = 1;
 
 /** The export file is truncated, corrupt or hostile; the store was not changed. */
 export class InvalidExportError extends InvalidArgumentError {
@@ -51,6 +60,8 @@ export interface ExportOptions {
    * receiver must hold the others; its import checks that.
    */
   only?: Uint8Array;
+  /** The image's signature, sent after the manifest (flag FLAG_SIGNED); null or absent: unsigned. */
+  signature?: ImageSignature | null;
 }
 
 /** The export as a stream of byte batches (for an HTTP response or a pipe). */
@@ -87,15 +98,17 @@ export async function* exportFrames(
     header.set(new TextEncoder().encode(EXPORT_MAGIC));
     const hv = new DataView(header.buffer);
     hv.setUint32(8, EXPORT_VERSION);
-    hv.setUint32(12, 0);
+    const sig = options.signature ? encodeSignatureBlock(options.signature) : new Uint8Array(0);
+    hv.setUint32(12, sig.byteLength > 0 ? FLAG_SIGNED : 0);
     final.update(header);
     const mhead = new Uint8Array(4 + HASH_BYTES);
     new DataView(mhead.buffer).setUint32(0, manifestBytes.byteLength);
     const mhash = sha256(manifestBytes);
     mhead.set(mhash, 4);
     final.update(mhash);
-    let total = HEADER_BYTES + mhead.byteLength + manifestBytes.byteLength;
-    yield concat([header, mhead, manifestBytes]);
+    final.update(sig);
+    let total = HEADER_BYTES + mhead.byteLength + manifestBytes.byteLength + sig.byteLength;
+    yield concat([header, mhead, manifestBytes, sig]);
 
     let batch: Uint8Array[] = [];
     let batchBytes = 0;
@@ -162,19 +175,24 @@ export function exportStream(catalogue: ImageCatalogue, id: string, options: Exp
 export type ByteSink = WritableStream<Uint8Array> | NodeJS.WritableStream;
 
 /** Write image `id` to `sink` as one export file; ends a web stream, leaves a Node stream open. */
-export async function exportImage(catalogue: ImageCatalogue, id: string, sink: ByteSink): Promise<ExportResult> {
+export async function exportImage(
+  catalogue: ImageCatalogue,
+  id: string,
+  sink: ByteSink,
+  opts: { signature?: ImageSignature | null } = {},
+): Promise<ExportResult> {
   const result: Partial<ExportResult> = {};
   if ("getWriter" in sink) {
     const w = sink.getWriter();
     try {
-      for await (const b of exportFrames(catalogue, id, result)) await w.write(b);
+      for await (const b of exportFrames(catalogue, id, result, opts)) await w.write(b);
       await w.close();
     } catch (e) {
       await w.abort(e).catch(() => {});
       throw e;
     }
   } else {
-    for await (const b of exportFrames(catalogue, id, result)) {
+    for await (const b of exportFrames(catalogue, id, result, opts)) {
       if (!sink.write(b)) await once(sink as unknown as NodeJS.EventEmitter, "drain");
     }
   }
@@ -194,8 +212,17 @@ export interface ImportResult {
   wasPresent: boolean;
 }
 
+export interface ImportOptions {
+  /**
+   * Decides, from the image id and the export's signature (null when it has
+   * none), whether the image may come in, before any chunk is read: throws to
+   * refuse, or returns a step that runs in the import's commit transaction.
+   */
+  admit?: (id: string, signature: ImageSignature | null) => Promise<() => void>;
+}
+
 /** Read one export file from `source` into the store and catalogue; returns the image id. */
-export async function importImage(catalogue: ImageCatalogue, source: ByteSource): Promise<ImportResult> {
+export async function importImage(catalogue: ImageCatalogue, source: ByteSource, opts: ImportOptions = {}): Promise<ImportResult> {
   const reader = new ByteReader(source);
   const final = new Bun.CryptoHasher("sha256");
   const header = await reader.exact(HEADER_BYTES, "the header");
@@ -205,7 +232,8 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource)
   const hv = new DataView(header.buffer, header.byteOffset, HEADER_BYTES);
   const version = hv.getUint32(8);
   if (version !== EXPORT_VERSION) throw new UnsupportedFormatError("export", version, EXPORT_VERSION);
-  if (hv.getUint32(12) !== 0) throw new InvalidExportError(`Cannot import: unknown export flags ${hv.getUint32(12)}`);
+  const flags = hv.getUint32(12);
+  if ((flags & ~FLAG_SIGNED) !== 0) throw new InvalidExportError(`Cannot import: unknown export flags ${flags}`);
   final.update(header);
 
   const mhead = await reader.exact(4 + HASH_BYTES, "the manifest header");
@@ -214,23 +242,40 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource)
     throw new InvalidExportError(`Cannot import: the manifest is ${mlen} bytes, over the limit of ${LIMITS.manifestBytes}`);
   }
   const mhash = mhead.slice(4);
-  const manifestBytes = (await reader.exact(mlen, "the manifest")).slice();
+  // Its first bytes first: a manifest that declares a list over the limit is refused before the rest is read.
+  const manifestBytes = new Uint8Array(mlen);
+  const head = Math.min(mlen, MANIFEST_PREFIX_BYTES);
+  await reader.readInto(manifestBytes, 0, head, "the manifest");
+  const early = msgpackShape(manifestBytes.subarray(0, head), MANIFEST_SHAPE, { isPrefix: head < mlen });
+  if ("problem" in early) throw new InvalidManifestError(`Invalid manifest: ${early.problem}`);
+  await reader.readInto(manifestBytes, head, mlen - head, "the manifest");
   if (!hashEquals(sha256(manifestBytes), mhash)) {
     throw new InvalidExportError(`Cannot import: the manifest is corrupt (it does not match its hash ${toHex(mhash)})`);
   }
   const id = toHex(mhash);
   final.update(mhash);
+  let signature: ImageSignature | null = null;
+  if (flags & FLAG_SIGNED) {
+    const block = (await reader.exact(SIGNATURE_BLOCK_BYTES, "the signature")).slice();
+    final.update(block);
+    signature = decodeSignatureBlock(block);
+  }
+  // Who made it, before anything is decoded or stored: an untrusted file stops here.
+  const recordAdmission = opts.admit ? await opts.admit(id, signature) : () => {};
   const manifest = decodeManifest(manifestBytes); // hostile paths, sizes and versions stop here
   const expected = new Map<string, ChunkRef>();
   for (const r of uniqueChunkRefs(manifest)) expected.set(toHex(r.hash), r);
 
   const store = catalogue.store;
   const writer = store.writer(`import ${id}`);
+  // A large import must not hold the agent's one thread: `ps` and other pods' work go on meanwhile.
+  const yielder = new Yielder();
   try {
     const received = new Set<string>();
     let chunkBytes = 0;
     let committedBytes = 0;
     for (;;) {
+      if (yielder.isDue()) await yielder.yield();
       const tagBytes = reader.exact(1, "a frame");
       const tag = (tagBytes instanceof Uint8Array ? tagBytes : await tagBytes)[0];
       if (tag === FRAME_TRAILER) break;
@@ -289,7 +334,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource)
     const wasPresent = catalogue.has(id);
     const newChunks = writer.newChunks;
     const newBytes = writer.newBytes;
-    catalogue.add(manifestBytes, writer);
+    catalogue.addEncoded(manifestBytes, manifest, writer, recordAdmission); // decoded and validated above: not again
     writer.close();
     return { id, chunks: expected.size, newChunks, newBytes, wasPresent };
   } catch (e) {
@@ -315,6 +360,19 @@ class ByteReader {
   /** `n` bytes, or a promise of them when they are not buffered yet (so the hot path never awaits). */
   exact(n: number, what: string): Uint8Array | Promise<Uint8Array> {
     return this.#buffered >= n ? this.#take(n) : this.#fill(n, what);
+  }
+
+  /** `n` bytes into `out` at `at`, copied as they arrive: a large read never holds its bytes twice. */
+  async readInto(out: Uint8Array, at: number, n: number, what: string): Promise<void> {
+    let got = 0;
+    while (got < n) {
+      if (this.#buffered === 0 && !(await this.#pull())) {
+        throw new InvalidExportError(`Cannot import: the export is truncated (it ends at byte ${this.offset}, inside ${what})`);
+      }
+      const take = Math.min(this.#buffered, n - got, this.#pieces[0]!.byteLength);
+      out.set(this.#take(take), at + got);
+      got += take;
+    }
   }
 
   async #fill(n: number, what: string): Promise<Uint8Array> {

@@ -5,6 +5,8 @@ import type { Manifest } from "./manifest.ts";
 /** The pod spec as the manifest records it. */
 export interface ManifestPodSpec {
   name: string;
+  /** The pod instance the image was made of (PodRecord.id); absent in images made before it was recorded. */
+  podId?: string;
   command: string[];
   env?: Record<string, string>;
   ip: string;
@@ -20,6 +22,7 @@ export function podSpecForManifest(r: PodRecord): Manifest["pod"] {
   const s: RuntimePodSpec = r.spec;
   const spec: ManifestPodSpec = {
     name: s.name,
+    podId: r.id,
     command: s.cmd,
     env: s.env,
     ip: s.address,

@@ -10,6 +10,7 @@ import { z } from "zod";
 import { InvalidArgumentError } from "../errors.ts";
 import { HashTable } from "../store/_hash-table.ts";
 import { HASH_BYTES, type Hash, sha256, toHex } from "../store/hash.ts";
+import { msgpackShape } from "./msgpack-bounds.ts";
 
 /** The manifest format this code writes and the only one it reads. */
 export const FORMAT_VERSION = 1;
@@ -19,7 +20,9 @@ export const PAGE_SIZE = 4096;
 /** Caps that make absurd manifests fail validation instead of exhausting the host. */
 export const LIMITS = {
   manifestBytes: 256 << 20,
-  entries: 4_000_000,
+  // A decoded entry costs about 2 KB and 15 us to validate: 1M entries is a very large root file system
+  // (a whole Debian install is 50-100k), and bounds a hostile manifest to about 2 GB and 15 s.
+  entries: 1_000_000,
   fileBytes: 2 ** 44, // 16 TiB
   totalBytes: 2 ** 46, // 64 TiB
   pathBytes: 4096,
@@ -133,11 +136,22 @@ export function encodeManifest(manifest: Manifest): Uint8Array {
   return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength);
 }
 
+/** The most a manifest's msgpack may hold, counted before it is decoded (src/checkpoint/msgpack-bounds.ts). */
+export const MANIFEST_SHAPE = {
+  maxContainers: LIMITS.entries + 2 * LIMITS.volumes + 64,
+  maxValues: LIMITS.entries * 28 + 1_000_000,
+  maxDepth: 16,
+  maxLength: LIMITS.entries,
+} as const;
+
 /** Decode and fully validate manifest bytes (from disk, an export or a peer). */
 export function decodeManifest(bytes: Uint8Array): Manifest {
   if (bytes.byteLength > LIMITS.manifestBytes) {
     throw new InvalidManifestError(`Invalid manifest: ${bytes.byteLength} bytes is over the limit of ${LIMITS.manifestBytes}`);
   }
+  // Counted before decoding: a hostile manifest is refused by its shape, before msgpackr allocates any of it.
+  const shape = msgpackShape(bytes, MANIFEST_SHAPE);
+  if ("problem" in shape) throw new InvalidManifestError(`Invalid manifest: ${shape.problem}`);
   let raw: unknown;
   try {
     raw = packr.unpack(bytes);

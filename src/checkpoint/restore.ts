@@ -24,7 +24,6 @@ import { type CheckpointContext, claim } from "./_context.ts";
 import { checkHost, requireCriu } from "./host-compat.ts";
 import { checkCriuFiles, checkCriuImage, expectedPodOf } from "./criu-image/index.ts";
 import { CRIU_WORK, removeJournal, UNVERIFIED, writeJournal } from "./journal.ts";
-import { isLocal as isLocalImage } from "./local-images.ts";
 import type { ManifestPodSpec } from "./manifest-pod.ts";
 import { logicalBytes, type Manifest } from "./manifest.ts";
 import { type PhaseClock, phaseClock, round } from "./phase-clock.ts";
@@ -58,6 +57,8 @@ export interface CheckedRestore {
   name: string;
   /** The pod, when it is checkpointed on this host. */
   existing: PodView | undefined;
+  /** This host signed the image: only then are its host paths (base, volumes) trusted. */
+  isLocal: boolean;
 }
 
 /** One restore as it goes: what each step reads, and leaves for the next. */
@@ -148,14 +149,17 @@ export async function checkRestore(ctx: CheckpointContext, imageRef: string, req
   const name = req.name ?? spec.name;
   // Before anything is written or deleted with it (tmp, journal, volumes, layer).
   checkPodName(name);
+  // Host paths (base, volumes) of an image are trusted only when this host signed it.
+  const isLocal = await ctx.trust.isLocal(id);
   // An image from elsewhere names shared storage (volumes excluded at checkpoint): checked before anything is made.
-  if (!isLocalImage(ctx.stateDir, id)) {
+  if (!isLocal) {
     for (const v of spec.volumes ?? []) if (!manifest.volumes.some((s) => s.path === v?.pod)) checkSharedVolume(v?.host, ctx.stateDir);
   }
   const existing = pods.list().find((p) => p.name === name);
   if (existing && existing.phase !== "checkpointed") {
     throw new ConflictError(`Pod "${name}" already exists and is ${existing.state}: restore under another name with --name`);
   }
+  if (existing) checkOwnImage(id, spec, pods.record(name), isLocal);
   if (existing && req.ip && req.ip !== existing.address) {
     throw new InvalidArgumentError(`Pod "${name}" exists with address ${existing.address}: restore it under a new name to use ${req.ip}`);
   }
@@ -164,7 +168,7 @@ export async function checkRestore(ctx: CheckpointContext, imageRef: string, req
   if (free < need + (64 << 20)) {
     throw new PreconditionError(`Not enough free space to restore: ${formatBytes(need)} needed under ${ctx.stateDir}, ${formatBytes(free)} free`);
   }
-  return { id, manifest, criu, spec, name, existing };
+  return { id, manifest, criu, spec, name, existing, isLocal };
 }
 
 /** The restore's temporary directory. */
@@ -198,13 +202,13 @@ export async function materialize(ctx: CheckpointContext, run: RestoreRun): Prom
   // while CRIU restores from them: the tasks stay stopped until every page has matched.
   const { verified } = await materializeTreeAsync(manifest.criu, store, run.imagesDir, { deferLinkedChecks: true });
   // An image from elsewhere may hold nothing autopod would not have made for its pod (mounts, capabilities, files).
-  if (!isLocalImage(ctx.stateDir, run.id)) checkCriuImage(run.id, run.imagesDir, expectedPodOf(spec));
+  if (!run.isLocal) checkCriuImage(run.id, run.imagesDir, expectedPodOf(spec));
   phase("images");
   materializeTree(manifest.rootfs, store, join(tmp, "layer"));
   phase("layer");
   // Host paths in an image made elsewhere are not trusted: its base and volumes
   // land in this agent's state directory, and it may name no host directory but shared storage.
-  const isLocal = isLocalImage(ctx.stateDir, run.id);
+  const isLocal = run.isLocal;
   const rootfs = baseFor(ctx, manifest, spec, tmp, run.notes, isLocal);
   const volumes = placeVolumes(ctx, run, isLocal);
   const materializeMs = performance.now() - tm;
@@ -355,4 +359,20 @@ export async function undoRestore(ctx: CheckpointContext, run: RestoreRun, e: un
 function mkdirFresh(dir: string): string {
   mkdirSync(dir, { mode: 0o700 });
   return dir;
+}
+
+/**
+ * Restoring into a checkpointed pod replaces its layer and takes its name,
+ * address and volumes: only that pod's own image may (made here, by that
+ * pod instance; images from before pod ids were recorded, by its name).
+ */
+function checkOwnImage(id: string, spec: ManifestPodSpec, pod: PodRecord, isLocal: boolean): void {
+  const name = pod.spec.name;
+  const isOwn = isLocal && (spec.podId !== undefined ? spec.podId === pod.id : spec.name === name);
+  if (!isOwn) {
+    throw new ConflictError(
+      `Image ${id.slice(0, 12)} is not pod "${name}"'s own (${isLocal ? "it was made by another pod of that name" : "it was not made on this host"}): ` +
+        `restoring it would take over the checkpointed pod "${name}"; restore it under another name with --name`,
+    );
+  }
 }

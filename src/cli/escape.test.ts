@@ -26,7 +26,7 @@ test("images and ps print a hostile pod name escaped, and their columns stay ali
   const { formatImageTable } = await import("./images.ts");
   const evil = "x\u001b]0;owned\u0007\u001b[2J\u009b1m\nfake row";
   const table = formatImageTable([
-    { id: "a".repeat(64), pod: evil, createdAt: "2026-01-01T00:00:00Z", logicalBytes: 1, uniqueBytes: 1, parent: null } as never,
+    { id: "a".repeat(64), pod: evil, createdAt: "2026-01-01T00:00:00Z", logicalBytes: 1, uniqueBytes: 1, parent: null, origin: "local" } as never,
   ]);
   expect(table).not.toMatch(CONTROL);
   expect(table.split("\n")).toHaveLength(2);

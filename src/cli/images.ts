@@ -2,6 +2,8 @@ import { InvalidArgumentError } from "../errors.ts";
 import { formatBytes } from "../pods/pod.ts";
 import type { ImageInfo } from "../store/image-catalogue.ts";
 import type { TransferReport } from "../transfer/push.ts";
+import type { ImageListing } from "../api/local/image-routes.ts";
+import type { ImageOrigin } from "../trust/image-trust.ts";
 import { clientFor } from "./_client.ts";
 import { escapeCell } from "./escape.ts";
 import { openSource, writeSink } from "./_stream.ts";
@@ -10,8 +12,11 @@ import type { Command } from "./command.ts";
 
 const json = { name: "json", kind: "boolean", help: "print JSON" } as const;
 
-export function formatImageTable(images: ImageInfo[]): string {
-  const rows = [["ID", "POD", "CREATED", "SIZE", "UNIQUE", "PARENT"]];
+/** The ORIGIN column: where an image came from (docs/trust.md). */
+const ORIGIN_WORDS: Record<ImageOrigin, string> = { local: "this host", imported: "trusted import", unsigned: "unsigned" };
+
+export function formatImageTable(images: ImageListing[]): string {
+  const rows = [["ID", "POD", "CREATED", "SIZE", "UNIQUE", "PARENT", "ORIGIN"]];
   for (const i of images)
     rows.push([
       i.id.slice(0, 12),
@@ -20,6 +25,7 @@ export function formatImageTable(images: ImageInfo[]): string {
       formatBytes(i.logicalBytes),
       formatBytes(i.uniqueBytes),
       i.parent ? i.parent.slice(0, 12) : "-",
+      ORIGIN_WORDS[i.origin] ?? i.origin,
     ]);
   const widths = rows[0]!.map((_, c) => Math.max(...rows.map((r) => r[c]!.length)));
   return rows
@@ -36,7 +42,10 @@ export const imagesCommand: Command = {
   name: "images",
   summary: "list checkpoint images",
   usage: "images [--json]",
-  details: "SIZE is the image's logical size; UNIQUE the bytes stored only for this image (what `image rm` then `image gc` would free).",
+  details:
+    "SIZE is the image's logical size; UNIQUE the bytes stored only for this image (what `image rm` then `image gc` would free). " +
+    'ORIGIN is "this host" (signed by this host\'s key), "trusted import" (imported with --trust) or "unsigned" (neither: an import from before signatures). ' +
+    "--json has it as origin (local, imported, unsigned) with signer, the signing key's id. See docs/trust.md.",
   options: [json],
   async run(ctx) {
     const images = await (await clientFor(ctx)).images();
@@ -98,11 +107,14 @@ export const imageExportCommand: Command = {
 export const imageImportCommand: Command = {
   name: "image import",
   summary: "read an exported image into the store",
-  usage: "image import FILE|- [--json]",
-  details: "Verifies every chunk and the whole file; a truncated, corrupted or hostile file changes nothing. Chunks the store has already are skipped.",
-  options: [json],
+  usage: "image import FILE|- [--trust] [--json]",
+  details:
+    "Verifies every chunk and the whole file; a truncated, corrupted or hostile file changes nothing. Chunks the store has already are skipped. " +
+    "An image not signed by this host is refused unless --trust says you trust where the file came from; it is then restored as an image from another host, with every check that brings (docs/trust.md).",
+  options: [{ name: "trust", kind: "boolean", help: "admit an image this host did not sign (as an image from another host)" }, json],
   async run(ctx) {
-    const r = await (await clientFor(ctx)).importImage(await openSource(oneArg(ctx, "one FILE (- for stdin)")));
+    const source = await openSource(oneArg(ctx, "one FILE (- for stdin)"));
+    const r = await (await clientFor(ctx)).importImage(source, { trust: flagBool(ctx.args, "trust") });
     ctx.out(flagBool(ctx.args, "json") ? JSON.stringify(r, null, 2) : r.id);
     return 0;
   },

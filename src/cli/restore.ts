@@ -7,27 +7,31 @@ import type { Command } from "./command.ts";
 export const restoreCommand: Command = {
   name: "restore",
   summary: "run a pod again from an image",
-  usage: "restore IMAGE [--name NEW] [--ip ADDR/PREFIX] [--json]\n       autopod restore --import FILE|- [--name NEW] [--ip ADDR/PREFIX]",
+  usage: "restore IMAGE [--name NEW] [--ip ADDR/PREFIX] [--json]\n       autopod restore --import FILE|- [--trust] [--name NEW] [--ip ADDR/PREFIX]",
   details:
     "Brings the pod back with the memory, processes, open files, working directory, hostname, address and files it had at the checkpoint. " +
     "TCP connections are kept when it comes back at the same address, and closed when --ip gives another. " +
     "IMAGE is an image id or a unique prefix of one (see `autopod images`). --import reads an exported image first. " +
     "Every chunk is checked against its hash as it is read: the pod's files and CRIU's small images before CRIU starts, and memory pages the store keeps whole while CRIU restores them, with the processes held stopped until every page has matched (a damaged image never runs). " +
-    "A failed restore leaves the image intact.",
+    "A failed restore leaves the image intact. " +
+    "An imported image not signed by this host needs --trust, and never takes over a pod of this host: restore it with --name (docs/trust.md).",
   options: [
     { name: "name", kind: "string", value: "NEW", help: "restore under another name (a second, independent pod)" },
     { name: "ip", kind: "string", value: "ADDR/PREFIX", help: "restore at another address (closes TCP connections)" },
     { name: "import", kind: "string", value: "FILE", help: "import an exported image (- for stdin), then restore it" },
+    { name: "trust", kind: "boolean", help: "with --import: admit an image this host did not sign (as an image from another host)" },
     { name: "json", kind: "boolean", help: "print JSON" },
   ],
   async run(ctx) {
     const from = flagString(ctx.args, "import");
     const [ref, ...extra] = ctx.args.positionals;
     if (extra.length || (from === undefined) === (ref === undefined)) throw new InvalidArgumentError("restore takes one IMAGE id, or --import FILE");
+    const isTrusted = flagBool(ctx.args, "trust");
+    if (isTrusted && from === undefined) throw new InvalidArgumentError("--trust goes with --import FILE: it admits that file's image");
     const client = await clientFor(ctx);
     let image = ref!;
     if (from !== undefined) {
-      const imp = await client.importImage(await openSource(from));
+      const imp = await client.importImage(await openSource(from), { trust: isTrusted });
       image = imp.id;
       ctx.err(`imported image ${imp.id} (${imp.newChunks} new chunks)`);
     }

@@ -4,7 +4,8 @@
  * the agent: a new agent re-adopts them by pid and start time.
  */
 import { createHash, randomUUID } from "node:crypto";
-import { AlreadyExistsError, ConflictError, errorMessage, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
+import { join } from "node:path";
+import { AlreadyExistsError, ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ExitStatus, PodHost, PodProcess } from "../platform/pod-host.ts";
 import { formatIPv4, formatSubnet, gatewayOf, parseIPv4, parseSubnet, type Subnet } from "./address.ts";
@@ -30,6 +31,21 @@ export interface PodRuntimeOptions {
 }
 
 /** Short, stable id of an agent, from its state directory. */
+/**
+ * No pod gets the agent's state directory, or a directory holding it: the host
+ * key that proves which images are local, the database and the pods' layers are
+ * there. Only the volumes restores put in <state>/volumes/POD/ are a pod's.
+ */
+export function refuseStateDirVolumes(volumes: ReadonlyArray<{ host: string; pod: string }>, stateDir: string): void {
+  for (const v of volumes) {
+    const host = v.host.replace(/\/+$/, "") || "/";
+    const isInside = host.startsWith(`${stateDir}/`) && !host.startsWith(`${stateDir}/volumes/`); // restored volumes live there, on their own
+    if (host === stateDir || stateDir.startsWith(host === "/" ? "/" : `${host}/`) || isInside) {
+      throw new InvalidArgumentError(`Volume "${v.host}" is or holds the agent's state directory "${stateDir}": no pod may have it`);
+    }
+  }
+}
+
 export function agentKeyOf(stateDir: string): string {
   return createHash("sha256").update(stateDir).digest("hex").slice(0, 8);
 }
@@ -104,6 +120,7 @@ export class PodRuntime {
       hasMemoryCgroup: host.cgroupDir(this.#o.agentKey, req.name) !== null,
       protect: this.#protected(false),
     });
+    refuseStateDirVolumes(base.volumes, this.#o.stateDir);
     const record = await this.#reserve(base, req.address);
     const rt = record.runtime;
     lap("validate_reserve");
@@ -137,6 +154,7 @@ export class PodRuntime {
       hasMemoryCgroup: this.#o.host.cgroupDir(this.#o.agentKey, spec.name) !== null,
       protect: this.#protected(true),
     });
+    refuseStateDirVolumes(base.volumes, this.#o.stateDir);
     const record = await this.#reserve(base, spec.address, "checkpointed");
     try {
       await this.#o.host.prepareLayer(record.spec, record.runtime);

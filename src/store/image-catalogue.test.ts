@@ -111,6 +111,32 @@ describe("ImageCatalogue", () => {
     expect(cat.list().length).toBe(1);
   });
 
+  test("gcYielding lets the event loop turn between images, and keeps the chunks of an image committed meanwhile", async () => {
+    const dirs = ["p1", "p2", "p3"].map((n) => {
+      const d = path.join(tmp, n);
+      fs.mkdirSync(d);
+      fs.writeFileSync(path.join(d, "own"), randomBytes(50_000));
+      return d;
+    });
+    const first = await checkpoint(dirs[0]!, "p1");
+    const gone = await checkpoint(dirs[1]!, "p2");
+    cat.remove(gone);
+    let yields = 0;
+    let late = "";
+    const r = await cat.gcYielding(async () => {
+      yields++;
+      if (yields === 1) late = await checkpoint(dirs[2]!, "p3"); // commits while gc waits
+    });
+    expect(yields).toBe(1); // one image was there when gc began
+    expect(r.removedChunks).toBeGreaterThan(0); // the removed image's
+    expect(r.removedBytes).toBe(50_000);
+    for (const id of [first, late]) {
+      const m = cat.manifest(id);
+      const own = m.rootfs.find((e) => e.path === "own")!;
+      expect(store.missing([own.chunks.subarray(0, 32)])).toEqual([]);
+    }
+  });
+
   test("gc during a checkpoint keeps the writer's chunks until its image is recorded", async () => {
     const d = path.join(tmp, "d");
     fs.mkdirSync(d);

@@ -81,14 +81,15 @@ export class ImageCatalogue {
   /**
    * Record an image. Every chunk it references must be in the store or
    * written by `writer`, whose chunks commit in the same transaction. Returns
-   * the image id; adding an image twice is a no-op.
+   * the image id; adding an image twice is a no-op. `alsoRecord` runs in the
+   * same transaction (the image's provenance commits with it).
    */
-  add(manifestBytes: Uint8Array, writer?: ChunkWriter): string {
-    return this.#add(manifestBytes, decodeManifest(manifestBytes), writer);
+  add(manifestBytes: Uint8Array, writer?: ChunkWriter, alsoRecord?: () => void): string {
+    return this.#add(manifestBytes, decodeManifest(manifestBytes), writer, alsoRecord);
   }
 
   /** `manifest` is what `manifestBytes` encode (its chunk lists may be the very arrays the writer put: see covers). */
-  #add(manifestBytes: Uint8Array, manifest: Manifest, writer?: ChunkWriter): string {
+  #add(manifestBytes: Uint8Array, manifest: Manifest, writer?: ChunkWriter, alsoRecord?: () => void): string {
     const id = imageIdOf(manifestBytes);
     // Chunks the writer holds or pinned need no query: with a checkpoint's writer, that is nearly all.
     const ask: ChunkRef[] = [];
@@ -116,6 +117,7 @@ export class ImageCatalogue {
       db.query<unknown, [string, string, string, string | null, number, Uint8Array]>(
         "INSERT OR IGNORE INTO images(id, pod, created_at, parent, logical_bytes, manifest) VALUES (?, ?, ?, ?, ?, ?)",
       ).run(id, manifest.pod.name, manifest.createdAt, manifest.parent, logicalBytes(manifest), manifestBytes);
+      alsoRecord?.();
     };
     if (writer !== undefined) writer.commit(record);
     else db.transaction(record)();
@@ -125,6 +127,11 @@ export class ImageCatalogue {
   /** Encode, validate and record a manifest; returns the image id. */
   addManifest(manifest: Manifest, writer?: ChunkWriter): string {
     return this.#add(encodeManifest(manifest), manifest, writer);
+  }
+
+  /** Record a manifest whose validated bytes (encodeManifest, or checked by decodeManifest) are `manifestBytes`, with `alsoRecord` in its transaction. */
+  addEncoded(manifestBytes: Uint8Array, manifest: Manifest, writer?: ChunkWriter, alsoRecord?: () => void): string {
+    return this.#add(manifestBytes, manifest, writer, alsoRecord);
   }
 
   /** Ids of the images whose id starts with `prefix` (hex), without reading any manifest. */
@@ -161,34 +168,57 @@ export class ImageCatalogue {
 
   /** Every image, oldest first, with the bytes only it stores. */
   list(): ImageInfo[] {
+    const it = this.#listSteps();
+    for (;;) {
+      const step = it.next();
+      if (step.done) return step.value;
+    }
+  }
+
+  /** As list(), letting the event loop turn between images (`yieldNow`), so a long listing does not hold up other requests. */
+  async listYielding(yieldNow: () => Promise<void>): Promise<ImageInfo[]> {
+    const it = this.#listSteps();
+    for (;;) {
+      const step = it.next();
+      if (step.done) return step.value;
+      await yieldNow();
+    }
+  }
+
+  /** The listing, pausing (yield) after each image's manifest is read. */
+  *#listSteps(): Generator<void, ImageInfo[]> {
     const rows = this.store.db.query<ImageRow, []>("SELECT seq, id, pod, created_at, parent, logical_bytes FROM images ORDER BY created_at, seq").all();
     // How many images use each stored chunk, then each image's share.
     const refsOf = new Map<string, Array<{ hex: string; length: number }>>();
     const users = new Map<string, number>();
     for (const r of rows) {
+      if (!this.has(r.id)) continue; // removed while the listing paused
       const refs = uniqueChunkRefs(this.manifest(r.id));
       const lacking = new Set(this.store.missing(refs.map((x) => x.hash)));
       const stored = refs.filter((x) => !lacking.has(x.hash)).map((x) => ({ hex: toHex(x.hash), length: x.length }));
       refsOf.set(r.id, stored);
       for (const x of stored) users.set(x.hex, (users.get(x.hex) ?? 0) + 1);
+      yield;
     }
-    return rows.map((r) => {
-      let referencedBytes = 0;
-      let uniqueBytes = 0;
-      for (const x of refsOf.get(r.id)!) {
-        referencedBytes += x.length;
-        if (users.get(x.hex) === 1) uniqueBytes += x.length;
-      }
-      return {
-        id: r.id,
-        pod: r.pod,
-        createdAt: r.created_at,
-        logicalBytes: r.logical_bytes,
-        referencedBytes,
-        uniqueBytes,
-        parent: r.parent,
-      };
-    });
+    return rows
+      .filter((r) => refsOf.has(r.id))
+      .map((r) => {
+        let referencedBytes = 0;
+        let uniqueBytes = 0;
+        for (const x of refsOf.get(r.id)!) {
+          referencedBytes += x.length;
+          if (users.get(x.hex) === 1) uniqueBytes += x.length;
+        }
+        return {
+          id: r.id,
+          pod: r.pod,
+          createdAt: r.created_at,
+          logicalBytes: r.logical_bytes,
+          referencedBytes,
+          uniqueBytes,
+          parent: r.parent,
+        };
+      });
   }
 
   /** Logical bytes of all images against what the store holds for them. */
@@ -218,6 +248,29 @@ export class ImageCatalogue {
     const ids = this.store.db.query<{ id: string }, []>("SELECT id FROM images").all();
     for (const { id } of ids) for (const r of uniqueChunkRefs(this.manifest(id))) out.push(r.hash);
     return out;
+  }
+
+  /**
+   * As gc(), with the images' chunk lists read first and the event loop
+   * turning between images (`yieldNow`), so a gc over many or large images
+   * does not hold up other requests. Images committed meanwhile are read
+   * inside the gc step; images removed meanwhile only keep their chunks until
+   * the next gc.
+   */
+  async gcYielding(yieldNow: () => Promise<void>, options: GcOptions = {}): Promise<GcResult> {
+    const idsNow = () => this.store.db.query<{ id: string }, []>("SELECT id FROM images").all();
+    const read = new Set<string>();
+    const live: Hash[] = [];
+    for (const { id } of idsNow()) {
+      if (!this.has(id)) continue;
+      for (const r of uniqueChunkRefs(this.manifest(id))) live.push(r.hash);
+      read.add(id);
+      await yieldNow();
+    }
+    return this.store.gc(() => {
+      for (const { id } of idsNow()) if (!read.has(id)) for (const r of uniqueChunkRefs(this.manifest(id))) live.push(r.hash);
+      return live;
+    }, options);
   }
 
   /**

@@ -10,6 +10,7 @@ import { exportStream, type ExportResult, type ImportResult, importImage } from 
 import { decodeManifest, uniqueChunkRefs } from "../checkpoint/manifest.ts";
 import { HASH_BYTES } from "../store/hash.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
+import type { ImageTrust } from "../trust/image-trust.ts";
 import { bitIsSet, bitmapOf, countBits } from "./bitmap.ts";
 
 export interface TransferReport {
@@ -40,16 +41,21 @@ export function chunkListOf(manifestBytes: Uint8Array): { hashes: Uint8Array; le
   return { hashes, lengths: refs.map((r) => r.length) };
 }
 
-export async function pushImage(catalogue: ImageCatalogue, peer: PeerClient, id: string): Promise<TransferReport> {
+export async function pushImage(catalogue: ImageCatalogue, trust: ImageTrust, peer: PeerClient, id: string): Promise<TransferReport> {
   const t0 = performance.now();
   const { hashes, lengths } = chunkListOf(catalogue.manifestBytes(id));
   const lacking = await peer.missing(hashes);
   const result: Partial<ExportResult> = {};
-  const imp = await peer.importImage(exportStream(catalogue, id, { only: lacking }, result));
+  const imp = await peer.importImage(exportStream(catalogue, id, { only: lacking, signature: trust.signatureOf(id) }, result));
   return report(id, peer.name, "push", lengths, lacking, result.totalBytes ?? 0, imp, t0);
 }
 
-export async function pullImage(catalogue: ImageCatalogue, peer: PeerClient, id: string): Promise<TransferReport> {
+/**
+ * Fetch a peer's image. A cluster member is trusted as much as an operator's
+ * `--trust`: the image is admitted as a trusted import (or as local, when this
+ * host signed it) and gets every check an image from elsewhere gets.
+ */
+export async function pullImage(catalogue: ImageCatalogue, trust: ImageTrust, peer: PeerClient, id: string): Promise<TransferReport> {
   const t0 = performance.now();
   const manifestBytes = await peer.manifest(id);
   const { hashes, lengths } = chunkListOf(manifestBytes);
@@ -65,7 +71,7 @@ export async function pullImage(catalogue: ImageCatalogue, peer: PeerClient, id:
       },
     }),
   );
-  const imp = await importImage(catalogue, counted);
+  const imp = await importImage(catalogue, counted, { admit: (id, sig) => trust.admitImport(id, sig, { trust: true }) });
   return report(id, peer.name, "pull", lengths, wanted, wireBytes, imp, t0);
 }
 

@@ -12,7 +12,8 @@ import type { CheckpointResult, RestoreResult } from "../../checkpoint/checkpoin
 import type { ImportResult } from "../../checkpoint/export.ts";
 import type { PodView } from "../../pods/pod.ts";
 import type { GcResult } from "../../store/chunk-store.ts";
-import type { ImageInfo } from "../../store/image-catalogue.ts";
+import type { ImageOrigin } from "../../trust/image-trust.ts";
+import type { ImageListing } from "./image-routes.ts";
 import type { StatusSnapshot } from "../../status/service.ts";
 import type { CreatePodRequest } from "../../pods/validate.ts";
 import type { AgentInfo } from "./app.ts";
@@ -97,8 +98,8 @@ export class LocalClient {
     return (await this.#json<{ restore: RestoreResult }>("POST", "/v1/restore", req)).restore;
   }
 
-  async images(): Promise<ImageInfo[]> {
-    return (await this.#json<{ images: ImageInfo[] }>("GET", "/v1/images")).images;
+  async images(): Promise<ImageListing[]> {
+    return (await this.#json<{ images: ImageListing[] }>("GET", "/v1/images")).images;
   }
 
   async removeImage(id: string): Promise<string> {
@@ -116,10 +117,13 @@ export class LocalClient {
     return res.body;
   }
 
-  /** Stream an export file into the agent's store. */
-  async importImage(source: ReadableStream<Uint8Array>): Promise<ImportResult> {
-    const res = await this.#fetch("POST", "/v1/images/import", source, "application/x-autopod-image");
-    return ((await res.json()) as { import: ImportResult }).import;
+  /** Stream an export file into the agent's store; `trust` admits an image this host did not sign (docs/trust.md). */
+  async importImage(
+    source: ReadableStream<Uint8Array>,
+    opts: { trust?: boolean } = {},
+  ): Promise<ImportResult & { origin: ImageOrigin; signer: string | null }> {
+    const res = await this.#fetch("POST", `/v1/images/import${opts.trust ? "?trust=true" : ""}`, source, "application/x-autopod-image");
+    return ((await res.json()) as { import: ImportResult & { origin: ImageOrigin; signer: string | null } }).import;
   }
 
   // ---- Status ----------------------------------------------------------------------------

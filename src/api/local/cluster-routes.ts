@@ -6,6 +6,7 @@ import type { Cluster } from "../../cluster/cluster.ts";
 import type { PeerDirectory } from "../../cluster/peer-directory.ts";
 import { InvalidArgumentError } from "../../errors.ts";
 import type { ImageCatalogue } from "../../store/image-catalogue.ts";
+import type { ImageTrust } from "../../trust/image-trust.ts";
 import { pullImage, pushImage } from "../../transfer/push.ts";
 import { describeZodError } from "./schemas.ts";
 
@@ -40,22 +41,23 @@ export interface ClusterRouteDeps {
   cluster: Cluster;
   peers: PeerDirectory;
   catalogue: ImageCatalogue;
+  trust: ImageTrust;
   /** An image id or unique prefix to the full id. */
   resolveImage(ref: string): string;
   /** Where this host's peer API listens, when it does. */
   listening(): string | null;
 }
 
-export function addClusterRoutes(app: Hono, { cluster, peers, listening, catalogue, resolveImage }: ClusterRouteDeps): void {
+export function addClusterRoutes(app: Hono, { cluster, peers, listening, catalogue, trust, resolveImage }: ClusterRouteDeps): void {
   app.post("/v1/images/:id/push", async (c) => {
     const b = await json(c.req.raw, PushBody);
     const id = resolveImage(c.req.param("id"));
-    return c.json({ push: await pushImage(catalogue, peers.client(b.peer), id) });
+    return c.json({ push: await pushImage(catalogue, trust, peers.client(b.peer), id) });
   });
 
   app.post("/v1/images/pull", async (c) => {
     const b = await json(c.req.raw, PullBody);
-    return c.json({ pull: await pullImage(catalogue, peers.client(b.peer), b.image) });
+    return c.json({ pull: await pullImage(catalogue, trust, peers.client(b.peer), b.image) });
   });
 
   app.get("/v1/cluster", (c) => c.json({ ...cluster.view(), listening: listening() }));

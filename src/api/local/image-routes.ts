@@ -1,15 +1,29 @@
 /**
  * Local API routes for checkpoints and images. Exports stream out and imports
  * stream in, so these routes sit before the app's body limit: an import is
- * bounded by the export format's own limits and by free space instead.
+ * bounded by the export format's own limits and by free space instead, and
+ * the JSON routes bound their bodies themselves (readBoundedText).
  */
 import type { Context, Hono } from "hono";
 import { z } from "zod";
 import type { Checkpointer } from "../../checkpoint/checkpointer.ts";
 import { exportStream, importImage } from "../../checkpoint/export.ts";
-import { InvalidArgumentError } from "../../errors.ts";
-import type { ImageCatalogue } from "../../store/image-catalogue.ts";
+import { InvalidArgumentError, NotFoundError } from "../../errors.ts";
+import { Yielder } from "../../checkpoint/_yielder.ts";
+import type { ImageCatalogue, ImageInfo } from "../../store/image-catalogue.ts";
+import type { ImageOrigin, ImageTrust } from "../../trust/image-trust.ts";
+import { readBoundedText } from "./bounded-body.ts";
 import { describeZodError } from "./schemas.ts";
+
+/** A row of `autopod images`: the catalogue's, with where the image came from. */
+export interface ImageListing extends ImageInfo {
+  origin: ImageOrigin;
+  /** Key id of the image's signer, when it is signed. */
+  signer: string | null;
+}
+
+/** The most a JSON body of these routes may be. */
+export const MAX_JSON_BODY_BYTES = 64 << 10;
 
 export const CheckpointBody = z
   .object({
@@ -30,13 +44,12 @@ export const RestoreBody = z
 export const GcBody = z.object({}).strict();
 
 async function json<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+  // Refused by its Content-Length, or while it streams in: never read whole first.
+  const text = await readBoundedText(c.req.raw, MAX_JSON_BODY_BYTES);
   let raw: unknown;
   try {
-    const text = await c.req.text();
-    if (text.length > 64 << 10) throw new InvalidArgumentError("The request body is too large");
     raw = text === "" ? {} : JSON.parse(text);
-  } catch (e) {
-    if (e instanceof InvalidArgumentError) throw e;
+  } catch {
     throw new InvalidArgumentError("The request body is not valid JSON");
   }
   const parsed = schema.safeParse(raw);
@@ -47,9 +60,18 @@ async function json<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer
 export interface ImageRouteDeps {
   checkpointer: Checkpointer;
   catalogue: ImageCatalogue;
+  trust: ImageTrust;
 }
 
-export function addImageRoutes(app: Hono, { checkpointer, catalogue }: ImageRouteDeps): void {
+export function addImageRoutes(app: Hono, { checkpointer, catalogue, trust }: ImageRouteDeps): void {
+  const listing = async (): Promise<ImageListing[]> => {
+    const yielder = new Yielder();
+    const images = await catalogue.listYielding(() => yielder.maybeYield());
+    const out: ImageListing[] = [];
+    for (const i of images) out.push({ ...i, ...(await trust.provenanceOf(i.id)) });
+    return out;
+  };
+
   app.post("/v1/pods/:name/checkpoint", async (c) => {
     const req = await json(c, CheckpointBody);
     return c.json({ checkpoint: await checkpointer.checkpoint(c.req.param("name"), req) });
@@ -60,32 +82,41 @@ export function addImageRoutes(app: Hono, { checkpointer, catalogue }: ImageRout
     return c.json({ restore: await checkpointer.restore(image, { name, ip }) }, 201);
   });
 
-  app.get("/v1/images", (c) => c.json({ images: checkpointer.images() }));
+  app.get("/v1/images", async (c) => c.json({ images: await listing() }));
 
-  app.get("/v1/images/:id", (c) => {
+  app.get("/v1/images/:id", async (c) => {
     const id = checkpointer.resolveImage(c.req.param("id"));
-    return c.json({ image: catalogue.info(id) });
+    const found = (await listing()).find((i) => i.id === id);
+    if (found === undefined) throw new NotFoundError(`Image "${id}" is not in the catalogue`);
+    return c.json({ image: found });
   });
 
   app.delete("/v1/images/:id", (c) => {
     const id = checkpointer.resolveImage(c.req.param("id"));
     catalogue.remove(id);
+    trust.forget(id);
     return c.json({ removed: id });
   });
 
   app.post("/v1/images/gc", async (c) => {
     await json(c, GcBody);
-    return c.json({ gc: catalogue.gc() });
+    const yielder = new Yielder();
+    return c.json({ gc: await catalogue.gcYielding(() => yielder.maybeYield()) });
   });
 
   app.get("/v1/images/:id/export", (c) => {
     const id = checkpointer.resolveImage(c.req.param("id"));
-    return new Response(exportStream(catalogue, id), { headers: { "content-type": "application/x-autopod-image" } });
+    const stream = exportStream(catalogue, id, { signature: trust.signatureOf(id) });
+    return new Response(stream, { headers: { "content-type": "application/x-autopod-image" } });
   });
 
   app.post("/v1/images/import", async (c) => {
     const body = c.req.raw.body;
     if (!body) throw new InvalidArgumentError("The import has no body: send an exported image");
-    return c.json({ import: await importImage(catalogue, body) }, 201);
+    const t = c.req.query("trust");
+    if (t !== undefined && t !== "true" && t !== "false") throw new InvalidArgumentError(`trust must be true or false (got "${t}")`);
+    const admit = (id: string, sig: Parameters<ImageTrust["admitImport"]>[1]) => trust.admitImport(id, sig, { trust: t === "true" });
+    const result = await importImage(catalogue, body, { admit });
+    return c.json({ import: { ...result, ...(await trust.provenanceOf(result.id)) } }, 201);
   });
 }

@@ -11,10 +11,13 @@ import { exportStream, importImage } from "../../checkpoint/export.ts";
 import { InvalidArgumentError, NotFoundError } from "../../errors.ts";
 import { HASH_BYTES } from "../../store/hash.ts";
 import type { ImageCatalogue } from "../../store/image-catalogue.ts";
+import type { ImageTrust } from "../../trust/image-trust.ts";
 import { bitmapOf, hashViews, MAX_HASHES_PER_QUERY } from "../../transfer/bitmap.ts";
 
 export interface PeerImageDeps {
   catalogue: ImageCatalogue;
+  /** Signatures go out with exports; images in are admitted as an operator's --trust would (a cluster member sent them). */
+  trust: ImageTrust;
   /** Called with each image a peer sent, once it is committed here. */
   received?(id: string): void;
 }
@@ -26,7 +29,7 @@ function imageId(raw: string): string {
   return raw;
 }
 
-export function addPeerImageRoutes(app: Hono, { catalogue, received }: PeerImageDeps): void {
+export function addPeerImageRoutes(app: Hono, { catalogue, trust, received }: PeerImageDeps): void {
   app.post(
     "/v1/chunks/missing",
     bodyLimit({
@@ -45,7 +48,7 @@ export function addPeerImageRoutes(app: Hono, { catalogue, received }: PeerImage
   app.post("/v1/images/import", async (c) => {
     const body = c.req.raw.body;
     if (!body) throw new InvalidArgumentError("The import has no body: send an exported image");
-    const r = await importImage(catalogue, body);
+    const r = await importImage(catalogue, body, { admit: (id, sig) => trust.admitImport(id, sig, { trust: true }) });
     received?.(r.id);
     return c.json({ import: r }, 201);
   });
@@ -67,7 +70,7 @@ export function addPeerImageRoutes(app: Hono, { catalogue, received }: PeerImage
       if (!catalogue.has(id)) throw new NotFoundError(`No image ${id}`);
       const only = new Uint8Array(await c.req.arrayBuffer());
       // exportFrames checks the selection's size against the image before anything is read.
-      const stream = exportStream(catalogue, id, { only });
+      const stream = exportStream(catalogue, id, { only, signature: trust.signatureOf(id) });
       return new Response(stream, { headers: { "content-type": "application/x-autopod-image" } });
     },
   );
