@@ -128,6 +128,8 @@ describe("a failure after the commit", () => {
     breakJournalAfterDump(f);
     const e = await f.cp.checkpoint("web", stop).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(Error);
+    rmSync(join(f.state, "journal"));
+    mkdirSync(join(f.state, "journal"));
     expect(f.host.callsOf("continue", "kill", "unlockNetwork", "removeCriuLock")).toEqual([`kill ${pid}`]);
     expect(f.host.isAlive(pid)).toBe(false);
     expect(f.host.locked.has(NETNS)).toBe(true);
