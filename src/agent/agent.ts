@@ -6,6 +6,7 @@
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, realpathSync, unlinkSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { createLocalApp, IDLE_TIMEOUT_SECONDS } from "../api/local/app.ts";
+import { addFailpointRoutes } from "../api/local/failpoint-routes.ts";
 import { addImageRoutes } from "../api/local/image-routes.ts";
 import { addStatusRoutes } from "../api/local/status-routes.ts";
 import { collectStatus, hostPaths, StatusService, statusWatchPaths } from "../status/index.ts";
@@ -14,6 +15,7 @@ import { ChunkStore } from "../store/chunk-store.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
 import { LocalClient } from "../api/local/client.ts";
 import type { Config } from "../config/schema.ts";
+import { areFailpointsEnabled, enableFailpoints } from "../debug/failpoints.ts";
 import { errorMessage, PreconditionError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { linuxPodHost } from "../platform/linux/pod-host.ts";
@@ -31,8 +33,17 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-export async function startAgent(config: Config, log: Logger): Promise<RunningAgent> {
+export interface AgentOptions {
+  /** For tests only: allow failpoints and set these (src/debug/failpoints.ts); undefined keeps them off. */
+  failpoints?: string;
+}
+
+export async function startAgent(config: Config, log: Logger, options: AgentOptions = {}): Promise<RunningAgent> {
   if (process.getuid?.() !== 0) throw new PreconditionError("The agent needs root: it creates namespaces, mounts and cgroups");
+  if (options.failpoints !== undefined) {
+    enableFailpoints(options.failpoints);
+    log.warn("failpoints are on: this agent is for tests only", { failpoints: options.failpoints });
+  }
 
   mkdirSync(config.state_dir, { recursive: true, mode: 0o700 });
   const stateDir = realpathSync(config.state_dir);
@@ -81,7 +92,11 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   const app = createLocalApp({
     pods,
     log,
-    routes: [(a) => addImageRoutes(a, { checkpointer, catalogue }), (a) => addStatusRoutes(a, { status })],
+    routes: [
+      (a) => addImageRoutes(a, { checkpointer, catalogue }),
+      (a) => addStatusRoutes(a, { status }),
+      ...(areFailpointsEnabled() ? [addFailpointRoutes] : []),
+    ],
     info: { version: VERSION, pid: process.pid, stateDir, socket, bridge: config.network.bridge, subnet: config.network.subnet },
   });
   const umask = process.umask(0o177);

@@ -41,6 +41,7 @@ import { VERSION } from "../version.ts";
 import { FORMAT_VERSION, logicalBytes, type FileEntry, type Manifest } from "./manifest.ts";
 import { PageTail } from "./page-tail.ts";
 import { captureTree, materializeTree, materializeTreeAsync } from "./tree.ts";
+import { failpoint } from "../debug/failpoints.ts";
 
 export interface CheckpointerOptions {
   stateDir: string;
@@ -207,6 +208,7 @@ export class Checkpointer {
     let isStopped = false;
     let isCommitted = false;
     try {
+      await failpoint("checkpoint.started");
       const imagesDir = join(tmp, "criu");
       mkdirSync(imagesDir);
       const phase = phaseClock(t0);
@@ -223,7 +225,10 @@ export class Checkpointer {
         netnsInode: target.netnsInode,
         externalMounts: externalMountsOf(r.runtime),
         leave: "stopped",
-        onSpawn: (pid) => this.#writeJournal({ ...journal, criuPid: pid }),
+        onSpawn: (pid) => {
+          this.#writeJournal({ ...journal, criuPid: pid });
+          failpoint("checkpoint.criu-started");
+        },
       }).catch((e) => {
         tail.abort();
         throw e;
@@ -231,6 +236,7 @@ export class Checkpointer {
       log.debug("dump done", { pod: name, dumpMs: round(dump.durationMs), pagesHashedDuringDump: tail.hashedBytes });
       const hashing = tail.finish();
       isStopped = true;
+      await failpoint("checkpoint.dumped");
       phase("prepare", dump.durationMs);
       phase("dump");
       const tDump = performance.now();
@@ -242,6 +248,7 @@ export class Checkpointer {
         const layer = await captureTree(writableLayerOf(r.runtime), writer);
         const volumeTrees = [];
         for (const v of included) volumeTrees.push({ path: v.pod, entries: (await captureTree(v.host, writer)).entries });
+        await failpoint("checkpoint.files-stored");
         phase("files");
         if (req.leaveRunning) {
           continuePod(target.pid);
@@ -262,6 +269,7 @@ export class Checkpointer {
         const previous = parentId ? { entries: this.#criuEntriesOf(parentId), isStored: () => catalogue.has(parentId) } : undefined;
         const images = await captureTree(imagesDir, writer, { isExcluded: (p) => p === "dump.log", hashing, adopt: true, previous });
         phase("images");
+        await failpoint("checkpoint.images-stored");
         manifest = {
           format: FORMAT_VERSION,
           autopodVersion: VERSION,
@@ -281,6 +289,7 @@ export class Checkpointer {
         phase("commit");
         this.#markLocal(journal.imageId);
         this.#writeJournal(journal);
+        await failpoint("checkpoint.committed");
       } finally {
         writer.close();
       }
@@ -297,8 +306,10 @@ export class Checkpointer {
         // stopped and never run again; their memory is freed, and the pod's network and cgroup
         // released, after the answer (restore and rm of the pod wait for that).
         killPod(target.pid);
+        await failpoint("checkpoint.pod-killed");
         pods.endCheckpoint(name, "checkpointed");
         pods.releaseWhenGone(name, target.pid);
+        await failpoint("checkpoint.ended");
         freezeMs = performance.now() - (tDump - dump.durationMs);
       }
       phase(req.leaveRunning ? "continue" : "stop");
@@ -402,6 +413,7 @@ export class Checkpointer {
       });
       const materializeMs = performance.now() - tm;
       phase("baseAndVolumes");
+      await failpoint("restore.files-made");
 
       // 2. The pod's record, layer, address, net namespace and root.
       const address = req.ip ?? spec.ip;
@@ -437,6 +449,7 @@ export class Checkpointer {
       prepared = true;
       const root = await pods.mountRestoreRoot(name);
       phase("prepare");
+      await failpoint("restore.prepared");
 
       // 3. CRIU puts the processes back.
       const tcp = record.spec.address === spec.ip ? "kept" : "closed";
@@ -450,7 +463,10 @@ export class Checkpointer {
         tcpEstablished: tcp === "kept",
         cgroup: target.cgroup,
         leaveStopped: true,
-        onSpawn: (pid) => this.#writeJournal({ kind: "restore", pod: name, tmp, pid: null, criuPid: pid, imageId: id, leaveRunning: false }),
+        onSpawn: (pid) => {
+          this.#writeJournal({ kind: "restore", pod: name, tmp, pid: null, criuPid: pid, imageId: id, leaveRunning: false });
+          failpoint("restore.criu-started");
+        },
       }).catch(async (e: unknown) => {
         // A damaged page is the better reason, if there is one.
         throw (
@@ -462,6 +478,7 @@ export class Checkpointer {
       });
       phase("criu");
       try {
+        await failpoint("restore.criu-done");
         await verified;
       } catch (e) {
         // Never ran, and its network is still locked: it goes without a trace.
@@ -470,8 +487,10 @@ export class Checkpointer {
         throw e;
       }
       rmSync(join(tmp, UNVERIFIED), { force: true });
+      await failpoint("restore.verified");
       continuePod(restored.pid);
       phase("verify");
+      await failpoint("restore.continued");
       // The network was locked since it was made (prepareRestore): the sockets are back, let peers in.
       await unlockNetwork(target.netnsPath);
       const view = pods.adoptRestored(name, restored.pid);

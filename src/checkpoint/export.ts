@@ -16,6 +16,7 @@
  * writer, leaving the store as it was.
  */
 import { once } from "node:events";
+import { failpoint } from "../debug/failpoints.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { MAX_CHUNK_BYTES } from "../store/chunk-store.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "../store/errors.ts";
@@ -205,6 +206,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource)
   const store = catalogue.store;
   const writer = store.writer(`import ${id}`);
   try {
+    await failpoint("import.manifest-read");
     const received = new Set<string>();
     let chunkBytes = 0;
     for (;;) {
@@ -258,10 +260,12 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource)
       const r = expected.get(lacking[0]!)!;
       throw new InvalidExportError(`Cannot import image ${id}: chunk ${lacking[0]} of file "${r.tree}/${r.path}" is neither in the export nor in the store`);
     }
+    await failpoint("import.chunks-stored");
     const wasPresent = catalogue.has(id);
     const newChunks = writer.newChunks;
     const newBytes = writer.newBytes;
     catalogue.add(manifestBytes, writer);
+    await failpoint("import.committed");
     writer.close();
     return { id, chunks: expected.size, newChunks, newBytes, wasPresent };
   } catch (e) {

@@ -6,6 +6,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { AlreadyExistsError, ConflictError, errorMessage, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
+import { failpoint } from "../debug/failpoints.ts";
 import type { Logger } from "../log.ts";
 import type { ExitStatus, PodHost, PodProcess } from "../platform/pod-host.ts";
 import { formatIPv4, formatSubnet, gatewayOf, parseIPv4, parseSubnet, type Subnet } from "./address.ts";
@@ -411,9 +412,7 @@ export class PodRuntime {
         }
         await Bun.sleep(5);
       }
-      // Tests widen the window in which an agent killed after the answer leaves the pod unreleased.
-      const delay = Number(process.env.AUTOPOD_TEST_RELEASE_DELAY_MS ?? 0);
-      if (delay > 0) await Bun.sleep(delay);
+      await failpoint("pods.release-checkpointed");
       await this.#release(name);
     });
   }
