@@ -218,6 +218,24 @@ describe("the agent killed during a checkpoint, after its image is committed: fi
 
 describe("a checkpoint that fails at a phase", () => {
   rootTest(
+    "after the commit: finished as a restarted agent would, the pod checkpointed and its image restoring the same memory",
+    async () => {
+      const { pod, sum } = await memhog(host);
+      await setFailpoint(host, "checkpoint.committed", "1*error(Injected failure after the commit)");
+      const r = await host.cli(["checkpoint", pod]);
+      expect(r.exitCode).not.toBe(0);
+      const images = await imagesOf(host, pod);
+      expect(images.length).toBe(1);
+      expect(r.stderr).toContain(
+        `Checkpoint of pod "${pod}" failed after its image ${images[0]} was committed: Injected failure after the commit (failpoint "checkpoint.committed"); the pod is checkpointed`,
+      );
+      await expectCheckpointedAndRestorable(host, pod, sum, images[0]!);
+      await host.ok(["rm", "--force", pod]);
+    },
+    T,
+  );
+
+  rootTest(
     "before the commit: the answer says the pod keeps running, and it does, with no image and no pack bytes",
     async () => {
       const { pod, sum } = await memhog(host);

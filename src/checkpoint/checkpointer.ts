@@ -25,7 +25,7 @@ import {
   type Stats,
 } from "node:fs";
 import { dirname, join } from "node:path";
-import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
+import { AutopodError, ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { criuMinimumFor, compareVersions, criuVersion, findCriu, parseVersion } from "../platform/linux/criu.ts";
 import { criuDump, criuRestore, removeNetworkLock } from "../platform/linux/criu-runner.ts";
@@ -341,7 +341,16 @@ export class Checkpointer {
         log.warn("checkpoint failed; the pod keeps running", { pod: name, error: errorMessage(e) });
         throw new PreconditionError(`Cannot checkpoint pod "${name}": ${errorMessage(e)}; the pod keeps running`, { cause: e });
       }
-      throw e;
+      // The image is committed: finish as a restarted agent would, rather than leave the pod stopped and checkpointing.
+      if (pods.record(name).state === "checkpointing") await this.#recoverCheckpoint(journal);
+      const now = pods.get(name).state;
+      throw new AutopodError(
+        "internal",
+        `Checkpoint of pod "${name}" failed after its image ${journal.imageId} was committed: ${errorMessage(e)}; the pod is ${now}`,
+        {
+          cause: e,
+        },
+      );
     } finally {
       rmSync(tmp, { recursive: true, force: true });
       this.#removeJournal(name);
