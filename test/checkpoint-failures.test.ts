@@ -263,7 +263,27 @@ async function restoreKilledAt(point: FailpointName): Promise<{ pod: string; sum
 }
 
 describe("the agent killed during a restore", () => {
-  for (const point of ["restore.files-made", "restore.prepared", "restore.criu-started", "restore.criu-done"] as const) {
+  rootTest(
+    "at restore.files-made, once the pod is restoring but nothing is journaled: the pod checkpointed, its network and cgroup released, a retry works",
+    async () => {
+      const { pod, sum } = await memhog(host);
+      const id = await host.ok(["checkpoint", pod]);
+      await setFailpoint(host, "restore.files-made", "pause");
+      const rs = host.cli(["restore", id], T);
+      // Held there until prepareRestore (which runs beside the files being made) marked the pod restoring.
+      await host.waitForState(pod, /^restoring$/, 60_000);
+      expect(host.podNetnses().filter((n) => n.endsWith(`-${pod}`)).length).toBe(1);
+      await host.killAgent("SIGKILL");
+      expect((await rs).exitCode).not.toBe(0);
+      await host.startAgent(undefined, {}, FAILPOINTS);
+      expect(await imagesOf(host, pod)).toEqual([id]);
+      await expectCheckpointedAndRestorable(host, pod, sum, id);
+      await host.ok(["rm", "--force", pod]);
+    },
+    T,
+  );
+
+  for (const point of ["restore.prepared", "restore.criu-started", "restore.criu-done"] as const) {
     rootTest(
       `at ${point}, before the pages were verified: undone, the pod checkpointed with nothing running, the image intact, a retry works`,
       async () => {

@@ -264,8 +264,13 @@ export class PodRuntime {
       }
       if (!hasProcesses(r.state)) continue;
       if (r.pid === null) {
-        // A restore that never got a process: the checkpoint is still there.
-        if (r.state === "restoring") store.update({ ...r, state: "checkpointed" });
+        // A restore that never got a process: the checkpoint is still there; what was made for it (network, cgroup) goes.
+        if (r.state === "restoring") {
+          store.update({ ...r, state: "checkpointed" });
+          await this.#release(r.spec.name).catch((e) =>
+            log.warn("releasing a pod whose restore was interrupted was incomplete", { pod: r.spec.name, error: errorMessage(e) }),
+          );
+        }
         continue;
       }
       const id = host.processIdentity(r.pid);
