@@ -140,7 +140,7 @@ async function checkpointKilledAt(point: FailpointName, flags: string[] = []): P
 }
 
 describe("the agent killed during a checkpoint, before its image is committed: undone", () => {
-  for (const point of ["checkpoint.started", "checkpoint.criu-started", "checkpoint.dumped", "checkpoint.files-stored", "checkpoint.images-stored"] as const) {
+  for (const point of ["checkpoint.started", "checkpoint.dumped", "checkpoint.files-stored", "checkpoint.images-stored"] as const) {
     rootTest(
       `at ${point}: the pod runs on with the same memory, no image, no pack bytes`,
       async () => {
@@ -156,6 +156,51 @@ describe("the agent killed during a checkpoint, before its image is committed: u
       T,
     );
   }
+
+  rootTest(
+    "at checkpoint.criu-started, with CRIU still dumping the pod when the agent starts again: CRIU is let finish, and the pod runs on",
+    async () => {
+      const { pod, sum } = await memhog(host, 256);
+      const podPid = (await host.pod(pod)).pid!;
+      const packs = packBytes(host);
+      await setFailpoint(host, "checkpoint.criu-started", "kill");
+      const cp = host.cli(["checkpoint", pod], T);
+      const agent = host.agent!;
+      await agent.exited;
+      expect(agent.signalCode).toBe("SIGKILL");
+      host.agent = null;
+      // The journal names the CRIU the agent left behind. Caught with its parasite in the pod's first task (compel maps it
+      // from a memfd named CRIUMFD), it is held stopped there.
+      const journal = JSON.parse(readFileSync(join(host.stateDir, "journal", `${pod}.json`), "utf8")) as { criuPid: number };
+      const hasParasite = () => {
+        try {
+          return readFileSync(`/proc/${podPid}/maps`, "utf8").includes("CRIUMFD");
+        } catch {
+          return false;
+        }
+      };
+      const deadline = Date.now() + 60_000;
+      while (!hasParasite()) {
+        if (Date.now() > deadline || !existsSync(`/proc/${journal.criuPid}`)) throw new Error("CRIU was not caught with its parasite in the pod");
+        await Bun.sleep(1);
+      }
+      process.kill(journal.criuPid, "SIGSTOP");
+      expect((await cp).exitCode).not.toBe(0);
+      const starting = host.startAgent(undefined, {}, FAILPOINTS);
+      await Bun.sleep(2000); // the new agent recovers meanwhile
+      try {
+        process.kill(journal.criuPid, "SIGCONT");
+      } catch {
+        // already killed
+      }
+      await starting;
+      await expectRunsOn(host, pod, sum);
+      expect(await imagesOf(host, pod)).toEqual([]);
+      expect(packBytes(host)).toBe(packs);
+      await host.ok(["rm", "--force", pod]);
+    },
+    T,
+  );
 
   rootTest(
     "at checkpoint.images-stored with --leave-running: the pod runs on, no image",
