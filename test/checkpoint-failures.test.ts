@@ -123,8 +123,11 @@ async function expectRunsOn(h: TestHost, pod: string, sum: string): Promise<void
 /** Checkpointed: nothing of it runs, its network and cgroup released; `image` restores the same memory. */
 async function expectCheckpointedAndRestorable(h: TestHost, pod: string, sum: string, image: string): Promise<void> {
   await h.waitForState(pod, /^checkpointed/);
+  // Released on start after a recovery; after a checkpoint's answer, by the agent soon after (releaseWhenGone).
+  const netnsOf = () => h.podNetnses().filter((n) => n.endsWith(`-${pod}`));
+  for (const deadline = Date.now() + 10_000; netnsOf().length > 0 && Date.now() < deadline; ) await Bun.sleep(50);
+  expect(netnsOf()).toEqual([]);
   expect(cgroupPids(h, pod)).toEqual([]);
-  expect(h.podNetnses().filter((n) => n.endsWith(`-${pod}`))).toEqual([]);
   expectNoLeftovers(h);
   await h.ok(["restore", image]);
   await expectRunsOn(h, pod, sum);
