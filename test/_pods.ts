@@ -85,14 +85,20 @@ export class TestHost {
     return { AUTOPOD_CONFIG: this.configPath, AUTOPOD_SOCKET: this.socket };
   }
 
-  /** Start (or restart) this host's agent and wait until it answers; `binary` runs another autopod build, `env` adds to its environment. */
-  async startAgent(binary?: string, env: Record<string, string> = {}): Promise<void> {
+  /**
+   * Start (or restart) this host's agent and wait until it answers; `binary` runs another autopod build, `env` adds to its
+   * environment, `args` to its flags (e.g. --failpoints).
+   */
+  async startAgent(binary?: string, env: Record<string, string> = {}, args: string[] = []): Promise<void> {
     const logPath = join(this.dir, "agent.log");
     // nsenter without --fork execs the agent: its pid is the agent's.
-    this.agent = Bun.spawn(["nsenter", `--net=/run/netns/${this.netns}`, "--", ...(binary ? [binary] : autopodArgv()), "agent", "--config", this.configPath], {
-      stdio: ["ignore", Bun.file(logPath), Bun.file(logPath)],
-      env: { ...process.env, AUTOPOD_LOG_LEVEL: "debug", ...env },
-    });
+    this.agent = Bun.spawn(
+      ["nsenter", `--net=/run/netns/${this.netns}`, "--", ...(binary ? [binary] : autopodArgv()), "agent", "--config", this.configPath, ...args],
+      {
+        stdio: ["ignore", Bun.file(logPath), Bun.file(logPath)],
+        env: { ...process.env, AUTOPOD_LOG_LEVEL: "debug", ...env },
+      },
+    );
     const deadline = Date.now() + 20_000;
     for (;;) {
       const r = await this.cli(["ps"]);

@@ -6,6 +6,7 @@
 import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, realpathSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { createLocalApp, IDLE_TIMEOUT_SECONDS } from "../api/local/app.ts";
+import { addFailpointRoutes } from "../api/local/failpoint-routes.ts";
 import { addImageRoutes } from "../api/local/image-routes.ts";
 import { addStatusRoutes } from "../api/local/status-routes.ts";
 import { collectStatus, hostPaths, StatusService, statusWatchPaths } from "../status/index.ts";
@@ -21,6 +22,7 @@ import { PeerDirectory } from "../cluster/peer-directory.ts";
 import { peerInfoProvider } from "./peer-info.ts";
 import { PeerListener } from "./peer-listener.ts";
 import type { Config } from "../config/schema.ts";
+import { areFailpointsEnabled, enableFailpoints } from "../debug/failpoints.ts";
 import { errorMessage, PreconditionError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { linuxCheckpointHost } from "../platform/linux/checkpoint-host.ts";
@@ -42,8 +44,17 @@ export interface RunningAgent {
   stop(): Promise<void>;
 }
 
-export async function startAgent(config: Config, log: Logger): Promise<RunningAgent> {
+export interface AgentOptions {
+  /** For tests only: allow failpoints and set these (src/debug/failpoints.ts); undefined keeps them off. */
+  failpoints?: string;
+}
+
+export async function startAgent(config: Config, log: Logger, options: AgentOptions = {}): Promise<RunningAgent> {
   if (process.getuid?.() !== 0) throw new PreconditionError("The agent needs root: it creates namespaces, mounts and cgroups");
+  if (options.failpoints !== undefined) {
+    enableFailpoints(options.failpoints);
+    log.warn("failpoints are on: this agent is for tests only", { failpoints: options.failpoints });
+  }
 
   mkdirSync(config.state_dir, { recursive: true, mode: 0o700 });
   const stateDir = realpathSync(config.state_dir);
@@ -135,6 +146,7 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
           resolveImage: (ref) => checkpointer.resolveImage(ref),
           listening: () => (peerListener.port === null ? null : config.peer.listen),
         }),
+      ...(areFailpointsEnabled() ? [addFailpointRoutes] : []),
     ],
     info: { version: VERSION, pid: process.pid, stateDir, socket, bridge: config.network.bridge, subnet: config.network.subnet },
   });

@@ -11,9 +11,10 @@
  * them, so the pod keeps running. A journal file per checkpoint lets a
  * restarted agent finish or undo one that was interrupted (recovery.ts).
  */
+import { failpoint } from "../debug/failpoints.ts";
 import { mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { ConflictError, errorMessage, InvalidArgumentError, PreconditionError } from "../errors.ts";
+import { AutopodError, ConflictError, errorMessage, InvalidArgumentError, PreconditionError } from "../errors.ts";
 import { childPath } from "../pods/child-path.ts";
 import { formatBytes } from "../format.ts";
 import type { FileHashes } from "../store/chunk-workers.ts";
@@ -114,22 +115,27 @@ export async function checkpointPod(ctx: CheckpointContext, name: string, req: C
     throw e;
   }
   try {
+    await failpoint("checkpoint.started");
     const hashing = await dumpStopped(ctx, run);
+    await failpoint("checkpoint.dumped");
     const writer = store.writer(`checkpoint ${name}`);
     let manifest: Manifest;
     try {
       // Files first, while the tasks are stopped: they must match the memory image exactly.
       const files = await captureFiles(run, writer);
+      await failpoint("checkpoint.files-stored");
       if (req.leaveRunning) continueLeftRunning(ctx, run);
       const base = await captureBase(ctx, run, writer);
       const images = await captureImages(ctx, run, writer, hashing);
+      await failpoint("checkpoint.images-stored");
       manifest = await commitImage(ctx, run, writer, { ...files, base, ...images });
+      await failpoint("checkpoint.committed");
     } finally {
       writer.close();
     }
     const newBytes = writer.newBytes;
     const newChunks = writer.newChunks;
-    killOrContinue(ctx, run);
+    await killOrContinue(ctx, run);
     const total = performance.now() - t0;
     const result: CheckpointResult = {
       id: run.journal.imageId!,
@@ -151,7 +157,11 @@ export async function checkpointPod(ctx: CheckpointContext, name: string, req: C
   } catch (e) {
     if (!run.isCommitted) await undoCheckpoint(ctx, run, e);
     await finishCommitted(ctx, run, e);
-    throw e;
+    throw new AutopodError(
+      "internal",
+      `Checkpoint of pod "${name}" failed after its image ${run.journal.imageId} was committed: ${errorMessage(e)}; the pod is ${ctx.pods.get(name).state}`,
+      { cause: e },
+    );
   } finally {
     endCheckpointWork(ctx, run, releaseMerging);
   }
@@ -230,7 +240,10 @@ export async function dumpStopped(ctx: CheckpointContext, run: CheckpointRun): P
       netnsInode: target.netnsInode,
       externalMounts: externalMountsOf(target.record.runtime),
       leave: "stopped",
-      onSpawn: (pid) => writeJournal(ctx.stateDir, { ...journal, criuPid: pid }),
+      onSpawn: (pid) => {
+        writeJournal(ctx.stateDir, { ...journal, criuPid: pid });
+        failpoint("checkpoint.criu-started");
+      },
     })
     .catch((e) => {
       tail.abort();
@@ -327,7 +340,7 @@ export async function commitImage(ctx: CheckpointContext, run: CheckpointRun, wr
 }
 
 /** After the commit: a stopping pod's tasks are killed (its network still locked), a --leave-running pod's checkpoint ends. */
-export function killOrContinue(ctx: CheckpointContext, run: CheckpointRun): void {
+export async function killOrContinue(ctx: CheckpointContext, run: CheckpointRun): Promise<void> {
   const { pods, host } = ctx;
   const { name, target, req } = run;
   // CRIU's files are in the store now (big ones adopted, and synced). Delete them before the pod
@@ -341,8 +354,10 @@ export function killOrContinue(ctx: CheckpointContext, run: CheckpointRun): void
     // stopped and never run again; their memory is freed, and the pod's network and cgroup
     // released, after the answer (restore and rm of the pod wait for that).
     host.killTree(target.pid);
+    await failpoint("checkpoint.pod-killed");
     pods.endCheckpoint(name, "checkpointed");
     pods.releaseWhenGone(name, target.pid);
+    await failpoint("checkpoint.ended");
     run.freezeMs = performance.now() - run.dumpStartedAt;
   }
   run.phase(req.leaveRunning ? "continue" : "stop");

@@ -18,6 +18,7 @@
  * writer, leaving the store as it was.
  */
 import { once } from "node:events";
+import { failpoint } from "../debug/failpoints.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { MAX_CHUNK_BYTES } from "../store/chunk-store.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "../store/errors.ts";
@@ -271,6 +272,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
   // A large import must not hold the agent's one thread: `ps` and other pods' work go on meanwhile.
   const yielder = new Yielder();
   try {
+    await failpoint("import.manifest-read");
     const received = new Set<string>();
     let chunkBytes = 0;
     let committedBytes = 0;
@@ -331,10 +333,12 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       const r = expected.get(lacking[0]!)!;
       throw new InvalidExportError(`Cannot import image ${id}: chunk ${lacking[0]} of file "${r.tree}/${r.path}" is neither in the export nor in the store`);
     }
+    await failpoint("import.chunks-stored");
     const wasPresent = catalogue.has(id);
     const newChunks = writer.newChunks;
     const newBytes = writer.newBytes;
     catalogue.addEncoded(manifestBytes, manifest, writer, recordAdmission); // decoded and validated above: not again
+    await failpoint("import.committed");
     writer.close();
     return { id, chunks: expected.size, newChunks, newBytes, wasPresent };
   } catch (e) {

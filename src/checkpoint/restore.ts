@@ -11,6 +11,7 @@
  * until every page has matched, and a damaged one means they never run.
  * Every other chunk is checked as it is materialized.
  */
+import { failpoint } from "../debug/failpoints.ts";
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
@@ -101,8 +102,11 @@ export async function restorePod(ctx: CheckpointContext, imageRef: string, req: 
   const run = startRestore(ctx, checked, req, t0);
   try {
     const placed = await materialize(ctx, run);
+    await failpoint("restore.files-made");
     const prepared = await prepareHost(ctx, run, placed);
+    await failpoint("restore.prepared");
     const { restored, tcp } = await restoreProcesses(ctx, run, prepared, placed.verified);
+    await failpoint("restore.criu-done");
     await verifyRestored(ctx, run, restored.pid, placed.verified);
     const view = await unlockAndAdopt(ctx, run, prepared, restored.pid);
     const result: RestoreResult = {
@@ -294,7 +298,10 @@ export async function restoreProcesses(
       tcpEstablished: tcp === "kept",
       cgroup: target.cgroup,
       leaveStopped: true,
-      onSpawn: (pid) => writeJournal(ctx.stateDir, { kind: "restore", pod: name, tmp, pid: null, criuPid: pid, imageId: id, leaveRunning: false }),
+      onSpawn: (pid) => {
+        writeJournal(ctx.stateDir, { kind: "restore", pod: name, tmp, pid: null, criuPid: pid, imageId: id, leaveRunning: false });
+        failpoint("restore.criu-started");
+      },
     })
     .catch(async (e: unknown) => {
       // A damaged page is the better reason, if there is one.
@@ -321,8 +328,10 @@ export async function verifyRestored(ctx: CheckpointContext, run: RestoreRun, pi
     throw e;
   }
   rmSync(join(run.tmp, UNVERIFIED), { force: true });
+  await failpoint("restore.verified");
   host.continueTree(pid);
   run.phase("verify");
+  await failpoint("restore.continued");
 }
 
 /** The network was locked since it was made (prepareRestore): the sockets are back, let peers in; the pod runs again. */

@@ -77,6 +77,6 @@ export interface CheckpointHost {
   waitGone(pid: number, timeoutMs: number): Promise<boolean>;
   /** Is `pid` a live process (not a zombie)? */
   isAlive(pid: number): boolean;
-  /** Kill `pid` if it is a CRIU left by an agent that died, and wait for it; anything else is left alone. */
+  /** If `pid` is a CRIU left by an agent that died: let it finish (up to a minute: killed mid-dump, the pod's tasks die), else kill it; anything else is left alone. */
   killCriu(pid: number): Promise<void>;
 }

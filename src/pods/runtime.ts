@@ -6,6 +6,7 @@
 import { createHash, randomUUID } from "node:crypto";
 import { join } from "node:path";
 import { AlreadyExistsError, ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
+import { failpoint } from "../debug/failpoints.ts";
 import type { Logger } from "../log.ts";
 import type { ExitStatus, PodHost, PodProcess } from "../platform/pod-host.ts";
 import { formatIPv4, formatSubnet, gatewayOf, parseIPv4, parseSubnet, type Subnet } from "./address.ts";
@@ -298,8 +299,13 @@ export class PodRuntime {
       }
       if (!hasProcesses(r.state)) continue;
       if (r.pid === null) {
-        // A restore that never got a process: the checkpoint is still there.
-        if (r.state === "restoring") store.update({ ...r, state: "checkpointed" });
+        // A restore that never got a process: the checkpoint is still there; what was made for it (network, cgroup) goes.
+        if (r.state === "restoring") {
+          store.update({ ...r, state: "checkpointed" });
+          await this.#release(r.spec.name).catch((e) =>
+            log.warn("releasing a pod whose restore was interrupted was incomplete", { pod: r.spec.name, error: errorMessage(e) }),
+          );
+        }
         continue;
       }
       const id = host.processIdentity(r.pid);
@@ -446,9 +452,7 @@ export class PodRuntime {
         }
         await Bun.sleep(5);
       }
-      // Tests widen the window in which an agent killed after the answer leaves the pod unreleased.
-      const delay = Number(process.env.AUTOPOD_TEST_RELEASE_DELAY_MS ?? 0);
-      if (delay > 0) await Bun.sleep(delay);
+      await failpoint("pods.release-checkpointed");
       await this.#release(name);
     });
   }

@@ -16,10 +16,19 @@ function isProcessAlive(pid: number): boolean {
   }
 }
 
+/** How long a restarted agent lets a CRIU its predecessor started finish before it kills it. */
+const CRIU_FINISH_MS = 60_000;
+
+/**
+ * Let a CRIU the last agent started finish, and kill it only past CRIU_FINISH_MS:
+ * killed mid-dump, with its parasite in the pod's tasks, they die of SIGTRAP.
+ * A finished dump leaves them stopped, a failed one running: recovery handles both.
+ */
 async function killCriu(pid: number): Promise<void> {
   try {
     const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
     if (!cmd.split("\0")[0]?.endsWith("criu")) return;
+    if (await waitGone(pid, CRIU_FINISH_MS)) return;
     process.kill(pid, "SIGKILL");
     await waitGone(pid, 5000);
   } catch {

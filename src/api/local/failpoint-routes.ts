@@ -1,0 +1,33 @@
+/**
+ * Local API routes for failpoints (src/debug/failpoints.ts). The agent adds
+ * them only when started with --failpoints: for tests, never in production.
+ */
+import type { Hono } from "hono";
+import { z } from "zod";
+import { clearFailpoint, listFailpoints, setFailpoint } from "../../debug/failpoints.ts";
+import { InvalidArgumentError } from "../../errors.ts";
+import { describeZodError } from "./schemas.ts";
+
+const SetBody = z.object({ actions: z.string().max(1000) }).strict();
+
+export function addFailpointRoutes(app: Hono): void {
+  app.get("/v1/debug/failpoints", (c) => c.json({ failpoints: listFailpoints() }));
+
+  app.put("/v1/debug/failpoints/:name", async (c) => {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(await c.req.text());
+    } catch {
+      throw new InvalidArgumentError("The request body is not valid JSON");
+    }
+    const parsed = SetBody.safeParse(raw);
+    if (!parsed.success) throw new InvalidArgumentError(`Invalid request: ${describeZodError(parsed.error)}`);
+    setFailpoint(c.req.param("name"), parsed.data.actions);
+    return c.json({ failpoint: listFailpoints().find((p) => p.name === c.req.param("name")) });
+  });
+
+  app.delete("/v1/debug/failpoints/:name", (c) => {
+    clearFailpoint(c.req.param("name"));
+    return c.json({ ok: true });
+  });
+}
