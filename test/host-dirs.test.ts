@@ -100,7 +100,7 @@ rootTest(
         const vols = m.pod.volumes as Array<{ host: string; pod: string }>;
         vols.find((v) => v.pod === "/cron")!.host = target;
       });
-      expect(await other.ok(["image", "import", evil])).toBe(id);
+      expect(await other.ok(["image", "import", evil, "--trust"])).toBe(id);
       const before = await snapshot(other);
       const r = await other.cli(["restore", id.slice(0, 12), "--name", `evil${i}`, "--ip", `${other.prefix}.${60 + i}/24`], T);
       expect(r.exitCode, target).not.toBe(0);

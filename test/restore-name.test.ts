@@ -66,7 +66,7 @@ rootTest(
     const id = rebuildExport(exported, evil, (m) => {
       m.pod.name = "../../x";
     });
-    expect((await other.ok(["image", "import", evil])).trim()).toBe(id);
+    expect((await other.ok(["image", "import", evil, "--trust"])).trim()).toBe(id);
     const before = await snapshot(other);
     const r = await other.cli(["restore", id.slice(0, 12), "--ip", `${other.prefix}.51/24`], T);
     expect(r.exitCode).not.toBe(0);
