@@ -38,7 +38,7 @@ import type { ChunkStore } from "../store/chunk-store.ts";
 import type { ImageCatalogue, ImageInfo } from "../store/image-catalogue.ts";
 import { formatBytes } from "../format.ts";
 import { VERSION } from "../version.ts";
-import { FORMAT_VERSION, logicalBytes, type FileEntry, type Manifest } from "./manifest.ts";
+import { FORMAT_VERSION, logicalBytes, type FileEntry, type Manifest } from "../image/manifest.ts";
 import { PageTail } from "./page-tail.ts";
 import { captureTree, materializeTree, materializeTreeAsync } from "./tree.ts";
 

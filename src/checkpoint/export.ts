@@ -19,9 +19,9 @@ import { once } from "node:events";
 import { InvalidArgumentError } from "../errors.ts";
 import { MAX_CHUNK_BYTES } from "../store/chunk-store.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "../store/errors.ts";
-import { HASH_BYTES, hashEquals, sha256, toHex } from "../store/hash.ts";
+import { HASH_BYTES, hashEquals, sha256, toHex } from "../image/hash.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
-import { type ChunkRef, LIMITS, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "./manifest.ts";
+import { type ChunkRef, LIMITS, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "../image/manifest.ts";
 
 export const EXPORT_MAGIC = "APODIMG\0";
 export const EXPORT_VERSION = 1;

@@ -20,7 +20,7 @@
 import fs from "node:fs";
 import path from "node:path";
 import { ChunkWorkers, type FileHashes, type GrowingHash } from "../store/chunk-workers.ts";
-import { PAGE_SIZE } from "./manifest.ts";
+import { PAGE_SIZE } from "../image/manifest.ts";
 
 const PAGES = /^pages-\d+\.img$/;
 

@@ -6,7 +6,7 @@ import path from "node:path";
 import { ChunkStore } from "./chunk-store.ts";
 import { ChunkWorkers } from "./chunk-workers.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "./errors.ts";
-import { ZERO_HASH, ZERO_HEX, sha256, toHex } from "./hash.ts";
+import { ZERO_HASH, ZERO_HEX, sha256, toHex } from "../image/hash.ts";
 
 let dir: string;
 let store: ChunkStore;

@@ -14,8 +14,8 @@ import fs from "node:fs";
 import path from "node:path";
 import { PreconditionError } from "../errors.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "./errors.ts";
-import { HashTable } from "./_hash-table.ts";
-import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isAllZero, isZeroHash, sha256, toHex } from "./hash.ts";
+import { HashTable } from "../image/hash-table.ts";
+import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isAllZero, isZeroHash, sha256, toHex } from "../image/hash.ts";
 import type { FileHashes } from "./chunk-workers.ts";
 import { PACK_HEADER_BYTES, PACK_MAGIC, PackAppender, RECORD_HEADER_BYTES, type RecordLocation, packPath, rawPackPath, readAt } from "./_pack.ts";
 

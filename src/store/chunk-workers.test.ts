@@ -5,7 +5,7 @@ import path from "node:path";
 import { PackAppender, RECORD_HEADER_BYTES, packPath } from "./_pack.ts";
 import { ChunkWorkers, type CopyRun } from "./chunk-workers.ts";
 import { CorruptChunkError } from "./errors.ts";
-import { HASH_BYTES, ZERO_HASH, sha256 } from "./hash.ts";
+import { HASH_BYTES, ZERO_HASH, sha256 } from "../image/hash.ts";
 import { NATIVE_LIBRARY } from "./sha256x16.ts";
 
 let tmp: string;

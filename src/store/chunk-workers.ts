@@ -17,7 +17,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import { CorruptChunkError } from "./errors.ts";
-import { HASH_BYTES, toHex } from "./hash.ts";
+import { HASH_BYTES, toHex } from "../image/hash.ts";
 import { sha256x16Library } from "./sha256x16.ts";
 
 /** Hashes of a file's chunks, in order. */
