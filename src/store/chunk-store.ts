@@ -14,11 +14,13 @@ import { Database, type Statement } from "bun:sqlite";
 import fs from "node:fs";
 import path from "node:path";
 import { PreconditionError } from "../errors.ts";
-import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, isZeroHash, sha256, toHex } from "../image/hash.ts";
+import { HASH_BYTES, type Hash, type HashLike, hashBytes, isZeroHash, sha256, toHex } from "../image/hash.ts";
 import { isZeroAt } from "./_entries.ts";
+import { createSchema } from "./_schema.ts";
 import { PACK_HEADER_BYTES, PACK_MAGIC, RECORD_HEADER_BYTES, type RecordLocation, packPath, rawPackPath, readAt } from "./_pack.ts";
 import { type ClaimedChunk, ChunkWriter, type WriterHost } from "./chunk-writer.ts";
 import { CorruptChunkError, MissingChunkError } from "./errors.ts";
+import { readRecord, readRuns } from "./_verified-read.ts";
 import { type GcHost, type GcOptions, type GcResult, collectGarbage } from "./gc.ts";
 import { PendingIndex } from "./pending-index.ts";
 
@@ -44,32 +46,6 @@ export interface StoreStats {
   garbageBytes: number;
   /** Open writers (checkpoints, imports, transfers in progress). */
   writers: number;
-}
-
-const SCHEMA = `
-CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS packs(id INTEGER PRIMARY KEY AUTOINCREMENT, size INTEGER NOT NULL);
-CREATE TABLE IF NOT EXISTS chunks(
-  hash BLOB PRIMARY KEY,
-  pack INTEGER NOT NULL,
-  offset INTEGER NOT NULL,
-  length INTEGER NOT NULL
-) WITHOUT ROWID;
-`;
-
-function migrate(db: Database): void {
-  db.exec("CREATE TABLE IF NOT EXISTS pending_index(pack INTEGER PRIMARY KEY, entries BLOB NOT NULL)");
-  db.exec("CREATE TABLE IF NOT EXISTS pending_raw(pack INTEGER PRIMARY KEY, grp INTEGER NOT NULL, chunk_size INTEGER NOT NULL)");
-  const cols = new Set(
-    db
-      .query<{ name: string }, []>("PRAGMA table_info(packs)")
-      .all()
-      .map((c) => c.name),
-  );
-  if (!cols.has("raw")) db.exec("ALTER TABLE packs ADD COLUMN raw INTEGER NOT NULL DEFAULT 0");
-  if (!cols.has("digest")) db.exec("ALTER TABLE packs ADD COLUMN digest BLOB");
-  db.exec("CREATE INDEX IF NOT EXISTS packs_by_digest ON packs(digest) WHERE digest IS NOT NULL");
-  db.exec("DROP INDEX IF EXISTS chunks_by_pack");
 }
 
 type Row = RecordLocation;
@@ -128,8 +104,7 @@ export class ChunkStore {
       this.db.close();
       throw new PreconditionError(`Cannot open the chunk store "${dir}": it is in use by another process or unreadable`, { cause: e });
     }
-    this.db.exec(SCHEMA);
-    migrate(this.db);
+    createSchema(this.db);
     this.db.run("INSERT OR IGNORE INTO meta(key, value) VALUES ('format', '1')");
     this.#lookup = this.db.query("SELECT pack, offset, length FROM chunks WHERE hash = ?");
     this.#exists = this.db.query("SELECT 1 AS x FROM chunks WHERE hash = ?");
@@ -221,50 +196,7 @@ export class ChunkStore {
    * `locations`: from locate(), when the caller already asked.
    */
   *readMany(hashes: Uint8Array, locations?: Array<ChunkLocation | null>): Generator<Uint8Array> {
-    const n = hashes.byteLength / HASH_BYTES;
-    const locs = locations ?? this.locate(hashes);
-    for (let i = 0; i < n; ) {
-      const first = locs[i];
-      const h0 = hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
-      if (!first) throw Object.assign(new MissingChunkError(toHex(h0)), { index: i });
-      // The run: following chunks right after this one in the same pack, up to 4 MiB.
-      let end = i + 1;
-      let next = first.offset + first.headerBytes + first.length;
-      let bytes = first.headerBytes + first.length;
-      while (end < n) {
-        const l = locs[end];
-        if (!l || l.pack !== first.pack || l.offset !== next || bytes + l.headerBytes + l.length > READ_RUN_BYTES) break;
-        next += l.headerBytes + l.length;
-        bytes += l.headerBytes + l.length;
-        end++;
-      }
-      const fd = this.#readFd(first.pack);
-      let run: Uint8Array;
-      try {
-        run = readAt(fd, bytes, first.offset);
-      } catch (e) {
-        throw Object.assign(new CorruptChunkError(toHex(h0), `cannot read pack ${first.pack} at ${first.offset}`, { cause: e }), { index: i });
-      }
-      let at = 0;
-      for (let k = i; k < end; k++) {
-        const l = locs[k]!;
-        const h = hashes.subarray(k * HASH_BYTES, (k + 1) * HASH_BYTES);
-        const rec = run.subarray(at, at + l.headerBytes + l.length);
-        at += l.headerBytes + l.length;
-        if (rec.byteLength !== l.headerBytes + l.length)
-          throw Object.assign(new CorruptChunkError(toHex(h), `pack ${l.pack} ends before the chunk at ${l.offset}`), { index: k });
-        if (l.headerBytes > 0) {
-          const len = (rec[32]! | (rec[33]! << 8) | (rec[34]! << 16) | (rec[35]! << 24)) >>> 0;
-          if (!hashEquals(rec.subarray(0, HASH_BYTES), h) || len !== l.length) {
-            throw Object.assign(new CorruptChunkError(toHex(h), `the index and pack ${l.pack} disagree at offset ${l.offset}`), { index: k });
-          }
-        }
-        const data = rec.subarray(l.headerBytes);
-        if (!hashEquals(sha256(data), h)) throw Object.assign(new CorruptChunkError(toHex(h), "its bytes no longer match its hash"), { index: k });
-        yield data;
-      }
-      i = end;
-    }
+    yield* readRuns(hashes, locations ?? this.locate(hashes), (pack) => this.#readFd(pack));
   }
 
   /** The path of a pack file (for bulk readers that verify what they read). */
@@ -460,33 +392,7 @@ export class ChunkStore {
 
   /** A record's bytes read through `fd`, verified against `h` and the index. */
   #readRecord(h: Uint8Array, row: Row, fd: number): Uint8Array {
-    if (this.#rawPacks.has(row.pack)) {
-      let data: Uint8Array;
-      try {
-        data = readAt(fd, row.length, row.offset);
-      } catch (e) {
-        throw new CorruptChunkError(toHex(h), `cannot read pack ${row.pack} at ${row.offset}`, { cause: e });
-      }
-      if (data.byteLength !== row.length) throw new CorruptChunkError(toHex(h), `pack ${row.pack} ends before the chunk at ${row.offset}`);
-      if (!hashEquals(sha256(data), h)) throw new CorruptChunkError(toHex(h), "its bytes no longer match its hash");
-      return data;
-    }
-    let rec: Uint8Array;
-    try {
-      rec = readAt(fd, RECORD_HEADER_BYTES + row.length, row.offset);
-    } catch (e) {
-      throw new CorruptChunkError(toHex(h), `cannot read pack ${row.pack} at ${row.offset}`, { cause: e });
-    }
-    if (rec.byteLength !== RECORD_HEADER_BYTES + row.length) {
-      throw new CorruptChunkError(toHex(h), `pack ${row.pack} ends before the chunk at ${row.offset}`);
-    }
-    const recLen = rec[32]! | (rec[33]! << 8) | (rec[34]! << 16) | (rec[35]! << 24);
-    if (!hashEquals(rec.subarray(0, HASH_BYTES), h) || recLen >>> 0 !== row.length) {
-      throw new CorruptChunkError(toHex(h), `the index and pack ${row.pack} disagree at offset ${row.offset}`);
-    }
-    const data = rec.subarray(RECORD_HEADER_BYTES);
-    if (!hashEquals(sha256(data), h)) throw new CorruptChunkError(toHex(h), "its bytes no longer match its hash");
-    return data;
+    return readRecord(h, row, fd, this.#rawPacks.has(row.pack));
   }
 
   /** Where a committed chunk is: in the chunks table or pending. */
@@ -593,6 +499,3 @@ export class ChunkStore {
     this.db.run("DELETE FROM packs WHERE size = 0");
   }
 }
-
-/** Bulk reads take neighbouring chunks this much at a time. */
-const READ_RUN_BYTES = 4 << 20;
