@@ -11,6 +11,7 @@ import { addStatusRoutes } from "../api/local/status-routes.ts";
 import { collectStatus, hostPaths, StatusService, statusWatchPaths } from "../status/index.ts";
 import { Checkpointer } from "../checkpoint/checkpointer.ts";
 import { ChunkStore } from "../store/chunk-store.ts";
+import { ChunkWorkers } from "../store/chunk-workers.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
 import { LocalClient } from "../api/local/client.ts";
 import type { Config } from "../config/schema.ts";
@@ -64,7 +65,16 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
   // Checkpoint images: chunks in packs under <state>/store, the catalogue beside them.
   const chunks = ChunkStore.open(join(stateDir, "store"));
   const catalogue = new ImageCatalogue(chunks);
-  const checkpointer = new Checkpointer({ stateDir, pods, store: chunks, catalogue, criu: config.criu, log: log.child({ part: "checkpoint" }) });
+  ChunkWorkers.configureShared({ threads: config.store.hash_threads, native: config.store.native_hash });
+  const checkpointer = new Checkpointer({
+    stateDir,
+    pods,
+    store: chunks,
+    catalogue,
+    criu: config.criu,
+    log: log.child({ part: "checkpoint" }),
+    isPageTailOn: config.checkpoint.page_tail,
+  });
   // Checkpoints and restores the last agent died in first: they decide those pods' states.
   await checkpointer.recover();
   await pods.recover();

@@ -50,6 +50,8 @@ export interface CheckpointerOptions {
   /** Configured criu path ("" = search). */
   criu: string;
   log: Logger;
+  /** Hash page images while CRIU writes them (config checkpoint.page_tail); default true. */
+  isPageTailOn?: boolean;
 }
 
 export interface CheckpointRequest {
@@ -215,7 +217,7 @@ export class Checkpointer {
       // kernel acknowledged after the dump would be missing from the image.
       if (!req.leaveRunning) await lockNetwork(target.netnsPath);
       // A stopping pod's pages are hashed as CRIU writes them (a pod left running has its pages hashed after it goes on).
-      const tail = new PageTail(imagesDir, { isOn: !req.leaveRunning });
+      const tail = new PageTail(imagesDir, { isOn: !req.leaveRunning && this.#o.isPageTailOn !== false });
       const dump = await criuDump({
         criu: criu.path,
         pid: target.pid,

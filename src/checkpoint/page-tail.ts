@@ -24,11 +24,6 @@ import { PAGE_SIZE } from "../image/manifest.ts";
 
 const PAGES = /^pages-\d+\.img$/;
 
-/** AUTOPOD_PAGE_TAIL=0 turns tailing off (pages are then hashed after the dump): for benchmarks. */
-export function isPageTailEnabled(env = process.env): boolean {
-  return env.AUTOPOD_PAGE_TAIL !== "0";
-}
-
 export class PageTail {
   readonly #dir: string;
   readonly #workers: ChunkWorkers;
@@ -42,7 +37,7 @@ export class PageTail {
   constructor(dir: string, options: { isOn?: boolean; workers?: ChunkWorkers } = {}) {
     this.#dir = dir;
     this.#workers = options.workers ?? ChunkWorkers.shared();
-    if (options.isOn === false || !isPageTailEnabled()) {
+    if (options.isOn === false) {
       this.#isOver = true;
       return;
     }

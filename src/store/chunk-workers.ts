@@ -53,6 +53,12 @@ interface Job {
   fail(e: Error): void;
 }
 
+/** The shared pool's settings: `threads` 0 or absent means defaultThreads(). */
+export interface SharedPoolOptions {
+  threads?: number;
+  native?: boolean;
+}
+
 /** A pool of hashing threads. One per process is enough: see ChunkWorkers.shared(). */
 export class ChunkWorkers {
   readonly threads: number;
@@ -76,14 +82,25 @@ export class ChunkWorkers {
   }
 
   #native(): string | null {
-    return this.#isNativeOn ? sha256x16Library() : null;
+    return sha256x16Library(this.#isNativeOn);
   }
 
   static #shared: ChunkWorkers | undefined;
+  static #sharedOptions: SharedPoolOptions = {};
+
+  /**
+   * How the process's pool is to be made (the agent, from its config's
+   * store.hash_threads and store.native_hash), before it is first used.
+   */
+  static configureShared(options: SharedPoolOptions): void {
+    if (ChunkWorkers.#shared !== undefined) throw new Error("The shared hashing threads are already running: configure them before their first use");
+    ChunkWorkers.#sharedOptions = options;
+  }
 
   /** The process's pool (threads made on first use; they do not keep the process alive). */
   static shared(): ChunkWorkers {
-    ChunkWorkers.#shared ??= new ChunkWorkers();
+    const o = ChunkWorkers.#sharedOptions;
+    ChunkWorkers.#shared ??= new ChunkWorkers(o.threads || undefined, { native: o.native });
     return ChunkWorkers.#shared;
   }
 
@@ -369,8 +386,7 @@ function threadEntry(): string | URL {
   return typeof AUTOPOD_CHUNK_THREAD === "string" ? AUTOPOD_CHUNK_THREAD : new URL("./chunk-thread.ts", import.meta.url);
 }
 
+/** One thread per CPU, at most 4. */
 function defaultThreads(): number {
-  const env = Number(process.env.AUTOPOD_HASH_THREADS);
-  if (Number.isInteger(env) && env > 0) return env;
   return Math.min(4, typeof os.availableParallelism === "function" ? os.availableParallelism() : os.cpus().length);
 }
