@@ -3,6 +3,10 @@
  * without following symlinks and stores each file's chunks; materializeTree
  * rebuilds the tree exactly (content, mode, owner, mtime, links), verifying
  * every chunk, in a fresh directory that is renamed into place only when whole.
+ *
+ * Over 500 lines: the two directions of one mapping, which share its rules
+ * (chunk sizes, bulk files, entry checks). The cut when it grows: capture and
+ * materialize in files of their own, this one keeping what they share.
  */
 import fs from "node:fs";
 import { lgetxattr, lsetxattr, mkfifo, mknodWhiteout, OVERLAY_OPAQUE } from "../platform/linux/libc.ts";
