@@ -46,12 +46,14 @@ export function readRecord(h: Uint8Array, row: RecordLocation, fd: number, isRaw
 }
 
 /**
- * The bytes of the chunks `hashes` (n × 32 bytes, no zero markers) at `locs`,
- * in order, each verified; neighbours in a pack are read with one pread.
- * Throws MissingChunkError or CorruptChunkError; `index` says which.
+ * The bytes of the chunks `hashes` (n × 32 bytes, no zero markers) at the
+ * locations `locate` gives (asked on the first next()), in order, each
+ * verified; neighbours in a pack are read with one pread. Throws
+ * MissingChunkError or CorruptChunkError; `index` says which.
  */
-export function* readRuns(hashes: Uint8Array, locs: ReadonlyArray<RecordAt | null>, readFd: (pack: number) => number): Generator<Uint8Array> {
+export function* readRuns(hashes: Uint8Array, locate: () => ReadonlyArray<RecordAt | null>, readFd: (pack: number) => number): Generator<Uint8Array> {
   const n = hashes.byteLength / HASH_BYTES;
+  const locs = locate();
   for (let i = 0; i < n; ) {
     const first = locs[i];
     const h0 = hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);

@@ -195,8 +195,13 @@ export class ChunkStore {
    * pread. Throws MissingChunkError or CorruptChunkError; `index` says which.
    * `locations`: from locate(), when the caller already asked.
    */
-  *readMany(hashes: Uint8Array, locations?: Array<ChunkLocation | null>): Generator<Uint8Array> {
-    yield* readRuns(hashes, locations ?? this.locate(hashes), (pack) => this.#readFd(pack));
+  readMany(hashes: Uint8Array, locations?: Array<ChunkLocation | null>): Generator<Uint8Array> {
+    // Not a generator delegating to readRuns (yield* costs per chunk); locate() still runs on the first next().
+    return readRuns(
+      hashes,
+      () => locations ?? this.locate(hashes),
+      (pack) => this.#readFd(pack),
+    );
   }
 
   /** The path of a pack file (for bulk readers that verify what they read). */
