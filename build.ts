@@ -46,13 +46,22 @@ function nativeSha256(): string {
   return readFileSync(out).toString("base64");
 }
 
+/**
+ * The hashing threads' code (src/store/chunk-workers.ts starts them): an
+ * entrypoint of its own, since a Worker in a compiled binary can load only
+ * those, by their path under the entrypoints' common folder (src/). In the
+ * binary, import.meta.url still names the source file, so chunk-workers.ts
+ * is told this path instead (AUTOPOD_CHUNK_THREAD).
+ */
+const CHUNK_THREAD = "src/store/chunk-thread.ts";
+
 const commit = process.env.AUTOPOD_COMMIT ?? gitCommit();
 const sha256x16 = nativeSha256();
 mkdirSync(dirname(outfile), { recursive: true });
 const tmp = `${outfile}.tmp-${process.pid}`;
 const started = performance.now();
 const result = await Bun.build({
-  entrypoints: ["src/main.ts"],
+  entrypoints: ["src/main.ts", CHUNK_THREAD],
   compile: { outfile: tmp },
   minify: true,
   bytecode: true,
@@ -60,6 +69,7 @@ const result = await Bun.build({
     AUTOPOD_BUILD_VERSION: JSON.stringify(pkg.version),
     AUTOPOD_BUILD_COMMIT: JSON.stringify(commit),
     AUTOPOD_SHA256X16: JSON.stringify(sha256x16),
+    AUTOPOD_CHUNK_THREAD: JSON.stringify(`./${CHUNK_THREAD.slice("src/".length)}`),
   },
 });
 if (!result.success) {

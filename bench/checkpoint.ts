@@ -51,7 +51,7 @@ import { reapIfExited, setChildSubreaper } from "../src/platform/linux/libc.ts";
 import { killPod, waitGone } from "../src/platform/linux/pod-procs.ts";
 import { externalMountsOf, type PodRecord } from "../src/pods/pod.ts";
 import { ChunkWorkers } from "../src/store/chunk-workers.ts";
-import { sha256 } from "../src/store/hash.ts";
+import { sha256 } from "../src/image/hash.ts";
 import { DIST } from "../test/_support.ts";
 import { sh, testRootfs, TestHost } from "../test/_pods.ts";
 import { round, summary } from "./_stats.ts";

@@ -16,10 +16,10 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { exportImage, importImage } from "../src/checkpoint/export.ts";
-import { FORMAT_VERSION } from "../src/checkpoint/manifest.ts";
+import { FORMAT_VERSION } from "../src/image/manifest.ts";
 import { captureTree, materializeTree } from "../src/checkpoint/tree.ts";
 import { ChunkStore } from "../src/store/chunk-store.ts";
-import { type Hash, hashEquals, sha256 } from "../src/store/hash.ts";
+import { type Hash, hashEquals, sha256 } from "../src/image/hash.ts";
 import { ImageCatalogue } from "../src/store/image-catalogue.ts";
 import { VERSION } from "../src/version.ts";
 

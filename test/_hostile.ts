@@ -6,19 +6,10 @@
  */
 import { readFileSync, writeFileSync } from "node:fs";
 import { EXPORT_MAGIC, EXPORT_VERSION } from "../src/checkpoint/export.ts";
-import {
-  chunkCount,
-  chunkHash,
-  chunkLength,
-  decodeManifest,
-  encodeManifest,
-  type FileEntry,
-  type Manifest,
-  uniqueChunkRefs,
-} from "../src/checkpoint/manifest.ts";
+import { chunkCount, chunkHash, chunkLength, decodeManifest, encodeManifest, type FileEntry, type Manifest, uniqueChunkRefs } from "../src/image/manifest.ts";
 import { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC } from "../src/checkpoint/criu-image/image-file.ts";
 import { decodeMessage, ProtoMessage } from "../src/checkpoint/criu-image/protobuf.ts";
-import { HASH_BYTES, isZeroHash, sha256, toHex } from "../src/store/hash.ts";
+import { HASH_BYTES, isZeroHash, sha256, toHex } from "../src/image/hash.ts";
 
 /** An export file taken apart: its manifest and every chunk it carries, by hex hash. */
 export interface OpenedExport {

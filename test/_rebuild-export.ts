@@ -6,7 +6,7 @@
  * and imports only with --trust.
  */
 import { readFileSync, writeFileSync } from "node:fs";
-import { decodeManifest, encodeManifest, type Manifest } from "../src/checkpoint/manifest.ts";
+import { decodeManifest, encodeManifest, type Manifest } from "../src/image/manifest.ts";
 import { buildExport, imageIdOfManifest, parseExport } from "./_export-file.ts";
 
 /** Rewrite export `from` into `to` with `edit` applied to its manifest; returns the new image id. */

@@ -67,6 +67,20 @@ describe("the binary", () => {
     expect(bad.exitCode).not.toBe(0);
     expect(bad.stderr).toContain('network.subnet = "nope" (from AUTOPOD_NETWORK_SUBNET): expected an IPv4 subnet');
   });
+
+  test("config show has the tuning keys, set by their AUTOPOD_<SECTION>_<KEY> names or their older ones", async () => {
+    const cfg = join(work, "t.toml");
+    writeFileSync(cfg, "");
+    const env = { AUTOPOD_PAGE_TAIL: "0", AUTOPOD_STORE_HASH_THREADS: "2" };
+    const j = JSON.parse((await autopod(["config", "show", "--json", "--config", cfg], { env })).stdout);
+    expect(j.config.store).toEqual({ hash_threads: 2, native_hash: true });
+    expect(j.config.checkpoint).toEqual({ page_tail: false });
+    expect(j.env_vars).toEqual({ "store.hash_threads": "AUTOPOD_STORE_HASH_THREADS", "checkpoint.page_tail": "AUTOPOD_PAGE_TAIL" });
+    const text = (await autopod(["config", "show", "--config", cfg], { env })).stdout;
+    expect(text).toContain("checkpoint.page_tail = false  # from AUTOPOD_PAGE_TAIL");
+    expect(text).toContain("store.hash_threads = 2  # from AUTOPOD_STORE_HASH_THREADS");
+    expect(text).toContain("store.native_hash = true\n");
+  });
 });
 
 describe("install.sh", () => {

@@ -12,13 +12,14 @@ import { addStatusRoutes } from "../api/local/status-routes.ts";
 import { collectStatus, hostPaths, StatusService, statusWatchPaths } from "../status/index.ts";
 import { Checkpointer } from "../checkpoint/checkpointer.ts";
 import { ChunkStore } from "../store/chunk-store.ts";
+import { ChunkWorkers } from "../store/chunk-workers.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
 import { SpaceReserve } from "../store/space-reserve.ts";
 import { LocalClient } from "../api/local/client.ts";
 import { addClusterRoutes } from "../api/local/cluster-routes.ts";
 import { createPeerApp } from "../api/peer/app.ts";
 import { Cluster } from "../cluster/cluster.ts";
-import { PeerDirectory } from "../cluster/peer-directory.ts";
+import { PeerDirectory } from "../api/peer/peer-directory.ts";
 import { peerInfoProvider } from "./peer-info.ts";
 import { PeerListener } from "./peer-listener.ts";
 import type { Config } from "../config/schema.ts";
@@ -96,6 +97,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   const legacy = await trust.adoptLegacyList(stateDir, { isNewKey: hostKey.isNew, has: (id) => catalogue.has(id) });
   if (legacy.adopted > 0) log.info("signed the local images of an agent from before image signatures", { images: legacy.adopted });
   if (legacy.ignored > 0) log.warn("ignored a list of local images written after this host's key was made", { images: legacy.ignored });
+  ChunkWorkers.configureShared({ threads: config.store.hash_threads, native: config.store.native_hash });
   const checkpointer = new Checkpointer({
     stateDir,
     pods,
@@ -105,6 +107,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     log: log.child({ part: "checkpoint" }),
     host: linuxCheckpointHost,
     trust,
+    isPageTailOn: config.checkpoint.page_tail,
   });
   // Checkpoints and restores the last agent died in first: they decide those pods' states.
   await checkpointer.recover();

@@ -6,7 +6,7 @@ import type { CheckpointHost } from "../platform/checkpoint-host.ts";
 import type { PodRuntime } from "../pods/runtime.ts";
 import type { ChunkStore } from "../store/chunk-store.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
-import type { FileEntry } from "./manifest.ts";
+import type { FileEntry } from "../image/manifest.ts";
 
 export interface CheckpointerOptions {
   stateDir: string;
@@ -20,6 +20,8 @@ export interface CheckpointerOptions {
   host: CheckpointHost;
   /** Signs the images this host makes, and says which images are its own. */
   trust: ImageTrust;
+  /** Hash page images while CRIU writes them (config checkpoint.page_tail); default true. */
+  isPageTailOn?: boolean;
 }
 
 /** The dependencies of every step, and the state the Checkpointer keeps between operations. */

@@ -7,7 +7,7 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { CheckpointHost, CriuDumpOptions, CriuRestoreOptions } from "../platform/checkpoint-host.ts";
-import type { FakeHost } from "../pods/_fake-host.ts";
+import type { FakeHost } from "../pods/fake-host.ts";
 
 export class FakeCheckpointHost implements CheckpointHost {
   /** Every call, in order: "dump 1000", "lockNetwork /run/netns/x", ... Tests may push their own marks. */

@@ -7,7 +7,7 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "../log.ts";
-import { FakeHost } from "../pods/_fake-host.ts";
+import { FakeHost } from "../pods/fake-host.ts";
 import { PodRuntime } from "../pods/runtime.ts";
 import { PodStore } from "../pods/store.ts";
 import { ChunkStore } from "../store/chunk-store.ts";

@@ -26,7 +26,7 @@ import { type CheckpointContext, claim, unlockAll } from "./_context.ts";
 import { requireCriu } from "./host-compat.ts";
 import { type Journal, removeJournal, writeJournal } from "./journal.ts";
 import { podSpecForManifest } from "./manifest-pod.ts";
-import { FORMAT_VERSION, type FileEntry, logicalBytes, type Manifest, encodeManifest, imageIdOf } from "./manifest.ts";
+import { FORMAT_VERSION, type FileEntry, logicalBytes, type Manifest, encodeManifest, imageIdOf } from "../image/manifest.ts";
 import { PageTail } from "./page-tail.ts";
 import { recoverCheckpoint } from "./recovery.ts";
 import { type PhaseClock, phaseClock, round } from "./phase-clock.ts";
@@ -231,7 +231,7 @@ export async function dumpStopped(ctx: CheckpointContext, run: CheckpointRun): P
   // kernel acknowledged after the dump would be missing from the image.
   if (!req.leaveRunning) await host.lockNetwork(target.netnsPath);
   // A stopping pod's pages are hashed as CRIU writes them (a pod left running has its pages hashed after it goes on).
-  const tail = new PageTail(imagesDir, { isOn: !req.leaveRunning });
+  const tail = new PageTail(imagesDir, { isOn: !req.leaveRunning && ctx.isPageTailOn !== false });
   const dump = await host
     .dump({
       criu: run.criu.path,

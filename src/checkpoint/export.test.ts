@@ -4,12 +4,13 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ChunkStore, type StoreStats } from "../store/chunk-store.ts";
-import { sha256, toHex } from "../store/hash.ts";
+import { sha256, toHex } from "../image/hash.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
 import { InvalidExportError, exportFrames, exportImage, exportStream, importImage } from "./export.ts";
-import { type FileEntry, InvalidManifestError, UnsupportedFormatError, chunkHash } from "./manifest.ts";
+import { type FileEntry, InvalidManifestError, UnsupportedFormatError, chunkHash } from "../image/manifest.ts";
 import { captureTree, materializeTree } from "./tree.ts";
-import { describeTree, randomBytes, sampleManifest } from "./_test-util.ts";
+import { randomBytes, sampleManifest } from "../image/testing.ts";
+import { describeTree } from "./_test-util.ts";
 
 let tmp: string;
 let src: { store: ChunkStore; cat: ImageCatalogue };

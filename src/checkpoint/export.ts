@@ -22,12 +22,12 @@ import { failpoint } from "../debug/failpoints.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { MAX_CHUNK_BYTES } from "../store/chunk-store.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "../store/errors.ts";
-import { HASH_BYTES, hashEquals, sha256, toHex } from "../store/hash.ts";
+import { HASH_BYTES, hashEquals, sha256, toHex } from "../image/hash.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 import { decodeSignatureBlock, encodeSignatureBlock, type ImageSignature, SIGNATURE_BLOCK_BYTES } from "../trust/image-signature.ts";
-import { Yielder } from "./_yielder.ts";
-import { type ChunkRef, InvalidManifestError, LIMITS, MANIFEST_SHAPE, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "./manifest.ts";
-import { msgpackShape } from "./msgpack-bounds.ts";
+import { Yielder } from "../yielder.ts";
+import { type ChunkRef, InvalidManifestError, LIMITS, MANIFEST_SHAPE, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "../image/manifest.ts";
+import { msgpackShape } from "../image/msgpack-bounds.ts";
 
 export const EXPORT_MAGIC = "APODIMG\0";
 export const EXPORT_VERSION = 1;

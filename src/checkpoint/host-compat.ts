@@ -6,7 +6,7 @@
 import { PreconditionError } from "../errors.ts";
 import type { CheckpointHost } from "../platform/checkpoint-host.ts";
 import { compareVersions, criuMinimumFor, parseVersion } from "../platform/linux/criu.ts";
-import type { Manifest } from "./manifest.ts";
+import type { Manifest } from "../image/manifest.ts";
 
 /** The CRIU binary, checked against this kernel. */
 export async function requireCriu(host: CheckpointHost, configured: string): Promise<{ path: string; version: string }> {

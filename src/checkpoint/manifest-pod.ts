@@ -1,6 +1,6 @@
 /** The pod spec as an image's manifest records it, from a pod's record. */
 import type { PodRecord, PodSpec as RuntimePodSpec } from "../pods/pod.ts";
-import type { Manifest } from "./manifest.ts";
+import type { Manifest } from "../image/manifest.ts";
 
 /** The pod spec as the manifest records it. */
 export interface ManifestPodSpec {

@@ -3,8 +3,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ChunkWorkers } from "../store/chunk-workers.ts";
-import { PAGE_SIZE } from "./manifest.ts";
-import { isPageTailEnabled, PageTail } from "./page-tail.ts";
+import { PAGE_SIZE } from "../image/manifest.ts";
+import { PageTail } from "./page-tail.ts";
 
 let dir: string;
 const workers = new ChunkWorkers(2);
@@ -103,14 +103,12 @@ describe("PageTail", () => {
     ).toContain("the dump did not finish");
   });
 
-  test("off (a --leave-running checkpoint, or AUTOPOD_PAGE_TAIL=0), it hashes nothing and hands over nothing", async () => {
+  test("off (a --leave-running checkpoint, or checkpoint.page_tail = false), it hashes nothing and hands over nothing", async () => {
     const tail = new PageTail(dir, { workers, isOn: false });
     expect(tail.isOn).toBe(false);
     fs.writeFileSync(path.join(dir, "pages-1.img"), pages(400));
     await Bun.sleep(100);
     expect(tail.hashedBytes).toBe(0);
     expect(tail.finish().size).toBe(0);
-    expect(isPageTailEnabled({ AUTOPOD_PAGE_TAIL: "0" })).toBe(false);
-    expect(isPageTailEnabled({})).toBe(true);
   });
 });

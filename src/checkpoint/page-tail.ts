@@ -20,14 +20,9 @@
 import fs from "node:fs";
 import path from "node:path";
 import { ChunkWorkers, type FileHashes, type GrowingHash } from "../store/chunk-workers.ts";
-import { PAGE_SIZE } from "./manifest.ts";
+import { PAGE_SIZE } from "../image/manifest.ts";
 
 const PAGES = /^pages-\d+\.img$/;
-
-/** AUTOPOD_PAGE_TAIL=0 turns tailing off (pages are then hashed after the dump): for benchmarks. */
-export function isPageTailEnabled(env = process.env): boolean {
-  return env.AUTOPOD_PAGE_TAIL !== "0";
-}
 
 export class PageTail {
   readonly #dir: string;
@@ -43,7 +38,7 @@ export class PageTail {
   constructor(dir: string, options: { isOn?: boolean; workers?: ChunkWorkers } = {}) {
     this.#dir = dir;
     this.#workers = options.workers ?? ChunkWorkers.shared();
-    this.#isOn = options.isOn !== false && isPageTailEnabled();
+    this.#isOn = options.isOn !== false;
     if (!this.#isOn) {
       this.#isOver = true;
       return;

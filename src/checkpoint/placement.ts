@@ -12,7 +12,7 @@ import { canonicalPath, whyHostPathIsProtected } from "../pods/host-dirs.ts";
 import type { PodRecord } from "../pods/pod.ts";
 import type { ChunkStore } from "../store/chunk-store.ts";
 import type { ManifestPodSpec } from "./manifest-pod.ts";
-import type { FileEntry, Manifest } from "./manifest.ts";
+import type { FileEntry, Manifest } from "../image/manifest.ts";
 import { materializeTree } from "./tree.ts";
 
 /**

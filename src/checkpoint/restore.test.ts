@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { closeSync, openSync, readdirSync, readFileSync, readSync, statSync, writeSync } from "node:fs";
 import { join } from "node:path";
 import { ConflictError, PreconditionError } from "../errors.ts";
-import { randomBytes } from "./_test-util.ts";
+import { randomBytes } from "../image/testing.ts";
 import { type Fixture, leftovers, makeFixture, runningPod } from "./_fixture.ts";
 import { writableLayerOf } from "./placement.ts";
 

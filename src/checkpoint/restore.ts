@@ -26,7 +26,7 @@ import { checkHost, requireCriu } from "./host-compat.ts";
 import { checkCriuFiles, checkCriuImage, expectedPodOf } from "./criu-image/index.ts";
 import { CRIU_WORK, removeJournal, UNVERIFIED, writeJournal } from "./journal.ts";
 import type { ManifestPodSpec } from "./manifest-pod.ts";
-import { logicalBytes, type Manifest } from "./manifest.ts";
+import { logicalBytes, type Manifest } from "../image/manifest.ts";
 import { type PhaseClock, phaseClock, round } from "./phase-clock.ts";
 import { baseFor, checkSharedVolume, volumeHostFor, volumeInState, writableLayerOf } from "./placement.ts";
 import { materializeTree, materializeTreeAsync } from "./tree.ts";

@@ -4,10 +4,11 @@ import os from "node:os";
 import path from "node:path";
 import { ChunkStore } from "../store/chunk-store.ts";
 import { CorruptChunkError } from "../store/errors.ts";
-import { toHex } from "../store/hash.ts";
-import { type FileEntry, InvalidManifestError, chunkCount, chunkHash } from "./manifest.ts";
+import { toHex } from "../image/hash.ts";
+import { type FileEntry, InvalidManifestError, chunkCount, chunkHash } from "../image/manifest.ts";
 import { captureTree, materializeTree, materializeTreeAsync } from "./tree.ts";
-import { describeTree, randomBytes } from "./_test-util.ts";
+import { randomBytes } from "../image/testing.ts";
+import { describeTree } from "./_test-util.ts";
 
 let tmp: string;
 let store: ChunkStore;

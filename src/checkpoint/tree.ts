@@ -18,8 +18,8 @@ import { AlreadyExistsError, InvalidArgumentError } from "../errors.ts";
 import type { ChunkLocation, ChunkWriter } from "../store/chunk-store.ts";
 import { ChunkWorkers, type CopyRun, type FileHashes } from "../store/chunk-workers.ts";
 import { CorruptChunkError, MissingChunkError } from "../store/errors.ts";
-import { HASH_BYTES, type Hash, ZERO_HASH, isAllZero, isZeroHash, sha256, toHex } from "../store/hash.ts";
-import { type FileEntry, PAGE_SIZE, checkEntries, chunkCount, chunkHash, chunkLength } from "./manifest.ts";
+import { HASH_BYTES, type Hash, ZERO_HASH, isAllZero, isZeroHash, sha256, toHex } from "../image/hash.ts";
+import { type FileEntry, PAGE_SIZE, checkEntries, chunkCount, chunkHash, chunkLength } from "../image/manifest.ts";
 
 /**
  * Chunk size of files other than CRIU page images. bench/store.ts compares

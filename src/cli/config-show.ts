@@ -11,7 +11,9 @@ export const configShowCommand: Command = {
   async run(ctx) {
     const loaded = await ctx.config();
     if (flagBool(ctx.args, "json")) {
-      ctx.out(JSON.stringify({ path: loaded.path, file_found: loaded.fileFound, config: loaded.config, origins: loaded.origins }, null, 2));
+      ctx.out(
+        JSON.stringify({ path: loaded.path, file_found: loaded.fileFound, config: loaded.config, origins: loaded.origins, env_vars: loaded.envVars }, null, 2),
+      );
       return 0;
     }
     ctx.out(`# config file: ${loaded.path}${loaded.fileFound ? "" : " (not found; defaults in use)"}`);
@@ -22,7 +24,14 @@ export const configShowCommand: Command = {
         if (typeof v === "object" && v !== null && !Array.isArray(v)) walk(v as Record<string, unknown>, key + ".");
         else {
           const origin = loaded.origins[key];
-          const note = origin === "env" ? `  # from ${envNameOf(key)}` : origin === "flag" ? "  # from a flag" : origin === "file" ? "  # from file" : "";
+          const note =
+            origin === "env"
+              ? `  # from ${loaded.envVars[key] ?? envNameOf(key)}`
+              : origin === "flag"
+                ? "  # from a flag"
+                : origin === "file"
+                  ? "  # from file"
+                  : "";
           lines.push(`${key} = ${JSON.stringify(v)}${note}`);
         }
       }

@@ -1,4 +1,4 @@
-import type { PeerStatus } from "../cluster/peer-directory.ts";
+import type { PeerStatus } from "../api/peer/peer-directory.ts";
 import { formatBytes } from "../format.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { clientFor } from "./_client.ts";

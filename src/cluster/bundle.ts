@@ -6,7 +6,6 @@
  */
 import { z } from "zod";
 import { InvalidArgumentError } from "../errors.ts";
-import { describeZodError } from "../api/local/schemas.ts";
 
 export const BUNDLE_KIND = "autopod-host-bundle";
 export const BUNDLE_VERSION = 1;
@@ -55,4 +54,8 @@ export function decodeBundle(text: string): HostBundle {
   const parsed = BundleSchema.safeParse(raw);
   if (!parsed.success) throw new InvalidArgumentError(`Not a valid host bundle: ${describeZodError(parsed.error)}`);
   return parsed.data;
+}
+
+function describeZodError(e: z.ZodError): string {
+  return e.issues.map((i) => `${i.path.length ? i.path.join(".") + ": " : ""}${i.message}`).join("; ");
 }

@@ -54,4 +54,29 @@ describe("loadConfig", () => {
     writeFileSync(p, 'state_dir = "var/lib"\n');
     await expect(loadConfig({ path: p, env: {} })).rejects.toThrow(/state_dir = "var\/lib".*absolute path/);
   });
+  test("the tuning keys: defaults, their AUTOPOD_<SECTION>_<KEY> names, and their older names as aliases", async () => {
+    const path = join(dir, "empty.toml");
+    writeFileSync(path, "");
+    const { config: d } = await loadConfig({ path, env: {} });
+    expect(d.store).toEqual({ hash_threads: 0, native_hash: true });
+    expect(d.checkpoint).toEqual({ page_tail: true });
+
+    const old = await loadConfig({ path, env: { AUTOPOD_HASH_THREADS: "3", AUTOPOD_NATIVE_HASH: "0", AUTOPOD_PAGE_TAIL: "0" } });
+    expect(old.config.store).toEqual({ hash_threads: 3, native_hash: false });
+    expect(old.config.checkpoint.page_tail).toBe(false);
+    expect(old.origins["store.hash_threads"]).toBe("env");
+    expect(old.envVars["store.hash_threads"]).toBe("AUTOPOD_HASH_THREADS");
+
+    const both = await loadConfig({ path, env: { AUTOPOD_STORE_HASH_THREADS: "2", AUTOPOD_HASH_THREADS: "7", AUTOPOD_CHECKPOINT_PAGE_TAIL: "false" } });
+    expect(both.config.store.hash_threads).toBe(2);
+    expect(both.envVars["store.hash_threads"]).toBe("AUTOPOD_STORE_HASH_THREADS");
+    expect(both.config.checkpoint.page_tail).toBe(false);
+
+    await expect(loadConfig({ path, env: { AUTOPOD_HASH_THREADS: "many" } })).rejects.toThrow(
+      /store.hash_threads = "many" \(from AUTOPOD_HASH_THREADS\): expected a number/,
+    );
+    await expect(loadConfig({ path, env: { AUTOPOD_NATIVE_HASH: "off" } })).rejects.toThrow(
+      /store.native_hash = "off" \(from AUTOPOD_NATIVE_HASH\): expected a boolean/,
+    );
+  });
 });

@@ -1,6 +1,6 @@
 import type { z } from "zod";
 import { InvalidArgumentError } from "../errors.ts";
-import { ConfigSchema, DEFAULT_CONFIG_PATH, type Config } from "./schema.ts";
+import { ConfigSchema, DEFAULT_CONFIG_PATH, ENV_ALIASES, type Config } from "./schema.ts";
 
 export type Origin = "default" | "file" | "env" | "flag";
 
@@ -10,6 +10,8 @@ export interface LoadedConfig {
   fileFound: boolean;
   /** Where each set key came from, by dotted key. */
   origins: Record<string, Origin>;
+  /** For keys set from the environment: the variable that set it (AUTOPOD_<SECTION>_<KEY>, or an alias of ENV_ALIASES). */
+  envVars: Record<string, string>;
 }
 
 export interface LoadOptions {
@@ -26,6 +28,7 @@ export async function loadConfig(opts: LoadOptions = {}): Promise<LoadedConfig> 
   const env = opts.env ?? process.env;
   const path = opts.path ?? env.AUTOPOD_CONFIG ?? DEFAULT_CONFIG_PATH;
   const origins: Record<string, Origin> = {};
+  const envVars: Record<string, string> = {};
   let raw: Plain = {};
   let fileFound = false;
   const file = Bun.file(path);
@@ -43,10 +46,11 @@ export async function loadConfig(opts: LoadOptions = {}): Promise<LoadedConfig> 
   }
 
   for (const [key, envName, kind] of envKeys()) {
-    const value = env[envName];
-    if (value === undefined) continue;
-    setDotted(raw, key, coerce(value, kind));
+    const name = [envName, ENV_ALIASES[key]].find((n) => n !== undefined && env[n] !== undefined);
+    if (name === undefined) continue;
+    setDotted(raw, key, coerce(env[name]!, kind));
     origins[key] = "env";
+    envVars[key] = name;
   }
   for (const [key, value] of Object.entries(opts.flags ?? {})) {
     if (value === undefined) continue;
@@ -55,8 +59,8 @@ export async function loadConfig(opts: LoadOptions = {}): Promise<LoadedConfig> 
   }
 
   const parsed = ConfigSchema.safeParse(raw);
-  if (!parsed.success) throw new InvalidArgumentError(describeIssues(parsed.error, raw, origins, path));
-  return { config: parsed.data, path, fileFound, origins };
+  if (!parsed.success) throw new InvalidArgumentError(describeIssues(parsed.error, raw, origins, envVars, path));
+  return { config: parsed.data, path, fileFound, origins, envVars };
 }
 
 /** "network.subnet" -> "AUTOPOD_NETWORK_SUBNET" */
@@ -133,7 +137,7 @@ function flattenKeys(obj: Plain, prefix = ""): string[] {
   );
 }
 
-function describeIssues(error: z.ZodError, raw: Plain, origins: Record<string, Origin>, path: string): string {
+function describeIssues(error: z.ZodError, raw: Plain, origins: Record<string, Origin>, envVars: Record<string, string>, path: string): string {
   const lines = error.issues.map((issue) => {
     const key = issue.path.join(".");
     if (issue.code === "unrecognized_keys") {
@@ -142,7 +146,8 @@ function describeIssues(error: z.ZodError, raw: Plain, origins: Record<string, O
     }
     const value = getDotted(raw, key);
     const origin = origins[key];
-    const from = origin === "env" ? ` (from ${envNameOf(key)})` : origin === "flag" ? " (from a flag)" : origin === "file" ? ` (in ${path})` : "";
+    const from =
+      origin === "env" ? ` (from ${envVars[key] ?? envNameOf(key)})` : origin === "flag" ? " (from a flag)" : origin === "file" ? ` (in ${path})` : "";
     return `${key} = ${JSON.stringify(value)}${from}: expected ${expectedOf(issue)}`;
   });
   return `Invalid configuration: ${lines.join("; ")}`;

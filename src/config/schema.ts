@@ -45,6 +45,30 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    store: z
+      .object({
+        hash_threads: z
+          .number()
+          .int()
+          .min(0)
+          .max(256)
+          .default(0)
+          .describe("threads that hash and copy chunks (checkpoint, restore, import); 0 means one per CPU, at most 4"),
+        native_hash: z
+          .boolean()
+          .default(true)
+          .describe(
+            "hash 16 pages at a time with the native AVX-512 SHA-256 where the CPU has it; false hashes with Bun's alone (same digests; for benchmarks)",
+          ),
+      })
+      .strict()
+      .prefault({}),
+    checkpoint: z
+      .object({
+        page_tail: z.boolean().default(true).describe("hash memory pages while CRIU writes them; false hashes them after the dump (slower; for benchmarks)"),
+      })
+      .strict()
+      .prefault({}),
     status: z
       .object({
         refresh_seconds: z.number().int().min(60).max(86400).default(3600).describe("how often the agent refreshes the patch status"),
@@ -59,5 +83,16 @@ export const ConfigSchema = z
   .strict();
 
 export type Config = z.infer<typeof ConfigSchema>;
+
+/**
+ * Older environment variable names that still set a key, after its
+ * AUTOPOD_<SECTION>_<KEY> (which wins when both are set). Tests and
+ * benchmarks use these.
+ */
+export const ENV_ALIASES: Readonly<Record<string, string>> = {
+  "store.hash_threads": "AUTOPOD_HASH_THREADS",
+  "store.native_hash": "AUTOPOD_NATIVE_HASH",
+  "checkpoint.page_tail": "AUTOPOD_PAGE_TAIL",
+};
 
 export const DEFAULT_CONFIG_PATH = "/etc/autopod/autopod.toml";

@@ -29,6 +29,8 @@ export interface DoctorOptions {
   criuPath?: string;
   /** Minimum free bytes under the state directory (default 1 GiB). */
   minFreeBytes?: number;
+  /** Config store.native_hash: false when native page hashing is turned off. Default true. */
+  isNativeHashWanted?: boolean;
 }
 
 /** install.sh puts the CRIU installer here; a source checkout has it under scripts/. */
@@ -52,7 +54,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
       checkTool("util-linux", "unshare", ["unshare", "--version"], "apt-get install util-linux", true, ["nsenter"]),
       checkCgroupMemory(),
       checkFreeSpace(opts.stateDir, opts.minFreeBytes ?? 1 << 30),
-      checkHashing(),
+      checkHashing(opts.isNativeHashWanted ?? true),
       checkSystemd(),
     ])
   ).flat();
@@ -224,11 +226,11 @@ async function checkCgroupMemory(): Promise<DoctorCheck[]> {
 }
 
 /** How pages are hashed: 16 at a time with AVX-512 (about twice as fast), or one by one. Never a failure. */
-async function checkHashing(): Promise<DoctorCheck[]> {
-  const { why } = nativeHashing();
+async function checkHashing(isWanted: boolean): Promise<DoctorCheck[]> {
+  const { why } = nativeHashing(isWanted);
   const detail = {
     on: "SHA-256 of 16 pages at a time with AVX-512",
-    "turned off": "SHA-256 one page at a time: AUTOPOD_NATIVE_HASH=0",
+    "turned off": "SHA-256 one page at a time: store.native_hash is false",
     "not built in": "SHA-256 one page at a time: this binary was built without its native hashing (no C compiler)",
     "no AVX-512": "SHA-256 one page at a time (this CPU has no AVX-512)",
     "cannot load": "SHA-256 one page at a time: the native hashing could not be loaded",

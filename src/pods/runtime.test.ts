@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
 import { createLogger } from "../log.ts";
-import { FakeHost } from "./_fake-host.ts";
+import { FakeHost } from "./fake-host.ts";
 import { externalMountsOf } from "./pod.ts";
 import { PodRuntime } from "./runtime.ts";
 import { PodStore } from "./store.ts";

@@ -6,7 +6,7 @@ import path from "node:path";
 import { ChunkStore } from "./chunk-store.ts";
 import { ChunkWorkers } from "./chunk-workers.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "./errors.ts";
-import { ZERO_HASH, ZERO_HEX, sha256, toHex } from "./hash.ts";
+import { ZERO_HASH, ZERO_HEX, sha256, toHex } from "../image/hash.ts";
 
 let dir: string;
 let store: ChunkStore;
@@ -193,57 +193,6 @@ describe("ChunkStore", () => {
   });
 });
 
-describe("gc", () => {
-  test("removes unreferenced chunks, keeps live ones, compacts packs", () => {
-    const live: Uint8Array[] = [];
-    const dead: Uint8Array[] = [];
-    const w = store.writer();
-    for (let i = 0; i < 200; i++) (i % 4 === 0 ? live : dead).push(w.put(random(4096)));
-    w.commit();
-    w.close();
-    const before = store.stats();
-    const r = store.gc(() => live);
-    expect(r.removedChunks).toBe(150);
-    expect(r.removedBytes).toBe(150 * 4096);
-    expect(r.packsRewritten).toBe(1);
-    const after = store.stats();
-    expect(after.chunks).toBe(50);
-    expect(after.packBytes).toBeLessThan(before.packBytes / 3);
-    expect(after.garbageBytes).toBe(0);
-    for (const h of live) expect(store.get(h).byteLength).toBe(4096);
-    for (const h of dead) expect(store.has(h)).toBe(false);
-    expect(store.verifyAll()).toEqual({ checked: 50, corrupt: [] });
-    // Nothing live: every pack goes.
-    store.gc([]);
-    expect(store.stats().packs).toBe(0);
-    expect(packFiles(dir)).toEqual([]);
-  });
-
-  test("is safe while a writer runs: pinned, found and uncommitted chunks all survive", async () => {
-    const old = random(4096);
-    const hOld = store.put(old); // stored, referenced by no image
-    const w = store.writer("checkpoint");
-    const fresh = w.put(random(4096)); // uncommitted
-    expect(toHex(w.put(old))).toBe(toHex(hOld)); // dedup hit: pinned, not rewritten
-    const committed = w.put(random(4096));
-    const elsewhere = sha256(random(10));
-    expect(w.missing([toHex(committed), toHex(elsewhere), toHex(hOld)])).toEqual([toHex(elsewhere)]);
-    // Interleave gc with the writer's work.
-    store.gc([]);
-    await Promise.resolve();
-    w.commit();
-    store.gc([]);
-    expect(store.get(hOld)).toEqual(old);
-    expect(store.get(fresh).byteLength).toBe(4096);
-    expect(store.get(committed).byteLength).toBe(4096);
-    w.close();
-    // Pins released: now they go.
-    const r = store.gc([]);
-    expect(r.removedChunks).toBe(3);
-    expect(store.stats().chunks).toBe(0);
-  });
-});
-
 describe("adopted page files (raw packs)", () => {
   /** A page file of distinct random pages, some zero pages, and a page repeated. */
   function pageFile(pages: number): { file: string; data: Uint8Array } {
@@ -395,103 +344,6 @@ describe("adopted page files (raw packs)", () => {
     store.gc([]);
     expect(packFiles(dir)).toEqual([]);
     expect(store.stats().garbageBytes).toBe(0);
-  });
-});
-
-describe("deferred indexing of adopted files", () => {
-  async function adoptOne(pages: number) {
-    const data = random(pages * 4096);
-    const file = path.join(dir, `pages-${Math.random().toString(16).slice(2)}.img`);
-    fs.writeFileSync(file, data);
-    const fh = await pool.hashFile(file, 4096);
-    const w = store.writer("adopt");
-    w.putHashedFile(file, fh, { adopt: true });
-    w.commit();
-    w.close();
-    return { fh, data };
-  }
-
-  test("chunks of an adopted file are answered for at once, and indexed later in the background", async () => {
-    const { fh, data } = await adoptOne(40_000);
-    expect(store.pendingIndexSize).toBe(40_000);
-    expect(store.db.query("SELECT COUNT(*) AS n FROM chunks").get()).toEqual({ n: 0 });
-    const h = fh.hashes.subarray(123 * 32, 124 * 32);
-    expect(store.has(h)).toBe(true);
-    expect(Buffer.compare(store.get(h), data.subarray(123 * 4096, 124 * 4096))).toBe(0);
-    expect(store.missing([h, sha256(new Uint8Array([1]))]).length).toBe(1);
-    expect(store.locate(fh.hashes)[123]).toEqual({ pack: expect.any(Number), offset: 123 * 4096, length: 4096, headerBytes: 0 });
-    // A new writer dedups against them.
-    const w = store.writer("again");
-    expect(w.has(h)).toBe(true);
-    w.close();
-    for (let i = 0; i < 200 && store.pendingIndexSize > 0; i++) await Bun.sleep(20);
-    expect(store.pendingIndexSize).toBe(0);
-    expect(store.db.query("SELECT COUNT(*) AS n FROM chunks").get()).toEqual({ n: 40_000 });
-    expect(store.db.query("SELECT COUNT(*) AS n FROM pending_index").get()).toEqual({ n: 0 });
-    expect(Buffer.compare(store.get(h), data.subarray(123 * 4096, 124 * 4096))).toBe(0);
-  });
-
-  test("a store closed (or crashed) before the merge answers for them after reopening, and merges", async () => {
-    const { fh } = await adoptOne(5000);
-    // The adopted file's chunks are not written out a row each: the file itself is the record.
-    expect(store.db.query("SELECT length(entries) AS n FROM pending_index").get()).toEqual({ n: 0 });
-    expect(store.db.query("SELECT COUNT(*) AS n FROM pending_raw").get()).toEqual({ n: 1 });
-    store.close();
-    store = ChunkStore.open(dir);
-    expect(store.pendingIndexSize).toBe(5000);
-    expect(store.has(fh.hashes.subarray(4999 * 32))).toBe(true);
-    // A merge cut short by a crash: some rows in, the pending row still there. Merging again is harmless.
-    store.db.run("INSERT INTO chunks(hash, pack, offset, length) VALUES (?, 1, 0, 4096)", [fh.hashes.subarray(0, 32)]);
-    store.mergePending();
-    expect(store.pendingIndexSize).toBe(0);
-    expect(store.db.query("SELECT COUNT(*) AS n FROM chunks").get()).toEqual({ n: 5000 });
-    expect(store.verifyAll()).toEqual({ checked: 5000, corrupt: [] });
-  });
-
-  test("after a restart, an adopted file is hashed again (zero pages left out) and chunks packed in the same commit come from the record", async () => {
-    const data = random(300 * 4096);
-    data.fill(0, 10 * 4096, 20 * 4096);
-    const file = path.join(dir, "pages-9.img");
-    fs.writeFileSync(file, data);
-    const fh = await pool.hashFile(file, 4096);
-    const small = random(1000);
-    const w = store.writer("mixed");
-    const hs = w.put(small);
-    w.putHashedFile(file, fh, { adopt: true });
-    w.commit();
-    w.close();
-    expect(store.pendingIndexSize).toBe(291);
-    store.close();
-    store = ChunkStore.open(dir);
-    expect(store.pendingIndexSize).toBe(291);
-    expect(store.get(hs)).toEqual(small);
-    expect(Buffer.compare(store.get(fh.hashes.subarray(299 * 32, 300 * 32)), data.subarray(299 * 4096))).toBe(0);
-    store.mergePending();
-    expect(store.db.query("SELECT COUNT(*) AS n FROM pending_raw").get()).toEqual({ n: 0 });
-    expect(store.verifyAll()).toEqual({ checked: 291, corrupt: [] });
-  });
-
-  test("background merging waits while held (a checkpoint or restore runs), and goes on once released", async () => {
-    const release = store.holdMerging();
-    const { fh } = await adoptOne(20_000);
-    await Bun.sleep(600);
-    expect(store.pendingIndexSize).toBe(20_000);
-    expect(store.has(fh.hashes.subarray(0, 32))).toBe(true); // answered from memory meanwhile
-    release();
-    release(); // twice is once
-    for (let i = 0; i < 200 && store.pendingIndexSize > 0; i++) await Bun.sleep(20);
-    expect(store.pendingIndexSize).toBe(0);
-  });
-
-  test("gc and stats see pending chunks (they merge first)", async () => {
-    const { fh } = await adoptOne(3000);
-    expect(store.stats().chunks).toBe(3000);
-    const keep = fh.hashes.subarray(0, 32);
-    const { fh: other } = await adoptOne(100);
-    const r = store.gc([keep]);
-    expect(r.removedChunks).toBe(3099);
-    expect(store.has(keep)).toBe(true);
-    expect(store.has(other.hashes.subarray(0, 32))).toBe(false);
   });
 });
 

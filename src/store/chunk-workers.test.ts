@@ -5,8 +5,8 @@ import path from "node:path";
 import { PackAppender, RECORD_HEADER_BYTES, packPath } from "./_pack.ts";
 import { ChunkWorkers, type CopyRun } from "./chunk-workers.ts";
 import { CorruptChunkError } from "./errors.ts";
-import { HASH_BYTES, ZERO_HASH, sha256 } from "./hash.ts";
-import { NATIVE_LIBRARY } from "./sha256x16.ts";
+import { HASH_BYTES, ZERO_HASH, sha256 } from "../image/hash.ts";
+import { NATIVE_LIBRARY, nativeHashing } from "./sha256x16.ts";
 
 let tmp: string;
 const pool = new ChunkWorkers(2);
@@ -339,5 +339,42 @@ describe("ChunkWorkers and process exit", () => {
     clearTimeout(timer);
     expect(await new Response(p.stdout).text()).toBe("done\n");
     expect(code).toBe(0);
+  });
+});
+
+describe("ChunkWorkers.shared", () => {
+  test("is made as configureShared says (the agent's store.hash_threads and store.native_hash), and cannot be configured once made", () => {
+    // In a process of its own: this one's shared pool may exist already.
+    const script = `
+      import { ChunkWorkers } from ${JSON.stringify(path.join(import.meta.dir, "chunk-workers.ts"))};
+      ChunkWorkers.configureShared({ threads: 3, native: false });
+      const w = ChunkWorkers.shared();
+      let again = "allowed";
+      try { ChunkWorkers.configureShared({ threads: 1 }); } catch (e) { again = e.message; }
+      console.log(JSON.stringify({ threads: w.threads, isNative: w.isNative, same: ChunkWorkers.shared() === w, again }));
+    `;
+    const r = Bun.spawnSync([process.execPath, "-e", script], { stderr: "pipe" });
+    expect(r.stderr.toString()).toBe("");
+    expect(JSON.parse(r.stdout.toString())).toEqual({
+      threads: 3,
+      isNative: false,
+      same: true,
+      again: "The shared hashing threads are already running: configure them before their first use",
+    });
+  });
+
+  test("native hashing turned off by the config is off, whatever the CPU", () => {
+    expect(nativeHashing(false)).toEqual({ path: null, why: "turned off" });
+    expect(nativeHashing(true).why).not.toBe("turned off");
+  });
+
+  test("threads 0 means the default", () => {
+    const r = Bun.spawnSync([
+      process.execPath,
+      "-e",
+      `import { ChunkWorkers } from ${JSON.stringify(path.join(import.meta.dir, "chunk-workers.ts"))};
+      ChunkWorkers.configureShared({ threads: 0 }); console.log(ChunkWorkers.shared().threads === new ChunkWorkers().threads);`,
+    ]);
+    expect(r.stdout.toString().trim()).toBe("true");
   });
 });

@@ -2,12 +2,11 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { captureTree } from "../checkpoint/tree.ts";
-import { encodeManifest } from "../checkpoint/manifest.ts";
-import { randomBytes, sampleManifest } from "../checkpoint/_test-util.ts";
-import { ChunkStore } from "./chunk-store.ts";
+import { type FileEntry, PAGE_SIZE, encodeManifest } from "../image/manifest.ts";
+import { HASH_BYTES, ZERO_HASH, isAllZero, sha256 } from "../image/hash.ts";
+import { randomBytes, sampleManifest } from "../image/testing.ts";
+import { ChunkStore, type ChunkWriter } from "./chunk-store.ts";
 import { MissingChunkError } from "./errors.ts";
-import { sha256 } from "./hash.ts";
 import { CorruptManifestError, ImageCatalogue } from "./image-catalogue.ts";
 
 let tmp: string;
@@ -27,11 +26,31 @@ afterEach(() => {
 async function checkpoint(dir: string, pod: string, parent: string | null = null): Promise<string> {
   const w = store.writer(`checkpoint ${pod}`);
   try {
-    const cap = await captureTree(dir, w);
-    return cat.addManifest(sampleManifest({ pod: { name: pod, command: ["sh"] }, rootfs: cap.entries, parent }), w);
+    return cat.addManifest(sampleManifest({ pod: { name: pod, command: ["sh"] }, rootfs: captureFlat(dir, w), parent }), w);
   } finally {
     w.close();
   }
+}
+
+/**
+ * The entries of a flat directory of files, their chunks put through `w` (as
+ * checkpoint/tree.ts's captureTree would, which the store must not import).
+ */
+function captureFlat(dir: string, w: ChunkWriter): FileEntry[] {
+  const st = fs.statSync(dir);
+  const base = { mode: st.mode & 0o7777, uid: st.uid, gid: st.gid, mtimeMs: st.mtimeMs, chunkSize: 0, chunks: new Uint8Array(0) };
+  const entries: FileEntry[] = [{ ...base, path: ".", type: "dir", size: 0 }];
+  for (const name of fs.readdirSync(dir).sort()) {
+    const bytes = new Uint8Array(fs.readFileSync(path.join(dir, name)));
+    const chunkSize = /^pages-\d+\.img$/.test(name) ? PAGE_SIZE : 64 << 10;
+    const chunks = new Uint8Array(Math.ceil(bytes.byteLength / chunkSize) * HASH_BYTES);
+    for (let i = 0; i * chunkSize < bytes.byteLength; i++) {
+      const chunk = bytes.subarray(i * chunkSize, (i + 1) * chunkSize);
+      chunks.set(isAllZero(chunk) ? ZERO_HASH : w.put(chunk), i * HASH_BYTES);
+    }
+    entries.push({ ...base, path: name, type: "file", mode: 0o644, size: bytes.byteLength, chunkSize, chunks });
+  }
+  return entries;
 }
 
 describe("ImageCatalogue", () => {
@@ -142,10 +161,10 @@ describe("ImageCatalogue", () => {
     fs.mkdirSync(d);
     fs.writeFileSync(path.join(d, "f"), randomBytes(100_000));
     const w = store.writer("checkpoint");
-    const cap = await captureTree(d, w);
+    const entries = captureFlat(d, w);
     w.commit(); // committed, but no image refers to them yet
     expect(cat.gc().removedChunks).toBe(0);
-    const id = cat.addManifest(sampleManifest({ rootfs: cap.entries }), w);
+    const id = cat.addManifest(sampleManifest({ rootfs: entries }), w);
     w.close();
     expect(cat.gc().removedChunks).toBe(0);
     expect(cat.info(id).uniqueBytes).toBe(100_000);

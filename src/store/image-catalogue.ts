@@ -19,10 +19,10 @@ import {
   logicalBytes,
   treesOf,
   uniqueChunkRefs,
-} from "../checkpoint/manifest.ts";
+} from "../image/manifest.ts";
 import type { ChunkStore, ChunkWriter, GcOptions, GcResult } from "./chunk-store.ts";
 import { MissingChunkError } from "./errors.ts";
-import { HASH_BYTES, type Hash, isHexHash, toHex } from "./hash.ts";
+import { HASH_BYTES, type Hash, isHexHash, toHex } from "../image/hash.ts";
 
 /** A row of `autopod images`. */
 export interface ImageInfo {

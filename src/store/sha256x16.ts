@@ -7,8 +7,8 @@
  * it is written once to a memfd and opened as /proc/self/fd/N, so nothing is
  * left on disk and every thread of the process can dlopen it. Run from the
  * source tree, it is the one build.ts compiled into .cache/native/. Either way
- * it is used only if the CPU has AVX-512F and AVX-512BW.
- * AUTOPOD_NATIVE_HASH=0 turns it off (benchmarks compare the two).
+ * it is used only if the CPU has AVX-512F and AVX-512BW. The config key
+ * store.native_hash = false turns it off (benchmarks compare the two).
  */
 import { dlopen, FFIType } from "bun:ffi";
 import { closeSync, existsSync, writeSync } from "node:fs";
@@ -36,16 +36,16 @@ export interface NativeHashing {
 
 let found: NativeHashing | undefined;
 
-/** Find the library once per process and check the CPU can run it. */
-export function nativeHashing(env = process.env): NativeHashing {
-  if (env.AUTOPOD_NATIVE_HASH === "0") return { path: null, why: "turned off" };
+/** Find the library once per process and check the CPU can run it; `isWanted` false (store.native_hash): turned off. */
+export function nativeHashing(isWanted = true): NativeHashing {
+  if (!isWanted) return { path: null, why: "turned off" };
   found ??= locate();
   return found;
 }
 
 /** A path the hashing threads can dlopen, or null (no library, an older CPU, or turned off). */
-export function sha256x16Library(env = process.env): string | null {
-  return nativeHashing(env).path;
+export function sha256x16Library(isWanted = true): string | null {
+  return nativeHashing(isWanted).path;
 }
 
 function locate(): NativeHashing {

@@ -1,5 +1,5 @@
 /** Bitmaps over lists of chunks: bit i (LSB first in byte i/8) stands for chunk i. */
-import { HASH_BYTES } from "../store/hash.ts";
+import { HASH_BYTES } from "../image/hash.ts";
 
 /** How many hashes one "which do you lack?" question may carry (32 MiB of hashes: a 32 GiB image's pages). */
 export const MAX_HASHES_PER_QUERY = 1 << 20;

@@ -5,13 +5,25 @@
  * arrives, commits them in batches (a cut transfer keeps what arrived) and
  * records the image only when every chunk is there.
  */
-import type { PeerClient } from "../api/peer/client.ts";
 import { exportStream, type ExportResult, type ImportResult, importImage } from "../checkpoint/export.ts";
-import { decodeManifest, uniqueChunkRefs } from "../checkpoint/manifest.ts";
-import { HASH_BYTES } from "../store/hash.ts";
+import { decodeManifest, uniqueChunkRefs } from "../image/manifest.ts";
+import { HASH_BYTES } from "../image/hash.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 import type { ImageTrust } from "../trust/image-trust.ts";
 import { bitIsSet, bitmapOf, countBits } from "./bitmap.ts";
+
+/** What a transfer needs of a peer (src/api/peer/client.ts's PeerClient). */
+export interface PeerImageClient {
+  readonly name: string;
+  /** Which of these hashes (concatenated) the peer lacks: a bitmap, bit set = lacking. */
+  missing(hashes: Uint8Array): Promise<Uint8Array>;
+  /** Send an export stream; the peer imports it. */
+  importImage(stream: ReadableStream<Uint8Array>): Promise<ImportResult>;
+  /** The exact manifest bytes of the peer's image. */
+  manifest(id: string): Promise<Uint8Array>;
+  /** An export of the peer's image carrying only the chunks marked in `wanted`. */
+  exportImage(id: string, wanted: Uint8Array): Promise<ReadableStream<Uint8Array>>;
+}
 
 export interface TransferReport {
   image: string;
@@ -41,7 +53,7 @@ export function chunkListOf(manifestBytes: Uint8Array): { hashes: Uint8Array; le
   return { hashes, lengths: refs.map((r) => r.length) };
 }
 
-export async function pushImage(catalogue: ImageCatalogue, trust: ImageTrust, peer: PeerClient, id: string): Promise<TransferReport> {
+export async function pushImage(catalogue: ImageCatalogue, trust: ImageTrust, peer: PeerImageClient, id: string): Promise<TransferReport> {
   const t0 = performance.now();
   const { hashes, lengths } = chunkListOf(catalogue.manifestBytes(id));
   const lacking = await peer.missing(hashes);
@@ -55,7 +67,7 @@ export async function pushImage(catalogue: ImageCatalogue, trust: ImageTrust, pe
  * `--trust`: the image is admitted as a trusted import (or as local, when this
  * host signed it) and gets every check an image from elsewhere gets.
  */
-export async function pullImage(catalogue: ImageCatalogue, trust: ImageTrust, peer: PeerClient, id: string): Promise<TransferReport> {
+export async function pullImage(catalogue: ImageCatalogue, trust: ImageTrust, peer: PeerImageClient, id: string): Promise<TransferReport> {
   const t0 = performance.now();
   const manifestBytes = await peer.manifest(id);
   const { hashes, lengths } = chunkListOf(manifestBytes);

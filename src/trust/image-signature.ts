@@ -3,7 +3,7 @@
  * image id (the SHA-256 of the manifest's exact bytes), so it covers every
  * byte of the manifest and, through its chunk hashes, every chunk.
  */
-import { HASH_BYTES } from "../store/hash.ts";
+import { HASH_BYTES } from "../image/hash.ts";
 import { keyIdOf, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, type Signer, verifyEd25519 } from "./signer.ts";
 
 export interface ImageSignature {

@@ -3,7 +3,7 @@
  * hand-rolled crypto. A key is named by its id, the hex SHA-256 of its raw
  * 32-byte public key, so a signature can say who made it.
  */
-import { sha256, toHex } from "../store/hash.ts";
+import { sha256, toHex } from "../image/hash.ts";
 
 export const PUBLIC_KEY_BYTES = 32;
 export const SIGNATURE_BYTES = 64;

@@ -12,7 +12,7 @@ import { dirname, join } from "node:path";
 import { AlreadyExistsError, AutopodError, ConflictError, InvalidArgumentError, NotFoundError, UnavailableError } from "../../errors.ts";
 import { createLogger } from "../../log.ts";
 import type { PodProcess } from "../../platform/pod-host.ts";
-import { FakeHost } from "../../pods/_fake-host.ts";
+import { FakeHost } from "../../pods/fake-host.ts";
 import { PodRuntime } from "../../pods/runtime.ts";
 import { PodStore } from "../../pods/store.ts";
 import { createLocalApp, IDLE_TIMEOUT_SECONDS } from "./app.ts";

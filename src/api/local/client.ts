@@ -5,7 +5,7 @@
  * says where we looked and how to start one.
  */
 import type { ClusterView } from "../../cluster/cluster.ts";
-import type { PeerStatus } from "../../cluster/peer-directory.ts";
+import type { PeerStatus } from "../peer/peer-directory.ts";
 import type { TransferReport } from "../../transfer/push.ts";
 import { errorFromWire, UnavailableError } from "../../errors.ts";
 import type { CheckpointResult, RestoreResult } from "../../checkpoint/checkpointer.ts";

@@ -3,7 +3,7 @@ import type { Hono } from "hono";
 import { z } from "zod";
 import { MAX_BUNDLE_BYTES } from "../../cluster/bundle.ts";
 import type { Cluster } from "../../cluster/cluster.ts";
-import type { PeerDirectory } from "../../cluster/peer-directory.ts";
+import type { PeerDirectory } from "../peer/peer-directory.ts";
 import { InvalidArgumentError } from "../../errors.ts";
 import type { ImageCatalogue } from "../../store/image-catalogue.ts";
 import type { ImageTrust } from "../../trust/image-trust.ts";

@@ -9,7 +9,7 @@ import { z } from "zod";
 import type { Checkpointer } from "../../checkpoint/checkpointer.ts";
 import { exportStream, importImage } from "../../checkpoint/export.ts";
 import { InvalidArgumentError, NotFoundError } from "../../errors.ts";
-import { Yielder } from "../../checkpoint/_yielder.ts";
+import { Yielder } from "../../yielder.ts";
 import type { ImageCatalogue, ImageInfo } from "../../store/image-catalogue.ts";
 import type { ImageOrigin, ImageTrust } from "../../trust/image-trust.ts";
 import { readBoundedText } from "./bounded-body.ts";

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { createLogger } from "../../log.ts";
-import { FakeHost } from "../../pods/_fake-host.ts";
+import { FakeHost } from "../../pods/fake-host.ts";
 import { PodRuntime } from "../../pods/runtime.ts";
 import { PodStore } from "../../pods/store.ts";
 import { createLocalApp } from "./app.ts";

@@ -7,8 +7,8 @@ import type { Cluster } from "../../cluster/cluster.ts";
 import { normalSerial } from "../../cluster/x509.ts";
 import { errorFromWire, PreconditionError, UnavailableError } from "../../errors.ts";
 import type { ImportResult } from "../../checkpoint/export.ts";
-import { LIMITS } from "../../checkpoint/manifest.ts";
-import { HASH_BYTES, sha256, toHex } from "../../store/hash.ts";
+import { LIMITS } from "../../image/manifest.ts";
+import { HASH_BYTES, sha256, toHex } from "../../image/hash.ts";
 import { MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema } from "./schemas.ts";
 
 export const PEER_CLIENT_TIMEOUT_MS = 10_000;

@@ -9,7 +9,7 @@ import type { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import { exportStream, importImage } from "../../checkpoint/export.ts";
 import { InvalidArgumentError, NotFoundError } from "../../errors.ts";
-import { HASH_BYTES } from "../../store/hash.ts";
+import { HASH_BYTES } from "../../image/hash.ts";
 import type { ImageCatalogue } from "../../store/image-catalogue.ts";
 import type { ImageTrust } from "../../trust/image-trust.ts";
 import { bitmapOf, hashViews, MAX_HASHES_PER_QUERY } from "../../transfer/bitmap.ts";

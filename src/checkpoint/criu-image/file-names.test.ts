@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import type { FileEntry } from "../manifest.ts";
+import type { FileEntry } from "../../image/manifest.ts";
 import { checkCriuFileNames, checkCriuFiles } from "./file-names.ts";
 
 const entry = (path: string, type: FileEntry["type"] = "file", target?: string): FileEntry => ({

@@ -4,7 +4,7 @@
  * A symlink there (restore.log -> /etc/shadow) once made CRIU, as root,
  * overwrite a host file with its log: checked before anything is written.
  */
-import type { FileEntry } from "../manifest.ts";
+import type { FileEntry } from "../../image/manifest.ts";
 import { CriuImageError, ImageRefusedError } from "./errors.ts";
 
 /** What CRIU names its image files: "core-1.img", "tmpfs-dev-43.tar.gz.img", "stats-dump". */

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { HashTable } from "./_hash-table.ts";
+import { HashTable } from "./hash-table.ts";
 import { sha256 } from "./hash.ts";
 
 describe("HashTable", () => {

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { Packr } from "msgpackr";
-import { sampleManifest } from "./_test-util.ts";
+import { sampleManifest } from "./testing.ts";
 import { decodeManifest, encodeManifest, InvalidManifestError, LIMITS } from "./manifest.ts";
 import { msgpackShape } from "./msgpack-bounds.ts";
 

@@ -8,8 +8,8 @@ import { Packr } from "msgpackr";
 import path from "node:path";
 import { z } from "zod";
 import { InvalidArgumentError } from "../errors.ts";
-import { HashTable } from "../store/_hash-table.ts";
-import { HASH_BYTES, type Hash, sha256, toHex } from "../store/hash.ts";
+import { HashTable } from "./hash-table.ts";
+import { HASH_BYTES, type Hash, sha256, toHex } from "./hash.ts";
 import { msgpackShape } from "./msgpack-bounds.ts";
 
 /** The manifest format this code writes and the only one it reads. */

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { Packr } from "msgpackr";
-import { ZERO_HASH, sha256 } from "../store/hash.ts";
+import { ZERO_HASH, sha256 } from "./hash.ts";
 import {
   type FileEntry,
   InvalidManifestError,
@@ -13,7 +13,7 @@ import {
   pathProblem,
   uniqueChunkRefs,
 } from "./manifest.ts";
-import { sampleManifest } from "./_test-util.ts";
+import { sampleManifest } from "./testing.ts";
 
 const packr = new Packr({ useRecords: false, moreTypes: false });
 const h1 = sha256(new Uint8Array([1]));

@@ -4,11 +4,11 @@
  * revocations spread: a newer revocation list, signed by the CA, is taken
  * from whichever peer has it, and ours is offered to a peer that lacks it.
  */
-import { PeerClient } from "../api/peer/client.ts";
-import type { PeerInfo } from "../api/peer/schemas.ts";
-import { errorMessage, NotFoundError } from "../errors.ts";
-import type { Logger } from "../log.ts";
-import type { Cluster, PeerEntry } from "./cluster.ts";
+import { PeerClient } from "./client.ts";
+import type { PeerInfo } from "./schemas.ts";
+import { errorMessage, NotFoundError } from "../../errors.ts";
+import type { Logger } from "../../log.ts";
+import type { Cluster, PeerEntry } from "../../cluster/cluster.ts";
 
 export interface PeerStatus extends PeerEntry {
   reachable: boolean;

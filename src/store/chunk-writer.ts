@@ -1,0 +1,440 @@
+/**
+ * A chunk writer: what one checkpoint, import or transfer writes to the
+ * store. It appends to packs of its own and makes its chunks visible only
+ * when it commits (fsync the packs, then one index transaction). Until then,
+ * and until it is closed, it pins every chunk it wrote or found already
+ * stored, so a concurrent gc cannot remove them.
+ */
+import type { Database } from "bun:sqlite";
+import fs from "node:fs";
+import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isZeroHash, sha256, toHex } from "../image/hash.ts";
+import { HashTable } from "../image/hash-table.ts";
+import { MAX_CHUNK_BYTES, isZeroAt, sortedByHash } from "./_entries.ts";
+import { PackAppender, type RecordLocation, packPath, readAt } from "./_pack.ts";
+import type { FileHashes } from "./chunk-workers.ts";
+import { ChunkMismatchError } from "./errors.ts";
+import { type PendingIndex, type RawSegment, addSegment, segmentBytes } from "./pending-index.ts";
+
+/** A chunk given with the hash it claims to have. */
+export interface ClaimedChunk {
+  hash: HashLike;
+  bytes: Uint8Array;
+}
+
+/** What a writer needs of its store: given by ChunkStore.writer(), not part of the store's API. */
+export interface WriterHost {
+  /** The index database, for the commit transaction. */
+  readonly db: Database;
+  readonly isDurable: boolean;
+  readonly packDir: string;
+  readonly maxPackBytes: number;
+  readonly pending: PendingIndex;
+  newPackId(): number;
+  /** A pack id for a file to adopt as a raw pack. */
+  newRawPackId(): number;
+  has(hash: Uint8Array): boolean;
+  missing<T extends HashLike>(hashes: readonly T[]): T[];
+  get(hash: Uint8Array): Uint8Array;
+  /** A record's bytes read through `fd`, verified against `h` and the index. */
+  readRecord(h: Uint8Array, at: RecordLocation, fd: number): Uint8Array;
+  /** Remove a pack the writer made and never committed. */
+  dropPack(id: number): void;
+  writerClosed(w: ChunkWriter): void;
+}
+
+/**
+ * One checkpoint's, import's or transfer's view for writing: private packs,
+ * an uncommitted set of new chunks, and pins on every chunk it touched.
+ */
+export class ChunkWriter {
+  readonly label: string;
+  readonly #host: WriterHost;
+  readonly #appender: PackAppender;
+  /** New chunks, not yet in the index. Those in adopted raw packs may turn out to be stored already (INSERT OR IGNORE at commit). */
+  #pending = new HashTable();
+  /** Chunks of files adopted whole, not in #pending yet (see #materialize). */
+  #segments: RawSegment[] = [];
+  /** Chunk lists put whole by putHashedFile: every chunk of each is held (see covers). */
+  readonly #covered = new WeakSet<Uint8Array>();
+  /** Chunks this writer relies on that are in the index (found there, or committed by it): gc keeps them, missing() trusts them. */
+  readonly #pinned = new HashTable();
+  /** What earlier commits of this writer made visible: pinned as well (kept whole rather than copied into #pinned). */
+  readonly #committed: HashTable[] = [];
+  /** Chunks pinned by pin(): kept by gc, not known to be stored. */
+  readonly #leased = new Set<string>();
+  #isClosed = false;
+  /** Bytes of new chunks written (not deduplicated); chunks of adopted files count when commit() finds them new. */
+  newBytes = 0;
+  newChunks = 0;
+
+  /** Made by ChunkStore.writer(), which passes the store's side of the seam. */
+  constructor(host: WriterHost, label: string) {
+    this.#host = host;
+    this.label = label;
+    this.#appender = new PackAppender(host.packDir, host.maxPackBytes, () => host.newPackId());
+  }
+
+  /** Store one chunk (deduplicated); returns its hash. Visible to others after commit(). */
+  put(bytes: Uint8Array): Hash {
+    const h = sha256(bytes);
+    this.#putVerified(h, bytes);
+    return h;
+  }
+
+  /**
+   * Store chunks that arrived with claimed hashes, verifying each first. If any
+   * does not match, none is stored and the ChunkMismatchError names them all.
+   */
+  putBatch(items: readonly ClaimedChunk[]): Hash[] {
+    this.#assertOpen();
+    const hashes: Hash[] = [];
+    const bad: string[] = [];
+    for (const { hash, bytes } of items) {
+      const claimed = hashBytes(hash);
+      if (bytes.byteLength > MAX_CHUNK_BYTES || !hashEquals(sha256(bytes), claimed)) bad.push(toHex(claimed));
+      hashes.push(claimed);
+    }
+    if (bad.length > 0) throw new ChunkMismatchError(bad);
+    items.forEach(({ bytes }, i) => {
+      this.#putVerified(hashes[i]!, bytes);
+    });
+    return hashes;
+  }
+
+  /**
+   * Store a file of fixed-size chunks whose hashes were just computed from its
+   * bytes (ChunkWorkers.hashFile); the file must not change until commit.
+   * Chunks of zeros, chunks flagged in `known` (the caller vouches they are
+   * stored and pinned them: trustStored), and chunks this writer already has
+   * are skipped. When the rest is at least `adoptShare` of the file, the file
+   * itself becomes a raw pack (hard-linked, nothing copied; what turns out to
+   * be stored already becomes garbage for gc to compact). Otherwise the new
+   * chunks are copied into this writer's pack, each re-hashed as it is read.
+   */
+  putHashedFile(
+    file: string,
+    fh: FileHashes,
+    options: { known?: Uint8Array; adopt?: boolean; adoptShare?: number } = {},
+  ): { adopted: boolean; candidates: number } {
+    this.#assertOpen();
+    const n = fh.zero.length;
+    const cs = fh.chunkSize;
+    const lengthOf = (i: number) => Math.min(cs, fh.size - i * cs);
+    // Candidates: neither zeros, nor vouched for, nor held by this writer. (Repeats within the
+    // file are left to the pending table's own dedup, or to `local` when copying.)
+    const cand: number[] = [];
+    let candBytes = 0;
+    for (let i = 0; i < n; i++) {
+      if (fh.zero[i] === 1 || options.known?.[i] === 1) continue;
+      const at = i * HASH_BYTES;
+      if (this.#pending.has(fh.hashes, at) || this.#isPinned(fh.hashes, at)) continue;
+      cand.push(i);
+      candBytes += lengthOf(i);
+    }
+    const adoptShare = options.adoptShare ?? 0.5;
+    // Candidates may be stored already (by another pod's image): a sample of them tells.
+    const sample: Uint8Array[] = [];
+    const step = Math.max(1, Math.floor(cand.length / 256));
+    for (let k = 0; k < cand.length; k += step) sample.push(fh.hashes.subarray(cand[k]! * HASH_BYTES, (cand[k]! + 1) * HASH_BYTES));
+    const newShare = sample.length === 0 ? 0 : this.#host.missing(sample).length / sample.length;
+    if (options.adopt && cand.length > 0 && candBytes * newShare >= adoptShare * fh.size && cs <= MAX_CHUNK_BYTES) {
+      const pack = this.#appender.adopt(file, () => this.#host.newRawPackId(), sha256(fh.hashes), cs);
+      if (pack !== null) {
+        // Not a table entry per chunk yet (~60 ms per GiB while the pod waits): a segment,
+        // made entries when something looks chunks up (see #materialize, ChunkStore.deferred).
+        this.#segments.push({ pack: pack.id, hashes: fh.hashes, cand: Int32Array.from(cand), chunkSize: cs, size: fh.size });
+        this.#covered.add(fh.hashes);
+        return { adopted: true, candidates: cand.length };
+      }
+    }
+    // Copy what the store lacks, reading runs of neighbouring chunks at once.
+    const local = new HashTable(cand.length);
+    const unique = cand.filter((i) => local.add(fh.hashes, i * HASH_BYTES).added);
+    cand.length = 0;
+    cand.push(...unique);
+    const views = cand.map((i) => fh.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES));
+    const lacking = new Set(this.#host.missing(views));
+    const take: number[] = [];
+    cand.forEach((i, k) => {
+      if (lacking.has(views[k]!)) take.push(i);
+      else this.#pinned.add(fh.hashes, i * HASH_BYTES);
+    });
+    if (take.length === 0) {
+      this.#covered.add(fh.hashes);
+      return { adopted: false, candidates: cand.length };
+    }
+    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+    try {
+      const maxRun = Math.max(1, Math.floor((4 << 20) / cs));
+      for (let k = 0; k < take.length; ) {
+        let end = k + 1;
+        while (end < take.length && take[end] === take[end - 1]! + 1 && end - k < maxRun) end++;
+        const first = take[k]!;
+        const last = take[end - 1]!;
+        const bytes = readAt(fd, last * cs + lengthOf(last) - first * cs, first * cs);
+        for (let j = k; j < end; j++) {
+          const i = take[j]!;
+          const chunk = bytes.subarray((i - first) * cs, (i - first) * cs + lengthOf(i));
+          const want = fh.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
+          if (chunk.byteLength !== lengthOf(i) || !hashEquals(sha256(chunk), want)) {
+            throw new ChunkMismatchError([toHex(want)]);
+          }
+          this.#putVerified(want, chunk);
+        }
+        k = end;
+      }
+    } finally {
+      fs.closeSync(fd);
+    }
+    this.#covered.add(fh.hashes);
+    return { adopted: false, candidates: cand.length };
+  }
+
+  /**
+   * Pin chunks the caller knows are stored now (say, because an image that
+   * references them is in the catalogue at this very moment, with no await
+   * since it checked). gc keeps them, and missing() trusts them without a query.
+   */
+  trustStored(hashes: Uint8Array, mask?: Uint8Array): void {
+    this.#assertOpen();
+    const n = hashes.byteLength / HASH_BYTES;
+    for (let i = 0; i < n; i++) {
+      if (mask !== undefined && mask[i] !== 1) continue;
+      if (isZeroAt(hashes, i * HASH_BYTES)) continue;
+      this.#pinned.add(hashes, i * HASH_BYTES);
+    }
+  }
+
+  /**
+   * Whether this writer already accounts for the chunk (32 bytes at `at`):
+   * written by it, or pinned (found stored, trusted, committed). No query.
+   */
+  holds(src: Uint8Array, at = 0): boolean {
+    return this.#isHeld(src, at);
+  }
+
+  /** In #pending or pinned; the segments are made entries only when that is not enough to say yes. */
+  #isHeld(src: Uint8Array, at = 0): boolean {
+    if (this.#pending.has(src, at) || this.#isPinned(src, at)) return true;
+    if (this.#segments.length === 0) return false;
+    this.#materialize();
+    return this.#pending.has(src, at);
+  }
+
+  /** Make entries of the adopted files' segments (once; cheap when there are none). */
+  #materialize(): void {
+    if (this.#segments.length === 0) return;
+    for (const seg of this.#segments) addSegment(this.#pending, seg);
+    this.#segments = [];
+  }
+
+  /**
+   * Whether every chunk of this chunk list (the very array) is held: it was
+   * put whole by putHashedFile, so an image that names it needs no lookup of
+   * each of its chunks (262,144 per GiB of pages).
+   */
+  covers(chunks: Uint8Array): boolean {
+    return this.#covered.has(chunks);
+  }
+
+  /** Whether the chunk is available to this writer (pins it when it is stored). */
+  has(hash: HashLike): boolean {
+    if (isZeroHash(hash)) return true;
+    const h = hashBytes(hash);
+    if (this.#isHeld(h)) return true;
+    if (this.#host.has(h)) {
+      this.#pinned.add(h);
+      return true;
+    }
+    return false;
+  }
+
+  /** Like ChunkStore.missing, and pins every hash it reports present so gc keeps it. */
+  missing<T extends HashLike>(hashes: readonly T[]): T[] {
+    this.#assertOpen();
+    const ask: T[] = [];
+    for (const h of hashes) {
+      if (isZeroHash(h)) continue;
+      const b = hashBytes(h);
+      if (!this.#isHeld(b)) ask.push(h);
+    }
+    const lacking = this.#host.missing(ask);
+    const lackSet = new Set(lacking);
+    for (const h of ask) if (!lackSet.has(h)) this.#pinned.add(hashBytes(h));
+    return lacking;
+  }
+
+  /** Pin chunks this writer will reference without writing them. */
+  pin(hashes: Iterable<HashLike>): void {
+    this.#assertOpen();
+    for (const h of hashes) if (!isZeroHash(h)) this.#leased.add(hashHex(h));
+  }
+
+  /** A chunk's bytes, verified: this writer's uncommitted ones or the store's. */
+  get(hash: HashLike): Uint8Array {
+    const h = hashBytes(hash);
+    this.#materialize();
+    const i = this.#pending.indexOf(h);
+    if (i < 0) return this.#host.get(h);
+    const loc = this.#pending.locationAt(i);
+    if (this.#appender.isBuffered(loc)) this.#appender.flush();
+    return this.#host.readRecord(h, loc, this.#appender.fdOf(loc.pack)!);
+  }
+
+  /** Number of chunks written but not yet committed. */
+  get pendingCount(): number {
+    this.#materialize();
+    return this.#pending.size;
+  }
+
+  /**
+   * Make this writer's chunks durable and visible: fsync its packs, then one
+   * index transaction (which also runs `alsoInTransaction`, so the catalogue
+   * can record an image atomically with its chunks). The writer stays open and
+   * its chunks stay pinned until close().
+   */
+  commit(alsoInTransaction?: () => void): void {
+    this.#assertOpen();
+    this.#appender.sync(this.#host.isDurable);
+    const db = this.#host.db;
+    const ins = db.query<unknown, [Uint8Array, number, number, number]>("INSERT OR IGNORE INTO chunks(hash, pack, offset, length) VALUES (?, ?, ?, ?)");
+    const size = db.query<unknown, [number, number]>("UPDATE packs SET size = ? WHERE id = ?");
+    const digest = db.query<unknown, [Uint8Array, number]>("UPDATE packs SET digest = ? WHERE id = ?");
+    const adoptedPacks = this.#appender.adopted.filter((p) => p.committed === 0);
+    const adopted = adoptedPacks.map((p) => p.id);
+    const cols = this.#pending.columns();
+    const segments = this.#segments;
+    // With an adopted file, every chunk of this commit is indexed after it (see PENDING_ENTRY_BYTES).
+    const deferTo = adopted.length > 0 && (cols.size > 0 || segments.length > 0) ? adopted[0]! : null;
+    let adoptedNew = 0;
+    let adoptedNewBytes = 0;
+    if (deferTo !== null) {
+      const isAdopted = new Set(adopted);
+      for (let i = 0; i < cols.size; i++) {
+        if (!isAdopted.has(cols.pack[i]!)) continue;
+        adoptedNew++;
+        adoptedNewBytes += cols.length[i]!;
+      }
+      for (const seg of segments) {
+        adoptedNew += seg.cand.length;
+        adoptedNewBytes += segmentBytes(seg);
+      }
+    }
+    db.transaction(() => {
+      if (deferTo !== null) {
+        this.#host.pending.record(
+          deferTo,
+          this.#pending,
+          adoptedPacks.map((p) => ({ id: p.id, chunkSize: p.chunkSize! })),
+        );
+      } else {
+        // In hash order: neighbouring keys share B-tree pages.
+        const order = sortedByHash(cols.hashes, cols.size);
+        for (let k = 0; k < cols.size; k++) {
+          const i = order[k]!;
+          ins.run(cols.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), cols.pack[i]!, cols.offset[i]!, cols.length[i]!);
+        }
+      }
+      for (const p of this.#appender.all) {
+        if (p.flushed > p.committed) size.run(p.flushed, p.id);
+        if (p.isRaw && p.committed === 0 && p.digest) digest.run(p.digest, p.id);
+      }
+      alsoInTransaction?.();
+    })();
+    for (const p of this.#appender.all) p.committed = p.flushed;
+    this.#segments = [];
+    if (deferTo !== null) this.#host.pending.add(deferTo, this.#pending, segments);
+    if (cols.size > 0) {
+      this.#committed.push(this.#pending);
+      this.#pending = new HashTable();
+      // A writer that commits often (batches of a transfer) keeps lookups short.
+      if (this.#committed.length > 4) {
+        for (const t of this.#committed.splice(0)) for (const h of t.hashes()) this.#pinned.add(h);
+      }
+    }
+    this.newChunks += adoptedNew;
+    this.newBytes += adoptedNewBytes;
+  }
+
+  /** Discard uncommitted chunks and release every pin. */
+  abort(): void {
+    if (this.#isClosed) return;
+    this.#appender.flush();
+    this.#appender.closeFiles();
+    for (const p of this.#appender.all) {
+      if (p.committed === 0) this.#host.dropPack(p.id);
+      else if (p.flushed > p.committed && !p.isRaw) fs.truncateSync(packPath(this.#host.packDir, p.id), p.committed);
+    }
+    this.#pending.clear();
+    this.#segments = [];
+    this.#finish();
+  }
+
+  /** Release pins; uncommitted chunks are discarded (commit first to keep them). */
+  close(): void {
+    if (this.#isClosed) return;
+    if (this.#pending.size > 0 || this.#segments.length > 0) {
+      this.abort();
+      return;
+    }
+    this.#appender.closeFiles();
+    this.#finish();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** Drop every pin (the store's own writer for put() and putBatch(), after each call). */
+  forget(): void {
+    this.#pinned.clear();
+    this.#committed.length = 0;
+    this.#leased.clear();
+  }
+
+  /** Every hash gc must keep for this writer. */
+  *pinnedHashes(): Generator<Uint8Array> {
+    yield* this.#pinned.hashes();
+    for (const t of this.#committed) yield* t.hashes();
+    for (const hex of this.#leased) yield Buffer.from(hex, "hex");
+  }
+
+  #isPinned(src: Uint8Array, at = 0): boolean {
+    if (this.#pinned.has(src, at)) return true;
+    for (const t of this.#committed) if (t.has(src, at)) return true;
+    return false;
+  }
+
+  /** The packs this writer made (gc neither drops nor rewrites them while it is open). */
+  packIds(): number[] {
+    return this.#appender.all.map((p) => p.id);
+  }
+
+  #putVerified(h: Hash, bytes: Uint8Array): void {
+    this.#assertOpen();
+    if (bytes.byteLength > MAX_CHUNK_BYTES) {
+      throw new RangeError(`Chunk ${toHex(h)} is ${bytes.byteLength} bytes; the limit is ${MAX_CHUNK_BYTES}`);
+    }
+    if (this.#pending.has(h) || this.#isPinned(h)) return;
+    if (this.#host.has(h)) {
+      this.#pinned.add(h);
+      return;
+    }
+    const loc = this.#appender.append(h, bytes);
+    this.#pending.add(h, 0, loc.pack, loc.offset, loc.length);
+    this.newBytes += bytes.byteLength;
+    this.newChunks++;
+  }
+
+  #assertOpen(): void {
+    if (this.#isClosed) throw new Error(`The chunk writer "${this.label}" is closed`);
+  }
+
+  #finish(): void {
+    this.#pinned.clear();
+    this.#committed.length = 0;
+    this.#leased.clear();
+    this.#isClosed = true;
+    this.#host.writerClosed(this);
+  }
+}
