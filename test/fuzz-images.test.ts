@@ -1,0 +1,194 @@
+/**
+ * Structure-aware fuzzing of image import and restore (issue 16), from real
+ * exports of real pods checkpointed by a real agent with CRIU. Two layers:
+ * in-process (importImage into a temp catalogue, thousands of inputs a
+ * minute) and the agent (`image import`, then `restore` for a sample, with
+ * the host watched for any change). Prints a JSON report at the end.
+ *
+ *   AUTOPOD_FUZZ_SECONDS  fuzzing time, split between the layers (default 45 with CI=true, else 20;
+ *                         setup adds about 15 s)
+ *   AUTOPOD_FUZZ_SEED     the seed to replay (printed at the start and in the report)
+ *   AUTOPOD_FUZZ_OUT      where inputs that found something are saved (default /tmp/autopod-fuzz-SEED)
+ *
+ * test/fuzz/regressions/ holds inputs of fixed findings, replayed first on every run;
+ * test/fuzz/pending/ those of findings not fixed yet (not replayed: see its README).
+ */
+import { afterAll, beforeAll, describe, expect } from "bun:test";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { TestHost } from "./_pods.ts";
+import { isRoot, rootTest } from "./_support.ts";
+import { AgentTarget } from "./fuzz/agent-target.ts";
+import { type ExportModel, packr, parseExport, type RawManifest } from "./fuzz/export-file.ts";
+import { type Finding, InProcessTarget } from "./fuzz/in-process.ts";
+import { knownHolesOf } from "./fuzz/known.ts";
+import { type Layer, LAYERS, type Mutant, mutant } from "./fuzz/mutate.ts";
+import { Rng } from "./fuzz/rng.ts";
+
+const SECONDS = Number(process.env.AUTOPOD_FUZZ_SECONDS ?? (process.env.CI === "true" ? 45 : 20));
+const SEED = process.env.AUTOPOD_FUZZ_SEED !== undefined ? Number(process.env.AUTOPOD_FUZZ_SEED) >>> 0 : (Math.random() * 0x1_0000_0000) >>> 0;
+const OUT = process.env.AUTOPOD_FUZZ_OUT ?? path.join(os.tmpdir(), `autopod-fuzz-${SEED}`);
+const REGRESSIONS = path.join(import.meta.dir, "fuzz/regressions");
+/** Share of the agent layer's inputs taken from those the in-process layer refused (the rest it accepted). */
+const REFUSED_SHARE = 0.15;
+
+let host: TestHost;
+let scratch: string;
+const seeds: Array<{ name: string; bytes: Uint8Array; model: ExportModel }> = [];
+
+/** Counts for the report. */
+const report = {
+  seed: SEED,
+  seconds: SECONDS,
+  inputs: 0,
+  perLayer: Object.fromEntries(LAYERS.map((l) => [l, 0])) as Record<Layer, number>,
+  inProcess: { inputs: 0, refused: 0, imported: 0, perMinute: 0 },
+  agent: { inputs: 0, refused: 0, imported: 0, restored: 0, restoreRefused: 0 },
+  regressions: 0,
+  knownHoles: {} as Record<string, number>,
+  findings: [] as Array<Finding & { count: number }>,
+  savedTo: OUT,
+};
+
+function addFinding(f: Finding, input?: { m: Mutant }): void {
+  const key = `${f.layer} ${f.kind} ${f.knownRow ?? ""} ${f.message
+    .replace(/[0-9a-f]{64}/g, "ID")
+    .replace(/\d+/g, "N")
+    .slice(0, 120)}`;
+  if (f.knownRow !== undefined) report.knownHoles[`row ${f.knownRow}`] = (report.knownHoles[`row ${f.knownRow}`] ?? 0) + 1;
+  const had = report.findings.find(
+    (x) =>
+      `${x.layer} ${x.kind} ${x.knownRow ?? ""} ${x.message
+        .replace(/[0-9a-f]{64}/g, "ID")
+        .replace(/\d+/g, "N")
+        .slice(0, 120)}` === key,
+  );
+  if (had) {
+    had.count++;
+    return;
+  }
+  const saved = { ...f, count: 1, ops: input?.m.ops };
+  if (input) {
+    fs.mkdirSync(OUT, { recursive: true });
+    const file = path.join(OUT, `finding-${report.findings.length}.img`);
+    fs.writeFileSync(file, input.m.bytes);
+    fs.writeFileSync(`${file}.json`, JSON.stringify({ ...f, ops: input.m.ops, seed: SEED }, null, 2));
+    saved.input = file;
+  }
+  report.findings.push(saved);
+}
+
+function manifestOf(bytes: Uint8Array): RawManifest | null {
+  try {
+    const len = new DataView(bytes.buffer, bytes.byteOffset).getUint32(16);
+    return packr.unpack(bytes.subarray(52, 52 + len)) as RawManifest;
+  } catch {
+    return null;
+  }
+}
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  scratch = fs.mkdtempSync(path.join(os.tmpdir(), "autopod-fuzz-"));
+  host = await TestHost.start("fz");
+  // Two real pods, one with a volume that travels; both write apfz-counter (a path the host must never get).
+  const vol = path.join(scratch, "vol");
+  fs.mkdirSync(vol);
+  fs.writeFileSync(path.join(vol, "seed"), "volume\n");
+  const loop = (f: string) => ["sh", "-c", `i=0; while :; do i=$((i+1)); echo $i > ${f}; sleep 0.05; done`];
+  await host.run("seeda", loop("/apfz-counter"));
+  await host.run("seedb", loop("/data/apfz-counter"), ["--volume", `${vol}:/data`]);
+  // A local checkpointed pod that no image may take over (row 5).
+  await host.run("victim", ["sleep", "100000"]);
+  await Bun.sleep(300);
+  for (const name of ["seeda", "seedb"]) {
+    const file = path.join(scratch, `${name}.img`);
+    await host.ok(["checkpoint", name, "--export", file]);
+    await host.ok(["rm", name]);
+    const bytes = new Uint8Array(fs.readFileSync(file));
+    seeds.push({ name, bytes, model: parseExport(bytes) });
+  }
+  await host.ok(["checkpoint", "victim"]);
+}, 120_000);
+
+afterAll(async () => {
+  await host?.dispose();
+  if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+}, 120_000);
+
+describe("fuzzing image import and restore", () => {
+  rootTest(
+    "mutated real exports are refused clearly or imported, and never reach the host",
+    async () => {
+      console.log(`fuzz: seed ${SEED} (AUTOPOD_FUZZ_SEED=${SEED} replays it), ${SECONDS} s`);
+      const canary = path.join(scratch, "canary");
+      AgentTarget.makeCanary(canary);
+      const targets = { canary, localPods: ["victim"] };
+      const inproc = new InProcessTarget(path.join(scratch, "inproc"));
+      for (const s of seeds) await inproc.addSeed(s.bytes);
+      const agent = new AgentTarget(host, scratch, canary, ["victim"]);
+      agent.baseline();
+
+      // Regressions first: each must still be refused (or imported) as its note says.
+      for (const f of fs.existsSync(REGRESSIONS) ? fs.readdirSync(REGRESSIONS).filter((x) => x.endsWith(".img")) : []) {
+        const meta = JSON.parse(fs.readFileSync(path.join(REGRESSIONS, `${f}.json`), "utf8")) as { expect: "refused" | "imported"; agent?: boolean };
+        const bytes = new Uint8Array(fs.readFileSync(path.join(REGRESSIONS, f)));
+        const r = await inproc.run(bytes);
+        for (const x of r.findings) addFinding({ layer: "in-process", ...x, message: `regression ${f}: ${x.message}` });
+        expect(`${f}: ${r.result.outcome}`).toBe(`${f}: ${meta.expect}`);
+        if (meta.agent) for (const x of (await agent.run(bytes, new Rng(1), true)).findings) addFinding({ ...x, message: `regression ${f}: ${x.message}` });
+        report.regressions++;
+      }
+
+      const rng = new Rng(SEED);
+      const t0 = Date.now();
+      const inprocEnd = t0 + SECONDS * 500;
+      const end = t0 + SECONDS * 1000;
+      // Inputs for the agent layer: those the fast layer accepted, and a share of the refused ones.
+      const accepted: Mutant[] = [];
+      const refused: Mutant[] = [];
+      while (Date.now() < inprocEnd) {
+        const r1 = rng.fork();
+        const m = mutant(r1.pick(seeds).model, r1, targets);
+        report.inputs++;
+        report.inProcess.inputs++;
+        for (const l of m.layers) report.perLayer[l]++;
+        const r = await inproc.run(m.bytes);
+        for (const x of r.findings) addFinding({ layer: "in-process", ...x }, { m });
+        if (r.result.outcome === "imported") {
+          report.inProcess.imported++;
+          const mf = manifestOf(m.bytes);
+          for (const h of mf ? knownHolesOf(mf) : []) addFinding({ layer: "in-process", kind: "accepted-known-hole", message: h.what, knownRow: h.row }, { m });
+          if (accepted.length < 5000) accepted.push(m);
+        } else {
+          report.inProcess.refused++;
+          if (refused.length < 500 && r1.chance(0.2)) refused.push(m);
+        }
+        if (report.inProcess.inputs % 500 === 0) for (const x of inproc.check()) addFinding({ layer: "in-process", ...x });
+      }
+      for (const x of inproc.check()) addFinding({ layer: "in-process", ...x });
+      inproc.close();
+      report.inProcess.perMinute = Math.round((report.inProcess.inputs * 60_000) / Math.max(1, Date.now() - t0));
+
+      const ar = rng.fork();
+      while (Date.now() < end && (accepted.length || refused.length)) {
+        const fromRefused = refused.length > 0 && (accepted.length === 0 || ar.chance(REFUSED_SHARE));
+        const pool = fromRefused ? refused : accepted;
+        const m = pool.splice(ar.below(pool.length), 1)[0]!;
+        const r = await agent.run(m.bytes, ar, true);
+        report.agent.inputs++;
+        if (r.imported) report.agent.imported++;
+        else report.agent.refused++;
+        if (r.restore === "restored") report.agent.restored++;
+        if (r.restore === "refused") report.agent.restoreRefused++;
+        for (const x of r.findings) addFinding(x, { m });
+      }
+
+      console.log(`fuzz report: ${JSON.stringify(report, null, 2)}`);
+      const fresh = report.findings.filter((f) => f.knownRow === undefined);
+      expect(fresh.map((f) => `${f.layer} ${f.kind}: ${f.message} (${f.input ?? "no input"})`)).toEqual([]);
+    },
+    (SECONDS + 240) * 1000,
+  );
+});
