@@ -54,7 +54,7 @@ export class InProcessTarget {
   /** One input: its outcome, and what broke an oracle. */
   async run(bytes: Uint8Array): Promise<{ result: ImportOutcome; findings: Omit<Finding, "layer">[] }> {
     const findings: Omit<Finding, "layer">[] = [];
-    const before = this.catalogue.list().length;
+    const before = this.#imageCount();
     let result: ImportOutcome;
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -74,7 +74,7 @@ export class InProcessTarget {
       else if (!unclearMessage(err.message)) {
         // fine: a domain error with a message
       } else findings.push({ kind: "unclear-error", message: `${err.name}: ${JSON.stringify(err.message).slice(0, 300)}` });
-      if (this.catalogue.list().length !== before) findings.push({ kind: "store-changed", message: "A refused import changed the catalogue" });
+      if (this.#imageCount() !== before) findings.push({ kind: "store-changed", message: "A refused import changed the catalogue" });
     } finally {
       clearTimeout(timer);
     }
@@ -87,6 +87,10 @@ export class InProcessTarget {
       if (!this.#seedIds.has(result.id)) this.catalogue.remove(result.id);
     }
     return { result, findings };
+  }
+
+  #imageCount(): number {
+    return this.store.db.query<{ n: number }, []>("SELECT COUNT(*) AS n FROM images").get()!.n;
   }
 
   /** gc, then every stored chunk read back against its hash. */

@@ -261,7 +261,7 @@ function podVolumes(rng: Rng, t: FuzzTargets, cur: unknown): unknown {
     const v = rng.pick(vols);
     if (rng.chance(0.5)) v.host = host;
     else v.pod = pod;
-    if (rng.chance(0.2)) v.readonly = oddValue(rng, []);
+    if (rng.chance(0.2)) v.readonly = oddValue(rng, ["true"]);
   } else vols.push({ host, pod, readonly: rng.chance(0.5) });
   return vols;
 }
