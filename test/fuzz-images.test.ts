@@ -30,8 +30,8 @@ const SECONDS = Number(process.env.AUTOPOD_FUZZ_SECONDS ?? (process.env.CI === "
 const SEED = process.env.AUTOPOD_FUZZ_SEED !== undefined ? Number(process.env.AUTOPOD_FUZZ_SEED) >>> 0 : (Math.random() * 0x1_0000_0000) >>> 0;
 const OUT = process.env.AUTOPOD_FUZZ_OUT ?? path.join(os.tmpdir(), `autopod-fuzz-${SEED}`);
 const REGRESSIONS = path.join(import.meta.dir, "fuzz/regressions");
-/** Share of the agent layer's inputs taken from those the in-process layer refused (the rest it accepted). */
-const REFUSED_SHARE = 0.15;
+/** Inputs kept for the agent layer per kind (whole exports of about 3 MB each). */
+const POOL = 64;
 
 let host: TestHost;
 let scratch: string;
@@ -42,6 +42,7 @@ const seeds: Array<{ name: string; bytes: Uint8Array; model: ExportModel; lean: 
 const report = {
   seed: SEED,
   seconds: SECONDS,
+  /** Distinct inputs tried (every one goes through the fast layer; a sample of them then through the agent). */
   inputs: 0,
   perLayer: Object.fromEntries(LAYERS.map((l) => [l, 0])) as Record<Layer, number>,
   inProcess: { inputs: 0, refused: 0, imported: 0, perMinute: 0 },
@@ -146,66 +147,76 @@ describe("fuzzing image import and restore", () => {
       }
 
       const rng = new Rng(SEED);
+      const ar = rng.fork();
       const t0 = Date.now();
-      const inprocEnd = t0 + SECONDS * 500;
       const end = t0 + SECONDS * 1000;
-      // Inputs for the agent layer: those the fast layer accepted, and a share of the refused ones.
-      const accepted: Mutant[] = [];
-      // Accepted inputs that touch what can reach the host (known holes, the pod spec, volumes, links, mounts) go first half the time.
+      // Rounds: the fast layer, then the agent on what it produced, so a long run keeps both going in bounded memory.
+      const half = Math.min(60, SECONDS / 2) * 1000;
+      // Inputs for the agent layer: accepted ones that touch what can reach the host (known holes, the pod
+      // spec, volumes, links, mounts), other accepted ones, and some refused ones.
       const promising: Mutant[] = [];
+      const accepted: Mutant[] = [];
       const refused: Mutant[] = [];
-      while (Date.now() < inprocEnd) {
-        const r1 = rng.fork();
-        const s = r1.pick(seeds);
-        // The agent restores only whole images (a foreign image needs its base); the fast layer mostly skips the base.
-        let m: Mutant;
-        try {
-          m = mutant(r1.chance(0.85) ? s.lean : s.model, r1, targets);
-        } catch (e) {
-          addFinding({ layer: "in-process", kind: "fuzzer-bug", message: String((e as Error).stack).slice(0, 600) });
-          continue;
+      const keep = (pool: Mutant[], m: Mutant, r: Rng) => {
+        if (pool.length < POOL) pool.push(m);
+        else pool[r.below(POOL)] = m;
+      };
+      let inprocMs = 0;
+      while (Date.now() < end) {
+        const roundStart = Date.now();
+        const inprocEnd = Math.min(end, roundStart + half);
+        while (Date.now() < inprocEnd) {
+          const r1 = rng.fork();
+          const s = r1.pick(seeds);
+          // The agent restores only whole images (a foreign image needs its base); the fast layer mostly skips the base.
+          let m: Mutant;
+          try {
+            m = mutant(r1.chance(0.85) ? s.lean : s.model, r1, targets);
+          } catch (e) {
+            addFinding({ layer: "in-process", kind: "fuzzer-bug", message: String((e as Error).stack).slice(0, 600) });
+            continue;
+          }
+          report.inputs++;
+          report.inProcess.inputs++;
+          for (const l of m.layers) report.perLayer[l]++;
+          const r = await inproc.run(m.bytes);
+          for (const x of r.findings) addFinding({ layer: "in-process", ...x }, { m });
+          const mf = manifestOf(m.bytes);
+          const whole = mf !== null && Array.isArray(mf.base);
+          if (r.result.outcome === "imported") {
+            report.inProcess.imported++;
+            const holes = mf ? knownHolesOf(mf) : [];
+            for (const h of holes) addFinding({ layer: "in-process", kind: "accepted-known-hole", message: h.what, knownRow: h.row }, { m });
+            if (whole && (holes.length > 0 || m.ops.some((o) => /pod\.|volumes|symlink|hard link|mountpoints|special/.test(o)))) keep(promising, m, r1);
+            else if (whole) keep(accepted, m, r1);
+          } else {
+            report.inProcess.refused++;
+            if (whole && r1.chance(0.2)) keep(refused, m, r1);
+          }
+          if (report.inProcess.inputs % 500 === 0) for (const x of inproc.check()) addFinding({ layer: "in-process", ...x });
         }
-        report.inputs++;
-        report.inProcess.inputs++;
-        for (const l of m.layers) report.perLayer[l]++;
-        const r = await inproc.run(m.bytes);
-        for (const x of r.findings) addFinding({ layer: "in-process", ...x }, { m });
-        const mf = manifestOf(m.bytes);
-        const whole = mf !== null && Array.isArray(mf.base);
-        if (r.result.outcome === "imported") {
-          report.inProcess.imported++;
-          for (const h of mf ? knownHolesOf(mf) : []) addFinding({ layer: "in-process", kind: "accepted-known-hole", message: h.what, knownRow: h.row }, { m });
-          const holes = mf ? knownHolesOf(mf) : [];
-          if (whole && (holes.length > 0 || m.ops.some((o) => /pod\.|volumes|symlink|hard link|mountpoints|special/.test(o)))) {
-            if (promising.length < 2000) promising.push(m);
-          } else if (whole && accepted.length < 2000) accepted.push(m);
-        } else {
-          report.inProcess.refused++;
-          if (whole && refused.length < 500 && r1.chance(0.2)) refused.push(m);
+        inprocMs += Date.now() - roundStart;
+        const agentEnd = Math.min(end, Date.now() + half);
+        while (Date.now() < agentEnd && (accepted.length || refused.length || promising.length)) {
+          const x = ar.below(100);
+          const pool = [x < 50 ? promising : x < 85 ? accepted : refused, promising, accepted, refused].find((p) => p.length > 0)!;
+          const m = pool.splice(ar.below(pool.length), 1)[0]!;
+          const r = await agent.run(m.bytes, ar, true);
+          report.agent.inputs++;
+          if (r.imported) report.agent.imported++;
+          else report.agent.refused++;
+          if (r.restore === "restored") report.agent.restored++;
+          if (r.restore === "refused") report.agent.restoreRefused++;
+          // What an input with a known hole did to the host is that hole's doing.
+          const mf = manifestOf(m.bytes);
+          const hole = mf ? knownHolesOf(mf)[0] : undefined;
+          for (const x of r.findings)
+            addFinding(hole && x.knownRow === undefined ? { ...x, knownRow: hole.row, message: `${x.message} (input has: ${hole.what})` } : x, { m });
         }
-        if (report.inProcess.inputs % 500 === 0) for (const x of inproc.check()) addFinding({ layer: "in-process", ...x });
       }
       for (const x of inproc.check()) addFinding({ layer: "in-process", ...x });
       inproc.close();
-      report.inProcess.perMinute = Math.round((report.inProcess.inputs * 60_000) / Math.max(1, Date.now() - t0));
-
-      const ar = rng.fork();
-      while (Date.now() < end && (accepted.length || refused.length || promising.length)) {
-        const x = ar.below(100);
-        const pool = [x < 50 ? promising : x < 85 ? accepted : refused, promising, accepted, refused].find((p) => p.length > 0)!;
-        const m = pool.splice(ar.below(pool.length), 1)[0]!;
-        const r = await agent.run(m.bytes, ar, true);
-        report.agent.inputs++;
-        if (r.imported) report.agent.imported++;
-        else report.agent.refused++;
-        if (r.restore === "restored") report.agent.restored++;
-        if (r.restore === "refused") report.agent.restoreRefused++;
-        // What an input with a known hole did to the host is that hole's doing.
-        const mf = manifestOf(m.bytes);
-        const hole = mf ? knownHolesOf(mf)[0] : undefined;
-        for (const x of r.findings)
-          addFinding(hole && x.knownRow === undefined ? { ...x, knownRow: hole.row, message: `${x.message} (input has: ${hole.what})` } : x, { m });
-      }
+      report.inProcess.perMinute = Math.round((report.inProcess.inputs * 60_000) / Math.max(1, inprocMs));
 
       console.log(`fuzz report: ${JSON.stringify(report, null, 2)}`);
       const fresh = report.findings.filter((f) => f.knownRow === undefined);
