@@ -20,7 +20,8 @@ import path from "node:path";
 import { TestHost } from "./_pods.ts";
 import { isRoot, rootTest } from "./_support.ts";
 import { AgentTarget } from "./fuzz/agent-target.ts";
-import { type ExportModel, packr, parseExport, type RawManifest } from "./fuzz/export-file.ts";
+import { encodeCriuImage, parseCriuImage } from "./fuzz/criu-image.ts";
+import { type ExportModel, fileBytes, packr, parseExport, type RawEntry, type RawManifest } from "./fuzz/export-file.ts";
 import { type Finding, InProcessTarget } from "./fuzz/in-process.ts";
 import { knownHolesOf } from "./fuzz/known.ts";
 import { type Layer, LAYERS, type Mutant, mutant } from "./fuzz/mutate.ts";
@@ -123,6 +124,24 @@ afterAll(async () => {
 }, 120_000);
 
 describe("fuzzing image import and restore", () => {
+  rootTest("the protobuf walker reads every CRIU image of a real checkpoint, and writes it back byte for byte", () => {
+    let images = 0;
+    for (const s of seeds) {
+      for (const e of s.model.manifest.criu as RawEntry[]) {
+        const name = String(e.path);
+        if (e.type !== "file" || name.startsWith("pages-") || name.endsWith(".tar.gz.img")) continue;
+        const bytes = fileBytes(s.model, e);
+        const img = parseCriuImage(bytes);
+        expect(img === null ? `${name}: no CRIU magic` : `${name}: ${img.entries.length > 0 || bytes.byteLength <= 8 ? "entries" : "none"}`).toBe(
+          `${name}: entries`,
+        );
+        expect(encodeCriuImage(img!)).toEqual(bytes);
+        images++;
+      }
+    }
+    expect(images).toBeGreaterThan(20);
+  });
+
   rootTest(
     "mutated real exports are refused clearly or imported, and never reach the host",
     async () => {

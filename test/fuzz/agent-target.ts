@@ -36,6 +36,7 @@ export class AgentTarget {
   readonly keep: Set<string>;
   #baseline!: HostSnapshot;
   #n = 0;
+  #logAt = 0;
 
   constructor(host: TestHost, scratch: string, canary: string, keep: string[]) {
     this.host = host;
@@ -65,6 +66,43 @@ export class AgentTarget {
   /** Call once the agent is set up: later snapshots are compared with this one. */
   baseline(): void {
     this.#baseline = this.snapshot();
+    this.#logAt = this.#agentLog().byteLength;
+  }
+
+  #agentLog(): Buffer {
+    const p = path.join(this.host.dir, "agent.log");
+    return fs.existsSync(p) ? fs.readFileSync(p) : Buffer.alloc(0);
+  }
+
+  /** What the agent logged since the last input: a JavaScript error inside a request is a bug, whatever the input. */
+  #checkLog(f: (kind: string, message: string) => void): void {
+    const log = this.#agentLog();
+    const fresh = log.subarray(Math.min(this.#logAt, log.byteLength)).toString("utf8");
+    this.#logAt = log.byteLength;
+    for (const line of fresh.split("\n")) {
+      if (
+        /TypeError|RangeError|ReferenceError|SyntaxError|is not a function|Cannot read propert|undefined is not|Maximum call stack|[Uu]nhandled|uncaught/.test(
+          line,
+        )
+      ) {
+        f("agent-internal-error", `The agent logged: ${line.slice(0, 500)}`);
+      }
+    }
+  }
+
+  /** CRIU processes of this agent's restores that outlived them. */
+  #strayCriu(): string[] {
+    const out: string[] = [];
+    for (const pid of fs.readdirSync("/proc").filter((x) => /^\d+$/.test(x))) {
+      try {
+        if (fs.readFileSync(`/proc/${pid}/comm`, "utf8").trim() !== "criu") continue;
+        const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, "utf8");
+        if (cmd.includes(this.host.stateDir) || cmd.includes(fs.realpathSync(this.host.stateDir))) out.push(pid);
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return out;
   }
 
   /** Mount points that are not another test's (they mount under their own /tmp dirs and /run/netns). */
@@ -103,6 +141,9 @@ export class AgentTarget {
     const ps = await this.host.cli(["ps", "--json"], 15_000);
     if (ps.exitCode !== 0) f("agent-unresponsive", `ps failed after this input (${ps.exitCode}): ${ps.stderr.slice(0, 300)}`);
     await this.#cleanUp(id, f);
+    const stray = this.#strayCriu();
+    if (stray.length) f("leftover-processes", `CRIU processes ${stray.join(",")} of this agent are still running after the input`);
+    this.#checkLog(f);
     this.#compare(f);
     return { imported: id !== null, restore, findings };
   }
