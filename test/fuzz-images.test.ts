@@ -24,6 +24,7 @@ import { encodeCriuImage, parseCriuImage } from "./fuzz/criu-image.ts";
 import { type ExportModel, fileBytes, packr, parseExport, type RawEntry, type RawManifest } from "./fuzz/export-file.ts";
 import { type Finding, InProcessTarget } from "./fuzz/in-process.ts";
 import { knownHolesOf } from "./fuzz/known.ts";
+import { minimize } from "./fuzz/minimize.ts";
 import { type Layer, LAYERS, type Mutant, mutant } from "./fuzz/mutate.ts";
 import { Rng } from "./fuzz/rng.ts";
 
@@ -54,6 +55,9 @@ const report = {
   savedTo: OUT,
 };
 
+/** New in-process findings to shrink once the run is over (the agent's are kept whole: they need a restore). */
+const toMinimize: Array<{ file: string; kind: string; bytes: Uint8Array }> = [];
+
 function addFinding(f: Finding, input?: { m: Mutant }): void {
   const key = `${f.layer} ${f.kind} ${f.knownRow ?? ""} ${f.message
     .replace(/[0-9a-f]{64}/g, "ID")
@@ -78,6 +82,7 @@ function addFinding(f: Finding, input?: { m: Mutant }): void {
     fs.writeFileSync(file, input.m.bytes);
     fs.writeFileSync(`${file}.json`, JSON.stringify({ ...f, ops: input.m.ops, seed: SEED }, null, 2));
     saved.input = file;
+    if (f.layer === "in-process" && f.knownRow === undefined) toMinimize.push({ file, kind: f.kind, bytes: input.m.bytes });
   }
   report.findings.push(saved);
 }
@@ -234,6 +239,10 @@ describe("fuzzing image import and restore", () => {
         }
       }
       for (const x of inproc.check()) addFinding({ layer: "in-process", ...x });
+      for (const t of toMinimize) {
+        const small = await minimize(t.bytes, async (b) => (await inproc.run(b)).findings.some((x) => x.kind === t.kind));
+        fs.writeFileSync(t.file.replace(/\.img$/, ".min.img"), small);
+      }
       inproc.close();
       report.inProcess.perMinute = Math.round((report.inProcess.inputs * 60_000) / Math.max(1, inprocMs));
 

@@ -9,7 +9,8 @@ import { InvalidManifestError } from "../../src/checkpoint/manifest.ts";
 import { ChunkStore } from "../../src/store/chunk-store.ts";
 import { ImageCatalogue } from "../../src/store/image-catalogue.ts";
 import { encodeCriuImage, mutateCriuFile, parseCriuImage } from "./criu-image.ts";
-import { type ExportModel, fileBytes, layoutOf, type RawEntry, serialize, setFileBytes } from "./export-file.ts";
+import { type ExportModel, fileBytes, layoutOf, parseExport, type RawEntry, serialize, setFileBytes } from "./export-file.ts";
+import { minimize } from "./minimize.ts";
 import { type FuzzTargets, mutant } from "./mutate.ts";
 import { concatBytes, encodeMessage, encodeVarint, INTERESTING_INTS, parseMessage, readVarint } from "./protobuf.ts";
 import { Rng } from "./rng.ts";
@@ -160,6 +161,22 @@ describe("exports rebuilt with true hashes", () => {
     expect(err).toBeInstanceOf(InvalidManifestError);
     expect(String((err as Error).message)).toContain('"../escape"');
   });
+
+  test("the minimizer drops every entry the finding does not need", async () => {
+    const m = model();
+    const list = m.manifest.criu as RawEntry[];
+    for (let i = 0; i < 40; i++) list.push({ ...list[1]!, path: `pad-${i}.img` });
+    list.push({ ...list[1]!, path: "a/../../escape" });
+    const finds = async (b: Uint8Array) => {
+      const e = await importImage(cat, once(b)).catch((x: unknown) => x as Error);
+      return e instanceof InvalidManifestError && e.message.includes("escape");
+    };
+    const big = serialize(layoutOf(m));
+    expect(await finds(big)).toBe(true);
+    const small = await minimize(big, finds);
+    expect(await finds(small)).toBe(true);
+    expect(parseExport(small).manifest.criu as RawEntry[]).toHaveLength(2); // the root and the bad entry
+  }, 60_000);
 
   test("mutants of a valid export are refused with domain errors or import", async () => {
     const seed = model();
