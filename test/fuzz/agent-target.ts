@@ -21,6 +21,8 @@ export const MUST_NOT_EXIST = ["/apfz-counter", "/tmp/apfz-counter", "/data/apfz
 
 export interface HostSnapshot {
   canary: Record<string, string>;
+  /** The kept local pods as ps shows them, and their files in the state directory. */
+  localPods: Record<string, string>;
   present: string[];
   mounts: string[];
   hostDir: string[];
@@ -37,6 +39,7 @@ export class AgentTarget {
   #baseline!: HostSnapshot;
   #n = 0;
   #logAt = 0;
+  #keptRows: Record<string, string> = {};
 
   constructor(host: TestHost, scratch: string, canary: string, keep: string[]) {
     this.host = host;
@@ -57,10 +60,19 @@ export class AgentTarget {
   snapshot(): HostSnapshot {
     return {
       canary: describeTree(this.canary),
+      localPods: this.#localPods(),
       present: MUST_NOT_EXIST.filter((p) => fs.existsSync(p)),
       mounts: this.#mounts(),
       hostDir: fs.readdirSync(this.host.dir).sort(),
     };
+  }
+
+  #localPods(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const name of this.keep) {
+      for (const [k, v] of Object.entries(describeTree(path.join(this.host.stateDir, "pods", name)))) out[`${name}/${k}`] = v;
+    }
+    return out;
   }
 
   /** Call once the agent is set up: later snapshots are compared with this one. */
@@ -165,8 +177,11 @@ export class AgentTarget {
       if (r.exitCode !== 0) f("cleanup-failed", `rm --force ${extra.join(" ")}: ${r.stderr.slice(0, 300)}`);
     }
     for (const p of pods.filter((p) => this.keep.has(p.name))) {
-      if (p.state !== "checkpointed" && p.state !== "running") f("local-pod-changed", `Local pod "${p.name}" is ${p.state}`);
+      const row = JSON.stringify({ state: p.state, address: p.address, rootfs: p.rootfs, cmd: p.cmd });
+      this.#keptRows[p.name] ??= row;
+      if (row !== this.#keptRows[p.name]) f("local-pod-changed", `Local pod "${p.name}" changed: ${this.#keptRows[p.name]} -> ${row}`);
     }
+    for (const name of this.keep) if (!pods.some((p) => p.name === name)) f("local-pod-changed", `Local pod "${name}" is gone`);
     const keepCg = new Set([...this.keep].map((k) => path.basename(k)));
     for (const cg of this.host.podCgroups()) {
       if (keepCg.has(path.basename(cg))) continue;
@@ -198,6 +213,11 @@ export class AgentTarget {
   #compare(f: (kind: string, message: string) => void): void {
     const now = this.snapshot();
     const b = this.#baseline;
+    const local = diffRecords(b.localPods, now.localPods);
+    if (local.length) {
+      f("local-pod-changed", `Files of a local pod changed: ${local.slice(0, 5).join("; ")}`);
+      b.localPods = now.localPods;
+    }
     const changed = diffRecords(b.canary, now.canary);
     if (changed.length) {
       f("host-changed", `The canary directory changed: ${changed.slice(0, 5).join("; ")}`);
