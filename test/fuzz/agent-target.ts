@@ -39,6 +39,7 @@ export class AgentTarget {
   #baseline!: HostSnapshot;
   #n = 0;
   #logAt = 0;
+  #zombies = 0;
   #keptRows: Record<string, string> = {};
 
   constructor(host: TestHost, scratch: string, canary: string, keep: string[]) {
@@ -79,6 +80,24 @@ export class AgentTarget {
   baseline(): void {
     this.#baseline = this.snapshot();
     this.#logAt = this.#agentLog().byteLength;
+    this.#zombies = this.#agentZombies().length;
+  }
+
+  /** Exited children of the agent it has not reaped (it is a child subreaper: orphans of CRIU become its children). */
+  #agentZombies(): string[] {
+    const agent = this.host.agent?.pid;
+    if (agent === undefined) return [];
+    const out: string[] = [];
+    for (const pid of fs.readdirSync("/proc").filter((x) => /^\d+$/.test(x))) {
+      try {
+        const stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+        const after = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+        if (after[0] === "Z" && Number(after[1]) === agent) out.push(`${pid} (${stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"))})`);
+      } catch {
+        // gone meanwhile
+      }
+    }
+    return out;
   }
 
   #agentLog(): Buffer {
@@ -149,6 +168,7 @@ export class AgentTarget {
     if (this.host.agent?.exitCode !== null) {
       f("agent-died", `The agent exited (${this.host.agent?.exitCode}) after this input`);
       await this.host.startAgent();
+      this.#zombies = 0;
     }
     const ps = await this.host.cli(["ps", "--json"], 15_000);
     if (ps.exitCode !== 0) f("agent-unresponsive", `ps failed after this input (${ps.exitCode}): ${ps.stderr.slice(0, 300)}`);
@@ -156,6 +176,10 @@ export class AgentTarget {
     const stray = this.#strayCriu();
     if (stray.length) f("leftover-processes", `CRIU processes ${stray.join(",")} of this agent are still running after the input`);
     this.#checkLog(f);
+    const zombies = this.#agentZombies();
+    if (zombies.length > this.#zombies)
+      f("zombie-leak", `The agent left ${zombies.length - this.#zombies} exited children unreaped (${zombies.length} in all: ${zombies.slice(-3).join(", ")})`);
+    this.#zombies = zombies.length;
     this.#compare(f);
     return { imported: id !== null, restore, findings };
   }

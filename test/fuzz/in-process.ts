@@ -19,6 +19,8 @@ export interface Finding {
   message: string;
   /** Row of issue 16's table when this is a known hole. */
   knownRow?: number;
+  /** Id of a pending finding (known.ts PENDING) when this is one. */
+  pending?: string;
   ops?: string[];
   input?: string;
 }
