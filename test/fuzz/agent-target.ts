@@ -19,6 +19,9 @@ import { IMPORT_FLAGS } from "./trust.ts";
 /** Host files a pod would write (it writes apfz-counter) if a mount escaped to the host. */
 export const MUST_NOT_EXIST = ["/apfz-counter", "/tmp/apfz-counter", "/data/apfz-counter", "/restore.log", "/tmp/restore.log"];
 
+/** A restore or import that takes longer has hung (they take about a second here; P1 in pending/ never ends). */
+const RESTORE_TIMEOUT_MS = 60_000;
+
 export interface HostSnapshot {
   canary: Record<string, string>;
   /** The kept local pods as ps shows them, and their files in the state directory. */
@@ -152,7 +155,7 @@ export class AgentTarget {
     const f = (kind: string, message: string, knownRow?: number) => findings.push({ layer: "agent", kind, message, ...(knownRow ? { knownRow } : {}) });
     const file = path.join(this.scratch, `input-${n}.img`);
     fs.writeFileSync(file, bytes);
-    const imp = await this.host.cli(["image", "import", file, ...IMPORT_FLAGS], 120_000);
+    const imp = await this.host.cli(["image", "import", file, ...IMPORT_FLAGS], RESTORE_TIMEOUT_MS);
     fs.rmSync(file, { force: true });
     let id: string | null = null;
     let restore: AgentOutcome["restore"] = "skipped";
@@ -161,7 +164,7 @@ export class AgentTarget {
     if (id !== null && restoreIt) {
       const named = rng.chance(0.75);
       const args = named ? ["--name", `fz${n}`, "--ip", `${this.host.prefix}.${20 + (n % 200)}/24`] : [];
-      const r = await this.host.cli(["restore", id, ...args], 120_000);
+      const r = await this.host.cli(["restore", id, ...args], RESTORE_TIMEOUT_MS);
       restore = r.exitCode === 0 ? "restored" : "refused";
       if (r.exitCode !== 0) this.#checkRefusal("restore", r, f);
     }
