@@ -196,3 +196,18 @@ describe("exports rebuilt with true hashes", () => {
     expect(imported).toBeGreaterThan(5);
   }, 60_000);
 });
+
+describe("mutation descriptions", () => {
+  test("name values of any type, big integers inside objects too", () => {
+    const rng = new Rng(3);
+    const t: FuzzTargets = { canary: "/tmp/canary", localPods: [] };
+    const seed: ExportModel = {
+      manifest: {
+        ...(sampleManifest() as unknown as Record<string, unknown>),
+        pod: { name: "web", command: ["sh"], volumes: [{ host: "/a", pod: "/b", readonly: 1n << 63n }] },
+      },
+      chunks: new Map(),
+    };
+    for (let i = 0; i < 2000; i++) expect(() => mutant(seed, rng.fork(), t)).not.toThrow();
+  });
+});

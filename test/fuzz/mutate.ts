@@ -446,6 +446,6 @@ export function mutant(seed: ExportModel, rng: Rng, t: FuzzTargets): Mutant {
 function describe(v: unknown): string {
   if (v instanceof Uint8Array) return `<${v.byteLength} bytes>`;
   if (typeof v === "bigint") return `${v}n`;
-  const s = JSON.stringify(v);
+  const s = JSON.stringify(v, (_, x) => (typeof x === "bigint" ? `${x}n` : x instanceof Uint8Array ? `<${x.byteLength} bytes>` : x));
   return s === undefined ? String(v) : s.length > 80 ? `${s.slice(0, 80)}...` : s;
 }
