@@ -211,3 +211,12 @@ describe("mutation descriptions", () => {
     for (let i = 0; i < 2000; i++) expect(() => mutant(seed, rng.fork(), t)).not.toThrow();
   });
 });
+
+describe("mutations of mutated manifests", () => {
+  test("a tree whose entries an earlier mutation made strings is mutated without throwing", () => {
+    const rng = new Rng(9);
+    const t: FuzzTargets = { canary: "/tmp/canary", localPods: [] };
+    const seed: ExportModel = { manifest: { ...(sampleManifest() as unknown as Record<string, unknown>), rootfs: ["x", "y", 3] }, chunks: new Map() };
+    for (let i = 0; i < 3000; i++) expect(() => mutant(seed, rng.fork(), t)).not.toThrow();
+  });
+});

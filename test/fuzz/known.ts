@@ -67,6 +67,12 @@ export const PENDING: ReadonlyArray<{ id: string; kind: string; message: RegExp;
     message: /unreaped/,
     what: "every CRIU restore that fails after forking leaves zombie processes under the agent (a child subreaper that never reaps orphans)",
   },
+  {
+    id: "P3",
+    kind: "unclear-error",
+    message: /^restore failed without a clear message: "autopod restore: (Command|Invalid hostname|Invalid environment)/,
+    what: "restore's refusals of a hostile pod spec quote the whole value (4 KiB and more of it) in the message",
+  },
 ];
 
 /** The pending finding this is, if any. */

@@ -212,6 +212,8 @@ export function mutateManifest(model: ExportModel, rng: Rng, t: FuzzTargets): st
   const at = someEntry(rng, m);
   if (at === null) return "manifest: no entries";
   const e = at.list[at.index]!;
+  // An earlier mutation may have made the tree a list of strings or numbers.
+  if (typeof e !== "object" || e === null) return `${at.tree}: entry ${at.index} is not a map`;
   const where = `${at.tree} "${String(e.path).slice(0, 60)}"`;
   if (k < 52) return `${where}: ${mutateTree(at.list, at.index, rng, t, strings)}`;
   const key = rng.pick(ENTRY_KEYS);
