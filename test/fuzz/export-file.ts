@@ -6,7 +6,7 @@
  * validation behind them.
  */
 import { Packr } from "msgpackr";
-import { sha256, toHex } from "../../src/store/hash.ts";
+import { sha256, toHex } from "../../src/image/hash.ts";
 import { concatBytes } from "./protobuf.ts";
 
 const HASH = 32;
@@ -47,6 +47,8 @@ export function parseExport(b: Uint8Array): ExportModel {
   const manifest = packr.unpack(b.subarray(52, 52 + mlen)) as RawManifest;
   const chunks = new Map<string, Uint8Array>();
   let at = 52 + mlen;
+  // A signed export (header flag 1) has a 96-byte signature block after the manifest; edited exports go out unsigned.
+  if (dv.getUint32(12) & 1) at += 96;
   while (b[at] === 0x43) {
     const len = dv.getUint32(at + 1 + HASH);
     chunks.set(toHex(b.subarray(at + 1, at + 1 + HASH)), b.slice(at + 5 + HASH, at + 5 + HASH + len));

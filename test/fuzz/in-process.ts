@@ -7,7 +7,7 @@
  */
 import fs from "node:fs";
 import path from "node:path";
-import { decodeManifest } from "../../src/checkpoint/manifest.ts";
+import { decodeManifest } from "../../src/image/manifest.ts";
 import { AutopodError } from "../../src/errors.ts";
 import { ChunkStore } from "../../src/store/chunk-store.ts";
 import { ImageCatalogue } from "../../src/store/image-catalogue.ts";
