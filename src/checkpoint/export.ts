@@ -220,6 +220,13 @@ export interface ImportOptions {
    * refuse, or returns a step that runs in the import's commit transaction.
    */
   admit?: (id: string, signature: ImageSignature | null) => Promise<() => void>;
+  /**
+   * Commit verified chunks every IMPORT_COMMIT_BYTES, so that an import cut
+   * short keeps them (unreferenced until an image uses them; gc takes them
+   * otherwise): for transfers from a peer, whose retry then sends only the
+   * rest. A file import keeps nothing of a failed attempt.
+   */
+  keepPartial?: boolean;
 }
 
 /** Read one export file from `source` into the store and catalogue; returns the image id. */
@@ -307,7 +314,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       received.add(hex);
       chunkBytes += len;
       // What arrived stays once committed: a transfer cut later resumes with only what is still missing.
-      if (chunkBytes - committedBytes >= IMPORT_COMMIT_BYTES) {
+      if (opts.keepPartial && chunkBytes - committedBytes >= IMPORT_COMMIT_BYTES) {
         writer.commit();
         committedBytes = chunkBytes;
       }

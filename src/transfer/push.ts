@@ -83,7 +83,7 @@ export async function pullImage(catalogue: ImageCatalogue, trust: ImageTrust, pe
       },
     }),
   );
-  const imp = await importImage(catalogue, counted, { admit: (id, sig) => trust.admitImport(id, sig, { trust: true }) });
+  const imp = await importImage(catalogue, counted, { admit: (id, sig) => trust.admitImport(id, sig, { trust: true }), keepPartial: true });
   return report(id, peer.name, "pull", lengths, wanted, wireBytes, imp, t0);
 }
 
