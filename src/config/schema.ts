@@ -22,11 +22,30 @@ export const ConfigSchema = z
     criu: z.string().default("").describe("path of the criu binary; empty means search /usr/local/sbin, then PATH"),
     network: z
       .object({
-        bridge: ifName.default("autopod0").describe("host bridge the pods attach to"),
-        subnet: cidr.default("10.213.0.0/24").describe("pod addresses come from here; the bridge takes the first"),
-        nat: z.boolean().default(false).describe("masquerade pods' outbound traffic"),
+        mode: z
+          .enum(["bridge", "routed"])
+          .default("bridge")
+          .describe(
+            "bridge: the pods of this host on a local bridge and subnet; routed: one pod subnet across the cluster, each pod's /32 routed on the host that runs it and proxy-ARPed on the LAN (see docs/cluster.md)",
+          ),
+        bridge: ifName.default("autopod0").describe("host bridge the pods attach to (bridge mode)"),
+        subnet: cidr
+          .default("10.213.0.0/24")
+          .describe(
+            "pod addresses come from here; in bridge mode the bridge takes the first; in routed mode the same on every host of the cluster, a range the LAN's clients reach through the hosts (e.g. an unused part of the LAN's own subnet)",
+          ),
+        lan_interface: z
+          .union([ifName, z.literal("")])
+          .default("")
+          .describe("routed mode: the host's uplink to the LAN, where it answers ARP for its pods and announces them"),
+        nat: z.boolean().default(false).describe("masquerade pods' outbound traffic (bridge mode)"),
       })
       .strict()
+      .superRefine((n, ctx) => {
+        if (n.mode !== "routed") return;
+        if (n.lan_interface === "") ctx.addIssue({ code: "custom", path: ["lan_interface"], message: "routed mode needs the host's LAN interface, like lan0" });
+        if (n.nat) ctx.addIssue({ code: "custom", path: ["nat"], message: "routed mode gives pods addresses the LAN reaches: nat is for bridge mode only" });
+      })
       .prefault({}),
     pods: z
       .object({

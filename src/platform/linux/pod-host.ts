@@ -8,6 +8,7 @@ import { run, which } from "./exec.ts";
 import { launchPod } from "./launcher.ts";
 import { decodeWaitStatus, mount, reapIfExited, umountDetach } from "./libc.ts";
 import * as netns from "./netns.ts";
+import * as routed from "./routed.ts";
 import { DEV_NODES, POD_LOG_PATH, type PodInitPlan } from "./pod-init-plan.ts";
 import { readProcStat } from "./proc.ts";
 import { findExecutableInRoot, resolveInRoot } from "./root-path.ts";
@@ -42,6 +43,10 @@ function mountsUnder(dir: string): string[] {
 
 export const linuxPodHost: PodHost = {
   async setUpNetwork(c) {
+    if (c.routed) {
+      await routed.enableRoutedHost(c.routed.lanInterface);
+      return;
+    }
     await netns.ensureBridge(c.bridge, c.gatewayCidr);
     await netns.setNat(c.nat, c.natTable, c.subnet, c.bridge);
   },
@@ -81,7 +86,7 @@ export const linuxPodHost: PodHost = {
   cgroupPids: (dir) => cgroup.cgroupPids(dir),
   removeCgroup: (dir) => cgroup.removePodCgroup(dir),
 
-  createNetwork: (n) => netns.createPodNetwork(n),
+  createNetwork: (n) => (n.routed ? routed.createRoutedPodNetwork({ ...n, lanInterface: n.routed.lanInterface }) : netns.createPodNetwork(n)),
   deleteNetwork: (n) => netns.deletePodNetwork(n),
   netnsPath: (name) => netns.netnsPath(name),
   netnsInode: (name) => netns.netnsInode(name),
