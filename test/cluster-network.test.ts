@@ -128,7 +128,7 @@ describe("routed pod network across two hosts", () => {
       // Asked for by hand: refused, naming the host.
       const taken = await b.cli(["run", "dup", "--rootfs", process.env.AUTOPOD_TEST_ROOTFS ?? "", "--ip", onA.address, "--", "sleep", "1000"]);
       expect(taken.exitCode).not.toBe(0);
-      expect(taken.stderr).toMatch(new RegExp(`in use on host "a" by its pod "u1"`));
+      expect(taken.stderr).toMatch(/in use on host "a" by its pod "u1"/);
       expect((await b.pods()).map((p) => p.name)).not.toContain("dup");
 
       // A restore on B of a pod that still runs on A: refused before anything is made.

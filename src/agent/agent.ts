@@ -64,9 +64,7 @@ export async function startAgent(config: Config, log: Logger): Promise<RunningAg
     agentKey: agentKeyOf(stateDir),
     bridge: config.network.bridge,
     subnet: config.network.subnet,
-    ...(config.network.mode === "routed"
-      ? { routed: { lanInterface: config.network.lan_interface, clusterPods: () => peers.clusterPods() } }
-      : {}),
+    ...(config.network.mode === "routed" ? { routed: { lanInterface: config.network.lan_interface, clusterPods: () => peers.clusterPods() } } : {}),
     layer: config.pods.layer,
     store,
     host: linuxPodHost,

@@ -142,7 +142,14 @@ export class PodRuntime {
       await host.prepareLayer(record.spec, rt);
       if (rt.cgroup) host.createCgroup(rt.cgroup, record.spec.memoryBytes);
       lap("layer_cgroup");
-      await host.createNetwork({ netns: rt.netns, hostVeth: rt.hostVeth, bridge: rt.bridge, address: record.spec.address, gateway: rt.gateway, ...this.#networkMode() });
+      await host.createNetwork({
+        netns: rt.netns,
+        hostVeth: rt.hostVeth,
+        bridge: rt.bridge,
+        address: record.spec.address,
+        gateway: rt.gateway,
+        ...this.#networkMode(),
+      });
       lap("network");
       const { pid, startTime } = await host.launch(record.spec, rt);
       lap("launch");
@@ -195,7 +202,10 @@ export class PodRuntime {
       const ip = asked.split("/")[0];
       for (const peer of peers) {
         const holder = peer.pods.find((p) => (strict || p.live) && p.address.split("/")[0] === ip);
-        if (holder) throw new ConflictError(`Address ${ip} is in use on host "${peer.host}" by its pod "${holder.name}"${holder.live ? "" : " (not running)"}: choose another with --ip`);
+        if (holder)
+          throw new ConflictError(
+            `Address ${ip} for pod "${pod}" is in use on host "${peer.host}" by its pod "${holder.name}"${holder.live ? "" : " (not running)"}: choose another with --ip`,
+          );
       }
       // Allocation skips the others' addresses; an address asked for only needs no live holder.
       used.clear();
@@ -560,7 +570,15 @@ export class PodRuntime {
     try {
       if (rt.cgroup) host.createCgroup(rt.cgroup, r.spec.memoryBytes);
       await host.deleteNetwork(rt);
-      await host.createNetwork({ netns: rt.netns, hostVeth: rt.hostVeth, bridge: rt.bridge, address: r.spec.address, gateway: rt.gateway, isLocked: true, ...this.#networkMode() });
+      await host.createNetwork({
+        netns: rt.netns,
+        hostVeth: rt.hostVeth,
+        bridge: rt.bridge,
+        address: r.spec.address,
+        gateway: rt.gateway,
+        isLocked: true,
+        ...this.#networkMode(),
+      });
       return { netnsPath: host.netnsPath(rt.netns), cgroup: rt.cgroup, record: restoring };
     } catch (e) {
       this.#o.store.update({ ...r, state: "checkpointed" });

@@ -105,7 +105,12 @@ export async function createRoutedPodNetwork(n: PodNetwork & { lanInterface: str
     if (n.isLocked) await lockNetwork(`/run/netns/${n.netns}`);
     await ipBatch(
       `configure the network of "${n.netns}"`,
-      ["link set lo up", `addr add ${n.address} dev ${POD_INTERFACE}`, `link set ${POD_INTERFACE} up`, `route add default via ${n.gateway} dev ${POD_INTERFACE} onlink`],
+      [
+        "link set lo up",
+        `addr add ${n.address} dev ${POD_INTERFACE}`,
+        `link set ${POD_INTERFACE} up`,
+        `route add default via ${n.gateway} dev ${POD_INTERFACE} onlink`,
+      ],
       n.netns,
     );
     await ipBatch(`route ${n.address} to "${n.hostVeth}"`, [`route replace ${n.address} dev ${n.hostVeth} scope link`]);
