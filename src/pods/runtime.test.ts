@@ -279,6 +279,15 @@ describe("routed pod network", () => {
     await expect(r.checkAddressInCluster("10.213.7.5/32", "web")).resolves.toBeUndefined();
   });
 
+  test("two hosts allocating at once: the one that finds its new address taken on the recheck picks another", async () => {
+    let calls = 0;
+    const r = routedRuntime(async () => (calls++ === 0 ? [] : [{ host: "b", pods: [{ name: "x", address: "10.213.7.1/32", live: false }] }]));
+    const v = await r.create(req("web"));
+    expect(v.address).toBe("10.213.7.2/32");
+    expect(calls).toBe(4);
+    expect(store.list().map((p) => p.spec.name)).toEqual(["web"]);
+  });
+
   test("a peer that cannot be asked refuses the allocation", async () => {
     const r = routedRuntime(async () => {
       throw new Error('Peer "b" unreachable');

@@ -134,8 +134,7 @@ export class PodRuntime {
       t = now;
     };
     const base = checkRequest(req, host, { layer: this.#o.layer, hasMemoryCgroup: host.cgroupDir(this.#o.agentKey, req.name) !== null });
-    const elsewhere = await this.#addressesElsewhere(req.address, req.name, true);
-    const record = await this.#reserve(base, req.address, "creating", elsewhere);
+    const record = await this.#reserveInCluster(base, req.address);
     const rt = record.runtime;
     lap("validate_reserve");
     try {
@@ -211,6 +210,30 @@ export class PodRuntime {
       used.clear();
     }
     return used;
+  }
+
+  /**
+   * Reserve a new pod's name and address; routed, around the addresses of the
+   * other hosts' pods. Two hosts allocating at once could pick the same one:
+   * after the reservation (visible to the peers from then on) the peers are
+   * asked again, and a host that sees its new address taken elsewhere gives it
+   * up and picks another, so at most one of them keeps it.
+   */
+  async #reserveInCluster(base: Omit<PodSpec, "address">, asked: string | undefined): Promise<PodRecord> {
+    const avoid = new Set<number>();
+    for (let attempt = 0; ; attempt++) {
+      const elsewhere = await this.#addressesElsewhere(asked, base.name, true);
+      for (const a of avoid) elsewhere.add(a);
+      const record = await this.#reserve(base, asked, "creating", elsewhere);
+      if (!this.#o.routed || asked !== undefined) return record;
+      const ip = record.spec.address.split("/")[0]!;
+      const clash = (await this.#o.routed.clusterPods().catch(() => [])).some((peer) => peer.pods.some((p) => p.address.split("/")[0] === ip));
+      if (!clash) return record;
+      this.#o.store.delete(base.name);
+      if (attempt === 4) throw new UnavailableError(`Cannot reserve an address for pod "${base.name}": other hosts took each one tried (last ${ip})`);
+      avoid.add(parseIPv4(ip)!);
+      await Bun.sleep(Math.random() * 50);
+    }
   }
 
   /** Take the name and the address in one step, so two creates cannot both get them. */
