@@ -67,7 +67,7 @@ describe("routed pod network across two hosts", () => {
       expect(ip.startsWith(`${lan.prefix}.`)).toBe(true);
       expect(await podRoutes(a, ip)).toHaveLength(1);
       await Bun.sleep(200);
-      const client = Bun.spawn(["nsenter", `--net=/run/netns/${lan.client}`, "--", BUN, join(REPO, "test/fixtures/tcp-client.ts"), ip, "7000", "10"], {
+      const client = Bun.spawn(["nsenter", `--net=/run/netns/${lan.client}`, "--", BUN, join(REPO, "test/fixtures/tcp-client.ts"), ip, "7000", "1"], {
         stdout: "pipe",
         stderr: "pipe",
       });
