@@ -6,7 +6,10 @@ const cidr = z.string().refine((s) => {
   return more.length === 0 && ip !== undefined && ipv4.test(ip) && len !== undefined && /^\d+$/.test(len) && +len >= 8 && +len <= 30;
 }, "an IPv4 subnet like 10.213.0.0/24 (prefix 8 to 30)");
 const absPath = z.string().refine((s) => s.startsWith("/") && !s.split("/").includes(".."), "an absolute path without '..'");
-const ifName = z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of 1 to 15 letters, digits, '_', '.', '-'");
+const ifName = z
+  .string()
+  .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of 1 to 15 letters, digits, '_', '.', '-'")
+  .refine((s) => s !== "." && s !== "..", "an interface name, not '.' or '..'");
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, "HOST:PORT, like 0.0.0.0:7443");
 
 /**
