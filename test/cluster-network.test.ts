@@ -111,6 +111,36 @@ describe("routed pod network across two hosts", () => {
   );
 
   rootTest(
+    "routed, a checkpoint and restore on the same host keep the connection and the route",
+    async () => {
+      const pod = await a.run("here", ["nc", "-ll", "-p", "7000", "-e", "cat"]);
+      const ip = pod.address.split("/")[0]!;
+      await Bun.sleep(200);
+      const client = Bun.spawn(["nsenter", `--net=/run/netns/${lan.client}`, "--", BUN, join(REPO, "test/fixtures/tcp-client.ts"), ip, "7000", "1"], {
+        stdout: "pipe",
+        stderr: "pipe",
+      });
+      try {
+        await Bun.sleep(700);
+        const id = await a.ok(["checkpoint", "here"]);
+        await a.ok(["restore", id]);
+        await Bun.sleep(1500);
+      } finally {
+        client.kill("SIGTERM");
+      }
+      const report = JSON.parse((await new Response(client.stdout).text()).trim());
+      expect(report.errors).toEqual([]);
+      expect(report.closed).toBe(false);
+      expect(report.received).toBe(report.sent);
+      expect(await podRoutes(a, ip)).toHaveLength(1);
+      expect((await ipJson(lan.client, ["neigh", "show", ip]))[0]?.lladdr).toBe(await lanMac(a));
+      await a.ok(["rm", "--force", "here"]);
+      expect(await podRoutes(a, ip)).toEqual([]);
+    },
+    T,
+  );
+
+  rootTest(
     "two hosts never hand out one address; an address a pod of another host holds is refused, naming it",
     async () => {
       const onA = await a.run("u1", ["sleep", "1000"]);
