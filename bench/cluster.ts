@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 /**
  * Figures of images moving between cluster hosts, as JSON on stdout:
- *   node_modules/.bin/bun bench/cluster.ts [--mib 1024] [--rate 1gbit]
+ *   node_modules/.bin/bun bench/cluster.ts [--mib 1024] [--rate 1gbit] [--only move]
  * (root; uses dist/autopod: run `node_modules/.bin/bun build.ts` first).
  *
  * Two hosts (network namespaces with their own agents) on one LAN bridge,
@@ -15,7 +15,12 @@
  * - after 1% of the pod's pages changed (memhog's SIGUSR1), the next image
  *   pushed: bytes on the wire ÷ bytes changed;
  * - "which of these do you lack?" for 262,144 hashes, over the wire (mutual
- *   TLS from host a's namespace with its certificate).
+ *   TLS from host a's namespace with its certificate);
+ * - a stop-and-copy move (the hosts are in the routed pod network): a pod of
+ *   `memhog MIB` beside an echo server, with a client on the LAN sending a
+ *   line every millisecond, is checkpointed on a, pushed to b and restored
+ *   there at the same address: the longest gap between two echoes the client
+ *   saw, and the time of each step. (--only move measures just this.)
  * Everything made is removed at the end.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
@@ -23,7 +28,7 @@ import { join } from "node:path";
 import { TestCluster } from "../test/_cluster.ts";
 import type { TestHost } from "../test/_pods.ts";
 import { sh } from "../test/_pods.ts";
-import { BUN, DIST } from "../test/_support.ts";
+import { BUN, DIST, REPO } from "../test/_support.ts";
 import { round } from "./_stats.ts";
 
 const args = process.argv.slice(2);
@@ -34,6 +39,11 @@ const arg = (name: string, fallback: string) => {
 const MIB = Number(arg("mib", "1024"));
 const RATE = arg("rate", "1gbit");
 const RATE_BYTES_PER_S = parseRate(RATE) / 8;
+const ONLY = arg("only", "");
+if (ONLY !== "" && ONLY !== "move") {
+  console.error(`--only ${ONLY}: expected "move"`);
+  process.exit(1);
+}
 
 if (process.getuid?.() !== 0) {
   console.error("bench/cluster.ts needs root (namespaces, mounts, CRIU)");
@@ -101,7 +111,61 @@ async function missingOverTheWire(lan: TestCluster, n: number): Promise<number> 
   return Math.min(...runs);
 }
 
-const lan = await TestCluster.start("bc", ["a", "b"]);
+/**
+ * A pod of `memhog mib` with an echo server (busybox nc) on a, a LAN client
+ * sending a line every millisecond; checkpoint on a, push to b, restore
+ * there: the client's longest gap between echoes, and each step's time.
+ */
+async function stopAndCopyMove(lan: TestCluster, mib: number): Promise<Record<string, unknown>> {
+  const [a, b] = lan.hosts as [TestHost, TestHost];
+  const pod = await a.run("mover", ["sh", "-c", `/usr/local/bin/memhog ${mib} & exec nc -ll -p 7000 -e cat`], ["--memory", `${mib + 256}m`]);
+  await memhogReady(a, "mover");
+  const ip = pod.address.split("/")[0]!;
+  const client = Bun.spawn(["nsenter", `--net=/run/netns/${lan.client}`, "--", BUN, join(REPO, "test/fixtures/tcp-client.ts"), ip, "7000", "1"], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  try {
+    await Bun.sleep(2000);
+    const t0 = performance.now();
+    const id = await a.ok(["checkpoint", "mover"], 600_000);
+    const t1 = performance.now();
+    const push = JSON.parse(await a.ok(["image", "push", id, "--to", "b", "--json"], 900_000));
+    const t2 = performance.now();
+    await b.ok(["restore", id], 600_000);
+    const t3 = performance.now();
+    // The client resumes at its next retransmission, which may be seconds after the restore.
+    await b.waitForState("mover", /running/);
+    for (let i = 0; i < 600; i++) await Bun.sleep(100);
+    client.kill("SIGTERM");
+    const report = JSON.parse((await new Response(client.stdout).text()).trim()) as {
+      sent: number;
+      received: number;
+      closed: boolean;
+      errors: string[];
+      maxGapMs: number;
+    };
+    return {
+      podMiB: mib,
+      longestGapMs: report.maxGapMs,
+      checkpointMs: Math.round(t1 - t0),
+      pushMs: Math.round(t2 - t1),
+      pushWireBytes: push.wireBytes,
+      restoreMs: Math.round(t3 - t2),
+      stepsTotalMs: Math.round(t3 - t0),
+      connectionKept: !report.closed && report.errors.length === 0 && report.received === report.sent,
+      sent: report.sent,
+      received: report.received,
+      errors: report.errors,
+    };
+  } finally {
+    client.kill("SIGTERM");
+    await b.cli(["rm", "--force", "mover"]);
+    await a.cli(["rm", "--force", "mover"]);
+  }
+}
+
+const lan = await TestCluster.start("bc", ["a", "b"], { routed: true });
 try {
   const [a, b] = lan.hosts as [TestHost, TestHost];
   await a.ok(["cluster", "init", "--name", "bench", "--host", "a", "--address", lan.addressOf(0)]);
@@ -112,54 +176,63 @@ try {
   await b.ok(["peer", "add", "a", lan.urlOf(0)]);
   await lan.shape(0, RATE);
   await lan.shape(1, RATE);
+  if (ONLY === "move") {
+    console.log(JSON.stringify({ rate: RATE, stopAndCopyMove: await stopAndCopyMove(lan, MIB), loadAverage: loadAverage() }, null, 2));
+  } else {
+    await a.run("hog", ["/usr/local/bin/memhog", String(MIB)], ["--memory", `${MIB + 256}m`]);
+    await memhogReady(a, "hog");
+    const id = await a.ok(["checkpoint", "hog", "--leave-running"], 600_000);
+    const exportFile = join(lan.dir, "hog.img");
+    await a.ok(["image", "export", id, exportFile], 600_000);
+    const exportBytes = statSync(exportFile).size;
 
-  await a.run("hog", ["/usr/local/bin/memhog", String(MIB)], ["--memory", `${MIB + 256}m`]);
-  await memhogReady(a, "hog");
-  const id = await a.ok(["checkpoint", "hog", "--leave-running"], 600_000);
-  const exportFile = join(lan.dir, "hog.img");
-  await a.ok(["image", "export", id, exportFile], 600_000);
-  const exportBytes = statSync(exportFile).size;
+    const tcp = await plainTcpCopy(lan, exportFile);
+    const push = JSON.parse(await a.ok(["image", "push", id, "--to", "b", "--json"], 900_000));
+    const pushRate = (push.wireBytes / push.ms) * 1000;
 
-  const tcp = await plainTcpCopy(lan, exportFile);
-  const push = JSON.parse(await a.ok(["image", "push", id, "--to", "b", "--json"], 900_000));
-  const pushRate = (push.wireBytes / push.ms) * 1000;
+    process.kill((await a.pod("hog")).pid!, "SIGUSR1");
+    await Bun.sleep(500);
+    const changedPages = Math.round(((MIB << 20) / 4096) * 0.01);
+    const id2 = await a.ok(["checkpoint", "hog", "--leave-running"], 600_000);
+    const next = JSON.parse(await a.ok(["image", "push", id2, "--to", "b", "--json"], 900_000));
 
-  process.kill((await a.pod("hog")).pid!, "SIGUSR1");
-  await Bun.sleep(500);
-  const changedPages = Math.round(((MIB << 20) / 4096) * 0.01);
-  const id2 = await a.ok(["checkpoint", "hog", "--leave-running"], 600_000);
-  const next = JSON.parse(await a.ok(["image", "push", id2, "--to", "b", "--json"], 900_000));
+    const missingMs = await missingOverTheWire(lan, 262_144);
+    await a.ok(["rm", "--force", "hog"]); // one big pod at a time
+    const move = await stopAndCopyMove(lan, MIB);
 
-  const missingMs = await missingOverTheWire(lan, 262_144);
-
-  console.log(
-    JSON.stringify(
-      {
-        mib: MIB,
-        link: { rate: RATE, bytesPerSecond: RATE_BYTES_PER_S, plainTcpBytesPerSecond: round(tcp, 0), plainTcpOfLink: round(tcp / RATE_BYTES_PER_S, 3) },
-        push: {
-          ...push,
-          bytesPerSecond: round(pushRate, 0),
-          ofLinkRate: round(pushRate / RATE_BYTES_PER_S, 3),
-          ofPlainTcp: round(pushRate / tcp, 3),
-          exportFileBytes: exportBytes,
+    console.log(
+      JSON.stringify(
+        {
+          mib: MIB,
+          link: { rate: RATE, bytesPerSecond: RATE_BYTES_PER_S, plainTcpBytesPerSecond: round(tcp, 0), plainTcpOfLink: round(tcp / RATE_BYTES_PER_S, 3) },
+          push: {
+            ...push,
+            bytesPerSecond: round(pushRate, 0),
+            ofLinkRate: round(pushRate / RATE_BYTES_PER_S, 3),
+            ofPlainTcp: round(pushRate / tcp, 3),
+            exportFileBytes: exportBytes,
+          },
+          nextImage: {
+            changedBytes: changedPages * 4096,
+            wireBytes: next.wireBytes,
+            bytesSent: next.bytesSent,
+            chunksSent: next.chunksSent,
+            wireOverChanged: round(next.wireBytes / (changedPages * 4096), 3),
+            ms: next.ms,
+          },
+          missingOverTheWire: { hashes: 262_144, ms: round(missingMs, 1) },
+          stopAndCopyMove: move,
+          loadAverage: loadAverage(),
         },
-        nextImage: {
-          changedBytes: changedPages * 4096,
-          wireBytes: next.wireBytes,
-          bytesSent: next.bytesSent,
-          chunksSent: next.chunksSent,
-          wireOverChanged: round(next.wireBytes / (changedPages * 4096), 3),
-          ms: next.ms,
-        },
-        missingOverTheWire: { hashes: 262_144, ms: round(missingMs, 1) },
-        stopAndCopyMoveGap: "not measured: needs the cluster pod network (a pod keeping its address across hosts), not built yet",
-        loadAverage: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number),
-      },
-      null,
-      2,
-    ),
-  );
+        null,
+        2,
+      ),
+    );
+  }
 } finally {
   await lan.dispose();
+}
+
+function loadAverage(): number[] {
+  return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number);
 }

@@ -32,7 +32,7 @@ export class TestCluster {
   }
 
   /** A LAN with `names.length` hosts, each running an agent whose peer API listens on its LAN address. */
-  static async start(tag: string, names: string[]): Promise<TestCluster> {
+  static async start(tag: string, names: string[], opts: { routed?: boolean } = {}): Promise<TestCluster> {
     const c = new TestCluster(tag);
     try {
       await must(["ip", "link", "add", c.bridge, "type", "bridge"]);
@@ -41,7 +41,9 @@ export class TestCluster {
       await must(["ip", "-n", c.client, "link", "set", "lo", "up"]);
       await c.#uplink(c.client, `${c.prefix}.250`);
       for (const [i, name] of names.entries()) {
-        const h = await TestHost.start(name, { extraConfig: ["[peer]", `listen = "${c.prefix}.${10 + i}:7443"`] });
+        // Routed: one pod subnet for the whole cluster, in the LAN's own /24.
+        const network: Record<string, string> = opts.routed ? { mode: "routed", subnet: c.podSubnet, lan_interface: "lan0" } : {};
+        const h = await TestHost.start(name, { extraConfig: ["[peer]", `listen = "${c.prefix}.${10 + i}:7443"`], network });
         c.hosts.push(h);
         await c.#uplink(h.netns, c.addressOf(i));
       }
@@ -50,6 +52,11 @@ export class TestCluster {
       throw e;
     }
     return c;
+  }
+
+  /** The routed pod subnet (start's `routed`): .128 to .191 of the LAN, which nothing else uses. */
+  get podSubnet(): string {
+    return `${this.prefix}.128/26`;
   }
 
   addressOf(i: number): string {

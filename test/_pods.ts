@@ -45,7 +45,7 @@ export class TestHost {
   agent: ReturnType<typeof Bun.spawn> | null = null;
   #agentLog = "";
 
-  private constructor(tag: string, octet: number, nat: boolean, extraConfig: string[] = []) {
+  private constructor(tag: string, octet: number, nat: boolean, extraConfig: string[] = [], network: Record<string, string> = {}) {
     const id = `${tag}${process.pid % 10000}${hostCount++}`;
     this.netns = `aptest-${id}`;
     this.dir = mkdtempSync(join(tmpdir(), `autopod-${id}-`));
@@ -61,8 +61,7 @@ export class TestHost {
         `state_dir = "${this.stateDir}"`,
         `socket = "${this.socket}"`,
         "[network]",
-        `bridge = "${this.bridge}"`,
-        `subnet = "${this.subnet}"`,
+        ...Object.entries({ bridge: this.bridge, subnet: this.subnet, ...network }).map(([k, v]) => `${k} = ${JSON.stringify(v)}`),
         `nat = ${nat}`,
         ...extraConfig,
       ].join("\n") + "\n",
@@ -70,10 +69,10 @@ export class TestHost {
   }
 
   /** A new host namespace with an agent running in it. */
-  static async start(tag: string, opts: { nat?: boolean; extraConfig?: string[] } = {}): Promise<TestHost> {
+  static async start(tag: string, opts: { nat?: boolean; extraConfig?: string[]; network?: Record<string, string> } = {}): Promise<TestHost> {
     // Random third octets keep concurrent test runs on one machine apart.
     const octet = 100 + Math.floor(Math.random() * 150);
-    const h = new TestHost(tag, octet, opts.nat ?? false, opts.extraConfig);
+    const h = new TestHost(tag, octet, opts.nat ?? false, opts.extraConfig, opts.network);
     const r = await sh(["ip", "netns", "add", h.netns]);
     if (r.exitCode !== 0) throw new Error(`ip netns add ${h.netns}: ${r.stderr}`);
     await sh(["ip", "-n", h.netns, "link", "set", "lo", "up"]);

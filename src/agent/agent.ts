@@ -30,6 +30,7 @@ import { linuxCheckpointHost } from "../platform/linux/checkpoint-host.ts";
 import { linuxPodHost } from "../platform/linux/pod-host.ts";
 import { setChildSubreaper, tryLock } from "../platform/linux/libc.ts";
 import { PodStore } from "../pods/store.ts";
+import { hasProcesses } from "../pods/lifecycle.ts";
 import { agentKeyOf, PodRuntime } from "../pods/runtime.ts";
 import { HostTrustStore, ImageTrust, loadOrCreateHostKey } from "../trust/index.ts";
 import { VERSION } from "../version.ts";
@@ -77,6 +78,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     agentKey: agentKeyOf(stateDir),
     bridge: config.network.bridge,
     subnet: config.network.subnet,
+    ...(config.network.mode === "routed" ? { routed: { lanInterface: config.network.lan_interface, clusterPods: () => peers.clusterPods() } } : {}),
     layer: config.pods.layer,
     store,
     host: linuxPodHost,
@@ -129,6 +131,11 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     cluster,
     images: { catalogue, trust },
     info: peerInfoProvider({ cluster, pods, checkpointer, status, stateDir }),
+    pods: () => {
+      const id = cluster.identity;
+      if (!id) throw new PreconditionError("This host is not in a cluster");
+      return { host: id.host, pods: pods.list().map((p) => ({ name: p.name, address: p.address, live: hasProcesses(p.phase) })) };
+    },
     log: log.child({ part: "peer-api" }),
   });
   const peerListener = new PeerListener(cluster, peerApp, config.peer.listen, log.child({ part: "peer-api" }));
@@ -151,7 +158,14 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
         }),
       ...(areFailpointsEnabled() ? [addFailpointRoutes] : []),
     ],
-    info: { version: VERSION, pid: process.pid, stateDir, socket, bridge: config.network.bridge, subnet: config.network.subnet },
+    info: {
+      version: VERSION,
+      pid: process.pid,
+      stateDir,
+      socket,
+      bridge: config.network.mode === "routed" ? "" : config.network.bridge,
+      subnet: config.network.subnet,
+    },
   });
   const umask = process.umask(0o177);
   let server: ReturnType<typeof Bun.serve>;

@@ -167,6 +167,8 @@ export async function checkRestore(ctx: CheckpointContext, imageRef: string, req
   if (existing && req.ip && req.ip !== existing.address) {
     throw new InvalidArgumentError(`Pod "${name}" exists with address ${existing.address}: restore it under a new name to use ${req.ip}`);
   }
+  // Routed pod network: an address a pod of another host holds is refused before anything is made.
+  await pods.checkAddressInCluster(req.ip ?? existing?.address ?? spec.ip, name);
   const free = ctx.host.freeBytes(ctx.stateDir);
   const need = logicalBytes(manifest);
   if (free < need + (64 << 20)) {

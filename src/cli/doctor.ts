@@ -11,7 +11,12 @@ export const doctorCommand: Command = {
   options: [{ name: "json", kind: "boolean", help: "print JSON" }],
   async run(ctx) {
     const { config } = await ctx.config();
-    const report = await runDoctor({ stateDir: config.state_dir, criuPath: config.criu, isNativeHashWanted: config.store.native_hash });
+    const report = await runDoctor({
+      stateDir: config.state_dir,
+      criuPath: config.criu,
+      isNativeHashWanted: config.store.native_hash,
+      ...(config.network.mode === "routed" ? { routedLanInterface: config.network.lan_interface } : {}),
+    });
     if (flagBool(ctx.args, "json")) {
       ctx.out(JSON.stringify(report, null, 2));
       return report.ok ? 0 : 1;

@@ -3,6 +3,7 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadConfig } from "./load.ts";
+import { ConfigSchema } from "./schema.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "autopod-config-"));
 const missing = join(dir, "none.toml");
@@ -78,5 +79,19 @@ describe("loadConfig", () => {
     await expect(loadConfig({ path, env: { AUTOPOD_NATIVE_HASH: "off" } })).rejects.toThrow(
       /store.native_hash = "off" \(from AUTOPOD_NATIVE_HASH\): expected a boolean/,
     );
+  });
+});
+
+describe("network.mode", () => {
+  test("routed needs the LAN interface and refuses NAT; bridge stays the default", async () => {
+    const p = join(dir, "routed.toml");
+    writeFileSync(p, '[network]\nmode = "routed"\nsubnet = "10.213.5.128/26"\nlan_interface = "lan0"\n');
+    const { config } = await loadConfig({ path: p, env: {} });
+    expect(config.network).toMatchObject({ mode: "routed", subnet: "10.213.5.128/26", lan_interface: "lan0" });
+    expect(ConfigSchema.parse({}).network.mode).toBe("bridge");
+    writeFileSync(p, '[network]\nmode = "routed"\n');
+    await expect(loadConfig({ path: p, env: {} })).rejects.toThrow(/lan_interface.*routed mode needs the host's LAN interface/);
+    writeFileSync(p, '[network]\nmode = "routed"\nlan_interface = "lan0"\nnat = true\n');
+    await expect(loadConfig({ path: p, env: {} })).rejects.toThrow(/nat is for bridge mode only/);
   });
 });

@@ -6,7 +6,10 @@ const cidr = z.string().refine((s) => {
   return more.length === 0 && ip !== undefined && ipv4.test(ip) && len !== undefined && /^\d+$/.test(len) && +len >= 8 && +len <= 30;
 }, "an IPv4 subnet like 10.213.0.0/24 (prefix 8 to 30)");
 const absPath = z.string().refine((s) => s.startsWith("/") && !s.split("/").includes(".."), "an absolute path without '..'");
-const ifName = z.string().regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of 1 to 15 letters, digits, '_', '.', '-'");
+const ifName = z
+  .string()
+  .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of 1 to 15 letters, digits, '_', '.', '-'")
+  .refine((s) => s !== "." && s !== "..", "an interface name, not '.' or '..'");
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, "HOST:PORT, like 0.0.0.0:7443");
 
 /**
@@ -22,11 +25,30 @@ export const ConfigSchema = z
     criu: z.string().default("").describe("path of the criu binary; empty means search /usr/local/sbin, then PATH"),
     network: z
       .object({
-        bridge: ifName.default("autopod0").describe("host bridge the pods attach to"),
-        subnet: cidr.default("10.213.0.0/24").describe("pod addresses come from here; the bridge takes the first"),
-        nat: z.boolean().default(false).describe("masquerade pods' outbound traffic"),
+        mode: z
+          .enum(["bridge", "routed"])
+          .default("bridge")
+          .describe(
+            "bridge: the pods of this host on a local bridge and subnet; routed: one pod subnet across the cluster, each pod's /32 routed on the host that runs it and proxy-ARPed on the LAN (see docs/cluster.md)",
+          ),
+        bridge: ifName.default("autopod0").describe("host bridge the pods attach to (bridge mode)"),
+        subnet: cidr
+          .default("10.213.0.0/24")
+          .describe(
+            "pod addresses come from here; in bridge mode the bridge takes the first; in routed mode the same on every host of the cluster, a range the LAN's clients reach through the hosts (e.g. an unused part of the LAN's own subnet)",
+          ),
+        lan_interface: z
+          .union([ifName, z.literal("")])
+          .default("")
+          .describe("routed mode: the host's uplink to the LAN, where it answers ARP for its pods and announces them"),
+        nat: z.boolean().default(false).describe("masquerade pods' outbound traffic (bridge mode)"),
       })
       .strict()
+      .superRefine((n, ctx) => {
+        if (n.mode !== "routed") return;
+        if (n.lan_interface === "") ctx.addIssue({ code: "custom", path: ["lan_interface"], message: "routed mode needs the host's LAN interface, like lan0" });
+        if (n.nat) ctx.addIssue({ code: "custom", path: ["nat"], message: "routed mode gives pods addresses the LAN reaches: nat is for bridge mode only" });
+      })
       .prefault({}),
     pods: z
       .object({

@@ -31,6 +31,8 @@ export interface DoctorOptions {
   minFreeBytes?: number;
   /** Config store.native_hash: false when native page hashing is turned off. Default true. */
   isNativeHashWanted?: boolean;
+  /** Routed pod network (network.mode = "routed"): the LAN interface it answers ARP on. */
+  routedLanInterface?: string;
 }
 
 /** install.sh puts the CRIU installer here; a source checkout has it under scripts/. */
@@ -56,6 +58,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
       checkFreeSpace(opts.stateDir, opts.minFreeBytes ?? 1 << 30),
       checkHashing(opts.isNativeHashWanted ?? true),
       checkSystemd(),
+      checkRoutedNetwork(opts.routedLanInterface),
     ])
   ).flat();
   return { ok: checks.every((c) => c.status !== "fail" || !c.required), kernel, checks };
@@ -288,4 +291,41 @@ function firstLine(s: string): string {
 
 function lastLines(s: string, n: number): string {
   return s.split("\n").filter(Boolean).slice(-n).join(" | ");
+}
+
+/** Routed pod network: the LAN interface must exist (the agent turns on forwarding and proxy ARP on it; gratuitous ARP needs no tool). */
+async function checkRoutedNetwork(lan: string | undefined): Promise<DoctorCheck[]> {
+  if (lan === undefined) return [];
+  const ip = which("ip");
+  const r = ip ? await run([ip, "-j", "link", "show", "dev", lan], { timeoutMs: 10_000 }).catch(() => null) : null;
+  const link = r?.exitCode === 0 ? (JSON.parse(r.stdout || "[]") as Array<{ operstate?: string; address?: string }>)[0] : undefined;
+  const read = (path: string) => {
+    try {
+      return readFileSync(path, "utf8").trim();
+    } catch {
+      return "?";
+    }
+  };
+  if (!link) {
+    return [
+      {
+        id: "routed-network",
+        title: "routed pod network",
+        status: "fail",
+        required: true,
+        detail: `the LAN interface "${lan}" (network.lan_interface) does not exist`,
+        fix: "set network.lan_interface to this host's uplink (see `ip link`)",
+      },
+    ];
+  }
+  const sysctls = `ip_forward ${read("/proc/sys/net/ipv4/ip_forward")}, proxy_arp ${read(`/proc/sys/net/ipv4/conf/${lan}/proxy_arp`)}`;
+  return [
+    {
+      id: "routed-network",
+      title: "routed pod network",
+      status: "ok",
+      required: true,
+      detail: `LAN interface ${lan} (${link.address ?? "no address"}, ${link.operstate ?? "state unknown"}); ${sysctls} (the agent turns both on)`,
+    },
+  ];
 }

@@ -44,6 +44,8 @@ export interface HostNetworkConfig {
   nat: boolean;
   /** Name of this agent's own nft table, used when nat is on. */
   natTable: string;
+  /** Routed pod network: no bridge; forwarding and proxy ARP on this LAN interface. */
+  routed?: { lanInterface: string };
 }
 
 export interface PodHost {
@@ -63,8 +65,19 @@ export interface PodHost {
   cgroupPids(dir: string): number[];
   removeCgroup(dir: string): Promise<void>;
 
-  /** With isLocked, all traffic is dropped from the start (a pod about to be restored). */
-  createNetwork(n: { netns: string; hostVeth: string; bridge: string; address: string; gateway: string; isLocked?: boolean }): Promise<void>;
+  /**
+   * With isLocked, all traffic is dropped from the start (a pod about to be restored).
+   * With routed, the pod's /32 is routed to its veth and announced on the LAN (gratuitous ARP).
+   */
+  createNetwork(n: {
+    netns: string;
+    hostVeth: string;
+    bridge: string;
+    address: string;
+    gateway: string;
+    isLocked?: boolean;
+    routed?: { lanInterface: string };
+  }): Promise<void>;
   deleteNetwork(n: { netns: string; hostVeth: string }): Promise<void>;
   netnsPath(netns: string): string;
   netnsInode(netns: string): number;

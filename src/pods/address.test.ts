@@ -1,5 +1,5 @@
 import { expect, test } from "bun:test";
-import { allocateAddress, formatIPv4, gatewayOf, parseIPv4, parseSubnet, whyNotPodAddress } from "./address.ts";
+import { allocateAddress, formatIPv4, gatewayOf, parseIPv4, parseSubnet, podPrefixOf, whyNotPodAddress } from "./address.ts";
 
 test("parse and format", () => {
   expect(parseIPv4("10.213.0.7")).toBe(0x0ad50007);
@@ -27,4 +27,12 @@ test("allocation takes the lowest free address and stops when full", () => {
   expect(formatIPv4(allocateAddress(s, used)!)).toBe("10.213.5.3");
   for (const last of [3, 5, 6]) used.add(parseIPv4(`10.213.5.${last}`)!);
   expect(allocateAddress(s, used)).toBeNull();
+});
+
+test("a routed subnet reserves no bridge address, and its pods are /32", () => {
+  const s = { ...parseSubnet("10.213.5.128/25")!, routed: true };
+  expect(podPrefixOf(s)).toBe(32);
+  expect(whyNotPodAddress(s, parseIPv4("10.213.5.129")!)).toBeNull();
+  expect(whyNotPodAddress(s, parseIPv4("10.213.5.255")!)).toMatch(/broadcast/);
+  expect(formatIPv4(allocateAddress(s, new Set())!)).toBe("10.213.5.129");
 });

@@ -4,6 +4,16 @@ export interface Subnet {
   /** Network address as a 32-bit number. */
   network: number;
   prefix: number;
+  /**
+   * Routed pod network (network.mode = "routed"): no bridge takes an address,
+   * and each pod's address is a /32 routed to it on the host that runs it.
+   */
+  routed?: boolean;
+}
+
+/** The prefix a pod's address carries: the subnet's on a bridge, 32 when routed. */
+export function podPrefixOf(s: Subnet): number {
+  return s.routed ? 32 : s.prefix;
 }
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
@@ -44,13 +54,13 @@ export function whyNotPodAddress(s: Subnet, addr: number): string | null {
   if (!inSubnet(s, addr)) return "is outside the pod subnet";
   if (addr === s.network) return "is the subnet's network address";
   if (addr === s.network + size(s) - 1) return "is the subnet's broadcast address";
-  if (addr === gatewayOf(s)) return "is the bridge's address";
+  if (!s.routed && addr === gatewayOf(s)) return "is the bridge's address";
   return null;
 }
 
 /** The lowest free pod address, or null when the subnet is full. */
 export function allocateAddress(s: Subnet, used: ReadonlySet<number>): number | null {
-  for (let a = gatewayOf(s) + 1; a < s.network + size(s) - 1; a++) if (!used.has(a)) return a;
+  for (let a = s.routed ? s.network + 1 : gatewayOf(s) + 1; a < s.network + size(s) - 1; a++) if (!used.has(a)) return a;
   return null;
 }
 

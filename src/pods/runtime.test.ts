@@ -242,3 +242,67 @@ describe("checkpoint and restore hooks", () => {
     expect((e as Error).message).toMatch(/in use/);
   });
 });
+
+describe("routed pod network", () => {
+  function routedRuntime(peerPods: () => Promise<import("./runtime.ts").ClusterPods>): PodRuntime {
+    return new PodRuntime({
+      stateDir: "/state",
+      agentKey: "k1",
+      bridge: "br0",
+      subnet: "10.213.7.0/29",
+      routed: { lanInterface: "lan0", clusterPods: peerPods },
+      layer: "overlay",
+      store,
+      host,
+      log: quiet,
+    });
+  }
+
+  test("allocation skips every address the peers' pods have; pods are /32 behind 169.254.1.1", async () => {
+    const r = routedRuntime(async () => [
+      { host: "b", pods: [{ name: "x", address: "10.213.7.1/32", live: true }] },
+      { host: "c", pods: [{ name: "y", address: "10.213.7.2/32", live: false }] },
+    ]);
+    const v = await r.create(req("web"));
+    expect(v.address).toBe("10.213.7.3/32");
+    expect(store.get("web")!.runtime).toMatchObject({ gateway: "169.254.1.1", bridge: "" });
+  });
+
+  test("an address a live pod of a peer holds is refused, naming the host, before anything is made", async () => {
+    const r = routedRuntime(async () => [{ host: "b", pods: [{ name: "x", address: "10.213.7.4/32", live: true }] }]);
+    const e = await r.create(req("web", { address: "10.213.7.4/32" })).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ConflictError);
+    expect((e as Error).message).toBe('Address 10.213.7.4 for pod "web" is in use on host "b" by its pod "x": choose another with --ip');
+    expect(host.calls).toEqual([]);
+    expect(store.list()).toEqual([]);
+    await expect(r.checkAddressInCluster("10.213.7.4/32", "web")).rejects.toThrow(/in use on host "b" by its pod "x"/);
+    await expect(r.checkAddressInCluster("10.213.7.5/32", "web")).resolves.toBeUndefined();
+  });
+
+  test("two hosts allocating at once: the one that finds its new address taken on the recheck picks another", async () => {
+    let calls = 0;
+    const r = routedRuntime(async () => (calls++ === 0 ? [] : [{ host: "b", pods: [{ name: "x", address: "10.213.7.1/32", live: false }] }]));
+    const v = await r.create(req("web"));
+    expect(v.address).toBe("10.213.7.2/32");
+    expect(calls).toBe(4);
+    expect(store.list().map((p) => p.spec.name)).toEqual(["web"]);
+  });
+
+  test("a peer that cannot be asked refuses the allocation", async () => {
+    const r = routedRuntime(async () => {
+      throw new Error('Peer "b" unreachable');
+    });
+    await expect(r.create(req("web"))).rejects.toThrow(/Peer "b" unreachable/);
+    expect(store.list()).toEqual([]);
+  });
+
+  test("a pod that ends leaves the host: its network goes", async () => {
+    const r = routedRuntime(async () => []);
+    await r.create(req("web"));
+    host.calls.length = 0;
+    host.exit(1000, { code: 0, signal: null });
+    r.poll();
+    await r.settled("web");
+    expect(host.calls).toContain("deleteNetwork autopod-k1-web");
+  });
+});

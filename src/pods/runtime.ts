@@ -17,12 +17,24 @@ import { formatBytes, podEnvironment, signalName, stateLabel, type PodRecord, ty
 import type { PodStore } from "./store.ts";
 import { checkPodName, checkRequest, chooseAddress, type CreatePodRequest } from "./validate.ts";
 
+/** The pods of each peer: `live` when it has (or is getting) processes, so holds its address on the LAN. */
+export type ClusterPods = Array<{ host: string; pods: Array<{ name: string; address: string; live: boolean }> }>;
+
+/** The gateway of every routed pod: the host end of its veth holds it. */
+export const ROUTED_GATEWAY = "169.254.1.1";
+
 export interface PodRuntimeOptions {
   stateDir: string;
   /** Short id of this agent, unique per state directory: names its host resources. */
   agentKey: string;
   bridge: string;
   subnet: string;
+  /** Routed pod network: the subnet is the cluster's, each pod a /32 routed on its host (docs/cluster.md). */
+  routed?: {
+    lanInterface: string;
+    /** The pods every peer has, with their addresses: allocation and restores keep addresses unique across the cluster. */
+    clusterPods(): Promise<ClusterPods>;
+  };
   layer: "overlay" | "copy";
   store: PodStore;
   host: PodHost;
@@ -65,22 +77,53 @@ export class PodRuntime {
     this.#o = o;
     const subnet = parseSubnet(o.subnet);
     if (!subnet) throw new PreconditionError(`Invalid pod subnet "${o.subnet}"`);
-    this.#subnet = subnet;
+    this.#subnet = o.routed ? { ...subnet, routed: true } : subnet;
   }
 
   get gatewayCidr(): string {
     return `${formatIPv4(gatewayOf(this.#subnet))}/${this.#subnet.prefix}`;
   }
 
-  /** Bridge and NAT on this host for the agent's pods. */
+  /** Bridge and NAT on this host for the agent's pods; or, routed, forwarding and proxy ARP on the LAN interface. */
   async setUpHost(nat: boolean): Promise<void> {
-    await this.#o.host.setUpNetwork({
-      bridge: this.#o.bridge,
-      gatewayCidr: this.gatewayCidr,
-      subnet: formatSubnet(this.#subnet),
-      nat,
-      natTable: `autopod_${this.#o.agentKey}`,
-    });
+    const routed = this.#o.routed;
+    try {
+      await this.#o.host.setUpNetwork({
+        bridge: this.#o.bridge,
+        gatewayCidr: this.gatewayCidr,
+        subnet: formatSubnet(this.#subnet),
+        nat,
+        natTable: `autopod_${this.#o.agentKey}`,
+        ...(routed ? { routed: { lanInterface: routed.lanInterface } } : {}),
+      });
+    } catch (e) {
+      // Routed: every pod's network sets the LAN interface up again; it may appear later.
+      if (!routed) throw e;
+      this.#o.log.warn("the LAN interface is not ready; pods will set it up when they start", { lan_interface: routed.lanInterface, error: errorMessage(e) });
+    }
+  }
+
+  /** What createNetwork needs beyond the pod's runtime info. */
+  #networkMode(): { routed?: { lanInterface: string } } {
+    return this.#o.routed ? { routed: { lanInterface: this.#o.routed.lanInterface } } : {};
+  }
+
+  /**
+   * Routed network: refuse `address` when a pod of another host holds it (has
+   * or is getting processes), naming the host; a peer that cannot be asked
+   * is a refusal too, as its pods are unknown. Nothing to ask on a bridge.
+   */
+  async checkAddressInCluster(address: string, pod: string): Promise<void> {
+    if (!this.#o.routed) return;
+    const ip = address.split("/")[0];
+    for (const peer of await this.#o.routed.clusterPods()) {
+      const holder = peer.pods.find((p) => p.live && p.address.split("/")[0] === ip);
+      if (holder) {
+        throw new ConflictError(
+          `Address ${ip} of pod "${pod}" is in use on host "${peer.host}" by its pod "${holder.name}": stop or checkpoint it there first, or restore with another --ip`,
+        );
+      }
+    }
   }
 
   list(): PodView[] {
@@ -122,14 +165,21 @@ export class PodRuntime {
       protect: this.#protected(false),
     });
     refuseStateDirVolumes(base.volumes, this.#o.stateDir);
-    const record = await this.#reserve(base, req.address);
+    const record = await this.#reserveInCluster(base, req.address);
     const rt = record.runtime;
     lap("validate_reserve");
     try {
       await host.prepareLayer(record.spec, rt);
       if (rt.cgroup) host.createCgroup(rt.cgroup, record.spec.memoryBytes);
       lap("layer_cgroup");
-      await host.createNetwork({ netns: rt.netns, hostVeth: rt.hostVeth, bridge: rt.bridge, address: record.spec.address, gateway: rt.gateway });
+      await host.createNetwork({
+        netns: rt.netns,
+        hostVeth: rt.hostVeth,
+        bridge: rt.bridge,
+        address: record.spec.address,
+        gateway: rt.gateway,
+        ...this.#networkMode(),
+      });
       lap("network");
       const { pid, startTime } = await host.launch(record.spec, rt);
       lap("launch");
@@ -156,7 +206,8 @@ export class PodRuntime {
       protect: this.#protected(true),
     });
     refuseStateDirVolumes(base.volumes, this.#o.stateDir);
-    const record = await this.#reserve(base, spec.address, "checkpointed");
+    const elsewhere = await this.#addressesElsewhere(spec.address, spec.name, false);
+    const record = await this.#reserve(base, spec.address, "checkpointed", elsewhere);
     try {
       await this.#o.host.prepareLayer(record.spec, record.runtime);
     } catch (e) {
@@ -166,12 +217,73 @@ export class PodRuntime {
     return this.#view(record);
   }
 
+  /**
+   * Routed network: the addresses the other hosts' pods have, to allocate
+   * around (every pod they record, checkpointed ones too); an asked-for
+   * address a live pod elsewhere holds is refused, naming the host (with
+   * `strict`, as for a new pod, one any pod elsewhere records is refused too).
+   */
+  async #addressesElsewhere(asked: string | undefined, pod: string, strict: boolean): Promise<Set<number>> {
+    const used = new Set<number>();
+    if (!this.#o.routed) return used;
+    const peers = await this.#o.routed.clusterPods();
+    for (const peer of peers) {
+      for (const p of peer.pods) {
+        const ip = parseIPv4(p.address.split("/")[0] ?? "");
+        if (ip !== null) used.add(ip);
+      }
+    }
+    if (asked !== undefined) {
+      const ip = asked.split("/")[0];
+      for (const peer of peers) {
+        const holder = peer.pods.find((p) => (strict || p.live) && p.address.split("/")[0] === ip);
+        if (holder)
+          throw new ConflictError(
+            `Address ${ip} for pod "${pod}" is in use on host "${peer.host}" by its pod "${holder.name}"${holder.live ? "" : " (not running)"}: choose another with --ip`,
+          );
+      }
+      // Allocation skips the others' addresses; an address asked for only needs no live holder.
+      used.clear();
+    }
+    return used;
+  }
+
+  /**
+   * Reserve a new pod's name and address; routed, around the addresses of the
+   * other hosts' pods. Two hosts allocating at once could pick the same one:
+   * after the reservation (visible to the peers from then on) the peers are
+   * asked again, and a host that sees its new address taken elsewhere gives it
+   * up and picks another, so at most one of them keeps it.
+   */
+  async #reserveInCluster(base: Omit<PodSpec, "address">, asked: string | undefined): Promise<PodRecord> {
+    const avoid = new Set<number>();
+    for (let attempt = 0; ; attempt++) {
+      const elsewhere = await this.#addressesElsewhere(asked, base.name, true);
+      for (const a of avoid) elsewhere.add(a);
+      const record = await this.#reserve(base, asked, "creating", elsewhere);
+      if (!this.#o.routed || asked !== undefined) return record;
+      const ip = record.spec.address.split("/")[0]!;
+      const clash = (await this.#o.routed.clusterPods().catch(() => [])).some((peer) => peer.pods.some((p) => p.address.split("/")[0] === ip));
+      if (!clash) return record;
+      this.#o.store.delete(base.name);
+      if (attempt === 4) throw new UnavailableError(`Cannot reserve an address for pod "${base.name}": other hosts took each one tried (last ${ip})`);
+      avoid.add(parseIPv4(ip)!);
+      await Bun.sleep(Math.random() * 50);
+    }
+  }
+
   /** Take the name and the address in one step, so two creates cannot both get them. */
-  async #reserve(base: Omit<PodSpec, "address">, asked: string | undefined, state: "creating" | "checkpointed" = "creating"): Promise<PodRecord> {
+  async #reserve(
+    base: Omit<PodSpec, "address">,
+    asked: string | undefined,
+    state: "creating" | "checkpointed" = "creating",
+    elsewhere: ReadonlySet<number> = new Set(),
+  ): Promise<PodRecord> {
     const turn = this.#reserving.then(() => {
       const { store, host, agentKey } = this.#o;
       if (store.get(base.name)) throw new AlreadyExistsError(`Pod "${base.name}" already exists`);
       const used = new Set(store.list().map((r) => parseIPv4(r.spec.address.split("/")[0]!)!));
+      for (const a of elsewhere) used.add(a);
       const address = chooseAddress(asked, this.#subnet, used);
       const spec: PodSpec = { ...base, address };
       const id = randomUUID();
@@ -179,8 +291,8 @@ export class PodRuntime {
       const runtime: PodRuntimeInfo = {
         netns: `autopod-${agentKey}-${spec.name}`,
         hostVeth: `ap${createHash("sha256").update(`${agentKey}/${id}`).digest("hex").slice(0, 13)}`,
-        bridge: this.#o.bridge,
-        gateway: formatIPv4(gatewayOf(this.#subnet)),
+        bridge: this.#o.routed ? "" : this.#o.bridge,
+        gateway: this.#o.routed ? ROUTED_GATEWAY : formatIPv4(gatewayOf(this.#subnet)),
         cgroup: host.cgroupDir(agentKey, spec.name),
         layerDir: childPath(this.#o.stateDir, "pods", spec.name),
         rootKind,
@@ -355,6 +467,14 @@ export class PodRuntime {
     const updated: PodRecord = { ...r, state, exit, pid: null, startTime: null };
     this.#o.store.update(updated);
     this.#o.log.info("pod ended", { pod: r.spec.name, state: stateLabel(updated), reason });
+    // Routed: a pod that ended leaves the host, so does its route (the host stops answering ARP for it).
+    if (this.#o.routed && (state === "stopped" || state === "exited")) {
+      const name = r.spec.name;
+      this.settleLater(name, async () => {
+        const now = this.#o.store.get(name);
+        if (now && now.id === r.id && (now.state === "stopped" || now.state === "exited")) await this.#o.host.deleteNetwork(now.runtime);
+      });
+    }
   }
 
   /** Poll until the pod's processes are gone (true) or the time is up (false). */
@@ -512,7 +632,15 @@ export class PodRuntime {
     try {
       if (rt.cgroup) host.createCgroup(rt.cgroup, r.spec.memoryBytes);
       await host.deleteNetwork(rt);
-      await host.createNetwork({ netns: rt.netns, hostVeth: rt.hostVeth, bridge: rt.bridge, address: r.spec.address, gateway: rt.gateway, isLocked: true });
+      await host.createNetwork({
+        netns: rt.netns,
+        hostVeth: rt.hostVeth,
+        bridge: rt.bridge,
+        address: r.spec.address,
+        gateway: rt.gateway,
+        isLocked: true,
+        ...this.#networkMode(),
+      });
       return { netnsPath: host.netnsPath(rt.netns), cgroup: rt.cgroup, record: restoring };
     } catch (e) {
       this.#o.store.update({ ...r, state: "checkpointed" });

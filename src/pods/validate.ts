@@ -7,7 +7,7 @@ import { isAbsolute, normalize } from "node:path";
 import { InvalidArgumentError, PreconditionError } from "../errors.ts";
 import type { PodHost } from "../platform/pod-host.ts";
 import { type ProtectedPaths, whyHostPathIsProtected } from "./host-dirs.ts";
-import { allocateAddress, formatIPv4, formatSubnet, parseIPv4, type Subnet, whyNotPodAddress } from "./address.ts";
+import { allocateAddress, formatIPv4, formatSubnet, parseIPv4, podPrefixOf, type Subnet, whyNotPodAddress } from "./address.ts";
 import { formatBytes, POD_NAME, podEnvironment, type PodSpec, type VolumeSpec } from "./pod.ts";
 
 /** What a client asks for. Host paths are absolute (the CLI resolves them). */
@@ -153,18 +153,22 @@ export function chooseAddress(asked: string | undefined, subnet: Subnet, used: R
   if (asked === undefined) {
     const a = allocateAddress(subnet, used);
     if (a === null) throw new PreconditionError(`No free address left in the pod subnet ${subnetText}`);
-    return `${formatIPv4(a)}/${subnet.prefix}`;
+    return `${formatIPv4(a)}/${podPrefixOf(subnet)}`;
   }
   const [ip, prefix, ...more] = asked.split("/");
   const addr = parseIPv4(ip ?? "");
   if (addr === null || more.length || (prefix !== undefined && !/^\d{1,2}$/.test(prefix))) {
     throw new AddressError(`Invalid address "${asked}": expected ADDR/PREFIX, like 10.213.0.5/24`);
   }
-  if (prefix !== undefined && Number(prefix) !== subnet.prefix) {
-    throw new AddressError(`Address "${asked}" must have the pod subnet's prefix /${subnet.prefix} (${subnetText})`);
+  if (prefix !== undefined && Number(prefix) !== podPrefixOf(subnet)) {
+    throw new AddressError(
+      subnet.routed
+        ? `Address "${asked}" must be a /32 in the routed pod network (pod subnet ${subnetText})`
+        : `Address "${asked}" must have the pod subnet's prefix /${subnet.prefix} (${subnetText})`,
+    );
   }
   const why = whyNotPodAddress(subnet, addr);
   if (why) throw new AddressError(`Address "${asked}" ${why} (pod subnet ${subnetText})`);
   if (used.has(addr)) throw new AddressError(`Address "${asked}" is in use by another pod`);
-  return `${formatIPv4(addr)}/${subnet.prefix}`;
+  return `${formatIPv4(addr)}/${podPrefixOf(subnet)}`;
 }

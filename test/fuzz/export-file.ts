@@ -11,7 +11,7 @@ import { concatBytes } from "./protobuf.ts";
 
 const HASH = 32;
 const ZERO = new Uint8Array(HASH);
-/** The manifest's own msgpack settings (src/checkpoint/manifest.ts). */
+/** The manifest's own msgpack settings (src/image/manifest.ts). */
 export const packr = new Packr({ useRecords: false, moreTypes: false, mapsAsObjects: true });
 
 /** A raw manifest entry: the fields a fuzzer reads, anything else passes through. */

@@ -1,6 +1,6 @@
 /**
  * The pod routes of the local API in-process (Hono's app.request), over the
- * real PodRuntime with a fake host (src/pods/_fake-host.ts): bodies validated
+ * real PodRuntime with a fake host (src/pods/fake-host.ts): bodies validated
  * at the edge, domain errors mapped to their statuses, and the wire shapes the
  * client reads.
  */

@@ -12,7 +12,7 @@ import type { Cluster } from "../../cluster/cluster.ts";
 import { AutopodError, errorMessage, httpStatusOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { addPeerImageRoutes, type PeerImageDeps } from "./image-routes.ts";
-import { MAX_CRL_BYTES, type PeerInfo } from "./schemas.ts";
+import { MAX_CRL_BYTES, type PeerInfo, type PeerPods } from "./schemas.ts";
 
 export const PEER_REQUEST_TIMEOUT_MS = 30_000;
 
@@ -20,6 +20,8 @@ export interface PeerAppDeps {
   cluster: Cluster;
   images?: PeerImageDeps;
   info(): Promise<PeerInfo>;
+  /** This host's pods and their addresses: cheap, asked before every allocation in a routed pod network. */
+  pods(): PeerPods;
   log: Logger;
 }
 
@@ -35,6 +37,7 @@ export function createPeerApp(deps: PeerAppDeps): Hono {
   // Image streams take as long as the link needs; every other request is short.
   app.use("/v1/health", timeout(PEER_REQUEST_TIMEOUT_MS));
   app.use("/v1/info", timeout(PEER_REQUEST_TIMEOUT_MS));
+  app.use("/v1/pods", timeout(PEER_REQUEST_TIMEOUT_MS));
   app.use("/v1/cluster/*", timeout(PEER_REQUEST_TIMEOUT_MS));
   app.use("/v1/chunks/*", timeout(PEER_REQUEST_TIMEOUT_MS * 4));
   if (deps.images) addPeerImageRoutes(app, deps.images);
@@ -43,6 +46,8 @@ export function createPeerApp(deps: PeerAppDeps): Hono {
   app.get("/v1/health", (c) => c.json({ ok: true }));
 
   app.get("/v1/info", async (c) => c.json(await deps.info()));
+
+  app.get("/v1/pods", (c) => c.json(deps.pods()));
 
   app.get("/v1/cluster/crl", (c) => {
     const id = deps.cluster.identity;

@@ -9,7 +9,7 @@ import { errorFromWire, PreconditionError, UnavailableError } from "../../errors
 import type { ImportResult } from "../../checkpoint/export.ts";
 import { LIMITS } from "../../image/manifest.ts";
 import { HASH_BYTES, sha256, toHex } from "../../image/hash.ts";
-import { MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema } from "./schemas.ts";
+import { MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema, type PeerPods, PeerPodsSchema } from "./schemas.ts";
 
 export const PEER_CLIENT_TIMEOUT_MS = 10_000;
 
@@ -29,6 +29,13 @@ export class PeerClient {
     const res = await this.#fetch("GET", "/v1/info");
     const parsed = PeerInfoSchema.safeParse(await res.json());
     if (!parsed.success) throw new UnavailableError(`Peer "${this.name}" answered info that does not match the schema`);
+    return parsed.data;
+  }
+
+  async pods(): Promise<PeerPods> {
+    const res = await this.#fetch("GET", "/v1/pods");
+    const parsed = PeerPodsSchema.safeParse(await res.json());
+    if (!parsed.success) throw new UnavailableError(`Peer "${this.name}" answered a pod list that does not match the schema`);
     return parsed.data;
   }
 

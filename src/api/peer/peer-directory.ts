@@ -5,8 +5,8 @@
  * from whichever peer has it, and ours is offered to a peer that lacks it.
  */
 import { PeerClient } from "./client.ts";
-import type { PeerInfo } from "./schemas.ts";
-import { errorMessage, NotFoundError } from "../../errors.ts";
+import type { PeerInfo, PeerPods } from "./schemas.ts";
+import { errorMessage, NotFoundError, UnavailableError } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import type { Cluster, PeerEntry } from "../../cluster/cluster.ts";
 
@@ -45,6 +45,25 @@ export class PeerDirectory {
     } catch (e) {
       return { ...p, reachable: false, rttMs: null, info: null, error: errorMessage(e) };
     }
+  }
+
+  /**
+   * Every peer's pods and addresses, at once (routed pod network). A peer
+   * that cannot be asked makes this fail: its pods' addresses are unknown.
+   */
+  async clusterPods(): Promise<Array<{ host: string; pods: PeerPods["pods"] }>> {
+    return Promise.all(
+      this.cluster.peers().map(async (p) => {
+        try {
+          return { host: p.name, pods: (await new PeerClient(this.cluster, p.name, p.url).pods()).pods };
+        } catch (e) {
+          throw new UnavailableError(
+            `Cannot make sure the pod address is free in the cluster: ${errorMessage(e)} (remove a host that is gone for good with \`autopod peer rm ${p.name}\`)`,
+            { cause: e },
+          );
+        }
+      }),
+    );
   }
 
   /** Send our revocation list to every peer; returns who took it and who could not be reached. */

@@ -20,5 +20,26 @@ export const PeerInfoSchema = z
 
 export type PeerInfo = z.infer<typeof PeerInfoSchema>;
 
+/** The pods a host has and their addresses (routed pod network: addresses are unique across the cluster). */
+export const PeerPodsSchema = z
+  .object({
+    host: z.string().max(63),
+    pods: z
+      .array(
+        z
+          .object({
+            name: z.string().max(64),
+            address: z.string().max(64),
+            /** Has or is getting processes: holds its address on the LAN. */
+            live: z.boolean(),
+          })
+          .strict(),
+      )
+      .max(100_000),
+  })
+  .strict();
+
+export type PeerPods = z.infer<typeof PeerPodsSchema>;
+
 /** A revocation list in PEM; a few KiB per hundred hosts. */
 export const MAX_CRL_BYTES = 1 << 20;

@@ -30,6 +30,9 @@ function open() {
     lgetxattr: { args: [P, P, P, u64], returns: FFIType.i64 },
     lsetxattr: { args: [P, P, P, u64, i32], returns: i32 },
     memfd_create: { args: [P, u32], returns: i32 },
+    socket: { args: [i32, i32, i32], returns: i32 },
+    sendto: { args: [i32, P, u64, i32, P, u32], returns: FFIType.i64 },
+    close: { args: [i32], returns: i32 },
   });
 }
 function libc() {
@@ -270,4 +273,31 @@ const MFD_CLOEXEC = 1;
 export function memfdCreate(name: string): number {
   const n = cstr(name);
   return check(libc().memfd_create(ptr(n), MFD_CLOEXEC), "memfd_create", name);
+}
+
+const AF_PACKET = 17;
+const SOCK_RAW = 3;
+const SOCK_CLOEXEC = 0o2000000;
+
+/**
+ * Send whole Ethernet frames (header included) out of one interface, through
+ * an AF_PACKET socket opened for the call: `ethertype` is the frames' type
+ * (0x0806 for ARP), `dest` the 6-byte link address they go to.
+ */
+export function sendFrames(ifindex: number, ethertype: number, dest: Uint8Array, frames: Uint8Array[]): void {
+  const proto = ((ethertype & 0xff) << 8) | (ethertype >> 8); // htons
+  const fd = check(libc().socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, proto), "socket(AF_PACKET)");
+  try {
+    // struct sockaddr_ll: family, protocol (network order), ifindex, hatype, pkttype, halen, addr[8]
+    const sll = new Uint8Array(20);
+    const v = new DataView(sll.buffer);
+    v.setUint16(0, AF_PACKET, true);
+    v.setUint16(2, ethertype, false);
+    v.setInt32(4, ifindex, true);
+    sll[11] = dest.length;
+    sll.set(dest, 12);
+    for (const f of frames) check(libc().sendto(fd, ptr(f), f.length, 0, ptr(sll), sll.length), "sendto", `interface ${ifindex}`);
+  } finally {
+    libc().close(fd);
+  }
 }

@@ -38,7 +38,7 @@ export function netnsInode(name: string): number {
 }
 
 let ipPath: string | undefined;
-function ip(): string {
+export function ip(): string {
   return (ipPath ??= which("ip") ?? "ip");
 }
 
@@ -51,7 +51,7 @@ function failed(what: string, r: RunResult): NetworkError {
   return new NetworkError(`Cannot ${what}: ${detail || `ip exited with code ${r.exitCode}`}`);
 }
 
-async function ipBatch(what: string, lines: string[], netns?: string): Promise<void> {
+export async function ipBatch(what: string, lines: string[], netns?: string): Promise<void> {
   const argv = netns ? [ip(), "-n", netns, "-batch", "-"] : [ip(), "-batch", "-"];
   const r = await run(argv, { stdin: lines.join("\n") + "\n", timeoutMs: 15_000 });
   if (r.exitCode !== 0) throw failed(what, r);

@@ -11,6 +11,7 @@ import * as netns from "./netns.ts";
 import { POD_LOG_PATH, type PodInitPlan } from "./pod-init-plan.ts";
 import { podMountLayout } from "./pod-shape.ts";
 import { killTree } from "./pod-procs.ts";
+import * as routed from "./routed.ts";
 import { readProcStat } from "./proc.ts";
 import { findExecutableInRoot, resolveInRoot } from "./root-path.ts";
 
@@ -44,6 +45,10 @@ function mountsUnder(dir: string): string[] {
 
 export const linuxPodHost: PodHost = {
   async setUpNetwork(c) {
+    if (c.routed) {
+      await routed.enableRoutedHost(c.routed.lanInterface);
+      return;
+    }
     await netns.ensureBridge(c.bridge, c.gatewayCidr);
     await netns.setNat(c.nat, c.natTable, c.subnet, c.bridge);
   },
@@ -83,7 +88,7 @@ export const linuxPodHost: PodHost = {
   cgroupPids: (dir) => cgroup.cgroupPids(dir),
   removeCgroup: (dir) => cgroup.removePodCgroup(dir),
 
-  createNetwork: (n) => netns.createPodNetwork(n),
+  createNetwork: (n) => (n.routed ? routed.createRoutedPodNetwork({ ...n, lanInterface: n.routed.lanInterface }) : netns.createPodNetwork(n)),
   deleteNetwork: (n) => netns.deletePodNetwork(n),
   netnsPath: (name) => netns.netnsPath(name),
   netnsInode: (name) => netns.netnsInode(name),
