@@ -27,6 +27,8 @@ export function openExport(file: string): OpenedExport {
   at += 4 + HASH_BYTES;
   const manifest = decodeManifest(new Uint8Array(b.subarray(at, at + mlen)));
   at += mlen;
+  // A signed export (header flag 1) carries a 96-byte signature block here; rebuilt exports go out unsigned.
+  if (dv.getUint32(12) & 1) at += 96;
   const chunks = new Map<string, Uint8Array>();
   while (b[at] === 0x43) {
     const hash = b.subarray(at + 1, at + 1 + HASH_BYTES);

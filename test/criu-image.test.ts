@@ -82,7 +82,7 @@ async function refused(edit: (x: OpenedExport) => void): Promise<string> {
   const file = join(scratch, `hostile-${++attempt}.export`);
   const id = writeExport(x, file);
   const podsBefore = (await target.pods()).map((p) => `${p.name}:${p.state}`);
-  const imported = await target.ok(["image", "import", file]);
+  const imported = await target.ok(["image", "import", file, "--trust"]);
   expect(imported).toBe(id);
   const imagesBefore = await target.ok(["images", "--json"]);
   const mountsBefore = mountsUnder(target.dir);
@@ -111,7 +111,7 @@ describe("an image from another host is checked before CRIU runs", () => {
   rootTest(
     "a normal image from another agent restores, its memory intact",
     async () => {
-      const id = await target.ok(["image", "import", exported]);
+      const id = await target.ok(["image", "import", exported, "--trust"]);
       await target.ok(["restore", id.slice(0, 16), "--name", "moved", "--ip", `${target.prefix}.30/24`], T);
       expect((await target.pod("moved")).state).toBe("running");
       await Bun.sleep(500);
