@@ -5,7 +5,6 @@
  */
 import { renameSync, rmSync, writeFileSync } from "node:fs";
 import { childPath } from "../pods/child-path.ts";
-import { join } from "node:path";
 
 /** The journal of an unfinished checkpoint or restore, for crash recovery. */
 export interface Journal {

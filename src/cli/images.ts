@@ -1,6 +1,5 @@
 import { InvalidArgumentError } from "../errors.ts";
 import { formatBytes } from "../pods/pod.ts";
-import type { ImageInfo } from "../store/image-catalogue.ts";
 import type { TransferReport } from "../transfer/push.ts";
 import type { ImageListing } from "../api/local/image-routes.ts";
 import type { ImageOrigin } from "../trust/image-trust.ts";

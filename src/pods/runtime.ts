@@ -4,7 +4,6 @@
  * the agent: a new agent re-adopts them by pid and start time.
  */
 import { createHash, randomUUID } from "node:crypto";
-import { join } from "node:path";
 import { AlreadyExistsError, ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import { failpoint } from "../debug/failpoints.ts";
 import type { Logger } from "../log.ts";
