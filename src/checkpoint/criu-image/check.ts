@@ -14,6 +14,7 @@ import type { PodMount } from "../../pods/pod.ts";
 import { externalMountsOf } from "../../pods/pod.ts";
 import { capabilityNames, POD_CAPABILITY_MASK, POD_FILE_SYSTEMS, type PodFileSystem, podMountLayout } from "../../platform/linux/pod-shape.ts";
 import { CriuImageError, ImageRefusedError } from "./errors.ts";
+import { checkPagemap, PAGE_SIZE, PAGEMAP_FILE } from "./pagemap.ts";
 import { checkTmpfsTar, TMPFS_TAR } from "./tmpfs-tar.ts";
 import { decodeCore, decodeFiles, decodeInventory, decodeMounts, FD_TYPE, type MountRecord } from "./records.ts";
 
@@ -151,6 +152,7 @@ function check(dir: string, expected: ExpectedPod): CriuImageSummary {
     }
   }
   for (const name of names.filter((n) => TMPFS_TAR.test(n))) checkTmpfsTar(name, read(name));
+  checkPages(dir, names, read);
   return { mounts: mounts.length, threads, files, bytesRead };
 }
 
@@ -215,6 +217,28 @@ function checkMounts(file: string, mounts: MountRecord[], expected: ExpectedPod)
       throw new CriuImageError(`${file} has no mount at ${JSON.stringify(want.podPath)}; every pod has its ${want.kind} there`);
     }
   }
+}
+
+/** Every pagemap's entries, and each pages file exactly as big as the pages its pagemap says it holds. */
+function checkPages(dir: string, names: string[], read: (name: string) => Uint8Array): void {
+  const claimed = new Map<string, string>();
+  for (const name of names.filter((n) => PAGEMAP_FILE.test(n))) {
+    const { pagesFile, pages } = checkPagemap(name, read(name));
+    const other = claimed.get(pagesFile);
+    if (other !== undefined) throw new CriuImageError(`${name} and ${other} both name ${pagesFile}; each pagemap has its own pages file`);
+    claimed.set(pagesFile, name);
+    if (!names.includes(pagesFile)) {
+      if (pages === 0) continue;
+      throw new CriuImageError(`${name} lists ${pages} pages in ${pagesFile}, which the image does not have`);
+    }
+    const st = lstatSync(`${dir}/${pagesFile}`);
+    if (!st.isFile()) throw new CriuImageError(`${pagesFile} is not a regular file`);
+    if (st.size !== pages * PAGE_SIZE) {
+      throw new CriuImageError(`${name} lists ${pages} pages (${pages * PAGE_SIZE} bytes) in ${pagesFile}, which is ${st.size} bytes`);
+    }
+  }
+  const orphan = names.find((n) => /^pages-\d+\.img$/.test(n) && !claimed.has(n));
+  if (orphan) throw new CriuImageError(`${orphan} is named by no pagemap`);
 }
 
 /** Is `path` at or below `dir` (both absolute)? */
