@@ -13,6 +13,7 @@ import { posix } from "node:path";
 import type { PodMount } from "../../pods/pod.ts";
 import { externalMountsOf } from "../../pods/pod.ts";
 import { capabilityNames, POD_CAPABILITY_MASK, POD_FILE_SYSTEMS, type PodFileSystem, podMountLayout } from "../../platform/linux/pod-shape.ts";
+import { quote } from "../../quote.ts";
 import { CriuImageError, ImageRefusedError } from "./errors.ts";
 import { checkPagemap, PAGE_SIZE, PAGEMAP_FILE } from "./pagemap.ts";
 import { checkTmpfsTar, TMPFS_TAR } from "./tmpfs-tar.ts";
@@ -128,10 +129,10 @@ function check(dir: string, expected: ExpectedPod): CriuImageSummary {
         const isAbstract = u.name.byteLength === 0 || u.name[0] === 0;
         const path = new TextDecoder().decode(u.name);
         if (!isAbstract && (path.includes("\0") || path.split("/").includes(".."))) {
-          throw new CriuImageError(`${what} is a unix socket bound at ${JSON.stringify(path.slice(0, 200))}, which leaves the pod ("..")`);
+          throw new CriuImageError(`${what} is a unix socket bound at ${quote(path)}, which leaves the pod ("..")`);
         }
         if (u.nameDir !== undefined && (!u.nameDir.startsWith("/") || u.nameDir.split("/").includes(".."))) {
-          throw new CriuImageError(`${what} is a unix socket bound in ${JSON.stringify(u.nameDir.slice(0, 200))}, not an absolute path inside the pod`);
+          throw new CriuImageError(`${what} is a unix socket bound in ${quote(u.nameDir)}, not an absolute path inside the pod`);
         }
         if (u.mntId !== -1 && !byId.has(u.mntId))
           throw new CriuImageError(`${what} is a unix socket on mount ${u.mntId}, which is not one of the pod's mounts`);
@@ -139,7 +140,7 @@ function check(dir: string, expected: ExpectedPod): CriuImageSummary {
       if (f.type !== 1) continue;
       if (!f.reg) throw new CriuImageError(`${what} is a regular file without its record`);
       const { name, mntId, isExternal } = f.reg;
-      const quoted = JSON.stringify(name.slice(0, 200));
+      const quoted = quote(name);
       if (isExternal) throw new CriuImageError(`${what} ${quoted} is an external file, which autopod never passes to CRIU`);
       if (!name.startsWith("/") || name.includes("\0") || name.split("/").includes("..")) {
         throw new CriuImageError(`${what} opens ${quoted}, which is not an absolute path inside the pod`);
