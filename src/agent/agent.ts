@@ -31,6 +31,7 @@ import { linuxPodHost } from "../platform/linux/pod-host.ts";
 import { setChildSubreaper, tryLock } from "../platform/linux/libc.ts";
 import { PodStore } from "../pods/store.ts";
 import { hasProcesses } from "../pods/lifecycle.ts";
+import { OrphanReaper } from "../pods/orphan-reaper.ts";
 import { agentKeyOf, PodRuntime } from "../pods/runtime.ts";
 import { HostTrustStore, ImageTrust, loadOrCreateHostKey } from "../trust/index.ts";
 import { VERSION } from "../version.ts";
@@ -185,9 +186,13 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     if (cluster.identity && cluster.peers().length) void peers.statuses().catch(() => {});
   }, PEER_SYNC_INTERVAL_MS);
 
+  // What CRIU leaves behind when a restore fails after it forked (not pods: no exit status to keep).
+  const orphans = new OrphanReaper(linuxPodHost, pods);
   const reaper = setInterval(() => {
     try {
       pods.poll();
+      const gone = orphans.sweep();
+      if (gone.length > 0) log.info("reaped orphaned processes (left by a failed CRIU restore)", { pids: gone.join(",") });
     } catch (e) {
       log.error("reaper failed", { error: errorMessage(e) });
     }

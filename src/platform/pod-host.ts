@@ -99,6 +99,8 @@ export interface PodHost {
   launch(spec: PodSpec, rt: PodRuntimeInfo): Promise<{ pid: number; startTime: number }>;
   processIdentity(pid: number): ProcessIdentity | null;
   reap(pid: number): Reaped;
+  /** The agent's own children that are zombies (exited, not reaped yet). */
+  zombieChildren(): number[];
   /** Send a signal; a process that is already gone is fine. */
   signal(pid: number, signal: "SIGTERM" | "SIGKILL"): void;
   /** Run a command in all the pod's namespaces, its root and its cgroup. */

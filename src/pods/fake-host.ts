@@ -120,6 +120,9 @@ export class FakeHost implements PodHost {
     if (!p || p.reaped) return null;
     return { startTime: p.startTime, exited: p.exit };
   }
+  zombieChildren(): number[] {
+    return [...this.procs].filter(([, p]) => p.isChild && p.exit && !p.reaped).map(([pid]) => pid);
+  }
   reap(pid: number): Reaped {
     const p = this.procs.get(pid);
     if (!p?.isChild || p.reaped) return "not-child";

@@ -6,6 +6,7 @@
  * "/.", "//etc", "/etc/cron.d" or a link to /etc are all seen for what they are.
  */
 import { normalize } from "node:path";
+import { quote } from "../quote.ts";
 
 /**
  * The host's system: its programs and libraries, configuration, boot, kernel
@@ -63,22 +64,22 @@ const isUnder = (p: string, dir: string) => p === dir || dir === "/" || p.starts
  * hold one, nor the agent's files. `what` names the path in the message.
  */
 export function whyHostPathIsProtected(p: string, what: string, prot: ProtectedPaths, canonical: Canonical = (x) => x, asRoot = false): string | null {
-  if (p === "/") return `${what} "${p}" is the host's root directory`;
+  if (p === "/") return `${what} ${quote(p)} is the host's root directory`;
   const agent = [prot.stateDir, ...(prot.agentFiles ?? [])];
   const isGiven = (prot.agentGiven ?? []).some((g) => isUnder(p, g) && p !== g);
   for (const a of agent) {
-    if (isUnder(p, a) && !isGiven) return `${what} "${p}" is the autopod agent's own (${a}): a pod there could take over the agent`;
-    if (isUnder(a, p)) return `${what} "${p}" holds the autopod agent's own files (${a}): a pod there could take over the agent`;
+    if (isUnder(p, a) && !isGiven) return `${what} ${quote(p)} is the autopod agent's own (${a}): a pod there could take over the agent`;
+    if (isUnder(a, p)) return `${what} ${quote(p)} holds the autopod agent's own files (${a}): a pod there could take over the agent`;
   }
   for (const t of SYSTEM_TREES) {
     for (const s of new Set([t, canonical(t)])) {
-      if (isUnder(p, s) && !asRoot) return `${what} "${p}" is a host system directory (${s} and everything under it belongs to the host)`;
-      if (isUnder(s, p)) return `${what} "${p}" holds the host system directory ${s}`;
+      if (isUnder(p, s) && !asRoot) return `${what} ${quote(p)} is a host system directory (${s} and everything under it belongs to the host)`;
+      if (isUnder(s, p)) return `${what} ${quote(p)} holds the host system directory ${s}`;
     }
   }
   if (asRoot) return null;
   for (const s of SHARED_PARENTS) {
-    if (p === s || p === canonical(s)) return `${what} "${p}" holds every user's data: give the pod a directory under it`;
+    if (p === s || p === canonical(s)) return `${what} ${quote(p)} holds every user's data: give the pod a directory under it`;
   }
   return null;
 }

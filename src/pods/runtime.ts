@@ -393,6 +393,16 @@ export class PodRuntime {
     for (const r of this.#o.store.list()) this.#check(r);
   }
 
+  /** Pids this runtime reaps (every pod's pid 1), or null while a pod is between states and may yet claim one. */
+  claimedPids(): ReadonlySet<number> | null {
+    const pids = new Set<number>();
+    for (const r of this.#o.store.list()) {
+      if (r.state === "creating" || r.state === "checkpointing" || r.state === "restoring" || r.state === "removing" || r.state === "stopping") return null;
+      if (r.pid !== null) pids.add(r.pid);
+    }
+    return pids;
+  }
+
   /** At start-up: re-adopt live pods, record those that ended meanwhile, finish interrupted work. */
   async recover(): Promise<void> {
     const { store, host, log } = this.#o;

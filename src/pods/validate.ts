@@ -5,6 +5,7 @@
  */
 import { isAbsolute, normalize } from "node:path";
 import { InvalidArgumentError, PreconditionError } from "../errors.ts";
+import { quote } from "../quote.ts";
 import type { PodHost } from "../platform/pod-host.ts";
 import { type ProtectedPaths, whyHostPathIsProtected } from "./host-dirs.ts";
 import { allocateAddress, formatIPv4, formatSubnet, parseIPv4, podPrefixOf, type Subnet, whyNotPodAddress } from "./address.ts";
@@ -37,12 +38,12 @@ const RESERVED = ["/proc", "/dev", "/tmp"];
 
 export function checkPodName(name: string): void {
   if (!POD_NAME.test(name)) {
-    throw new InvalidArgumentError(`Invalid pod name "${name}": use 1 to 63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit`);
+    throw new InvalidArgumentError(`Invalid pod name ${quote(name)}: use 1 to 63 lowercase letters, digits, '.', '_' or '-', starting with a letter or digit`);
   }
 }
 
 function podPath(what: string, p: string): string {
-  if (!isAbsolute(p) || p.split("/").includes("..")) throw new InvalidArgumentError(`${what} "${p}" must be an absolute path without ".."`);
+  if (!isAbsolute(p) || p.split("/").includes("..")) throw new InvalidArgumentError(`${what} ${quote(p)} must be an absolute path without ".."`);
   return normalize(p).replace(/(.)\/+$/, "$1");
 }
 
@@ -61,39 +62,39 @@ export function checkRequest(
   };
   checkPodName(req.name);
 
-  if (!isAbsolute(req.rootfs)) throw new InvalidArgumentError(`Root file system "${req.rootfs}" must be an absolute path`);
+  if (!isAbsolute(req.rootfs)) throw new InvalidArgumentError(`Root file system ${quote(req.rootfs)} must be an absolute path`);
   const kind = host.pathKind(req.rootfs);
-  if (kind === null) throw new InvalidArgumentError(`Root file system "${req.rootfs}" does not exist`);
-  if (kind !== "dir") throw new InvalidArgumentError(`Root file system "${req.rootfs}" is not a directory`);
+  if (kind === null) throw new InvalidArgumentError(`Root file system ${quote(req.rootfs)} does not exist`);
+  if (kind !== "dir") throw new InvalidArgumentError(`Root file system ${quote(req.rootfs)} is not a directory`);
   const rootfs = host.realPath(req.rootfs);
   const whyRoot = whyHostPathIsProtected(rootfs, "Root file system", opts.protect, canonical, true);
-  if (whyRoot) throw new InvalidArgumentError(`${whyRoot}${rootfs === req.rootfs ? "" : ` (given as "${req.rootfs}")`}`);
+  if (whyRoot) throw new InvalidArgumentError(`${whyRoot}${rootfs === req.rootfs ? "" : ` (given as ${quote(req.rootfs)})`}`);
   if (opts.layer === "overlay" && /[,:\\\n]/.test(rootfs)) {
-    throw new InvalidArgumentError(`Root file system "${rootfs}" has ',', ':' or '\\' in its path, which overlayfs cannot take`);
+    throw new InvalidArgumentError(`Root file system ${quote(rootfs)} has ',', ':' or '\\' in its path, which overlayfs cannot take`);
   }
 
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(req.env ?? {})) {
-    if (!ENV_KEY.test(k)) throw new InvalidArgumentError(`Invalid environment variable name "${k}"`);
-    if (v.includes("\0")) throw new InvalidArgumentError(`Environment variable "${k}" holds a NUL byte`);
+    if (!ENV_KEY.test(k)) throw new InvalidArgumentError(`Invalid environment variable name ${quote(k)}`);
+    if (v.includes("\0")) throw new InvalidArgumentError(`Environment variable ${quote(k)} holds a NUL byte`);
     env[k] = v;
   }
 
   const hostname = req.hostname ?? req.name;
-  if (!HOSTNAME.test(hostname)) throw new InvalidArgumentError(`Invalid hostname "${hostname}": 1 to 64 letters, digits, '.', '_' or '-'`);
+  if (!HOSTNAME.test(hostname)) throw new InvalidArgumentError(`Invalid hostname ${quote(hostname)}: 1 to 64 letters, digits, '.', '_' or '-'`);
 
   const volumes: VolumeSpec[] = [];
   for (const v of req.volumes ?? []) {
-    if (!isAbsolute(v.host)) throw new InvalidArgumentError(`Volume path "${v.host}" must be an absolute path`);
-    if (host.pathKind(v.host) === null) throw new InvalidArgumentError(`Volume path "${v.host}" does not exist`);
+    if (!isAbsolute(v.host)) throw new InvalidArgumentError(`Volume path ${quote(v.host)} must be an absolute path`);
+    if (host.pathKind(v.host) === null) throw new InvalidArgumentError(`Volume path ${quote(v.host)} does not exist`);
     const at = podPath("Volume mount point", v.pod);
     if (at === "/" || RESERVED.some((r) => at === r || at.startsWith(r + "/"))) {
-      throw new InvalidArgumentError(`Volume mount point "${at}" is not allowed: the pod's own /, /proc, /dev and /tmp go there`);
+      throw new InvalidArgumentError(`Volume mount point ${quote(at)} is not allowed: the pod's own /, /proc, /dev and /tmp go there`);
     }
-    if (volumes.some((o) => o.pod === at)) throw new InvalidArgumentError(`Two volumes are mounted at "${at}"`);
+    if (volumes.some((o) => o.pod === at)) throw new InvalidArgumentError(`Two volumes are mounted at ${quote(at)}`);
     const real = host.realPath(v.host);
     const why = whyHostPathIsProtected(real, "Volume path", opts.protect, canonical);
-    if (why) throw new InvalidArgumentError(`${why}${real === v.host ? "" : ` (given as "${v.host}")`}`);
+    if (why) throw new InvalidArgumentError(`${why}${real === v.host ? "" : ` (given as ${quote(v.host)})`}`);
     volumes.push({ host: real, pod: at, readonly: v.readonly });
   }
 
@@ -104,7 +105,7 @@ export function checkRequest(
   const pathVar = podEnvironment({ env, hostname }).PATH!;
   if (!commandExists(host, rootfs, volumes, req.cmd[0], pathVar)) {
     throw new InvalidArgumentError(
-      `Command "${req.cmd[0]}" is not in the root file system "${rootfs}"${req.cmd[0].includes("/") ? "" : ` (looked on PATH ${pathVar})`}`,
+      `Command ${quote(req.cmd[0])} is not in the root file system ${quote(rootfs)}${req.cmd[0].includes("/") ? "" : ` (looked on PATH ${pathVar})`}`,
     );
   }
 
@@ -158,17 +159,17 @@ export function chooseAddress(asked: string | undefined, subnet: Subnet, used: R
   const [ip, prefix, ...more] = asked.split("/");
   const addr = parseIPv4(ip ?? "");
   if (addr === null || more.length || (prefix !== undefined && !/^\d{1,2}$/.test(prefix))) {
-    throw new AddressError(`Invalid address "${asked}": expected ADDR/PREFIX, like 10.213.0.5/24`);
+    throw new AddressError(`Invalid address ${quote(asked)}: expected ADDR/PREFIX, like 10.213.0.5/24`);
   }
   if (prefix !== undefined && Number(prefix) !== podPrefixOf(subnet)) {
     throw new AddressError(
       subnet.routed
-        ? `Address "${asked}" must be a /32 in the routed pod network (pod subnet ${subnetText})`
-        : `Address "${asked}" must have the pod subnet's prefix /${subnet.prefix} (${subnetText})`,
+        ? `Address ${quote(asked)} must be a /32 in the routed pod network (pod subnet ${subnetText})`
+        : `Address ${quote(asked)} must have the pod subnet's prefix /${subnet.prefix} (${subnetText})`,
     );
   }
   const why = whyNotPodAddress(subnet, addr);
-  if (why) throw new AddressError(`Address "${asked}" ${why} (pod subnet ${subnetText})`);
-  if (used.has(addr)) throw new AddressError(`Address "${asked}" is in use by another pod`);
+  if (why) throw new AddressError(`Address ${quote(asked)} ${why} (pod subnet ${subnetText})`);
+  if (used.has(addr)) throw new AddressError(`Address ${quote(asked)} is in use by another pod`);
   return `${formatIPv4(addr)}/${podPrefixOf(subnet)}`;
 }

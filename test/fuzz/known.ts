@@ -54,26 +54,7 @@ export function knownRowOfMessage(message: string): number | undefined {
  * and do not fail the run, until their fix lands: then delete the line here and
  * move the input to regressions/.
  */
-export const PENDING: ReadonlyArray<{ id: string; kind: string; message: RegExp; what: string }> = [
-  {
-    id: "P1",
-    kind: "hang-or-crash",
-    message: /^restore ended with status 137/,
-    what: "a restore never ends: CRIU's restorer spins on a pagemap entry with an unaligned address (no deadline on criu restore)",
-  },
-  {
-    id: "P2",
-    kind: "zombie-leak",
-    message: /unreaped/,
-    what: "every CRIU restore that fails after forking leaves zombie processes under the agent (a child subreaper that never reaps orphans)",
-  },
-  {
-    id: "P3",
-    kind: "unclear-error",
-    message: /^restore failed without a clear message: "autopod restore: (Command|Invalid hostname|Invalid environment)/,
-    what: "restore's refusals of a hostile pod spec quote the whole value (4 KiB and more of it) in the message",
-  },
-];
+export const PENDING: ReadonlyArray<{ id: string; kind: string; message: RegExp; what: string }> = [];
 
 /** The pending finding this is, if any. */
 export function pendingOf(kind: string, message: string): string | undefined {

@@ -13,7 +13,9 @@ import { posix } from "node:path";
 import type { PodMount } from "../../pods/pod.ts";
 import { externalMountsOf } from "../../pods/pod.ts";
 import { capabilityNames, POD_CAPABILITY_MASK, POD_FILE_SYSTEMS, type PodFileSystem, podMountLayout } from "../../platform/linux/pod-shape.ts";
+import { quote } from "../../quote.ts";
 import { CriuImageError, ImageRefusedError } from "./errors.ts";
+import { checkPagemap, PAGE_SIZE, PAGEMAP_FILE } from "./pagemap.ts";
 import { checkTmpfsTar, TMPFS_TAR } from "./tmpfs-tar.ts";
 import { decodeCore, decodeFiles, decodeInventory, decodeMounts, FD_TYPE, type MountRecord } from "./records.ts";
 
@@ -127,10 +129,10 @@ function check(dir: string, expected: ExpectedPod): CriuImageSummary {
         const isAbstract = u.name.byteLength === 0 || u.name[0] === 0;
         const path = new TextDecoder().decode(u.name);
         if (!isAbstract && (path.includes("\0") || path.split("/").includes(".."))) {
-          throw new CriuImageError(`${what} is a unix socket bound at ${JSON.stringify(path.slice(0, 200))}, which leaves the pod ("..")`);
+          throw new CriuImageError(`${what} is a unix socket bound at ${quote(path)}, which leaves the pod ("..")`);
         }
         if (u.nameDir !== undefined && (!u.nameDir.startsWith("/") || u.nameDir.split("/").includes(".."))) {
-          throw new CriuImageError(`${what} is a unix socket bound in ${JSON.stringify(u.nameDir.slice(0, 200))}, not an absolute path inside the pod`);
+          throw new CriuImageError(`${what} is a unix socket bound in ${quote(u.nameDir)}, not an absolute path inside the pod`);
         }
         if (u.mntId !== -1 && !byId.has(u.mntId))
           throw new CriuImageError(`${what} is a unix socket on mount ${u.mntId}, which is not one of the pod's mounts`);
@@ -138,7 +140,7 @@ function check(dir: string, expected: ExpectedPod): CriuImageSummary {
       if (f.type !== 1) continue;
       if (!f.reg) throw new CriuImageError(`${what} is a regular file without its record`);
       const { name, mntId, isExternal } = f.reg;
-      const quoted = JSON.stringify(name.slice(0, 200));
+      const quoted = quote(name);
       if (isExternal) throw new CriuImageError(`${what} ${quoted} is an external file, which autopod never passes to CRIU`);
       if (!name.startsWith("/") || name.includes("\0") || name.split("/").includes("..")) {
         throw new CriuImageError(`${what} opens ${quoted}, which is not an absolute path inside the pod`);
@@ -151,6 +153,7 @@ function check(dir: string, expected: ExpectedPod): CriuImageSummary {
     }
   }
   for (const name of names.filter((n) => TMPFS_TAR.test(n))) checkTmpfsTar(name, read(name));
+  checkPages(dir, names, read);
   return { mounts: mounts.length, threads, files, bytesRead };
 }
 
@@ -215,6 +218,28 @@ function checkMounts(file: string, mounts: MountRecord[], expected: ExpectedPod)
       throw new CriuImageError(`${file} has no mount at ${JSON.stringify(want.podPath)}; every pod has its ${want.kind} there`);
     }
   }
+}
+
+/** Every pagemap's entries, and each pages file exactly as big as the pages its pagemap says it holds. */
+function checkPages(dir: string, names: string[], read: (name: string) => Uint8Array): void {
+  const claimed = new Map<string, string>();
+  for (const name of names.filter((n) => PAGEMAP_FILE.test(n))) {
+    const { pagesFile, pages } = checkPagemap(name, read(name));
+    const other = claimed.get(pagesFile);
+    if (other !== undefined) throw new CriuImageError(`${name} and ${other} both name ${pagesFile}; each pagemap has its own pages file`);
+    claimed.set(pagesFile, name);
+    if (!names.includes(pagesFile)) {
+      if (pages === 0) continue;
+      throw new CriuImageError(`${name} lists ${pages} pages in ${pagesFile}, which the image does not have`);
+    }
+    const st = lstatSync(`${dir}/${pagesFile}`);
+    if (!st.isFile()) throw new CriuImageError(`${pagesFile} is not a regular file`);
+    if (st.size !== pages * PAGE_SIZE) {
+      throw new CriuImageError(`${name} lists ${pages} pages (${pages * PAGE_SIZE} bytes) in ${pagesFile}, which is ${st.size} bytes`);
+    }
+  }
+  const orphan = names.find((n) => /^pages-\d+\.img$/.test(n) && !claimed.has(n));
+  if (orphan) throw new CriuImageError(`${orphan} is named by no pagemap`);
 }
 
 /** Is `path` at or below `dir` (both absolute)? */

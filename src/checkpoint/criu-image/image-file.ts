@@ -23,6 +23,7 @@ export const MAGIC = {
   mm: 0x57492820,
   ids: 0x54432030,
   creds: 0x54023547,
+  pagemap: 0x56084025,
 } as const;
 
 /** Entries per file: far above what a pod has (a mountpoints file of 10,000 mounts is absurd). */

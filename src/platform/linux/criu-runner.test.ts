@@ -1,5 +1,7 @@
 import { expect, test } from "bun:test";
-import { criuLockTables, dumpArgv, firstCriuError, inCgroup, restoreArgv } from "./criu-runner.ts";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { CriuError, criuLockTables, criuRestore, dumpArgv, firstCriuError, imageBytes, inCgroup, restoreArgv, restoreDeadlineMs } from "./criu-runner.ts";
 
 test("firstCriuError skips the harmless RLIMIT line", () => {
   const log = [
@@ -54,4 +56,64 @@ test("inCgroup joins the cgroup with a shell, then execs the command with its ar
   expect(r.stdout.toString()).toBe("ran a b\n");
   expect(require("node:fs").readFileSync(`${fake}/cgroup.procs`, "utf8")).toBe("0\n");
   require("node:fs").rmSync(fake, { recursive: true });
+});
+
+/** A stand-in for criu: a script that finds -W DIR in its arguments and does `body` there. */
+function fakeCriu(dir: string, body: string): string {
+  const path = `${dir}/criu`;
+  writeFileSync(path, `#!/bin/bash\nwhile [ "$1" != -W ]; do shift; done\nW=$2\n${body}\n`, { mode: 0o755 });
+  return path;
+}
+
+test("a restore whose log grows past the cap is killed and fails, saying why (fuzz finding P1: CRIU looped writing 6 MB/s)", async () => {
+  const dir = mkdtempSync(`${tmpdir()}/criu-runner-`);
+  try {
+    mkdirSync(`${dir}/images`);
+    mkdirSync(`${dir}/work`);
+    const criu = fakeCriu(dir, 'while true; do head -c 65536 /dev/zero >> "$W/restore.log"; done');
+    const started = performance.now();
+    const e = await criuRestore({
+      criu,
+      imagesDir: `${dir}/images`,
+      workDir: `${dir}/work`,
+      root: "/",
+      netnsPath: "/dev/null",
+      externalMounts: [],
+      tcpEstablished: false,
+      cgroup: null,
+      logCapBytes: 4 << 20,
+    }).catch((x: unknown) => x as Error);
+    expect(e).toBeInstanceOf(CriuError);
+    expect((e as Error).message).toMatch(/^criu restore failed \(exit \d+\): killed because its log .*\/work\/restore\.log grew past 4194304 bytes \(\d+\)$/);
+    expect(performance.now() - started).toBeLessThan(20_000);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("a restore that passes its deadline is killed and fails, saying why; the deadline grows with the image", async () => {
+  const dir = mkdtempSync(`${tmpdir()}/criu-runner-`);
+  try {
+    mkdirSync(`${dir}/images`);
+    mkdirSync(`${dir}/work`);
+    writeFileSync(`${dir}/images/pages-1.img`, new Uint8Array(8192));
+    expect(imageBytes(`${dir}/images`)).toBe(8192);
+    const e = await criuRestore({
+      criu: fakeCriu(dir, "exec sleep 600"),
+      imagesDir: `${dir}/images`,
+      workDir: `${dir}/work`,
+      root: "/",
+      netnsPath: "/dev/null",
+      externalMounts: [],
+      tcpEstablished: false,
+      cgroup: null,
+      timeoutMs: 500,
+    }).catch((x: unknown) => x as Error);
+    expect((e as Error).message).toBe("criu restore failed (exit 137): killed because it ran past its deadline of 1 s");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  expect(restoreDeadlineMs(0)).toBe(60_000);
+  expect(restoreDeadlineMs(1 << 30)).toBe(124_000);
+  expect(restoreDeadlineMs(2 ** 50)).toBe(30 * 60_000);
 });

@@ -4,7 +4,7 @@
  * root is given with --root, and bind mounts from the host are external
  * mounts mapped by key.
  */
-import { closeSync, existsSync, openSync, readFileSync, statfsSync } from "node:fs";
+import { closeSync, existsSync, openSync, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { run, which } from "./exec.ts";
 import { selfArgv } from "./launcher.ts";
@@ -54,8 +54,34 @@ export interface RestoreOptions {
   cgroup: string | null;
   /** Leave the restored tasks stopped (SIGCONT them to run): the caller has a last check to make. */
   leaveStopped?: boolean;
+  /** Deadline of the whole restore; by default restoreDeadlineMs of the image's size. */
   timeoutMs?: number;
+  /** CRIU is killed when its restore.log grows past this (default RESTORE_LOG_CAP). */
+  logCapBytes?: number;
   onSpawn?: (pid: number) => void;
+}
+
+/**
+ * The most CRIU's restore.log may grow to: a real restore at -v4 writes a
+ * few hundred KiB; an image CRIU loops on made it write 6 MB/s until the disk
+ * was full (fuzz finding P1).
+ */
+export const RESTORE_LOG_CAP = 64 << 20;
+
+/**
+ * How long a restore of an image of `bytes` may take: 60 s, plus 1 s per
+ * 16 MiB (CRIU restores memory at hundreds of MB/s; this is 16 MB/s), at most
+ * 30 minutes. A restore that passes it is killed, not waited on for good.
+ */
+export function restoreDeadlineMs(bytes: number): number {
+  return Math.min(30 * 60_000, 60_000 + Math.ceil(bytes / (16 << 20)) * 1000);
+}
+
+/** Bytes of the regular files directly in `dir` (a CRIU images directory is flat). */
+export function imageBytes(dir: string): number {
+  let total = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) if (e.isFile()) total += statSync(join(dir, e.name)).size;
+  return total;
 }
 
 export class CriuError extends Error {
@@ -153,12 +179,28 @@ export async function criuRestore(o: RestoreOptions): Promise<{ pid: number; dur
     let argv = restoreArgv(o, 3, pidFile);
     if (o.cgroup) argv = inCgroup(o.cgroup, argv);
     const started = performance.now();
+    const logFile = join(outDir, "restore.log");
+    const deadline = o.timeoutMs ?? restoreDeadlineMs(imageBytes(o.imagesDir));
+    const cap = o.logCapBytes ?? RESTORE_LOG_CAP;
     const proc = Bun.spawn(argv, { stdio: ["ignore", "pipe", "pipe", fd] });
     o.onSpawn?.(proc.pid);
-    const timer = setTimeout(() => proc.kill("SIGKILL"), o.timeoutMs ?? 600_000);
+    let killedFor = "";
+    const kill = (why: string) => {
+      if (killedFor) return;
+      killedFor = why;
+      proc.kill("SIGKILL");
+    };
+    const timer = setTimeout(() => kill(`it ran past its deadline of ${Math.round(deadline / 1000)} s`), deadline);
+    // CRIU writes the log as root wherever the state lives: it must not fill that file system whatever the image says.
+    const watch = setInterval(() => {
+      const size = logSize(logFile);
+      if (size > cap) kill(`its log ${logFile} grew past ${cap} bytes (${size})`);
+    }, 250);
     const [, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
     clearTimeout(timer);
-    if (exitCode !== 0) throw await errorFrom("restore", exitCode, join(outDir, "restore.log"), stderr);
+    clearInterval(watch);
+    if (killedFor) throw new CriuError("restore", exitCode, logFile, `killed because ${killedFor}`);
+    if (exitCode !== 0) throw await errorFrom("restore", exitCode, logFile, stderr);
     const pid = Number(readFileSync(pidFile, "utf8").trim());
     return { pid, durationMs: performance.now() - started };
   } finally {
@@ -184,6 +226,14 @@ async function errorFrom(action: "dump" | "restore", exitCode: number, logFile: 
   // On a full disk CRIU's own log is cut short: say what it could not.
   if (isFull(dirname(logFile)) && !/No space left/.test(first)) first = `No space left on device under ${dirname(logFile)}${first ? ` (${first.trim()})` : ""}`;
   return new CriuError(action, exitCode, logFile, first);
+}
+
+function logSize(file: string): number {
+  try {
+    return statSync(file).size;
+  } catch {
+    return 0;
+  }
 }
 
 function isFull(dir: string): boolean {

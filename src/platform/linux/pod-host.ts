@@ -1,5 +1,5 @@
 /** The Linux PodHost: namespaces, mounts, cgroups and processes for pods. */
-import { existsSync, mkdirSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync } from "node:fs";
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, rmdirSync, rmSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { podEnvironment, type PodRuntimeInfo, type PodSpec } from "../../pods/pod.ts";
 import type { PodHost } from "../pod-host.ts";
@@ -155,6 +155,9 @@ export const linuxPodHost: PodHost = {
     const exited = st.state === "Z" && st.exitStatus !== null ? decodeWaitStatus(pid, st.exitStatus) : null;
     return { startTime: st.startTime, exited: exited && { code: exited.code, signal: exited.signal } };
   },
+  zombieChildren() {
+    return childPids().filter((pid) => readProcStat(pid)?.state === "Z");
+  },
   reap(pid) {
     const r = reapIfExited(pid);
     return r === null || r === "not-child" ? r : { code: r.code, signal: r.signal };
@@ -185,3 +188,24 @@ export const linuxPodHost: PodHost = {
 };
 
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
+
+/** The agent's children, from every one of its threads (a child belongs to the thread that forked it, or the one an orphan was handed to). */
+function childPids(): number[] {
+  const out = new Set<number>();
+  let tasks: string[];
+  try {
+    tasks = readdirSync("/proc/self/task");
+  } catch {
+    return [];
+  }
+  for (const t of tasks) {
+    let text = "";
+    try {
+      text = readFileSync(`/proc/self/task/${t}/children`, "utf8");
+    } catch {
+      continue; // a thread that ended meanwhile
+    }
+    for (const w of text.split(" ")) if (/^\d+$/.test(w)) out.add(Number(w));
+  }
+  return [...out];
+}

@@ -1,0 +1,32 @@
+import { expect, test } from "bun:test";
+import { FakeHost } from "./fake-host.ts";
+import { checkPodName, checkRequest, chooseAddress } from "./validate.ts";
+
+const HOSTILE = "y/".repeat(2100);
+const CUT = `"${"y/".repeat(50)}…" (4,200 characters)`;
+const OPTS = { layer: "overlay" as const, hasMemoryCgroup: true, protect: { stateDir: "/var/lib/autopod" } };
+const refusal = (f: () => unknown): string => {
+  try {
+    f();
+    return "accepted";
+  } catch (e) {
+    return (e as Error).message;
+  }
+};
+
+test("refusals quote at most 100 characters of a hostile value, with its length (fuzz finding P3)", () => {
+  const host = new FakeHost();
+  const req = { name: "web", rootfs: "/base", cmd: ["sleep"] };
+  expect(refusal(() => checkRequest({ ...req, cmd: [HOSTILE] }, host, OPTS))).toBe(`Command ${CUT} is not in the root file system "/base"`);
+  expect(refusal(() => checkRequest({ ...req, hostname: HOSTILE }, host, OPTS))).toBe(`Invalid hostname ${CUT}: 1 to 64 letters, digits, '.', '_' or '-'`);
+  expect(refusal(() => checkRequest({ ...req, env: { [HOSTILE]: "1" } }, host, OPTS))).toBe(`Invalid environment variable name ${CUT}`);
+  expect(refusal(() => checkRequest({ ...req, rootfs: `/${HOSTILE}` }, host, OPTS))).toBe(
+    `Root file system "/${"y/".repeat(49)}y…" (4,201 characters) does not exist`,
+  );
+  expect(refusal(() => checkPodName(HOSTILE))).toStartWith(`Invalid pod name ${CUT}: `);
+  expect(refusal(() => chooseAddress(HOSTILE, { base: 0, prefix: 24 } as never, new Set()))).toStartWith(`Invalid address ${CUT}: `);
+});
+
+test("control characters in a refused value are escaped, not sent to the terminal", () => {
+  expect(refusal(() => checkPodName("a\x1b]0;owned\x07"))).toStartWith('Invalid pod name "a\\u001b]0;owned\\u0007": ');
+});
