@@ -107,3 +107,8 @@ export function errorFromWire(code: string, message: string): AutopodError {
 export function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
 }
+
+/** A zod error as one line: "path: message; path: message". */
+export function describeZodError(e: { issues: ReadonlyArray<{ path: ReadonlyArray<PropertyKey>; message: string }> }): string {
+  return e.issues.map((i) => `${i.path.length ? i.path.map(String).join(".") + ": " : ""}${i.message}`).join("; ");
+}

@@ -5,7 +5,7 @@
  * it is written mode 0600 and should be deleted once joined.
  */
 import { z } from "zod";
-import { InvalidArgumentError } from "../errors.ts";
+import { describeZodError, InvalidArgumentError } from "../errors.ts";
 
 export const BUNDLE_KIND = "autopod-host-bundle";
 export const BUNDLE_VERSION = 1;
@@ -54,8 +54,4 @@ export function decodeBundle(text: string): HostBundle {
   const parsed = BundleSchema.safeParse(raw);
   if (!parsed.success) throw new InvalidArgumentError(`Not a valid host bundle: ${describeZodError(parsed.error)}`);
   return parsed.data;
-}
-
-function describeZodError(e: z.ZodError): string {
-  return e.issues.map((i) => `${i.path.length ? i.path.join(".") + ": " : ""}${i.message}`).join("; ");
 }

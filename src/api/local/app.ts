@@ -12,7 +12,8 @@ import type { Logger } from "../../log.ts";
 import { openRegularBeneath } from "../../platform/linux/open-beneath.ts";
 import type { PodRuntime } from "../../pods/runtime.ts";
 import { EXEC_CONTENT_TYPE, encodeFrame, exitFrame, FRAME } from "./exec-frames.ts";
-import { CreatePodBody, describeZodError, ExecBody, StopPodBody } from "./schemas.ts";
+import { readJsonBody } from "./bounded-body.ts";
+import { CreatePodBody, ExecBody, StopPodBody } from "./schemas.ts";
 
 export interface AgentInfo {
   version: string;
@@ -47,17 +48,8 @@ const EXEC_KEEPALIVE_MS = 60_000;
  */
 export const IDLE_TIMEOUT_SECONDS = 255;
 
-async function body<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
-  let raw: unknown;
-  try {
-    const text = await c.req.text();
-    raw = text === "" ? {} : JSON.parse(text);
-  } catch {
-    throw new InvalidArgumentError("The request body is not valid JSON");
-  }
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw new InvalidArgumentError(`Invalid request: ${describeZodError(parsed.error)}`);
-  return parsed.data;
+function body<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+  return readJsonBody(c.req.raw, schema, MAX_BODY_BYTES);
 }
 
 export function createLocalApp(deps: LocalAppDeps): Hono {

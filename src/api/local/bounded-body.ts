@@ -3,7 +3,8 @@
  * byte is read, or as soon as the bytes streamed in pass the limit, so a huge
  * body never sits in the agent's memory.
  */
-import { InvalidArgumentError } from "../../errors.ts";
+import type { z } from "zod";
+import { describeZodError, InvalidArgumentError } from "../../errors.ts";
 
 /** The body was over its route's limit; nothing was done. */
 export class BodyTooLargeError extends InvalidArgumentError {
@@ -37,4 +38,18 @@ export async function readBoundedText(req: Request, maxBytes: number): Promise<s
     reader.releaseLock();
   }
   return new TextDecoder("utf-8", { fatal: false }).decode(Buffer.concat(parts));
+}
+
+/** A JSON body read under `maxBytes` (empty: {}), validated against `schema`. */
+export async function readJsonBody<T extends z.ZodType>(req: Request, schema: T, maxBytes: number): Promise<z.infer<T>> {
+  const text = await readBoundedText(req, maxBytes);
+  let raw: unknown;
+  try {
+    raw = text === "" ? {} : JSON.parse(text);
+  } catch {
+    throw new InvalidArgumentError("The request body is not valid JSON");
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new InvalidArgumentError(`Invalid request: ${describeZodError(parsed.error)}`);
+  return parsed.data;
 }

@@ -4,11 +4,10 @@ import { z } from "zod";
 import { MAX_BUNDLE_BYTES } from "../../cluster/bundle.ts";
 import type { Cluster } from "../../cluster/cluster.ts";
 import type { PeerDirectory } from "../peer/peer-directory.ts";
-import { InvalidArgumentError } from "../../errors.ts";
 import type { ImageCatalogue } from "../../store/image-catalogue.ts";
 import type { ImageTrust } from "../../trust/image-trust.ts";
 import { pullImage, pushImage } from "../../transfer/push.ts";
-import { describeZodError } from "./schemas.ts";
+import { readJsonBody } from "./bounded-body.ts";
 
 const Name = z.string().max(63);
 const Addresses = z.array(z.string().max(253)).max(32).default([]);
@@ -21,20 +20,8 @@ const AddPeerBody = z.object({ name: Name, url: z.string().max(300) }).strict();
 
 const MAX_BODY = MAX_BUNDLE_BYTES + 4096;
 
-async function json<T extends z.ZodType>(req: Request, schema: T): Promise<z.infer<T>> {
-  const len = Number(req.headers.get("content-length") ?? "0");
-  if (len > MAX_BODY) throw new InvalidArgumentError(`The request body is too large (${len} bytes, at most ${MAX_BODY})`);
-  const text = await req.text();
-  if (text.length > MAX_BODY) throw new InvalidArgumentError(`The request body is too large (at most ${MAX_BODY} bytes)`);
-  let raw: unknown;
-  try {
-    raw = text === "" ? {} : JSON.parse(text);
-  } catch {
-    throw new InvalidArgumentError("The request body is not valid JSON");
-  }
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw new InvalidArgumentError(`Invalid request: ${describeZodError(parsed.error)}`);
-  return parsed.data;
+function json<T extends z.ZodType>(req: Request, schema: T): Promise<z.infer<T>> {
+  return readJsonBody(req, schema, MAX_BODY);
 }
 
 export interface ClusterRouteDeps {

@@ -5,8 +5,7 @@
 import type { Hono } from "hono";
 import { z } from "zod";
 import { clearFailpoint, listFailpoints, setFailpoint } from "../../debug/failpoints.ts";
-import { InvalidArgumentError } from "../../errors.ts";
-import { describeZodError } from "./schemas.ts";
+import { readJsonBody } from "./bounded-body.ts";
 
 const SetBody = z.object({ actions: z.string().max(1000) }).strict();
 
@@ -14,15 +13,8 @@ export function addFailpointRoutes(app: Hono): void {
   app.get("/v1/debug/failpoints", (c) => c.json({ failpoints: listFailpoints() }));
 
   app.put("/v1/debug/failpoints/:name", async (c) => {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(await c.req.text());
-    } catch {
-      throw new InvalidArgumentError("The request body is not valid JSON");
-    }
-    const parsed = SetBody.safeParse(raw);
-    if (!parsed.success) throw new InvalidArgumentError(`Invalid request: ${describeZodError(parsed.error)}`);
-    setFailpoint(c.req.param("name"), parsed.data.actions);
+    const body = await readJsonBody(c.req.raw, SetBody, 64 << 10);
+    setFailpoint(c.req.param("name"), body.actions);
     return c.json({ failpoint: listFailpoints().find((p) => p.name === c.req.param("name")) });
   });
 

@@ -2,7 +2,7 @@
  * Local API routes for checkpoints and images. Exports stream out and imports
  * stream in, so these routes sit before the app's body limit: an import is
  * bounded by the export format's own limits and by free space instead, and
- * the JSON routes bound their bodies themselves (readBoundedText).
+ * the JSON routes bound their bodies themselves (readJsonBody).
  */
 import type { Context, Hono } from "hono";
 import { z } from "zod";
@@ -12,8 +12,7 @@ import { InvalidArgumentError, NotFoundError } from "../../errors.ts";
 import { Yielder } from "../../yielder.ts";
 import type { ImageCatalogue, ImageInfo } from "../../store/image-catalogue.ts";
 import type { ImageOrigin, ImageTrust } from "../../trust/image-trust.ts";
-import { readBoundedText } from "./bounded-body.ts";
-import { describeZodError } from "./schemas.ts";
+import { readJsonBody } from "./bounded-body.ts";
 
 /** A row of `autopod images`: the catalogue's, with where the image came from. */
 export interface ImageListing extends ImageInfo {
@@ -43,18 +42,9 @@ export const RestoreBody = z
 
 export const GcBody = z.object({}).strict();
 
-async function json<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
+function json<T extends z.ZodType>(c: Context, schema: T): Promise<z.infer<T>> {
   // Refused by its Content-Length, or while it streams in: never read whole first.
-  const text = await readBoundedText(c.req.raw, MAX_JSON_BODY_BYTES);
-  let raw: unknown;
-  try {
-    raw = text === "" ? {} : JSON.parse(text);
-  } catch {
-    throw new InvalidArgumentError("The request body is not valid JSON");
-  }
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw new InvalidArgumentError(`Invalid request: ${describeZodError(parsed.error)}`);
-  return parsed.data;
+  return readJsonBody(c.req.raw, schema, MAX_JSON_BODY_BYTES);
 }
 
 export interface ImageRouteDeps {

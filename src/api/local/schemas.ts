@@ -30,7 +30,4 @@ export const StopPodBody = z.object({ timeoutSeconds: z.number().min(0).max(MAX_
 
 export const ExecBody = z.object({ cmd: z.array(z.string()).min(1, "a command") }).strict();
 
-/** The message of a failed validation, naming the field: `cmd: expected a command`. */
-export function describeZodError(e: z.ZodError): string {
-  return e.issues.map((i) => `${i.path.length ? i.path.join(".") + ": " : ""}${i.message}`).join("; ");
-}
+export { describeZodError } from "../../errors.ts";

@@ -6,59 +6,23 @@
  */
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
+import type { CriuDumpOptions, CriuRestoreOptions, ExternalMount } from "../checkpoint-host.ts";
 import { run, which } from "./exec.ts";
 import { selfArgv } from "./launcher.ts";
 
-/** A host bind mount inside the pod: CRIU records it by key, restore maps the key to a host path. */
-export interface ExternalMount {
-  /** Mount point as the pod sees it, e.g. "/dev/null" or "/data". */
-  podPath: string;
-  /** Stable key in the image, e.g. "dev-null" or "vol0". */
-  key: string;
-  /** Host path to bind at restore. */
-  hostPath: string;
-}
+/** `criu dump` as the checkpoint host asks for it, plus how long it may take. */
+export type { ExternalMount };
 
-export interface DumpOptions {
-  criu: string;
-  /** Host pid of the pod's pid 1. */
-  pid: number;
-  imagesDir: string;
-  /** Inode of the pod's net namespace (stat -L of /proc/PID/ns/net). */
-  netnsInode: number;
-  externalMounts: ExternalMount[];
-  /** What CRIU does with the tasks after a good dump: kill them (null), or leave them stopped or running. */
-  leave: "stopped" | "running" | null;
+export interface DumpOptions extends CriuDumpOptions {
   timeoutMs?: number;
-  /** Called with criu's pid as soon as it starts (for crash recovery). */
-  onSpawn?: (pid: number) => void;
 }
 
-export interface RestoreOptions {
-  criu: string;
-  imagesDir: string;
-  /**
-   * A fresh directory of autopod's where CRIU writes its log, stats and pid
-   * file (-W), so nothing an image brings can redirect them; by default the
-   * images directory.
-   */
-  workDir?: string;
-  /** The new pod root (already mounted). */
-  root: string;
-  /** Path of the pod's net namespace file (e.g. /run/netns/NAME). */
-  netnsPath: string;
-  externalMounts: ExternalMount[];
-  /** Keep TCP connections (same address); when false they are closed. */
-  tcpEstablished: boolean;
-  /** The pod's cgroup: CRIU runs in it and leaves cgroups alone, so the processes are born there. */
-  cgroup: string | null;
-  /** Leave the restored tasks stopped (SIGCONT them to run): the caller has a last check to make. */
-  leaveStopped?: boolean;
+/** `criu restore` as the checkpoint host asks for it, plus its limits. */
+export interface RestoreOptions extends CriuRestoreOptions {
   /** Deadline of the whole restore; by default restoreDeadlineMs of the image's size. */
   timeoutMs?: number;
   /** CRIU is killed when its restore.log grows past this (default RESTORE_LOG_CAP). */
   logCapBytes?: number;
-  onSpawn?: (pid: number) => void;
 }
 
 /**
