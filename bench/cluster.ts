@@ -167,13 +167,8 @@ async function stopAndCopyMove(lan: TestCluster, mib: number): Promise<Record<st
 
 const lan = await TestCluster.start("bc", ["a", "b"], { routed: true });
 try {
-  const [a, b] = lan.hosts as [TestHost, TestHost];
-  await a.ok(["cluster", "init", "--name", "bench", "--host", "a", "--address", lan.addressOf(0)]);
-  const bundle = join(lan.dir, "b.bundle");
-  await a.ok(["cluster", "add-host", "b", "--address", lan.addressOf(1), "--out", bundle]);
-  await b.ok(["cluster", "join", bundle]);
-  await a.ok(["peer", "add", "b", lan.urlOf(1)]);
-  await b.ok(["peer", "add", "a", lan.urlOf(0)]);
+  const [a] = lan.hosts as [TestHost, TestHost];
+  await lan.formCluster("bench", ["a", "b"]);
   await lan.shape(0, RATE);
   await lan.shape(1, RATE);
   if (ONLY === "move") {

@@ -126,6 +126,23 @@ export class TestCluster {
     return r.stdout.trim() || `error: ${r.stderr.trim()}`;
   }
 
+  /**
+   * Make the hosts one cluster named `name`: host 0 holds the CA, every other
+   * host joins with a bundle from it, and every host knows every other as a
+   * peer under the name it was started with.
+   */
+  async formCluster(name: string, names: readonly string[]): Promise<void> {
+    const [first, ...rest] = this.hosts;
+    await first!.ok(["cluster", "init", "--name", name, "--host", names[0]!, "--address", this.addressOf(0)]);
+    for (const [k, h] of rest.entries()) {
+      const i = k + 1;
+      const bundle = join(this.dir, `${names[i]}.bundle`);
+      await first!.ok(["cluster", "add-host", names[i]!, "--address", this.addressOf(i), "--out", bundle]);
+      await h.ok(["cluster", "join", bundle]);
+    }
+    for (const [i, h] of this.hosts.entries()) for (const [j] of this.hosts.entries()) if (i !== j) await h.ok(["peer", "add", names[j]!, this.urlOf(j)]);
+  }
+
   async dispose(): Promise<void> {
     for (const h of this.hosts) await h.dispose().catch(() => {});
     await sh(["ip", "netns", "del", this.client]);

@@ -5,7 +5,6 @@
  * resumes with only what is missing.
  */
 import { afterAll, beforeAll, describe, expect } from "bun:test";
-import { join } from "node:path";
 import { TestCluster } from "./_cluster.ts";
 import type { TestHost } from "./_pods.ts";
 import { rootTest } from "./_support.ts";
@@ -32,12 +31,7 @@ describe("images between two hosts", () => {
     if (process.getuid?.() !== 0) return;
     lan = await TestCluster.start("ci", ["a", "b"]);
     [a, b] = lan.hosts as [TestHost, TestHost];
-    await a.ok(["cluster", "init", "--name", "img", "--host", "a", "--address", lan.addressOf(0)]);
-    const bundle = join(lan.dir, "b.bundle");
-    await a.ok(["cluster", "add-host", "b", "--address", lan.addressOf(1), "--out", bundle]);
-    await b.ok(["cluster", "join", bundle]);
-    await a.ok(["peer", "add", "b", lan.urlOf(1)]);
-    await b.ok(["peer", "add", "a", lan.urlOf(0)]);
+    await lan.formCluster("img", ["a", "b"]);
   }, 120_000);
   afterAll(async () => {
     await lan?.dispose();

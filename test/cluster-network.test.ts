@@ -47,12 +47,7 @@ describe("routed pod network across two hosts", () => {
     if (process.getuid?.() !== 0) return;
     lan = await TestCluster.start("cn", ["a", "b"], { routed: true });
     [a, b] = lan.hosts as [TestHost, TestHost];
-    await a.ok(["cluster", "init", "--name", "net", "--host", "a", "--address", lan.addressOf(0)]);
-    const bundle = join(lan.dir, "b.bundle");
-    await a.ok(["cluster", "add-host", "b", "--address", lan.addressOf(1), "--out", bundle]);
-    await b.ok(["cluster", "join", bundle]);
-    await a.ok(["peer", "add", "b", lan.urlOf(1)]);
-    await b.ok(["peer", "add", "a", lan.urlOf(0)]);
+    await lan.formCluster("net", ["a", "b"]);
   }, 120_000);
   afterAll(async () => {
     await lan?.dispose();
