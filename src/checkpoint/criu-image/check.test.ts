@@ -121,3 +121,56 @@ test("mutated real files are refused with a named reason or pass, never crash th
   }
   expect(refusedCount).toBeGreaterThan(1_000);
 }, 60_000);
+
+/** An fdinfo-N.img of these entries (fdinfo_entry: id 1, flags 2, type 3, fd 4; all varints). */
+function fdinfoFile(entries: Array<{ id: number; flags: number; type: number; fd: number }>): Uint8Array {
+  const varint = (n: number): number[] => {
+    const out: number[] = [];
+    for (; n >= 0x80; n = Math.floor(n / 128)) out.push((n & 0x7f) | 0x80);
+    out.push(n);
+    return out;
+  };
+  const parts: number[] = [];
+  const u32 = (n: number) => parts.push(n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24);
+  u32(0x54564319);
+  u32(0x56213732);
+  for (const e of entries) {
+    const msg = [0x08, ...varint(e.id), 0x10, ...varint(e.flags), 0x18, ...varint(e.type), 0x20, ...varint(e.fd)];
+    u32(msg.length);
+    parts.push(...msg);
+  }
+  return new Uint8Array(parts);
+}
+
+test("a real fd table passes; this builder writes it byte for byte", () => {
+  const d = images();
+  const real = new Uint8Array(readFileSync(join(d, "fdinfo-2.img")));
+  const rebuilt = fdinfoFile([
+    { id: 2, flags: 0, type: 1, fd: 0 },
+    { id: 3, flags: 0, type: 1, fd: 1 },
+    { id: 3, flags: 0, type: 1, fd: 2 },
+    { id: 4, flags: 0, type: 1, fd: 3 },
+  ]);
+  expect(rebuilt).toEqual(real);
+  expect(() => checkCriuImage(ID, d, expectedPodOf(POD))).not.toThrow();
+});
+
+test("an fd table that CRIU would wait on for good, or that names files that are not there, is refused (fuzz finding: fd 1 twice)", () => {
+  const base = [
+    { id: 2, flags: 0, type: 1, fd: 0 },
+    { id: 3, flags: 0, type: 1, fd: 1 },
+    { id: 3, flags: 1, type: 1, fd: 2 },
+  ];
+  const cases: Array<[typeof base, string]> = [
+    [[...base, { id: 4, flags: 0, type: 1, fd: 1 }], "fdinfo-2.img entry 4 opens fd 1 again; a task has each fd once"],
+    [[...base, { id: 4, flags: 65536, type: 1, fd: 3 }], "fdinfo-2.img entry 4 gives fd 3 the flags 65536; an fd has only FD_CLOEXEC (1)"],
+    [[...base, { id: 4, flags: 0, type: 1, fd: 1 << 20 }], "fdinfo-2.img entry 4 opens fd 1048576; fds end below 1048576"],
+    [[...base, { id: 99, flags: 0, type: 1, fd: 3 }], "fdinfo-2.img entry 4 opens file 99 at fd 3, which files.img does not have"],
+    [[...base, { id: 4, flags: 0, type: 2, fd: 3 }], "fdinfo-2.img entry 4 opens file 4 at fd 3 as a pipe; files.img has it as a regular file"],
+  ];
+  for (const [entries, message] of cases) {
+    const d = images();
+    writeFileSync(join(d, "fdinfo-2.img"), fdinfoFile(entries));
+    expect(() => checkCriuImage(ID, d, expectedPodOf(POD))).toThrow(message);
+  }
+});

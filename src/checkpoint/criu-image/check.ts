@@ -17,7 +17,7 @@ import { quote } from "../../quote.ts";
 import { CriuImageError, ImageRefusedError } from "./errors.ts";
 import { checkPagemap, PAGE_SIZE, PAGEMAP_FILE } from "./pagemap.ts";
 import { checkTmpfsTar, TMPFS_TAR } from "./tmpfs-tar.ts";
-import { decodeCore, decodeFiles, decodeInventory, decodeMounts, FD_TYPE, type MountRecord } from "./records.ts";
+import { decodeCore, decodeFdinfo, decodeFiles, decodeInventory, decodeMounts, FD_TYPE, type FileRecord, type MountRecord } from "./records.ts";
 
 /** What the pod was, from its manifest: the mounts autopod makes for it. */
 export interface ExpectedPod {
@@ -115,9 +115,11 @@ function check(dir: string, expected: ExpectedPod): CriuImageSummary {
   if (threads === 0) throw new CriuImageError("the image has no task (no core-*.img)");
 
   let files = 0;
-  if (names.includes("files.img")) {
+  const fileTable = names.includes("files.img") ? decodeFiles("files.img", read("files.img")) : [];
+  checkFdTables(names, read, fileTable);
+  if (fileTable.length > 0) {
     const byId = new Map(mounts.map((m) => [m.mntId, m]));
-    for (const f of decodeFiles("files.img", read("files.img"))) {
+    for (const f of fileTable) {
       files++;
       const what = `files.img entry ${f.index}`;
       if (REFUSED_FD_TYPES.has(f.type) || FD_TYPE[f.type] === undefined) {
@@ -155,6 +157,38 @@ function check(dir: string, expected: ExpectedPod): CriuImageSummary {
   for (const name of names.filter((n) => TMPFS_TAR.test(n))) checkTmpfsTar(name, read(name));
   checkPages(dir, names, read);
   return { mounts: mounts.length, threads, files, bytesRead };
+}
+
+/** FD_CLOEXEC: the only flag of an fd itself (fcntl F_GETFD), which is what CRIU records. */
+const FD_CLOEXEC = 1;
+/** The kernel's ceiling on fd numbers (fs.nr_open's default and most hosts' setting). */
+const MAX_FD = 1 << 20;
+
+/**
+ * Every task's fd table (fdinfo-N.img): each fd once, below the kernel's
+ * ceiling, with only FD_CLOEXEC, naming a file of files.img of the same
+ * kind. An fd named twice made CRIU wait for good for a file it would never
+ * be sent (fuzz finding, CI run of 2026-11-30).
+ */
+function checkFdTables(names: string[], read: (name: string) => Uint8Array, fileTable: FileRecord[]): void {
+  const types = new Map(fileTable.map((f) => [f.id, f.type]));
+  for (const name of names.filter((n) => /^fdinfo-\d+\.img$/.test(n))) {
+    const seen = new Set<number>();
+    for (const e of decodeFdinfo(name, read(name))) {
+      const what = `${name} entry ${e.index}`;
+      if (e.fd >= MAX_FD) throw new CriuImageError(`${what} opens fd ${e.fd}; fds end below ${MAX_FD}`);
+      if (seen.has(e.fd)) throw new CriuImageError(`${what} opens fd ${e.fd} again; a task has each fd once`);
+      seen.add(e.fd);
+      if ((e.flags & ~FD_CLOEXEC) !== 0) throw new CriuImageError(`${what} gives fd ${e.fd} the flags ${e.flags}; an fd has only FD_CLOEXEC (1)`);
+      const type = types.get(e.id);
+      if (type === undefined) throw new CriuImageError(`${what} opens file ${e.id} at fd ${e.fd}, which files.img does not have`);
+      if (type !== e.type) {
+        throw new CriuImageError(
+          `${what} opens file ${e.id} at fd ${e.fd} as a ${FD_TYPE[e.type] ?? `file of type ${e.type}`}; files.img has it as a ${FD_TYPE[type] ?? `file of type ${type}`}`,
+        );
+      }
+    }
+  }
 }
 
 function checkMounts(file: string, mounts: MountRecord[], expected: ExpectedPod): void {

@@ -18,6 +18,7 @@ export const MAGIC = {
   core: 0x55053847,
   mnts: 0x55563928,
   files: 0x56303138,
+  fdinfo: 0x56213732,
   regFiles: 0x50363636,
   fs: 0x51403912,
   mm: 0x57492820,

@@ -157,6 +157,22 @@ export const FD_TYPE: Record<number, string> = {
   20: "pidfd",
 };
 
+/** One entry of a task's fd table, fdinfo-N.img (fdinfo_entry): which file of files.img is open at which fd. */
+export interface FdinfoRecord {
+  index: number;
+  id: number;
+  flags: number;
+  type: number;
+  fd: number;
+}
+
+export function decodeFdinfo(name: string, bytes: Uint8Array): FdinfoRecord[] {
+  return readMessages(name, bytes, MAGIC.fdinfo).map((m, i) => {
+    const what = `${name} entry ${i + 1}`;
+    return { index: i + 1, id: m.requireUint32(1, what), flags: m.requireUint32(2, what), type: m.requireUint32(3, what), fd: m.requireUint32(4, what) };
+  });
+}
+
 /** One open file of files.img (file_entry), with its reg_file_entry when it is a regular file. */
 export interface FileRecord {
   index: number;

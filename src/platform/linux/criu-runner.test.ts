@@ -1,7 +1,18 @@
 import { expect, test } from "bun:test";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { CriuError, criuLockTables, criuRestore, dumpArgv, firstCriuError, imageBytes, inCgroup, restoreArgv, restoreDeadlineMs } from "./criu-runner.ts";
+import {
+  CriuError,
+  criuLockTables,
+  criuRestore,
+  dumpArgv,
+  firstCriuError,
+  imageBytes,
+  inCgroup,
+  OUTPUT_GRACE_MS,
+  restoreArgv,
+  restoreDeadlineMs,
+} from "./criu-runner.ts";
 
 test("firstCriuError skips the harmless RLIMIT line", () => {
   const log = [
@@ -116,4 +127,32 @@ test("a restore that passes its deadline is killed and fails, saying why; the de
   expect(restoreDeadlineMs(0)).toBe(60_000);
   expect(restoreDeadlineMs(1 << 30)).toBe(124_000);
   expect(restoreDeadlineMs(2 ** 50)).toBe(30 * 60_000);
+});
+
+test("a restore killed at its deadline answers at once though the tasks it forked still hold its output (fuzz finding: fd 1 twice in an fd table)", async () => {
+  const dir = mkdtempSync(`${tmpdir()}/criu-runner-`);
+  try {
+    mkdirSync(`${dir}/images`);
+    mkdirSync(`${dir}/work`);
+    // The stand-in forks a task that keeps CRIU's stdout and stderr, then hangs as CRIU did.
+    const criu = fakeCriu(dir, `sleep 30 & echo $! > "$W/child"; exec sleep 600`);
+    const started = performance.now();
+    const e = await criuRestore({
+      criu,
+      imagesDir: `${dir}/images`,
+      workDir: `${dir}/work`,
+      root: "/",
+      netnsPath: "/dev/null",
+      externalMounts: [],
+      tcpEstablished: false,
+      cgroup: null,
+      timeoutMs: 500,
+    }).catch((x: unknown) => x as Error);
+    const took = performance.now() - started;
+    process.kill(Number(readFileSync(`${dir}/work/child`, "utf8")), "SIGKILL");
+    expect((e as Error).message).toBe("criu restore failed (exit 137): killed because it ran past its deadline of 1 s");
+    expect(took).toBeLessThan(500 + OUTPUT_GRACE_MS + 2000);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

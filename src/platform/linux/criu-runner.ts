@@ -127,10 +127,43 @@ export async function criuDump(o: DumpOptions): Promise<{ durationMs: number }> 
   const proc = Bun.spawn(dumpArgv(o), { stdio: ["ignore", "pipe", "pipe"] });
   o.onSpawn?.(proc.pid);
   const timer = setTimeout(() => proc.kill("SIGKILL"), o.timeoutMs ?? 600_000);
-  const [, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  const [, stderr, exitCode] = await outputOf(proc);
   clearTimeout(timer);
   if (exitCode !== 0) throw await errorFrom("dump", exitCode, join(o.imagesDir, "dump.log"), stderr);
   return { durationMs: performance.now() - started };
+}
+
+/** How long CRIU's output is still read once CRIU has exited. */
+export const OUTPUT_GRACE_MS = 2000;
+
+/**
+ * CRIU's stdout, stderr and exit status. The tasks CRIU forks inherit its
+ * pipes: when CRIU is killed (or dies) while they live on, the pipes never
+ * reach their end (fuzz finding: an fd table naming fd 1 twice left CRIU
+ * waiting for good, and once killed at its deadline, its half-restored
+ * tasks kept the restore's answer waiting for good). So once CRIU has
+ * exited, its output is read for OUTPUT_GRACE_MS more at most.
+ */
+async function outputOf(proc: {
+  stdout: ReadableStream<Uint8Array>;
+  stderr: ReadableStream<Uint8Array>;
+  exited: Promise<number>;
+}): Promise<[string, string, number]> {
+  const stdout = new Response(proc.stdout).text();
+  const stderr = new Response(proc.stderr).text();
+  const exitCode = await proc.exited;
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<null>((resolve) => {
+    timer = setTimeout(() => resolve(null), OUTPUT_GRACE_MS);
+  });
+  const both = await Promise.race([Promise.all([stdout, stderr]), late]);
+  clearTimeout(timer);
+  if (both === null) {
+    stdout.catch(() => undefined);
+    stderr.catch(() => undefined);
+    return ["", "(CRIU's output was cut: processes it started still hold it)", exitCode];
+  }
+  return [both[0], both[1], exitCode];
 }
 
 /** Restore detached (-d); returns the host pid of the restored pod pid 1. */
@@ -160,7 +193,7 @@ export async function criuRestore(o: RestoreOptions): Promise<{ pid: number; dur
       const size = logSize(logFile);
       if (size > cap) kill(`its log ${logFile} grew past ${cap} bytes (${size})`);
     }, 250);
-    const [, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+    const [, stderr, exitCode] = await outputOf(proc);
     clearTimeout(timer);
     clearInterval(watch);
     if (killedFor) throw new CriuError("restore", exitCode, logFile, `killed because ${killedFor}`);
