@@ -6,7 +6,9 @@ import path from "node:path";
 import { ChunkStore, type StoreStats } from "../store/chunk-store.ts";
 import { sha256, toHex } from "../image/hash.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
-import { InvalidExportError, exportFrames, exportImage, exportStream, importImage } from "./export.ts";
+import { InvalidExportError, MissingParentError, exportFrames, exportImage, exportStream, importImage } from "./export.ts";
+import { InvalidManifestDeltaError } from "../image/manifest-delta.ts";
+import { uniqueChunkRefs } from "../image/manifest.ts";
 import { type FileEntry, InvalidManifestError, UnsupportedFormatError, chunkHash } from "../image/manifest.ts";
 import { captureTree, materializeTree } from "./tree.ts";
 import { randomBytes, sampleManifest } from "../image/testing.ts";
@@ -381,3 +383,166 @@ describe("signed exports", () => {
     expect(got).toBeNull();
   });
 });
+
+describe("exports for a peer: the manifest as a delta against the same pod's previous image, chunks by index", () => {
+  /** Image A on src and dst; image B on src: A's pages with two changed. */
+  async function twoImages(): Promise<{ a: string; b: string; bBytes: Uint8Array }> {
+    const { id: a, dir } = await makeImage();
+    await importImage(dst.cat, exportStream(src.cat, a));
+    const pages = fs.readFileSync(path.join(dir, "pages-1.img"));
+    pages.set(randomBytes(4096), 3 * 4096);
+    pages.set(randomBytes(4096), 12 * 4096);
+    fs.writeFileSync(path.join(dir, "pages-1.img"), pages);
+    const w = src.store.writer();
+    const cap = await captureTree(dir, w);
+    const b = src.cat.addManifest(sampleManifest({ rootfs: cap.entries, parent: a }), w);
+    w.close();
+    return { a, b, bBytes: src.cat.manifestBytes(b) };
+  }
+
+  /** What dst lacks of image `id` on src: the selection a push sends. */
+  function lackingOf(id: string): Uint8Array {
+    const refs = uniqueChunkRefs(src.cat.manifest(id));
+    const lacking = new Set(dst.store.missing(refs.map((r) => r.hash)));
+    const only = new Uint8Array(Math.ceil(refs.length / 8));
+    refs.forEach((r, i) => {
+      if (lacking.has(r.hash)) only[i >> 3]! |= 1 << (i & 7);
+    });
+    return only;
+  }
+
+  async function peerExport(id: string, parent: string): Promise<Uint8Array> {
+    const options = { only: lackingOf(id), manifestParent: { id: parent, manifestBytes: src.cat.manifestBytes(parent) }, chunkIndexes: true };
+    return new Uint8Array(await new Response(exportStream(src.cat, id, options)).arrayBuffer());
+  }
+
+  const parentOf = (id: string) => (dst.cat.has(id) ? dst.cat.manifestBytes(id) : null);
+
+  test("rebuild the exact manifest, store the image, and cost little more than the changed pages", async () => {
+    const { a, b, bBytes } = await twoImages();
+    const bytes = await peerExport(b, a);
+    const whole = new Uint8Array(await new Response(exportStream(src.cat, b, { only: lackingOf(b) })).arrayBuffer());
+    const r = await importImage(dst.cat, pieces(bytes, 3000), { parentManifest: parentOf });
+    expect(r).toMatchObject({ id: b, newChunks: 2, wasPresent: false });
+    expect(dst.cat.manifestBytes(b)).toEqual(bBytes);
+    // Two pages of 4 KiB, 5 bytes of frame each, and a delta of two hashes: against a whole manifest and 37-byte frames.
+    expect(bytes.byteLength).toBeLessThan(2 * 4096 + 400);
+    expect(whole.byteLength - bytes.byteLength).toBeGreaterThan(bBytes.byteLength - 200);
+    const out = path.join(tmp, "restored");
+    materializeTree(dst.cat.manifest(b).rootfs, dst.store, out);
+    expect(fs.readFileSync(path.join(out, "pages-1.img"))).toEqual(fs.readFileSync(path.join(tmp, "pod", "pages-1.img")));
+  });
+
+  test("hostile or impossible deltas are refused with the store unchanged", async () => {
+    const { a, b } = await twoImages();
+    const good = await peerExport(b, a);
+    const dv = new DataView(good.buffer, good.byteOffset);
+    const dlen = dv.getUint32(16);
+    const at = 16 + 4 + 64; // the delta's first byte
+    /** The export with its delta replaced (the final hash covers the image and parent ids, not the delta's bytes). */
+    const withDelta = (delta: Uint8Array) => {
+      const out = new Uint8Array(good.byteLength - dlen + delta.byteLength);
+      out.set(good.subarray(0, at));
+      new DataView(out.buffer).setUint32(16, delta.byteLength);
+      out.set(delta, at);
+      out.set(good.subarray(at + dlen), at + delta.byteLength);
+      return out;
+    };
+    const real = good.slice(at, at + dlen);
+    const length = new DataView(real.buffer).getUint32(0);
+    const u32 = (n: number) => {
+      const x = new Uint8Array(4);
+      new DataView(x.buffer).setUint32(0, n);
+      return x;
+    };
+    const cat = (...p: number[][]) => Uint8Array.from(p.flat());
+    const parentLength = dst.cat.manifestBytes(a).byteLength;
+    const cases: Array<[string, Uint8Array, ImportOptionsLike, RegExp]> = [
+      ["a parent this host does not have", good, { parentManifest: () => null }, /is a delta against image [0-9a-f]{64}, which this host does not have/],
+      ["no way to find parents at all", good, {}, /which this host does not have/],
+      [
+        "a copy beyond the parent's end",
+        withDelta(cat([...u32(length)], [0x01, ...varint(parentLength - 10), 20])),
+        { parentManifest: parentOf },
+        /a copy of bytes \d+ to \d+ of a parent of \d+/,
+      ],
+      ["an absurd rebuilt length", withDelta(cat([...u32(0xffff_fff0)], [0x01, 0, 1])), { parentManifest: parentOf }, /over the manifest limit/],
+      ["an op past the declared length", withDelta(cat([...u32(10)], [0x01, 0, 11])), { parentManifest: parentOf }, /a copy of 11 bytes at byte 0 of 10/],
+      ["trailing bytes after the last op", withDelta(cat([...real], [0x02, 1, 0])), { parentManifest: parentOf }, /3 bytes follow the last op/],
+      [
+        "a well-formed delta that rebuilds another manifest",
+        withDelta(cat([...u32(parentLength)], [0x01, 0, ...varint(parentLength)])),
+        { parentManifest: parentOf },
+        /the manifest rebuilt from its delta against image [0-9a-f]{64} does not match its hash/,
+      ],
+      [
+        "an absurd delta length",
+        withDelta(new Uint8Array(0)).map((x, i) => (i >= 16 && i < 20 ? 0xff : x)),
+        { parentManifest: parentOf },
+        /the manifest delta is 4294967295 bytes, over the limit/,
+      ],
+    ];
+    dst.store.put(randomBytes(100));
+    const before = snapshot(dst);
+    for (const [name, bytes, opts, message] of cases) {
+      let err: unknown;
+      try {
+        await importImage(dst.cat, pieces(bytes, 1000), opts);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, name).toBeInstanceOf(Error);
+      expect((err as Error).message, name).toMatch(message);
+      expect(snapshot(dst), name).toEqual(before);
+    }
+    // The classes callers tell apart: a parent it lacks (the pusher then sends the whole manifest), a bad delta.
+    const missing = await importImage(dst.cat, pieces(good), {}).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(MissingParentError);
+    const hostile = await importImage(dst.cat, pieces(withDelta(cat([...u32(10)], [0x01, 0, 11]))), { parentManifest: parentOf }).catch((e: unknown) => e);
+    expect(hostile).toBeInstanceOf(InvalidManifestDeltaError);
+    // The control: the real one goes in.
+    expect((await importImage(dst.cat, pieces(good), { parentManifest: parentOf })).id).toBe(b);
+  });
+
+  test("a chunk index out of range, a hash frame in an indexed export, and truncation anywhere are refused with the store unchanged", async () => {
+    const { a, b } = await twoImages();
+    const good = await peerExport(b, a);
+    const dlen = new DataView(good.buffer, good.byteOffset).getUint32(16);
+    const firstFrame = 16 + 4 + 64 + dlen;
+    expect(good[firstFrame]).toBe(0x63);
+    dst.store.put(randomBytes(100));
+    const before = snapshot(dst);
+    const outOfRange = good.slice();
+    new DataView(outOfRange.buffer).setUint32(firstFrame + 1, 1_000_000);
+    const hashFrame = good.slice();
+    hashFrame[firstFrame] = 0x43;
+    for (const [bytes, message] of [
+      [outOfRange, /chunk index 1000000 is out of range \(the manifest has \d+ chunks\)/],
+      [hashFrame, /unknown frame type 67/],
+    ] as const) {
+      const err = await importImage(dst.cat, pieces(bytes), { parentManifest: parentOf }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidExportError);
+      expect((err as Error).message).toMatch(message);
+      expect(snapshot(dst)).toEqual(before);
+    }
+    for (let i = 0; i < 30; i++) {
+      const off = Math.floor((good.byteLength * i) / 30);
+      const err = await importImage(dst.cat, pieces(good.subarray(0, off), 512), { parentManifest: parentOf }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidExportError);
+      expect((err as Error).message).toMatch(/truncated/);
+      expect(snapshot(dst)).toEqual(before);
+    }
+  });
+});
+
+type ImportOptionsLike = Parameters<typeof importImage>[2];
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}
