@@ -10,7 +10,7 @@ import { InvalidExportError, MissingParentError, exportFrames, exportImage, expo
 import { InvalidManifestDeltaError } from "../image/manifest-delta.ts";
 import { uniqueChunkRefs } from "../image/manifest.ts";
 import { type FileEntry, InvalidManifestError, UnsupportedFormatError, chunkHash } from "../image/manifest.ts";
-import { captureTree, materializeTree } from "./tree.ts";
+import { captureTree, materializeTree, materializeTreeAsync } from "./tree.ts";
 import { randomBytes, sampleManifest } from "../image/testing.ts";
 import { describeTree } from "./_test-util.ts";
 
@@ -546,3 +546,120 @@ function varint(n: number): number[] {
   out.push(n);
   return out;
 }
+
+describe("page images received in place: a restore of an imported image links them as it does a local one's", () => {
+  /** An image on src whose CRIU files are a 6 MiB page image (a third of it zero pages, two pages repeated) and a small file. */
+  async function pageImage(): Promise<{ id: string; pages: Uint8Array<ArrayBuffer> }> {
+    const dir = path.join(tmp, "criu");
+    fs.mkdirSync(dir);
+    const n = 1536;
+    const pages = new Uint8Array(n * 4096);
+    pages.set(randomBytes(1024 * 4096));
+    pages.set(pages.subarray(0, 4096), 1100 * 4096);
+    pages.set(pages.subarray(4096, 8192), 1535 * 4096);
+    fs.writeFileSync(path.join(dir, "pages-1.img"), pages);
+    fs.writeFileSync(path.join(dir, "core-1.img"), randomBytes(1800));
+    const w = src.store.writer();
+    const cap = await captureTree(dir, w);
+    // CRIU's files are root's, 0644, whoever runs this test.
+    const criu = cap.entries.map((e) => (e.type === "file" ? { ...e, uid: 0, gid: 0, mode: 0o644 } : e));
+    const id = src.cat.addManifest(sampleManifest({ criu }), w);
+    w.close();
+    return { id, pages };
+  }
+
+  const pagesEntry = (cat: ImageCatalogue, id: string) => cat.manifest(id).criu.find((e) => e.path === "pages-1.img")!;
+
+  test("an imported page image is one raw pack, linked whole at restore, every page checked", async () => {
+    const { id, pages } = await pageImage();
+    const r = await importImage(dst.cat, pieces(await exportBytes(id), 100_000));
+    expect(r.newChunks).toBe(1024 + 1);
+    const e = pagesEntry(dst.cat, id);
+    const raw = dst.store.rawPackFor(e.chunks, e.size);
+    expect(raw).not.toBeNull();
+    expect(new Uint8Array(fs.readFileSync(raw!))).toEqual(pages);
+    const out = path.join(tmp, "restored");
+    const made = await materializeTreeAsync(dst.cat.manifest(id).criu, dst.store, out, { shouldPreserveOwner: false, deferLinkedChecks: true });
+    await made.verified;
+    expect(fs.statSync(path.join(out, "pages-1.img")).ino).toBe(fs.statSync(raw!).ino);
+    expect(new Uint8Array(fs.readFileSync(path.join(out, "pages-1.img")))).toEqual(pages);
+    expect(dst.store.verifyAll().corrupt).toEqual([]);
+    // gc keeps it whole (the image references it).
+    dst.cat.gc();
+    expect(dst.store.rawPackFor(e.chunks, e.size)).toBe(raw);
+  });
+
+  test("pages the receiver had already are filled in from its store; a page image mostly known is not received in place", async () => {
+    const { id, pages } = await pageImage();
+    const e = pagesEntry(src.cat, id);
+    // The receiver holds 150 of the 1024 distinct pages: the rest travel, those 150 are copied in from its store.
+    dst.store.putBatch(Array.from({ length: 150 }, (_, i) => ({ hash: chunkHash(e, i * 5 + 2), bytes: src.store.get(chunkHash(e, i * 5 + 2)) })));
+    const only = lackingBitmap(id);
+    await importImage(dst.cat, exportStream(src.cat, id, { only, chunkIndexes: true }));
+    const raw = dst.store.rawPackFor(e.chunks, e.size);
+    expect(raw).not.toBeNull();
+    expect(new Uint8Array(fs.readFileSync(raw!))).toEqual(pages);
+    // Another store that holds 900 of them: those pages stay in ordinary packs (a restore copies, as for a local image mostly unchanged).
+    const third = open("third-store");
+    try {
+      third.store.putBatch(Array.from({ length: 900 }, (_, i) => ({ hash: chunkHash(e, i), bytes: src.store.get(chunkHash(e, i)) })));
+      await importImage(third.cat, exportStream(src.cat, id));
+      expect(third.store.rawPackFor(e.chunks, e.size)).toBeNull();
+      const out = path.join(tmp, "third-restored");
+      await (await materializeTreeAsync(third.cat.manifest(id).criu, third.store, out, { shouldPreserveOwner: false })).verified;
+      expect(new Uint8Array(fs.readFileSync(path.join(out, "pages-1.img")))).toEqual(pages);
+    } finally {
+      third.store.close();
+    }
+  });
+
+  test("a cut import keeps the pages that arrived (the retry sends only the rest); a corrupt page leaves the store as it was", async () => {
+    const { id, pages } = await pageImage();
+    const bytes = await exportBytes(id);
+    dst.store.put(randomBytes(100));
+    const before = snapshot(dst);
+    // A page whose bytes do not match its hash: refused, nothing kept, no pack left behind.
+    const bad = bytes.slice();
+    bad[bytes.byteLength - 49 - 3000]! ^= 1;
+    const err = await importImage(dst.cat, pieces(bad, 100_000)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidExportError);
+    expect(snapshot(dst)).toEqual(before);
+    // Cut after about half, keeping what arrived (as from a peer): the next import is told only the rest is missing.
+    const cutAt = Math.floor(bytes.byteLength / 2);
+    const cut = await importImage(dst.cat, pieces(bytes.subarray(0, cutAt), 100_000), { keepPartial: true, commitEveryBytes: 1 << 20 }).catch(
+      (e: unknown) => e,
+    );
+    expect(cut).toBeInstanceOf(InvalidExportError);
+    expect(dst.cat.has(id)).toBe(false);
+    const only = lackingBitmap(id);
+    const kept = uniqueChunkRefs(src.cat.manifest(id)).length - countBits(only);
+    expect(kept).toBeGreaterThan(200);
+    await importImage(dst.cat, exportStream(src.cat, id, { only, chunkIndexes: true }), { keepPartial: true });
+    const e = pagesEntry(dst.cat, id);
+    const raw = dst.store.rawPackFor(e.chunks, e.size);
+    expect(raw).not.toBeNull();
+    expect(new Uint8Array(fs.readFileSync(raw!))).toEqual(pages);
+    // The first, partial pack is garbage once gc runs; what is left reads back whole.
+    dst.cat.gc();
+    expect(dst.store.verifyAll().corrupt).toEqual([]);
+    const out = path.join(tmp, "restored");
+    await (await materializeTreeAsync(dst.cat.manifest(id).criu, dst.store, out, { shouldPreserveOwner: false })).verified;
+    expect(new Uint8Array(fs.readFileSync(path.join(out, "pages-1.img")))).toEqual(pages);
+  });
+
+  function lackingBitmap(id: string): Uint8Array {
+    const refs = uniqueChunkRefs(src.cat.manifest(id));
+    const lacking = new Set(dst.store.missing(refs.map((r) => r.hash)));
+    const only = new Uint8Array(Math.ceil(refs.length / 8));
+    refs.forEach((r, i) => {
+      if (lacking.has(r.hash)) only[i >> 3]! |= 1 << (i & 7);
+    });
+    return only;
+  }
+
+  function countBits(b: Uint8Array): number {
+    let n = 0;
+    for (const x of b) for (let k = 0; k < 8; k++) n += (x >> k) & 1;
+    return n;
+  }
+});

@@ -37,6 +37,7 @@ import { Yielder } from "../yielder.ts";
 import { type ChunkRef, InvalidManifestError, LIMITS, MANIFEST_SHAPE, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "../image/manifest.ts";
 import { msgpackShape } from "../image/msgpack-bounds.ts";
 import { applyManifestDelta, encodeManifestDelta } from "../image/manifest-delta.ts";
+import { ReceivedPages } from "./received-pages.ts";
 
 export const EXPORT_MAGIC = "APODIMG\0";
 export const EXPORT_VERSION = 1;
@@ -270,6 +271,8 @@ export interface ImportOptions {
    * rest. A file import keeps nothing of a failed attempt.
    */
   keepPartial?: boolean;
+  /** With keepPartial, commit every this many chunk bytes (default IMPORT_COMMIT_BYTES; tests use less). */
+  commitEveryBytes?: number;
   /**
    * The exact manifest bytes of image `id` when this host has it, else null:
    * an export whose manifest is a delta (from a peer) is rebuilt against it.
@@ -348,6 +351,8 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
   // A large import must not hold the agent's one thread: `ps` and other pods' work go on meanwhile.
   const yielder = new Yielder();
   try {
+    // Page images mostly new here are written in place, so a restore links them as it does a local image's.
+    const pages = new ReceivedPages(manifest, writer);
     await failpoint("import.manifest-read");
     const received = new Set<string>();
     let chunkBytes = 0;
@@ -390,7 +395,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       const dataBytes = reader.exact(len, `chunk ${received.size + 1} of ${expected.size} (${hex})`);
       const data = dataBytes instanceof Uint8Array ? dataBytes : await dataBytes;
       try {
-        writer.putBatch([{ hash, bytes: data }]);
+        if (!pages.put(hex, hash, data)) writer.putBatch([{ hash, bytes: data }]);
       } catch (e) {
         if (e instanceof ChunkMismatchError) {
           throw new InvalidExportError(`Cannot import image ${id}: chunk ${hex} of file "${ref.tree}/${ref.path}" is corrupt in the export`);
@@ -400,7 +405,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       received.add(hex);
       chunkBytes += len;
       // What arrived stays once committed: a transfer cut later resumes with only what is still missing.
-      if (opts.keepPartial && chunkBytes - committedBytes >= IMPORT_COMMIT_BYTES) {
+      if (opts.keepPartial && chunkBytes - committedBytes >= (opts.commitEveryBytes ?? IMPORT_COMMIT_BYTES)) {
         writer.commit();
         committedBytes = chunkBytes;
       }
@@ -426,6 +431,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       const r = expected.get(lacking[0]!)!;
       throw new InvalidExportError(`Cannot import image ${id}: chunk ${lacking[0]} of file "${r.tree}/${r.path}" is neither in the export nor in the store`);
     }
+    pages.seal();
     await failpoint("import.chunks-stored");
     const wasPresent = catalogue.has(id);
     const newChunks = writer.newChunks;
