@@ -395,7 +395,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       const dataBytes = reader.exact(len, `chunk ${received.size + 1} of ${expected.size} (${hex})`);
       const data = dataBytes instanceof Uint8Array ? dataBytes : await dataBytes;
       try {
-        if (!pages.put(hex, hash, data)) writer.putBatch([{ hash, bytes: data }]);
+        if (!pages.put(hash, data)) writer.putBatch([{ hash, bytes: data }]);
       } catch (e) {
         if (e instanceof ChunkMismatchError) {
           throw new InvalidExportError(`Cannot import image ${id}: chunk ${hex} of file "${ref.tree}/${ref.path}" is corrupt in the export`);

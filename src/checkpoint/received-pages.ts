@@ -10,8 +10,9 @@
  */
 import path from "node:path";
 import type { ChunkWriter, ReceivedFile } from "../store/chunk-writer.ts";
-import { HASH_BYTES, type Hash, isZeroHash, toHex } from "../image/hash.ts";
-import { chunkCount, chunkHash, type FileEntry, type Manifest, PAGE_SIZE } from "../image/manifest.ts";
+import { HASH_BYTES, type Hash, isZeroHash } from "../image/hash.ts";
+import { HashTable } from "../image/hash-table.ts";
+import { chunkCount, type FileEntry, type Manifest, PAGE_SIZE } from "../image/manifest.ts";
 import { BULK_FILE_BYTES } from "./tree.ts";
 
 const PAGES = /^pages-\d+\.img$/;
@@ -23,29 +24,37 @@ const SAMPLE = 256;
 export class ReceivedPages {
   readonly #writer: ChunkWriter;
   readonly #files: ReceivedFile[] = [];
-  /** By hex hash: the files, and the chunk indexes in each, that hold the chunk. */
-  readonly #places = new Map<string, Array<{ file: ReceivedFile; positions: number[] }>>();
+  /** The first chunk index of each file in one numbering of all their chunks. */
+  readonly #bases: number[] = [];
+  /** The distinct chunks of the files (binary keys: hex strings cost more than the import's own work). */
+  readonly #table: HashTable;
+  /** By table entry: the last place (in the one numbering) holding the chunk, -1 for none. */
+  readonly #last: Int32Array;
+  /** By place: the previous place holding the same chunk, -1 for none. */
+  readonly #previous: Int32Array;
 
   /** The page images of `manifest` that this import writes in place. */
   constructor(manifest: Manifest, writer: ChunkWriter) {
     this.#writer = writer;
-    for (const e of manifest.criu) {
-      if (!isReceivedInPlace(e) || !isMostlyNew(e, writer)) continue;
-      const file = writer.receiveFile(e.chunks, e.size, e.chunkSize);
-      this.#files.push(file);
+    const chosen = manifest.criu.filter((e) => isReceivedInPlace(e) && isMostlyNew(e, writer));
+    let places = 0;
+    for (const e of chosen) {
+      this.#bases.push(places);
+      places += chunkCount(e);
+    }
+    this.#table = new HashTable(places);
+    this.#last = new Int32Array(places).fill(-1);
+    this.#previous = new Int32Array(places).fill(-1);
+    for (const [k, e] of chosen.entries()) {
+      this.#files.push(writer.receiveFile(e.chunks, e.size, e.chunkSize));
       const n = chunkCount(e);
       for (let i = 0; i < n; i++) {
-        const h = chunkHash(e, i);
-        if (isZeroHash(h)) continue;
-        const hex = toHex(h);
-        let list = this.#places.get(hex);
-        if (list === undefined) {
-          list = [];
-          this.#places.set(hex, list);
-        }
-        const last = list[list.length - 1];
-        if (last?.file === file) last.positions.push(i);
-        else list.push({ file, positions: [i] });
+        const at = i * HASH_BYTES;
+        if (isZeroAt(e.chunks, at)) continue;
+        const { index } = this.#table.add(e.chunks, at);
+        const place = this.#bases[k]! + i;
+        this.#previous[place] = this.#last[index]!;
+        this.#last[index] = place;
       }
     }
   }
@@ -55,11 +64,20 @@ export class ReceivedPages {
     return this.#files.length;
   }
 
-  /** Store a verified-on-write chunk in the page images that hold it; false when none does (the caller stores it). */
-  put(hex: string, hash: Hash, bytes: Uint8Array): boolean {
-    const places = this.#places.get(hex);
-    if (places === undefined) return false;
-    for (const p of places) this.#writer.putInFile(p.file, { hash, bytes }, p.positions);
+  /** Store a chunk (verified on write) in the page images that hold it; false when none does (the caller stores it). */
+  put(hash: Hash, bytes: Uint8Array): boolean {
+    if (this.#files.length === 0) return false;
+    const index = this.#table.indexOf(hash);
+    if (index < 0) return false;
+    // Places come newest first; group them by file (nearly always one place in one file).
+    const byFile = new Map<number, number[]>();
+    for (let place = this.#last[index]!; place >= 0; place = this.#previous[place]!) {
+      const k = this.#fileOf(place);
+      const list = byFile.get(k);
+      if (list === undefined) byFile.set(k, [place - this.#bases[k]!]);
+      else list.push(place - this.#bases[k]!);
+    }
+    for (const [k, positions] of byFile) this.#writer.putInFile(this.#files[k]!, { hash, bytes }, positions.reverse());
     return true;
   }
 
@@ -67,6 +85,17 @@ export class ReceivedPages {
   seal(): void {
     for (const f of this.#files) this.#writer.sealFile(f);
   }
+
+  #fileOf(place: number): number {
+    let k = this.#bases.length - 1;
+    while (this.#bases[k]! > place) k--;
+    return k;
+  }
+}
+
+function isZeroAt(b: Uint8Array, at: number): boolean {
+  for (let k = 0; k < HASH_BYTES; k++) if (b[at + k] !== 0) return false;
+  return true;
 }
 
 /** A CRIU page image big enough to be linked at restore, and root's alone (as tree.ts links only such files). */
