@@ -6,9 +6,11 @@ import path from "node:path";
 import { ChunkStore, type StoreStats } from "../store/chunk-store.ts";
 import { sha256, toHex } from "../image/hash.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
-import { InvalidExportError, exportFrames, exportImage, exportStream, importImage } from "./export.ts";
+import { InvalidExportError, MissingParentError, exportFrames, exportImage, exportStream, importImage } from "./export.ts";
+import { InvalidManifestDeltaError } from "../image/manifest-delta.ts";
+import { uniqueChunkRefs } from "../image/manifest.ts";
 import { type FileEntry, InvalidManifestError, UnsupportedFormatError, chunkHash } from "../image/manifest.ts";
-import { captureTree, materializeTree } from "./tree.ts";
+import { captureTree, materializeTree, materializeTreeAsync } from "./tree.ts";
 import { randomBytes, sampleManifest } from "../image/testing.ts";
 import { describeTree } from "./_test-util.ts";
 
@@ -380,4 +382,284 @@ describe("signed exports", () => {
     });
     expect(got).toBeNull();
   });
+});
+
+describe("exports for a peer: the manifest as a delta against the same pod's previous image, chunks by index", () => {
+  /** Image A on src and dst; image B on src: A's pages with two changed. */
+  async function twoImages(): Promise<{ a: string; b: string; bBytes: Uint8Array }> {
+    const { id: a, dir } = await makeImage();
+    await importImage(dst.cat, exportStream(src.cat, a));
+    const pages = fs.readFileSync(path.join(dir, "pages-1.img"));
+    pages.set(randomBytes(4096), 3 * 4096);
+    pages.set(randomBytes(4096), 12 * 4096);
+    fs.writeFileSync(path.join(dir, "pages-1.img"), pages);
+    const w = src.store.writer();
+    const cap = await captureTree(dir, w);
+    const b = src.cat.addManifest(sampleManifest({ rootfs: cap.entries, parent: a }), w);
+    w.close();
+    return { a, b, bBytes: src.cat.manifestBytes(b) };
+  }
+
+  /** What dst lacks of image `id` on src: the selection a push sends. */
+  function lackingOf(id: string): Uint8Array {
+    const refs = uniqueChunkRefs(src.cat.manifest(id));
+    const lacking = new Set(dst.store.missing(refs.map((r) => r.hash)));
+    const only = new Uint8Array(Math.ceil(refs.length / 8));
+    refs.forEach((r, i) => {
+      if (lacking.has(r.hash)) only[i >> 3]! |= 1 << (i & 7);
+    });
+    return only;
+  }
+
+  async function peerExport(id: string, parent: string): Promise<Uint8Array> {
+    const options = { only: lackingOf(id), manifestParent: { id: parent, manifestBytes: src.cat.manifestBytes(parent) }, chunkIndexes: true };
+    return new Uint8Array(await new Response(exportStream(src.cat, id, options)).arrayBuffer());
+  }
+
+  const parentOf = (id: string) => (dst.cat.has(id) ? dst.cat.manifestBytes(id) : null);
+
+  test("rebuild the exact manifest, store the image, and cost little more than the changed pages", async () => {
+    const { a, b, bBytes } = await twoImages();
+    const bytes = await peerExport(b, a);
+    const whole = new Uint8Array(await new Response(exportStream(src.cat, b, { only: lackingOf(b) })).arrayBuffer());
+    const r = await importImage(dst.cat, pieces(bytes, 3000), { parentManifest: parentOf });
+    expect(r).toMatchObject({ id: b, newChunks: 2, wasPresent: false });
+    expect(dst.cat.manifestBytes(b)).toEqual(bBytes);
+    // Two pages of 4 KiB, 5 bytes of frame each, and a delta of two hashes: against a whole manifest and 37-byte frames.
+    expect(bytes.byteLength).toBeLessThan(2 * 4096 + 400);
+    expect(whole.byteLength - bytes.byteLength).toBeGreaterThan(bBytes.byteLength - 200);
+    const out = path.join(tmp, "restored");
+    materializeTree(dst.cat.manifest(b).rootfs, dst.store, out);
+    expect(fs.readFileSync(path.join(out, "pages-1.img"))).toEqual(fs.readFileSync(path.join(tmp, "pod", "pages-1.img")));
+  });
+
+  test("hostile or impossible deltas are refused with the store unchanged", async () => {
+    const { a, b } = await twoImages();
+    const good = await peerExport(b, a);
+    const dv = new DataView(good.buffer, good.byteOffset);
+    const dlen = dv.getUint32(16);
+    const at = 16 + 4 + 64; // the delta's first byte
+    /** The export with its delta replaced (the final hash covers the image and parent ids, not the delta's bytes). */
+    const withDelta = (delta: Uint8Array) => {
+      const out = new Uint8Array(good.byteLength - dlen + delta.byteLength);
+      out.set(good.subarray(0, at));
+      new DataView(out.buffer).setUint32(16, delta.byteLength);
+      out.set(delta, at);
+      out.set(good.subarray(at + dlen), at + delta.byteLength);
+      return out;
+    };
+    const real = good.slice(at, at + dlen);
+    const length = new DataView(real.buffer).getUint32(0);
+    const u32 = (n: number) => {
+      const x = new Uint8Array(4);
+      new DataView(x.buffer).setUint32(0, n);
+      return x;
+    };
+    const cat = (...p: number[][]) => Uint8Array.from(p.flat());
+    const parentLength = dst.cat.manifestBytes(a).byteLength;
+    const cases: Array<[string, Uint8Array, ImportOptionsLike, RegExp]> = [
+      ["a parent this host does not have", good, { parentManifest: () => null }, /is a delta against image [0-9a-f]{64}, which this host does not have/],
+      ["no way to find parents at all", good, {}, /which this host does not have/],
+      [
+        "a copy beyond the parent's end",
+        withDelta(cat([...u32(length)], [0x01, ...varint(parentLength - 10), 20])),
+        { parentManifest: parentOf },
+        /a copy of bytes \d+ to \d+ of a parent of \d+/,
+      ],
+      ["an absurd rebuilt length", withDelta(cat([...u32(0xffff_fff0)], [0x01, 0, 1])), { parentManifest: parentOf }, /over the manifest limit/],
+      ["an op past the declared length", withDelta(cat([...u32(10)], [0x01, 0, 11])), { parentManifest: parentOf }, /a copy of 11 bytes at byte 0 of 10/],
+      ["trailing bytes after the last op", withDelta(cat([...real], [0x02, 1, 0])), { parentManifest: parentOf }, /3 bytes follow the last op/],
+      [
+        "a well-formed delta that rebuilds another manifest",
+        withDelta(cat([...u32(parentLength)], [0x01, 0, ...varint(parentLength)])),
+        { parentManifest: parentOf },
+        /the manifest rebuilt from its delta against image [0-9a-f]{64} does not match its hash/,
+      ],
+      [
+        "an absurd delta length",
+        withDelta(new Uint8Array(0)).map((x, i) => (i >= 16 && i < 20 ? 0xff : x)),
+        { parentManifest: parentOf },
+        /the manifest delta is 4294967295 bytes, over the limit/,
+      ],
+    ];
+    dst.store.put(randomBytes(100));
+    const before = snapshot(dst);
+    for (const [name, bytes, opts, message] of cases) {
+      let err: unknown;
+      try {
+        await importImage(dst.cat, pieces(bytes, 1000), opts);
+      } catch (e) {
+        err = e;
+      }
+      expect(err, name).toBeInstanceOf(Error);
+      expect((err as Error).message, name).toMatch(message);
+      expect(snapshot(dst), name).toEqual(before);
+    }
+    // The classes callers tell apart: a parent it lacks (the pusher then sends the whole manifest), a bad delta.
+    const missing = await importImage(dst.cat, pieces(good), {}).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(MissingParentError);
+    const hostile = await importImage(dst.cat, pieces(withDelta(cat([...u32(10)], [0x01, 0, 11]))), { parentManifest: parentOf }).catch((e: unknown) => e);
+    expect(hostile).toBeInstanceOf(InvalidManifestDeltaError);
+    // The control: the real one goes in.
+    expect((await importImage(dst.cat, pieces(good), { parentManifest: parentOf })).id).toBe(b);
+  });
+
+  test("a chunk index out of range, a hash frame in an indexed export, and truncation anywhere are refused with the store unchanged", async () => {
+    const { a, b } = await twoImages();
+    const good = await peerExport(b, a);
+    const dlen = new DataView(good.buffer, good.byteOffset).getUint32(16);
+    const firstFrame = 16 + 4 + 64 + dlen;
+    expect(good[firstFrame]).toBe(0x63);
+    dst.store.put(randomBytes(100));
+    const before = snapshot(dst);
+    const outOfRange = good.slice();
+    new DataView(outOfRange.buffer).setUint32(firstFrame + 1, 1_000_000);
+    const hashFrame = good.slice();
+    hashFrame[firstFrame] = 0x43;
+    for (const [bytes, message] of [
+      [outOfRange, /chunk index 1000000 is out of range \(the manifest has \d+ chunks\)/],
+      [hashFrame, /unknown frame type 67/],
+    ] as const) {
+      const err = await importImage(dst.cat, pieces(bytes), { parentManifest: parentOf }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidExportError);
+      expect((err as Error).message).toMatch(message);
+      expect(snapshot(dst)).toEqual(before);
+    }
+    for (let i = 0; i < 30; i++) {
+      const off = Math.floor((good.byteLength * i) / 30);
+      const err = await importImage(dst.cat, pieces(good.subarray(0, off), 512), { parentManifest: parentOf }).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(InvalidExportError);
+      expect((err as Error).message).toMatch(/truncated/);
+      expect(snapshot(dst)).toEqual(before);
+    }
+  });
+});
+
+type ImportOptionsLike = Parameters<typeof importImage>[2];
+
+function varint(n: number): number[] {
+  const out: number[] = [];
+  while (n >= 0x80) {
+    out.push((n & 0x7f) | 0x80);
+    n = Math.floor(n / 128);
+  }
+  out.push(n);
+  return out;
+}
+
+describe("page images received in place: a restore of an imported image links them as it does a local one's", () => {
+  /** An image on src whose CRIU files are a 6 MiB page image (a third of it zero pages, two pages repeated) and a small file. */
+  async function pageImage(): Promise<{ id: string; pages: Uint8Array<ArrayBuffer> }> {
+    const dir = path.join(tmp, "criu");
+    fs.mkdirSync(dir);
+    const n = 1536;
+    const pages = new Uint8Array(n * 4096);
+    pages.set(randomBytes(1024 * 4096));
+    pages.set(pages.subarray(0, 4096), 1100 * 4096);
+    pages.set(pages.subarray(4096, 8192), 1535 * 4096);
+    fs.writeFileSync(path.join(dir, "pages-1.img"), pages);
+    fs.writeFileSync(path.join(dir, "core-1.img"), randomBytes(1800));
+    const w = src.store.writer();
+    const cap = await captureTree(dir, w);
+    // CRIU's files are root's, 0644, whoever runs this test.
+    const criu = cap.entries.map((e) => (e.type === "file" ? { ...e, uid: 0, gid: 0, mode: 0o644 } : e));
+    const id = src.cat.addManifest(sampleManifest({ criu }), w);
+    w.close();
+    return { id, pages };
+  }
+
+  const pagesEntry = (cat: ImageCatalogue, id: string) => cat.manifest(id).criu.find((e) => e.path === "pages-1.img")!;
+
+  test("an imported page image is one raw pack, linked whole at restore, every page checked", async () => {
+    const { id, pages } = await pageImage();
+    const r = await importImage(dst.cat, pieces(await exportBytes(id), 100_000));
+    expect(r.newChunks).toBe(1024 + 1);
+    const e = pagesEntry(dst.cat, id);
+    const raw = dst.store.rawPackFor(e.chunks, e.size);
+    expect(raw).not.toBeNull();
+    expect(new Uint8Array(fs.readFileSync(raw!))).toEqual(pages);
+    const out = path.join(tmp, "restored");
+    const made = await materializeTreeAsync(dst.cat.manifest(id).criu, dst.store, out, { shouldPreserveOwner: false, deferLinkedChecks: true });
+    await made.verified;
+    expect(fs.statSync(path.join(out, "pages-1.img")).ino).toBe(fs.statSync(raw!).ino);
+    expect(new Uint8Array(fs.readFileSync(path.join(out, "pages-1.img")))).toEqual(pages);
+    expect(dst.store.verifyAll().corrupt).toEqual([]);
+    // gc keeps it whole (the image references it).
+    dst.cat.gc();
+    expect(dst.store.rawPackFor(e.chunks, e.size)).toBe(raw);
+  });
+
+  test("pages the receiver had already are filled in from its store; a page image mostly known is not received in place", async () => {
+    const { id, pages } = await pageImage();
+    const e = pagesEntry(src.cat, id);
+    // The receiver holds 150 of the 1024 distinct pages: the rest travel, those 150 are copied in from its store.
+    dst.store.putBatch(Array.from({ length: 150 }, (_, i) => ({ hash: chunkHash(e, i * 5 + 2), bytes: src.store.get(chunkHash(e, i * 5 + 2)) })));
+    const only = lackingBitmap(id);
+    await importImage(dst.cat, exportStream(src.cat, id, { only, chunkIndexes: true }));
+    const raw = dst.store.rawPackFor(e.chunks, e.size);
+    expect(raw).not.toBeNull();
+    expect(new Uint8Array(fs.readFileSync(raw!))).toEqual(pages);
+    // Another store that holds 900 of them: those pages stay in ordinary packs (a restore copies, as for a local image mostly unchanged).
+    const third = open("third-store");
+    try {
+      third.store.putBatch(Array.from({ length: 900 }, (_, i) => ({ hash: chunkHash(e, i), bytes: src.store.get(chunkHash(e, i)) })));
+      await importImage(third.cat, exportStream(src.cat, id));
+      expect(third.store.rawPackFor(e.chunks, e.size)).toBeNull();
+      const out = path.join(tmp, "third-restored");
+      await (await materializeTreeAsync(third.cat.manifest(id).criu, third.store, out, { shouldPreserveOwner: false })).verified;
+      expect(new Uint8Array(fs.readFileSync(path.join(out, "pages-1.img")))).toEqual(pages);
+    } finally {
+      third.store.close();
+    }
+  });
+
+  test("a cut import keeps the pages that arrived (the retry sends only the rest); a corrupt page leaves the store as it was", async () => {
+    const { id, pages } = await pageImage();
+    const bytes = await exportBytes(id);
+    dst.store.put(randomBytes(100));
+    const before = snapshot(dst);
+    // A page whose bytes do not match its hash: refused, nothing kept, no pack left behind.
+    const bad = bytes.slice();
+    bad[bytes.byteLength - 49 - 3000]! ^= 1;
+    const err = await importImage(dst.cat, pieces(bad, 100_000)).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidExportError);
+    expect(snapshot(dst)).toEqual(before);
+    // Cut after about half, keeping what arrived (as from a peer): the next import is told only the rest is missing.
+    const cutAt = Math.floor(bytes.byteLength / 2);
+    const cut = await importImage(dst.cat, pieces(bytes.subarray(0, cutAt), 100_000), { keepPartial: true, commitEveryBytes: 1 << 20 }).catch(
+      (e: unknown) => e,
+    );
+    expect(cut).toBeInstanceOf(InvalidExportError);
+    expect(dst.cat.has(id)).toBe(false);
+    const only = lackingBitmap(id);
+    const kept = uniqueChunkRefs(src.cat.manifest(id)).length - countBits(only);
+    expect(kept).toBeGreaterThan(200);
+    await importImage(dst.cat, exportStream(src.cat, id, { only, chunkIndexes: true }), { keepPartial: true });
+    const e = pagesEntry(dst.cat, id);
+    const raw = dst.store.rawPackFor(e.chunks, e.size);
+    expect(raw).not.toBeNull();
+    expect(new Uint8Array(fs.readFileSync(raw!))).toEqual(pages);
+    // The first, partial pack is garbage once gc runs; what is left reads back whole.
+    dst.cat.gc();
+    expect(dst.store.verifyAll().corrupt).toEqual([]);
+    const out = path.join(tmp, "restored");
+    await (await materializeTreeAsync(dst.cat.manifest(id).criu, dst.store, out, { shouldPreserveOwner: false })).verified;
+    expect(new Uint8Array(fs.readFileSync(path.join(out, "pages-1.img")))).toEqual(pages);
+  });
+
+  function lackingBitmap(id: string): Uint8Array {
+    const refs = uniqueChunkRefs(src.cat.manifest(id));
+    const lacking = new Set(dst.store.missing(refs.map((r) => r.hash)));
+    const only = new Uint8Array(Math.ceil(refs.length / 8));
+    refs.forEach((r, i) => {
+      if (lacking.has(r.hash)) only[i >> 3]! |= 1 << (i & 7);
+    });
+    return only;
+  }
+
+  function countBits(b: Uint8Array): number {
+    let n = 0;
+    for (const x of b) for (let k = 0; k < 8; k++) n += (x >> k) & 1;
+    return n;
+  }
 });

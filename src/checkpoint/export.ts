@@ -1,16 +1,24 @@
 /**
  * One self-contained, streamable file per image (docs/image-format.md):
  *
- *   header   "APODIMG\0", u32 BE format version, u32 BE flags (0, or 1: signed)
+ *   header   "APODIMG\0", u32 BE format version, u32 BE flags (1: signed, 2: manifest delta, 4: chunk indexes)
  *   manifest u32 BE length, 32-byte SHA-256 (the image id), msgpack bytes
+ *   [delta]  instead: u32 BE delta length, 32-byte SHA-256 (the image id), 32-byte id of the
+ *            parent image whose manifest the delta applies to, the delta (src/image/manifest-delta.ts)
  *   [signed] 32-byte Ed25519 public key, 64-byte signature of the image id (src/trust/)
  *   chunks   "C", 32-byte SHA-256, u32 BE length, bytes     (each distinct stored chunk once)
+ *            [chunk indexes] instead: "c", u32 BE index of the chunk among the manifest's
+ *            distinct chunks (uniqueChunkRefs), bytes of the length the manifest says
  *   trailer  "T", u64 BE chunk count, u64 BE chunk bytes, 32-byte final hash
  *
- * The final hash is SHA-256 over the header, the manifest hash, every frame's
- * hash and length, and the two counts (and the signature block, when there is
- * one): with each chunk checked against its own hash it covers every byte,
- * without hashing the data twice.
+ * The final hash is SHA-256 over the header, the manifest hash (and the
+ * parent's id), every frame's hash and length, and the two counts (and the
+ * signature block, when there is one): with each chunk checked against its
+ * own hash it covers every byte, without hashing the data twice.
+ *
+ * Between peers the manifest travels as a delta against an image the
+ * receiver has (the same pod's previous one) and chunks by index: the next
+ * image of a pod then costs little more than its changed pages.
  *
  * Import reads a stream, validates the manifest before taking any chunk,
  * verifies every chunk, stages new ones in a writer (pinned against gc) and
@@ -22,17 +30,20 @@ import { failpoint } from "../debug/failpoints.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { MAX_CHUNK_BYTES } from "../store/chunk-store.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "../store/errors.ts";
-import { HASH_BYTES, hashEquals, sha256, toHex } from "../image/hash.ts";
+import { fromHex, HASH_BYTES, hashEquals, sha256, toHex } from "../image/hash.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 import { decodeSignatureBlock, encodeSignatureBlock, type ImageSignature, SIGNATURE_BLOCK_BYTES } from "../trust/image-signature.ts";
 import { Yielder } from "../yielder.ts";
 import { type ChunkRef, InvalidManifestError, LIMITS, MANIFEST_SHAPE, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "../image/manifest.ts";
 import { msgpackShape } from "../image/msgpack-bounds.ts";
+import { applyManifestDelta, encodeManifestDelta } from "../image/manifest-delta.ts";
+import { ReceivedPages } from "./received-pages.ts";
 
 export const EXPORT_MAGIC = "APODIMG\0";
 export const EXPORT_VERSION = 1;
 const HEADER_BYTES = 16;
 const FRAME_CHUNK = 0x43; // "C"
+const FRAME_CHUNK_INDEX = 0x63; // "c"
 const FRAME_TRAILER = 0x54; // "T"
 const BATCH_BYTES = 1 << 20;
 /** An import commits the chunks it verified every this many bytes (unreferenced until the image is committed; gc takes them if it never is). */
@@ -41,10 +52,20 @@ const IMPORT_COMMIT_BYTES = 64 << 20;
 const MANIFEST_PREFIX_BYTES = 1 << 20;
 /** Header flag: a signature block follows the manifest. */
 const FLAG_SIGNED = 1;
+/** Header flag: the manifest is a delta against a parent image's. */
+const FLAG_MANIFEST_DELTA = 2;
+/** Header flag: chunk frames name their chunk by index ("c"), not by hash ("C"). */
+const FLAG_CHUNK_INDEXES = 4;
+const KNOWN_FLAGS = FLAG_SIGNED | FLAG_MANIFEST_DELTA | FLAG_CHUNK_INDEXES;
 
 /** The export file is truncated, corrupt or hostile; the store was not changed. */
 export class InvalidExportError extends InvalidArgumentError {
   override name = "InvalidExportError";
+}
+
+/** The export's manifest is a delta against an image this host does not have; the store was not changed. */
+export class MissingParentError extends InvalidExportError {
+  override name = "MissingParentError";
 }
 
 export interface ExportResult {
@@ -63,6 +84,10 @@ export interface ExportOptions {
   only?: Uint8Array;
   /** The image's signature, sent after the manifest (flag FLAG_SIGNED); null or absent: unsigned. */
   signature?: ImageSignature | null;
+  /** Send the manifest as a delta against this image's (which the receiver has): for a peer. */
+  manifestParent?: { id: string; manifestBytes: Uint8Array };
+  /** Name each chunk by its index among the manifest's distinct chunks instead of its hash: for a peer. */
+  chunkIndexes?: boolean;
 }
 
 /** The export as a stream of byte batches (for an HTTP response or a pipe). */
@@ -81,7 +106,9 @@ export async function* exportFrames(
     throw new InvalidArgumentError(`The chunk selection has ${only.byteLength} bytes; image ${id} has ${allRefs.length} chunks`);
   }
   // An export for a peer carries only the chunks it lacks; the others must be in its store.
-  const refs = only === undefined ? allRefs : allRefs.filter((_, i) => (only[i >> 3]! & (1 << (i & 7))) !== 0);
+  const picked: number[] = [];
+  for (let i = 0; i < allRefs.length; i++) if (only === undefined || (only[i >> 3]! & (1 << (i & 7))) !== 0) picked.push(i);
+  const refs = picked.map((i) => allRefs[i]!);
   // Pin what we are about to send, so a gc or an `image rm` meanwhile cannot pull it away. The image
   // is in the catalogue (just read, no await since): its chunks are all stored.
   const lease = store.writer(`export ${id}`);
@@ -100,23 +127,31 @@ export async function* exportFrames(
     const hv = new DataView(header.buffer);
     hv.setUint32(8, EXPORT_VERSION);
     const sig = options.signature ? encodeSignatureBlock(options.signature) : new Uint8Array(0);
-    hv.setUint32(12, sig.byteLength > 0 ? FLAG_SIGNED : 0);
+    const parent = options.manifestParent;
+    const isIndexed = options.chunkIndexes === true;
+    hv.setUint32(12, (sig.byteLength > 0 ? FLAG_SIGNED : 0) | (parent ? FLAG_MANIFEST_DELTA : 0) | (isIndexed ? FLAG_CHUNK_INDEXES : 0));
     final.update(header);
-    const mhead = new Uint8Array(4 + HASH_BYTES);
-    new DataView(mhead.buffer).setUint32(0, manifestBytes.byteLength);
+    const body = parent ? encodeManifestDelta(parent.manifestBytes, manifestBytes) : manifestBytes;
+    const mhead = new Uint8Array(4 + HASH_BYTES + (parent ? HASH_BYTES : 0));
+    new DataView(mhead.buffer).setUint32(0, body.byteLength);
     const mhash = sha256(manifestBytes);
     mhead.set(mhash, 4);
     final.update(mhash);
+    if (parent) {
+      const parentId = fromHex(parent.id);
+      mhead.set(parentId, 4 + HASH_BYTES);
+      final.update(parentId);
+    }
     final.update(sig);
-    let total = HEADER_BYTES + mhead.byteLength + manifestBytes.byteLength + sig.byteLength;
-    yield concat([header, mhead, manifestBytes, sig]);
+    let total = HEADER_BYTES + mhead.byteLength + body.byteLength + sig.byteLength;
+    yield concat([header, mhead, body, sig]);
 
     let batch: Uint8Array[] = [];
     let batchBytes = 0;
     let chunkBytes = 0;
     // Read in runs (one pread for neighbours in a pack), every chunk checked against its hash.
     const chunks = store.readMany(all, locations);
-    for (const r of refs) {
+    for (const [k, r] of refs.entries()) {
       let data: Uint8Array;
       try {
         data = chunks.next().value as Uint8Array;
@@ -130,8 +165,17 @@ export async function* exportFrames(
       fh.set(r.hash, 1);
       new DataView(fh.buffer).setUint32(1 + HASH_BYTES, data.byteLength);
       final.update(fh.subarray(1));
-      batch.push(fh, data);
-      batchBytes += fh.byteLength + data.byteLength;
+      if (isIndexed) {
+        // The receiver knows each chunk's hash and length from the manifest: 5 bytes of frame instead of 37.
+        const ih = new Uint8Array(5);
+        ih[0] = FRAME_CHUNK_INDEX;
+        new DataView(ih.buffer).setUint32(1, picked[k]!);
+        batch.push(ih, data);
+        batchBytes += ih.byteLength + data.byteLength;
+      } else {
+        batch.push(fh, data);
+        batchBytes += fh.byteLength + data.byteLength;
+      }
       chunkBytes += data.byteLength;
       if (batchBytes >= BATCH_BYTES) {
         total += batchBytes;
@@ -227,6 +271,14 @@ export interface ImportOptions {
    * rest. A file import keeps nothing of a failed attempt.
    */
   keepPartial?: boolean;
+  /** With keepPartial, commit every this many chunk bytes (default IMPORT_COMMIT_BYTES; tests use less). */
+  commitEveryBytes?: number;
+  /**
+   * The exact manifest bytes of image `id` when this host has it, else null:
+   * an export whose manifest is a delta (from a peer) is rebuilt against it.
+   * Without it, such an export is refused.
+   */
+  parentManifest?: (id: string) => Uint8Array | null;
 }
 
 /** Read one export file from `source` into the store and catalogue; returns the image id. */
@@ -241,27 +293,46 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
   const version = hv.getUint32(8);
   if (version !== EXPORT_VERSION) throw new UnsupportedFormatError("export", version, EXPORT_VERSION);
   const flags = hv.getUint32(12);
-  if ((flags & ~FLAG_SIGNED) !== 0) throw new InvalidExportError(`Cannot import: unknown export flags ${flags}`);
+  if ((flags & ~KNOWN_FLAGS) !== 0) throw new InvalidExportError(`Cannot import: unknown export flags ${flags}`);
+  const isDelta = (flags & FLAG_MANIFEST_DELTA) !== 0;
+  const isIndexed = (flags & FLAG_CHUNK_INDEXES) !== 0;
   final.update(header);
 
-  const mhead = await reader.exact(4 + HASH_BYTES, "the manifest header");
+  const mhead = (await reader.exact(4 + HASH_BYTES + (isDelta ? HASH_BYTES : 0), "the manifest header")).slice();
   const mlen = new DataView(mhead.buffer, mhead.byteOffset, 4).getUint32(0);
   if (mlen > LIMITS.manifestBytes) {
-    throw new InvalidExportError(`Cannot import: the manifest is ${mlen} bytes, over the limit of ${LIMITS.manifestBytes}`);
+    throw new InvalidExportError(`Cannot import: the manifest${isDelta ? " delta" : ""} is ${mlen} bytes, over the limit of ${LIMITS.manifestBytes}`);
   }
-  const mhash = mhead.slice(4);
-  // Its first bytes first: a manifest that declares a list over the limit is refused before the rest is read.
-  const manifestBytes = new Uint8Array(mlen);
-  const head = Math.min(mlen, MANIFEST_PREFIX_BYTES);
-  await reader.readInto(manifestBytes, 0, head, "the manifest");
-  const early = msgpackShape(manifestBytes.subarray(0, head), MANIFEST_SHAPE, { isPrefix: head < mlen });
-  if ("problem" in early) throw new InvalidManifestError(`Invalid manifest: ${early.problem}`);
-  await reader.readInto(manifestBytes, head, mlen - head, "the manifest");
-  if (!hashEquals(sha256(manifestBytes), mhash)) {
-    throw new InvalidExportError(`Cannot import: the manifest is corrupt (it does not match its hash ${toHex(mhash)})`);
+  const mhash = mhead.slice(4, 4 + HASH_BYTES);
+  let manifestBytes: Uint8Array;
+  if (isDelta) {
+    // Its parent first: a delta against an image this host lacks is refused before the delta is read.
+    const parentId = toHex(mhead.subarray(4 + HASH_BYTES));
+    const parent = opts.parentManifest?.(parentId) ?? null;
+    if (parent === null) {
+      throw new MissingParentError(`Cannot import image ${toHex(mhash)}: its manifest is a delta against image ${parentId}, which this host does not have`);
+    }
+    const delta = new Uint8Array(mlen);
+    await reader.readInto(delta, 0, mlen, "the manifest delta");
+    manifestBytes = applyManifestDelta(parent, delta);
+    if (!hashEquals(sha256(manifestBytes), mhash)) {
+      throw new InvalidExportError(`Cannot import: the manifest rebuilt from its delta against image ${parentId} does not match its hash ${toHex(mhash)}`);
+    }
+  } else {
+    // Its first bytes first: a manifest that declares a list over the limit is refused before the rest is read.
+    manifestBytes = new Uint8Array(mlen);
+    const head = Math.min(mlen, MANIFEST_PREFIX_BYTES);
+    await reader.readInto(manifestBytes, 0, head, "the manifest");
+    const early = msgpackShape(manifestBytes.subarray(0, head), MANIFEST_SHAPE, { isPrefix: head < mlen });
+    if ("problem" in early) throw new InvalidManifestError(`Invalid manifest: ${early.problem}`);
+    await reader.readInto(manifestBytes, head, mlen - head, "the manifest");
+    if (!hashEquals(sha256(manifestBytes), mhash)) {
+      throw new InvalidExportError(`Cannot import: the manifest is corrupt (it does not match its hash ${toHex(mhash)})`);
+    }
   }
   const id = toHex(mhash);
   final.update(mhash);
+  if (isDelta) final.update(mhead.subarray(4 + HASH_BYTES));
   let signature: ImageSignature | null = null;
   if (flags & FLAG_SIGNED) {
     const block = (await reader.exact(SIGNATURE_BLOCK_BYTES, "the signature")).slice();
@@ -271,14 +342,17 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
   // Who made it, before anything is decoded or stored: an untrusted file stops here.
   const recordAdmission = opts.admit ? await opts.admit(id, signature) : () => {};
   const manifest = decodeManifest(manifestBytes); // hostile paths, sizes and versions stop here
+  const refs = uniqueChunkRefs(manifest);
   const expected = new Map<string, ChunkRef>();
-  for (const r of uniqueChunkRefs(manifest)) expected.set(toHex(r.hash), r);
+  for (const r of refs) expected.set(toHex(r.hash), r);
 
   const store = catalogue.store;
   const writer = store.writer(`import ${id}`);
   // A large import must not hold the agent's one thread: `ps` and other pods' work go on meanwhile.
   const yielder = new Yielder();
   try {
+    // Page images mostly new here are written in place, so a restore links them as it does a local image's.
+    const pages = new ReceivedPages(manifest, writer);
     await failpoint("import.manifest-read");
     const received = new Set<string>();
     let chunkBytes = 0;
@@ -288,9 +362,26 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       const tagBytes = reader.exact(1, "a frame");
       const tag = (tagBytes instanceof Uint8Array ? tagBytes : await tagBytes)[0];
       if (tag === FRAME_TRAILER) break;
-      if (tag !== FRAME_CHUNK) throw new InvalidExportError(`Cannot import image ${id}: unknown frame type ${tag} at byte ${reader.offset - 1}`);
-      const fhBytes = reader.exact(HASH_BYTES + 4, `chunk ${received.size + 1} of ${expected.size}`);
-      const fh = fhBytes instanceof Uint8Array ? fhBytes : await fhBytes;
+      const isIndexFrame = isIndexed && tag === FRAME_CHUNK_INDEX;
+      if (tag !== (isIndexed ? FRAME_CHUNK_INDEX : FRAME_CHUNK)) {
+        throw new InvalidExportError(`Cannot import image ${id}: unknown frame type ${tag} at byte ${reader.offset - 1}`);
+      }
+      let fh: Uint8Array;
+      if (isIndexFrame) {
+        // The chunk by its index among the manifest's: its hash and length are the manifest's.
+        const ibBytes = reader.exact(4, `chunk ${received.size + 1} of ${expected.size}`);
+        const ib = ibBytes instanceof Uint8Array ? ibBytes : await ibBytes;
+        const index = new DataView(ib.buffer, ib.byteOffset, 4).getUint32(0);
+        const r = refs[index];
+        if (r === undefined)
+          throw new InvalidExportError(`Cannot import image ${id}: chunk index ${index} is out of range (the manifest has ${refs.length} chunks)`);
+        fh = new Uint8Array(HASH_BYTES + 4);
+        fh.set(r.hash);
+        new DataView(fh.buffer).setUint32(HASH_BYTES, r.length);
+      } else {
+        const fhBytes = reader.exact(HASH_BYTES + 4, `chunk ${received.size + 1} of ${expected.size}`);
+        fh = fhBytes instanceof Uint8Array ? fhBytes : await fhBytes;
+      }
       const hash = fh.slice(0, HASH_BYTES);
       const hex = toHex(hash);
       const len = new DataView(fh.buffer, fh.byteOffset + HASH_BYTES, 4).getUint32(0);
@@ -304,7 +395,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       const dataBytes = reader.exact(len, `chunk ${received.size + 1} of ${expected.size} (${hex})`);
       const data = dataBytes instanceof Uint8Array ? dataBytes : await dataBytes;
       try {
-        writer.putBatch([{ hash, bytes: data }]);
+        if (!pages.put(hash, data)) writer.putBatch([{ hash, bytes: data }]);
       } catch (e) {
         if (e instanceof ChunkMismatchError) {
           throw new InvalidExportError(`Cannot import image ${id}: chunk ${hex} of file "${ref.tree}/${ref.path}" is corrupt in the export`);
@@ -314,7 +405,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       received.add(hex);
       chunkBytes += len;
       // What arrived stays once committed: a transfer cut later resumes with only what is still missing.
-      if (opts.keepPartial && chunkBytes - committedBytes >= IMPORT_COMMIT_BYTES) {
+      if (opts.keepPartial && chunkBytes - committedBytes >= (opts.commitEveryBytes ?? IMPORT_COMMIT_BYTES)) {
         writer.commit();
         committedBytes = chunkBytes;
       }
@@ -340,6 +431,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       const r = expected.get(lacking[0]!)!;
       throw new InvalidExportError(`Cannot import image ${id}: chunk ${lacking[0]} of file "${r.tree}/${r.path}" is neither in the export nor in the store`);
     }
+    pages.seal();
     await failpoint("import.chunks-stored");
     const wasPresent = catalogue.has(id);
     const newChunks = writer.newChunks;

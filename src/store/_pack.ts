@@ -61,6 +61,10 @@ export interface OpenPack {
   digest?: Uint8Array;
   /** For a raw pack: the size of its chunks (they sit at multiples of it). */
   chunkSize?: number;
+  /** The digest is in the index. */
+  isDigestCommitted?: boolean;
+  /** A raw pack being filled in place (PackAppender.createRaw) has bytes written since its last fsync. */
+  isDirty?: boolean;
 }
 
 const BUFFER_BYTES = 4 << 20;
@@ -75,6 +79,8 @@ export class PackAppender {
   readonly packs: OpenPack[] = [];
   /** Files adopted whole as raw packs. */
   readonly adopted: OpenPack[] = [];
+  /** Raw packs made empty and filled in place (files received chunk by chunk). */
+  readonly filled: OpenPack[] = [];
   #buf = new Uint8Array(BUFFER_BYTES);
   #used = 0;
   readonly #dir: string;
@@ -126,9 +132,22 @@ export class PackAppender {
     this.#used = 0;
   }
 
-  /** Every pack of this appender: appended and adopted. */
+  /** Every pack of this appender: appended, adopted and filled. */
   get all(): OpenPack[] {
-    return this.adopted.length === 0 ? this.packs : [...this.packs, ...this.adopted];
+    return this.adopted.length === 0 && this.filled.length === 0 ? this.packs : [...this.packs, ...this.adopted, ...this.filled];
+  }
+
+  /**
+   * A new raw pack of `size` bytes, all holes (zeros) until written: a file
+   * that arrives chunk by chunk is written into it at its chunks' offsets.
+   */
+  createRaw(newRawPack: () => number, size: number, chunkSize: number): OpenPack {
+    const id = newRawPack();
+    const fd = fs.openSync(rawPackPath(this.#dir, id), "wx+", 0o600);
+    fs.ftruncateSync(fd, size);
+    const pack: OpenPack = { id, fd, flushed: size, committed: 0, isLinked: false, isRaw: true, chunkSize, isDirty: true };
+    this.filled.push(pack);
+    return pack;
   }
 
   /**
@@ -158,7 +177,8 @@ export class PackAppender {
     if (!durable) return;
     let isDirDirty = false;
     for (const p of this.all) {
-      if (p.flushed > p.committed) fs.fdatasyncSync(p.fd);
+      if (p.flushed > p.committed || p.isDirty) fs.fdatasyncSync(p.fd);
+      p.isDirty = false;
       if (!p.isLinked) isDirDirty = p.isLinked = true;
     }
     if (isDirDirty) {

@@ -10,10 +10,29 @@ import fs from "node:fs";
 import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isZeroHash, sha256, toHex } from "../image/hash.ts";
 import { HashTable } from "../image/hash-table.ts";
 import { MAX_CHUNK_BYTES, isZeroAt, sortedByHash } from "./_entries.ts";
-import { PackAppender, type RecordLocation, packPath, readAt } from "./_pack.ts";
+import { type OpenPack, PackAppender, type RecordLocation, packPath, readAt, writeAll } from "./_pack.ts";
 import type { FileHashes } from "./chunk-workers.ts";
 import { ChunkMismatchError } from "./errors.ts";
 import { type PendingIndex, type RawSegment, addSegment, segmentBytes } from "./pending-index.ts";
+
+/**
+ * A file arriving chunk by chunk (a page image from a peer), written in place
+ * into a raw pack laid out as the file: see ChunkWriter.receiveFile.
+ */
+export interface ReceivedFile {
+  readonly pack: OpenPack;
+  /** The file's chunk list (the manifest's: all zeros marks a chunk of zeros). */
+  readonly chunks: Uint8Array;
+  readonly size: number;
+  readonly chunkSize: number;
+  /** 1 where the chunk's bytes are written. */
+  readonly filled: Uint8Array;
+  /** A run of neighbouring chunks not written yet: its first index and bytes. */
+  run: { first: number; parts: Uint8Array[]; bytes: number } | null;
+}
+
+/** A received file's buffered run is written out at this many bytes. */
+const RECEIVE_RUN_BYTES = 1 << 20;
 
 /** A chunk given with the hash it claims to have. */
 export interface ClaimedChunk {
@@ -62,6 +81,8 @@ export class ChunkWriter {
   readonly #committed: HashTable[] = [];
   /** Chunks pinned by pin(): kept by gc, not known to be stored. */
   readonly #leased = new Set<string>();
+  /** Files being received in place (receiveFile). */
+  readonly #received: ReceivedFile[] = [];
   #isClosed = false;
   /** Bytes of new chunks written (not deduplicated); chunks of adopted files count when commit() finds them new. */
   newBytes = 0;
@@ -191,6 +212,98 @@ export class ChunkWriter {
   }
 
   /**
+   * Receive a file whose chunks arrive one by one, in any order (a CRIU page
+   * image from a peer), straight into a raw pack laid out as the file: each
+   * chunk written at its offset, zero chunks left as holes. A restore then
+   * links the file whole instead of copying every page, as it does for a page
+   * image this host checkpointed (adopted). Chunks given to putInFile are
+   * indexed at their place in the pack when this writer commits, so a cut
+   * transfer keeps them; sealFile completes the file, after which it is found
+   * whole (ChunkStore.rawPackFor).
+   */
+  receiveFile(chunks: Uint8Array, size: number, chunkSize: number): ReceivedFile {
+    this.#assertOpen();
+    const n = chunks.byteLength / HASH_BYTES;
+    if (chunkSize > MAX_CHUNK_BYTES || n !== Math.ceil(size / chunkSize)) {
+      throw new RangeError(`A received file of ${size} bytes in chunks of ${chunkSize} cannot have ${n} chunks`);
+    }
+    const pack = this.#appender.createRaw(() => this.#host.newRawPackId(), size, chunkSize);
+    const f: ReceivedFile = { pack, chunks, size, chunkSize, filled: new Uint8Array(n), run: null };
+    this.#received.push(f);
+    return f;
+  }
+
+  /**
+   * A chunk of a received file that arrived with a claimed hash: verified,
+   * written at each of `positions` (the chunk indexes in the file that hold
+   * it), and indexed at the first unless the store has it already.
+   */
+  putInFile(f: ReceivedFile, claimed: ClaimedChunk, positions: readonly number[]): void {
+    this.#assertOpen();
+    const hash = hashBytes(claimed.hash);
+    const bytes = claimed.bytes;
+    if (!hashEquals(sha256(bytes), hash)) throw new ChunkMismatchError([toHex(hash)]);
+    for (const i of positions) {
+      const len = Math.min(f.chunkSize, f.size - i * f.chunkSize);
+      if (!hashEquals(f.chunks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), hash) || len !== bytes.byteLength) {
+        throw new RangeError(`Chunk ${toHex(hash)} is not chunk ${i} of the received file`);
+      }
+    }
+    for (const i of positions) this.#writeInFile(f, i, bytes);
+    if (this.#pending.has(hash) || this.#isPinned(hash)) return;
+    if (this.#host.has(hash)) {
+      this.#pinned.add(hash);
+      return;
+    }
+    this.#pending.add(hash, 0, f.pack.id, positions[0]! * f.chunkSize, bytes.byteLength);
+    this.newBytes += bytes.byteLength;
+    this.newChunks++;
+  }
+
+  /**
+   * Write every chunk of the file not received (it was stored already), read
+   * and verified from the store or this writer; the file is then whole and its
+   * pack is found by its chunk list from the next commit on.
+   */
+  sealFile(f: ReceivedFile): void {
+    this.#assertOpen();
+    this.#flushRun(f);
+    const n = f.filled.length;
+    for (let i = 0; i < n; i++) {
+      if (f.filled[i] === 1 || isZeroAt(f.chunks, i * HASH_BYTES)) continue;
+      const bytes = this.get(f.chunks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES));
+      this.#writeInFile(f, i, bytes);
+    }
+    this.#flushRun(f);
+    f.pack.digest = sha256(f.chunks);
+  }
+
+  #writeInFile(f: ReceivedFile, i: number, bytes: Uint8Array): void {
+    if (f.filled[i] === 1) return;
+    f.filled[i] = 1;
+    const run = f.run;
+    if (run !== null && run.first + run.parts.length === i && run.bytes < RECEIVE_RUN_BYTES) {
+      run.parts.push(bytes);
+      run.bytes += bytes.byteLength;
+      return;
+    }
+    this.#flushRun(f);
+    f.run = { first: i, parts: [bytes], bytes: bytes.byteLength };
+  }
+
+  #flushRun(f: ReceivedFile): void {
+    const run = f.run;
+    if (run === null) return;
+    f.run = null;
+    writeAll(f.pack.fd, run.parts.length === 1 ? run.parts[0]! : Buffer.concat(run.parts), run.first * f.chunkSize);
+    f.pack.isDirty = true;
+  }
+
+  #flushReceived(): void {
+    for (const f of this.#received) this.#flushRun(f);
+  }
+
+  /**
    * Pin chunks the caller knows are stored now (say, because an image that
    * references them is in the catalogue at this very moment, with no await
    * since it checked). gc keeps them, and missing() trusts them without a query.
@@ -278,6 +391,7 @@ export class ChunkWriter {
     if (i < 0) return this.#host.get(h);
     const loc = this.#pending.locationAt(i);
     if (this.#appender.isBuffered(loc)) this.#appender.flush();
+    this.#flushReceived();
     return this.#host.readRecord(h, loc, this.#appender.fdOf(loc.pack)!);
   }
 
@@ -295,6 +409,7 @@ export class ChunkWriter {
    */
   commit(alsoInTransaction?: () => void): void {
     this.#assertOpen();
+    this.#flushReceived();
     this.#appender.sync(this.#host.isDurable);
     const db = this.#host.db;
     const ins = db.query<unknown, [Uint8Array, number, number, number]>("INSERT OR IGNORE INTO chunks(hash, pack, offset, length) VALUES (?, ?, ?, ?)");
@@ -337,11 +452,14 @@ export class ChunkWriter {
       }
       for (const p of this.#appender.all) {
         if (p.flushed > p.committed) size.run(p.flushed, p.id);
-        if (p.isRaw && p.committed === 0 && p.digest) digest.run(p.digest, p.id);
+        if (p.isRaw && p.digest && !p.isDigestCommitted) digest.run(p.digest, p.id);
       }
       alsoInTransaction?.();
     })();
-    for (const p of this.#appender.all) p.committed = p.flushed;
+    for (const p of this.#appender.all) {
+      p.committed = p.flushed;
+      if (p.digest) p.isDigestCommitted = true;
+    }
     this.#segments = [];
     if (deferTo !== null) this.#host.pending.add(deferTo, this.#pending, segments);
     if (cols.size > 0) {

@@ -149,6 +149,16 @@ export class ImageCatalogue {
     return row?.id ?? null;
   }
 
+  /** Other images of the same pod as image `id`, newest first (at most `limit`). */
+  relativesOf(id: string, limit: number): string[] {
+    return this.store.db
+      .query<{ id: string }, [string, number]>(
+        "SELECT id FROM images WHERE pod = (SELECT pod FROM images WHERE id = ?1) AND id != ?1 ORDER BY created_at DESC, seq DESC LIMIT ?2",
+      )
+      .all(id, limit)
+      .map((r) => r.id);
+  }
+
   has(id: string): boolean {
     return isHexHash(id) && this.store.db.query("SELECT 1 FROM images WHERE id = ?").get(id) !== null;
   }

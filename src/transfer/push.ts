@@ -11,9 +11,10 @@ import { HASH_BYTES } from "../image/hash.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 import type { ImageTrust } from "../trust/image-trust.ts";
 import { bitIsSet, bitmapOf, countBits } from "./bitmap.ts";
+import { manifestParentFor, type PeerImageHolder } from "./manifest-parent.ts";
 
 /** What a transfer needs of a peer (src/api/peer/client.ts's PeerClient). */
-export interface PeerImageClient {
+export interface PeerImageClient extends PeerImageHolder {
   readonly name: string;
   /** Which of these hashes (concatenated) the peer lacks: a bitmap, bit set = lacking. */
   missing(hashes: Uint8Array): Promise<Uint8Array>;
@@ -43,22 +44,26 @@ export interface TransferReport {
   wasPresent: boolean;
 }
 
-/** The image's unique chunk hashes, concatenated in manifest order. */
-export function chunkListOf(manifestBytes: Uint8Array): { hashes: Uint8Array; lengths: number[] } {
-  const refs = uniqueChunkRefs(decodeManifest(manifestBytes));
+/** The image's unique chunk hashes, concatenated in manifest order (and the image's parent). */
+export function chunkListOf(manifestBytes: Uint8Array): { hashes: Uint8Array; lengths: number[]; parent: string | null } {
+  const manifest = decodeManifest(manifestBytes);
+  const refs = uniqueChunkRefs(manifest);
   const hashes = new Uint8Array(refs.length * HASH_BYTES);
   refs.forEach((r, i) => {
     hashes.set(r.hash, i * HASH_BYTES);
   });
-  return { hashes, lengths: refs.map((r) => r.length) };
+  return { hashes, lengths: refs.map((r) => r.length), parent: manifest.parent };
 }
 
 export async function pushImage(catalogue: ImageCatalogue, trust: ImageTrust, peer: PeerImageClient, id: string): Promise<TransferReport> {
   const t0 = performance.now();
-  const { hashes, lengths } = chunkListOf(catalogue.manifestBytes(id));
+  const { hashes, lengths, parent } = chunkListOf(catalogue.manifestBytes(id));
   const lacking = await peer.missing(hashes);
+  // The manifest as a delta against an image of the pod the peer holds; chunks named by index.
+  const manifestParent = (await manifestParentFor(catalogue, peer, id, parent)) ?? undefined;
   const result: Partial<ExportResult> = {};
-  const imp = await peer.importImage(exportStream(catalogue, id, { only: lacking, signature: trust.signatureOf(id) }, result));
+  const options = { only: lacking, signature: trust.signatureOf(id), manifestParent, chunkIndexes: true };
+  const imp = await peer.importImage(exportStream(catalogue, id, options, result));
   return report(id, peer.name, "push", lengths, lacking, result.totalBytes ?? 0, imp, t0);
 }
 

@@ -9,7 +9,7 @@ import { errorFromWire, PreconditionError, UnavailableError } from "../../errors
 import type { ImportResult } from "../../checkpoint/export.ts";
 import { LIMITS } from "../../image/manifest.ts";
 import { HASH_BYTES, sha256, toHex } from "../../image/hash.ts";
-import { MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema, type PeerPods, PeerPodsSchema } from "./schemas.ts";
+import { HeldImagesAnswerSchema, MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema, type PeerPods, PeerPodsSchema } from "./schemas.ts";
 
 export const PEER_CLIENT_TIMEOUT_MS = 10_000;
 
@@ -58,6 +58,15 @@ export class PeerClient {
     if (bitmap.byteLength !== Math.ceil(hashes.byteLength / HASH_BYTES / 8))
       throw new UnavailableError(`Peer "${this.name}" answered a bitmap of the wrong size`);
     return bitmap;
+  }
+
+  /** Which of these images (at most MAX_HELD_QUESTION) the peer holds. */
+  async heldImages(ids: string[]): Promise<string[]> {
+    const res = await this.#fetch("POST", "/v1/images/held", JSON.stringify({ ids }), { contentType: "application/json" });
+    const parsed = HeldImagesAnswerSchema.safeParse(await res.json());
+    if (!parsed.success) throw new UnavailableError(`Peer "${this.name}" answered a held-images list that does not match the schema`);
+    const asked = new Set(ids);
+    return parsed.data.held.filter((id) => asked.has(id));
   }
 
   /** Send an export stream; the peer imports it (verifying every chunk) and says what it made of it. */

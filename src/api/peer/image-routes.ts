@@ -13,6 +13,8 @@ import { HASH_BYTES } from "../../image/hash.ts";
 import type { ImageCatalogue } from "../../store/image-catalogue.ts";
 import type { ImageTrust } from "../../trust/image-trust.ts";
 import { bitmapOf, hashViews, MAX_HASHES_PER_QUERY } from "../../transfer/bitmap.ts";
+import { readJsonBody } from "../local/bounded-body.ts";
+import { HeldImagesQuestionSchema } from "./schemas.ts";
 
 export interface PeerImageDeps {
   catalogue: ImageCatalogue;
@@ -48,9 +50,20 @@ export function addPeerImageRoutes(app: Hono, { catalogue, trust, received }: Pe
   app.post("/v1/images/import", async (c) => {
     const body = c.req.raw.body;
     if (!body) throw new InvalidArgumentError("The import has no body: send an exported image");
-    const r = await importImage(catalogue, body, { admit: (id, sig) => trust.admitImport(id, sig, { trust: true }), keepPartial: true });
+    const r = await importImage(catalogue, body, {
+      admit: (id, sig) => trust.admitImport(id, sig, { trust: true }),
+      keepPartial: true,
+      // A manifest sent as a delta against an image this host holds (the pusher asked /v1/images/held).
+      parentManifest: (id) => (catalogue.has(id) ? catalogue.manifestBytes(id) : null),
+    });
     received?.(r.id);
     return c.json({ import: r }, 201);
+  });
+
+  /** Which of these images this host holds: the pusher's candidate parents for a manifest delta. */
+  app.post("/v1/images/held", async (c) => {
+    const { ids } = await readJsonBody(c.req.raw, HeldImagesQuestionSchema, 16 << 10);
+    return c.json({ held: ids.filter((id) => catalogue.has(id)) });
   });
 
   app.get("/v1/images/:id/manifest", (c) => {
@@ -70,7 +83,7 @@ export function addPeerImageRoutes(app: Hono, { catalogue, trust, received }: Pe
       if (!catalogue.has(id)) throw new NotFoundError(`No image ${id}`);
       const only = new Uint8Array(await c.req.arrayBuffer());
       // exportFrames checks the selection's size against the image before anything is read.
-      const stream = exportStream(catalogue, id, { only, signature: trust.signatureOf(id) });
+      const stream = exportStream(catalogue, id, { only, signature: trust.signatureOf(id), chunkIndexes: true });
       return new Response(stream, { headers: { "content-type": "application/x-autopod-image" } });
     },
   );

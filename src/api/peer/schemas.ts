@@ -41,5 +41,11 @@ export const PeerPodsSchema = z
 
 export type PeerPods = z.infer<typeof PeerPodsSchema>;
 
+/** "Which of these images do you hold?": candidate parents for a manifest delta (src/transfer/manifest-parent.ts). */
+export const MAX_HELD_QUESTION = 64;
+const ImageIdSchema = z.string().regex(/^[0-9a-f]{64}$/);
+export const HeldImagesQuestionSchema = z.object({ ids: z.array(ImageIdSchema).max(MAX_HELD_QUESTION) }).strict();
+export const HeldImagesAnswerSchema = z.object({ held: z.array(ImageIdSchema).max(MAX_HELD_QUESTION) }).strict();
+
 /** A revocation list in PEM; a few KiB per hundred hosts. */
 export const MAX_CRL_BYTES = 1 << 20;
