@@ -42,7 +42,13 @@ test("the peers' flags outlive the agent; an unreadable cache is only a warning"
   expect(new ClusterCpu(f, HOST, () => ["b"], true).baseline()).toEqual(["fpu"]);
   writeFileSync(f, "{not json");
   const warnings: string[] = [];
-  const cpu = new ClusterCpu(f, HOST, () => ["b"], true, (m) => warnings.push(m));
+  const cpu = new ClusterCpu(
+    f,
+    HOST,
+    () => ["b"],
+    true,
+    (m) => warnings.push(m),
+  );
   expect(warnings).toEqual(["ignored an unreadable cache of the peers' CPU flags"]);
   expect(cpu.unknownPeers()).toEqual(["b"]);
   cpu.record("b", ["fpu", "avx"]);

@@ -2,7 +2,13 @@ import { expect, test } from "bun:test";
 import { commonFlags, GLIBC_HWCAPS, planFor, withHiddenHwcaps } from "./cpu-baseline.ts";
 
 test("commonFlags is what every member has", () => {
-  expect(commonFlags([["fpu", "avx2", "avx512f", "sse4_2"], ["sse4_2", "avx2", "fpu"], ["avx2", "fpu", "sse4_2", "sha_ni"]])).toEqual(["avx2", "fpu", "sse4_2"]);
+  expect(
+    commonFlags([
+      ["fpu", "avx2", "avx512f", "sse4_2"],
+      ["sse4_2", "avx2", "fpu"],
+      ["avx2", "fpu", "sse4_2", "sha_ni"],
+    ]),
+  ).toEqual(["avx2", "fpu", "sse4_2"]);
   expect(commonFlags([["b", "a", "a"]])).toEqual(["a", "b"]);
   expect(commonFlags([])).toEqual([]);
 });

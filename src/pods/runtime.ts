@@ -16,7 +16,8 @@ import { formatIPv4, formatSubnet, gatewayOf, parseIPv4, parseSubnet, type Subne
 import { childPath } from "./child-path.ts";
 import type { ProtectedPaths } from "./host-dirs.ts";
 import { assertTransition, hasProcesses } from "./lifecycle.ts";
-import { formatBytes, podEnvironment, signalName, stateLabel, type PodRecord, type PodRuntimeInfo, type PodSpec, type PodView } from "./pod.ts";
+import { formatBytes, type PodCpu, podEnvironment, signalName, stateLabel, type PodRecord, type PodRuntimeInfo, type PodSpec, type PodView } from "./pod.ts";
+import { withHiddenHwcaps } from "../cluster/cpu-baseline.ts";
 import type { PodStore } from "./store.ts";
 import { checkPodName, checkRequest, chooseAddress, type CreatePodRequest } from "./validate.ts";
 
@@ -44,6 +45,11 @@ export interface PodRuntimeOptions {
   log: Logger;
   /** The agent's own files outside the state directory (its socket): no pod gets them. */
   agentFiles?: string[];
+  /**
+   * What a new pod may use of the CPU: the cluster's baseline, or with `useBaseline` false the host's
+   * own features; never waits on a peer. Absent: pods use the host's CPU and record nothing.
+   */
+  cpuPlan?: (useBaseline: boolean) => PodCpu;
 }
 
 /** Short, stable id of an agent, from its state directory. */
@@ -147,11 +153,12 @@ export class PodRuntime {
       ms[step] = Math.round((now - t) * 10) / 10;
       t = now;
     };
-    const base = checkRequest(req, host, {
+    const checked = checkRequest(req, host, {
       layer: this.#o.layer,
       hasMemoryCgroup: host.cgroupDir(this.#o.agentKey, req.name) !== null,
       protect: this.#protected(false),
     });
+    const base = this.#withCpu(checked, req.cpuBaseline !== false);
     const record = await this.#reserveInCluster(base, req.address);
     const rt = record.runtime;
     lap("validate_reserve");
@@ -182,16 +189,28 @@ export class PodRuntime {
     }
   }
 
+  /** A new pod held to the CPU features it may use: its GLIBC_TUNABLES turns off in glibc what it must not choose. */
+  #withCpu(spec: Omit<PodSpec, "address">, useBaseline: boolean): Omit<PodSpec, "address"> {
+    const plan = this.#o.cpuPlan?.(useBaseline);
+    if (!plan) return spec;
+    const tunables = withHiddenHwcaps(spec.env.GLIBC_TUNABLES, plan.hidden);
+    const env = tunables === undefined ? spec.env : { ...spec.env, GLIBC_TUNABLES: tunables };
+    if (plan.hidden.length) this.#o.log.info("pod starts with the cluster's CPU baseline", { pod: spec.name, hidden: plan.hidden.join(",") });
+    return { ...spec, env, cpu: plan };
+  }
+
   /**
    * Record a pod that arrives as a checkpoint (a migration): its name and
    * address are taken, nothing runs until prepareRestore and adoptRestored.
    */
   async registerCheckpointed(spec: PodSpec): Promise<PodView> {
-    const base = checkRequest(spec, this.#o.host, {
+    const checked = checkRequest(spec, this.#o.host, {
       layer: this.#o.layer,
       hasMemoryCgroup: this.#o.host.cgroupDir(this.#o.agentKey, spec.name) !== null,
       protect: this.#protected(true),
     });
+    // Its processes chose their code paths where they started: what they may use travels with them.
+    const base = spec.cpu ? { ...checked, cpu: spec.cpu } : checked;
     const elsewhere = await this.#addressesElsewhere(spec.address, spec.name, false);
     const record = await this.#reserve(base, spec.address, "checkpointed", elsewhere);
     try {
@@ -515,6 +534,7 @@ export class PodRuntime {
       signal: r.exit?.signal ?? null,
       reason: r.exit?.reason ?? null,
       cmd: r.spec.cmd,
+      cpuHidden: r.spec.cpu?.hidden ?? [],
     };
   }
 
