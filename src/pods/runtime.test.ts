@@ -288,6 +288,35 @@ describe("routed pod network", () => {
     expect(store.list().map((p) => p.spec.name)).toEqual(["web"]);
   });
 
+  test("two hosts restoring one address at once: the one whose recheck sees it arriving elsewhere backs off before announcing it", async () => {
+    let arriving = false;
+    const r = routedRuntime(async () => (arriving ? [{ host: "b", pods: [{ name: "web", address: "10.213.7.4/32", live: true }] }] : []));
+    const spec = {
+      name: "web",
+      rootfs: "/base",
+      cmd: ["sleep", "1"],
+      env: {},
+      hostname: "web",
+      address: "10.213.7.4/32",
+      volumes: [],
+      memoryBytes: null,
+      workdir: "/",
+    };
+    await r.registerCheckpointed(spec);
+    // b's restore registered after our first check, before our recheck.
+    arriving = true;
+    host.calls.length = 0;
+    const e = await r.prepareRestore("web").catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ConflictError);
+    expect((e as Error).message).toContain('Address 10.213.7.4 of pod "web" is being taken on host "b" by its pod "web" at the same time');
+    expect(host.calls.filter((c) => c.startsWith("createNetwork"))).toEqual([]);
+    expect(store.get("web")!.state).toBe("checkpointed");
+    // Once b has settled elsewhere (or given up), it goes ahead.
+    arriving = false;
+    await r.prepareRestore("web");
+    expect(host.calls).toContain("createNetwork autopod-k1-web");
+  });
+
   test("a peer that cannot be asked refuses the allocation", async () => {
     const r = routedRuntime(async () => {
       throw new Error('Peer "b" unreachable');

@@ -120,6 +120,26 @@ export class PodRuntime {
     }
   }
 
+  /**
+   * Routed network, a pod about to arrive here (restoring, which the peers see
+   * as live): ask the peers again before its address is announced. Two hosts
+   * restoring one address at once both passed the first check; each asks
+   * again only once its own pod is visible, so at least one sees the other and
+   * backs off (both may: then both can try again).
+   */
+  async #recheckAddress(spec: PodSpec): Promise<void> {
+    if (!this.#o.routed) return;
+    const ip = spec.address.split("/")[0];
+    for (const peer of await this.#o.routed.clusterPods()) {
+      const holder = peer.pods.find((p) => p.live && p.address.split("/")[0] === ip);
+      if (holder) {
+        throw new ConflictError(
+          `Address ${ip} of pod "${spec.name}" is being taken on host "${peer.host}" by its pod "${holder.name}" at the same time: restore it there or, once that has settled, here`,
+        );
+      }
+    }
+  }
+
   list(): PodView[] {
     return this.#o.store.list().map((r) => this.#view(r));
   }
@@ -646,6 +666,7 @@ export class PodRuntime {
     const restoring: PodRecord = { ...r, state: "restoring" };
     this.#o.store.update(restoring);
     try {
+      await this.#recheckAddress(r.spec);
       if (rt.cgroup) host.createCgroup(rt.cgroup, r.spec.memoryBytes);
       await host.deleteNetwork(rt);
       await host.createNetwork({
