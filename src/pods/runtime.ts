@@ -232,6 +232,7 @@ export class PodRuntime {
     // Its processes chose their code paths where they started: what they may use travels with them.
     const base = spec.cpu ? { ...checked, cpu: spec.cpu } : checked;
     const elsewhere = await this.#addressesElsewhere(spec.address, spec.name, false);
+    await failpoint("pods.address-checked");
     const record = await this.#reserve(base, spec.address, "checkpointed", elsewhere);
     try {
       await this.#o.host.prepareLayer(record.spec, record.runtime);
