@@ -7,6 +7,7 @@ import { PreconditionError } from "../errors.ts";
 import type { CheckpointHost } from "../platform/checkpoint-host.ts";
 import { compareVersions, criuMinimumFor, parseVersion } from "../platform/linux/criu.ts";
 import type { Manifest } from "../image/manifest.ts";
+import { RELEVANT_CPU_FLAGS } from "../cluster/cpu-baseline.ts";
 
 /** The CRIU binary, checked against this kernel. */
 export async function requireCriu(host: CheckpointHost, configured: string): Promise<{ path: string; version: string }> {
@@ -55,56 +56,3 @@ export function whyHostCannotRestore(m: Pick<Manifest, "criuVersion" | "cpuFlags
   if (missing.length) return `This host's CPU lacks features the image's processes may use: ${missing.join(", ")}; restore it on a host that has them`;
   return null;
 }
-
-/**
- * CPU features a restored process may have chosen code paths by (glibc's
- * hwcaps, and programs that ask cpuid themselves): instruction sets whose
- * instructions fault where they are missing. Features that only change speed
- * (erms, fsrm: `rep movsb` runs everywhere) are not among them.
- */
-const RELEVANT_CPU_FLAGS = new Set([
-  "pni",
-  "ssse3",
-  "sse4_1",
-  "sse4_2",
-  "sse4a",
-  "popcnt",
-  "abm",
-  "cx16",
-  "movbe",
-  "avx",
-  "avx2",
-  "fma",
-  "fma4",
-  "f16c",
-  "bmi1",
-  "bmi2",
-  "adx",
-  "aes",
-  "pclmulqdq",
-  "vaes",
-  "vpclmulqdq",
-  "gfni",
-  "sha_ni",
-  "xsave",
-  "xsavec",
-  "rdrand",
-  "rdseed",
-  "rtm",
-  "avx_vnni",
-  "avx512f",
-  "avx512bw",
-  "avx512cd",
-  "avx512dq",
-  "avx512vl",
-  "avx512er",
-  "avx512pf",
-  "avx512ifma",
-  "avx512vbmi",
-  "avx512_vbmi2",
-  "avx512_vnni",
-  "avx512_bitalg",
-  "avx512_vpopcntdq",
-  "avx512_bf16",
-  "avx512_fp16",
-]);

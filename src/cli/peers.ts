@@ -51,6 +51,8 @@ export function formatCpuBaseline(cpu: ClusterCpuView): string {
   for (const m of cpu.members) {
     if (m.seenAt === null) lines.push(`  ${m.name}: CPU never seen (unreachable since it was added): not in the baseline`);
     else if (m.lacks.length) lines.push(`  ${m.name} lacks ${m.lacks.join(", ")} (as of ${m.seenAt})`);
+    if (m.unhideable.length)
+      lines.push(`  ${m.name} lacks ${m.unhideable.join(", ")}, which glibc cannot hide: images of pods started here do not restore there`);
   }
   return lines.join("\n");
 }

@@ -13,7 +13,7 @@
 import { z } from "zod";
 import { errorMessage } from "../errors.ts";
 import { readIfExists, writeFileAtomic } from "./_files.ts";
-import { type CpuPlan, commonFlags, GLIBC_HWCAPS, planFor } from "./cpu-baseline.ts";
+import { type CpuPlan, commonFlags, GLIBC_HWCAPS, planFor, RELEVANT_CPU_FLAGS } from "./cpu-baseline.ts";
 
 const CacheFile = z
   .object({
@@ -36,8 +36,10 @@ export interface ClusterCpuView {
     name: string;
     /** When its flags were last learned; null when never. */
     seenAt: string | null;
-    /** Features glibc chooses by that this host has and that member lacks. */
+    /** Features glibc chooses by that this host has and that member lacks: pods started here leave them out. */
     lacks: string[];
+    /** Instruction sets this host has and that member lacks, which glibc cannot hide (programs find them with cpuid): images of pods started here need them, so do not restore there. */
+    unhideable: string[];
   }>;
 }
 
@@ -104,6 +106,7 @@ export class ClusterCpu {
           name,
           seenAt: p?.seenAt ?? null,
           lacks: p ? Object.keys(GLIBC_HWCAPS).filter((f) => host.has(f) && !theirs.has(f)) : [],
+          unhideable: p ? [...RELEVANT_CPU_FLAGS].filter((f) => host.has(f) && !theirs.has(f) && GLIBC_HWCAPS[f] === undefined) : [],
         };
       }),
     };

@@ -41,6 +41,59 @@ export const GLIBC_HWCAPS: Readonly<Record<string, string>> = {
   xsavec: "XSAVEC",
 };
 
+/**
+ * CPU features a restored process may have chosen code paths by (glibc's
+ * hwcaps, and programs that ask cpuid themselves): instruction sets whose
+ * instructions fault where they are missing. Features that only change speed
+ * (erms, fsrm: `rep movsb` runs everywhere) are not among them.
+ */
+export const RELEVANT_CPU_FLAGS: ReadonlySet<string> = new Set([
+  "pni",
+  "ssse3",
+  "sse4_1",
+  "sse4_2",
+  "sse4a",
+  "popcnt",
+  "abm",
+  "cx16",
+  "movbe",
+  "avx",
+  "avx2",
+  "fma",
+  "fma4",
+  "f16c",
+  "bmi1",
+  "bmi2",
+  "adx",
+  "aes",
+  "pclmulqdq",
+  "vaes",
+  "vpclmulqdq",
+  "gfni",
+  "sha_ni",
+  "xsave",
+  "xsavec",
+  "rdrand",
+  "rdseed",
+  "rtm",
+  "avx_vnni",
+  "avx512f",
+  "avx512bw",
+  "avx512cd",
+  "avx512dq",
+  "avx512vl",
+  "avx512er",
+  "avx512pf",
+  "avx512ifma",
+  "avx512vbmi",
+  "avx512_vbmi2",
+  "avx512_vnni",
+  "avx512_bitalg",
+  "avx512_vpopcntdq",
+  "avx512_bf16",
+  "avx512_fp16",
+]);
+
 /** The features every member has (each member's /proc/cpuinfo flags), sorted. */
 export function commonFlags(members: ReadonlyArray<readonly string[]>): string[] {
   if (members.length === 0) return [];
