@@ -288,6 +288,17 @@ describe("routed pod network", () => {
     expect(store.list().map((p) => p.spec.name)).toEqual(["web"]);
   });
 
+  test("two hosts given one address at once: the one that finds it taken on the recheck gives it up", async () => {
+    let calls = 0;
+    const r = routedRuntime(async () => (calls++ === 0 ? [] : [{ host: "b", pods: [{ name: "x", address: "10.213.7.4/32", live: true }] }]));
+    const e = await r.create(req("web", { address: "10.213.7.4/32" })).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ConflictError);
+    expect((e as Error).message).toBe('Address 10.213.7.4 for pod "web" was taken on host "b" by its pod "x" at the same time: choose another with --ip');
+    expect(calls).toBe(2);
+    expect(host.calls).toEqual([]);
+    expect(store.list()).toEqual([]);
+  });
+
   test("two hosts restoring one address at once: the one whose recheck sees it arriving elsewhere backs off before announcing it", async () => {
     let arriving = false;
     const r = routedRuntime(async () => (arriving ? [{ host: "b", pods: [{ name: "web", address: "10.213.7.4/32", live: true }] }] : []));

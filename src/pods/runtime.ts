@@ -279,7 +279,8 @@ export class PodRuntime {
    * other hosts' pods. Two hosts allocating at once could pick the same one:
    * after the reservation (visible to the peers from then on) the peers are
    * asked again, and a host that sees its new address taken elsewhere gives it
-   * up and picks another, so at most one of them keeps it.
+   * up and picks another, so at most one of them keeps it. An address asked
+   * for is rechecked the same way, and given up with an error.
    */
   async #reserveInCluster(base: Omit<PodSpec, "address">, asked: string | undefined): Promise<PodRecord> {
     const avoid = new Set<number>();
@@ -287,14 +288,39 @@ export class PodRuntime {
       const elsewhere = await this.#addressesElsewhere(asked, base.name, true);
       for (const a of avoid) elsewhere.add(a);
       const record = await this.#reserve(base, asked, "creating", elsewhere);
-      if (!this.#o.routed || asked !== undefined) return record;
+      if (!this.#o.routed) return record;
       const ip = record.spec.address.split("/")[0]!;
+      if (asked !== undefined) {
+        await this.#recheckAsked(record, ip);
+        return record;
+      }
       const clash = (await this.#o.routed.clusterPods().catch(() => [])).some((peer) => peer.pods.some((p) => p.address.split("/")[0] === ip));
       if (!clash) return record;
       this.#o.store.delete(base.name);
       if (attempt === 4) throw new UnavailableError(`Cannot reserve an address for pod "${base.name}": other hosts took each one tried (last ${ip})`);
       avoid.add(parseIPv4(ip)!);
       await Bun.sleep(Math.random() * 50);
+    }
+  }
+
+  /**
+   * An address asked for, reserved here (the peers see the pod, creating):
+   * ask them again, as a host reserving it at the same time passed the first
+   * check too. Either both back off, or one sees the other first.
+   */
+  async #recheckAsked(record: PodRecord, ip: string): Promise<void> {
+    const name = record.spec.name;
+    try {
+      for (const peer of await this.#o.routed!.clusterPods()) {
+        const holder = peer.pods.find((p) => p.address.split("/")[0] === ip);
+        if (holder)
+          throw new ConflictError(
+            `Address ${ip} for pod "${name}" was taken on host "${peer.host}" by its pod "${holder.name}" at the same time: choose another with --ip`,
+          );
+      }
+    } catch (e) {
+      this.#o.store.delete(name);
+      throw e;
     }
   }
 
