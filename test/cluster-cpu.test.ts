@@ -125,7 +125,9 @@ describe("CPU baseline across hosts that differ in CPU", () => {
         const out = await a.ok(["run", "later", "--rootfs", testRootfs(), "--", "sleep", "1000"]);
         expect(out).toContain(`(CPU baseline: without ${hidden.join(", ")})`);
         // Starting the pod did not wait on the dead peer (a peer request times out after 10 s).
-        expect(performance.now() - started).toBeLessThan(8000);
+        const ms = performance.now() - started;
+        console.log(`run with the only peer down: ${Math.round(ms)} ms`);
+        expect(ms).toBeLessThan(8000);
         const peers = await a.cli(["peers"]);
         expect(peers.stdout).toContain("unreachable");
         expect(peers.stdout).toContain(`b lacks ${[...lacking].sort().join(", ")}`);

@@ -201,8 +201,8 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   chmodSync(socket, 0o600);
   status.start(); // the first collection runs in the background
 
-  // The peers' CPUs (for the baseline) and revocations, now, then once a minute; nothing to do without peers.
-  if (cluster.identity && cluster.peers().length) void peers.statuses().catch(() => {});
+  // Revocations spread, and the peers' CPUs (for the baseline; kept in a file across restarts) are
+  // refreshed, by talking to peers: once a minute is enough, and costs nothing without peers.
   const peerSync = setInterval(() => {
     if (cluster.identity && cluster.peers().length) void peers.statuses().catch(() => {});
   }, PEER_SYNC_INTERVAL_MS);
