@@ -59,6 +59,24 @@ write_if_changed var/www/index.html 'hello from an autopod pod'
 write_if_changed etc/os-release 'NAME="autopod test root (busybox)"
 ID=autopod-test'
 
+# glibc's dynamic loader and C library, from the host's libc6: the CPU baseline
+# test asks the pod's glibc what it selected (ld.so --list-diagnostics), and
+# dynamically linked programs can run. At the paths of an x86-64 Debian.
+multiarch=$(gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+for lib in ld-linux-x86-64.so.2 libc.so.6; do
+  src_lib=/lib/$multiarch/$lib
+  [ -f "$src_lib" ] || continue
+  mkdir -p "lib/$multiarch"
+  if ! cmp -s "$src_lib" "lib/$multiarch/$lib"; then
+    install -m 0755 "$src_lib" "lib/$multiarch/$lib.new"
+    mv -f "lib/$multiarch/$lib.new" "lib/$multiarch/$lib"
+  fi
+done
+if [ -f "lib/$multiarch/ld-linux-x86-64.so.2" ] && [ ! -L lib64/ld-linux-x86-64.so.2 ]; then
+  mkdir -p lib64
+  ln -sfn "/lib/$multiarch/ld-linux-x86-64.so.2" lib64/ld-linux-x86-64.so.2
+fi
+
 # memhog: a static program holding N MiB of random memory, for checkpoint
 # tests and benchmarks (busybox has nothing that holds random memory).
 src="$here/../test/fixtures/memhog.c"

@@ -54,7 +54,7 @@ describe("a cluster of three hosts", () => {
 
       const names = ["a", "b", "c"];
       for (const [i, h] of lan.hosts.entries()) for (const [j] of lan.hosts.entries()) if (i !== j) await h.ok(["peer", "add", names[j]!, lan.urlOf(j)]);
-      const peers = JSON.parse(await a.ok(["peers", "--json"]));
+      const { peers } = JSON.parse(await a.ok(["peers", "--json"]));
       expect(peers.map((p: { name: string; reachable: boolean; info: { host: string } }) => [p.name, p.reachable, p.info.host])).toEqual([
         ["b", true, "b"],
         ["c", true, "c"],
@@ -64,7 +64,7 @@ describe("a cluster of three hosts", () => {
       expect(peers[0].rttMs).toBeGreaterThan(0);
       // A peer added under a name its certificate does not carry is refused.
       await a.ok(["peer", "add", "impostor", lan.urlOf(1)]);
-      const imp = JSON.parse(await a.ok(["peers", "--json"])).find((p: { name: string }) => p.name === "impostor");
+      const imp = JSON.parse(await a.ok(["peers", "--json"])).peers.find((p: { name: string }) => p.name === "impostor");
       expect(imp.reachable).toBe(false);
       expect(imp.error).toContain('for "b", not "impostor"');
       await a.ok(["peer", "rm", "impostor"]);
@@ -128,9 +128,9 @@ describe("a cluster of three hosts", () => {
       expect(JSON.parse(await b.ok(["cluster", "show", "--json"])).revoked).toHaveLength(1);
       // The removed host, back up, reaches no one; members still reach each other.
       await c.startAgent();
-      const fromC = JSON.parse(await c.ok(["peers", "--json"]));
+      const fromC = JSON.parse(await c.ok(["peers", "--json"])).peers;
       expect(fromC.every((p: { reachable: boolean }) => !p.reachable)).toBe(true);
-      const fromA = JSON.parse(await a.ok(["peers", "--json"]));
+      const fromA = JSON.parse(await a.ok(["peers", "--json"])).peers;
       expect(fromA.map((p: { name: string; reachable: boolean }) => [p.name, p.reachable])).toEqual([
         ["b", true],
         ["c", false],

@@ -19,6 +19,8 @@ import { LocalClient } from "../api/local/client.ts";
 import { addClusterRoutes } from "../api/local/cluster-routes.ts";
 import { createPeerApp } from "../api/peer/app.ts";
 import { Cluster } from "../cluster/cluster.ts";
+import { ClusterCpu } from "../cluster/cluster-cpu.ts";
+import { cpuFlags } from "../platform/linux/cpu.ts";
 import { PeerDirectory } from "../api/peer/peer-directory.ts";
 import { peerInfoProvider } from "./peer-info.ts";
 import { PeerListener } from "./peer-listener.ts";
@@ -73,6 +75,10 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   // Orphans of our children, and trees restored by `criu restore -d`, become ours to reap.
   setChildSubreaper();
 
+  // This host's CPU as the cluster sees it (less the test-only mask), and the peers' as last seen.
+  const mask = new Set(config.cpu.flags_mask);
+  const hostFlags = cpuFlags().filter((f) => !mask.has(f));
+  if (mask.size) log.warn("acting as if this CPU lacked some of its features (cpu.flags_mask): for tests only", { flags: [...mask].join(",") });
   const store = new PodStore(join(stateDir, "autopod.db"));
   const pods = new PodRuntime({
     stateDir,
@@ -85,6 +91,12 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     host: linuxPodHost,
     log: log.child({ part: "pods" }),
     agentFiles: [join(realpathSync(dirname(socket)), basename(socket))],
+    cpuPlan: (useBaseline) => {
+      const unknown = clusterCpu.unknownPeers();
+      if (useBaseline && config.cpu.baseline && unknown.length)
+        log.warn("peers whose CPU was never seen are not in the CPU baseline", { peers: unknown.join(",") });
+      return clusterCpu.planForPod(useBaseline);
+    },
   });
   await pods.setUpHost(config.network.nat);
 
@@ -108,7 +120,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     catalogue,
     criu: config.criu,
     log: log.child({ part: "checkpoint" }),
-    host: linuxCheckpointHost,
+    host: mask.size ? { ...linuxCheckpointHost, cpuFlags: () => [...hostFlags] } : linuxCheckpointHost,
     trust,
     isPageTailOn: config.checkpoint.page_tail,
   });
@@ -127,11 +139,18 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
 
   // The cluster: membership and peers; the peer API listens once this host has joined one.
   const cluster = await Cluster.open(config.peer.tls_dir || join(stateDir, "tls"));
-  const peers = new PeerDirectory(cluster, log.child({ part: "peers" }));
+  const clusterCpu = new ClusterCpu(
+    join(stateDir, "peer-cpus.json"),
+    hostFlags,
+    () => cluster.peers().map((p) => p.name),
+    config.cpu.baseline,
+    (m, f) => log.warn(m, f),
+  );
+  const peers = new PeerDirectory(cluster, log.child({ part: "peers" }), (name, info) => clusterCpu.record(name, info.cpuFlags));
   const peerApp = createPeerApp({
     cluster,
     images: { catalogue, trust },
-    info: peerInfoProvider({ cluster, pods, checkpointer, status, stateDir }),
+    info: peerInfoProvider({ cluster, pods, checkpointer, status, stateDir, cpuFlags: hostFlags }),
     pods: () => {
       const id = cluster.identity;
       if (!id) throw new PreconditionError("This host is not in a cluster");
@@ -152,6 +171,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
         addClusterRoutes(a, {
           cluster,
           peers,
+          cpu: clusterCpu,
           catalogue,
           trust,
           resolveImage: (ref) => checkpointer.resolveImage(ref),
@@ -181,7 +201,8 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   chmodSync(socket, 0o600);
   status.start(); // the first collection runs in the background
 
-  // Revocations spread by talking to peers: once a minute is enough, and costs nothing without peers.
+  // Revocations spread, and the peers' CPUs (for the baseline; kept in a file across restarts) are
+  // refreshed, by talking to peers: once a minute is enough, and costs nothing without peers.
   const peerSync = setInterval(() => {
     if (cluster.identity && cluster.peers().length) void peers.statuses().catch(() => {});
   }, PEER_SYNC_INTERVAL_MS);

@@ -3,7 +3,6 @@ import { readFileSync, statfsSync } from "node:fs";
 import { arch, release } from "node:os";
 import type { PeerInfo } from "../api/peer/schemas.ts";
 import type { Checkpointer } from "../checkpoint/checkpointer.ts";
-import { cpuFlags } from "../platform/linux/cpu.ts";
 import type { Cluster } from "../cluster/cluster.ts";
 import { PreconditionError } from "../errors.ts";
 import type { PodRuntime } from "../pods/runtime.ts";
@@ -16,8 +15,10 @@ export function peerInfoProvider(d: {
   checkpointer: Checkpointer;
   status: StatusService;
   stateDir: string;
+  /** This host's CPU flags (less any test-only mask). */
+  cpuFlags: readonly string[];
 }): () => Promise<PeerInfo> {
-  const flags = cpuFlags();
+  const flags = [...d.cpuFlags];
   return async () => {
     const id = d.cluster.identity;
     if (!id) throw new PreconditionError("This host is not in a cluster");

@@ -8,7 +8,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createLogger } from "../log.ts";
 import { FakeHost } from "../pods/fake-host.ts";
-import { PodRuntime } from "../pods/runtime.ts";
+import { PodRuntime, type PodRuntimeOptions } from "../pods/runtime.ts";
 import { PodStore } from "../pods/store.ts";
 import { ChunkStore } from "../store/chunk-store.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
@@ -38,7 +38,7 @@ export interface Fixture {
 
 const quiet = createLogger({ level: "error", write: () => {} });
 
-export function makeFixture(): Fixture {
+export function makeFixture(opts: { cpuPlan?: PodRuntimeOptions["cpuPlan"] } = {}): Fixture {
   const dir = mkdtempSync(join(tmpdir(), "autopod-checkpointer-"));
   const state = join(dir, "state");
   mkdirSync(state);
@@ -56,6 +56,7 @@ export function makeFixture(): Fixture {
       store: podStore,
       host: podHost,
       log: quiet,
+      ...(opts.cpuPlan ? { cpuPlan: opts.cpuPlan } : {}),
     });
     const store = ChunkStore.open(join(state, "store"), { isDurable: false });
     const catalogue = new ImageCatalogue(store);

@@ -319,7 +319,8 @@ export async function commitImage(ctx: CheckpointContext, run: CheckpointRun, wr
     autopodVersion: VERSION,
     criuVersion: run.criu.version,
     kernelRelease: host.kernelRelease(),
-    cpuFlags: host.cpuFlags(),
+    // What the pod's processes may use (its CPU baseline), or for a pod from before that was recorded, the host's.
+    cpuFlags: run.target.record.spec.cpu?.features ?? host.cpuFlags(),
     createdAt: new Date().toISOString(),
     parent: parts.parentId,
     pod: podSpecForManifest(run.target.record),

@@ -1,5 +1,8 @@
 import { expect, test } from "bun:test";
-import { whyHostCannotRestore } from "./host-compat.ts";
+import { PreconditionError } from "../errors.ts";
+import type { Manifest } from "../image/manifest.ts";
+import type { CheckpointHost } from "../platform/checkpoint-host.ts";
+import { checkHost, MissingCpuFeaturesError, whyHostCannotRestore } from "./host-compat.ts";
 
 test("a host with an older CRIU, or without a CPU feature the image's processes may use, is refused", () => {
   const m = { criuVersion: "4.2.1", cpuFlags: ["avx2", "avx512f", "fpu", "sse4_2"] };
@@ -11,3 +14,23 @@ test("a host with an older CRIU, or without a CPU feature the image's processes 
     "This host's CPU lacks features the image's processes may use: avx512f; restore it on a host that has them",
   );
 });
+
+test("missing CPU features refuse with a domain error naming them; speed-only flags do not", () => {
+  const host = fakeHost(["avx", "erms", "fpu", "sse4_2"]);
+  const m = { criuVersion: "4.2.1", cpuFlags: ["avx", "avx2", "fma", "erms", "fsrm", "fpu", "sse4_2"] } as unknown as Manifest;
+  let err: unknown;
+  try {
+    checkHost(host, m, "4.2.1");
+  } catch (e) {
+    err = e;
+  }
+  expect(err).toBeInstanceOf(MissingCpuFeaturesError);
+  expect(err).toBeInstanceOf(PreconditionError);
+  expect((err as MissingCpuFeaturesError).missing).toEqual(["avx2", "fma"]);
+  expect((err as Error).message).toBe("This host's CPU lacks features the image's processes may use: avx2, fma; restore it on a host that has them");
+  expect(() => checkHost(fakeHost(["avx", "avx2", "fma", "fpu", "sse4_2"]), m, "4.2.1")).not.toThrow();
+});
+
+function fakeHost(flags: string[]): CheckpointHost {
+  return { cpuFlags: () => flags } as unknown as CheckpointHost;
+}

@@ -7,6 +7,7 @@ import { PreconditionError } from "../errors.ts";
 import type { CheckpointHost } from "../platform/checkpoint-host.ts";
 import { compareVersions, criuMinimumFor, parseVersion } from "../platform/linux/criu.ts";
 import type { Manifest } from "../image/manifest.ts";
+import { RELEVANT_CPU_FLAGS } from "../cluster/cpu-baseline.ts";
 
 /** The CRIU binary, checked against this kernel. */
 export async function requireCriu(host: CheckpointHost, configured: string): Promise<{ path: string; version: string }> {
@@ -22,10 +23,26 @@ export async function requireCriu(host: CheckpointHost, configured: string): Pro
   return { path, version: version! };
 }
 
+/** This host's CPU lacks features an image's processes may use: restoring it could end them with SIGILL. */
+export class MissingCpuFeaturesError extends PreconditionError {
+  override name = "MissingCpuFeaturesError";
+  constructor(readonly missing: string[]) {
+    super(`This host's CPU lacks features the image's processes may use: ${missing.join(", ")}; restore it on a host that has them`);
+  }
+}
+
 /** Refuse, before touching anything, an image this host cannot run. */
 export function checkHost(host: CheckpointHost, m: Manifest, criuVersion: string): void {
+  const missing = missingCpuFeatures(m.cpuFlags, host.cpuFlags());
+  if (missing.length) throw new MissingCpuFeaturesError(missing);
   const why = whyHostCannotRestore(m, criuVersion, host.cpuFlags());
   if (why) throw new PreconditionError(why);
+}
+
+/** The features code may have been chosen by that an image's processes may use and this host lacks. */
+export function missingCpuFeatures(imageFlags: readonly string[], hostFlags: readonly string[]): string[] {
+  const host = new Set(hostFlags);
+  return imageFlags.filter((f) => !host.has(f) && RELEVANT_CPU_FLAGS.has(f));
 }
 
 /** Why this host cannot restore an image (CRIU too old for it, CPU features missing), or null. */
@@ -35,34 +52,7 @@ export function whyHostCannotRestore(m: Pick<Manifest, "criuVersion" | "cpuFlags
   if (have && made && compareVersions(have, made) < 0) {
     return `The image was made by CRIU ${m.criuVersion}; this host has CRIU ${criuVersion}, which may not read it: upgrade CRIU here`;
   }
-  const host = new Set(hostFlags);
-  const missing = m.cpuFlags.filter((f) => !host.has(f) && RELEVANT_CPU_FLAGS.has(f));
+  const missing = missingCpuFeatures(m.cpuFlags, hostFlags);
   if (missing.length) return `This host's CPU lacks features the image's processes may use: ${missing.join(", ")}; restore it on a host that has them`;
   return null;
 }
-
-/** CPU features a restored process may have chosen code paths by (glibc's hwcaps and friends). */
-const RELEVANT_CPU_FLAGS = new Set([
-  "sse4_1",
-  "sse4_2",
-  "avx",
-  "avx2",
-  "avx512f",
-  "avx512bw",
-  "avx512cd",
-  "avx512dq",
-  "avx512vl",
-  "bmi1",
-  "bmi2",
-  "fma",
-  "aes",
-  "sha_ni",
-  "adx",
-  "movbe",
-  "popcnt",
-  "xsave",
-  "rdrand",
-  "rdseed",
-  "erms",
-  "fsrm",
-]);

@@ -16,6 +16,8 @@ export interface ManifestPodSpec {
   rootfs?: string;
   rootKind?: "overlay" | "copy";
   workdir?: string;
+  /** glibc's names of the CPU features the pod started without (the manifest's cpuFlags are those it may use). */
+  cpuHidden?: string[];
 }
 
 export function podSpecForManifest(r: PodRecord): Manifest["pod"] {
@@ -32,6 +34,14 @@ export function podSpecForManifest(r: PodRecord): Manifest["pod"] {
     rootfs: s.rootfs,
     rootKind: r.runtime.rootKind,
     workdir: s.workdir,
+    ...(s.cpu ? { cpuHidden: s.cpu.hidden } : {}),
   };
   return spec as unknown as Manifest["pod"];
+}
+
+/** The CPU features a restored pod may use: those its image records, with the hidden names kept when well-formed. */
+export function podCpuOf(m: Pick<Manifest, "cpuFlags" | "pod">): { features: string[]; hidden: string[] } {
+  const h: unknown = (m.pod as ManifestPodSpec).cpuHidden;
+  const hidden = Array.isArray(h) && h.length <= 64 && h.every((x) => typeof x === "string" && /^[A-Z0-9_]{1,32}$/.test(x)) ? (h as string[]) : [];
+  return { features: [...m.cpuFlags], hidden };
 }

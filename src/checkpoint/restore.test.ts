@@ -5,6 +5,7 @@ import { ConflictError, PreconditionError } from "../errors.ts";
 import { randomBytes } from "../image/testing.ts";
 import { type Fixture, leftovers, makeFixture, runningPod } from "./_fixture.ts";
 import { writableLayerOf } from "./placement.ts";
+import { MissingCpuFeaturesError } from "./host-compat.ts";
 
 let f: Fixture;
 beforeEach(() => {
@@ -154,3 +155,26 @@ function flipByteOfPack(f: Fixture, size: number, at: number, restore?: number):
     closeSync(fd);
   }
 }
+
+describe("the CPU features an image needs", () => {
+  test("the image records what its pod may use; a host without one of them is refused before anything changes", async () => {
+    f.close();
+    // Started with a baseline that leaves out avx2, which this (fake) host has.
+    f = makeFixture({ cpuPlan: () => ({ hidden: ["AVX2"], features: ["fpu", "sse4_2"] }) });
+    const id = await checkpointed();
+    expect(f.catalogue.manifest(id).cpuFlags).toEqual(["fpu", "sse4_2"]);
+    f.host.flags = ["avx2", "fpu"];
+    const e = await f.cp.restore(id, { name: "copy", ip: "10.213.7.5/29" }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(MissingCpuFeaturesError);
+    expect((e as MissingCpuFeaturesError).missing).toEqual(["sse4_2"]);
+    expect((e as Error).message).toContain("lacks features the image's processes may use: sse4_2");
+    expect(f.host.calls).toEqual([]);
+    expect(leftovers(f)).toEqual([]);
+    expect(f.pods.list().map((p) => p.name)).toEqual(["web"]);
+    // A host that has them (it lacks avx2, which the pod does not use) restores it, and the pod keeps what it may use.
+    f.host.flags = ["fpu", "sse4_2"];
+    const r = await f.cp.restore(id, { name: "copy", ip: "10.213.7.5/29" });
+    expect(r.pod.cpuHidden).toEqual(["AVX2"]);
+    expect(f.pods.record("copy").spec.cpu).toEqual({ hidden: ["AVX2"], features: ["fpu", "sse4_2"] });
+  });
+});

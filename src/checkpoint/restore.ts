@@ -25,7 +25,7 @@ import { type CheckpointContext, claim } from "./_context.ts";
 import { checkHost, requireCriu } from "./host-compat.ts";
 import { checkCriuFiles, checkCriuImage, expectedPodOf } from "./criu-image/index.ts";
 import { CRIU_WORK, removeJournal, UNVERIFIED, writeJournal } from "./journal.ts";
-import type { ManifestPodSpec } from "./manifest-pod.ts";
+import { type ManifestPodSpec, podCpuOf } from "./manifest-pod.ts";
 import { logicalBytes, type Manifest } from "../image/manifest.ts";
 import { type PhaseClock, phaseClock, round } from "./phase-clock.ts";
 import { baseFor, checkSharedVolume, volumeHostFor, volumeInState, writableLayerOf } from "./placement.ts";
@@ -255,6 +255,7 @@ export async function prepareHost(ctx: CheckpointContext, run: RestoreRun, place
         volumes: placed.volumes,
         memoryBytes: spec.limits?.memoryBytes ?? null,
         workdir: spec.workdir ?? "/",
+        cpu: podCpuOf(run.manifest),
       })
       .catch((e: unknown) => {
         if (req.ip === undefined && e instanceof AddressError) {

@@ -1,4 +1,5 @@
 import type { PeerStatus } from "../api/peer/peer-directory.ts";
+import type { ClusterCpuView } from "../cluster/cluster-cpu.ts";
 import { formatBytes } from "../format.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { clientFor } from "./_client.ts";
@@ -37,14 +38,39 @@ export function formatPeerTable(peers: PeerStatus[]): string {
   return table.join("\n");
 }
 
+/** What new pods here start with, and why: the features some member lacks, and members whose CPU is unknown. */
+export function formatCpuBaseline(cpu: ClusterCpuView): string {
+  const lines: string[] = [];
+  const hidden = cpu.hidden.length ? `glibc.cpu.hwcaps=${cpu.hidden.map((h) => `-${h}`).join(",")}` : "all of this host's CPU features (every member has them)";
+  const known = cpu.members.filter((m) => m.seenAt !== null).length;
+  lines.push(
+    cpu.isBaselineOn
+      ? `CPU baseline (this host and ${known} peer${known === 1 ? "" : "s"}): new pods start with ${hidden}`
+      : `CPU baseline: off (cpu.baseline = false): new pods may use all of this host's CPU features${cpu.hidden.length ? `; the baseline would be ${hidden}` : ""}`,
+  );
+  for (const m of cpu.members) {
+    if (m.seenAt === null) lines.push(`  ${m.name}: CPU never seen (unreachable since it was added): not in the baseline`);
+    else if (m.lacks.length) lines.push(`  ${m.name} lacks ${m.lacks.join(", ")} (as of ${m.seenAt})`);
+    if (m.unhideable.length)
+      lines.push(`  ${m.name} lacks ${m.unhideable.join(", ")}, which glibc cannot hide: images of pods started here do not restore there`);
+  }
+  return lines.join("\n");
+}
+
 export const peersCommand: Command = {
   name: "peers",
-  summary: "list peers: reachability, round trip, version, CRIU, kernel, free memory and disk, pods, patch verdict",
+  summary: "list peers: reachability, round trip, version, CRIU, kernel, free memory and disk, pods, patch verdict; the CPU baseline",
   usage: "peers [--json]",
+  details: [
+    "The CPU baseline is what every member's CPU has: new pods start with glibc's code for it only",
+    "(GLIBC_TUNABLES=glibc.cpu.hwcaps=-...), so their images restore on any member. A peer that",
+    "cannot be reached counts with the CPU it last reported; one never reached is left out.",
+    "--json prints { peers: [...], cpu: { isBaselineOn, hostFlags, baseline, hidden, members } }.",
+  ].join("\n"),
   options: [json],
   async run(ctx) {
-    const peers = await (await clientFor(ctx)).peers();
-    ctx.out(flagBool(ctx.args, "json") ? JSON.stringify(peers, null, 2) : formatPeerTable(peers));
+    const { peers, cpu } = await (await clientFor(ctx)).peers();
+    ctx.out(flagBool(ctx.args, "json") ? JSON.stringify({ peers, cpu }, null, 2) : `${formatPeerTable(peers)}\n${formatCpuBaseline(cpu)}`);
     return 0;
   },
 };

@@ -1,7 +1,7 @@
 import { expect, test } from "bun:test";
 import { InvalidArgumentError } from "../errors.ts";
 import { formatUptime } from "./ps.ts";
-import { parseEnv, parseVolume } from "./run.ts";
+import { parseCpuBaseline, parseEnv, parseVolume } from "./run.ts";
 
 test("volumes: HOST:POD[:ro], host made absolute from the caller's directory", () => {
   expect(parseVolume("/srv/data:/data", "/home/me")).toEqual({ host: "/srv/data", pod: "/data", readonly: false });
@@ -22,4 +22,11 @@ test("uptime", () => {
   expect(formatUptime(185)).toBe("3m05s");
   expect(formatUptime(2 * 3600 + 7 * 60)).toBe("2h07m");
   expect(formatUptime(3 * 86400 + 4 * 3600)).toBe("3d04h");
+});
+
+test("--cpu-baseline: on or off", () => {
+  expect(parseCpuBaseline(undefined)).toBeUndefined();
+  expect(parseCpuBaseline("on")).toBe(true);
+  expect(parseCpuBaseline("off")).toBe(false);
+  expect(() => parseCpuBaseline("no")).toThrow('Invalid --cpu-baseline "no": expected on or off');
 });

@@ -28,6 +28,13 @@ export function parseEnv(entries: string[]): Record<string, string> {
   return env;
 }
 
+/** --cpu-baseline: on, off, or not given. */
+export function parseCpuBaseline(v: string | undefined): boolean | undefined {
+  if (v === undefined) return undefined;
+  if (v === "on" || v === "off") return v === "on";
+  throw new InvalidArgumentError(`Invalid --cpu-baseline "${v}": expected on or off`);
+}
+
 export const runCommand: Command = {
   name: "run",
   summary: "start a pod and return once its command runs",
@@ -36,6 +43,9 @@ export const runCommand: Command = {
     "The pod gets its own pid, mount, uts, ipc and net namespaces. CMD is its pid 1. Its root is",
     "DIR, read-only, under a writable layer of the pod's own; stdout and stderr go to its log",
     "(`autopod logs NAME`). Its address comes from --ip or the agent's pod subnet.",
+    "In a cluster it starts with the CPU features every member has (see `autopod peers`), so its",
+    "images restore on any member; --cpu-baseline=off lets it use all of this host's, and its images",
+    "then restore only on hosts that have them.",
   ].join("\n"),
   options: [
     { name: "rootfs", kind: "string", value: "DIR", help: "the pod's base root file system (never modified)" },
@@ -45,6 +55,7 @@ export const runCommand: Command = {
     { name: "env", short: "e", kind: "repeat", value: "KEY=VALUE", help: "set an environment variable" },
     { name: "memory", short: "m", kind: "string", value: "SIZE", help: "memory limit, e.g. 256m or 1g (at least 8m); the pod is killed above it" },
     { name: "workdir", short: "w", kind: "string", value: "DIR", help: "working directory in the pod (default /)" },
+    { name: "cpu-baseline", kind: "string", value: "on|off", help: "on (default): only the CPU features every cluster member has; off: all of this host's" },
   ],
   parse: { stopAfterPositionals: 1 },
   async run(ctx) {
@@ -58,6 +69,7 @@ export const runCommand: Command = {
     const memory = flagString(args, "memory");
     const memoryBytes = memory === undefined ? null : parseSize(memory);
     if (memoryBytes === null && memory !== undefined) throw new InvalidArgumentError(`Invalid --memory "${memory}": expected a size like 256m or 1g`);
+    const cpuBaseline = parseCpuBaseline(flagString(args, "cpu-baseline"));
     const cwd = process.cwd();
     const pod = await (await clientFor(ctx)).createPod({
       name,
@@ -69,8 +81,10 @@ export const runCommand: Command = {
       env: parseEnv(flagList(args, "env")),
       memoryBytes,
       workdir: flagString(args, "workdir"),
+      ...(cpuBaseline === undefined ? {} : { cpuBaseline }),
     });
-    ctx.out(`${pod.name} ${pod.state} pid ${pod.pid} address ${pod.address}`);
+    const hidden = pod.cpuHidden.length ? ` (CPU baseline: without ${pod.cpuHidden.join(", ")})` : "";
+    ctx.out(`${pod.name} ${pod.state} pid ${pod.pid} address ${pod.address}${hidden}`);
     return 0;
   },
 };

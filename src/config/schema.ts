@@ -59,6 +59,22 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    cpu: z
+      .object({
+        baseline: z
+          .boolean()
+          .default(true)
+          .describe(
+            "new pods start with only the CPU features every cluster member has (glibc.cpu.hwcaps), so they restore on any member; false lets them use all of this host's (set it on every host to turn the baseline off for the cluster; `run --cpu-baseline=off` does it for one pod)",
+          ),
+        flags_mask: z
+          .array(z.string().regex(/^[a-z0-9_]{1,64}$/, "a /proc/cpuinfo flag, like avx2"))
+          .max(1024)
+          .default([])
+          .describe("for tests only: /proc/cpuinfo flags this agent acts as if its CPU lacked (in its peer info, the baseline and restore checks)"),
+      })
+      .strict()
+      .prefault({}),
     peer: z
       .object({
         listen: hostPort.default("0.0.0.0:7443").describe("peer API address"),

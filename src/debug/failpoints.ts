@@ -34,6 +34,9 @@ export const FAILPOINTS = {
   "checkpoint.pod-killed": { doc: "the stopped tasks were killed; the pod is not marked checkpointed yet" },
   "checkpoint.ended": { doc: "the pod is marked checkpointed and its release scheduled; not answered yet, the journal still there" },
   "pods.release-checkpointed": { doc: "a checkpointed pod's processes are gone, after the answer; its network and cgroup are not released yet" },
+  "pods.address-checked": {
+    doc: "a pod arriving from an image passed the address check against the peers; not registered yet (the peers do not see it)",
+  },
   "restore.files-made": { doc: "the image's files, layer, base and volumes are made in a temporary directory; no journal yet" },
   "restore.prepared": { doc: "journaled; the pod's record, layer, locked network, cgroup and root are ready; CRIU not started" },
   "restore.criu-started": { doc: "criu restore was spawned and its pid journaled (kill only: CRIU runs on)", isSync: true },

@@ -30,6 +30,16 @@ export interface PodSpec {
   /** Memory limit in bytes, or null for none. */
   memoryBytes: number | null;
   workdir: string;
+  /** The CPU features its processes may use; absent for pods from before it was recorded (they may use their host's). */
+  cpu?: PodCpu;
+}
+
+/** What a pod's processes may use of the CPU (docs/cluster.md, "CPU baseline"). */
+export interface PodCpu {
+  /** /proc/cpuinfo flags: a host restoring the pod's images must have those glibc or a program may choose code by. */
+  features: string[];
+  /** glibc's names of the features it started without: its GLIBC_TUNABLES has glibc.cpu.hwcaps turn them off. */
+  hidden: string[];
 }
 
 /**
@@ -129,6 +139,8 @@ export interface PodView {
   signal: number | null;
   reason: string | null;
   cmd: string[];
+  /** CPU features the pod started without so that it runs on every cluster member (glibc's names); empty when none. */
+  cpuHidden: string[];
 }
 
 /** The state as ps prints it. A signal death reads as the shell's 128 + N. */

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
 import { createLogger } from "../log.ts";
 import { FakeHost } from "./fake-host.ts";
-import { externalMountsOf } from "./pod.ts";
+import { externalMountsOf, podEnvironment } from "./pod.ts";
 import { PodRuntime } from "./runtime.ts";
 import { PodStore } from "./store.ts";
 
@@ -288,6 +288,46 @@ describe("routed pod network", () => {
     expect(store.list().map((p) => p.spec.name)).toEqual(["web"]);
   });
 
+  test("two hosts given one address at once: the one that finds it taken on the recheck gives it up", async () => {
+    let calls = 0;
+    const r = routedRuntime(async () => (calls++ === 0 ? [] : [{ host: "b", pods: [{ name: "x", address: "10.213.7.4/32", live: true }] }]));
+    const e = await r.create(req("web", { address: "10.213.7.4/32" })).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ConflictError);
+    expect((e as Error).message).toBe('Address 10.213.7.4 for pod "web" was taken on host "b" by its pod "x" at the same time: choose another with --ip');
+    expect(calls).toBe(2);
+    expect(host.calls).toEqual([]);
+    expect(store.list()).toEqual([]);
+  });
+
+  test("two hosts restoring one address at once: the one whose recheck sees it arriving elsewhere backs off before announcing it", async () => {
+    let arriving = false;
+    const r = routedRuntime(async () => (arriving ? [{ host: "b", pods: [{ name: "web", address: "10.213.7.4/32", live: true }] }] : []));
+    const spec = {
+      name: "web",
+      rootfs: "/base",
+      cmd: ["sleep", "1"],
+      env: {},
+      hostname: "web",
+      address: "10.213.7.4/32",
+      volumes: [],
+      memoryBytes: null,
+      workdir: "/",
+    };
+    await r.registerCheckpointed(spec);
+    // b's restore registered after our first check, before our recheck.
+    arriving = true;
+    host.calls.length = 0;
+    const e = await r.prepareRestore("web").catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(ConflictError);
+    expect((e as Error).message).toContain('Address 10.213.7.4 of pod "web" is being taken on host "b" by its pod "web" at the same time');
+    expect(host.calls.filter((c) => c.startsWith("createNetwork"))).toEqual([]);
+    expect(store.get("web")!.state).toBe("checkpointed");
+    // Once b has settled elsewhere (or given up), it goes ahead.
+    arriving = false;
+    await r.prepareRestore("web");
+    expect(host.calls).toContain("createNetwork autopod-k1-web");
+  });
+
   test("a peer that cannot be asked refuses the allocation", async () => {
     const r = routedRuntime(async () => {
       throw new Error('Peer "b" unreachable');
@@ -304,5 +344,49 @@ describe("routed pod network", () => {
     r.poll();
     await r.settled("web");
     expect(host.calls).toContain("deleteNetwork autopod-k1-web");
+  });
+});
+
+describe("CPU baseline", () => {
+  const plan = (useBaseline: boolean) =>
+    useBaseline ? { hidden: ["AVX2", "FMA"], features: ["fpu", "sse4_2"] } : { hidden: [], features: ["avx2", "fma", "fpu", "sse4_2"] };
+  const withPlan = () =>
+    new PodRuntime({ stateDir: "/state", agentKey: "k1", bridge: "br0", subnet: "10.213.7.0/29", layer: "overlay", store, host, log: quiet, cpuPlan: plan });
+
+  test("a new pod starts with the baseline: glibc told to leave the features some member lacks, merged with the user's tunables", async () => {
+    const p = withPlan();
+    const v = await p.create(req("web", { env: { GLIBC_TUNABLES: "glibc.malloc.check=3:glibc.cpu.hwcaps=-ERMS" } }));
+    expect(v.cpuHidden).toEqual(["AVX2", "FMA"]);
+    const r = store.get("web")!;
+    expect(r.spec.env.GLIBC_TUNABLES).toBe("glibc.malloc.check=3:glibc.cpu.hwcaps=-ERMS,-AVX2,-FMA");
+    expect(r.spec.cpu).toEqual({ hidden: ["AVX2", "FMA"], features: ["fpu", "sse4_2"] });
+    // The pod's command and every `exec` get the environment of its spec.
+    expect(podEnvironment(r.spec).GLIBC_TUNABLES).toBe("glibc.malloc.check=3:glibc.cpu.hwcaps=-ERMS,-AVX2,-FMA");
+  });
+
+  test("opted out, a pod may use the host's features and its environment is the user's", async () => {
+    const p = withPlan();
+    await p.create(req("fast", { cpuBaseline: false, env: { A: "1" } }));
+    const r = store.get("fast")!;
+    expect(r.spec.env).toEqual({ A: "1" });
+    expect(r.spec.cpu).toEqual({ hidden: [], features: ["avx2", "fma", "fpu", "sse4_2"] });
+  });
+
+  test("a pod restored here keeps what it may use from where it started", async () => {
+    const p = withPlan();
+    const cpu = { hidden: ["AVX512F"], features: ["avx2", "fpu"] };
+    await p.registerCheckpointed({
+      name: "moved",
+      rootfs: "/base",
+      cmd: ["sleep", "1"],
+      env: {},
+      hostname: "moved",
+      address: "10.213.7.3/29",
+      volumes: [],
+      memoryBytes: null,
+      workdir: "/",
+      cpu,
+    });
+    expect(store.get("moved")!.spec.cpu).toEqual(cpu);
   });
 });

@@ -16,7 +16,8 @@ import { formatIPv4, formatSubnet, gatewayOf, parseIPv4, parseSubnet, type Subne
 import { childPath } from "./child-path.ts";
 import type { ProtectedPaths } from "./host-dirs.ts";
 import { assertTransition, hasProcesses } from "./lifecycle.ts";
-import { formatBytes, podEnvironment, signalName, stateLabel, type PodRecord, type PodRuntimeInfo, type PodSpec, type PodView } from "./pod.ts";
+import { formatBytes, type PodCpu, podEnvironment, signalName, stateLabel, type PodRecord, type PodRuntimeInfo, type PodSpec, type PodView } from "./pod.ts";
+import { withHiddenHwcaps } from "../cluster/cpu-baseline.ts";
 import type { PodStore } from "./store.ts";
 import { checkPodName, checkRequest, chooseAddress, type CreatePodRequest } from "./validate.ts";
 
@@ -44,6 +45,11 @@ export interface PodRuntimeOptions {
   log: Logger;
   /** The agent's own files outside the state directory (its socket): no pod gets them. */
   agentFiles?: string[];
+  /**
+   * What a new pod may use of the CPU: the cluster's baseline, or with `useBaseline` false the host's
+   * own features; never waits on a peer. Absent: pods use the host's CPU and record nothing.
+   */
+  cpuPlan?: (useBaseline: boolean) => PodCpu;
 }
 
 /** Short, stable id of an agent, from its state directory. */
@@ -114,6 +120,26 @@ export class PodRuntime {
     }
   }
 
+  /**
+   * Routed network, a pod about to arrive here (restoring, which the peers see
+   * as live): ask the peers again before its address is announced. Two hosts
+   * restoring one address at once both passed the first check; each asks
+   * again only once its own pod is visible, so at least one sees the other and
+   * backs off (both may: then both can try again).
+   */
+  async #recheckAddress(spec: PodSpec): Promise<void> {
+    if (!this.#o.routed) return;
+    const ip = spec.address.split("/")[0];
+    for (const peer of await this.#o.routed.clusterPods()) {
+      const holder = peer.pods.find((p) => p.live && p.address.split("/")[0] === ip);
+      if (holder) {
+        throw new ConflictError(
+          `Address ${ip} of pod "${spec.name}" is being taken on host "${peer.host}" by its pod "${holder.name}" at the same time: restore it there or, once that has settled, here`,
+        );
+      }
+    }
+  }
+
   list(): PodView[] {
     return this.#o.store.list().map((r) => this.#view(r));
   }
@@ -147,11 +173,12 @@ export class PodRuntime {
       ms[step] = Math.round((now - t) * 10) / 10;
       t = now;
     };
-    const base = checkRequest(req, host, {
+    const checked = checkRequest(req, host, {
       layer: this.#o.layer,
       hasMemoryCgroup: host.cgroupDir(this.#o.agentKey, req.name) !== null,
       protect: this.#protected(false),
     });
+    const base = this.#withCpu(checked, req.cpuBaseline !== false);
     const record = await this.#reserveInCluster(base, req.address);
     const rt = record.runtime;
     lap("validate_reserve");
@@ -182,17 +209,30 @@ export class PodRuntime {
     }
   }
 
+  /** A new pod held to the CPU features it may use: its GLIBC_TUNABLES turns off in glibc what it must not choose. */
+  #withCpu(spec: Omit<PodSpec, "address">, useBaseline: boolean): Omit<PodSpec, "address"> {
+    const plan = this.#o.cpuPlan?.(useBaseline);
+    if (!plan) return spec;
+    const tunables = withHiddenHwcaps(spec.env.GLIBC_TUNABLES, plan.hidden);
+    const env = tunables === undefined ? spec.env : { ...spec.env, GLIBC_TUNABLES: tunables };
+    if (plan.hidden.length) this.#o.log.info("pod starts with the cluster's CPU baseline", { pod: spec.name, hidden: plan.hidden.join(",") });
+    return { ...spec, env, cpu: plan };
+  }
+
   /**
    * Record a pod that arrives as a checkpoint (a migration): its name and
    * address are taken, nothing runs until prepareRestore and adoptRestored.
    */
   async registerCheckpointed(spec: PodSpec): Promise<PodView> {
-    const base = checkRequest(spec, this.#o.host, {
+    const checked = checkRequest(spec, this.#o.host, {
       layer: this.#o.layer,
       hasMemoryCgroup: this.#o.host.cgroupDir(this.#o.agentKey, spec.name) !== null,
       protect: this.#protected(true),
     });
+    // Its processes chose their code paths where they started: what they may use travels with them.
+    const base = spec.cpu ? { ...checked, cpu: spec.cpu } : checked;
     const elsewhere = await this.#addressesElsewhere(spec.address, spec.name, false);
+    await failpoint("pods.address-checked");
     const record = await this.#reserve(base, spec.address, "checkpointed", elsewhere);
     try {
       await this.#o.host.prepareLayer(record.spec, record.runtime);
@@ -239,7 +279,8 @@ export class PodRuntime {
    * other hosts' pods. Two hosts allocating at once could pick the same one:
    * after the reservation (visible to the peers from then on) the peers are
    * asked again, and a host that sees its new address taken elsewhere gives it
-   * up and picks another, so at most one of them keeps it.
+   * up and picks another, so at most one of them keeps it. An address asked
+   * for is rechecked the same way, and given up with an error.
    */
   async #reserveInCluster(base: Omit<PodSpec, "address">, asked: string | undefined): Promise<PodRecord> {
     const avoid = new Set<number>();
@@ -247,14 +288,39 @@ export class PodRuntime {
       const elsewhere = await this.#addressesElsewhere(asked, base.name, true);
       for (const a of avoid) elsewhere.add(a);
       const record = await this.#reserve(base, asked, "creating", elsewhere);
-      if (!this.#o.routed || asked !== undefined) return record;
+      if (!this.#o.routed) return record;
       const ip = record.spec.address.split("/")[0]!;
+      if (asked !== undefined) {
+        await this.#recheckAsked(record, ip);
+        return record;
+      }
       const clash = (await this.#o.routed.clusterPods().catch(() => [])).some((peer) => peer.pods.some((p) => p.address.split("/")[0] === ip));
       if (!clash) return record;
       this.#o.store.delete(base.name);
       if (attempt === 4) throw new UnavailableError(`Cannot reserve an address for pod "${base.name}": other hosts took each one tried (last ${ip})`);
       avoid.add(parseIPv4(ip)!);
       await Bun.sleep(Math.random() * 50);
+    }
+  }
+
+  /**
+   * An address asked for, reserved here (the peers see the pod, creating):
+   * ask them again, as a host reserving it at the same time passed the first
+   * check too. Either both back off, or one sees the other first.
+   */
+  async #recheckAsked(record: PodRecord, ip: string): Promise<void> {
+    const name = record.spec.name;
+    try {
+      for (const peer of await this.#o.routed!.clusterPods()) {
+        const holder = peer.pods.find((p) => p.address.split("/")[0] === ip);
+        if (holder)
+          throw new ConflictError(
+            `Address ${ip} for pod "${name}" was taken on host "${peer.host}" by its pod "${holder.name}" at the same time: choose another with --ip`,
+          );
+      }
+    } catch (e) {
+      this.#o.store.delete(name);
+      throw e;
     }
   }
 
@@ -515,6 +581,7 @@ export class PodRuntime {
       signal: r.exit?.signal ?? null,
       reason: r.exit?.reason ?? null,
       cmd: r.spec.cmd,
+      cpuHidden: r.spec.cpu?.hidden ?? [],
     };
   }
 
@@ -626,6 +693,7 @@ export class PodRuntime {
     const restoring: PodRecord = { ...r, state: "restoring" };
     this.#o.store.update(restoring);
     try {
+      await this.#recheckAddress(r.spec);
       if (rt.cgroup) host.createCgroup(rt.cgroup, r.spec.memoryBytes);
       await host.deleteNetwork(rt);
       await host.createNetwork({

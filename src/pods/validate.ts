@@ -23,6 +23,8 @@ export interface CreatePodRequest {
   env?: Record<string, string>;
   memoryBytes?: number | null;
   workdir?: string;
+  /** false: the pod may use every feature of this host's CPU, not only the cluster's baseline (its images then restore only on hosts with them). */
+  cpuBaseline?: boolean;
 }
 
 /**

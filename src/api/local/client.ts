@@ -16,6 +16,7 @@ import type { ImageOrigin } from "../../trust/image-trust.ts";
 import type { ImageListing } from "./image-routes.ts";
 import type { StatusSnapshot } from "../../status/service.ts";
 import type { CreatePodRequest } from "../../pods/validate.ts";
+import type { ClusterCpuView } from "../../cluster/cluster-cpu.ts";
 import type { AgentInfo } from "./app.ts";
 import { decodeFrames, exitCodeOf, FRAME } from "./exec-frames.ts";
 
@@ -166,8 +167,9 @@ export class LocalClient {
     return (await this.#json<{ pull: TransferReport }>("POST", "/v1/images/pull", { image, peer })).pull;
   }
 
-  async peers(): Promise<PeerStatus[]> {
-    return (await this.#json<{ peers: PeerStatus[] }>("GET", "/v1/peers")).peers;
+  /** Every peer, asked now, and the cluster's CPU baseline as this host sees it. */
+  peers(): Promise<{ peers: PeerStatus[]; cpu: ClusterCpuView }> {
+    return this.#json("GET", "/v1/peers");
   }
 
   addPeer(name: string, url: string): Promise<PeerStatus> {

@@ -3,6 +3,7 @@ import type { Hono } from "hono";
 import { z } from "zod";
 import { MAX_BUNDLE_BYTES } from "../../cluster/bundle.ts";
 import type { Cluster } from "../../cluster/cluster.ts";
+import type { ClusterCpu } from "../../cluster/cluster-cpu.ts";
 import type { PeerDirectory } from "../peer/peer-directory.ts";
 import type { ImageCatalogue } from "../../store/image-catalogue.ts";
 import type { ImageTrust } from "../../trust/image-trust.ts";
@@ -27,6 +28,8 @@ function json<T extends z.ZodType>(req: Request, schema: T): Promise<z.infer<T>>
 export interface ClusterRouteDeps {
   cluster: Cluster;
   peers: PeerDirectory;
+  /** The peers' CPUs and the baseline new pods start with. */
+  cpu: ClusterCpu;
   catalogue: ImageCatalogue;
   trust: ImageTrust;
   /** An image id or unique prefix to the full id. */
@@ -35,7 +38,7 @@ export interface ClusterRouteDeps {
   listening(): string | null;
 }
 
-export function addClusterRoutes(app: Hono, { cluster, peers, listening, catalogue, trust, resolveImage }: ClusterRouteDeps): void {
+export function addClusterRoutes(app: Hono, { cluster, peers, cpu, listening, catalogue, trust, resolveImage }: ClusterRouteDeps): void {
   app.post("/v1/images/:id/push", async (c) => {
     const b = await json(c.req.raw, PushBody);
     const id = resolveImage(c.req.param("id"));
@@ -69,7 +72,11 @@ export function addClusterRoutes(app: Hono, { cluster, peers, listening, catalog
     return c.json({ ...(await cluster.join(b.bundle)), listening: listening() }, 201);
   });
 
-  app.get("/v1/peers", async (c) => c.json({ peers: await peers.statuses() }));
+  // Asked first: the baseline then holds what the peers just said.
+  app.get("/v1/peers", async (c) => {
+    const statuses = await peers.statuses();
+    return c.json({ peers: statuses, cpu: cpu.view() });
+  });
 
   app.post("/v1/peers", async (c) => {
     const b = await json(c.req.raw, AddPeerBody);

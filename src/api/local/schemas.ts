@@ -20,6 +20,8 @@ export const CreatePodBody = z
     env: z.record(z.string(), z.string()).default({}),
     memoryBytes: z.number().int().positive().nullable().optional(),
     workdir: z.string().min(1).optional(),
+    /** false: the pod may use all of this host's CPU features, not only the cluster's baseline. */
+    cpuBaseline: z.boolean().optional(),
   })
   .strict();
 export type CreatePodBody = z.infer<typeof CreatePodBody>;

@@ -21,6 +21,8 @@ export class PeerDirectory {
   constructor(
     readonly cluster: Cluster,
     readonly log: Logger,
+    /** Called with each info a peer answers (the CPU baseline keeps its flags). */
+    readonly onInfo: (peer: string, info: PeerInfo) => void = () => {},
   ) {}
 
   client(name: string): PeerClient {
@@ -40,6 +42,7 @@ export class PeerDirectory {
     try {
       const info = await client.info();
       const rttMs = Math.round((performance.now() - t0) * 10) / 10;
+      this.onInfo(p.name, info);
       await this.#syncRevocations(client, info);
       return { ...p, reachable: true, rttMs, info, error: null };
     } catch (e) {
