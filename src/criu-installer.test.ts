@@ -2,7 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { CRIU_PATCHES, carriedCriuInstaller } from "./criu-installer.ts";
+import { CRIU_PATCHES, carriedCriuInstaller, criuPatchSetGitId } from "./criu-installer.ts";
 
 const PATCH_DIR = resolve(import.meta.dir, "../scripts/criu-patches");
 
@@ -31,6 +31,8 @@ describe("carriedCriuInstaller", () => {
       expect(a).toContain("built without autopod's CRIU patches (GitID other");
       expect(id(a)).toBeDefined();
       expect(id(a)).toBe(id(b));
+      // doctor computes the same id to tell a patched CRIU from another.
+      expect(id(a)).toBe(criuPatchSetGitId());
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

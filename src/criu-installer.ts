@@ -18,3 +18,10 @@ export function carriedCriuInstaller(): string {
   for (const p of CRIU_PATCHES) parts.push(`#### criu-patch ${p.name}\n`, p.text.endsWith("\n") ? p.text : `${p.text}\n`);
   return parts.join("");
 }
+
+/** The GitID a CRIU built by install-criu.sh with these patches prints: "autopod-" and 12 hex digits of their SHA-256. */
+export function criuPatchSetGitId(): string {
+  const h = new Bun.CryptoHasher("sha256");
+  for (const p of [...CRIU_PATCHES].sort((a, b) => (a.name < b.name ? -1 : 1))) h.update(p.text);
+  return `autopod-${h.digest("hex").slice(0, 12)}`;
+}

@@ -6,6 +6,7 @@
  */
 import { afterAll, beforeAll, describe, expect } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
+import { parseCapEff } from "../src/doctor/capabilities.ts";
 import { isRoot, rootTest } from "./_support.ts";
 import { TestHost } from "./_pods.ts";
 
@@ -83,6 +84,29 @@ describe("processes of other users", () => {
       const xs = await lines("nobody", "/tmp/counter");
       expectContiguous(xs);
       expect(xs.length).toBeGreaterThan(30);
+    },
+    T,
+  );
+});
+
+describe("doctor", () => {
+  rootTest(
+    "says whether CAP_SYS_RESOURCE is missing, and whether the CRIU it finds works around it",
+    async () => {
+      const lacks = (parseCapEff(readFileSync("/proc/self/status", "utf8"))! & (1n << 24n)) === 0n;
+      const r = await host.cli(["doctor", "--json"]);
+      const report = JSON.parse(r.stdout) as { checks: Array<{ id: string; status: string; detail: string }> };
+      const cap = report.checks.find((c) => c.id === "cap_sys_resource");
+      const patches = report.checks.find((c) => c.id === "criu_patches")!;
+      const isPatched = patches.status === "ok";
+      if (!lacks) {
+        expect(cap).toBeUndefined();
+        return;
+      }
+      expect(cap).toBeDefined();
+      expect(cap!.detail).toContain("Can't get rlimit 0");
+      expect(cap!.status).toBe(isPatched ? "warn" : "fail");
+      expect(cap!.detail).toContain(isPatched ? "works around the dump" : "lacks autopod's CRIU patches");
     },
     T,
   );
