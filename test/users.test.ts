@@ -5,20 +5,27 @@
  * Needs root and that CRIU (scripts/install-criu.sh; AUTOPOD_CRIU points the agents at another build).
  */
 import { afterAll, beforeAll, describe, expect } from "bun:test";
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { parseCapEff } from "../src/doctor/capabilities.ts";
 import { isRoot, rootTest } from "./_support.ts";
-import { TestHost } from "./_pods.ts";
+import { TestHost, testRootfs } from "./_pods.ts";
 
 const T = 120_000;
 let host: TestHost;
+let other: TestHost;
+const scratch = mkdtempSync(join(tmpdir(), "autopod-users-"));
 
 beforeAll(async () => {
   if (!isRoot) return;
   host = await TestHost.start("u");
+  other = await TestHost.start("v");
 }, 60_000);
 afterAll(async () => {
   await host?.dispose();
+  await other?.dispose();
+  rmSync(scratch, { recursive: true, force: true });
 }, 60_000);
 
 /** Every process of a pod (host pids), its first process first. */
@@ -46,8 +53,8 @@ function processOf(pid: number, uid: number): number {
   return found;
 }
 
-async function lines(pod: string, file: string): Promise<number[]> {
-  const r = await host.cli(["exec", pod, "--", "cat", file]);
+async function lines(pod: string, file: string, h = host): Promise<number[]> {
+  const r = await h.cli(["exec", pod, "--", "cat", file]);
   expect(r.exitCode).toBe(0);
   return r.stdout.split("\n").filter(Boolean).map(Number);
 }
@@ -84,6 +91,73 @@ describe("processes of other users", () => {
       const xs = await lines("nobody", "/tmp/counter");
       expectContiguous(xs);
       expect(xs.length).toBeGreaterThan(30);
+    },
+    T,
+  );
+});
+
+describe("run --user", () => {
+  rootTest(
+    "runs CMD as UID:GID with the groups of the pod's /etc/group and no capabilities; refuses a user that is not UID[:GID]",
+    async () => {
+      // The pod's own /etc/group (a volume over the base's) lists nobody in two more groups.
+      const group = join(scratch, "group");
+      writeFileSync(group, "root:x:0:\ntty:x:5:nobody\nnogroup:x:65534:\nextra:x:4242:root,nobody\n");
+      const pod = await host.run("as-nobody", ["sh", "-c", "echo home=$HOME; id; exec sleep 1000"], ["--user", "65534", "-v", `${group}:/etc/group:ro`]);
+      expect(credsOf(pod.pid!)).toEqual({ uid: "65534 65534 65534 65534", gid: "65534 65534 65534 65534", groups: "5 4242 65534" });
+      expect(readFileSync(`/proc/${pod.pid}/status`, "utf8")).toMatch(/^CapEff:\s*0+$/m);
+      expect(await host.waitForLog("as-nobody", /home=\S+/)).toBe("home=/nonexistent");
+      // CRIU gives it back the same credentials and groups.
+      await host.ok(["restore", await host.ok(["checkpoint", "as-nobody", "--exclude-volume", "/etc/group"])]);
+      expect(credsOf((await host.pod("as-nobody")).pid!)).toEqual({ uid: "65534 65534 65534 65534", gid: "65534 65534 65534 65534", groups: "5 4242 65534" });
+
+      const withGid = await host.run("as-33", ["sleep", "1000"], ["--user", "33:44"]);
+      expect(credsOf(withGid.pid!)).toEqual({ uid: "33 33 33 33", gid: "44 44 44 44", groups: "44" });
+
+      for (const bad of ["www-data", "33:", "-1", "4294967295", "1:2:3"]) {
+        const r = await host.cli(["run", "bad", "--rootfs", testRootfs(), `--user=${bad}`, "--", "true"]);
+        expect(r.exitCode).not.toBe(0);
+        expect(r.stderr).toContain(`Invalid --user "${bad}": expected UID[:GID]`);
+      }
+      await host.ok(["rm", "--force", "as-nobody", "as-33"]);
+    },
+    T,
+  );
+
+  rootTest(
+    "a service that dropped to its own user: its credentials, groups and files in the writable layer and a volume survive a checkpoint and a restore on another host",
+    async () => {
+      const vol = join(scratch, "vol");
+      mkdirSync(vol);
+      Bun.spawnSync(["chown", "33:33", vol]);
+      // The base has no www-data: the pod adds it (and a group listing it) in its writable layer, as a package would.
+      const ACCOUNTS =
+        "echo www-data:x:33:33:www-data:/var/www:/bin/sh >> /etc/passwd && echo www-data:x:33: >> /etc/group && echo adm:x:4:www-data >> /etc/group";
+      // As root: a directory of the service's user in the writable layer, then the service, as www-data.
+      const svc = "i=0; while :; do i=$((i+1)); echo $i >> /srv/www/counter; echo $i >> /vol/counter; sleep 0.02; done";
+      const pod = await host.run(
+        "svc",
+        ["sh", "-c", `${ACCOUNTS} && mkdir -p /srv/www && chown 33:33 /srv/www && chmod 0750 /srv/www && exec su -s /bin/sh www-data -c '${svc}'`],
+        ["-v", `${vol}:/vol`],
+      );
+      await Bun.sleep(600);
+      expect(credsOf(pod.pid!)).toEqual({ uid: "33 33 33 33", gid: "33 33 33 33", groups: "4 33" });
+      const file = join(scratch, "svc.img");
+      const id = (await host.ok(["checkpoint", "svc", "--export", file])).split("\n")[0]!;
+      expect(id).toMatch(/^[0-9a-f]{64}$/);
+      await other.ok(["restore", "--import", file, "--trust", "--name", "svc", "--ip", `${other.prefix}.9/24`]);
+      await Bun.sleep(400);
+      const moved = await other.pod("svc");
+      expect(moved.state).toBe("running");
+      expect(credsOf(moved.pid!)).toEqual({ uid: "33 33 33 33", gid: "33 33 33 33", groups: "4 33" });
+      const ls = await other.cli(["exec", "svc", "--", "ls", "-ln", "/srv/www/counter", "-d", "/srv/www"]);
+      expect(ls.stdout).toMatch(/^drwxr-x--- +\d+ 33 +33 .* \/srv\/www$/m);
+      expect(ls.stdout).toMatch(/^-rw-r--r-- +\d+ 33 +33 .* \/srv\/www\/counter$/m);
+      expectContiguous(await lines("svc", "/srv/www/counter", other));
+      expectContiguous(readFileSync(join(vol, "counter"), "utf8").split("\n").filter(Boolean).map(Number));
+      expect(statSync(join(vol, "counter")).uid).toBe(33);
+      await other.ok(["rm", "--force", "svc"]);
+      await host.cli(["rm", "--force", "svc"]);
     },
     T,
   );

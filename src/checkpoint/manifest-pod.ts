@@ -16,6 +16,8 @@ export interface ManifestPodSpec {
   rootfs?: string;
   rootKind?: "overlay" | "copy";
   workdir?: string;
+  /** The user the command was started as (`run --user`); absent: root. */
+  user?: { uid: number; gid: number | null };
 }
 
 export function podSpecForManifest(r: PodRecord): Manifest["pod"] {
@@ -32,6 +34,7 @@ export function podSpecForManifest(r: PodRecord): Manifest["pod"] {
     rootfs: s.rootfs,
     rootKind: r.runtime.rootKind,
     workdir: s.workdir,
+    ...(s.user ? { user: s.user } : {}),
   };
   return spec as unknown as Manifest["pod"];
 }

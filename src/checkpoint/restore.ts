@@ -255,6 +255,7 @@ export async function prepareHost(ctx: CheckpointContext, run: RestoreRun, place
         volumes: placed.volumes,
         memoryBytes: spec.limits?.memoryBytes ?? null,
         workdir: spec.workdir ?? "/",
+        ...(spec.user ? { user: spec.user } : {}),
       })
       .catch((e: unknown) => {
         if (req.ip === undefined && e instanceof AddressError) {

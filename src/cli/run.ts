@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { InvalidArgumentError } from "../errors.ts";
-import { parseSize, type VolumeSpec } from "../pods/pod.ts";
+import { parsePodUser, parseSize, type VolumeSpec } from "../pods/pod.ts";
 import { clientFor } from "./_client.ts";
 import { flagList, flagString } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -45,6 +45,13 @@ export const runCommand: Command = {
     { name: "env", short: "e", kind: "repeat", value: "KEY=VALUE", help: "set an environment variable" },
     { name: "memory", short: "m", kind: "string", value: "SIZE", help: "memory limit, e.g. 256m or 1g (at least 8m); the pod is killed above it" },
     { name: "workdir", short: "w", kind: "string", value: "DIR", help: "working directory in the pod (default /)" },
+    {
+      name: "user",
+      short: "u",
+      kind: "string",
+      value: "UID[:GID]",
+      help: "run CMD as this user, without capabilities (group default: the uid's in the pod's /etc/passwd, else 0; supplementary groups from its /etc/group)",
+    },
   ],
   parse: { stopAfterPositionals: 1 },
   async run(ctx) {
@@ -58,6 +65,9 @@ export const runCommand: Command = {
     const memory = flagString(args, "memory");
     const memoryBytes = memory === undefined ? null : parseSize(memory);
     if (memoryBytes === null && memory !== undefined) throw new InvalidArgumentError(`Invalid --memory "${memory}": expected a size like 256m or 1g`);
+    const userFlag = flagString(args, "user");
+    const user = userFlag === undefined ? undefined : parsePodUser(userFlag);
+    if (user === null) throw new InvalidArgumentError(`Invalid --user "${userFlag}": expected UID[:GID], numbers from 0 to 4294967294`);
     const cwd = process.cwd();
     const pod = await (await clientFor(ctx)).createPod({
       name,
@@ -69,6 +79,7 @@ export const runCommand: Command = {
       env: parseEnv(flagList(args, "env")),
       memoryBytes,
       workdir: flagString(args, "workdir"),
+      ...(user ? { user } : {}),
     });
     ctx.out(`${pod.name} ${pod.state} pid ${pod.pid} address ${pod.address}`);
     return 0;

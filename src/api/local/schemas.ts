@@ -20,6 +20,22 @@ export const CreatePodBody = z
     env: z.record(z.string(), z.string()).default({}),
     memoryBytes: z.number().int().positive().nullable().optional(),
     workdir: z.string().min(1).optional(),
+    user: z
+      .object({
+        uid: z
+          .number()
+          .int()
+          .min(0)
+          .max(2 ** 32 - 2),
+        gid: z
+          .number()
+          .int()
+          .min(0)
+          .max(2 ** 32 - 2)
+          .nullable(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type CreatePodBody = z.infer<typeof CreatePodBody>;
