@@ -5,12 +5,13 @@
  * Needs root and that CRIU (scripts/install-criu.sh; AUTOPOD_CRIU points the agents at another build).
  */
 import { afterAll, beforeAll, describe, expect } from "bun:test";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseCapEff } from "../src/doctor/capabilities.ts";
 import { isRoot, rootTest } from "./_support.ts";
 import { TestHost, testRootfs } from "./_pods.ts";
+import { credsOf, podTree } from "./_users.ts";
 
 const T = 120_000;
 let host: TestHost;
@@ -27,24 +28,6 @@ afterAll(async () => {
   await other?.dispose();
   rmSync(scratch, { recursive: true, force: true });
 }, 60_000);
-
-/** Every process of a pod (host pids), its first process first. */
-export function podTree(pid: number): number[] {
-  const out = [pid];
-  for (let i = 0; i < out.length; i++) {
-    const p = out[i]!;
-    const tasks = existsSync(`/proc/${p}/task`) ? readFileSync(`/proc/${p}/task/${p}/children`, "utf8") : "";
-    out.push(...tasks.split(/\s+/).filter(Boolean).map(Number));
-  }
-  return out;
-}
-
-/** Real, effective, saved and file-system uid and gid, and the supplementary groups, of a process. */
-export function credsOf(pid: number): { uid: string; gid: string; groups: string } {
-  const status = readFileSync(`/proc/${pid}/status`, "utf8");
-  const field = (name: string) => new RegExp(`^${name}:\\s*(.*)$`, "m").exec(status)?.[1]?.trim().replace(/\s+/g, " ") ?? "";
-  return { uid: field("Uid"), gid: field("Gid"), groups: field("Groups") };
-}
 
 /** The process of a pod running as `uid` (its real uid), by host pid. */
 function processOf(pid: number, uid: number): number {

@@ -84,6 +84,8 @@ export function dumpArgv(o: DumpOptions, logName = "dump.log"): string[] {
     logName,
     "-v4",
     "--tcp-established",
+    // Services lock their files (databases: fcntl locks on their data): without it, any held lock fails the dump.
+    "--file-locks",
     "--network-lock",
     "nftables",
     "--external",
@@ -110,6 +112,8 @@ export function restoreArgv(o: RestoreOptions, netnsFd: number, pidFile: string,
     o.root,
     "--pidfile",
     pidFile,
+    // Takes back the locks the dump recorded (--file-locks there); without it they would be lost.
+    "--file-locks",
     "--network-lock",
     "nftables",
     "--inherit-fd",
