@@ -3,7 +3,7 @@
  * Debian's packages (scripts/make-services-rootfs.sh), nginx and MariaDB configured to run there,
  * and clients that work against them through a checkpoint and restore.
  */
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { BUN, REPO } from "./_support.ts";
 import type { TestHost } from "./_pods.ts";
@@ -132,12 +132,37 @@ export function longestGapMs(xs: Array<{ at: number }>): number {
   return Math.round(gap);
 }
 
-/** The HTTP keep-alive client (test/fixtures/http-keepalive-client.ts), started in the host's namespace. */
-export function startHttpClient(host: TestHost, ip: string, conns: number): ReturnType<typeof Bun.spawn> {
-  return Bun.spawn(
-    ["nsenter", `--net=/run/netns/${host.netns}`, "--", BUN, join(REPO, "test/fixtures/http-keepalive-client.ts"), ip, "80", "/file.txt", String(conns)],
+/** The HTTP keep-alive client (test/fixtures/http-keepalive-client.ts), started in the host's namespace; `status()` reads its progress. */
+export function startHttpClient(host: TestHost, ip: string, conns: number): HttpClient {
+  const statusFile = join(host.dir, `http-client-${ip}-${Date.now()}.json`);
+  const proc = Bun.spawn(
+    [
+      "nsenter",
+      `--net=/run/netns/${host.netns}`,
+      "--",
+      BUN,
+      join(REPO, "test/fixtures/http-keepalive-client.ts"),
+      ip,
+      "80",
+      "/file.txt",
+      String(conns),
+      statusFile,
+    ],
     { stdout: "pipe", stderr: "pipe" },
   );
+  const status = () => {
+    try {
+      return JSON.parse(readFileSync(statusFile, "utf8")) as HttpClientReport;
+    } catch {
+      return null;
+    }
+  };
+  return { proc, status };
+}
+
+export interface HttpClient {
+  proc: ReturnType<typeof Bun.spawn>;
+  status(): HttpClientReport | null;
 }
 
 export interface HttpClientReport {
@@ -150,10 +175,18 @@ export interface HttpClientReport {
 }
 
 /** Stop the HTTP client and read its report. */
-export async function stopHttpClient(client: ReturnType<typeof Bun.spawn>): Promise<HttpClientReport> {
-  client.kill("SIGTERM");
-  const out = await new Response(client.stdout as ReadableStream).text();
+export async function stopHttpClient(client: HttpClient): Promise<HttpClientReport> {
+  client.proc.kill("SIGTERM");
+  const out = await new Response(client.proc.stdout as ReadableStream).text();
   return JSON.parse(out.trim()) as HttpClientReport;
+}
+
+/**
+ * Wait until a client's count passes `after` (its server answers again after a restore). A client's TCP
+ * retransmission timer backs off while the pod is frozen, so it may take seconds longer than the restore.
+ */
+export async function waitForProgress(count: () => Promise<number>, after: number, what: string, timeoutMs = 90_000): Promise<void> {
+  await waitFor(async () => (await count()) > after, `${what} made no progress past ${after} in ${timeoutMs / 1000} s`, timeoutMs);
 }
 
 export async function waitFor(check: () => Promise<boolean>, what: string, timeoutMs = 30_000): Promise<void> {
