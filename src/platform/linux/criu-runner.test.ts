@@ -1,7 +1,18 @@
 import { expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { CriuError, criuLockTables, criuRestore, dumpArgv, firstCriuError, imageBytes, inCgroup, restoreArgv, restoreDeadlineMs } from "./criu-runner.ts";
+import {
+  CriuError,
+  criuErrorHint,
+  criuLockTables,
+  criuRestore,
+  dumpArgv,
+  firstCriuError,
+  imageBytes,
+  inCgroup,
+  restoreArgv,
+  restoreDeadlineMs,
+} from "./criu-runner.ts";
 
 test("firstCriuError skips the harmless RLIMIT line", () => {
   const log = [
@@ -116,4 +127,13 @@ test("a restore that passes its deadline is killed and fails, saying why; the de
   expect(restoreDeadlineMs(0)).toBe(60_000);
   expect(restoreDeadlineMs(1 << 30)).toBe(124_000);
   expect(restoreDeadlineMs(2 ** 50)).toBe(30 * 60_000);
+});
+
+test("a refused prlimit64 (root without CAP_SYS_RESOURCE, CRIU without autopod's patches) says why and what to install", () => {
+  const e = new CriuError("dump", 1, "/x/dump.log", "Error (criu/cr-dump.c:389): Can't get rlimit 0: Operation not permitted");
+  expect(e.message).toStartWith(
+    "criu dump failed (exit 1): Error (criu/cr-dump.c:389): Can't get rlimit 0: Operation not permitted; a process of the pod runs as another user",
+  );
+  expect(e.message).toContain("scripts/install-criu.sh");
+  expect(criuErrorHint("Error (criu/files-reg.c:2190): File tmp/log has bad size 54 (expect 0)")).toBe("");
 });
