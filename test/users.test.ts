@@ -79,6 +79,29 @@ describe("processes of other users", () => {
   );
 });
 
+describe("a process tree that changes during the dump", () => {
+  rootTest(
+    "a service starting and reaping short-lived workers as another user checkpoints and restores, three times over",
+    async () => {
+      // Workers that live a few milliseconds each, started one after another, and a counter that says the service goes on.
+      const svc = "i=0; while :; do i=$((i+1)); echo $i >> /tmp/counter; for w in 1 2 3; do (j=0; while [ $j -lt 20 ]; do j=$((j+1)); done) & done; wait; done";
+      await host.run("churn", ["sh", "-c", `su -s /bin/sh nobody -c '${svc}'`]);
+      await Bun.sleep(500);
+      for (let round = 0; round < 3; round++) {
+        const id = await host.ok(["checkpoint", "churn"]);
+        await host.ok(["restore", id]);
+        expect((await host.pod("churn")).state).toBe("running");
+        await Bun.sleep(300);
+      }
+      const xs = await lines("churn", "/tmp/counter");
+      expectContiguous(xs);
+      expect(xs.length).toBeGreaterThan(20);
+      await host.ok(["rm", "--force", "churn"]);
+    },
+    T,
+  );
+});
+
 describe("run --user", () => {
   rootTest(
     "runs CMD as UID:GID with the groups of the pod's /etc/group and no capabilities; refuses a user that is not UID[:GID]",
