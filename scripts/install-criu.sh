@@ -2,12 +2,21 @@
 # install-criu.sh — make sure this machine has a CRIU that works with its kernel.
 #
 #   1. Fast path: a criu (/usr/local/sbin/criu or the one on PATH) that is new
-#      enough for the running kernel and passes `criu check` -> done (no apt).
-#   2. Debian's binary package, when its candidate version is new enough.
-#   3. Otherwise build from Debian unstable's (sid) source package, using a
-#      temporary deb-src entry that copies the URIs and Signed-By of the
-#      machine's existing Debian entry (no mirror host is hard-coded here), and
-#      install the binary to /usr/local/sbin/criu.
+#      enough for the running kernel, carries autopod's CRIU patches (its
+#      `criu --version` says "GitID: autopod-<patch set>") and passes
+#      `criu check` -> done (no apt).
+#   2. Otherwise build from Debian unstable's (sid) source package with the
+#      patches applied, using a private apt configuration (a deb-src entry
+#      that copies the URIs and Signed-By of the machine's existing Debian
+#      entry, and lists of its own: no mirror host is hard-coded here and the
+#      machine's apt state is not touched), and install the binary to
+#      /usr/local/sbin/criu (or --target).
+#
+# The patches are scripts/criu-patches/*.patch, each with a header saying why.
+# A copy of this script written by `autopod __install-criu-script` carries
+# them after its last line instead. Debian's binary package lacks them, so it
+# is never used: an installed criu without them (or with an older patch set)
+# is rebuilt.
 #
 # Note: libprotobuf-dev is needed (protobuf.pc + descriptor.proto) even though
 # it is only a Recommends of protobuf-compiler; we install --no-install-recommends.
@@ -19,7 +28,7 @@
 #   kernel >= 6.13 -> CRIU >= 4.1 ([vvar_vclock] vDSO area)
 #   otherwise      -> CRIU >= 3.15
 #
-# Usage: scripts/install-criu.sh [--check] [--force] [--help]
+# Usage: scripts/install-criu.sh [--check] [--force] [--target PATH] [--help]
 # Environment:
 #   AUTOPOD_CRIU_SOURCE_VERSION  Debian source version to build (e.g. 4.2.1-1);
 #                                default: the newest one sid offers.
@@ -29,12 +38,12 @@ export DEBIAN_FRONTEND=noninteractive
 export LC_ALL=C
 
 readonly PROG=install-criu
-readonly TARGET=/usr/local/sbin/criu
-readonly SRC_FILE=/etc/apt/sources.list.d/autopod-criu-src.sources
+readonly DEFAULT_TARGET=/usr/local/sbin/criu
 readonly LOCK_FILE=/run/lock/autopod-install-criu.lock
-readonly APT_LISTS=/var/lib/apt/lists
+SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+readonly SCRIPT_DIR
 readonly BUILD_DEPS=(
-  libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler python3-protobuf
+  patch libprotobuf-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler python3-protobuf
   libnl-3-dev libnet1-dev libcap-dev libbsd-dev libnftables-dev
   libgnutls28-dev pkg-config uuid-dev libaio-dev libdrm-dev build-essential
 )
@@ -46,15 +55,18 @@ die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
 
 usage() {
   cat <<'EOF'
-Usage: install-criu.sh [--check] [--force] [--help]
+Usage: install-criu.sh [--check] [--force] [--target PATH] [--help]
 
-Ensure a CRIU new enough for the running kernel is installed (building it from
-Debian unstable's source package into /usr/local/sbin/criu when the distro's
-package is too old), and that nftables (nft) is installed.
+Ensure a CRIU new enough for the running kernel, with autopod's patches, is
+installed (building it from Debian unstable's source package into
+/usr/local/sbin/criu when the installed one is too old or lacks the patches),
+and that nftables (nft) is installed.
 
-  --check   only report; exit 0 if CRIU (and nft) are good, 1 if not
-  --force   rebuild CRIU from source even if a good one is installed
-  --help    show this help
+  --check          only report; exit 0 if CRIU (and nft) are good, 1 if not
+  --force          rebuild CRIU from source even if a good one is installed
+  --target PATH    install CRIU at PATH instead of /usr/local/sbin/criu, and
+                   look at no other criu (a build of one's own for testing)
+  --help           show this help
 
 Environment:
   AUTOPOD_CRIU_SOURCE_VERSION  Debian source version to build (default: newest in sid)
@@ -63,10 +75,16 @@ EOF
 
 MODE=install
 FORCE=0
+TARGET=$DEFAULT_TARGET
 while (($#)); do
   case "$1" in
     --check) MODE=check ;;
     --force) FORCE=1 ;;
+    --target)
+      [[ $# -ge 2 && $2 == /* ]] || die "--target needs an absolute path"
+      TARGET=$2
+      shift
+      ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -109,7 +127,47 @@ criu_version() {
   "$1" --version 2>/dev/null | sed -n 's/^Version: *//p' | head -n1
 }
 
-# criu_good PATH: binary exists, is new enough, and `criu check` passes.
+# ----------------------------------------------------------------- patches ---
+
+# Write autopod's CRIU patches into directory $1: from criu-patches/ beside
+# this script, or else from the copies appended after this script's last line
+# ("#### criu-patch NAME" starts each one).
+extract_patches() {
+  local dest=$1 f
+  mkdir -p "$dest"
+  if [[ -d $SCRIPT_DIR/criu-patches ]]; then
+    for f in "$SCRIPT_DIR"/criu-patches/*.patch; do
+      [[ -f $f ]] && cp -- "$f" "$dest/"
+    done
+  else
+    awk -v dest="$dest" '
+      /^#### criu-patch [A-Za-z0-9._-]+\.patch$/ { out = dest "/" $3; next }
+      out != "" { print > out }
+    ' "${BASH_SOURCE[0]}"
+  fi
+}
+
+# The patch set's id: the first 12 hex digits of the SHA-256 of the patches'
+# contents, in name order. A build with them says "GitID: autopod-<id>".
+patch_set_id() {
+  local dir=$1
+  find "$dir" -maxdepth 1 -name '*.patch' -type f -print0 | sort -z | xargs -0 -r cat | sha256sum | cut -c1-12
+}
+
+PATCH_DIR=$(mktemp -d /tmp/autopod-criu-patches.XXXXXX)
+trap 'rm -rf "$PATCH_DIR"' EXIT
+extract_patches "$PATCH_DIR"
+compgen -G "$PATCH_DIR/*.patch" >/dev/null || die "autopod's CRIU patches are missing (no criu-patches/ beside $0, none appended to it)"
+readonly PATCH_DIR
+EXPECTED_GITID=autopod-$(patch_set_id "$PATCH_DIR")
+readonly EXPECTED_GITID
+
+# GitID of the criu binary at $1 ("" if it prints none).
+criu_gitid() {
+  "$1" --version 2>/dev/null | sed -n 's/^GitID: *//p' | head -n1
+}
+
+# criu_good PATH: binary exists, is new enough, carries this patch set, and `criu check` passes.
 # Sets CRIU_GOOD_VERSION / CRIU_BAD_REASON.
 criu_good() {
   local bin=$1 v out
@@ -119,6 +177,12 @@ criu_good() {
   if [[ -z $v ]]; then CRIU_BAD_REASON="cannot read its version"; return 1; fi
   if ! ver_ge "$v" "$REQUIRED"; then
     CRIU_BAD_REASON="version $v < $REQUIRED (needed for kernel $(kernel_release))"
+    return 1
+  fi
+  local gitid
+  gitid=$(criu_gitid "$bin")
+  if [[ $gitid != "$EXPECTED_GITID" ]]; then
+    CRIU_BAD_REASON="version $v, built without autopod's CRIU patches (GitID ${gitid:-none}, $EXPECTED_GITID expected)"
     return 1
   fi
   if ! out=$("$bin" check 2>&1); then
@@ -144,7 +208,9 @@ find_good_criu() {
   local cand seen=''
   GOOD_CRIU=''
   LAST_BAD=''
-  for cand in "$TARGET" "$(type -P criu 2>/dev/null || true)"; do
+  local others=("$(type -P criu 2>/dev/null || true)")
+  [[ $TARGET == "$DEFAULT_TARGET" ]] || others=()
+  for cand in "$TARGET" "${others[@]}"; do
     [[ -n $cand && $cand != "$seen" ]] || continue
     seen=$cand
     if criu_good "$cand"; then
@@ -192,22 +258,10 @@ if ! flock -n 9; then
 fi
 
 WORKDIR=''
-LISTS_BEFORE=''
 cleanup() {
   local rc=$?
-  if [[ -f $SRC_FILE ]]; then
-    rm -f "$SRC_FILE"
-    log "removed temporary apt source $SRC_FILE"
-  fi
-  # Drop the index files that only the temporary source brought in.
-  if [[ -n $LISTS_BEFORE && -f $LISTS_BEFORE ]]; then
-    local f
-    while IFS= read -r f; do
-      [[ -n $f ]] && rm -f -- "$APT_LISTS/$f"
-    done < <(comm -13 "$LISTS_BEFORE" <(cd "$APT_LISTS" && find . -maxdepth 1 -type f -printf '%f\n' | sort) | grep -E '_dists_sid_' || true)
-    rm -f "$LISTS_BEFORE"
-  fi
   [[ -n $WORKDIR && -d $WORKDIR ]] && rm -rf "$WORKDIR"
+  rm -rf "$PATCH_DIR"
   return $rc
 }
 trap cleanup EXIT
@@ -252,25 +306,6 @@ if ((FORCE == 0)) && find_good_criu; then
 fi
 [[ -n ${LAST_BAD:-} ]] && log "current criu unusable: $LAST_BAD"
 log "kernel $(kernel_release) needs criu >= $REQUIRED"
-
-# ------------------------------------------------------- distro package ---
-
-if ((FORCE == 0)); then
-  cand=$(apt_candidate criu)
-  if [[ -n $cand ]] && ver_ge "$(upstream_version "$cand")" "$REQUIRED"; then
-    log "distro package criu $cand is new enough; installing it"
-    apt_install criu
-    hash -r
-    if find_good_criu; then
-      log "criu $CRIU_GOOD_VERSION at $GOOD_CRIU works"
-      warn_if_shadowed "$GOOD_CRIU"
-      exit 0
-    fi
-    warn "distro criu $cand installed but unusable (${LAST_BAD:-criu check failed}); building from source"
-  else
-    log "distro package criu is ${cand:-not available}; too old, building from source"
-  fi
-fi
 
 # --------------------------------------------------- build from source ---
 
@@ -338,7 +373,7 @@ find_debian_entry() {
   fi
   if [[ -z $entry ]]; then
     for f in /etc/apt/sources.list.d/*.sources; do
-      [[ -f $f && $f != "$SRC_FILE" && $f != /etc/apt/sources.list.d/debian.sources ]] || continue
+      [[ -f $f && $f != /etc/apt/sources.list.d/debian.sources ]] || continue
       entry=$(find_debian_entry_deb822 "$f")
       [[ -n $entry ]] && break
     done
@@ -361,12 +396,15 @@ signed=${entry#*$'\t'}
 log "installing build dependencies"
 apt_install "${BUILD_DEPS[@]}"
 
-LISTS_BEFORE=$(mktemp)
-(cd "$APT_LISTS" && find . -maxdepth 1 -type f -printf '%f\n' | sort) >"$LISTS_BEFORE"
-
-log "adding temporary deb-src entry (suite sid, component main) in $SRC_FILE"
+# A private apt configuration: its own source list and package lists under
+# WORKDIR, so the machine's sources and lists are left as they were.
+WORKDIR=$(mktemp -d /tmp/autopod-criu-build.XXXXXX)
+chmod 0755 "$WORKDIR"
+SRC_FILE=$WORKDIR/sid-src.sources
+mkdir -p "$WORKDIR/lists/partial" "$WORKDIR/dl"
+APT_SRC_OPTS=(-o Dir::Etc::sourcelist="$SRC_FILE" -o Dir::Etc::sourceparts=- -o Dir::State::Lists="$WORKDIR/lists")
+log "private deb-src entry (suite sid, component main) in $SRC_FILE"
 {
-  echo "# Temporary entry written by autopod scripts/install-criu.sh; removed when it exits."
   echo "Types: deb-src"
   echo "URIs: $uris"
   echo "Suites: sid"
@@ -375,15 +413,15 @@ log "adding temporary deb-src entry (suite sid, component main) in $SRC_FILE"
     printf 'Signed-By: %b\n' "$signed"
   fi
 } >"$SRC_FILE"
+# Let apt's unprivileged _apt user write the lists and the download.
+if id -u _apt >/dev/null 2>&1; then chown -R _apt:root "$WORKDIR/lists" "$WORKDIR/dl"; fi
 
-log "apt-get update (temporary source only)"
-apt-get "${APT_OPTS[@]}" -qq update \
-  -o Dir::Etc::sourcelist="$SRC_FILE" -o Dir::Etc::sourceparts=- \
-  -o APT::Get::List-Cleanup=0 >&2 ||
-  die "apt-get update failed for the temporary sid deb-src entry"
+log "apt-get update (the private sid deb-src entry only)"
+apt-get "${APT_OPTS[@]}" "${APT_SRC_OPTS[@]}" -qq update >&2 ||
+  die "apt-get update failed for the sid deb-src entry"
 
 # Pick the source record to build: the pinned version, or the newest offered.
-showsrc=$(apt-cache showsrc criu 2>/dev/null || true)
+showsrc=$(apt-cache "${APT_SRC_OPTS[@]}" showsrc criu 2>/dev/null || true)
 [[ -n $showsrc ]] || die "apt-cache showsrc criu found no source package after adding the sid deb-src entry"
 src_version=${AUTOPOD_CRIU_SOURCE_VERSION:-}
 if [[ -z $src_version ]]; then
@@ -410,34 +448,33 @@ orig_sha=${orig_line%% *}
 orig_name=${orig_line#* }
 [[ $orig_name =~ ^[A-Za-z0-9._+~-]+$ ]] || die "unexpected orig tarball name: $orig_name"
 
-WORKDIR=$(mktemp -d /tmp/autopod-criu-build.XXXXXX)
-# Let apt's unprivileged _apt user download into it (else apt warns and
-# downloads unsandboxed as root).
-if id -u _apt >/dev/null 2>&1; then chown _apt:root "$WORKDIR"; fi
-log "downloading criu source $src_version into $WORKDIR"
-if ! (cd "$WORKDIR" && apt-get "${APT_OPTS[@]}" -qq source --download-only "criu=$src_version" >&2); then
+log "downloading criu source $src_version into $WORKDIR/dl"
+if ! (cd "$WORKDIR/dl" && apt-get "${APT_OPTS[@]}" "${APT_SRC_OPTS[@]}" -qq source --download-only "criu=$src_version" >&2); then
   log "apt-get source reported an error (the .debian.tar.xz may be missing on the mirror); continuing if the orig tarball arrived"
 fi
-[[ -f $WORKDIR/$orig_name ]] || die "download failed: $orig_name did not arrive"
+[[ -f $WORKDIR/dl/$orig_name ]] || die "download failed: $orig_name did not arrive"
 
-actual_sha=$(sha256sum "$WORKDIR/$orig_name" | awk '{print $1}')
+actual_sha=$(sha256sum "$WORKDIR/dl/$orig_name" | awk '{print $1}')
 if [[ $actual_sha != "$orig_sha" ]]; then
   die "checksum mismatch for $orig_name: expected $orig_sha, got $actual_sha"
 fi
 log "SHA-256 of $orig_name verified"
 
-# The apt entry is no longer needed: drop it now rather than at exit.
-rm -f "$SRC_FILE"
-
 mkdir "$WORKDIR/src"
-tar -xf "$WORKDIR/$orig_name" -C "$WORKDIR/src" --strip-components=1 ||
+tar -xf "$WORKDIR/dl/$orig_name" -C "$WORKDIR/src" --strip-components=1 ||
   die "could not unpack $orig_name"
+
+for p in "$PATCH_DIR"/*.patch; do
+  log "applying $(basename "$p")"
+  patch -d "$WORKDIR/src" -p1 --forward --batch --silent <"$p" >&2 ||
+    die "$(basename "$p") does not apply to criu $src_version: pin the version it was written for with AUTOPOD_CRIU_SOURCE_VERSION (e.g. 4.2.1-1), or update the patch"
+done
 
 jobs=$(nproc 2>/dev/null || echo 2)
 build_log=$WORKDIR/build.log
-log "building criu $(upstream_version "$src_version") (make -j$jobs criu); log: $build_log"
+log "building criu $(upstream_version "$src_version") with patch set $EXPECTED_GITID (make -j$jobs criu); log: $build_log"
 build_start=$SECONDS
-if ! make -C "$WORKDIR/src" -j"$jobs" criu >"$build_log" 2>&1; then
+if ! make -C "$WORKDIR/src" -j"$jobs" GITID="$EXPECTED_GITID" criu >"$build_log" 2>&1; then
   tail -n 40 "$build_log" >&2
   saved=/tmp/autopod-install-criu-build.log
   cp "$build_log" "$saved" 2>/dev/null || true
@@ -461,3 +498,4 @@ if ! criu_good "$TARGET"; then
 fi
 log "installed criu $CRIU_GOOD_VERSION at $TARGET ('criu check' passed)"
 warn_if_shadowed "$TARGET"
+exit 0

@@ -26,10 +26,13 @@ if [ "$(id -u)" -eq 0 ]; then
   command -v dnf >/dev/null 2>&1 || need+=(dnf)
   command -v rpmbuild >/dev/null 2>&1 || need+=(rpm)
   command -v createrepo_c >/dev/null 2>&1 || need+=(createrepo-c)
+  # The services root (scripts/make-services-rootfs.sh) is a debootstrap of this machine's release.
+  command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     apt-get install -y --no-install-recommends "${need[@]}" || { apt-get update && apt-get install -y --no-install-recommends "${need[@]}"; }
   fi
+  # Rebuilds an installed CRIU that lacks autopod's patches (scripts/criu-patches/).
   log "making sure CRIU is installed"
   bash scripts/install-criu.sh
 else
@@ -47,6 +50,13 @@ if [ -f scripts/make-test-rootfs.sh ]; then
   bash scripts/make-test-rootfs.sh "$ROOT/.cache/rootfs"
 fi
 export AUTOPOD_TEST_ROOTFS="$ROOT/.cache/rootfs"
+
+if [ "$(id -u)" -eq 0 ]; then
+  # Real services (nginx, MariaDB) from Debian's packages: debootstrap plus apt-get, about 5 minutes the first time.
+  log "building the services root file system (test/services.test.ts)"
+  bash scripts/make-services-rootfs.sh "$ROOT/.cache/services-rootfs"
+  export AUTOPOD_TEST_SERVICES_ROOTFS="$ROOT/.cache/services-rootfs"
+fi
 
 log "building dist/autopod"
 "$BUN" build.ts

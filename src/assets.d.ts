@@ -3,3 +3,7 @@ declare module "*.sh" {
   const text: string;
   export default text;
 }
+declare module "*.patch" {
+  const text: string;
+  export default text;
+}

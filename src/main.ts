@@ -58,8 +58,8 @@ async function main(argv: string[]): Promise<number> {
   if (first === "--version" || first === "-V") argv = ["version", ...argv.slice(1)];
   if (argv[0] === "__install-criu-script") {
     // The binary carries the CRIU installer so an air-gapped install needs nothing else.
-    const { default: script } = await import("../scripts/install-criu.sh", { with: { type: "text" } });
-    process.stdout.write(script);
+    const { carriedCriuInstaller } = await import("./criu-installer.ts");
+    process.stdout.write(carriedCriuInstaller());
     return 0;
   }
   if (argv[0] === "__pod-init") {

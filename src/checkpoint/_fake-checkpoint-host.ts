@@ -126,6 +126,10 @@ export class FakeCheckpointHost implements CheckpointHost {
   }
   /** Exec sessions the fake reports for any pod (tests set it). */
   sessions: Array<{ pid: number; command: string }> = [];
+  undumpable: Array<{ pid: number; command: string; resource: "io_uring" }> = [];
+  undumpableResources(_pid: number): Array<{ pid: number; command: string; resource: "io_uring" }> {
+    return this.undumpable;
+  }
   execSessions(_pid: number): Array<{ pid: number; command: string }> {
     return this.sessions;
   }

@@ -224,3 +224,18 @@ function breakJournalAfterDump(f: Fixture): void {
     writeFileSync(join(f.state, "journal"), "");
   };
 }
+
+describe("a pod CRIU cannot dump", () => {
+  test("one holding an io_uring is refused before anything changes, naming the process, the cause and the fix", async () => {
+    const pid = await runningPod(f);
+    f.host.undumpable = [{ pid: pid + 7, command: "mariadbd", resource: "io_uring" }];
+    const e = await f.cp.checkpoint("web", stop).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(PreconditionError);
+    expect((e as Error).message).toBe(
+      `Cannot checkpoint pod "web": pid ${pid + 7} (mariadbd) uses io_uring, which CRIU cannot dump; start MariaDB with innodb_use_native_aio = 0 (in the [mysqld] section of its configuration, or --innodb-use-native-aio=0), which makes InnoDB use its own I/O threads`,
+    );
+    expect(f.host.callsOf("lockNetwork", "dump")).toEqual([]);
+    expect(f.pods.get("web").state).toBe("running");
+    expect(leftovers(f)).toEqual([]);
+  });
+});

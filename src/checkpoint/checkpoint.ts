@@ -189,6 +189,7 @@ export async function checkCheckpoint(ctx: CheckpointContext, name: string, req:
   }
   checkFreeSpace(ctx, r, "checkpoint");
   checkExecSessions(ctx, name, target.pid, req.killExec ?? false);
+  checkDumpable(ctx, name, target.pid);
   return { criu, target, included };
 }
 
@@ -420,6 +421,28 @@ function criuEntriesOf(ctx: CheckpointContext, id: string): FileEntry[] {
 
 function latestImageOf(ctx: CheckpointContext, pod: string): string | null {
   return ctx.catalogue.latestOf(pod);
+}
+
+/** How to make a service stop using io_uring, by its process name; the general advice otherwise. */
+export function ioUringFix(command: string): string {
+  if (/^(mariadbd|mysqld)$/.test(command)) {
+    return "start MariaDB with innodb_use_native_aio = 0 (in the [mysqld] section of its configuration, or --innodb-use-native-aio=0), which makes InnoDB use its own I/O threads";
+  }
+  return "configure the service not to use io_uring (its native or asynchronous I/O setting), or build it without liburing";
+}
+
+/** CRIU cannot dump an io_uring: refuse before the dump, naming the process, the cause and the fix. */
+function checkDumpable(ctx: CheckpointContext, name: string, pid: number): void {
+  const found = ctx.host.undumpableResources(pid);
+  if (found.length === 0) return;
+  const list = found
+    .slice(0, 5)
+    .map((u) => `pid ${u.pid} (${u.command})`)
+    .join(", ");
+  const commands = [...new Set(found.map((u) => u.command))];
+  throw new PreconditionError(
+    `Cannot checkpoint pod "${name}": ${list}${found.length > 5 ? ", ..." : ""} ${found.length === 1 ? "uses" : "use"} io_uring, which CRIU cannot dump; ${commands.map(ioUringFix).join("; ")}`,
+  );
 }
 
 /**

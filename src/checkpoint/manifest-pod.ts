@@ -18,6 +18,8 @@ export interface ManifestPodSpec {
   workdir?: string;
   /** glibc's names of the CPU features the pod started without (the manifest's cpuFlags are those it may use). */
   cpuHidden?: string[];
+  /** The user the command was started as (`run --user`); absent: root. */
+  user?: { uid: number; gid: number | null };
 }
 
 export function podSpecForManifest(r: PodRecord): Manifest["pod"] {
@@ -35,6 +37,7 @@ export function podSpecForManifest(r: PodRecord): Manifest["pod"] {
     rootKind: r.runtime.rootKind,
     workdir: s.workdir,
     ...(s.cpu ? { cpuHidden: s.cpu.hidden } : {}),
+    ...(s.user ? { user: s.user } : {}),
   };
   return spec as unknown as Manifest["pod"];
 }

@@ -256,6 +256,7 @@ export async function prepareHost(ctx: CheckpointContext, run: RestoreRun, place
         memoryBytes: spec.limits?.memoryBytes ?? null,
         workdir: spec.workdir ?? "/",
         cpu: podCpuOf(run.manifest),
+        ...(spec.user ? { user: spec.user } : {}),
       })
       .catch((e: unknown) => {
         if (req.ip === undefined && e instanceof AddressError) {

@@ -7,7 +7,7 @@ export const doctorCommand: Command = {
   summary: "check that this host has what autopod needs",
   usage: "doctor [--json]",
   details:
-    "Checks the kernel, privileges, namespaces, CRIU (version for this kernel, `criu check`, dirty tracking), nftables, iproute2, util-linux, the cgroup memory controller, free space under the state directory and systemd. Exits 1 when something required is missing, and says how to fix it.",
+    "Checks the kernel, privileges and each capability autopod and CRIU use (what fails without it, and whether the carried CRIU works around it), namespaces, CRIU (version for this kernel, autopod's patches, `criu check`, dirty tracking), nftables, iproute2, util-linux, the cgroup memory controller, free space under the state directory and systemd. Exits 1 when something required is missing, and says how to fix it.",
   options: [{ name: "json", kind: "boolean", help: "print JSON" }],
   async run(ctx) {
     const { config } = await ctx.config();

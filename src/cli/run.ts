@@ -1,6 +1,6 @@
 import { resolve } from "node:path";
 import { InvalidArgumentError } from "../errors.ts";
-import { parseSize, type VolumeSpec } from "../pods/pod.ts";
+import { parsePodUser, parseSize, type VolumeSpec } from "../pods/pod.ts";
 import { clientFor } from "./_client.ts";
 import { flagList, flagString } from "./args.ts";
 import type { Command } from "./command.ts";
@@ -56,6 +56,13 @@ export const runCommand: Command = {
     { name: "memory", short: "m", kind: "string", value: "SIZE", help: "memory limit, e.g. 256m or 1g (at least 8m); the pod is killed above it" },
     { name: "workdir", short: "w", kind: "string", value: "DIR", help: "working directory in the pod (default /)" },
     { name: "cpu-baseline", kind: "string", value: "on|off", help: "on (default): only the CPU features every cluster member has; off: all of this host's" },
+    {
+      name: "user",
+      short: "u",
+      kind: "string",
+      value: "UID[:GID]",
+      help: "run CMD as this user, without capabilities (group default: the uid's in the pod's /etc/passwd, else 0; supplementary groups from its /etc/group)",
+    },
   ],
   parse: { stopAfterPositionals: 1 },
   async run(ctx) {
@@ -70,6 +77,9 @@ export const runCommand: Command = {
     const memoryBytes = memory === undefined ? null : parseSize(memory);
     if (memoryBytes === null && memory !== undefined) throw new InvalidArgumentError(`Invalid --memory "${memory}": expected a size like 256m or 1g`);
     const cpuBaseline = parseCpuBaseline(flagString(args, "cpu-baseline"));
+    const userFlag = flagString(args, "user");
+    const user = userFlag === undefined ? undefined : parsePodUser(userFlag);
+    if (user === null) throw new InvalidArgumentError(`Invalid --user "${userFlag}": expected UID[:GID], numbers from 0 to 4294967294`);
     const cwd = process.cwd();
     const pod = await (await clientFor(ctx)).createPod({
       name,
@@ -82,6 +92,7 @@ export const runCommand: Command = {
       memoryBytes,
       workdir: flagString(args, "workdir"),
       ...(cpuBaseline === undefined ? {} : { cpuBaseline }),
+      ...(user ? { user } : {}),
     });
     const hidden = pod.cpuHidden.length ? ` (CPU baseline: without ${pod.cpuHidden.join(", ")})` : "";
     ctx.out(`${pod.name} ${pod.state} pid ${pod.pid} address ${pod.address}${hidden}`);

@@ -1,6 +1,8 @@
 import { existsSync, readFileSync, statfsSync } from "node:fs";
 import { dirname } from "node:path";
-import { criuMinimumFor, criuVersion, compareVersions, findCriu, parseVersion } from "../platform/linux/criu.ts";
+import { criuPatchSetGitId } from "../criu-installer.ts";
+import { criuGitId, criuMinimumFor, criuVersion, compareVersions, findCriu, parseVersion } from "../platform/linux/criu.ts";
+import { type CriuBuild, capabilityChecks, isLacking, NEEDED_CAPABILITIES, parseCapEff } from "./capabilities.ts";
 import { formatBytes } from "../format.ts";
 import { run, which } from "../platform/linux/exec.ts";
 import { nativeHashing } from "../store/sha256x16.ts";
@@ -48,7 +50,7 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
   const checks = (
     await Promise.all([
       checkKernel(kernel),
-      checkPrivileges(),
+      checkPrivileges(opts.criuPath ?? ""),
       checkNamespaces(),
       checkCriu(kernel, opts.criuPath ?? ""),
       checkTool("nftables", "nft", ["nft", "--version"], "apt-get install nftables (CRIU's network lock uses it)", true),
@@ -79,32 +81,31 @@ async function checkKernel(release: string): Promise<DoctorCheck[]> {
   ];
 }
 
-/** Effective capabilities from /proc/self/status: CAP_SYS_ADMIN (21), CAP_SYS_PTRACE (19), CAP_NET_ADMIN (12). */
-export function parseCapEff(status: string): bigint | null {
-  const m = /^CapEff:\s*([0-9a-f]+)$/m.exec(status);
-  return m ? BigInt("0x" + m[1]) : null;
-}
+export { parseCapEff };
 
-async function checkPrivileges(): Promise<DoctorCheck[]> {
+async function checkPrivileges(configuredCriu: string): Promise<DoctorCheck[]> {
   const uid = process.getuid?.() ?? -1;
   const caps = parseCapEff(readFileSync("/proc/self/status", "utf8")) ?? 0n;
-  const need: Array<[string, bigint]> = [
-    ["CAP_SYS_ADMIN", 21n],
-    ["CAP_SYS_PTRACE", 19n],
-    ["CAP_NET_ADMIN", 12n],
-    ["CAP_CHECKPOINT_RESTORE", 40n],
-  ];
-  const missing = need.filter(([, bit]) => (caps & (1n << bit)) === 0n).map(([n]) => n);
-  const ok = missing.length === 0 || (uid === 0 && missing.every((m) => m === "CAP_CHECKPOINT_RESTORE"));
+  const lacking = NEEDED_CAPABILITIES.filter((c) => isLacking(caps, c));
+  const missing = lacking.filter((c) => c.isRequired).map((c) => c.name);
+  const missingOptional = lacking.filter((c) => !c.isRequired).map((c) => c.name);
+  const ok = missing.length === 0;
+  const path = findCriu(configuredCriu);
+  let criu: CriuBuild | null = null;
+  if (path) {
+    const gitId = await criuGitId(path);
+    criu = { path, gitId, isPatched: gitId?.startsWith("autopod-") ?? false };
+  }
   return [
     {
       id: "privileges",
       title: "root or capabilities",
       status: ok ? "ok" : "fail",
       required: true,
-      detail: `uid ${uid}; ${missing.length ? `missing ${missing.join(", ")}` : "all needed capabilities present"}`,
-      fix: ok ? undefined : "run autopod as root (the agent restores processes and manages namespaces)",
+      detail: `uid ${uid}; ${ok ? `has ${NEEDED_CAPABILITIES.filter((c) => c.isRequired).length} required capabilities` : `missing ${missing.join(", ")}`}${missingOptional.length ? `; without ${missingOptional.join(", ")} (see below)` : ""}`,
+      fix: ok ? undefined : "run autopod as root with its full capability set (the agent restores processes and manages namespaces)",
     },
+    ...capabilityChecks(caps, criu, installCriuCommand()),
   ];
 }
 
@@ -164,6 +165,21 @@ async function checkCriu(kernel: string, configured: string): Promise<DoctorChec
       fix: newEnough ? undefined : `install CRIU >= ${min}: ${installCriuCommand()}`,
     },
   ];
+  const gitId = await criuGitId(path);
+  const expected = criuPatchSetGitId();
+  out.push({
+    id: "criu_patches",
+    title: "CRIU patches",
+    status: gitId === expected ? "ok" : "warn",
+    required: false,
+    detail:
+      gitId === expected
+        ? `built with autopod's CRIU patches (GitID ${gitId}): reads /proc/PID/limits when prlimit64() is refused`
+        : gitId?.startsWith("autopod-")
+          ? `built with another set of autopod's CRIU patches (GitID ${gitId}, ${expected} expected)`
+          : `built without autopod's CRIU patches (GitID ${gitId ?? "none"}, ${expected} expected): without CAP_SYS_RESOURCE, pods whose processes run as other users cannot be checkpointed`,
+    fix: gitId === expected ? undefined : `rebuild CRIU with the patches: ${installCriuCommand()}`,
+  });
   const check = await run([path, "check"], { timeoutMs: 30_000 });
   const text = (check.stdout + check.stderr).trim();
   const looksGood = check.exitCode === 0 && /Looks good/.test(text);

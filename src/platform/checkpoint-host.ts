@@ -69,6 +69,8 @@ export interface CheckpointHost {
   continueTree(pid: number): void;
   /** SIGKILL to the pod's pid 1: its whole pid namespace ends. */
   killTree(pid: number): void;
+  /** Processes of the pod holding something CRIU cannot dump (an io_uring). */
+  undumpableResources(pid: number): Array<{ pid: number; command: string; resource: "io_uring" }>;
   /** Processes in the pod's pid namespace outside its process tree (started with `autopod exec`): CRIU cannot hold them. */
   execSessions(pid: number): Array<{ pid: number; command: string }>;
   /** SIGKILL to a process and everything it started. */

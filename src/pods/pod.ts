@@ -16,6 +16,25 @@ export interface VolumeSpec {
   readonly: boolean;
 }
 
+/** The user a pod's command runs as (`run --user UID[:GID]`); gid null: the uid's group in the pod's /etc/passwd, else 0. */
+export interface PodUser {
+  uid: number;
+  gid: number | null;
+}
+
+/** The largest uid or gid: (uid_t)-1 means "no change" to the kernel. */
+export const MAX_ID = 2 ** 32 - 2;
+
+/** "UID[:GID]" as `run --user` takes it; null when it is not that. */
+export function parsePodUser(s: string): PodUser | null {
+  const m = /^(\d{1,10})(?::(\d{1,10}))?$/.exec(s);
+  if (!m) return null;
+  const uid = Number(m[1]);
+  const gid = m[2] === undefined ? null : Number(m[2]);
+  if (uid > MAX_ID || (gid !== null && gid > MAX_ID)) return null;
+  return { uid, gid };
+}
+
 /** Everything needed to make the pod again, here or on another host. */
 export interface PodSpec {
   name: string;
@@ -32,6 +51,8 @@ export interface PodSpec {
   workdir: string;
   /** The CPU features its processes may use; absent for pods from before it was recorded (they may use their host's). */
   cpu?: PodCpu;
+  /** The user the command runs as; absent: root. */
+  user?: PodUser;
 }
 
 /** What a pod's processes may use of the CPU (docs/cluster.md, "CPU baseline"). */

@@ -9,7 +9,7 @@ import { quote } from "../quote.ts";
 import type { PodHost } from "../platform/pod-host.ts";
 import { type ProtectedPaths, whyHostPathIsProtected } from "./host-dirs.ts";
 import { allocateAddress, formatIPv4, formatSubnet, parseIPv4, podPrefixOf, type Subnet, whyNotPodAddress } from "./address.ts";
-import { formatBytes, POD_NAME, podEnvironment, type PodSpec, type VolumeSpec } from "./pod.ts";
+import { formatBytes, MAX_ID, POD_NAME, type PodSpec, type PodUser, podEnvironment, type VolumeSpec } from "./pod.ts";
 
 /** What a client asks for. Host paths are absolute (the CLI resolves them). */
 export interface CreatePodRequest {
@@ -25,6 +25,8 @@ export interface CreatePodRequest {
   workdir?: string;
   /** false: the pod may use every feature of this host's CPU, not only the cluster's baseline (its images then restore only on hosts with them). */
   cpuBaseline?: boolean;
+  /** The user the command runs as (default root). */
+  user?: PodUser;
 }
 
 /**
@@ -122,7 +124,16 @@ export function checkRequest(
     memoryBytes = req.memoryBytes;
   }
 
-  return { name: req.name, rootfs, cmd: req.cmd, env, hostname, volumes, memoryBytes, workdir };
+  const user = req.user === undefined ? undefined : checkUser(req.user);
+
+  return { name: req.name, rootfs, cmd: req.cmd, env, hostname, volumes, memoryBytes, workdir, ...(user ? { user } : {}) };
+}
+
+function checkUser(u: PodUser): PodUser {
+  const isId = (n: number) => Number.isInteger(n) && n >= 0 && n <= MAX_ID;
+  if (!isId(u.uid)) throw new InvalidArgumentError(`Invalid user id ${quote(String(u.uid))}: expected a number from 0 to ${MAX_ID}`);
+  if (u.gid !== null && !isId(u.gid)) throw new InvalidArgumentError(`Invalid group id ${quote(String(u.gid))}: expected a number from 0 to ${MAX_ID}`);
+  return { uid: u.uid, gid: u.gid };
 }
 
 /** The command is in the base, or in a volume that covers its path. */

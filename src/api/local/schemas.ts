@@ -22,6 +22,22 @@ export const CreatePodBody = z
     workdir: z.string().min(1).optional(),
     /** false: the pod may use all of this host's CPU features, not only the cluster's baseline. */
     cpuBaseline: z.boolean().optional(),
+    user: z
+      .object({
+        uid: z
+          .number()
+          .int()
+          .min(0)
+          .max(2 ** 32 - 2),
+        gid: z
+          .number()
+          .int()
+          .min(0)
+          .max(2 ** 32 - 2)
+          .nullable(),
+      })
+      .strict()
+      .optional(),
   })
   .strict();
 export type CreatePodBody = z.infer<typeof CreatePodBody>;

@@ -6,6 +6,7 @@ import { criuVersion, findCriu } from "./criu.ts";
 import { criuDump, criuRestore, removeNetworkLock } from "./criu-runner.ts";
 import { lockNetwork, unlockNetwork } from "./netlock.ts";
 import { continuePod, killPod, killTree, processesOutsideTree, waitGone } from "./pod-procs.ts";
+import { undumpableResources } from "./undumpable.ts";
 
 function isProcessAlive(pid: number): boolean {
   try {
@@ -60,6 +61,7 @@ export const linuxCheckpointHost: CheckpointHost = {
   },
   killTree: killPod,
   execSessions: processesOutsideTree,
+  undumpableResources,
   killSession: killTree,
   waitGone,
   isAlive: isProcessAlive,

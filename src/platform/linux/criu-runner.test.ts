@@ -3,6 +3,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "nod
 import { tmpdir } from "node:os";
 import {
   CriuError,
+  criuErrorHint,
   criuLockTables,
   criuRestore,
   dumpArgv,
@@ -155,4 +156,13 @@ test("a restore killed at its deadline answers at once though the tasks it forke
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("a refused prlimit64 (root without CAP_SYS_RESOURCE, CRIU without autopod's patches) says why and what to install", () => {
+  const e = new CriuError("dump", 1, "/x/dump.log", "Error (criu/cr-dump.c:389): Can't get rlimit 0: Operation not permitted");
+  expect(e.message).toStartWith(
+    "criu dump failed (exit 1): Error (criu/cr-dump.c:389): Can't get rlimit 0: Operation not permitted; a process of the pod runs as another user",
+  );
+  expect(e.message).toContain("scripts/install-criu.sh");
+  expect(criuErrorHint("Error (criu/files-reg.c:2190): File tmp/log has bad size 54 (expect 0)")).toBe("");
 });

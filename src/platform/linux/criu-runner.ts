@@ -56,8 +56,17 @@ export class CriuError extends Error {
     readonly logFile: string,
     readonly firstError: string,
   ) {
-    super(`criu ${action} failed (exit ${exitCode}): ${firstError || "see " + logFile}`);
+    const hint = criuErrorHint(firstError);
+    super(`criu ${action} failed (exit ${exitCode}): ${firstError || "see " + logFile}${hint ? `; ${hint}` : ""}`);
   }
+}
+
+/** What to do about a CRIU error autopod knows the cause of; "" for others. */
+export function criuErrorHint(firstError: string): string {
+  if (/Can't get rlimit \d+: Operation not permitted/.test(firstError)) {
+    return "a process of the pod runs as another user and this host's root lacks CAP_SYS_RESOURCE, which CRIU needs to read its resource limits: install the CRIU with autopod's patches, which reads /proc/PID/limits instead (scripts/install-criu.sh; `autopod doctor` shows which CRIU is in use)";
+  }
+  return "";
 }
 
 /** The CRIU run's first real error line, skipping the harmless RLIMIT_NOFILE one. */
@@ -84,6 +93,8 @@ export function dumpArgv(o: DumpOptions, logName = "dump.log"): string[] {
     logName,
     "-v4",
     "--tcp-established",
+    // Services lock their files (databases: fcntl locks on their data): without it, any held lock fails the dump.
+    "--file-locks",
     "--network-lock",
     "nftables",
     "--external",
@@ -110,6 +121,8 @@ export function restoreArgv(o: RestoreOptions, netnsFd: number, pidFile: string,
     o.root,
     "--pidfile",
     pidFile,
+    // Takes back the locks the dump recorded (--file-locks there); without it they would be lost.
+    "--file-locks",
     "--network-lock",
     "nftables",
     "--inherit-fd",

@@ -23,6 +23,18 @@ export function parseCriuVersion(stdout: string): string | null {
   return m ? m[1]! : null;
 }
 
+/** `criu --version` of a build with autopod's patches also prints "GitID: autopod-<patch set>"; null when it prints none. */
+export function parseCriuGitId(stdout: string): string | null {
+  const m = /^GitID:\s*(\S+)/m.exec(stdout);
+  return m ? m[1]! : null;
+}
+
+/** The GitID `criu --version` prints (null for none, or when it cannot run). */
+export async function criuGitId(path: string): Promise<string | null> {
+  const r = await run([path, "--version"], { timeoutMs: 10_000 }).catch(() => null);
+  return r?.exitCode === 0 ? parseCriuGitId(r.stdout) : null;
+}
+
 /**
  * The oldest CRIU that works on a kernel, and why. Linux >= 6.16 rejects
  * SO_PASSCRED on TCP sockets as CRIU < 4.2 dumps them; Linux >= 6.13 added

@@ -153,6 +153,21 @@ export function sethostname(name: string): void {
   check(libc().sethostname(ptr(b), BigInt(b.length)), "sethostname", name);
 }
 
+// Raw system calls change the calling thread's credentials only (glibc's wrappers change every thread's):
+// pod-init calls them on the thread that then calls execve, which gives them to the new program.
+const SYS_setgroups = process.arch === "arm64" ? 159 : 116;
+const SYS_setresgid = process.arch === "arm64" ? 149 : 119;
+const SYS_setresuid = process.arch === "arm64" ? 147 : 117;
+
+/** Become uid:gid with exactly these supplementary groups, this thread only (see above); root loses its capabilities. */
+export function becomeUser(uid: number, gid: number, groups: readonly number[]): void {
+  const list = new Uint32Array(groups.length || 1);
+  list.set(groups);
+  check(libc().syscall(BigInt(SYS_setgroups), BigInt(groups.length), BigInt(ptr(list)), 0n), "setgroups", groups.join(","));
+  check(libc().syscall(BigInt(SYS_setresgid), BigInt(gid), BigInt(gid), BigInt(gid)), "setresgid", String(gid));
+  check(libc().syscall(BigInt(SYS_setresuid), BigInt(uid), BigInt(uid), BigInt(uid)), "setresuid", String(uid));
+}
+
 export function setsid(): number {
   return check(libc().setsid(), "setsid");
 }

@@ -145,6 +145,7 @@ export const linuxPodHost: PodHost = {
       cmd: spec.cmd,
       env: Object.entries(podEnvironment(spec)).map(([k, v]) => `${k}=${v}`),
       logPath: POD_LOG_PATH,
+      ...(spec.user ? { user: { ...spec.user, isHomeSet: spec.env.HOME !== undefined } } : {}),
     };
     return launchPod({ plan, planPath: l.plan, netns: rt.netns, cgroup: rt.cgroup });
   },

@@ -15,6 +15,8 @@ export interface PodInitPlan {
   env: string[];
   /** In the pod: where stdout and stderr go. */
   logPath: string;
+  /** Run the command as this user (gid null: the uid's group in the pod's /etc/passwd, else 0); absent: root. */
+  user?: { uid: number; gid: number | null; isHomeSet: boolean };
 }
 
 /** Host device nodes bound into the pod's /dev. */

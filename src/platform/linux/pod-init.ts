@@ -13,6 +13,7 @@
 import { closeSync, existsSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import {
+  becomeUser,
   chdir,
   cloexecFrom,
   dropBoundingCapability,
@@ -30,6 +31,7 @@ import {
   umountDetach,
 } from "./libc.ts";
 import { DEFAULT_PATH } from "../../pods/pod.ts";
+import { accountOf } from "./passwd.ts";
 import { resolveInRoot } from "./root-path.ts";
 import { DEV_NODES, KEPT_CAPABILITIES, REPORT_ERROR, REPORT_PID, type PodInitPlan } from "./pod-init-plan.ts";
 import { POD_DEV, POD_DEVPTS, POD_PROC, POD_TMP, type PodFileSystem } from "./pod-shape.ts";
@@ -154,8 +156,24 @@ function startCommand(plan: PodInitPlan): void {
   });
   resetSignals();
   cloexecFrom(3);
+  let env = plan.env;
+  if (plan.user) {
+    const { uid, gid, isHomeSet } = plan.user;
+    // The pod's root is "/" now: its own /etc/passwd and /etc/group, never the host's.
+    const account = accountOf(uid, gid, readOrEmpty("/etc/passwd"), readOrEmpty("/etc/group"));
+    if (!isHomeSet) env = [...env.filter((e) => !e.startsWith("HOME=")), `HOME=${account.home}`];
+    step(`become uid ${uid} gid ${account.gid}`, () => becomeUser(uid, account.gid, account.groups));
+  }
   const path = step(`find "${plan.cmd[0]}"`, () => findCommand(plan));
-  step(`exec "${path}"`, () => execve(path, plan.cmd, plan.env));
+  step(`exec "${path}"`, () => execve(path, plan.cmd, env));
+}
+
+function readOrEmpty(path: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch {
+    return "";
+  }
 }
 
 function findCommand(plan: PodInitPlan): string {
