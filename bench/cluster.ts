@@ -21,6 +21,10 @@
  *   line every millisecond, is checkpointed on a, pushed to b and restored
  *   there at the same address: the longest gap between two echoes the client
  *   saw, and the time of each step. (--only move measures just this.)
+ * - (--only restore, alone) a restore of a pushed image against a local
+ *   restore of the same image: a pod of `memhog MIB` checkpointed on a,
+ *   pushed to b, restored on b, removed there, then restored on a; each
+ *   restore's time and phases.
  * Everything made is removed at the end.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
@@ -40,8 +44,8 @@ const MIB = Number(arg("mib", "1024"));
 const RATE = arg("rate", "1gbit");
 const RATE_BYTES_PER_S = parseRate(RATE) / 8;
 const ONLY = arg("only", "");
-if (ONLY !== "" && ONLY !== "move") {
-  console.error(`--only ${ONLY}: expected "move"`);
+if (ONLY !== "" && ONLY !== "move" && ONLY !== "restore") {
+  console.error(`--only ${ONLY}: expected "move" or "restore"`);
   process.exit(1);
 }
 
@@ -165,13 +169,34 @@ async function stopAndCopyMove(lan: TestCluster, mib: number): Promise<Record<st
   }
 }
 
+/** A restore of a pushed image on b against a local restore of the same image on a. */
+async function receivedVersusLocalRestore(lan: TestCluster, mib: number): Promise<Record<string, unknown>> {
+  const [a, b] = lan.hosts as [TestHost, TestHost];
+  await a.run("hog", ["/usr/local/bin/memhog", String(mib)], ["--memory", `${mib + 256}m`]);
+  await memhogReady(a, "hog");
+  const id = await a.ok(["checkpoint", "hog"], 600_000);
+  const push = JSON.parse(await a.ok(["image", "push", id, "--to", "b", "--json"], 900_000));
+  const out: Record<string, unknown> = { podMiB: mib, pushMs: push.ms };
+  for (const [name, h] of [
+    ["received", b],
+    ["local", a],
+  ] as const) {
+    const r = JSON.parse(await h.ok(["restore", id, "--json"], 600_000));
+    out[name] = { totalMs: r.totalMs, phases: r.phases };
+    await h.ok(["rm", "--force", "hog"]);
+  }
+  return out;
+}
+
 const lan = await TestCluster.start("bc", ["a", "b"], { routed: true });
 try {
   const [a] = lan.hosts as [TestHost, TestHost];
   await lan.formCluster("bench", ["a", "b"]);
   await lan.shape(0, RATE);
   await lan.shape(1, RATE);
-  if (ONLY === "move") {
+  if (ONLY === "restore") {
+    console.log(JSON.stringify({ rate: RATE, restore: await receivedVersusLocalRestore(lan, MIB), loadAverage: loadAverage() }, null, 2));
+  } else if (ONLY === "move") {
     console.log(JSON.stringify({ rate: RATE, stopAndCopyMove: await stopAndCopyMove(lan, MIB), loadAverage: loadAverage() }, null, 2));
   } else {
     await a.run("hog", ["/usr/local/bin/memhog", String(MIB)], ["--memory", `${MIB + 256}m`]);

@@ -4,6 +4,9 @@
  * that was pushed there before). Most of a manifest is page hashes, and the
  * next image of a pod changes only those of the pages that changed.
  */
+import { HASH_BYTES } from "../image/hash.ts";
+import { HashTable } from "../image/hash-table.ts";
+import { decodeManifest, uniqueChunkRefs } from "../image/manifest.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 
 /** The most candidates asked about (the peer API's limit is MAX_HELD_QUESTION). */
@@ -13,6 +16,8 @@ const CANDIDATES = 16;
 export interface PeerImageHolder {
   /** Which of these images the peer holds. */
   heldImages(ids: string[]): Promise<string[]>;
+  /** Which of these hashes (concatenated) the peer lacks: a bitmap, bit set = lacking. */
+  missing(hashes: Uint8Array): Promise<Uint8Array>;
 }
 
 /**
@@ -33,4 +38,31 @@ export async function manifestParentFor(
   const held = new Set(await peer.heldImages(candidates));
   const chosen = candidates.find((c) => held.has(c) && catalogue.has(c));
   return chosen === undefined ? null : { id: chosen, manifestBytes: catalogue.manifestBytes(chosen) };
+}
+
+/**
+ * Which of `hashes` (concatenated) the peer lacks, as a bitmap over them. When
+ * the peer holds an image (the manifest's parent) it holds every chunk of it,
+ * so only the others are asked about: 84 KB instead of 8 MB per GiB for the
+ * next image of a pod whose memory changed 1%. (If the peer drops that image
+ * meanwhile, its import finds the chunk neither sent nor stored and refuses.)
+ */
+export async function missingBeyond(peer: PeerImageHolder, hashes: Uint8Array, parentManifest: Uint8Array | undefined): Promise<Uint8Array> {
+  if (parentManifest === undefined) return await peer.missing(hashes);
+  const refs = uniqueChunkRefs(decodeManifest(parentManifest));
+  const held = new HashTable(refs.length);
+  for (const r of refs) held.add(r.hash);
+  const n = hashes.byteLength / HASH_BYTES;
+  const asked: number[] = [];
+  for (let i = 0; i < n; i++) if (!held.has(hashes, i * HASH_BYTES)) asked.push(i);
+  const question = new Uint8Array(asked.length * HASH_BYTES);
+  asked.forEach((i, k) => {
+    question.set(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), k * HASH_BYTES);
+  });
+  const answer = asked.length === 0 ? new Uint8Array(0) : await peer.missing(question);
+  const lacking = new Uint8Array(Math.ceil(n / 8));
+  asked.forEach((i, k) => {
+    if ((answer[k >> 3]! & (1 << (k & 7))) !== 0) lacking[i >> 3]! |= 1 << (i & 7);
+  });
+  return lacking;
 }

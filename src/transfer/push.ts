@@ -11,7 +11,7 @@ import { HASH_BYTES } from "../image/hash.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 import type { ImageTrust } from "../trust/image-trust.ts";
 import { bitIsSet, bitmapOf, countBits } from "./bitmap.ts";
-import { manifestParentFor, type PeerImageHolder } from "./manifest-parent.ts";
+import { manifestParentFor, missingBeyond, type PeerImageHolder } from "./manifest-parent.ts";
 
 /** What a transfer needs of a peer (src/api/peer/client.ts's PeerClient). */
 export interface PeerImageClient extends PeerImageHolder {
@@ -58,9 +58,10 @@ export function chunkListOf(manifestBytes: Uint8Array): { hashes: Uint8Array; le
 export async function pushImage(catalogue: ImageCatalogue, trust: ImageTrust, peer: PeerImageClient, id: string): Promise<TransferReport> {
   const t0 = performance.now();
   const { hashes, lengths, parent } = chunkListOf(catalogue.manifestBytes(id));
-  const lacking = await peer.missing(hashes);
-  // The manifest as a delta against an image of the pod the peer holds; chunks named by index.
+  // The manifest as a delta against an image of the pod the peer holds; chunks named by index;
+  // and "which do you lack?" only for the chunks that image does not have.
   const manifestParent = (await manifestParentFor(catalogue, peer, id, parent)) ?? undefined;
+  const lacking = await missingBeyond(peer, hashes, manifestParent?.manifestBytes);
   const result: Partial<ExportResult> = {};
   const options = { only: lacking, signature: trust.signatureOf(id), manifestParent, chunkIndexes: true };
   const imp = await peer.importImage(exportStream(catalogue, id, options, result));

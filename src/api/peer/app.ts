@@ -40,6 +40,7 @@ export function createPeerApp(deps: PeerAppDeps): Hono {
   app.use("/v1/pods", timeout(PEER_REQUEST_TIMEOUT_MS));
   app.use("/v1/cluster/*", timeout(PEER_REQUEST_TIMEOUT_MS));
   app.use("/v1/chunks/*", timeout(PEER_REQUEST_TIMEOUT_MS * 4));
+  app.use("/v1/images/held", timeout(PEER_REQUEST_TIMEOUT_MS));
   if (deps.images) addPeerImageRoutes(app, deps.images);
 
   /** Says only that the agent answers. */

@@ -18,6 +18,8 @@ let tmp: string;
 let src: { store: ChunkStore; cat: ImageCatalogue };
 let dst: { store: ChunkStore; cat: ImageCatalogue };
 let app: Hono;
+/** Bytes of "which do you lack?" questions the peer was asked. */
+let askedBytes = 0;
 const trust = { admitImport: async () => () => {}, signatureOf: () => null } as unknown as ImageTrust;
 
 function open(name: string) {
@@ -68,7 +70,10 @@ function peer(): PeerImageClient {
   };
   return {
     name: "b",
-    missing: async (hashes) => new Uint8Array(await (await call("/v1/chunks/missing", { method: "POST", body: hashes })).arrayBuffer()),
+    missing: async (hashes) => {
+      askedBytes += hashes.byteLength;
+      return new Uint8Array(await (await call("/v1/chunks/missing", { method: "POST", body: hashes })).arrayBuffer());
+    },
     heldImages: async (ids) => ((await (await call("/v1/images/held", { method: "POST", body: JSON.stringify({ ids }) })).json()) as { held: string[] }).held,
     importImage: async (stream) =>
       ((await (await call("/v1/images/import", { method: "POST", body: stream, duplex: "half" } as RequestInit)).json()) as { import: ImportResult }).import,
@@ -93,7 +98,11 @@ describe("pushing the next image of a pod", () => {
     // The first push carries the whole manifest (16 KiB of page hashes).
     expect(r1.wireBytes).toBeGreaterThan(512 * 4096 + 512 * 32);
     const second = await checkpoint(first, 5);
+    askedBytes = 0;
     const r2 = await pushImage(src.cat, trust, peer(), second.id);
+    // Only the chunks the peer's copy of the parent lacks are asked about, not the 512 of the image.
+    expect(askedBytes).toBeGreaterThan(0);
+    expect(askedBytes).toBeLessThanOrEqual(5 * 32);
     expect(dst.cat.manifestBytes(second.id)).toEqual(src.cat.manifestBytes(second.id));
     const changed = r2.bytesSent;
     expect(r2.chunksSent).toBeGreaterThan(0);
