@@ -17,6 +17,9 @@ import type { Logger } from "../log.ts";
  */
 const MAX_PEER_BODY_BYTES = Number.MAX_SAFE_INTEGER;
 
+/** Seconds a peer connection may stay silent before Bun closes it (Bun allows at most 255). */
+export const PEER_IDLE_TIMEOUT_SECONDS = 240;
+
 export class PeerListener {
   #server: ReturnType<typeof Bun.serve> | null = null;
   #restarting: Promise<void> = Promise.resolve();
@@ -46,6 +49,10 @@ export class PeerListener {
         port,
         fetch: this.app.fetch,
         maxRequestBodySize: MAX_PEER_BODY_BYTES,
+        // Bun closes a connection idle for 10 s by default: a receiver verifying and committing a
+        // large image after its last byte (or a busy host) sends nothing for longer, and the pusher
+        // saw ECONNRESET. Each route has its own deadline; this only ends connections gone silent.
+        idleTimeout: PEER_IDLE_TIMEOUT_SECONDS,
         tls: { key: id.keyPem, cert: id.certPem, ca: id.caCertPem, crl: id.crlPem, requestCert: true, rejectUnauthorized: true },
       } as unknown as Parameters<typeof Bun.serve>[0]);
       this.log.info("peer API listening", { listen: this.listen, cluster: id.cluster, host: id.host, revoked: id.revoked.size });
