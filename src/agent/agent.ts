@@ -9,6 +9,8 @@ import { createLocalApp, IDLE_TIMEOUT_SECONDS } from "../api/local/app.ts";
 import { addFailpointRoutes } from "../api/local/failpoint-routes.ts";
 import { addImageRoutes } from "../api/local/image-routes.ts";
 import { addStatusRoutes } from "../api/local/status-routes.ts";
+import { addMigrateRoutes } from "../api/local/migrate-routes.ts";
+import { Migrations } from "../migrate/index.ts";
 import { collectStatus, hostPaths, StatusService, statusWatchPaths } from "../status/index.ts";
 import { Checkpointer } from "../checkpoint/checkpointer.ts";
 import { ChunkStore } from "../store/chunk-store.ts";
@@ -112,9 +114,19 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     trust,
     isPageTailOn: config.checkpoint.page_tail,
   });
-  // Checkpoints and restores the last agent died in first: they decide those pods' states.
+  // The cluster: membership and peers; the peer API listens once this host has joined one.
+  const cluster = await Cluster.open(config.peer.tls_dir || join(stateDir, "tls"));
+  const peers = new PeerDirectory(cluster, log.child({ part: "peers" }));
+  const migrations = new Migrations({
+    ctx: checkpointer.context,
+    trust,
+    peers,
+    hostName: () => cluster.identity?.host ?? "",
+  });
+  // Migrations, then checkpoints and restores the last agent died in first: they decide those pods' states.
+  const heldByMigrations = await migrations.recoverBefore();
   await checkpointer.recover();
-  await pods.recover();
+  await pods.recover(heldByMigrations);
 
   // Patch status: the latest report, refreshed on a schedule and when the package database changes.
   const statusPaths = hostPaths({ root: config.status.root });
@@ -125,12 +137,10 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     log: log.child({ part: "status" }),
   });
 
-  // The cluster: membership and peers; the peer API listens once this host has joined one.
-  const cluster = await Cluster.open(config.peer.tls_dir || join(stateDir, "tls"));
-  const peers = new PeerDirectory(cluster, log.child({ part: "peers" }));
   const peerApp = createPeerApp({
     cluster,
     images: { catalogue, trust },
+    migrations: { migrations, isPeer: (name) => cluster.peers().some((p) => p.name === name) },
     info: peerInfoProvider({ cluster, pods, checkpointer, status, stateDir }),
     pods: () => {
       const id = cluster.identity;
@@ -141,6 +151,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   });
   const peerListener = new PeerListener(cluster, peerApp, config.peer.listen, log.child({ part: "peer-api" }));
   peerListener.start();
+  await migrations.recoverAfter();
 
   const app = createLocalApp({
     pods,
@@ -148,6 +159,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     routes: [
       (a) => addImageRoutes(a, { checkpointer, catalogue, trust }),
       (a) => addStatusRoutes(a, { status }),
+      (a) => addMigrateRoutes(a, { migrations }),
       (a) =>
         addClusterRoutes(a, {
           cluster,
@@ -206,6 +218,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     stopping = true;
     clearInterval(reaper);
     clearInterval(peerSync);
+    migrations.stop();
     status.stop();
     await peerListener.stop();
     await server.stop(true);
