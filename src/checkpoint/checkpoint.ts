@@ -39,6 +39,12 @@ export interface CheckpointRequest {
   excludeVolumes: string[];
   /** Kill processes started with `autopod exec` instead of refusing: CRIU dumps only the pod's own tree. */
   killExec?: boolean;
+  /**
+   * A migration's pre-copy round (with leaveRunning): CRIU itself resumes the tasks
+   * (`--leave-running`), so their TCP sockets leave repair mode; the files are captured
+   * after, while the pod runs, so the image is only a source of chunks, never restored.
+   */
+  isPrecopyRound?: boolean;
 }
 
 export interface CheckpointResult {
@@ -124,7 +130,7 @@ export async function checkpointPod(ctx: CheckpointContext, name: string, req: C
       // Files first, while the tasks are stopped: they must match the memory image exactly.
       const files = await captureFiles(run, writer);
       await failpoint("checkpoint.files-stored");
-      if (req.leaveRunning) continueLeftRunning(ctx, run);
+      if (req.leaveRunning && !req.isPrecopyRound) continueLeftRunning(ctx, run);
       const base = await captureBase(ctx, run, writer);
       const images = await captureImages(ctx, run, writer, hashing);
       await failpoint("checkpoint.images-stored");
@@ -239,7 +245,7 @@ export async function dumpStopped(ctx: CheckpointContext, run: CheckpointRun): P
       imagesDir,
       netnsInode: target.netnsInode,
       externalMounts: externalMountsOf(target.record.runtime),
-      leave: "stopped",
+      leave: req.isPrecopyRound ? "running" : "stopped",
       onSpawn: (pid) => {
         writeJournal(ctx.stateDir, { ...journal, criuPid: pid });
         failpoint("checkpoint.criu-started");
@@ -254,7 +260,8 @@ export async function dumpStopped(ctx: CheckpointContext, run: CheckpointRun): P
   const hashing = tail.finish();
   if (pageTail) pageTail.files = hashing.size;
   run.pageTail = pageTail;
-  run.isStopped = true;
+  run.isStopped = !req.isPrecopyRound;
+  if (req.isPrecopyRound) run.freezeMs = dump.durationMs;
   phase("prepare", dump.durationMs);
   phase("dump");
   run.dumpMs = dump.durationMs;

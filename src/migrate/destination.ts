@@ -12,7 +12,7 @@ import { removeJournal } from "../checkpoint/journal.ts";
 import { checkRestore, materialize, prepareHost, restoreProcesses, startRestore, undoRestore } from "../checkpoint/restore.ts";
 import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { readMigrationJournal, removeMigrationJournal, writeMigrationJournal } from "./journal.ts";
-import type { HeldRestore, PeerMigrationClients } from "./peer.ts";
+import type { HeldRestore, MigrationRestoreRequest, PeerMigrationClients } from "./peer.ts";
 
 /** How long a held copy waits for the source's word before asking, and between asks. */
 export const ASK_AFTER_MS = 3000;
@@ -30,6 +30,8 @@ interface Held {
   pid: number;
   netnsPath: string;
   releaseMerging: () => void;
+  /** The pre-copy rounds' images: only sources of chunks, removed when the migration ends. */
+  rounds: string[];
   timer: ReturnType<typeof setTimeout> | null;
 }
 
@@ -40,7 +42,7 @@ export class MigrationDestination {
   constructor(readonly deps: DestinationDeps) {}
 
   /** Restore `image` as `pod`, held stopped; resolves once the copy is ready to run. */
-  async restore(id: string, req: { pod: string; image: string; source: string }): Promise<HeldRestore> {
+  async restore(id: string, req: MigrationRestoreRequest): Promise<HeldRestore> {
     const { ctx } = this.deps;
     if (this.#held.has(id) || readMigrationJournal(ctx.stateDir, id)) throw new ConflictError(`Migration "${id}" is known here already`);
     ctx.pods.expectIncoming(req.pod, req.source);
@@ -52,7 +54,7 @@ export class MigrationDestination {
     }
   }
 
-  async #restore(id: string, req: { pod: string; image: string; source: string }): Promise<HeldRestore> {
+  async #restore(id: string, req: MigrationRestoreRequest): Promise<HeldRestore> {
     const { ctx } = this.deps;
     const t0 = performance.now();
     const checked = await checkRestore(ctx, req.image, {});
@@ -76,7 +78,7 @@ export class MigrationDestination {
       // From here the migration's journal decides what becomes of the held copy, not the restore's.
       removeJournal(ctx.stateDir, req.pod);
       await failpoint("migrate.dest-ready");
-      this.#held.set(id, { id, pod: req.pod, source: req.source, pid, netnsPath: prepared.target.netnsPath, releaseMerging, timer: null });
+      this.#held.set(id, { id, pod: req.pod, source: req.source, pid, netnsPath: prepared.target.netnsPath, releaseMerging, rounds: req.rounds, timer: null });
       isHeld = true;
       this.#watch(id, ASK_AFTER_MS);
       ctx.log.info("holding a migrating pod, ready to run", { pod: req.pod, id, from: req.source, pid });
@@ -134,7 +136,7 @@ export class MigrationDestination {
     const { ctx } = this.deps;
     ctx.busy.add(pod);
     ctx.pods.expectIncoming(pod, source);
-    this.#held.set(id, { id, pod, source, pid, netnsPath: ctx.pods.target0(pod).netnsPath, releaseMerging: () => {}, timer: null });
+    this.#held.set(id, { id, pod, source, pid, netnsPath: ctx.pods.target0(pod).netnsPath, releaseMerging: () => {}, rounds: [], timer: null });
     this.#watch(id, 0);
   }
 
@@ -158,6 +160,7 @@ export class MigrationDestination {
 
   #release(h: Held): void {
     const { ctx } = this.deps;
+    for (const r of h.rounds) if (ctx.catalogue.has(r)) ctx.catalogue.remove(r);
     ctx.busy.delete(h.pod);
     ctx.pods.endIncoming(h.pod);
     h.releaseMerging();

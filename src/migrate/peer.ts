@@ -26,17 +26,33 @@ export interface PeerPodList {
   pods: Array<{ name: string; address: string; live: boolean }>;
 }
 
+/** What the source asks the destination to hold: the pod, its final image, and the pre-copy rounds' images (removed once the migration ends). */
+export interface MigrationRestoreRequest {
+  pod: string;
+  image: string;
+  source: string;
+  rounds: string[];
+}
+
 export interface PeerMigrationClient extends PeerImageClient {
   info(): Promise<PeerFacts>;
   pods(): Promise<PeerPodList>;
   /** Restore `image` as `pod` with its tasks held stopped and its network locked; resolves when it is ready. */
-  migrationRestore(id: string, req: { pod: string; image: string; source: string }): Promise<HeldRestore>;
+  migrationRestore(id: string, req: MigrationRestoreRequest): Promise<HeldRestore>;
   /** The source committed: the held copy runs. NotFoundError when none is held (it resumed already). */
   migrationResume(id: string): Promise<void>;
   /** The source resumed its own copy: the held one goes. */
   migrationAbort(id: string): Promise<void>;
   /** Asked of the source by a destination that holds a copy and heard nothing. */
   migrationOutcome(id: string): Promise<MigrationOutcome>;
+}
+
+/** What the source asks the destination to hold: the pod, its final image, and the pre-copy rounds' images (removed once the migration ends). */
+export interface MigrationRestoreRequest {
+  pod: string;
+  image: string;
+  source: string;
+  rounds: string[];
 }
 
 export interface PeerMigrationClients {

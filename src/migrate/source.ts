@@ -129,11 +129,14 @@ export async function migratePod(
   const journal: SourceJournal = { role: "source", id, pod: name, peer: req.to, phase: "precopy", image: null, pid: null };
   writeMigrationJournal(ctx.stateDir, journal);
   deps.active.add(id);
+  // A round's image is only a source of chunks (its files were captured while the pod ran): it goes afterwards, here and there.
+  const roundImages: string[] = [];
   try {
-    const rounds = req.mode === "precopy" ? await precopy(deps, peer, name, req, id, onProgress) : [];
-    return await freezeAndHandOver(deps, peer, { id, name, req, from, journal, rounds, t0 }, onProgress);
+    const rounds = req.mode === "precopy" ? await precopy(deps, peer, name, req, roundImages, onProgress) : [];
+    return await freezeAndHandOver(deps, peer, { id, name, req, from, journal, rounds, roundImages, t0 }, onProgress);
   } finally {
     deps.active.delete(id);
+    for (const r of roundImages) if (ctx.catalogue.has(r)) ctx.catalogue.remove(r);
   }
 }
 
@@ -155,7 +158,7 @@ async function precopy(
   peer: PeerMigrationClient,
   name: string,
   req: MigrateRequest,
-  id: string,
+  roundImages: string[],
   onProgress: (p: MigrationProgress) => void,
 ): Promise<RoundReport[]> {
   const { ctx } = deps;
@@ -169,7 +172,8 @@ async function precopy(
     const tr = performance.now();
     const n = rounds.length + 1;
     await failpoint("migrate.round");
-    const cp = await checkpointPod(ctx, name, { leaveRunning: true, excludeVolumes: [] });
+    const cp = await checkpointPod(ctx, name, { leaveRunning: true, excludeVolumes: [], isPrecopyRound: true });
+    roundImages.push(cp.id);
     let push: TransferReport;
     try {
       push = await pushImage(ctx.catalogue, deps.trust, peer, cp.id);
@@ -196,7 +200,6 @@ async function precopy(
       ms: round.ms,
       message: `round ${n}: sent ${push.bytesSent} of ${push.bytesOffered} bytes in ${round.ms} ms (pod paused ${cp.freezeMs} ms)`,
     });
-    void id;
   }
   return rounds;
 }
@@ -208,6 +211,7 @@ interface Handover {
   from: string;
   journal: SourceJournal;
   rounds: RoundReport[];
+  roundImages: string[];
   t0: number;
 }
 
@@ -261,7 +265,7 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
     onProgress({ phase: "delta", bytesSent: final.bytesSent, bytesOffered: final.bytesOffered, message: `delta: sent ${final.bytesSent} bytes` });
     await failpoint("migrate.delta-sent");
     onProgress({ phase: "restore", message: `"${req.to}" restores pod "${name}", held stopped` });
-    restorePhases = (await peer.migrationRestore(id, { pod: name, image, source: h.from })).phases;
+    restorePhases = (await peer.migrationRestore(id, { pod: name, image, source: h.from, rounds: h.roundImages })).phases;
     phase("restore");
     await failpoint("migrate.ready");
     // The decision: from this write on, the destination's copy is the pod.

@@ -9,7 +9,7 @@ import { errorFromWire, PreconditionError, UnavailableError } from "../../errors
 import type { ImportResult } from "../../checkpoint/export.ts";
 import { LIMITS } from "../../image/manifest.ts";
 import { HASH_BYTES, sha256, toHex } from "../../image/hash.ts";
-import type { HeldRestore, MigrationOutcome } from "../../migrate/peer.ts";
+import type { HeldRestore, MigrationOutcome, MigrationRestoreRequest } from "../../migrate/peer.ts";
 import { MIGRATION_RESTORE_TIMEOUT_MS } from "./migration-routes.ts";
 import { z } from "zod";
 import { MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema, type PeerPods, PeerPodsSchema } from "./schemas.ts";
@@ -90,7 +90,7 @@ export class PeerClient {
   }
 
   /** Restore `image` as `pod` with its tasks held stopped; resolves once the copy is ready (src/migrate/). */
-  async migrationRestore(id: string, req: { pod: string; image: string; source: string }): Promise<HeldRestore> {
+  async migrationRestore(id: string, req: MigrationRestoreRequest): Promise<HeldRestore> {
     const res = await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/restore`, JSON.stringify(req), {
       contentType: "application/json",
       timeoutMs: MIGRATION_RESTORE_TIMEOUT_MS,

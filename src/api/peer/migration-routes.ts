@@ -25,6 +25,7 @@ const RestoreBody = z
     pod: z.string().max(63),
     image: z.string().regex(/^[0-9a-f]{64}$/, "a full image id (64 hex digits)"),
     source: z.string().max(63),
+    rounds: z.array(z.string().regex(/^[0-9a-f]{64}$/, "a full image id (64 hex digits)")).max(64),
   })
   .strict();
 
