@@ -224,7 +224,8 @@ describe("autopod migrate", () => {
           const w = await whereIs(name);
           return w.a === null && w.b === "running";
         });
-        await Bun.sleep(1000);
+        // The client was cut off for seconds: its next retransmission, backed off, may be 10 s or more away.
+        await Bun.sleep(20_000);
       } finally {
         const report = await clientReport(client);
         expect(report.errors).toEqual([]);

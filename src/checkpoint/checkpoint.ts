@@ -130,7 +130,7 @@ export async function checkpointPod(ctx: CheckpointContext, name: string, req: C
       // Files first, while the tasks are stopped: they must match the memory image exactly.
       const files = await captureFiles(run, writer);
       await failpoint("checkpoint.files-stored");
-      if (req.leaveRunning && !req.isPrecopyRound) continueLeftRunning(ctx, run);
+      if (req.leaveRunning && !req.isPrecopyRound) await continueLeftRunning(ctx, run);
       const base = await captureBase(ctx, run, writer);
       const images = await captureImages(ctx, run, writer, hashing);
       await failpoint("checkpoint.images-stored");
@@ -279,8 +279,13 @@ export async function captureFiles(run: CheckpointRun, writer: ChunkWriter): Pro
   return { layer: layer.entries, volumeTrees };
 }
 
-/** --leave-running: the files are captured, the pod goes on while the rest is stored. */
-export function continueLeftRunning(ctx: CheckpointContext, run: CheckpointRun): void {
+/**
+ * --leave-running: the files are captured, the pod goes on while the rest is stored. CRIU
+ * leaves its network lock in place after --leave-stopped (and the TCP sockets in repair
+ * mode, which continueTree lifts): without removing it the pod's connections stall.
+ */
+export async function continueLeftRunning(ctx: CheckpointContext, run: CheckpointRun): Promise<void> {
+  await ctx.host.removeCriuLock(run.target.netnsPath);
   ctx.host.continueTree(run.target.pid);
   run.isStopped = false;
   run.freezeMs = performance.now() - run.dumpStartedAt;
