@@ -110,6 +110,8 @@ export class MigrationDestination {
       await unlockAll(ctx.host, h.netnsPath);
       ctx.pods.adoptRestored(h.pod, h.pid);
       removeMigrationJournal(ctx.stateDir, id);
+      // The source's route may have answered ARP for the address while both copies existed: this host has it now.
+      await ctx.pods.announce(h.pod).catch((e: unknown) => ctx.log.warn("could not announce a migrated pod's address", { pod: h.pod, error: errorMessage(e) }));
       ctx.log.info("resumed a migrated pod", { pod: h.pod, id, pid: h.pid });
     } finally {
       this.#release(h);
