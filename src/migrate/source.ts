@@ -134,6 +134,10 @@ export async function migratePod(
   try {
     const rounds = req.mode === "precopy" ? await precopy(deps, peer, name, req, roundImages, onProgress) : [];
     return await freezeAndHandOver(deps, peer, { id, name, req, from, journal, rounds, roundImages, t0 }, onProgress);
+  } catch (e) {
+    // Failed before the freeze (a round, a refusal of the final checkpoint): the pod runs on here, nothing is held there.
+    if (readMigrationJournal(ctx.stateDir, id)?.phase === "precopy") removeMigrationJournal(ctx.stateDir, id);
+    throw e;
   } finally {
     deps.active.delete(id);
     for (const r of roundImages) if (ctx.catalogue.has(r)) ctx.catalogue.remove(r);
