@@ -52,6 +52,9 @@ export function addPeerMigrationRoutes(app: Hono, { migrations, isPeer }: PeerMi
 
   app.post("/v1/migrations/:id/restore", limit, async (c) => {
     const id = migrationId(c.req.param("id"));
+    // Bun.serve closes a connection idle for 10 s, and a held restore answers only when it is ready
+    // (a big pod on a busy host takes longer): no idle limit for this request; the route's timeout stays.
+    (c.env as { timeout?: (req: Request, seconds: number) => void } | undefined)?.timeout?.(c.req.raw, 0);
     const b = await readJsonBody(c.req.raw, RestoreBody, MAX_BODY);
     checkPodName(b.pod);
     if (!isPeer(b.source)) throw new InvalidArgumentError(`"${b.source.slice(0, 63)}" is not a peer of this host: a pod migrates only from a peer`);
