@@ -154,6 +154,19 @@ describe("autopod migrate", () => {
   );
 
   rootTest(
+    "a held restore that takes longer than 10 s (a big pod, a busy host) still completes",
+    async () => {
+      const { name } = await startCounter(a);
+      await setFailpoint(b, "migrate.dest-prepared", "1*sleep(12000)");
+      await a.ok(["migrate", name, "--to", "b", "--max-rounds", "1"], 180_000);
+      expect(await whereIs(name)).toEqual({ a: null, b: "running" });
+      expectCountWithoutGap(await b.ok(["exec", name, "cat", "/count"]));
+      await b.ok(["rm", "--force", name]);
+    },
+    T,
+  );
+
+  rootTest(
     "a pre-flight refusal moves nothing: a pod of that name on the peer",
     async () => {
       const { name } = await startCounter(a);
@@ -216,7 +229,7 @@ describe("autopod migrate", () => {
       expect(r.exitCode).not.toBe(0);
       // B holds its copy, stopped, and asks A, which is down: it never runs it on its own.
       await Bun.sleep(4000);
-      expect((await whereIs(name)).b).toBe("restoring");
+      expect((await b.pod(name)).state).toBe("restoring");
       await expectKilledThenRestart(a);
       await waitUntil("the pod on B only", async () => {
         const w = await whereIs(name);
