@@ -9,6 +9,8 @@ import { createLocalApp, IDLE_TIMEOUT_SECONDS } from "../api/local/app.ts";
 import { addFailpointRoutes } from "../api/local/failpoint-routes.ts";
 import { addImageRoutes } from "../api/local/image-routes.ts";
 import { addStatusRoutes } from "../api/local/status-routes.ts";
+import { addMigrateRoutes } from "../api/local/migrate-routes.ts";
+import { Migrations } from "../migrate/index.ts";
 import { collectStatus, hostPaths, StatusService, statusWatchPaths } from "../status/index.ts";
 import { Checkpointer } from "../checkpoint/checkpointer.ts";
 import { ChunkStore } from "../store/chunk-store.ts";
@@ -124,19 +126,6 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     trust,
     isPageTailOn: config.checkpoint.page_tail,
   });
-  // Checkpoints and restores the last agent died in first: they decide those pods' states.
-  await checkpointer.recover();
-  await pods.recover();
-
-  // Patch status: the latest report, refreshed on a schedule and when the package database changes.
-  const statusPaths = hostPaths({ root: config.status.root });
-  const status = new StatusService({
-    collect: () => collectStatus({ paths: statusPaths, lockTimeoutMs: config.status.lock_timeout_seconds * 1000 }),
-    refreshSeconds: config.status.refresh_seconds,
-    watchPaths: statusWatchPaths(statusPaths),
-    log: log.child({ part: "status" }),
-  });
-
   // The cluster: membership and peers; the peer API listens once this host has joined one.
   const cluster = await Cluster.open(config.peer.tls_dir || join(stateDir, "tls"));
   const clusterCpu = new ClusterCpu(
@@ -147,9 +136,30 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     (m, f) => log.warn(m, f),
   );
   const peers = new PeerDirectory(cluster, log.child({ part: "peers" }), (name, info) => clusterCpu.record(name, info.cpuFlags));
+  const migrations = new Migrations({
+    ctx: checkpointer.context,
+    trust,
+    peers,
+    hostName: () => cluster.identity?.host ?? "",
+  });
+  // Migrations, then checkpoints and restores the last agent died in first: they decide those pods' states.
+  const heldByMigrations = await migrations.recoverBefore();
+  await checkpointer.recover();
+  await pods.recover(heldByMigrations);
+
+  // Patch status: the latest report, refreshed on a schedule and when the package database changes.
+  const statusPaths = hostPaths({ root: config.status.root });
+  const status = new StatusService({
+    collect: () => collectStatus({ paths: statusPaths, lockTimeoutMs: config.status.lock_timeout_seconds * 1000 }),
+    refreshSeconds: config.status.refresh_seconds,
+    watchPaths: statusWatchPaths(statusPaths),
+    log: log.child({ part: "status" }),
+  });
+
   const peerApp = createPeerApp({
     cluster,
     images: { catalogue, trust },
+    migrations: { migrations, isPeer: (name) => cluster.peers().some((p) => p.name === name) },
     info: peerInfoProvider({ cluster, pods, checkpointer, status, stateDir, cpuFlags: hostFlags }),
     pods: () => {
       const id = cluster.identity;
@@ -160,6 +170,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   });
   const peerListener = new PeerListener(cluster, peerApp, config.peer.listen, log.child({ part: "peer-api" }));
   peerListener.start();
+  await migrations.recoverAfter();
 
   const app = createLocalApp({
     pods,
@@ -167,6 +178,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     routes: [
       (a) => addImageRoutes(a, { checkpointer, catalogue, trust }),
       (a) => addStatusRoutes(a, { status }),
+      (a) => addMigrateRoutes(a, { migrations }),
       (a) =>
         addClusterRoutes(a, {
           cluster,
@@ -227,6 +239,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     stopping = true;
     clearInterval(reaper);
     clearInterval(peerSync);
+    migrations.stop();
     status.stop();
     await peerListener.stop();
     await server.stop(true);

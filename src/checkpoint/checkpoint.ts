@@ -39,6 +39,12 @@ export interface CheckpointRequest {
   excludeVolumes: string[];
   /** Kill processes started with `autopod exec` instead of refusing: CRIU dumps only the pod's own tree. */
   killExec?: boolean;
+  /**
+   * A migration's pre-copy round (with leaveRunning): CRIU itself resumes the tasks
+   * (`--leave-running`), so their TCP sockets leave repair mode; the files are captured
+   * after, while the pod runs, so the image is only a source of chunks, never restored.
+   */
+  isPrecopyRound?: boolean;
 }
 
 export interface CheckpointResult {
@@ -124,7 +130,7 @@ export async function checkpointPod(ctx: CheckpointContext, name: string, req: C
       // Files first, while the tasks are stopped: they must match the memory image exactly.
       const files = await captureFiles(run, writer);
       await failpoint("checkpoint.files-stored");
-      if (req.leaveRunning) continueLeftRunning(ctx, run);
+      if (req.leaveRunning && !req.isPrecopyRound) await continueLeftRunning(ctx, run);
       const base = await captureBase(ctx, run, writer);
       const images = await captureImages(ctx, run, writer, hashing);
       await failpoint("checkpoint.images-stored");
@@ -240,7 +246,7 @@ export async function dumpStopped(ctx: CheckpointContext, run: CheckpointRun): P
       imagesDir,
       netnsInode: target.netnsInode,
       externalMounts: externalMountsOf(target.record.runtime),
-      leave: "stopped",
+      leave: req.isPrecopyRound ? "running" : "stopped",
       onSpawn: (pid) => {
         writeJournal(ctx.stateDir, { ...journal, criuPid: pid });
         failpoint("checkpoint.criu-started");
@@ -255,7 +261,8 @@ export async function dumpStopped(ctx: CheckpointContext, run: CheckpointRun): P
   const hashing = tail.finish();
   if (pageTail) pageTail.files = hashing.size;
   run.pageTail = pageTail;
-  run.isStopped = true;
+  run.isStopped = !req.isPrecopyRound;
+  if (req.isPrecopyRound) run.freezeMs = dump.durationMs;
   phase("prepare", dump.durationMs);
   phase("dump");
   run.dumpMs = dump.durationMs;
@@ -273,8 +280,13 @@ export async function captureFiles(run: CheckpointRun, writer: ChunkWriter): Pro
   return { layer: layer.entries, volumeTrees };
 }
 
-/** --leave-running: the files are captured, the pod goes on while the rest is stored. */
-export function continueLeftRunning(ctx: CheckpointContext, run: CheckpointRun): void {
+/**
+ * --leave-running: the files are captured, the pod goes on while the rest is stored. CRIU
+ * leaves its network lock in place after --leave-stopped (and the TCP sockets in repair
+ * mode, which continueTree lifts): without removing it the pod's connections stall.
+ */
+export async function continueLeftRunning(ctx: CheckpointContext, run: CheckpointRun): Promise<void> {
+  await ctx.host.removeCriuLock(run.target.netnsPath);
   ctx.host.continueTree(run.target.pid);
   run.isStopped = false;
   run.freezeMs = performance.now() - run.dumpStartedAt;

@@ -18,7 +18,9 @@ import { JOURNAL_DIR } from "./journal.ts";
 import { recover } from "./recovery.ts";
 import { type RestoreRequest, type RestoreResult, resolveImage, restorePod } from "./restore.ts";
 
-export type { CheckpointerOptions } from "./_context.ts";
+export type { CheckpointContext, CheckpointerOptions } from "./_context.ts";
+/** For a migration that composes the steps (src/migrate/): the per-pod claim, and lifting a pod's network locks. */
+export { claim, unlockAll } from "./_context.ts";
 export type { CheckpointRequest, CheckpointResult } from "./checkpoint.ts";
 export type { RestoreRequest, RestoreResult } from "./restore.ts";
 
@@ -29,6 +31,11 @@ export class Checkpointer {
     this.#ctx = { ...o, busy: new Set(), baseCaptures: new Map() };
     mkdirSync(join(o.stateDir, "tmp"), { recursive: true, mode: 0o700 });
     mkdirSync(join(o.stateDir, JOURNAL_DIR), { recursive: true, mode: 0o700 });
+  }
+
+  /** The steps' shared context, for a migration that composes them (src/migrate/). */
+  get context(): CheckpointContext {
+    return this.#ctx;
   }
 
   /** The CRIU binary, checked against this kernel. */

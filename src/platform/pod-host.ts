@@ -79,6 +79,8 @@ export interface PodHost {
     routed?: { lanInterface: string };
   }): Promise<void>;
   deleteNetwork(n: { netns: string; hostVeth: string }): Promise<void>;
+  /** Routed: tell the LAN (gratuitous ARP on `lanInterface`) that this host answers for `address` (dotted IPv4) again. */
+  announceAddress(lanInterface: string, address: string): Promise<void>;
   netnsPath(netns: string): string;
   netnsInode(netns: string): number;
 

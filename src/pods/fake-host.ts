@@ -71,6 +71,9 @@ export class FakeHost implements PodHost {
     if (this.netns.has(n.netns)) throw new Error(`netns ${n.netns} exists`);
     this.netns.add(n.netns);
   }
+  async announceAddress(lan: string, address: string) {
+    this.calls.push(`announceAddress ${lan} ${address}`);
+  }
   async deleteNetwork(n: { netns: string }) {
     this.calls.push(`deleteNetwork ${n.netns}`);
     this.netns.delete(n.netns);

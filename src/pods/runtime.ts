@@ -64,6 +64,8 @@ export class PodRuntime {
   readonly #subnet: Subnet;
   /** Serialises the choice of names and addresses. */
   #reserving: Promise<unknown> = Promise.resolve();
+  /** Pods migrating here, by name: the host they come from, whose copy of the pod holds their address until the handover. */
+  readonly #incoming = new Map<string, string>();
   /** Work still going on for pods after their requests were answered (settleLater), by pod. */
   readonly #settling = new Map<string, Promise<void>>();
 
@@ -111,7 +113,7 @@ export class PodRuntime {
     if (!this.#o.routed) return;
     const ip = address.split("/")[0];
     for (const peer of await this.#o.routed.clusterPods()) {
-      const holder = peer.pods.find((p) => p.live && p.address.split("/")[0] === ip);
+      const holder = peer.pods.find((p) => p.live && p.address.split("/")[0] === ip && !this.#isIncomingFrom(peer.host, p.name));
       if (holder) {
         throw new ConflictError(
           `Address ${ip} of pod "${pod}" is in use on host "${peer.host}" by its pod "${holder.name}": stop or checkpoint it there first, or restore with another --ip`,
@@ -131,13 +133,34 @@ export class PodRuntime {
     if (!this.#o.routed) return;
     const ip = spec.address.split("/")[0];
     for (const peer of await this.#o.routed.clusterPods()) {
-      const holder = peer.pods.find((p) => p.live && p.address.split("/")[0] === ip);
+      // A migration's source holds the address until the handover: not a conflict.
+      const holder = peer.pods.find((p) => p.live && p.address.split("/")[0] === ip && !this.#isIncomingFrom(peer.host, p.name));
       if (holder) {
         throw new ConflictError(
           `Address ${ip} of pod "${spec.name}" is being taken on host "${peer.host}" by its pod "${holder.name}" at the same time: restore it there or, once that has settled, here`,
         );
       }
     }
+  }
+
+  /** A migration brings pod `name` from host `source`: that host's copy may hold the pod's address until the handover. */
+  expectIncoming(name: string, source: string): void {
+    this.#incoming.set(name, source);
+  }
+
+  endIncoming(name: string): void {
+    this.#incoming.delete(name);
+  }
+
+  #isIncomingFrom(host: string, pod: string): boolean {
+    return this.#incoming.get(pod) === host;
+  }
+
+  /** Routed: announce the pod's address from this host again (a migration that was aborted after the peer announced it). */
+  async announce(name: string): Promise<void> {
+    const routed = this.#networkMode().routed;
+    if (!routed) return;
+    await this.#o.host.announceAddress(routed.lanInterface, this.record(name).spec.address.split("/")[0]!);
   }
 
   list(): PodView[] {
@@ -262,7 +285,7 @@ export class PodRuntime {
     if (asked !== undefined) {
       const ip = asked.split("/")[0];
       for (const peer of peers) {
-        const holder = peer.pods.find((p) => (strict || p.live) && p.address.split("/")[0] === ip);
+        const holder = peer.pods.find((p) => (strict || p.live) && p.address.split("/")[0] === ip && !this.#isIncomingFrom(peer.host, p.name));
         if (holder)
           throw new ConflictError(
             `Address ${ip} for pod "${pod}" is in use on host "${peer.host}" by its pod "${holder.name}"${holder.live ? "" : " (not running)"}: choose another with --ip`,
@@ -457,9 +480,11 @@ export class PodRuntime {
   }
 
   /** At start-up: re-adopt live pods, record those that ended meanwhile, finish interrupted work. */
-  async recover(): Promise<void> {
+  async recover(skip: ReadonlySet<string> = new Set()): Promise<void> {
     const { store, host, log } = this.#o;
     for (const r of store.list()) {
+      // Held by a migration's recovery (src/migrate/recovery.ts): its journal decides.
+      if (skip.has(r.spec.name)) continue;
       if (r.state === "creating" || r.state === "removing") {
         log.info(r.state === "creating" ? "removing a pod whose creation was interrupted" : "finishing an interrupted removal", { pod: r.spec.name });
         await this.#teardown(r).catch((e) => log.warn("cleanup was incomplete", { pod: r.spec.name, error: errorMessage(e) }));

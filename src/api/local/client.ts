@@ -18,6 +18,7 @@ import type { StatusSnapshot } from "../../status/service.ts";
 import type { CreatePodRequest } from "../../pods/validate.ts";
 import type { ClusterCpuView } from "../../cluster/cluster-cpu.ts";
 import type { AgentInfo } from "./app.ts";
+import type { MigrateReport, MigrationProgress } from "../../migrate/index.ts";
 import { decodeFrames, exitCodeOf, FRAME } from "./exec-frames.ts";
 
 export interface ExecOutput {
@@ -178,6 +179,32 @@ export class LocalClient {
 
   async removePeer(name: string): Promise<void> {
     await this.#json("DELETE", `/v1/peers/${encodeURIComponent(name)}`);
+  }
+
+  /** Migrate a pod to a peer; progress lines go to `onProgress` as they come. */
+  async migrate(
+    name: string,
+    req: { to: string; mode?: string; maxRounds?: number },
+    onProgress: (p: MigrationProgress) => void = () => {},
+  ): Promise<MigrateReport> {
+    const res = await this.#fetch("POST", `/v1/pods/${encodeURIComponent(name)}/migrate`, req);
+    if (!res.body) throw new UnavailableError("The agent sent no answer to the migration");
+    const dec = new TextDecoder();
+    let buf = "";
+    for await (const chunk of res.body) {
+      buf += dec.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (!line.trim()) continue;
+        const o = JSON.parse(line) as { progress?: MigrationProgress; migrate?: MigrateReport; error?: { code: string; message: string } };
+        if (o.progress) onProgress(o.progress);
+        if (o.migrate) return o.migrate;
+        if (o.error) throw errorFromWire(o.error.code, o.error.message);
+      }
+    }
+    throw new UnavailableError("The agent's answer to the migration ended early: see its log for the outcome");
   }
 
   async #json<T>(method: string, path: string, body?: unknown): Promise<T> {

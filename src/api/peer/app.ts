@@ -12,6 +12,7 @@ import type { Cluster } from "../../cluster/cluster.ts";
 import { AutopodError, errorMessage, httpStatusOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
 import { addPeerImageRoutes, type PeerImageDeps } from "./image-routes.ts";
+import { addPeerMigrationRoutes, type PeerMigrationDeps } from "./migration-routes.ts";
 import { MAX_CRL_BYTES, type PeerInfo, type PeerPods } from "./schemas.ts";
 
 export const PEER_REQUEST_TIMEOUT_MS = 30_000;
@@ -19,6 +20,7 @@ export const PEER_REQUEST_TIMEOUT_MS = 30_000;
 export interface PeerAppDeps {
   cluster: Cluster;
   images?: PeerImageDeps;
+  migrations?: PeerMigrationDeps;
   info(): Promise<PeerInfo>;
   /** This host's pods and their addresses: cheap, asked before every allocation in a routed pod network. */
   pods(): PeerPods;
@@ -42,6 +44,7 @@ export function createPeerApp(deps: PeerAppDeps): Hono {
   app.use("/v1/chunks/*", timeout(PEER_REQUEST_TIMEOUT_MS * 4));
   app.use("/v1/images/held", timeout(PEER_REQUEST_TIMEOUT_MS));
   if (deps.images) addPeerImageRoutes(app, deps.images);
+  if (deps.migrations) addPeerMigrationRoutes(app, deps.migrations);
 
   /** Says only that the agent answers. */
   app.get("/v1/health", (c) => c.json({ ok: true }));

@@ -9,9 +9,14 @@ import { errorFromWire, PreconditionError, UnavailableError } from "../../errors
 import type { ImportResult } from "../../checkpoint/export.ts";
 import { LIMITS } from "../../image/manifest.ts";
 import { HASH_BYTES, sha256, toHex } from "../../image/hash.ts";
+import type { HeldRestore, MigrationOutcome, MigrationRestoreRequest } from "../../migrate/peer.ts";
+import { MIGRATION_RESTORE_TIMEOUT_MS } from "./migration-routes.ts";
+import { z } from "zod";
 import { HeldImagesAnswerSchema, MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema, type PeerPods, PeerPodsSchema } from "./schemas.ts";
 
 export const PEER_CLIENT_TIMEOUT_MS = 10_000;
+
+const HeldRestoreSchema = z.object({ criuMs: z.number(), phases: z.record(z.string().max(64), z.number()) }).strict();
 
 export class PeerClient {
   constructor(
@@ -91,6 +96,32 @@ export class PeerClient {
     const res = await this.#fetch("POST", `/v1/images/${encodeURIComponent(id)}/export`, wanted, { contentType: "application/octet-stream", timeoutMs: null });
     if (!res.body) throw new UnavailableError(`Peer "${this.name}" sent no export`);
     return res.body;
+  }
+
+  /** Restore `image` as `pod` with its tasks held stopped; resolves once the copy is ready (src/migrate/). */
+  async migrationRestore(id: string, req: MigrationRestoreRequest): Promise<HeldRestore> {
+    const res = await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/restore`, JSON.stringify(req), {
+      contentType: "application/json",
+      timeoutMs: MIGRATION_RESTORE_TIMEOUT_MS,
+    });
+    const parsed = HeldRestoreSchema.safeParse(((await res.json()) as { ready?: unknown }).ready);
+    if (!parsed.success) throw new UnavailableError(`Peer "${this.name}" answered a restore that does not match the schema`);
+    return parsed.data;
+  }
+
+  async migrationResume(id: string): Promise<void> {
+    await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/resume`, "{}", { contentType: "application/json" });
+  }
+
+  async migrationAbort(id: string): Promise<void> {
+    await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/abort`, "{}", { contentType: "application/json" });
+  }
+
+  async migrationOutcome(id: string): Promise<MigrationOutcome> {
+    const res = await this.#fetch("GET", `/v1/migrations/${encodeURIComponent(id)}`);
+    const o = ((await res.json()) as { outcome?: unknown }).outcome;
+    if (o !== "committed" && o !== "aborted" && o !== "pending") throw new UnavailableError(`Peer "${this.name}" answered an unknown migration outcome`);
+    return o;
   }
 
   async #fetch(

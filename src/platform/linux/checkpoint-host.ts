@@ -5,7 +5,8 @@ import { cpuFlags } from "./cpu.ts";
 import { criuVersion, findCriu } from "./criu.ts";
 import { criuDump, criuRestore, removeNetworkLock } from "./criu-runner.ts";
 import { lockNetwork, unlockNetwork } from "./netlock.ts";
-import { continuePod, killPod, killTree, processesOutsideTree, waitGone } from "./pod-procs.ts";
+import { continuePod, killPod, killTree, podPids, processesOutsideTree, waitGone } from "./pod-procs.ts";
+import { leaveTcpRepair } from "./tcp-repair.ts";
 import { undumpableResources } from "./undumpable.ts";
 
 function isProcessAlive(pid: number): boolean {
@@ -57,6 +58,8 @@ export const linuxCheckpointHost: CheckpointHost = {
   removeCriuLock: removeNetworkLock,
 
   continueTree: (pid) => {
+    // After a --leave-stopped dump the pod's TCP connections are still in repair mode.
+    leaveTcpRepair(podPids(pid));
     continuePod(pid);
   },
   killTree: killPod,

@@ -33,6 +33,7 @@ function open() {
     socket: { args: [i32, i32, i32], returns: i32 },
     sendto: { args: [i32, P, u64, i32, P, u32], returns: FFIType.i64 },
     close: { args: [i32], returns: i32 },
+    setsockopt: { args: [i32, i32, i32, P, u32], returns: i32 },
   });
 }
 function libc() {
@@ -314,5 +315,31 @@ export function sendFrames(ifindex: number, ethertype: number, dest: Uint8Array,
     for (const f of frames) check(libc().sendto(fd, ptr(f), f.length, 0, ptr(sll), sll.length), "sendto", `interface ${ifindex}`);
   } finally {
     libc().close(fd);
+  }
+}
+
+const SYS_pidfd_open = 434;
+const SYS_pidfd_getfd = 438;
+const IPPROTO_TCP = 6;
+const TCP_REPAIR = 19;
+const TCP_REPAIR_OFF = 0;
+
+/**
+ * Take a TCP socket of process `pid` (its descriptor `fd`) out of repair mode,
+ * through a duplicate of it (pidfd_getfd): the kernel then sends a window
+ * probe, as CRIU does when it lets a socket go on.
+ */
+export function tcpRepairOff(pid: number, fd: number): void {
+  const pidfd = check(libc().syscall(BigInt(SYS_pidfd_open), BigInt(pid), 0n, 0n), "pidfd_open", String(pid));
+  try {
+    const dup = check(libc().syscall(BigInt(SYS_pidfd_getfd), BigInt(pidfd), BigInt(fd), 0n), "pidfd_getfd", `${pid}/${fd}`);
+    try {
+      const val = new Int32Array([TCP_REPAIR_OFF]);
+      check(libc().setsockopt(dup, IPPROTO_TCP, TCP_REPAIR, ptr(val), 4), "setsockopt(TCP_REPAIR)", `${pid}/${fd}`);
+    } finally {
+      libc().close(dup);
+    }
+  } finally {
+    libc().close(pidfd);
   }
 }

@@ -90,6 +90,7 @@ export const linuxPodHost: PodHost = {
 
   createNetwork: (n) => (n.routed ? routed.createRoutedPodNetwork({ ...n, lanInterface: n.routed.lanInterface }) : netns.createPodNetwork(n)),
   deleteNetwork: (n) => netns.deletePodNetwork(n),
+  announceAddress: (lan, address) => routed.announce(lan, address),
   netnsPath: (name) => netns.netnsPath(name),
   netnsInode: (name) => netns.netnsInode(name),
 

@@ -1,0 +1,154 @@
+#!/usr/bin/env bun
+/**
+ * Figures of live migration, as JSON on stdout:
+ *   node_modules/.bin/bun bench/migrate.ts [--mib 1024] [--rate 1gbit] [--dirty-per-s 1]
+ * (root; uses dist/autopod: run `node_modules/.bin/bun build.ts` first).
+ *
+ * Two hosts (network namespaces with their own agents) in the routed pod
+ * network, both uplinks shaped with `tc tbf` to --rate. A pod holds `memhog
+ * MIB` (random data) beside an echo server; the bench overwrites 1% of its
+ * pages --dirty-per-s times a second (1: about 10 MB/s for 1 GiB), and a
+ * client on the LAN sends a line every millisecond. Then, in one run:
+ * - `autopod migrate` A -> B (precopy): the client's longest gap, the freeze
+ *   and its phases, rounds and bytes per round, total time;
+ * - `autopod migrate --mode stop-and-copy` B -> A of the same pod over the same
+ *   link, with a fresh client: the same figures, and the ratio of the gaps.
+ * Everything made is removed at the end.
+ */
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { TestCluster } from "../test/_cluster.ts";
+import type { TestHost } from "../test/_pods.ts";
+import { BUN, DIST, REPO } from "../test/_support.ts";
+import { round } from "./_stats.ts";
+
+const args = process.argv.slice(2);
+const arg = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && args[i + 1] !== undefined ? args[i + 1]! : fallback;
+};
+const MIB = Number(arg("mib", "1024"));
+const RATE = arg("rate", "1gbit");
+const DIRTY_PER_S = Number(arg("dirty-per-s", "1"));
+const RATE_BYTES_PER_S = parseRate(RATE) / 8;
+/** After a move, how long the client gets to resume (its retransmission backs off while the pod is frozen). */
+const SETTLE_MS = 8000;
+
+if (process.getuid?.() !== 0) {
+  console.error("bench/migrate.ts needs root (namespaces, mounts, CRIU)");
+  process.exit(1);
+}
+if (!existsSync(DIST)) {
+  console.error(`${DIST} is missing: run \`node_modules/.bin/bun build.ts\` first`);
+  process.exit(1);
+}
+
+function parseRate(r: string): number {
+  const m = /^(\d+(?:\.\d+)?)(k|m|g)?bit$/i.exec(r);
+  if (!m) throw new Error(`--rate ${r}: expected like 1gbit or 400mbit`);
+  return Number(m[1]) * { k: 1e3, m: 1e6, g: 1e9, "": 1 }[(m[2] ?? "").toLowerCase() as "k" | "m" | "g" | ""];
+}
+
+/** memhog's host pid: the child of the pod's pid 1 (sh started it, then exec'd the echo server). */
+async function memhogPid(h: TestHost, pod: string): Promise<number | null> {
+  const p = (await h.pods()).find((x) => x.name === pod);
+  if (!p?.pid) return null;
+  try {
+    const kids = readFileSync(`/proc/${p.pid}/task/${p.pid}/children`, "utf8").trim().split(/\s+/).map(Number);
+    return kids.find((k) => readFileSync(`/proc/${k}/comm`, "utf8").trim() === "memhog") ?? null;
+  } catch {
+    return null;
+  }
+}
+
+interface ClientReport {
+  sent: number;
+  received: number;
+  closed: boolean;
+  errors: string[];
+  maxGapMs: number;
+}
+
+async function move(lan: TestCluster, from: TestHost, to: string, ip: string, mode: string, where: { host: TestHost }) {
+  const client = Bun.spawn(["nsenter", `--net=/run/netns/${lan.client}`, "--", BUN, join(REPO, "test/fixtures/tcp-client.ts"), ip, "7000", "1"], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  await Bun.sleep(2000);
+  const t0 = performance.now();
+  const out = await from.ok(["migrate", "mover", "--to", to, "--mode", mode, "--json"], 1_800_000);
+  const wallMs = Math.round(performance.now() - t0);
+  where.host = lan.hosts.find((h) => h !== from)!;
+  await Bun.sleep(SETTLE_MS);
+  client.kill("SIGTERM");
+  const c = JSON.parse((await new Response(client.stdout).text()).trim()) as ClientReport;
+  const r = JSON.parse(out);
+  const last = r.rounds.at(-1);
+  const dirtiedBeforeFinal = last ? (((MIB << 20) * 0.01 * DIRTY_PER_S) / 1000) * last.ms : null;
+  return {
+    mode,
+    clientLongestGapMs: Math.round(c.maxGapMs),
+    connectionKept: !c.closed && c.errors.length === 0 && c.received === c.sent,
+    freezeMs: r.freezeMs,
+    tcpCostMs: Math.round(c.maxGapMs - r.freezeMs),
+    freezePhases: r.freezePhases,
+    restorePhases: r.restorePhases,
+    rounds: r.rounds,
+    finalBytes: r.final.bytesSent,
+    finalOverDirtied: dirtiedBeforeFinal ? round(r.final.bytesSent / dirtiedBeforeFinal, 3) : null,
+    bytesSent: r.bytesSent,
+    bytesSentOverPod: round(r.bytesSent / (MIB << 20), 3),
+    bytesSavedByDedup: r.bytesSavedByDedup,
+    totalMs: r.totalMs,
+    wallMs,
+    totalOverLinkTime: round(r.totalMs / (((MIB << 20) / RATE_BYTES_PER_S) * 1000), 3),
+    client: c,
+  };
+}
+
+const lan = await TestCluster.start("bm", ["a", "b"], { routed: true });
+let dirtier: ReturnType<typeof setInterval> | undefined;
+try {
+  const [a, b] = lan.hosts as [TestHost, TestHost];
+  await lan.formCluster("bench", ["a", "b"]);
+  await lan.shape(0, RATE);
+  await lan.shape(1, RATE);
+  const pod = await a.run("mover", ["sh", "-c", `/usr/local/bin/memhog ${MIB} & exec nc -ll -p 7000 -e cat`], ["--memory", `${MIB + 256}m`]);
+  await a.waitForLog("mover", /ready/, 0, 300_000);
+  const ip = pod.address.split("/")[0]!;
+  const where = { host: a };
+  let dirtyOps = 0;
+  dirtier = setInterval(async () => {
+    const pid = await memhogPid(where.host, "mover");
+    if (pid === null) return;
+    try {
+      process.kill(pid, "SIGUSR1");
+      dirtyOps++;
+    } catch {
+      // moving
+    }
+  }, 1000 / DIRTY_PER_S);
+  const precopy = await move(lan, a, "b", ip, "precopy", where);
+  const stopAndCopy = await move(lan, b, "a", ip, "stop-and-copy", where);
+  clearInterval(dirtier);
+  console.log(
+    JSON.stringify(
+      {
+        podMiB: MIB,
+        link: RATE,
+        dirtyBytesPerSecond: Math.round((MIB << 20) * 0.01 * DIRTY_PER_S),
+        dirtyOps,
+        precopy,
+        stopAndCopy,
+        gapRatioStopAndCopyOverPrecopy: round(stopAndCopy.clientLongestGapMs / Math.max(1, precopy.clientLongestGapMs), 2),
+        loadAverage: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number),
+      },
+      null,
+      2,
+    ),
+  );
+  await a.cli(["rm", "--force", "mover"]);
+} finally {
+  if (dirtier) clearInterval(dirtier);
+  await lan.dispose();
+}

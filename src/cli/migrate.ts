@@ -1,0 +1,47 @@
+import { InvalidArgumentError } from "../errors.ts";
+import { formatBytes } from "../format.ts";
+import { clientFor } from "./_client.ts";
+import { flagBool, flagString } from "./args.ts";
+import type { Command } from "./command.ts";
+
+export const migrateCommand: Command = {
+  name: "migrate",
+  summary: "move a running pod to a peer, frozen only for a moment",
+  usage: "migrate NAME --to PEER [--mode precopy|stop-and-copy] [--max-rounds N] [--json]",
+  details:
+    "Moves the pod with its memory, files, address and TCP connections. First the peer is asked whether it can take the pod " +
+    "(CRIU, CPU features, memory, disk, name and address): if not, nothing moves. In precopy mode (the default) the pod keeps running " +
+    "while rounds of checkpoints send what the peer lacks, until a round no longer shrinks; then the pod is frozen, the last changes go over, " +
+    "the peer restores it held stopped, this host lets its copy go, and the peer runs it. stop-and-copy freezes at once and sends everything. " +
+    "At any failure the pod keeps running on exactly one of the two hosts (here, unless the handover was committed). Progress goes to stderr.",
+  options: [
+    { name: "to", kind: "string", value: "PEER", help: "the peer to move the pod to (see `autopod peers`)" },
+    { name: "mode", kind: "string", value: "MODE", help: "precopy (default) or stop-and-copy" },
+    { name: "max-rounds", kind: "string", value: "N", help: "pre-copy rounds at most (default 8; the stop rule may end them sooner)" },
+    { name: "json", kind: "boolean", help: "print the report as JSON" },
+  ],
+  async run(ctx) {
+    const [name, ...extra] = ctx.args.positionals;
+    if (!name || extra.length) throw new InvalidArgumentError("migrate takes one pod NAME");
+    const to = flagString(ctx.args, "to");
+    if (!to) throw new InvalidArgumentError("migrate needs --to PEER");
+    const mode = flagString(ctx.args, "mode") ?? "precopy";
+    if (mode !== "precopy" && mode !== "stop-and-copy") throw new InvalidArgumentError(`--mode "${mode}": expected precopy or stop-and-copy`);
+    const roundsFlag = flagString(ctx.args, "max-rounds");
+    const maxRounds = roundsFlag === undefined ? 8 : Number(roundsFlag);
+    if (!/^\d+$/.test(roundsFlag ?? "8") || maxRounds > 64)
+      throw new InvalidArgumentError(`--max-rounds "${roundsFlag}": expected a whole number from 0 to 64`);
+    const client = await clientFor(ctx);
+    const r = await client.migrate(name, { to, mode, maxRounds }, (p) => ctx.err(`${p.phase}: ${p.message}`));
+    if (flagBool(ctx.args, "json")) {
+      ctx.out(JSON.stringify(r, null, 2));
+    } else {
+      ctx.out(
+        `pod "${r.pod}" moved to "${r.to}": frozen ${r.freezeMs} ms, ${r.rounds.length} round${r.rounds.length === 1 ? "" : "s"}, ` +
+          `${formatBytes(r.bytesSent)} sent of ${formatBytes(r.bytesOffered)} offered, ${r.totalMs} ms in all` +
+          (r.isResumeConfirmed ? "" : ` (the peer runs it once it hears the outcome)`),
+      );
+    }
+    return 0;
+  },
+};

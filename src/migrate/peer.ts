@@ -1,0 +1,60 @@
+/** What a migration needs of the peer on the other side (src/api/peer/client.ts's PeerClient). */
+import type { PeerImageClient } from "../transfer/push.ts";
+
+/** What the source says became of a migration: the destination resumes only on "committed". */
+export type MigrationOutcome = "committed" | "aborted" | "pending";
+
+export interface HeldRestore {
+  /** CRIU's restore, in milliseconds. */
+  criuMs: number;
+  /** Where the destination's time went (check, images, layer, baseAndVolumes, prepare, criu, verify). */
+  phases: Record<string, number>;
+}
+
+/** What a peer says of itself, as far as a pre-flight needs (the peer API's info). */
+export interface PeerFacts {
+  host: string;
+  criu: string | null;
+  cpuFlags: string[];
+  memory: { availableBytes: number };
+  disk: { freeBytes: number };
+}
+
+/** A peer's pods and their addresses (the peer API's pod list). */
+export interface PeerPodList {
+  host: string;
+  pods: Array<{ name: string; address: string; live: boolean }>;
+}
+
+/** What the source asks the destination to hold: the pod, its final image, and the pre-copy rounds' images (removed once the migration ends). */
+export interface MigrationRestoreRequest {
+  pod: string;
+  image: string;
+  source: string;
+  rounds: string[];
+}
+
+export interface PeerMigrationClient extends PeerImageClient {
+  info(): Promise<PeerFacts>;
+  pods(): Promise<PeerPodList>;
+  /** Restore `image` as `pod` with its tasks held stopped and its network locked; resolves when it is ready. */
+  migrationRestore(id: string, req: MigrationRestoreRequest): Promise<HeldRestore>;
+  /** The source committed: the held copy runs. NotFoundError when none is held (it resumed already). */
+  migrationResume(id: string): Promise<void>;
+  /** The source resumed its own copy: the held one goes. */
+  migrationAbort(id: string): Promise<void>;
+  /** Asked of the source by a destination that holds a copy and heard nothing. */
+  migrationOutcome(id: string): Promise<MigrationOutcome>;
+}
+
+/** What the source asks the destination to hold: the pod, its final image, and the pre-copy rounds' images (removed once the migration ends). */
+export interface MigrationRestoreRequest {
+  pod: string;
+  image: string;
+  source: string;
+  rounds: string[];
+}
+
+export interface PeerMigrationClients {
+  client(name: string): PeerMigrationClient;
+}

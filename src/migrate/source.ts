@@ -1,0 +1,380 @@
+/**
+ * The source side of a live migration: pre-flight, pre-copy rounds, the
+ * freeze and handover, commit (see index.ts for the state machine). It reuses
+ * the checkpoint steps (checkpoint.ts): a round is a --leave-running
+ * checkpoint, the freeze a stop-checkpoint whose tasks stay stopped until the
+ * destination holds its copy ready.
+ */
+import { randomUUID } from "node:crypto";
+import { failpoint } from "../debug/failpoints.ts";
+import { type CheckpointContext, claim, unlockAll } from "../checkpoint/checkpointer.ts";
+import {
+  captureBase,
+  captureFiles,
+  captureImages,
+  type CheckpointRequest,
+  type CheckpointRun,
+  checkCheckpoint,
+  checkpointPod,
+  commitImage,
+  dumpStopped,
+  endCheckpointWork,
+  killOrContinue,
+  startCheckpoint,
+  undoCheckpoint,
+} from "../checkpoint/checkpoint.ts";
+import { requireCriu } from "../checkpoint/host-compat.ts";
+import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
+import { pushImage, type TransferReport } from "../transfer/push.ts";
+import type { ImageTrust } from "../trust/image-trust.ts";
+import { readMigrationJournal, removeMigrationJournal, writeMigrationJournal, type SourceJournal } from "./journal.ts";
+import type { MigrationOutcome, PeerMigrationClient, PeerMigrationClients } from "./peer.ts";
+import { preflightRefusal } from "./preflight.ts";
+import { shouldFreeze } from "./stop-rule.ts";
+
+export type MigrationMode = "precopy" | "stop-and-copy";
+
+export interface MigrateRequest {
+  to: string;
+  mode: MigrationMode;
+  /** Pre-copy rounds at most (the stop rule may end them sooner). */
+  maxRounds: number;
+}
+
+/** What a migration reports as it goes (the CLI prints these). */
+export interface MigrationProgress {
+  phase: "preflight" | "round" | "freeze" | "delta" | "restore" | "commit" | "resume" | "done";
+  round?: number;
+  bytesSent?: number;
+  bytesOffered?: number;
+  ms?: number;
+  message: string;
+}
+
+export interface RoundReport {
+  round: number;
+  /** How long the round's --leave-running dump paused the pod. */
+  pauseMs: number;
+  bytesOffered: number;
+  bytesSent: number;
+  wireBytes: number;
+  pushMs: number;
+  ms: number;
+}
+
+export interface MigrateReport {
+  id: string;
+  pod: string;
+  from: string;
+  to: string;
+  mode: MigrationMode;
+  rounds: RoundReport[];
+  /** The freeze's own transfer: what changed since the last round. */
+  final: { bytesOffered: number; bytesSent: number; wireBytes: number };
+  /** From the final dump's start until the destination's copy runs. */
+  freezeMs: number;
+  /** Where the freeze went, in order: dump, capture, delta, restore (the destination's), commit, resume. */
+  freezePhases: Record<string, number>;
+  /** The destination's restore, by phase. */
+  restorePhases: Record<string, number>;
+  totalMs: number;
+  bytesOffered: number;
+  bytesSent: number;
+  /** Bytes offered that the peer had already (dedup, and pages unchanged since a round). */
+  bytesSavedByDedup: number;
+  /** The destination confirmed its copy runs; false: it resumes once it hears the outcome (the source committed). */
+  isResumeConfirmed: boolean;
+}
+
+export interface SourceDeps {
+  ctx: CheckpointContext;
+  trust: ImageTrust;
+  peers: PeerMigrationClients;
+  /** This host's name in the cluster. */
+  hostName(): string;
+  /** Ids of the migrations this agent drives now: their outcome is "pending". */
+  active: Set<string>;
+}
+
+/** What became of migration `id`, as its source knows it. Unknown ids were aborted: the journal is written before the peer hears the id. */
+export function outcomeOf(stateDir: string, active: ReadonlySet<string>, id: string): MigrationOutcome {
+  const j = readMigrationJournal(stateDir, id);
+  if (j?.role !== "source") return "aborted";
+  if (j.phase === "committed") return "committed";
+  return active.has(id) ? "pending" : "aborted";
+}
+
+/** Move a running pod to a peer: it ends running on exactly one of the two. */
+export async function migratePod(
+  deps: SourceDeps,
+  name: string,
+  req: MigrateRequest,
+  onProgress: (p: MigrationProgress) => void = () => {},
+): Promise<MigrateReport> {
+  const { ctx } = deps;
+  const t0 = performance.now();
+  if (!Number.isInteger(req.maxRounds) || req.maxRounds < 0 || req.maxRounds > 64) {
+    throw new InvalidArgumentError(`--max-rounds must be a whole number from 0 to 64, not "${req.maxRounds}"`);
+  }
+  const from = deps.hostName();
+  if (req.to === from) throw new InvalidArgumentError(`Pod "${name}" is on "${from}" already: name another peer`);
+  const peer = deps.peers.client(req.to);
+  const view = ctx.pods.get(name);
+  if (view.state !== "running") throw new ConflictError(`Cannot migrate pod "${name}": it is ${view.state}, not running`);
+
+  onProgress({ phase: "preflight", message: `asking "${req.to}" whether it can take pod "${name}"` });
+  await preflight(ctx, peer, name, req.to);
+
+  const id = randomUUID();
+  const journal: SourceJournal = { role: "source", id, pod: name, peer: req.to, phase: "precopy", image: null, pid: null };
+  writeMigrationJournal(ctx.stateDir, journal);
+  deps.active.add(id);
+  // A round's image is only a source of chunks (its files were captured while the pod ran): it goes afterwards, here and there.
+  const roundImages: string[] = [];
+  try {
+    const rounds = req.mode === "precopy" ? await precopy(deps, peer, name, req, roundImages, onProgress) : [];
+    return await freezeAndHandOver(deps, peer, { id, name, req, from, journal, rounds, roundImages, t0 }, onProgress);
+  } catch (e) {
+    // Failed before the freeze (a round, a refusal of the final checkpoint): the pod runs on here, nothing is held there.
+    if (readMigrationJournal(ctx.stateDir, id)?.phase === "precopy") removeMigrationJournal(ctx.stateDir, id);
+    throw e;
+  } finally {
+    deps.active.delete(id);
+    for (const r of roundImages) if (ctx.catalogue.has(r)) ctx.catalogue.remove(r);
+  }
+}
+
+async function preflight(ctx: CheckpointContext, peer: PeerMigrationClient, name: string, to: string): Promise<void> {
+  const r = ctx.pods.record(name);
+  const criu = await requireCriu(ctx.host, ctx.criu);
+  const [info, peerPods] = await Promise.all([peer.info(), peer.pods()]);
+  const memoryBytes = ctx.pods.memoryOf(name) ?? 0;
+  const why = preflightRefusal(
+    { name, address: r.spec.address, memoryBytes, diskBytes: memoryBytes + (64 << 20), criuVersion: criu.version, cpuFlags: ctx.host.cpuFlags() },
+    info,
+    peerPods,
+  );
+  if (why) throw new PreconditionError(`Cannot migrate pod "${name}" to "${to}": ${why}; nothing moved`);
+}
+
+async function precopy(
+  deps: SourceDeps,
+  peer: PeerMigrationClient,
+  name: string,
+  req: MigrateRequest,
+  roundImages: string[],
+  onProgress: (p: MigrationProgress) => void,
+): Promise<RoundReport[]> {
+  const { ctx } = deps;
+  const rounds: RoundReport[] = [];
+  while (
+    !shouldFreeze(
+      rounds.map((r) => r.bytesSent),
+      req.maxRounds,
+    )
+  ) {
+    const tr = performance.now();
+    const n = rounds.length + 1;
+    await failpoint("migrate.round");
+    const cp = await checkpointPod(ctx, name, { leaveRunning: true, excludeVolumes: [], isPrecopyRound: true });
+    roundImages.push(cp.id);
+    let push: TransferReport;
+    try {
+      push = await pushImage(ctx.catalogue, deps.trust, peer, cp.id);
+    } catch (e) {
+      throw new PreconditionError(`Cannot migrate pod "${name}" to "${req.to}": round ${n} could not be sent: ${errorMessage(e)}; the pod runs on here`, {
+        cause: e,
+      });
+    }
+    const round: RoundReport = {
+      round: n,
+      pauseMs: cp.freezeMs,
+      bytesOffered: push.bytesOffered,
+      bytesSent: push.bytesSent,
+      wireBytes: push.wireBytes,
+      pushMs: push.ms,
+      ms: Math.round(performance.now() - tr),
+    };
+    rounds.push(round);
+    onProgress({
+      phase: "round",
+      round: n,
+      bytesSent: push.bytesSent,
+      bytesOffered: push.bytesOffered,
+      ms: round.ms,
+      message: `round ${n}: sent ${push.bytesSent} of ${push.bytesOffered} bytes in ${round.ms} ms (pod paused ${cp.freezeMs} ms)`,
+    });
+  }
+  return rounds;
+}
+
+interface Handover {
+  id: string;
+  name: string;
+  req: MigrateRequest;
+  from: string;
+  journal: SourceJournal;
+  rounds: RoundReport[];
+  roundImages: string[];
+  t0: number;
+}
+
+/** The freeze: dump leaving the tasks stopped, send the delta, the peer restores held, commit, the peer resumes. */
+async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h: Handover, onProgress: (p: MigrationProgress) => void): Promise<MigrateReport> {
+  const { ctx } = deps;
+  const { id, name, req } = h;
+  const cpReq: CheckpointRequest = { leaveRunning: false, excludeVolumes: [] };
+  const checked = await checkCheckpoint(ctx, name, cpReq);
+  claim(ctx, name);
+  const releaseMerging = ctx.store.holdMerging();
+  let run: CheckpointRun;
+  try {
+    run = startCheckpoint(ctx, name, cpReq, checked, performance.now());
+  } catch (e) {
+    ctx.busy.delete(name);
+    releaseMerging();
+    throw e;
+  }
+  const phases: Record<string, number> = {};
+  let mark = 0;
+  const phase = (p: string) => {
+    const now = performance.now();
+    phases[p] = Math.round(now - mark);
+    mark = now;
+  };
+  let isMigrationCommitted = false;
+  let final: TransferReport | null = null;
+  let restorePhases: Record<string, number> = {};
+  try {
+    writeMigrationJournal(ctx.stateDir, { ...h.journal, phase: "frozen", pid: run.target.pid });
+    await failpoint("migrate.freezing");
+    onProgress({ phase: "freeze", message: `freezing pod "${name}"` });
+    const hashing = await dumpStopped(ctx, run);
+    mark = run.dumpStartedAt;
+    phase("dump");
+    await failpoint("migrate.frozen");
+    const writer = ctx.store.writer(`migrate ${name}`);
+    try {
+      const files = await captureFiles(run, writer);
+      const base = await captureBase(ctx, run, writer);
+      const images = await captureImages(ctx, run, writer, hashing);
+      await commitImage(ctx, run, writer, { ...files, base, ...images });
+    } finally {
+      writer.close();
+    }
+    phase("capture");
+    const image = run.journal.imageId!;
+    final = await pushImage(ctx.catalogue, deps.trust, peer, image);
+    phase("delta");
+    onProgress({ phase: "delta", bytesSent: final.bytesSent, bytesOffered: final.bytesOffered, message: `delta: sent ${final.bytesSent} bytes` });
+    await failpoint("migrate.delta-sent");
+    onProgress({ phase: "restore", message: `"${req.to}" restores pod "${name}", held stopped` });
+    restorePhases = (await peer.migrationRestore(id, { pod: name, image, source: h.from, rounds: h.roundImages })).phases;
+    phase("restore");
+    await failpoint("migrate.ready");
+    // The decision: from this write on, the destination's copy is the pod.
+    writeMigrationJournal(ctx.stateDir, { ...h.journal, phase: "committed", image, pid: run.target.pid });
+    isMigrationCommitted = true;
+    await failpoint("migrate.committed");
+    onProgress({ phase: "commit", message: `committed: pod "${name}" leaves this host` });
+    await killOrContinue(ctx, run);
+    phase("commit");
+  } catch (e) {
+    if (isMigrationCommitted) {
+      // Only the kill of our stopped copy can fail here: it never runs again (the journal says committed; recovery finishes it).
+      ctx.log.error("killing the migrated pod's stopped copy failed", { pod: name, error: errorMessage(e) });
+    } else {
+      await abortHandover(deps, peer, h, run, e);
+    }
+  } finally {
+    endCheckpointWork(ctx, run, releaseMerging);
+  }
+  const isResumeConfirmed = await resumeDestination(deps, peer, h.id, name);
+  phase("resume");
+  const freezeMs = Math.round(performance.now() - run.dumpStartedAt);
+  onProgress({
+    phase: "resume",
+    ms: freezeMs,
+    message: isResumeConfirmed ? `pod "${name}" runs on "${req.to}" (frozen ${freezeMs} ms)` : `"${req.to}" resumes pod "${name}" once it hears the outcome`,
+  });
+  await ctx.pods.settled(name);
+  await ctx.pods
+    .remove(name, true)
+    .catch((e: unknown) => ctx.log.warn("could not remove the migrated pod's record here", { pod: name, error: errorMessage(e) }));
+  const all = [...h.rounds.map((r) => ({ offered: r.bytesOffered, sent: r.bytesSent })), { offered: final!.bytesOffered, sent: final!.bytesSent }];
+  const bytesOffered = all.reduce((s, r) => s + r.offered, 0);
+  const bytesSent = all.reduce((s, r) => s + r.sent, 0);
+  const report: MigrateReport = {
+    id,
+    pod: name,
+    from: h.from,
+    to: req.to,
+    mode: req.mode,
+    rounds: h.rounds,
+    final: { bytesOffered: final!.bytesOffered, bytesSent: final!.bytesSent, wireBytes: final!.wireBytes },
+    freezeMs,
+    freezePhases: phases,
+    restorePhases,
+    totalMs: Math.round(performance.now() - h.t0),
+    bytesOffered,
+    bytesSent,
+    bytesSavedByDedup: bytesOffered - bytesSent,
+    isResumeConfirmed,
+  };
+  onProgress({ phase: "done", ms: report.totalMs, message: `migrated pod "${name}" to "${req.to}" in ${report.totalMs} ms` });
+  ctx.log.info("migrated pod", { pod: name, to: req.to, freeze_ms: freezeMs, total_ms: report.totalMs, rounds: h.rounds.length });
+  return report;
+}
+
+/** Before the commit: the source's copy runs on, the peer drops whatever it holds. Throws the reason. */
+async function abortHandover(deps: SourceDeps, peer: PeerMigrationClient, h: Handover, run: CheckpointRun, e: unknown): Promise<never> {
+  const { ctx } = deps;
+  // No journal: asked, the answer is "aborted" from now on.
+  removeMigrationJournal(ctx.stateDir, h.id);
+  if (!run.isCommitted) {
+    await undoCheckpoint(ctx, run, e).catch(() => undefined);
+  } else {
+    if (run.isStopped) ctx.host.continueTree(run.target.pid);
+    run.isStopped = false;
+    await unlockAll(ctx.host, run.target.netnsPath);
+    ctx.pods.endCheckpoint(h.name, "running");
+  }
+  // The peer may have announced the address for its held copy.
+  await ctx.pods.announce(h.name).catch(() => undefined);
+  await peer
+    .migrationAbort(h.id)
+    .catch((x: unknown) => ctx.log.warn("could not tell the peer the migration was aborted; it will ask", { error: errorMessage(x) }));
+  ctx.log.warn("migration aborted; the pod runs on here", { pod: h.name, to: h.req.to, error: errorMessage(e) });
+  throw new PreconditionError(`Cannot migrate pod "${h.name}" to "${h.req.to}": ${errorMessage(e)}; the pod runs on here`, { cause: e });
+}
+
+/** After the commit: tell the peer to run its copy. False when it cannot be told now: it asks us, and we keep telling it (finishCommitted). */
+export async function resumeDestination(deps: SourceDeps, peer: PeerMigrationClient, id: string, name: string): Promise<boolean> {
+  try {
+    await failpoint("migrate.resuming");
+    await peer.migrationResume(id);
+  } catch (e) {
+    if (!(e instanceof NotFoundError)) {
+      deps.ctx.log.warn("the destination did not confirm it resumed the pod; it will ask for the outcome", { pod: name, id, error: errorMessage(e) });
+      retryResume(deps, peer, id, name);
+      return false;
+    }
+  }
+  removeMigrationJournal(deps.ctx.stateDir, id);
+  return true;
+}
+
+/** Keep telling the peer until it answers: its copy is the pod, and our journal stays until it knows. */
+export function retryResume(deps: SourceDeps, peer: PeerMigrationClient, id: string, name: string): void {
+  const again = () =>
+    setTimeout(async () => {
+      try {
+        await peer.migrationResume(id);
+      } catch (e) {
+        if (!(e instanceof NotFoundError)) return again();
+      }
+      removeMigrationJournal(deps.ctx.stateDir, id);
+      deps.ctx.log.info("the destination confirmed it runs the migrated pod", { pod: name, id });
+    }, 2000);
+  again();
+}

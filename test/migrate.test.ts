@@ -1,0 +1,251 @@
+/**
+ * Live migration between real agents on a LAN (routed pod network): a pod
+ * with a counter and an echo server goes A -> B -> A while a client in the
+ * client namespace streams numbered lines to it: nothing lost, repeated or
+ * reordered, the connection kept, the counter without gap or repeat. Then the
+ * agents are killed at phases of the handover (failpoints): each ends with
+ * the pod running on exactly one host, and a retry succeeds.
+ */
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { join } from "node:path";
+import { TestCluster } from "./_cluster.ts";
+import type { TestHost } from "./_pods.ts";
+import type { FailpointName } from "../src/debug/failpoints.ts";
+import { BUN, isRoot, REPO, rootTest } from "./_support.ts";
+
+const T = 300_000;
+/** Failpoints allowed, none set: a test sets the one it drives through the local API. */
+const FAILPOINTS = ["--failpoints", ""];
+
+let lan: TestCluster;
+let a: TestHost;
+let b: TestHost;
+let podCount = 0;
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  lan = await TestCluster.start("mg", ["a", "b"], { routed: true });
+  [a, b] = lan.hosts as [TestHost, TestHost];
+  await lan.formCluster("mig", ["a", "b"]);
+  for (const h of [a, b]) {
+    await h.killAgent("SIGTERM");
+    await h.startAgent(undefined, {}, FAILPOINTS);
+  }
+}, 180_000);
+afterAll(async () => {
+  await lan?.dispose();
+}, 120_000);
+
+async function setFailpoint(h: TestHost, name: FailpointName, actions: string): Promise<void> {
+  const r = await fetch(`http://agent/v1/debug/failpoints/${name}`, { unix: h.socket, method: "PUT", body: JSON.stringify({ actions }) });
+  if (!r.ok) throw new Error(`Cannot set failpoint ${name}=${actions}: ${await r.text()}`);
+}
+
+/** A pod counting into /count (its root) every 10 ms, with an echo server on port 7000. */
+async function startCounter(h: TestHost): Promise<{ name: string; ip: string }> {
+  const name = `mv${++podCount}`;
+  const pod = await h.run(name, ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i >> /count; usleep 10000; done & exec nc -ll -p 7000 -e cat"]);
+  return { name, ip: pod.address.split("/")[0]! };
+}
+
+function startClient(ip: string) {
+  return Bun.spawn(["nsenter", `--net=/run/netns/${lan.client}`, "--", BUN, join(REPO, "test/fixtures/tcp-client.ts"), ip, "7000", "1"], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+}
+
+async function clientReport(client: ReturnType<typeof startClient>) {
+  client.kill("SIGTERM");
+  if (process.env.MIGRATE_DEBUG) console.error("client:", await new Response(client.stderr).text());
+  return JSON.parse((await new Response(client.stdout).text()).trim()) as {
+    sent: number;
+    received: number;
+    closed: boolean;
+    errors: string[];
+    maxGapMs: number;
+  };
+}
+
+/** The pod's states on each host (absent: no record). */
+async function whereIs(name: string): Promise<{ a: string | null; b: string | null }> {
+  const on = async (h: TestHost) => (await h.pods()).find((p) => p.name === name)?.state ?? null;
+  return { a: await on(a), b: await on(b) };
+}
+
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
+    await Bun.sleep(250);
+  }
+}
+
+/** The counter's file has 1..n, each once, in order. */
+function expectCountWithoutGap(text: string): number {
+  const lines = text.trim().split("\n").map(Number);
+  lines.forEach((n, i) => {
+    if (n !== i + 1) throw new Error(`/count line ${i + 1} is ${n}`);
+  });
+  return lines.length;
+}
+
+/** The agent SIGKILLed itself at a failpoint: wait for it, then start a new one (no failpoint set). */
+async function expectKilledThenRestart(h: TestHost): Promise<void> {
+  const agent = h.agent!;
+  await agent.exited;
+  expect(agent.signalCode).toBe("SIGKILL");
+  h.agent = null;
+  await h.startAgent(undefined, {}, FAILPOINTS);
+}
+
+describe("autopod migrate", () => {
+  rootTest(
+    "A -> B -> A with a client streaming throughout: nothing lost, the connection kept, the counter without gap",
+    async () => {
+      const { name, ip } = await startCounter(a);
+      await Bun.sleep(300);
+      const client = startClient(ip);
+      let report: Awaited<ReturnType<typeof clientReport>>;
+      try {
+        await Bun.sleep(700);
+        const t0 = performance.now();
+        const there = JSON.parse(await a.ok(["migrate", name, "--to", "b", "--json"], 180_000));
+        if (process.env.MIGRATE_DEBUG) console.error("there", Math.round(performance.now() - t0), JSON.stringify(there));
+        expect(there.rounds.length).toBeGreaterThanOrEqual(1);
+        expect(there.isResumeConfirmed).toBe(true);
+        expect(await whereIs(name)).toEqual({ a: null, b: "running" });
+        expect((await b.pod(name)).address).toBe(`${ip}/32`);
+        await Bun.sleep(1000);
+        if (process.env.ONLY_THERE) {
+          await Bun.sleep(8000);
+          return void console.error(await clientReport(client));
+        }
+        const t1 = performance.now();
+        const back = JSON.parse(await b.ok(["migrate", name, "--to", "a", "--json"], 180_000));
+        if (process.env.MIGRATE_DEBUG) console.error("back", Math.round(performance.now() - t1), Math.round(t1 - t0), JSON.stringify(back));
+        expect(back.isResumeConfirmed).toBe(true);
+        expect(await whereIs(name)).toEqual({ a: "running", b: null });
+        await Bun.sleep(1500);
+      } finally {
+        report = await clientReport(client);
+      }
+      if (process.env.MIGRATE_DEBUG) {
+        const { readFileSync } = await import("node:fs");
+        for (const h of [a, b])
+          console.error(
+            `---- ${h.netns}\n`,
+            readFileSync(join(h.dir, "agent.log"), "utf8")
+              .split("\n")
+              .filter((l) => !l.includes('"debug"') || l.includes("dump"))
+              .slice(-60)
+              .join("\n"),
+          );
+      }
+      expect(report.errors).toEqual([]);
+      expect(report.closed).toBe(false);
+      expect(report.sent).toBeGreaterThan(500);
+      expect(report.received).toBe(report.sent);
+      const n = expectCountWithoutGap(await a.ok(["exec", name, "cat", "/count"]));
+      expect(n).toBeGreaterThan(100);
+      await a.ok(["rm", "--force", name]);
+    },
+    T,
+  );
+
+  rootTest(
+    "a held restore that takes longer than 10 s (a big pod, a busy host) still completes",
+    async () => {
+      const { name } = await startCounter(a);
+      await setFailpoint(b, "migrate.dest-prepared", "1*sleep(12000)");
+      await a.ok(["migrate", name, "--to", "b", "--max-rounds", "1"], 180_000);
+      expect(await whereIs(name)).toEqual({ a: null, b: "running" });
+      expectCountWithoutGap(await b.ok(["exec", name, "cat", "/count"]));
+      await b.ok(["rm", "--force", name]);
+    },
+    T,
+  );
+
+  rootTest(
+    "a pre-flight refusal moves nothing: a pod of that name on the peer",
+    async () => {
+      const { name } = await startCounter(a);
+      await b.run(name, ["sleep", "600"]);
+      const r = await a.cli(["migrate", name, "--to", "b"]);
+      expect(r.exitCode).not.toBe(0);
+      expect(r.stderr).toContain(`host "b" already has a pod named "${name}"`);
+      expect(r.stderr).toContain("nothing moved");
+      expect((await whereIs(name)).a).toBe("running");
+      await b.ok(["rm", "--force", name]);
+      await a.ok(["rm", "--force", name]);
+    },
+    T,
+  );
+
+  for (const [host, point] of [
+    ["source", "migrate.frozen"],
+    ["source", "migrate.ready"],
+    ["destination", "migrate.dest-ready"],
+  ] as const) {
+    rootTest(
+      `the ${host} agent killed at ${point}: the pod runs on A only, and a retry moves it`,
+      async () => {
+        const { name, ip } = await startCounter(a);
+        const client = startClient(ip);
+        const killed = host === "source" ? a : b;
+        try {
+          await Bun.sleep(500);
+          await setFailpoint(killed, point, "1*kill");
+          const r = await a.cli(["migrate", name, "--to", "b", "--max-rounds", "1"], 180_000);
+          expect(r.exitCode).not.toBe(0);
+          await expectKilledThenRestart(killed);
+          // The destination drops its held copy once the source says the migration was aborted.
+          await waitUntil("the pod on A only", async () => {
+            const w = await whereIs(name);
+            return w.a === "running" && w.b === null;
+          });
+          await a.ok(["migrate", name, "--to", "b", "--max-rounds", "1"], 180_000);
+          expect(await whereIs(name)).toEqual({ a: null, b: "running" });
+          await Bun.sleep(1000);
+        } finally {
+          const report = await clientReport(client);
+          expect(report.errors).toEqual([]);
+          expect(report.received).toBe(report.sent);
+        }
+        expectCountWithoutGap(await b.ok(["exec", name, "cat", "/count"]));
+        await b.ok(["rm", "--force", name]);
+      },
+      T,
+    );
+  }
+
+  rootTest(
+    "the source agent killed after it committed: the pod runs on B only, once B hears the outcome",
+    async () => {
+      const { name } = await startCounter(a);
+      await Bun.sleep(500);
+      await setFailpoint(a, "migrate.committed", "1*kill");
+      const r = await a.cli(["migrate", name, "--to", "b", "--max-rounds", "1"], 180_000);
+      expect(r.exitCode).not.toBe(0);
+      // B holds its copy, stopped, and asks A, which is down: it never runs it on its own.
+      await Bun.sleep(4000);
+      expect((await b.pod(name)).state).toBe("restoring");
+      await expectKilledThenRestart(a);
+      await waitUntil("the pod on B only", async () => {
+        const w = await whereIs(name);
+        return w.a === null && w.b === "running";
+      });
+      expectCountWithoutGap(await b.ok(["exec", name, "cat", "/count"]));
+      // And it moves back.
+      await b.ok(["migrate", name, "--to", "a", "--max-rounds", "1"], 180_000);
+      expect(await whereIs(name)).toEqual({ a: "running", b: null });
+      expectCountWithoutGap(await a.ok(["exec", name, "cat", "/count"]));
+      await a.ok(["rm", "--force", name]);
+    },
+    T,
+  );
+
+  // Seen: after this path (B held its copy for many seconds while A restarted), a LAN client's
+  // connection to the pod stalled for good although the pod ran on B; not yet understood.
+  test.todo("the source agent killed after it committed: a client's TCP connection survives the long hold");
+});
