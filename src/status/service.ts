@@ -69,7 +69,7 @@ export interface StatusServiceOptions {
 
 export const DEFAULT_DEBOUNCE_MS = 3_000;
 export const DEFAULT_MAX_DEBOUNCE_MS = 30_000;
-export const DEFAULT_REARM_MS = 30_000;
+export const DEFAULT_REARM_MS = 60_000; // an idle agent: no timer more often than once a minute
 
 /** What GET /v1/status answers. */
 export interface StatusSnapshot {
