@@ -118,7 +118,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   // Patch status: the latest report, refreshed on a schedule and when the package database changes.
   const statusPaths = hostPaths({ root: config.status.root });
   const status = new StatusService({
-    collect: () => collectStatus({ paths: statusPaths, lockTimeoutMs: config.status.lock_timeout_seconds * 1000 }),
+    collect: (signal) => collectStatus({ paths: statusPaths, lockTimeoutMs: config.status.lock_timeout_seconds * 1000, signal }),
     refreshSeconds: config.status.refresh_seconds,
     watchPaths: statusWatchPaths(statusPaths),
     log: log.child({ part: "status" }),
