@@ -25,7 +25,7 @@ import { PodWatch } from "./pod-watch.ts";
 import { PeerListener } from "./peer-listener.ts";
 import type { Config } from "../config/schema.ts";
 import { areFailpointsEnabled, enableFailpoints } from "../debug/failpoints.ts";
-import { errorMessage, PreconditionError } from "../errors.ts";
+import { PreconditionError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { linuxCheckpointHost } from "../platform/linux/checkpoint-host.ts";
 import { linuxPodHost } from "../platform/linux/pod-host.ts";

@@ -164,16 +164,18 @@ export class PodRuntime {
           if (rt.cgroup) host.createCgroup(rt.cgroup, record.spec.memoryBytes);
           ms.layer_cgroup = Math.round((performance.now() - t) * 10) / 10;
         })(),
-        host.createNetwork({
-          netns: rt.netns,
-          hostVeth: rt.hostVeth,
-          bridge: rt.bridge,
-          address: record.spec.address,
-          gateway: rt.gateway,
-          ...this.#networkMode(),
-        }).then(() => {
-          ms.network = Math.round((performance.now() - t) * 10) / 10;
-        }),
+        host
+          .createNetwork({
+            netns: rt.netns,
+            hostVeth: rt.hostVeth,
+            bridge: rt.bridge,
+            address: record.spec.address,
+            gateway: rt.gateway,
+            ...this.#networkMode(),
+          })
+          .then(() => {
+            ms.network = Math.round((performance.now() - t) * 10) / 10;
+          }),
       ]);
       for (const m of made) if (m.status === "rejected") throw m.reason;
       lap("prepare"); // layer_cgroup and network, at once

@@ -51,7 +51,7 @@ export class ExitWatch {
     if (!changed) return;
     const fds = [...this.#fds.values()];
     Atomics.store(this.#ctl, 3, 0);
-    fds.forEach((fd, i) => Atomics.store(this.#ctl, 4 + i, fd));
+    for (const [i, fd] of fds.entries()) Atomics.store(this.#ctl, 4 + i, fd);
     Atomics.store(this.#ctl, 3, fds.length);
     this.#poke();
   }
