@@ -3,7 +3,8 @@
  * The idle agent's own CPU (issue 17): utime + stime of the agent process
  * from /proc/PID/stat (not the machine's, which others load), over SECONDS
  * with no pods, then over SECONDS with PODS idle pods (`sleep`), as JSON,
- * with the ticks (10 ms) of each 10-s window to show when it woke.
+ * with the ticks (10 ms) of each 10-s window to show when it woke; and how
+ * long SIGTERM takes while the agent's first status collection (apt-get) runs.
  * Usage (root): bun bench/idle.ts   (uses dist/autopod: run `bun build.ts` first)
  * SECONDS=N per phase (default 120), PODS=N (default 50), SETTLE=N seconds before each phase (default 10).
  */
@@ -49,7 +50,16 @@ try {
   const noPods = await measure(host, pid);
   for (let i = 0; i < PODS; i++) await host.run(`idle${i}`, ["sleep", "100000"]);
   const withPods = await measure(host, pid);
-  console.log(JSON.stringify({ bench: "idle", agent_pid: pid, no_pods: noPods, [`with_${PODS}_pods`]: withPods }, null, 2));
+  // A fresh agent collects the status at once: stopping it must not wait for apt-get.
+  await host.killAgent("SIGTERM");
+  await host.startAgent();
+  const t0 = performance.now();
+  await host.killAgent("SIGTERM");
+  const sigtermMs = round(performance.now() - t0, 0);
+  await host.startAgent();
+  console.log(
+    JSON.stringify({ bench: "idle", agent_pid: pid, no_pods: noPods, [`with_${PODS}_pods`]: withPods, sigterm_during_first_status_ms: sigtermMs }, null, 2),
+  );
 } finally {
   await host.dispose();
 }
