@@ -65,10 +65,11 @@ export class PodWatch {
   }
 
   #onExit(): void {
+    const previous = this.#lastTick;
     this.#tick();
-    // A pidfd that stays readable (a pod the runtime cannot reap yet) must not spin: at most one look per SWEEP_MS.
-    const wait = Math.max(0, this.#lastTick + SWEEP_MS - performance.now());
-    if (wait === 0 || !this.#exits) this.#exits?.rearm();
+    // A pidfd that stays readable (a pod the runtime cannot reap yet) must not spin: at most one wake-up per SWEEP_MS.
+    const wait = Math.max(0, previous + SWEEP_MS - performance.now());
+    if (wait === 0) this.#exits?.rearm();
     else setTimeout(() => this.#exits?.rearm(), wait);
   }
 
