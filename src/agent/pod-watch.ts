@@ -28,6 +28,9 @@ export interface PodWatchDeps {
   /** Zombie children of the agent, reaped or not by someone yet. */
   zombieChildren(): number[];
   log: Logger;
+  /** Tests: the sweep period and the busy time after a change (default SWEEP_MS, BUSY_AFTER_CHANGE_MS). */
+  sweepMs?: number;
+  busyMs?: number;
 }
 
 export class PodWatch {
@@ -41,6 +44,10 @@ export class PodWatch {
 
   constructor(private readonly d: PodWatchDeps) {}
 
+  get #sweepMs(): number {
+    return this.d.sweepMs ?? SWEEP_MS;
+  }
+
   start(): void {
     this.#exits = new ExitWatch(() => this.#onExit());
     this.#idle = setInterval(() => this.#tick(), IDLE_CHECK_MS);
@@ -52,8 +59,8 @@ export class PodWatch {
   changed(): void {
     if (!this.#exits) return;
     this.#follow();
-    this.#busyUntil = performance.now() + BUSY_AFTER_CHANGE_MS;
-    this.#later(SWEEP_MS);
+    this.#busyUntil = performance.now() + (this.d.busyMs ?? BUSY_AFTER_CHANGE_MS);
+    this.#later(this.#sweepMs);
   }
 
   stop(): void {
@@ -68,7 +75,7 @@ export class PodWatch {
     const previous = this.#lastTick;
     this.#tick();
     // A pidfd that stays readable (a pod the runtime cannot reap yet) must not spin: at most one wake-up per SWEEP_MS.
-    const wait = Math.max(0, previous + SWEEP_MS - performance.now());
+    const wait = Math.max(0, previous + this.#sweepMs - performance.now());
     if (wait === 0) this.#exits?.rearm();
     else setTimeout(() => this.#exits?.rearm(), wait);
   }
@@ -90,7 +97,7 @@ export class PodWatch {
       const gone = this.d.orphans.sweep();
       if (gone.length > 0) this.d.log.info("reaped orphaned processes (left by a failed CRIU restore)", { pids: gone.join(",") });
       this.#follow();
-      if (performance.now() < this.#busyUntil || this.d.zombieChildren().length > 0) this.#later(SWEEP_MS);
+      if (performance.now() < this.#busyUntil || this.d.zombieChildren().length > 0) this.#later(this.#sweepMs);
     } catch (e) {
       this.d.log.error("reaper failed", { error: errorMessage(e) });
     }
