@@ -6,13 +6,13 @@
  * with the ticks (10 ms) of each 10-s window to show when it woke; and how
  * long SIGTERM takes while the agent's first status collection (apt-get) runs.
  * Usage (root): bun bench/idle.ts   (uses dist/autopod: run `bun build.ts` first)
- * SECONDS=N per phase (default 120), PODS=N (default 50), SETTLE=N seconds before each phase (default 10).
+ * IDLE_SECONDS=N per phase (default 120), PODS=N (default 50), SETTLE=N seconds before each phase (default 10).
  */
 import { readFileSync } from "node:fs";
 import { TestHost } from "../test/_pods.ts";
 import { round } from "./_stats.ts";
 
-const SECONDS = Number(process.env.SECONDS ?? 120);
+const SECONDS = Number(process.env.IDLE_SECONDS ?? 120);
 const PODS = Number(process.env.PODS ?? 50);
 const SETTLE = Number(process.env.SETTLE ?? 10);
 
