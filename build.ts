@@ -54,6 +54,8 @@ function nativeSha256(): string {
  * is told this path instead (AUTOPOD_CHUNK_THREAD).
  */
 const CHUNK_THREAD = "src/store/chunk-thread.ts";
+/** The thread that sleeps until a pod's process exits (src/platform/linux/exit-watch.ts starts it), the same way. */
+const EXIT_WATCH_THREAD = "src/platform/linux/exit-watch-thread.ts";
 
 const commit = process.env.AUTOPOD_COMMIT ?? gitCommit();
 const sha256x16 = nativeSha256();
@@ -61,7 +63,7 @@ mkdirSync(dirname(outfile), { recursive: true });
 const tmp = `${outfile}.tmp-${process.pid}`;
 const started = performance.now();
 const result = await Bun.build({
-  entrypoints: ["src/main.ts", CHUNK_THREAD],
+  entrypoints: ["src/main.ts", CHUNK_THREAD, EXIT_WATCH_THREAD],
   compile: { outfile: tmp },
   minify: true,
   bytecode: true,
@@ -70,6 +72,7 @@ const result = await Bun.build({
     AUTOPOD_BUILD_COMMIT: JSON.stringify(commit),
     AUTOPOD_SHA256X16: JSON.stringify(sha256x16),
     AUTOPOD_CHUNK_THREAD: JSON.stringify(`./${CHUNK_THREAD.slice("src/".length)}`),
+    AUTOPOD_EXIT_WATCH_THREAD: JSON.stringify(`./${EXIT_WATCH_THREAD.slice("src/".length)}`),
   },
 });
 if (!result.success) {

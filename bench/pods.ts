@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { DIST } from "../test/_support.ts";
 import { sh, testRootfs, TestHost } from "../test/_pods.ts";
-import { round, summary } from "./_stats.ts";
+import { median, round, summary } from "./_stats.ts";
 
 const RUNS = Number(process.env.RUNS ?? 20);
 const PODS = Number(process.env.PODS ?? 50);
@@ -168,8 +168,10 @@ try {
     await Bun.sleep(seconds * 1000);
     return round(((cpuTicks() - c0) / 100 / seconds) * 100, 2); // percent of one core (100 ticks/s)
   };
-  await Bun.sleep(2000);
-  const idleNoPods = { ...memory(), cpu_percent: await idleCpu(5) };
+  // Idle means after the first status collection and past the agent's 5 s of sweeps after a pod changed (bench/idle.ts measures minutes).
+  await host.cli(["status", "--from-agent", "--json"], 300_000);
+  await Bun.sleep(6000);
+  const idleNoPods = { ...memory(), cpu_percent: await idleCpu(10) };
 
   const t50 = now();
   for (let i = 0; i < PODS; i++) {
@@ -192,8 +194,8 @@ try {
     await host.cli(["ps", "--json"]);
     psJson.push(now() - t0);
   }
-  await Bun.sleep(2000);
-  const idleWithPods = { ...memory(), cpu_percent: await idleCpu(5) };
+  await Bun.sleep(6000);
+  const idleWithPods = { ...memory(), cpu_percent: await idleCpu(10) };
   const rmAll0 = now();
   await host.cli(["rm", "-f", ...pods.map((p) => p.name)]);
   const rmAllMs = now() - rmAll0;
@@ -224,6 +226,16 @@ try {
 
   const run = summary(viaAutopod);
   const hand = summary(handPlain);
+  // Where the agent's part of `run` goes: the "pod started" log line's milliseconds per step, median over the runs.
+  const measured = new Set(Array.from({ length: RUNS }, (_, i) => `b${i + 2}`));
+  const steps: Record<string, number[]> = {};
+  for (const line of readFileSync(join(host.dir, "agent.log"), "utf8").split("\n")) {
+    if (!line.includes('"pod started"')) continue;
+    const e = JSON.parse(line) as { pod?: string; ms?: Record<string, number> };
+    if (!e.pod || !measured.has(e.pod) || !e.ms) continue;
+    for (const [k, v] of Object.entries(e.ms)) (steps[k] ??= []).push(v);
+  }
+  const runPhases = Object.fromEntries(Object.entries(steps).map(([k, v]) => [k, round(median(v), 1)]));
   const handCg = summary(handCgroup);
   console.log(
     JSON.stringify(
@@ -233,6 +245,7 @@ try {
         binary: DIST,
         run_until_cmd_runs_ms: run,
         run_cli_wall_ms: summary(cliWall),
+        run_agent_phases_median_ms: runPhases,
         same_pod_by_hand_with_unshare_ms: hand,
         ratio_autopod_to_by_hand: round(run.median / hand.median, 2),
         same_pod_by_hand_in_a_memory_cgroup_ms: handCg,

@@ -25,10 +25,11 @@ import { ClusterCpu } from "../cluster/cluster-cpu.ts";
 import { cpuFlags } from "../platform/linux/cpu.ts";
 import { PeerDirectory } from "../api/peer/peer-directory.ts";
 import { peerInfoProvider } from "./peer-info.ts";
+import { PodWatch } from "./pod-watch.ts";
 import { PeerListener } from "./peer-listener.ts";
 import type { Config } from "../config/schema.ts";
 import { areFailpointsEnabled, enableFailpoints } from "../debug/failpoints.ts";
-import { errorMessage, PreconditionError } from "../errors.ts";
+import { PreconditionError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { linuxCheckpointHost } from "../platform/linux/checkpoint-host.ts";
 import { linuxPodHost } from "../platform/linux/pod-host.ts";
@@ -40,8 +41,6 @@ import { agentKeyOf, PodRuntime } from "../pods/runtime.ts";
 import { HostTrustStore, ImageTrust, loadOrCreateHostKey } from "../trust/index.ts";
 import { VERSION } from "../version.ts";
 
-/** How often exited pods are reaped and adopted ones looked at. */
-const REAP_INTERVAL_MS = 250;
 /** How often peers are asked for newer revocation lists. */
 const PEER_SYNC_INTERVAL_MS = 60_000;
 
@@ -150,7 +149,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   // Patch status: the latest report, refreshed on a schedule and when the package database changes.
   const statusPaths = hostPaths({ root: config.status.root });
   const status = new StatusService({
-    collect: () => collectStatus({ paths: statusPaths, lockTimeoutMs: config.status.lock_timeout_seconds * 1000 }),
+    collect: (signal) => collectStatus({ paths: statusPaths, lockTimeoutMs: config.status.lock_timeout_seconds * 1000, signal }),
     refreshSeconds: config.status.refresh_seconds,
     watchPaths: statusWatchPaths(statusPaths),
     log: log.child({ part: "status" }),
@@ -219,17 +218,16 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     if (cluster.identity && cluster.peers().length) void peers.statuses().catch(() => {});
   }, PEER_SYNC_INTERVAL_MS);
 
-  // What CRIU leaves behind when a restore fails after it forked (not pods: no exit status to keep).
-  const orphans = new OrphanReaper(linuxPodHost, pods);
-  const reaper = setInterval(() => {
-    try {
-      pods.poll();
-      const gone = orphans.sweep();
-      if (gone.length > 0) log.info("reaped orphaned processes (left by a failed CRIU restore)", { pids: gone.join(",") });
-    } catch (e) {
-      log.error("reaper failed", { error: errorMessage(e) });
-    }
-  }, REAP_INTERVAL_MS);
+  // Pods that end, and what CRIU leaves behind when a restore fails after it forked (not pods: no exit status to keep).
+  const watch = new PodWatch({
+    poll: () => pods.poll(),
+    list: () => store.list(),
+    orphans: new OrphanReaper(linuxPodHost, pods),
+    zombieChildren: () => linuxPodHost.zombieChildren(),
+    log,
+  });
+  store.onChange = () => watch.changed();
+  watch.start();
 
   let resolveDone!: () => void;
   const done = new Promise<void>((r) => (resolveDone = r));
@@ -237,7 +235,8 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   const stop = async () => {
     if (stopping) return done;
     stopping = true;
-    clearInterval(reaper);
+    store.onChange = null;
+    watch.stop();
     clearInterval(peerSync);
     migrations.stop();
     status.stop();

@@ -36,7 +36,10 @@ describe("create", () => {
   test("makes the layer, cgroup and network, launches, and records a running pod", async () => {
     const v = await pods.create(req("web"));
     expect(v).toMatchObject({ name: "web", state: "running", pid: 1000, address: "10.213.7.2/29", rootfs: "/base" });
-    expect(host.calls).toEqual(["prepareLayer /state/pods/web", "createCgroup /cg/k1/web", "createNetwork autopod-k1-web", "launch"]);
+    // The layer (then the cgroup) and the network are made at once; launch waits for all of them.
+    expect(host.calls.slice(0, 3).sort()).toEqual(["createCgroup /cg/k1/web", "createNetwork autopod-k1-web", "prepareLayer /state/pods/web"]);
+    expect(host.calls.indexOf("prepareLayer /state/pods/web")).toBeLessThan(host.calls.indexOf("createCgroup /cg/k1/web"));
+    expect(host.calls[3]).toBe("launch");
     const r = store.get("web")!;
     expect(r.runtime.hostVeth).toMatch(/^ap[0-9a-f]{13}$/);
     expect(r.runtime.gateway).toBe("10.213.7.1");

@@ -206,18 +206,29 @@ export class PodRuntime {
     const rt = record.runtime;
     lap("validate_reserve");
     try {
-      await host.prepareLayer(record.spec, rt);
-      if (rt.cgroup) host.createCgroup(rt.cgroup, record.spec.memoryBytes);
-      lap("layer_cgroup");
-      await host.createNetwork({
-        netns: rt.netns,
-        hostVeth: rt.hostVeth,
-        bridge: rt.bridge,
-        address: record.spec.address,
-        gateway: rt.gateway,
-        ...this.#networkMode(),
-      });
-      lap("network");
+      // The root, the cgroup and the network are independent: made at once (the network is `ip` spawns).
+      // Both settle before a failure is thrown, so the teardown never races a half-made network.
+      const made = await Promise.allSettled([
+        (async () => {
+          await host.prepareLayer(record.spec, rt);
+          if (rt.cgroup) host.createCgroup(rt.cgroup, record.spec.memoryBytes);
+          ms.layer_cgroup = Math.round((performance.now() - t) * 10) / 10;
+        })(),
+        host
+          .createNetwork({
+            netns: rt.netns,
+            hostVeth: rt.hostVeth,
+            bridge: rt.bridge,
+            address: record.spec.address,
+            gateway: rt.gateway,
+            ...this.#networkMode(),
+          })
+          .then(() => {
+            ms.network = Math.round((performance.now() - t) * 10) / 10;
+          }),
+      ]);
+      for (const m of made) if (m.status === "rejected") throw m.reason;
+      lap("prepare"); // layer_cgroup and network, at once
       const { pid, startTime } = await host.launch(record.spec, rt);
       lap("launch");
       Object.assign(record, { state: "running", pid, startTime, startedAt: new Date().toISOString() });

@@ -13,6 +13,8 @@ export class PodStore {
   readonly #insert;
   readonly #update;
   readonly #delete;
+  /** Called after every change (the agent's exit watch follows the pods' pids). */
+  onChange: (() => void) | null = null;
 
   constructor(path: string) {
     this.#db = new Database(path, { create: true, strict: true });
@@ -38,6 +40,7 @@ export class PodStore {
   insert(r: PodRecord): void {
     try {
       this.#insert.run({ name: r.spec.name, record: JSON.stringify(r), at: new Date().toISOString() });
+      this.onChange?.();
     } catch (e) {
       if (String((e as Error).message).includes("UNIQUE")) throw new AlreadyExistsError(`Pod "${r.spec.name}" already exists`);
       throw e;
@@ -46,10 +49,12 @@ export class PodStore {
 
   update(r: PodRecord): void {
     this.#update.run({ name: r.spec.name, record: JSON.stringify(r), at: new Date().toISOString() });
+    this.onChange?.();
   }
 
   delete(name: string): void {
     this.#delete.run({ name });
+    this.onChange?.();
   }
 
   close(): void {

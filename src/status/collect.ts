@@ -30,6 +30,8 @@ export interface CollectOptions {
   run?: Runner;
   which?: (name: string) => string | null;
   host?: string;
+  /** Aborting it kills the commands the checks run (the agent is stopping). */
+  signal?: AbortSignal;
 }
 
 /** Run one check, timing it; a check that throws becomes an "error" verdict. */
@@ -52,13 +54,18 @@ export async function runCheck(checker: Checker, opts: CheckOptions): Promise<Ch
   };
 }
 
+/** The runner, with every command it runs killed when `signal` aborts. */
+function cancellable(run: Runner, signal: AbortSignal | undefined): Runner {
+  return signal ? (argv, o) => run(argv, { ...o, signal }) : run;
+}
+
 /** Run the checks concurrently and report on the host. */
 export async function collectStatus(opts: CollectOptions = {}): Promise<StatusReport> {
   const checkedAt = new Date();
   const started = performance.now();
   const checkOpts: CheckOptions = {
     paths: hostPaths(opts.paths),
-    run: opts.run ?? defaultRun,
+    run: cancellable(opts.run ?? defaultRun, opts.signal),
     which: opts.which ?? ((name) => defaultWhich(name)),
     lockTimeoutMs: opts.lockTimeoutMs ?? 10_000,
     commandTimeoutMs: opts.commandTimeoutMs ?? 120_000,

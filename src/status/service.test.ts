@@ -64,7 +64,9 @@ class FakeCollector {
   running = 0;
   maxRunning = 0;
   #pending: Array<{ resolve: (r: StatusReport) => void; reject: (e: unknown) => void; n: number }> = [];
-  collect = (): Promise<StatusReport> => {
+  signals: AbortSignal[] = [];
+  collect = (signal: AbortSignal): Promise<StatusReport> => {
+    this.signals.push(signal);
     const n = ++this.calls;
     this.running++;
     this.maxRunning = Math.max(this.maxRunning, this.running);
@@ -106,6 +108,18 @@ function setUp(opts: Partial<StatusServiceOptions> = {}) {
 }
 
 describe("StatusService", () => {
+  test("stop aborts the running collection, so what it runs is killed and the agent stops at once", async () => {
+    const { clock, collector, service } = setUp();
+    service.start();
+    await clock.advance(0);
+    expect(collector.signals.length).toBe(1);
+    expect(collector.signals[0]!.aborted).toBe(false);
+    service.stop();
+    expect(collector.signals[0]!.aborted).toBe(true);
+    await collector.finish(new Error("killed"));
+    expect(service.snapshot().report).toBeNull();
+  });
+
   test("start returns at once; the first collection runs in the background", async () => {
     const { clock, collector, service } = setUp();
     service.start();

@@ -52,7 +52,8 @@ export type RefreshReason = (typeof REFRESH_REASONS)[number];
 
 export interface StatusServiceOptions {
   /** Build a fresh report (collectStatus with the agent's options). */
-  collect: () => Promise<StatusReport>;
+  /** One collection; `signal` aborts when the service stops (kill what it runs: nobody waits for its result). */
+  collect: (signal: AbortSignal) => Promise<StatusReport>;
   /** Refresh this long after the last collection ended. */
   refreshSeconds: number;
   /** Files whose change means the status may have changed (statusWatchPaths). */
@@ -69,7 +70,7 @@ export interface StatusServiceOptions {
 
 export const DEFAULT_DEBOUNCE_MS = 3_000;
 export const DEFAULT_MAX_DEBOUNCE_MS = 30_000;
-export const DEFAULT_REARM_MS = 30_000;
+export const DEFAULT_REARM_MS = 60_000; // an idle agent: no timer more often than once a minute
 
 /** What GET /v1/status answers. */
 export interface StatusSnapshot {
@@ -111,6 +112,8 @@ export class StatusService {
   /** What changed since the last change refresh was asked for (the first few), for the log. */
   #changedPaths = new Set<string>();
   #rearmTimer: unknown = null;
+  /** Aborts the running collection's commands on stop. */
+  #cancel: AbortController | null = null;
   #counts: Record<RefreshReason, number> & { failed: number } = { startup: 0, schedule: 0, change: 0, request: 0, failed: 0 };
   #started = false;
   #stopped = false;
@@ -154,10 +157,11 @@ export class StatusService {
     return this.snapshot();
   }
 
-  /** Stop watching and scheduling. A running collection is left to end; its result is dropped. */
+  /** Stop watching and scheduling. A running collection's commands are killed; its result is dropped. */
   stop(): void {
     if (this.#stopped) return;
     this.#stopped = true;
+    this.#cancel?.abort();
     for (const t of [this.#scheduleTimer, this.#debounceTimer, this.#rearmTimer]) if (t !== null) this.#clock.clearTimeout(t);
     this.#scheduleTimer = this.#debounceTimer = this.#rearmTimer = null;
     this.#nextRefreshAt = null;
@@ -190,8 +194,9 @@ export class StatusService {
     const started = this.#clock.now();
     this.#opts.log?.debug("status refresh started", { reason });
     let collection: Promise<StatusReport>;
+    this.#cancel = new AbortController();
     try {
-      collection = this.#opts.collect();
+      collection = this.#opts.collect(this.#cancel.signal);
     } catch (e) {
       collection = Promise.reject(e);
     }
@@ -203,6 +208,7 @@ export class StatusService {
 
   #ended(reason: RefreshReason, waiters: Waiter[], started: number, report: StatusReport | null, error: unknown): void {
     this.#running = null;
+    this.#cancel = null;
     this.#counts[reason]++;
     if (this.#stopped) {
       for (const w of waiters) w.reject(new Error("The agent is stopping"));

@@ -15,6 +15,17 @@ test("run times out", async () => {
   expect(r.durationMs).toBeLessThan(2000);
 });
 
+test("an aborted signal kills the program at once, and a run asked after it does not start", async () => {
+  const ctl = new AbortController();
+  const started = performance.now();
+  const pending = run(["sleep", "30"], { signal: ctl.signal });
+  setTimeout(() => ctl.abort(), 50);
+  const r = await pending;
+  expect(r.signal).toBe("SIGKILL");
+  expect(performance.now() - started).toBeLessThan(5000);
+  await expect(run(["true"], { signal: ctl.signal })).rejects.toBeInstanceOf(SpawnError);
+});
+
 test("a missing program is a SpawnError", async () => {
   await expect(run(["/nonexistent/prog"])).rejects.toBeInstanceOf(SpawnError);
   expect(which("definitely-not-a-program-xyz")).toBeNull();

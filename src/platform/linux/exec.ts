@@ -8,6 +8,8 @@ export interface RunOptions {
   env?: Record<string, string | undefined>;
   cwd?: string;
   stdin?: string | Uint8Array;
+  /** Kill the program (SIGKILL) when this aborts: an agent that stops waits for no query. */
+  signal?: AbortSignal;
 }
 
 export interface RunResult {
@@ -33,6 +35,7 @@ export class SpawnError extends Error {
 
 export async function run(argv: string[], opts: RunOptions = {}): Promise<RunResult> {
   const started = performance.now();
+  if (opts.signal?.aborted) throw new SpawnError(argv, new Error("it was cancelled"));
   let proc;
   try {
     proc = Bun.spawn(argv, {
@@ -50,8 +53,12 @@ export async function run(argv: string[], opts: RunOptions = {}): Promise<RunRes
     timedOut = true;
     proc.kill("SIGKILL");
   }, opts.timeoutMs ?? 30_000);
-  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-  clearTimeout(timer);
+  const cancel = () => proc.kill("SIGKILL");
+  opts.signal?.addEventListener("abort", cancel, { once: true });
+  const [stdout, stderr, exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]).finally(() => {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener("abort", cancel);
+  });
   return {
     argv,
     exitCode,

@@ -34,6 +34,7 @@ function open() {
     sendto: { args: [i32, P, u64, i32, P, u32], returns: FFIType.i64 },
     close: { args: [i32], returns: i32 },
     setsockopt: { args: [i32, i32, i32, P, u32], returns: i32 },
+    eventfd: { args: [u32, i32], returns: i32 },
   });
 }
 function libc() {
@@ -112,6 +113,24 @@ export function reapIfExited(pid: number): WaitStatus | null | "not-child" {
     throw new Errno("waitpid", e, String(pid));
   }
   return decodeWaitStatus(rc, status[0]!);
+}
+
+const SYS_pidfd_open = 434; // the same on x86-64 and arm64
+const ESRCH = 3;
+
+/** A pidfd for `pid` (close-on-exec, as pidfds always are); null when no such process runs. */
+export function pidfdOpen(pid: number): number | null {
+  const rc = libc().syscall(BigInt(SYS_pidfd_open), BigInt(pid), 0n, 0n);
+  if (rc !== -1) return rc;
+  const e = errno();
+  if (e === ESRCH) return null;
+  throw new Errno("pidfd_open", e, String(pid));
+}
+
+const EFD_CLOEXEC = 0o2000000;
+/** A close-on-exec eventfd, counter 0: writing 8 bytes wakes whoever polls it. */
+export function eventfd(): number {
+  return check(libc().eventfd(0, EFD_CLOEXEC), "eventfd");
 }
 
 export const MS = {
@@ -318,7 +337,6 @@ export function sendFrames(ifindex: number, ethertype: number, dest: Uint8Array,
   }
 }
 
-const SYS_pidfd_open = 434;
 const SYS_pidfd_getfd = 438;
 const IPPROTO_TCP = 6;
 const TCP_REPAIR = 19;
