@@ -9,9 +9,10 @@
 #   4. run a pod on host A that counts in memory and appends to a file, and
 #      serves an echo port with a client on the LAN connected to it;
 #   5. checkpoint it, restore it: the counter goes on without a gap;
-#   6. move it to host B: checkpoint on A, `image push` to B (only the chunks
-#      B lacks), restore on B at the same address: the counter goes on, and
-#      the LAN client kept its connection through both, with nothing lost;
+#   6. live-migrate it to host B and back (`autopod migrate`: rounds of
+#      checkpoints while it runs send only what the peer lacks, then a short
+#      freeze hands it over at the same address): the counter goes on, and
+#      the LAN client kept its connection through all of it, with nothing lost;
 #   7. print the host's patch status.
 # Everything it makes (namespaces, agents, pods, state under $DEMO) is removed
 # at the end. Usage: bash scripts/demo.sh [--skip-install]
@@ -123,16 +124,18 @@ sleep 1
 check_counter a
 a logs counter | tail -n 3 || true
 
-step "Move it to host B: checkpoint on A, push the image (only what B lacks), restore on B at the same address"
-ID=$(a checkpoint counter)
-a image push "$ID" --to b
-b restore "$ID"
-sleep 1
+step "Live-migrate it to host B: rounds while it runs (only what B lacks), then a short freeze; the same address on B"
+a migrate counter --to b
 b ps
 check_counter b
 echo "A no longer answers for $IP (its route is gone): $(ip -n autopod-demo-a route show "$IP" | wc -l) route(s)"
 
-step "The client on the LAN kept its connection through both moves"
+step "And back to host A (B's updates can now be applied), with a report"
+b migrate counter --to a --json | "$BUN" -e 'const r = JSON.parse(await Bun.stdin.text()); console.log(`${r.mode}: ${r.rounds.length} rounds, frozen ${r.freezeMs} ms, ${r.bytesSent} bytes sent of ${r.bytesOffered} offered, ${r.totalMs} ms in all`)'
+a ps
+check_counter a
+
+step "The client on the LAN kept its connection through all three moves (longest pause: maxGapMs)"
 sleep 1
 kill -TERM "$CLIENT"; wait "$CLIENT" || true; CLIENT=""
 cat "$DEMO/client.json"
