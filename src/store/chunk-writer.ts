@@ -7,7 +7,7 @@
  */
 import type { Database } from "bun:sqlite";
 import fs from "node:fs";
-import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isZeroHash, sha256, toHex } from "../image/hash.ts";
+import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isZeroHash, sha256, sha256Into, toHex } from "../image/hash.ts";
 import { HashTable } from "../image/hash-table.ts";
 import { MAX_CHUNK_BYTES, isZeroAt, sortedByHash } from "./_entries.ts";
 import { PackAppender, type RecordLocation, packPath, readAt } from "./_pack.ts";
@@ -89,14 +89,28 @@ export class ChunkWriter {
     this.#assertOpen();
     const hashes: Hash[] = [];
     const bad: string[] = [];
+    const digest = new Uint8Array(HASH_BYTES);
     for (const { hash, bytes } of items) {
       const claimed = hashBytes(hash);
-      if (bytes.byteLength > MAX_CHUNK_BYTES || !hashEquals(sha256(bytes), claimed)) bad.push(toHex(claimed));
+      if (bytes.byteLength > MAX_CHUNK_BYTES || !hashEquals(sha256Into(bytes, digest), claimed)) bad.push(toHex(claimed));
       hashes.push(claimed);
     }
     if (bad.length > 0) throw new ChunkMismatchError(bad);
+    // Which of them the store has already: one query for the batch, not one per chunk (a transfer's hot path).
+    const ask: Hash[] = [];
+    for (const h of hashes) if (!this.#pending.has(h) && !this.#isPinned(h)) ask.push(h);
+    const lacking = new Set(ask.length > 0 ? this.#host.missing(ask) : []);
     items.forEach(({ bytes }, i) => {
-      this.#putVerified(hashes[i]!, bytes);
+      const h = hashes[i]!;
+      if (this.#pending.has(h) || this.#isPinned(h)) return; // an earlier one of this batch, or held already
+      if (!lacking.has(h)) {
+        this.#pinned.add(h);
+        return;
+      }
+      const loc = this.#appender.append(h, bytes);
+      this.#pending.add(h, 0, loc.pack, loc.offset, loc.length);
+      this.newBytes += bytes.byteLength;
+      this.newChunks++;
     });
     return hashes;
   }
