@@ -34,6 +34,10 @@ import { msgpackShape } from "../image/msgpack-bounds.ts";
 export const EXPORT_MAGIC = "APODIMG\0";
 export const EXPORT_VERSION = 1;
 const HEADER_BYTES = 16;
+/** An export's bytes besides its manifest and frames: header, manifest length and hash, signature block (at most), trailer. */
+export const EXPORT_FIXED_BYTES = HEADER_BYTES + 4 + 32 + SIGNATURE_BLOCK_BYTES + 1 + 16 + 32;
+/** Each chunk's frame head: "C", hash, length. */
+export const EXPORT_FRAME_BYTES = 1 + 32 + 4;
 const FRAME_CHUNK = 0x43; // "C"
 const FRAME_TRAILER = 0x54; // "T"
 const BATCH_BYTES = 1 << 20;
