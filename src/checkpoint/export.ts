@@ -130,7 +130,7 @@ export async function* exportFrames(
     let headsUsed = 0;
     let chunkBytes = 0;
     // Read in runs (one pread for neighbours in a pack), every chunk checked against its hash.
-    const chunks = store.readMany(all, locations);
+    const chunks = store.readMany(all, locations, { isTransient: true }); // each copied into a frame at once
     for (const r of refs) {
       let data: Uint8Array;
       try {
@@ -263,6 +263,13 @@ export interface ImportOptions {
    * rest. A file import keeps nothing of a failed attempt.
    */
   keepPartial?: boolean;
+  /**
+   * The sender sent only chunks this store lacked when it asked (a peer's
+   * push or pull): they are written without asking the store about each
+   * batch (ChunkWriter.putBatch's isExpectedNew). Not for files, which carry
+   * every chunk of their image.
+   */
+  isExpectedNew?: boolean;
   /** Told the chunk bytes received and verified so far, after each batch (for progress). */
   onProgress?: (chunkBytes: number) => void;
 }
@@ -333,7 +340,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       if (batch.length === 0) return;
       final.update(heads.subarray(0, batch.length * (HASH_BYTES + 4)));
       try {
-        writer.putBatch(batch);
+        writer.putBatch(batch, { isExpectedNew: opts.isExpectedNew === true });
       } catch (e) {
         if (e instanceof ChunkMismatchError) {
           const k = batch.findIndex((c) => toHex(c.hash as Uint8Array) === e.hashes[0]);
@@ -359,7 +366,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       const tag = (tagBytes instanceof Uint8Array ? tagBytes : await tagBytes)[0];
       if (tag === FRAME_TRAILER) break;
       if (tag !== FRAME_CHUNK) throw new InvalidExportError(`Cannot import image ${id}: unknown frame type ${tag} at byte ${reader.offset - 1}`);
-      const fhBytes = reader.exact(HASH_BYTES + 4, `chunk ${receivedCount + 1} of ${refs.length}`);
+      const fhBytes = reader.exact(HASH_BYTES + 4, () => `chunk ${receivedCount + 1} of ${refs.length}`);
       const fh = fhBytes instanceof Uint8Array ? fhBytes : await fhBytes;
       const i = expected.indexOf(fh, 0);
       if (i < 0) throw new InvalidExportError(`Cannot import image ${id}: chunk ${toHex(fh.subarray(0, HASH_BYTES))} is not referenced by the manifest`);
@@ -370,7 +377,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
         throw new InvalidExportError(`Cannot import image ${id}: chunk ${toHex(ref.hash)} is framed as ${len} bytes where the manifest says ${ref.length}`);
       }
       heads.set(fh, batch.length * (HASH_BYTES + 4));
-      const dataBytes = reader.exact(len, `chunk ${receivedCount + 1} of ${refs.length} (${toHex(ref.hash)})`);
+      const dataBytes = reader.exact(len, () => `chunk ${receivedCount + 1} of ${refs.length} (${toHex(ref.hash)})`);
       const data = dataBytes instanceof Uint8Array ? dataBytes : await dataBytes;
       isReceived[i] = 1;
       receivedCount++;
@@ -431,7 +438,8 @@ class ByteReader {
   }
 
   /** `n` bytes, or a promise of them when they are not buffered yet (so the hot path never awaits). */
-  exact(n: number, what: string): Uint8Array | Promise<Uint8Array> {
+  /** `what` names the part for a truncation error (a function: made only then, not for every chunk). */
+  exact(n: number, what: string | (() => string)): Uint8Array | Promise<Uint8Array> {
     return this.#buffered >= n ? this.#take(n) : this.#fill(n, what);
   }
 
@@ -448,10 +456,12 @@ class ByteReader {
     }
   }
 
-  async #fill(n: number, what: string): Promise<Uint8Array> {
+  async #fill(n: number, what: string | (() => string)): Promise<Uint8Array> {
     while (this.#buffered < n) {
       if (!(await this.#pull())) {
-        throw new InvalidExportError(`Cannot import: the export is truncated (it ends at byte ${this.offset + this.#buffered}, inside ${what})`);
+        throw new InvalidExportError(
+          `Cannot import: the export is truncated (it ends at byte ${this.offset + this.#buffered}, inside ${typeof what === "string" ? what : what()})`,
+        );
       }
     }
     return this.#take(n);

@@ -108,7 +108,11 @@ export async function pullImage(
     wireBytes = n;
     onProgress(isDone ? { phase: "committing", bytes: 0, totalBytes: null } : { phase: "receiving", bytes: Math.min(n, total), totalBytes: total });
   });
-  const imp = await importImage(catalogue, counted, { admit: (id, sig) => trust.admitImport(id, sig, { trust: true }), keepPartial: true });
+  const imp = await importImage(catalogue, counted, {
+    admit: (id, sig) => trust.admitImport(id, sig, { trust: true }),
+    keepPartial: true,
+    isExpectedNew: true,
+  });
   return report(id, peer.name, "pull", lengths, wanted, wireBytes, imp, t0);
 }
 

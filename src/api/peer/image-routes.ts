@@ -48,7 +48,11 @@ export function addPeerImageRoutes(app: Hono, { catalogue, trust, received }: Pe
   app.post("/v1/images/import", async (c) => {
     const body = c.req.raw.body;
     if (!body) throw new InvalidArgumentError("The import has no body: send an exported image");
-    const r = await importImage(catalogue, body, { admit: (id, sig) => trust.admitImport(id, sig, { trust: true }), keepPartial: true });
+    const r = await importImage(catalogue, body, {
+      admit: (id, sig) => trust.admitImport(id, sig, { trust: true }),
+      keepPartial: true,
+      isExpectedNew: true,
+    });
     received?.(r.id);
     return c.json({ import: r }, 201);
   });
