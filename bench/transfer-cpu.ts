@@ -8,8 +8,8 @@
  * - export: the export stream of all its chunks, drained (sender: read,
  *   verify, frame);
  * - import: that stream imported into an empty store B as a peer's push is
- *   (keepPartial), from bytes already in memory (receiver: parse, verify,
- *   write, commit);
+ *   (keepPartial, isExpectedNew, chunks verified on the hashing threads),
+ *   from bytes already in memory (receiver: parse, verify, write, commit);
  * - both at once: export piped straight into import.
  * Compare each with the link: 1 Gbit/s is 125 MB/s.
  */
@@ -20,6 +20,7 @@ import { exportStream, importImage } from "../src/checkpoint/export.ts";
 import { captureTree } from "../src/checkpoint/tree.ts";
 import { FORMAT_VERSION } from "../src/image/manifest.ts";
 import { ChunkStore } from "../src/store/chunk-store.ts";
+import { ChunkWorkers } from "../src/store/chunk-workers.ts";
 import { ImageCatalogue } from "../src/store/image-catalogue.ts";
 import { VERSION } from "../src/version.ts";
 
@@ -81,6 +82,7 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number; c
 }
 
 const src = await makeImage();
+const asPeer = { keepPartial: true, isExpectedNew: true, threads: ChunkWorkers.shared() };
 try {
   const pieces: Uint8Array[] = [];
   const exp = await timed(async () => {
@@ -102,13 +104,13 @@ try {
       (async function* () {
         yield* pieces;
       })(),
-      { keepPartial: true },
+      asPeer,
     ),
   );
   b.s.close();
   pieces.length = 0;
   const c = fresh("c");
-  const both = await timed(() => importImage(c.c, exportStream(src.ca, src.id), { keepPartial: true }));
+  const both = await timed(() => importImage(c.c, exportStream(src.ca, src.id), asPeer));
   c.s.close();
   const bytes = exp.value;
   console.log(

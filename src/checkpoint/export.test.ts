@@ -1,9 +1,10 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { Packr } from "msgpackr";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ChunkStore, type StoreStats } from "../store/chunk-store.ts";
+import { ChunkWorkers } from "../store/chunk-workers.ts";
 import { sha256, toHex } from "../image/hash.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
 import { InvalidExportError, exportFrames, exportImage, exportStream, importImage } from "./export.ts";
@@ -95,7 +96,21 @@ function handmade(manifest: unknown, chunks: Uint8Array[], version = 1): Uint8Ar
   return new Uint8Array(Buffer.concat(parts));
 }
 
+/** Two hashing threads, for imports that verify off the calling thread. */
+const verifyThreads = new ChunkWorkers(2);
+afterAll(() => verifyThreads.close());
+
 describe("export and import", () => {
+  test("a peer's transfer (chunks verified on hashing threads) imports an image whose files come back exactly", async () => {
+    const { id, dir } = await makeImage();
+    const bytes = await exportBytes(id);
+    const imp = await importImage(dst.cat, pieces(bytes, 4093), { threads: verifyThreads, isExpectedNew: true, keepPartial: true });
+    expect(imp).toMatchObject({ id, newChunks: 26, wasPresent: false });
+    const restored = path.join(tmp, "restored-threads");
+    materializeTree(dst.cat.manifest(id).rootfs, dst.store, restored);
+    expect(describeTree(restored)).toEqual(describeTree(dir));
+  });
+
   test("round trip through a file into another store, then restore to another directory", async () => {
     const { id, dir, entries } = await makeImage();
     const file = path.join(tmp, "image.apod");
@@ -170,7 +185,10 @@ describe("export and import", () => {
     }
   });
 
-  test("one flipped bit in a chunk, the manifest, a frame or the trailer fails clearly", async () => {
+  test.each([
+    ["on this thread", {}],
+    ["verified on hashing threads, as a peer's transfer", { threads: verifyThreads, isExpectedNew: true, keepPartial: true }],
+  ] as const)("one flipped bit in a chunk, the manifest, a frame or the trailer fails clearly (%s)", async (_, mode) => {
     const { id } = await makeImage();
     const bytes = await exportBytes(id);
     const before = snapshot(dst);
@@ -181,7 +199,7 @@ describe("export and import", () => {
       copy[at]! ^= 1 << bit;
       let err: unknown;
       try {
-        await importImage(dst.cat, pieces(copy, 65536));
+        await importImage(dst.cat, pieces(copy, 65536), mode);
       } catch (e) {
         err = e;
       }

@@ -22,6 +22,7 @@ import { failpoint } from "../debug/failpoints.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { MAX_CHUNK_BYTES } from "../store/chunk-store.ts";
 import type { ClaimedChunk } from "../store/chunk-writer.ts";
+import type { ChunkWorkers } from "../store/chunk-workers.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "../store/errors.ts";
 import { HashTable } from "../image/hash-table.ts";
 import { HASH_BYTES, hashEquals, sha256, toHex } from "../image/hash.ts";
@@ -43,6 +44,8 @@ const FRAME_TRAILER = 0x54; // "T"
 const BATCH_BYTES = 1 << 20;
 /** An import verifies and stores chunks this many at a time (at most; or BATCH_BYTES). */
 const IMPORT_BATCH_CHUNKS = 256;
+/** With threads: batches being checked at once (about BATCH_BYTES each) before the oldest is waited for. */
+const IMPORT_BATCHES_IN_FLIGHT = 3;
 /** An import commits the chunks it verified every this many bytes (unreferenced until the image is committed; gc takes them if it never is). */
 const IMPORT_COMMIT_BYTES = 64 << 20;
 /** How much of a manifest is read and shape-checked before the rest. */
@@ -270,6 +273,12 @@ export interface ImportOptions {
    * every chunk of their image.
    */
   isExpectedNew?: boolean;
+  /**
+   * Check chunks against their hashes on these threads while this one parses
+   * and writes (a peer's transfer: the agent's thread is the bottleneck).
+   * Without, every chunk is hashed on the calling thread.
+   */
+  threads?: Pick<ChunkWorkers, "verifyChunks">;
   /** Told the chunk bytes received and verified so far, after each batch (for progress). */
   onProgress?: (chunkBytes: number) => void;
 }
@@ -330,35 +339,76 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
     await failpoint("import.manifest-read");
     let receivedCount = 0;
     let chunkBytes = 0;
+    let storedBytes = 0;
     let committedBytes = 0;
-    // Verified and written a batch at a time: one store query per batch, one update of the final hash.
-    const batch: ClaimedChunk[] = [];
-    const batchRefs: number[] = [];
+    // Verified and written a batch at a time: one update of the final hash, one store call per batch.
+    // With threads, a batch's chunks are copied into one buffer that a hashing thread checks while
+    // this thread parses the next ones (a few batches in flight); they are written, in order, once checked.
+    const threads = opts.threads ?? null;
+    let batch: ClaimedChunk[] = [];
+    let batchRefs: number[] = [];
     let batchBytes = 0;
+    let packed: Uint8Array | null = null;
+    let packedUsed = 0;
     const heads = new Uint8Array(IMPORT_BATCH_CHUNKS * (HASH_BYTES + 4));
-    const flush = () => {
-      if (batch.length === 0) return;
-      final.update(heads.subarray(0, batch.length * (HASH_BYTES + 4)));
+    const inFlight: Array<{ checked: Promise<{ mismatched: number[]; data: ArrayBuffer }>; refs: number[]; bytes: number }> = [];
+    const corrupt = (hashHex: string, refIndex: number) => {
+      const r = refs[refIndex]!;
+      return new InvalidExportError(`Cannot import image ${id}: chunk ${hashHex} of file "${r.tree}/${r.path}" is corrupt in the export`);
+    };
+    const store = (items: ClaimedChunk[], itemRefs: number[], bytes: number, isVerified: boolean) => {
       try {
-        writer.putBatch(batch, { isExpectedNew: opts.isExpectedNew === true });
+        writer.putBatch(items, { isExpectedNew: opts.isExpectedNew === true, isVerified });
       } catch (e) {
         if (e instanceof ChunkMismatchError) {
-          const k = batch.findIndex((c) => toHex(c.hash as Uint8Array) === e.hashes[0]);
-          const r = refs[batchRefs[Math.max(0, k)]!]!;
-          throw new InvalidExportError(`Cannot import image ${id}: chunk ${e.hashes[0]} of file "${r.tree}/${r.path}" is corrupt in the export`);
+          const k = items.findIndex((c) => toHex(c.hash as Uint8Array) === e.hashes[0]);
+          throw corrupt(e.hashes[0]!, itemRefs[Math.max(0, k)]!);
         }
         throw e;
       }
-      chunkBytes += batchBytes;
-      batch.length = 0;
-      batchRefs.length = 0;
-      batchBytes = 0;
-      opts.onProgress?.(chunkBytes);
+      storedBytes += bytes;
+      opts.onProgress?.(storedBytes);
       // What arrived stays once committed: a transfer cut later resumes with only what is still missing.
-      if (opts.keepPartial && chunkBytes - committedBytes >= IMPORT_COMMIT_BYTES) {
+      if (opts.keepPartial && storedBytes - committedBytes >= IMPORT_COMMIT_BYTES) {
         writer.commit();
-        committedBytes = chunkBytes;
+        committedBytes = storedBytes;
       }
+    };
+    const settleOldest = async () => {
+      const f = inFlight.shift()!;
+      const { mismatched, data } = await f.checked;
+      const bytes = new Uint8Array(data);
+      const items: ClaimedChunk[] = [];
+      let at = 0;
+      for (const i of f.refs) {
+        const len = refs[i]!.length;
+        items.push({ hash: bytes.subarray(at, at + HASH_BYTES), bytes: bytes.subarray(at + HASH_BYTES, at + HASH_BYTES + len) });
+        at += HASH_BYTES + len;
+      }
+      if (mismatched.length > 0) throw corrupt(toHex(items[mismatched[0]!]!.hash as Uint8Array), f.refs[mismatched[0]!]!);
+      store(items, f.refs, f.bytes, true);
+    };
+    const flush = async () => {
+      if (batchRefs.length === 0) return;
+      final.update(heads.subarray(0, batchRefs.length * (HASH_BYTES + 4)));
+      chunkBytes += batchBytes;
+      if (threads === null) {
+        store(batch, batchRefs, batchBytes, false);
+        batch = [];
+      } else {
+        // The whole buffer goes to the thread (no copy); the lengths say how much of it is chunks.
+        const checked = threads.verifyChunks(
+          packed!.buffer as ArrayBuffer,
+          Uint32Array.from(batchRefs, (i) => refs[i]!.length),
+        );
+        checked.catch(() => {}); // awaited in order by settleOldest; an import that failed first never asks
+        inFlight.push({ checked, refs: batchRefs, bytes: batchBytes });
+        packed = null;
+        packedUsed = 0;
+        if (inFlight.length >= IMPORT_BATCHES_IN_FLIGHT) await settleOldest();
+      }
+      batchRefs = [];
+      batchBytes = 0;
     };
     for (;;) {
       if (yielder.isDue()) await yielder.yield();
@@ -376,17 +426,26 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       if (len !== ref.length || len > MAX_CHUNK_BYTES) {
         throw new InvalidExportError(`Cannot import image ${id}: chunk ${toHex(ref.hash)} is framed as ${len} bytes where the manifest says ${ref.length}`);
       }
-      heads.set(fh, batch.length * (HASH_BYTES + 4));
+      if (threads !== null && packed !== null && packedUsed + HASH_BYTES + len > packed.byteLength) await flush();
       const dataBytes = reader.exact(len, () => `chunk ${receivedCount + 1} of ${refs.length} (${toHex(ref.hash)})`);
       const data = dataBytes instanceof Uint8Array ? dataBytes : await dataBytes;
+      heads.set(fh, batchRefs.length * (HASH_BYTES + 4));
       isReceived[i] = 1;
       receivedCount++;
-      batch.push({ hash: ref.hash, bytes: data });
+      if (threads === null) {
+        batch.push({ hash: ref.hash, bytes: data });
+      } else {
+        packed ??= new Uint8Array(Math.max(BATCH_BYTES + IMPORT_BATCH_CHUNKS * HASH_BYTES, HASH_BYTES + len));
+        packed.set(ref.hash, packedUsed);
+        packed.set(data, packedUsed + HASH_BYTES);
+        packedUsed += HASH_BYTES + len;
+      }
       batchRefs.push(i);
       batchBytes += len;
-      if (batch.length === IMPORT_BATCH_CHUNKS || batchBytes >= BATCH_BYTES) flush();
+      if (batchRefs.length === IMPORT_BATCH_CHUNKS || batchBytes >= BATCH_BYTES) await flush();
     }
-    flush();
+    await flush();
+    while (inFlight.length > 0) await settleOldest();
     const trailer = await reader.exact(16 + HASH_BYTES, "the trailer");
     const tv = new DataView(trailer.buffer, trailer.byteOffset, 16);
     const count = tv.getBigUint64(0);

@@ -91,15 +91,17 @@ export class ChunkWriter {
    * peer sends only what this store said it lacked), so the store is not
    * asked: one that is stored after all is written again, the index keeps one
    * copy (commit), newChunks counts it only once, and gc reclaims the other.
+   * `isVerified`: the caller has just checked every chunk against its hash
+   * (ChunkWorkers.verifyChunks, on another thread): not hashed again here.
    */
-  putBatch(items: readonly ClaimedChunk[], options: { isExpectedNew?: boolean } = {}): Hash[] {
+  putBatch(items: readonly ClaimedChunk[], options: { isExpectedNew?: boolean; isVerified?: boolean } = {}): Hash[] {
     this.#assertOpen();
     const hashes: Hash[] = [];
     const bad: string[] = [];
     const digest = new Uint8Array(HASH_BYTES);
     for (const { hash, bytes } of items) {
       const claimed = hashBytes(hash);
-      if (bytes.byteLength > MAX_CHUNK_BYTES || !hashEquals(sha256Into(bytes, digest), claimed)) bad.push(toHex(claimed));
+      if (bytes.byteLength > MAX_CHUNK_BYTES || (!options.isVerified && !hashEquals(sha256Into(bytes, digest), claimed))) bad.push(toHex(claimed));
       hashes.push(claimed);
     }
     if (bad.length > 0) throw new ChunkMismatchError(bad);

@@ -8,6 +8,7 @@
 import { EXPORT_FIXED_BYTES, EXPORT_FRAME_BYTES, exportStream, type ExportResult, type ImportResult, importImage } from "../checkpoint/export.ts";
 import { decodeManifest, uniqueChunkRefs } from "../image/manifest.ts";
 import { HASH_BYTES } from "../image/hash.ts";
+import { ChunkWorkers } from "../store/chunk-workers.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 import type { OnProgress } from "../progress.ts";
 import type { ImageTrust } from "../trust/image-trust.ts";
@@ -112,6 +113,7 @@ export async function pullImage(
     admit: (id, sig) => trust.admitImport(id, sig, { trust: true }),
     keepPartial: true,
     isExpectedNew: true,
+    threads: ChunkWorkers.shared(),
   });
   return report(id, peer.name, "pull", lengths, wanted, wireBytes, imp, t0);
 }
