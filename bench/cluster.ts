@@ -23,7 +23,9 @@
  *   saw, and the time of each step. (--only move measures just this.)
  * - `image pull` of the first image back to a, after a removed it (and its
  *   chunks): throughput ÷ the link rate. (--only push measures the link,
- *   the push and the pull, and nothing after.)
+ *   the push and the pull, and nothing after.) Push and pull figures carry
+ *   the CPU the sending and receiving agents spent (all threads, and the
+ *   main thread that serves requests).
  * Everything made is removed at the end.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
@@ -185,7 +187,7 @@ try {
     const exportBytes = statSync(exportFile).size;
 
     const tcp = await plainTcpCopy(lan, exportFile);
-    const push = JSON.parse(await a.ok(["image", "push", id, "--to", "b", "--json"], 900_000));
+    const push = await withAgentCpu([a, lan.hosts[1]!], async () => JSON.parse(await a.ok(["image", "push", id, "--to", "b", "--json"], 900_000)));
     const pushRate = (push.wireBytes / push.ms) * 1000;
     const pushFigures = {
       ...push,
@@ -205,7 +207,7 @@ try {
       await a.ok(["rm", "--force", "hog"]);
       await a.ok(["image", "rm", id]);
       await a.ok(["image", "gc"]);
-      const pull = JSON.parse(await a.ok(["image", "pull", id, "--from", "b", "--json"], 900_000));
+      const pull = await withAgentCpu([lan.hosts[1]!, a], async () => JSON.parse(await a.ok(["image", "pull", id, "--from", "b", "--json"], 900_000)));
       const pullRate = (pull.wireBytes / pull.ms) * 1000;
       const pullFigures = {
         ...pull,
@@ -252,6 +254,32 @@ try {
   }
 } finally {
   await lan.dispose();
+}
+
+/** CPU time (ms) of an agent: all its threads, and its main thread (the one that serves requests). */
+function agentCpu(h: TestHost): { totalMs: number; mainMs: number } {
+  const pid = h.agent!.pid;
+  const ticks = (file: string) => {
+    const f = readFileSync(file, "utf8").split(") ")[1]!.split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10; // utime + stime, in ticks of 10 ms
+  };
+  return { totalMs: ticks(`/proc/${pid}/stat`), mainMs: ticks(`/proc/${pid}/task/${pid}/stat`) };
+}
+
+/** Run `fn` and add the CPU its sender's and receiver's agents spent meanwhile. */
+async function withAgentCpu<T extends object>([sender, receiver]: [TestHost, TestHost], fn: () => Promise<T>): Promise<T & { agentCpuMs: object }> {
+  const s0 = agentCpu(sender);
+  const r0 = agentCpu(receiver);
+  const out = await fn();
+  const s1 = agentCpu(sender);
+  const r1 = agentCpu(receiver);
+  return {
+    ...out,
+    agentCpuMs: {
+      sender: { total: s1.totalMs - s0.totalMs, mainThread: s1.mainMs - s0.mainMs },
+      receiver: { total: r1.totalMs - r0.totalMs, mainThread: r1.mainMs - r0.mainMs },
+    },
+  };
 }
 
 function loadAverage(): number[] {
