@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 /**
  * Figures of images moving between cluster hosts, as JSON on stdout:
- *   node_modules/.bin/bun bench/cluster.ts [--mib 1024] [--rate 1gbit] [--only move]
+ *   node_modules/.bin/bun bench/cluster.ts [--mib 1024] [--rate 1gbit] [--only move|push]
  * (root; uses dist/autopod: run `node_modules/.bin/bun build.ts` first).
  *
  * Two hosts (network namespaces with their own agents) on one LAN bridge,
@@ -25,6 +25,11 @@
  *   restore of the same image: a pod of `memhog MIB` checkpointed on a,
  *   pushed to b, restored on b, removed there, then restored on a; each
  *   restore's time and phases.
+ * - `image pull` of the first image back to a, after a removed it (and its
+ *   chunks): throughput ÷ the link rate. (--only push measures the link,
+ *   the push and the pull, and nothing after.) Push and pull figures carry
+ *   the CPU the sending and receiving agents spent (all threads, and the
+ *   main thread that serves requests).
  * Everything made is removed at the end.
  */
 import { existsSync, readFileSync, statSync } from "node:fs";
@@ -44,8 +49,8 @@ const MIB = Number(arg("mib", "1024"));
 const RATE = arg("rate", "1gbit");
 const RATE_BYTES_PER_S = parseRate(RATE) / 8;
 const ONLY = arg("only", "");
-if (ONLY !== "" && ONLY !== "move" && ONLY !== "restore") {
-  console.error(`--only ${ONLY}: expected "move" or "restore"`);
+if (ONLY !== "" && ONLY !== "move" && ONLY !== "restore" && ONLY !== "push") {
+  console.error(`--only ${ONLY}: expected "move", "restore" or "push"`);
   process.exit(1);
 }
 
@@ -207,50 +212,99 @@ try {
     const exportBytes = statSync(exportFile).size;
 
     const tcp = await plainTcpCopy(lan, exportFile);
-    const push = JSON.parse(await a.ok(["image", "push", id, "--to", "b", "--json"], 900_000));
+    const push = await withAgentCpu([a, lan.hosts[1]!], async () => JSON.parse(await a.ok(["image", "push", id, "--to", "b", "--json"], 900_000)));
     const pushRate = (push.wireBytes / push.ms) * 1000;
+    const pushFigures = {
+      ...push,
+      bytesPerSecond: round(pushRate, 0),
+      ofLinkRate: round(pushRate / RATE_BYTES_PER_S, 3),
+      ofPlainTcp: round(pushRate / tcp, 3),
+      exportFileBytes: exportBytes,
+    };
+    const linkFigures = {
+      rate: RATE,
+      bytesPerSecond: RATE_BYTES_PER_S,
+      plainTcpBytesPerSecond: round(tcp, 0),
+      plainTcpOfLink: round(tcp / RATE_BYTES_PER_S, 3),
+    };
+    if (ONLY === "push") {
+      // Pull the image back into a store that lost it (the pod's next images are not needed here).
+      await a.ok(["rm", "--force", "hog"]);
+      await a.ok(["image", "rm", id]);
+      await a.ok(["image", "gc"]);
+      const pull = await withAgentCpu([lan.hosts[1]!, a], async () => JSON.parse(await a.ok(["image", "pull", id, "--from", "b", "--json"], 900_000)));
+      const pullRate = (pull.wireBytes / pull.ms) * 1000;
+      const pullFigures = {
+        ...pull,
+        bytesPerSecond: round(pullRate, 0),
+        ofLinkRate: round(pullRate / RATE_BYTES_PER_S, 3),
+        ofPlainTcp: round(pullRate / tcp, 3),
+      };
+      console.log(JSON.stringify({ mib: MIB, link: linkFigures, push: pushFigures, pull: pullFigures, loadAverage: loadAverage() }, null, 2));
+      process.exitCode = 0;
+    } else {
+      process.kill((await a.pod("hog")).pid!, "SIGUSR1");
+      await Bun.sleep(500);
+      const changedPages = Math.round(((MIB << 20) / 4096) * 0.01);
+      const id2 = await a.ok(["checkpoint", "hog", "--leave-running"], 600_000);
+      const next = JSON.parse(await a.ok(["image", "push", id2, "--to", "b", "--json"], 900_000));
 
-    process.kill((await a.pod("hog")).pid!, "SIGUSR1");
-    await Bun.sleep(500);
-    const changedPages = Math.round(((MIB << 20) / 4096) * 0.01);
-    const id2 = await a.ok(["checkpoint", "hog", "--leave-running"], 600_000);
-    const next = JSON.parse(await a.ok(["image", "push", id2, "--to", "b", "--json"], 900_000));
+      const missingMs = await missingOverTheWire(lan, 262_144);
+      await a.ok(["rm", "--force", "hog"]); // one big pod at a time
+      const move = await stopAndCopyMove(lan, MIB);
 
-    const missingMs = await missingOverTheWire(lan, 262_144);
-    await a.ok(["rm", "--force", "hog"]); // one big pod at a time
-    const move = await stopAndCopyMove(lan, MIB);
-
-    console.log(
-      JSON.stringify(
-        {
-          mib: MIB,
-          link: { rate: RATE, bytesPerSecond: RATE_BYTES_PER_S, plainTcpBytesPerSecond: round(tcp, 0), plainTcpOfLink: round(tcp / RATE_BYTES_PER_S, 3) },
-          push: {
-            ...push,
-            bytesPerSecond: round(pushRate, 0),
-            ofLinkRate: round(pushRate / RATE_BYTES_PER_S, 3),
-            ofPlainTcp: round(pushRate / tcp, 3),
-            exportFileBytes: exportBytes,
+      console.log(
+        JSON.stringify(
+          {
+            mib: MIB,
+            link: linkFigures,
+            push: pushFigures,
+            nextImage: {
+              changedBytes: changedPages * 4096,
+              wireBytes: next.wireBytes,
+              bytesSent: next.bytesSent,
+              chunksSent: next.chunksSent,
+              wireOverChanged: round(next.wireBytes / (changedPages * 4096), 3),
+              ms: next.ms,
+            },
+            missingOverTheWire: { hashes: 262_144, ms: round(missingMs, 1) },
+            stopAndCopyMove: move,
+            loadAverage: loadAverage(),
           },
-          nextImage: {
-            changedBytes: changedPages * 4096,
-            wireBytes: next.wireBytes,
-            bytesSent: next.bytesSent,
-            chunksSent: next.chunksSent,
-            wireOverChanged: round(next.wireBytes / (changedPages * 4096), 3),
-            ms: next.ms,
-          },
-          missingOverTheWire: { hashes: 262_144, ms: round(missingMs, 1) },
-          stopAndCopyMove: move,
-          loadAverage: loadAverage(),
-        },
-        null,
-        2,
-      ),
-    );
+          null,
+          2,
+        ),
+      );
+    }
   }
 } finally {
   await lan.dispose();
+}
+
+/** CPU time (ms) of an agent: all its threads, and its main thread (the one that serves requests). */
+function agentCpu(h: TestHost): { totalMs: number; mainMs: number } {
+  const pid = h.agent!.pid;
+  const ticks = (file: string) => {
+    const f = readFileSync(file, "utf8").split(") ")[1]!.split(" ");
+    return (Number(f[11]) + Number(f[12])) * 10; // utime + stime, in ticks of 10 ms
+  };
+  return { totalMs: ticks(`/proc/${pid}/stat`), mainMs: ticks(`/proc/${pid}/task/${pid}/stat`) };
+}
+
+/** Run `fn` and add the CPU its sender's and receiver's agents spent meanwhile. */
+async function withAgentCpu<T extends object>([sender, receiver]: [TestHost, TestHost], fn: () => Promise<T>): Promise<T & { agentCpuMs: object }> {
+  const s0 = agentCpu(sender);
+  const r0 = agentCpu(receiver);
+  const out = await fn();
+  const s1 = agentCpu(sender);
+  const r1 = agentCpu(receiver);
+  return {
+    ...out,
+    agentCpuMs: {
+      sender: { total: s1.totalMs - s0.totalMs, mainThread: s1.mainMs - s0.mainMs },
+      receiver: { total: r1.totalMs - r0.totalMs, mainThread: r1.mainMs - r0.mainMs },
+    },
+  };
 }
 
 function loadAverage(): number[] {

@@ -89,3 +89,27 @@ export async function autopod(args: string[], opts: { env?: Record<string, strin
   clearTimeout(timer);
   return { exitCode, stdout, stderr };
 }
+
+/**
+ * Run the autopod CLI on a pseudo-terminal (util-linux `script`), as a person
+ * at a terminal would: stdout and stderr are the terminal, and `output` is
+ * everything drawn on it (control codes included; the terminal turns "\n"
+ * into "\r\n"). `script` takes one command string: each argument is
+ * single-quoted, so no argument is ever read by the shell.
+ */
+export async function autopodInTerminal(
+  args: string[],
+  opts: { env?: Record<string, string | undefined>; timeoutMs?: number } = {},
+): Promise<{ exitCode: number; output: string }> {
+  const command = [...autopodArgv(), ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(" ");
+  const proc = Bun.spawn(["script", "-qfec", command, "/dev/null"], {
+    stdout: "pipe",
+    stderr: "pipe",
+    stdin: "ignore",
+    env: { ...process.env, TERM: "xterm", COLUMNS: "120", ...opts.env } as Record<string, string>,
+  });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), opts.timeoutMs ?? 120_000);
+  const [output, , exitCode] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(timer);
+  return { exitCode, output };
+}

@@ -2,12 +2,13 @@
  * Images between cluster hosts, with real agents on a LAN: push and pull send
  * only what the other side lacks, a pushed image restores there with its
  * memory intact, and a push cut by the receiver's death leaves no image and
- * resumes with only what is missing.
+ * resumes with only what is missing. On a terminal both draw a progress
+ * line; without one, or with --json, nothing but the result is written.
  */
 import { afterAll, beforeAll, describe, expect } from "bun:test";
 import { TestCluster } from "./_cluster.ts";
 import type { TestHost } from "./_pods.ts";
-import { rootTest } from "./_support.ts";
+import { autopodInTerminal, rootTest } from "./_support.ts";
 
 const T = 180_000;
 
@@ -108,6 +109,63 @@ describe("images between two hosts", () => {
       expect(retry.chunksSent).toBeLessThan(retry.chunksOffered);
       expect(await imageIds(b)).toContain(id);
       console.log(`cut push: the retry sent ${retry.chunksSent} of ${retry.chunksOffered} chunks`);
+    },
+    T,
+  );
+
+  rootTest(
+    "push and pull draw a progress line on a terminal, redrawn in place; nothing without a terminal or with --json",
+    async () => {
+      await a.run("tty", ["/usr/local/bin/memhog", "48"]);
+      await a.waitForLog("tty", /ready/);
+      const id = await a.ok(["checkpoint", "tty", "--leave-running"]);
+      await a.ok(["rm", "--force", "tty"]);
+      // A slow link, so the transfer lasts a few seconds.
+      await lan.shape(0, "100mbit");
+      await lan.shape(1, "100mbit");
+      const dropOnB = async () => {
+        await b.ok(["image", "rm", id]);
+        await b.ok(["image", "gc"]);
+      };
+      try {
+        const t0 = performance.now();
+        const push = await autopodInTerminal(["image", "push", id, "--to", "b"], { env: a.env });
+        const seconds = (performance.now() - t0) / 1000;
+        expect(push.exitCode).toBe(0);
+        // The terminal's "erase to the end of the line", made visible.
+        const shown = push.output.replaceAll("\x1b[K", "<EL>");
+        const draws = shown.split("\r").filter((d) => d.startsWith("sending"));
+        // Redrawn in place (carriage returns, erase to the end of the line), with bytes of the total, rate and time left.
+        expect(draws.length).toBeGreaterThanOrEqual(3);
+        expect(draws.length).toBeLessThanOrEqual(seconds * 10 + 5);
+        expect(shown).toMatch(/sending {2}[0-9.]+ [KMG]?i?B of [0-9.]+ MiB \([0-9]+%\) {2}[0-9.]+ [KMG]?i?B\/s {2}ETA [0-9]+s<EL>/);
+        // The line is erased before the result is printed.
+        expect(shown).toMatch(/\r<EL>pushed image [0-9a-f]{12} to b: /);
+
+        await dropOnB();
+        const pull = await autopodInTerminal(["image", "pull", id, "--from", "a"], { env: b.env });
+        expect(pull.exitCode).toBe(0);
+        expect(pull.output).toContain("\rreceiving  ");
+        expect(pull.output).toMatch(/pulled image [0-9a-f]{12} from a: /);
+
+        // Without a terminal: the result alone, on stdout.
+        await dropOnB();
+        const piped = await b.cli(["image", "pull", id, "--from", "a"], 120_000);
+        expect(piped.exitCode).toBe(0);
+        expect(piped.stderr).toBe("");
+        expect(piped.stdout).not.toContain("\r");
+        expect(piped.stdout).toMatch(/^pulled image [0-9a-f]{12} from a: [^\n]*\n$/);
+
+        // --json on a terminal: the report alone.
+        await dropOnB();
+        const json = await autopodInTerminal(["image", "push", id, "--to", "b", "--json"], { env: a.env });
+        expect(json.exitCode).toBe(0);
+        expect(json.output).not.toContain("sending");
+        expect(JSON.parse(json.output.replaceAll("\r\n", "\n"))).toMatchObject({ image: id, direction: "push", wasPresent: false });
+      } finally {
+        await lan.shape(0, "10gbit");
+        await lan.shape(1, "10gbit");
+      }
     },
     T,
   );

@@ -1,9 +1,10 @@
-import { afterEach, beforeEach, describe, expect, test } from "bun:test";
+import { afterAll, afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { Packr } from "msgpackr";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ChunkStore, type StoreStats } from "../store/chunk-store.ts";
+import { ChunkWorkers } from "../store/chunk-workers.ts";
 import { sha256, toHex } from "../image/hash.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
 import { InvalidExportError, MissingParentError, exportFrames, exportImage, exportStream, importImage } from "./export.ts";
@@ -97,7 +98,21 @@ function handmade(manifest: unknown, chunks: Uint8Array[], version = 1): Uint8Ar
   return new Uint8Array(Buffer.concat(parts));
 }
 
+/** Two hashing threads, for imports that verify off the calling thread. */
+const verifyThreads = new ChunkWorkers(2);
+afterAll(() => verifyThreads.close());
+
 describe("export and import", () => {
+  test("a peer's transfer (chunks verified on hashing threads) imports an image whose files come back exactly", async () => {
+    const { id, dir } = await makeImage();
+    const bytes = await exportBytes(id);
+    const imp = await importImage(dst.cat, pieces(bytes, 4093), { threads: verifyThreads, isExpectedNew: true, keepPartial: true });
+    expect(imp).toMatchObject({ id, newChunks: 26, wasPresent: false });
+    const restored = path.join(tmp, "restored-threads");
+    materializeTree(dst.cat.manifest(id).rootfs, dst.store, restored);
+    expect(describeTree(restored)).toEqual(describeTree(dir));
+  });
+
   test("round trip through a file into another store, then restore to another directory", async () => {
     const { id, dir, entries } = await makeImage();
     const file = path.join(tmp, "image.apod");
@@ -172,7 +187,10 @@ describe("export and import", () => {
     }
   });
 
-  test("one flipped bit in a chunk, the manifest, a frame or the trailer fails clearly", async () => {
+  test.each([
+    ["on this thread", {}],
+    ["verified on hashing threads, as a peer's transfer", { threads: verifyThreads, isExpectedNew: true, keepPartial: true }],
+  ] as const)("one flipped bit in a chunk, the manifest, a frame or the trailer fails clearly (%s)", async (_, mode) => {
     const { id } = await makeImage();
     const bytes = await exportBytes(id);
     const before = snapshot(dst);
@@ -183,7 +201,7 @@ describe("export and import", () => {
       copy[at]! ^= 1 << bit;
       let err: unknown;
       try {
-        await importImage(dst.cat, pieces(copy, 65536));
+        await importImage(dst.cat, pieces(copy, 65536), mode);
       } catch (e) {
         err = e;
       }
@@ -625,8 +643,9 @@ describe("page images received in place: a restore of an imported image links th
     expect(err).toBeInstanceOf(InvalidExportError);
     expect(snapshot(dst)).toEqual(before);
     // Cut after about half, keeping what arrived (as from a peer): the next import is told only the rest is missing.
+    // (Commits come at the end of a batch of up to 1 MiB: the first batch is committed, the second is cut.)
     const cutAt = Math.floor(bytes.byteLength / 2);
-    const cut = await importImage(dst.cat, pieces(bytes.subarray(0, cutAt), 100_000), { keepPartial: true, commitEveryBytes: 1 << 20 }).catch(
+    const cut = await importImage(dst.cat, pieces(bytes.subarray(0, cutAt), 100_000), { keepPartial: true, commitEveryBytes: 512 << 10 }).catch(
       (e: unknown) => e,
     );
     expect(cut).toBeInstanceOf(InvalidExportError);
@@ -645,6 +664,39 @@ describe("page images received in place: a restore of an imported image links th
     const out = path.join(tmp, "restored");
     await (await materializeTreeAsync(dst.cat.manifest(id).criu, dst.store, out, { shouldPreserveOwner: false })).verified;
     expect(new Uint8Array(fs.readFileSync(path.join(out, "pages-1.img")))).toEqual(pages);
+  });
+
+  test("as a peer sends it (chunks by index, verified on hashing threads): received in place, and a corrupt page is refused before it is written", async () => {
+    const { id, pages } = await pageImage();
+    const peer = { threads: verifyThreads, isExpectedNew: true, keepPartial: true } as const;
+    const indexed = new Uint8Array(await new Response(exportStream(src.cat, id, { chunkIndexes: true })).arrayBuffer());
+    // The first frame of a page: "c", u32 index, the page's bytes.
+    const refs = uniqueChunkRefs(src.cat.manifest(id));
+    const mlen = new DataView(indexed.buffer).getUint32(16);
+    let at = 16 + 36 + mlen;
+    let page = -1;
+    while (page < 0) {
+      const i = new DataView(indexed.buffer).getUint32(at + 1);
+      if (refs[i]!.path === "pages-1.img") page = i;
+      else at += 5 + refs[i]!.length;
+    }
+    dst.store.put(randomBytes(100));
+    const before = snapshot(dst);
+    const bad = indexed.slice();
+    bad[at + 5 + 1000]! ^= 1;
+    const err = await importImage(dst.cat, pieces(bad, 100_000), peer).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InvalidExportError);
+    expect((err as Error).message).toBe(
+      `Cannot import image ${id}: chunk ${toHex(refs[page]!.hash)} of file "${refs[page]!.tree}/pages-1.img" is corrupt in the export`,
+    );
+    expect(snapshot(dst)).toEqual(before);
+    const r = await importImage(dst.cat, pieces(indexed, 100_000), peer);
+    expect(r.newChunks).toBe(1024 + 1);
+    const e = pagesEntry(dst.cat, id);
+    const raw = dst.store.rawPackFor(e.chunks, e.size);
+    expect(raw).not.toBeNull();
+    expect(new Uint8Array(fs.readFileSync(raw!))).toEqual(pages);
+    expect(dst.store.verifyAll().corrupt).toEqual([]);
   });
 
   function lackingBitmap(id: string): Uint8Array {

@@ -29,12 +29,15 @@ import { once } from "node:events";
 import { failpoint } from "../debug/failpoints.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { MAX_CHUNK_BYTES } from "../store/chunk-store.ts";
+import type { ClaimedChunk } from "../store/chunk-writer.ts";
+import type { ChunkWorkers } from "../store/chunk-workers.ts";
 import { ChunkMismatchError, CorruptChunkError, MissingChunkError } from "../store/errors.ts";
+import { HashTable } from "../image/hash-table.ts";
 import { fromHex, HASH_BYTES, hashEquals, sha256, toHex } from "../image/hash.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 import { decodeSignatureBlock, encodeSignatureBlock, type ImageSignature, SIGNATURE_BLOCK_BYTES } from "../trust/image-signature.ts";
 import { Yielder } from "../yielder.ts";
-import { type ChunkRef, InvalidManifestError, LIMITS, MANIFEST_SHAPE, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "../image/manifest.ts";
+import { InvalidManifestError, LIMITS, MANIFEST_SHAPE, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "../image/manifest.ts";
 import { msgpackShape } from "../image/msgpack-bounds.ts";
 import { applyManifestDelta, encodeManifestDelta } from "../image/manifest-delta.ts";
 import { ReceivedPages } from "./received-pages.ts";
@@ -42,10 +45,20 @@ import { ReceivedPages } from "./received-pages.ts";
 export const EXPORT_MAGIC = "APODIMG\0";
 export const EXPORT_VERSION = 1;
 const HEADER_BYTES = 16;
+/** An export's bytes besides its manifest and frames: header, manifest length and hash, signature block (at most), trailer. */
+export const EXPORT_FIXED_BYTES = HEADER_BYTES + 4 + 32 + SIGNATURE_BLOCK_BYTES + 1 + 16 + 32;
+/** Each chunk's frame head: "C", hash, length. */
+export const EXPORT_FRAME_BYTES = 1 + 32 + 4;
+/** Each chunk's frame head with chunk indexes (flag 4): "c", index. */
+export const EXPORT_INDEX_FRAME_BYTES = 1 + 4;
 const FRAME_CHUNK = 0x43; // "C"
 const FRAME_CHUNK_INDEX = 0x63; // "c"
 const FRAME_TRAILER = 0x54; // "T"
 const BATCH_BYTES = 1 << 20;
+/** An import verifies and stores chunks this many at a time (at most; or BATCH_BYTES). */
+const IMPORT_BATCH_CHUNKS = 256;
+/** With threads: batches being checked at once (about BATCH_BYTES each) before the oldest is waited for. */
+const IMPORT_BATCHES_IN_FLIGHT = 3;
 /** An import commits the chunks it verified every this many bytes (unreferenced until the image is committed; gc takes them if it never is). */
 const IMPORT_COMMIT_BYTES = 64 << 20;
 /** How much of a manifest is read and shape-checked before the rest. */
@@ -146,11 +159,19 @@ export async function* exportFrames(
     let total = HEADER_BYTES + mhead.byteLength + body.byteLength + sig.byteLength;
     yield concat([header, mhead, body, sig]);
 
-    let batch: Uint8Array[] = [];
-    let batchBytes = 0;
+    // Frames are written straight into one buffer per batch (no per-chunk arrays to join), and
+    // their hashes and lengths go to the final hash once per batch.
+    const FRAME_HEAD = EXPORT_FRAME_BYTES;
+    const INDEX_FRAME_HEAD = EXPORT_INDEX_FRAME_BYTES;
+    const TRAILER_BYTES = 1 + 16 + HASH_BYTES;
+    const batchBuffer = (need: number) => Buffer.allocUnsafe(Math.max(BATCH_BYTES + (64 << 10), need + TRAILER_BYTES));
+    let out = batchBuffer(0);
+    let used = 0;
+    let heads = new Uint8Array(0);
+    let headsUsed = 0;
     let chunkBytes = 0;
     // Read in runs (one pread for neighbours in a pack), every chunk checked against its hash.
-    const chunks = store.readMany(all, locations);
+    const chunks = store.readMany(all, locations, { isTransient: true }); // each copied into a frame at once
     for (const [k, r] of refs.entries()) {
       let data: Uint8Array;
       try {
@@ -160,41 +181,58 @@ export async function* exportFrames(
         if (e instanceof MissingChunkError) throw new MissingChunkError(e.hash, { path: `${r.tree}/${r.path}`, cause: e });
         throw e;
       }
-      const fh = new Uint8Array(1 + HASH_BYTES + 4);
-      fh[0] = FRAME_CHUNK;
-      fh.set(r.hash, 1);
-      new DataView(fh.buffer).setUint32(1 + HASH_BYTES, data.byteLength);
-      final.update(fh.subarray(1));
+      const len = data.byteLength;
+      const frameHead = isIndexed ? INDEX_FRAME_HEAD : FRAME_HEAD;
+      if (used + frameHead + len + TRAILER_BYTES > out.byteLength) {
+        // A chunk larger than the room left (file chunks may be up to MAX_CHUNK_BYTES): send what is there first.
+        final.update(heads.subarray(0, headsUsed));
+        headsUsed = 0;
+        total += used;
+        if (used > 0) yield out.subarray(0, used);
+        out = batchBuffer(frameHead + len);
+        used = 0;
+      }
+      // The final hash covers each chunk's hash and length, however its frame names the chunk.
+      if (heads.byteLength < headsUsed + FRAME_HEAD - 1) {
+        const grown = new Uint8Array(Math.max(4096, heads.byteLength * 2));
+        grown.set(heads.subarray(0, headsUsed));
+        heads = grown;
+      }
+      heads.set(r.hash, headsUsed);
+      setUint32(heads, headsUsed + HASH_BYTES, len);
       if (isIndexed) {
         // The receiver knows each chunk's hash and length from the manifest: 5 bytes of frame instead of 37.
-        const ih = new Uint8Array(5);
-        ih[0] = FRAME_CHUNK_INDEX;
-        new DataView(ih.buffer).setUint32(1, picked[k]!);
-        batch.push(ih, data);
-        batchBytes += ih.byteLength + data.byteLength;
+        out[used] = FRAME_CHUNK_INDEX;
+        setUint32(out, used + 1, picked[k]!);
       } else {
-        batch.push(fh, data);
-        batchBytes += fh.byteLength + data.byteLength;
+        out[used] = FRAME_CHUNK;
+        out.set(heads.subarray(headsUsed, headsUsed + FRAME_HEAD - 1), used + 1);
       }
-      chunkBytes += data.byteLength;
-      if (batchBytes >= BATCH_BYTES) {
-        total += batchBytes;
-        yield concat(batch, batchBytes);
-        batch = [];
-        batchBytes = 0;
+      headsUsed += FRAME_HEAD - 1;
+      out.set(data, used + frameHead);
+      used += frameHead + len;
+      chunkBytes += len;
+      if (used >= BATCH_BYTES) {
+        final.update(heads.subarray(0, headsUsed));
+        headsUsed = 0;
+        total += used;
+        yield out.subarray(0, used);
+        out = batchBuffer(0);
+        used = 0;
       }
     }
-    const trailer = new Uint8Array(1 + 16 + HASH_BYTES);
+    final.update(heads.subarray(0, headsUsed));
+    const trailer = new Uint8Array(TRAILER_BYTES);
     trailer[0] = FRAME_TRAILER;
     const tv = new DataView(trailer.buffer);
     tv.setBigUint64(1, BigInt(refs.length));
     tv.setBigUint64(9, BigInt(chunkBytes));
     final.update(trailer.subarray(1, 17));
     trailer.set(new Uint8Array(final.digest() as Uint8Array), 17);
-    batch.push(trailer);
-    batchBytes += trailer.byteLength;
-    total += batchBytes;
-    yield concat(batch, batchBytes);
+    out.set(trailer, used);
+    used += trailer.byteLength;
+    total += used;
+    yield out.subarray(0, used);
     if (result !== undefined) Object.assign(result, { id, chunks: refs.length, chunkBytes, totalBytes: total });
   } finally {
     lease.close();
@@ -279,6 +317,21 @@ export interface ImportOptions {
    * Without it, such an export is refused.
    */
   parentManifest?: (id: string) => Uint8Array | null;
+  /**
+   * The sender sent only chunks this store lacked when it asked (a peer's
+   * push or pull): they are written without asking the store about each
+   * batch (ChunkWriter.putBatch's isExpectedNew). Not for files, which carry
+   * every chunk of their image.
+   */
+  isExpectedNew?: boolean;
+  /**
+   * Check chunks against their hashes on these threads while this one parses
+   * and writes (a peer's transfer: the agent's thread is the bottleneck).
+   * Without, every chunk is hashed on the calling thread.
+   */
+  threads?: Pick<ChunkWorkers, "verifyChunks">;
+  /** Told the chunk bytes received and verified so far, after each batch (for progress). */
+  onProgress?: (chunkBytes: number) => void;
 }
 
 /** Read one export file from `source` into the store and catalogue; returns the image id. */
@@ -342,9 +395,11 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
   // Who made it, before anything is decoded or stored: an untrusted file stops here.
   const recordAdmission = opts.admit ? await opts.admit(id, signature) : () => {};
   const manifest = decodeManifest(manifestBytes); // hostile paths, sizes and versions stop here
+  // Binary lookups, not hex strings: this loop runs once per 4 KiB page, 262,144 times per GiB.
   const refs = uniqueChunkRefs(manifest);
-  const expected = new Map<string, ChunkRef>();
-  for (const r of refs) expected.set(toHex(r.hash), r);
+  const expected = new HashTable(refs.length);
+  for (const r of refs) expected.add(r.hash);
+  const isReceived = new Uint8Array(refs.length);
 
   const store = catalogue.store;
   const writer = store.writer(`import ${id}`);
@@ -354,69 +409,147 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
     // Page images mostly new here are written in place, so a restore links them as it does a local image's.
     const pages = new ReceivedPages(manifest, writer);
     await failpoint("import.manifest-read");
-    const received = new Set<string>();
+    let receivedCount = 0;
     let chunkBytes = 0;
+    let storedBytes = 0;
     let committedBytes = 0;
+    // Verified and written a batch at a time: one update of the final hash, one store call per batch.
+    // With threads, a batch's chunks are copied into one buffer that a hashing thread checks while
+    // this thread parses the next ones (a few batches in flight); they are written, in order, once checked.
+    const threads = opts.threads ?? null;
+    let batch: ClaimedChunk[] = [];
+    let batchRefs: number[] = [];
+    let batchBytes = 0;
+    let packed: Uint8Array | null = null;
+    let packedUsed = 0;
+    const heads = new Uint8Array(IMPORT_BATCH_CHUNKS * (HASH_BYTES + 4));
+    const indexedHead = new Uint8Array(HASH_BYTES + 4);
+    const inFlight: Array<{ checked: Promise<{ mismatched: number[]; data: ArrayBuffer }>; refs: number[]; bytes: number }> = [];
+    const corrupt = (hashHex: string, refIndex: number) => {
+      const r = refs[refIndex]!;
+      return new InvalidExportError(`Cannot import image ${id}: chunk ${hashHex} of file "${r.tree}/${r.path}" is corrupt in the export`);
+    };
+    const store = (items: ClaimedChunk[], itemRefs: number[], bytes: number, isVerified: boolean) => {
+      try {
+        // Chunks of the page images received in place go there (verified first, here or by putInFile); the rest to packs.
+        let rest = items;
+        if (pages.files > 0) {
+          rest = [];
+          for (const c of items) if (!pages.put(c.hash as Uint8Array, c.bytes, { isVerified })) rest.push(c);
+        }
+        if (rest.length > 0) writer.putBatch(rest, { isExpectedNew: opts.isExpectedNew === true, isVerified });
+      } catch (e) {
+        if (e instanceof ChunkMismatchError) {
+          const k = items.findIndex((c) => toHex(c.hash as Uint8Array) === e.hashes[0]);
+          throw corrupt(e.hashes[0]!, itemRefs[Math.max(0, k)]!);
+        }
+        throw e;
+      }
+      storedBytes += bytes;
+      opts.onProgress?.(storedBytes);
+      // What arrived stays once committed: a transfer cut later resumes with only what is still missing.
+      if (opts.keepPartial && storedBytes - committedBytes >= (opts.commitEveryBytes ?? IMPORT_COMMIT_BYTES)) {
+        writer.commit();
+        committedBytes = storedBytes;
+      }
+    };
+    const settleOldest = async () => {
+      const f = inFlight.shift()!;
+      const { mismatched, data } = await f.checked;
+      const bytes = new Uint8Array(data);
+      const items: ClaimedChunk[] = [];
+      let at = 0;
+      for (const i of f.refs) {
+        const len = refs[i]!.length;
+        items.push({ hash: bytes.subarray(at, at + HASH_BYTES), bytes: bytes.subarray(at + HASH_BYTES, at + HASH_BYTES + len) });
+        at += HASH_BYTES + len;
+      }
+      if (mismatched.length > 0) throw corrupt(toHex(items[mismatched[0]!]!.hash as Uint8Array), f.refs[mismatched[0]!]!);
+      store(items, f.refs, f.bytes, true);
+    };
+    const flush = async () => {
+      if (batchRefs.length === 0) return;
+      final.update(heads.subarray(0, batchRefs.length * (HASH_BYTES + 4)));
+      chunkBytes += batchBytes;
+      if (threads === null) {
+        store(batch, batchRefs, batchBytes, false);
+        batch = [];
+      } else {
+        // The whole buffer goes to the thread (no copy); the lengths say how much of it is chunks.
+        const checked = threads.verifyChunks(
+          packed!.buffer as ArrayBuffer,
+          Uint32Array.from(batchRefs, (i) => refs[i]!.length),
+        );
+        checked.catch(() => {}); // awaited in order by settleOldest; an import that failed first never asks
+        inFlight.push({ checked, refs: batchRefs, bytes: batchBytes });
+        packed = null;
+        packedUsed = 0;
+        if (inFlight.length >= IMPORT_BATCHES_IN_FLIGHT) await settleOldest();
+      }
+      batchRefs = [];
+      batchBytes = 0;
+    };
     for (;;) {
       if (yielder.isDue()) await yielder.yield();
       const tagBytes = reader.exact(1, "a frame");
       const tag = (tagBytes instanceof Uint8Array ? tagBytes : await tagBytes)[0];
       if (tag === FRAME_TRAILER) break;
-      const isIndexFrame = isIndexed && tag === FRAME_CHUNK_INDEX;
       if (tag !== (isIndexed ? FRAME_CHUNK_INDEX : FRAME_CHUNK)) {
         throw new InvalidExportError(`Cannot import image ${id}: unknown frame type ${tag} at byte ${reader.offset - 1}`);
       }
+      // What the final hash covers of this frame: the chunk's hash and length.
       let fh: Uint8Array;
-      if (isIndexFrame) {
+      let i: number;
+      if (isIndexed) {
         // The chunk by its index among the manifest's: its hash and length are the manifest's.
-        const ibBytes = reader.exact(4, `chunk ${received.size + 1} of ${expected.size}`);
+        const ibBytes = reader.exact(4, () => `chunk ${receivedCount + 1} of ${refs.length}`);
         const ib = ibBytes instanceof Uint8Array ? ibBytes : await ibBytes;
-        const index = new DataView(ib.buffer, ib.byteOffset, 4).getUint32(0);
-        const r = refs[index];
-        if (r === undefined)
-          throw new InvalidExportError(`Cannot import image ${id}: chunk index ${index} is out of range (the manifest has ${refs.length} chunks)`);
-        fh = new Uint8Array(HASH_BYTES + 4);
-        fh.set(r.hash);
-        new DataView(fh.buffer).setUint32(HASH_BYTES, r.length);
-      } else {
-        const fhBytes = reader.exact(HASH_BYTES + 4, `chunk ${received.size + 1} of ${expected.size}`);
-        fh = fhBytes instanceof Uint8Array ? fhBytes : await fhBytes;
-      }
-      const hash = fh.slice(0, HASH_BYTES);
-      const hex = toHex(hash);
-      const len = new DataView(fh.buffer, fh.byteOffset + HASH_BYTES, 4).getUint32(0);
-      const ref = expected.get(hex);
-      if (ref === undefined) throw new InvalidExportError(`Cannot import image ${id}: chunk ${hex} is not referenced by the manifest`);
-      if (received.has(hex)) throw new InvalidExportError(`Cannot import image ${id}: chunk ${hex} appears twice`);
-      if (len !== ref.length || len > MAX_CHUNK_BYTES) {
-        throw new InvalidExportError(`Cannot import image ${id}: chunk ${hex} is framed as ${len} bytes where the manifest says ${ref.length}`);
-      }
-      final.update(fh);
-      const dataBytes = reader.exact(len, `chunk ${received.size + 1} of ${expected.size} (${hex})`);
-      const data = dataBytes instanceof Uint8Array ? dataBytes : await dataBytes;
-      try {
-        if (!pages.put(hash, data)) writer.putBatch([{ hash, bytes: data }]);
-      } catch (e) {
-        if (e instanceof ChunkMismatchError) {
-          throw new InvalidExportError(`Cannot import image ${id}: chunk ${hex} of file "${ref.tree}/${ref.path}" is corrupt in the export`);
+        i = ((ib[0]! << 24) | (ib[1]! << 16) | (ib[2]! << 8) | ib[3]!) >>> 0;
+        if (i >= refs.length) {
+          throw new InvalidExportError(`Cannot import image ${id}: chunk index ${i} is out of range (the manifest has ${refs.length} chunks)`);
         }
-        throw e;
+        fh = indexedHead;
+        fh.set(refs[i]!.hash);
+        setUint32(fh, HASH_BYTES, refs[i]!.length);
+      } else {
+        const fhBytes = reader.exact(HASH_BYTES + 4, () => `chunk ${receivedCount + 1} of ${refs.length}`);
+        fh = fhBytes instanceof Uint8Array ? fhBytes : await fhBytes;
+        i = expected.indexOf(fh, 0);
+        if (i < 0) throw new InvalidExportError(`Cannot import image ${id}: chunk ${toHex(fh.subarray(0, HASH_BYTES))} is not referenced by the manifest`);
       }
-      received.add(hex);
-      chunkBytes += len;
-      // What arrived stays once committed: a transfer cut later resumes with only what is still missing.
-      if (opts.keepPartial && chunkBytes - committedBytes >= (opts.commitEveryBytes ?? IMPORT_COMMIT_BYTES)) {
-        writer.commit();
-        committedBytes = chunkBytes;
+      const ref = refs[i]!;
+      if (isReceived[i] === 1) throw new InvalidExportError(`Cannot import image ${id}: chunk ${toHex(ref.hash)} appears twice`);
+      const len = ((fh[HASH_BYTES]! << 24) | (fh[HASH_BYTES + 1]! << 16) | (fh[HASH_BYTES + 2]! << 8) | fh[HASH_BYTES + 3]!) >>> 0;
+      if (len !== ref.length || len > MAX_CHUNK_BYTES) {
+        throw new InvalidExportError(`Cannot import image ${id}: chunk ${toHex(ref.hash)} is framed as ${len} bytes where the manifest says ${ref.length}`);
       }
+      if (threads !== null && packed !== null && packedUsed + HASH_BYTES + len > packed.byteLength) await flush();
+      const dataBytes = reader.exact(len, () => `chunk ${receivedCount + 1} of ${refs.length} (${toHex(ref.hash)})`);
+      const data = dataBytes instanceof Uint8Array ? dataBytes : await dataBytes;
+      heads.set(fh, batchRefs.length * (HASH_BYTES + 4));
+      isReceived[i] = 1;
+      receivedCount++;
+      if (threads === null) {
+        batch.push({ hash: ref.hash, bytes: data });
+      } else {
+        packed ??= new Uint8Array(Math.max(BATCH_BYTES + IMPORT_BATCH_CHUNKS * HASH_BYTES, HASH_BYTES + len));
+        packed.set(ref.hash, packedUsed);
+        packed.set(data, packedUsed + HASH_BYTES);
+        packedUsed += HASH_BYTES + len;
+      }
+      batchRefs.push(i);
+      batchBytes += len;
+      if (batchRefs.length === IMPORT_BATCH_CHUNKS || batchBytes >= BATCH_BYTES) await flush();
     }
+    await flush();
+    while (inFlight.length > 0) await settleOldest();
     const trailer = await reader.exact(16 + HASH_BYTES, "the trailer");
     const tv = new DataView(trailer.buffer, trailer.byteOffset, 16);
     const count = tv.getBigUint64(0);
     const bytes = tv.getBigUint64(8);
-    if (count !== BigInt(received.size) || bytes !== BigInt(chunkBytes)) {
+    if (count !== BigInt(receivedCount) || bytes !== BigInt(chunkBytes)) {
       throw new InvalidExportError(
-        `Cannot import image ${id}: the trailer counts ${count} chunks of ${bytes} bytes but the file has ${received.size} of ${chunkBytes}`,
+        `Cannot import image ${id}: the trailer counts ${count} chunks of ${bytes} bytes but the file has ${receivedCount} of ${chunkBytes}`,
       );
     }
     final.update(trailer.subarray(0, 16));
@@ -425,11 +558,12 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
     }
     if (!(await reader.isAtEnd())) throw new InvalidExportError(`Cannot import image ${id}: there are bytes after the trailer`);
     // Chunks the export left out must already be here (and get pinned).
-    const notSent = [...expected.keys()].filter((h) => !received.has(h));
-    const lacking = writer.missing(notSent);
+    const notSent: number[] = [];
+    for (let i = 0; i < refs.length; i++) if (isReceived[i] === 0) notSent.push(i);
+    const lacking = writer.missing(notSent.map((i) => refs[i]!.hash));
     if (lacking.length > 0) {
-      const r = expected.get(lacking[0]!)!;
-      throw new InvalidExportError(`Cannot import image ${id}: chunk ${lacking[0]} of file "${r.tree}/${r.path}" is neither in the export nor in the store`);
+      const r = refs[expected.indexOf(lacking[0]!)]!;
+      throw new InvalidExportError(`Cannot import image ${id}: chunk ${toHex(r.hash)} of file "${r.tree}/${r.path}" is neither in the export nor in the store`);
     }
     pages.seal();
     await failpoint("import.chunks-stored");
@@ -439,7 +573,7 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
     catalogue.addEncoded(manifestBytes, manifest, writer, recordAdmission); // decoded and validated above: not again
     await failpoint("import.committed");
     writer.close();
-    return { id, chunks: expected.size, newChunks, newBytes, wasPresent };
+    return { id, chunks: refs.length, newChunks, newBytes, wasPresent };
   } catch (e) {
     writer.abort();
     throw e;
@@ -461,7 +595,8 @@ class ByteReader {
   }
 
   /** `n` bytes, or a promise of them when they are not buffered yet (so the hot path never awaits). */
-  exact(n: number, what: string): Uint8Array | Promise<Uint8Array> {
+  /** `what` names the part for a truncation error (a function: made only then, not for every chunk). */
+  exact(n: number, what: string | (() => string)): Uint8Array | Promise<Uint8Array> {
     return this.#buffered >= n ? this.#take(n) : this.#fill(n, what);
   }
 
@@ -478,10 +613,12 @@ class ByteReader {
     }
   }
 
-  async #fill(n: number, what: string): Promise<Uint8Array> {
+  async #fill(n: number, what: string | (() => string)): Promise<Uint8Array> {
     while (this.#buffered < n) {
       if (!(await this.#pull())) {
-        throw new InvalidExportError(`Cannot import: the export is truncated (it ends at byte ${this.offset + this.#buffered}, inside ${what})`);
+        throw new InvalidExportError(
+          `Cannot import: the export is truncated (it ends at byte ${this.offset + this.#buffered}, inside ${typeof what === "string" ? what : what()})`,
+        );
       }
     }
     return this.#take(n);
@@ -555,4 +692,12 @@ function concat(parts: Uint8Array[], total?: number): Uint8Array {
     at += p.byteLength;
   }
   return out;
+}
+
+/** Write `v` as a u32 BE at `at` (no DataView per frame). */
+function setUint32(b: Uint8Array, at: number, v: number): void {
+  b[at] = v >>> 24;
+  b[at + 1] = (v >>> 16) & 0xff;
+  b[at + 2] = (v >>> 8) & 0xff;
+  b[at + 3] = v & 0xff;
 }

@@ -64,8 +64,12 @@ export class ReceivedPages {
     return this.#files.length;
   }
 
-  /** Store a chunk (verified on write) in the page images that hold it; false when none does (the caller stores it). */
-  put(hash: Hash, bytes: Uint8Array): boolean {
+  /**
+   * Store a chunk in the page images that hold it, verified before it is
+   * written (unless `isVerified`: the caller just checked it on a hashing
+   * thread); false when none holds it (the caller stores it).
+   */
+  put(hash: Hash, bytes: Uint8Array, options: { isVerified?: boolean } = {}): boolean {
     if (this.#files.length === 0) return false;
     const index = this.#table.indexOf(hash);
     if (index < 0) return false;
@@ -77,7 +81,7 @@ export class ReceivedPages {
       if (list === undefined) byFile.set(k, [place - this.#bases[k]!]);
       else list.push(place - this.#bases[k]!);
     }
-    for (const [k, positions] of byFile) this.#writer.putInFile(this.#files[k]!, { hash, bytes }, positions.reverse());
+    for (const [k, positions] of byFile) this.#writer.putInFile(this.#files[k]!, { hash, bytes }, positions.reverse(), options);
     return true;
   }
 

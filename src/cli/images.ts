@@ -8,6 +8,7 @@ import { escapeCell } from "./escape.ts";
 import { openSource, writeSink } from "./_stream.ts";
 import { flagBool, flagString } from "./args.ts";
 import type { Command } from "./command.ts";
+import { ProgressLine } from "./progress.ts";
 
 const json = { name: "json", kind: "boolean", help: "print JSON" } as const;
 
@@ -133,13 +134,21 @@ export const imagePushCommand: Command = {
   summary: "send an image to a peer: only the chunks it lacks travel",
   usage: "image push ID --to PEER [--json]",
   details:
-    "The peer verifies every chunk as it arrives and records the image only when all are there; a push cut short keeps what arrived, and the next one sends only the rest.",
+    "The peer verifies every chunk as it arrives and records the image only when all are there; a push cut short keeps what arrived, and the next one sends only the rest. " +
+    "On a terminal a progress line shows bytes, rate and time left (not with --json, nor when output goes to a pipe or file).",
   options: [{ name: "to", kind: "string", value: "PEER", help: "the peer (see `autopod peers`)" }, json],
   async run(ctx) {
     const to = flagString(ctx.args, "to");
     if (!to) throw new InvalidArgumentError("image push needs --to PEER");
-    const r = await (await clientFor(ctx)).pushImage(oneArg(ctx, "one image ID"), to);
-    ctx.out(flagBool(ctx.args, "json") ? JSON.stringify(r, null, 2) : formatTransfer(r));
+    const isJson = flagBool(ctx.args, "json");
+    const line = ProgressLine.forCommand({ json: isJson });
+    let r: TransferReport;
+    try {
+      r = await (await clientFor(ctx)).pushImage(oneArg(ctx, "one image ID"), to, line.isEnabled ? (p) => line.update(p) : undefined);
+    } finally {
+      line.clear();
+    }
+    ctx.out(isJson ? JSON.stringify(r, null, 2) : formatTransfer(r));
     return 0;
   },
 };
@@ -148,13 +157,22 @@ export const imagePullCommand: Command = {
   name: "image pull",
   summary: "fetch an image from a peer: only the chunks this host lacks travel",
   usage: "image pull ID --from PEER [--json]",
-  details: "ID is the image's full id (64 hex digits), as `autopod images` on the peer shows it with --json.",
+  details:
+    "ID is the image's full id (64 hex digits), as `autopod images` on the peer shows it with --json. " +
+    "On a terminal a progress line shows bytes, rate and time left (not with --json, nor when output goes to a pipe or file).",
   options: [{ name: "from", kind: "string", value: "PEER", help: "the peer (see `autopod peers`)" }, json],
   async run(ctx) {
     const from = flagString(ctx.args, "from");
     if (!from) throw new InvalidArgumentError("image pull needs --from PEER");
-    const r = await (await clientFor(ctx)).pullImage(oneArg(ctx, "one image ID"), from);
-    ctx.out(flagBool(ctx.args, "json") ? JSON.stringify(r, null, 2) : formatTransfer(r));
+    const isJson = flagBool(ctx.args, "json");
+    const line = ProgressLine.forCommand({ json: isJson });
+    let r: TransferReport;
+    try {
+      r = await (await clientFor(ctx)).pullImage(oneArg(ctx, "one image ID"), from, line.isEnabled ? (p) => line.update(p) : undefined);
+    } finally {
+      line.clear();
+    }
+    ctx.out(isJson ? JSON.stringify(r, null, 2) : formatTransfer(r));
     return 0;
   },
 };

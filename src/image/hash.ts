@@ -24,6 +24,12 @@ export function sha256(bytes: Uint8Array): Hash {
   return Bun.CryptoHasher.hash("sha256", bytes, new Uint8Array(HASH_BYTES)) as Uint8Array;
 }
 
+/** SHA-256 of `bytes` into `out` (32 bytes), which it returns: no allocation on a hot path. */
+export function sha256Into(bytes: Uint8Array, out: Uint8Array): Uint8Array {
+  Bun.CryptoHasher.hash("sha256", bytes, out);
+  return out;
+}
+
 export function toHex(hash: Uint8Array): string {
   return Buffer.from(hash.buffer, hash.byteOffset, hash.byteLength).toString("hex");
 }

@@ -237,14 +237,14 @@ export function writeAll(fd: number, bytes: Uint8Array, position: number): void 
   }
 }
 
-/** Read exactly `length` bytes at `position`; returns fewer only at end of file. */
-export function readAt(fd: number, length: number, position: number): Uint8Array {
-  const buf = Buffer.allocUnsafeSlow(length);
+/** Read exactly `length` bytes at `position`; returns fewer only at end of file. `into`: read into it (at least `length` bytes) instead of a new buffer. */
+export function readAt(fd: number, length: number, position: number, into?: Uint8Array): Uint8Array {
+  const buf = into ?? Buffer.allocUnsafeSlow(length);
   let done = 0;
   while (done < length) {
     const n = fs.readSync(fd, buf, done, length - done, position + done);
     if (n === 0) break;
     done += n;
   }
-  return done === length ? buf : buf.subarray(0, done);
+  return done === buf.byteLength ? buf : buf.subarray(0, done);
 }

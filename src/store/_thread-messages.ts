@@ -39,7 +39,13 @@ export type JobMessage =
   | { type: "sync"; job: number; path: string }
   /** Which SHA-256 would this thread run with `lib`: answered as done, with its hasher. */
   | { type: "hasher"; job: number; lib: string | null }
-  | { type: "write-behind"; job: number; path: string; ctl: SharedArrayBuffer };
+  | { type: "write-behind"; job: number; path: string; ctl: SharedArrayBuffer }
+  /**
+   * Check chunks that arrived with claimed hashes: `data` holds, for each,
+   * its 32-byte claimed hash then its `lengths[i]` bytes. Answered with the
+   * indexes that do not match, and `data` handed back.
+   */
+  | { type: "verify"; job: number; data: ArrayBuffer; lengths: Uint32Array };
 
 /** A thread's answer: a hashed block, the bytes written ahead, the end of its part of a job, a failure, or a bad chunk. */
 export type ThreadMessage =
@@ -47,4 +53,5 @@ export type ThreadMessage =
   | { job: number; submitted: number }
   | { job: number; done: true; hasher?: "native" | "bun" }
   | { job: number; error: string }
-  | { job: number; bad: number; reason: string };
+  | { job: number; bad: number; reason: string }
+  | { job: number; mismatched: number[]; data: ArrayBuffer };

@@ -2,7 +2,7 @@
  * Reading chunk records back, each verified against its hash and, in a plain
  * pack, against its record header: one at a time, or runs of neighbours.
  */
-import { HASH_BYTES, hashEquals, sha256, toHex } from "../image/hash.ts";
+import { HASH_BYTES, hashEquals, sha256, sha256Into, toHex } from "../image/hash.ts";
 import { RECORD_HEADER_BYTES, type RecordLocation, readAt } from "./_pack.ts";
 import { CorruptChunkError, MissingChunkError } from "./errors.ts";
 
@@ -51,9 +51,17 @@ export function readRecord(h: Uint8Array, row: RecordLocation, fd: number, isRaw
  * verified; neighbours in a pack are read with one pread. Throws
  * MissingChunkError or CorruptChunkError; `index` says which.
  */
-export function* readRuns(hashes: Uint8Array, locate: () => ReadonlyArray<RecordAt | null>, readFd: (pack: number) => number): Generator<Uint8Array> {
+export function* readRuns(
+  hashes: Uint8Array,
+  locate: () => ReadonlyArray<RecordAt | null>,
+  readFd: (pack: number) => number,
+  options: { isTransient?: boolean } = {},
+): Generator<Uint8Array> {
   const n = hashes.byteLength / HASH_BYTES;
   const locs = locate();
+  const digest = new Uint8Array(HASH_BYTES);
+  // Transient: every run is read into one buffer (no fresh pages to fault in per run); a chunk's bytes last until the next one.
+  let scratch: Uint8Array | undefined;
   for (let i = 0; i < n; ) {
     const first = locs[i];
     const h0 = hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
@@ -72,7 +80,8 @@ export function* readRuns(hashes: Uint8Array, locate: () => ReadonlyArray<Record
     const fd = readFd(first.pack);
     let run: Uint8Array;
     try {
-      run = readAt(fd, bytes, first.offset);
+      if (options.isTransient && (scratch === undefined || scratch.byteLength < bytes)) scratch = Buffer.allocUnsafeSlow(Math.max(bytes, READ_RUN_BYTES));
+      run = readAt(fd, bytes, first.offset, scratch?.subarray(0, bytes));
     } catch (e) {
       throw Object.assign(new CorruptChunkError(toHex(h0), `cannot read pack ${first.pack} at ${first.offset}`, { cause: e }), { index: i });
     }
@@ -91,7 +100,7 @@ export function* readRuns(hashes: Uint8Array, locate: () => ReadonlyArray<Record
         }
       }
       const data = rec.subarray(l.headerBytes);
-      if (!hashEquals(sha256(data), h)) throw Object.assign(new CorruptChunkError(toHex(h), "its bytes no longer match its hash"), { index: k });
+      if (!hashEquals(sha256Into(data, digest), h)) throw Object.assign(new CorruptChunkError(toHex(h), "its bytes no longer match its hash"), { index: k });
       yield data;
     }
     i = end;

@@ -194,13 +194,16 @@ export class ChunkStore {
    * order, each verified as get() does; neighbours in a pack are read with one
    * pread. Throws MissingChunkError or CorruptChunkError; `index` says which.
    * `locations`: from locate(), when the caller already asked.
+   * `isTransient`: each chunk's bytes are valid only until the next one is
+   * read (one buffer is reused), for a caller that copies them at once.
    */
-  readMany(hashes: Uint8Array, locations?: Array<ChunkLocation | null>): Generator<Uint8Array> {
+  readMany(hashes: Uint8Array, locations?: Array<ChunkLocation | null>, options: { isTransient?: boolean } = {}): Generator<Uint8Array> {
     // Not a generator delegating to readRuns (yield* costs per chunk); locate() still runs on the first next().
     return readRuns(
       hashes,
       () => locations ?? this.locate(hashes),
       (pack) => this.#readFd(pack),
+      options,
     );
   }
 

@@ -3,7 +3,7 @@
  * threadEntry there; build.ts bundles it as an entrypoint of its own). It
  * runs the jobs of _thread-messages.ts: hash a file's chunks (also while it
  * grows), copy verified chunks from packs into a file, fdatasync a file,
- * write a growing file behind. Imports nothing of autopod but types: a thread
+ * write a growing file behind, check chunks that arrived against their hashes. Imports nothing of autopod but types: a thread
  * loads fast.
  */
 import { dlopen, FFIType, type Pointer, ptr } from "bun:ffi";
@@ -255,9 +255,33 @@ function syncJob(m: Extract<JobMessage, { type: "sync" }>): void {
   }
 }
 
+/** The indexes of the chunks in `m.data` whose bytes do not match the hash before them. */
+function verifyJob(m: Extract<JobMessage, { type: "verify" }>): number[] {
+  const data = new Uint8Array(m.data);
+  const digest = new Uint8Array(HASH);
+  const mismatched: number[] = [];
+  let at = 0;
+  for (let i = 0; i < m.lengths.length; i++) {
+    const len = m.lengths[i]!;
+    if (at + HASH + len > data.byteLength) {
+      mismatched.push(i);
+      break;
+    }
+    Bun.CryptoHasher.hash("sha256", data.subarray(at + HASH, at + HASH + len), digest);
+    if (Buffer.compare(digest, data.subarray(at, at + HASH)) !== 0) mismatched.push(i);
+    at += HASH + len;
+  }
+  return mismatched;
+}
+
 self.onmessage = async (e: MessageEvent<JobMessage>) => {
   const m = e.data;
   try {
+    if (m.type === "verify") {
+      const mismatched = verifyJob(m);
+      post({ job: m.job, mismatched, data: m.data }, [m.data]);
+      return;
+    }
     if (m.type === "hasher") {
       post({ job: m.job, done: true, hasher: native(m.lib) !== null ? "native" : "bun" });
       return;

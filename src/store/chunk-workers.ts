@@ -8,7 +8,9 @@
  *   once the writer has exited;
  * - copies chunks from pack files into a file being materialized
  *   (copyVerified), checking each record's header and each chunk's bytes
- *   against the hash the manifest expects, before any of it is written.
+ *   against the hash the manifest expects, before any of it is written;
+ * - checks chunks that arrived from elsewhere against their claimed hashes
+ *   (verifyChunks), so an import's thread only parses and writes.
  *
  * Work is split in blocks that threads claim from a shared counter, so a slow
  * thread never holds the others up. All-zero chunks are reported as the zero
@@ -206,6 +208,39 @@ export class ChunkWorkers {
         w.postMessage({ type: "copy", job, ctl: ctlBuf, expected: shared, dest, chunkSize, packs, runs, lib: this.#native() } satisfies JobMessage);
     });
   }
+
+  /**
+   * Check chunks that arrived with claimed hashes, on a hashing thread (in
+   * turn, so that batches in flight spread over the threads): `data` holds,
+   * for each chunk, its 32-byte claimed hash then its `lengths[i]` bytes, and
+   * is handed to the thread (detached here) and back. Resolves with the
+   * indexes whose bytes do not match their hash (empty: all verified), and
+   * the bytes.
+   */
+  verifyChunks(data: ArrayBuffer, lengths: Uint32Array): Promise<{ mismatched: number[]; data: ArrayBuffer }> {
+    const w = this.#pool(this.threads)[this.#nextVerifier++ % this.threads]!;
+    const job = this.#nextJob++;
+    return new Promise((resolve, reject) => {
+      this.#addJob(job, {
+        onMessage: (m) => {
+          if ("mismatched" in m) {
+            this.#endJob(job);
+            resolve({ mismatched: m.mismatched, data: m.data });
+          } else if ("error" in m) {
+            this.#endJob(job);
+            reject(new Error(`Cannot verify chunks: ${m.error}`));
+          }
+        },
+        fail: (e) => {
+          this.#endJob(job);
+          reject(e);
+        },
+      });
+      w.postMessage({ type: "verify", job, data, lengths } satisfies JobMessage, [data]);
+    });
+  }
+
+  #nextVerifier = 0;
 
   /**
    * fdatasync a file on a thread of its own (not a hashing thread, and not

@@ -7,7 +7,7 @@
  */
 import type { Database } from "bun:sqlite";
 import fs from "node:fs";
-import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isZeroHash, sha256, toHex } from "../image/hash.ts";
+import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isZeroHash, sha256, sha256Into, toHex } from "../image/hash.ts";
 import { HashTable } from "../image/hash-table.ts";
 import { MAX_CHUNK_BYTES, isZeroAt, sortedByHash } from "./_entries.ts";
 import { type OpenPack, PackAppender, type RecordLocation, packPath, readAt, writeAll } from "./_pack.ts";
@@ -33,6 +33,9 @@ export interface ReceivedFile {
 
 /** A received file's buffered run is written out at this many bytes. */
 const RECEIVE_RUN_BYTES = 1 << 20;
+
+/** Index rows a commit inserts with one statement. */
+const INSERT_ROWS = 64;
 
 /** A chunk given with the hash it claims to have. */
 export interface ClaimedChunk {
@@ -105,19 +108,40 @@ export class ChunkWriter {
   /**
    * Store chunks that arrived with claimed hashes, verifying each first. If any
    * does not match, none is stored and the ChunkMismatchError names them all.
+   * `isExpectedNew`: the caller has reason to think the store lacks them (a
+   * peer sends only what this store said it lacked), so the store is not
+   * asked: one that is stored after all is written again, the index keeps one
+   * copy (commit), newChunks counts it only once, and gc reclaims the other.
+   * `isVerified`: the caller has just checked every chunk against its hash
+   * (ChunkWorkers.verifyChunks, on another thread): not hashed again here.
    */
-  putBatch(items: readonly ClaimedChunk[]): Hash[] {
+  putBatch(items: readonly ClaimedChunk[], options: { isExpectedNew?: boolean; isVerified?: boolean } = {}): Hash[] {
     this.#assertOpen();
     const hashes: Hash[] = [];
     const bad: string[] = [];
+    const digest = new Uint8Array(HASH_BYTES);
     for (const { hash, bytes } of items) {
       const claimed = hashBytes(hash);
-      if (bytes.byteLength > MAX_CHUNK_BYTES || !hashEquals(sha256(bytes), claimed)) bad.push(toHex(claimed));
+      if (bytes.byteLength > MAX_CHUNK_BYTES || (!options.isVerified && !hashEquals(sha256Into(bytes, digest), claimed))) bad.push(toHex(claimed));
       hashes.push(claimed);
     }
     if (bad.length > 0) throw new ChunkMismatchError(bad);
+    // Which of them the store has already: one query for the batch, not one per chunk.
+    const ask: Hash[] = [];
+    if (!options.isExpectedNew) for (const h of hashes) if (!this.#pending.has(h) && !this.#isPinned(h)) ask.push(h);
+    const stored = ask.length > 0 ? new Set(ask) : null;
+    if (stored !== null) for (const h of this.#host.missing(ask)) stored.delete(h);
     items.forEach(({ bytes }, i) => {
-      this.#putVerified(hashes[i]!, bytes);
+      const h = hashes[i]!;
+      if (this.#pending.has(h) || this.#isPinned(h)) return; // an earlier one of this batch, or held already
+      if (stored?.has(h)) {
+        this.#pinned.add(h);
+        return;
+      }
+      const loc = this.#appender.append(h, bytes);
+      this.#pending.add(h, 0, loc.pack, loc.offset, loc.length);
+      this.newBytes += bytes.byteLength;
+      this.newChunks++;
     });
     return hashes;
   }
@@ -237,12 +261,14 @@ export class ChunkWriter {
    * A chunk of a received file that arrived with a claimed hash: verified,
    * written at each of `positions` (the chunk indexes in the file that hold
    * it), and indexed at the first unless the store has it already.
+   * `isVerified`: the caller has just checked it against its hash
+   * (ChunkWorkers.verifyChunks, on another thread): not hashed again here.
    */
-  putInFile(f: ReceivedFile, claimed: ClaimedChunk, positions: readonly number[]): void {
+  putInFile(f: ReceivedFile, claimed: ClaimedChunk, positions: readonly number[], options: { isVerified?: boolean } = {}): void {
     this.#assertOpen();
     const hash = hashBytes(claimed.hash);
     const bytes = claimed.bytes;
-    if (!hashEquals(sha256(bytes), hash)) throw new ChunkMismatchError([toHex(hash)]);
+    if (bytes.byteLength > MAX_CHUNK_BYTES || (!options.isVerified && !hashEquals(sha256(bytes), hash))) throw new ChunkMismatchError([toHex(hash)]);
     for (const i of positions) {
       const len = Math.min(f.chunkSize, f.size - i * f.chunkSize);
       if (!hashEquals(f.chunks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), hash) || len !== bytes.byteLength) {
@@ -413,6 +439,10 @@ export class ChunkWriter {
     this.#appender.sync(this.#host.isDurable);
     const db = this.#host.db;
     const ins = db.query<unknown, [Uint8Array, number, number, number]>("INSERT OR IGNORE INTO chunks(hash, pack, offset, length) VALUES (?, ?, ?, ?)");
+    const insMany = db.query<unknown, Array<Uint8Array | number>>(
+      `INSERT OR IGNORE INTO chunks(hash, pack, offset, length) VALUES ${Array(INSERT_ROWS).fill("(?, ?, ?, ?)").join(", ")}`,
+    );
+    const isOurs = db.query<{ pack: number; offset: number }, [Uint8Array]>("SELECT pack, offset FROM chunks WHERE hash = ?");
     const size = db.query<unknown, [number, number]>("UPDATE packs SET size = ? WHERE id = ?");
     const digest = db.query<unknown, [Uint8Array, number]>("UPDATE packs SET digest = ? WHERE id = ?");
     const adoptedPacks = this.#appender.adopted.filter((p) => p.committed === 0);
@@ -423,6 +453,8 @@ export class ChunkWriter {
     const deferTo = adopted.length > 0 && (cols.size > 0 || segments.length > 0) ? adopted[0]! : null;
     let adoptedNew = 0;
     let adoptedNewBytes = 0;
+    let duplicates = 0;
+    let duplicateBytes = 0;
     if (deferTo !== null) {
       const isAdopted = new Set(adopted);
       for (let i = 0; i < cols.size; i++) {
@@ -443,11 +475,37 @@ export class ChunkWriter {
           adoptedPacks.map((p) => ({ id: p.id, chunkSize: p.chunkSize! })),
         );
       } else {
-        // In hash order: neighbouring keys share B-tree pages.
+        // In hash order: neighbouring keys share B-tree pages. Rows go in INSERT_ROWS at a time (one
+        // call into sqlite per group, not per chunk); a row that changes nothing was stored meanwhile
+        // by another writer, or put with isExpectedNew: the index keeps the first copy, and it is not new.
         const order = sortedByHash(cols.hashes, cols.size);
-        for (let k = 0; k < cols.size; k++) {
+        let k = 0;
+        for (; k + INSERT_ROWS <= cols.size; k += INSERT_ROWS) {
+          const args: Array<Uint8Array | number> = [];
+          for (let j = k; j < k + INSERT_ROWS; j++) {
+            const i = order[j]!;
+            args.push(cols.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), cols.pack[i]!, cols.offset[i]!, cols.length[i]!);
+          }
+          const { changes } = insMany.run(...args);
+          if (changes < INSERT_ROWS) {
+            // Rare: find which, one by one, inside the same transaction (the group's rows are in already).
+            for (let j = k; j < k + INSERT_ROWS; j++) {
+              const i = order[j]!;
+              const row = isOurs.get(cols.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES));
+              if (row === null || row.pack !== cols.pack[i]! || row.offset !== cols.offset[i]!) {
+                duplicates++;
+                duplicateBytes += cols.length[i]!;
+              }
+            }
+          }
+        }
+        for (; k < cols.size; k++) {
           const i = order[k]!;
-          ins.run(cols.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), cols.pack[i]!, cols.offset[i]!, cols.length[i]!);
+          const { changes } = ins.run(cols.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), cols.pack[i]!, cols.offset[i]!, cols.length[i]!);
+          if (changes === 0) {
+            duplicates++;
+            duplicateBytes += cols.length[i]!;
+          }
         }
       }
       for (const p of this.#appender.all) {
@@ -470,8 +528,8 @@ export class ChunkWriter {
         for (const t of this.#committed.splice(0)) for (const h of t.hashes()) this.#pinned.add(h);
       }
     }
-    this.newChunks += adoptedNew;
-    this.newBytes += adoptedNewBytes;
+    this.newChunks += adoptedNew - duplicates;
+    this.newBytes += adoptedNewBytes - duplicateBytes;
   }
 
   /** Discard uncommitted chunks and release every pin. */

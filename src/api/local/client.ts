@@ -20,6 +20,8 @@ import type { ClusterCpuView } from "../../cluster/cluster-cpu.ts";
 import type { AgentInfo } from "./app.ts";
 import type { MigrateReport, MigrationProgress } from "../../migrate/index.ts";
 import { decodeFrames, exitCodeOf, FRAME } from "./exec-frames.ts";
+import type { OnProgress } from "../../progress.ts";
+import { readProgressStream } from "./progress-stream.ts";
 
 export interface ExecOutput {
   stdout(chunk: Uint8Array): void;
@@ -160,11 +162,16 @@ export class LocalClient {
     return this.#json("DELETE", `/v1/cluster/hosts/${encodeURIComponent(name)}`);
   }
 
-  async pushImage(id: string, peer: string): Promise<TransferReport> {
-    return (await this.#json<{ push: TransferReport }>("POST", `/v1/images/${encodeURIComponent(id)}/push`, { peer })).push;
+  /** Send an image to a peer; with `onProgress`, the agent streams how far it got as it goes. */
+  async pushImage(id: string, peer: string, onProgress?: OnProgress): Promise<TransferReport> {
+    const path = `/v1/images/${encodeURIComponent(id)}/push`;
+    if (onProgress) return readProgressStream<TransferReport>(await this.#body("POST", `${path}?progress=true`, { peer }), onProgress);
+    return (await this.#json<{ push: TransferReport }>("POST", path, { peer })).push;
   }
 
-  async pullImage(image: string, peer: string): Promise<TransferReport> {
+  /** Fetch an image from a peer; with `onProgress`, the agent streams how far it got as it goes. */
+  async pullImage(image: string, peer: string, onProgress?: OnProgress): Promise<TransferReport> {
+    if (onProgress) return readProgressStream<TransferReport>(await this.#body("POST", "/v1/images/pull?progress=true", { image, peer }), onProgress);
     return (await this.#json<{ pull: TransferReport }>("POST", "/v1/images/pull", { image, peer })).pull;
   }
 
@@ -205,6 +212,12 @@ export class LocalClient {
       }
     }
     throw new UnavailableError("The agent's answer to the migration ended early: see its log for the outcome");
+  }
+
+  async #body(method: string, path: string, body?: unknown): Promise<ReadableStream<Uint8Array>> {
+    const res = await this.#fetch(method, path, body);
+    if (!res.body) throw new UnavailableError("The agent sent an empty answer");
+    return res.body;
   }
 
   async #json<T>(method: string, path: string, body?: unknown): Promise<T> {

@@ -4,11 +4,13 @@ import { z } from "zod";
 import { MAX_BUNDLE_BYTES } from "../../cluster/bundle.ts";
 import type { Cluster } from "../../cluster/cluster.ts";
 import type { ClusterCpu } from "../../cluster/cluster-cpu.ts";
+import { InvalidArgumentError } from "../../errors.ts";
 import type { PeerDirectory } from "../peer/peer-directory.ts";
 import type { ImageCatalogue } from "../../store/image-catalogue.ts";
 import type { ImageTrust } from "../../trust/image-trust.ts";
 import { pullImage, pushImage } from "../../transfer/push.ts";
 import { readJsonBody } from "./bounded-body.ts";
+import { progressResponse } from "./progress-stream.ts";
 
 const Name = z.string().max(63);
 const Addresses = z.array(z.string().max(253)).max(32).default([]);
@@ -25,6 +27,11 @@ function json<T extends z.ZodType>(req: Request, schema: T): Promise<z.infer<T>>
   return readJsonBody(req, schema, MAX_BODY);
 }
 
+function wantsProgress(raw: string | undefined): boolean {
+  if (raw !== undefined && raw !== "true" && raw !== "false") throw new InvalidArgumentError(`progress must be true or false (got "${raw.slice(0, 40)}")`);
+  return raw === "true";
+}
+
 export interface ClusterRouteDeps {
   cluster: Cluster;
   peers: PeerDirectory;
@@ -39,15 +46,20 @@ export interface ClusterRouteDeps {
 }
 
 export function addClusterRoutes(app: Hono, { cluster, peers, cpu, listening, catalogue, trust, resolveImage }: ClusterRouteDeps): void {
+  // With ?progress=true the answer is a progress stream (progress-stream.ts) ending in the report.
   app.post("/v1/images/:id/push", async (c) => {
     const b = await json(c.req.raw, PushBody);
     const id = resolveImage(c.req.param("id"));
-    return c.json({ push: await pushImage(catalogue, trust, peers.client(b.peer), id) });
+    const peer = peers.client(b.peer);
+    if (wantsProgress(c.req.query("progress"))) return progressResponse((on) => pushImage(catalogue, trust, peer, id, on));
+    return c.json({ push: await pushImage(catalogue, trust, peer, id) });
   });
 
   app.post("/v1/images/pull", async (c) => {
     const b = await json(c.req.raw, PullBody);
-    return c.json({ pull: await pullImage(catalogue, trust, peers.client(b.peer), b.image) });
+    const peer = peers.client(b.peer);
+    if (wantsProgress(c.req.query("progress"))) return progressResponse((on) => pullImage(catalogue, trust, peer, b.image, on));
+    return c.json({ pull: await pullImage(catalogue, trust, peer, b.image) });
   });
 
   app.get("/v1/cluster", (c) => c.json({ ...cluster.view(), listening: listening() }));

@@ -10,6 +10,7 @@ import { bodyLimit } from "hono/body-limit";
 import { exportStream, importImage } from "../../checkpoint/export.ts";
 import { InvalidArgumentError, NotFoundError } from "../../errors.ts";
 import { HASH_BYTES } from "../../image/hash.ts";
+import { ChunkWorkers } from "../../store/chunk-workers.ts";
 import type { ImageCatalogue } from "../../store/image-catalogue.ts";
 import type { ImageTrust } from "../../trust/image-trust.ts";
 import { bitmapOf, hashViews, MAX_HASHES_PER_QUERY } from "../../transfer/bitmap.ts";
@@ -55,6 +56,8 @@ export function addPeerImageRoutes(app: Hono, { catalogue, trust, received }: Pe
       keepPartial: true,
       // A manifest sent as a delta against an image this host holds (the pusher asked /v1/images/held).
       parentManifest: (id) => (catalogue.has(id) ? catalogue.manifestBytes(id) : null),
+      isExpectedNew: true,
+      threads: ChunkWorkers.shared(),
     });
     received?.(r.id);
     return c.json({ import: r }, 201);
