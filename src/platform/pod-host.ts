@@ -27,13 +27,35 @@ export interface ProcessIdentity {
 /** waitpid's answer: the exit, null while it runs, "not-child" when we cannot reap it. */
 export type Reaped = ExitStatus | null | "not-child";
 
+/** A terminal's size in character cells. */
+export interface TerminalSize {
+  rows: number;
+  cols: number;
+}
+
+/** How `exec` runs a command: with stdin from the caller, with a terminal of the pod's own. */
+export interface ExecOptions {
+  /** Forward the caller's input (else stdin is /dev/null). */
+  hasStdin?: boolean;
+  /** Give the command a terminal of this size from the pod's devpts (stdin, stdout and stderr are then the terminal). */
+  tty?: TerminalSize;
+}
+
 /** A command running in a pod for `exec`. */
 export interface PodProcess {
+  /** Its output; with a terminal, everything the terminal shows. */
   stdout: ReadableStream<Uint8Array>;
+  /** Empty with a terminal. */
   stderr: ReadableStream<Uint8Array>;
   /** Resolves with the exit code, or 128 + signal. */
   exited: Promise<number>;
   kill(): void;
+  /** Input for its stdin or terminal; resolves once taken (nothing happens without hasStdin). */
+  write(data: Uint8Array): Promise<void>;
+  /** End of input: stdin is closed (a terminal gets nothing: Ctrl-D is a byte it reads). */
+  endInput(): void;
+  /** A new terminal size (nothing happens without a terminal). */
+  resize(size: TerminalSize): void;
 }
 
 export interface HostNetworkConfig {
@@ -104,5 +126,5 @@ export interface PodHost {
   /** Send a signal; a process that is already gone is fine. */
   signal(pid: number, signal: "SIGTERM" | "SIGKILL"): void;
   /** Run a command in all the pod's namespaces, its root and its cgroup. */
-  execInPod(o: { pid: number; cmd: string[]; env: Record<string, string>; cgroup: string | null }): PodProcess;
+  execInPod(o: { pid: number; cmd: string[]; env: Record<string, string>; cgroup: string | null } & ExecOptions): PodProcess;
 }

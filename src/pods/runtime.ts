@@ -11,7 +11,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { AlreadyExistsError, ConflictError, errorMessage, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import { failpoint } from "../debug/failpoints.ts";
 import type { Logger } from "../log.ts";
-import type { ExitStatus, PodHost, PodProcess } from "../platform/pod-host.ts";
+import type { ExecOptions, ExitStatus, PodHost, PodProcess } from "../platform/pod-host.ts";
 import { formatIPv4, formatSubnet, gatewayOf, parseIPv4, parseSubnet, type Subnet } from "./address.ts";
 import { childPath } from "./child-path.ts";
 import type { ProtectedPaths } from "./host-dirs.ts";
@@ -364,12 +364,12 @@ export class PodRuntime {
     };
   }
 
-  /** Run a command in the running pod. */
-  exec(name: string, cmd: string[]): PodProcess {
+  /** Run a command in the running pod (with the caller's input, in a terminal of its own, as asked). */
+  exec(name: string, cmd: string[], opts: ExecOptions = {}): PodProcess {
     const r = this.record(name);
     if (r.state !== "running" || r.pid === null) throw new ConflictError(`Cannot exec in pod "${name}": it is ${stateLabel(r)}`);
     if (cmd.length === 0 || !cmd[0]) throw new ConflictError("No command to exec");
-    return this.#o.host.execInPod({ pid: r.pid, cmd, env: podEnvironment(r.spec), cgroup: r.runtime.cgroup });
+    return this.#o.host.execInPod({ pid: r.pid, cmd, env: podEnvironment(r.spec), cgroup: r.runtime.cgroup, ...opts });
   }
 
   /**

@@ -30,4 +30,17 @@ export const StopPodBody = z.object({ timeoutSeconds: z.number().min(0).max(MAX_
 
 export const ExecBody = z.object({ cmd: z.array(z.string()).min(1, "a command") }).strict();
 
+/** The first frame of an interactive exec: the command, whether stdin follows, and the terminal's size for a pty. */
+export const ExecStartBody = z
+  .object({
+    cmd: z.array(z.string()).min(1, "a command"),
+    stdin: z.boolean().default(false),
+    tty: z
+      .object({ rows: z.number().int().min(1).max(65535), cols: z.number().int().min(1).max(65535) })
+      .strict()
+      .nullable()
+      .default(null),
+  })
+  .strict();
+
 export { describeZodError } from "../../errors.ts";

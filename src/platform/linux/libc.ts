@@ -33,6 +33,7 @@ function open() {
     socket: { args: [i32, i32, i32], returns: i32 },
     sendto: { args: [i32, P, u64, i32, P, u32], returns: FFIType.i64 },
     close: { args: [i32], returns: i32 },
+    ioctl: { args: [i32, u64, u64], returns: i32 },
   });
 }
 function libc() {
@@ -300,4 +301,14 @@ export function sendFrames(ifindex: number, ethertype: number, dest: Uint8Array,
   } finally {
     libc().close(fd);
   }
+}
+
+/** ioctl(2) with an integer or pointer argument (a pointer as a number from bun:ffi's ptr). */
+export function ioctl(fd: number, request: number, arg: number | bigint, what: string): number {
+  return check(libc().ioctl(fd, BigInt(request), BigInt(arg)), `ioctl(${what})`);
+}
+
+/** The address of a buffer, for ioctl. */
+export function addressOf(buf: Uint8Array | Uint16Array | Int32Array): number {
+  return ptr(buf);
 }
