@@ -51,6 +51,16 @@ export function parseArgs(argv: readonly string[], specs: readonly OptionSpec[],
       if (eq !== -1) inline = arg.slice(eq + 1);
       spec = byName.get(name);
       if (!spec) throw new InvalidArgumentError(`Unknown option "--${name}"`);
+    } else if (/^-[A-Za-z]{2,}$/.test(arg)) {
+      // Short flags run together, as `exec -it`: each must be a boolean.
+      for (const letter of arg.slice(1)) {
+        const s = byShort.get(letter);
+        if (!s) throw new InvalidArgumentError(`Unknown option "-${letter}" in "${arg}"`);
+        if (s.kind !== "boolean") throw new InvalidArgumentError(`Option "-${letter}" in "${arg}" needs a value: give it on its own`);
+        flags[s.name] = true;
+      }
+      i++;
+      continue;
     } else if (arg.startsWith("-") && arg.length === 2 && arg !== "-") {
       spec = byShort.get(arg.slice(1));
       if (!spec) throw new InvalidArgumentError(`Unknown option "${arg}"`);

@@ -150,7 +150,13 @@ describe("LocalClient against the real local app", () => {
         },
         stderr() {},
       },
-      { stdin: typed(), onResize: (l) => ((resize = l), () => {}) },
+      {
+        stdin: typed(),
+        onResize: (l) => {
+          resize = l;
+          return () => {};
+        },
+      },
     );
     expect(code).toBe(0);
     expect(out.split("\n").slice(0, 2)).toEqual(["got one", "got two"]);

@@ -309,6 +309,6 @@ export function ioctl(fd: number, request: number, arg: number | bigint, what: s
 }
 
 /** The address of a buffer, for ioctl. */
-export function addressOf(buf: Uint8Array | Uint16Array | Int32Array): number {
+export function addressOf(buf: Uint8Array | Uint16Array | Int32Array | Uint32Array): number {
   return ptr(buf);
 }

@@ -16,7 +16,8 @@ import { closeSync, writeSync } from "node:fs";
 import type { ExecOptions, PodProcess, TerminalSize } from "../pod-host.ts";
 import { which } from "./exec.ts";
 import { killTree } from "./pod-procs.ts";
-import { openPodPty, setTerminalSize } from "./pod-pty.ts";
+import { openPodPty } from "./pod-pty.ts";
+import { setTerminalSize } from "./terminal.ts";
 
 const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
 

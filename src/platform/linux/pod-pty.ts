@@ -10,10 +10,10 @@ import { PreconditionError } from "../../errors.ts";
 import type { TerminalSize } from "../pod-host.ts";
 import { addressOf, ioctl } from "./libc.ts";
 import { openBeneath } from "./open-beneath.ts";
+import { setTerminalSize } from "./terminal.ts";
 
 const TIOCSPTLCK = 0x40045431;
 const TIOCGPTPEER = 0x5441;
-const TIOCSWINSZ = 0x5414;
 const O_CLOEXEC = 0o2000000;
 /** /dev/pts/ptmx is character device 5:2. */
 const PTMX_RDEV = (5 << 8) | 2;
@@ -40,9 +40,4 @@ export function openPodPty(pid: number, size: TerminalSize): PodPty {
     closeSync(master);
     throw e;
   }
-}
-
-/** Set the terminal's size; the kernel sends SIGWINCH to its foreground processes. */
-export function setTerminalSize(master: number, size: TerminalSize): void {
-  ioctl(master, TIOCSWINSZ, addressOf(new Uint16Array([size.rows, size.cols, 0, 0])), "TIOCSWINSZ");
 }
