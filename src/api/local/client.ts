@@ -157,7 +157,8 @@ export class LocalClient {
     return (await this.#json<{ checkpoint: CheckpointResult }>("POST", `/v1/pods/${encodeURIComponent(name)}/checkpoint`, req)).checkpoint;
   }
 
-  async restore(req: { image: string; name?: string; ip?: string }): Promise<RestoreResult> {
+  /** Restore `image` (an id or prefix), or `ref` (that, or a pod name: its latest image). */
+  async restore(req: ({ image: string } | { ref: string }) & { name?: string; ip?: string }): Promise<RestoreResult> {
     return (await this.#json<{ restore: RestoreResult }>("POST", "/v1/restore", req)).restore;
   }
 
