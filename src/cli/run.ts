@@ -28,6 +28,14 @@ export function parseEnv(entries: string[]): Record<string, string> {
   return env;
 }
 
+/** A numeric flag's value, or null when absent; its shape is checked here, its range by the agent. */
+function parseNumberFlag(args: Parameters<typeof flagString>[0], name: string, shape: RegExp, what: string): number | null {
+  const v = flagString(args, name);
+  if (v === undefined) return null;
+  if (!shape.test(v)) throw new InvalidArgumentError(`Invalid --${name} "${v}": expected ${what}`);
+  return Number(v);
+}
+
 export const runCommand: Command = {
   name: "run",
   summary: "start a pod and return once its command runs",
@@ -35,7 +43,8 @@ export const runCommand: Command = {
   details: [
     "The pod gets its own pid, mount, uts, ipc and net namespaces. CMD is its pid 1. Its root is",
     "DIR, read-only, under a writable layer of the pod's own; stdout and stderr go to its log",
-    "(`autopod logs NAME`). Its address comes from --ip or the agent's pod subnet.",
+    "(`autopod logs NAME`). Its address comes from --ip or the agent's pod subnet. --memory, --cpus and",
+    "--pids-max limit it through its cgroup; the limits go with it through checkpoint and restore.",
   ].join("\n"),
   options: [
     { name: "rootfs", kind: "string", value: "DIR", help: "the pod's base root file system (never modified)" },
@@ -44,6 +53,8 @@ export const runCommand: Command = {
     { name: "volume", short: "v", kind: "repeat", value: "HOSTDIR:PODDIR[:ro]", help: "bind a host directory or file into the pod" },
     { name: "env", short: "e", kind: "repeat", value: "KEY=VALUE", help: "set an environment variable" },
     { name: "memory", short: "m", kind: "string", value: "SIZE", help: "memory limit, e.g. 256m or 1g (at least 8m); the pod is killed above it" },
+    { name: "cpus", kind: "string", value: "N", help: "CPU limit in CPUs, e.g. 0.5 or 2 (cgroup cpu quota per 100 ms)" },
+    { name: "pids-max", kind: "string", value: "N", help: "at most N processes and threads in the pod (at least 4)" },
     { name: "workdir", short: "w", kind: "string", value: "DIR", help: "working directory in the pod (default /)" },
   ],
   parse: { stopAfterPositionals: 1 },
@@ -58,6 +69,8 @@ export const runCommand: Command = {
     const memory = flagString(args, "memory");
     const memoryBytes = memory === undefined ? null : parseSize(memory);
     if (memoryBytes === null && memory !== undefined) throw new InvalidArgumentError(`Invalid --memory "${memory}": expected a size like 256m or 1g`);
+    const cpus = parseNumberFlag(args, "cpus", /^\d+(\.\d+)?$/, "a number of CPUs like 0.5 or 2");
+    const pidsMax = parseNumberFlag(args, "pids-max", /^\d+$/, "a whole number of processes");
     const cwd = process.cwd();
     const pod = await (await clientFor(ctx)).createPod({
       name,
@@ -68,6 +81,8 @@ export const runCommand: Command = {
       volumes: flagList(args, "volume").map((v) => parseVolume(v, cwd)),
       env: parseEnv(flagList(args, "env")),
       memoryBytes,
+      cpus,
+      pidsMax,
       workdir: flagString(args, "workdir"),
     });
     ctx.out(`${pod.name} ${pod.state} pid ${pod.pid} address ${pod.address}`);

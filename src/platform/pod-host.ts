@@ -6,6 +6,19 @@ import type { PodMount, PodRuntimeInfo, PodSpec } from "../pods/pod.ts";
 
 export type { PodMount };
 
+/** A pod's limits; null is none. */
+export interface PodLimits {
+  memoryBytes: number | null;
+  /** CPUs' worth of time (1.5: one and a half CPUs). */
+  cpus: number | null;
+  pidsMax: number | null;
+}
+
+export interface ResourceUse {
+  cpuSeconds: number | null;
+  pids: number | null;
+}
+
 export interface MemoryUse {
   current: number;
   limit: number | null;
@@ -82,8 +95,15 @@ export interface PodHost {
 
   /** The memory cgroup a pod would get, or null when the host has no memory controller. */
   cgroupDir(agentKey: string, pod: string): string | null;
-  createCgroup(dir: string, limitBytes: number | null): void;
+  /** Whether pods here can be limited in CPU time ("cpu") or number of processes ("pids"). */
+  hasCgroupController(c: "cpu" | "pids"): boolean;
+  /** Make the pod's cgroup (and, on v1, its directories in the cpu and pids hierarchies) with these limits. */
+  createCgroup(dir: string, limits: PodLimits): void;
+  /** Set the cpu and pids limits of the pod's existing cgroup (after a restore, which runs unthrottled). */
+  limitCgroup(dir: string, limits: Pick<PodLimits, "cpus" | "pidsMax">): void;
   readMemory(dir: string): MemoryUse | null;
+  /** CPU time used and processes in the cgroup now; what the host cannot tell is null. */
+  readUsage(dir: string): ResourceUse;
   cgroupPids(dir: string): number[];
   removeCgroup(dir: string): Promise<void>;
 

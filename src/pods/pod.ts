@@ -29,7 +29,16 @@ export interface PodSpec {
   volumes: VolumeSpec[];
   /** Memory limit in bytes, or null for none. */
   memoryBytes: number | null;
+  /** CPU limit in CPUs (1.5: one and a half), or null for none; absent in records of older agents. */
+  cpus?: number | null;
+  /** Limit on processes and threads, or null for none; absent in records of older agents. */
+  pidsMax?: number | null;
   workdir: string;
+}
+
+/** The limits of a pod's cgroup, from its spec. */
+export function limitsOf(spec: Pick<PodSpec, "memoryBytes" | "cpus" | "pidsMax">): { memoryBytes: number | null; cpus: number | null; pidsMax: number | null } {
+  return { memoryBytes: spec.memoryBytes, cpus: spec.cpus ?? null, pidsMax: spec.pidsMax ?? null };
 }
 
 /**
@@ -125,6 +134,12 @@ export interface PodView {
   rootfs: string;
   memoryBytes: number | null;
   memoryLimitBytes: number | null;
+  /** CPU time its processes have used (cgroup), in seconds. */
+  cpuSeconds: number | null;
+  cpuLimit: number | null;
+  /** Processes (and threads) in it now. */
+  pids: number | null;
+  pidsLimit: number | null;
   exitCode: number | null;
   signal: number | null;
   reason: string | null;

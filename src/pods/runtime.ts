@@ -16,7 +16,7 @@ import { formatIPv4, formatSubnet, gatewayOf, parseIPv4, parseSubnet, type Subne
 import { childPath } from "./child-path.ts";
 import type { ProtectedPaths } from "./host-dirs.ts";
 import { assertTransition, hasProcesses } from "./lifecycle.ts";
-import { formatBytes, podEnvironment, signalName, stateLabel, type PodRecord, type PodRuntimeInfo, type PodSpec, type PodView } from "./pod.ts";
+import { formatBytes, limitsOf, podEnvironment, signalName, stateLabel, type PodRecord, type PodRuntimeInfo, type PodSpec, type PodView } from "./pod.ts";
 import type { PodStore } from "./store.ts";
 import { checkPodName, checkRequest, chooseAddress, type CreatePodRequest } from "./validate.ts";
 
@@ -157,7 +157,7 @@ export class PodRuntime {
     lap("validate_reserve");
     try {
       await host.prepareLayer(record.spec, rt);
-      if (rt.cgroup) host.createCgroup(rt.cgroup, record.spec.memoryBytes);
+      if (rt.cgroup) host.createCgroup(rt.cgroup, limitsOf(record.spec));
       lap("layer_cgroup");
       await host.createNetwork({
         netns: rt.netns,
@@ -500,6 +500,7 @@ export class PodRuntime {
   #view(r: PodRecord): PodView {
     const live = hasProcesses(r.state);
     const mem = live && r.runtime.cgroup ? this.#o.host.readMemory(r.runtime.cgroup) : null;
+    const use = live && r.runtime.cgroup ? this.#o.host.readUsage(r.runtime.cgroup) : { cpuSeconds: null, pids: null };
     return {
       name: r.spec.name,
       state: stateLabel(r),
@@ -511,6 +512,10 @@ export class PodRuntime {
       rootfs: r.spec.rootfs,
       memoryBytes: mem?.current ?? null,
       memoryLimitBytes: r.spec.memoryBytes,
+      cpuSeconds: use.cpuSeconds,
+      cpuLimit: r.spec.cpus ?? null,
+      pids: use.pids,
+      pidsLimit: r.spec.pidsMax ?? null,
       exitCode: r.exit?.code ?? null,
       signal: r.exit?.signal ?? null,
       reason: r.exit?.reason ?? null,
@@ -626,7 +631,8 @@ export class PodRuntime {
     const restoring: PodRecord = { ...r, state: "restoring" };
     this.#o.store.update(restoring);
     try {
-      if (rt.cgroup) host.createCgroup(rt.cgroup, r.spec.memoryBytes);
+      // CPU and process limits come after CRIU (adoptRestored): throttled, its restore would be the pod's freeze time, and its own processes would count.
+      if (rt.cgroup) host.createCgroup(rt.cgroup, { memoryBytes: r.spec.memoryBytes, cpus: null, pidsMax: null });
       await host.deleteNetwork(rt);
       await host.createNetwork({
         netns: rt.netns,
@@ -657,6 +663,7 @@ export class PodRuntime {
     assertTransition(name, r.state, "running", "adopt a process for");
     const id = this.#o.host.processIdentity(pid);
     if (!id) throw new NotFoundError(`No process ${pid} to adopt for pod "${name}"`);
+    if (r.runtime.cgroup) this.#o.host.limitCgroup(r.runtime.cgroup, limitsOf(r.spec));
     const updated: PodRecord = { ...r, state: "running", pid, startTime: id.startTime, startedAt: new Date().toISOString(), exit: null };
     this.#o.store.update(updated);
     return this.#view(updated);

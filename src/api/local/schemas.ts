@@ -19,6 +19,8 @@ export const CreatePodBody = z
       .default([]),
     env: z.record(z.string(), z.string()).default({}),
     memoryBytes: z.number().int().positive().nullable().optional(),
+    cpus: z.number().positive().nullable().optional(),
+    pidsMax: z.number().int().positive().nullable().optional(),
     workdir: z.string().min(1).optional(),
   })
   .strict();

@@ -14,6 +14,8 @@
  */
 import { closeSync, writeSync } from "node:fs";
 import type { ExecOptions, PodProcess, TerminalSize } from "../pod-host.ts";
+import { siblingDirs } from "./cgroup.ts";
+import { joinCgroupsArgv } from "./cgroup-exec.ts";
 import { which } from "./exec.ts";
 import { killTree } from "./pod-procs.ts";
 import { openPodPty } from "./pod-pty.ts";
@@ -31,8 +33,10 @@ export interface PodExecRequest extends ExecOptions {
   cgroup: string | null;
 }
 
-function nsenterArgv(pid: number, cmd: string[]): string[] {
-  return [which("nsenter") ?? "nsenter", "-t", String(pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--", ...cmd];
+/** nsenter into the pod, from inside its cgroups (Bun's spawn joins the memory one; v1's cpu and pids ones are joined here). */
+function nsenterArgv(o: PodExecRequest): string[] {
+  const argv = [which("nsenter") ?? "nsenter", "-t", String(o.pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--", ...o.cmd];
+  return joinCgroupsArgv(o.cgroup ? siblingDirs(o.cgroup) : [], argv);
 }
 
 export function execInPod(o: PodExecRequest): PodProcess {
@@ -44,7 +48,7 @@ function statusOf(proc: { exited: Promise<number>; signalCode: string | number |
 }
 
 function execWithPipes(o: PodExecRequest): PodProcess {
-  const proc = Bun.spawn(nsenterArgv(o.pid, o.cmd), {
+  const proc = Bun.spawn(nsenterArgv(o), {
     stdio: [o.hasStdin ? "pipe" : "ignore", "pipe", "pipe"],
     env: o.env,
     ...(o.cgroup ? { cgroup: o.cgroup } : {}),
@@ -83,7 +87,7 @@ function execWithTerminal(o: PodExecRequest, size: TerminalSize): PodProcess {
   const pty = openPodPty(o.pid, size);
   let proc;
   try {
-    proc = Bun.spawn([which("setsid") ?? "setsid", "--ctty", "--wait", ...nsenterArgv(o.pid, o.cmd)], {
+    proc = Bun.spawn([which("setsid") ?? "setsid", "--ctty", "--wait", ...nsenterArgv(o)], {
       stdio: [pty.slave, pty.slave, pty.slave],
       env: o.env,
       ...(o.cgroup ? { cgroup: o.cgroup } : {}),

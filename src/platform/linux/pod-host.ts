@@ -68,7 +68,8 @@ export const linuxPodHost: PodHost = {
     const h = cgroup.memoryHierarchy();
     return h ? cgroup.podCgroupPath(h, agentKey, pod) : null;
   },
-  createCgroup(dir, limitBytes) {
+  hasCgroupController: (c) => cgroup.hierarchyOf(c) !== null,
+  createCgroup(dir, limits) {
     const h = cgroup.memoryHierarchy();
     if (!h) throw new Error("This host has no memory cgroup controller");
     // A leftover of an earlier pod of the same name, now empty, must not carry its counters over.
@@ -79,8 +80,11 @@ export const linuxPodHost: PodHost = {
         // busy (a child cgroup): keep it, counters and all
       }
     }
-    cgroup.createPodCgroup(h, dir, limitBytes);
+    cgroup.createPodCgroup(h, dir, limits.memoryBytes);
+    cgroup.limitPodCgroup(dir, limits);
   },
+  limitCgroup: (dir, limits) => cgroup.limitPodCgroup(dir, limits),
+  readUsage: (dir) => cgroup.readPodUsage(dir),
   readMemory(dir) {
     const h = cgroup.memoryHierarchy();
     return h ? cgroup.readMemoryUse(h, dir) : null;
