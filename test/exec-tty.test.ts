@@ -83,7 +83,7 @@ rootTest(
 );
 
 rootTest(
-  "Ctrl-D on an empty line ends the shell with status 0; a command killed by a signal comes back as 128+N",
+  "Ctrl-D on an empty line ends the shell with status 0; Ctrl-C ends a command run without a shell (130); a signal comes back as 128+N",
   async () => {
     const t = shell();
     try {
