@@ -50,7 +50,10 @@ test("neither an image nor a pod with one: not found; neither shape: invalid", (
   const cat = catalogue({ web: C });
   expect(err(() => resolveRestoreRef(cat, "db"))).toBeInstanceOf(NotFoundError);
   expect(err(() => resolveRestoreRef(cat, "db")).message).toBe('No image of a pod named "db": see `autopod images`');
-  expect(err(() => resolveRestoreRef(cat, "beef")).message).toBe('No image id starts with "beef", and no pod of that name has one: see `autopod images`');
+  expect(err(() => resolveRestoreRef(cat, "beef")).message).toBe(
+    'No image "beef" (no image id starts with it, and no pod of that name has one): see `autopod images`',
+  );
+  expect(err(() => resolveRestoreRef(cat, "b".repeat(64))).message).toBe(`No image "${"b".repeat(64)}": see \`autopod images\``);
   const bad = err(() => resolveRestoreRef(cat, "../etc"));
   expect(bad).toBeInstanceOf(InvalidArgumentError);
   expect(bad.message).toBe('"../etc" is neither an image id (4 to 64 hex digits) nor a pod name');

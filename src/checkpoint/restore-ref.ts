@@ -28,7 +28,8 @@ export function resolveRestoreRef(catalogue: Pick<ImageCatalogue, "idsStartingWi
   if (ofPod !== null) return ofPod;
   if (byId.length > 1) throw new InvalidArgumentError(`Image id "${ref}" is ambiguous: ${byId.map((m) => m.slice(0, 12)).join(", ")}`);
   if (byId.length === 1) return byId[0]!;
+  if (!isIdLike) throw new NotFoundError(`No image of a pod named ${quote(ref)}: see \`autopod images\``);
   throw new NotFoundError(
-    `No image ${isIdLike ? "id starts with" : "of a pod named"} ${quote(ref)}${isIdLike && isNameLike ? ", and no pod of that name has one" : ""}: see \`autopod images\``,
+    `No image ${quote(ref)}${isNameLike ? " (no image id starts with it, and no pod of that name has one)" : ""}: see \`autopod images\``,
   );
 }
