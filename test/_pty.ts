@@ -49,13 +49,13 @@ export class CallerPty {
   }
 
   /** Wait until what was shown after `from` matches; returns the match. */
-  async waitFor(re: RegExp, from = 0, timeoutMs = 20_000): Promise<RegExpExecArray> {
+  async waitFor(re: RegExp, from = 0, timeoutMs = 20_000, pollMs = 20): Promise<RegExpExecArray> {
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const m = re.exec(this.#text.slice(from));
       if (m) return m;
       if (Date.now() > deadline) throw new Error(`The terminal never showed ${re}; it shows: ${JSON.stringify(this.#text.slice(from).slice(-800))}`);
-      await Bun.sleep(20);
+      await Bun.sleep(pollMs);
     }
   }
 
