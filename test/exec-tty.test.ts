@@ -27,6 +27,19 @@ function shell(size = { rows: 30, cols: 100 }): CallerPty {
   return new CallerPty([...autopodArgv(), "exec", "-it", "web", "sh"], { ...process.env, ...host.env, PS1: "" }, size);
 }
 
+/**
+ * Type a command line and wait for `output` and the next prompt: busybox ash
+ * can lose input typed while it runs a command (it sets its line editor up
+ * again after), as a person waits for the prompt.
+ */
+async function typeLine(t: CallerPty, line: string, output: RegExp): Promise<void> {
+  const at = t.text.length;
+  t.type(`${line}\r`);
+  const m = await t.waitFor(output, at);
+  await t.waitFor(/# /, at + m.index + m[0].length);
+  await Bun.sleep(100);
+}
+
 /** Host pids whose command line is exactly `cmd`. */
 function pidsRunning(cmd: string): number[] {
   const out: number[] = [];
@@ -56,22 +69,20 @@ rootTest(
     try {
       await until("the caller's terminal is raw", () => t.isRaw());
       // The shell's terminal is the pod's: /dev/pts/0 of its own devpts, of the caller's size.
-      t.type("tty; stty size; echo sum=$((6*7))\r");
-      await t.waitFor(/\/dev\/pts\/0\s+30 100\s+sum=42/);
+      await typeLine(t, "tty; stty size; echo sum=$((6*7))", /\/dev\/pts\/0\s+30 100\s+sum=42/);
       // A resize of the caller's terminal reaches the pod's.
       t.resize({ rows: 50, cols: 132 });
       await Bun.sleep(300);
-      let at = t.text.length;
-      t.type("stty size\r");
-      await t.waitFor(/50 132/, at);
+      await typeLine(t, "stty size", /\n50 132\r*\n/);
       // Ctrl-C ends the foreground job, not the shell.
-      at = t.text.length;
       t.type("sleep 888\r");
       await until("sleep 888 runs in the pod", () => pidsRunning("sleep 888").length === 1);
+      const at = t.text.length;
       t.type("\x03");
       await until("sleep 888 is gone", () => pidsRunning("sleep 888").length === 0);
-      t.type("echo status=$?\r");
-      await t.waitFor(/status=130/, at);
+      await t.waitFor(/# /, at);
+      await Bun.sleep(200);
+      await typeLine(t, "echo status=$?", /status=130/);
       t.type("exit 3\r");
       expect(await t.proc.exited).toBe(3);
       expect(t.isRaw()).toBe(false);
@@ -88,8 +99,7 @@ rootTest(
     const t = shell();
     try {
       await until("the caller's terminal is raw", () => t.isRaw());
-      t.type("echo ready\r");
-      await t.waitFor(/ready/);
+      await typeLine(t, "echo ready", /\nready\r*\n/);
       t.type("\x04");
       expect(await t.proc.exited).toBe(0);
       expect(t.isRaw()).toBe(false);
