@@ -17,6 +17,7 @@ import { requireCriu } from "./host-compat.ts";
 import { JOURNAL_DIR } from "./journal.ts";
 import { recover } from "./recovery.ts";
 import { type RestoreRequest, type RestoreResult, resolveImage, restorePod } from "./restore.ts";
+import { resolveRestoreRef } from "./restore-ref.ts";
 
 export type { CheckpointContext, CheckpointerOptions } from "./_context.ts";
 /** For a migration that composes the steps (src/migrate/): the per-pod claim, and lifting a pod's network locks. */
@@ -54,6 +55,11 @@ export class Checkpointer {
   /** A full image id from a unique prefix of at least 4 hex digits. */
   resolveImage(ref: string): string {
     return resolveImage(this.#ctx.catalogue, ref);
+  }
+
+  /** A full image id from an id, a unique prefix, or a pod name (its latest image); refused when it could be both. */
+  resolveRestoreRef(ref: string): string {
+    return resolveRestoreRef(this.#ctx.catalogue, ref);
   }
 
   images(): ImageInfo[] {

@@ -11,7 +11,8 @@ export interface ManifestPodSpec {
   env?: Record<string, string>;
   ip: string;
   hostname?: string;
-  limits?: { memoryBytes: number | null };
+  /** cpus and pidsMax are absent in images made before they were recorded. */
+  limits?: { memoryBytes: number | null; cpus?: number | null; pidsMax?: number | null };
   volumes?: Array<{ host: string; pod: string; readonly: boolean }>;
   rootfs?: string;
   rootKind?: "overlay" | "copy";
@@ -31,7 +32,7 @@ export function podSpecForManifest(r: PodRecord): Manifest["pod"] {
     env: s.env,
     ip: s.address,
     hostname: s.hostname,
-    limits: { memoryBytes: s.memoryBytes },
+    limits: { memoryBytes: s.memoryBytes, cpus: s.cpus ?? null, pidsMax: s.pidsMax ?? null },
     volumes: s.volumes,
     rootfs: s.rootfs,
     rootKind: r.runtime.rootKind,

@@ -52,6 +52,22 @@ describe("a restore", () => {
   });
 });
 
+describe("limits travel with the image", () => {
+  test("--cpus and --pids-max come back on a restore under a new name, set after CRIU; the memory limit before it", async () => {
+    await runningPod(f, "web", { memoryBytes: 64 * 2 ** 20, cpus: 0.5, pidsMax: 32 });
+    const { id } = await f.cp.checkpoint("web", stop);
+    await f.pods.settled("web");
+    f.podHost.calls.length = 0;
+    await f.cp.restore(id, { name: "copy", ip: "10.213.7.5/29" });
+    const copy = f.pods.record("copy");
+    expect([copy.spec.memoryBytes, copy.spec.cpus, copy.spec.pidsMax]).toEqual([64 * 2 ** 20, 0.5, 32]);
+    expect(f.podHost.cgroups.get(copy.runtime.cgroup!)).toMatchObject({ limit: 64 * 2 ** 20, cpus: 0.5, pidsMax: 32 });
+    const calls = f.podHost.calls.filter((c) => c.startsWith("createCgroup") || c.startsWith("limitCgroup"));
+    expect(calls).toEqual([`createCgroup ${copy.runtime.cgroup}`, `limitCgroup ${copy.runtime.cgroup} cpus=0.5 pids=32`]);
+    expect(f.pods.get("copy")).toMatchObject({ cpuLimit: 0.5, pidsLimit: 32 });
+  });
+});
+
 describe("a failed restore leaves the image intact and the pod as it was", () => {
   test("CRIU fails: the lock it left is removed, the pod is checkpointed again with nothing held, and a retry works", async () => {
     const id = await checkpointed();

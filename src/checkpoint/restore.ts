@@ -254,6 +254,8 @@ export async function prepareHost(ctx: CheckpointContext, run: RestoreRun, place
         address,
         volumes: placed.volumes,
         memoryBytes: spec.limits?.memoryBytes ?? null,
+        cpus: spec.limits?.cpus ?? null,
+        pidsMax: spec.limits?.pidsMax ?? null,
         workdir: spec.workdir ?? "/",
         cpu: podCpuOf(run.manifest),
         ...(spec.user ? { user: spec.user } : {}),

@@ -6,6 +6,9 @@ const specs: OptionSpec[] = [
   { name: "rootfs", kind: "string", value: "DIR", help: "" },
   { name: "env", kind: "repeat", help: "" },
   { name: "follow", short: "f", kind: "boolean", help: "" },
+  { name: "interactive", short: "i", kind: "boolean", help: "" },
+  { name: "tty", short: "t", kind: "boolean", help: "" },
+  { name: "volume", short: "v", kind: "repeat", help: "" },
 ];
 
 describe("parseArgs", () => {
@@ -34,6 +37,12 @@ describe("parseArgs", () => {
     const p = parseArgs(["web", "ls", "--json", "-l"], specs, { stopAfterPositionals: 1 });
     expect(p.positionals).toEqual(["web"]);
     expect(p.rest).toEqual(["ls", "--json", "-l"]);
+  });
+  test("short booleans run together, as `exec -it`; other words of that shape stay positionals", () => {
+    const p = parseArgs(["-it", "web", "sh"], specs, { stopAfterPositionals: 1 });
+    expect([p.flags.interactive, p.flags.tty, p.positionals, p.rest]).toEqual([true, true, ["web"], ["sh"]]);
+    expect(parseArgs(["-iv", "x"], specs).positionals).toEqual(["-iv", "x"]);
+    expect(parseArgs(["-web"], specs).positionals).toEqual(["-web"]);
   });
   test("a lone dash is a positional", () => {
     expect(parseArgs(["-"], specs).positionals).toEqual(["-"]);

@@ -51,6 +51,11 @@ export function parseArgs(argv: readonly string[], specs: readonly OptionSpec[],
       if (eq !== -1) inline = arg.slice(eq + 1);
       spec = byName.get(name);
       if (!spec) throw new InvalidArgumentError(`Unknown option "--${name}"`);
+    } else if (/^-[A-Za-z]{2,}$/.test(arg) && [...arg.slice(1)].every((l) => byShort.get(l)?.kind === "boolean")) {
+      // Short booleans run together, as `exec -it`. Anything else of that shape stays a positional ("-web" is refused as a name).
+      for (const letter of arg.slice(1)) flags[byShort.get(letter)!.name] = true;
+      i++;
+      continue;
     } else if (arg.startsWith("-") && arg.length === 2 && arg !== "-") {
       spec = byShort.get(arg.slice(1));
       if (!spec) throw new InvalidArgumentError(`Unknown option "${arg}"`);

@@ -10,7 +10,7 @@ export const checkpointCommand: Command = {
   usage: "checkpoint NAME [--leave-running] [--exclude-volume PODDIR]... [--kill-exec] [--export FILE|-] [--json]",
   details:
     "Dumps the pod's processes with CRIU and stores them, its writable layer, its base and its volumes as an image of content-addressed chunks; prints the image id. " +
-    "Without --leave-running the pod stops and shows as checkpointed: `autopod restore ID` (or `autopod restore NAME`'s image) brings it back. " +
+    "Without --leave-running the pod stops and shows as checkpointed: `autopod restore NAME` (its latest image) or `autopod restore ID` brings it back. " +
     "With --leave-running it keeps running, paused only while it is dumped (the freeze time is printed). " +
     "If anything fails, the pod keeps running and no partial image is left. " +
     "Processes started with `autopod exec` cannot be in the image: the checkpoint refuses, naming them, unless --kill-exec kills them first.",

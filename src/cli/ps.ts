@@ -14,11 +14,24 @@ export function formatUptime(seconds: number | null): string {
   return `${Math.floor(seconds / 86400)}d${pad(Math.floor(seconds / 3600) % 24)}h`;
 }
 
+/** CPU time used: "0.42s", "12.3s", "2m05s". */
+export function formatCpuSeconds(s: number): string {
+  if (s < 10) return `${s.toFixed(2)}s`;
+  if (s < 60) return `${s.toFixed(1)}s`;
+  return formatUptime(Math.round(s));
+}
+
 export function formatPodTable(pods: PodView[]): string {
-  const rows = [["NAME", "STATE", "PID", "ADDRESS", "UPTIME", "MEMORY", "ROOTFS", "NOTE"]];
+  const rows = [["NAME", "STATE", "PID", "ADDRESS", "UPTIME", "MEMORY", "CPU", "PIDS", "ROOTFS", "NOTE"]];
   for (const p of pods) {
     const mem = p.memoryBytes === null ? "-" : formatBytes(p.memoryBytes) + (p.memoryLimitBytes ? ` / ${formatBytes(p.memoryLimitBytes)}` : "");
-    rows.push([p.name, p.state, p.pid === null ? "-" : String(p.pid), p.address, formatUptime(p.uptimeSeconds), mem, p.rootfs, p.reason ?? ""].map(escapeCell));
+    const cpu = p.cpuSeconds == null ? "-" : `${formatCpuSeconds(p.cpuSeconds)}${p.cpuLimit ? ` / ${p.cpuLimit} cpu` : ""}`;
+    const pids = p.pids == null ? "-" : `${p.pids}${p.pidsLimit ? ` / ${p.pidsLimit}` : ""}`;
+    rows.push(
+      [p.name, p.state, p.pid === null ? "-" : String(p.pid), p.address, formatUptime(p.uptimeSeconds), mem, cpu, pids, p.rootfs, p.reason ?? ""].map(
+        escapeCell,
+      ),
+    );
   }
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
   return rows
@@ -33,10 +46,12 @@ export function formatPodTable(pods: PodView[]): string {
 
 export const psCommand: Command = {
   name: "ps",
-  summary: "list pods: state, pid, address, uptime, memory",
+  summary: "list pods: state, pid, address, uptime, memory, CPU time, processes",
   usage: "ps [--json]",
   details:
-    "STATE is running, stopped, exited(CODE) (128+N when signal N ended it), or checkpointed. PID is the host pid of the pod's pid 1. NOTE says why a pod ended when it was not a plain exit (for example OOM-killed).",
+    "STATE is running, stopped, exited(CODE) (128+N when signal N ended it), or checkpointed. PID is the host pid of the pod's pid 1. " +
+    "MEMORY, CPU (time used) and PIDS (processes and threads) are what the pod's cgroup holds now, with its limits (--memory, --cpus, --pids-max). " +
+    "NOTE says why a pod ended when it was not a plain exit (for example OOM-killed).",
   options: [{ name: "json", kind: "boolean", help: "print JSON" }],
   async run(ctx) {
     const pods = await (await clientFor(ctx)).listPods();

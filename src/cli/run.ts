@@ -35,6 +35,14 @@ export function parseCpuBaseline(v: string | undefined): boolean | undefined {
   throw new InvalidArgumentError(`Invalid --cpu-baseline "${v}": expected on or off`);
 }
 
+/** A numeric flag's value, or null when absent; its shape is checked here, its range by the agent. */
+function parseNumberFlag(args: Parameters<typeof flagString>[0], name: string, shape: RegExp, what: string): number | null {
+  const v = flagString(args, name);
+  if (v === undefined) return null;
+  if (!shape.test(v)) throw new InvalidArgumentError(`Invalid --${name} "${v}": expected ${what}`);
+  return Number(v);
+}
+
 export const runCommand: Command = {
   name: "run",
   summary: "start a pod and return once its command runs",
@@ -42,7 +50,8 @@ export const runCommand: Command = {
   details: [
     "The pod gets its own pid, mount, uts, ipc and net namespaces. CMD is its pid 1. Its root is",
     "DIR, read-only, under a writable layer of the pod's own; stdout and stderr go to its log",
-    "(`autopod logs NAME`). Its address comes from --ip or the agent's pod subnet.",
+    "(`autopod logs NAME`). Its address comes from --ip or the agent's pod subnet. --memory, --cpus and",
+    "--pids-max limit it through its cgroup; the limits go with it through checkpoint and restore.",
     "In a cluster it starts with the CPU features every member has (see `autopod peers`), so its",
     "images restore on any member; --cpu-baseline=off lets it use all of this host's, and its images",
     "then restore only on hosts that have them.",
@@ -54,6 +63,8 @@ export const runCommand: Command = {
     { name: "volume", short: "v", kind: "repeat", value: "HOSTDIR:PODDIR[:ro]", help: "bind a host directory or file into the pod" },
     { name: "env", short: "e", kind: "repeat", value: "KEY=VALUE", help: "set an environment variable" },
     { name: "memory", short: "m", kind: "string", value: "SIZE", help: "memory limit, e.g. 256m or 1g (at least 8m); the pod is killed above it" },
+    { name: "cpus", kind: "string", value: "N", help: "CPU limit in CPUs, e.g. 0.5 or 2 (cgroup cpu quota per 100 ms)" },
+    { name: "pids-max", kind: "string", value: "N", help: "at most N processes and threads in the pod (at least 4)" },
     { name: "workdir", short: "w", kind: "string", value: "DIR", help: "working directory in the pod (default /)" },
     { name: "cpu-baseline", kind: "string", value: "on|off", help: "on (default): only the CPU features every cluster member has; off: all of this host's" },
     {
@@ -80,6 +91,8 @@ export const runCommand: Command = {
     const userFlag = flagString(args, "user");
     const user = userFlag === undefined ? undefined : parsePodUser(userFlag);
     if (user === null) throw new InvalidArgumentError(`Invalid --user "${userFlag}": expected UID[:GID], numbers from 0 to 4294967294`);
+    const cpus = parseNumberFlag(args, "cpus", /^\d+(\.\d+)?$/, "a number of CPUs like 0.5 or 2");
+    const pidsMax = parseNumberFlag(args, "pids-max", /^\d+$/, "a whole number of processes");
     const cwd = process.cwd();
     const pod = await (await clientFor(ctx)).createPod({
       name,
@@ -90,6 +103,8 @@ export const runCommand: Command = {
       volumes: flagList(args, "volume").map((v) => parseVolume(v, cwd)),
       env: parseEnv(flagList(args, "env")),
       memoryBytes,
+      cpus,
+      pidsMax,
       workdir: flagString(args, "workdir"),
       ...(cpuBaseline === undefined ? {} : { cpuBaseline }),
       ...(user ? { user } : {}),

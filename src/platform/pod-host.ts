@@ -6,6 +6,19 @@ import type { PodMount, PodRuntimeInfo, PodSpec } from "../pods/pod.ts";
 
 export type { PodMount };
 
+/** A pod's limits; null is none. */
+export interface PodLimits {
+  memoryBytes: number | null;
+  /** CPUs' worth of time (1.5: one and a half CPUs). */
+  cpus: number | null;
+  pidsMax: number | null;
+}
+
+export interface ResourceUse {
+  cpuSeconds: number | null;
+  pids: number | null;
+}
+
 export interface MemoryUse {
   current: number;
   limit: number | null;
@@ -27,13 +40,35 @@ export interface ProcessIdentity {
 /** waitpid's answer: the exit, null while it runs, "not-child" when we cannot reap it. */
 export type Reaped = ExitStatus | null | "not-child";
 
+/** A terminal's size in character cells. */
+export interface TerminalSize {
+  rows: number;
+  cols: number;
+}
+
+/** How `exec` runs a command: with stdin from the caller, with a terminal of the pod's own. */
+export interface ExecOptions {
+  /** Forward the caller's input (else stdin is /dev/null). */
+  hasStdin?: boolean;
+  /** Give the command a terminal of this size from the pod's devpts (stdin, stdout and stderr are then the terminal). */
+  tty?: TerminalSize;
+}
+
 /** A command running in a pod for `exec`. */
 export interface PodProcess {
+  /** Its output; with a terminal, everything the terminal shows. */
   stdout: ReadableStream<Uint8Array>;
+  /** Empty with a terminal. */
   stderr: ReadableStream<Uint8Array>;
   /** Resolves with the exit code, or 128 + signal. */
   exited: Promise<number>;
   kill(): void;
+  /** Input for its stdin or terminal; resolves once taken (nothing happens without hasStdin). */
+  write(data: Uint8Array): Promise<void>;
+  /** End of input: stdin is closed (a terminal gets nothing: Ctrl-D is a byte it reads). */
+  endInput(): void;
+  /** A new terminal size (nothing happens without a terminal). */
+  resize(size: TerminalSize): void;
 }
 
 export interface HostNetworkConfig {
@@ -60,8 +95,15 @@ export interface PodHost {
 
   /** The memory cgroup a pod would get, or null when the host has no memory controller. */
   cgroupDir(agentKey: string, pod: string): string | null;
-  createCgroup(dir: string, limitBytes: number | null): void;
+  /** Whether pods here can be limited in CPU time ("cpu") or number of processes ("pids"). */
+  hasCgroupController(c: "cpu" | "pids"): boolean;
+  /** Make the pod's cgroup (and, on v1, its directories in the cpu and pids hierarchies) with these limits. */
+  createCgroup(dir: string, limits: PodLimits): void;
+  /** Set the cpu and pids limits of the pod's existing cgroup (after a restore, which runs unthrottled). */
+  limitCgroup(dir: string, limits: Pick<PodLimits, "cpus" | "pidsMax">): void;
   readMemory(dir: string): MemoryUse | null;
+  /** CPU time used and processes in the cgroup now; what the host cannot tell is null. */
+  readUsage(dir: string): ResourceUse;
   cgroupPids(dir: string): number[];
   removeCgroup(dir: string): Promise<void>;
 
@@ -106,5 +148,5 @@ export interface PodHost {
   /** Send a signal; a process that is already gone is fine. */
   signal(pid: number, signal: "SIGTERM" | "SIGKILL"): void;
   /** Run a command in all the pod's namespaces, its root and its cgroup. */
-  execInPod(o: { pid: number; cmd: string[]; env: Record<string, string>; cgroup: string | null }): PodProcess;
+  execInPod(o: { pid: number; cmd: string[]; env: Record<string, string>; cgroup: string | null } & ExecOptions): PodProcess;
 }

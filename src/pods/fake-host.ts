@@ -1,5 +1,5 @@
 /** An in-memory PodHost for unit tests of the pod runtime: processes, resources and calls, no OS. */
-import type { ExitStatus, PodHost, PodProcess, ProcessIdentity, Reaped } from "../platform/pod-host.ts";
+import type { ExitStatus, PodHost, PodLimits, PodProcess, ProcessIdentity, Reaped } from "../platform/pod-host.ts";
 import type { PodMount } from "./pod.ts";
 
 interface FakeProcess {
@@ -17,7 +17,7 @@ export class FakeHost implements PodHost {
   readonly calls: string[] = [];
   readonly procs = new Map<number, FakeProcess>();
   readonly netns = new Set<string>();
-  readonly cgroups = new Map<string, { limit: number | null; oomKills: number }>();
+  readonly cgroups = new Map<string, { limit: number | null; oomKills: number; cpus: number | null; pidsMax: number | null }>();
   readonly layers = new Set<string>();
   readonly paths = new Map<string, "dir" | "file">([
     ["/base", "dir"],
@@ -51,9 +51,19 @@ export class FakeHost implements PodHost {
   cgroupDir(agentKey: string, pod: string) {
     return `/cg/${agentKey}/${pod}`;
   }
-  createCgroup(dir: string, limit: number | null) {
+  hasCgroupController(_c: "cpu" | "pids") {
+    return true;
+  }
+  createCgroup(dir: string, limits: PodLimits) {
     this.calls.push(`createCgroup ${dir}`);
-    this.cgroups.set(dir, { limit, oomKills: 0 });
+    this.cgroups.set(dir, { limit: limits.memoryBytes, oomKills: 0, cpus: limits.cpus, pidsMax: limits.pidsMax });
+  }
+  limitCgroup(dir: string, limits: Pick<PodLimits, "cpus" | "pidsMax">) {
+    this.calls.push(`limitCgroup ${dir} cpus=${limits.cpus} pids=${limits.pidsMax}`);
+    Object.assign(this.cgroups.get(dir) ?? {}, limits);
+  }
+  readUsage(dir: string) {
+    return this.cgroups.has(dir) ? { cpuSeconds: 1.5, pids: this.cgroupPids(dir).length } : { cpuSeconds: null, pids: null };
   }
   readMemory(dir: string) {
     const c = this.cgroups.get(dir);

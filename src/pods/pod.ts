@@ -48,6 +48,10 @@ export interface PodSpec {
   volumes: VolumeSpec[];
   /** Memory limit in bytes, or null for none. */
   memoryBytes: number | null;
+  /** CPU limit in CPUs (1.5: one and a half), or null for none; absent in records of older agents. */
+  cpus?: number | null;
+  /** Limit on processes and threads, or null for none; absent in records of older agents. */
+  pidsMax?: number | null;
   workdir: string;
   /** The CPU features its processes may use; absent for pods from before it was recorded (they may use their host's). */
   cpu?: PodCpu;
@@ -61,6 +65,11 @@ export interface PodCpu {
   features: string[];
   /** glibc's names of the features it started without: its GLIBC_TUNABLES has glibc.cpu.hwcaps turn them off. */
   hidden: string[];
+}
+
+/** The limits of a pod's cgroup, from its spec. */
+export function limitsOf(spec: Pick<PodSpec, "memoryBytes" | "cpus" | "pidsMax">): { memoryBytes: number | null; cpus: number | null; pidsMax: number | null } {
+  return { memoryBytes: spec.memoryBytes, cpus: spec.cpus ?? null, pidsMax: spec.pidsMax ?? null };
 }
 
 /**
@@ -156,6 +165,12 @@ export interface PodView {
   rootfs: string;
   memoryBytes: number | null;
   memoryLimitBytes: number | null;
+  /** CPU time its processes have used (cgroup), in seconds. */
+  cpuSeconds: number | null;
+  cpuLimit: number | null;
+  /** Processes (and threads) in it now. */
+  pids: number | null;
+  pidsLimit: number | null;
   exitCode: number | null;
   signal: number | null;
   reason: string | null;

@@ -11,12 +11,23 @@ import { createHash, randomUUID } from "node:crypto";
 import { AlreadyExistsError, ConflictError, errorMessage, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import { failpoint } from "../debug/failpoints.ts";
 import type { Logger } from "../log.ts";
-import type { ExitStatus, PodHost, PodProcess } from "../platform/pod-host.ts";
+import type { ExecOptions, ExitStatus, PodHost, PodProcess } from "../platform/pod-host.ts";
 import { formatIPv4, formatSubnet, gatewayOf, parseIPv4, parseSubnet, type Subnet } from "./address.ts";
 import { childPath } from "./child-path.ts";
 import type { ProtectedPaths } from "./host-dirs.ts";
 import { assertTransition, hasProcesses } from "./lifecycle.ts";
-import { formatBytes, type PodCpu, podEnvironment, signalName, stateLabel, type PodRecord, type PodRuntimeInfo, type PodSpec, type PodView } from "./pod.ts";
+import {
+  formatBytes,
+  limitsOf,
+  type PodCpu,
+  podEnvironment,
+  signalName,
+  stateLabel,
+  type PodRecord,
+  type PodRuntimeInfo,
+  type PodSpec,
+  type PodView,
+} from "./pod.ts";
 import { withHiddenHwcaps } from "../cluster/cpu-baseline.ts";
 import type { PodStore } from "./store.ts";
 import { checkPodName, checkRequest, chooseAddress, type CreatePodRequest } from "./validate.ts";
@@ -211,7 +222,7 @@ export class PodRuntime {
       const made = await Promise.allSettled([
         (async () => {
           await host.prepareLayer(record.spec, rt);
-          if (rt.cgroup) host.createCgroup(rt.cgroup, record.spec.memoryBytes);
+          if (rt.cgroup) host.createCgroup(rt.cgroup, limitsOf(record.spec));
           ms.layer_cgroup = Math.round((performance.now() - t) * 10) / 10;
         })(),
         host
@@ -464,12 +475,12 @@ export class PodRuntime {
     };
   }
 
-  /** Run a command in the running pod. */
-  exec(name: string, cmd: string[]): PodProcess {
+  /** Run a command in the running pod (with the caller's input, in a terminal of its own, as asked). */
+  exec(name: string, cmd: string[], opts: ExecOptions = {}): PodProcess {
     const r = this.record(name);
     if (r.state !== "running" || r.pid === null) throw new ConflictError(`Cannot exec in pod "${name}": it is ${stateLabel(r)}`);
     if (cmd.length === 0 || !cmd[0]) throw new ConflictError("No command to exec");
-    return this.#o.host.execInPod({ pid: r.pid, cmd, env: podEnvironment(r.spec), cgroup: r.runtime.cgroup });
+    return this.#o.host.execInPod({ pid: r.pid, cmd, env: podEnvironment(r.spec), cgroup: r.runtime.cgroup, ...opts });
   }
 
   /**
@@ -602,6 +613,7 @@ export class PodRuntime {
   #view(r: PodRecord): PodView {
     const live = hasProcesses(r.state);
     const mem = live && r.runtime.cgroup ? this.#o.host.readMemory(r.runtime.cgroup) : null;
+    const use = live && r.runtime.cgroup ? this.#o.host.readUsage(r.runtime.cgroup) : { cpuSeconds: null, pids: null };
     return {
       name: r.spec.name,
       state: stateLabel(r),
@@ -613,6 +625,10 @@ export class PodRuntime {
       rootfs: r.spec.rootfs,
       memoryBytes: mem?.current ?? null,
       memoryLimitBytes: r.spec.memoryBytes,
+      cpuSeconds: use.cpuSeconds,
+      cpuLimit: r.spec.cpus ?? null,
+      pids: use.pids,
+      pidsLimit: r.spec.pidsMax ?? null,
       exitCode: r.exit?.code ?? null,
       signal: r.exit?.signal ?? null,
       reason: r.exit?.reason ?? null,
@@ -730,7 +746,8 @@ export class PodRuntime {
     this.#o.store.update(restoring);
     try {
       await this.#recheckAddress(r.spec);
-      if (rt.cgroup) host.createCgroup(rt.cgroup, r.spec.memoryBytes);
+      // CPU and process limits come after CRIU (adoptRestored): throttled, its restore would be the pod's freeze time, and its own processes would count.
+      if (rt.cgroup) host.createCgroup(rt.cgroup, { memoryBytes: r.spec.memoryBytes, cpus: null, pidsMax: null });
       await host.deleteNetwork(rt);
       await host.createNetwork({
         netns: rt.netns,
@@ -761,6 +778,7 @@ export class PodRuntime {
     assertTransition(name, r.state, "running", "adopt a process for");
     const id = this.#o.host.processIdentity(pid);
     if (!id) throw new NotFoundError(`No process ${pid} to adopt for pod "${name}"`);
+    if (r.runtime.cgroup) this.#o.host.limitCgroup(r.runtime.cgroup, limitsOf(r.spec));
     const updated: PodRecord = { ...r, state: "running", pid, startTime: id.startTime, startedAt: new Date().toISOString(), exit: null };
     this.#o.store.update(updated);
     return this.#view(updated);

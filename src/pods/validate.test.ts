@@ -30,3 +30,21 @@ test("refusals quote at most 100 characters of a hostile value, with its length 
 test("control characters in a refused value are escaped, not sent to the terminal", () => {
   expect(refusal(() => checkPodName("a\x1b]0;owned\x07"))).toStartWith('Invalid pod name "a\\u001b]0;owned\\u0007": ');
 });
+
+test("CPU and process limits: in range, and only where the host has the controller", () => {
+  const host = new FakeHost();
+  const req = { name: "web", rootfs: "/base", cmd: ["sleep"] };
+  expect(checkRequest({ ...req, cpus: 1.5, pidsMax: 64 }, host, OPTS)).toMatchObject({ cpus: 1.5, pidsMax: 64 });
+  expect(checkRequest(req, host, OPTS)).toMatchObject({ cpus: null, pidsMax: null });
+  expect(refusal(() => checkRequest({ ...req, cpus: 0.001 }, host, OPTS))).toBe('CPU limit "0.001" is out of range: 0.01 to 4096 CPUs');
+  expect(refusal(() => checkRequest({ ...req, cpus: Number.NaN }, host, OPTS))).toBe('CPU limit "NaN" is out of range: 0.01 to 4096 CPUs');
+  expect(refusal(() => checkRequest({ ...req, pidsMax: 3 }, host, OPTS))).toBe(
+    'Process limit "3" is out of range: 4 to 4194304 (starting the pod and each exec take two of it)',
+  );
+  expect(refusal(() => checkRequest({ ...req, pidsMax: 10.5 }, host, OPTS))).toStartWith('Process limit "10.5" is out of range');
+  host.hasCgroupController = (c) => c !== "pids";
+  expect(refusal(() => checkRequest({ ...req, pidsMax: 10 }, host, OPTS))).toBe("Cannot limit processes: this host has no pids cgroup controller");
+  expect(refusal(() => checkRequest({ ...req, cpus: 1 }, host, { ...OPTS, hasMemoryCgroup: false }))).toBe(
+    "Cannot limit CPU time: this host has no cpu cgroup controller",
+  );
+});

@@ -22,12 +22,27 @@ export interface CreatePodRequest {
   volumes?: VolumeSpec[];
   env?: Record<string, string>;
   memoryBytes?: number | null;
+  /** CPUs' worth of time (1.5: one and a half CPUs). */
+  cpus?: number | null;
+  /** At most this many processes (and threads) in the pod. */
+  pidsMax?: number | null;
   workdir?: string;
   /** false: the pod may use every feature of this host's CPU, not only the cluster's baseline (its images then restore only on hosts with them). */
   cpuBaseline?: boolean;
   /** The user the command runs as (default root). */
   user?: PodUser;
 }
+
+/** --cpus: from a hundredth of a CPU (the kernel's quota floor is 1 ms per 100 ms period) up. */
+export const MIN_CPUS = 0.01;
+export const MAX_CPUS = 4096;
+/**
+ * --pids-max: starting a pod has two processes in its cgroup at once
+ * (unshare and pod-init), an exec two more (nsenter and the command).
+ */
+export const MIN_PIDS = 4;
+/** The kernel's largest pid_max. */
+export const MAX_PIDS = 4_194_304;
 
 /**
  * Starting a pod runs unshare and autopod's pod-init in the pod's memory cgroup: measured, their
@@ -124,9 +139,29 @@ export function checkRequest(
     memoryBytes = req.memoryBytes;
   }
 
+  let cpus: number | null = null;
+  if (req.cpus !== undefined && req.cpus !== null) {
+    if (!Number.isFinite(req.cpus) || req.cpus < MIN_CPUS || req.cpus > MAX_CPUS) {
+      throw new InvalidArgumentError(`CPU limit ${quote(String(req.cpus))} is out of range: ${MIN_CPUS} to ${MAX_CPUS} CPUs`);
+    }
+    if (!opts.hasMemoryCgroup || !host.hasCgroupController("cpu")) throw new PreconditionError("Cannot limit CPU time: this host has no cpu cgroup controller");
+    cpus = req.cpus;
+  }
+  let pidsMax: number | null = null;
+  if (req.pidsMax !== undefined && req.pidsMax !== null) {
+    if (!Number.isInteger(req.pidsMax) || req.pidsMax < MIN_PIDS || req.pidsMax > MAX_PIDS) {
+      throw new InvalidArgumentError(
+        `Process limit ${quote(String(req.pidsMax))} is out of range: ${MIN_PIDS} to ${MAX_PIDS} (starting the pod and each exec take two of it)`,
+      );
+    }
+    if (!opts.hasMemoryCgroup || !host.hasCgroupController("pids"))
+      throw new PreconditionError("Cannot limit processes: this host has no pids cgroup controller");
+    pidsMax = req.pidsMax;
+  }
+
   const user = req.user === undefined ? undefined : checkUser(req.user);
 
-  return { name: req.name, rootfs, cmd: req.cmd, env, hostname, volumes, memoryBytes, workdir, ...(user ? { user } : {}) };
+  return { name: req.name, rootfs, cmd: req.cmd, env, hostname, volumes, memoryBytes, cpus, pidsMax, workdir, ...(user ? { user } : {}) };
 }
 
 function checkUser(u: PodUser): PodUser {

@@ -24,6 +24,9 @@ function chattyProcess(): PodProcess & { kills: number } {
     stdout: out,
     stderr: new ReadableStream<Uint8Array>({ start: (c) => void exited.then(() => c.close()) }),
     exited,
+    write: async () => {},
+    endInput() {},
+    resize() {},
     kill() {
       p.kills++;
       isKilled = true;

@@ -24,10 +24,23 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 /** The fake host, but exec runs the command here (no pod): its output and exit status travel the real exec frames. */
 class ExecHost extends FakeHost {
   execs: string[][] = [];
+  resizes: Array<{ rows: number; cols: number }> = [];
   override execInPod(o: Parameters<FakeHost["execInPod"]>[0]): PodProcess {
     this.execs.push(o.cmd);
-    const p = Bun.spawn(o.cmd, { stdout: "pipe", stderr: "pipe", stdin: "ignore" });
-    return { stdout: p.stdout, stderr: p.stderr, exited: p.exited, kill: () => p.kill() };
+    const p = Bun.spawn(o.cmd, { stdout: "pipe", stderr: "pipe", stdin: o.hasStdin ? "pipe" : "ignore" });
+    const sink = o.hasStdin ? (p.stdin as import("bun").FileSink) : null;
+    return {
+      stdout: p.stdout,
+      stderr: p.stderr,
+      exited: p.exited,
+      kill: () => p.kill(),
+      write: async (d) => {
+        sink?.write(d);
+        await sink?.flush();
+      },
+      endInput: () => void sink?.end(),
+      resize: (s) => this.resizes.push(s),
+    };
   }
 }
 
@@ -111,6 +124,45 @@ describe("LocalClient against the real local app", () => {
     await client.removePod("ex", true);
     const stopped = await client.exec("ex", ["true"], { stdout() {}, stderr() {} }).catch((e: unknown) => e);
     expect(stopped).toBeInstanceOf(NotFoundError);
+  });
+
+  test("exec -i: stdin streams in while output streams out, its end ends the command's input, and resizes reach the process", async () => {
+    await client.createPod({ name: "ei", rootfs: "/base", cmd: ["sleep", "1000"] } as never);
+    const dec = new TextDecoder();
+    let out = "";
+    let gotFirst: () => void = () => {};
+    const firstSeen = new Promise<void>((r) => (gotFirst = r));
+    let resize: (s: { rows: number; cols: number }) => void = () => {};
+    async function* typed() {
+      yield new TextEncoder().encode("one\n");
+      await firstSeen; // full duplex: the output of the first line comes back before the second is sent
+      resize({ rows: 40, cols: 120 });
+      yield new TextEncoder().encode("two\n");
+      yield new Uint8Array(300_000).fill(120); // over the agent's frame limit once: sent in pieces
+    }
+    const code = await client.exec(
+      "ei",
+      ["sh", "-c", "while read l; do echo got $l; done; wc -c"],
+      {
+        stdout: (c) => {
+          out += dec.decode(c);
+          if (out.includes("got one")) gotFirst();
+        },
+        stderr() {},
+      },
+      {
+        stdin: typed(),
+        onResize: (l) => {
+          resize = l;
+          return () => {};
+        },
+      },
+    );
+    expect(code).toBe(0);
+    expect(out.split("\n").slice(0, 2)).toEqual(["got one", "got two"]);
+    expect(out.trim().split("\n").at(-1)!.trim()).toBe("0"); // `read` took the 300,000 bytes without newline, then wc saw the end
+    expect(host.resizes).toEqual([{ rows: 40, cols: 120 }]);
+    await client.removePod("ei", true);
   });
 
   test("logs, whole and followed until the pod has ended", async () => {

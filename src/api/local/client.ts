@@ -19,13 +19,23 @@ import type { CreatePodRequest } from "../../pods/validate.ts";
 import type { ClusterCpuView } from "../../cluster/cluster-cpu.ts";
 import type { AgentInfo } from "./app.ts";
 import type { MigrateReport, MigrationProgress } from "../../migrate/index.ts";
-import { decodeFrames, exitCodeOf, FRAME } from "./exec-frames.ts";
+import { decodeFrames, EXEC_CONTENT_TYPE, encodeFrame, exitCodeOf, FRAME, resizeFrame } from "./exec-frames.ts";
 import type { OnProgress } from "../../progress.ts";
 import { readProgressStream } from "./progress-stream.ts";
 
 export interface ExecOutput {
   stdout(chunk: Uint8Array): void;
   stderr(chunk: Uint8Array): void;
+}
+
+/** What an interactive exec sends besides the command. */
+export interface ExecInput {
+  /** The caller's input for the command's stdin (its terminal with tty); its end is the end of input. */
+  stdin?: AsyncIterable<Uint8Array>;
+  /** A terminal of this size for the command, from the pod's own devpts. */
+  tty?: { rows: number; cols: number };
+  /** Subscribe to the caller's terminal size changes; returns the unsubscribe. */
+  onResize?: (listener: (size: { rows: number; cols: number }) => void) => () => void;
 }
 
 export class LocalClient {
@@ -76,9 +86,62 @@ export class LocalClient {
     }
   }
 
-  /** Run a command in the pod; output goes to `out` as it comes. Resolves with its exit status. */
-  async exec(name: string, cmd: string[], out: ExecOutput): Promise<number> {
-    const res = await this.#fetch("POST", `/v1/pods/${encodeURIComponent(name)}/exec`, { cmd });
+  /**
+   * Run a command in the pod; output goes to `out` as it comes. With `input`,
+   * the caller's stdin, terminal and resizes go to it on the same request.
+   * Resolves with its exit status.
+   */
+  async exec(name: string, cmd: string[], out: ExecOutput, input?: ExecInput): Promise<number> {
+    const path = `/v1/pods/${encodeURIComponent(name)}/exec`;
+    if (!input) return this.#execFrames(await this.#fetch("POST", path, { cmd }), out);
+    let stop = () => {};
+    const body = new ReadableStream<Uint8Array>({
+      start(ctrl) {
+        const send = (frame: Uint8Array) => {
+          try {
+            ctrl.enqueue(frame);
+          } catch {
+            // the session is over
+          }
+        };
+        send(encodeFrame(FRAME.start, new TextEncoder().encode(JSON.stringify({ cmd, stdin: input.stdin !== undefined, tty: input.tty ?? null }))));
+        const unsubscribe = input.onResize?.((s) => send(resizeFrame(s.rows, s.cols))) ?? (() => {});
+        let isStopped = false;
+        stop = () => {
+          if (isStopped) return;
+          isStopped = true;
+          unsubscribe();
+          try {
+            ctrl.close();
+          } catch {
+            // closed already
+          }
+        };
+        if (input.stdin) {
+          void (async () => {
+            try {
+              for await (const chunk of input.stdin!) {
+                if (isStopped) return;
+                // The agent takes frames of up to 1 MiB.
+                for (let at = 0; at < chunk.byteLength; at += 1 << 16) send(encodeFrame(FRAME.stdin, chunk.subarray(at, at + (1 << 16))));
+              }
+            } catch {
+              // an unreadable stdin ends like an empty one
+            }
+            send(encodeFrame(FRAME.stdinEnd, new Uint8Array(0)));
+          })();
+        }
+      },
+      cancel: () => stop(),
+    });
+    try {
+      return await this.#execFrames(await this.#fetch("POST", path, body, EXEC_CONTENT_TYPE), out);
+    } finally {
+      stop();
+    }
+  }
+
+  async #execFrames(res: Response, out: ExecOutput): Promise<number> {
     if (!res.body) throw new UnavailableError("The agent sent no exec output");
     for await (const f of decodeFrames(res.body)) {
       if (f.type === FRAME.stdout) out.stdout(f.payload);
@@ -98,7 +161,8 @@ export class LocalClient {
     return (await this.#json<{ checkpoint: CheckpointResult }>("POST", `/v1/pods/${encodeURIComponent(name)}/checkpoint`, req)).checkpoint;
   }
 
-  async restore(req: { image: string; name?: string; ip?: string }): Promise<RestoreResult> {
+  /** Restore `image` (an id or prefix), or `ref` (that, or a pod name: its latest image). */
+  async restore(req: ({ image: string } | { ref: string }) & { name?: string; ip?: string }): Promise<RestoreResult> {
     return (await this.#json<{ restore: RestoreResult }>("POST", "/v1/restore", req)).restore;
   }
 

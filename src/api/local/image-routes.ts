@@ -32,13 +32,19 @@ export const CheckpointBody = z
   })
   .strict();
 
+/** `image`: an image id or prefix only; `ref`: that, or a pod name (its latest image). One of them. */
 export const RestoreBody = z
   .object({
-    image: z.string().regex(/^[0-9a-f]{4,64}$/, "an image id (4 to 64 hex digits)"),
+    image: z
+      .string()
+      .regex(/^[0-9a-f]{4,64}$/, "an image id (4 to 64 hex digits)")
+      .optional(),
+    ref: z.string().min(1).max(200).optional(),
     name: z.string().min(1).max(200).optional(),
     ip: z.string().max(64).optional(),
   })
-  .strict();
+  .strict()
+  .refine((b) => (b.image === undefined) !== (b.ref === undefined), "one of image (an image id) or ref (an image id or a pod name)");
 
 export const GcBody = z.object({}).strict();
 
@@ -68,8 +74,9 @@ export function addImageRoutes(app: Hono, { checkpointer, catalogue, trust }: Im
   });
 
   app.post("/v1/restore", async (c) => {
-    const { image, name, ip } = await json(c, RestoreBody);
-    return c.json({ restore: await checkpointer.restore(image, { name, ip }) }, 201);
+    const { image, ref, name, ip } = await json(c, RestoreBody);
+    const id = image ?? checkpointer.resolveRestoreRef(ref!);
+    return c.json({ restore: await checkpointer.restore(id, { name, ip }) }, 201);
   });
 
   app.get("/v1/images", async (c) => c.json({ images: await listing() }));

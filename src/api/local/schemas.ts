@@ -19,6 +19,8 @@ export const CreatePodBody = z
       .default([]),
     env: z.record(z.string(), z.string()).default({}),
     memoryBytes: z.number().int().positive().nullable().optional(),
+    cpus: z.number().positive().nullable().optional(),
+    pidsMax: z.number().int().positive().nullable().optional(),
     workdir: z.string().min(1).optional(),
     /** false: the pod may use all of this host's CPU features, not only the cluster's baseline. */
     cpuBaseline: z.boolean().optional(),
@@ -47,5 +49,18 @@ export const MAX_STOP_TIMEOUT_SECONDS = 240;
 export const StopPodBody = z.object({ timeoutSeconds: z.number().min(0).max(MAX_STOP_TIMEOUT_SECONDS).default(10) }).strict();
 
 export const ExecBody = z.object({ cmd: z.array(z.string()).min(1, "a command") }).strict();
+
+/** The first frame of an interactive exec: the command, whether stdin follows, and the terminal's size for a pty. */
+export const ExecStartBody = z
+  .object({
+    cmd: z.array(z.string()).min(1, "a command"),
+    stdin: z.boolean().default(false),
+    tty: z
+      .object({ rows: z.number().int().min(1).max(65535), cols: z.number().int().min(1).max(65535) })
+      .strict()
+      .nullable()
+      .default(null),
+  })
+  .strict();
 
 export { describeZodError } from "../../errors.ts";

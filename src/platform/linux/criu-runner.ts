@@ -7,8 +7,9 @@
 import { closeSync, existsSync, openSync, readdirSync, readFileSync, statfsSync, statSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { CriuDumpOptions, CriuRestoreOptions, ExternalMount } from "../checkpoint-host.ts";
+import { siblingDirs } from "./cgroup.ts";
+import { joinCgroupsArgv } from "./cgroup-exec.ts";
 import { run, which } from "./exec.ts";
-import { selfArgv } from "./launcher.ts";
 
 /** `criu dump` as the checkpoint host asks for it, plus how long it may take. */
 export type { ExternalMount };
@@ -219,15 +220,11 @@ export async function criuRestore(o: RestoreOptions): Promise<{ pid: number; dur
 }
 
 /**
- * argv run from inside a cgroup. A shell joins it and execs: the same as
- * `autopod __exec-in-cgroup`, without starting a 100 MB binary on every
- * restore (30 ms here). The cgroup directory is the agent's own.
+ * argv run from inside the pod's cgroup and its siblings (v1's cpu and pids
+ * hierarchies): see joinCgroupsArgv. The cgroup directory is the agent's own.
  */
 export function inCgroup(cgroup: string, argv: string[]): string[] {
-  if (existsSync("/bin/sh") && cgroup.startsWith("/sys/fs/cgroup/") && !cgroup.includes("\n")) {
-    return ["/bin/sh", "-c", 'echo 0 > "$0/cgroup.procs" && exec "$@"', cgroup, ...argv];
-  }
-  return [...selfArgv(), "__exec-in-cgroup", cgroup, "--", ...argv];
+  return joinCgroupsArgv([cgroup, ...siblingDirs(cgroup)], argv);
 }
 
 async function errorFrom(action: "dump" | "restore", exitCode: number, logFile: string, stderr: string): Promise<CriuError> {

@@ -10,6 +10,8 @@
  */
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
+import { siblingDirs } from "./cgroup.ts";
+import { joinCgroupsArgv } from "./cgroup-exec.ts";
 import { which } from "./exec.ts";
 import { reapIfExited } from "./libc.ts";
 import { netnsPath } from "./netns.ts";
@@ -44,7 +46,8 @@ export function selfArgv(): string[] {
 
 export async function launchPod(req: LaunchRequest): Promise<Launched> {
   writeFileSync(req.planPath, JSON.stringify(req.plan), { mode: 0o600 });
-  const argv = [
+  // On v1 hosts the pod's cpu and pids cgroups are other hierarchies than its memory one (Bun's spawn joins that).
+  const argv = joinCgroupsArgv(req.cgroup ? siblingDirs(req.cgroup) : [], [
     which("nsenter") ?? "nsenter",
     `--net=${netnsPath(req.netns)}`,
     "--",
@@ -60,7 +63,7 @@ export async function launchPod(req: LaunchRequest): Promise<Launched> {
     ...selfArgv(),
     "__pod-init",
     req.planPath,
-  ];
+  ]);
   const launcher = Bun.spawn(argv, {
     stdio: ["ignore", "ignore", "pipe"],
     env: {},

@@ -35,6 +35,7 @@ function open() {
     close: { args: [i32], returns: i32 },
     setsockopt: { args: [i32, i32, i32, P, u32], returns: i32 },
     eventfd: { args: [u32, i32], returns: i32 },
+    ioctl: { args: [i32, u64, u64], returns: i32 },
   });
 }
 function libc() {
@@ -360,4 +361,14 @@ export function tcpRepairOff(pid: number, fd: number): void {
   } finally {
     libc().close(pidfd);
   }
+}
+
+/** ioctl(2) with an integer or pointer argument (a pointer as a number from bun:ffi's ptr). */
+export function ioctl(fd: number, request: number, arg: number | bigint, what: string): number {
+  return check(libc().ioctl(fd, BigInt(request), BigInt(arg)), `ioctl(${what})`);
+}
+
+/** The address of a buffer, for ioctl. */
+export function addressOf(buf: Uint8Array | Uint16Array | Int32Array | Uint32Array): number {
+  return ptr(buf);
 }

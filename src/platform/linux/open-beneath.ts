@@ -39,16 +39,17 @@ function unsafe(path: string, errno: number): UnsafePathError {
 /**
  * Open `rel` beneath the directory `dir` (which the caller trusts) with `flags`
  * (O_* from node:fs). Returns the fd, or null when it does not exist.
- * O_CLOEXEC and O_NOFOLLOW are always added.
+ * O_CLOEXEC and O_NOFOLLOW are always added. With crossMounts the path may
+ * pass into mounts beneath `dir` (a pod's /dev/pts), still through no link.
  */
-export function openBeneath(dir: string, rel: string, flags: number): number | null {
+export function openBeneath(dir: string, rel: string, flags: number, opts: { crossMounts?: boolean } = {}): number | null {
   const l = (lib ??= load()).symbols;
   const dirFd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | 0o2000000 /* O_CLOEXEC */);
   try {
     const how = new BigUint64Array([
       BigInt(flags | constants.O_NOFOLLOW | 0o2000000),
       0n,
-      BigInt(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV),
+      BigInt(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | (opts.crossMounts ? 0 : RESOLVE_NO_XDEV)),
     ]);
     const path = Buffer.from(`${rel}\0`);
     const fd = Number(l.syscall(BigInt(SYS_openat2), BigInt(dirFd), ptr(path), ptr(how), BigInt(how.byteLength)));

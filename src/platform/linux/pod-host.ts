@@ -10,7 +10,7 @@ import { decodeWaitStatus, mount, reapIfExited, umountDetach } from "./libc.ts";
 import * as netns from "./netns.ts";
 import { POD_LOG_PATH, type PodInitPlan } from "./pod-init-plan.ts";
 import { podMountLayout } from "./pod-shape.ts";
-import { killTree } from "./pod-procs.ts";
+import { execInPod } from "./pod-exec.ts";
 import * as routed from "./routed.ts";
 import { readProcStat } from "./proc.ts";
 import { findExecutableInRoot, resolveInRoot } from "./root-path.ts";
@@ -68,7 +68,8 @@ export const linuxPodHost: PodHost = {
     const h = cgroup.memoryHierarchy();
     return h ? cgroup.podCgroupPath(h, agentKey, pod) : null;
   },
-  createCgroup(dir, limitBytes) {
+  hasCgroupController: (c) => cgroup.hierarchyOf(c) !== null,
+  createCgroup(dir, limits) {
     const h = cgroup.memoryHierarchy();
     if (!h) throw new Error("This host has no memory cgroup controller");
     // A leftover of an earlier pod of the same name, now empty, must not carry its counters over.
@@ -79,8 +80,11 @@ export const linuxPodHost: PodHost = {
         // busy (a child cgroup): keep it, counters and all
       }
     }
-    cgroup.createPodCgroup(h, dir, limitBytes);
+    cgroup.createPodCgroup(h, dir, limits.memoryBytes);
+    cgroup.limitPodCgroup(dir, limits);
   },
+  limitCgroup: (dir, limits) => cgroup.limitPodCgroup(dir, limits),
+  readUsage: (dir) => cgroup.readPodUsage(dir),
   readMemory(dir) {
     const h = cgroup.memoryHierarchy();
     return h ? cgroup.readMemoryUse(h, dir) : null;
@@ -172,24 +176,8 @@ export const linuxPodHost: PodHost = {
     }
   },
 
-  execInPod(o) {
-    const argv = [which("nsenter") ?? "nsenter", "-t", String(o.pid), "-m", "-u", "-i", "-n", "-p", "-r", "-w", "--", ...o.cmd];
-    const proc = Bun.spawn(argv, {
-      stdio: ["ignore", "pipe", "pipe"],
-      env: o.env,
-      ...(o.cgroup ? { cgroup: o.cgroup } : {}),
-    });
-    return {
-      stdout: proc.stdout,
-      stderr: proc.stderr,
-      exited: proc.exited.then((code) => (proc.signalCode ? 128 + (SIGNALS[proc.signalCode] ?? 0) : code)),
-      // nsenter forks the command into the pod: killing nsenter alone would leave it running there.
-      kill: () => killTree(proc.pid),
-    };
-  },
+  execInPod: (o) => execInPod(o),
 };
-
-const SIGNALS: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
 
 /** The agent's children, from every one of its threads (a child belongs to the thread that forked it, or the one an orphan was handed to). */
 function childPids(): number[] {
