@@ -1,15 +1,22 @@
 /**
  * The apt check: pending updates on Debian and Ubuntu, from apt's own
  * resolver (`apt-get --simulate dist-upgrade`, which honours pinning and
- * never changes the package database or touches the network), classified as
- * security updates by the archive each candidate comes from.
+ * never changes the package database or touches the network). A pending
+ * update is a security update when its candidate comes from a security
+ * archive, or when a security archive offers a version newer than the
+ * installed one and not newer than the candidate (the candidate came from a
+ * point release that already carries the fix): the packages
+ * unattended-upgrades, in its default security-only configuration, would
+ * install.
  */
 import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage } from "../errors.ts";
 import { type AptRelease, isSecurityArchive, parseRelease } from "./apt-release.ts";
 import { type AptArchiveRef, parseAptSimulation } from "./apt-simulation.ts";
+import { type OfferedVersion, pairIndexes, readOfferedVersions, releasePrefix } from "./apt-security-versions.ts";
 import { type Checker, type CheckOptions, type CheckResult, failed, type LockReason, notApplicable, type PackageReason, type Reason } from "./checker.ts";
+import { compareDebianVersions } from "./debian-version.ts";
 import { isBroken, parseDpkgStatus } from "./dpkg-status.ts";
 import { inRoot } from "./host-paths.ts";
 import { describeHolders, waitForLockRelease } from "./lock-holders.ts";
@@ -56,20 +63,37 @@ export const aptChecker: Checker = {
 
     const sim = parseAptSimulation(r.stdout);
     const listsDir = inRoot(opts.paths, "var/lib/apt/lists");
-    const releases = await readReleases(listsDir);
+    const releaseFiles = await readReleaseFiles(listsDir);
+    const releases = [...releaseFiles.values()];
     // Without lists apt knows of no candidates, and "no updates" would be a false all clear.
     if (releases.length === 0) return failed(`apt has no package lists in "${listsDir}" (run apt-get update): cannot tell which updates exist`);
+    const upgrades = sim.installs.filter((i) => i.installed !== undefined); // the others are new dependencies, not updates
+    let offered: OfferedVersion[];
+    try {
+      const names = await readdir(listsDir);
+      const securityIndexes = pairIndexes(names, releaseFiles).filter((x) => isSecurityArchive(x.release));
+      const wanted = new Set(upgrades.map((i) => i.name.split(":")[0]!));
+      offered = wanted.size ? await readOfferedVersions(listsDir, securityIndexes, wanted, opts.run, opts.commandTimeoutMs) : [];
+    } catch (e) {
+      return failed(`Cannot read the security archives' package lists: ${errorMessage(e)}`);
+    }
     const packages: PackageReason[] = [];
-    for (const i of sim.installs) {
-      if (i.installed === undefined) continue; // pulled in as a new dependency: not an update of anything installed
+    for (const i of upgrades) {
       const [name, foreignArch] = i.name.split(":");
+      const arch = foreignArch ?? i.arch;
+      const fix = securityFix(
+        { name: name!, arch, installed: i.installed!, candidate: i.candidate },
+        i.archives.some((a) => isSecurityArchive(resolveArchive(a, releases))),
+        offered,
+      );
       packages.push({
         kind: "package",
         name: name!,
-        arch: foreignArch ?? i.arch,
-        installed: i.installed,
+        arch,
+        installed: i.installed!,
         candidate: i.candidate,
-        security: i.archives.some((a) => isSecurityArchive(resolveArchive(a, releases))),
+        security: fix !== undefined,
+        ...(fix !== undefined ? { security_version: fix } : {}),
         origins: i.archives.map((a) => a.text),
       });
     }
@@ -126,21 +150,50 @@ export function resolveArchive(ref: AptArchiveRef, releases: readonly AptRelease
   return match ?? { label: ref.label, suite: ref.suite, version: ref.version };
 }
 
+/**
+ * The version that fixes a pending update's security issue, or undefined
+ * when it has none: the candidate when it comes from a security archive,
+ * else the newest version a security archive offers for the package's
+ * architecture that is newer than the installed one and not newer than the
+ * candidate (unattended-upgrades installs that one instead). Pure.
+ */
+export function securityFix(
+  pkg: { name: string; arch: string; installed: string; candidate: string },
+  candidateIsSecurity: boolean,
+  offered: readonly OfferedVersion[],
+): string | undefined {
+  if (candidateIsSecurity) return pkg.candidate;
+  let best: string | undefined;
+  for (const o of offered) {
+    if (o.name !== pkg.name || (o.arch !== pkg.arch && o.arch !== "all" && pkg.arch !== "all")) continue;
+    if (compareDebianVersions(o.version, pkg.installed) <= 0 || compareDebianVersions(o.version, pkg.candidate) > 0) continue;
+    if (best === undefined || compareDebianVersions(o.version, best) > 0) best = o.version;
+  }
+  return best;
+}
+
 /** The Release headers of every list apt has downloaded. */
 export async function readReleases(listsDir: string): Promise<AptRelease[]> {
+  return [...(await readReleaseFiles(listsDir)).values()];
+}
+
+/** The Release headers of every list apt has downloaded, by their file name's prefix (see apt-security-versions.ts). */
+export async function readReleaseFiles(listsDir: string): Promise<Map<string, AptRelease>> {
   let names: string[];
   try {
     names = await readdir(listsDir);
   } catch {
-    return [];
+    return new Map();
   }
-  const out: AptRelease[] = [];
-  for (const n of names) {
-    if (!n.endsWith("_InRelease") && !n.endsWith("_Release")) continue;
+  const out = new Map<string, AptRelease>();
+  for (const n of names.sort()) {
+    const prefix = releasePrefix(n);
+    if (prefix === null) continue;
     try {
       // The header sits at the top; the checksum lists below it can be large.
       const file = Bun.file(join(listsDir, n));
-      out.push(parseRelease(await file.slice(0, 16384).text()));
+      // InRelease sorts before Release: a repository that has both keeps the signed one.
+      if (!out.has(prefix)) out.set(prefix, parseRelease(await file.slice(0, 16384).text()));
     } catch {
       // unreadable: its packages fall back to apt's label and suite
     }

@@ -48,6 +48,12 @@ export interface PackageReason {
   installed: string;
   candidate: string;
   security: boolean;
+  /**
+   * The version that fixes the security issue, when security is true: the
+   * candidate, or an older version from a security archive when the
+   * candidate comes from elsewhere (a point release that carries the fix).
+   */
+  security_version?: string;
   /** Where the candidate comes from, as the package manager names it (e.g. "Debian-Security:12/oldstable-security"). */
   origins: string[];
 }

@@ -17,6 +17,7 @@ export const ReasonSchema = z.discriminatedUnion("kind", [
       installed: z.string(),
       candidate: z.string(),
       security: z.boolean(),
+      security_version: z.string().optional(),
       origins: z.array(z.string()),
     })
     .strict(),

@@ -5,7 +5,7 @@ import { exitStatusOf, type StatusReport } from "./report.ts";
 function describeReason(r: Reason): string {
   switch (r.kind) {
     case "package":
-      return `${r.name}${r.arch ? `:${r.arch}` : ""} ${r.installed} -> ${r.candidate}${r.security ? " [security]" : ""}${r.origins.length ? ` (${r.origins.join(", ")})` : ""}`;
+      return `${r.name}${r.arch ? `:${r.arch}` : ""} ${r.installed} -> ${r.candidate}${r.security ? (r.security_version && r.security_version !== r.candidate ? ` [security, fixed in ${r.security_version}]` : " [security]") : ""}${r.origins.length ? ` (${r.origins.join(", ")})` : ""}`;
     case "file":
       return `${r.path}${r.detail ? `: ${r.detail}` : ""}`;
     case "process":
