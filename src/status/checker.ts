@@ -69,6 +69,10 @@ export interface FileReason {
 export interface ReplacedFile {
   path: string;
   change: "deleted" | "replaced";
+  /** The package that owns the file now (dpkg hosts), when one does. */
+  package?: string;
+  /** The interpreter that runs this source file; absent for mapped executables and libraries. */
+  loaded_by?: "python" | "perl" | "ruby";
 }
 
 /** A process that runs replaced code. */

@@ -6,7 +6,14 @@ import { z } from "zod";
 import type { StatusReport } from "./report.ts";
 import { VERDICTS } from "./verdict.ts";
 
-const ReplacedFileSchema = z.object({ path: z.string(), change: z.enum(["deleted", "replaced"]) }).strict();
+const ReplacedFileSchema = z
+  .object({
+    path: z.string(),
+    change: z.enum(["deleted", "replaced"]),
+    package: z.string().optional(),
+    loaded_by: z.enum(["python", "perl", "ruby"]).optional(),
+  })
+  .strict();
 
 export const ReasonSchema = z.discriminatedUnion("kind", [
   z

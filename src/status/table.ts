@@ -9,7 +9,7 @@ function describeReason(r: Reason): string {
     case "file":
       return `${r.path}${r.detail ? `: ${r.detail}` : ""}`;
     case "process":
-      return `pid ${r.pid} ${r.command}${r.pod ? ` pod ${r.pod}` : ""}${r.unit ? ` unit ${r.unit}` : ""}: ${r.files.map((f) => `${f.path} (${f.change})`).join(", ")}`;
+      return `pid ${r.pid} ${r.command}${r.pod ? ` pod ${r.pod}` : ""}${r.unit ? ` unit ${r.unit}` : ""}: ${r.files.map((f) => `${f.path} (${[f.change, f.loaded_by && `${f.loaded_by} source`, f.package && `package ${f.package}`].filter(Boolean).join(", ")})`).join(", ")}`;
     case "group":
       return `${r.group} ${r.name}: pid ${r.pids.join(", ")}`;
     case "kernel":
