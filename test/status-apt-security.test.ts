@@ -10,8 +10,8 @@
  * unattended-upgrades installs deb12u9 as a security update; so must the
  * check call it one.
  */
-import { afterAll, beforeAll, expect } from "bun:test";
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect } from "bun:test";
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, statSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { run, which } from "../src/platform/linux/exec.ts";
@@ -197,13 +197,15 @@ rootTest(
     expect(r.summary).toStartWith("4 updates, 2 security: ");
 
     // The command a user runs, on that root.
-    const cli = await autopod(["status", "--json"], { env: { AUTOPOD_STATUS_ROOT: root }, timeoutMs: 180_000 });
+    mkdirSync(join(dir, "state"), { recursive: true });
+    mkdirSync(join(dir, "state"), { recursive: true });
+    const cli = await autopod(["status", "--json"], { env: { AUTOPOD_STATUS_ROOT: root, AUTOPOD_STATE_DIR: join(dir, "state") }, timeoutMs: 180_000 });
     const report = StatusReportSchema.parse(JSON.parse(cli.stdout));
     const apt = report.checks.find((c) => c.check === "apt")!;
     expect(apt.verdict).toBe("security_update_available");
     expect(packagesOf(apt.reasons).find((p) => p.name === "openssh-client")).toMatchObject({ security: true, security_version: OPENSSH.security });
     expect(report.updates).toEqual({ total: 4, security: 2 });
-    const table = await autopod(["status", "-v"], { env: { AUTOPOD_STATUS_ROOT: root }, timeoutMs: 180_000 });
+    const table = await autopod(["status", "-v"], { env: { AUTOPOD_STATUS_ROOT: root, AUTOPOD_STATE_DIR: join(dir, "state") }, timeoutMs: 180_000 });
     expect(table.stdout).toContain(`openssh-client:${arch} ${OPENSSH.installed} -> ${OPENSSH.pointRelease} [security, fixed in ${OPENSSH.security}]`);
   },
   300_000,
@@ -229,3 +231,102 @@ rootTest(
   },
   300_000,
 );
+
+describe("the apt answer is reused while nothing apt reads has changed", () => {
+  /** The real runner, counting the apt-get runs. */
+  function counting(): { opts: CheckOptions; aptRuns: () => number; cacheDir: string } {
+    const cacheDir = join(dir, `cache-${Math.random().toString(36).slice(2)}`);
+    const calls: string[][] = [];
+    const opts: CheckOptions = {
+      ...options(),
+      cacheDir,
+      run: (argv, o) => {
+        calls.push(argv);
+        return run(argv, o);
+      },
+    };
+    return { opts, cacheDir, aptRuns: () => calls.filter((a) => a[0]!.endsWith("apt-get")).length };
+  }
+
+  rootTest(
+    "a second check answers from the cache without running apt-get; dpkg, lists and configuration changes each make it run again",
+    async () => {
+      const { opts, aptRuns, cacheDir } = counting();
+      const first = await aptChecker.check(opts);
+      expect(aptRuns()).toBe(1);
+      expect(statSync(join(cacheDir, "apt-check.json")).mode & 0o777).toBe(0o600);
+      const second = await aptChecker.check(opts);
+      expect(aptRuns()).toBe(1);
+      expect(packagesOf(second.reasons)).toEqual(packagesOf(first.reasons));
+      expect(second.verdict).toBe(first.verdict);
+      expect(second.summary).toBe(first.summary);
+      expect(second.reasons.at(-1)).toMatchObject({ kind: "note", message: expect.stringMatching(/^from the cache of /) });
+
+      // dpkg installs a package: it renames a new status file over the old one.
+      const status = join(root, "var/lib/dpkg/status");
+      const before = await Bun.file(status).text();
+      try {
+        writeFileSync(`${status}-new`, before.replace(`Version: ${OPENSSH.installed}`, `Version: ${OPENSSH.security}`));
+        renameSync(`${status}-new`, status);
+        const changed = await aptChecker.check(opts);
+        expect(aptRuns()).toBe(2);
+        expect(packagesOf(changed.reasons).find((p) => p.name === "openssh-client")).toMatchObject({ installed: OPENSSH.security, security: false });
+      } finally {
+        writeFileSync(`${status}-new`, before);
+        renameSync(`${status}-new`, status);
+      }
+      await aptChecker.check(opts);
+      expect(aptRuns()).toBe(3);
+
+      // apt-get update rewrote a list (same content, new times).
+      const lists = join(root, "var/lib/apt/lists");
+      const list = join(lists, readdirSync(lists).find((n) => n.includes("_Packages"))!);
+      const later = new Date(Date.now() + 5000);
+      utimesSync(list, later, later);
+      await aptChecker.check(opts);
+      expect(aptRuns()).toBe(4);
+
+      // A pin added to apt's configuration.
+      writeFileSync(join(root, "etc/apt/preferences.d/test"), "Package: bash\nPin: version 5.2.15-2+b7\nPin-Priority: 1001\n");
+      try {
+        const pinned = await aptChecker.check(opts);
+        expect(aptRuns()).toBe(5);
+        expect(packagesOf(pinned.reasons).find((p) => p.name === "bash")).toBeUndefined();
+      } finally {
+        rmSync(join(root, "etc/apt/preferences.d/test"));
+      }
+
+      // A cache file that does not parse is ignored, and replaced.
+      await aptChecker.check(opts);
+      expect(aptRuns()).toBe(6);
+      writeFileSync(join(cacheDir, "apt-check.json"), '{"format":1,"key":"not a key"');
+      const afterGarbage = await aptChecker.check(opts);
+      expect(aptRuns()).toBe(7);
+      expect(packagesOf(afterGarbage.reasons)).toEqual(packagesOf(first.reasons));
+      await aptChecker.check(opts);
+      expect(aptRuns()).toBe(7);
+    },
+    300_000,
+  );
+
+  rootTest(
+    "`autopod status` reuses the answer across runs; --no-cache runs apt again",
+    async () => {
+      const env = { AUTOPOD_STATUS_ROOT: root, AUTOPOD_STATE_DIR: join(dir, "state-cli") };
+      mkdirSync(env.AUTOPOD_STATE_DIR, { recursive: true });
+      const apt = async (args: string[]) => {
+        const r = await autopod(["status", "--json", ...args], { env, timeoutMs: 180_000 });
+        return StatusReportSchema.parse(JSON.parse(r.stdout)).checks.find((c) => c.check === "apt")!;
+      };
+      const cold = await apt([]);
+      const warm = await apt([]);
+      const forced = await apt(["--no-cache"]);
+      const cached = (c: typeof cold) => c.reasons.some((r) => r.kind === "note" && r.message.startsWith("from the cache of "));
+      expect([cached(cold), cached(warm), cached(forced)]).toEqual([false, true, false]);
+      expect(packagesOf(warm.reasons)).toEqual(packagesOf(cold.reasons));
+      expect(warm.verdict).toBe("security_update_available");
+      console.log(`apt check: ${cold.duration_ms} ms cold, ${warm.duration_ms} ms from the cache, ${forced.duration_ms} ms with --no-cache`);
+    },
+    300_000,
+  );
+});

@@ -130,7 +130,7 @@ rootTest(
   "the replaced module is found by the compiled binary's `autopod status --json` too",
   async () => {
     if (!PYTHON) throw new Error("needs /usr/bin/python3");
-    const cli = await autopod(["status", "--json"], { env: { AUTOPOD_STATUS_ROOT: root }, timeoutMs: 180_000 });
+    const cli = await autopod(["status", "--json"], { env: { AUTOPOD_STATUS_ROOT: root, AUTOPOD_STATE_DIR: join(root, "state") }, timeoutMs: 180_000 });
     const report = JSON.parse(cli.stdout) as { checks: Array<{ check: string; reasons: Array<{ kind: string; pid?: number; files?: unknown[] }> }> };
     const rc = report.checks.find((c) => c.check === "replaced_code")!;
     expect(rc.reasons.find((x) => x.kind === "process" && x.pid === pyReplaced.pid)?.files).toEqual([

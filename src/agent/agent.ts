@@ -9,7 +9,7 @@ import { createLocalApp, IDLE_TIMEOUT_SECONDS } from "../api/local/app.ts";
 import { addFailpointRoutes } from "../api/local/failpoint-routes.ts";
 import { addImageRoutes } from "../api/local/image-routes.ts";
 import { addStatusRoutes } from "../api/local/status-routes.ts";
-import { collectStatus, hostPaths, StatusService, statusWatchPaths } from "../status/index.ts";
+import { collectStatus, hostPaths, StatusService, statusCacheDir, statusWatchPaths } from "../status/index.ts";
 import { Checkpointer } from "../checkpoint/checkpointer.ts";
 import { ChunkStore } from "../store/chunk-store.ts";
 import { ChunkWorkers } from "../store/chunk-workers.ts";
@@ -119,7 +119,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   // Patch status: the latest report, refreshed on a schedule and when the package database changes.
   const statusPaths = hostPaths({ root: config.status.root });
   const status = new StatusService({
-    collect: () => collectStatus({ paths: statusPaths, lockTimeoutMs: config.status.lock_timeout_seconds * 1000 }),
+    collect: () => collectStatus({ paths: statusPaths, lockTimeoutMs: config.status.lock_timeout_seconds * 1000, cacheDir: statusCacheDir(stateDir) }),
     refreshSeconds: config.status.refresh_seconds,
     watchPaths: statusWatchPaths(statusPaths),
     log: log.child({ part: "status" }),

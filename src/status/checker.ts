@@ -19,6 +19,8 @@ export interface CheckOptions {
   lockTimeoutMs: number;
   /** Kill a package-manager query that runs longer than this. */
   commandTimeoutMs: number;
+  /** Where a check may keep its last answer to reuse while its inputs are unchanged (apt); none when absent. */
+  cacheDir?: string;
 }
 
 export interface Checker {
