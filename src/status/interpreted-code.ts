@@ -76,31 +76,31 @@ export function commandTarget(interp: InterpreterName, argv: readonly string[]):
   return null;
 }
 
+/** "import a, b as c" (group 1) or "from a import b, c" (groups 2 and 3), at the start of a line; a comment ends it. */
+const PYTHON_IMPORT = /^[ \t]*(?:import[ \t]+([^\n#]+)|from[ \t]+([\w.]+)[ \t]+import[ \t]+\(?([^\n#]*))/gm;
+
 /** The modules a source file imports, by pattern (comments and strings are not parsed, as needrestart does not). Pure. */
 export function importedModules(interp: InterpreterName, source: string): string[] {
   const out = new Set<string>();
   if (interp === "python") {
-    for (const line of source.split("\n")) {
-      let m = /^\s*import\s+(.+)$/.exec(line);
-      if (m) {
-        for (const part of m[1]!.split("#")[0]!.split(",")) {
+    // One pass of one pattern over the whole text: the standard library a service imports is megabytes.
+    for (const m of source.matchAll(PYTHON_IMPORT)) {
+      if (m[1] !== undefined) {
+        for (const part of m[1].split(",")) {
           const name = part.trim().split(/\s+/)[0];
           if (name && /^[\w.]+$/.test(name)) out.add(name);
         }
         continue;
       }
-      m = /^\s*from\s+([\w.]+)\s+import\s+\(?\s*([^#]*)/.exec(line);
-      if (m) {
-        const base = m[1]!;
-        out.add(base);
-        // "from pkg import sub": sub may be a module of the package.
-        for (const part of m[2]!.split(",")) {
-          const name = part
-            .trim()
-            .replace(/[()\\]/g, "")
-            .split(/\s+/)[0];
-          if (name && /^\w+$/.test(name)) out.add(base.endsWith(".") ? `${base}${name}` : `${base}.${name}`);
-        }
+      const base = m[2]!;
+      out.add(base);
+      // "from pkg import sub": sub may be a module of the package.
+      for (const part of m[3]!.split(",")) {
+        const name = part
+          .trim()
+          .replace(/[()\\]/g, "")
+          .split(/\s+/)[0];
+        if (name && /^\w+$/.test(name)) out.add(base.endsWith(".") ? `${base}${name}` : `${base}.${name}`);
       }
     }
   } else if (interp === "perl") {
@@ -190,14 +190,15 @@ export function inProcessRoot(rootDir: string, path: string): string {
   return join(rootDir, normalize(`/${path}`));
 }
 
-/** Reads shared by every process of one scan: a file's imports and its ctime, by root and path. */
+/** Reads shared by every process of one scan: a file's imports, its ctime and directory listings, by root and path. */
 export interface ScanCache {
   imports: Map<string, Promise<string[] | null>>;
   ctimes: Map<string, Promise<number | null>>;
+  listings: Map<string, Promise<ReadonlySet<string>>>;
 }
 
 export function newScanCache(): ScanCache {
-  return { imports: new Map(), ctimes: new Map() };
+  return { imports: new Map(), ctimes: new Map(), listings: new Map() };
 }
 
 /** Follow at most this many source files per process, and read none larger than this. */
@@ -274,15 +275,42 @@ export async function replacedSources(p: InterpreterProcess, cache: ScanCache): 
 
   const path = modulePath(p.interp, p.exe, environ, start ? dirname(start) : cwd);
   if (p.interp === "perl") path.push(...(await perlVersionedDirs(rootDir)));
-  const resolve = async (module: string, fromDir: string): Promise<string | null> => {
+  // Whether a file exists, by directory listings (each read once per scan, as Python's path finder does):
+  // a module is looked for in every directory of the path, and most are not there.
+  const listing = (d: string): Promise<ReadonlySet<string>> => {
+    const key = `${p.rootKey}\0${d}`;
+    let v = cache.listings.get(key);
+    if (!v) {
+      v = (async () => {
+        // A directory is listed only when its parent's listing has it: no failed readdir per missing package.
+        if (d !== "/" && !(await listing(dirname(d))).has(d.slice(dirname(d).length + (dirname(d) === "/" ? 0 : 1)))) return new Set<string>();
+        return new Set(await readdir(inProcessRoot(rootDir, d)).catch(() => [] as string[]));
+      })();
+      cache.listings.set(key, v);
+    }
+    return v;
+  };
+  const exists = async (file: string) => (await listing(dirname(file))).has(file.slice(dirname(file).length + 1)) && (await ctimeOf(file)) !== null;
+  // An absolute import resolves the same from every file of the process: once.
+  const resolved = new Map<string, Promise<string | null>>();
+  const resolve = (module: string, fromDir: string): Promise<string | null> => {
+    const key = module.startsWith(".") ? `${fromDir}\0${module}` : module;
+    let v = resolved.get(key);
+    if (!v) {
+      v = resolveOnce(module, fromDir);
+      resolved.set(key, v);
+    }
+    return v;
+  };
+  const resolveOnce = async (module: string, fromDir: string): Promise<string | null> => {
     const rel = p.interp === "python" ? relativeImportBase(module, fromDir) : null;
     const dirs = rel ? [rel.dir] : path;
     const name = rel ? rel.rest : module;
-    if (name === "") return rel ? ((await ctimeOf(join(rel.dir, "__init__.py"))) !== null ? join(rel.dir, "__init__.py") : null) : null;
+    if (name === "") return rel && (await exists(join(rel.dir, "__init__.py"))) ? join(rel.dir, "__init__.py") : null;
     for (const d of dirs) {
       for (const f of moduleFileNames(p.interp, name)) {
         const candidate = join(d, f);
-        if ((await ctimeOf(candidate)) !== null) return candidate;
+        if (await exists(candidate)) return candidate;
       }
     }
     return null;
