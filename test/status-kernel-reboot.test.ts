@@ -95,6 +95,20 @@ describe(`kernel check on fake /boot trees, running ${RELEASE}`, () => {
     expect(r.reasons).toEqual([]);
   });
 
+  test("a tiny file named like a newer kernel, with no kernel header, is not one (needrestart ignores files under 1 MiB)", async () => {
+    const r = await kernelChecker.check(
+      fakeHost({ [`boot/vmlinuz-${newer}`]: "not a kernel\n", [`boot/vmlinuz-${RELEASE}`]: bzImage(`${RELEASE} (builder) ${BUILD}`) }),
+    );
+    expect(r.verdict).toBe("ok");
+    expect(r.reasons).toEqual([{ kind: "note", message: expect.stringContaining(`vmlinuz-${newer}" has no kernel header and is 13 bytes, too small`) }]);
+  });
+
+  test("an image of 1 MiB or more without a bzImage header (arm64's Image, an ELF vmlinux) counts by its name", async () => {
+    const r = await kernelChecker.check(fakeHost({ [`boot/vmlinuz-${newer}`]: new Uint8Array(1024 * 1024) }));
+    expect(r.verdict).toBe("reboot_required");
+    expect(r.reasons[0]).toMatchObject({ change: "version_upgrade", installed: newer });
+  });
+
   test("the running release rebuilt (same uname -r, other uname -v) is an ABI-only rebuild, reported apart", async () => {
     const r = await kernelChecker.check(fakeHost({ [`boot/vmlinuz-${RELEASE}`]: bzImage(`${RELEASE} (builder) #2 SMP PREEMPT_DYNAMIC rebuilt`) }));
     expect(r.verdict).toBe("reboot_required");

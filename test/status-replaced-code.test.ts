@@ -9,7 +9,9 @@ import { join } from "node:path";
 import { run, which } from "../src/platform/linux/exec.ts";
 import type { GroupReason, ProcessReason } from "../src/status/checker.ts";
 import { hostPaths } from "../src/status/host-paths.ts";
+import { formatPrometheus } from "../src/status/prometheus.ts";
 import { replacedCodeChecker } from "../src/status/replaced-code.ts";
+import { buildReport } from "../src/status/report.ts";
 import { rootTest } from "./_support.ts";
 
 const LIB = [
@@ -123,7 +125,7 @@ rootTest("processes on a deleted, an upgraded (renamed over) and an overmounted 
 
 rootTest("the same library deleted from outside the system directories is named but does not ask for a reboot", async () => {
   if (!LIB) throw new Error("no libz.so.1 found to copy");
-  const dir = `/var/tmp/autopod-status-test-${process.pid}`;
+  const dir = `/srv/autopod-status-test-${process.pid}`;
   mkdirSync(dir, { recursive: true });
   const lib = join(dir, "libz.so.1");
   copyFileSync(LIB, lib);
@@ -138,5 +140,35 @@ rootTest("the same library deleted from outside the system directories is named 
     p.kill();
     await p.exited;
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+rootTest("a library deleted under /run or /var/tmp is not named at all, in the report or the gauge (needrestart ignores them too)", async () => {
+  if (!LIB) throw new Error("no libz.so.1 found to copy");
+  const dirs = [`/run/autopod-status-test-${process.pid}`, `/var/tmp/autopod-status-test-${process.pid}`];
+  const sleepers: Bun.Subprocess[] = [];
+  try {
+    for (const dir of dirs) {
+      mkdirSync(dir, { recursive: true });
+      const lib = join(dir, "libz.so.1");
+      copyFileSync(LIB, lib);
+      const p = sleeper(lib);
+      sleepers.push(p);
+      await waitForMapping(p.pid, lib);
+      rmSync(lib);
+    }
+    const r = await replacedCodeChecker.check({ paths: hostPaths(), run, which: (n) => which(n), lockTimeoutMs: 1000, commandTimeoutMs: 10_000 });
+    const pids = r.reasons.filter((x): x is ProcessReason => x.kind === "process").map((p) => p.pid);
+    for (const p of sleepers) expect(pids).not.toContain(p.pid);
+    // The gauge counts the processes the report names, so it cannot count these either.
+    const report = buildReport("h", new Date(), 1, [
+      { check: "replaced_code", source: "", verdict: r.verdict, summary: r.summary, reasons: r.reasons, duration_ms: 1 },
+    ]);
+    const gauge = Number(/^autopod_processes_on_replaced_code (\d+)$/m.exec(formatPrometheus(report))?.[1]);
+    expect(gauge).toBe(pids.length);
+  } finally {
+    for (const p of sleepers) p.kill();
+    await Promise.all(sleepers.map((p) => p.exited));
+    for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -11,7 +11,7 @@ import { addImageRoutes } from "../api/local/image-routes.ts";
 import { addStatusRoutes } from "../api/local/status-routes.ts";
 import { addMigrateRoutes } from "../api/local/migrate-routes.ts";
 import { Migrations } from "../migrate/index.ts";
-import { collectStatus, hostPaths, StatusService, statusWatchPaths } from "../status/index.ts";
+import { collectStatus, hostPaths, StatusService, statusCacheDir, statusWatchPaths } from "../status/index.ts";
 import { Checkpointer } from "../checkpoint/checkpointer.ts";
 import { ChunkStore } from "../store/chunk-store.ts";
 import { ChunkWorkers } from "../store/chunk-workers.ts";
@@ -149,7 +149,8 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   // Patch status: the latest report, refreshed on a schedule and when the package database changes.
   const statusPaths = hostPaths({ root: config.status.root });
   const status = new StatusService({
-    collect: (signal) => collectStatus({ paths: statusPaths, lockTimeoutMs: config.status.lock_timeout_seconds * 1000, signal }),
+    collect: (signal) =>
+      collectStatus({ paths: statusPaths, lockTimeoutMs: config.status.lock_timeout_seconds * 1000, signal, cacheDir: statusCacheDir(stateDir) }),
     refreshSeconds: config.status.refresh_seconds,
     watchPaths: statusWatchPaths(statusPaths),
     log: log.child({ part: "status" }),

@@ -1,5 +1,14 @@
 import { InvalidArgumentError, UnavailableError } from "../errors.ts";
-import { collectStatus, exitStatusOf, formatPrometheus, formatTable, hostPaths, type StatusReport, type StatusSnapshot } from "../status/index.ts";
+import {
+  collectStatus,
+  exitStatusOf,
+  formatPrometheus,
+  formatTable,
+  hostPaths,
+  type StatusReport,
+  type StatusSnapshot,
+  statusCacheDir,
+} from "../status/index.ts";
 import { clientFor } from "./_client.ts";
 import { flagBool } from "./args.ts";
 import type { Command, CommandContext } from "./command.ts";
@@ -11,14 +20,19 @@ const POLL_MS = 250;
 export const statusCommand: Command = {
   name: "status",
   summary: "report whether this host needs OS updates or a reboot",
-  usage: "status [--json | --prometheus] [--verbose] [--from-agent [--refresh]]",
+  usage: "status [--json | --prometheus] [--verbose] [--no-cache | --from-agent [--refresh]]",
   details: [
     "Checks this host directly; the agent need not run. The checks: pending updates",
     "from the host's package manager (apt, dnf or apk; the others say not_applicable),",
     "security ones by the archive they come from; reboot sentinels and needs-restarting;",
     "the running kernel against the newest installed one of its flavour; processes",
-    "running deleted or replaced code. Nothing is changed and nothing is downloaded.",
+    "running deleted or replaced code (libraries, and Python, Perl or Ruby scripts and",
+    "modules). Nothing is changed and nothing is downloaded.",
     "The JSON schema is documented in docs/status.md.",
+    "",
+    "apt's answer is kept in <state_dir>/cache/status and given again while the dpkg",
+    "database, the package lists and apt's configuration are unchanged (by their",
+    "sizes, inodes and times); --no-cache runs apt regardless.",
     "",
     "With --from-agent, prints the agent's latest report instead (it refreshes it every",
     "status.refresh_seconds and when the package database changes): cheap, and the",
@@ -38,6 +52,7 @@ export const statusCommand: Command = {
     { name: "json", kind: "boolean", help: "print the report as JSON" },
     { name: "prometheus", kind: "boolean", help: "print Prometheus text format (for node_exporter's textfile collector)" },
     { name: "verbose", short: "v", kind: "boolean", help: "list every check's source and reasons under it" },
+    { name: "no-cache", kind: "boolean", help: "run apt even when nothing it reads has changed since the last check" },
     { name: "from-agent", kind: "boolean", help: "print the running agent's latest report instead of checking here" },
     { name: "refresh", kind: "boolean", help: "with --from-agent: have the agent check afresh, and wait for it" },
   ],
@@ -46,6 +61,8 @@ export const statusCommand: Command = {
     const prometheus = flagBool(ctx.args, "prometheus");
     const fromAgent = flagBool(ctx.args, "from-agent");
     const refresh = flagBool(ctx.args, "refresh");
+    const noCache = flagBool(ctx.args, "no-cache");
+    if (noCache && fromAgent) throw new InvalidArgumentError("--no-cache checks here; with --from-agent use --refresh");
     if (json && prometheus) throw new InvalidArgumentError("Choose one of --json and --prometheus");
     if (refresh && !fromAgent) throw new InvalidArgumentError("--refresh goes with --from-agent (without it, status always checks afresh)");
     if (ctx.args.positionals.length) throw new InvalidArgumentError(`Unexpected argument "${ctx.args.positionals[0]}"`);
@@ -61,7 +78,11 @@ export const statusCommand: Command = {
           `autopod status: the agent's last refresh failed at ${snap.last_error.at} (${snap.last_error.message}); this report is from ${report.checked_at}`,
         );
     } else {
-      report = await collectStatus({ paths: hostPaths({ root: config.status.root }), lockTimeoutMs: config.status.lock_timeout_seconds * 1000 });
+      report = await collectStatus({
+        paths: hostPaths({ root: config.status.root }),
+        lockTimeoutMs: config.status.lock_timeout_seconds * 1000,
+        ...(noCache ? {} : { cacheDir: statusCacheDir(config.state_dir) }),
+      });
     }
     if (json) ctx.out(JSON.stringify(report, null, 2));
     else if (prometheus) ctx.out(formatPrometheus(report));

@@ -19,6 +19,8 @@ export interface CheckOptions {
   lockTimeoutMs: number;
   /** Kill a package-manager query that runs longer than this. */
   commandTimeoutMs: number;
+  /** Where a check may keep its last answer to reuse while its inputs are unchanged (apt); none when absent. */
+  cacheDir?: string;
 }
 
 export interface Checker {
@@ -48,6 +50,12 @@ export interface PackageReason {
   installed: string;
   candidate: string;
   security: boolean;
+  /**
+   * The version that fixes the security issue, when security is true: the
+   * candidate, or an older version from a security archive when the
+   * candidate comes from elsewhere (a point release that carries the fix).
+   */
+  security_version?: string;
   /** Where the candidate comes from, as the package manager names it (e.g. "Debian-Security:12/oldstable-security"). */
   origins: string[];
 }
@@ -63,6 +71,10 @@ export interface FileReason {
 export interface ReplacedFile {
   path: string;
   change: "deleted" | "replaced";
+  /** The package that owns the file now (dpkg hosts), when one does. */
+  package?: string;
+  /** The interpreter that runs this source file; absent for mapped executables and libraries. */
+  loaded_by?: "python" | "perl" | "ruby";
 }
 
 /** A process that runs replaced code. */

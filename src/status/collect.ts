@@ -4,6 +4,7 @@
  * knows nothing of either.
  */
 import { hostname } from "node:os";
+import { join } from "node:path";
 import { errorMessage } from "../errors.ts";
 import { run as defaultRun, which as defaultWhich } from "../platform/linux/exec.ts";
 import { apkChecker } from "./apk.ts";
@@ -26,12 +27,19 @@ export interface CollectOptions {
   lockTimeoutMs?: number;
   /** Kill a package-manager query after this long. Default 120 s. */
   commandTimeoutMs?: number;
+  /** Where checks keep answers to reuse while their inputs are unchanged (statusCacheDir); no cache when absent. */
+  cacheDir?: string;
   checkers?: readonly Checker[];
   run?: Runner;
   which?: (name: string) => string | null;
   host?: string;
   /** Aborting it kills the commands the checks run (the agent is stopping). */
   signal?: AbortSignal;
+}
+
+/** Where the CLI and the agent keep the status checks' answers: under the state directory, root's alone. */
+export function statusCacheDir(stateDir: string): string {
+  return join(stateDir, "cache", "status");
 }
 
 /** Run one check, timing it; a check that throws becomes an "error" verdict. */
@@ -69,6 +77,7 @@ export async function collectStatus(opts: CollectOptions = {}): Promise<StatusRe
     which: opts.which ?? ((name) => defaultWhich(name)),
     lockTimeoutMs: opts.lockTimeoutMs ?? 10_000,
     commandTimeoutMs: opts.commandTimeoutMs ?? 120_000,
+    ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
   };
   const checks = await Promise.all((opts.checkers ?? DEFAULT_CHECKERS).map((c) => runCheck(c, checkOpts)));
   return buildReport(opts.host ?? hostname(), checkedAt, performance.now() - started, checks);

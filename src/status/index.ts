@@ -1,5 +1,5 @@
 /** The status service: patch-status checks of this host and the report built from them. */
-export { collectStatus, DEFAULT_CHECKERS, runCheck, type CollectOptions } from "./collect.ts";
+export { collectStatus, DEFAULT_CHECKERS, runCheck, statusCacheDir, type CollectOptions } from "./collect.ts";
 export { buildReport, EXIT_STATUS, exitStatusOf, STATUS_SCHEMA_VERSION, type CheckReport, type StatusReport } from "./report.ts";
 export { StatusReportSchema, CheckReportSchema, ReasonSchema } from "./report-schema.ts";
 export { formatPrometheus } from "./prometheus.ts";

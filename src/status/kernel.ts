@@ -8,14 +8,16 @@
  *   initrd and initramfs files, System.map, config, *.old, *.sig, *.hmac and
  *   Fedora's rescue kernel (vmlinuz-0-rescue-*) are ignored.
  * - A bzImage's version comes from its header (so "vmlinuz-linux" works);
- *   otherwise from its file name, when the name carries one.
+ *   otherwise from its file name, when the name carries one and the file is
+ *   big enough to be a kernel (1 MiB, needrestart's limit): a stray small
+ *   file named like a kernel is not one.
  *   /lib/modules/* stands in only when /boot holds no image.
  * - Kernels are compared only with the running kernel's flavour. A custom or
  *   externally booted kernel (a VM booted by its host, a container) with no
  *   installed kernel of its flavour is never an alarm, whatever else /boot holds.
  * - An ABI-only rebuild is reported only when both build strings are known.
  */
-import { readdir, readFile } from "node:fs/promises";
+import { readdir, readFile, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { errorMessage } from "../errors.ts";
 import { type Checker, type CheckOptions, type CheckResult, failed, type KernelReason, type Reason } from "./checker.ts";
@@ -31,6 +33,9 @@ export interface InstalledKernel {
   /** Where the release came from. */
   from: "header" | "file name" | "modules directory";
 }
+
+/** A kernel image without a header we can read is believed by its name only from this size up (needrestart ignores smaller files). */
+export const MIN_NAMED_IMAGE_BYTES = 1024 * 1024;
 
 const IMAGE_NAME = /^(?:vmlinuz|vmlinux|bzImage|kernel|Image)(?:-(.+))?$/;
 const IGNORED_IMAGE = /(\.old|\.bak|\.sig|\.hmac|\.dpkg-\w+|\.rpmsave|\.rpmnew|~)$|(^|-)rescue-/;
@@ -72,8 +77,13 @@ export async function findBootKernels(bootDir: string, notes: string[]): Promise
       notes.push(`cannot read the header of "${path}" (${errorMessage(e)}); using its file name`);
     }
     const release = releaseFromImageName(name);
-    if (release) out.push({ release, path, from: "file name" });
-    else notes.push(`"${path}" names no version and its header has none; ignored`);
+    if (!release) {
+      notes.push(`"${path}" names no version and its header has none; ignored`);
+      continue;
+    }
+    const size = (await stat(path).catch(() => null))?.size ?? 0;
+    if (size < MIN_NAMED_IMAGE_BYTES) notes.push(`"${path}" has no kernel header and is ${size} bytes, too small for a kernel image (under 1 MiB); ignored`);
+    else out.push({ release, path, from: "file name" });
   }
   return out;
 }

@@ -69,6 +69,7 @@ describe("aptChecker on a fake Debian root with this host's captured simulation"
       installed: "3.0.19-1~deb12u2",
       candidate: "3.0.22-1~deb12u2",
       security: true,
+      security_version: "3.0.22-1~deb12u2",
       origins: ["Debian-Security:12/oldstable-security"],
     });
     expect(pkgs.find((p) => p.name === "bash")?.security).toBe(false);

@@ -43,7 +43,11 @@ export function formatPrometheus(report: StatusReport): string {
       [{ change: "version_upgrade" }, kernel.some((k) => k.change === "version_upgrade") ? 1 : 0],
       [{ change: "abi_rebuild" }, kernel.some((k) => k.change === "abi_rebuild") ? 1 : 0],
     ]),
-    ...family("autopod_processes_on_replaced_code", "Processes running deleted or replaced executables or libraries.", [[{}, processes.length]]),
+    ...family(
+      "autopod_processes_on_replaced_code",
+      "Processes running deleted or replaced executables, libraries or interpreted scripts (paths where no package installs are ignored).",
+      [[{}, processes.length]],
+    ),
     ...family(
       "autopod_check_status",
       "Each check's verdict: 1 for the current one, 0 for the others.",

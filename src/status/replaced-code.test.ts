@@ -7,13 +7,14 @@ const fixture = (name: string) => Bun.file(new URL(`testdata/${name}`, import.me
 
 describe("replacedFiles", () => {
   test("a deleted library in a real capture is named; files unchanged at their paths are not", async () => {
-    const maps = parseProcMaps(await fixture("proc-maps-deleted-lib.txt"));
+    // The capture's copy sat in /var/tmp, which is now ignored; moved to /opt, where it counts.
+    const maps = parseProcMaps((await fixture("proc-maps-deleted-lib.txt")).replaceAll("/var/tmp/autopod-cap/", "/opt/autopod-cap/"));
     // Every other file is where maps says: same device and inode.
     const same = (path: string): FileIdentity => {
       const m = maps.find((x) => x.path === path)!;
       return { major: m.major, minor: m.minor, inode: m.inode };
     };
-    expect(replacedFiles(maps, "/usr/bin/python3.11", same)).toEqual([{ path: "/var/tmp/autopod-cap/libz-copy.so.1", change: "deleted" }]);
+    expect(replacedFiles(maps, "/usr/bin/python3.11", same)).toEqual([{ path: "/opt/autopod-cap/libz-copy.so.1", change: "deleted" }]);
   });
 
   test("a new inode on the same device is a replacement; another device proves nothing", () => {
@@ -40,8 +41,11 @@ describe("replacedFiles", () => {
   });
 
   test("isIgnoredPath", () => {
-    for (const p of ["/tmp/a.so", "/dev/shm/x", "/memfd:foo", "/SYSV00000000", "/[aio]"]) expect(isIgnoredPath(p)).toBe(true);
-    for (const p of ["/usr/lib/libc.so.6", "/var/tmp/a.so", "/opt/app/bin/app", "/tmpfoo/a.so"]) expect(isIgnoredPath(p)).toBe(false);
+    // Where no package installs: needrestart's list (temporary and runtime files), one rule for the report and the metrics.
+    for (const p of ["/tmp/a.so", "/var/tmp/a.so", "/run/user/0/x.so", "/dev/shm/x", "/memfd:foo", "/SYSV00000000", "/[aio]"])
+      expect(isIgnoredPath(p)).toBe(true);
+    for (const p of ["/usr/lib/libc.so.6", "/opt/app/bin/app", "/tmpfoo/a.so", "/var/lib/x.so", "/runner/a.so", "/srv/app/a.so"])
+      expect(isIgnoredPath(p)).toBe(false);
   });
 });
 

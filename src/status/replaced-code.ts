@@ -1,14 +1,18 @@
 /**
  * The replaced-code check: processes still running executables or libraries
  * that a package update has deleted or replaced, found in /proc/PID/maps
- * (executable mappings only) and /proc/PID/exe, grouped by process and by
- * systemd unit or pod.
+ * (executable mappings only) and /proc/PID/exe, and interpreters (Python,
+ * Perl, Ruby) running scripts or modules replaced after they started
+ * (interpreted-code.ts); grouped by process and by systemd unit or pod, each
+ * file with the package that owns it.
  *
  * A mapping counts when its file is deleted, or when the file now at its path
  * (seen from the process's own root) is a different inode on the same device.
  * A different device proves nothing (overlayfs and btrfs subvolumes report
  * other devices in maps than in stat: a needrestart false alarm), so it is
- * not counted. Mappings under /tmp, /dev and memfd are ignored.
+ * not counted. Paths where no package installs anything are ignored, in the
+ * report and the metrics alike, as needrestart ignores them: /tmp, /var/tmp,
+ * /run, /dev, memfd, SysV shared memory, /proc and /sys.
  *
  * Every such process is named. Those that make the verdict "reboot_required"
  * (the update is not in effect until they restart; a reboot restarts them
@@ -22,11 +26,26 @@
 import { readdir, readFile, readlink, stat } from "node:fs/promises";
 import { join } from "node:path";
 import type { Checker, CheckOptions, CheckResult, GroupReason, ProcessReason, Reason, ReplacedFile } from "./checker.ts";
+import { findFileOwners } from "./file-owners.ts";
+import { interpreterOf, newScanCache, bootTimeFromUptime, processStartSeconds, replacedSources } from "./interpreted-code.ts";
+import { detectPackageManager } from "./package-manager.ts";
 import { splitDev } from "./proc-locks.ts";
 import { isExecutableFileMapping, type Mapping, parseProcMaps } from "./proc-maps.ts";
 import { parseProcessCgroup } from "./process-cgroup.ts";
 
-const IGNORED = [/^\/tmp\//, /^\/dev\//, /^\/memfd:/, /^\/SYSV[0-9a-f]{8}$/, /^\/proc\//, /^\/sys\//, /^\/\[/, /^\/anon_hugepage$/, /^\/dmabuf:/];
+const IGNORED = [
+  /^\/tmp\//,
+  /^\/var\/tmp\//,
+  /^\/run\//,
+  /^\/dev\//,
+  /^\/memfd:/,
+  /^\/SYSV[0-9a-f]{8}$/,
+  /^\/proc\//,
+  /^\/sys\//,
+  /^\/\[/,
+  /^\/anon_hugepage$/,
+  /^\/dmabuf:/,
+];
 
 const SYSTEM = /^\/(usr\/(?!local\/)|bin\/|sbin\/|lib\/|lib32\/|lib64\/|libx32\/|opt\/|etc\/)/;
 
@@ -96,6 +115,9 @@ export async function scanProcesses(procDir: string): Promise<{ processes: Proce
   const identities = new Map<string, Promise<FileIdentity>>();
   const processes: ProcessReason[] = [];
   const unreadable: string[] = [];
+  const sources = newScanCache();
+  const bootTime = bootTimeFromUptime((await readText(join(procDir, "uptime"))) ?? "", Date.now());
+  const ownRoot = (await readlink(join(procDir, "self/ns/mnt")).catch(() => "?")) + (await readlink(join(procDir, "self/root")).catch(() => "?"));
   for (const pid of pids.sort((a, b) => a - b)) {
     const dir = join(procDir, String(pid));
     let mapsText: string;
@@ -126,6 +148,12 @@ export async function scanProcesses(procDir: string): Promise<{ processes: Proce
       lookups.set(m.path, await p);
     }
     const files = replacedFiles(maps, exe, (path) => lookups.get(path) ?? null);
+    const interp = exe ? interpreterOf(exe) : null;
+    const startedAt = bootTime === null ? null : processStartSeconds((await readText(join(dir, "stat"))) ?? "", bootTime);
+    if (interp && exe && startedAt !== null) {
+      const scripts = await replacedSources({ dir, interp, exe, startedAt, rootKey, followImports: rootKey === ownRoot }, sources);
+      for (const f of scripts) if (!isIgnoredPath(f.path)) files.push({ ...f, loaded_by: interp });
+    }
     if (files.length === 0) continue;
     const command = ((await readText(join(dir, "comm"))) ?? "").trim();
     const group = parseProcessCgroup((await readText(join(dir, "cgroup"))) ?? "");
@@ -134,11 +162,24 @@ export async function scanProcesses(procDir: string): Promise<{ processes: Proce
   return { processes, unreadable };
 }
 
+/** Name each file's owning package, where the package database knows it. */
+async function addOwners(processes: ProcessReason[], opts: CheckOptions): Promise<void> {
+  if (processes.length === 0) return;
+  // Only the host's own processes: a pod's files are not the host's packages.
+  const hostFiles = processes.filter((p) => p.pod === undefined).flatMap((p) => p.files.map((f) => f.path));
+  const owners = await findFileOwners(await detectPackageManager(opts.paths), hostFiles, opts);
+  for (const p of processes) {
+    if (p.pod !== undefined) continue;
+    p.files = p.files.map((f) => (owners.has(f.path) ? { ...f, package: owners.get(f.path)! } : f));
+  }
+}
+
 export const replacedCodeChecker: Checker = {
   name: "replaced_code",
-  source: "/proc/PID/maps (executable mappings), /proc/PID/exe, /proc/PID/cgroup",
+  source: "/proc/PID/maps (executable mappings), /proc/PID/exe, /proc/PID/cgroup; interpreters' scripts and modules; dpkg-query -S",
   async check(opts: CheckOptions): Promise<CheckResult> {
     const { processes, unreadable } = await scanProcesses(opts.paths.proc);
+    await addOwners(processes, opts);
     const groups = groupProcesses(processes);
     const notes: Reason[] = unreadable.length
       ? [

@@ -6,7 +6,14 @@ import { z } from "zod";
 import type { StatusReport } from "./report.ts";
 import { VERDICTS } from "./verdict.ts";
 
-const ReplacedFileSchema = z.object({ path: z.string(), change: z.enum(["deleted", "replaced"]) }).strict();
+const ReplacedFileSchema = z
+  .object({
+    path: z.string(),
+    change: z.enum(["deleted", "replaced"]),
+    package: z.string().optional(),
+    loaded_by: z.enum(["python", "perl", "ruby"]).optional(),
+  })
+  .strict();
 
 export const ReasonSchema = z.discriminatedUnion("kind", [
   z
@@ -17,6 +24,7 @@ export const ReasonSchema = z.discriminatedUnion("kind", [
       installed: z.string(),
       candidate: z.string(),
       security: z.boolean(),
+      security_version: z.string().optional(),
       origins: z.array(z.string()),
     })
     .strict(),

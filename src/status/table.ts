@@ -5,11 +5,11 @@ import { exitStatusOf, type StatusReport } from "./report.ts";
 function describeReason(r: Reason): string {
   switch (r.kind) {
     case "package":
-      return `${r.name}${r.arch ? `:${r.arch}` : ""} ${r.installed} -> ${r.candidate}${r.security ? " [security]" : ""}${r.origins.length ? ` (${r.origins.join(", ")})` : ""}`;
+      return `${r.name}${r.arch ? `:${r.arch}` : ""} ${r.installed} -> ${r.candidate}${r.security ? (r.security_version && r.security_version !== r.candidate ? ` [security, fixed in ${r.security_version}]` : " [security]") : ""}${r.origins.length ? ` (${r.origins.join(", ")})` : ""}`;
     case "file":
       return `${r.path}${r.detail ? `: ${r.detail}` : ""}`;
     case "process":
-      return `pid ${r.pid} ${r.command}${r.pod ? ` pod ${r.pod}` : ""}${r.unit ? ` unit ${r.unit}` : ""}: ${r.files.map((f) => `${f.path} (${f.change})`).join(", ")}`;
+      return `pid ${r.pid} ${r.command}${r.pod ? ` pod ${r.pod}` : ""}${r.unit ? ` unit ${r.unit}` : ""}: ${r.files.map((f) => `${f.path} (${[f.change, f.loaded_by && `${f.loaded_by} source`, f.package && `package ${f.package}`].filter(Boolean).join(", ")})`).join(", ")}`;
     case "group":
       return `${r.group} ${r.name}: pid ${r.pids.join(", ")}`;
     case "kernel":
