@@ -34,6 +34,10 @@ function open() {
     sendto: { args: [i32, P, u64, i32, P, u32], returns: FFIType.i64 },
     close: { args: [i32], returns: i32 },
     setsockopt: { args: [i32, i32, i32, P, u32], returns: i32 },
+    getsockopt: { args: [i32, i32, i32, P, P], returns: i32 },
+    getsockname: { args: [i32, P, P], returns: i32 },
+    getpeername: { args: [i32, P, P], returns: i32 },
+    setns: { args: [i32, i32], returns: i32 },
     eventfd: { args: [u32, i32], returns: i32 },
   });
 }
@@ -342,22 +346,119 @@ const IPPROTO_TCP = 6;
 const TCP_REPAIR = 19;
 const TCP_REPAIR_OFF = 0;
 
+/** An IPv4 TCP connection's two ends and the next sequence number it expects from its peer (rcv_nxt). */
+export interface TcpEnds {
+  local: string;
+  localPort: number;
+  remote: string;
+  remotePort: number;
+  rcvNxt: number;
+}
+
+const TCP_REPAIR_ON = 1;
+const TCP_REPAIR_QUEUE = 20;
+const TCP_QUEUE_SEQ = 21;
+const TCP_RECV_QUEUE = 1;
+const AF_INET = 2;
+const AF_INET6 = 10;
+
+/** Dotted IPv4 of a sockaddr_in or a v4-mapped sockaddr_in6; null for anything else. */
+function ipv4Of(sa: Uint8Array): { address: string; port: number } | null {
+  const v = new DataView(sa.buffer);
+  const family = v.getUint16(0, true);
+  const port = v.getUint16(2, false);
+  if (family === AF_INET) return { address: [...sa.subarray(4, 8)].join("."), port };
+  const mapped = sa.subarray(8, 24);
+  if (family === AF_INET6 && mapped.subarray(0, 10).every((b) => b === 0) && mapped[10] === 0xff && mapped[11] === 0xff)
+    return { address: [...mapped.subarray(12, 16)].join("."), port };
+  return null;
+}
+
+function sockaddr(fd: number, call: "getsockname" | "getpeername"): { address: string; port: number } | null {
+  const sa = new Uint8Array(28);
+  const len = new Uint32Array([sa.length]);
+  check(libc()[call](fd, ptr(sa), ptr(len)), call);
+  return ipv4Of(sa);
+}
+
+/** rcv_nxt of a socket in repair mode, read through its receive queue's sequence. */
+function rcvNxt(fd: number): number {
+  const on = new Int32Array([TCP_RECV_QUEUE]);
+  check(libc().setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, ptr(on), 4), "setsockopt(TCP_REPAIR_QUEUE)");
+  const val = new Uint32Array(1);
+  const len = new Uint32Array([4]);
+  check(libc().getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, ptr(val), ptr(len)), "getsockopt(TCP_QUEUE_SEQ)");
+  return val[0]!;
+}
+
 /**
  * Take a TCP socket of process `pid` (its descriptor `fd`) out of repair mode,
  * through a duplicate of it (pidfd_getfd): the kernel then sends a window
- * probe, as CRIU does when it lets a socket go on.
+ * probe, as CRIU does when it lets a socket go on. Its ends and rcv_nxt are
+ * read first (in repair mode, so only while its process is stopped: a write
+ * meanwhile would go astray); null when it is not IPv4 or cannot be read.
  */
-export function tcpRepairOff(pid: number, fd: number): void {
+export function tcpRepairOff(pid: number, fd: number): TcpEnds | null {
   const pidfd = check(libc().syscall(BigInt(SYS_pidfd_open), BigInt(pid), 0n, 0n), "pidfd_open", String(pid));
   try {
     const dup = check(libc().syscall(BigInt(SYS_pidfd_getfd), BigInt(pidfd), BigInt(fd), 0n), "pidfd_getfd", `${pid}/${fd}`);
     try {
+      let ends: TcpEnds | null = null;
+      try {
+        const local = sockaddr(dup, "getsockname");
+        const remote = sockaddr(dup, "getpeername");
+        const on = new Int32Array([TCP_REPAIR_ON]);
+        check(libc().setsockopt(dup, IPPROTO_TCP, TCP_REPAIR, ptr(on), 4), "setsockopt(TCP_REPAIR)");
+        const seq = rcvNxt(dup);
+        if (local && remote) ends = { local: local.address, localPort: local.port, remote: remote.address, remotePort: remote.port, rcvNxt: seq };
+      } catch {
+        // not connected, or a state repair mode refuses: nothing to read
+      }
       const val = new Int32Array([TCP_REPAIR_OFF]);
       check(libc().setsockopt(dup, IPPROTO_TCP, TCP_REPAIR, ptr(val), 4), "setsockopt(TCP_REPAIR)", `${pid}/${fd}`);
+      return ends;
     } finally {
       libc().close(dup);
     }
   } finally {
     libc().close(pidfd);
+  }
+}
+
+const O_RDONLY_CLOEXEC = 0o2000000;
+const CLONE_NEWNET = 0x40000000;
+const IPPROTO_ICMP = 1;
+
+/**
+ * Send IPv4 packets (`packets[i]` to `to[i]`, the payload after the IP header)
+ * from a raw socket of `protocol` opened in the net namespace at `netnsPath`:
+ * the calling thread enters it only to open the socket, and the kernel gives
+ * the packets the source address that namespace routes them from.
+ */
+export function sendRawInNetns(netnsPath: string, packets: ReadonlyArray<{ to: string; data: Uint8Array }>, protocol = IPPROTO_ICMP): void {
+  const own = check(libc().open(ptr(cstr("/proc/thread-self/ns/net")), O_RDONLY_CLOEXEC, 0), "open", "/proc/thread-self/ns/net");
+  let fd = -1;
+  try {
+    const target = check(libc().open(ptr(cstr(netnsPath)), O_RDONLY_CLOEXEC, 0), "open", netnsPath);
+    try {
+      check(libc().setns(target, CLONE_NEWNET), "setns", netnsPath);
+      try {
+        fd = check(libc().socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, protocol), "socket(AF_INET, SOCK_RAW)");
+      } finally {
+        // Never leave this thread in the pod's namespace: nothing else would work after.
+        check(libc().setns(own, CLONE_NEWNET), "setns", "/proc/thread-self/ns/net");
+      }
+    } finally {
+      libc().close(target);
+    }
+    for (const p of packets) {
+      const sin = new Uint8Array(16);
+      new DataView(sin.buffer).setUint16(0, AF_INET, true);
+      sin.set(p.to.split(".").map(Number), 4);
+      check(libc().sendto(fd, ptr(p.data), p.data.length, 0, ptr(sin), sin.length), "sendto", p.to);
+    }
+  } finally {
+    if (fd >= 0) libc().close(fd);
+    libc().close(own);
   }
 }

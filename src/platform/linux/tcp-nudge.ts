@@ -1,0 +1,70 @@
+/**
+ * Make the peers of a restored pod's TCP connections retransmit at once.
+ *
+ * While the pod was frozen and its network locked, each peer with unacknowledged
+ * data backed its retransmission timer off (0.2, 0.6, 1.4, 3 s ... up to 120 s
+ * after a long hold) and sits in loss recovery with a congestion window of one
+ * segment, already used by the lost retransmission. Nothing the pod can send on
+ * the connection wakes it: a window probe or duplicate ACKs are answered, but
+ * neither advances snd_una nor frees the window, so the peer waits for its timer.
+ * What does is RFC 6069 (TCP-LD, in Linux since 2.6.37): an ICMP host-unreachable
+ * quoting the peer's segment at snd_una undoes one backoff step of that
+ * connection, and once the undone timeout has already passed the peer
+ * retransmits there and then. One message per step, so a burst covers any hold.
+ */
+import { type TcpEnds, sendRawInNetns } from "./libc.ts";
+
+/** Enough messages to undo the deepest backoff (TCP_RTO_MAX, 120 s, is 2^9 times the 200 ms minimum). */
+const STEPS = 12;
+const ICMP_DEST_UNREACH = 3;
+const ICMP_HOST_UNREACH = 1;
+const IPPROTO_TCP = 6;
+
+function checksum(b: Uint8Array): number {
+  let sum = 0;
+  for (let i = 0; i < b.length; i += 2) sum += (b[i]! << 8) | (b[i + 1] ?? 0);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return ~sum & 0xffff;
+}
+
+function ipv4Bytes(address: string): number[] {
+  const parts = address.split(".").map(Number);
+  if (parts.length !== 4 || parts.some((n) => !Number.isInteger(n) || n < 0 || n > 255)) throw new Error(`Cannot nudge a peer of "${address}": not an IPv4 address`);
+  return parts;
+}
+
+/**
+ * The ICMP host-unreachable message (without IP header) quoting the segment the
+ * peer (`remote`) retransmits: its IP header and the first 8 bytes of its TCP
+ * header, with the sequence number the pod expects next.
+ */
+export function hostUnreachableFor(c: TcpEnds): Uint8Array {
+  const m = new Uint8Array(8 + 20 + 8);
+  const v = new DataView(m.buffer);
+  m[0] = ICMP_DEST_UNREACH;
+  m[1] = ICMP_HOST_UNREACH;
+  const ip = m.subarray(8, 28);
+  ip[0] = 0x45; // IPv4, 20-byte header
+  new DataView(ip.buffer, 8).setUint16(2, 40); // total length: header and a bare TCP header
+  ip[8] = 64; // TTL
+  ip[9] = IPPROTO_TCP;
+  ip.set(ipv4Bytes(c.remote), 12);
+  ip.set(ipv4Bytes(c.local), 16);
+  new DataView(ip.buffer, 8).setUint16(10, checksum(ip));
+  v.setUint16(28, c.remotePort);
+  v.setUint16(30, c.localPort);
+  v.setUint32(32, c.rcvNxt >>> 0);
+  v.setUint16(2, checksum(m));
+  return m;
+}
+
+/** Nudge each connection's peer from the pod's net namespace (its network unlocked); returns how many were. */
+export function nudgePeers(netnsPath: string, connections: readonly TcpEnds[]): number {
+  if (connections.length === 0) return 0;
+  const packets = connections.flatMap((c) => {
+    const data = hostUnreachableFor(c);
+    return Array.from({ length: STEPS }, () => ({ to: c.remote, data }));
+  });
+  sendRawInNetns(netnsPath, packets);
+  return connections.length;
+}
