@@ -47,7 +47,9 @@ describe("restored TCP connections", () => {
       await Bun.sleep(1500);
       client.kill("SIGTERM");
       const report = JSON.parse((await new Response(client.stdout).text()).trim());
-      console.log(`checkpoint, ${HOLD_MS} ms hold, restore: pod paused at most ${Math.round(pausedMs)} ms, client's longest gap ${Math.round(report.maxGapMs)} ms`);
+      console.log(
+        `checkpoint, ${HOLD_MS} ms hold, restore: pod paused at most ${Math.round(pausedMs)} ms, client's longest gap ${Math.round(report.maxGapMs)} ms`,
+      );
       expect(report).toMatchObject({ errors: [], closed: false });
       expect(report.received).toBe(report.sent);
       // The client's gap is the pause, not the pause plus the wait for its next backed-off retransmission.

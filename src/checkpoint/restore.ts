@@ -341,7 +341,13 @@ export async function verifyRestored(ctx: CheckpointContext, run: RestoreRun, pi
 }
 
 /** The network was locked since it was made (prepareRestore): the sockets are back, let peers in (and retransmit now); the pod runs again. */
-export async function unlockAndAdopt(ctx: CheckpointContext, run: RestoreRun, prepared: PreparedHost, pid: number, connections: readonly TcpConnection[]): Promise<PodView> {
+export async function unlockAndAdopt(
+  ctx: CheckpointContext,
+  run: RestoreRun,
+  prepared: PreparedHost,
+  pid: number,
+  connections: readonly TcpConnection[],
+): Promise<PodView> {
   await ctx.host.unlockNetwork(prepared.target.netnsPath);
   ctx.host.nudgePeers(prepared.target.netnsPath, connections);
   const view = ctx.pods.adoptRestored(run.name, pid);

@@ -41,13 +41,19 @@ export interface CriuRestoreOptions {
   onSpawn?: (pid: number) => void;
 }
 
-/** A pod's connected TCP socket (IPv4), read while the pod was stopped: its ends and the next sequence number it expects. */
+/**
+ * A pod's connected TCP socket (IPv4), read while the pod was stopped: its ends, the next
+ * sequence numbers it expects and sends, its window field and timestamp (null: none).
+ */
 export interface TcpConnection {
   local: string;
   localPort: number;
   remote: string;
   remotePort: number;
   rcvNxt: number;
+  sndNxt: number;
+  window: number;
+  tsVal: number | null;
 }
 
 export interface CheckpointHost {

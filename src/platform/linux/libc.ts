@@ -346,19 +346,31 @@ const IPPROTO_TCP = 6;
 const TCP_REPAIR = 19;
 const TCP_REPAIR_OFF = 0;
 
-/** An IPv4 TCP connection's two ends and the next sequence number it expects from its peer (rcv_nxt). */
+/**
+ * An IPv4 TCP connection's two ends, the next sequence numbers it expects
+ * (rcvNxt) and sends (sndNxt), the window field it advertises now, and its
+ * current timestamp value (null without the timestamp option).
+ */
 export interface TcpEnds {
   local: string;
   localPort: number;
   remote: string;
   remotePort: number;
   rcvNxt: number;
+  sndNxt: number;
+  window: number;
+  tsVal: number | null;
 }
 
 const TCP_REPAIR_ON = 1;
 const TCP_REPAIR_QUEUE = 20;
 const TCP_QUEUE_SEQ = 21;
 const TCP_RECV_QUEUE = 1;
+const TCP_SEND_QUEUE = 2;
+const TCP_INFO = 11;
+const TCP_TIMESTAMP = 24;
+const TCP_REPAIR_WINDOW = 29;
+const TCPI_OPT_TIMESTAMPS = 1;
 const AF_INET = 2;
 const AF_INET6 = 10;
 
@@ -381,14 +393,34 @@ function sockaddr(fd: number, call: "getsockname" | "getpeername"): { address: s
   return ipv4Of(sa);
 }
 
-/** rcv_nxt of a socket in repair mode, read through its receive queue's sequence. */
-function rcvNxt(fd: number): number {
-  const on = new Int32Array([TCP_RECV_QUEUE]);
-  check(libc().setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, ptr(on), 4), "setsockopt(TCP_REPAIR_QUEUE)");
-  const val = new Uint32Array(1);
-  const len = new Uint32Array([4]);
-  check(libc().getsockopt(fd, IPPROTO_TCP, TCP_QUEUE_SEQ, ptr(val), ptr(len)), "getsockopt(TCP_QUEUE_SEQ)");
-  return val[0]!;
+function getTcpOpt(fd: number, opt: number, size: number): Uint8Array {
+  const buf = new Uint8Array(size);
+  const len = new Uint32Array([size]);
+  check(libc().getsockopt(fd, IPPROTO_TCP, opt, ptr(buf), ptr(len)), "getsockopt", String(opt));
+  return buf;
+}
+
+/** The next sequence number of a queue (TCP_RECV_QUEUE: rcv_nxt, TCP_SEND_QUEUE: write_seq) of a socket in repair mode. */
+function queueSeq(fd: number, queue: number): number {
+  const q = new Int32Array([queue]);
+  check(libc().setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, ptr(q), 4), "setsockopt(TCP_REPAIR_QUEUE)");
+  return new DataView(getTcpOpt(fd, TCP_QUEUE_SEQ, 4).buffer).getUint32(0, true);
+}
+
+/** Sequence numbers, window and timestamp of a socket in repair mode (see TcpEnds). */
+function tcpState(fd: number): Pick<TcpEnds, "rcvNxt" | "sndNxt" | "window" | "tsVal"> {
+  const rcvNxt = queueSeq(fd, TCP_RECV_QUEUE);
+  const sndNxt = queueSeq(fd, TCP_SEND_QUEUE);
+  // struct tcp_repair_window: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup
+  const w = new DataView(getTcpOpt(fd, TCP_REPAIR_WINDOW, 20).buffer);
+  const rcvWnd = w.getUint32(12, true);
+  const rcvWup = w.getUint32(16, true);
+  const info = getTcpOpt(fd, TCP_INFO, 8); // state, ca_state, retransmits, probes, backoff, options, wscales
+  const rcvWscale = info[6]! >> 4;
+  const free = Math.max(0, (rcvWup + rcvWnd - rcvNxt) | 0);
+  const window = Math.min(0xffff, free >>> rcvWscale);
+  const tsVal = info[5]! & TCPI_OPT_TIMESTAMPS ? new DataView(getTcpOpt(fd, TCP_TIMESTAMP, 4).buffer).getUint32(0, true) : null;
+  return { rcvNxt, sndNxt, window, tsVal };
 }
 
 /**
@@ -409,8 +441,8 @@ export function tcpRepairOff(pid: number, fd: number): TcpEnds | null {
         const remote = sockaddr(dup, "getpeername");
         const on = new Int32Array([TCP_REPAIR_ON]);
         check(libc().setsockopt(dup, IPPROTO_TCP, TCP_REPAIR, ptr(on), 4), "setsockopt(TCP_REPAIR)");
-        const seq = rcvNxt(dup);
-        if (local && remote) ends = { local: local.address, localPort: local.port, remote: remote.address, remotePort: remote.port, rcvNxt: seq };
+        const state = tcpState(dup);
+        if (local && remote) ends = { local: local.address, localPort: local.port, remote: remote.address, remotePort: remote.port, ...state };
       } catch {
         // not connected, or a state repair mode refuses: nothing to read
       }
@@ -427,23 +459,24 @@ export function tcpRepairOff(pid: number, fd: number): TcpEnds | null {
 
 const O_RDONLY_CLOEXEC = 0o2000000;
 const CLONE_NEWNET = 0x40000000;
-const IPPROTO_ICMP = 1;
 
 /**
- * Send IPv4 packets (`packets[i]` to `to[i]`, the payload after the IP header)
- * from a raw socket of `protocol` opened in the net namespace at `netnsPath`:
+ * Send IPv4 packets (each its payload after the IP header, to `to`) from raw
+ * sockets of their `protocol` opened in the net namespace at `netnsPath`:
  * the calling thread enters it only to open the socket, and the kernel gives
  * the packets the source address that namespace routes them from.
  */
-export function sendRawInNetns(netnsPath: string, packets: ReadonlyArray<{ to: string; data: Uint8Array }>, protocol = IPPROTO_ICMP): void {
+export function sendRawInNetns(netnsPath: string, packets: ReadonlyArray<{ to: string; protocol: number; data: Uint8Array }>): void {
   const own = check(libc().open(ptr(cstr("/proc/thread-self/ns/net")), O_RDONLY_CLOEXEC, 0), "open", "/proc/thread-self/ns/net");
-  let fd = -1;
+  const fds = new Map<number, number>();
   try {
     const target = check(libc().open(ptr(cstr(netnsPath)), O_RDONLY_CLOEXEC, 0), "open", netnsPath);
     try {
       check(libc().setns(target, CLONE_NEWNET), "setns", netnsPath);
       try {
-        fd = check(libc().socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, protocol), "socket(AF_INET, SOCK_RAW)");
+        for (const { protocol } of packets)
+          if (!fds.has(protocol))
+            fds.set(protocol, check(libc().socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, protocol), "socket(AF_INET, SOCK_RAW)", String(protocol)));
       } finally {
         // Never leave this thread in the pod's namespace: nothing else would work after.
         check(libc().setns(own, CLONE_NEWNET), "setns", "/proc/thread-self/ns/net");
@@ -455,10 +488,10 @@ export function sendRawInNetns(netnsPath: string, packets: ReadonlyArray<{ to: s
       const sin = new Uint8Array(16);
       new DataView(sin.buffer).setUint16(0, AF_INET, true);
       sin.set(p.to.split(".").map(Number), 4);
-      check(libc().sendto(fd, ptr(p.data), p.data.length, 0, ptr(sin), sin.length), "sendto", p.to);
+      check(libc().sendto(fds.get(p.protocol)!, ptr(p.data), p.data.length, 0, ptr(sin), sin.length), "sendto", p.to);
     }
   } finally {
-    if (fd >= 0) libc().close(fd);
+    for (const fd of fds.values()) libc().close(fd);
     libc().close(own);
   }
 }

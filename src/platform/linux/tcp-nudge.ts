@@ -7,10 +7,16 @@
  * segment, already used by the lost retransmission. Nothing the pod can send on
  * the connection wakes it: a window probe or duplicate ACKs are answered, but
  * neither advances snd_una nor frees the window, so the peer waits for its timer.
- * What does is RFC 6069 (TCP-LD, in Linux since 2.6.37): an ICMP host-unreachable
- * quoting the peer's segment at snd_una undoes one backoff step of that
- * connection, and once the undone timeout has already passed the peer
- * retransmits there and then. One message per step, so a burst covers any hold.
+ * (CRIU's window probe even carries an old sequence number, so the peer drops it
+ * unread.) Two things do, sent from the pod's net namespace once it is unlocked:
+ * - an ACK of everything the pod received, with an acceptable sequence number:
+ *   data the pod got just before the lock but never acknowledged (the ACK rode
+ *   on a reply the lock dropped) is acknowledged now, which frees the peer's
+ *   window and makes it send the rest at once;
+ * - RFC 6069 (TCP-LD, in Linux since 2.6.37): an ICMP host-unreachable quoting
+ *   the peer's segment at snd_una (now the pod's rcv_nxt) undoes one backoff step,
+ *   and once the undone timeout has already passed the peer retransmits there and
+ *   then. One message per step, so a burst covers any hold.
  */
 import { type TcpEnds, sendRawInNetns } from "./libc.ts";
 
@@ -18,6 +24,7 @@ import { type TcpEnds, sendRawInNetns } from "./libc.ts";
 const STEPS = 12;
 const ICMP_DEST_UNREACH = 3;
 const ICMP_HOST_UNREACH = 1;
+const IPPROTO_ICMP = 1;
 const IPPROTO_TCP = 6;
 
 function checksum(b: Uint8Array): number {
@@ -29,7 +36,8 @@ function checksum(b: Uint8Array): number {
 
 function ipv4Bytes(address: string): number[] {
   const parts = address.split(".").map(Number);
-  if (parts.length !== 4 || parts.some((n) => !Number.isInteger(n) || n < 0 || n > 255)) throw new Error(`Cannot nudge a peer of "${address}": not an IPv4 address`);
+  if (parts.length !== 4 || parts.some((n) => !Number.isInteger(n) || n < 0 || n > 255))
+    throw new Error(`Cannot nudge a peer of "${address}": not an IPv4 address`);
   return parts;
 }
 
@@ -58,12 +66,39 @@ export function hostUnreachableFor(c: TcpEnds): Uint8Array {
   return m;
 }
 
+/** A bare ACK from the pod's end (TCP header only, no IP header): acknowledges rcvNxt at sequence sndNxt. */
+export function ackFor(c: TcpEnds): Uint8Array {
+  const optLen = c.tsVal === null ? 0 : 12;
+  const seg = new Uint8Array(20 + optLen);
+  const v = new DataView(seg.buffer);
+  v.setUint16(0, c.localPort);
+  v.setUint16(2, c.remotePort);
+  v.setUint32(4, c.sndNxt >>> 0);
+  v.setUint32(8, c.rcvNxt >>> 0);
+  seg[12] = ((20 + optLen) / 4) << 4;
+  seg[13] = 0x10; // ACK
+  v.setUint16(14, c.window);
+  if (c.tsVal !== null) {
+    seg.set([1, 1, 8, 10], 20); // NOP, NOP, timestamps
+    v.setUint32(24, c.tsVal >>> 0);
+    // TSecr stays 0: the peer then takes no RTT sample from this ACK
+  }
+  const pseudo = new Uint8Array(12 + seg.length);
+  pseudo.set(ipv4Bytes(c.local), 0);
+  pseudo.set(ipv4Bytes(c.remote), 4);
+  pseudo[9] = IPPROTO_TCP;
+  new DataView(pseudo.buffer).setUint16(10, seg.length);
+  pseudo.set(seg, 12);
+  v.setUint16(16, checksum(pseudo));
+  return seg;
+}
+
 /** Nudge each connection's peer from the pod's net namespace (its network unlocked); returns how many were. */
 export function nudgePeers(netnsPath: string, connections: readonly TcpEnds[]): number {
   if (connections.length === 0) return 0;
   const packets = connections.flatMap((c) => {
-    const data = hostUnreachableFor(c);
-    return Array.from({ length: STEPS }, () => ({ to: c.remote, data }));
+    const icmp = { to: c.remote, protocol: IPPROTO_ICMP, data: hostUnreachableFor(c) };
+    return [{ to: c.remote, protocol: IPPROTO_TCP, data: ackFor(c) }, ...Array.from({ length: STEPS }, () => icmp)];
   });
   sendRawInNetns(netnsPath, packets);
   return connections.length;
