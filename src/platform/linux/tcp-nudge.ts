@@ -93,13 +93,28 @@ export function ackFor(c: TcpEnds): Uint8Array {
   return seg;
 }
 
-/** Nudge each connection's peer from the pod's net namespace (its network unlocked); returns how many were. */
-export function nudgePeers(netnsPath: string, connections: readonly TcpEnds[]): number {
-  if (connections.length === 0) return 0;
-  const packets = connections.flatMap((c) => {
+/**
+ * The ICMPs again this long after the first burst (ms): a peer whose socket its own process holds
+ * (busy in send()) applies no ICMP to its timer, and a loaded host may hold it for a while. Late
+ * ones are harmless: once the peer has moved on they quote an old sequence number and are ignored.
+ */
+const REPEATS_MS = [30, 150, 600];
+
+/** Nudge each connection's peer from the pod's net namespace (its network unlocked); the ICMPs again in the background. */
+export function nudgePeers(netnsPath: string, connections: readonly TcpEnds[]): void {
+  if (connections.length === 0) return;
+  const icmps = connections.flatMap((c) => {
     const icmp = { to: c.remote, protocol: IPPROTO_ICMP, data: hostUnreachableFor(c) };
-    return [{ to: c.remote, protocol: IPPROTO_TCP, data: ackFor(c) }, ...Array.from({ length: STEPS }, () => icmp)];
+    return Array.from({ length: STEPS }, () => icmp);
   });
-  sendRawInNetns(netnsPath, packets);
-  return connections.length;
+  const acks = connections.map((c) => ({ to: c.remote, protocol: IPPROTO_TCP, data: ackFor(c) }));
+  sendRawInNetns(netnsPath, [...acks, ...icmps]);
+  for (const ms of REPEATS_MS)
+    setTimeout(() => {
+      try {
+        sendRawInNetns(netnsPath, icmps);
+      } catch {
+        // the pod is gone meanwhile
+      }
+    }, ms).unref();
 }
