@@ -66,7 +66,7 @@ export const linuxCheckpointHost: CheckpointHost = {
   },
   nudgePeers: (netnsPath, connections) => {
     try {
-      if (!process.env.NO_NUDGE) nudgePeers(netnsPath, connections);
+      nudgePeers(netnsPath, connections);
     } catch {
       // only a delay: the peers retransmit when their timers fire
     }
