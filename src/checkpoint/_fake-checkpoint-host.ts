@@ -6,7 +6,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { CheckpointHost, CriuDumpOptions, CriuRestoreOptions } from "../platform/checkpoint-host.ts";
+import type { CheckpointHost, CriuDumpOptions, CriuRestoreOptions, TcpConnection } from "../platform/checkpoint-host.ts";
 import type { FakeHost } from "../pods/fake-host.ts";
 
 export class FakeCheckpointHost implements CheckpointHost {
@@ -116,10 +116,12 @@ export class FakeCheckpointHost implements CheckpointHost {
     return had || hadDump ? ["inet CRIU-1"] : [];
   }
 
-  continueTree(pid: number): void {
+  continueTree(pid: number): TcpConnection[] {
     this.calls.push(`continue ${pid}`);
     this.stopped.delete(pid);
+    return [];
   }
+  nudgePeers(): void {}
   killTree(pid: number): void {
     this.calls.push(`kill ${pid}`);
     this.#end(pid);

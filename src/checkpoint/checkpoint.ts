@@ -287,7 +287,7 @@ export async function captureFiles(run: CheckpointRun, writer: ChunkWriter): Pro
  */
 export async function continueLeftRunning(ctx: CheckpointContext, run: CheckpointRun): Promise<void> {
   await ctx.host.removeCriuLock(run.target.netnsPath);
-  ctx.host.continueTree(run.target.pid);
+  ctx.host.nudgePeers(run.target.netnsPath, ctx.host.continueTree(run.target.pid));
   run.isStopped = false;
   run.freezeMs = performance.now() - run.dumpStartedAt;
 }

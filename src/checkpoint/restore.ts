@@ -18,6 +18,7 @@ import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, Preco
 import { formatBytes } from "../format.ts";
 import { externalMountsOf, type PodRecord, type PodView } from "../pods/pod.ts";
 import type { PodRuntime } from "../pods/runtime.ts";
+import type { TcpConnection } from "../platform/checkpoint-host.ts";
 import { childPath } from "../pods/child-path.ts";
 import { AddressError, checkPodName } from "../pods/validate.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
@@ -107,8 +108,8 @@ export async function restorePod(ctx: CheckpointContext, imageRef: string, req: 
     await failpoint("restore.prepared");
     const { restored, tcp } = await restoreProcesses(ctx, run, prepared, placed.verified);
     await failpoint("restore.criu-done");
-    await verifyRestored(ctx, run, restored.pid, placed.verified);
-    const view = await unlockAndAdopt(ctx, run, prepared, restored.pid);
+    const connections = await verifyRestored(ctx, run, restored.pid, placed.verified);
+    const view = await unlockAndAdopt(ctx, run, prepared, restored.pid, connections);
     const result: RestoreResult = {
       pod: view,
       image: id,
@@ -323,7 +324,7 @@ export async function restoreProcesses(
 }
 
 /** Every page image matched: the restored tasks may run. A damaged one: they never ran, and go. */
-export async function verifyRestored(ctx: CheckpointContext, run: RestoreRun, pid: number, verified: Promise<void>): Promise<void> {
+export async function verifyRestored(ctx: CheckpointContext, run: RestoreRun, pid: number, verified: Promise<void>): Promise<TcpConnection[]> {
   const { host } = ctx;
   try {
     await verified;
@@ -335,14 +336,22 @@ export async function verifyRestored(ctx: CheckpointContext, run: RestoreRun, pi
   }
   rmSync(join(run.tmp, UNVERIFIED), { force: true });
   await failpoint("restore.verified");
-  host.continueTree(pid);
+  const connections = host.continueTree(pid);
   run.phase("verify");
   await failpoint("restore.continued");
+  return connections;
 }
 
-/** The network was locked since it was made (prepareRestore): the sockets are back, let peers in; the pod runs again. */
-export async function unlockAndAdopt(ctx: CheckpointContext, run: RestoreRun, prepared: PreparedHost, pid: number): Promise<PodView> {
+/** The network was locked since it was made (prepareRestore): the sockets are back, let peers in (and retransmit now); the pod runs again. */
+export async function unlockAndAdopt(
+  ctx: CheckpointContext,
+  run: RestoreRun,
+  prepared: PreparedHost,
+  pid: number,
+  connections: readonly TcpConnection[],
+): Promise<PodView> {
   await ctx.host.unlockNetwork(prepared.target.netnsPath);
+  ctx.host.nudgePeers(prepared.target.netnsPath, connections);
   const view = ctx.pods.adoptRestored(run.name, pid);
   run.phase("finish");
   return view;

@@ -106,8 +106,9 @@ export class MigrationDestination {
     const { ctx } = this.deps;
     try {
       await failpoint("migrate.dest-resuming");
-      ctx.host.continueTree(h.pid);
+      const connections = ctx.host.continueTree(h.pid);
       await unlockAll(ctx.host, h.netnsPath);
+      ctx.host.nudgePeers(h.netnsPath, connections);
       ctx.pods.adoptRestored(h.pod, h.pid);
       removeMigrationJournal(ctx.stateDir, id);
       // The source's route may have answered ARP for the address while both copies existed: this host has it now.

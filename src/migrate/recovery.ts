@@ -108,8 +108,9 @@ async function undoFrozen(ctx: CheckpointContext, pod: string, pid: number | nul
   const rec = ctx.pods.list().find((p) => p.name === pod);
   if (!rec) return;
   if (pid !== null && ctx.host.isAlive(pid)) {
-    ctx.host.continueTree(pid);
+    const connections = ctx.host.continueTree(pid);
     await unlockAll(ctx.host, ctx.pods.target0(pod).netnsPath);
+    ctx.host.nudgePeers(ctx.pods.target0(pod).netnsPath, connections);
   }
   if (rec.phase === "checkpointing") ctx.pods.endCheckpoint(pod, "running");
 }

@@ -334,9 +334,10 @@ async function abortHandover(deps: SourceDeps, peer: PeerMigrationClient, h: Han
   if (!run.isCommitted) {
     await undoCheckpoint(ctx, run, e).catch(() => undefined);
   } else {
-    if (run.isStopped) ctx.host.continueTree(run.target.pid);
+    const connections = run.isStopped ? ctx.host.continueTree(run.target.pid) : [];
     run.isStopped = false;
     await unlockAll(ctx.host, run.target.netnsPath);
+    ctx.host.nudgePeers(run.target.netnsPath, connections);
     ctx.pods.endCheckpoint(h.name, "running");
   }
   // The peer may have announced the address for its held copy.

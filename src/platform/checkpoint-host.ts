@@ -41,6 +41,21 @@ export interface CriuRestoreOptions {
   onSpawn?: (pid: number) => void;
 }
 
+/**
+ * A pod's connected TCP socket (IPv4), read while the pod was stopped: its ends, the next
+ * sequence numbers it expects and sends, its window field and timestamp (null: none).
+ */
+export interface TcpConnection {
+  local: string;
+  localPort: number;
+  remote: string;
+  remotePort: number;
+  rcvNxt: number;
+  sndNxt: number;
+  window: number;
+  tsVal: number | null;
+}
+
 export interface CheckpointHost {
   /** The CRIU binary: the configured path ("" = search), or null when there is none. */
   findCriu(configured: string): string | null;
@@ -65,8 +80,10 @@ export interface CheckpointHost {
   /** Remove any network lock a failed CRIU run left behind; the tables removed. */
   removeCriuLock(netnsPath: string): Promise<string[]>;
 
-  /** SIGCONT to every process of the pod whose pid 1 is `pid`. */
-  continueTree(pid: number): void;
+  /** SIGCONT to every process of the pod whose pid 1 is `pid`; returns its TCP connections, read before they went on. */
+  continueTree(pid: number): TcpConnection[];
+  /** Make the peers of these connections retransmit now rather than when their backed-off timers fire; call once the network is unlocked. */
+  nudgePeers(netnsPath: string, connections: readonly TcpConnection[]): void;
   /** SIGKILL to the pod's pid 1: its whole pid namespace ends. */
   killTree(pid: number): void;
   /** Processes of the pod holding something CRIU cannot dump (an io_uring). */

@@ -6,6 +6,7 @@ import { criuVersion, findCriu } from "./criu.ts";
 import { criuDump, criuRestore, removeNetworkLock } from "./criu-runner.ts";
 import { lockNetwork, unlockNetwork } from "./netlock.ts";
 import { continuePod, killPod, killTree, podPids, processesOutsideTree, waitGone } from "./pod-procs.ts";
+import { nudgePeers } from "./tcp-nudge.ts";
 import { leaveTcpRepair } from "./tcp-repair.ts";
 import { undumpableResources } from "./undumpable.ts";
 
@@ -59,8 +60,16 @@ export const linuxCheckpointHost: CheckpointHost = {
 
   continueTree: (pid) => {
     // After a --leave-stopped dump the pod's TCP connections are still in repair mode.
-    leaveTcpRepair(podPids(pid));
+    const connections = leaveTcpRepair(podPids(pid));
     continuePod(pid);
+    return connections;
+  },
+  nudgePeers: (netnsPath, connections) => {
+    try {
+      nudgePeers(netnsPath, connections);
+    } catch {
+      // only a delay: the peers retransmit when their timers fire
+    }
   },
   killTree: killPod,
   execSessions: processesOutsideTree,

@@ -34,6 +34,10 @@ function open() {
     sendto: { args: [i32, P, u64, i32, P, u32], returns: FFIType.i64 },
     close: { args: [i32], returns: i32 },
     setsockopt: { args: [i32, i32, i32, P, u32], returns: i32 },
+    getsockopt: { args: [i32, i32, i32, P, P], returns: i32 },
+    getsockname: { args: [i32, P, P], returns: i32 },
+    getpeername: { args: [i32, P, P], returns: i32 },
+    setns: { args: [i32, i32], returns: i32 },
     eventfd: { args: [u32, i32], returns: i32 },
     ioctl: { args: [i32, u64, u64], returns: i32 },
   });
@@ -344,17 +348,108 @@ const TCP_REPAIR = 19;
 const TCP_REPAIR_OFF = 0;
 
 /**
+ * An IPv4 TCP connection's two ends, the next sequence numbers it expects
+ * (rcvNxt) and sends (sndNxt), the window field it advertises now, and its
+ * current timestamp value (null without the timestamp option).
+ */
+export interface TcpEnds {
+  local: string;
+  localPort: number;
+  remote: string;
+  remotePort: number;
+  rcvNxt: number;
+  sndNxt: number;
+  window: number;
+  tsVal: number | null;
+}
+
+const TCP_REPAIR_ON = 1;
+const TCP_REPAIR_QUEUE = 20;
+const TCP_QUEUE_SEQ = 21;
+const TCP_RECV_QUEUE = 1;
+const TCP_SEND_QUEUE = 2;
+const TCP_INFO = 11;
+const TCP_TIMESTAMP = 24;
+const TCP_REPAIR_WINDOW = 29;
+const TCPI_OPT_TIMESTAMPS = 1;
+const AF_INET = 2;
+const AF_INET6 = 10;
+
+/** Dotted IPv4 of a sockaddr_in or a v4-mapped sockaddr_in6; null for anything else. */
+function ipv4Of(sa: Uint8Array): { address: string; port: number } | null {
+  const v = new DataView(sa.buffer);
+  const family = v.getUint16(0, true);
+  const port = v.getUint16(2, false);
+  if (family === AF_INET) return { address: [...sa.subarray(4, 8)].join("."), port };
+  const mapped = sa.subarray(8, 24);
+  if (family === AF_INET6 && mapped.subarray(0, 10).every((b) => b === 0) && mapped[10] === 0xff && mapped[11] === 0xff)
+    return { address: [...mapped.subarray(12, 16)].join("."), port };
+  return null;
+}
+
+function sockaddr(fd: number, call: "getsockname" | "getpeername"): { address: string; port: number } | null {
+  const sa = new Uint8Array(28);
+  const len = new Uint32Array([sa.length]);
+  check(libc()[call](fd, ptr(sa), ptr(len)), call);
+  return ipv4Of(sa);
+}
+
+function getTcpOpt(fd: number, opt: number, size: number): Uint8Array {
+  const buf = new Uint8Array(size);
+  const len = new Uint32Array([size]);
+  check(libc().getsockopt(fd, IPPROTO_TCP, opt, ptr(buf), ptr(len)), "getsockopt", String(opt));
+  return buf;
+}
+
+/** The next sequence number of a queue (TCP_RECV_QUEUE: rcv_nxt, TCP_SEND_QUEUE: write_seq) of a socket in repair mode. */
+function queueSeq(fd: number, queue: number): number {
+  const q = new Int32Array([queue]);
+  check(libc().setsockopt(fd, IPPROTO_TCP, TCP_REPAIR_QUEUE, ptr(q), 4), "setsockopt(TCP_REPAIR_QUEUE)");
+  return new DataView(getTcpOpt(fd, TCP_QUEUE_SEQ, 4).buffer).getUint32(0, true);
+}
+
+/** Sequence numbers, window and timestamp of a socket in repair mode (see TcpEnds). */
+function tcpState(fd: number): Pick<TcpEnds, "rcvNxt" | "sndNxt" | "window" | "tsVal"> {
+  const rcvNxt = queueSeq(fd, TCP_RECV_QUEUE);
+  const sndNxt = queueSeq(fd, TCP_SEND_QUEUE);
+  // struct tcp_repair_window: snd_wl1, snd_wnd, max_window, rcv_wnd, rcv_wup
+  const w = new DataView(getTcpOpt(fd, TCP_REPAIR_WINDOW, 20).buffer);
+  const rcvWnd = w.getUint32(12, true);
+  const rcvWup = w.getUint32(16, true);
+  const info = getTcpOpt(fd, TCP_INFO, 8); // state, ca_state, retransmits, probes, backoff, options, wscales
+  const rcvWscale = info[6]! >> 4;
+  const free = Math.max(0, (rcvWup + rcvWnd - rcvNxt) | 0);
+  const window = Math.min(0xffff, free >>> rcvWscale);
+  const tsVal = info[5]! & TCPI_OPT_TIMESTAMPS ? new DataView(getTcpOpt(fd, TCP_TIMESTAMP, 4).buffer).getUint32(0, true) : null;
+  return { rcvNxt, sndNxt, window, tsVal };
+}
+
+/**
  * Take a TCP socket of process `pid` (its descriptor `fd`) out of repair mode,
  * through a duplicate of it (pidfd_getfd): the kernel then sends a window
- * probe, as CRIU does when it lets a socket go on.
+ * probe, as CRIU does when it lets a socket go on. Its ends and rcv_nxt are
+ * read first (in repair mode, so only while its process is stopped: a write
+ * meanwhile would go astray); null when it is not IPv4 or cannot be read.
  */
-export function tcpRepairOff(pid: number, fd: number): void {
+export function tcpRepairOff(pid: number, fd: number): TcpEnds | null {
   const pidfd = check(libc().syscall(BigInt(SYS_pidfd_open), BigInt(pid), 0n, 0n), "pidfd_open", String(pid));
   try {
     const dup = check(libc().syscall(BigInt(SYS_pidfd_getfd), BigInt(pidfd), BigInt(fd), 0n), "pidfd_getfd", `${pid}/${fd}`);
     try {
+      let ends: TcpEnds | null = null;
+      try {
+        const local = sockaddr(dup, "getsockname");
+        const remote = sockaddr(dup, "getpeername");
+        const on = new Int32Array([TCP_REPAIR_ON]);
+        check(libc().setsockopt(dup, IPPROTO_TCP, TCP_REPAIR, ptr(on), 4), "setsockopt(TCP_REPAIR)");
+        const state = tcpState(dup);
+        if (local && remote) ends = { local: local.address, localPort: local.port, remote: remote.address, remotePort: remote.port, ...state };
+      } catch {
+        // not connected, or a state repair mode refuses: nothing to read
+      }
       const val = new Int32Array([TCP_REPAIR_OFF]);
       check(libc().setsockopt(dup, IPPROTO_TCP, TCP_REPAIR, ptr(val), 4), "setsockopt(TCP_REPAIR)", `${pid}/${fd}`);
+      return ends;
     } finally {
       libc().close(dup);
     }
@@ -371,4 +466,43 @@ export function ioctl(fd: number, request: number, arg: number | bigint, what: s
 /** The address of a buffer, for ioctl. */
 export function addressOf(buf: Uint8Array | Uint16Array | Int32Array | Uint32Array): number {
   return ptr(buf);
+}
+
+const O_RDONLY_CLOEXEC = 0o2000000;
+const CLONE_NEWNET = 0x40000000;
+
+/**
+ * Send IPv4 packets (each its payload after the IP header, to `to`) from raw
+ * sockets of their `protocol` opened in the net namespace at `netnsPath`:
+ * the calling thread enters it only to open the socket, and the kernel gives
+ * the packets the source address that namespace routes them from.
+ */
+export function sendRawInNetns(netnsPath: string, packets: ReadonlyArray<{ to: string; protocol: number; data: Uint8Array }>): void {
+  const own = check(libc().open(ptr(cstr("/proc/thread-self/ns/net")), O_RDONLY_CLOEXEC, 0), "open", "/proc/thread-self/ns/net");
+  const fds = new Map<number, number>();
+  try {
+    const target = check(libc().open(ptr(cstr(netnsPath)), O_RDONLY_CLOEXEC, 0), "open", netnsPath);
+    try {
+      check(libc().setns(target, CLONE_NEWNET), "setns", netnsPath);
+      try {
+        for (const { protocol } of packets)
+          if (!fds.has(protocol))
+            fds.set(protocol, check(libc().socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, protocol), "socket(AF_INET, SOCK_RAW)", String(protocol)));
+      } finally {
+        // Never leave this thread in the pod's namespace: nothing else would work after.
+        check(libc().setns(own, CLONE_NEWNET), "setns", "/proc/thread-self/ns/net");
+      }
+    } finally {
+      libc().close(target);
+    }
+    for (const p of packets) {
+      const sin = new Uint8Array(16);
+      new DataView(sin.buffer).setUint16(0, AF_INET, true);
+      sin.set(p.to.split(".").map(Number), 4);
+      check(libc().sendto(fds.get(p.protocol)!, ptr(p.data), p.data.length, 0, ptr(sin), sin.length), "sendto", p.to);
+    }
+  } finally {
+    for (const fd of fds.values()) libc().close(fd);
+    libc().close(own);
+  }
 }

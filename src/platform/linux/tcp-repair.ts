@@ -8,7 +8,7 @@
  * not listening is taken out of repair mode, as CRIU would (tcpRepairOff).
  */
 import { readdirSync, readFileSync, readlinkSync } from "node:fs";
-import { tcpRepairOff } from "./libc.ts";
+import { type TcpEnds, tcpRepairOff } from "./libc.ts";
 
 /** TCP states in /proc/net/tcp that CRIU never puts in repair mode: LISTEN (0A) and CLOSE (07). */
 const UNREPAIRED_STATES = new Set(["0A", "07"]);
@@ -24,9 +24,9 @@ export function parseProcNetTcp(text: string): Map<string, string> {
   return out;
 }
 
-/** Take every connected TCP socket of these processes out of repair mode; returns how many were. */
-export function leaveTcpRepair(pids: readonly number[], proc = "/proc"): number {
-  let n = 0;
+/** Take every connected TCP socket of these (stopped) processes out of repair mode; returns the IPv4 ones' ends. */
+export function leaveTcpRepair(pids: readonly number[], proc = "/proc"): TcpEnds[] {
+  const out: TcpEnds[] = [];
   const seen = new Set<string>();
   for (const pid of pids) {
     let tcp: Map<string, string>;
@@ -50,12 +50,12 @@ export function leaveTcpRepair(pids: readonly number[], proc = "/proc"): number 
       if (state === undefined || UNREPAIRED_STATES.has(state)) continue;
       seen.add(inode);
       try {
-        tcpRepairOff(pid, Number(fd));
-        n++;
+        const ends = tcpRepairOff(pid, Number(fd));
+        if (ends) out.push(ends);
       } catch {
         // closed meanwhile, or not a socket any more
       }
     }
   }
-  return n;
+  return out;
 }
