@@ -157,8 +157,15 @@ export class LocalClient {
 
   // ---- Checkpoints and images ----------------------------------------------------------
 
-  async checkpoint(name: string, req: { leaveRunning: boolean; excludeVolumes: string[]; killExec?: boolean }): Promise<CheckpointResult> {
-    return (await this.#json<{ checkpoint: CheckpointResult }>("POST", `/v1/pods/${encodeURIComponent(name)}/checkpoint`, req)).checkpoint;
+  /** Checkpoint a pod; with `onProgress`, the agent streams how far it got as it goes. */
+  async checkpoint(
+    name: string,
+    req: { leaveRunning: boolean; excludeVolumes: string[]; killExec?: boolean },
+    onProgress?: OnProgress,
+  ): Promise<CheckpointResult> {
+    const path = `/v1/pods/${encodeURIComponent(name)}/checkpoint`;
+    if (onProgress) return readProgressStream<CheckpointResult>(await this.#body("POST", `${path}?progress=true`, req), onProgress);
+    return (await this.#json<{ checkpoint: CheckpointResult }>("POST", path, req)).checkpoint;
   }
 
   /** Restore `image` (an id or prefix), or `ref` (that, or a pod name: its latest image). */
@@ -174,7 +181,8 @@ export class LocalClient {
     return (await this.#json<{ removed: string }>("DELETE", `/v1/images/${encodeURIComponent(id)}`)).removed;
   }
 
-  async gcImages(): Promise<GcResult> {
+  async gcImages(onProgress?: OnProgress): Promise<GcResult> {
+    if (onProgress) return readProgressStream<GcResult>(await this.#body("POST", "/v1/images/gc?progress=true", {}), onProgress);
     return (await this.#json<{ gc: GcResult }>("POST", "/v1/images/gc", {})).gc;
   }
 

@@ -13,6 +13,7 @@ import { Yielder } from "../../yielder.ts";
 import type { ImageCatalogue, ImageInfo } from "../../store/image-catalogue.ts";
 import type { ImageOrigin, ImageTrust } from "../../trust/image-trust.ts";
 import { readJsonBody } from "./bounded-body.ts";
+import { progressResponse, wantsProgress } from "./progress-stream.ts";
 
 /** A row of `autopod images`: the catalogue's, with where the image came from. */
 export interface ImageListing extends ImageInfo {
@@ -70,6 +71,9 @@ export function addImageRoutes(app: Hono, { checkpointer, catalogue, trust }: Im
 
   app.post("/v1/pods/:name/checkpoint", async (c) => {
     const req = await json(c, CheckpointBody);
+    const name = c.req.param("name");
+    // With ?progress=true the answer is a progress stream (progress-stream.ts) ending in the result.
+    if (wantsProgress(c.req.query("progress"))) return progressResponse((on) => checkpointer.checkpoint(name, req, on));
     return c.json({ checkpoint: await checkpointer.checkpoint(c.req.param("name"), req) });
   });
 
@@ -98,6 +102,7 @@ export function addImageRoutes(app: Hono, { checkpointer, catalogue, trust }: Im
   app.post("/v1/images/gc", async (c) => {
     await json(c, GcBody);
     const yielder = new Yielder();
+    if (wantsProgress(c.req.query("progress"))) return progressResponse((on) => catalogue.gcYielding(() => yielder.maybeYield(), on));
     return c.json({ gc: await catalogue.gcYielding(() => yielder.maybeYield()) });
   });
 
