@@ -55,6 +55,8 @@ describe("progress on long work", () => {
       expect(ex.exitCode).toBe(0);
       const exOut = shown(ex.output);
       expect(draws(exOut, "exporting").length).toBeGreaterThanOrEqual(1);
+      // Bytes written of the file's size, which the agent says ahead.
+      expect(exOut).toMatch(/exporting {2}[0-9.]+ [KMG]?i?B of [0-9.]+ MiB \(\d+%\)/);
       expect(exOut).toMatch(/\r<EL>exported [0-9.]+ MiB to \S+\n$/);
 
       await host.ok(["rm", "--force", "big"]);

@@ -43,8 +43,8 @@ export const checkpointCommand: Command = {
       };
       cp = await client.checkpoint(name, req, onProgress);
       if (exportTo !== undefined) {
-        const stream = await client.exportImage(cp.id);
-        exported = await writeSink(exportTo, onProgress ? counted(stream, "exporting", null, onProgress) : stream);
+        const { stream, totalBytes } = await client.exportImageSized(cp.id);
+        exported = await writeSink(exportTo, onProgress ? counted(stream, "exporting", totalBytes, onProgress) : stream);
       }
     } finally {
       line.clear();

@@ -106,7 +106,7 @@ export const imageExportCommand: Command = {
   usage: "image export ID FILE|-",
   details:
     "The file carries the manifest and every chunk with its hash; `autopod image import` or `autopod restore --import` read it on any host. " +
-    "On a terminal a progress line shows the bytes written and the rate (not when the file is stdout).",
+    "On a terminal a progress line shows the bytes written of the file's size, rate and time left (not when the file is stdout).",
   options: [],
   async run(ctx) {
     const [id, file, ...extra] = ctx.args.positionals;
@@ -114,8 +114,8 @@ export const imageExportCommand: Command = {
     const line = ProgressLine.forCommand({ json: false });
     let n: number;
     try {
-      const stream = await (await clientFor(ctx)).exportImage(id);
-      n = await writeSink(file, line.isEnabled ? counted(stream, "exporting", null, (p) => line.update(p)) : stream);
+      const { stream, totalBytes } = await (await clientFor(ctx)).exportImageSized(id);
+      n = await writeSink(file, line.isEnabled ? counted(stream, "exporting", totalBytes, (p) => line.update(p)) : stream);
     } finally {
       line.clear();
     }

@@ -7,7 +7,7 @@
 import type { Context, Hono } from "hono";
 import { z } from "zod";
 import type { Checkpointer } from "../../checkpoint/checkpointer.ts";
-import { exportStream, importImage } from "../../checkpoint/export.ts";
+import { exportSize, exportStream, importImage } from "../../checkpoint/export.ts";
 import { InvalidArgumentError, NotFoundError } from "../../errors.ts";
 import { Yielder } from "../../yielder.ts";
 import type { ImageCatalogue, ImageInfo } from "../../store/image-catalogue.ts";
@@ -21,6 +21,9 @@ export interface ImageListing extends ImageInfo {
   /** Key id of the image's signer, when it is signed. */
   signer: string | null;
 }
+
+/** An export's answer says the file's size in this header. */
+export const EXPORT_BYTES_HEADER = "x-autopod-export-bytes";
 
 /** The most a JSON body of these routes may be. */
 export const MAX_JSON_BODY_BYTES = 64 << 10;
@@ -108,8 +111,11 @@ export function addImageRoutes(app: Hono, { checkpointer, catalogue, trust }: Im
 
   app.get("/v1/images/:id/export", (c) => {
     const id = checkpointer.resolveImage(c.req.param("id"));
-    const stream = exportStream(catalogue, id, { signature: trust.signatureOf(id) });
-    return new Response(stream, { headers: { "content-type": "application/x-autopod-image" } });
+    const signature = trust.signatureOf(id);
+    const stream = exportStream(catalogue, id, { signature });
+    // The file's size ahead, for the CLI's progress line (the body streams, without a Content-Length).
+    const size = String(exportSize(catalogue, id, signature !== null));
+    return new Response(stream, { headers: { "content-type": "application/x-autopod-image", [EXPORT_BYTES_HEADER]: size } });
   });
 
   app.post("/v1/images/import", async (c) => {
