@@ -10,6 +10,7 @@ export class ProgressTicker {
   readonly #onProgress: OnProgress | undefined;
   #phase = "";
   #bytes: () => number = () => 0;
+  #totalBytes: number | null = null;
   #timer: ReturnType<typeof setInterval> | undefined;
 
   constructor(onProgress: OnProgress | undefined, intervalMs = 200) {
@@ -17,10 +18,11 @@ export class ProgressTicker {
     if (onProgress) this.#timer = setInterval(() => this.#tell(), intervalMs);
   }
 
-  /** Enter `phase`, whose bytes `bytes()` reads (none when not given). */
-  phase(phase: string, bytes: () => number = () => 0): void {
+  /** Enter `phase`, whose bytes `bytes()` reads (none when not given), of `totalBytes` when known. */
+  phase(phase: string, bytes: () => number = () => 0, totalBytes: number | null = null): void {
     this.#phase = phase;
     this.#bytes = bytes;
+    this.#totalBytes = totalBytes;
     this.#tell();
   }
 
@@ -31,6 +33,6 @@ export class ProgressTicker {
   }
 
   #tell(): void {
-    if (this.#onProgress && this.#phase !== "") this.#onProgress({ phase: this.#phase, bytes: this.#bytes(), totalBytes: null });
+    if (this.#onProgress && this.#phase !== "") this.#onProgress({ phase: this.#phase, bytes: this.#bytes(), totalBytes: this.#totalBytes });
   }
 }

@@ -97,6 +97,8 @@ export interface CheckpointRun extends CheckedCheckpoint {
   pageTail: { files: number; bytesDuringDump: number } | null;
   /** Where the steps say how far they got (checkpointPod's; absent for other callers). */
   progress?: ProgressTicker;
+  /** The page images hashed as CRIU wrote them (PageTail): bytes hashed so far, of their size; absent when not tailed. */
+  pages?: { hashedBytes: () => number; totalBytes: number };
 }
 
 /** The parts of an image captured while the pod's tasks were stopped (files) and after (base, CRIU's files). */
@@ -141,7 +143,10 @@ export async function checkpointPod(ctx: CheckpointContext, name: string, req: C
       if (req.leaveRunning && !req.isPrecopyRound) await continueLeftRunning(ctx, run);
       const base = await captureBase(ctx, run, writer);
       const storedBefore = writer.newBytes;
-      progress.phase("storing memory", () => writer.newBytes - storedBefore);
+      // Pages hashed as CRIU wrote them are hashed to their end now: that count of the page images' size;
+      // else (left running) the new bytes stored.
+      if (run.pages) progress.phase("storing memory", run.pages.hashedBytes, run.pages.totalBytes);
+      else progress.phase("storing memory", () => writer.newBytes - storedBefore);
       const images = await captureImages(ctx, run, writer, hashing);
       progress.phase("committing");
       await failpoint("checkpoint.images-stored");
@@ -272,7 +277,10 @@ export async function dumpStopped(ctx: CheckpointContext, run: CheckpointRun): P
   const pageTail = tail.isOn ? { files: 0, bytesDuringDump: tail.hashedBytes } : null;
   log.debug("dump done", { pod: run.name, dumpMs: round(dump.durationMs), pagesHashedDuringDump: pageTail?.bytesDuringDump });
   const hashing = tail.finish();
-  if (pageTail) pageTail.files = hashing.size;
+  if (pageTail) {
+    pageTail.files = hashing.size;
+    run.pages = { hashedBytes: () => tail.hashedBytes, totalBytes: pageImageBytes(imagesDir, hashing.keys()) };
+  }
   run.pageTail = pageTail;
   run.isStopped = !req.isPrecopyRound;
   if (req.isPrecopyRound) run.freezeMs = dump.durationMs;
@@ -488,4 +496,17 @@ function checkExecSessions(ctx: CheckpointContext, name: string, pid: number, ki
   throw new ConflictError(
     `Cannot checkpoint pod "${name}": it runs ${strays.length} process${strays.length === 1 ? "" : "es"} started with autopod exec, which the image cannot hold: ${list}${strays.length > 10 ? ", ..." : ""}; wait for ${strays.length === 1 ? "it" : "them"} to end, or checkpoint with --kill-exec`,
   );
+}
+
+/** The size of CRIU's page images `names` in `dir` (a progress line's total). */
+function pageImageBytes(dir: string, names: Iterable<string>): number {
+  let n = 0;
+  for (const name of names) {
+    try {
+      n += statSync(join(dir, name)).size;
+    } catch {
+      // gone: the capture will say so
+    }
+  }
+  return n;
 }
