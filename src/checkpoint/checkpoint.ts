@@ -26,6 +26,8 @@ import { type CheckpointContext, claim, unlockAll } from "./_context.ts";
 import { requireCriu } from "./host-compat.ts";
 import { type Journal, removeJournal, writeJournal } from "./journal.ts";
 import { podSpecForManifest } from "./manifest-pod.ts";
+import type { OnProgress } from "../progress.ts";
+import { ProgressTicker } from "./_progress-ticker.ts";
 import { FORMAT_VERSION, type FileEntry, logicalBytes, type Manifest, encodeManifest, imageIdOf } from "../image/manifest.ts";
 import { PageTail } from "./page-tail.ts";
 import { recoverCheckpoint } from "./recovery.ts";
@@ -93,6 +95,10 @@ export interface CheckpointRun extends CheckedCheckpoint {
   dumpEndedAt: number;
   freezeMs: number;
   pageTail: { files: number; bytesDuringDump: number } | null;
+  /** Where the steps say how far they got (checkpointPod's; absent for other callers). */
+  progress?: ProgressTicker;
+  /** The page images hashed as CRIU wrote them (PageTail): bytes hashed so far, of their size; absent when not tailed. */
+  pages?: { hashedBytes: () => number; totalBytes: number };
 }
 
 /** The parts of an image captured while the pod's tasks were stopped (files) and after (base, CRIU's files). */
@@ -104,7 +110,8 @@ export interface CapturedParts {
   parentId: string | null;
 }
 
-export async function checkpointPod(ctx: CheckpointContext, name: string, req: CheckpointRequest): Promise<CheckpointResult> {
+/** Checkpoint pod `name`; with `onProgress`, tell how far it got (phases, bytes hashed and stored) as it goes. */
+export async function checkpointPod(ctx: CheckpointContext, name: string, req: CheckpointRequest, onProgress?: OnProgress): Promise<CheckpointResult> {
   const { store, log } = ctx;
   const t0 = performance.now();
   const checked = await checkCheckpoint(ctx, name, req);
@@ -120,6 +127,8 @@ export async function checkpointPod(ctx: CheckpointContext, name: string, req: C
     releaseMerging();
     throw e;
   }
+  const progress = new ProgressTicker(onProgress);
+  run.progress = progress;
   try {
     await failpoint("checkpoint.started");
     const hashing = await dumpStopped(ctx, run);
@@ -128,11 +137,18 @@ export async function checkpointPod(ctx: CheckpointContext, name: string, req: C
     let manifest: Manifest;
     try {
       // Files first, while the tasks are stopped: they must match the memory image exactly.
+      progress.phase("storing files", () => writer.newBytes);
       const files = await captureFiles(run, writer);
       await failpoint("checkpoint.files-stored");
       if (req.leaveRunning && !req.isPrecopyRound) await continueLeftRunning(ctx, run);
       const base = await captureBase(ctx, run, writer);
+      const storedBefore = writer.newBytes;
+      // Pages hashed as CRIU wrote them are hashed to their end now: that count of the page images' size;
+      // else (left running) the new bytes stored.
+      if (run.pages) progress.phase("storing memory", run.pages.hashedBytes, run.pages.totalBytes);
+      else progress.phase("storing memory", () => writer.newBytes - storedBefore);
       const images = await captureImages(ctx, run, writer, hashing);
+      progress.phase("committing");
       await failpoint("checkpoint.images-stored");
       manifest = await commitImage(ctx, run, writer, { ...files, base, ...images });
       await failpoint("checkpoint.committed");
@@ -169,6 +185,7 @@ export async function checkpointPod(ctx: CheckpointContext, name: string, req: C
       { cause: e },
     );
   } finally {
+    progress.stop();
     endCheckpointWork(ctx, run, releaseMerging);
   }
 }
@@ -239,6 +256,7 @@ export async function dumpStopped(ctx: CheckpointContext, run: CheckpointRun): P
   if (!req.leaveRunning) await host.lockNetwork(target.netnsPath);
   // A stopping pod's pages are hashed as CRIU writes them (a pod left running has its pages hashed after it goes on).
   const tail = new PageTail(imagesDir, { isOn: !req.leaveRunning && ctx.isPageTailOn !== false });
+  run.progress?.phase("dumping", () => tail.hashedBytes);
   const dump = await host
     .dump({
       criu: run.criu.path,
@@ -259,7 +277,10 @@ export async function dumpStopped(ctx: CheckpointContext, run: CheckpointRun): P
   const pageTail = tail.isOn ? { files: 0, bytesDuringDump: tail.hashedBytes } : null;
   log.debug("dump done", { pod: run.name, dumpMs: round(dump.durationMs), pagesHashedDuringDump: pageTail?.bytesDuringDump });
   const hashing = tail.finish();
-  if (pageTail) pageTail.files = hashing.size;
+  if (pageTail) {
+    pageTail.files = hashing.size;
+    run.pages = { hashedBytes: () => tail.hashedBytes, totalBytes: pageImageBytes(imagesDir, hashing.keys()) };
+  }
   run.pageTail = pageTail;
   run.isStopped = !req.isPrecopyRound;
   if (req.isPrecopyRound) run.freezeMs = dump.durationMs;
@@ -475,4 +496,17 @@ function checkExecSessions(ctx: CheckpointContext, name: string, pid: number, ki
   throw new ConflictError(
     `Cannot checkpoint pod "${name}": it runs ${strays.length} process${strays.length === 1 ? "" : "es"} started with autopod exec, which the image cannot hold: ${list}${strays.length > 10 ? ", ..." : ""}; wait for ${strays.length === 1 ? "it" : "them"} to end, or checkpoint with --kill-exec`,
   );
+}
+
+/** The size of CRIU's page images `names` in `dir` (a progress line's total). */
+function pageImageBytes(dir: string, names: Iterable<string>): number {
+  let n = 0;
+  for (const name of names) {
+    try {
+      n += statSync(join(dir, name)).size;
+    } catch {
+      // gone: the capture will say so
+    }
+  }
+  return n;
 }

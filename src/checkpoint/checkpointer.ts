@@ -12,6 +12,7 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { ImageInfo } from "../store/image-catalogue.ts";
 import type { CheckpointContext, CheckpointerOptions } from "./_context.ts";
+import type { OnProgress } from "../progress.ts";
 import { type CheckpointRequest, type CheckpointResult, checkpointPod } from "./checkpoint.ts";
 import { requireCriu } from "./host-compat.ts";
 import { JOURNAL_DIR } from "./journal.ts";
@@ -44,8 +45,8 @@ export class Checkpointer {
     return requireCriu(this.#ctx.host, this.#ctx.criu);
   }
 
-  async checkpoint(name: string, req: CheckpointRequest): Promise<CheckpointResult> {
-    return checkpointPod(this.#ctx, name, req);
+  async checkpoint(name: string, req: CheckpointRequest, onProgress?: OnProgress): Promise<CheckpointResult> {
+    return checkpointPod(this.#ctx, name, req, onProgress);
   }
 
   async restore(imageRef: string, req: RestoreRequest): Promise<RestoreResult> {

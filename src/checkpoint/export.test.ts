@@ -7,7 +7,7 @@ import { ChunkStore, type StoreStats } from "../store/chunk-store.ts";
 import { ChunkWorkers } from "../store/chunk-workers.ts";
 import { sha256, toHex } from "../image/hash.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
-import { InvalidExportError, MissingParentError, exportFrames, exportImage, exportStream, importImage } from "./export.ts";
+import { InvalidExportError, MissingParentError, exportFrames, exportImage, exportSize, exportStream, importImage } from "./export.ts";
 import { InvalidManifestDeltaError } from "../image/manifest-delta.ts";
 import { uniqueChunkRefs } from "../image/manifest.ts";
 import { type FileEntry, InvalidManifestError, UnsupportedFormatError, chunkHash } from "../image/manifest.ts";
@@ -120,6 +120,7 @@ describe("export and import", () => {
     const r = await exportImage(src.cat, id, out);
     await new Promise<void>((resolve) => out.end(resolve));
     expect(r.totalBytes).toBe(fs.statSync(file).size);
+    expect(exportSize(src.cat, id, false)).toBe(r.totalBytes);
     expect(r.chunks).toBe(5 + 20 + 1); // 300,000 B in 64 KiB chunks, 20 distinct non-zero pages, the hostname
     const imp = await importImage(dst.cat, fs.createReadStream(file));
     expect(imp.id).toBe(id);
@@ -363,6 +364,7 @@ describe("signed exports", () => {
     const signature = await signImage(signer, id);
     const bytes = new Uint8Array(await new Response(exportStream(src.cat, id, { signature })).arrayBuffer());
     expect(bytes[15]).toBe(1); // flags: signed
+    expect(exportSize(src.cat, id, true)).toBe(bytes.byteLength);
     const seen: Array<{ id: string; ok: boolean }> = [];
     const r = await importImage(dst.cat, pieces(bytes), {
       admit: async (got, sig) => {

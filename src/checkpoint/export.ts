@@ -239,6 +239,14 @@ export async function* exportFrames(
   }
 }
 
+/** The bytes of a whole export file of image `id` (signed when `isSigned`), known before it is written: for a progress line's total. */
+export function exportSize(catalogue: ImageCatalogue, id: string, isSigned: boolean): number {
+  const manifestBytes = catalogue.manifestBytes(id);
+  let n = HEADER_BYTES + 4 + HASH_BYTES + manifestBytes.byteLength + (isSigned ? SIGNATURE_BLOCK_BYTES : 0) + 1 + 16 + HASH_BYTES;
+  for (const r of uniqueChunkRefs(decodeManifest(manifestBytes))) n += EXPORT_FRAME_BYTES + r.length;
+  return n;
+}
+
 /** The export as a web ReadableStream (pull-based, so it follows the reader's pace). */
 export function exportStream(catalogue: ImageCatalogue, id: string, options: ExportOptions = {}, result?: Partial<ExportResult>): ReadableStream<Uint8Array> {
   const it = exportFrames(catalogue, id, result, options);

@@ -1,13 +1,35 @@
 /** Reading an export from a file or stdin, and writing one to a file (atomically) or stdout. */
 import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeSync } from "node:fs";
 import { InvalidArgumentError } from "../errors.ts";
+import type { OnProgress } from "../progress.ts";
 
-/** A file's bytes, or stdin's for "-", as a stream. */
-export async function openSource(path: string): Promise<ReadableStream<Uint8Array>> {
-  if (path === "-") return Bun.stdin.stream();
+/** A file's bytes, or stdin's, with its size when known (a file's; null for stdin). */
+export interface Source {
+  stream: ReadableStream<Uint8Array>;
+  totalBytes: number | null;
+}
+
+/** A file's bytes, or stdin's for "-", with the file's size for a progress line. */
+export async function openSized(path: string): Promise<Source> {
+  if (path === "-") return { stream: Bun.stdin.stream(), totalBytes: null };
   const f = Bun.file(path);
   if (!(await f.exists())) throw new InvalidArgumentError(`No such file: "${path}"`);
-  return f.stream();
+  return { stream: f.stream(), totalBytes: f.size };
+}
+
+/** `stream` unchanged, telling `onProgress` the bytes passed so far under `phase`. */
+export function counted(stream: ReadableStream<Uint8Array>, phase: string, totalBytes: number | null, onProgress: OnProgress): ReadableStream<Uint8Array> {
+  let bytes = 0;
+  onProgress({ phase, bytes, totalBytes });
+  return stream.pipeThrough(
+    new TransformStream<Uint8Array, Uint8Array>({
+      transform(chunk, ctrl) {
+        bytes += chunk.byteLength;
+        onProgress({ phase, bytes, totalBytes });
+        ctrl.enqueue(chunk);
+      },
+    }),
+  );
 }
 
 /** Write a stream to `path` through a temporary file renamed into place, or to stdout for "-". Returns the bytes written. */

@@ -1,5 +1,8 @@
 import { clientFor } from "./_client.ts";
-import { writeSink } from "./_stream.ts";
+import type { CheckpointResult } from "../checkpoint/checkpointer.ts";
+import type { Progress } from "../progress.ts";
+import { counted, writeSink } from "./_stream.ts";
+import { ProgressLine } from "./progress.ts";
 import { flagBool, flagList, flagString } from "./args.ts";
 import type { Command } from "./command.ts";
 import { InvalidArgumentError } from "../errors.ts";
@@ -13,7 +16,8 @@ export const checkpointCommand: Command = {
     "Without --leave-running the pod stops and shows as checkpointed: `autopod restore NAME` (its latest image) or `autopod restore ID` brings it back. " +
     "With --leave-running it keeps running, paused only while it is dumped (the freeze time is printed). " +
     "If anything fails, the pod keeps running and no partial image is left. " +
-    "Processes started with `autopod exec` cannot be in the image: the checkpoint refuses, naming them, unless --kill-exec kills them first.",
+    "Processes started with `autopod exec` cannot be in the image: the checkpoint refuses, naming them, unless --kill-exec kills them first. " +
+    "On a terminal a progress line shows the phase, bytes and rate (not with --json, nor when output goes to a pipe or file).",
   options: [
     { name: "leave-running", kind: "boolean", help: "keep the pod running after the checkpoint" },
     { name: "exclude-volume", kind: "repeat", value: "PODDIR", help: "leave out a volume (shared storage)" },
@@ -26,13 +30,25 @@ export const checkpointCommand: Command = {
     if (!name || extra.length) throw new InvalidArgumentError("checkpoint takes one pod NAME");
     const exportTo = flagString(ctx.args, "export");
     const client = await clientFor(ctx);
-    const cp = await client.checkpoint(name, {
-      leaveRunning: flagBool(ctx.args, "leave-running"),
-      excludeVolumes: flagList(ctx.args, "exclude-volume"),
-      killExec: flagBool(ctx.args, "kill-exec"),
-    });
+    // With --export -, stdout is the image, not a terminal: no line is drawn.
+    const line = ProgressLine.forCommand({ json: flagBool(ctx.args, "json") });
+    const onProgress = line.isEnabled ? (p: Progress) => line.update(p) : undefined;
+    let cp: CheckpointResult;
     let exported: number | null = null;
-    if (exportTo !== undefined) exported = await writeSink(exportTo, await client.exportImage(cp.id));
+    try {
+      const req = {
+        leaveRunning: flagBool(ctx.args, "leave-running"),
+        excludeVolumes: flagList(ctx.args, "exclude-volume"),
+        killExec: flagBool(ctx.args, "kill-exec"),
+      };
+      cp = await client.checkpoint(name, req, onProgress);
+      if (exportTo !== undefined) {
+        const { stream, totalBytes } = await client.exportImageSized(cp.id);
+        exported = await writeSink(exportTo, onProgress ? counted(stream, "exporting", totalBytes, onProgress) : stream);
+      }
+    } finally {
+      line.clear();
+    }
     // With --export -, stdout carries the image: the report goes to stderr.
     const say = exportTo === "-" ? ctx.err : ctx.out;
     if (flagBool(ctx.args, "json")) {

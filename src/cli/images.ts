@@ -1,3 +1,4 @@
+import type { LocalClient } from "../api/local/client.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { formatBytes } from "../pods/pod.ts";
 import type { TransferReport } from "../transfer/push.ts";
@@ -5,7 +6,7 @@ import type { ImageListing } from "../api/local/image-routes.ts";
 import type { ImageOrigin } from "../trust/image-trust.ts";
 import { clientFor } from "./_client.ts";
 import { escapeCell } from "./escape.ts";
-import { openSource, writeSink } from "./_stream.ts";
+import { counted, openSized, type Source, writeSink } from "./_stream.ts";
 import { flagBool, flagString } from "./args.ts";
 import type { Command } from "./command.ts";
 import { ProgressLine } from "./progress.ts";
@@ -54,6 +55,11 @@ export const imagesCommand: Command = {
   },
 };
 
+/** An import's bytes, counted on `line` when it draws. */
+export function importing(source: Source, line: ProgressLine): ReadableStream<Uint8Array> {
+  return line.isEnabled ? counted(source.stream, "importing", source.totalBytes, (p) => line.update(p)) : source.stream;
+}
+
 function oneArg(ctx: { args: { positionals: string[] } }, what: string): string {
   const [a, ...extra] = ctx.args.positionals;
   if (!a || extra.length) throw new InvalidArgumentError(`Expected ${what}`);
@@ -76,15 +82,20 @@ export const imageGcCommand: Command = {
   name: "image gc",
   summary: "delete chunks no image references",
   usage: "image gc [--json]",
-  details: "Safe while a checkpoint or import runs: chunks they are writing are pinned.",
+  details:
+    "Safe while a checkpoint or import runs: chunks they are writing are pinned. " +
+    "On a terminal a progress line shows what it is doing (not with --json, nor when output goes to a pipe or file).",
   options: [json],
   async run(ctx) {
-    const r = await (await clientFor(ctx)).gcImages();
-    ctx.out(
-      flagBool(ctx.args, "json")
-        ? JSON.stringify(r, null, 2)
-        : `removed ${r.removedChunks} chunks, freed ${formatBytes(r.packBytesBefore - r.packBytesAfter)} on disk`,
-    );
+    const isJson = flagBool(ctx.args, "json");
+    const line = ProgressLine.forCommand({ json: isJson });
+    let r: Awaited<ReturnType<LocalClient["gcImages"]>>;
+    try {
+      r = await (await clientFor(ctx)).gcImages(line.isEnabled ? (p) => line.update(p) : undefined);
+    } finally {
+      line.clear();
+    }
+    ctx.out(isJson ? JSON.stringify(r, null, 2) : `removed ${r.removedChunks} chunks, freed ${formatBytes(r.packBytesBefore - r.packBytesAfter)} on disk`);
     return 0;
   },
 };
@@ -93,12 +104,21 @@ export const imageExportCommand: Command = {
   name: "image export",
   summary: "write an image to one self-contained file",
   usage: "image export ID FILE|-",
-  details: "The file carries the manifest and every chunk with its hash; `autopod image import` or `autopod restore --import` read it on any host.",
+  details:
+    "The file carries the manifest and every chunk with its hash; `autopod image import` or `autopod restore --import` read it on any host. " +
+    "On a terminal a progress line shows the bytes written of the file's size, rate and time left (not when the file is stdout).",
   options: [],
   async run(ctx) {
     const [id, file, ...extra] = ctx.args.positionals;
     if (!id || !file || extra.length) throw new InvalidArgumentError("image export takes an image ID and a FILE (- for stdout)");
-    const n = await writeSink(file, await (await clientFor(ctx)).exportImage(id));
+    const line = ProgressLine.forCommand({ json: false });
+    let n: number;
+    try {
+      const { stream, totalBytes } = await (await clientFor(ctx)).exportImageSized(id);
+      n = await writeSink(file, line.isEnabled ? counted(stream, "exporting", totalBytes, (p) => line.update(p)) : stream);
+    } finally {
+      line.clear();
+    }
     ctx.err(`exported ${formatBytes(n)}${file === "-" ? "" : ` to ${file}`}`);
     return 0;
   },
@@ -110,12 +130,20 @@ export const imageImportCommand: Command = {
   usage: "image import FILE|- [--trust] [--json]",
   details:
     "Verifies every chunk and the whole file; a truncated, corrupted or hostile file changes nothing. Chunks the store has already are skipped. " +
-    "An image not signed by this host is refused unless --trust says you trust where the file came from; it is then restored as an image from another host, with every check that brings (docs/trust.md).",
+    "An image not signed by this host is refused unless --trust says you trust where the file came from; it is then restored as an image from another host, with every check that brings (docs/trust.md). " +
+    "On a terminal a progress line shows the bytes read of the file, rate and time left (not with --json, nor when output goes to a pipe or file).",
   options: [{ name: "trust", kind: "boolean", help: "admit an image this host did not sign (as an image from another host)" }, json],
   async run(ctx) {
-    const source = await openSource(oneArg(ctx, "one FILE (- for stdin)"));
-    const r = await (await clientFor(ctx)).importImage(source, { trust: flagBool(ctx.args, "trust") });
-    ctx.out(flagBool(ctx.args, "json") ? JSON.stringify(r, null, 2) : r.id);
+    const isJson = flagBool(ctx.args, "json");
+    const source = await openSized(oneArg(ctx, "one FILE (- for stdin)"));
+    const line = ProgressLine.forCommand({ json: isJson });
+    let r: Awaited<ReturnType<LocalClient["importImage"]>>;
+    try {
+      r = await (await clientFor(ctx)).importImage(importing(source, line), { trust: flagBool(ctx.args, "trust") });
+    } finally {
+      line.clear();
+    }
+    ctx.out(isJson ? JSON.stringify(r, null, 2) : r.id);
     return 0;
   },
 };

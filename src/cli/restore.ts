@@ -1,8 +1,10 @@
 import { InvalidArgumentError } from "../errors.ts";
 import { clientFor } from "./_client.ts";
-import { openSource } from "./_stream.ts";
+import { openSized } from "./_stream.ts";
 import { flagBool, flagString } from "./args.ts";
 import type { Command } from "./command.ts";
+import { importing } from "./images.ts";
+import { ProgressLine } from "./progress.ts";
 
 export const restoreCommand: Command = {
   name: "restore",
@@ -36,7 +38,14 @@ export const restoreCommand: Command = {
     const client = await clientFor(ctx);
     let which: { image: string } | { ref: string } = byImage !== undefined ? { image: byImage } : { ref: ref! };
     if (from !== undefined) {
-      const imp = await client.importImage(await openSource(from), { trust: isTrusted });
+      const source = await openSized(from);
+      const line = ProgressLine.forCommand({ json: flagBool(ctx.args, "json") });
+      let imp: Awaited<ReturnType<typeof client.importImage>>;
+      try {
+        imp = await client.importImage(importing(source, line), { trust: isTrusted });
+      } finally {
+        line.clear();
+      }
       which = { image: imp.id };
       ctx.err(`imported image ${imp.id} (${imp.newChunks} new chunks)`);
     }

@@ -21,6 +21,7 @@ import {
   uniqueChunkRefs,
 } from "../image/manifest.ts";
 import type { ChunkStore, ChunkWriter, GcOptions, GcResult } from "./chunk-store.ts";
+import type { OnProgress } from "../progress.ts";
 import { MissingChunkError } from "./errors.ts";
 import { HASH_BYTES, type Hash, isHexHash, toHex } from "../image/hash.ts";
 
@@ -267,7 +268,7 @@ export class ImageCatalogue {
    * inside the gc step; images removed meanwhile only keep their chunks until
    * the next gc.
    */
-  async gcYielding(yieldNow: () => Promise<void>, options: GcOptions = {}): Promise<GcResult> {
+  async gcYielding(yieldNow: () => Promise<void>, onProgress?: OnProgress, options: GcOptions = {}): Promise<GcResult> {
     const idsNow = () => this.store.db.query<{ id: string }, []>("SELECT id FROM images").all();
     const read = new Set<string>();
     const live: Hash[] = [];
@@ -275,7 +276,13 @@ export class ImageCatalogue {
       if (!this.has(id)) continue;
       for (const r of uniqueChunkRefs(this.manifest(id))) live.push(r.hash);
       read.add(id);
+      onProgress?.({ phase: "reading images", bytes: 0, totalBytes: null });
       await yieldNow();
+    }
+    // The store's gc is one synchronous step (the live set read inside it): a phase without bytes.
+    if (onProgress) {
+      onProgress({ phase: "collecting", bytes: 0, totalBytes: null });
+      await new Promise((r) => setTimeout(r, 0)); // let the line go out before the step holds the thread
     }
     return this.store.gc(() => {
       for (const { id } of idsNow()) if (!read.has(id)) for (const r of uniqueChunkRefs(this.manifest(id))) live.push(r.hash);

@@ -13,7 +13,7 @@ import type { ImportResult } from "../../checkpoint/export.ts";
 import type { PodView } from "../../pods/pod.ts";
 import type { GcResult } from "../../store/chunk-store.ts";
 import type { ImageOrigin } from "../../trust/image-trust.ts";
-import type { ImageListing } from "./image-routes.ts";
+import { EXPORT_BYTES_HEADER, type ImageListing } from "./image-routes.ts";
 import type { StatusSnapshot } from "../../status/service.ts";
 import type { CreatePodRequest } from "../../pods/validate.ts";
 import type { ClusterCpuView } from "../../cluster/cluster-cpu.ts";
@@ -157,8 +157,15 @@ export class LocalClient {
 
   // ---- Checkpoints and images ----------------------------------------------------------
 
-  async checkpoint(name: string, req: { leaveRunning: boolean; excludeVolumes: string[]; killExec?: boolean }): Promise<CheckpointResult> {
-    return (await this.#json<{ checkpoint: CheckpointResult }>("POST", `/v1/pods/${encodeURIComponent(name)}/checkpoint`, req)).checkpoint;
+  /** Checkpoint a pod; with `onProgress`, the agent streams how far it got as it goes. */
+  async checkpoint(
+    name: string,
+    req: { leaveRunning: boolean; excludeVolumes: string[]; killExec?: boolean },
+    onProgress?: OnProgress,
+  ): Promise<CheckpointResult> {
+    const path = `/v1/pods/${encodeURIComponent(name)}/checkpoint`;
+    if (onProgress) return readProgressStream<CheckpointResult>(await this.#body("POST", `${path}?progress=true`, req), onProgress);
+    return (await this.#json<{ checkpoint: CheckpointResult }>("POST", path, req)).checkpoint;
   }
 
   /** Restore `image` (an id or prefix), or `ref` (that, or a pod name: its latest image). */
@@ -174,15 +181,22 @@ export class LocalClient {
     return (await this.#json<{ removed: string }>("DELETE", `/v1/images/${encodeURIComponent(id)}`)).removed;
   }
 
-  async gcImages(): Promise<GcResult> {
+  async gcImages(onProgress?: OnProgress): Promise<GcResult> {
+    if (onProgress) return readProgressStream<GcResult>(await this.#body("POST", "/v1/images/gc?progress=true", {}), onProgress);
     return (await this.#json<{ gc: GcResult }>("POST", "/v1/images/gc", {})).gc;
   }
 
   /** The image as one export file, streamed. */
   async exportImage(id: string): Promise<ReadableStream<Uint8Array>> {
+    return (await this.exportImageSized(id)).stream;
+  }
+
+  /** The image as one export file, streamed, with the file's size when the agent says it. */
+  async exportImageSized(id: string): Promise<{ stream: ReadableStream<Uint8Array>; totalBytes: number | null }> {
     const res = await this.#fetch("GET", `/v1/images/${encodeURIComponent(id)}/export`);
     if (!res.body) throw new UnavailableError("The agent sent no export");
-    return res.body;
+    const size = Number(res.headers.get(EXPORT_BYTES_HEADER) ?? Number.NaN);
+    return { stream: res.body, totalBytes: Number.isSafeInteger(size) && size >= 0 ? size : null };
   }
 
   /** Stream an export file into the agent's store; `trust` admits an image this host did not sign (docs/trust.md). */

@@ -4,13 +4,12 @@ import { z } from "zod";
 import { MAX_BUNDLE_BYTES } from "../../cluster/bundle.ts";
 import type { Cluster } from "../../cluster/cluster.ts";
 import type { ClusterCpu } from "../../cluster/cluster-cpu.ts";
-import { InvalidArgumentError } from "../../errors.ts";
 import type { PeerDirectory } from "../peer/peer-directory.ts";
 import type { ImageCatalogue } from "../../store/image-catalogue.ts";
 import type { ImageTrust } from "../../trust/image-trust.ts";
 import { pullImage, pushImage } from "../../transfer/push.ts";
 import { readJsonBody } from "./bounded-body.ts";
-import { progressResponse } from "./progress-stream.ts";
+import { progressResponse, wantsProgress } from "./progress-stream.ts";
 
 const Name = z.string().max(63);
 const Addresses = z.array(z.string().max(253)).max(32).default([]);
@@ -25,11 +24,6 @@ const MAX_BODY = MAX_BUNDLE_BYTES + 4096;
 
 function json<T extends z.ZodType>(req: Request, schema: T): Promise<z.infer<T>> {
   return readJsonBody(req, schema, MAX_BODY);
-}
-
-function wantsProgress(raw: string | undefined): boolean {
-  if (raw !== undefined && raw !== "true" && raw !== "false") throw new InvalidArgumentError(`progress must be true or false (got "${raw.slice(0, 40)}")`);
-  return raw === "true";
 }
 
 export interface ClusterRouteDeps {

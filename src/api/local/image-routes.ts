@@ -7,12 +7,13 @@
 import type { Context, Hono } from "hono";
 import { z } from "zod";
 import type { Checkpointer } from "../../checkpoint/checkpointer.ts";
-import { exportStream, importImage } from "../../checkpoint/export.ts";
+import { exportSize, exportStream, importImage } from "../../checkpoint/export.ts";
 import { InvalidArgumentError, NotFoundError } from "../../errors.ts";
 import { Yielder } from "../../yielder.ts";
 import type { ImageCatalogue, ImageInfo } from "../../store/image-catalogue.ts";
 import type { ImageOrigin, ImageTrust } from "../../trust/image-trust.ts";
 import { readJsonBody } from "./bounded-body.ts";
+import { progressResponse, wantsProgress } from "./progress-stream.ts";
 
 /** A row of `autopod images`: the catalogue's, with where the image came from. */
 export interface ImageListing extends ImageInfo {
@@ -20,6 +21,9 @@ export interface ImageListing extends ImageInfo {
   /** Key id of the image's signer, when it is signed. */
   signer: string | null;
 }
+
+/** An export's answer says the file's size in this header. */
+export const EXPORT_BYTES_HEADER = "x-autopod-export-bytes";
 
 /** The most a JSON body of these routes may be. */
 export const MAX_JSON_BODY_BYTES = 64 << 10;
@@ -70,6 +74,9 @@ export function addImageRoutes(app: Hono, { checkpointer, catalogue, trust }: Im
 
   app.post("/v1/pods/:name/checkpoint", async (c) => {
     const req = await json(c, CheckpointBody);
+    const name = c.req.param("name");
+    // With ?progress=true the answer is a progress stream (progress-stream.ts) ending in the result.
+    if (wantsProgress(c.req.query("progress"))) return progressResponse((on) => checkpointer.checkpoint(name, req, on));
     return c.json({ checkpoint: await checkpointer.checkpoint(c.req.param("name"), req) });
   });
 
@@ -98,13 +105,17 @@ export function addImageRoutes(app: Hono, { checkpointer, catalogue, trust }: Im
   app.post("/v1/images/gc", async (c) => {
     await json(c, GcBody);
     const yielder = new Yielder();
+    if (wantsProgress(c.req.query("progress"))) return progressResponse((on) => catalogue.gcYielding(() => yielder.maybeYield(), on));
     return c.json({ gc: await catalogue.gcYielding(() => yielder.maybeYield()) });
   });
 
   app.get("/v1/images/:id/export", (c) => {
     const id = checkpointer.resolveImage(c.req.param("id"));
-    const stream = exportStream(catalogue, id, { signature: trust.signatureOf(id) });
-    return new Response(stream, { headers: { "content-type": "application/x-autopod-image" } });
+    const signature = trust.signatureOf(id);
+    const stream = exportStream(catalogue, id, { signature });
+    // The file's size ahead, for the CLI's progress line (the body streams, without a Content-Length).
+    const size = String(exportSize(catalogue, id, signature !== null));
+    return new Response(stream, { headers: { "content-type": "application/x-autopod-image", [EXPORT_BYTES_HEADER]: size } });
   });
 
   app.post("/v1/images/import", async (c) => {

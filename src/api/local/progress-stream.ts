@@ -8,7 +8,7 @@
  * plain JSON as before. The operation runs to its end even if the client
  * goes away (as it would without progress).
  */
-import { AutopodError, errorFromWire, errorMessage, UnavailableError } from "../../errors.ts";
+import { AutopodError, errorFromWire, errorMessage, InvalidArgumentError, UnavailableError } from "../../errors.ts";
 import type { OnProgress, Progress } from "../../progress.ts";
 
 export const PROGRESS_CONTENT_TYPE = "application/x-ndjson";
@@ -21,6 +21,12 @@ export interface ProgressStreamOptions {
   intervalMs?: number;
   /** The last progress again after this long without a line. */
   heartbeatMs?: number;
+}
+
+/** Whether a request's `?progress=` asks for a progress stream ("true"); anything but true or false is refused. */
+export function wantsProgress(raw: string | undefined): boolean {
+  if (raw !== undefined && raw !== "true" && raw !== "false") throw new InvalidArgumentError(`progress must be true or false (got "${raw.slice(0, 40)}")`);
+  return raw === "true";
 }
 
 /** Run `work`, streaming its progress and then its result (or error) as NDJSON. */
