@@ -15,6 +15,7 @@ import { joinCgroupsArgv } from "./cgroup-exec.ts";
 import { which } from "./exec.ts";
 import { reapIfExited } from "./libc.ts";
 import { netnsPath } from "./netns.ts";
+import { failpoint } from "../../debug/failpoints.ts";
 import { REPORT_ERROR, REPORT_PID, type PodInitPlan } from "./pod-init-plan.ts";
 import { readProcStat } from "./proc.ts";
 
@@ -79,8 +80,8 @@ export async function launchPod(req: LaunchRequest): Promise<Launched> {
     if (line.startsWith(REPORT_PID) && pid === null) {
       pid = Number(line.slice(REPORT_PID.length));
       startTime = readProcStat(pid)?.startTime ?? 0;
-      // The launcher has done its part; its death hands pid 1 to us.
-      launcher.kill("SIGKILL");
+      // The launcher has done its part; its death hands pid 1 to us (pod-init waits for it before the command runs).
+      void Promise.resolve(failpoint("pods.pid-reported")).then(() => launcher.kill("SIGKILL"));
     } else if (line.startsWith(REPORT_ERROR)) {
       podError = line.slice(REPORT_ERROR.length);
     } else if (line.trim()) {

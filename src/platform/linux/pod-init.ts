@@ -10,7 +10,7 @@
  * "pid N" (its pid on the host) first, then either nothing, so the launcher
  * sees end of file exactly when execve succeeds, or "error MESSAGE".
  */
-import { closeSync, existsSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readlinkSync, readSync, symlinkSync, writeFileSync, writeSync } from "node:fs";
 import { dirname } from "node:path";
 import {
   becomeUser,
@@ -42,9 +42,13 @@ export function podInit(argv: string[]): number {
   try {
     report = dupCloexec(2);
     writeSync(report, `${REPORT_PID}${readlinkSync("/proc/self")}\n`);
+    // The launcher (unshare, our parent on the host) is killed once the agent reads our pid, which makes
+    // us the agent's child. A command that ended before that would be reaped by unshare, its exit status
+    // lost ("exited(?)"): so the command starts only once the launcher is gone (or after LAUNCHER_WAIT_MS).
+    const launcher = launcherStat();
     const plan = JSON.parse(readFileSync(argv[0] ?? "", "utf8")) as PodInitPlan;
     buildRoot(plan);
-    startCommand(plan);
+    startCommand(plan, launcher);
   } catch (e) {
     const message = (e instanceof Error ? e.message : String(e)).replaceAll("\n", " ");
     try {
@@ -54,6 +58,40 @@ export function podInit(argv: string[]): number {
     }
   }
   return 127;
+}
+
+/** How long the command waits for the launcher to be gone; past it, it starts anyway (the agent may be slow or gone). */
+const LAUNCHER_WAIT_MS = 5000;
+
+/**
+ * Our parent on the host, as an open /proc/PID/stat of the host's /proc (read
+ * before the pod's own /proc replaces it; a pidfd cannot be had: the parent
+ * is outside our pid namespace). Reading it fails once the parent is gone.
+ */
+function launcherStat(): number | null {
+  try {
+    const stat = readFileSync("/proc/self/stat", "utf8");
+    const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+    return Number.isInteger(ppid) && ppid > 1 ? openSync(`/proc/${ppid}/stat`, "r") : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Wait until the process whose stat file `fd` is has gone, at most `ms`. */
+function waitGone(fd: number, ms: number): void {
+  const buf = Buffer.alloc(512);
+  const deadline = performance.now() + ms;
+  try {
+    while (performance.now() < deadline) {
+      readSync(fd, buf, 0, buf.length, 0);
+      Bun.sleepSync(1);
+    }
+  } catch {
+    // ESRCH: gone
+  } finally {
+    closeSync(fd);
+  }
 }
 
 function step<T>(what: string, fn: () => T): T {
@@ -133,7 +171,7 @@ function mountFs(fs: PodFileSystem, at: string): void {
   mount(fs.source, at, fs.fstype, fs.flags, fs.data || null);
 }
 
-function startCommand(plan: PodInitPlan): void {
+function startCommand(plan: PodInitPlan, launcher: number | null): void {
   step("open the pod's log", () => {
     mkdirSync(dirname(plan.logPath), { recursive: true, mode: 0o755 });
     const log = openFd(plan.logPath, O.WRONLY | O.CREAT | O.APPEND | O.CLOEXEC, 0o640);
@@ -154,6 +192,7 @@ function startCommand(plan: PodInitPlan): void {
     const last = Number(readFileSync("/proc/sys/kernel/cap_last_cap", "utf8"));
     for (let cap = 0; cap <= last; cap++) if (!kept.has(cap)) dropBoundingCapability(cap);
   });
+  if (launcher !== null) waitGone(launcher, LAUNCHER_WAIT_MS);
   resetSignals();
   cloexecFrom(3);
   let env = plan.env;
