@@ -8,16 +8,16 @@ describe("pairIndexes: each Packages list with its Release file, as apt names th
   const updates: AptRelease = { origin: "Debian", label: "Debian", suite: "oldstable-updates", codename: "bookworm-updates" };
   const security: AptRelease = { origin: "Debian", label: "Debian-Security", suite: "oldstable-security", codename: "bookworm-security" };
   const flat: AptRelease = { origin: "Example" };
-  // This host's /var/lib/apt/lists, plus a flat repository.
+  // List names as apt writes them in /var/lib/apt/lists (a mirror, renamed), plus a flat repository.
   const names = [
     "auxfiles",
-    "deb.debian.org_debian-security_dists_bookworm-security_InRelease",
-    "deb.debian.org_debian-security_dists_bookworm-security_main_binary-amd64_Packages.lz4",
-    "deb.debian.org_debian_dists_bookworm-updates_InRelease",
-    "deb.debian.org_debian_dists_bookworm-updates_main_binary-amd64_Packages.lz4",
-    "deb.debian.org_debian_dists_bookworm_InRelease",
-    "deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages.lz4",
-    "deb.debian.org_debian_dists_bookworm_main_i18n_Translation-en",
+    "mirror.example_debian-security_dists_bookworm-security_InRelease",
+    "mirror.example_debian-security_dists_bookworm-security_main_binary-amd64_Packages.lz4",
+    "mirror.example_debian_dists_bookworm-updates_InRelease",
+    "mirror.example_debian_dists_bookworm-updates_main_binary-amd64_Packages.lz4",
+    "mirror.example_debian_dists_bookworm_InRelease",
+    "mirror.example_debian_dists_bookworm_main_binary-amd64_Packages.lz4",
+    "mirror.example_debian_dists_bookworm_main_i18n_Translation-en",
     "example.org_repo_._Release",
     "example.org_repo_._Packages",
     "lock",
@@ -31,17 +31,17 @@ describe("pairIndexes: each Packages list with its Release file, as apt names th
   );
 
   test("releasePrefix", () => {
-    expect(releasePrefix("deb.debian.org_debian_dists_bookworm_InRelease")).toBe("deb.debian.org_debian_dists_bookworm");
+    expect(releasePrefix("mirror.example_debian_dists_bookworm_InRelease")).toBe("mirror.example_debian_dists_bookworm");
     expect(releasePrefix("example.org_repo_._Release")).toBe("example.org_repo_.");
-    expect(releasePrefix("deb.debian.org_debian_dists_bookworm_InRelease.gpg")).toBeNull();
+    expect(releasePrefix("mirror.example_debian_dists_bookworm_InRelease.gpg")).toBeNull();
   });
 
   test("bookworm's lists are not taken for bookworm-updates' (prefix up to the underscore)", () => {
     const paired = pairIndexes(names, releases);
     expect(paired.map((p) => [p.name, p.release.suite ?? p.release.origin])).toEqual([
-      ["deb.debian.org_debian-security_dists_bookworm-security_main_binary-amd64_Packages.lz4", "oldstable-security"],
-      ["deb.debian.org_debian_dists_bookworm-updates_main_binary-amd64_Packages.lz4", "oldstable-updates"],
-      ["deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages.lz4", "oldstable"],
+      ["mirror.example_debian-security_dists_bookworm-security_main_binary-amd64_Packages.lz4", "oldstable-security"],
+      ["mirror.example_debian_dists_bookworm-updates_main_binary-amd64_Packages.lz4", "oldstable-updates"],
+      ["mirror.example_debian_dists_bookworm_main_binary-amd64_Packages.lz4", "oldstable"],
       ["example.org_repo_._Packages", "Example"],
     ]);
   });
