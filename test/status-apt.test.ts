@@ -116,7 +116,7 @@ describe("the apt check on this host", () => {
         expect(r.error).toContain(`"${lock}" is held by pid ${holder.pid} (flock)`);
         expect(r.reasons).toEqual([{ kind: "lock", path: lock, pid: holder.pid, command: "flock" }]);
         expect(ms).toBeGreaterThanOrEqual(1400);
-        expect(ms).toBeLessThan(3000);
+        expect(ms).toBeLessThan(10_000);
       } finally {
         holder.kill();
         await holder.exited;
