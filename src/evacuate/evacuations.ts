@@ -148,7 +148,9 @@ export class Evacuations {
       memoryBytes: p.memoryBytes ?? 0,
       diskBytes: diskNeedOf(p.memoryBytes ?? 0),
     }));
-    onEvent({ message: `evacuating ${pods.length} running pod${pods.length === 1 ? "" : "s"}; asking ${targets.length} peer${targets.length === 1 ? "" : "s"}` });
+    onEvent({
+      message: `evacuating ${pods.length} running pod${pods.length === 1 ? "" : "s"}; asking ${targets.length} peer${targets.length === 1 ? "" : "s"}`,
+    });
     const [local, candidates] = await Promise.all([this.deps.local(), Promise.all(targets.map((t) => this.#candidate(t)))]);
     for (const c of candidates) if (c.error) onEvent({ message: `peer "${c.host}" could not be asked: ${c.error}` });
     const plan = planEvacuation(pods, candidates, local);
@@ -263,7 +265,10 @@ export class Evacuations {
       const order = new Map(away.map((a, i) => [a.pod, i]));
       out.sort((x, y) => order.get(x.pod)! - order.get(y.pod)!);
       const report = { pods: out, wallMs: Math.round(performance.now() - t0) };
-      this.deps.log.info("brought pods home", { returned: out.filter((p) => p.outcome !== "failed").length, failed: out.filter((p) => p.outcome === "failed").length });
+      this.deps.log.info("brought pods home", {
+        returned: out.filter((p) => p.outcome !== "failed").length,
+        failed: out.filter((p) => p.outcome === "failed").length,
+      });
       return report;
     } finally {
       this.#isReturning = false;

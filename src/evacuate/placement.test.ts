@@ -6,7 +6,10 @@ const MIB = 1 << 20;
 const GIB = 1 << 30;
 const local = { criuVersion: "4.2.1", cpuFlags: ["avx2", "sse4_2"] };
 
-function peer(host: string, o: { memory?: number; disk?: number; pods?: number; verdict?: string | null; criu?: string | null; flags?: string[] } = {}): Candidate {
+function peer(
+  host: string,
+  o: { memory?: number; disk?: number; pods?: number; verdict?: string | null; criu?: string | null; flags?: string[] } = {},
+): Candidate {
   const facts: PeerFacts = {
     host,
     criu: o.criu === undefined ? "4.2.1" : o.criu,
