@@ -11,6 +11,7 @@ import type { MigrateReport, MigrateRequest, MigrationProgress } from "../migrat
 import type { PeerFacts, PeerPodList } from "../migrate/peer.ts";
 import type { PodView } from "../pods/pod.ts";
 import type { EvacuatedPod, EvacuateRequest, EvacuationReport, ReturnReport } from "./index.ts";
+import { FreezeTurns } from "./freeze-turns.ts";
 import { type Candidate, diskNeedOf, type LocalFacts, type PeerMaintenance, planEvacuation, type PodToPlace } from "./placement.ts";
 import { type AwayPod, readRecord, recordAway, recordHome, writeRecord } from "./record.ts";
 
@@ -169,12 +170,13 @@ export class Evacuations {
     }
 
     const results = new Map<string, EvacuatedPod>();
+    const turns = new FreezeTurns();
     const queue = [...plan.placements];
     const work = async () => {
       for (let p = queue.shift(); p; p = queue.shift()) {
         let why = p.reason ?? "";
         if (p.to) {
-          const r = await this.#migrateOne(p.pod, p.to, onEvent);
+          const r = await this.#migrateOne(p.pod, p.to, turns, onEvent);
           if ("moved" in r) {
             results.set(p.pod, r.moved);
             continue;
@@ -211,10 +213,10 @@ export class Evacuations {
     }
   }
 
-  async #migrateOne(pod: string, to: string, onEvent: OnEvent): Promise<{ moved: EvacuatedPod } | { reason: string }> {
+  async #migrateOne(pod: string, to: string, turns: FreezeTurns, onEvent: OnEvent): Promise<{ moved: EvacuatedPod } | { reason: string }> {
     onEvent({ pod, message: `migrating to "${to}"` });
     try {
-      const r = await this.deps.migrate(pod, { to, mode: "precopy", maxRounds: MAX_ROUNDS }, (p) => onEvent({ pod, message: p.message }));
+      const r = await this.deps.migrate(pod, { to, mode: "precopy", maxRounds: MAX_ROUNDS, turns }, (p) => onEvent({ pod, message: p.message }));
       recordAway(this.deps.stateDir, { pod, outcome: "migrated", to, at: new Date().toISOString() });
       onEvent({ pod, message: `migrated to "${to}": frozen ${r.freezeMs} ms, ${r.bytesSent} bytes sent` });
       return { moved: { pod, outcome: "migrated", to, freezeMs: r.freezeMs, bytesSent: r.bytesSent } };
