@@ -17,7 +17,7 @@ export const evacuateCommand: Command = {
     "Evacuation never kills a pod. Where each pod went is recorded; `autopod evacuate --return` asks the peers to migrate the pods " +
     "back and restores the suspended ones. Progress goes to stderr.",
   options: [
-    { name: "to", kind: "repeat", value: "PEER", help: "consider only these peers (repeat the flag; default: every peer)" },
+    { name: "to", kind: "repeat", value: "PEER", help: "consider only these peers (repeat the flag, or b,c; default: every peer)" },
     { name: "parallel", kind: "string", value: "N", help: "migrations at once, 1 to 16 (default 2)" },
     { name: "dry-run", kind: "boolean", help: "print the plan; move nothing" },
     { name: "no-suspend", kind: "boolean", help: "a pod no peer can take keeps running here instead of being suspended to disk" },
@@ -44,7 +44,8 @@ export const evacuateCommand: Command = {
     const raw = flagString(ctx.args, "parallel");
     if (raw !== undefined && (!/^\d+$/.test(raw) || Number(raw) < 1 || Number(raw) > 16))
       throw new InvalidArgumentError(`--parallel "${raw}": expected a whole number from 1 to 16`);
-    const to = flagList(ctx.args, "to");
+    const to = flagList(ctx.args, "to").flatMap((t) => t.split(","));
+    if (to.some((t) => t === "")) throw new InvalidArgumentError("--to needs peer names: `--to b --to c` or `--to b,c`");
     const r = await (await clientFor(ctx)).evacuate(
       {
         ...(to.length ? { to } : {}),
