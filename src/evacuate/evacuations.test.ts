@@ -153,3 +153,28 @@ describe("Evacuations", () => {
     await first;
   });
 });
+
+describe("Evacuations record", () => {
+  test("a pod is recorded before it moves, and leaves the record when its migration fails; an entry whose pod runs here is dropped on return", async () => {
+    const h = fakeHost({ pods: ["p1"], peers: { b: { failMigrate: true } } });
+    const seen: string[][] = [];
+    const ev = h.ev as unknown as { deps: { migrate: (...a: unknown[]) => Promise<unknown> } };
+    const migrate = ev.deps.migrate;
+    ev.deps.migrate = async (...a) => {
+      seen.push(readRecord(dir).map((r) => `${r.pod}:${r.outcome}`));
+      return migrate(...a);
+    };
+    const r = await h.ev.evacuate({ suspendFallback: false });
+    expect(r.pods[0]!.outcome).toBe("stayed");
+    expect(seen).toEqual([["p1:migrated"]]);
+    expect(readRecord(dir)).toEqual([]);
+
+    // An agent that died mid-migration: the record says "migrated", the pod runs here after all.
+    const { recordAway } = await import("./record.ts");
+    recordAway(dir, { pod: "p1", outcome: "migrated", to: "b", at: new Date().toISOString() });
+    const home = await h.ev.bringHome();
+    expect(home.pods).toEqual([{ pod: "p1", outcome: "returned", from: "b", reason: "it runs here already" }]);
+    expect(h.log).toEqual([]);
+    expect(readRecord(dir)).toEqual([]);
+  });
+});

@@ -215,12 +215,15 @@ export class Evacuations {
 
   async #migrateOne(pod: string, to: string, turns: FreezeTurns, onEvent: OnEvent): Promise<{ moved: EvacuatedPod } | { reason: string }> {
     onEvent({ pod, message: `migrating to "${to}"` });
+    // Recorded before it moves: an agent that dies once the peer runs the pod still knows where it went
+    // (bringHome drops an entry whose pod runs here after all).
+    recordAway(this.deps.stateDir, { pod, outcome: "migrated", to, at: new Date().toISOString() });
     try {
       const r = await this.deps.migrate(pod, { to, mode: "precopy", maxRounds: MAX_ROUNDS, turns }, (p) => onEvent({ pod, message: p.message }));
-      recordAway(this.deps.stateDir, { pod, outcome: "migrated", to, at: new Date().toISOString() });
       onEvent({ pod, message: `migrated to "${to}": frozen ${r.freezeMs} ms, ${r.bytesSent} bytes sent` });
       return { moved: { pod, outcome: "migrated", to, freezeMs: r.freezeMs, bytesSent: r.bytesSent } };
     } catch (e) {
+      recordHome(this.deps.stateDir, pod);
       const reason = `migration to "${to}" failed: ${errorMessage(e)}`;
       this.deps.log.warn("evacuation: a migration failed; the pod runs on here", { pod, to, error: errorMessage(e) });
       onEvent({ pod, message: reason });
@@ -281,7 +284,7 @@ export class Evacuations {
     if (state === "running") {
       recordHome(this.deps.stateDir, a.pod);
       onEvent({ pod: a.pod, message: "runs here already" });
-      return { pod: a.pod, outcome: "restored" };
+      return { pod: a.pod, outcome: "restored", reason: "it runs here already" };
     }
     try {
       onEvent({ pod: a.pod, message: `restoring from image ${a.image.slice(0, 12)}` });
@@ -299,7 +302,7 @@ export class Evacuations {
     if (state === "running") {
       recordHome(this.deps.stateDir, pod);
       onEvent({ pod, message: "runs here already" });
-      return { pod, outcome: "returned", from: peer };
+      return { pod, outcome: "returned", from: peer, reason: "it runs here already" };
     }
     try {
       if (!origin) throw new PreconditionError("This host is not in a cluster");
