@@ -37,7 +37,8 @@ beforeAll(async () => {
     for (const d of ["run", "var/lib", "etc"]) mkdirSync(join(root, d), { recursive: true });
     appendFileSync(h.configPath, ["", "[status]", `root = "${root}"`, "lock_timeout_seconds = 5", ""].join("\n"));
     await h.killAgent("SIGTERM");
-    await h.startAgent();
+    // Failpoints allowed, none set: a test sets the one it drives through the local API.
+    await h.startAgent(undefined, {}, ["--failpoints", ""]);
   }
 }, 180_000);
 afterAll(async () => {
@@ -226,6 +227,53 @@ describe("autopod evacuate", () => {
   );
 
   rootTest(
+    "a migration that fails at the peer mid-freeze (failpoint) leaves its pod running here, nothing lost; the other pod moves",
+    async () => {
+      const pods = [await startCounter(a), await startCounter(a)];
+      const names = pods.map((p) => p.name);
+      const r = await fetch("http://agent/v1/debug/failpoints/migrate.dest-prepared", {
+        unix: c.socket,
+        method: "PUT",
+        body: JSON.stringify({ actions: "1*error(injected by the test)->off" }),
+      });
+      expect(r.ok).toBe(true);
+      await Bun.sleep(300);
+      const client = startClient(pods[0]!.ip);
+      const client2 = startClient(pods[1]!.ip);
+      let reports: Array<Awaited<ReturnType<typeof clientReport>>>;
+      let out: EvacReport;
+      try {
+        await Bun.sleep(700);
+        const res = await a.cli(["evacuate", "--no-suspend", "--json"], T);
+        expect(res.exitCode).toBe(1);
+        out = JSON.parse(res.stdout) as EvacReport;
+        await Bun.sleep(1500);
+      } finally {
+        reports = [await clientReport(client), await clientReport(client2)];
+      }
+      const failed = out.pods.find((p) => p.outcome === "stayed")!;
+      const moved = out.pods.find((p) => p.outcome === "migrated")!;
+      expect(failed.reason).toContain('migration to "c" failed');
+      expect(failed.reason).toContain("injected by the test");
+      expect(moved.to).toBe("b");
+      expect(await placement(names)).toEqual({ [failed.pod]: "a", [moved.pod]: "b" });
+      for (const rep of reports) {
+        expect(rep.errors).toEqual([]);
+        expect(rep.closed).toBe(false);
+        expect(rep.received).toBe(rep.sent);
+      }
+      expectCountWithoutGap(await a.ok(["exec", failed.pod, "cat", "/count"]));
+      expectCountWithoutGap(await b.ok(["exec", moved.pod, "cat", "/count"]));
+      // Only the moved pod is recorded; it comes home.
+      expect(JSON.parse(readFileSync(join(a.stateDir, "evacuation.json"), "utf8")).pods.map((p: { pod: string }) => p.pod)).toEqual([moved.pod]);
+      await a.ok(["evacuate", "--return"], T);
+      expect(await placement(names)).toEqual({ [failed.pod]: "a", [moved.pod]: "a" });
+      await a.ok(["rm", "--force", ...names]);
+    },
+    T,
+  );
+
+  rootTest(
     "no peer reachable: --no-suspend leaves the pods running; otherwise they are suspended to disk, and --return restores them with their state after the agent restarts",
     async () => {
       const pods = [await startCounter(a), await startCounter(a)];
@@ -248,7 +296,7 @@ describe("autopod evacuate", () => {
 
         // The "reboot": the agent stops and starts again; the record says what to bring back.
         await a.killAgent("SIGTERM");
-        await a.startAgent();
+        await a.startAgent(undefined, {}, ["--failpoints", ""]);
         // Routed pod network: a restore must know no peer holds the address, so with the peers still
         // unreachable it is refused, clearly, and the pods stay recorded for the next try.
         const early = await a.cli(["evacuate", "--return", "--json"], T);
