@@ -188,7 +188,13 @@ export class Evacuations {
           onEvent({ pod: p.pod, message: `stays running here: ${why}` });
           continue;
         }
-        results.set(p.pod, await this.#suspendOne(p.pod, why, onEvent));
+        // A suspend freezes the pod too: its turn, like a migration's freeze.
+        const release = await turns.freeze();
+        try {
+          results.set(p.pod, await this.#suspendOne(p.pod, why, onEvent));
+        } finally {
+          release();
+        }
       }
     };
     await Promise.all(Array.from({ length: Math.min(parallel, Math.max(queue.length, 1)) }, work));
