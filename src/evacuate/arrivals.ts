@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { z } from "zod";
-import { readIfExists, writeFileAtomic } from "../cluster/_files.ts";
+import { readIfExists, writeFileAtomic } from "./_files.ts";
 
 export const ARRIVALS_FILE = "arrivals.json";
 

@@ -8,7 +8,7 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { z } from "zod";
-import { readIfExists, writeFileAtomic } from "../cluster/_files.ts";
+import { readIfExists, writeFileAtomic } from "./_files.ts";
 import { PreconditionError } from "../errors.ts";
 
 export const RECORD_FILE = "evacuation.json";
