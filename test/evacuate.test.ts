@@ -221,6 +221,8 @@ describe("autopod evacuate", () => {
       } finally {
         unlinkSync(join(cRoot, "run/reboot-required"));
         unlinkSync(join(cRoot, "run/reboot-required.pkgs"));
+        // The next tests need C as a destination again: its status refreshes a few seconds after the files go.
+        await waitUntil("C's verdict without reboot_required", async () => (await agentGet(c, "/v1/evacuate")).verdict !== "reboot_required");
       }
     },
     T,
@@ -231,6 +233,9 @@ describe("autopod evacuate", () => {
     async () => {
       const pods = [await startCounter(a), await startCounter(a)];
       const names = pods.map((p) => p.name);
+      // The control: the plan sends one pod to each peer, so the one for C meets the failpoint.
+      const plan = JSON.parse(await a.ok(["evacuate", "--dry-run", "--json"], T)) as EvacReport;
+      expect(plan.pods.map((p) => p.to).sort()).toEqual(["b", "c"]);
       const r = await fetch("http://agent/v1/debug/failpoints/migrate.dest-prepared", {
         unix: c.socket,
         method: "PUT",
