@@ -208,6 +208,13 @@ describe("autopod evacuate", () => {
         await waitUntil("C's verdict: reboot_required", async () => (await agentGet(c, "/v1/evacuate")).verdict === "reboot_required");
         const pods = [await startCounter(a), await startCounter(a)];
         const names = pods.map((p) => p.name);
+        // Offered C alone, nothing goes there: the pods stay (never killed).
+        const onlyC = await a.cli(["evacuate", "--to", "c", "--no-suspend", "--json"], T);
+        expect(onlyC.exitCode).toBe(1);
+        expect((JSON.parse(onlyC.stdout) as EvacReport).pods.map((p) => `${p.outcome}: ${p.reason}`)).toEqual([
+          'stayed: no peer can take it: host "c" needs a reboot itself',
+          'stayed: no peer can take it: host "c" needs a reboot itself',
+        ]);
         const r = await a.cli(["evacuate", "--json"], T);
         expect(r.stderr).toContain('not a destination: host "c" needs a reboot itself');
         const there = JSON.parse(r.stdout) as EvacReport;
