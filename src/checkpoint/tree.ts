@@ -300,7 +300,8 @@ export function startRawPackChecks(entries: readonly FileEntry[], source: ChunkS
   for (const e of entries) {
     const raw = rawPackOf(e, source);
     if (raw === null || checks.has(raw)) continue;
-    const check = checkFile(e, raw, workers);
+    // All threads but one, so CRIU, restoring from the same file meanwhile, keeps a core (as a dump's hashing does).
+    const check = checkFile(e, raw, workers, Math.max(1, workers.threads - 1));
     check.catch(() => undefined);
     checks.set(raw, check);
   }
@@ -388,8 +389,8 @@ export async function materializeTreeAsync(
 }
 
 /** Every chunk of a file read back from disk against the manifest. */
-async function checkFile(e: FileEntry, p: string, workers: ChunkWorkers): Promise<void> {
-  checkHashes(e, await workers.hashFile(p, e.chunkSize));
+async function checkFile(e: FileEntry, p: string, workers: ChunkWorkers, threads?: number): Promise<void> {
+  checkHashes(e, await workers.hashFile(p, e.chunkSize, threads));
 }
 
 /** Make one big file: copied and checked (null), or linked to a raw pack (its path: its chunks are still to check). */
