@@ -5,6 +5,9 @@
  * (src/native/sha256x16.c, compiled here with gcc into
  * .cache/native/libsha256x16.so, where runs from the source tree find it).
  * Without gcc the binary hashes with Bun's SHA-256 alone (same digests).
+ * Also the pod's small static init (src/native/pod-init.c, into
+ * .cache/native/pod-init), embedded the same way; without gcc, pods start
+ * through nsenter, unshare and the autopod binary itself (slower).
  * Usage: bun build.ts [--outfile PATH]
  */
 import { mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
@@ -46,6 +49,27 @@ function nativeSha256(): string {
   return readFileSync(out).toString("base64");
 }
 
+/** The pod's static init, compiled; base64 of it, or "" when there is no C compiler. */
+function nativePodInit(): string {
+  const out = resolve(import.meta.dir, ".cache/native/pod-init");
+  mkdirSync(dirname(out), { recursive: true });
+  const cc = Bun.which("gcc") ?? Bun.which("cc");
+  if (!cc) {
+    console.error("build: no C compiler (gcc): pods start through nsenter, unshare and autopod itself (slower)");
+    return "";
+  }
+  const tmp = `${out}.tmp-${process.pid}`;
+  const r = Bun.spawnSync([cc, "-O2", "-static", "-s", "-Wall", "-Wextra", "-Werror", "-o", tmp, resolve(import.meta.dir, "src/native/pod-init.c")], {
+    stderr: "pipe",
+  });
+  if (r.exitCode !== 0) {
+    console.error(`build: compiling src/native/pod-init.c failed (a static build needs libc6-dev):\n${r.stderr.toString()}`);
+    process.exit(1);
+  }
+  renameSync(tmp, out);
+  return readFileSync(out).toString("base64");
+}
+
 /**
  * The hashing threads' code (src/store/chunk-workers.ts starts them): an
  * entrypoint of its own, since a Worker in a compiled binary can load only
@@ -59,6 +83,7 @@ const EXIT_WATCH_THREAD = "src/platform/linux/exit-watch-thread.ts";
 
 const commit = process.env.AUTOPOD_COMMIT ?? gitCommit();
 const sha256x16 = nativeSha256();
+const podInit = nativePodInit();
 mkdirSync(dirname(outfile), { recursive: true });
 const tmp = `${outfile}.tmp-${process.pid}`;
 const started = performance.now();
@@ -71,6 +96,7 @@ const result = await Bun.build({
     AUTOPOD_BUILD_VERSION: JSON.stringify(pkg.version),
     AUTOPOD_BUILD_COMMIT: JSON.stringify(commit),
     AUTOPOD_SHA256X16: JSON.stringify(sha256x16),
+    AUTOPOD_POD_INIT: JSON.stringify(podInit),
     AUTOPOD_CHUNK_THREAD: JSON.stringify(`./${CHUNK_THREAD.slice("src/".length)}`),
     AUTOPOD_EXIT_WATCH_THREAD: JSON.stringify(`./${EXIT_WATCH_THREAD.slice("src/".length)}`),
   },

@@ -76,78 +76,80 @@ try {
   const listener = startListener();
   if ((await listener.next()) !== "ready") throw new Error("listener did not start");
 
-  // 1. `autopod run` until the command runs.
+  // 1. `autopod run` until the command runs, and 2. the same pod by hand: net namespace and veth,
+  //    overlay, nsenter + unshare; once without a cgroup, once in a memory cgroup of its own as
+  //    autopod does. The three take turns, so a change of the machine's load weighs on each alike.
   const viaAutopod: number[] = [];
   const cliWall: number[] = [];
-  for (let i = 0; i < RUNS + 2; i++) {
+  const viaAutopodOnce = async (i: number, isMeasured: boolean) => {
     const t0 = now();
     const r = await host.cli(["run", `b${i}`, "--rootfs", rootfs, "--", ...connectBack]);
     const t1 = now();
     if (r.exitCode !== 0) throw new Error(r.stderr);
     const arrived = Number(await listener.next());
-    if (i >= 2) {
+    if (isMeasured) {
       viaAutopod.push(arrived - t0);
       cliWall.push(t1 - t0);
     }
     await host.cli(["rm", "-f", `b${i}`]);
-  }
-
-  // 2. The same pod by hand: net namespace and veth, overlay, nsenter + unshare;
-  //    once without a cgroup, once in a memory cgroup of its own as autopod does.
-  const memoryRoot = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"].find((d) => existsSync(join(d, "cgroup.procs")))!;
-  const byHand = async (withCgroup: boolean): Promise<number[]> => {
-    const out: number[] = [];
-    for (let i = 0; i < RUNS + 2; i++) {
-      const ns = `apbench-${process.pid}-${i}`;
-      const veth = `apbh${process.pid % 100000}${i}`.slice(0, 15);
-      const d = join(work, `hand${i}`);
-      const cgroup = join(memoryRoot, `apbench-${process.pid}-${i}`);
-      const t0 = now();
-      for (const sub of ["upper", "work", "root"]) mkdirSync(join(d, sub), { recursive: true });
-      if (withCgroup) mkdirSync(cgroup);
-      // The veth in the test host's namespace, where its bridge is, as the agent does it.
-      // (`ip -n` works in a mount namespace of its own, so `netns add` must not go through it.)
-      await must(["ip", "netns", "add", ns]);
-      await must(
-        ["ip", "-n", host.netns, "-batch", "-"],
-        `link add ${veth} type veth peer name eth0 netns ${ns}\nlink set ${veth} master ${host.bridge}\nlink set ${veth} up\n`,
-      );
-      await must(
-        ["ip", "-n", ns, "-batch", "-"],
-        `link set lo up\naddr add ${host.prefix}.${200 + (i % 50)}/24 dev eth0\nlink set eth0 up\nroute add default via ${gateway}\n`,
-      );
-      await must(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=${rootfs},upperdir=${d}/upper,workdir=${d}/work`, `${d}/root`]);
-      const pod = Bun.spawn(
-        [
-          "nsenter",
-          `--net=/run/netns/${ns}`,
-          "--",
-          "unshare",
-          "--pid",
-          "--mount",
-          "--uts",
-          "--ipc",
-          "--fork",
-          `--root=${d}/root`,
-          "--mount-proc",
-          "--",
-          ...connectBack,
-        ],
-        { stdio: ["ignore", "ignore", "inherit"], ...(withCgroup ? { cgroup } : {}) },
-      );
-      const arrived = Number(await listener.next());
-      if (i >= 2) out.push(arrived - t0);
-      await pod.exited;
-      await sh(["umount", `${d}/root`]);
-      await sh(["ip", "-n", host.netns, "link", "del", veth]);
-      await sh(["ip", "netns", "del", ns]);
-      if (withCgroup) await sh(["rmdir", cgroup]);
-      rmSync(d, { recursive: true, force: true });
-    }
-    return out;
   };
-  const handPlain = await byHand(false);
-  const handCgroup = await byHand(true);
+
+  const memoryRoot = ["/sys/fs/cgroup/memory", "/sys/fs/cgroup"].find((d) => existsSync(join(d, "cgroup.procs")))!;
+  const byHandOnce = async (i: number, withCgroup: boolean, out: number[] | null) => {
+    const ns = `apbench-${process.pid}-${i}`;
+    const veth = `apbh${process.pid % 100000}${i}`.slice(0, 15);
+    const d = join(work, `hand${i}`);
+    const cgroup = join(memoryRoot, `apbench-${process.pid}-${i}`);
+    const t0 = now();
+    for (const sub of ["upper", "work", "root"]) mkdirSync(join(d, sub), { recursive: true });
+    if (withCgroup) mkdirSync(cgroup);
+    // The veth in the test host's namespace, where its bridge is, as the agent does it.
+    // (`ip -n` works in a mount namespace of its own, so `netns add` must not go through it.)
+    await must(["ip", "netns", "add", ns]);
+    await must(
+      ["ip", "-n", host.netns, "-batch", "-"],
+      `link add ${veth} type veth peer name eth0 netns ${ns}\nlink set ${veth} master ${host.bridge}\nlink set ${veth} up\n`,
+    );
+    await must(
+      ["ip", "-n", ns, "-batch", "-"],
+      `link set lo up\naddr add ${host.prefix}.${200 + (i % 50)}/24 dev eth0\nlink set eth0 up\nroute add default via ${gateway}\n`,
+    );
+    await must(["mount", "-t", "overlay", "overlay", "-o", `lowerdir=${rootfs},upperdir=${d}/upper,workdir=${d}/work`, `${d}/root`]);
+    const pod = Bun.spawn(
+      [
+        "nsenter",
+        `--net=/run/netns/${ns}`,
+        "--",
+        "unshare",
+        "--pid",
+        "--mount",
+        "--uts",
+        "--ipc",
+        "--fork",
+        `--root=${d}/root`,
+        "--mount-proc",
+        "--",
+        ...connectBack,
+      ],
+      { stdio: ["ignore", "ignore", "inherit"], ...(withCgroup ? { cgroup } : {}) },
+    );
+    const arrived = Number(await listener.next());
+    out?.push(arrived - t0);
+    await pod.exited;
+    await sh(["umount", `${d}/root`]);
+    await sh(["ip", "-n", host.netns, "link", "del", veth]);
+    await sh(["ip", "netns", "del", ns]);
+    if (withCgroup) await sh(["rmdir", cgroup]);
+    rmSync(d, { recursive: true, force: true });
+  };
+  const handPlain: number[] = [];
+  const handCgroup: number[] = [];
+  for (let i = 0; i < RUNS + 2; i++) {
+    const isMeasured = i >= 2;
+    await viaAutopodOnce(i, isMeasured);
+    await byHandOnce(i, false, isMeasured ? handPlain : null);
+    await byHandOnce(i, true, isMeasured ? handCgroup : null);
+  }
   listener.proc.kill();
 
   // 3. The agent idle, then with a crowd of pods.

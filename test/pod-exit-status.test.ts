@@ -4,7 +4,9 @@
  * before that was reaped by unshare and its status lost ("exited(?)", seen as
  * a flaky pods-basics test in a CI check). The failpoint holds the launcher
  * alive for 600 ms after the init reported its pid, so without pod-init
- * waiting for it the status is lost every time.
+ * waiting for it the status is lost every time. (With the small static init,
+ * src/native/pod-init.c, the launcher is not unshare: it never waits for the
+ * pod's pid 1 and exits by itself, and pid 1 still waits for it to be gone.)
  */
 import { afterAll, beforeAll, expect } from "bun:test";
 import { TestHost } from "./_pods.ts";

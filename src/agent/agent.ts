@@ -3,6 +3,7 @@
  * local API on its unix socket, the reaper, and signals. Stopping the agent
  * never stops pods.
  */
+import { nativePodInit } from "../platform/linux/native-pod-init.ts";
 import { chmodSync, closeSync, lstatSync, mkdirSync, openSync, realpathSync, type Stats, unlinkSync, writeFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
 import { createLocalApp, IDLE_TIMEOUT_SECONDS } from "../api/local/app.ts";
@@ -79,6 +80,8 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
 
   // Orphans of our children, and trees restored by `criu restore -d`, become ours to reap.
   setChildSubreaper();
+  // The pods' small init, into its memfd now rather than at the first pod's start.
+  if (nativePodInit() === null) log.info("pods start without the small init (built without gcc): slower");
 
   // This host's CPU as the cluster sees it (less the test-only mask), and the peers' as last seen.
   const mask = new Set(config.cpu.flags_mask);

@@ -30,7 +30,7 @@ import { type ManifestPodSpec, podCpuOf } from "./manifest-pod.ts";
 import { logicalBytes, type Manifest } from "../image/manifest.ts";
 import { type PhaseClock, phaseClock, round } from "./phase-clock.ts";
 import { baseFor, checkSharedVolume, volumeHostFor, volumeInState, writableLayerOf } from "./placement.ts";
-import { materializeTree, materializeTreeAsync } from "./tree.ts";
+import { materializeTree, materializeTreeAsync, startRawPackChecks } from "./tree.ts";
 
 export interface RestoreRequest {
   name?: string;
@@ -76,6 +76,8 @@ export interface RestoreRun extends CheckedRestore {
   prepared: boolean;
   /** A pod checkpointed on this host gets its net namespace and cgroup back while its files are made. */
   preparing: ReturnType<PodRuntime["prepareRestore"]> | null;
+  /** Checks of the page images' raw packs, started before anything is made (startRawPackChecks). */
+  rawPackChecks?: ReadonlyMap<string, Promise<void>>;
 }
 
 /** The pod's files in place: its base, its volumes, and CRIU's files with the pending check of their linked page images. */
@@ -100,7 +102,9 @@ export async function restorePod(ctx: CheckpointContext, imageRef: string, req: 
   const { id, name } = checked;
   claim(ctx, name);
   const releaseMerging = ctx.store.holdMerging();
-  const run = startRestore(ctx, checked, req, t0);
+  // The page images' chunks are read and checked from now on, while everything else is made and CRIU restores.
+  const rawPackChecks = startRawPackChecks(checked.manifest.criu, ctx.store);
+  const run = { ...startRestore(ctx, checked, req, t0), rawPackChecks };
   try {
     const placed = await materialize(ctx, run);
     await failpoint("restore.files-made");
@@ -207,7 +211,10 @@ export async function materialize(ctx: CheckpointContext, run: RestoreRun): Prom
   phase("check");
   // Page images the store adopted whole come back as links, and are read back and checked
   // while CRIU restores from them: the tasks stay stopped until every page has matched.
-  const { verified } = await materializeTreeAsync(manifest.criu, store, run.imagesDir, { deferLinkedChecks: true });
+  const { verified } = await materializeTreeAsync(manifest.criu, store, run.imagesDir, {
+    deferLinkedChecks: true,
+    ...(run.rawPackChecks ? { rawPackChecks: run.rawPackChecks } : {}),
+  });
   // An image from elsewhere may hold nothing autopod would not have made for its pod (mounts, capabilities, files).
   if (!run.isLocal) checkCriuImage(run.id, run.imagesDir, expectedPodOf(spec));
   phase("images");

@@ -6,7 +6,7 @@ import { ChunkStore } from "../store/chunk-store.ts";
 import { CorruptChunkError } from "../store/errors.ts";
 import { toHex } from "../image/hash.ts";
 import { type FileEntry, InvalidManifestError, chunkCount, chunkHash } from "../image/manifest.ts";
-import { captureTree, materializeTree, materializeTreeAsync } from "./tree.ts";
+import { captureTree, materializeTree, materializeTreeAsync, startRawPackChecks } from "./tree.ts";
 import { randomBytes } from "../image/testing.ts";
 import { describeTree } from "./_test-util.ts";
 
@@ -375,6 +375,30 @@ describe("big CRIU files: adopted at capture, linked or copied in bulk at restor
     expect(err).toBeInstanceOf(CorruptChunkError);
     expect((err as CorruptChunkError).hash).toBe(toHex(chunkHash(entries.find((x) => x.path === "pages-1.img")!, 1500)));
     expect((err as CorruptChunkError).path).toBe("pages-1.img");
+  });
+
+  test("startRawPackChecks: a restore's page packs are checked from the start; the linked file waits for that check and names a bad page", async () => {
+    if (!isRoot) return; // linking needs root's files
+    const src = path.join(tmp, "criu");
+    criuDir(src);
+    const { entries } = await capture(src);
+    const packDir = path.join(store.dir, "packs");
+    const pack = path.join(packDir, fs.readdirSync(packDir).find((f) => f.endsWith(".pages"))!);
+    const checks = startRawPackChecks(entries, store);
+    expect([...checks.keys()]).toEqual([pack]);
+    await checks.get(pack);
+    // A check already made is what the linked file waits for: a page damaged after it is not read again here.
+    const fd = fs.openSync(pack, "r+");
+    fs.writeSync(fd, new Uint8Array([1, 2, 3]), 0, 3, 700 * 4096 + 9);
+    fs.closeSync(fd);
+    const reused = await materializeTreeAsync(entries, store, path.join(tmp, "reused"), { deferLinkedChecks: true, rawPackChecks: checks });
+    expect(await reused.verified).toBeUndefined();
+    // Started on the damaged pack, the check names the page, through `verified`.
+    const fresh = startRawPackChecks(entries, store);
+    const bad = await materializeTreeAsync(entries, store, path.join(tmp, "bad"), { deferLinkedChecks: true, rawPackChecks: fresh });
+    const err = await bad.verified.catch((x: unknown) => x);
+    expect(err).toBeInstanceOf(CorruptChunkError);
+    expect((err as CorruptChunkError).hash).toBe(toHex(chunkHash(entries.find((x) => x.path === "pages-1.img")!, 700)));
   });
 
   test("a page file that changed between hashing and capture is refused", async () => {

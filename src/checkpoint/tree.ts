@@ -272,6 +272,40 @@ export interface MaterializeOptions {
    * they are read back. Nothing may use their contents before it resolves.
    */
   deferLinkedChecks?: boolean;
+  /**
+   * Checks of raw packs already under way (startRawPackChecks), by pack path:
+   * a file linked to one of them waits for that check instead of reading it again.
+   */
+  rawPackChecks?: ReadonlyMap<string, Promise<void>>;
+}
+
+/** The raw pack a big file of `entries` would be hard-linked to by materializeTreeAsync, or null when it would be copied. */
+export function rawPackOf(e: FileEntry, source: ChunkSource): string | null {
+  if (!isBulk(source) || e.type !== "file" || e.size < BULK_FILE_BYTES) return null;
+  // The link shares the pack's inode: only for root's files that nobody else may write (CRIU's
+  // images are root's, 0644), and the pack directory is root's alone.
+  const isRootOnly = e.uid === 0 && e.gid === 0 && (e.mode & 0o7022) === 0;
+  return isRootOnly ? source.rawPackFor(e.chunks, e.size) : null;
+}
+
+/**
+ * Start checking, at once, every chunk of the raw packs that materializeTreeAsync
+ * will link files of `entries` to (a restore's page images), so the reading and
+ * hashing overlap everything before and during CRIU's restore. By pack path;
+ * each promise rejects with the first CorruptChunkError (and is also caught, so
+ * one nobody awaits is no unhandled rejection).
+ */
+export function startRawPackChecks(entries: readonly FileEntry[], source: ChunkSource, workers = ChunkWorkers.shared()): Map<string, Promise<void>> {
+  const checks = new Map<string, Promise<void>>();
+  for (const e of entries) {
+    const raw = rawPackOf(e, source);
+    if (raw === null || checks.has(raw)) continue;
+    // All threads but one, so CRIU, restoring from the same file meanwhile, keeps a core (as a dump's hashing does).
+    const check = checkFile(e, raw, workers, Math.max(1, workers.threads - 1));
+    check.catch(() => undefined);
+    checks.set(raw, check);
+  }
+  return checks;
 }
 
 export interface MaterializeResult {
@@ -328,21 +362,24 @@ export async function materializeTreeAsync(
     const done = new Set<string>();
     const workers = options.workers ?? ChunkWorkers.shared();
     const linked: FileEntry[] = [];
+    const earlyChecks: Promise<void>[] = [];
     if (isBulk(source)) {
       const big = entries.filter((e) => e.type === "file" && e.size >= BULK_FILE_BYTES);
       for (const e of big) {
         const p = path.join(tmp, e.path);
         fs.mkdirSync(path.dirname(p), { recursive: true, mode: 0o700 });
-        const isLinked = await writeBulkFile(e, source, p, shouldChown, isDurable, workers);
-        if (isLinked && !options.deferLinkedChecks) await checkFile(e, p, workers);
-        if (isLinked && options.deferLinkedChecks) linked.push(e);
+        const linkedTo = await writeBulkFile(e, source, p, shouldChown, isDurable, workers);
+        const early = linkedTo === null ? undefined : options.rawPackChecks?.get(linkedTo);
+        if (early) earlyChecks.push(early);
+        else if (linkedTo !== null && !options.deferLinkedChecks) await checkFile(e, p, workers);
+        else if (linkedTo !== null && options.deferLinkedChecks) linked.push(e);
         done.add(e.path);
       }
     }
     const result = build(entries, source, tmp, shouldChown, isDurable, done);
     fs.renameSync(tmp, dest);
     if (isDurable) fsyncPath(path.dirname(dest));
-    const verified = Promise.all(linked.map((e) => checkFile(e, path.join(dest, e.path), workers))).then(() => undefined);
+    const verified = Promise.all([...earlyChecks, ...linked.map((e) => checkFile(e, path.join(dest, e.path), workers))]).then(() => undefined);
     verified.catch(() => undefined); // the caller awaits it; nothing is left unhandled if it does not get that far
     return { ...result, verified };
   } catch (e) {
@@ -352,11 +389,11 @@ export async function materializeTreeAsync(
 }
 
 /** Every chunk of a file read back from disk against the manifest. */
-async function checkFile(e: FileEntry, p: string, workers: ChunkWorkers): Promise<void> {
-  checkHashes(e, await workers.hashFile(p, e.chunkSize));
+async function checkFile(e: FileEntry, p: string, workers: ChunkWorkers, threads?: number): Promise<void> {
+  checkHashes(e, await workers.hashFile(p, e.chunkSize, threads));
 }
 
-/** Make one big file: copied and checked, or linked (true: its chunks are still to check). */
+/** Make one big file: copied and checked (null), or linked to a raw pack (its path: its chunks are still to check). */
 async function writeBulkFile(
   e: FileEntry,
   source: BulkChunkSource,
@@ -364,11 +401,8 @@ async function writeBulkFile(
   shouldChown: boolean,
   isDurable: boolean,
   workers: ChunkWorkers,
-): Promise<boolean> {
-  // The link shares the pack's inode: only for root's files that nobody else may write (CRIU's
-  // images are root's, 0644), and the pack directory is root's alone.
-  const isRootOnly = e.uid === 0 && e.gid === 0 && (e.mode & 0o7022) === 0;
-  const raw = isRootOnly ? source.rawPackFor(e.chunks, e.size) : null;
+): Promise<string | null> {
+  const raw = rawPackOf(e, source);
   if (raw !== null && linkIfThere(raw, p)) {
     const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     try {
@@ -378,7 +412,7 @@ async function writeBulkFile(
     } finally {
       fs.closeSync(fd);
     }
-    return true;
+    return raw;
   }
   const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
   const fd = fs.openSync(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
@@ -430,7 +464,7 @@ async function writeBulkFile(
   } finally {
     fs.closeSync(fd);
   }
-  return false;
+  return null;
 }
 
 /** A bulk copy run reads at most this much at once. */

@@ -34,7 +34,9 @@ export const FAILPOINTS = {
   "checkpoint.pod-killed": { doc: "the stopped tasks were killed; the pod is not marked checkpointed yet" },
   "checkpoint.ended": { doc: "the pod is marked checkpointed and its release scheduled; not answered yet, the journal still there" },
   "pods.release-checkpointed": { doc: "a checkpointed pod's processes are gone, after the answer; its network and cgroup are not released yet" },
-  "pods.pid-reported": { doc: "a new pod's init reported its pid; its launcher (unshare) is not killed yet, so the init is not the agent's child" },
+  "pods.pid-reported": {
+    doc: "a new pod's init reported its pid; without the small init, its launcher (unshare) is not killed yet, so the init is not the agent's child (the small init's launcher exits by itself)",
+  },
   "pods.address-checked": {
     doc: "a pod arriving from an image passed the address check against the peers; not registered yet (the peers do not see it)",
   },

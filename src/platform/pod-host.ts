@@ -110,6 +110,8 @@ export interface PodHost {
   /**
    * With isLocked, all traffic is dropped from the start (a pod about to be restored).
    * With routed, the pod's /32 is routed to its veth and announced on the LAN (gratuitous ARP).
+   * With mayLeavePodSide (a launch follows), the host may leave the pod's side (lo, eth0's address,
+   * the default route) to the pod's init: then it answers isPodSideLeft, and launch must be told.
    */
   createNetwork(n: {
     netns: string;
@@ -119,7 +121,8 @@ export interface PodHost {
     gateway: string;
     isLocked?: boolean;
     routed?: { lanInterface: string };
-  }): Promise<void>;
+    mayLeavePodSide?: boolean;
+  }): Promise<{ isPodSideLeft: boolean }>;
   deleteNetwork(n: { netns: string; hostVeth: string }): Promise<void>;
   /** Routed: tell the LAN (gratuitous ARP on `lanInterface`) that this host answers for `address` (dotted IPv4) again. */
   announceAddress(lanInterface: string, address: string): Promise<void>;
@@ -139,8 +142,8 @@ export interface PodHost {
   /** The pod's log file as the host reads it: `rel` beneath the pod's writable layer `dir`, which the pod can change (open it with openBeneath). */
   logFile(rt: PodRuntimeInfo): { dir: string; rel: string };
 
-  /** Start the pod's command; resolves once it runs, with the host pid of pod pid 1. */
-  launch(spec: PodSpec, rt: PodRuntimeInfo): Promise<{ pid: number; startTime: number }>;
+  /** Start the pod's command; resolves once it runs, with the host pid of pod pid 1. isPodSideLeft: as createNetwork answered. */
+  launch(spec: PodSpec, rt: PodRuntimeInfo, net?: { isPodSideLeft: boolean }): Promise<{ pid: number; startTime: number; ms?: Record<string, number> }>;
   processIdentity(pid: number): ProcessIdentity | null;
   reap(pid: number): Reaped;
   /** The agent's own children that are zombies (exited, not reaped yet). */

@@ -80,6 +80,7 @@ export class FakeHost implements PodHost {
     this.calls.push(`createNetwork ${n.netns}`);
     if (this.netns.has(n.netns)) throw new Error(`netns ${n.netns} exists`);
     this.netns.add(n.netns);
+    return { isPodSideLeft: false };
   }
   async announceAddress(lan: string, address: string) {
     this.calls.push(`announceAddress ${lan} ${address}`);

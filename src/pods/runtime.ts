@@ -219,6 +219,7 @@ export class PodRuntime {
     try {
       // The root, the cgroup and the network are independent: made at once (the network is `ip` spawns).
       // Both settle before a failure is thrown, so the teardown never races a half-made network.
+      let net: { isPodSideLeft: boolean } | undefined;
       const made = await Promise.allSettled([
         (async () => {
           await host.prepareLayer(record.spec, rt);
@@ -232,16 +233,19 @@ export class PodRuntime {
             bridge: rt.bridge,
             address: record.spec.address,
             gateway: rt.gateway,
+            mayLeavePodSide: true,
             ...this.#networkMode(),
           })
-          .then(() => {
+          .then((made) => {
+            net = made;
             ms.network = Math.round((performance.now() - t) * 10) / 10;
           }),
       ]);
       for (const m of made) if (m.status === "rejected") throw m.reason;
       lap("prepare"); // layer_cgroup and network, at once
-      const { pid, startTime } = await host.launch(record.spec, rt);
+      const { pid, startTime, ms: launchMs } = await host.launch(record.spec, rt, net);
       lap("launch");
+      Object.assign(ms, launchMs);
       Object.assign(record, { state: "running", pid, startTime, startedAt: new Date().toISOString() });
       store.update(record);
       lap("record");

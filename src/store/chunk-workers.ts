@@ -147,9 +147,9 @@ export class ChunkWorkers {
     return ChunkWorkers.#shared;
   }
 
-  /** Hash the chunks of a complete file. */
-  hashFile(path: string, chunkSize: number): Promise<FileHashes> {
-    const h = this.#hash(path, chunkSize, this.threads);
+  /** Hash the chunks of a complete file, on at most `threads` threads (default: all). */
+  hashFile(path: string, chunkSize: number, threads = this.threads): Promise<FileHashes> {
+    const h = this.#hash(path, chunkSize, Math.min(this.threads, Math.max(1, threads)));
     h.finish();
     return h.result;
   }

@@ -3,6 +3,7 @@
  * Each wrapper throws an Errno with the call, its argument and strerror.
  */
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
+import { writeSync } from "node:fs";
 
 const { i32, u32, u64, ptr: P, cstring } = FFIType;
 
@@ -313,6 +314,25 @@ const MFD_CLOEXEC = 1;
 export function memfdCreate(name: string): number {
   const n = cstr(name);
   return check(libc().memfd_create(ptr(n), MFD_CLOEXEC), "memfd_create", name);
+}
+
+const MFD_ALLOW_SEALING = 2;
+const F_ADD_SEALS = 1033;
+const F_SEAL_ALL = 1 | 2 | 4 | 8; // SEAL, SHRINK, GROW, WRITE
+
+/** An anonymous file in memory holding `bytes`, sealed so nothing can change it any more, close-on-exec; its fd. */
+export function sealedMemfd(name: string, bytes: Uint8Array): number {
+  const n = cstr(name);
+  const fd = check(libc().memfd_create(ptr(n), MFD_CLOEXEC | MFD_ALLOW_SEALING), "memfd_create", name);
+  try {
+    let done = 0;
+    while (done < bytes.length) done += writeSync(fd, bytes, done);
+    check(libc().fcntl(fd, F_ADD_SEALS, F_SEAL_ALL), "fcntl(F_ADD_SEALS)", name);
+  } catch (e) {
+    libc().close(fd);
+    throw e;
+  }
+  return fd;
 }
 
 const AF_PACKET = 17;

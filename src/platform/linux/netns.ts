@@ -24,6 +24,8 @@ export interface PodNetwork {
    * be answered with a reset. The restorer lifts the lock.
    */
   isLocked?: boolean;
+  /** Leave the pod's side (lo, eth0's address, the default route) to the pod's init (launcher.ts). */
+  isPodSideLeft?: boolean;
 }
 
 export const POD_INTERFACE = "eth0";
@@ -95,6 +97,7 @@ export async function createPodNetwork(n: PodNetwork): Promise<void> {
     if (!(e instanceof NetworkError) || !/File exists/.test(e.message)) throw e;
     await createNamespaceAndVeth(n);
   }
+  if (n.isPodSideLeft) return;
   try {
     if (n.isLocked) await lockNetwork(`/run/netns/${n.netns}`);
     await ipBatch(

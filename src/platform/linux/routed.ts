@@ -92,6 +92,7 @@ export async function createRoutedPodNetwork(n: PodNetwork & { lanInterface: str
       `link add ${n.hostVeth} type veth peer name ${POD_INTERFACE} netns ${n.netns}`,
       `addr add ${n.gateway}/32 dev ${n.hostVeth} scope link`,
       `link set ${n.hostVeth} up`,
+      `route replace ${n.address} dev ${n.hostVeth} scope link`,
     ]);
   try {
     try {
@@ -103,17 +104,17 @@ export async function createRoutedPodNetwork(n: PodNetwork & { lanInterface: str
       await create();
     }
     if (n.isLocked) await lockNetwork(`/run/netns/${n.netns}`);
-    await ipBatch(
-      `configure the network of "${n.netns}"`,
-      [
-        "link set lo up",
-        `addr add ${n.address} dev ${POD_INTERFACE}`,
-        `link set ${POD_INTERFACE} up`,
-        `route add default via ${n.gateway} dev ${POD_INTERFACE} onlink`,
-      ],
-      n.netns,
-    );
-    await ipBatch(`route ${n.address} to "${n.hostVeth}"`, [`route replace ${n.address} dev ${n.hostVeth} scope link`]);
+    if (!n.isPodSideLeft)
+      await ipBatch(
+        `configure the network of "${n.netns}"`,
+        [
+          "link set lo up",
+          `addr add ${n.address} dev ${POD_INTERFACE}`,
+          `link set ${POD_INTERFACE} up`,
+          `route add default via ${n.gateway} dev ${POD_INTERFACE} onlink`,
+        ],
+        n.netns,
+      );
     await announce(n.lanInterface, addr!);
   } catch (e) {
     await deletePodNetwork(n).catch(() => {});
