@@ -9,8 +9,14 @@ describe("FreezeTurns", () => {
     const log: string[] = [];
     const r1 = await t.round();
     const r2 = await t.round();
-    const f = t.freeze().then((rel) => (log.push("freeze"), rel));
-    const r3 = t.round().then((rel) => (log.push("round3"), rel));
+    const f = t.freeze().then((rel) => {
+      log.push("freeze");
+      return rel;
+    });
+    const r3 = t.round().then((rel) => {
+      log.push("round3");
+      return rel;
+    });
     await tick();
     expect(log).toEqual([]);
     r1();
@@ -29,8 +35,14 @@ describe("FreezeTurns", () => {
     const t = new FreezeTurns();
     const log: string[] = [];
     const f1 = await t.freeze();
-    const f2 = t.freeze().then((rel) => (log.push("f2"), rel));
-    const f3 = t.freeze().then((rel) => (log.push("f3"), rel));
+    const f2 = t.freeze().then((rel) => {
+      log.push("f2");
+      return rel;
+    });
+    const f3 = t.freeze().then((rel) => {
+      log.push("f3");
+      return rel;
+    });
     await tick();
     expect(log).toEqual([]);
     f1();
