@@ -62,7 +62,7 @@ describe("a pod checkpointed on this kernel restores on Debian's 6.1 and 6.12 ke
       `${suite}: imported and restored in the guest, the counter goes on from where it stopped${suite === "bookworm" ? ", and back on this host" : ""}`,
       async () => {
         const kernel = kernels.find((k) => k.suite === suite)!;
-        const isBack = suite === "bookworm";
+        const isBack = true;
         const out = await runScenario({
           kernel,
           host,
@@ -82,6 +82,13 @@ describe("a pod checkpointed on this kernel restores on Debian's 6.1 and 6.12 ke
           const why = whyNotContinued(countsOf(r.get("logs") ?? ""), last, 5);
           expect(why, context).toBeNull();
           expect(JSON.parse(r.get("ps") ?? "[]")[0]).toMatchObject({ name: "counter", state: "running" });
+          // A kernel without nftables, a root without tar: refused before anything changed, saying why.
+          expect(r.get("no-nftables-exit")).not.toBe("0");
+          expect(r.get("no-nftables-message")).toContain("This host cannot restore the pod: this kernel has no nftables");
+          expect(r.get("no-nftables-unchanged")).toBe("yes");
+          expect(r.get("no-tar-exit")).not.toBe("0");
+          expect(r.get("no-tar-message")).toContain('This host has no "tar", which CRIU runs to restore the image\'s tmpfs mounts');
+          expect(r.get("no-tar-unchanged")).toBe("yes");
           if (lacking.length) {
             // Refused before anything changed, naming what the guest's CPU lacks.
             expect(r.get("refused-exit")).not.toBe("0");
@@ -107,4 +114,3 @@ describe("a pod checkpointed on this kernel restores on Debian's 6.1 and 6.12 ke
     );
   }
 });
-
