@@ -23,9 +23,9 @@ readonly SUITES=(bookworm trixie)
 # network lock, the pods' overlay roots, and what `criu check` and CRIU's
 # dump/restore of sockets need.
 readonly WANTED=(
-  crc32c_generic nfnetlink nf_tables nft_chain_nat nft_ct nft_reject_inet nft_compat nf_nat nf_conntrack
+  crc32c_generic nfnetlink nf_tables nf_conntrack_netlink nft_chain_nat nft_ct nft_reject_inet nft_compat nf_nat nf_conntrack
   bridge veth overlay tun virtio_pci virtio_blk
-  inet_diag tcp_diag udp_diag raw_diag unix_diag netlink_diag packet_diag af_packet_diag
+  inet_diag tcp_diag udp_diag raw_diag unix_diag netlink_diag af_packet_diag
 )
 log() { printf '%s: %s\n' "$PROG" "$*" >&2; }
 die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }

@@ -23,6 +23,8 @@ export const GUEST_MODULES = [
   "unix_diag",
   "netlink_diag",
   "af_packet_diag",
+  // CRIU dumps a net namespace's conntrack entries through ctnetlink: without it, "-22 reported by netlink".
+  "nf_conntrack_netlink",
   "bridge",
   "veth",
   "overlay",
