@@ -86,7 +86,8 @@ export function countsOf(text: string): number[] {
 /** Why the counts do not go on from `last` (last+1, last+2, ..., at least `atLeast` of them), or null. */
 export function whyNotContinued(counts: readonly number[], last: number, atLeast: number): string | null {
   const after = counts.filter((n) => n > last);
-  if (counts.some((n, i) => i > 0 && n !== counts[i - 1]! + 1 && n > last)) return `the counts jump: ${counts.join(" ")}`;
+  // Any step other than +1 (a restart from 1, a lost or repeated line) is a jump.
+  if (counts.some((n, i) => i > 0 && n !== counts[i - 1]! + 1)) return `the counts jump: ${counts.join(" ")}`;
   if (after.length < atLeast) return `only ${after.length} counts after ${last} (wanted ${atLeast}): ${counts.join(" ")}`;
   if (after[0] !== last + 1) return `the first count after the checkpoint is ${after[0]}, not ${last + 1}: ${counts.join(" ")}`;
   return null;
