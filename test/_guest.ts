@@ -82,11 +82,12 @@ export function agentToolsForGuest(): string[] {
 }
 
 /** Busybox applets the guest's init uses (others come from the host: ip, nsenter, unshare). */
+// biome-ignore format: a list
 const APPLETS = [
   "sh", "mount", "umount", "mkdir", "cat", "echo", "sleep", "grep", "sed", "tr", "cp", "ln", "modprobe", "insmod", "lsmod",
   "poweroff", "switch_root", "hostname", "ls", "rm", "head", "tail", "wc", "true", "seq", "tee", "chmod", "cut", "awk",
   "dmesg", "env", "printf", "kill", "dd", "stat", "sync", "expr", "test", "[",
-]; // biome-ignore format: a list
+];
 
 export interface InitramfsSpec {
   kernel: GuestKernel;
