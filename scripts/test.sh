@@ -28,6 +28,10 @@ if [ "$(id -u)" -eq 0 ]; then
   command -v createrepo_c >/dev/null 2>&1 || need+=(createrepo-c)
   # The services root (scripts/make-services-rootfs.sh) is a debootstrap of this machine's release.
   command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+  # The cross-kernel test boots Debian's own kernels under QEMU (test/cross-kernel.test.ts); depmod indexes their modules.
+  command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
+  command -v depmod >/dev/null 2>&1 || need+=(kmod)
+  command -v xz >/dev/null 2>&1 || need+=(xz-utils)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     apt-get install -y --no-install-recommends "${need[@]}" || { apt-get update && apt-get install -y --no-install-recommends "${need[@]}"; }
@@ -56,6 +60,10 @@ if [ "$(id -u)" -eq 0 ]; then
   log "building the services root file system (test/services.test.ts)"
   bash scripts/make-services-rootfs.sh "$ROOT/.cache/services-rootfs"
   export AUTOPOD_TEST_SERVICES_ROOTFS="$ROOT/.cache/services-rootfs"
+  # Debian's bookworm (6.1) and trixie (6.12) kernels for test/cross-kernel.test.ts, with apt (about a minute the first time).
+  log "fetching the guest kernels (test/cross-kernel.test.ts)"
+  bash scripts/fetch-guest-kernels.sh "$ROOT/.cache/guest-kernels" ||
+    log "could not fetch the guest kernels: test/cross-kernel.test.ts will try again and fail saying why"
 fi
 
 log "building dist/autopod"

@@ -24,6 +24,12 @@ export class FakeCheckpointHost implements CheckpointHost {
   version: string | null = "4.2.1";
   kernel = "6.18.0";
   flags = ["avx2", "fpu", "sse4_2"];
+  /** More files each dump writes (e.g. a tmpfs-dev-N.tar.gz.img). */
+  dumpFiles: Record<string, string | Uint8Array> = {};
+  /** Programs this host lacks (findProgram answers null). */
+  missingPrograms = new Set<string>();
+  /** Why the kernel has no nftables, when a test says so. */
+  noNftables: string | null = null;
   free = 2 ** 40;
   /** The page image a dump writes (bytes); 4 MiB and more is adopted by the store as a pack and linked back at restore. */
   pages: Uint8Array = new Uint8Array(8192).fill(7);
@@ -51,6 +57,12 @@ export class FakeCheckpointHost implements CheckpointHost {
   cpuFlags(): string[] {
     return [...this.flags];
   }
+  findProgram(name: string): string | null {
+    return this.missingPrograms.has(name) ? null : `/usr/bin/${name}`;
+  }
+  async whyNoNftables(): Promise<string | null> {
+    return this.noNftables;
+  }
   freeBytes(): number {
     return this.free;
   }
@@ -65,6 +77,7 @@ export class FakeCheckpointHost implements CheckpointHost {
     writeFileSync(join(o.imagesDir, "inventory.img"), "inventory");
     writeFileSync(join(o.imagesDir, "pages-1.img"), this.pages, { mode: 0o600 });
     writeFileSync(join(o.imagesDir, "dump.log"), "log");
+    for (const [name, data] of Object.entries(this.dumpFiles)) writeFileSync(join(o.imagesDir, name), data);
     await this.duringDump?.();
     await this.#hang("dump");
     this.criuProcs.delete(criuPid);

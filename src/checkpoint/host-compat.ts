@@ -8,6 +8,7 @@ import type { CheckpointHost } from "../platform/checkpoint-host.ts";
 import { compareVersions, criuMinimumFor, parseVersion } from "../platform/linux/criu.ts";
 import type { Manifest } from "../image/manifest.ts";
 import { RELEVANT_CPU_FLAGS } from "../cluster/cpu-baseline.ts";
+import { TMPFS_TAR } from "./criu-image/tmpfs-tar.ts";
 
 /** The CRIU binary, checked against this kernel. */
 export async function requireCriu(host: CheckpointHost, configured: string): Promise<{ path: string; version: string }> {
@@ -55,4 +56,33 @@ export function whyHostCannotRestore(m: Pick<Manifest, "criuVersion" | "cpuFlags
   const missing = missingCpuFeatures(m.cpuFlags, hostFlags);
   if (missing.length) return `This host's CPU lacks features the image's processes may use: ${missing.join(", ")}; restore it on a host that has them`;
   return null;
+}
+
+/** Programs CRIU runs to restore an image, with the Debian package of each: tar and gzip unpack its tmpfs mounts (the pod's /dev). */
+export function programsToRestore(m: Pick<Manifest, "criu">): Array<{ name: string; pkg: string }> {
+  const hasTmpfs = m.criu.some((e) => TMPFS_TAR.test(e.path.split("/").pop() ?? ""));
+  return hasTmpfs
+    ? [
+        { name: "tar", pkg: "tar" },
+        { name: "gzip", pkg: "gzip" },
+      ]
+    : [];
+}
+
+/**
+ * Refuse, before anything changes, an image this host's kernel or programs cannot restore: a kernel
+ * without nftables (the network lock), a missing program CRIU runs. Met restoring on other kernels and
+ * bare roots, where these failed only halfway through, after the pod's network was made.
+ */
+export async function checkHostFacilities(host: CheckpointHost, m: Pick<Manifest, "criu">): Promise<void> {
+  const missing = programsToRestore(m).filter((p) => host.findProgram(p.name) === null);
+  if (missing.length) {
+    const names = missing.map((p) => `"${p.name}"`).join(" and ");
+    const pkgs = [...new Set(missing.map((p) => p.pkg))].join(" ");
+    throw new PreconditionError(
+      `This host has no ${names}, which CRIU runs to restore the image's tmpfs mounts: install it (apt-get install ${pkgs}) and restore again`,
+    );
+  }
+  const why = await host.whyNoNftables();
+  if (why) throw new PreconditionError(`This host cannot restore the pod: ${why}`);
 }

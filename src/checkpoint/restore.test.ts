@@ -194,3 +194,41 @@ describe("the CPU features an image needs", () => {
     expect(f.pods.record("copy").spec.cpu).toEqual({ hidden: ["AVX2"], features: ["fpu", "sse4_2"] });
   });
 });
+
+describe("what the host's kernel and programs must give a restore", () => {
+  test("a host without tar or gzip, which CRIU runs to restore tmpfs mounts, is refused before anything changes, naming them", async () => {
+    f.host.dumpFiles = { "tmpfs-dev-43.tar.gz.img": "tar" };
+    const id = await checkpointed();
+    f.host.missingPrograms = new Set(["tar", "gzip"]);
+    const e = await f.cp.restore(id, { name: "copy", ip: "10.213.7.5/29" }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(PreconditionError);
+    expect((e as Error).message).toBe(
+      'This host has no "tar" and "gzip", which CRIU runs to restore the image\'s tmpfs mounts: install it (apt-get install tar gzip) and restore again',
+    );
+    expect(f.host.calls).toEqual([]);
+    expect(leftovers(f)).toEqual([]);
+    expect(f.pods.list().map((p) => p.name)).toEqual(["web"]);
+    f.host.missingPrograms = new Set(["gzip"]);
+    expect(((await f.cp.restore(id, { name: "copy", ip: "10.213.7.5/29" }).catch((x: unknown) => x)) as Error).message).toContain('This host has no "gzip"');
+    // With them, it restores.
+    f.host.missingPrograms = new Set();
+    expect((await f.cp.restore(id, { name: "copy", ip: "10.213.7.5/29" })).pod.state).toBe("running");
+  });
+
+  test("an image without tmpfs mounts does not need tar", async () => {
+    const id = await checkpointed();
+    f.host.missingPrograms = new Set(["tar", "gzip"]);
+    expect((await f.cp.restore(id, { name: "copy", ip: "10.213.7.5/29" })).pod.state).toBe("running");
+  });
+
+  test("a kernel without nftables (the network lock) is refused before anything changes, saying why", async () => {
+    const id = await checkpointed();
+    f.host.noNftables = "this kernel has no nftables (`nft list tables`: Operation not supported)";
+    const e = await f.cp.restore(id, { name: "copy", ip: "10.213.7.5/29" }).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(PreconditionError);
+    expect((e as Error).message).toBe("This host cannot restore the pod: this kernel has no nftables (`nft list tables`: Operation not supported)");
+    expect(f.host.calls).toEqual([]);
+    expect(leftovers(f)).toEqual([]);
+    expect(f.pods.list().map((p) => p.name)).toEqual(["web"]);
+  });
+});

@@ -23,7 +23,7 @@ import { childPath } from "../pods/child-path.ts";
 import { AddressError, checkPodName } from "../pods/validate.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 import { type CheckpointContext, claim } from "./_context.ts";
-import { checkHost, requireCriu } from "./host-compat.ts";
+import { checkHost, checkHostFacilities, requireCriu } from "./host-compat.ts";
 import { checkCriuFiles, checkCriuImage, expectedPodOf } from "./criu-image/index.ts";
 import { CRIU_WORK, removeJournal, UNVERIFIED, writeJournal } from "./journal.ts";
 import { type ManifestPodSpec, podCpuOf } from "./manifest-pod.ts";
@@ -154,6 +154,7 @@ export async function checkRestore(ctx: CheckpointContext, imageRef: string, req
   checkCriuFiles(id, manifest.criu); // only plain files with CRIU's names, before anything is written
   const criu = await requireCriu(ctx.host, ctx.criu);
   checkHost(ctx.host, manifest, criu.version);
+  await checkHostFacilities(ctx.host, manifest);
   const spec = manifest.pod as ManifestPodSpec;
   const name = req.name ?? spec.name;
   // Before anything is written or deleted with it (tmp, journal, volumes, layer).

@@ -65,6 +65,10 @@ export interface CheckpointHost {
   kernelRelease(): string;
   /** The CPU's feature flags, sorted. */
   cpuFlags(): string[];
+  /** A program CRIU runs (tar and gzip restore tmpfs mounts), found as CRIU finds it, or null when this host has none. */
+  findProgram(name: string): string | null;
+  /** Why this kernel cannot hold a pod's network lock (no nftables: nf_tables neither loaded nor loadable), or null. */
+  whyNoNftables(): Promise<string | null>;
   /** Bytes free to us on the file system of `dir`. */
   freeBytes(dir: string): number;
 

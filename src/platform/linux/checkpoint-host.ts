@@ -4,7 +4,8 @@ import type { CheckpointHost } from "../checkpoint-host.ts";
 import { cpuFlags } from "./cpu.ts";
 import { criuVersion, findCriu } from "./criu.ts";
 import { criuDump, criuRestore, removeNetworkLock } from "./criu-runner.ts";
-import { lockNetwork, unlockNetwork } from "./netlock.ts";
+import { which } from "./exec.ts";
+import { lockNetwork, unlockNetwork, whyNoNftables } from "./netlock.ts";
 import { continuePod, killPod, killTree, podPids, processesOutsideTree, waitGone } from "./pod-procs.ts";
 import { nudgePeers } from "./tcp-nudge.ts";
 import { leaveTcpRepair } from "./tcp-repair.ts";
@@ -49,6 +50,9 @@ export const linuxCheckpointHost: CheckpointHost = {
   criuVersion: (path) => criuVersion(path),
   kernelRelease: () => readFileSync("/proc/sys/kernel/osrelease", "utf8").trim(),
   cpuFlags: () => cpuFlags(),
+  // CRIU runs them with execvp, on the PATH it inherits from the agent.
+  findProgram: (name) => which(name, []),
+  whyNoNftables,
   freeBytes,
 
   dump: (o) => criuDump(o),

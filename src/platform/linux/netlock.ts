@@ -30,3 +30,15 @@ export async function unlockNetwork(netnsPath: string): Promise<void> {
   const { nsenter, nft } = tools();
   await run([nsenter, `--net=${netnsPath}`, "--", nft, "delete", "table", "inet", TABLE], { timeoutMs: 10_000 });
 }
+
+/**
+ * Why this kernel cannot hold a network lock, or null: `nft list tables` asks
+ * nf_tables, which the kernel loads on demand when it is a module it has.
+ */
+export async function whyNoNftables(): Promise<string | null> {
+  const nft = which("nft");
+  if (!nft) return "nft is not installed (Debian's nftables package), and the pod's network lock needs it";
+  const r = await run([nft, "list", "tables"], { timeoutMs: 10_000 });
+  if (r.exitCode === 0) return null;
+  return `this kernel has no nftables (\`nft list tables\`: ${r.stderr.trim().split("\n")[0] || `exit ${r.exitCode}`}), which the pod's network lock and CRIU's need: load the nf_tables module (modprobe nf_tables) or use a kernel built with it`;
+}
