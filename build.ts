@@ -53,7 +53,7 @@ function nativeSha256(): string {
 /**
  * The hashing threads' code (src/store/chunk-workers.ts starts them): an
  * entrypoint of its own, since a Worker in a compiled binary can load only
- * those, by their path under the entrypoints' common folder (src/). In the
+ * those, by their path under the build's root (this folder, set below). In the
  * binary, import.meta.url still names the source file, so chunk-workers.ts
  * is told this path instead (AUTOPOD_CHUNK_THREAD).
  */
@@ -135,6 +135,8 @@ const tmp = `${outfile}.tmp-${process.pid}`;
 const started = performance.now();
 const result = await Bun.build({
   entrypoints: ["src/main.ts", CHUNK_THREAD, EXIT_WATCH_THREAD, ...(criu ? [criu] : [])],
+  // Entry points are found by their path under this folder (with or without the CRIU bundle from .cache/).
+  root: import.meta.dir,
   // Embedded files keep their names (src/criu/embedded.ts looks for "criu-bundle.zst").
   naming: { asset: "[name].[ext]" },
   compile: { outfile: tmp },
@@ -145,8 +147,8 @@ const result = await Bun.build({
     AUTOPOD_BUILD_COMMIT: JSON.stringify(commit),
     AUTOPOD_SHA256X16: JSON.stringify(sha256x16),
     AUTOPOD_CRIU_BUNDLE: JSON.stringify(criu ? "criu-bundle.zst" : ""),
-    AUTOPOD_CHUNK_THREAD: JSON.stringify(`./${CHUNK_THREAD.slice("src/".length)}`),
-    AUTOPOD_EXIT_WATCH_THREAD: JSON.stringify(`./${EXIT_WATCH_THREAD.slice("src/".length)}`),
+    AUTOPOD_CHUNK_THREAD: JSON.stringify(`./${CHUNK_THREAD}`),
+    AUTOPOD_EXIT_WATCH_THREAD: JSON.stringify(`./${EXIT_WATCH_THREAD}`),
   },
 });
 if (!result.success) {
