@@ -8,7 +8,7 @@
  * It also carries CRIU: the bundle `scripts/install-criu.sh --bundle .cache/criu-bundle` builds (criu and its
  * libraries but glibc's), packed with zstd into .cache/criu-bundle.zst (cached) and embedded; `autopod criu install`
  * unpacks it on a host. Without that bundle the binary carries no CRIU, and this says so.
- * Usage: bun build.ts [--outfile PATH] [--no-criu]
+ * Usage: bun build.ts [--outfile PATH] [--no-criu | --require-criu]   (--require-criu: fail rather than build without CRIU)
  */
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
@@ -130,6 +130,10 @@ function criuBundle(): string {
 const commit = process.env.AUTOPOD_COMMIT ?? gitCommit();
 const sha256x16 = nativeSha256();
 const criu = criuBundle();
+if (!criu && args.includes("--require-criu")) {
+  console.error("build: --require-criu: no usable CRIU bundle (see above)");
+  process.exit(1);
+}
 mkdirSync(dirname(outfile), { recursive: true });
 const tmp = `${outfile}.tmp-${process.pid}`;
 const started = performance.now();

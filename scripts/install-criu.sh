@@ -77,6 +77,8 @@ and that nftables (nft) is installed.
   --bundle DIR     build CRIU from source into a relocatable bundle in DIR
                    (bin/criu, lib/ with its libraries but glibc's) for
                    build.ts to embed in the autopod binary; installs nothing
+  --and-install    with --bundle: also install the same build (as without
+                   --bundle) when the installed criu is not good: one compile
   --help           show this help
 
 Environment:
@@ -87,6 +89,7 @@ EOF
 MODE=install
 FORCE=0
 BUNDLE_DIR=''
+AND_INSTALL=0
 TARGET=$DEFAULT_TARGET
 while (($#)); do
   case "$1" in
@@ -104,6 +107,7 @@ while (($#)); do
       BUNDLE_DIR=$(realpath -m "$2")
       shift
       ;;
+    --and-install) AND_INSTALL=1 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -248,6 +252,12 @@ REQUIRED=$(required_criu_version)
 if [[ $MODE == bundle ]]; then
   BUNDLE_STAMP="$EXPECTED_GITID ${AUTOPOD_CRIU_SOURCE_VERSION:-newest} $(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)"
   if [[ -f $BUNDLE_DIR/.autopod-bundle && $(cat "$BUNDLE_DIR/.autopod-bundle") == "$BUNDLE_STAMP" ]]; then
+    if ((AND_INSTALL)); then
+      # The bundle is current: only the installed criu may need the normal way.
+      log "the CRIU bundle in $BUNDLE_DIR is up to date ($EXPECTED_GITID)"
+      rm -rf "$PATCH_DIR"
+      exec bash "${BASH_SOURCE[0]}" --target "$TARGET"
+    fi
     log "the CRIU bundle in $BUNDLE_DIR is up to date ($EXPECTED_GITID)"
     exit 0
   fi
@@ -548,7 +558,9 @@ if [[ $MODE == bundle ]]; then
   criu_good "$built" || die "built criu is unusable: $CRIU_BAD_REASON"
   mkdir -p "$(dirname "$BUNDLE_DIR")"
   make_bundle "$built" "$BUNDLE_DIR"
-  exit 0
+  if ((AND_INSTALL == 0)) || { find_good_criu && command -v nft >/dev/null 2>&1; }; then exit 0; fi
+  command -v nft >/dev/null 2>&1 || apt_install nftables
+  if find_good_criu; then exit 0; fi
 fi
 if ! criu_good "$built"; then
   die "built criu is unusable: $CRIU_BAD_REASON"

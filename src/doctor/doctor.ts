@@ -182,7 +182,9 @@ async function checkCriu(kernel: string, configured: string): Promise<DoctorChec
       detail: newEnough
         ? `${path} version ${version} (>= ${min} needed on Linux ${kernel}): ${choice.why}`
         : `${path} version ${version ?? "unknown"} is too old for this kernel: Linux ${kernel} needs CRIU >= ${min}, because ${why}`,
-      fix: newEnough ? undefined : `install CRIU >= ${min}: ${installCriuCommand()}`,
+      fix: newEnough
+        ? undefined
+        : `install CRIU >= ${min}: ${installCriuCommand()}${choice.source === "configured" ? ", and unset criu in the configuration (it names this one)" : ""}`,
     },
   ];
   const gitId = await criuGitId(path);
