@@ -94,7 +94,10 @@ export function validateHeader(h: BundleHeader): void {
     if (typeof f.path !== "string" || !PATH_RE.test(f.path)) throw new InvalidArgumentError(`The CRIU bundle's file path "${String(f.path)}" is not allowed`);
     if (seen.has(f.path)) throw new InvalidArgumentError(`The CRIU bundle lists "${f.path}" twice`);
     seen.add(f.path);
-    if (f.mode !== 0o755 && f.mode !== 0o644) throw new InvalidArgumentError(`The CRIU bundle's "${f.path}" has mode ${String(f.mode)}, not 755 or 644`);
+    if (f.mode !== 0o755 && f.mode !== 0o644)
+      throw new InvalidArgumentError(
+        `The CRIU bundle's "${f.path}" has mode ${typeof f.mode === "number" ? f.mode.toString(8) : String(f.mode)}, not 755 or 644`,
+      );
     if (!Number.isSafeInteger(f.size) || f.size < 0) throw new InvalidArgumentError(`The CRIU bundle's "${f.path}" has size ${String(f.size)}`);
     if (typeof f.sha256 !== "string" || !/^[0-9a-f]{64}$/.test(f.sha256)) throw new InvalidArgumentError(`The CRIU bundle's "${f.path}" has no SHA-256`);
     total += f.size;

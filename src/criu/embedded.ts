@@ -81,11 +81,11 @@ export interface CriuInstallResult {
  * Put the carried CRIU under `prefix` and make it current: unpack into a temporary directory beside it, check every
  * file's SHA-256 as read back from disk, check that its criu runs and prints the bundle's version and GitID, then
  * rename the directory into place and swap the "current" symlink. A failure leaves what was installed before as it was.
- * Idempotent. `blob` replaces the carried bundle (tests).
+ * Idempotent. `blob` replaces the carried bundle (tests; null: a binary that carries none).
  */
-export async function installEmbeddedCriu(prefix = DEFAULT_CRIU_PREFIX, opts: { blob?: Uint8Array } = {}): Promise<CriuInstallResult> {
+export async function installEmbeddedCriu(prefix = DEFAULT_CRIU_PREFIX, opts: { blob?: Uint8Array | null } = {}): Promise<CriuInstallResult> {
   if (!prefix.startsWith("/")) throw new InvalidArgumentError(`The CRIU prefix "${prefix}" is not an absolute path`);
-  const blob = opts.blob ?? (await embeddedCriuBlob());
+  const blob = opts.blob !== undefined ? opts.blob : await embeddedCriuBlob();
   if (!blob) {
     throw new PreconditionError(
       "This autopod binary carries no CRIU (it was built without .cache/criu-bundle): install CRIU with install-criu.sh, or use a binary built with it",
