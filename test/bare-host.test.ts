@@ -6,53 +6,9 @@
  */
 import { describe, expect } from "bun:test";
 import { DIST, REPO, rootTest } from "./_support.ts";
-import { bareRoot, onBareRoot, type Suite } from "./_bare-host.ts";
+import { BARE_SCRIPT, bareRoot, onBareRoot, type Suite } from "./_bare-host.ts";
 import { testRootfs } from "./_pods.ts";
 import { join } from "node:path";
-
-/** Run on the bare root: install, doctor, an agent, a counting pod, checkpoint, restore; then doctor without ip and nft. */
-export const BARE_SCRIPT = `
-set -u
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-step() { echo "$1" > /root/out/step; }
-step install
-t0=$(date +%s%N)
-sh /root/install.sh --from-file /root/autopod > /root/out/install.log 2>&1 || exit 1
-autopod doctor --json > /root/out/doctor.json
-echo $? > /root/out/doctor.rc
-t1=$(date +%s%N)
-echo $(( (t1 - t0) / 1000000 )) > /root/out/install-to-doctor.ms
-[ "$(cat /root/out/doctor.rc)" = 0 ] || exit 1
-[ -n "\${BARE_ONLY_INSTALL:-}" ] && exit 0
-step agent
-autopod agent > /root/out/agent.log 2>&1 &
-i=0
-until autopod ps > /dev/null 2>&1; do i=$((i + 1)); [ $i -lt 300 ] || exit 1; sleep 0.1; done
-step run
-autopod run count --rootfs /srv/podroot -- sh -c 'i=0; while :; do i=$((i+1)); echo $i >> /counter; sleep 0.02; done' > /root/out/run.log 2>&1 || exit 1
-sleep 1
-autopod exec count -- cat /counter > /root/out/counter-before-checkpoint 2>&1
-step checkpoint
-autopod checkpoint count > /root/out/checkpoint.id 2> /root/out/checkpoint.err || exit 1
-sleep 0.5
-step restore
-autopod restore "$(cat /root/out/checkpoint.id)" > /root/out/restore.log 2>&1 || exit 1
-sleep 1
-step exec
-autopod exec count -- cat /counter > /root/out/counter 2> /root/out/exec.err || exit 1
-autopod rm --force count > /dev/null 2>&1
-step missing-tools
-command -v ip > /dev/null && command -v nft > /dev/null || exit 1
-mkdir /root/hidden
-for d in /usr/local/sbin /usr/local/bin /usr/sbin /usr/bin /sbin /bin; do
-  for t in ip nft; do
-    if [ -e "$d/$t" ] || [ -L "$d/$t" ]; then mv "$d/$t" "/root/hidden/$(echo "$d" | tr / _)-$t"; fi
-  done
-done
-autopod doctor --json > /root/out/doctor-without-tools.json
-echo $? > /root/out/doctor-without-tools.rc
-step done
-`;
 
 interface Check {
   id: string;
