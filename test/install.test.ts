@@ -83,6 +83,46 @@ describe("the binary", () => {
   });
 });
 
+describe("autopod criu install", () => {
+  rootTest(
+    "unpacks the CRIU the binary carries; it runs from there with only glibc from the host, and passes criu check",
+    async () => {
+      const prefix = join(work, "criu");
+      const r = await autopod(["criu", "install", "--prefix", prefix, "--json"]);
+      expect(r.exitCode).toBe(0);
+      const j = JSON.parse(r.stdout);
+      expect(j).toMatchObject({ path: join(prefix, "current/bin/criu"), criuVersion: "4.2.1", changed: true });
+      expect(j.gitId).toMatch(/^autopod-[0-9a-f]{12}$/);
+      expect(j.packedBytes).toBeLessThan(j.unpackedBytes);
+      // Every library but glibc's comes from the bundle.
+      const ldd = await sh(["ldd", j.path]);
+      const glibc = new Set([
+        "linux-vdso.so.1",
+        "libc.so.6",
+        "ld-linux-x86-64.so.2",
+        "libm.so.6",
+        "libpthread.so.0",
+        "libdl.so.2",
+        "librt.so.1",
+        "libresolv.so.2",
+      ]);
+      const outside = ldd.stdout
+        .split("\n")
+        .map((l) => /^\s*(\S+) => (\S+)/.exec(l))
+        .filter((m): m is RegExpExecArray => m !== null && !glibc.has(m[1]!) && !m[2]!.startsWith(`${j.dir}/`) && !m[2]!.startsWith(`${prefix}/current/`));
+      expect(outside.map((m) => `${m[1]} => ${m[2]}`)).toEqual([]);
+      const check = await sh(["env", "-i", j.path, "check"]);
+      expect(check.stdout + check.stderr).toContain("Looks good.");
+      const again = await autopod(["criu", "install", "--prefix", prefix]);
+      expect(again.stdout.trim()).toBe(`already installed: CRIU 4.2.1 (${j.gitId}) at ${j.path}`);
+      const rel = await autopod(["criu", "install", "--prefix", "relative"]);
+      expect(rel.exitCode).toBe(2);
+      expect(rel.stderr).toContain('--prefix must be an absolute path (got "relative")');
+    },
+    60_000,
+  );
+});
+
 describe("install.sh", () => {
   rootTest(
     "installs from a file under a prefix, upgrades cleanly, uninstalls and purges",
