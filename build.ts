@@ -13,7 +13,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import pkg from "./package.json" with { type: "json" };
-import { packBundle } from "./src/criu/bundle-format.ts";
+import { packBundle } from "./src/platform/linux/criu-bundle-format.ts";
 
 const args = process.argv.slice(2);
 const outIdx = args.indexOf("--outfile");
@@ -141,7 +141,7 @@ const result = await Bun.build({
   entrypoints: ["src/main.ts", CHUNK_THREAD, EXIT_WATCH_THREAD, ...(criu ? [criu] : [])],
   // Entry points are found by their path under this folder (with or without the CRIU bundle from .cache/).
   root: import.meta.dir,
-  // Embedded files keep their names (src/criu/embedded.ts looks for "criu-bundle.zst").
+  // Embedded files keep their names (src/platform/linux/criu-embedded.ts looks for "criu-bundle.zst").
   naming: { asset: "[name].[ext]" },
   compile: { outfile: tmp },
   minify: true,

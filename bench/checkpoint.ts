@@ -46,7 +46,7 @@ import type { CheckpointResult } from "../src/checkpoint/checkpointer.ts";
 import { PageTail } from "../src/checkpoint/page-tail.ts";
 import { dumpArgv, restoreArgv } from "../src/platform/linux/criu-runner.ts";
 import { criuVersion } from "../src/platform/linux/criu.ts";
-import { findCriu } from "../src/criu/choose.ts";
+import { findCriu } from "../src/platform/linux/criu-choose.ts";
 import { memoryHierarchy } from "../src/platform/linux/cgroup.ts";
 import { reapIfExited, setChildSubreaper } from "../src/platform/linux/libc.ts";
 import { killPod, waitGone } from "../src/platform/linux/pod-procs.ts";

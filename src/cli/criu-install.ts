@@ -1,4 +1,4 @@
-import { DEFAULT_CRIU_PREFIX, embeddedCriuInfo, installEmbeddedCriu } from "../criu/embedded.ts";
+import { DEFAULT_CRIU_PREFIX, embeddedCriuInfo, installEmbeddedCriu } from "../platform/linux/criu-embedded.ts";
 import { InvalidArgumentError } from "../errors.ts";
 import { flagBool, flagString } from "./args.ts";
 import type { Command } from "./command.ts";

@@ -3,7 +3,7 @@ import { readFileSync, statfsSync } from "node:fs";
 import type { CheckpointHost } from "../checkpoint-host.ts";
 import { cpuFlags } from "./cpu.ts";
 import { criuVersion } from "./criu.ts";
-import { findCriu } from "../../criu/choose.ts";
+import { findCriu } from "./criu-choose.ts";
 import { criuDump, criuRestore, removeNetworkLock } from "./criu-runner.ts";
 import { lockNetwork, unlockNetwork } from "./netlock.ts";
 import { continuePod, killPod, killTree, podPids, processesOutsideTree, waitGone } from "./pod-procs.ts";

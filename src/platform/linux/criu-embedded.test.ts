@@ -2,8 +2,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { packBundle } from "./bundle-format.ts";
-import { installedEmbeddedCriu, installEmbeddedCriu } from "./embedded.ts";
+import { packBundle } from "./criu-bundle-format.ts";
+import { installedEmbeddedCriu, installEmbeddedCriu } from "./criu-embedded.ts";
 
 const work = mkdtempSync(join(tmpdir(), "autopod-criu-embedded-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

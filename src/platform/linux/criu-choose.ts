@@ -4,10 +4,10 @@
  * (`autopod criu install`); else whatever system criu there is, which doctor then explains.
  */
 import { readFileSync, statSync } from "node:fs";
-import { criuPatchSetGitId } from "../criu-installer.ts";
-import { which } from "../platform/linux/exec.ts";
-import { compareVersions, criuMinimumFor, parseCriuGitId, parseCriuVersion, parseVersion } from "../platform/linux/criu.ts";
-import { DEFAULT_CRIU_PREFIX, installedEmbeddedCriu } from "./embedded.ts";
+import { criuPatchSetGitId } from "../../criu-installer.ts";
+import { which } from "./exec.ts";
+import { compareVersions, criuMinimumFor, parseCriuGitId, parseCriuVersion, parseVersion } from "./criu.ts";
+import { DEFAULT_CRIU_PREFIX, installedEmbeddedCriu } from "./criu-embedded.ts";
 
 export type CriuSource = "configured" | "system" | "bundled";
 

@@ -2,8 +2,8 @@ import { afterAll, describe, expect, test } from "bun:test";
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { criuPatchSetGitId } from "../criu-installer.ts";
-import { chooseCriu } from "./choose.ts";
+import { criuPatchSetGitId } from "../../criu-installer.ts";
+import { chooseCriu } from "./criu-choose.ts";
 
 const work = mkdtempSync(join(tmpdir(), "autopod-criu-choose-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));

@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { packBundle, unpackBundle } from "./bundle-format.ts";
+import { packBundle, unpackBundle } from "./criu-bundle-format.ts";
 
 const criu = { path: "bin/criu", mode: 0o755, bytes: new TextEncoder().encode("#!/bin/sh\necho criu\n") };
 const lib = { path: "lib/libnl-3.so.200", mode: 0o644, bytes: new Uint8Array(1000).fill(7) };

@@ -9,16 +9,16 @@
  */
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import { InvalidArgumentError, PreconditionError } from "../errors.ts";
-import { run } from "../platform/linux/exec.ts";
-import { parseCriuGitId, parseCriuVersion } from "../platform/linux/criu.ts";
-import { type BundleHeader, sha256Hex, unpackBundle } from "./bundle-format.ts";
+import { InvalidArgumentError, PreconditionError } from "../../errors.ts";
+import { run } from "./exec.ts";
+import { parseCriuGitId, parseCriuVersion } from "./criu.ts";
+import { type BundleHeader, sha256Hex, unpackBundle } from "./criu-bundle-format.ts";
 
 declare const AUTOPOD_CRIU_BUNDLE: string | undefined;
 
 export const DEFAULT_CRIU_PREFIX = "/usr/local/lib/autopod/criu";
 /** Where build.ts leaves the packed bundle, which runs from the source tree use. */
-const SOURCE_TREE_BUNDLE = resolve(import.meta.dir, "../../.cache/criu-bundle.zst");
+const SOURCE_TREE_BUNDLE = resolve(import.meta.dir, "../../../.cache/criu-bundle.zst");
 
 let blobCache: Promise<Uint8Array | null> | undefined;
 

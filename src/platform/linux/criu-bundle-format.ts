@@ -1,4 +1,4 @@
-import { InvalidArgumentError } from "../errors.ts";
+import { InvalidArgumentError } from "../../errors.ts";
 
 /**
  * The CRIU bundle as the binary carries it: one zstd-compressed blob of
