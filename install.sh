@@ -217,6 +217,7 @@ install_criu() {
   # 1. A good system CRIU (new enough for this kernel, with autopod's patches) is used as it is.
   if bash "$script" --check; then return; fi
   # 2. The CRIU the binary carries: no compiler, no network (an air-gapped host).
+  log "no good system CRIU: installing the one this binary carries"
   if "$BIN" criu install --prefix "$PREFIX/usr/local/lib/autopod/criu"; then return; fi
   # 3. Build it from source (needs the network and Debian's build dependencies).
   log "the binary's own CRIU could not be installed (see above): building CRIU from source"

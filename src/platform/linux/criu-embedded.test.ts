@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { packBundle } from "./criu-bundle-format.ts";
@@ -65,5 +65,19 @@ describe("installEmbeddedCriu", () => {
     await expect(installEmbeddedCriu("relative/dir", { blob: bundle("4.2.1") })).rejects.toThrow('The CRIU prefix "relative/dir" is not an absolute path');
     await expect(installEmbeddedCriu(join(work, "f"), { blob: new TextEncoder().encode("junk") })).rejects.toThrow("does not decompress");
     expect(existsSync(join(work, "f"))).toBe(false);
+  });
+
+  test("a prefix others can write to, or a symlink, is refused before anything is written", async () => {
+    const open = join(work, "g");
+    mkdirSync(open, { mode: 0o755 });
+    chmodSync(open, 0o777);
+    const uid = process.getuid?.() ?? 0;
+    await expect(installEmbeddedCriu(open, { blob: bundle("4.2.1") })).rejects.toThrow(
+      `The CRIU prefix "${open}" is owned by uid ${uid} with mode 777: only its owner (uid ${uid}) may write to it (chown ${uid} and chmod go-w it)`,
+    );
+    expect(readdirSync(open)).toEqual([]);
+    const link = join(work, "h");
+    symlinkSync(join(work, "a"), link);
+    await expect(installEmbeddedCriu(link, { blob: bundle("4.2.1") })).rejects.toThrow(`The CRIU prefix "${link}" is not a directory (a symlink?)`);
   });
 });

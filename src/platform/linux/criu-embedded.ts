@@ -94,6 +94,7 @@ export async function installEmbeddedCriu(prefix = DEFAULT_CRIU_PREFIX, opts: { 
   const id = sha256Hex(blob).slice(0, 16);
   const { header, files } = unpackBundle(blob);
   mkdirSync(prefix, { recursive: true, mode: 0o755 });
+  checkOwnership(prefix);
   const dir = join(prefix, id);
   let changed = false;
   if (!isWhole(dir, header)) {
@@ -152,6 +153,18 @@ async function checkRuns(criu: string, header: BundleHeader): Promise<void> {
   if (version !== header.criuVersion || parseCriuGitId(r.stdout) !== header.gitId) {
     throw new PreconditionError(
       `The carried CRIU does not run on this host (it needs glibc >= 2.36): \`criu --version\` exited ${r.exitCode}: ${(r.stdout + r.stderr).trim().split("\n").slice(-2).join(" | ")}`,
+    );
+  }
+}
+
+/** root runs what is in the prefix: nobody else may be able to change it (owned by us, not group or world writable, no symlink). */
+function checkOwnership(prefix: string): void {
+  const st = lstatSync(prefix);
+  const uid = process.getuid?.() ?? 0;
+  if (!st.isDirectory()) throw new PreconditionError(`The CRIU prefix "${prefix}" is not a directory (a symlink?)`);
+  if (st.uid !== uid || (st.mode & 0o022) !== 0) {
+    throw new PreconditionError(
+      `The CRIU prefix "${prefix}" is owned by uid ${st.uid} with mode ${(st.mode & 0o7777).toString(8)}: only its owner (uid ${uid}) may write to it (chown ${uid} and chmod go-w it)`,
     );
   }
 }
