@@ -7,7 +7,9 @@
 #
 # Installs /usr/local/bin/autopod, a default /etc/autopod/autopod.toml (never
 # overwritten), /var/lib/autopod, an autopod.service unit where systemd runs,
-# and CRIU (scripts/install-criu.sh), then runs `autopod doctor`. Re-running
+# and CRIU: a good system CRIU stays; else the one the binary carries
+# (`autopod criu install`: no compiler, no network); else one built from
+# source (scripts/install-criu.sh). Then runs `autopod doctor`. Re-running
 # upgrades the binary atomically and never touches state.
 set -eu
 
@@ -38,6 +40,7 @@ Options:
   --uninstall       remove the binary and the unit; keep config and state
   --purge           also remove config and state (/etc/autopod, /var/lib/autopod)
   --force           uninstall or purge even while the agent reports pods
+  --print-unit      print the systemd unit this would write, and change nothing
   -h, --help        show this help
 USAGE
 }
@@ -51,6 +54,7 @@ while [ $# -gt 0 ]; do
     --uninstall) MODE=uninstall; shift ;;
     --purge) MODE=purge; shift ;;
     --force) FORCE=1; shift ;;
+    --print-unit) MODE=print-unit; shift ;;
     -h|--help) usage; exit 0 ;;
     *) usage >&2; die "unknown option \"$1\"" ;;
   esac
@@ -164,15 +168,8 @@ write_config() {
   log "wrote $CONF"
 }
 
-write_unit() {
-  if ! has_systemd; then
-    log "systemd is not running here: start the agent with"
-    log "  $BIN agent --config $CONF"
-    log "under your supervisor (it must survive logout; pods keep running when it stops)"
-    return
-  fi
-  tmp="$UNIT.new.$$"
-  cat >"$tmp" <<UNIT
+unit_text() {
+  cat <<UNIT
 [Unit]
 Description=autopod agent: pods that survive host patching
 Documentation=https://example.invalid/autopod
@@ -191,6 +188,17 @@ Delegate=yes
 [Install]
 WantedBy=multi-user.target
 UNIT
+}
+
+write_unit() {
+  if ! has_systemd; then
+    log "systemd is not running here: start the agent with"
+    log "  $BIN agent --config $CONF"
+    log "under your supervisor (it must survive logout; pods keep running when it stops)"
+    return
+  fi
+  tmp="$UNIT.new.$$"
+  unit_text >"$tmp"
   mv -f "$tmp" "$UNIT"
   systemctl daemon-reload
   systemctl enable autopod.service >/dev/null 2>&1 || true
@@ -204,15 +212,19 @@ UNIT
 install_criu() {
   if [ "$SKIP_CRIU" -eq 1 ]; then log "skipping CRIU (--skip-criu)"; return; fi
   [ "$(id -u)" -eq 0 ] || { log "not root: skipping CRIU (run as root to install it)"; return; }
-  if [ -n "$SRC_DIR" ] && [ -f "$SRC_DIR/scripts/install-criu.sh" ]; then
-    bash "$SRC_DIR/scripts/install-criu.sh" || die "CRIU installation failed (see above); re-run with --skip-criu to install autopod without it"
-  else
-    # The binary carries the script, so an air-gapped install needs nothing else.
-    "$BIN" __install-criu-script >"$SHARE_DIR/install-criu.sh.new" && mv -f "$SHARE_DIR/install-criu.sh.new" "$SHARE_DIR/install-criu.sh"
-    bash "$SHARE_DIR/install-criu.sh" || die "CRIU installation failed (see above); re-run with --skip-criu to install autopod without it"
-  fi
+  script="$SHARE_DIR/install-criu.sh"
+  if [ -n "$SRC_DIR" ] && [ -f "$SRC_DIR/scripts/install-criu.sh" ]; then script="$SRC_DIR/scripts/install-criu.sh"; fi
+  # 1. A good system CRIU (new enough for this kernel, with autopod's patches) is used as it is.
+  if bash "$script" --check; then return; fi
+  # 2. The CRIU the binary carries: no compiler, no network (an air-gapped host).
+  log "no good system CRIU: installing the one this binary carries"
+  if "$BIN" criu install --prefix "$PREFIX/usr/local/lib/autopod/criu"; then return; fi
+  # 3. Build it from source (needs the network and Debian's build dependencies).
+  log "the binary's own CRIU could not be installed (see above): building CRIU from source"
+  bash "$script" || die "CRIU installation failed (see above); re-run with --skip-criu to install autopod without it"
 }
 
+if [ "$MODE" = print-unit ]; then unit_text; exit 0; fi
 if [ "$MODE" != install ]; then uninstall; exit 0; fi
 
 mkdir -p "$BIN_DIR" "$SHARE_DIR"

@@ -28,7 +28,15 @@
 #   kernel >= 6.13 -> CRIU >= 4.1 ([vvar_vclock] vDSO area)
 #   otherwise      -> CRIU >= 3.15
 #
-# Usage: scripts/install-criu.sh [--check] [--force] [--target PATH] [--help]
+# With --bundle DIR it builds the same CRIU (always from source) and, instead of
+# installing it, writes a relocatable bundle into DIR for build.ts to embed in
+# the autopod binary: DIR/bin/criu plus every shared library it needs except
+# glibc's (DIR/lib/), found through an $ORIGIN run path set with patchelf, so
+# it runs on any x86-64 host with glibc >= the build machine's (Debian 12's
+# 2.36). DIR/.autopod-bundle records the patch set and this script's hash: an
+# up-to-date DIR is left as it is.
+#
+# Usage: scripts/install-criu.sh [--check] [--force] [--target PATH] [--bundle DIR] [--help]
 # Environment:
 #   AUTOPOD_CRIU_SOURCE_VERSION  Debian source version to build (e.g. 4.2.1-1);
 #                                default: the newest one sid offers.
@@ -55,7 +63,7 @@ die() { printf '%s: error: %s\n' "$PROG" "$*" >&2; exit 1; }
 
 usage() {
   cat <<'EOF'
-Usage: install-criu.sh [--check] [--force] [--target PATH] [--help]
+Usage: install-criu.sh [--check] [--force] [--target PATH] [--bundle DIR] [--help]
 
 Ensure a CRIU new enough for the running kernel, with autopod's patches, is
 installed (building it from Debian unstable's source package into
@@ -66,6 +74,11 @@ and that nftables (nft) is installed.
   --force          rebuild CRIU from source even if a good one is installed
   --target PATH    install CRIU at PATH instead of /usr/local/sbin/criu, and
                    look at no other criu (a build of one's own for testing)
+  --bundle DIR     build CRIU from source into a relocatable bundle in DIR
+                   (bin/criu, lib/ with its libraries but glibc's) for
+                   build.ts to embed in the autopod binary; installs nothing
+  --and-install    with --bundle: also install the same build (as without
+                   --bundle) when the installed criu is not good: one compile
   --help           show this help
 
 Environment:
@@ -75,6 +88,8 @@ EOF
 
 MODE=install
 FORCE=0
+BUNDLE_DIR=''
+AND_INSTALL=0
 TARGET=$DEFAULT_TARGET
 while (($#)); do
   case "$1" in
@@ -85,6 +100,14 @@ while (($#)); do
       TARGET=$2
       shift
       ;;
+    --bundle)
+      [[ $# -ge 2 && -n $2 ]] || die "--bundle needs a directory"
+      MODE=bundle
+      FORCE=1
+      BUNDLE_DIR=$(realpath -m "$2")
+      shift
+      ;;
+    --and-install) AND_INSTALL=1 ;;
     -h | --help) usage; exit 0 ;;
     *) usage >&2; die "unknown argument: $1" ;;
   esac
@@ -223,6 +246,22 @@ find_good_criu() {
 }
 
 REQUIRED=$(required_criu_version)
+# The bundle is built for other hosts: at least the newest kernel's minimum.
+[[ $MODE != bundle ]] || REQUIRED=4.2
+
+if [[ $MODE == bundle ]]; then
+  BUNDLE_STAMP="$EXPECTED_GITID ${AUTOPOD_CRIU_SOURCE_VERSION:-newest} $(sha256sum "${BASH_SOURCE[0]}" | cut -c1-16)"
+  if [[ -f $BUNDLE_DIR/.autopod-bundle && $(cat "$BUNDLE_DIR/.autopod-bundle") == "$BUNDLE_STAMP" ]]; then
+    if ((AND_INSTALL)); then
+      # The bundle is current: only the installed criu may need the normal way.
+      log "the CRIU bundle in $BUNDLE_DIR is up to date ($EXPECTED_GITID)"
+      rm -rf "$PATCH_DIR"
+      exec bash "${BASH_SOURCE[0]}" --target "$TARGET"
+    fi
+    log "the CRIU bundle in $BUNDLE_DIR is up to date ($EXPECTED_GITID)"
+    exit 0
+  fi
+fi
 
 # --------------------------------------------------------------- fast path ---
 
@@ -294,7 +333,7 @@ apt_install() {
 # Make sure the lists know about the packages we may install.
 [[ -n $(apt_candidate build-essential) ]] || apt_update_once
 
-if ! command -v nft >/dev/null 2>&1; then
+if [[ $MODE != bundle ]] && ! command -v nft >/dev/null 2>&1; then
   apt_install nftables
   command -v nft >/dev/null 2>&1 || die "nftables installed but 'nft' still not found"
 fi
@@ -395,6 +434,7 @@ signed=${entry#*$'\t'}
 
 log "installing build dependencies"
 apt_install "${BUILD_DEPS[@]}"
+if [[ $MODE == bundle ]] && ! command -v patchelf >/dev/null 2>&1; then apt_install patchelf; fi
 
 # A private apt configuration: its own source list and package lists under
 # WORKDIR, so the machine's sources and lists are left as they were.
@@ -484,6 +524,44 @@ log "build finished in $((SECONDS - build_start)) s"
 
 built=$WORKDIR/src/criu/criu
 [[ -x $built ]] || die "build succeeded but $built is missing"
+
+# glibc's own libraries: the host's are used (the bundle needs glibc >= this machine's).
+readonly GLIBC_SONAMES=" linux-vdso.so.1 libc.so.6 libm.so.6 libpthread.so.0 libdl.so.2 librt.so.1 libresolv.so.2 libanl.so.1 libutil.so.1 ld-linux-x86-64.so.2 "
+
+# make_bundle BIN DIR: DIR/bin/criu and DIR/lib/<every non-glibc library it needs>, behind $ORIGIN run paths.
+make_bundle() {
+  local bin=$1 dir=$2 tmp=$2.tmp lib name
+  rm -rf "$tmp"
+  mkdir -p "$tmp/bin" "$tmp/lib"
+  install -m 0755 "$bin" "$tmp/bin/criu"
+  while read -r name lib; do
+    [[ $GLIBC_SONAMES == *" $name "* ]] && continue
+    [[ -f $lib ]] || die "ldd names $name at '$lib', which is not a file"
+    install -m 0644 "$lib" "$tmp/lib/$name"
+  done < <(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $1, $3 } $2 == "=>" && $3 == "not" { print $1, "missing" }')
+  patchelf --set-rpath '$ORIGIN/../lib' "$tmp/bin/criu"
+  for lib in "$tmp"/lib/*; do patchelf --set-rpath '$ORIGIN' "$lib"; done
+  # Every library must now come from the bundle (or glibc).
+  local stray
+  stray=$(ldd "$tmp/bin/criu" | awk '$2 == "=>" { print $1, $3 }' | while read -r name lib; do
+    [[ $GLIBC_SONAMES == *" $name "* || $(readlink -f "$lib") == "$tmp/lib/$name" ]] || printf '%s ' "$name"
+  done)
+  [[ -z $stray ]] || die "the bundle's criu still loads these from the system: $stray"
+  "$tmp/bin/criu" --version >/dev/null || die "the bundle's criu does not run"
+  printf '%s\n' "$BUNDLE_STAMP" >"$tmp/.autopod-bundle"
+  rm -rf "$dir"
+  mv "$tmp" "$dir"
+  log "CRIU bundle in $dir: $(du -sh "$dir" | cut -f1) ($(ls "$dir/lib" | wc -l) libraries)"
+}
+
+if [[ $MODE == bundle ]]; then
+  criu_good "$built" || die "built criu is unusable: $CRIU_BAD_REASON"
+  mkdir -p "$(dirname "$BUNDLE_DIR")"
+  make_bundle "$built" "$BUNDLE_DIR"
+  if ((AND_INSTALL == 0)) || { find_good_criu && command -v nft >/dev/null 2>&1; }; then exit 0; fi
+  command -v nft >/dev/null 2>&1 || apt_install nftables
+  if find_good_criu; then exit 0; fi
+fi
 if ! criu_good "$built"; then
   die "built criu is unusable: $CRIU_BAD_REASON"
 fi

@@ -32,13 +32,24 @@ if [ "$(id -u)" -eq 0 ]; then
   command -v qemu-system-x86_64 >/dev/null 2>&1 || need+=(qemu-system-x86)
   command -v depmod >/dev/null 2>&1 || need+=(kmod)
   command -v xz >/dev/null 2>&1 || need+=(xz-utils)
+  # The unit install.sh writes is checked with systemd-analyze verify (test/install.test.ts).
+  command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     apt-get install -y --no-install-recommends "${need[@]}" || { apt-get update && apt-get install -y --no-install-recommends "${need[@]}"; }
   fi
-  # Rebuilds an installed CRIU that lacks autopod's patches (scripts/criu-patches/).
-  log "making sure CRIU is installed"
-  bash scripts/install-criu.sh
+  # The CRIU the binary carries (build.ts embeds it), cached in .cache/criu-bundle; from the same compile, the
+  # host's CRIU when it is missing or lacks autopod's patches (scripts/criu-patches/).
+  log "making sure CRIU is installed, and the CRIU bundle the binary carries is built"
+  bash scripts/install-criu.sh --bundle "$ROOT/.cache/criu-bundle" --and-install
+  # Bare Debian 12 and 13 roots for the air-gapped install test (test/bare-host.test.ts): both at once, cached.
+  log "building the bare Debian roots (test/bare-host.test.ts)"
+  bash scripts/make-bare-rootfs.sh bookworm "$ROOT/.cache/bare-bookworm" &
+  bare_bookworm=$!
+  bash scripts/make-bare-rootfs.sh trixie "$ROOT/.cache/bare-trixie" &
+  bare_trixie=$!
+  wait "$bare_bookworm" || { log "building the bare bookworm root failed"; exit 1; }
+  wait "$bare_trixie" || { log "building the bare trixie root failed"; exit 1; }
 else
   log "not root: skipping the Debian packages and CRIU; tests that need them will say so and skip"
 fi
@@ -67,7 +78,8 @@ if [ "$(id -u)" -eq 0 ]; then
 fi
 
 log "building dist/autopod"
-"$BUN" build.ts
+# As root the CRIU bundle was built above: the binary must carry it (the bare-host test installs it).
+if [ "$(id -u)" -eq 0 ]; then "$BUN" build.ts --require-criu; else "$BUN" build.ts; fi
 
 passed=0
 failed=0

@@ -1,8 +1,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { DIST, REPO, autopod, rootTest } from "./_support.ts";
+import { BUN, DIST, REPO, autopod, rootTest } from "./_support.ts";
 
 const work = mkdtempSync(join(tmpdir(), "autopod-install-"));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -83,6 +83,46 @@ describe("the binary", () => {
   });
 });
 
+describe("autopod criu install", () => {
+  rootTest(
+    "unpacks the CRIU the binary carries; it runs from there with only glibc from the host, and passes criu check",
+    async () => {
+      const prefix = join(work, "criu");
+      const r = await autopod(["criu", "install", "--prefix", prefix, "--json"]);
+      expect(r.exitCode).toBe(0);
+      const j = JSON.parse(r.stdout);
+      expect(j).toMatchObject({ path: join(prefix, "current/bin/criu"), criuVersion: "4.2.1", changed: true });
+      expect(j.gitId).toMatch(/^autopod-[0-9a-f]{12}$/);
+      expect(j.packedBytes).toBeLessThan(j.unpackedBytes);
+      // Every library but glibc's comes from the bundle.
+      const ldd = await sh(["ldd", j.path]);
+      const glibc = new Set([
+        "linux-vdso.so.1",
+        "libc.so.6",
+        "ld-linux-x86-64.so.2",
+        "libm.so.6",
+        "libpthread.so.0",
+        "libdl.so.2",
+        "librt.so.1",
+        "libresolv.so.2",
+      ]);
+      const outside = ldd.stdout
+        .split("\n")
+        .map((l) => /^\s*(\S+) => (\S+)/.exec(l))
+        .filter((m): m is RegExpExecArray => m !== null && !glibc.has(m[1]!) && !m[2]!.startsWith(`${j.dir}/`) && !m[2]!.startsWith(`${prefix}/current/`));
+      expect(outside.map((m) => `${m[1]} => ${m[2]}`)).toEqual([]);
+      const check = await sh(["env", "-i", j.path, "check"]);
+      expect(check.stdout + check.stderr).toContain("Looks good.");
+      const again = await autopod(["criu", "install", "--prefix", prefix]);
+      expect(again.stdout.trim()).toBe(`already installed: CRIU 4.2.1 (${j.gitId}) at ${j.path}`);
+      const rel = await autopod(["criu", "install", "--prefix", "relative"]);
+      expect(rel.exitCode).toBe(2);
+      expect(rel.stderr).toContain('--prefix must be an absolute path (got "relative")');
+    },
+    60_000,
+  );
+});
+
 describe("install.sh", () => {
   rootTest(
     "installs from a file under a prefix, upgrades cleanly, uninstalls and purges",
@@ -123,41 +163,113 @@ describe("install.sh", () => {
   );
 
   rootTest(
-    "downloads from a URL and refuses a binary whose checksum does not match",
+    "downloads from a real HTTP server in a test network namespace, and refuses a mismatch, a truncated download and a missing checksum",
     async () => {
-      const bytes = await Bun.file(DIST).arrayBuffer();
+      const bytes = new Uint8Array(await Bun.file(DIST).arrayBuffer());
       const good = new Bun.CryptoHasher("sha256").update(bytes).digest("hex");
-      let served = good;
-      const server = Bun.serve({
-        hostname: "127.0.0.1",
-        port: 0,
-        fetch(req) {
-          const path = new URL(req.url).pathname;
-          if (path === "/autopod") return new Response(bytes);
-          if (path === "/autopod.sha256") return new Response(`${served}  autopod\n`);
-          return new Response("no", { status: 404 });
-        },
-      });
+      const netns = `aptest-url${process.pid % 10000}`;
+      await sh(["ip", "netns", "del", netns]);
+      expect((await sh(["ip", "netns", "add", netns])).exitCode).toBe(0);
+      const inNs = (argv: string[]) => sh(["nsenter", `--net=/run/netns/${netns}`, "--", ...argv]);
+      await inNs(["ip", "link", "set", "lo", "up"]);
+      expect((await inNs(["ip", "addr", "add", "10.213.251.1/32", "dev", "lo"])).exitCode).toBe(0);
+      // The server: plain HTTP/1.1 over a TCP socket in the namespace, so a response can promise more than it sends.
+      const serverJs = join(work, "server.ts");
+      writeFileSync(
+        serverJs,
+        `
+const bytes = new Uint8Array(await Bun.file(${JSON.stringify(DIST)}).arrayBuffer());
+const good = ${JSON.stringify(good)};
+const routes = {
+  "/ok/autopod": { body: bytes },
+  "/ok/autopod.sha256": { body: good + "  autopod\\n" },
+  "/bad/autopod": { body: bytes },
+  "/bad/autopod.sha256": { body: "0".repeat(64) + "  autopod\\n" },
+  "/cut/autopod": { body: bytes.subarray(0, bytes.length >> 1), length: bytes.length },
+  "/cut/autopod.sha256": { body: good + "  autopod\\n" },
+  "/nosum/autopod": { body: bytes },
+};
+Bun.listen({
+  hostname: "10.213.251.1",
+  port: 8080,
+  socket: {
+    data(sock, data) {
+      const path = /^GET (\\S+) /.exec(new TextDecoder().decode(data))?.[1] ?? "";
+      const r = routes[path];
+      const body = r === undefined ? new TextEncoder().encode("not found") : typeof r.body === "string" ? new TextEncoder().encode(r.body) : r.body;
+      const head = (r === undefined ? "HTTP/1.1 404 Not Found" : "HTTP/1.1 200 OK") + "\\r\\nContent-Length: " + (r?.length ?? body.length) + "\\r\\nConnection: close\\r\\n\\r\\n";
+      sock.write(new TextEncoder().encode(head));
+      let off = 0;
+      const more = () => { while (off < body.length) { const n = sock.write(body.subarray(off)); if (n <= 0) return; off += n; } sock.end(); };
+      sock.data = more;
+      more();
+    },
+    drain(sock) { sock.data?.(); },
+  },
+});
+console.log("listening");
+`,
+      );
+      const server = Bun.spawn(["nsenter", `--net=/run/netns/${netns}`, "--", BUN, serverJs], { stdout: "pipe", stderr: "inherit" });
       try {
+        const reader = server.stdout.getReader();
+        expect(new TextDecoder().decode((await reader.read()).value)).toContain("listening");
         const prefix = join(work, "url");
-        const url = `http://127.0.0.1:${server.port}/autopod`;
-        const ok = await sh(["sh", "install.sh", "--from-url", url, "--prefix", prefix, "--skip-criu"]);
+        const bin = join(prefix, "usr/local/bin/autopod");
+        const install = (path: string) =>
+          inNs(["sh", join(REPO, "install.sh"), "--from-url", `http://10.213.251.1:8080${path}`, "--prefix", prefix, "--skip-criu"]);
+        const ok = await install("/ok/autopod");
         expect(ok.exitCode).toBe(0);
         expect(ok.stderr).toContain(`checksum verified (${good})`);
-        const before = statSync(join(prefix, "usr/local/bin/autopod")).ino;
-        served = "0".repeat(64);
-        const bad = await sh(["sh", "install.sh", "--from-url", url, "--prefix", prefix, "--skip-criu"]);
+        expect(new Bun.CryptoHasher("sha256").update(await Bun.file(bin).arrayBuffer()).digest("hex")).toBe(good);
+        const before = statSync(bin).ino;
+        const leftovers = () => readdirSync(join(prefix, "usr/local/bin")).filter((n) => n !== "autopod");
+
+        const bad = await install("/bad/autopod");
         expect(bad.exitCode).not.toBe(0);
-        expect(bad.stderr).toContain("checksum mismatch");
-        expect(statSync(join(prefix, "usr/local/bin/autopod")).ino).toBe(before);
-        const missing = await sh(["sh", "install.sh", "--from-url", `http://127.0.0.1:${server.port}/nothing`, "--prefix", prefix, "--skip-criu"]);
+        expect(bad.stderr).toContain(`checksum mismatch for http://10.213.251.1:8080/bad/autopod: expected ${"0".repeat(64)}, got ${good}`);
+
+        const cut = await install("/cut/autopod");
+        expect(cut.exitCode).not.toBe(0);
+        expect(cut.stderr).toContain("cannot download http://10.213.251.1:8080/cut/autopod");
+
+        const nosum = await install("/nosum/autopod");
+        expect(nosum.exitCode).not.toBe(0);
+        expect(nosum.stderr).toContain("cannot download http://10.213.251.1:8080/nosum/autopod.sha256 (refusing an unverified binary)");
+
+        const missing = await install("/nothing/autopod");
         expect(missing.exitCode).not.toBe(0);
-        expect(missing.stderr).toContain("cannot download");
+        expect(missing.stderr).toContain("cannot download http://10.213.251.1:8080/nothing/autopod");
+
+        // None of them touched the installed binary or left a temporary file.
+        expect(statSync(bin).ino).toBe(before);
+        expect(leftovers()).toEqual([]);
       } finally {
-        server.stop(true);
+        server.kill("SIGKILL");
+        await server.exited;
+        await sh(["ip", "netns", "del", netns]);
       }
     },
     120_000,
+  );
+
+  rootTest(
+    "the systemd unit it writes passes systemd-analyze verify",
+    async () => {
+      const prefix = join(work, "unit");
+      expect((await sh(["sh", "install.sh", "--from-file", DIST, "--prefix", prefix, "--skip-criu"])).exitCode).toBe(0);
+      const unit = await sh(["sh", "install.sh", "--print-unit", "--prefix", prefix]);
+      expect(unit.exitCode).toBe(0);
+      expect(unit.stdout).toContain(`ExecStart=${prefix}/usr/local/bin/autopod agent --config ${prefix}/etc/autopod/autopod.toml`);
+      const file = join(work, "autopod.service");
+      writeFileSync(file, unit.stdout);
+      const verify = await sh(["systemd-analyze", "verify", file]);
+      expect({ exit: verify.exitCode, said: verify.stderr.split("\n").filter((l) => l.includes("autopod.service")) }).toEqual({ exit: 0, said: [] });
+      // The check can fail: the same unit naming a binary that is not there does not pass.
+      writeFileSync(file, unit.stdout.replaceAll(`${prefix}/usr/local/bin/autopod`, `${prefix}/nowhere/autopod`));
+      expect((await sh(["systemd-analyze", "verify", file])).exitCode).not.toBe(0);
+    },
+    60_000,
   );
 
   test("piped into sh with no source, it says what to pass", async () => {
@@ -228,7 +340,10 @@ describe("doctor", () => {
       const check = JSON.parse(r.stdout).checks.find((c: { id: string }) => c.id === "criu");
       expect(check.status).toBe("fail");
       expect(check.detail).toMatch(/version 3\.17\.\d+ is too old for this kernel: Linux \S+ needs CRIU >= 4\.2/);
-      expect(check.fix).toContain("install-criu.sh");
+      // The binary carries CRIU: the fix installs that one (no compiler, no network), and the configured path must go.
+      expect(check.fix).toBe(
+        "install CRIU >= 4.2: autopod criu install (puts the CRIU this binary carries under /usr/local/lib/autopod/criu), and unset criu in the configuration (it names this one)",
+      );
       const human = await autopod(["doctor"], { env: { AUTOPOD_CRIU: criu } });
       expect(human.stdout).toContain("too old for this kernel");
       expect(human.stdout).toContain("fix: install CRIU >= 4.2");

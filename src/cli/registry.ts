@@ -33,6 +33,10 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   "peer rm": { summary: "forget a peer", load: async () => (await import("./peers.ts")).peerRmCommand },
   "image push": { summary: "send an image to a peer (only the chunks it lacks)", load: async () => (await import("./images.ts")).imagePushCommand },
   "image pull": { summary: "fetch an image from a peer (only the chunks this host lacks)", load: async () => (await import("./images.ts")).imagePullCommand },
+  "criu install": {
+    summary: "put the CRIU this binary carries on this host (no compiler, no network)",
+    load: async () => (await import("./criu-install.ts")).criuInstallCommand,
+  },
   status: { summary: "report whether this host needs OS updates or a reboot", load: async () => (await import("./status.ts")).statusCommand },
 };
 

@@ -1,7 +1,9 @@
 import { existsSync, readFileSync, statfsSync } from "node:fs";
 import { dirname } from "node:path";
 import { criuPatchSetGitId } from "../criu-installer.ts";
-import { criuGitId, criuMinimumFor, criuVersion, compareVersions, findCriu, parseVersion } from "../platform/linux/criu.ts";
+import { criuGitId, criuMinimumFor, criuVersion, compareVersions, parseVersion } from "../platform/linux/criu.ts";
+import { chooseCriu, type CriuChoice, findCriu } from "../platform/linux/criu-choose.ts";
+import { embeddedCriuInfo } from "../platform/linux/criu-embedded.ts";
 import { type CriuBuild, capabilityChecks, isLacking, NEEDED_CAPABILITIES, parseCapEff } from "./capabilities.ts";
 import { formatBytes } from "../format.ts";
 import { run, which } from "../platform/linux/exec.ts";
@@ -23,6 +25,8 @@ export interface DoctorCheck {
 export interface DoctorReport {
   ok: boolean;
   kernel: string;
+  /** The criu autopod runs, where it comes from (configured, system, bundled: the one this binary brought) and why. */
+  criu: CriuChoice;
   checks: DoctorCheck[];
 }
 
@@ -40,13 +44,27 @@ export interface DoctorOptions {
 /** install.sh puts the CRIU installer here; a source checkout has it under scripts/. */
 export const INSTALLED_CRIU_SCRIPT = "/usr/local/share/autopod/install-criu.sh";
 
+/** How to get a good CRIU: the one this binary carries when it has one (no compiler, no network), else a build from source. */
 function installCriuCommand(): string {
+  if (carried) return "autopod criu install (puts the CRIU this binary carries under /usr/local/lib/autopod/criu)";
   return existsSync(INSTALLED_CRIU_SCRIPT) ? `bash ${INSTALLED_CRIU_SCRIPT}` : "bash scripts/install-criu.sh (in an autopod source checkout)";
+}
+
+/** Whether this binary carries a CRIU (set once by runDoctor). */
+let carried = false;
+
+async function carriesCriu(): Promise<boolean> {
+  try {
+    return (await embeddedCriuInfo()) !== null;
+  } catch {
+    return false;
+  }
 }
 
 /** Run every check. Probing only reads; nothing on the host is changed. */
 export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
   const kernel = readFileSync("/proc/sys/kernel/osrelease", "utf8").trim();
+  carried = await carriesCriu();
   const checks = (
     await Promise.all([
       checkKernel(kernel),
@@ -63,7 +81,8 @@ export async function runDoctor(opts: DoctorOptions): Promise<DoctorReport> {
       checkRoutedNetwork(opts.routedLanInterface),
     ])
   ).flat();
-  return { ok: checks.every((c) => c.status !== "fail" || !c.required), kernel, checks };
+  const criu = chooseCriu({ configured: opts.criuPath ?? "", kernelRelease: kernel });
+  return { ok: checks.every((c) => c.status !== "fail" || !c.required), kernel, criu, checks };
 }
 
 async function checkKernel(release: string): Promise<DoctorCheck[]> {
@@ -134,7 +153,8 @@ async function checkNamespaces(): Promise<DoctorCheck[]> {
 }
 
 async function checkCriu(kernel: string, configured: string): Promise<DoctorCheck[]> {
-  const path = findCriu(configured);
+  const choice = chooseCriu({ configured, kernelRelease: kernel });
+  const path = choice.path;
   const { min, why } = criuMinimumFor(kernel);
   if (!path) {
     return [
@@ -143,7 +163,7 @@ async function checkCriu(kernel: string, configured: string): Promise<DoctorChec
         title: "CRIU",
         status: "fail",
         required: true,
-        detail: configured ? `criu not found at configured path "${configured}"` : "criu not found in /usr/local/sbin or PATH",
+        detail: configured ? choice.why : `${choice.why}${carried ? " (this binary carries one)" : ""}`,
         fix: `install CRIU >= ${min}: ${installCriuCommand()}`,
       },
       { id: "criu_check", title: "criu check", status: "fail", required: true, detail: "skipped: no criu", fix: `install CRIU >= ${min}` },
@@ -160,9 +180,11 @@ async function checkCriu(kernel: string, configured: string): Promise<DoctorChec
       status: newEnough ? "ok" : "fail",
       required: true,
       detail: newEnough
-        ? `${path} version ${version} (>= ${min} needed on Linux ${kernel})`
+        ? `${path} version ${version} (>= ${min} needed on Linux ${kernel}): ${choice.why}`
         : `${path} version ${version ?? "unknown"} is too old for this kernel: Linux ${kernel} needs CRIU >= ${min}, because ${why}`,
-      fix: newEnough ? undefined : `install CRIU >= ${min}: ${installCriuCommand()}`,
+      fix: newEnough
+        ? undefined
+        : `install CRIU >= ${min}: ${installCriuCommand()}${choice.source === "configured" ? ", and unset criu in the configuration (it names this one)" : ""}`,
     },
   ];
   const gitId = await criuGitId(path);

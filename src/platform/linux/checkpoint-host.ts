@@ -2,7 +2,8 @@
 import { readFileSync, statfsSync } from "node:fs";
 import type { CheckpointHost } from "../checkpoint-host.ts";
 import { cpuFlags } from "./cpu.ts";
-import { criuVersion, findCriu } from "./criu.ts";
+import { criuVersion } from "./criu.ts";
+import { findCriu } from "./criu-choose.ts";
 import { criuDump, criuRestore, removeNetworkLock } from "./criu-runner.ts";
 import { which } from "./exec.ts";
 import { lockNetwork, unlockNetwork, whyNoNftables } from "./netlock.ts";

@@ -1,5 +1,5 @@
-import { existsSync, statSync } from "node:fs";
-import { run, which } from "./exec.ts";
+import { statSync } from "node:fs";
+import { run } from "./exec.ts";
 
 /** A dotted version as numbers: "4.2.1" -> [4, 2, 1]. */
 export type Version = number[];
@@ -49,13 +49,6 @@ export function criuMinimumFor(kernelRelease: string): { min: string; why: strin
     return { min: "4.1", why: "Linux >= 6.13 maps vvar_vclock in the vDSO area, which CRIU < 4.1 cannot dump" };
   }
   return { min: "3.15", why: "older CRIU lacks features autopod uses (nftables network lock)" };
-}
-
-/** Where to look for criu: the configured path, then /usr/local/sbin (where install-criu.sh puts it), then PATH. */
-export function findCriu(configured = ""): string | null {
-  if (configured) return existsSync(configured) ? configured : null;
-  if (existsSync("/usr/local/sbin/criu")) return "/usr/local/sbin/criu";
-  return which("criu");
 }
 
 const versions = new Map<string, { key: string; version: string }>();
