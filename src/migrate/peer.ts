@@ -35,6 +35,8 @@ export interface MigrationRestoreRequest {
 }
 
 export interface PeerMigrationClient extends PeerImageClient {
+  /** Whether the peer answers at all (a short request of its own). */
+  health(): Promise<boolean>;
   info(): Promise<PeerFacts>;
   pods(): Promise<PeerPodList>;
   /** Restore `image` as `pod` with its tasks held stopped and its network locked; resolves when it is ready. */
@@ -45,14 +47,6 @@ export interface PeerMigrationClient extends PeerImageClient {
   migrationAbort(id: string): Promise<void>;
   /** Asked of the source by a destination that holds a copy and heard nothing. */
   migrationOutcome(id: string): Promise<MigrationOutcome>;
-}
-
-/** What the source asks the destination to hold: the pod, its final image, and the pre-copy rounds' images (removed once the migration ends). */
-export interface MigrationRestoreRequest {
-  pod: string;
-  image: string;
-  source: string;
-  rounds: string[];
 }
 
 export interface PeerMigrationClients {

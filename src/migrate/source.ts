@@ -24,7 +24,7 @@ import {
   undoCheckpoint,
 } from "../checkpoint/checkpoint.ts";
 import { requireCriu } from "../checkpoint/host-compat.ts";
-import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
+import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import { pushImage, type TransferReport } from "../transfer/push.ts";
 import type { ImageTrust } from "../trust/image-trust.ts";
 import { readMigrationJournal, removeMigrationJournal, writeMigrationJournal, type SourceJournal } from "./journal.ts";
@@ -269,7 +269,7 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
     onProgress({ phase: "delta", bytesSent: final.bytesSent, bytesOffered: final.bytesOffered, message: `delta: sent ${final.bytesSent} bytes` });
     await failpoint("migrate.delta-sent");
     onProgress({ phase: "restore", message: `"${req.to}" restores pod "${name}", held stopped` });
-    restorePhases = (await peer.migrationRestore(id, { pod: name, image, source: h.from, rounds: h.roundImages })).phases;
+    restorePhases = (await whileAnswering(peer, peer.migrationRestore(id, { pod: name, image, source: h.from, rounds: h.roundImages }))).phases;
     phase("restore");
     await failpoint("migrate.ready");
     // The decision: from this write on, the destination's copy is the pod.
@@ -324,6 +324,41 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
   onProgress({ phase: "done", ms: report.totalMs, message: `migrated pod "${name}" to "${req.to}" in ${report.totalMs} ms` });
   ctx.log.info("migrated pod", { pod: name, to: req.to, freeze_ms: freezeMs, total_ms: report.totalMs, rounds: h.rounds.length });
   return report;
+}
+
+/** While the peer restores, how often it is asked whether it answers at all, and how many unanswered asks in a row end the wait. */
+export const PROBE_EVERY_MS = 5000;
+export const PROBES_MISSED = 3;
+
+/**
+ * `work`'s answer, unless the peer stops answering meanwhile: a held restore may take minutes (a big pod,
+ * a busy disk), but a cut link would otherwise keep the pod frozen here until the request's own timeout.
+ * Giving up before the commit is safe: the peer asks for the outcome and drops its copy.
+ */
+async function whileAnswering<T>(peer: PeerMigrationClient, work: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let isDone = false;
+  const silent = new Promise<never>((_, reject) => {
+    let missed = 0;
+    const probe = () => {
+      timer = setTimeout(async () => {
+        const isUp = await peer.health().catch(() => false);
+        if (isDone) return;
+        missed = isUp ? 0 : missed + 1;
+        if (missed >= PROBES_MISSED) {
+          reject(new UnavailableError(`"${peer.name}" stopped answering while it restored the pod (${missed} health checks in a row unanswered)`));
+        } else probe();
+      }, PROBE_EVERY_MS);
+    };
+    probe();
+  });
+  work.catch(() => undefined); // its failure after a give-up is nobody's
+  try {
+    return await Promise.race([work, silent]);
+  } finally {
+    isDone = true;
+    clearTimeout(timer);
+  }
 }
 
 /** Before the commit: the source's copy runs on, the peer drops whatever it holds. Throws the reason. */
