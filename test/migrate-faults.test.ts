@@ -116,6 +116,29 @@ async function expectOnAThenRetry(name: string): Promise<void> {
   await b.ok(["rm", "--force", name]);
 }
 
+/** Bytes the LAN sent B so far (its uplink's root-side end: uplink 0 is the client's, 1 A's, 2 B's). */
+function bytesIntoB(): number {
+  return Number(readFileSync(`/sys/class/net/${lan.bridge.slice(0, 10)}u2/statistics/tx_bytes`, "utf8"));
+}
+
+/** Wait until a round's chunks flow: 8 MiB more into B (the dump and the questions before come first). */
+async function pushUnderWay(): Promise<void> {
+  const from = bytesIntoB();
+  await waitUntil("8 MiB of the round on its way to B", async () => bytesIntoB() - from > 8 << 20);
+}
+
+/**
+ * Drop every IP packet in and out of B's uplink (its ARP still answers, so the source's TCP retries
+ * for many minutes rather than failing on an unreachable host, as with the link down).
+ */
+async function blackholeB(isOn: boolean): Promise<void> {
+  const script = isOn
+    ? 'table inet mfcut {\n chain in { type filter hook input priority -300; policy accept; iifname "lan0" drop; }\n chain out { type filter hook output priority -300; policy accept; oifname "lan0" drop; }\n}\n'
+    : "delete table inet mfcut\n";
+  const p = Bun.spawn(["ip", "netns", "exec", b.netns, "nft", "-f", "-"], { stdin: new TextEncoder().encode(script), stderr: "pipe" });
+  if ((await p.exited) !== 0 && isOn) throw new Error(`nft: ${await new Response(p.stderr).text()}`);
+}
+
 /** Write until B's state file system is full, down to single bytes. */
 function fillB(): string {
   const path = join(b.stateDir, "filler");
@@ -150,7 +173,7 @@ describe("autopod migrate, the link cut", () => {
         const migrating = a.cli(["migrate", name, "--to", "b", "--max-rounds", "2", "--json"], 180_000);
         await p.reached;
         await p.release();
-        await Bun.sleep(2000);
+        await pushUnderWay();
         await lan.link(1, false);
         await Bun.sleep(4000);
         await lan.link(1, true);
@@ -169,7 +192,7 @@ describe("autopod migrate, the link cut", () => {
   );
 
   rootTest(
-    "for good mid-round: the migration gives up, the pod runs on here, a retry moves it",
+    "for good mid-round (every packet dropped): the migration gives up, the pod runs on here, a retry moves it",
     async () => {
       const name = await startCounter(a, 48);
       await lan.shape(1, "40mbit");
@@ -179,11 +202,11 @@ describe("autopod migrate, the link cut", () => {
         const migrating = a.cli(["migrate", name, "--to", "b", "--max-rounds", "2"], 180_000);
         await p.reached;
         await p.release();
-        await Bun.sleep(2000);
-        await lan.link(1, false);
+        await pushUnderWay();
+        await blackholeB(true);
         r = await migrating;
       } finally {
-        await lan.link(1, true);
+        await blackholeB(false);
         await lan.shape(1, "10gbit");
       }
       expect(r.exitCode).not.toBe(0);
