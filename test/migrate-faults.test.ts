@@ -261,7 +261,7 @@ describe("autopod migrate, the link cut", () => {
         await lan.link(1, true);
       }
       expect(r.exitCode).not.toBe(0);
-      expect(r.stderr).toContain("stopped answering while it restored");
+      expect(r.stderr).toContain("stopped answering while the pod was frozen");
       expect(r.stderr).toContain("the pod runs on here");
       // Not the restore request's own 10 minutes (a 10x margin over the ~15 s measured).
       expect(frozenMs).toBeLessThan(150_000);

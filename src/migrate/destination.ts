@@ -5,14 +5,15 @@
  * or drop it when the source says it aborted. A destination that hears
  * nothing asks the source, and keeps its copy held until it knows.
  */
+import { timingSafeEqual } from "node:crypto";
 import { rmSync } from "node:fs";
 import { failpoint } from "../debug/failpoints.ts";
 import { type CheckpointContext, claim, unlockAll } from "../checkpoint/checkpointer.ts";
 import { removeJournal } from "../checkpoint/journal.ts";
 import { checkRestore, materialize, prepareHost, restoreProcesses, startRestore, undoRestore } from "../checkpoint/restore.ts";
-import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError } from "../errors.ts";
+import { AutopodError, ConflictError, errorMessage, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { readMigrationJournal, removeMigrationJournal, writeMigrationJournal } from "./journal.ts";
-import type { HeldRestore, MigrationRestoreRequest, PeerMigrationClients } from "./peer.ts";
+import type { HeldRestore, MigrationClaim, MigrationRestoreRequest, PeerMigrationClients } from "./peer.ts";
 
 /** How long a held copy waits for the source's word before asking, and between asks. */
 export const ASK_AFTER_MS = 3000;
@@ -21,6 +22,8 @@ export const ASK_EVERY_MS = 2000;
 export interface DestinationDeps {
   ctx: CheckpointContext;
   peers: PeerMigrationClients;
+  /** This host's name in the cluster. */
+  hostName(): string;
 }
 
 interface Held {
@@ -30,6 +33,8 @@ interface Held {
   pid: number;
   netnsPath: string;
   releaseMerging: () => void;
+  /** What the source's resume and abort must carry. */
+  secret: string;
   /** The pre-copy rounds' images: only sources of chunks, removed when the migration ends. */
   rounds: string[];
   timer: ReturnType<typeof setTimeout> | null;
@@ -45,25 +50,54 @@ export class MigrationDestination {
   async restore(id: string, req: MigrationRestoreRequest): Promise<HeldRestore> {
     const { ctx } = this.deps;
     if (this.#held.has(id) || readMigrationJournal(ctx.stateDir, id)) throw new ConflictError(`Migration "${id}" is known here already`);
+    // Asked while the image is checked (the source is frozen meanwhile); nothing is made before the answer.
+    const confirmed = this.#confirm(id, req);
+    confirmed.catch(() => undefined);
     ctx.pods.expectIncoming(req.pod, req.source);
     try {
-      return await this.#restore(id, req);
+      return await this.#restore(id, req, confirmed);
     } catch (e) {
       ctx.pods.endIncoming(req.pod);
       throw e;
     }
   }
 
-  async #restore(id: string, req: MigrationRestoreRequest): Promise<HeldRestore> {
+  /** The host the request names as its source says it drives this migration, of this pod, to this host; else the request came from another. */
+  async #confirm(id: string, req: MigrationRestoreRequest): Promise<void> {
+    const me = this.deps.hostName();
+    let claim: MigrationClaim;
+    try {
+      claim = await this.deps.peers.client(req.source).migrationClaim(id);
+    } catch (e) {
+      throw new AutopodError(
+        "unauthenticated",
+        `Cannot take pod "${req.pod}": "${req.source}" could not confirm it sent migration "${id}": ${errorMessage(e)}`,
+        {
+          cause: e,
+        },
+      );
+    }
+    if (claim.outcome !== "pending" || claim.pod !== req.pod || claim.to !== me) {
+      this.deps.ctx.log.warn("refused a migration its named source does not confirm", { id, pod: req.pod, source: req.source, claim });
+      throw new AutopodError(
+        "unauthenticated",
+        `Cannot take pod "${req.pod}": "${req.source}" does not confirm migration "${id}" of pod "${req.pod}" to "${me}" (it answers ${claim.outcome}${claim.pod ? `, pod "${claim.pod}" to "${claim.to}"` : ""}); the request came from another host`,
+      );
+    }
+  }
+
+  async #restore(id: string, req: MigrationRestoreRequest, confirmed: Promise<void>): Promise<HeldRestore> {
     const { ctx } = this.deps;
     const t0 = performance.now();
     const checked = await checkRestore(ctx, req.image, {});
+    await confirmed;
     if (checked.name !== req.pod) throw new InvalidArgumentError(`Image ${req.image.slice(0, 12)} is pod "${checked.name}", not "${req.pod}"`);
     if (checked.existing) throw new ConflictError(`Pod "${req.pod}" exists here already: a migration brings a pod this host does not have`);
     claim(ctx, req.pod);
     const releaseMerging = ctx.store.holdMerging();
     const run = startRestore(ctx, checked, {}, t0);
-    writeMigrationJournal(ctx.stateDir, { role: "destination", id, pod: req.pod, peer: req.source, phase: "restoring", image: req.image, pid: null });
+    const journal = { role: "destination", id, pod: req.pod, peer: req.source, image: req.image, secret: req.secret } as const;
+    writeMigrationJournal(ctx.stateDir, { ...journal, phase: "restoring", pid: null });
     let pid: number | null = null;
     let isHeld = false;
     try {
@@ -74,11 +108,21 @@ export class MigrationDestination {
       pid = restored.pid;
       await placed.verified;
       run.phase("verify");
-      writeMigrationJournal(ctx.stateDir, { role: "destination", id, pod: req.pod, peer: req.source, phase: "ready", image: req.image, pid });
+      writeMigrationJournal(ctx.stateDir, { ...journal, phase: "ready", pid });
       // From here the migration's journal decides what becomes of the held copy, not the restore's.
       removeJournal(ctx.stateDir, req.pod);
       await failpoint("migrate.dest-ready");
-      this.#held.set(id, { id, pod: req.pod, source: req.source, pid, netnsPath: prepared.target.netnsPath, releaseMerging, rounds: req.rounds, timer: null });
+      this.#held.set(id, {
+        id,
+        pod: req.pod,
+        source: req.source,
+        pid,
+        netnsPath: prepared.target.netnsPath,
+        releaseMerging,
+        secret: req.secret,
+        rounds: req.rounds,
+        timer: null,
+      });
       isHeld = true;
       this.#watch(id, ASK_AFTER_MS);
       ctx.log.info("holding a migrating pod, ready to run", { pod: req.pod, id, from: req.source, pid });
@@ -100,8 +144,9 @@ export class MigrationDestination {
     }
   }
 
-  /** The source committed: the held copy runs. */
-  async resume(id: string): Promise<void> {
+  /** The source committed: the held copy runs. `secret` (null: this agent learnt it by asking) must be the migration's. */
+  async resume(id: string, secret: string | null): Promise<void> {
+    this.#checkSecret(id, secret);
     const h = this.#take(id);
     const { ctx } = this.deps;
     try {
@@ -120,9 +165,10 @@ export class MigrationDestination {
   }
 
   /** The source runs its own copy: the held one goes, and the pod with it. */
-  async abort(id: string): Promise<void> {
+  async abort(id: string, secret: string | null): Promise<void> {
     const h = this.#held.get(id);
     if (!h) return;
+    this.#checkSecret(id, secret);
     this.#take(id);
     const { ctx } = this.deps;
     try {
@@ -135,11 +181,11 @@ export class MigrationDestination {
   }
 
   /** A copy recovered from the journal after a restart: held again, and the source asked at once. */
-  adopt(id: string, pod: string, source: string, pid: number): void {
+  adopt(id: string, pod: string, source: string, pid: number, secret: string): void {
     const { ctx } = this.deps;
     ctx.busy.add(pod);
     ctx.pods.expectIncoming(pod, source);
-    this.#held.set(id, { id, pod, source, pid, netnsPath: ctx.pods.target0(pod).netnsPath, releaseMerging: () => {}, rounds: [], timer: null });
+    this.#held.set(id, { id, pod, source, pid, netnsPath: ctx.pods.target0(pod).netnsPath, releaseMerging: () => {}, secret, rounds: [], timer: null });
     this.#watch(id, 0);
   }
 
@@ -151,6 +197,19 @@ export class MigrationDestination {
   stop(): void {
     this.#isStopped = true;
     for (const h of this.#held.values()) if (h.timer) clearTimeout(h.timer);
+  }
+
+  #checkSecret(id: string, secret: string | null): void {
+    const h = this.#held.get(id);
+    if (!h || secret === null) return;
+    const a = Buffer.from(secret);
+    const b = Buffer.from(h.secret);
+    if (a.byteLength !== b.byteLength || !timingSafeEqual(a, b)) {
+      throw new AutopodError(
+        "unauthenticated",
+        `Migration "${id}": the request does not carry the secret its source gave; only the source may resume or drop the copy`,
+      );
+    }
   }
 
   #take(id: string): Held {
@@ -182,8 +241,8 @@ export class MigrationDestination {
         this.deps.ctx.log.warn("cannot ask the source what became of a migration; the copy stays held", { pod: h.pod, id, error: errorMessage(e) });
       }
       try {
-        if (outcome === "committed" && this.#held.has(id)) return await this.resume(id);
-        if (outcome === "aborted" && this.#held.has(id)) return await this.abort(id);
+        if (outcome === "committed" && this.#held.has(id)) return await this.resume(id, null);
+        if (outcome === "aborted" && this.#held.has(id)) return await this.abort(id, null);
       } catch (e) {
         this.deps.ctx.log.error("acting on a migration's outcome failed", { pod: h.pod, id, outcome, error: errorMessage(e) });
         return;

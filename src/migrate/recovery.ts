@@ -61,7 +61,7 @@ export async function recoverMigrationsAfter(
         if (j.phase === "committed") {
           const rec = ctx.pods.list().find((p) => p.name === j.pod);
           if (rec && rec.phase === "checkpointed") await ctx.pods.remove(j.pod, true);
-          retryResume(d.source, d.peers.client(j.peer), j.id, j.pod);
+          retryResume(d.source, d.peers.client(j.peer), j.id, j.secret, j.pod);
           ctx.log.info("finishing a committed migration: the peer is told to run the pod", { pod: j.pod, id: j.id, to: j.peer });
           continue;
         }
@@ -70,7 +70,7 @@ export async function recoverMigrationsAfter(
           await ctx.pods.announce(j.pod).catch(() => undefined);
           void d.peers
             .client(j.peer)
-            .migrationAbort(j.id)
+            .migrationAbort(j.id, j.secret)
             .catch(() => undefined);
         }
         ctx.log.info("aborted a migration the agent was killed in: the pod runs on here", { pod: j.pod, id: j.id, phase: j.phase });
@@ -83,7 +83,7 @@ export async function recoverMigrationsAfter(
         continue;
       }
       if (j.pid !== null && ctx.host.isAlive(j.pid)) {
-        d.destination.adopt(j.id, j.pod, j.peer, j.pid);
+        d.destination.adopt(j.id, j.pod, j.peer, j.pid, j.secret);
         ctx.log.info("holding a migrating pod again; asking its source what became of it", { pod: j.pod, id: j.id, from: j.peer });
       } else {
         removeMigrationJournal(ctx.stateDir, j.id);

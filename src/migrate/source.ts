@@ -5,7 +5,7 @@
  * checkpoint, the freeze a stop-checkpoint whose tasks stay stopped until the
  * destination holds its copy ready.
  */
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { failpoint } from "../debug/failpoints.ts";
 import { type CheckpointContext, claim, unlockAll } from "../checkpoint/checkpointer.ts";
 import {
@@ -28,7 +28,7 @@ import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, Preco
 import { pushImage, type TransferReport } from "../transfer/push.ts";
 import type { ImageTrust } from "../trust/image-trust.ts";
 import { readMigrationJournal, removeMigrationJournal, writeMigrationJournal, type SourceJournal } from "./journal.ts";
-import type { MigrationOutcome, PeerMigrationClient, PeerMigrationClients } from "./peer.ts";
+import type { MigrationClaim, MigrationOutcome, PeerMigrationClient, PeerMigrationClients } from "./peer.ts";
 import { preflightRefusal } from "./preflight.ts";
 import { shouldFreeze } from "./stop-rule.ts";
 
@@ -104,6 +104,13 @@ export function outcomeOf(stateDir: string, active: ReadonlySet<string>, id: str
   return active.has(id) ? "pending" : "aborted";
 }
 
+/** outcomeOf, with the pod and destination when this host is the migration's source. */
+export function claimOf(stateDir: string, active: ReadonlySet<string>, id: string): MigrationClaim {
+  const outcome = outcomeOf(stateDir, active, id);
+  const j = readMigrationJournal(stateDir, id);
+  return j?.role === "source" && outcome !== "aborted" ? { outcome, pod: j.pod, to: j.peer } : { outcome, pod: null, to: null };
+}
+
 /** Move a running pod to a peer: it ends running on exactly one of the two. */
 export async function migratePod(
   deps: SourceDeps,
@@ -126,7 +133,8 @@ export async function migratePod(
   await preflight(ctx, peer, name, req.to);
 
   const id = randomUUID();
-  const journal: SourceJournal = { role: "source", id, pod: name, peer: req.to, phase: "precopy", image: null, pid: null };
+  const secret = randomBytes(32).toString("hex");
+  const journal: SourceJournal = { role: "source", id, pod: name, peer: req.to, phase: "precopy", image: null, pid: null, secret };
   writeMigrationJournal(ctx.stateDir, journal);
   deps.active.add(id);
   // A round's image is only a source of chunks (its files were captured while the pod ran): it goes afterwards, here and there.
@@ -264,12 +272,15 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
     }
     phase("capture");
     const image = run.journal.imageId!;
-    final = await pushImage(ctx.catalogue, deps.trust, peer, image);
+    // The pod is frozen: a peer gone silent ends the wait in seconds, not at a request's own timeout.
+    final = await whileAnswering(peer, pushImage(ctx.catalogue, deps.trust, peer, image));
     phase("delta");
     onProgress({ phase: "delta", bytesSent: final.bytesSent, bytesOffered: final.bytesOffered, message: `delta: sent ${final.bytesSent} bytes` });
     await failpoint("migrate.delta-sent");
     onProgress({ phase: "restore", message: `"${req.to}" restores pod "${name}", held stopped` });
-    restorePhases = (await whileAnswering(peer, peer.migrationRestore(id, { pod: name, image, source: h.from, rounds: h.roundImages }))).phases;
+    restorePhases = (
+      await whileAnswering(peer, peer.migrationRestore(id, { pod: name, image, source: h.from, rounds: h.roundImages, secret: h.journal.secret }))
+    ).phases;
     phase("restore");
     await failpoint("migrate.ready");
     // The decision: from this write on, the destination's copy is the pod.
@@ -289,7 +300,7 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
   } finally {
     endCheckpointWork(ctx, run, releaseMerging);
   }
-  const isResumeConfirmed = await resumeDestination(deps, peer, h.id, name);
+  const isResumeConfirmed = await resumeDestination(deps, peer, h.id, h.journal.secret, name);
   phase("resume");
   const freezeMs = Math.round(performance.now() - run.dumpStartedAt);
   onProgress({
@@ -331,8 +342,9 @@ export const PROBE_EVERY_MS = 5000;
 export const PROBES_MISSED = 3;
 
 /**
- * `work`'s answer, unless the peer stops answering meanwhile: a held restore may take minutes (a big pod,
- * a busy disk), but a cut link would otherwise keep the pod frozen here until the request's own timeout.
+ * `work`'s answer, unless the peer stops answering meanwhile: the final delta and a held restore may take
+ * minutes (a big pod, a slow link, a busy disk), but a cut link would otherwise keep the pod frozen here
+ * until a request's own timeout (the push's stall watch, the restore's 10 minutes).
  * Giving up before the commit is safe: the peer asks for the outcome and drops its copy.
  */
 async function whileAnswering<T>(peer: PeerMigrationClient, work: Promise<T>): Promise<T> {
@@ -346,7 +358,7 @@ async function whileAnswering<T>(peer: PeerMigrationClient, work: Promise<T>): P
         if (isDone) return;
         missed = isUp ? 0 : missed + 1;
         if (missed >= PROBES_MISSED) {
-          reject(new UnavailableError(`"${peer.name}" stopped answering while it restored the pod (${missed} health checks in a row unanswered)`));
+          reject(new UnavailableError(`"${peer.name}" stopped answering while the pod was frozen (${missed} health checks in a row unanswered)`));
         } else probe();
       }, PROBE_EVERY_MS);
     };
@@ -378,21 +390,21 @@ async function abortHandover(deps: SourceDeps, peer: PeerMigrationClient, h: Han
   // The peer may have announced the address for its held copy.
   await ctx.pods.announce(h.name).catch(() => undefined);
   await peer
-    .migrationAbort(h.id)
+    .migrationAbort(h.id, h.journal.secret)
     .catch((x: unknown) => ctx.log.warn("could not tell the peer the migration was aborted; it will ask", { error: errorMessage(x) }));
   ctx.log.warn("migration aborted; the pod runs on here", { pod: h.name, to: h.req.to, error: errorMessage(e) });
   throw new PreconditionError(`Cannot migrate pod "${h.name}" to "${h.req.to}": ${errorMessage(e)}; the pod runs on here`, { cause: e });
 }
 
 /** After the commit: tell the peer to run its copy. False when it cannot be told now: it asks us, and we keep telling it (finishCommitted). */
-export async function resumeDestination(deps: SourceDeps, peer: PeerMigrationClient, id: string, name: string): Promise<boolean> {
+export async function resumeDestination(deps: SourceDeps, peer: PeerMigrationClient, id: string, secret: string, name: string): Promise<boolean> {
   try {
     await failpoint("migrate.resuming");
-    await peer.migrationResume(id);
+    await peer.migrationResume(id, secret);
   } catch (e) {
     if (!(e instanceof NotFoundError)) {
       deps.ctx.log.warn("the destination did not confirm it resumed the pod; it will ask for the outcome", { pod: name, id, error: errorMessage(e) });
-      retryResume(deps, peer, id, name);
+      retryResume(deps, peer, id, secret, name);
       return false;
     }
   }
@@ -401,11 +413,11 @@ export async function resumeDestination(deps: SourceDeps, peer: PeerMigrationCli
 }
 
 /** Keep telling the peer until it answers: its copy is the pod, and our journal stays until it knows. */
-export function retryResume(deps: SourceDeps, peer: PeerMigrationClient, id: string, name: string): void {
+export function retryResume(deps: SourceDeps, peer: PeerMigrationClient, id: string, secret: string, name: string): void {
   const again = () =>
     setTimeout(async () => {
       try {
-        await peer.migrationResume(id);
+        await peer.migrationResume(id, secret);
       } catch (e) {
         if (!(e instanceof NotFoundError)) return again();
       }

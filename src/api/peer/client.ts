@@ -9,7 +9,7 @@ import { errorFromWire, PreconditionError, UnavailableError } from "../../errors
 import type { ImportResult } from "../../checkpoint/export.ts";
 import { LIMITS } from "../../image/manifest.ts";
 import { HASH_BYTES, sha256, toHex } from "../../image/hash.ts";
-import type { HeldRestore, MigrationOutcome, MigrationRestoreRequest } from "../../migrate/peer.ts";
+import type { HeldRestore, MigrationClaim, MigrationOutcome, MigrationRestoreRequest } from "../../migrate/peer.ts";
 import { MIGRATION_RESTORE_TIMEOUT_MS } from "./migration-routes.ts";
 import { z } from "zod";
 import { HeldImagesAnswerSchema, MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema, type PeerPods, PeerPodsSchema } from "./schemas.ts";
@@ -23,6 +23,12 @@ export const PEER_CLIENT_TIMEOUT_MS = 10_000;
 export const PUSH_STALL_MS = 30_000;
 /** After its last byte, how long a push waits for the receiver's answer (it verifies and commits the last batch). */
 export const PUSH_ANSWER_MS = 120_000;
+
+const MigrationClaimSchema = z.object({
+  outcome: z.enum(["committed", "aborted", "pending"]),
+  pod: z.string().max(63).nullable(),
+  to: z.string().max(63).nullable(),
+});
 
 const HeldRestoreSchema = z.object({ criuMs: z.number(), phases: z.record(z.string().max(64), z.number()) }).strict();
 
@@ -144,12 +150,19 @@ export class PeerClient {
     return parsed.data;
   }
 
-  async migrationResume(id: string): Promise<void> {
-    await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/resume`, "{}", { contentType: "application/json" });
+  async migrationResume(id: string, secret: string): Promise<void> {
+    await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/resume`, JSON.stringify({ secret }), { contentType: "application/json" });
   }
 
-  async migrationAbort(id: string): Promise<void> {
-    await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/abort`, "{}", { contentType: "application/json" });
+  async migrationAbort(id: string, secret: string): Promise<void> {
+    await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/abort`, JSON.stringify({ secret }), { contentType: "application/json" });
+  }
+
+  async migrationClaim(id: string): Promise<MigrationClaim> {
+    const res = await this.#fetch("GET", `/v1/migrations/${encodeURIComponent(id)}`);
+    const parsed = MigrationClaimSchema.safeParse(await res.json());
+    if (!parsed.success) throw new UnavailableError(`Peer "${this.name}" answered a migration claim that does not match the schema`);
+    return parsed.data;
   }
 
   async migrationOutcome(id: string): Promise<MigrationOutcome> {
