@@ -272,6 +272,20 @@ export interface MaterializeOptions {
    * they are read back. Nothing may use their contents before it resolves.
    */
   deferLinkedChecks?: boolean;
+  /**
+   * materializeTreeAsync: big files made earlier from another image of the same paths (a migration's
+   * last pre-copy round, staged before the freeze), by path. Such a file is taken over (renamed) and
+   * only the chunks that differ are written; it is then checked whole like a linked file.
+   */
+  staged?: ReadonlyMap<string, StagedFile>;
+  /** materializeTreeAsync: copy every big file, never link one to the store (a file to be staged, and patched later). */
+  isPrivateCopy?: boolean;
+}
+
+/** A file made from `entry` at `path`, which a later materialize may take over. */
+export interface StagedFile {
+  path: string;
+  entry: FileEntry;
 }
 
 export interface MaterializeResult {
@@ -333,7 +347,8 @@ export async function materializeTreeAsync(
       for (const e of big) {
         const p = path.join(tmp, e.path);
         fs.mkdirSync(path.dirname(p), { recursive: true, mode: 0o700 });
-        const isLinked = await writeBulkFile(e, source, p, shouldChown, isDurable, workers);
+        const old = takeStaged(options.staged?.get(e.path), e, p);
+        const isLinked = await writeBulkFile(e, source, p, shouldChown, isDurable, workers, old, options.isPrivateCopy === true);
         if (isLinked && !options.deferLinkedChecks) await checkFile(e, p, workers);
         if (isLinked && options.deferLinkedChecks) linked.push(e);
         done.add(e.path);
@@ -356,7 +371,24 @@ async function checkFile(e: FileEntry, p: string, workers: ChunkWorkers): Promis
   checkHashes(e, await workers.hashFile(p, e.chunkSize));
 }
 
-/** Make one big file: copied and checked, or linked (true: its chunks are still to check). */
+/** The staged file moved to `p` when it can be patched into `e` (same chunk size), and the entry it was made from; else null. */
+function takeStaged(s: StagedFile | undefined, e: FileEntry, p: string): FileEntry | null {
+  if (!s || s.entry.chunkSize !== e.chunkSize || s.entry.type !== "file") return null;
+  try {
+    // Never a store's pack (a link would be patched with it).
+    const st = fs.lstatSync(s.path);
+    if (!st.isFile() || st.nlink !== 1) return null;
+    fs.renameSync(s.path, p);
+    return s.entry;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Make one big file: copied and checked, or linked, or patched from `old` (a staged file already at
+ * `p`, made from that entry: only the chunks that differ are written). True: its chunks are still to check.
+ */
 async function writeBulkFile(
   e: FileEntry,
   source: BulkChunkSource,
@@ -364,11 +396,13 @@ async function writeBulkFile(
   shouldChown: boolean,
   isDurable: boolean,
   workers: ChunkWorkers,
+  old: FileEntry | null = null,
+  isPrivateCopy = false,
 ): Promise<boolean> {
   // The link shares the pack's inode: only for root's files that nobody else may write (CRIU's
   // images are root's, 0644), and the pack directory is root's alone.
   const isRootOnly = e.uid === 0 && e.gid === 0 && (e.mode & 0o7022) === 0;
-  const raw = isRootOnly ? source.rawPackFor(e.chunks, e.size) : null;
+  const raw = isRootOnly && old === null && !isPrivateCopy ? source.rawPackFor(e.chunks, e.size) : null;
   if (raw !== null && linkIfThere(raw, p)) {
     const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     try {
@@ -381,9 +415,12 @@ async function writeBulkFile(
     return true;
   }
   const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
-  const fd = fs.openSync(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+  const fd = old ? fs.openSync(p, O_WRONLY | O_NOFOLLOW) : fs.openSync(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
   try {
     fs.ftruncateSync(fd, e.size); // zero chunks stay holes
+    const oldCount = old ? chunkCount(old) : 0;
+    // Patching: a chunk the old file has at the same place is there already; only a zero chunk over data needs writing.
+    const isThere = (i: number, h: Hash) => i < oldCount && chunkLength(old!, i) === chunkLength(e, i) && Buffer.compare(chunkHash(old!, i), h) === 0;
     const locations = source.locate(e.chunks);
     const packs: string[] = [];
     const packIndex = new Map<number, number>();
@@ -391,7 +428,11 @@ async function writeBulkFile(
     const n = chunkCount(e);
     for (let i = 0; i < n; i++) {
       const h = chunkHash(e, i);
-      if (isZeroHash(h)) continue;
+      if (old && isThere(i, h)) continue;
+      if (isZeroHash(h)) {
+        if (i < oldCount) fs.writeSync(fd, new Uint8Array(chunkLength(e, i)), 0, chunkLength(e, i), i * e.chunkSize);
+        continue;
+      }
       const loc = locations[i];
       if (!loc) throw new MissingChunkError(toHex(h), { path: e.path });
       const len = chunkLength(e, i);
@@ -430,7 +471,7 @@ async function writeBulkFile(
   } finally {
     fs.closeSync(fd);
   }
-  return false;
+  return old !== null;
 }
 
 /** A bulk copy run reads at most this much at once. */

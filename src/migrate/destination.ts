@@ -7,17 +7,22 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import { rmSync } from "node:fs";
+import { join } from "node:path";
 import { failpoint } from "../debug/failpoints.ts";
 import { type CheckpointContext, claim, unlockAll } from "../checkpoint/checkpointer.ts";
 import { removeJournal } from "../checkpoint/journal.ts";
 import { checkRestore, materialize, prepareHost, restoreProcesses, startRestore, undoRestore } from "../checkpoint/restore.ts";
 import { AutopodError, ConflictError, errorMessage, InvalidArgumentError, NotFoundError } from "../errors.ts";
-import { readMigrationJournal, removeMigrationJournal, writeMigrationJournal } from "./journal.ts";
-import type { HeldRestore, MigrationClaim, MigrationRestoreRequest, PeerMigrationClients } from "./peer.ts";
+import { MIGRATION_DIR, readMigrationJournal, removeMigrationJournal, writeMigrationJournal } from "./journal.ts";
+import { childPath } from "../pods/child-path.ts";
+import { materializeTreeAsync, type StagedFile } from "../checkpoint/tree.ts";
+import type { HeldRestore, MigrationClaim, MigrationRestoreRequest, MigrationStageRequest, PeerMigrationClients } from "./peer.ts";
 
 /** How long a held copy waits for the source's word before asking, and between asks. */
 export const ASK_AFTER_MS = 3000;
 export const ASK_EVERY_MS = 2000;
+/** A staged round no restore took is removed after this long. */
+export const STAGE_TTL_MS = 600_000;
 
 export interface DestinationDeps {
   ctx: CheckpointContext;
@@ -40,8 +45,18 @@ interface Held {
   timer: ReturnType<typeof setTimeout> | null;
 }
 
+/** A pre-copy round's CRIU files, made before the freeze, for the final restore to patch. */
+interface Stage {
+  dir: string;
+  /** Drops it when no restore came (the source gave up before its freeze). */
+  expiry: ReturnType<typeof setTimeout>;
+  /** Settles once the files are made (never rejects: a failed stage is just not used). */
+  made: Promise<Map<string, StagedFile> | null>;
+}
+
 export class MigrationDestination {
   readonly #held = new Map<string, Held>();
+  readonly #stages = new Map<string, Stage>();
   #isStopped = false;
 
   constructor(readonly deps: DestinationDeps) {}
@@ -62,8 +77,50 @@ export class MigrationDestination {
     }
   }
 
+  /**
+   * Make a pre-copy round's CRIU files (`req.image`, pushed here) in the background, so that the
+   * final restore, in the freeze, writes only what changed since (tree.ts's staged files). Answers at once.
+   */
+  async stage(id: string, req: MigrationStageRequest): Promise<void> {
+    const { ctx } = this.deps;
+    await this.#confirm(id, req);
+    if (this.#held.has(id) || readMigrationJournal(ctx.stateDir, id)) throw new ConflictError(`Migration "${id}" is restoring here already`);
+    const previous = this.#stages.get(id);
+    const dir = childPath(ctx.stateDir, MIGRATION_DIR, `${id}.stage-${Date.now()}`);
+    const made = (async () => {
+      await previous?.made;
+      if (previous) rmSync(previous.dir, { recursive: true, force: true });
+      const manifest = ctx.catalogue.manifest(req.image);
+      if (manifest.pod.name !== req.pod) throw new InvalidArgumentError(`Image ${req.image.slice(0, 12)} is pod "${manifest.pod.name}", not "${req.pod}"`);
+      await materializeTreeAsync(manifest.criu, ctx.store, dir, { isPrivateCopy: true });
+      const files = new Map<string, StagedFile>();
+      for (const e of manifest.criu) if (e.type === "file") files.set(e.path, { path: join(dir, e.path), entry: e });
+      return files;
+    })().catch((e: unknown) => {
+      ctx.log.warn("could not stage a migration round's files; the restore writes them whole", { id, error: errorMessage(e) });
+      return null;
+    });
+    if (previous) clearTimeout(previous.expiry);
+    const expiry = setTimeout(() => this.#dropStage(id), STAGE_TTL_MS);
+    this.#stages.set(id, { dir, made, expiry });
+  }
+
+  /** The staged files of migration `id` (waiting for them to be made), taken: the caller removes them with dropStage. */
+  async #takeStage(id: string): Promise<ReadonlyMap<string, StagedFile> | undefined> {
+    const s = this.#stages.get(id);
+    return (await s?.made) ?? undefined;
+  }
+
+  #dropStage(id: string): void {
+    const s = this.#stages.get(id);
+    if (!s) return;
+    this.#stages.delete(id);
+    clearTimeout(s.expiry);
+    void s.made.then(() => rmSync(s.dir, { recursive: true, force: true }));
+  }
+
   /** The host the request names as its source says it drives this migration, of this pod, to this host; else the request came from another. */
-  async #confirm(id: string, req: MigrationRestoreRequest): Promise<void> {
+  async #confirm(id: string, req: Pick<MigrationRestoreRequest, "pod" | "source">): Promise<void> {
     const me = this.deps.hostName();
     let claim: MigrationClaim;
     try {
@@ -101,7 +158,7 @@ export class MigrationDestination {
     let pid: number | null = null;
     let isHeld = false;
     try {
-      const placed = await materialize(ctx, run);
+      const placed = await materialize(ctx, run, await this.#takeStage(id));
       const prepared = await prepareHost(ctx, run, placed);
       await failpoint("migrate.dest-prepared");
       const { restored } = await restoreProcesses(ctx, run, prepared, placed.verified);
@@ -135,6 +192,7 @@ export class MigrationDestination {
       }
       return await undoRestore(ctx, run, e);
     } finally {
+      this.#dropStage(id);
       rmSync(run.tmp, { recursive: true, force: true });
       if (!isHeld) {
         removeJournal(ctx.stateDir, req.pod);
@@ -166,6 +224,7 @@ export class MigrationDestination {
 
   /** The source runs its own copy: the held one goes, and the pod with it. */
   async abort(id: string, secret: string | null): Promise<void> {
+    this.#dropStage(id);
     const h = this.#held.get(id);
     if (!h) return;
     this.#checkSecret(id, secret);
@@ -197,6 +256,7 @@ export class MigrationDestination {
   stop(): void {
     this.#isStopped = true;
     for (const h of this.#held.values()) if (h.timer) clearTimeout(h.timer);
+    for (const id of [...this.#stages.keys()]) this.#dropStage(id);
   }
 
   #checkSecret(id: string, secret: string | null): void {

@@ -43,7 +43,16 @@ export interface MigrationRestoreRequest {
   secret: string;
 }
 
+/** A pre-copy round's image, pushed: the destination may make its files before the freeze. */
+export interface MigrationStageRequest {
+  pod: string;
+  image: string;
+  source: string;
+}
+
 export interface PeerMigrationClient extends PeerImageClient {
+  /** Make a round's CRIU files ahead of the restore (answers at once; the peer works in the background). */
+  migrationStage(id: string, req: MigrationStageRequest): Promise<void>;
   /** Whether the peer answers at all (a short request of its own). */
   health(): Promise<boolean>;
   info(): Promise<PeerFacts>;

@@ -16,13 +16,14 @@
  * - destination, restoring: the pod made for the restore goes.
  * - destination, ready: held again; the source is asked, and the copy runs or goes only on its answer.
  */
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { type CheckpointContext, unlockAll } from "../checkpoint/checkpointer.ts";
 import { JOURNAL_DIR, type Journal, removeJournal } from "../checkpoint/journal.ts";
 import { errorMessage } from "../errors.ts";
 import { childPath } from "../pods/child-path.ts";
 import { dropHeldCopy, type MigrationDestination } from "./destination.ts";
-import { listMigrationJournals, type MigrationJournal, removeMigrationJournal } from "./journal.ts";
+import { listMigrationJournals, MIGRATION_DIR, type MigrationJournal, removeMigrationJournal } from "./journal.ts";
 import type { PeerMigrationClients } from "./peer.ts";
 import { retryResume, type SourceDeps } from "./source.ts";
 
@@ -35,6 +36,7 @@ export interface RecoveryPlan {
 /** Step one, before the checkpoint and pod recovery. */
 export async function recoverMigrationsBefore(ctx: CheckpointContext): Promise<RecoveryPlan> {
   const plan: RecoveryPlan = { skip: new Set(), journals: listMigrationJournals(ctx.stateDir) };
+  removeStages(ctx.stateDir);
   for (const j of plan.journals) {
     try {
       if (j.role === "source" && j.phase === "frozen") await undoFrozen(ctx, j.pod, j.pid);
@@ -94,6 +96,17 @@ export async function recoverMigrationsAfter(
       ctx.log.error("could not finish recovering an interrupted migration", { pod: j.pod, id: j.id, error: errorMessage(e) });
     }
   }
+}
+
+/** Staged round files (destination.ts) of the last agent's life: no restore will take them now. */
+function removeStages(stateDir: string): void {
+  let names: string[] = [];
+  try {
+    names = readdirSync(join(stateDir, MIGRATION_DIR));
+  } catch {
+    return;
+  }
+  for (const n of names) if (/\.stage-\d+$/.test(n)) rmSync(join(stateDir, MIGRATION_DIR, n), { recursive: true, force: true });
 }
 
 /** The source's final dump (or what came after it) was interrupted before the commit: its stopped copy runs on. */

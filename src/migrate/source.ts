@@ -140,7 +140,7 @@ export async function migratePod(
   // A round's image is only a source of chunks (its files were captured while the pod ran): it goes afterwards, here and there.
   const roundImages: string[] = [];
   try {
-    const rounds = req.mode === "precopy" ? await precopy(deps, peer, name, req, roundImages, onProgress) : [];
+    const rounds = req.mode === "precopy" ? await precopy(deps, peer, id, name, req, roundImages, onProgress) : [];
     return await freezeAndHandOver(deps, peer, { id, name, req, from, journal, rounds, roundImages, t0 }, onProgress);
   } catch (e) {
     // Failed before the freeze (a round, a refusal of the final checkpoint): the pod runs on here, nothing is held there.
@@ -168,6 +168,7 @@ async function preflight(ctx: CheckpointContext, peer: PeerMigrationClient, name
 async function precopy(
   deps: SourceDeps,
   peer: PeerMigrationClient,
+  id: string,
   name: string,
   req: MigrateRequest,
   roundImages: string[],
@@ -194,6 +195,10 @@ async function precopy(
         cause: e,
       });
     }
+    // The peer makes this round's files while the next round runs: the freeze writes only what changed since.
+    peer
+      .migrationStage(id, { pod: name, image: cp.id, source: deps.hostName() })
+      .catch((e: unknown) => ctx.log.warn("the peer could not stage a round; its restore writes the files whole", { pod: name, error: errorMessage(e) }));
     const round: RoundReport = {
       round: n,
       pauseMs: cp.freezeMs,

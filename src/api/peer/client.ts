@@ -9,7 +9,7 @@ import { errorFromWire, PreconditionError, UnavailableError } from "../../errors
 import type { ImportResult } from "../../checkpoint/export.ts";
 import { LIMITS } from "../../image/manifest.ts";
 import { HASH_BYTES, sha256, toHex } from "../../image/hash.ts";
-import type { HeldRestore, MigrationClaim, MigrationOutcome, MigrationRestoreRequest } from "../../migrate/peer.ts";
+import type { HeldRestore, MigrationClaim, MigrationOutcome, MigrationRestoreRequest, MigrationStageRequest } from "../../migrate/peer.ts";
 import { MIGRATION_RESTORE_TIMEOUT_MS } from "./migration-routes.ts";
 import { z } from "zod";
 import { HeldImagesAnswerSchema, MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema, type PeerPods, PeerPodsSchema } from "./schemas.ts";
@@ -148,6 +148,10 @@ export class PeerClient {
     const parsed = HeldRestoreSchema.safeParse(((await res.json()) as { ready?: unknown }).ready);
     if (!parsed.success) throw new UnavailableError(`Peer "${this.name}" answered a restore that does not match the schema`);
     return parsed.data;
+  }
+
+  async migrationStage(id: string, req: MigrationStageRequest): Promise<void> {
+    await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/stage`, JSON.stringify(req), { contentType: "application/json" });
   }
 
   async migrationResume(id: string, secret: string): Promise<void> {

@@ -37,6 +37,13 @@ const RestoreBody = z
     secret: z.string().regex(/^[0-9a-f]{64}$/, "64 hex digits"),
   })
   .strict();
+const StageBody = z
+  .object({
+    pod: z.string().max(63),
+    image: z.string().regex(/^[0-9a-f]{64}$/, "a full image id (64 hex digits)"),
+    source: z.string().max(63),
+  })
+  .strict();
 const SecretBody = z.object({ secret: z.string().regex(/^[0-9a-f]{64}$/, "64 hex digits") }).strict();
 
 export interface PeerMigrationDeps {
@@ -69,6 +76,16 @@ export function addPeerMigrationRoutes(app: Hono, { migrations, isPeer }: PeerMi
     checkPodName(b.pod);
     if (!isPeer(b.source)) throw new InvalidArgumentError(`"${b.source.slice(0, 63)}" is not a peer of this host: a pod migrates only from a peer`);
     return c.json({ ready: await migrations.destination.restore(id, b) });
+  });
+
+  app.use("/v1/migrations/:id/stage", timeout(CONTROL_TIMEOUT_MS));
+  app.post("/v1/migrations/:id/stage", limit, async (c) => {
+    const id = migrationId(c.req.param("id"));
+    const b = await readJsonBody(c.req.raw, StageBody, MAX_BODY);
+    checkPodName(b.pod);
+    if (!isPeer(b.source)) throw new InvalidArgumentError(`"${b.source.slice(0, 63)}" is not a peer of this host: a pod migrates only from a peer`);
+    await migrations.destination.stage(id, b);
+    return c.json({ staging: true }, 202);
   });
 
   app.post("/v1/migrations/:id/resume", limit, async (c) => {
