@@ -6,7 +6,7 @@
  * nothing asks the source, and keeps its copy held until it knows.
  */
 import { timingSafeEqual } from "node:crypto";
-import { rmSync } from "node:fs";
+import { mkdirSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { failpoint } from "../debug/failpoints.ts";
 import { type CheckpointContext, claim, unlockAll } from "../checkpoint/checkpointer.ts";
@@ -92,9 +92,12 @@ export class MigrationDestination {
       if (previous) rmSync(previous.dir, { recursive: true, force: true });
       const manifest = ctx.catalogue.manifest(req.image);
       if (manifest.pod.name !== req.pod) throw new InvalidArgumentError(`Image ${req.image.slice(0, 12)} is pod "${manifest.pod.name}", not "${req.pod}"`);
+      const t0 = performance.now();
+      mkdirSync(join(ctx.stateDir, MIGRATION_DIR), { recursive: true, mode: 0o700 });
       await materializeTreeAsync(manifest.criu, ctx.store, dir, { isPrivateCopy: true });
       const files = new Map<string, StagedFile>();
       for (const e of manifest.criu) if (e.type === "file") files.set(e.path, { path: join(dir, e.path), entry: e });
+      ctx.log.info("staged a migration round's files", { id, pod: req.pod, image: req.image.slice(0, 12), ms: Math.round(performance.now() - t0) });
       return files;
     })().catch((e: unknown) => {
       ctx.log.warn("could not stage a migration round's files; the restore writes them whole", { id, error: errorMessage(e) });
@@ -108,7 +111,10 @@ export class MigrationDestination {
   /** The staged files of migration `id` (waiting for them to be made), taken: the caller removes them with dropStage. */
   async #takeStage(id: string): Promise<ReadonlyMap<string, StagedFile> | undefined> {
     const s = this.#stages.get(id);
-    return (await s?.made) ?? undefined;
+    const t0 = performance.now();
+    const files = (await s?.made) ?? undefined;
+    this.deps.ctx.log.info("restoring a migrating pod", { id, staged: files?.size ?? 0, waited_ms: Math.round(performance.now() - t0) });
+    return files;
   }
 
   #dropStage(id: string): void {

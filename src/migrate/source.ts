@@ -30,7 +30,7 @@ import type { ImageTrust } from "../trust/image-trust.ts";
 import { readMigrationJournal, removeMigrationJournal, writeMigrationJournal, type SourceJournal } from "./journal.ts";
 import type { MigrationClaim, MigrationOutcome, PeerMigrationClient, PeerMigrationClients } from "./peer.ts";
 import { preflightRefusal } from "./preflight.ts";
-import { shouldFreeze } from "./stop-rule.ts";
+import { predictFreezeMs, shouldFreeze } from "./stop-rule.ts";
 
 export type MigrationMode = "precopy" | "stop-and-copy";
 
@@ -39,6 +39,8 @@ export interface MigrateRequest {
   mode: MigrationMode;
   /** Pre-copy rounds at most (the stop rule may end them sooner). */
   maxRounds: number;
+  /** Freeze only once the predicted freeze fits (predictFreezeMs); refused after maxRounds if it never does. Null: the stop rule decides. */
+  maxDowntimeMs?: number | null;
 }
 
 /** What a migration reports as it goes (the CLI prints these). */
@@ -73,6 +75,8 @@ export interface MigrateReport {
   final: { bytesOffered: number; bytesSent: number; wireBytes: number };
   /** From the final dump's start until the destination's copy runs. */
   freezeMs: number;
+  /** What the rounds predicted the freeze would take (null: no round). */
+  predictedFreezeMs: number | null;
   /** Where the freeze went, in order: dump, capture, delta, restore (the destination's), commit, resume. */
   freezePhases: Record<string, number>;
   /** The destination's restore, by phase. */
@@ -123,6 +127,13 @@ export async function migratePod(
   if (!Number.isInteger(req.maxRounds) || req.maxRounds < 0 || req.maxRounds > 64) {
     throw new InvalidArgumentError(`--max-rounds must be a whole number from 0 to 64, not "${req.maxRounds}"`);
   }
+  const max = req.maxDowntimeMs ?? null;
+  if (max !== null && (!Number.isInteger(max) || max < 1 || max > 600_000)) {
+    throw new InvalidArgumentError(`--max-downtime must be milliseconds from 1 to 600000, not "${max}"`);
+  }
+  if (max !== null && req.mode !== "precopy") {
+    throw new InvalidArgumentError(`--max-downtime needs --mode precopy: a ${req.mode} freeze cannot be predicted before it starts`);
+  }
   const from = deps.hostName();
   if (req.to === from) throw new InvalidArgumentError(`Pod "${name}" is on "${from}" already: name another peer`);
   const peer = deps.peers.client(req.to);
@@ -144,7 +155,11 @@ export async function migratePod(
     return await freezeAndHandOver(deps, peer, { id, name, req, from, journal, rounds, roundImages, t0 }, onProgress);
   } catch (e) {
     // Failed before the freeze (a round, a refusal of the final checkpoint): the pod runs on here, nothing is held there.
-    if (readMigrationJournal(ctx.stateDir, id)?.phase === "precopy") removeMigrationJournal(ctx.stateDir, id);
+    if (readMigrationJournal(ctx.stateDir, id)?.phase === "precopy") {
+      removeMigrationJournal(ctx.stateDir, id);
+      // The peer drops the rounds it staged.
+      void peer.migrationAbort(id, secret).catch(() => undefined);
+    }
     throw e;
   } finally {
     deps.active.delete(id);
@@ -176,12 +191,25 @@ async function precopy(
 ): Promise<RoundReport[]> {
   const { ctx } = deps;
   const rounds: RoundReport[] = [];
-  while (
-    !shouldFreeze(
-      rounds.map((r) => r.bytesSent),
-      req.maxRounds,
-    )
-  ) {
+  const max = req.maxDowntimeMs ?? null;
+  for (;;) {
+    if (max === null) {
+      if (
+        shouldFreeze(
+          rounds.map((r) => r.bytesSent),
+          req.maxRounds,
+        )
+      )
+        break;
+    } else {
+      const predicted = predictFreezeMs(rounds);
+      if (predicted !== null && predicted <= max) break;
+      if (rounds.length >= req.maxRounds) {
+        throw new PreconditionError(
+          `Cannot migrate pod "${name}" to "${req.to}" within ${max} ms of freeze: after ${rounds.length} round${rounds.length === 1 ? "" : "s"} the freeze would take about ${predicted ?? "an unknown number of"} ms (the last round's dump and capture, its ${rounds.at(-1)?.bytesSent ?? 0} bytes again, and a restore); the pod runs on here`,
+        );
+      }
+    }
     const tr = performance.now();
     const n = rounds.length + 1;
     await failpoint("migrate.round");
@@ -329,6 +357,7 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
     rounds: h.rounds,
     final: { bytesOffered: final!.bytesOffered, bytesSent: final!.bytesSent, wireBytes: final!.wireBytes },
     freezeMs,
+    predictedFreezeMs: predictFreezeMs(h.rounds),
     freezePhases: phases,
     restorePhases,
     totalMs: Math.round(performance.now() - h.t0),
