@@ -11,13 +11,20 @@
  *                          Refused: nothing moved, nothing journaled.
  *   S  [precopy]           rounds: `criu dump --leave-running` (a --leave-running
  *                          checkpoint) and push of the chunks D lacks, while the
- *                          stop rule (stop-rule.ts) says another round pays.
+ *                          stop rule (stop-rule.ts) says another round pays, or
+ *                          with --max-downtime until the predicted freeze fits
+ *                          (refused after --max-rounds: nothing frozen).
+ *   D  (stage)             after each round, D makes that round's CRIU files in
+ *                          the background (no journal: a stage is only a cache,
+ *                          dropped by the restore, an abort, after STAGE_TTL_MS,
+ *                          or at an agent's start).
  *   S  [frozen]            final dump: network locked, tasks left stopped
  *                          (--leave-stopped); image committed here; pushed to D.
  *   D  (confirm)           D asks the source the request names (its server
  *                          certificate must name it) whether it drives this
  *                          migration, of this pod, to D; else refused, nothing made.
- *   D  [restoring]         restore with tasks stopped and network locked
+ *   D  [restoring]         restore with tasks stopped and network locked (the
+ *                          last round's staged files patched with the delta)
  *                          (`criu restore` held, as a restore holds them until
  *                          its pages are verified), then [ready], then answer.
  *   S  [committed]         the decision: S's copy is killed (never continued).
