@@ -90,6 +90,7 @@ async function move(lan: TestCluster, from: TestHost, to: string, ip: string, mo
     clientLongestGapMs: Math.round(c.maxGapMs),
     connectionKept: !c.closed && c.errors.length === 0 && c.received === c.sent,
     freezeMs: r.freezeMs,
+    predictedFreezeMs: r.predictedFreezeMs,
     tcpCostMs: Math.round(c.maxGapMs - r.freezeMs),
     freezePhases: r.freezePhases,
     restorePhases: r.restorePhases,

@@ -182,6 +182,29 @@ describe("autopod migrate", () => {
     T,
   );
 
+  rootTest(
+    "--max-downtime: a freeze that cannot fit is refused after the rounds, the pod runs on here; one that fits moves it",
+    async () => {
+      const { name } = await startCounter(a);
+      const bad = await a.cli(["migrate", name, "--to", "b", "--max-downtime", "soon"]);
+      expect(bad.exitCode).not.toBe(0);
+      expect(bad.stderr).toContain('--max-downtime "soon": expected milliseconds from 1 to 600000');
+      const r = await a.cli(["migrate", name, "--to", "b", "--max-rounds", "2", "--max-downtime", "1"], 180_000);
+      expect(r.exitCode).not.toBe(0);
+      expect(r.stderr).toContain(`Cannot migrate pod "${name}" to "b" within 1 ms of freeze: after 2 rounds the freeze would take about`);
+      expect(r.stderr).toContain("the pod runs on here");
+      expect(await whereIs(name)).toEqual({ a: "running", b: null });
+      // 10 minutes fits whatever the rounds measured: it freezes after the first.
+      const ok = JSON.parse(await a.ok(["migrate", name, "--to", "b", "--max-downtime", "600000", "--json"], 180_000));
+      expect(ok.rounds.length).toBe(1);
+      expect(ok.predictedFreezeMs).toBeGreaterThan(0);
+      expect(await whereIs(name)).toEqual({ a: null, b: "running" });
+      expectCountWithoutGap(await b.ok(["exec", name, "cat", "/count"]));
+      await b.ok(["rm", "--force", name]);
+    },
+    T,
+  );
+
   for (const [host, point] of [
     ["source", "migrate.frozen"],
     ["source", "migrate.ready"],

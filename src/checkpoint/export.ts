@@ -37,6 +37,7 @@ import { fromHex, HASH_BYTES, hashEquals, sha256, toHex } from "../image/hash.ts
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 import { decodeSignatureBlock, encodeSignatureBlock, type ImageSignature, SIGNATURE_BLOCK_BYTES } from "../trust/image-signature.ts";
 import { Yielder } from "../yielder.ts";
+import { corrupts } from "../debug/failpoints.ts";
 import { InvalidManifestError, LIMITS, MANIFEST_SHAPE, UnsupportedFormatError, decodeManifest, uniqueChunkRefs } from "../image/manifest.ts";
 import { msgpackShape } from "../image/msgpack-bounds.ts";
 import { applyManifestDelta, encodeManifestDelta } from "../image/manifest-delta.ts";
@@ -210,6 +211,7 @@ export async function* exportFrames(
       }
       headsUsed += FRAME_HEAD - 1;
       out.set(data, used + frameHead);
+      if (corrupts("export.chunk-framed")) out[used + frameHead] = out[used + frameHead]! ^ 0xff;
       used += frameHead + len;
       chunkBytes += len;
       if (used >= BATCH_BYTES) {

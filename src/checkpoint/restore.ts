@@ -30,7 +30,7 @@ import { type ManifestPodSpec, podCpuOf } from "./manifest-pod.ts";
 import { logicalBytes, type Manifest } from "../image/manifest.ts";
 import { type PhaseClock, phaseClock, round } from "./phase-clock.ts";
 import { baseFor, checkSharedVolume, volumeHostFor, volumeInState, writableLayerOf } from "./placement.ts";
-import { materializeTree, materializeTreeAsync, startRawPackChecks } from "./tree.ts";
+import { materializeTree, materializeTreeAsync, type StagedFile, startRawPackChecks } from "./tree.ts";
 
 export interface RestoreRequest {
   name?: string;
@@ -200,7 +200,7 @@ export function startRestore(ctx: CheckpointContext, checked: CheckedRestore, re
 }
 
 /** The pod's files from the image: CRIU's files (linked page images checked later), its layer, its base and volumes. */
-export async function materialize(ctx: CheckpointContext, run: RestoreRun): Promise<Materialized> {
+export async function materialize(ctx: CheckpointContext, run: RestoreRun, staged?: ReadonlyMap<string, StagedFile>): Promise<Materialized> {
   const { pods, store } = ctx;
   const { manifest, spec, tmp, phase } = run;
   if (run.existing) {
@@ -212,8 +212,10 @@ export async function materialize(ctx: CheckpointContext, run: RestoreRun): Prom
   phase("check");
   // Page images the store adopted whole come back as links, and are read back and checked
   // while CRIU restores from them: the tasks stay stopped until every page has matched.
+  // A migration's destination may have staged the last round's big files before the freeze: only their changes are written.
   const { verified } = await materializeTreeAsync(manifest.criu, store, run.imagesDir, {
     deferLinkedChecks: true,
+    staged,
     ...(run.rawPackChecks ? { rawPackChecks: run.rawPackChecks } : {}),
   });
   // An image from elsewhere may hold nothing autopod would not have made for its pod (mounts, capabilities, files).

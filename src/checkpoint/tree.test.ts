@@ -333,6 +333,38 @@ describe("big CRIU files: adopted at capture, linked or copied in bulk at restor
     if (isRoot) expect(fs.statSync(path.join(out, "pages-1.img")).nlink).toBe(1);
   });
 
+  test("a staged file (an earlier image's, never a link to the store) is taken over and patched to the new image, which it then equals", async () => {
+    const src = path.join(tmp, "criu");
+    const data = criuDir(src);
+    const first = await capture(src);
+    const stageDir = path.join(tmp, "stage");
+    await materializeTreeAsync(first.entries, store, stageDir, { isPrivateCopy: true });
+    if (isRoot) expect(fs.statSync(path.join(stageDir, "pages-1.img")).nlink).toBe(1);
+    // The next image: some pages changed, a page of data zeroed, the file one page longer.
+    const next = new Uint8Array(data.byteLength + 4096);
+    next.set(data);
+    for (let p = 5; p < 2048; p += 100) next.set(randomBytes(4096), p * 4096);
+    next.fill(0, 7 * 4096, 8 * 4096);
+    next.set(randomBytes(4096), data.byteLength);
+    fs.rmSync(path.join(src, "pages-1.img")); // the store adopted that inode
+    fs.writeFileSync(path.join(src, "pages-1.img"), next);
+    const second = await capture(src, { entries: first.entries, isStored: () => true });
+    const staged = new Map(first.entries.filter((e) => e.type === "file").map((e) => [e.path, { path: path.join(stageDir, e.path), entry: e }] as const));
+    const out = path.join(tmp, "restored3");
+    const { verified } = await materializeTreeAsync(second.entries, store, out, { staged, deferLinkedChecks: true });
+    await verified;
+    expect(Buffer.compare(fs.readFileSync(path.join(out, "pages-1.img")), Buffer.from(next))).toBe(0);
+    expect(fs.existsSync(path.join(stageDir, "pages-1.img"))).toBe(false); // taken over, not copied
+    // A staged file that is a link (a store's pack) is never patched.
+    const linkedOut = path.join(tmp, "restored4");
+    await materializeTreeAsync(first.entries, store, linkedOut);
+    const linkedStage = new Map([["pages-1.img", { path: path.join(linkedOut, "pages-1.img"), entry: first.entries.find((e) => e.path === "pages-1.img")! }]]);
+    const out5 = path.join(tmp, "restored5");
+    await materializeTreeAsync(second.entries, store, out5, { staged: linkedStage });
+    expect(Buffer.compare(fs.readFileSync(path.join(out5, "pages-1.img")), Buffer.from(next))).toBe(0);
+    expect(Buffer.compare(fs.readFileSync(path.join(linkedOut, "pages-1.img")), Buffer.from(data))).toBe(0);
+  });
+
   test("a flipped bit in the adopted pack: the linked restore names the page's hash and the file, and leaves nothing", async () => {
     const src = path.join(tmp, "criu");
     criuDir(src);

@@ -277,6 +277,20 @@ export interface MaterializeOptions {
    * a file linked to one of them waits for that check instead of reading it again.
    */
   rawPackChecks?: ReadonlyMap<string, Promise<void>>;
+  /**
+   * materializeTreeAsync: big files made earlier from another image of the same paths (a migration's
+   * last pre-copy round, staged before the freeze), by path. Such a file is taken over (renamed) and
+   * only the chunks that differ are written; it is then checked whole like a linked file.
+   */
+  staged?: ReadonlyMap<string, StagedFile>;
+  /** materializeTreeAsync: copy every big file, never link one to the store (a file to be staged, and patched later). */
+  isPrivateCopy?: boolean;
+}
+
+/** A file made from `entry` at `path`, which a later materialize may take over. */
+export interface StagedFile {
+  path: string;
+  entry: FileEntry;
 }
 
 /** The raw pack a big file of `entries` would be hard-linked to by materializeTreeAsync, or null when it would be copied. */
@@ -368,7 +382,8 @@ export async function materializeTreeAsync(
       for (const e of big) {
         const p = path.join(tmp, e.path);
         fs.mkdirSync(path.dirname(p), { recursive: true, mode: 0o700 });
-        const linkedTo = await writeBulkFile(e, source, p, shouldChown, isDurable, workers);
+        const old = takeStaged(options.staged?.get(e.path), e, p);
+        const linkedTo = await writeBulkFile(e, source, p, shouldChown, isDurable, workers, old, options.isPrivateCopy === true);
         const early = linkedTo === null ? undefined : options.rawPackChecks?.get(linkedTo);
         if (early) earlyChecks.push(early);
         else if (linkedTo !== null && !options.deferLinkedChecks) await checkFile(e, p, workers);
@@ -393,7 +408,25 @@ async function checkFile(e: FileEntry, p: string, workers: ChunkWorkers, threads
   checkHashes(e, await workers.hashFile(p, e.chunkSize, threads));
 }
 
-/** Make one big file: copied and checked (null), or linked to a raw pack (its path: its chunks are still to check). */
+/** The staged file moved to `p` when it can be patched into `e` (same chunk size), and the entry it was made from; else null. */
+function takeStaged(s: StagedFile | undefined, e: FileEntry, p: string): FileEntry | null {
+  if (!s || s.entry.chunkSize !== e.chunkSize || s.entry.type !== "file") return null;
+  try {
+    // Never a store's pack (a link would be patched with it).
+    const st = fs.lstatSync(s.path);
+    if (!st.isFile() || st.nlink !== 1) return null;
+    fs.renameSync(s.path, p);
+    return s.entry;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Make one big file: copied and checked (null), or linked to a raw pack (that pack's path), or patched
+ * from `old` (a staged file already at `p`, made from that entry: only the chunks that differ are
+ * written; `p`). Not null: its chunks are still to check.
+ */
 async function writeBulkFile(
   e: FileEntry,
   source: BulkChunkSource,
@@ -401,8 +434,10 @@ async function writeBulkFile(
   shouldChown: boolean,
   isDurable: boolean,
   workers: ChunkWorkers,
+  old: FileEntry | null = null,
+  isPrivateCopy = false,
 ): Promise<string | null> {
-  const raw = rawPackOf(e, source);
+  const raw = old === null && !isPrivateCopy ? rawPackOf(e, source) : null;
   if (raw !== null && linkIfThere(raw, p)) {
     const fd = fs.openSync(p, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
     try {
@@ -415,9 +450,12 @@ async function writeBulkFile(
     return raw;
   }
   const { O_WRONLY, O_CREAT, O_EXCL, O_NOFOLLOW } = fs.constants;
-  const fd = fs.openSync(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
+  const fd = old ? fs.openSync(p, O_WRONLY | O_NOFOLLOW) : fs.openSync(p, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, 0o600);
   try {
     fs.ftruncateSync(fd, e.size); // zero chunks stay holes
+    const oldCount = old ? chunkCount(old) : 0;
+    // Patching: a chunk the old file has at the same place is there already; only a zero chunk over data needs writing.
+    const isThere = (i: number, h: Hash) => i < oldCount && chunkLength(old!, i) === chunkLength(e, i) && Buffer.compare(chunkHash(old!, i), h) === 0;
     const locations = source.locate(e.chunks);
     const packs: string[] = [];
     const packIndex = new Map<number, number>();
@@ -425,7 +463,11 @@ async function writeBulkFile(
     const n = chunkCount(e);
     for (let i = 0; i < n; i++) {
       const h = chunkHash(e, i);
-      if (isZeroHash(h)) continue;
+      if (old && isThere(i, h)) continue;
+      if (isZeroHash(h)) {
+        if (i < oldCount) fs.writeSync(fd, new Uint8Array(chunkLength(e, i)), 0, chunkLength(e, i), i * e.chunkSize);
+        continue;
+      }
       const loc = locations[i];
       if (!loc) throw new MissingChunkError(toHex(h), { path: e.path });
       const len = chunkLength(e, i);
@@ -464,7 +506,7 @@ async function writeBulkFile(
   } finally {
     fs.closeSync(fd);
   }
-  return null;
+  return old !== null ? p : null;
 }
 
 /** A bulk copy run reads at most this much at once. */

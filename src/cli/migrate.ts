@@ -7,17 +7,20 @@ import type { Command } from "./command.ts";
 export const migrateCommand: Command = {
   name: "migrate",
   summary: "move a running pod to a peer, frozen only for a moment",
-  usage: "migrate NAME --to PEER [--mode precopy|stop-and-copy] [--max-rounds N] [--json]",
+  usage: "migrate NAME --to PEER [--mode precopy|stop-and-copy] [--max-rounds N] [--max-downtime MS] [--json]",
   details:
     "Moves the pod with its memory, files, address and TCP connections. First the peer is asked whether it can take the pod " +
     "(CRIU, CPU features, memory, disk, name and address): if not, nothing moves. In precopy mode (the default) the pod keeps running " +
     "while rounds of checkpoints send what the peer lacks, until a round no longer shrinks; then the pod is frozen, the last changes go over, " +
     "the peer restores it held stopped, this host lets its copy go, and the peer runs it. stop-and-copy freezes at once and sends everything. " +
+    "With --max-downtime, rounds go on until the freeze predicted from what they measured (dump, capture, transfer rate, restore) fits; " +
+    "if it still does not after --max-rounds, nothing is frozen and the command says so. " +
     "At any failure the pod keeps running on exactly one of the two hosts (here, unless the handover was committed). Progress goes to stderr.",
   options: [
     { name: "to", kind: "string", value: "PEER", help: "the peer to move the pod to (see `autopod peers`)" },
     { name: "mode", kind: "string", value: "MODE", help: "precopy (default) or stop-and-copy" },
     { name: "max-rounds", kind: "string", value: "N", help: "pre-copy rounds at most (default 8; the stop rule may end them sooner)" },
+    { name: "max-downtime", kind: "string", value: "MS", help: "freeze only once the predicted freeze is at most MS milliseconds (precopy)" },
     { name: "json", kind: "boolean", help: "print the report as JSON" },
   ],
   async run(ctx) {
@@ -31,8 +34,12 @@ export const migrateCommand: Command = {
     const maxRounds = roundsFlag === undefined ? 8 : Number(roundsFlag);
     if (!/^\d+$/.test(roundsFlag ?? "8") || maxRounds > 64)
       throw new InvalidArgumentError(`--max-rounds "${roundsFlag}": expected a whole number from 0 to 64`);
+    const downtimeFlag = flagString(ctx.args, "max-downtime");
+    const maxDowntimeMs = downtimeFlag === undefined ? null : Number(downtimeFlag);
+    if (downtimeFlag !== undefined && (!/^\d+$/.test(downtimeFlag) || maxDowntimeMs! < 1 || maxDowntimeMs! > 600_000))
+      throw new InvalidArgumentError(`--max-downtime "${downtimeFlag}": expected milliseconds from 1 to 600000`);
     const client = await clientFor(ctx);
-    const r = await client.migrate(name, { to, mode, maxRounds }, (p) => ctx.err(`${p.phase}: ${p.message}`));
+    const r = await client.migrate(name, { to, mode, maxRounds, maxDowntimeMs }, (p) => ctx.err(`${p.phase}: ${p.message}`));
     if (flagBool(ctx.args, "json")) {
       ctx.out(JSON.stringify(r, null, 2));
     } else {

@@ -6,6 +6,7 @@ import { InvalidArgumentError, PreconditionError } from "../errors.ts";
 import {
   areFailpointsEnabled,
   clearFailpoint,
+  corrupts,
   enableFailpoints,
   FAILPOINTS,
   FailpointError,
@@ -137,6 +138,15 @@ describe("failpoint", () => {
   });
 });
 
+describe("corruption points", () => {
+  test("say false unless set, then corrupt the hits their count says", () => {
+    expect(corrupts("export.chunk-framed")).toBe(false);
+    enableFailpoints("export.chunk-framed=2*off->1*corrupt");
+    expect([1, 2, 3, 4].map(() => corrupts("export.chunk-framed"))).toEqual([false, false, true, false]);
+    expect(listFailpoints().find((p) => p.name === "export.chunk-framed")?.hits).toBe(4);
+  });
+});
+
 describe("failpoint specs", () => {
   test("parse into checked pairs", () => {
     expect(parseFailpointSpec(" checkpoint.dumped = kill ; restore.prepared=1*sleep(10)->error(x y) ;")).toEqual([
@@ -159,6 +169,9 @@ describe("failpoint specs", () => {
     ["checkpoint.criu-started=pause", 'Failpoint "checkpoint.criu-started" is hit while CRIU runs, in synchronous code: it can only kill, not pause'],
     ["restore.criu-started=sleep(5)", "it can only kill, not sleep"],
     ["restore.criu-started=error(x)", "it can only kill, not error"],
+    ["checkpoint.dumped=corrupt", 'Failpoint action "corrupt" of "checkpoint.dumped": only a point that handles data (export.chunk-framed) can corrupt'],
+    ["export.chunk-framed=kill", 'Failpoint "export.chunk-framed" alters data: it can only corrupt, not kill'],
+    ["export.chunk-framed=corrupt(x)", 'Failpoint action "corrupt" of "export.chunk-framed" takes no argument'],
   ])("refuse %p", (spec, message) => {
     expect(() => parseFailpointSpec(spec)).toThrow(InvalidArgumentError);
     expect(() => parseFailpointSpec(spec)).toThrow(message);

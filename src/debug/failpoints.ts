@@ -14,6 +14,8 @@
  *   error(MSG)   throw a FailpointError with MSG (also `error`)
  *   kill         the agent SIGKILLs itself, there and then
  *   pause(FILE)  wait until FILE exists or the point is set again (also `pause`)
+ *   corrupt      only at a corruption point (isCorruption): the code there
+ *                alters the data it handles (`if (corrupts(name)) ...`)
  * A term with a count is used for that many hits, then the next one is; the
  * last term without a count stays. `1*off->kill` kills at the second hit;
  * `1*kill` kills at the first only. MSG and FILE may not hold ";" or "->".
@@ -56,10 +58,14 @@ export const FAILPOINTS = {
   "migrate.dest-prepared": { doc: "destination: the pod's files, record and locked network are made; CRIU not started" },
   "migrate.dest-ready": { doc: "destination: the copy is restored, stopped, verified and journaled ready; not answered yet" },
   "migrate.dest-resuming": { doc: "destination: told (or learnt) that the source committed; the copy not yet continued" },
+  "export.chunk-framed": {
+    doc: "a chunk was framed into an export (a push to a peer, a file); `corrupt` flips a byte of it, which the receiver must catch",
+    isCorruption: true,
+  },
   "import.manifest-read": { doc: "an import's manifest is read and checked; no chunk taken" },
   "import.chunks-stored": { doc: "every chunk of an import is stored and the trailer checked; nothing committed" },
   "import.committed": { doc: "the imported image and its chunks are committed; its writer is not closed yet" },
-} as const satisfies Record<string, { doc: string; isSync?: boolean }>;
+} as const satisfies Record<string, { doc: string; isSync?: boolean; isCorruption?: boolean }>;
 
 export type FailpointName = keyof typeof FAILPOINTS;
 
@@ -73,7 +79,13 @@ export class FailpointError extends AutopodError {
   }
 }
 
-type Action = { kind: "off" } | { kind: "sleep"; ms: number } | { kind: "error"; message: string } | { kind: "kill" } | { kind: "pause"; file: string | null };
+type Action =
+  | { kind: "off" }
+  | { kind: "sleep"; ms: number }
+  | { kind: "error"; message: string }
+  | { kind: "kill" }
+  | { kind: "pause"; file: string | null }
+  | { kind: "corrupt" };
 
 interface Term {
   /** Hits left for this term; null: it stays. */
@@ -112,6 +124,18 @@ const PAUSE_POLL_MS = 20;
 export function failpoint(name: FailpointName): void | Promise<void> {
   if (active.size === 0) return;
   return hit(name);
+}
+
+/** A corruption point (synchronous): true when a test set it to `corrupt` for this hit; the caller then alters its data. */
+export function corrupts(name: FailpointName): boolean {
+  if (active.size === 0) return false;
+  const p = active.get(name);
+  if (p === undefined) return false;
+  p.hits++;
+  const term = p.terms.find((t) => t.left === null || t.left > 0);
+  if (term === undefined) return false;
+  if (term.left !== null) term.left--;
+  return term.action.kind === "corrupt";
 }
 
 /** Allow failpoints in this process (the agent's `--failpoints`) and set those in `spec`. */
@@ -190,6 +214,13 @@ function parseActions(point: FailpointName, actions: string): Term[] {
     const [, count, kind, arg] = m;
     const left = count === undefined ? null : Number(count);
     const action = parseAction(point, kind!, arg);
+    if (isCorruptionPoint(point) !== (action.kind === "corrupt") && action.kind !== "off") {
+      throw new InvalidArgumentError(
+        isCorruptionPoint(point)
+          ? `Failpoint "${point}" alters data: it can only corrupt, not ${action.kind}`
+          : `Failpoint action "corrupt" of "${point}": only a point that handles data (${corruptionPoints().join(", ")}) can corrupt`,
+      );
+    }
     if (isSyncPoint(point) && action.kind !== "kill" && action.kind !== "off") {
       throw new InvalidArgumentError(`Failpoint "${point}" is hit while CRIU runs, in synchronous code: it can only kill, not ${action.kind}`);
     }
@@ -201,10 +232,19 @@ function isSyncPoint(point: FailpointName): boolean {
   return (FAILPOINTS[point] as { isSync?: boolean }).isSync === true;
 }
 
+function isCorruptionPoint(point: FailpointName): boolean {
+  return (FAILPOINTS[point] as { isCorruption?: boolean }).isCorruption === true;
+}
+
+function corruptionPoints(): string[] {
+  return (Object.keys(FAILPOINTS) as FailpointName[]).filter(isCorruptionPoint);
+}
+
 function parseAction(point: FailpointName, kind: string, arg: string | undefined): Action {
   switch (kind) {
     case "off":
     case "kill":
+    case "corrupt":
       if (arg !== undefined) throw new InvalidArgumentError(`Failpoint action "${kind}" of "${point}" takes no argument (got "${arg}")`);
       return { kind };
     case "sleep": {
@@ -223,7 +263,7 @@ function parseAction(point: FailpointName, kind: string, arg: string | undefined
       return { kind, file };
     }
     default:
-      throw new InvalidArgumentError(`Unknown failpoint action "${kind}" of "${point}": use off, sleep(MS), error(MSG), kill or pause(FILE)`);
+      throw new InvalidArgumentError(`Unknown failpoint action "${kind}" of "${point}": use off, sleep(MS), error(MSG), kill, pause(FILE) or corrupt`);
   }
 }
 
@@ -248,6 +288,8 @@ function hit(name: FailpointName): void | Promise<void> {
       return new Promise<void>(() => {}); // never: the process is gone
     case "pause":
       return pause(name, a.file);
+    case "corrupt":
+      return; // only corrupts() acts on it
   }
 }
 

@@ -11,21 +11,38 @@
  *                          Refused: nothing moved, nothing journaled.
  *   S  [precopy]           rounds: `criu dump --leave-running` (a --leave-running
  *                          checkpoint) and push of the chunks D lacks, while the
- *                          stop rule (stop-rule.ts) says another round pays.
+ *                          stop rule (stop-rule.ts) says another round pays, or
+ *                          with --max-downtime until the predicted freeze fits
+ *                          (refused after --max-rounds: nothing frozen).
+ *   D  (stage)             after each round, D makes that round's CRIU files in
+ *                          the background (no journal: a stage is only a cache,
+ *                          dropped by the restore, an abort, after STAGE_TTL_MS,
+ *                          or at an agent's start).
  *   S  [frozen]            final dump: network locked, tasks left stopped
  *                          (--leave-stopped); image committed here; pushed to D.
- *   D  [restoring]         restore with tasks stopped and network locked
+ *   D  (confirm)           D asks the source the request names (its server
+ *                          certificate must name it) whether it drives this
+ *                          migration, of this pod, to D; else refused, nothing made.
+ *   D  [restoring]         restore with tasks stopped and network locked (the
+ *                          last round's staged files patched with the delta)
  *                          (`criu restore` held, as a restore holds them until
  *                          its pages are verified), then [ready], then answer.
  *   S  [committed]         the decision: S's copy is killed (never continued).
  *   S -> D resume          D continues its copy, unlocks; D's journal goes;
- *                          then S's journal goes.
+ *                          then S's journal goes. Resume and abort carry the
+ *                          secret S sent with the restore (both journals keep it).
  *
  * Failures:
  * - Any failure before [committed] (pre-flight, a round, the dump, the delta,
- *   D's restore, D unreachable, D's answer lost): S removes its journal, then
+ *   D's restore, D unreachable, D's answer lost, D's disk full, a chunk that
+ *   fails D's check): S removes its journal, then
  *   continues its own stopped copy and unlocks it, announces the address
  *   again, and tells D to drop its copy (best effort).
+ * - A link cut while S is frozen does not keep it frozen for a request's own
+ *   timeout: from the final push to D's answer S asks D's health every
+ *   PROBE_EVERY_MS and gives up (aborts, as above) after PROBES_MISSED missed
+ *   in a row; a push whose connection takes no bytes for PUSH_STALL_MS is given
+ *   up (rounds too). A cut of a few seconds only slows the transfer.
  * - D holds a ready copy and hears nothing within ASK_AFTER_MS: it asks S for
  *   the outcome (GET /v1/migrations/ID) every ASK_EVERY_MS. "committed" (S's
  *   journal says so) -> resume; "aborted" (no journal, or one S no longer
@@ -45,11 +62,11 @@
 import type { CheckpointContext } from "../checkpoint/checkpointer.ts";
 import type { ImageTrust } from "../trust/image-trust.ts";
 import { MigrationDestination } from "./destination.ts";
-import type { MigrationOutcome, PeerMigrationClients } from "./peer.ts";
+import type { MigrationClaim, PeerMigrationClients } from "./peer.ts";
 import { type RecoveryPlan, recoverMigrationsAfter, recoverMigrationsBefore } from "./recovery.ts";
-import { type MigrateReport, type MigrateRequest, type MigrationProgress, migratePod, outcomeOf, type SourceDeps } from "./source.ts";
+import { claimOf, type MigrateReport, type MigrateRequest, type MigrationProgress, migratePod, type SourceDeps } from "./source.ts";
 
-export type { MigrationOutcome, PeerMigrationClient, PeerMigrationClients, HeldRestore } from "./peer.ts";
+export type { MigrationClaim, MigrationOutcome, PeerMigrationClient, PeerMigrationClients, HeldRestore } from "./peer.ts";
 export type { MigrateReport, MigrateRequest, MigrationMode, MigrationProgress, RoundReport } from "./source.ts";
 export { MigrationDestination } from "./destination.ts";
 
@@ -70,16 +87,16 @@ export class Migrations {
 
   constructor(readonly o: MigrationsOptions) {
     this.#source = { ctx: o.ctx, trust: o.trust, peers: o.peers, hostName: o.hostName, active: new Set() };
-    this.destination = new MigrationDestination({ ctx: o.ctx, peers: o.peers, ...(o.onArrived ? { onArrived: o.onArrived } : {}) });
+    this.destination = new MigrationDestination({ ctx: o.ctx, peers: o.peers, hostName: o.hostName, ...(o.onArrived ? { onArrived: o.onArrived } : {}) });
   }
 
   migrate(name: string, req: MigrateRequest, onProgress?: (p: MigrationProgress) => void): Promise<MigrateReport> {
     return migratePod(this.#source, name, req, onProgress);
   }
 
-  /** What became of migration `id`, for a destination that asks. */
-  outcome(id: string): MigrationOutcome {
-    return outcomeOf(this.o.ctx.stateDir, this.#source.active, id);
+  /** What became of migration `id`, and (while it stands) which pod goes where: for a destination that asks. */
+  claim(id: string): MigrationClaim {
+    return claimOf(this.o.ctx.stateDir, this.#source.active, id);
   }
 
   /** Before the checkpoint and pod recovery: returns the pods they must leave alone. */

@@ -22,6 +22,8 @@ export interface SourceJournal {
   phase: SourcePhase;
   image: string | null;
   pid: number | null;
+  /** Shared with the destination only: its resume and abort requests must carry it. */
+  secret: string;
 }
 
 export interface DestinationJournal {
@@ -32,6 +34,7 @@ export interface DestinationJournal {
   phase: DestinationPhase;
   image: string;
   pid: number | null;
+  secret: string;
 }
 
 export type MigrationJournal = SourceJournal | DestinationJournal;

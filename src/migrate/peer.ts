@@ -4,6 +4,13 @@ import type { PeerImageClient } from "../transfer/push.ts";
 /** What the source says became of a migration: the destination resumes only on "committed". */
 export type MigrationOutcome = "committed" | "aborted" | "pending";
 
+/** The source's answer about a migration: its outcome, and (when it knows the migration) which pod goes to which host. */
+export interface MigrationClaim {
+  outcome: MigrationOutcome;
+  pod: string | null;
+  to: string | null;
+}
+
 export interface HeldRestore {
   /** CRIU's restore, in milliseconds. */
   criuMs: number;
@@ -32,27 +39,34 @@ export interface MigrationRestoreRequest {
   image: string;
   source: string;
   rounds: string[];
+  /** 32 random bytes (hex) the source made for this migration: its resume and abort carry them. */
+  secret: string;
+}
+
+/** A pre-copy round's image, pushed: the destination may make its files before the freeze. */
+export interface MigrationStageRequest {
+  pod: string;
+  image: string;
+  source: string;
 }
 
 export interface PeerMigrationClient extends PeerImageClient {
+  /** Make a round's CRIU files ahead of the restore (answers at once; the peer works in the background). */
+  migrationStage(id: string, req: MigrationStageRequest): Promise<void>;
+  /** Whether the peer answers at all (a short request of its own). */
+  health(): Promise<boolean>;
   info(): Promise<PeerFacts>;
   pods(): Promise<PeerPodList>;
   /** Restore `image` as `pod` with its tasks held stopped and its network locked; resolves when it is ready. */
   migrationRestore(id: string, req: MigrationRestoreRequest): Promise<HeldRestore>;
   /** The source committed: the held copy runs. NotFoundError when none is held (it resumed already). */
-  migrationResume(id: string): Promise<void>;
+  migrationResume(id: string, secret: string): Promise<void>;
   /** The source resumed its own copy: the held one goes. */
-  migrationAbort(id: string): Promise<void>;
+  migrationAbort(id: string, secret: string): Promise<void>;
   /** Asked of the source by a destination that holds a copy and heard nothing. */
   migrationOutcome(id: string): Promise<MigrationOutcome>;
-}
-
-/** What the source asks the destination to hold: the pod, its final image, and the pre-copy rounds' images (removed once the migration ends). */
-export interface MigrationRestoreRequest {
-  pod: string;
-  image: string;
-  source: string;
-  rounds: string[];
+  /** Asked of the host a restore request names as its source: does it drive this migration, of this pod, to us? */
+  migrationClaim(id: string): Promise<MigrationClaim>;
 }
 
 export interface PeerMigrationClients {

@@ -16,13 +16,14 @@
  * - destination, restoring: the pod made for the restore goes.
  * - destination, ready: held again; the source is asked, and the copy runs or goes only on its answer.
  */
-import { existsSync, readFileSync, rmSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { join } from "node:path";
 import { type CheckpointContext, unlockAll } from "../checkpoint/checkpointer.ts";
 import { JOURNAL_DIR, type Journal, removeJournal } from "../checkpoint/journal.ts";
 import { errorMessage } from "../errors.ts";
 import { childPath } from "../pods/child-path.ts";
 import { dropHeldCopy, type MigrationDestination } from "./destination.ts";
-import { listMigrationJournals, type MigrationJournal, removeMigrationJournal } from "./journal.ts";
+import { listMigrationJournals, MIGRATION_DIR, type MigrationJournal, removeMigrationJournal } from "./journal.ts";
 import type { PeerMigrationClients } from "./peer.ts";
 import { retryResume, type SourceDeps } from "./source.ts";
 
@@ -35,6 +36,7 @@ export interface RecoveryPlan {
 /** Step one, before the checkpoint and pod recovery. */
 export async function recoverMigrationsBefore(ctx: CheckpointContext): Promise<RecoveryPlan> {
   const plan: RecoveryPlan = { skip: new Set(), journals: listMigrationJournals(ctx.stateDir) };
+  removeStages(ctx.stateDir);
   for (const j of plan.journals) {
     try {
       if (j.role === "source" && j.phase === "frozen") await undoFrozen(ctx, j.pod, j.pid);
@@ -61,7 +63,7 @@ export async function recoverMigrationsAfter(
         if (j.phase === "committed") {
           const rec = ctx.pods.list().find((p) => p.name === j.pod);
           if (rec && rec.phase === "checkpointed") await ctx.pods.remove(j.pod, true);
-          retryResume(d.source, d.peers.client(j.peer), j.id, j.pod);
+          retryResume(d.source, d.peers.client(j.peer), j.id, j.secret, j.pod);
           ctx.log.info("finishing a committed migration: the peer is told to run the pod", { pod: j.pod, id: j.id, to: j.peer });
           continue;
         }
@@ -70,7 +72,7 @@ export async function recoverMigrationsAfter(
           await ctx.pods.announce(j.pod).catch(() => undefined);
           void d.peers
             .client(j.peer)
-            .migrationAbort(j.id)
+            .migrationAbort(j.id, j.secret)
             .catch(() => undefined);
         }
         ctx.log.info("aborted a migration the agent was killed in: the pod runs on here", { pod: j.pod, id: j.id, phase: j.phase });
@@ -83,7 +85,7 @@ export async function recoverMigrationsAfter(
         continue;
       }
       if (j.pid !== null && ctx.host.isAlive(j.pid)) {
-        d.destination.adopt(j.id, j.pod, j.peer, j.pid);
+        d.destination.adopt(j.id, j.pod, j.peer, j.pid, j.secret);
         ctx.log.info("holding a migrating pod again; asking its source what became of it", { pod: j.pod, id: j.id, from: j.peer });
       } else {
         removeMigrationJournal(ctx.stateDir, j.id);
@@ -94,6 +96,17 @@ export async function recoverMigrationsAfter(
       ctx.log.error("could not finish recovering an interrupted migration", { pod: j.pod, id: j.id, error: errorMessage(e) });
     }
   }
+}
+
+/** Staged round files (destination.ts) of the last agent's life: no restore will take them now. */
+function removeStages(stateDir: string): void {
+  let names: string[] = [];
+  try {
+    names = readdirSync(join(stateDir, MIGRATION_DIR));
+  } catch {
+    return;
+  }
+  for (const n of names) if (/\.stage-\d+$/.test(n)) rmSync(join(stateDir, MIGRATION_DIR, n), { recursive: true, force: true });
 }
 
 /** The source's final dump (or what came after it) was interrupted before the commit: its stopped copy runs on. */

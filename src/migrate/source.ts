@@ -5,7 +5,7 @@
  * checkpoint, the freeze a stop-checkpoint whose tasks stay stopped until the
  * destination holds its copy ready.
  */
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { failpoint } from "../debug/failpoints.ts";
 import { type CheckpointContext, claim, unlockAll } from "../checkpoint/checkpointer.ts";
 import {
@@ -24,13 +24,13 @@ import {
   undoCheckpoint,
 } from "../checkpoint/checkpoint.ts";
 import { requireCriu } from "../checkpoint/host-compat.ts";
-import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
+import { ConflictError, errorMessage, InvalidArgumentError, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import { pushImage, type TransferReport } from "../transfer/push.ts";
 import type { ImageTrust } from "../trust/image-trust.ts";
 import { readMigrationJournal, removeMigrationJournal, writeMigrationJournal, type SourceJournal } from "./journal.ts";
-import type { MigrationOutcome, PeerMigrationClient, PeerMigrationClients } from "./peer.ts";
+import type { MigrationClaim, MigrationOutcome, PeerMigrationClient, PeerMigrationClients } from "./peer.ts";
 import { preflightRefusal } from "./preflight.ts";
-import { shouldFreeze } from "./stop-rule.ts";
+import { predictFreezeMs, shouldFreeze } from "./stop-rule.ts";
 
 export type MigrationMode = "precopy" | "stop-and-copy";
 
@@ -44,6 +44,8 @@ export interface MigrateRequest {
    * each round and the freeze wait for theirs, and release it when done. None: no waiting.
    */
   turns?: { round(): Promise<() => void>; freeze(): Promise<() => void> };
+  /** Freeze only once the predicted freeze fits (predictFreezeMs); refused after maxRounds if it never does. Null: the stop rule decides. */
+  maxDowntimeMs?: number | null;
 }
 
 /** What a migration reports as it goes (the CLI prints these). */
@@ -78,6 +80,8 @@ export interface MigrateReport {
   final: { bytesOffered: number; bytesSent: number; wireBytes: number };
   /** From the final dump's start until the destination's copy runs. */
   freezeMs: number;
+  /** What the rounds predicted the freeze would take (null: no round). */
+  predictedFreezeMs: number | null;
   /** Where the freeze went, in order: dump, capture, delta, restore (the destination's), commit, resume. */
   freezePhases: Record<string, number>;
   /** The destination's restore, by phase. */
@@ -109,6 +113,13 @@ export function outcomeOf(stateDir: string, active: ReadonlySet<string>, id: str
   return active.has(id) ? "pending" : "aborted";
 }
 
+/** outcomeOf, with the pod and destination when this host is the migration's source. */
+export function claimOf(stateDir: string, active: ReadonlySet<string>, id: string): MigrationClaim {
+  const outcome = outcomeOf(stateDir, active, id);
+  const j = readMigrationJournal(stateDir, id);
+  return j?.role === "source" && outcome !== "aborted" ? { outcome, pod: j.pod, to: j.peer } : { outcome, pod: null, to: null };
+}
+
 /** Move a running pod to a peer: it ends running on exactly one of the two. */
 export async function migratePod(
   deps: SourceDeps,
@@ -121,6 +132,13 @@ export async function migratePod(
   if (!Number.isInteger(req.maxRounds) || req.maxRounds < 0 || req.maxRounds > 64) {
     throw new InvalidArgumentError(`--max-rounds must be a whole number from 0 to 64, not "${req.maxRounds}"`);
   }
+  const max = req.maxDowntimeMs ?? null;
+  if (max !== null && (!Number.isInteger(max) || max < 1 || max > 600_000)) {
+    throw new InvalidArgumentError(`--max-downtime must be milliseconds from 1 to 600000, not "${max}"`);
+  }
+  if (max !== null && req.mode !== "precopy") {
+    throw new InvalidArgumentError(`--max-downtime needs --mode precopy: a ${req.mode} freeze cannot be predicted before it starts`);
+  }
   const from = deps.hostName();
   if (req.to === from) throw new InvalidArgumentError(`Pod "${name}" is on "${from}" already: name another peer`);
   const peer = deps.peers.client(req.to);
@@ -131,13 +149,14 @@ export async function migratePod(
   await preflight(ctx, peer, name, req.to);
 
   const id = randomUUID();
-  const journal: SourceJournal = { role: "source", id, pod: name, peer: req.to, phase: "precopy", image: null, pid: null };
+  const secret = randomBytes(32).toString("hex");
+  const journal: SourceJournal = { role: "source", id, pod: name, peer: req.to, phase: "precopy", image: null, pid: null, secret };
   writeMigrationJournal(ctx.stateDir, journal);
   deps.active.add(id);
   // A round's image is only a source of chunks (its files were captured while the pod ran): it goes afterwards, here and there.
   const roundImages: string[] = [];
   try {
-    const rounds = req.mode === "precopy" ? await precopy(deps, peer, name, req, roundImages, onProgress) : [];
+    const rounds = req.mode === "precopy" ? await precopy(deps, peer, id, name, req, roundImages, onProgress) : [];
     const release = await req.turns?.freeze();
     try {
       return await freezeAndHandOver(deps, peer, { id, name, req, from, journal, rounds, roundImages, t0 }, onProgress);
@@ -146,7 +165,11 @@ export async function migratePod(
     }
   } catch (e) {
     // Failed before the freeze (a round, a refusal of the final checkpoint): the pod runs on here, nothing is held there.
-    if (readMigrationJournal(ctx.stateDir, id)?.phase === "precopy") removeMigrationJournal(ctx.stateDir, id);
+    if (readMigrationJournal(ctx.stateDir, id)?.phase === "precopy") {
+      removeMigrationJournal(ctx.stateDir, id);
+      // The peer drops the rounds it staged.
+      void peer.migrationAbort(id, secret).catch(() => undefined);
+    }
     throw e;
   } finally {
     deps.active.delete(id);
@@ -170,6 +193,7 @@ async function preflight(ctx: CheckpointContext, peer: PeerMigrationClient, name
 async function precopy(
   deps: SourceDeps,
   peer: PeerMigrationClient,
+  id: string,
   name: string,
   req: MigrateRequest,
   roundImages: string[],
@@ -177,12 +201,25 @@ async function precopy(
 ): Promise<RoundReport[]> {
   const { ctx } = deps;
   const rounds: RoundReport[] = [];
-  while (
-    !shouldFreeze(
-      rounds.map((r) => r.bytesSent),
-      req.maxRounds,
-    )
-  ) {
+  const max = req.maxDowntimeMs ?? null;
+  for (;;) {
+    if (max === null) {
+      if (
+        shouldFreeze(
+          rounds.map((r) => r.bytesSent),
+          req.maxRounds,
+        )
+      )
+        break;
+    } else {
+      const predicted = predictFreezeMs(rounds);
+      if (predicted !== null && predicted <= max) break;
+      if (rounds.length >= req.maxRounds) {
+        throw new PreconditionError(
+          `Cannot migrate pod "${name}" to "${req.to}" within ${max} ms of freeze: after ${rounds.length} round${rounds.length === 1 ? "" : "s"} the freeze would take about ${predicted ?? "an unknown number of"} ms (the last round's dump and capture, its ${rounds.at(-1)?.bytesSent ?? 0} bytes again, and a restore); the pod runs on here`,
+        );
+      }
+    }
     const tr = performance.now();
     const n = rounds.length + 1;
     await failpoint("migrate.round");
@@ -202,6 +239,10 @@ async function precopy(
     } finally {
       release?.();
     }
+    // The peer makes this round's files while the next round runs: the freeze writes only what changed since.
+    peer
+      .migrationStage(id, { pod: name, image: cp.id, source: deps.hostName() })
+      .catch((e: unknown) => ctx.log.warn("the peer could not stage a round; its restore writes the files whole", { pod: name, error: errorMessage(e) }));
     const round: RoundReport = {
       round: n,
       pauseMs: cp.freezeMs,
@@ -280,12 +321,15 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
     }
     phase("capture");
     const image = run.journal.imageId!;
-    final = await pushImage(ctx.catalogue, deps.trust, peer, image);
+    // The pod is frozen: a peer gone silent ends the wait in seconds, not at a request's own timeout.
+    final = await whileAnswering(peer, pushImage(ctx.catalogue, deps.trust, peer, image));
     phase("delta");
     onProgress({ phase: "delta", bytesSent: final.bytesSent, bytesOffered: final.bytesOffered, message: `delta: sent ${final.bytesSent} bytes` });
     await failpoint("migrate.delta-sent");
     onProgress({ phase: "restore", message: `"${req.to}" restores pod "${name}", held stopped` });
-    restorePhases = (await peer.migrationRestore(id, { pod: name, image, source: h.from, rounds: h.roundImages })).phases;
+    restorePhases = (
+      await whileAnswering(peer, peer.migrationRestore(id, { pod: name, image, source: h.from, rounds: h.roundImages, secret: h.journal.secret }))
+    ).phases;
     phase("restore");
     await failpoint("migrate.ready");
     // The decision: from this write on, the destination's copy is the pod.
@@ -305,7 +349,7 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
   } finally {
     endCheckpointWork(ctx, run, releaseMerging);
   }
-  const isResumeConfirmed = await resumeDestination(deps, peer, h.id, name);
+  const isResumeConfirmed = await resumeDestination(deps, peer, h.id, h.journal.secret, name);
   phase("resume");
   const freezeMs = Math.round(performance.now() - run.dumpStartedAt);
   onProgress({
@@ -329,6 +373,7 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
     rounds: h.rounds,
     final: { bytesOffered: final!.bytesOffered, bytesSent: final!.bytesSent, wireBytes: final!.wireBytes },
     freezeMs,
+    predictedFreezeMs: predictFreezeMs(h.rounds),
     freezePhases: phases,
     restorePhases,
     totalMs: Math.round(performance.now() - h.t0),
@@ -340,6 +385,42 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
   onProgress({ phase: "done", ms: report.totalMs, message: `migrated pod "${name}" to "${req.to}" in ${report.totalMs} ms` });
   ctx.log.info("migrated pod", { pod: name, to: req.to, freeze_ms: freezeMs, total_ms: report.totalMs, rounds: h.rounds.length });
   return report;
+}
+
+/** While the peer restores, how often it is asked whether it answers at all, and how many unanswered asks in a row end the wait. */
+export const PROBE_EVERY_MS = 5000;
+export const PROBES_MISSED = 3;
+
+/**
+ * `work`'s answer, unless the peer stops answering meanwhile: the final delta and a held restore may take
+ * minutes (a big pod, a slow link, a busy disk), but a cut link would otherwise keep the pod frozen here
+ * until a request's own timeout (the push's stall watch, the restore's 10 minutes).
+ * Giving up before the commit is safe: the peer asks for the outcome and drops its copy.
+ */
+async function whileAnswering<T>(peer: PeerMigrationClient, work: Promise<T>): Promise<T> {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  let isDone = false;
+  const silent = new Promise<never>((_, reject) => {
+    let missed = 0;
+    const probe = () => {
+      timer = setTimeout(async () => {
+        const isUp = await peer.health().catch(() => false);
+        if (isDone) return;
+        missed = isUp ? 0 : missed + 1;
+        if (missed >= PROBES_MISSED) {
+          reject(new UnavailableError(`"${peer.name}" stopped answering while the pod was frozen (${missed} health checks in a row unanswered)`));
+        } else probe();
+      }, PROBE_EVERY_MS);
+    };
+    probe();
+  });
+  work.catch(() => undefined); // its failure after a give-up is nobody's
+  try {
+    return await Promise.race([work, silent]);
+  } finally {
+    isDone = true;
+    clearTimeout(timer);
+  }
 }
 
 /** Before the commit: the source's copy runs on, the peer drops whatever it holds. Throws the reason. */
@@ -359,21 +440,21 @@ async function abortHandover(deps: SourceDeps, peer: PeerMigrationClient, h: Han
   // The peer may have announced the address for its held copy.
   await ctx.pods.announce(h.name).catch(() => undefined);
   await peer
-    .migrationAbort(h.id)
+    .migrationAbort(h.id, h.journal.secret)
     .catch((x: unknown) => ctx.log.warn("could not tell the peer the migration was aborted; it will ask", { error: errorMessage(x) }));
   ctx.log.warn("migration aborted; the pod runs on here", { pod: h.name, to: h.req.to, error: errorMessage(e) });
   throw new PreconditionError(`Cannot migrate pod "${h.name}" to "${h.req.to}": ${errorMessage(e)}; the pod runs on here`, { cause: e });
 }
 
 /** After the commit: tell the peer to run its copy. False when it cannot be told now: it asks us, and we keep telling it (finishCommitted). */
-export async function resumeDestination(deps: SourceDeps, peer: PeerMigrationClient, id: string, name: string): Promise<boolean> {
+export async function resumeDestination(deps: SourceDeps, peer: PeerMigrationClient, id: string, secret: string, name: string): Promise<boolean> {
   try {
     await failpoint("migrate.resuming");
-    await peer.migrationResume(id);
+    await peer.migrationResume(id, secret);
   } catch (e) {
     if (!(e instanceof NotFoundError)) {
       deps.ctx.log.warn("the destination did not confirm it resumed the pod; it will ask for the outcome", { pod: name, id, error: errorMessage(e) });
-      retryResume(deps, peer, id, name);
+      retryResume(deps, peer, id, secret, name);
       return false;
     }
   }
@@ -382,11 +463,11 @@ export async function resumeDestination(deps: SourceDeps, peer: PeerMigrationCli
 }
 
 /** Keep telling the peer until it answers: its copy is the pod, and our journal stays until it knows. */
-export function retryResume(deps: SourceDeps, peer: PeerMigrationClient, id: string, name: string): void {
+export function retryResume(deps: SourceDeps, peer: PeerMigrationClient, id: string, secret: string, name: string): void {
   const again = () =>
     setTimeout(async () => {
       try {
-        await peer.migrationResume(id);
+        await peer.migrationResume(id, secret);
       } catch (e) {
         if (!(e instanceof NotFoundError)) return again();
       }

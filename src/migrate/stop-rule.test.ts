@@ -1,5 +1,5 @@
 import { describe, expect, test } from "bun:test";
-import { shouldFreeze, SMALL_ROUND_BYTES } from "./stop-rule.ts";
+import { FREEZE_OVERHEAD_MS, predictFreezeMs, shouldFreeze, SMALL_ROUND_BYTES } from "./stop-rule.ts";
 
 const MIB = 1 << 20;
 
@@ -20,5 +20,19 @@ describe("shouldFreeze", () => {
   test("at the round limit", () => {
     expect(shouldFreeze([1024 * MIB], 1)).toBe(true);
     expect(shouldFreeze([1024 * MIB, 500 * MIB, 200 * MIB], 3)).toBe(true);
+  });
+});
+
+describe("predictFreezeMs", () => {
+  test("none before a round", () => {
+    expect(predictFreezeMs([])).toBeNull();
+  });
+  test("the last round's dump and capture, its bytes at the best rate seen, a restore as long as its dump, and the overhead", () => {
+    const rounds = [
+      { pauseMs: 900, ms: 5000, pushMs: 3000, bytesSent: 300 * MIB },
+      { pauseMs: 800, ms: 2200, pushMs: 200, bytesSent: 10 * MIB },
+    ];
+    // 100 MiB/s at best: 10 MiB in 100 ms; 2000 ms dump and capture; 800 ms restore.
+    expect(predictFreezeMs(rounds)).toBe(2000 + 100 + 800 + FREEZE_OVERHEAD_MS);
   });
 });

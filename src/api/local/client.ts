@@ -270,7 +270,7 @@ export class LocalClient {
   /** Migrate a pod to a peer; progress lines go to `onProgress` as they come. */
   async migrate(
     name: string,
-    req: { to: string; mode?: string; maxRounds?: number },
+    req: { to: string; mode?: string; maxRounds?: number; maxDowntimeMs?: number | null },
     onProgress: (p: MigrationProgress) => void = () => {},
   ): Promise<MigrateReport> {
     const res = await this.#fetch("POST", `/v1/pods/${encodeURIComponent(name)}/migrate`, req);

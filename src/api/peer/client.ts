@@ -11,12 +11,26 @@ import { RETURN_TIMEOUT_MS } from "./evacuation-routes.ts";
 import type { ImportResult } from "../../checkpoint/export.ts";
 import { LIMITS } from "../../image/manifest.ts";
 import { HASH_BYTES, sha256, toHex } from "../../image/hash.ts";
-import type { HeldRestore, MigrationOutcome, MigrationRestoreRequest } from "../../migrate/peer.ts";
+import type { HeldRestore, MigrationClaim, MigrationOutcome, MigrationRestoreRequest, MigrationStageRequest } from "../../migrate/peer.ts";
 import { MIGRATION_RESTORE_TIMEOUT_MS } from "./migration-routes.ts";
 import { z } from "zod";
 import { HeldImagesAnswerSchema, MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema, type PeerPods, PeerPodsSchema } from "./schemas.ts";
 
 export const PEER_CLIENT_TIMEOUT_MS = 10_000;
+/**
+ * A push whose connection takes no bytes for this long is given up (a cut link: TCP alone would
+ * retry for about 15 minutes, and a migration's final delta holds its pod frozen meanwhile). A
+ * batch is a few MiB, which even a 10 Mbit/s link takes in seconds.
+ */
+export const PUSH_STALL_MS = 30_000;
+/** After its last byte, how long a push waits for the receiver's answer (it verifies and commits the last batch). */
+export const PUSH_ANSWER_MS = 120_000;
+
+const MigrationClaimSchema = z.object({
+  outcome: z.enum(["committed", "aborted", "pending"]),
+  pod: z.string().max(63).nullable(),
+  to: z.string().max(63).nullable(),
+});
 
 const MaintenanceSchema = z
   .object({ host: z.string().max(63), verdict: z.string().max(64).nullable(), maintenance: z.enum(["evacuating", "away", "updating"]).nullable() })
@@ -83,8 +97,35 @@ export class PeerClient {
 
   /** Send an export stream; the peer imports it (verifying every chunk) and says what it made of it. */
   async importImage(stream: ReadableStream<Uint8Array>): Promise<ImportResult> {
-    const res = await this.#fetch("POST", "/v1/images/import", stream, { contentType: "application/x-autopod-image", timeoutMs: null });
-    return ((await res.json()) as { import: ImportResult }).import;
+    const stall = new StallWatch(PUSH_STALL_MS);
+    const watched = stream.pipeThrough(
+      new TransformStream<Uint8Array, Uint8Array>({
+        transform(chunk, c) {
+          stall.touch(PUSH_STALL_MS);
+          c.enqueue(chunk);
+        },
+        flush() {
+          stall.touch(PUSH_ANSWER_MS);
+        },
+      }),
+    );
+    try {
+      const res = await this.#fetch("POST", "/v1/images/import", watched, {
+        contentType: "application/x-autopod-image",
+        timeoutMs: null,
+        signal: stall.signal,
+      });
+      return ((await res.json()) as { import: ImportResult }).import;
+    } catch (e) {
+      if (stall.signal.aborted) {
+        throw new UnavailableError(`Peer "${this.name}" at ${this.url} took no data for ${stall.ms / 1000} s: the link is down or the peer stalled`, {
+          cause: e,
+        });
+      }
+      throw e;
+    } finally {
+      stall.stop();
+    }
   }
 
   /** The manifest of the peer's image `id` (its exact bytes; the id is their hash, checked here). */
@@ -116,12 +157,23 @@ export class PeerClient {
     return parsed.data;
   }
 
-  async migrationResume(id: string): Promise<void> {
-    await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/resume`, "{}", { contentType: "application/json" });
+  async migrationStage(id: string, req: MigrationStageRequest): Promise<void> {
+    await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/stage`, JSON.stringify(req), { contentType: "application/json" });
   }
 
-  async migrationAbort(id: string): Promise<void> {
-    await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/abort`, "{}", { contentType: "application/json" });
+  async migrationResume(id: string, secret: string): Promise<void> {
+    await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/resume`, JSON.stringify({ secret }), { contentType: "application/json" });
+  }
+
+  async migrationAbort(id: string, secret: string): Promise<void> {
+    await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/abort`, JSON.stringify({ secret }), { contentType: "application/json" });
+  }
+
+  async migrationClaim(id: string): Promise<MigrationClaim> {
+    const res = await this.#fetch("GET", `/v1/migrations/${encodeURIComponent(id)}`);
+    const parsed = MigrationClaimSchema.safeParse(await res.json());
+    if (!parsed.success) throw new UnavailableError(`Peer "${this.name}" answered a migration claim that does not match the schema`);
+    return parsed.data;
   }
 
   /** The peer's patch verdict and maintenance state (src/evacuate/); null from an agent without the route. */
@@ -160,7 +212,7 @@ export class PeerClient {
     method: string,
     path: string,
     body?: string | Uint8Array | ReadableStream<Uint8Array>,
-    opts: { contentType?: string; timeoutMs?: number | null } = {},
+    opts: { contentType?: string; timeoutMs?: number | null; signal?: AbortSignal } = {},
   ): Promise<Response> {
     const id = this.cluster.identity;
     if (!id) throw new PreconditionError("This host is not in a cluster");
@@ -175,7 +227,7 @@ export class PeerClient {
         headers: body === undefined ? {} : { "content-type": opts.contentType ?? "application/x-pem-file" },
         ...(body instanceof ReadableStream ? { duplex: "half" } : {}),
         // Streams take as long as the link needs; everything else answers quickly or not at all.
-        signal: opts.timeoutMs === null ? undefined : AbortSignal.timeout(opts.timeoutMs ?? PEER_CLIENT_TIMEOUT_MS),
+        signal: opts.signal ?? (opts.timeoutMs === null ? undefined : AbortSignal.timeout(opts.timeoutMs ?? PEER_CLIENT_TIMEOUT_MS)),
         // A connection of its own: a pooled one may predate a revocation.
         keepalive: false,
         tls: {
@@ -205,5 +257,32 @@ export class PeerClient {
       // not our error format
     }
     throw errorFromWire(code, message);
+  }
+}
+
+/** Aborts its signal when not touched for the time the last touch allowed. */
+class StallWatch {
+  readonly #ac = new AbortController();
+  #timer: ReturnType<typeof setTimeout> | null = null;
+  ms: number;
+
+  constructor(ms: number) {
+    this.ms = ms;
+    this.touch(ms);
+  }
+
+  get signal(): AbortSignal {
+    return this.#ac.signal;
+  }
+
+  touch(ms: number): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.ms = ms;
+    this.#timer = setTimeout(() => this.#ac.abort(), ms);
+  }
+
+  stop(): void {
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#timer = null;
   }
 }

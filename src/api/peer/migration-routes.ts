@@ -3,6 +3,14 @@
  * destination to restore a pod held stopped, then to resume or drop it; a
  * destination holding a copy asks the source what became of the migration.
  * Only cluster members reach these (mutual TLS); every input is checked here.
+ *
+ * Who sent a request: Bun.serve checks the client's certificate in the
+ * handshake but does not show it to the handler (oven-sh/bun#14097), so the
+ * `source` a restore names is confirmed by asking that host, over a
+ * connection whose server certificate must name it: it must answer that it
+ * drives this migration, of this pod, to this host (destination.ts). The
+ * restore carries a secret the source made; resume and abort must carry it
+ * back, so no other member can run or drop a held copy.
  */
 import type { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
@@ -26,8 +34,17 @@ const RestoreBody = z
     image: z.string().regex(/^[0-9a-f]{64}$/, "a full image id (64 hex digits)"),
     source: z.string().max(63),
     rounds: z.array(z.string().regex(/^[0-9a-f]{64}$/, "a full image id (64 hex digits)")).max(64),
+    secret: z.string().regex(/^[0-9a-f]{64}$/, "64 hex digits"),
   })
   .strict();
+const StageBody = z
+  .object({
+    pod: z.string().max(63),
+    image: z.string().regex(/^[0-9a-f]{64}$/, "a full image id (64 hex digits)"),
+    source: z.string().max(63),
+  })
+  .strict();
+const SecretBody = z.object({ secret: z.string().regex(/^[0-9a-f]{64}$/, "64 hex digits") }).strict();
 
 export interface PeerMigrationDeps {
   migrations: Migrations;
@@ -61,15 +78,30 @@ export function addPeerMigrationRoutes(app: Hono, { migrations, isPeer }: PeerMi
     return c.json({ ready: await migrations.destination.restore(id, b) });
   });
 
-  app.post("/v1/migrations/:id/resume", async (c) => {
-    await migrations.destination.resume(migrationId(c.req.param("id")));
+  app.use("/v1/migrations/:id/stage", timeout(CONTROL_TIMEOUT_MS));
+  app.post("/v1/migrations/:id/stage", limit, async (c) => {
+    const id = migrationId(c.req.param("id"));
+    const b = await readJsonBody(c.req.raw, StageBody, MAX_BODY);
+    checkPodName(b.pod);
+    if (!isPeer(b.source)) throw new InvalidArgumentError(`"${b.source.slice(0, 63)}" is not a peer of this host: a pod migrates only from a peer`);
+    await migrations.destination.stage(id, b);
+    return c.json({ staging: true }, 202);
+  });
+
+  app.post("/v1/migrations/:id/resume", limit, async (c) => {
+    const id = migrationId(c.req.param("id"));
+    const { secret } = await readJsonBody(c.req.raw, SecretBody, MAX_BODY);
+    await migrations.destination.resume(id, secret);
     return c.json({ resumed: true });
   });
 
-  app.post("/v1/migrations/:id/abort", async (c) => {
-    await migrations.destination.abort(migrationId(c.req.param("id")));
+  app.post("/v1/migrations/:id/abort", limit, async (c) => {
+    const id = migrationId(c.req.param("id"));
+    const { secret } = await readJsonBody(c.req.raw, SecretBody, MAX_BODY);
+    await migrations.destination.abort(id, secret);
     return c.json({ aborted: true });
   });
 
-  app.get("/v1/migrations/:id", (c) => c.json({ outcome: migrations.outcome(migrationId(c.req.param("id"))) }));
+  /** The outcome, and which pod goes where: what a destination asks before it restores (is the request really from us?) and while it holds a copy. */
+  app.get("/v1/migrations/:id", (c) => c.json(migrations.claim(migrationId(c.req.param("id")))));
 }

@@ -1,0 +1,61 @@
+/**
+ * A real service through live migration: Debian's nginx (a master as root, workers as www-data;
+ * the services root of scripts/make-services-rootfs.sh, built when missing) moves A -> B while
+ * keep-alive clients on the LAN fetch a file in a loop: none of their requests fails, and they keep
+ * their connections.
+ */
+import { afterAll, beforeAll, describe, expect } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { TestCluster } from "./_cluster.ts";
+import type { TestHost } from "./_pods.ts";
+import { nginxFiles, servicesRootfs, startHttpClient, startNginx, stopHttpClient, waitForProgress } from "./_services.ts";
+import { isRoot, rootTest } from "./_support.ts";
+
+let lan: TestCluster;
+let a: TestHost;
+let b: TestHost;
+let rootfs: string;
+const scratch = mkdtempSync(join(tmpdir(), "autopod-migrate-services-"));
+
+beforeAll(async () => {
+  if (!isRoot) return;
+  rootfs = servicesRootfs();
+  lan = await TestCluster.start("ms", ["a", "b"], { routed: true });
+  [a, b] = lan.hosts as [TestHost, TestHost];
+  await lan.formCluster("migs", ["a", "b"]);
+}, 600_000);
+afterAll(async () => {
+  await lan?.dispose();
+  rmSync(scratch, { recursive: true, force: true });
+}, 120_000);
+
+describe("nginx through autopod migrate", () => {
+  rootTest(
+    "A -> B with keep-alive clients on the LAN fetching throughout: no request fails, every connection kept",
+    async () => {
+      const ip = await startNginx(a, "web", rootfs, nginxFiles(scratch));
+      // The clients run in the LAN's client namespace, as a machine on the LAN would.
+      const client = startHttpClient({ netns: lan.client, dir: scratch } as TestHost, ip, 4);
+      let freeze = "";
+      try {
+        await waitForProgress(async () => client.status()?.responses ?? 0, 200, "the HTTP client before the move");
+        const report = JSON.parse(await a.ok(["migrate", "web", "--to", "b", "--json"], 180_000));
+        expect(report.isResumeConfirmed).toBe(true);
+        freeze = `frozen ${report.freezeMs} ms (${JSON.stringify(report.freezePhases)}), ${report.rounds.length} rounds, `;
+        expect((await a.pods()).find((p) => p.name === "web")).toBeUndefined();
+        expect((await b.pod("web")).state).toBe("running");
+        const atMove = client.status()!.responses;
+        await waitForProgress(async () => client.status()?.responses ?? 0, atMove + 200, "the HTTP client after the move");
+      } finally {
+        const r = await stopHttpClient(client);
+        console.log(`nginx migrated: ${freeze}${r.responses} responses, longest gap ${r.maxGapMs} ms`);
+        expect(r).toMatchObject({ connections: 4, open: 4, errors: [], bodyLength: 16384 });
+      }
+      expect((await b.fetchText(`http://${ip}/file.txt`)).stdout.length).toBe(16384);
+      await b.ok(["rm", "--force", "web"]);
+    },
+    300_000,
+  );
+});
