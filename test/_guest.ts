@@ -60,15 +60,12 @@ export function withLibraries(programs: readonly string[]): string[] {
 }
 
 /**
- * CRIU for the guest, as host files: the host's /usr/local/sbin/criu and its
- * libraries. THE ONE PLACE TO CHANGE when the autopod binary carries its own
- * CRIU (branch criu-embed): then the guest needs nothing here, and the agent
- * installs the CRIU it brought.
+ * CRIU for the guest, as host files: none. The guest holds the autopod binary
+ * and nothing else of autopod; its init installs the CRIU the binary carries.
  */
 export function criuForGuest(): string[] {
-  const criu = ["/usr/local/sbin/criu", "/usr/sbin/criu"].find((p) => existsSync(p));
-  if (!criu) throw new Error("CRIU is not installed on this host: bash scripts/install-criu.sh");
-  return withLibraries([criu]);
+  // None: the guest's CRIU is the one the autopod binary carries (`autopod criu install` in guest-init.sh).
+  return [];
 }
 
 /** Host programs the agent and CRIU run in the guest (resolved from PATH), with their libraries: CRIU restores tmpfs mounts with tar and gzip. */
