@@ -13,7 +13,12 @@ const ifName = z
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, "HOST:PORT, like 0.0.0.0:7443");
 /** A program and its arguments, run without a shell. */
 const argv = z
-  .array(z.string().min(1, "a non-empty argument").refine((a) => !a.includes("\0"), "an argument without NUL"))
+  .array(
+    z
+      .string()
+      .min(1, "a non-empty argument")
+      .refine((a) => !a.includes("\0"), "an argument without NUL"),
+  )
   .max(256);
 const DAY_NAMES = ["mon", "tue", "wed", "thu", "fri", "sat", "sun", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
 const timeZone = z.string().refine((tz) => {
@@ -69,7 +74,13 @@ const PolicySchema = z
     check_seconds: z.number().int().min(1).max(3600).default(60).describe("how often the agent looks whether the cycle should run"),
     retry_seconds: z.number().int().min(1).max(604800).default(3600).describe("after a failed cycle, wait this long before trying again"),
     command_timeout_seconds: z.number().int().min(1).max(86400).default(3600).describe("kill an update or blocker command that runs longer"),
-    reboot_timeout_seconds: z.number().int().min(1).max(86400).default(900).describe("a reboot command that returns but leaves this agent running this long has failed"),
+    reboot_timeout_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(86400)
+      .default(900)
+      .describe("a reboot command that returns but leaves this agent running this long has failed"),
     test_clock_file: z
       .union([absPath, z.literal("")])
       .default("")
