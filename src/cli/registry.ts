@@ -32,6 +32,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   "peer rm": { summary: "forget a peer", load: async () => (await import("./peers.ts")).peerRmCommand },
   "image push": { summary: "send an image to a peer (only the chunks it lacks)", load: async () => (await import("./images.ts")).imagePushCommand },
   "image pull": { summary: "fetch an image from a peer (only the chunks this host lacks)", load: async () => (await import("./images.ts")).imagePullCommand },
+  events: { summary: "print the update cycle's events (-f to follow)", load: async () => (await import("./events.ts")).eventsCommand },
   status: { summary: "report whether this host needs OS updates or a reboot", load: async () => (await import("./status.ts")).statusCommand },
 };
 

@@ -149,7 +149,7 @@ function describeIssues(error: z.ZodError, raw: Plain, origins: Record<string, O
     const origin = origins[key];
     const from =
       origin === "env" ? ` (from ${envVars[key] ?? envNameOf(key)})` : origin === "flag" ? " (from a flag)" : origin === "file" ? ` (in ${path})` : "";
-    return `${key} = ${JSON.stringify(value)}${from}: expected ${expectedOf(issue)}`;
+    return `${key}${value === undefined ? " (not set)" : ` = ${JSON.stringify(value)}`}${from}: expected ${expectedOf(issue)}`;
   });
   return `Invalid configuration: ${lines.join("; ")}`;
 }
@@ -157,7 +157,8 @@ function describeIssues(error: z.ZodError, raw: Plain, origins: Record<string, O
 function expectedOf(issue: z.core.$ZodIssue): string {
   if (issue.code === "invalid_type") return `a ${issue.expected}`;
   if (issue.code === "invalid_value") return `one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
-  if (issue.code === "too_small") return `at least ${String(issue.minimum)}`;
+  // A schema's own message says more than the bound alone ("at least one day: a window without days never opens").
+  if (issue.code === "too_small") return issue.message.startsWith("Too small") ? `at least ${String(issue.minimum)}` : issue.message;
   if (issue.code === "too_big") return `at most ${String(issue.maximum)}`;
   return issue.message.replace(/^Invalid input: /, "");
 }

@@ -115,7 +115,7 @@ const PolicySchema = z
       .strict()
       .superRefine((l, ctx) => {
         if (l.kind !== "none" && l.endpoints.length === 0)
-          ctx.addIssue({ code: "custom", path: ["endpoints"], message: `lock kind "${l.kind}" needs at least one endpoint URL` });
+          ctx.addIssue({ code: "custom", path: ["endpoints"], message: `at least one endpoint URL for lock kind "${l.kind}"` });
       })
       .prefault({}),
   })
