@@ -145,7 +145,7 @@ describe("[policy]", () => {
     await bad(["[[policy.window]]", 'days = ["Mon"]', 'start_time = "10:00"', "length_minutes = 0"], /a window of no length never opens/);
     await bad(['time_zone = "Mars/Olympus"'], /policy.time_zone = "Mars\/Olympus".*a time zone of the tz database/);
     await bad(['update_command = "apt-get upgrade -y"'], /policy.update_command = "apt-get upgrade -y".*expected a array/);
-    await bad(["[policy.lock]", 'kind = "etcd"'], /policy.lock.endpoints \(not set\) \(in .*\): expected at least one endpoint URL for lock kind "etcd"/);
+    await bad(["[policy.lock]", 'kind = "etcd"'], /policy.lock.endpoints \(not set\): expected at least one endpoint URL for lock kind "etcd"/);
     await bad(["[policy.lock]", 'kind = "fleetlock"', 'endpoints = ["ftp://x"]'], /an http:\/\/ or https:\/\/ URL/);
   });
 });
