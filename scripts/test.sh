@@ -28,6 +28,8 @@ if [ "$(id -u)" -eq 0 ]; then
   command -v createrepo_c >/dev/null 2>&1 || need+=(createrepo-c)
   # The services root (scripts/make-services-rootfs.sh) is a debootstrap of this machine's release.
   command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
+  # The fleet-lock tests start a real etcd cluster (test/update-lock-etcd.test.ts, test/_etcd.ts).
+  [ -x /usr/bin/etcd ] || need+=(etcd-server)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     apt-get install -y --no-install-recommends "${need[@]}" || { apt-get update && apt-get install -y --no-install-recommends "${need[@]}"; }
