@@ -74,36 +74,6 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     throw new PreconditionError(`Another agent is using the state directory "${stateDir}"`);
   }
   writeFileSync(join(stateDir, "agent.pid"), `${process.pid}\n`);
-  // The update policy is checked before anything else starts: a policy that cannot work stops the agent with its reason.
-  const policy = config.policy;
-  if (policy.test_evacuator_file)
-    log.warn("policy.test_evacuator_file is set: a fake evacuator that moves nothing; for tests only", { file: policy.test_evacuator_file });
-  let update: ReturnType<typeof createUpdateService>;
-  try {
-    update = createUpdateService({
-      stateDir,
-      policy,
-      clusterHost: () => cluster.identity?.host ?? "",
-      status: {
-        current: () => status.snapshot().report,
-        refresh: async () => {
-          const s = await status.refresh();
-          if (!s.report) throw new Error("the status service has no report");
-          return s.report;
-        },
-      },
-      evacuator: policy.test_evacuator_file ? new RecordingTestEvacuator(policy.test_evacuator_file, () => pods.list().map((p) => p.name)) : missingEvacuator,
-      run: async (argv, timeoutMs) => {
-        const r = await run(argv, { timeoutMs });
-        return { exitCode: r.exitCode, output: (r.stdout + r.stderr).slice(-4000), timedOut: r.timedOut };
-      },
-      bootId,
-      log: log.child({ part: "update" }),
-    });
-  } catch (e) {
-    closeSync(lockFd);
-    throw e;
-  }
   const socket = config.socket;
   await claimSocket(socket);
 
@@ -188,6 +158,31 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     refreshSeconds: config.status.refresh_seconds,
     watchPaths: statusWatchPaths(statusPaths),
     log: log.child({ part: "status" }),
+  });
+
+  // The update cycle. A policy that cannot work stops the agent here with its reason (before it serves anything).
+  const policy = config.policy;
+  if (policy.test_evacuator_file)
+    log.warn("policy.test_evacuator_file is set: a fake evacuator that moves nothing; for tests only", { file: policy.test_evacuator_file });
+  const update = createUpdateService({
+    stateDir,
+    policy,
+    clusterHost: () => cluster.identity?.host ?? "",
+    status: {
+      current: () => status.snapshot().report,
+      refresh: async () => {
+        const s = await status.refresh();
+        if (!s.report) throw new Error("the status service has no report");
+        return s.report;
+      },
+    },
+    evacuator: policy.test_evacuator_file ? new RecordingTestEvacuator(policy.test_evacuator_file, () => pods.list().map((p) => p.name)) : missingEvacuator,
+    run: async (argv, timeoutMs) => {
+      const r = await run(argv, { timeoutMs });
+      return { exitCode: r.exitCode, output: (r.stdout + r.stderr).slice(-4000), timedOut: r.timedOut };
+    },
+    bootId,
+    log: log.child({ part: "update" }),
   });
 
   const peerApp = createPeerApp({

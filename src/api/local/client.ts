@@ -278,12 +278,24 @@ export class LocalClient {
     return (await this.#json<{ events: UpdateEvent[] }>("GET", `/v1/events?since=${since}&limit=${limit}`)).events;
   }
 
-  /** The events after `since`, then new ones as they come, for as long as the caller reads; reconnects when the agent drops the stream. */
+  /**
+   * The events after `since`, then new ones as they come, for as long as the
+   * caller reads. When the agent goes (it restarts, as in the update cycle's
+   * "reboot"), waits for it and goes on from the last event seen; only a
+   * first connection that fails is an error.
+   */
   async *followEvents(since = 0, limit = 1000): AsyncGenerator<UpdateEvent> {
     let last = since;
     let first = true;
     for (;;) {
-      const res = await this.#fetch("GET", `/v1/events?follow=true&since=${last}&limit=${first ? limit : 1_000_000}`);
+      let res: Response;
+      try {
+        res = await this.#fetch("GET", `/v1/events?follow=true&since=${last}&limit=${first ? limit : 1_000_000}`);
+      } catch (e) {
+        if (first || !(e instanceof UnavailableError)) throw e;
+        await Bun.sleep(500);
+        continue;
+      }
       first = false;
       if (!res.body) return;
       const dec = new TextDecoder();
