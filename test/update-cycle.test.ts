@@ -173,6 +173,9 @@ describe("the update cycle on one agent", () => {
       expect(evac[0]!.pods).toEqual(["counter"]);
       expect(evac[1]!.pid).not.toBe(evac[0]!.pid);
       expect(existsSync(join(h.stateDir, "update/journal.json"))).toBe(false);
+      // The agent from before the "reboot" has exited (no timer of the cycle kept it alive after it stopped).
+      for (let i = 0; i < 300 && existsSync(`/proc/${evac[0]!.pid}`); i++) await Bun.sleep(100);
+      expect(existsSync(`/proc/${evac[0]!.pid}`)).toBe(false);
 
       // Counters, from the agent after the reboot (they are kept on disk).
       const metrics = await fetch("http://autopod/v1/update/metrics", { unix: h.socket } as RequestInit).then((r) => r.text());

@@ -115,7 +115,7 @@ export class UpdateCycle {
         await this.tick().catch((e) => this.#emit("error", "cycle.error", `The update cycle hit an error: ${errorMessage(e)}`));
         await new Promise<void>((r) => {
           this.#wake = r;
-          setTimeout(r, everyMs);
+          unrefTimeout(r, everyMs);
         });
       }
     };
@@ -383,8 +383,9 @@ export class UpdateCycle {
         throw new StepError("reboot", `Cannot run the reboot command: ${errorMessage(e)}`);
       }
       if (r.exitCode !== 0) throw new StepError("reboot", `The reboot command exited ${r.exitCode}: ${r.output.trim().slice(-500)}`);
-      // The machine goes down now; if it does not, the cycle ends safely after the timeout.
-      this.#rebootTimer = (this.#o.setTimer ?? setTimeout)(() => {
+      // The machine goes down now (this agent is probably stopping already); if it does not, the cycle ends safely after the timeout.
+      if (this.#stopped) return;
+      this.#rebootTimer = (this.#o.setTimer ?? unrefTimeout)(() => {
         this.#rebootTimer = null;
         if (this.#stopped) return;
         void this.#exclusive(() =>
@@ -527,6 +528,13 @@ export class UpdateCycle {
     this.#said = key;
     this.#emit(level, kind, msg, fields);
   }
+}
+
+/** A timer that never keeps the process alive on its own: a stopped agent must be able to exit. */
+function unrefTimeout(fn: () => void, ms: number): ReturnType<typeof setTimeout> {
+  const t = setTimeout(fn, ms);
+  t.unref?.();
+  return t;
 }
 
 /** How long each phase took, from the journal's start times. */

@@ -156,6 +156,7 @@ export class EtcdLock implements RebootLock {
           // the next keepalive tries again; the lease outlives a few misses
         });
     }, every);
+    timer.unref?.();
     this.#keepalives.set(lease, timer);
   }
 
