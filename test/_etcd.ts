@@ -91,6 +91,20 @@ export class EtcdTestCluster {
     }
   }
 
+  /** Give a test host's namespace a leg on the etcd bridge, with address .(50 + n). */
+  async connect(netns: string, n: number): Promise<void> {
+    const outside = `ape${this.tag}c${n}`.slice(0, 15);
+    for (const argv of [
+      ["ip", "link", "add", outside, "type", "veth", "peer", "name", "etcd0", "netns", netns],
+      ["ip", "link", "set", outside, "master", this.bridge, "up"],
+      ["ip", "-n", netns, "addr", "add", `${this.prefix}.${50 + n}/24`, "dev", "etcd0"],
+      ["ip", "-n", netns, "link", "set", "etcd0", "up"],
+    ]) {
+      const r = await sh(argv);
+      if (r.exitCode !== 0) throw new Error(`${argv.join(" ")}: ${r.stderr}`);
+    }
+  }
+
   /** Wait until every running member says it is healthy. */
   async waitHealthy(timeoutMs = 60_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;

@@ -1,0 +1,105 @@
+/**
+ * A test host set up for the update cycle: its status checks look at a
+ * fixture root of its own; its update command is a script that records when
+ * it ran (and may take a while); its reboot command stops the agent and
+ * starts it again as systemd would, clearing the reboot sentinel as a boot
+ * empties /run; evacuation is the agent's test-only fake (it records calls).
+ * needReboot() puts the sentinel and asks the agent to check.
+ */
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { UpdateEvent } from "../src/update/events.ts";
+import { sh, TestHost } from "./_pods.ts";
+import { autopodArgv } from "./_support.ts";
+
+export class UpdateTestHost {
+  private constructor(
+    readonly host: TestHost,
+    readonly dir: string,
+    readonly root: string,
+  ) {}
+
+  static async start(tag: string, opts: { policy?: string[]; updateSeconds?: number; log?: string } = {}): Promise<UpdateTestHost> {
+    const dir = mkdtempSync(join(tmpdir(), `autopod-update-${tag}-`));
+    const root = join(dir, "root");
+    for (const d of ["run", "var/lib", "etc"]) mkdirSync(join(root, d), { recursive: true });
+    const log = opts.log ?? join(dir, "update.log");
+    writeFileSync(
+      join(dir, "update.sh"),
+      `#!/bin/sh\necho "start ${tag} $(date +%s%N)" >> ${log}\nsleep ${opts.updateSeconds ?? 0}\necho "end ${tag} $(date +%s%N)" >> ${log}\n`,
+    );
+    const host = await TestHost.start(tag, {
+      extraConfig: [
+        "[status]",
+        `root = "${root}"`,
+        "lock_timeout_seconds = 5",
+        "[policy]",
+        'mode = "evacuate-update-reboot"',
+        'trigger = ["reboot-required"]',
+        "check_seconds = 1",
+        `update_command = ["/bin/sh", "${join(dir, "update.sh")}"]`,
+        `reboot_command = ["setsid", "-f", "/bin/bash", "${join(dir, "reboot.sh")}"]`,
+        `test_evacuator_file = "${join(dir, "evacuations.jsonl")}"`,
+        ...(opts.policy ?? []),
+      ],
+    }).catch((e) => {
+      rmSync(dir, { recursive: true, force: true });
+      throw e;
+    });
+    writeFileSync(
+      join(dir, "reboot.sh"),
+      [
+        "#!/bin/bash",
+        "set -eu",
+        `echo "reboot $(date +%s)" >> ${dir}/reboots.log`,
+        `kill -TERM "$(cat ${host.stateDir}/agent.pid)"`,
+        `flock -w 60 ${host.stateDir}/agent.lock true`,
+        `rm -f ${root}/run/reboot-required`,
+        `exec nsenter --net=/run/netns/${host.netns} -- ${autopodArgv().join(" ")} agent --config ${host.configPath} >> ${dir}/agent-after-reboot.log 2>&1`,
+      ].join("\n") + "\n",
+    );
+    chmodSync(join(dir, "reboot.sh"), 0o755);
+    return new UpdateTestHost(host, dir, root);
+  }
+
+  /** Put the reboot-required sentinel and have the agent check now. */
+  async needReboot(): Promise<void> {
+    writeFileSync(join(this.root, "run/reboot-required"), "*** System restart required ***\n");
+    await fetch("http://autopod/v1/status?refresh=true", { unix: this.host.socket } as RequestInit);
+  }
+
+  async events(): Promise<UpdateEvent[]> {
+    const r = await this.host.cli(["events", "--json", "-n", "100000"]);
+    return r.exitCode === 0 ? (JSON.parse(r.stdout) as UpdateEvent[]) : [];
+  }
+
+  async waitForEvent(kind: string, timeoutMs: number): Promise<UpdateEvent[]> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const all = await this.events();
+      if (all.some((e) => e.kind === kind)) return all;
+      if (Date.now() > deadline) throw new Error(`No "${kind}" event within ${timeoutMs} ms; events: ${all.map((e) => `${e.kind}: ${e.msg}`).join("\n")}`);
+      await Bun.sleep(250);
+    }
+  }
+
+  /** Remove the pods, stop whichever agent runs now (the "rebooted" one is nobody's child), and everything else. */
+  async dispose(): Promise<void> {
+    const h = this.host;
+    const pods = await h.pods().catch(() => []);
+    if (pods.length) await h.cli(["rm", "--force", ...pods.map((p) => p.name)]);
+    const pidFile = join(h.stateDir, "agent.pid");
+    if (existsSync(pidFile)) {
+      try {
+        process.kill(Number(readFileSync(pidFile, "utf8").trim()), "SIGTERM");
+        await sh(["flock", "-w", "60", join(h.stateDir, "agent.lock"), "true"], { timeoutMs: 70_000 });
+      } catch {
+        // gone already
+      }
+    }
+    h.agent = null;
+    await h.dispose();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
