@@ -15,14 +15,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { UpdateEvent } from "../src/update/events.ts";
 import { sh, TestHost } from "./_pods.ts";
-import { autopodArgv, rootTest } from "./_support.ts";
+import { autopod, autopodArgv, rootTest } from "./_support.ts";
+import { UpdateTestHost } from "./_update-host.ts";
 
 let host: TestHost | null = null;
 const dirs: string[] = [];
 let follower: ReturnType<typeof Bun.spawn> | null = null;
+let lockless: UpdateTestHost | null = null;
 
 afterAll(async () => {
   follower?.kill("SIGKILL");
+  await lockless?.dispose();
   if (host) {
     const pods = await host.pods().catch(() => []);
     if (pods.length) await host.cli(["rm", "--force", ...pods.map((p) => p.name)]);
@@ -200,5 +203,47 @@ describe("the update cycle on one agent", () => {
       expect(inOrder(seen, ["window.closed", "cycle.started", "reboot.started", "cycle.resumed", "cycle.finished"])).toEqual([]);
     },
     300_000,
+  );
+
+  rootTest(
+    "bad policies stop the agent at start with a clear error",
+    async () => {
+      const d = mkdtempSync(join(tmpdir(), "autopod-bad-policy-"));
+      dirs.push(d);
+      const cfg = join(d, "autopod.toml");
+      const refused = async (policy: string[], re: RegExp) => {
+        writeFileSync(cfg, [`state_dir = "${d}/state"`, `socket = "${d}/agent.sock"`, "[policy]", ...policy].join("\n") + "\n");
+        const r = await autopod(["agent", "--config", cfg], { timeoutMs: 30_000 });
+        expect(r.exitCode).toBe(2);
+        expect(r.stderr).toMatch(re);
+        expect(existsSync(join(d, "agent.sock"))).toBe(false);
+      };
+      await refused(['mode = "whenever"'], /policy.mode = "whenever" .*expected one of "off", "notify", "evacuate", "evacuate-update-reboot"/);
+      await refused(
+        ["[[policy.window]]", "days = []", 'start_time = "02:00"', "length_minutes = 30"],
+        /policy.window.0.days = \[\].*a window without days never opens/,
+      );
+      await refused(["[[policy.window]]", 'days = ["Sun"]', 'start_time = "02:00"', "length_minutes = 0"], /a window of no length never opens/);
+      await refused(["[policy.lock]", 'kind = "fleetlock"'], /policy.lock.endpoints \(not set\).*at least one endpoint URL for lock kind "fleetlock"/);
+    },
+    60_000,
+  );
+
+  rootTest(
+    "an unreachable lock service: a clear event, and nothing evacuated",
+    async () => {
+      lockless = await UpdateTestHost.start("ul", { policy: ["[policy.lock]", 'kind = "etcd"', 'endpoints = ["http://127.0.0.1:9"]'] });
+      await lockless.host.run("idle", ["sleep", "100000"]);
+      await lockless.needReboot();
+      const all = await lockless.waitForEvent("cycle.failed", 60_000);
+      const failed = all.find((e) => e.kind === "cycle.failed")!;
+      expect(failed.msg).toMatch(/^Update cycle failed at the lock: No etcd endpoint answered \/v3\/lease\/grant: http:\/\/127\.0\.0\.1:9: .*; nothing moved$/);
+      expect(all.map((e) => e.kind)).not.toContain("evacuation.started");
+      expect(existsSync(join(lockless.dir, "evacuations.jsonl"))).toBe(false);
+      expect((await lockless.host.pod("idle")).state).toBe("running");
+      const metrics = await fetch("http://autopod/v1/update/metrics", { unix: lockless.host.socket } as RequestInit).then((r) => r.text());
+      expect(metrics).toContain('autopod_update_failures_total{step="lock"} 1');
+    },
+    120_000,
   );
 });
