@@ -63,6 +63,11 @@ describe("etcd fleet lock (real etcd, 3 members)", () => {
       expect(hb).not.toBeNull();
       await b.release(hb!);
       expect(await a.holders()).toEqual([]);
+      // An agent that died while taking the lock: the next one, with no handle, removes its own key.
+      await a.acquire();
+      const again = lockFor(c, "host-a", "g1");
+      await again.releaseOwn();
+      expect(await a.holders()).toEqual([]);
       a.close();
       b.close();
     },

@@ -55,6 +55,10 @@ class FakeLock implements RebootLock {
     this.log.push("release");
     this.held = false;
   }
+  async releaseOwn(): Promise<void> {
+    this.log.push("releaseOwn");
+    this.held = false;
+  }
   close(): void {}
 }
 
@@ -352,6 +356,27 @@ describe("UpdateCycle", () => {
     expect(s.lock.log).toEqual(["release"]);
     expect(s.journal.read()).toBeNull();
     expect(s.events.list().find((e) => e.kind === "cycle.failed")!.msg).toMatch(/The agent stopped during "updating"/);
+  });
+
+  test("an agent that died while taking the lock: the next one gives back what it may hold, and moves nothing", async () => {
+    const s = setup();
+    s.journal.write({
+      version: 1,
+      cycle: "c-2",
+      phase: "locking",
+      mode: "evacuate-update-reboot",
+      reasons: ["reboot-required"],
+      boot_id: "boot-1",
+      started_at: new Date().toISOString(),
+      lock: null,
+      evacuated: false,
+      phase_started: { locking: Date.now() },
+    });
+    await s.restart(false).resume();
+    expect(s.lock.log).toEqual(["releaseOwn"]);
+    expect(s.evacuator.calls).toEqual([]);
+    expect(s.ran).toEqual([]);
+    expect(s.journal.read()).toBeNull();
   });
 
   test('mode "evacuate" stops after the evacuation and holds the lock until the host restarts', async () => {

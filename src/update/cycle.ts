@@ -162,6 +162,14 @@ export class UpdateCycle {
           // mode evacuate, same boot: the host is still waiting for its admin; keep the lock alive.
           if (j.lock && !(await this.#o.lock.resume(j.lock))) this.#emit("warn", "lock.lost", "The fleet lock lapsed while the agent was down", {}, j.cycle);
           return;
+        case "locking":
+          // It may hold the lock (granted before the journal said so): give back what is ours, move nothing.
+          await this.#o.lock.releaseOwn().then(
+            () => this.#emit("info", "lock.released", "Released whatever this host held of the fleet lock", {}, j.cycle),
+            (e) => this.#emit("error", "lock.release_failed", `Cannot release the fleet lock: ${errorMessage(e)}`, {}, j.cycle),
+          );
+          await this.#abort(j, "resume.locking", "The agent stopped while taking the lock; nothing had moved");
+          return;
         default:
           await this.#abort(j, `resume.${j.phase}`, `The agent stopped during "${j.phase}"`);
       }

@@ -105,6 +105,11 @@ export class EtcdLock implements RebootLock {
     }
   }
 
+  /** Our key, on whatever lease (the id is this host's alone). */
+  async releaseOwn(): Promise<void> {
+    await this.#gateway.call("/v3/kv/deleterange", { key: b64(this.#key) });
+  }
+
   close(): void {
     for (const lease of [...this.#keepalives.keys()]) this.#stop(lease);
   }

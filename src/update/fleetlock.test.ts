@@ -62,6 +62,13 @@ describe("FleetLock client", () => {
     await second.release(h);
   });
 
+  test("releaseOwn gives back a slot held under this id, with no handle (an agent that died while taking it)", async () => {
+    await new FleetLock({ endpoints: [server.url], id: "host-e", group: "g4" }).acquire();
+    expect(server.holders("g4")).toEqual(["host-e"]);
+    await new FleetLock({ endpoints: [server.url], id: "host-e", group: "g4" }).releaseOwn();
+    expect(server.holders("g4")).toEqual([]);
+  });
+
   test("the client refuses a group the protocol does not allow", () => {
     expect(() => new FleetLock({ endpoints: [server.url], id: "x", group: "bad group" })).toThrow(/must match/);
   });

@@ -52,6 +52,10 @@ export class FleetLock implements RebootLock {
     if (why !== null) throw new LockServiceError(`The FleetLock server did not release the slot: ${why}`);
   }
 
+  async releaseOwn(): Promise<void> {
+    await this.release({ kind: "fleetlock", id: this.#o.id, group: this.#o.group });
+  }
+
   close(): void {}
 
   /** One operation: null on success, else why not (the server's error, or that none answered). */

@@ -23,6 +23,12 @@ export interface RebootLock {
   resume(handle: LockHandle): Promise<boolean>;
   /** Give the slot back; succeeds when it was not held. Throws when the lock service cannot be reached. */
   release(handle: LockHandle): Promise<void>;
+  /**
+   * Release whatever this host may hold or wait for under its own id, with no
+   * handle: for a cycle interrupted while it took the lock (the server may
+   * have granted it before the journal recorded it; a FleetLock slot has no TTL).
+   */
+  releaseOwn(): Promise<void>;
   /** Stop any background work (keepalives) without releasing. */
   close(): void;
 }
@@ -45,6 +51,7 @@ export class NoLock implements RebootLock {
     return true;
   }
   async release(): Promise<void> {}
+  async releaseOwn(): Promise<void> {}
   close(): void {}
 }
 
