@@ -13,7 +13,7 @@ export class FakeEvacuator implements Evacuator {
 
   async evacuate(req: EvacuateRequest, onEvent?: (e: EvacuatorEvent) => void): Promise<EvacuationReport> {
     this.calls.push({ op: "evacuate", req });
-    onEvent?.({ phase: "fake", pods: this.pods.length });
+    onEvent?.({ pod: this.pods[0]?.pod, message: "moving to peer-b" });
     if (this.failEvacuate) throw new Error(this.failEvacuate);
     return {
       pods: this.pods.map((p) => ({ ...p, ...(p.outcome === "migrated" ? { to: "peer-b", freezeMs: 120, bytesSent: 4096 } : {}) })),

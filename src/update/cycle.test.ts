@@ -183,6 +183,7 @@ describe("UpdateCycle", () => {
       "return.done",
       "cycle.finished",
     ]);
+    expect(s.events.list().find((e) => e.kind === "evacuation.progress")!.msg).toBe('Evacuation: pod "web" moving to peer-b');
     const finished = s.events.list().at(-1)!;
     expect(Object.keys(finished.fields!.phases as object)).toEqual(["locking", "evacuating", "updating", "rebooting", "finishing"]);
     const m = s.metrics.format();

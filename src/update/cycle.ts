@@ -514,7 +514,10 @@ export class UpdateCycle {
     } catch {
       fields = { event: String(e) };
     }
-    this.#emit("info", "evacuation.progress", "Evacuation progress", fields, cycle);
+    // Evacuation's own events carry a message and, for one pod, its name: they read best as they are.
+    const o = (typeof e === "object" && e !== null ? e : {}) as { message?: unknown; pod?: unknown };
+    const msg = typeof o.message === "string" ? `Evacuation: ${typeof o.pod === "string" ? `pod "${o.pod}" ` : ""}${o.message}` : "Evacuation progress";
+    this.#emit("info", "evacuation.progress", msg.slice(0, 1000), fields, cycle);
   }
 
   async #exclusive(fn: () => Promise<void>): Promise<void> {
