@@ -29,6 +29,18 @@ export class FakeEvacuator implements Evacuator {
     return { pods: this.pods.filter((p) => p.outcome !== "stayed").map((p) => ({ pod: p.pod, outcome: "returned", from: "peer-b" })), wallMs: 800 };
   }
 
+  /** What declareMaintenance was told, in order. */
+  readonly declared: ("updating" | null)[] = [];
+  forgot = 0;
+
+  declareMaintenance(state: "updating" | null): void {
+    this.declared.push(state);
+  }
+
+  forget(): void {
+    this.forgot++;
+  }
+
   ops(): string[] {
     return this.calls.map((c) => c.op);
   }

@@ -149,6 +149,7 @@ describe("UpdateCycle", () => {
     ]);
     expect(s.journal.read()!.phase).toBe("rebooting");
     expect(s.lock.log).toEqual(["acquire"]);
+    expect(s.evacuator.declared).toEqual(["updating"]);
     expect(s.kinds()).toEqual([
       "cycle.started",
       "lock.waiting",
@@ -173,6 +174,7 @@ describe("UpdateCycle", () => {
     expect(s.journal.read()).toBeNull();
     expect(s.lock.log).toEqual(["acquire", "resume", "release"]);
     expect(s.evacuator.ops()).toEqual(["evacuate", "bringHome"]);
+    expect(s.evacuator.declared).toEqual(["updating", null]);
     const kinds = s.kinds();
     expect(kinds.slice(kinds.indexOf("cycle.resumed"))).toEqual([
       "cycle.resumed",
@@ -406,6 +408,7 @@ describe("UpdateCycle", () => {
     await s.restart(true).resume();
     expect(s.evacuator.ops()).toEqual(["evacuate"]);
     expect(s.kinds()).toContain("return.skipped");
+    expect(s.evacuator.forgot).toBe(1);
     expect(s.lock.log.at(-1)).toBe("release");
   });
 

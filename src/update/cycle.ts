@@ -348,6 +348,7 @@ export class UpdateCycle {
 
       // Update.
       this.#enter(j, "updating");
+      this.#o.evacuator.declareMaintenance?.("updating");
       if (policy.updateCommand.length) {
         this.#emit("info", "update.started", `Running the update: ${policy.updateCommand.join(" ")}`, { argv: policy.updateCommand }, j.cycle);
         let r: CommandResult;
@@ -421,6 +422,7 @@ export class UpdateCycle {
       this.#emit("warn", "lock.lost", "The fleet lock lapsed before the cycle ended (its TTL is shorter than the reboot took?)", {}, j.cycle);
     const released = await this.#releaseLock(j);
     const returned = await this.#bringHome(j);
+    this.#o.evacuator.declareMaintenance?.(null);
     this.#o.journal.clear();
     this.#o.metrics.phase = "idle";
     const ok = released && returned;
@@ -443,6 +445,7 @@ export class UpdateCycle {
     this.#emit("error", "cycle.failed", `Update cycle failed at "${step}": ${why}`, { step }, j.cycle);
     this.#o.metrics.failed(step);
     await this.#bringHome(j);
+    this.#o.evacuator.declareMaintenance?.(null);
     await this.#releaseLock(j);
     this.#o.journal.clear();
     this.#o.metrics.phase = "idle";
@@ -466,6 +469,7 @@ export class UpdateCycle {
   async #bringHome(j: Journal): Promise<boolean> {
     if (!j.evacuated) return true;
     if (!this.#o.policy.return) {
+      this.#o.evacuator.forget?.();
       this.#emit("info", "return.skipped", "return = false: the pods stay where they are", {}, j.cycle);
       return true;
     }

@@ -37,6 +37,10 @@ export type EvacuatorEvent = unknown;
 export interface Evacuator {
   evacuate(req: EvacuateRequest, onEvent?: (event: EvacuatorEvent) => void): Promise<EvacuationReport>;
   bringHome(onEvent?: (event: EvacuatorEvent) => void): Promise<ReturnReport>;
+  /** Tell peers this host is updating (so none places pods here meanwhile); null when done. */
+  declareMaintenance?(state: "updating" | null): void;
+  /** return = false: the pods stay where they went; forget that they are away (else peers keep seeing this host as about to update). */
+  forget?(): void;
 }
 
 /** An agent without evacuation: every call fails with a clear message (the cycle turns it into a failed step). */
