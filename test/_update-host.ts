@@ -13,6 +13,44 @@ import type { UpdateEvent } from "../src/update/events.ts";
 import { sh, TestHost } from "./_pods.ts";
 import { autopodArgv } from "./_support.ts";
 
+/**
+ * <dir>/reboot.sh: the test's "reboot" of a host: stop its agent as shutdown
+ * would, empty the fixture root's /run of the sentinel as a boot does, and
+ * start the agent again as systemd would (with `agentArgs`), logging to
+ * <dir>/agent-after-reboot.log. Run it with setsid -f: it outlives the agent.
+ */
+export function writeRebootScript(host: TestHost, dir: string, root: string, agentArgs: string[] = []): string {
+  const path = join(dir, "reboot.sh");
+  writeFileSync(
+    path,
+    [
+      "#!/bin/bash",
+      "set -eu",
+      `echo "reboot $(date +%s)" >> ${dir}/reboots.log`,
+      `kill -TERM "$(cat ${host.stateDir}/agent.pid)"`,
+      `flock -w 60 ${host.stateDir}/agent.lock true`,
+      `rm -f ${root}/run/reboot-required`,
+      `exec nsenter --net=/run/netns/${host.netns} -- ${autopodArgv().join(" ")} agent --config ${host.configPath} ${agentArgs.map((a) => `'${a}'`).join(" ")} >> ${dir}/agent-after-reboot.log 2>&1`,
+    ].join("\n") + "\n",
+  );
+  chmodSync(path, 0o755);
+  return path;
+}
+
+/** Stop whichever agent runs on the host now (after a "reboot" it is nobody's child): SIGTERM, then wait for its state lock. */
+export async function stopAnyAgent(h: TestHost): Promise<void> {
+  const pidFile = join(h.stateDir, "agent.pid");
+  if (existsSync(pidFile)) {
+    try {
+      process.kill(Number(readFileSync(pidFile, "utf8").trim()), "SIGTERM");
+      await sh(["flock", "-w", "60", join(h.stateDir, "agent.lock"), "true"], { timeoutMs: 70_000 });
+    } catch {
+      // gone already
+    }
+  }
+  h.agent = null;
+}
+
 export class UpdateTestHost {
   private constructor(
     readonly host: TestHost,
@@ -47,19 +85,7 @@ export class UpdateTestHost {
       rmSync(dir, { recursive: true, force: true });
       throw e;
     });
-    writeFileSync(
-      join(dir, "reboot.sh"),
-      [
-        "#!/bin/bash",
-        "set -eu",
-        `echo "reboot $(date +%s)" >> ${dir}/reboots.log`,
-        `kill -TERM "$(cat ${host.stateDir}/agent.pid)"`,
-        `flock -w 60 ${host.stateDir}/agent.lock true`,
-        `rm -f ${root}/run/reboot-required`,
-        `exec nsenter --net=/run/netns/${host.netns} -- ${autopodArgv().join(" ")} agent --config ${host.configPath} >> ${dir}/agent-after-reboot.log 2>&1`,
-      ].join("\n") + "\n",
-    );
-    chmodSync(join(dir, "reboot.sh"), 0o755);
+    writeRebootScript(host, dir, root);
     return new UpdateTestHost(host, dir, root);
   }
 
@@ -89,16 +115,7 @@ export class UpdateTestHost {
     const h = this.host;
     const pods = await h.pods().catch(() => []);
     if (pods.length) await h.cli(["rm", "--force", ...pods.map((p) => p.name)]);
-    const pidFile = join(h.stateDir, "agent.pid");
-    if (existsSync(pidFile)) {
-      try {
-        process.kill(Number(readFileSync(pidFile, "utf8").trim()), "SIGTERM");
-        await sh(["flock", "-w", "60", join(h.stateDir, "agent.lock"), "true"], { timeoutMs: 70_000 });
-      } catch {
-        // gone already
-      }
-    }
-    h.agent = null;
+    await stopAnyAgent(h);
     await h.dispose();
     rmSync(this.dir, { recursive: true, force: true });
   }
