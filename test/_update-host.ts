@@ -58,7 +58,8 @@ export class UpdateTestHost {
     readonly root: string,
   ) {}
 
-  static async start(tag: string, opts: { policy?: string[]; updateSeconds?: number; log?: string } = {}): Promise<UpdateTestHost> {
+  /** `fakeEvacuator: false` uses the agent's real evacuation (on a host alone: its pods are suspended to disk and restored). */
+  static async start(tag: string, opts: { policy?: string[]; updateSeconds?: number; log?: string; fakeEvacuator?: boolean } = {}): Promise<UpdateTestHost> {
     const dir = mkdtempSync(join(tmpdir(), `autopod-update-${tag}-`));
     const root = join(dir, "root");
     for (const d of ["run", "var/lib", "etc"]) mkdirSync(join(root, d), { recursive: true });
@@ -78,7 +79,7 @@ export class UpdateTestHost {
         "check_seconds = 1",
         `update_command = ["/bin/sh", "${join(dir, "update.sh")}"]`,
         `reboot_command = ["setsid", "-f", "/bin/bash", "${join(dir, "reboot.sh")}"]`,
-        `test_evacuator_file = "${join(dir, "evacuations.jsonl")}"`,
+        ...(opts.fakeEvacuator === false ? [] : [`test_evacuator_file = "${join(dir, "evacuations.jsonl")}"`]),
         ...(opts.policy ?? []),
       ],
     }).catch((e) => {
