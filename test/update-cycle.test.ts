@@ -186,6 +186,10 @@ describe("the update cycle on one agent", () => {
       expect(metrics).toContain('autopod_update_cycles_total{outcome="completed"} 1');
       expect(metrics).toContain('autopod_update_commands_total{result="ok"} 1');
       expect(metrics).toContain('autopod_evacuated_pods_total{outcome="migrated"} 1');
+      // And after the status metrics, in the agent's one Prometheus page.
+      const page = await fetch("http://autopod/v1/status/metrics", { unix: h.socket } as RequestInit).then((r) => r.text());
+      expect(page).toContain("autopod_status_verdict{");
+      expect(page).toContain("autopod_update_reboots_total 1");
 
       // The pod ran on through it all.
       const n = Number((await h.cli(["logs", "counter"])).stdout.trim().split("\n").at(-1));
