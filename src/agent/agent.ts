@@ -11,9 +11,11 @@ import { addImageRoutes } from "../api/local/image-routes.ts";
 import { addStatusRoutes } from "../api/local/status-routes.ts";
 import { addMigrateRoutes } from "../api/local/migrate-routes.ts";
 import { addUpdateRoutes } from "../api/local/update-routes.ts";
-import { createUpdateService, missingEvacuator, RecordingTestEvacuator } from "../update/index.ts";
+import { createUpdateService, RecordingTestEvacuator } from "../update/index.ts";
 import { bootId } from "../platform/linux/boot-id.ts";
 import { run } from "../platform/linux/exec.ts";
+import { addEvacuateRoutes } from "../api/local/evacuate-routes.ts";
+import { Evacuations, recordArrival } from "../evacuate/index.ts";
 import { Migrations } from "../migrate/index.ts";
 import { collectStatus, hostPaths, StatusService, statusCacheDir, statusWatchPaths } from "../status/index.ts";
 import { Checkpointer } from "../checkpoint/checkpointer.ts";
@@ -51,6 +53,8 @@ const PEER_SYNC_INTERVAL_MS = 60_000;
 export interface RunningAgent {
   /** Resolves when the agent has shut down (after stop() or a signal). */
   done: Promise<void>;
+  /** Evacuation of this host's pods and their return (what the update cycle calls). */
+  evacuations: Evacuations;
   stop(): Promise<void>;
 }
 
@@ -144,6 +148,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     trust,
     peers,
     hostName: () => cluster.identity?.host ?? "",
+    onArrived: (pod, source) => recordArrival(stateDir, pod, source),
   });
   // Migrations, then checkpoints and restores the last agent died in first: they decide those pods' states.
   const heldByMigrations = await migrations.recoverBefore();
@@ -158,6 +163,28 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     refreshSeconds: config.status.refresh_seconds,
     watchPaths: statusWatchPaths(statusPaths),
     log: log.child({ part: "status" }),
+  });
+
+  // Evacuation: every running pod off this host, by live migration or suspended to disk, and home again.
+  const evacuations = new Evacuations({
+    stateDir,
+    pods,
+    migrate: (name, req, onProgress) => migrations.migrate(name, req, onProgress),
+    suspend: async (name) => {
+      const r = await checkpointer.checkpoint(name, { leaveRunning: false, excludeVolumes: [] });
+      return { image: r.id, freezeMs: r.freezeMs };
+    },
+    resume: async (image) => {
+      await checkpointer.restore(image, {});
+    },
+    local: async () => ({ criuVersion: (await checkpointer.criu()).version, cpuFlags: hostFlags }),
+    peers: {
+      names: () => (cluster.identity ? cluster.peers().map((p) => p.name) : []),
+      client: (name) => peers.client(name),
+    },
+    hostName: () => cluster.identity?.host ?? "",
+    verdict: () => status.snapshot().report?.verdict ?? null,
+    log: log.child({ part: "evacuate" }),
   });
 
   // The update cycle. A policy that cannot work stops the agent here with its reason (before it serves anything).
@@ -176,7 +203,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
         return s.report;
       },
     },
-    evacuator: policy.test_evacuator_file ? new RecordingTestEvacuator(policy.test_evacuator_file, () => pods.list().map((p) => p.name)) : missingEvacuator,
+    evacuator: policy.test_evacuator_file ? new RecordingTestEvacuator(policy.test_evacuator_file, () => pods.list().map((p) => p.name)) : evacuations,
     run: async (argv, timeoutMs) => {
       const r = await run(argv, { timeoutMs });
       return { exitCode: r.exitCode, output: (r.stdout + r.stderr).slice(-4000), timedOut: r.timedOut };
@@ -189,6 +216,13 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     cluster,
     images: { catalogue, trust },
     migrations: { migrations, isPeer: (name) => cluster.peers().some((p) => p.name === name) },
+    evacuations: {
+      evacuations,
+      migrations,
+      stateDir,
+      pod: (name) => pods.list().find((p) => p.name === name) ?? null,
+      isPeer: (name) => cluster.peers().some((p) => p.name === name),
+    },
     info: peerInfoProvider({ cluster, pods, checkpointer, status, stateDir, cpuFlags: hostFlags }),
     pods: () => {
       const id = cluster.identity;
@@ -209,6 +243,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
       (a) => addStatusRoutes(a, { status, moreMetrics: () => update.metrics.format() }),
       (a) => addUpdateRoutes(a, { update }),
       (a) => addMigrateRoutes(a, { migrations }),
+      (a) => addEvacuateRoutes(a, { evacuations }),
       (a) =>
         addClusterRoutes(a, {
           cluster,
@@ -291,7 +326,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   for (const sig of ["SIGTERM", "SIGINT"] as const) process.on(sig, () => void stop());
 
   log.info("agent listening", { socket, state_dir: stateDir, bridge: config.network.bridge, subnet: config.network.subnet, pods: pods.list().length });
-  return { done, stop };
+  return { done, stop, evacuations };
 }
 
 /** Make the socket path ours: refuse when a live agent answers there or the path is not a socket, remove a stale socket. */

@@ -17,6 +17,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
   checkpoint: { summary: "checkpoint a running pod into an image", load: async () => (await import("./checkpoint.ts")).checkpointCommand },
   restore: { summary: "run a pod again from an image", load: async () => (await import("./restore.ts")).restoreCommand },
   migrate: { summary: "move a running pod to a peer, frozen only for a moment", load: async () => (await import("./migrate.ts")).migrateCommand },
+  evacuate: { summary: "move every running pod off this host, live, to peers", load: async () => (await import("./evacuate.ts")).evacuateCommand },
   images: { summary: "list checkpoint images", load: async () => (await import("./images.ts")).imagesCommand },
   "image rm": { summary: "remove an image", load: async () => (await import("./images.ts")).imageRmCommand },
   "image gc": { summary: "delete chunks no image references", load: async () => (await import("./images.ts")).imageGcCommand },

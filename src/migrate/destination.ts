@@ -21,6 +21,8 @@ export const ASK_EVERY_MS = 2000;
 export interface DestinationDeps {
   ctx: CheckpointContext;
   peers: PeerMigrationClients;
+  /** A migrated pod runs here now, from host `source` (the evacuation's arrivals record). */
+  onArrived?(pod: string, source: string): void;
 }
 
 interface Held {
@@ -111,6 +113,11 @@ export class MigrationDestination {
       ctx.host.nudgePeers(h.netnsPath, connections);
       ctx.pods.adoptRestored(h.pod, h.pid);
       removeMigrationJournal(ctx.stateDir, id);
+      try {
+        this.deps.onArrived?.(h.pod, h.source);
+      } catch (e) {
+        ctx.log.warn("could not record where a migrated pod came from", { pod: h.pod, error: errorMessage(e) });
+      }
       // The source's route may have answered ARP for the address while both copies existed: this host has it now.
       await ctx.pods.announce(h.pod).catch((e: unknown) => ctx.log.warn("could not announce a migrated pod's address", { pod: h.pod, error: errorMessage(e) }));
       ctx.log.info("resumed a migrated pod", { pod: h.pod, id, pid: h.pid });

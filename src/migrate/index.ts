@@ -58,6 +58,8 @@ export interface MigrationsOptions {
   trust: ImageTrust;
   peers: PeerMigrationClients;
   hostName(): string;
+  /** A migrated pod runs here now, from host `source`. */
+  onArrived?(pod: string, source: string): void;
 }
 
 /** Both sides of live migration for one agent: what the local and peer APIs call. */
@@ -68,7 +70,7 @@ export class Migrations {
 
   constructor(readonly o: MigrationsOptions) {
     this.#source = { ctx: o.ctx, trust: o.trust, peers: o.peers, hostName: o.hostName, active: new Set() };
-    this.destination = new MigrationDestination({ ctx: o.ctx, peers: o.peers });
+    this.destination = new MigrationDestination({ ctx: o.ctx, peers: o.peers, ...(o.onArrived ? { onArrived: o.onArrived } : {}) });
   }
 
   migrate(name: string, req: MigrateRequest, onProgress?: (p: MigrationProgress) => void): Promise<MigrateReport> {

@@ -39,6 +39,11 @@ export interface MigrateRequest {
   mode: MigrationMode;
   /** Pre-copy rounds at most (the stop rule may end them sooner). */
   maxRounds: number;
+  /**
+   * Turns shared by several migrations at once (an evacuation, src/evacuate/freeze-turns.ts):
+   * each round and the freeze wait for theirs, and release it when done. None: no waiting.
+   */
+  turns?: { round(): Promise<() => void>; freeze(): Promise<() => void> };
 }
 
 /** What a migration reports as it goes (the CLI prints these). */
@@ -133,7 +138,12 @@ export async function migratePod(
   const roundImages: string[] = [];
   try {
     const rounds = req.mode === "precopy" ? await precopy(deps, peer, name, req, roundImages, onProgress) : [];
-    return await freezeAndHandOver(deps, peer, { id, name, req, from, journal, rounds, roundImages, t0 }, onProgress);
+    const release = await req.turns?.freeze();
+    try {
+      return await freezeAndHandOver(deps, peer, { id, name, req, from, journal, rounds, roundImages, t0 }, onProgress);
+    } finally {
+      release?.();
+    }
   } catch (e) {
     // Failed before the freeze (a round, a refusal of the final checkpoint): the pod runs on here, nothing is held there.
     if (readMigrationJournal(ctx.stateDir, id)?.phase === "precopy") removeMigrationJournal(ctx.stateDir, id);
@@ -176,15 +186,21 @@ async function precopy(
     const tr = performance.now();
     const n = rounds.length + 1;
     await failpoint("migrate.round");
-    const cp = await checkpointPod(ctx, name, { leaveRunning: true, excludeVolumes: [], isPrecopyRound: true });
-    roundImages.push(cp.id);
+    const release = await req.turns?.round();
+    let cp: Awaited<ReturnType<typeof checkpointPod>>;
     let push: TransferReport;
     try {
-      push = await pushImage(ctx.catalogue, deps.trust, peer, cp.id);
-    } catch (e) {
-      throw new PreconditionError(`Cannot migrate pod "${name}" to "${req.to}": round ${n} could not be sent: ${errorMessage(e)}; the pod runs on here`, {
-        cause: e,
-      });
+      cp = await checkpointPod(ctx, name, { leaveRunning: true, excludeVolumes: [], isPrecopyRound: true });
+      roundImages.push(cp.id);
+      try {
+        push = await pushImage(ctx.catalogue, deps.trust, peer, cp.id);
+      } catch (e) {
+        throw new PreconditionError(`Cannot migrate pod "${name}" to "${req.to}": round ${n} could not be sent: ${errorMessage(e)}; the pod runs on here`, {
+          cause: e,
+        });
+      }
+    } finally {
+      release?.();
     }
     const round: RoundReport = {
       round: n,

@@ -21,6 +21,7 @@ import type { CreatePodRequest } from "../../pods/validate.ts";
 import type { ClusterCpuView } from "../../cluster/cluster-cpu.ts";
 import type { AgentInfo } from "./app.ts";
 import type { MigrateReport, MigrationProgress } from "../../migrate/index.ts";
+import type { EvacuateEvent, EvacuateRequest, EvacuationReport, ReturnReport } from "../../evacuate/index.ts";
 import { decodeFrames, EXEC_CONTENT_TYPE, encodeFrame, exitCodeOf, FRAME, resizeFrame } from "./exec-frames.ts";
 import type { OnProgress } from "../../progress.ts";
 import { readProgressStream } from "./progress-stream.ts";
@@ -344,6 +345,37 @@ export class LocalClient {
       }
     }
     throw new UnavailableError("The agent's answer to the migration ended early: see its log for the outcome");
+  }
+
+  /** Evacuate this host (src/evacuate/); progress lines go to `onEvent` as they come. */
+  evacuate(req: EvacuateRequest, onEvent?: (e: EvacuateEvent) => void): Promise<EvacuationReport> {
+    return this.#events<EvacuationReport>("/v1/evacuate", req, onEvent);
+  }
+
+  /** Bring the evacuated pods home. */
+  bringHome(onEvent?: (e: EvacuateEvent) => void): Promise<ReturnReport> {
+    return this.#events<ReturnReport>("/v1/evacuate/return", {}, onEvent);
+  }
+
+  async #events<T>(path: string, body: unknown, onEvent?: (e: EvacuateEvent) => void): Promise<T> {
+    if (!onEvent) return this.#json<T>("POST", path, body);
+    const res = await this.#fetch("POST", `${path}?progress=true`, body);
+    if (!res.body) throw new UnavailableError("The agent sent an empty answer");
+    const dec = new TextDecoder();
+    let buf = "";
+    for await (const chunk of res.body) {
+      buf += dec.decode(chunk, { stream: true });
+      for (let nl = buf.indexOf("\n"); nl >= 0; nl = buf.indexOf("\n")) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        if (!line.trim()) continue;
+        const o = JSON.parse(line) as { progress?: EvacuateEvent; result?: T; error?: { code: string; message: string } };
+        if (o.progress && typeof o.progress.message === "string") onEvent(o.progress);
+        if (o.error) throw errorFromWire(o.error.code, o.error.message);
+        if ("result" in o) return o.result as T;
+      }
+    }
+    throw new UnavailableError("The agent's answer ended early: see its log for the outcome");
   }
 
   async #body(method: string, path: string, body?: unknown): Promise<ReadableStream<Uint8Array>> {

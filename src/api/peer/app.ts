@@ -11,6 +11,7 @@ import { timeout } from "hono/timeout";
 import type { Cluster } from "../../cluster/cluster.ts";
 import { AutopodError, errorMessage, httpStatusOf } from "../../errors.ts";
 import type { Logger } from "../../log.ts";
+import { addPeerEvacuationRoutes, type PeerEvacuationDeps } from "./evacuation-routes.ts";
 import { addPeerImageRoutes, type PeerImageDeps } from "./image-routes.ts";
 import { addPeerMigrationRoutes, type PeerMigrationDeps } from "./migration-routes.ts";
 import { MAX_CRL_BYTES, type PeerInfo, type PeerPods } from "./schemas.ts";
@@ -21,6 +22,7 @@ export interface PeerAppDeps {
   cluster: Cluster;
   images?: PeerImageDeps;
   migrations?: PeerMigrationDeps;
+  evacuations?: PeerEvacuationDeps;
   info(): Promise<PeerInfo>;
   /** This host's pods and their addresses: cheap, asked before every allocation in a routed pod network. */
   pods(): PeerPods;
@@ -45,6 +47,7 @@ export function createPeerApp(deps: PeerAppDeps): Hono {
   app.use("/v1/images/held", timeout(PEER_REQUEST_TIMEOUT_MS));
   if (deps.images) addPeerImageRoutes(app, deps.images);
   if (deps.migrations) addPeerMigrationRoutes(app, deps.migrations);
+  if (deps.evacuations) addPeerEvacuationRoutes(app, deps.evacuations);
 
   /** Says only that the agent answers. */
   app.get("/v1/health", (c) => c.json({ ok: true }));

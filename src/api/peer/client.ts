@@ -5,7 +5,9 @@
  */
 import type { Cluster } from "../../cluster/cluster.ts";
 import { normalSerial } from "../../cluster/x509.ts";
-import { errorFromWire, PreconditionError, UnavailableError } from "../../errors.ts";
+import { errorFromWire, NotFoundError, PreconditionError, UnavailableError } from "../../errors.ts";
+import type { MaintenanceAnswer, ReturnedPod } from "../../evacuate/evacuations.ts";
+import { RETURN_TIMEOUT_MS } from "./evacuation-routes.ts";
 import type { ImportResult } from "../../checkpoint/export.ts";
 import { LIMITS } from "../../image/manifest.ts";
 import { HASH_BYTES, sha256, toHex } from "../../image/hash.ts";
@@ -15,6 +17,11 @@ import { z } from "zod";
 import { HeldImagesAnswerSchema, MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema, type PeerPods, PeerPodsSchema } from "./schemas.ts";
 
 export const PEER_CLIENT_TIMEOUT_MS = 10_000;
+
+const MaintenanceSchema = z
+  .object({ host: z.string().max(63), verdict: z.string().max(64).nullable(), maintenance: z.enum(["evacuating", "away", "updating"]).nullable() })
+  .strict();
+const ReturnedSchema = z.object({ pod: z.string().max(63), freezeMs: z.number(), bytesSent: z.number(), totalMs: z.number() }).strict();
 
 const HeldRestoreSchema = z.object({ criuMs: z.number(), phases: z.record(z.string().max(64), z.number()) }).strict();
 
@@ -115,6 +122,31 @@ export class PeerClient {
 
   async migrationAbort(id: string): Promise<void> {
     await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/abort`, "{}", { contentType: "application/json" });
+  }
+
+  /** The peer's patch verdict and maintenance state (src/evacuate/); null from an agent without the route. */
+  async maintenance(): Promise<MaintenanceAnswer | null> {
+    let res: Response;
+    try {
+      res = await this.#fetch("GET", "/v1/maintenance");
+    } catch (e) {
+      if (e instanceof NotFoundError) return null;
+      throw e;
+    }
+    const parsed = MaintenanceSchema.safeParse(await res.json());
+    if (!parsed.success) throw new UnavailableError(`Peer "${this.name}" answered a maintenance state that does not match the schema`);
+    return parsed.data;
+  }
+
+  /** Ask the peer to migrate `pod` back to `origin` (this host); resolves when it runs here again. */
+  async returnPod(origin: string, pod: string): Promise<ReturnedPod> {
+    const res = await this.#fetch("POST", "/v1/evacuations/return", JSON.stringify({ origin, pod }), {
+      contentType: "application/json",
+      timeoutMs: RETURN_TIMEOUT_MS,
+    });
+    const parsed = ReturnedSchema.safeParse(((await res.json()) as { returned?: unknown }).returned);
+    if (!parsed.success || parsed.data.pod !== pod) throw new UnavailableError(`Peer "${this.name}" answered a return that does not match the schema`);
+    return parsed.data;
   }
 
   async migrationOutcome(id: string): Promise<MigrationOutcome> {

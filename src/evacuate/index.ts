@@ -1,0 +1,37 @@
+/**
+ * Evacuation: every running pod of this host moves live to peers (placement.ts
+ * chooses where), a pod no peer can take is suspended to local disk, and
+ * afterwards they are brought home: the peers migrate them back, the suspended
+ * ones are restored here. What the update cycle calls (src/policy/).
+ */
+export { Evacuations, type EvacuationsDeps, type EvacuationPeer, type EvacuationPeers, type EvacuateEvent, type MaintenanceAnswer } from "./evacuations.ts";
+export { planEvacuation, peerRefusal, type Candidate, type EvacuationPlan, type PeerMaintenance, type Placement, type PodToPlace } from "./placement.ts";
+export { readRecord, type AwayPod } from "./record.ts";
+export { readArrivals, recordArrival, forgetArrival } from "./arrivals.ts";
+
+export interface EvacuateRequest {
+  to?: string[];
+  parallel?: number;
+  dryRun?: boolean;
+  suspendFallback?: boolean;
+}
+
+export interface EvacuatedPod {
+  pod: string;
+  outcome: "migrated" | "suspended" | "stayed";
+  to?: string;
+  reason?: string;
+  freezeMs?: number;
+  bytesSent?: number;
+}
+
+export interface EvacuationReport {
+  pods: EvacuatedPod[];
+  wallMs: number;
+  dryRun: boolean;
+}
+
+export interface ReturnReport {
+  pods: { pod: string; outcome: "returned" | "restored" | "failed"; from?: string; reason?: string }[];
+  wallMs: number;
+}
