@@ -9,12 +9,14 @@
  * systemd would, and clears the sentinel), and the agent after the reboot
  * re-checks, releases the lock and brings the pods home.
  *
- * Evacuation: the agent's test-only fake evacuator (policy.test_evacuator_file)
- * until the real one is wired in, so the figures are the cycle's own cost
- * (lock, journal, status checks, commands, agent restart), not the pods'
- * migration (bench/migrate.ts measures that).
+ * Evacuation: EVACUATOR=real (the default) is the agent's own; on this one
+ * host with no peer it suspends the pods to disk and restores them after the
+ * "reboot" (AutoPod's suspend/resume). EVACUATOR=fake is the test-only fake
+ * (policy.test_evacuator_file): the cycle's own cost alone (lock, journal,
+ * status checks, commands, agent restart). Live migration to peers:
+ * bench/evacuate.ts.
  *
- * Usage (root): bun bench/update-cycle.ts   RUNS=3 PODS=3 LOCK=none
+ * Usage (root): bun bench/update-cycle.ts   RUNS=3 PODS=3 EVACUATOR=real|fake
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -26,6 +28,11 @@ import { round, summary } from "./_stats.ts";
 
 const RUNS = Number(process.env.RUNS ?? 3);
 const PODS = Number(process.env.PODS ?? 3);
+const EVACUATOR = process.env.EVACUATOR ?? "real";
+if (EVACUATOR !== "real" && EVACUATOR !== "fake") {
+  console.error(`EVACUATOR must be real or fake (got "${EVACUATOR}")`);
+  process.exit(2);
+}
 
 if (process.getuid?.() !== 0) {
   console.error("bench/update-cycle.ts needs root (the agent does)");
@@ -55,7 +62,7 @@ try {
       "check_seconds = 1",
       `update_command = ["/bin/sh", "${join(dir, "update.sh")}"]`,
       `reboot_command = ["setsid", "-f", "/bin/bash", "${join(dir, "reboot.sh")}"]`,
-      `test_evacuator_file = "${join(dir, "evacuations.jsonl")}"`,
+      ...(EVACUATOR === "fake" ? [`test_evacuator_file = "${join(dir, "evacuations.jsonl")}"`] : []),
     ],
   });
   const h = host;
@@ -71,9 +78,17 @@ try {
     ].join("\n") + "\n",
   );
   chmodSync(join(dir, "reboot.sh"), 0o755);
-  for (let i = 0; i < PODS; i++) await h.run(`p${i}`, ["sleep", "100000"]);
+  // Pods with some memory of their own: a shell counting into a file.
+  for (let i = 0; i < PODS; i++) await h.run(`p${i}`, ["sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /count; usleep 100000; done"]);
 
-  const runs: { wall_ms: number; phases: Record<string, number> }[] = [];
+  const runs: {
+    wall_ms: number;
+    phases: Record<string, number>;
+    evacuation_wall_ms: number | null;
+    pod_freeze_ms: (number | null)[];
+    outcomes: string[];
+    return_wall_ms: number | null;
+  }[] = [];
   for (let run = 0; run < RUNS; run++) {
     const seen = (await events(h)).at(-1)?.seq ?? 0;
     writeFileSync(join(root, "run/reboot-required"), "*** System restart required ***\n");
@@ -87,7 +102,17 @@ try {
       await Bun.sleep(100);
     }
     if (finished.kind === "cycle.failed") throw new Error(`the cycle failed: ${finished.msg}`);
-    runs.push({ wall_ms: round(performance.now() - t0, 0), phases: finished.fields!.phases as Record<string, number> });
+    const cycle = (await events(h)).filter((e) => e.cycle === finished!.cycle);
+    const evac = cycle.find((e) => e.kind === "evacuation.done")?.fields as { pods?: { freezeMs?: number; outcome: string }[]; wall_ms?: number } | undefined;
+    const back = cycle.find((e) => e.kind === "return.done")?.fields as { wall_ms?: number } | undefined;
+    runs.push({
+      wall_ms: round(performance.now() - t0, 0),
+      phases: finished.fields!.phases as Record<string, number>,
+      evacuation_wall_ms: evac?.wall_ms ?? null,
+      pod_freeze_ms: (evac?.pods ?? []).map((p) => p.freezeMs ?? null),
+      outcomes: (evac?.pods ?? []).map((p) => p.outcome),
+      return_wall_ms: back?.wall_ms ?? null,
+    });
     // Wait for the agent to settle (the next look finds nothing to do) before the next run.
     await Bun.sleep(1500);
   }
@@ -96,7 +121,7 @@ try {
     JSON.stringify(
       {
         bench: "update-cycle",
-        evacuator: "fake (policy.test_evacuator_file): moves nothing",
+        evacuator: EVACUATOR === "fake" ? "fake (policy.test_evacuator_file): moves nothing" : "real: no peer, so the pods are suspended to disk and restored",
         lock: "none",
         pods: PODS,
         runs: RUNS,
