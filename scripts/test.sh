@@ -34,6 +34,8 @@ if [ "$(id -u)" -eq 0 ]; then
   command -v xz >/dev/null 2>&1 || need+=(xz-utils)
   # The unit install.sh writes is checked with systemd-analyze verify (test/install.test.ts).
   command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+  # The fleet-lock tests start a real etcd cluster (test/update-lock-etcd.test.ts, test/_etcd.ts).
+  [ -x /usr/bin/etcd ] || need+=(etcd-server)
   if [ ${#need[@]} -gt 0 ]; then
     log "installing ${need[*]}"
     apt-get install -y --no-install-recommends "${need[@]}" || { apt-get update && apt-get install -y --no-install-recommends "${need[@]}"; }

@@ -11,6 +11,10 @@ import { addFailpointRoutes } from "../api/local/failpoint-routes.ts";
 import { addImageRoutes } from "../api/local/image-routes.ts";
 import { addStatusRoutes } from "../api/local/status-routes.ts";
 import { addMigrateRoutes } from "../api/local/migrate-routes.ts";
+import { addUpdateRoutes } from "../api/local/update-routes.ts";
+import { createUpdateService, RecordingTestEvacuator } from "../update/index.ts";
+import { bootId } from "../platform/linux/boot-id.ts";
+import { run } from "../platform/linux/exec.ts";
 import { addEvacuateRoutes } from "../api/local/evacuate-routes.ts";
 import { Evacuations, recordArrival } from "../evacuate/index.ts";
 import { Migrations } from "../migrate/index.ts";
@@ -186,6 +190,31 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     log: log.child({ part: "evacuate" }),
   });
 
+  // The update cycle. A policy that cannot work stops the agent here with its reason (before it serves anything).
+  const policy = config.policy;
+  if (policy.test_evacuator_file)
+    log.warn("policy.test_evacuator_file is set: a fake evacuator that moves nothing; for tests only", { file: policy.test_evacuator_file });
+  const update = createUpdateService({
+    stateDir,
+    policy,
+    clusterHost: () => cluster.identity?.host ?? "",
+    status: {
+      current: () => status.snapshot().report,
+      refresh: async () => {
+        const s = await status.refresh();
+        if (!s.report) throw new Error("the status service has no report");
+        return s.report;
+      },
+    },
+    evacuator: policy.test_evacuator_file ? new RecordingTestEvacuator(policy.test_evacuator_file, () => pods.list().map((p) => p.name)) : evacuations,
+    run: async (argv, timeoutMs) => {
+      const r = await run(argv, { timeoutMs });
+      return { exitCode: r.exitCode, output: (r.stdout + r.stderr).slice(-4000), timedOut: r.timedOut };
+    },
+    bootId,
+    log: log.child({ part: "update" }),
+  });
+
   const peerApp = createPeerApp({
     cluster,
     images: { catalogue, trust },
@@ -214,7 +243,8 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     log,
     routes: [
       (a) => addImageRoutes(a, { checkpointer, catalogue, trust }),
-      (a) => addStatusRoutes(a, { status }),
+      (a) => addStatusRoutes(a, { status, moreMetrics: () => update.metrics.format() }),
+      (a) => addUpdateRoutes(a, { update }),
       (a) => addMigrateRoutes(a, { migrations }),
       (a) => addEvacuateRoutes(a, { evacuations }),
       (a) =>
@@ -250,6 +280,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
   }
   chmodSync(socket, 0o600);
   status.start(); // the first collection runs in the background
+  update.start(); // takes up a cycle the last agent journaled (after a reboot: finishes it), then looks every policy.check_seconds
 
   // Revocations spread, and the peers' CPUs (for the baseline; kept in a file across restarts) are
   // refreshed, by talking to peers: once a minute is enough, and costs nothing without peers.
@@ -278,6 +309,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     watch.stop();
     clearInterval(peerSync);
     migrations.stop();
+    update.stop();
     status.stop();
     await peerListener.stop();
     await server.stop(true);

@@ -37,6 +37,7 @@ export const COMMANDS: Record<string, { summary: string; load: () => Promise<Com
     summary: "put the CRIU this binary carries on this host (no compiler, no network)",
     load: async () => (await import("./criu-install.ts")).criuInstallCommand,
   },
+  events: { summary: "print the update cycle's events (-f to follow)", load: async () => (await import("./events.ts")).eventsCommand },
   status: { summary: "report whether this host needs OS updates or a reboot", load: async () => (await import("./status.ts")).statusCommand },
 };
 

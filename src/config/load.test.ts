@@ -95,3 +95,57 @@ describe("network.mode", () => {
     await expect(loadConfig({ path: p, env: {} })).rejects.toThrow(/nat is for bridge mode only/);
   });
 });
+
+describe("[policy]", () => {
+  test("defaults: off, the security and reboot triggers, systemctl reboot, no lock, return home", () => {
+    const p = ConfigSchema.parse({}).policy;
+    expect(p).toMatchObject({ mode: "off", trigger: ["security", "reboot-required"], reboot_command: ["systemctl", "reboot"], return: true, window: [] });
+    expect(p.lock).toMatchObject({ kind: "none", group: "default", slots: 1, ttl: 900 });
+  });
+
+  test("a full policy loads; nested keys come from the environment too", async () => {
+    const p = join(dir, "policy.toml");
+    writeFileSync(
+      p,
+      [
+        "[policy]",
+        'mode = "evacuate-update-reboot"',
+        'trigger = ["security"]',
+        'time_zone = "Europe/Berlin"',
+        'update_command = ["/usr/bin/unattended-upgrade", "-v"]',
+        'blockers = [["/usr/local/bin/db-busy"]]',
+        "[[policy.window]]",
+        'days = ["Sat", "Sunday"]',
+        'start_time = "22:30"',
+        "length_minutes = 120",
+        "[policy.lock]",
+        'kind = "etcd"',
+        'endpoints = ["http://10.0.0.1:2379", "http://10.0.0.2:2379"]',
+        "slots = 2",
+      ].join("\n"),
+    );
+    const { config } = await loadConfig({ path: p, env: { AUTOPOD_POLICY_LOCK_GROUP: "workers" } });
+    expect(config.policy.window).toEqual([{ days: ["Sat", "Sunday"], start_time: "22:30", length_minutes: 120 }]);
+    expect(config.policy.lock).toMatchObject({ kind: "etcd", slots: 2, group: "workers" });
+    expect(config.policy.update_command).toEqual(["/usr/bin/unattended-upgrade", "-v"]);
+  });
+
+  test("bad policies are clear errors at load", async () => {
+    const p = join(dir, "bad-policy.toml");
+    const bad = async (lines: string[], re: RegExp) => {
+      writeFileSync(p, ["[policy]", ...lines].join("\n"));
+      await expect(loadConfig({ path: p, env: {} })).rejects.toThrow(re);
+    };
+    await bad(['mode = "sometimes"'], /policy.mode = "sometimes" .*expected one of "off", "notify", "evacuate", "evacuate-update-reboot"/);
+    await bad(['trigger = ["tuesdays"]'], /policy.trigger.0 = "tuesdays"/);
+    await bad(
+      ["[[policy.window]]", "days = []", 'start_time = "10:00"', "length_minutes = 5"],
+      /policy.window.0.days = \[\].*at least one day: a window without days never opens/,
+    );
+    await bad(["[[policy.window]]", 'days = ["Mon"]', 'start_time = "10:00"', "length_minutes = 0"], /a window of no length never opens/);
+    await bad(['time_zone = "Mars/Olympus"'], /policy.time_zone = "Mars\/Olympus".*a time zone of the tz database/);
+    await bad(['update_command = "apt-get upgrade -y"'], /policy.update_command = "apt-get upgrade -y".*expected a array/);
+    await bad(["[policy.lock]", 'kind = "etcd"'], /policy.lock.endpoints \(not set\): expected at least one endpoint URL for lock kind "etcd"/);
+    await bad(["[policy.lock]", 'kind = "fleetlock"', 'endpoints = ["ftp://x"]'], /an http:\/\/ or https:\/\/ URL/);
+  });
+});

@@ -81,21 +81,22 @@ function kindOf(schema: z.ZodType): Kind {
   return "string";
 }
 
-/** Every leaf key of the schema with its environment variable name. */
+/** Every leaf key of the schema with its environment variable name (sections nest: policy.lock.kind). */
 export function envKeys(): Array<[string, string, Kind]> {
   const out: Array<[string, string, Kind]> = [];
-  for (const [k, v] of Object.entries(ConfigSchema.shape)) {
-    // biome-ignore lint/suspicious/noExplicitAny: walks zod's internal definition tree, which has no public type
-    let inner: any = v;
-    while (inner?.def?.innerType) inner = inner.def.innerType;
-    if (inner?.def?.type === "object") {
-      for (const [k2, v2] of Object.entries(inner.shape as Record<string, z.ZodType>)) {
-        out.push([`${k}.${k2}`, envNameOf(`${k}.${k2}`), kindOf(v2)]);
-      }
-    } else {
-      out.push([k, envNameOf(k), kindOf(v as z.ZodType)]);
+  const walk = (shape: Record<string, z.ZodType>, prefix: string) => {
+    for (const [k, v] of Object.entries(shape)) {
+      // biome-ignore lint/suspicious/noExplicitAny: walks zod's internal definition tree, which has no public type
+      let inner: any = v;
+      while (inner?.def?.innerType) inner = inner.def.innerType;
+      if (inner?.def?.type === "pipe") inner = inner.def.in;
+      while (inner?.def?.innerType) inner = inner.def.innerType;
+      const key = `${prefix}${k}`;
+      if (inner?.def?.type === "object") walk(inner.shape as Record<string, z.ZodType>, `${key}.`);
+      else out.push([key, envNameOf(key), kindOf(v)]);
     }
-  }
+  };
+  walk(ConfigSchema.shape as Record<string, z.ZodType>, "");
   return out;
 }
 
@@ -148,7 +149,7 @@ function describeIssues(error: z.ZodError, raw: Plain, origins: Record<string, O
     const origin = origins[key];
     const from =
       origin === "env" ? ` (from ${envVars[key] ?? envNameOf(key)})` : origin === "flag" ? " (from a flag)" : origin === "file" ? ` (in ${path})` : "";
-    return `${key} = ${JSON.stringify(value)}${from}: expected ${expectedOf(issue)}`;
+    return `${key}${value === undefined ? " (not set)" : ` = ${JSON.stringify(value)}`}${from}: expected ${expectedOf(issue)}`;
   });
   return `Invalid configuration: ${lines.join("; ")}`;
 }
@@ -156,7 +157,8 @@ function describeIssues(error: z.ZodError, raw: Plain, origins: Record<string, O
 function expectedOf(issue: z.core.$ZodIssue): string {
   if (issue.code === "invalid_type") return `a ${issue.expected}`;
   if (issue.code === "invalid_value") return `one of ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
-  if (issue.code === "too_small") return `at least ${String(issue.minimum)}`;
+  // A schema's own message says more than the bound alone ("at least one day: a window without days never opens").
+  if (issue.code === "too_small") return issue.message.startsWith("Too small") ? `at least ${String(issue.minimum)}` : issue.message;
   if (issue.code === "too_big") return `at most ${String(issue.maximum)}`;
   return issue.message.replace(/^Invalid input: /, "");
 }

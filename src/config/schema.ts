@@ -11,6 +11,116 @@ const ifName = z
   .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of 1 to 15 letters, digits, '_', '.', '-'")
   .refine((s) => s !== "." && s !== "..", "an interface name, not '.' or '..'");
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, "HOST:PORT, like 0.0.0.0:7443");
+/** A program and its arguments, run without a shell. */
+const argv = z
+  .array(
+    z
+      .string()
+      .min(1, "a non-empty argument")
+      .refine((a) => !a.includes("\0"), "an argument without NUL"),
+  )
+  .max(256);
+const DAY_NAMES = ["mon", "tue", "wed", "thu", "fri", "sat", "sun", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"];
+const timeZone = z.string().refine((tz) => {
+  try {
+    new Intl.DateTimeFormat("en-US", { timeZone: tz });
+    return true;
+  } catch {
+    return false;
+  }
+}, "a time zone of the tz database, like UTC or Europe/Berlin");
+const lockUrl = z.string().refine((u) => {
+  try {
+    const p = new URL(u).protocol;
+    return p === "http:" || p === "https:";
+  } catch {
+    return false;
+  }
+}, "an http:// or https:// URL, like http://10.0.0.5:2379");
+
+/** [policy]: when and how this host updates itself (docs/updates.md). */
+const PolicySchema = z
+  .object({
+    mode: z
+      .enum(["off", "notify", "evacuate", "evacuate-update-reboot"])
+      .default("off")
+      .describe("off; notify (events only); evacuate (move the pods away and stop there); evacuate-update-reboot (the whole cycle)"),
+    trigger: z
+      .array(z.enum(["security", "any-updates", "reboot-required"]))
+      .min(1, "at least one trigger")
+      .default(["security", "reboot-required"])
+      .describe("what makes the host act: security updates, any updates, a required reboot (any combination)"),
+    time_zone: timeZone.default("UTC").describe("time zone of the windows' days and start times"),
+    window: z
+      .array(
+        z
+          .object({
+            days: z
+              .array(z.string().refine((d) => DAY_NAMES.includes(d.toLowerCase()), "a weekday, like Mon or Monday"))
+              .min(1, "at least one day: a window without days never opens")
+              .max(7),
+            start_time: z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, "a time of day HH:MM, like 22:30"),
+            length_minutes: z.number().int().min(1, "at least 1: a window of no length never opens").max(10080),
+          })
+          .strict(),
+      )
+      .max(64)
+      .default([])
+      .describe("when the cycle may run ([[policy.window]]: days, start_time, length_minutes); none means at any time"),
+    update_command: argv.default([]).describe("the distribution's update, as a program and its arguments (no shell); empty skips the update step"),
+    reboot_command: argv.min(1, "a program to run").default(["systemctl", "reboot"]).describe("how to reboot, as a program and its arguments"),
+    blockers: z.array(argv.min(1, "a program to run")).max(32).default([]).describe("commands whose non-zero exit holds the cycle back"),
+    return: z.boolean().default(true).describe("bring the pods home after the reboot"),
+    check_seconds: z.number().int().min(1).max(3600).default(60).describe("how often the agent looks whether the cycle should run"),
+    retry_seconds: z.number().int().min(1).max(604800).default(3600).describe("after a failed cycle, wait this long before trying again"),
+    command_timeout_seconds: z.number().int().min(1).max(86400).default(3600).describe("kill an update or blocker command that runs longer"),
+    reboot_timeout_seconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(86400)
+      .default(900)
+      .describe("a reboot command that returns but leaves this agent running this long has failed"),
+    test_clock_file: z
+      .union([absPath, z.literal("")])
+      .default("")
+      .describe("for tests only: the windows read the time from this file (ISO 8601), advancing from the file's change"),
+    test_evacuator_file: z
+      .union([absPath, z.literal("")])
+      .default("")
+      .describe("for tests only: a fake evacuator that moves nothing, reports the pods as migrated and records each call in this file"),
+    lock: z
+      .object({
+        kind: z.enum(["none", "etcd", "fleetlock"]).default("none").describe("the fleet lock: none (a single host), etcd (v3 JSON gateway) or fleetlock"),
+        endpoints: z.array(lockUrl).max(16).default([]).describe("etcd members' client URLs, or FleetLock base URLs, tried in turn"),
+        group: z
+          .string()
+          .regex(/^[a-zA-Z0-9.-]{1,64}$/, "letters, digits, '.' and '-' (FleetLock's group)")
+          .default("default")
+          .describe("hosts of one group share its slots"),
+        slots: z.number().int().min(1).max(1000).default(1).describe("how many hosts of the group may hold the lock at once (etcd)"),
+        ttl: z
+          .number()
+          .int()
+          .min(5)
+          .max(86400)
+          .default(900)
+          .describe("seconds an etcd lock outlives its holder: longer than a reboot, so the lock is held through it"),
+        id: z
+          .string()
+          .regex(/^[a-zA-Z0-9._-]{0,128}$/, "letters, digits, '.', '_' and '-'")
+          .default("")
+          .describe("this host's name in the lock; empty means the cluster host name, else the machine's host name"),
+      })
+      .strict()
+      .superRefine((l, ctx) => {
+        if (l.kind !== "none" && l.endpoints.length === 0)
+          ctx.addIssue({ code: "custom", path: ["endpoints"], message: `at least one endpoint URL for lock kind "${l.kind}"` });
+      })
+      .prefault({}),
+  })
+  .strict()
+  .prefault({});
 
 /**
  * The configuration: the single source of truth for its keys, defaults and
@@ -107,6 +217,7 @@ export const ConfigSchema = z
       })
       .strict()
       .prefault({}),
+    policy: PolicySchema,
     status: z
       .object({
         refresh_seconds: z.number().int().min(60).max(86400).default(3600).describe("how often the agent refreshes the patch status"),
@@ -121,6 +232,7 @@ export const ConfigSchema = z
   .strict();
 
 export type Config = z.infer<typeof ConfigSchema>;
+export type PolicyConfig = Config["policy"];
 
 /**
  * Older environment variable names that still set a key, after its

@@ -15,6 +15,8 @@ import type { GcResult } from "../../store/chunk-store.ts";
 import type { ImageOrigin } from "../../trust/image-trust.ts";
 import { EXPORT_BYTES_HEADER, type ImageListing } from "./image-routes.ts";
 import type { StatusSnapshot } from "../../status/service.ts";
+import type { UpdateEvent } from "../../update/events.ts";
+import type { UpdateView } from "../../update/service.ts";
 import type { CreatePodRequest } from "../../pods/validate.ts";
 import type { ClusterCpuView } from "../../cluster/cluster-cpu.ts";
 import type { AgentInfo } from "./app.ts";
@@ -265,6 +267,58 @@ export class LocalClient {
 
   async removePeer(name: string): Promise<void> {
     await this.#json("DELETE", `/v1/peers/${encodeURIComponent(name)}`);
+  }
+
+  /** The update policy in force and the cycle under way. */
+  async update(): Promise<UpdateView> {
+    return (await this.#json<{ update: UpdateView }>("GET", "/v1/update")).update;
+  }
+
+  /** The update cycle's events after sequence number `since`, oldest first. */
+  async events(since = 0, limit = 1000): Promise<UpdateEvent[]> {
+    return (await this.#json<{ events: UpdateEvent[] }>("GET", `/v1/events?since=${since}&limit=${limit}`)).events;
+  }
+
+  /**
+   * The events after `since`, then new ones as they come, for as long as the
+   * caller reads. When the agent goes (it restarts, as in the update cycle's
+   * "reboot"), waits for it and goes on from the last event seen; only a
+   * first connection that fails is an error.
+   */
+  async *followEvents(since = 0, limit = 1000): AsyncGenerator<UpdateEvent> {
+    let last = since;
+    let first = true;
+    for (;;) {
+      let res: Response;
+      try {
+        res = await this.#fetch("GET", `/v1/events?follow=true&since=${last}&limit=${first ? limit : 1_000_000}`);
+      } catch (e) {
+        if (first || !(e instanceof UnavailableError)) throw e;
+        await Bun.sleep(500);
+        continue;
+      }
+      first = false;
+      if (!res.body) return;
+      const dec = new TextDecoder();
+      let buf = "";
+      try {
+        for await (const chunk of res.body) {
+          buf += dec.decode(chunk, { stream: true });
+          let nl: number;
+          while ((nl = buf.indexOf("\n")) >= 0) {
+            const line = buf.slice(0, nl);
+            buf = buf.slice(nl + 1);
+            if (!line.trim()) continue;
+            const e = JSON.parse(line) as UpdateEvent;
+            last = Math.max(last, e.seq);
+            yield e;
+          }
+        }
+      } catch {
+        // dropped: ask again from the last one seen
+      }
+      await Bun.sleep(200);
+    }
   }
 
   /** Migrate a pod to a peer; progress lines go to `onProgress` as they come. */

@@ -4,7 +4,7 @@
  *   GET /v1/status               {status: StatusSnapshot} at once; ?refresh=true
  *                                collects afresh and waits for it
  *   GET /v1/status/metrics       the cached report's Prometheus text, then the
- *                                service's own gauges; 503 until the first report
+ *                                service's own gauges (and the update cycle's counters); 503 until the first report
  */
 import type { Hono } from "hono";
 import { errorMessage, InvalidArgumentError, UnavailableError } from "../../errors.ts";
@@ -13,7 +13,7 @@ import { formatServiceMetrics, type StatusService } from "../../status/service.t
 
 export const PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8";
 
-export function addStatusRoutes(app: Hono, { status }: { status: StatusService }): void {
+export function addStatusRoutes(app: Hono, { status, moreMetrics }: { status: StatusService; moreMetrics?: () => string }): void {
   app.get("/v1/status", async (c) => {
     const refresh = c.req.query("refresh");
     if (refresh !== undefined && refresh !== "true" && refresh !== "false") throw new InvalidArgumentError(`refresh must be true or false (got "${refresh}")`);
@@ -32,6 +32,6 @@ export function addStatusRoutes(app: Hono, { status }: { status: StatusService }
         s.last_error ? `No status report yet: the first check failed (${s.last_error.message})` : "No status report yet: the first check is still running",
       );
     }
-    return c.body(formatPrometheus(s.report) + formatServiceMetrics(s), 200, { "content-type": PROMETHEUS_CONTENT_TYPE });
+    return c.body(formatPrometheus(s.report) + formatServiceMetrics(s) + (moreMetrics?.() ?? ""), 200, { "content-type": PROMETHEUS_CONTENT_TYPE });
   });
 }

@@ -1,0 +1,426 @@
+/** The update cycle's state machine, with a fake evacuator, lock, status and commands. */
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { StatusReport } from "../status/report.ts";
+import { FakeEvacuator } from "./_fake-evacuator.ts";
+import { type CommandResult, type CyclePolicy, UpdateCycle } from "./cycle.ts";
+import { EventLog } from "./events.ts";
+import { CycleJournal } from "./journal.ts";
+import { type AcquireOptions, LockAbortedError, type LockHandle, LockServiceError, type RebootLock, sleepOrAbort } from "./lock.ts";
+import { UpdateMetrics } from "./metrics.ts";
+import { UpdateWindows, type WindowSpec } from "./window.ts";
+
+const root = mkdtempSync(join(tmpdir(), "autopod-cycle-"));
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+function report(o: { reboot?: boolean; security?: number; total?: number } = {}): StatusReport {
+  const total = o.total ?? o.security ?? 0;
+  return {
+    schema_version: 1,
+    host: "a",
+    checked_at: new Date().toISOString(),
+    duration_ms: 1,
+    verdict: o.reboot ? "reboot_required" : (o.security ?? 0) > 0 ? "security_update_available" : total > 0 ? "update_available" : "ok",
+    needs_update: total > 0,
+    needs_reboot: o.reboot ?? false,
+    complete: true,
+    updates: { total, security: o.security ?? 0 },
+    checks: [],
+  };
+}
+
+class FakeLock implements RebootLock {
+  readonly kind = "etcd" as const;
+  readonly log: string[] = [];
+  held = false;
+  blockFor: string | null = null;
+  failAcquire: string | null = null;
+  async acquire(opts: AcquireOptions = {}): Promise<LockHandle> {
+    this.log.push("acquire");
+    if (this.failAcquire) throw new LockServiceError(this.failAcquire);
+    while (this.blockFor) {
+      opts.onWait?.(`held by ${this.blockFor}`);
+      await sleepOrAbort(10, opts.signal);
+    }
+    this.held = true;
+    return { kind: "etcd", key: "k", lease: "7" };
+  }
+  async resume(): Promise<boolean> {
+    this.log.push("resume");
+    return this.held;
+  }
+  async release(): Promise<void> {
+    this.log.push("release");
+    this.held = false;
+  }
+  async releaseOwn(): Promise<void> {
+    this.log.push("releaseOwn");
+    this.held = false;
+  }
+  close(): void {}
+}
+
+let n = 0;
+function setup(o: { policy?: Partial<CyclePolicy>; windows?: WindowSpec[]; now?: number; status?: StatusReport; after?: StatusReport } = {}) {
+  const dir = join(root, `c${n++}`);
+  const policy: CyclePolicy = {
+    mode: "evacuate-update-reboot",
+    trigger: ["security", "reboot-required"],
+    updateCommand: ["/usr/bin/apt-get", "upgrade", "-y"],
+    rebootCommand: ["systemctl", "reboot"],
+    blockers: [],
+    return: true,
+    retrySeconds: 3600,
+    commandTimeoutSeconds: 60,
+    rebootTimeoutSeconds: 600,
+    ...o.policy,
+  };
+  const t = { now: o.now ?? Date.parse("2026-11-30T10:00:00Z") };
+  const status = { report: o.status ?? (report({ reboot: true }) as StatusReport | null), afterUpdate: o.after ?? report({ reboot: true }), refreshes: 0 };
+  const ran: string[][] = [];
+  const exits = new Map<string, number>();
+  const run = async (argv: string[]): Promise<CommandResult> => {
+    ran.push(argv);
+    if (argv[0] === policy.updateCommand[0] && (exits.get(argv.join(" ")) ?? 0) === 0) status.report = status.afterUpdate;
+    return { exitCode: exits.get(argv.join(" ")) ?? 0, output: `ran ${argv.join(" ")}`, timedOut: false };
+  };
+  const evacuator = new FakeEvacuator();
+  const lock = new FakeLock();
+  const journal = new CycleJournal(join(dir, "journal.json"));
+  const events = new EventLog(join(dir, "events.jsonl"));
+  const metrics = new UpdateMetrics(join(dir, "metrics.json"));
+  const timers: (() => void)[] = [];
+  let boot = "boot-1";
+  const make = () =>
+    new UpdateCycle({
+      policy,
+      windows: new UpdateWindows(o.windows ?? []),
+      clock: { now: () => t.now },
+      status: {
+        current: () => status.report,
+        refresh: async () => {
+          status.refreshes++;
+          if (!status.report) throw new Error("no report");
+          return status.report;
+        },
+      },
+      evacuator,
+      lock,
+      run,
+      journal,
+      events,
+      metrics,
+      bootId: () => boot,
+      setTimer: (fn) => timers.push(fn),
+      clearTimer: () => {},
+    });
+  return {
+    cycle: make(),
+    /** The agent after a restart: same disk, a new cycle object. */
+    restart: (newBoot: boolean) => {
+      if (newBoot) boot = "boot-2";
+      return make();
+    },
+    t,
+    status,
+    ran,
+    exits,
+    evacuator,
+    lock,
+    journal,
+    events,
+    metrics,
+    timers,
+    kinds: () => events.list().map((e) => e.kind),
+  };
+}
+
+describe("UpdateCycle", () => {
+  test("the whole cycle: lock, evacuate, update, re-check, reboot; after the reboot: re-check, release, bring home", async () => {
+    const s = setup();
+    await s.cycle.tick();
+    expect(s.evacuator.ops()).toEqual(["evacuate"]);
+    expect(s.evacuator.calls[0]!.req).toEqual({ suspendFallback: true });
+    expect(s.ran).toEqual([
+      ["/usr/bin/apt-get", "upgrade", "-y"],
+      ["systemctl", "reboot"],
+    ]);
+    expect(s.journal.read()!.phase).toBe("rebooting");
+    expect(s.lock.log).toEqual(["acquire"]);
+    expect(s.evacuator.declared).toEqual(["updating"]);
+    expect(s.kinds()).toEqual([
+      "cycle.started",
+      "lock.waiting",
+      "lock.taken",
+      "evacuation.started",
+      "evacuation.progress",
+      "evacuation.done",
+      "update.started",
+      "update.done",
+      "status.rechecked",
+      "reboot.started",
+    ]);
+    // Another look while the reboot is under way does nothing.
+    await s.cycle.tick();
+    expect(s.evacuator.ops()).toEqual(["evacuate"]);
+
+    // "Reboot": the sentinel is gone, a new agent starts on a new boot.
+    s.status.report = report();
+    s.cycle.stop();
+    const after = s.restart(true);
+    await after.resume();
+    expect(s.journal.read()).toBeNull();
+    expect(s.lock.log).toEqual(["acquire", "resume", "release"]);
+    expect(s.evacuator.ops()).toEqual(["evacuate", "bringHome"]);
+    expect(s.evacuator.declared).toEqual(["updating", null]);
+    const kinds = s.kinds();
+    expect(kinds.slice(kinds.indexOf("cycle.resumed"))).toEqual([
+      "cycle.resumed",
+      "status.rechecked",
+      "lock.released",
+      "return.started",
+      "evacuation.progress",
+      "return.done",
+      "cycle.finished",
+    ]);
+    expect(s.events.list().find((e) => e.kind === "evacuation.progress")!.msg).toBe('Evacuation: pod "web" moving to peer-b');
+    const finished = s.events.list().at(-1)!;
+    expect(Object.keys(finished.fields!.phases as object)).toEqual(["locking", "evacuating", "updating", "rebooting", "finishing"]);
+    const m = s.metrics.format();
+    expect(m).toContain('autopod_update_cycles_total{outcome="completed"} 1');
+    expect(m).toContain("autopod_update_reboots_total 1");
+    expect(m).toContain('autopod_evacuated_pods_total{outcome="migrated"} 1');
+    expect(m).toContain('autopod_evacuation_pod_downtime_seconds{pod="web"} 0.12');
+    expect(m).toContain('autopod_update_commands_total{result="ok"} 1');
+    // Counters survive the reboot: they are on disk.
+    expect(new UpdateMetrics(join(root, `c${n - 1}`, "metrics.json")).format()).toContain("autopod_update_reboots_total 1");
+    // And nothing more happens: the host is patched.
+    await after.tick();
+    expect(s.evacuator.ops()).toEqual(["evacuate", "bringHome"]);
+  });
+
+  test("mode off does nothing; notify says it once and moves nothing", async () => {
+    const off = setup({ policy: { mode: "off" } });
+    await off.cycle.tick();
+    expect(off.kinds()).toEqual([]);
+    const s = setup({ policy: { mode: "notify" } });
+    await s.cycle.tick();
+    await s.cycle.tick();
+    expect(s.kinds()).toEqual(["update.needed"]);
+    expect(s.evacuator.calls).toEqual([]);
+    expect(s.lock.log).toEqual([]);
+    expect(s.ran).toEqual([]);
+  });
+
+  test("nothing needed under the triggers: nothing moves", async () => {
+    const s = setup({ policy: { trigger: ["security"] }, status: report({ reboot: true }) });
+    await s.cycle.tick();
+    expect(s.kinds()).toEqual(["update.not_needed"]);
+    expect(s.lock.log).toEqual([]);
+  });
+
+  test("outside the window nothing happens; when it opens, the cycle runs", async () => {
+    // Monday 2026-11-30 09:00 UTC; the window is Mondays 09:30 for an hour.
+    const s = setup({ windows: [{ days: ["Mon"], start_time: "09:30", length_minutes: 60 }], now: Date.parse("2026-11-30T09:00:00Z") });
+    await s.cycle.tick();
+    await s.cycle.tick();
+    expect(s.kinds()).toEqual(["window.closed"]);
+    expect(s.events.list()[0]!.fields!.opens_at).toBe("2026-11-30T09:30:00.000Z");
+    expect(s.lock.log).toEqual([]);
+    expect(s.evacuator.calls).toEqual([]);
+    s.t.now = Date.parse("2026-11-30T09:30:00Z");
+    await s.cycle.tick();
+    expect(s.evacuator.ops()).toEqual(["evacuate"]);
+    expect(s.journal.read()!.phase).toBe("rebooting");
+  });
+
+  test("a window that closes while waiting for the lock: the wait ends, nothing moves", async () => {
+    const s = setup({ windows: [{ days: ["Mon"], start_time: "09:30", length_minutes: 60 }], now: Date.parse("2026-11-30T10:29:00Z") });
+    s.lock.blockFor = "host-b";
+    const p = s.cycle.tick();
+    await Bun.sleep(50);
+    s.t.now = Date.parse("2026-11-30T10:31:00Z");
+    await p;
+    expect(s.kinds()).toContain("lock.gave_up");
+    expect(s.evacuator.calls).toEqual([]);
+    expect(s.journal.read()).toBeNull();
+  }, 10_000);
+
+  test("a blocker that exits non-zero holds the cycle before the lock", async () => {
+    const s = setup({ policy: { blockers: [["/usr/local/bin/busy-check", "--db"]] } });
+    s.exits.set("/usr/local/bin/busy-check --db", 1);
+    await s.cycle.tick();
+    expect(s.kinds()).toEqual(["blocker.holding"]);
+    expect(s.lock.log).toEqual([]);
+    s.exits.set("/usr/local/bin/busy-check --db", 0);
+    await s.cycle.tick();
+    expect(s.evacuator.ops()).toEqual(["evacuate"]);
+  });
+
+  test("an unreachable lock service: a clear event, nothing evacuated, and a pause before the next try", async () => {
+    const s = setup();
+    s.lock.failAcquire = "No etcd endpoint answered /v3/lease/grant: http://10.0.0.1:2379: connection refused";
+    await s.cycle.tick();
+    const failed = s.events.list().find((e) => e.kind === "cycle.failed")!;
+    expect(failed.msg).toMatch(/failed at the lock: No etcd endpoint answered .*; nothing moved/);
+    expect(s.evacuator.calls).toEqual([]);
+    s.lock.failAcquire = null;
+    await s.cycle.tick();
+    expect(s.lock.log).toEqual(["acquire"]); // backing off
+    expect(s.kinds().at(-1)).toBe("cycle.backoff");
+    s.t.now += 3601_000;
+    await s.cycle.tick();
+    expect(s.evacuator.ops()).toEqual(["evacuate"]);
+  });
+
+  test("a pod that stayed: no update, no reboot; the others come home and the lock is released", async () => {
+    const s = setup();
+    s.evacuator.pods = [
+      { pod: "web", outcome: "migrated" },
+      { pod: "big", outcome: "stayed", reason: "no peer has 64 GiB free" },
+    ];
+    await s.cycle.tick();
+    expect(s.ran).toEqual([]);
+    expect(s.evacuator.ops()).toEqual(["evacuate", "bringHome"]);
+    expect(s.lock.log).toEqual(["acquire", "release"]);
+    expect(s.journal.read()).toBeNull();
+    expect(s.events.list().find((e) => e.kind === "cycle.failed")!.msg).toBe(
+      'Update cycle failed at "evacuate": Not rebooting: pod "big" stayed (no peer has 64 GiB free)',
+    );
+    expect(s.metrics.format()).toContain('autopod_update_failures_total{step="evacuate"} 1');
+  });
+
+  test("an evacuation that fails: pods home, lock released, no update", async () => {
+    const s = setup();
+    s.evacuator.failEvacuate = "peer-b refused the image";
+    await s.cycle.tick();
+    expect(s.ran).toEqual([]);
+    expect(s.evacuator.ops()).toEqual(["evacuate", "bringHome"]);
+    expect(s.lock.log).toEqual(["acquire", "release"]);
+  });
+
+  test("an update command that fails: no reboot; pods home, lock released", async () => {
+    const s = setup();
+    s.exits.set("/usr/bin/apt-get upgrade -y", 100);
+    await s.cycle.tick();
+    expect(s.ran).toEqual([["/usr/bin/apt-get", "upgrade", "-y"]]);
+    expect(s.evacuator.ops()).toEqual(["evacuate", "bringHome"]);
+    expect(s.lock.log).toEqual(["acquire", "release"]);
+    expect(s.events.list().find((e) => e.kind === "cycle.failed")!.msg).toMatch(/failed at "update": The update command exited 100: ran/);
+    expect(s.metrics.format()).toContain('autopod_update_commands_total{result="failed"} 1');
+  });
+
+  test("a reboot command that fails, and one that returns but never reboots: pods home, lock released", async () => {
+    const s = setup();
+    s.exits.set("systemctl reboot", 1);
+    await s.cycle.tick();
+    expect(s.evacuator.ops()).toEqual(["evacuate", "bringHome"]);
+    expect(s.lock.log).toEqual(["acquire", "release"]);
+    const t = setup();
+    await t.cycle.tick();
+    expect(t.journal.read()!.phase).toBe("rebooting");
+    expect(t.timers).toHaveLength(1);
+    t.timers[0]!();
+    for (let i = 0; i < 100 && t.journal.read(); i++) await Bun.sleep(10);
+    expect(t.journal.read()).toBeNull();
+    expect(t.evacuator.ops()).toEqual(["evacuate", "bringHome"]);
+    expect(t.events.list().find((e) => e.kind === "cycle.failed")!.msg).toMatch(/did not reboot within 600 s/);
+  });
+
+  test("no reboot needed after the update: the cycle ends at once, pods home", async () => {
+    const s = setup({ status: report({ security: 2 }), after: report() });
+    await s.cycle.tick();
+    expect(s.ran).toEqual([["/usr/bin/apt-get", "upgrade", "-y"]]);
+    expect(s.kinds()).toContain("reboot.not_needed");
+    expect(s.evacuator.ops()).toEqual(["evacuate", "bringHome"]);
+    expect(s.journal.read()).toBeNull();
+    expect(s.metrics.format()).toContain('autopod_update_cycles_total{outcome="completed"} 1');
+  });
+
+  test("an agent that died mid-update: the next one does not reboot; pods home, lock released", async () => {
+    const s = setup();
+    s.journal.write({
+      version: 1,
+      cycle: "c-1",
+      phase: "updating",
+      mode: "evacuate-update-reboot",
+      reasons: ["reboot-required"],
+      boot_id: "boot-1",
+      started_at: new Date().toISOString(),
+      lock: { kind: "etcd", key: "k", lease: "7" },
+      evacuated: true,
+      phase_started: { updating: Date.now() },
+    });
+    await s.restart(false).resume();
+    expect(s.ran).toEqual([]);
+    expect(s.evacuator.ops()).toEqual(["bringHome"]);
+    expect(s.lock.log).toEqual(["release"]);
+    expect(s.journal.read()).toBeNull();
+    expect(s.events.list().find((e) => e.kind === "cycle.failed")!.msg).toMatch(/The agent stopped during "updating"/);
+  });
+
+  test("an agent that died while taking the lock: the next one gives back what it may hold, and moves nothing", async () => {
+    const s = setup();
+    s.journal.write({
+      version: 1,
+      cycle: "c-2",
+      phase: "locking",
+      mode: "evacuate-update-reboot",
+      reasons: ["reboot-required"],
+      boot_id: "boot-1",
+      started_at: new Date().toISOString(),
+      lock: null,
+      evacuated: false,
+      phase_started: { locking: Date.now() },
+    });
+    await s.restart(false).resume();
+    expect(s.lock.log).toEqual(["releaseOwn"]);
+    expect(s.evacuator.calls).toEqual([]);
+    expect(s.ran).toEqual([]);
+    expect(s.journal.read()).toBeNull();
+  });
+
+  test('mode "evacuate" stops after the evacuation and holds the lock until the host restarts', async () => {
+    const s = setup({ policy: { mode: "evacuate" } });
+    await s.cycle.tick();
+    expect(s.ran).toEqual([]);
+    expect(s.journal.read()!.phase).toBe("evacuated");
+    await s.cycle.tick();
+    expect(s.evacuator.ops()).toEqual(["evacuate"]);
+    // The agent restarts without a reboot: still holding.
+    await s.restart(false).resume();
+    expect(s.journal.read()!.phase).toBe("evacuated");
+    expect(s.lock.log).toEqual(["acquire", "resume"]);
+    // After the admin's reboot: finish.
+    s.status.report = report();
+    await s.restart(true).resume();
+    expect(s.journal.read()).toBeNull();
+    expect(s.lock.log).toEqual(["acquire", "resume", "resume", "release"]);
+    expect(s.evacuator.ops()).toEqual(["evacuate", "bringHome"]);
+  });
+
+  test("return = false leaves the pods where they are", async () => {
+    const s = setup({ policy: { return: false } });
+    await s.cycle.tick();
+    s.status.report = report();
+    await s.restart(true).resume();
+    expect(s.evacuator.ops()).toEqual(["evacuate"]);
+    expect(s.kinds()).toContain("return.skipped");
+    expect(s.evacuator.forgot).toBe(1);
+    expect(s.lock.log.at(-1)).toBe("release");
+  });
+
+  test("stop() ends a wait for the lock without moving anything", async () => {
+    const s = setup();
+    s.lock.blockFor = "host-b";
+    const p = s.cycle.tick();
+    await Bun.sleep(30);
+    s.cycle.stop();
+    await p;
+    expect(s.evacuator.calls).toEqual([]);
+    expect(s.journal.read()).toBeNull();
+    expect(LockAbortedError).toBeDefined();
+  });
+});
