@@ -142,7 +142,8 @@ export async function deletePodNetwork(n: Pick<PodNetwork, "netns" | "hostVeth">
   // goes first: a namespace being torn down must have no way out (its sockets' last packets).
   if (hasInterface(n.hostVeth)) {
     const link = await run([ip(), "link", "del", n.hostVeth], { timeoutMs: 10_000 });
-    if (link.exitCode !== 0 && !/Cannot find device|does not exist/.test(link.stderr)) throw failed(`delete interface "${n.hostVeth}"`, link);
+    // "No such device": the pair went between the check and the delete (its namespace was torn down).
+    if (link.exitCode !== 0 && !/Cannot find device|does not exist|No such device/.test(link.stderr)) throw failed(`delete interface "${n.hostVeth}"`, link);
   }
   if (existsSync(`/run/netns/${n.netns}`)) {
     const ns = await run([ip(), "netns", "del", n.netns], { timeoutMs: 10_000 });
