@@ -245,7 +245,7 @@ try {
     } else {
       process.kill((await a.pod("hog")).pid!, "SIGUSR1");
       await Bun.sleep(500);
-      const changedPages = Math.round(((MIB << 20) / 4096) * 0.01);
+      const changedPages = Math.round(((MIB * 2 ** 20) / 4096) * 0.01);
       const id2 = await a.ok(["checkpoint", "hog", "--leave-running"], 600_000);
       const next = JSON.parse(await a.ok(["image", "push", id2, "--to", "b", "--json"], 900_000));
 

@@ -104,7 +104,7 @@ async function run(lan: TestCluster, a: TestHost, parallel: number) {
   const returnWallMs = Math.round(performance.now() - t1);
   const freezes = r.pods.map((p) => p.freezeMs ?? 0);
   const gaps = reports.map((c) => Math.round(c.maxGapMs));
-  const linkMs = (((PODS * MIB) << 20) / RATE_BYTES_PER_S) * 1000;
+  const linkMs = ((PODS * MIB * 2 ** 20) / RATE_BYTES_PER_S) * 1000;
   const result = {
     parallel,
     wallMs,

@@ -84,7 +84,7 @@ async function move(lan: TestCluster, from: TestHost, to: string, ip: string, mo
   const c = JSON.parse((await new Response(client.stdout).text()).trim()) as ClientReport;
   const r = JSON.parse(out);
   const last = r.rounds.at(-1);
-  const dirtiedBeforeFinal = last ? (((MIB << 20) * 0.01 * DIRTY_PER_S) / 1000) * last.ms : null;
+  const dirtiedBeforeFinal = last ? ((MIB * 2 ** 20 * 0.01 * DIRTY_PER_S) / 1000) * last.ms : null;
   return {
     mode,
     clientLongestGapMs: Math.round(c.maxGapMs),
@@ -98,11 +98,11 @@ async function move(lan: TestCluster, from: TestHost, to: string, ip: string, mo
     finalBytes: r.final.bytesSent,
     finalOverDirtied: dirtiedBeforeFinal ? round(r.final.bytesSent / dirtiedBeforeFinal, 3) : null,
     bytesSent: r.bytesSent,
-    bytesSentOverPod: round(r.bytesSent / (MIB << 20), 3),
+    bytesSentOverPod: round(r.bytesSent / (MIB * 2 ** 20), 3),
     bytesSavedByDedup: r.bytesSavedByDedup,
     totalMs: r.totalMs,
     wallMs,
-    totalOverLinkTime: round(r.totalMs / (((MIB << 20) / RATE_BYTES_PER_S) * 1000), 3),
+    totalOverLinkTime: round(r.totalMs / (((MIB * 2 ** 20) / RATE_BYTES_PER_S) * 1000), 3),
     client: c,
   };
 }
@@ -137,7 +137,7 @@ try {
       {
         podMiB: MIB,
         link: RATE,
-        dirtyBytesPerSecond: Math.round((MIB << 20) * 0.01 * DIRTY_PER_S),
+        dirtyBytesPerSecond: Math.round(MIB * 2 ** 20 * 0.01 * DIRTY_PER_S),
         dirtyOps,
         precopy,
         stopAndCopy,

@@ -85,7 +85,7 @@ class SqliteBlobStore {
 }
 
 function storeBench(chunkSize: number) {
-  const total = STORE_MIB << 20;
+  const total = STORE_MIB * 2 ** 20;
   const data = randomPages(total);
   const chunks: Uint8Array[] = [];
   for (let off = 0; off < total; off += chunkSize) chunks.push(data.subarray(off, off + chunkSize));
@@ -187,7 +187,7 @@ function missingBench() {
 async function imageBench() {
   const pod = path.join(root, "pod");
   fs.mkdirSync(pod);
-  const bytes = MIB << 20;
+  const bytes = MIB * 2 ** 20;
   const fd = fs.openSync(path.join(pod, "pages-1.img"), "w");
   const block = 16 << 20;
   for (let off = 0; off < bytes; off += block) {

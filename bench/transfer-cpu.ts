@@ -44,7 +44,7 @@ async function makeImage(): Promise<{ ca: ImageCatalogue; id: string; close(): v
   const fd = fs.openSync(path.join(pod, "pages-1.img"), "w");
   const block = 16 << 20;
   const b = new Uint8Array(block);
-  for (let off = 0; off < MIB << 20; off += block) {
+  for (let off = 0; off < MIB * 2 ** 20; off += block) {
     for (let i = 0; i < block; i += 65536) crypto.getRandomValues(b.subarray(i, i + 65536));
     fs.writeSync(fd, b, 0, block, off);
   }
