@@ -32,6 +32,9 @@ if (!existsSync(DIST)) {
 }
 
 const now = () => performance.timeOrigin + performance.now();
+/** The machine's load average (1, 5, 15 min): the figures' context on a shared machine. */
+const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number);
+const loadAtStart = loadavg();
 const rootfs = testRootfs();
 const host = await TestHost.start("bench");
 const work = mkdtempSync(join(tmpdir(), "autopod-bench-pods-"));
@@ -243,7 +246,12 @@ try {
     JSON.stringify(
       {
         bench: "pods",
-        host: { kernel: (await Bun.file("/proc/sys/kernel/osrelease").text()).trim(), cpus: navigator.hardwareConcurrency },
+        host: {
+          kernel: (await Bun.file("/proc/sys/kernel/osrelease").text()).trim(),
+          cpus: navigator.hardwareConcurrency,
+          loadavg_at_start: loadAtStart,
+          loadavg_at_end: loadavg(),
+        },
         binary: DIST,
         run_until_cmd_runs_ms: run,
         run_cli_wall_ms: summary(cliWall),
