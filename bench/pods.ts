@@ -66,6 +66,13 @@ function startListener() {
   return { proc, next };
 }
 
+/** utime + stime of a process, in ticks of 10 ms. */
+function agentCpuTicks(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+  return Number(rest[11]) + Number(rest[12]);
+}
+
 async function must(argv: string[], stdin?: string) {
   const p = Bun.spawn(argv, { stdin: stdin === undefined ? "ignore" : new Blob([stdin]), stdout: "pipe", stderr: "pipe" });
   const [err, code] = await Promise.all([new Response(p.stderr).text(), p.exited]);
@@ -147,12 +154,15 @@ try {
   };
   const handPlain: number[] = [];
   const handCgroup: number[] = [];
+  // The agent's own CPU for a run and its rm: a figure the machine's load hardly changes (the by-hand pods never touch it).
+  const agentTicks0 = agentCpuTicks(host.agent!.pid);
   for (let i = 0; i < RUNS + 2; i++) {
     const isMeasured = i >= 2;
     await viaAutopodOnce(i, isMeasured);
     await byHandOnce(i, false, isMeasured ? handPlain : null);
     await byHandOnce(i, true, isMeasured ? handCgroup : null);
   }
+  const agentCpuMsPerRun = round(((agentCpuTicks(host.agent!.pid) - agentTicks0) * 10) / (RUNS + 2), 1);
   listener.proc.kill();
 
   // 3. The agent idle, then with a crowd of pods.
@@ -256,6 +266,7 @@ try {
         run_until_cmd_runs_ms: run,
         run_cli_wall_ms: summary(cliWall),
         run_agent_phases_median_ms: runPhases,
+        agent_cpu_ms_per_run_and_rm: agentCpuMsPerRun,
         same_pod_by_hand_with_unshare_ms: hand,
         ratio_autopod_to_by_hand: round(run.median / hand.median, 2),
         same_pod_by_hand_in_a_memory_cgroup_ms: handCg,
