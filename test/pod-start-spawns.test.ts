@@ -83,3 +83,22 @@ rootTest(
   },
   60_000,
 );
+
+rootTest(
+  "the command runs in every cgroup of its pod from its first instruction (the init joins them while pid 1 builds its root)",
+  async () => {
+    for (let i = 0; i < 5; i++) {
+      const name = `cg${i}`;
+      await host.run(name, ["cat", "/proc/self/cgroup"]);
+      const log = await host.waitForLog(name, /\n$/);
+      const lines = (await host.cli(["logs", name])).stdout.split("\n").filter(Boolean);
+      // v1 (this project's hosts): the memory, cpu, cpuacct and pids hierarchies; v2 alone: the one "0::" line.
+      const v1 = lines.filter((l) => /^\d+:[^:]*\b(memory|cpu|cpuacct|pids)\b[^:]*:/.test(l));
+      const ours = v1.length ? v1 : lines.filter((l) => l.startsWith("0::"));
+      expect({ log, ours: ours.length > 0 }).toEqual({ log, ours: true });
+      for (const l of ours) expect({ line: l, isPods: l.endsWith(`/autopod/${host.agentKey}/${name}`) }).toEqual({ line: l, isPods: true });
+      await host.ok(["rm", "-f", name]);
+    }
+  },
+  120_000,
+);

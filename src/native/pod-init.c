@@ -4,12 +4,13 @@
  * one of them the 110 MiB autopod binary). The agent runs it from a memfd
  * (src/platform/linux/native-pod-init.ts); build.ts compiles and embeds it.
  *
- * As the launcher: it joins the cgroups named (--cgroup: on v1 hosts all
- * the pod's, through a child, while it goes on; on v2 the agent's spawn put
- * it in the pod's cgroup already), enters the pod's net namespace (--netns)
- * or makes it with the veth pair to the host's bridge (--new-netns, as `ip
- * netns add` and `ip link add ... type veth` would), unshares pid, mount, uts
- * and ipc namespaces and forks the pod's pid 1, then exits at once. It never waits for that child: the
+ * As the launcher: it enters the pod's net namespace (--netns) or makes it
+ * with the veth pair to the host's bridge (--new-netns, as `ip netns add` and
+ * `ip link add ... type veth` would), unshares pid, mount, uts and ipc
+ * namespaces, forks the pod's pid 1, puts it in the cgroups named (--cgroup:
+ * on v1 hosts all the pod's, a wait for an RCU grace period that pid 1's own
+ * work overlaps; on v2 the agent's spawn started us in the pod's cgroup
+ * already), and exits. It never waits for that child: the
  * child is handed to the agent (a child subreaper) with its exit status.
  *
  * As pid 1 it reports "autopod-pod-init: pid N" (its pid on the host) on a
@@ -17,7 +18,8 @@
  * (--net), builds the pod's root (overlay or bind of a copy, volumes, /proc,
  * /dev, /dev/pts, /tmp), pivots into it, opens the log as stdout and stderr,
  * enters the working directory, starts a session, drops the capabilities not
- * kept, waits until the launcher is gone, resets signals, becomes the user,
+ * kept, waits until the launcher is gone (so it is in its cgroups, and the
+ * agent's child), resets signals, becomes the user,
  * and execs the command with the launcher's own environment. The report copy
  * closes on exec (the agent then sees end of file), or says
  * "autopod-pod-init: error MESSAGE" and the process exits 127.
@@ -55,13 +57,11 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define REPORT_PID "autopod-pod-init: pid "
 #define REPORT_ERROR "autopod-pod-init: error "
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define LAUNCHER_WAIT_MS 5000
 #define MAX_LIST 256
 
 extern char **environ;
@@ -394,35 +394,34 @@ static void make_netns(const struct plan *p) {
   close(nl);
 }
 
-/* The launcher's cgroups are joined by a child (writing the launcher's pid), so that the kernel's wait
- * for an RCU grace period on a v1 join overlaps the making of the network. */
-static pid_t join_cgroups_async(const struct plan *p) {
-  if (!p->ncgroups) return 0;
-  pid_t launcher = getpid();
-  pid_t child = fork();
-  check(child);
-  if (child > 0) return child;
-  char pid[32];
-  int n = snprintf(pid, sizeof pid, "%d\n", (int)launcher);
+/** The cgroup.procs files of the cgroups named, opened while we still see the host's mounts (pid 1 pivots away from them). */
+static void open_cgroups(const struct plan *p, int *fds) {
   for (int i = 0; i < p->ncgroups; i++) {
-    step("join cgroup \"%s\"", p->cgroups[i]);
+    step("open cgroup \"%s\"", p->cgroups[i]);
     char path[PATH_MAX];
     if (snprintf(path, sizeof path, "%s/cgroup.procs", p->cgroups[i]) >= (int)sizeof path) fail("path too long");
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    check(fd);
-    check(write(fd, pid, n));
-    close(fd);
+    fds[i] = open(path, O_WRONLY | O_CLOEXEC);
+    check(fds[i]);
   }
-  _exit(0);
 }
 
-/** Until the joining child is done; if it failed, it said why. */
-static void wait_cgroups_joined(pid_t child) {
-  if (!child) return;
-  int status;
-  while (waitpid(child, &status, 0) < 0)
-    if (errno != EINTR) fail("%s", strerror(errno));
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) _exit(127);
+/**
+ * Put the pod's pid 1 (host pid `pod`, not yet past its wait for us) in each cgroup. A v1 join
+ * waits for an RCU grace period: pid 1 builds its network and root meanwhile, and runs its command
+ * only once we are gone. On failure pid 1 is killed first, so nothing runs outside its cgroups.
+ */
+static void join_cgroups(const struct plan *p, const int *fds, pid_t pod) {
+  char pid[32];
+  int n = snprintf(pid, sizeof pid, "%d\n", (int)pod);
+  for (int i = 0; i < p->ncgroups; i++) {
+    step("join cgroup \"%s\"", p->cgroups[i]);
+    if (write(fds[i], pid, n) != n) {
+      int e = errno;
+      kill(pod, SIGKILL);
+      fail("%s", strerror(e));
+    }
+    close(fds[i]);
+  }
 }
 
 /* ---- paths in the pod's root ---- */
@@ -605,11 +604,14 @@ static void drop_capabilities(const char *keep) {
     if (!(kept & (1ULL << cap))) check(prctl(PR_CAPBSET_DROP, cap, 0, 0, 0));
 }
 
-/** Until the launcher (our parent on the host, `pidfd`) is gone, at most LAUNCHER_WAIT_MS: past it, start anyway. */
+/**
+ * Until the launcher (our parent on the host, `pidfd`) is gone: it puts us in our cgroups meanwhile.
+ * No deadline here: the agent's own (launch timeout) kills us both.
+ */
 static void wait_launcher_gone(int pidfd) {
   if (pidfd < 0) return;
   struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
-  while (poll(&pfd, 1, LAUNCHER_WAIT_MS) < 0 && errno == EINTR) {
+  while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {
   }
   close(pidfd);
 }
@@ -777,7 +779,6 @@ int main(int argc, char **argv) {
   if (report_fd < 0) return 127;
   struct plan p;
   parse(argc, argv, &p);
-  pid_t joiner = join_cgroups_async(&p);
   if (p.is_new_netns) {
     make_netns(&p);
   } else {
@@ -787,17 +788,21 @@ int main(int argc, char **argv) {
     check(setns(ns, CLONE_NEWNET));
     close(ns);
   }
-  step("join the pod's cgroups");
-  wait_cgroups_joined(joiner);
+  int cgroups[MAX_LIST];
+  open_cgroups(&p, cgroups);
   /* Inherited by pid 1, which polls it to know when we are gone. */
   int launcher = (int)syscall(SYS_pidfd_open, getpid(), 0);
+  if (launcher < 0 && p.ncgroups) fail("pidfd_open: %s", strerror(errno)); /* pid 1 could not wait for its cgroups */
   step("make the pod's namespaces");
   check(unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC));
   check(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
   step("start the pod's first process");
   pid_t child = fork();
   check(child);
-  if (child > 0) _exit(0); /* never waits: pid 1 passes to the agent, its exit status with it */
+  if (child > 0) {
+    join_cgroups(&p, cgroups, child);
+    _exit(0); /* never waits: pid 1 passes to the agent, its exit status with it */
+  }
   pod_init(&p, launcher);
   return 127;
 }

@@ -4,11 +4,12 @@
  * file), with the host pid of the pod's pid 1.
  *
  * With the small static init (src/native/pod-init.c, native-pod-init.ts) it
- * is one exec: the init enters the pod's net namespace, makes the others,
- * forks pid 1 and exits, never waiting for it, so pid 1 passes to the agent
- * (a child subreaper) with its exit status, exactly as after a CRIU restore,
- * and one reaper serves both. It also configures the pod's side of the
- * network when told (`network`), instead of one more `ip` spawn.
+ * is one exec: the init enters (or makes, `newNetns`) the pod's net
+ * namespace, makes the others, forks pid 1, puts it in its cgroups and exits,
+ * never waiting for it, so pid 1 passes to the agent (a child subreaper) with
+ * its exit status, exactly as after a CRIU restore, and one reaper serves
+ * both. It also configures the pod's side of the network when told
+ * (`network`): no `ip` spawn at all.
  *
  * Without it (a build without a C compiler): `nsenter --net=<pod netns> --
  * unshare --pid --mount --uts --ipc --fork -- autopod __pod-init PLAN`; as
@@ -90,9 +91,10 @@ export function nativeInitArgv(init: string, req: LaunchRequest): string[] {
 }
 
 /**
- * The cgroups the small init joins itself. On v1 hosts, all the pod's (memory, cpu, pids: other hierarchies):
- * a v1 join waits for an RCU grace period, which the init overlaps with making the network. On v2, where
- * Bun's spawn starts the init in the pod's cgroup (clone3 CLONE_INTO_CGROUP, no migration), none.
+ * The cgroups the small init puts the pod's pid 1 in. On v1 hosts, all the pod's (memory, cpu, pids: other
+ * hierarchies): a v1 join waits for an RCU grace period, which pid 1 overlaps with building its network and
+ * root (its command runs only after). On v2, where Bun's spawn starts the init in the pod's cgroup (clone3
+ * CLONE_INTO_CGROUP, no migration), the others only (none).
  */
 function initCgroups(req: LaunchRequest): string[] {
   if (!req.cgroup) return [];
