@@ -32,6 +32,9 @@ if (!existsSync(DIST)) {
 }
 
 const now = () => performance.timeOrigin + performance.now();
+/** The machine's load average (1, 5, 15 min): the figures' context on a shared machine. */
+const loadavg = () => readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number);
+const loadAtStart = loadavg();
 const rootfs = testRootfs();
 const host = await TestHost.start("bench");
 const work = mkdtempSync(join(tmpdir(), "autopod-bench-pods-"));
@@ -61,6 +64,13 @@ function startListener() {
     }
   };
   return { proc, next };
+}
+
+/** utime + stime of a process, in ticks of 10 ms. */
+function agentCpuTicks(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const rest = f.slice(f.lastIndexOf(")") + 2).split(" ");
+  return Number(rest[11]) + Number(rest[12]);
 }
 
 async function must(argv: string[], stdin?: string) {
@@ -144,12 +154,15 @@ try {
   };
   const handPlain: number[] = [];
   const handCgroup: number[] = [];
+  // The agent's own CPU for a run and its rm: a figure the machine's load hardly changes (the by-hand pods never touch it).
+  const agentTicks0 = agentCpuTicks(host.agent!.pid);
   for (let i = 0; i < RUNS + 2; i++) {
     const isMeasured = i >= 2;
     await viaAutopodOnce(i, isMeasured);
     await byHandOnce(i, false, isMeasured ? handPlain : null);
     await byHandOnce(i, true, isMeasured ? handCgroup : null);
   }
+  const agentCpuMsPerRun = round(((agentCpuTicks(host.agent!.pid) - agentTicks0) * 10) / (RUNS + 2), 1);
   listener.proc.kill();
 
   // 3. The agent idle, then with a crowd of pods.
@@ -243,11 +256,17 @@ try {
     JSON.stringify(
       {
         bench: "pods",
-        host: { kernel: (await Bun.file("/proc/sys/kernel/osrelease").text()).trim(), cpus: navigator.hardwareConcurrency },
+        host: {
+          kernel: (await Bun.file("/proc/sys/kernel/osrelease").text()).trim(),
+          cpus: navigator.hardwareConcurrency,
+          loadavg_at_start: loadAtStart,
+          loadavg_at_end: loadavg(),
+        },
         binary: DIST,
         run_until_cmd_runs_ms: run,
         run_cli_wall_ms: summary(cliWall),
         run_agent_phases_median_ms: runPhases,
+        agent_cpu_ms_per_run_and_rm: agentCpuMsPerRun,
         same_pod_by_hand_with_unshare_ms: hand,
         ratio_autopod_to_by_hand: round(run.median / hand.median, 2),
         same_pod_by_hand_in_a_memory_cgroup_ms: handCg,

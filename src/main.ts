@@ -118,6 +118,10 @@ async function main(argv: string[]): Promise<number> {
       );
       return loaded;
     },
+    socket: async () => {
+      const { quickSocket } = await import("./config/socket.ts");
+      return (await quickSocket({ path: flagString(args, "config"), flag: flagString(args, "socket") })) ?? (await ctx.config()).config.socket;
+    },
   };
   try {
     return await cmd.run(ctx);

@@ -7,6 +7,8 @@ export interface CommandContext {
   args: ParsedArgs;
   /** Effective configuration: file, env, then the global flags. */
   config(): Promise<LoadedConfig>;
+  /** The agent's socket, as config() would name it, but without loading the whole config when it need not. */
+  socket(): Promise<string>;
   log: Logger;
   out(text: string): void;
   err(text: string): void;

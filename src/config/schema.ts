@@ -1,11 +1,12 @@
 import { z } from "zod";
+import { DEFAULT_CONFIG_PATH, DEFAULT_SOCKET, isCleanAbsolutePath } from "./paths.ts";
 
 const ipv4 = /^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$/;
 const cidr = z.string().refine((s) => {
   const [ip, len, ...more] = s.split("/");
   return more.length === 0 && ip !== undefined && ipv4.test(ip) && len !== undefined && /^\d+$/.test(len) && +len >= 8 && +len <= 30;
 }, "an IPv4 subnet like 10.213.0.0/24 (prefix 8 to 30)");
-const absPath = z.string().refine((s) => s.startsWith("/") && !s.split("/").includes(".."), "an absolute path without '..'");
+const absPath = z.string().refine(isCleanAbsolutePath, "an absolute path without '..'");
 const ifName = z
   .string()
   .regex(/^[a-zA-Z0-9_.-]{1,15}$/, "an interface name of 1 to 15 letters, digits, '_', '.', '-'")
@@ -130,7 +131,7 @@ const PolicySchema = z
 export const ConfigSchema = z
   .object({
     state_dir: absPath.default("/var/lib/autopod").describe("where pods, images and chunks live"),
-    socket: absPath.default("/run/autopod/autopod.sock").describe("the local API's unix socket"),
+    socket: absPath.default(DEFAULT_SOCKET).describe("the local API's unix socket"),
     log_level: z.enum(["debug", "info", "warn", "error"]).default("info").describe("log verbosity"),
     criu: z.string().default("").describe("path of the criu binary; empty means search /usr/local/sbin, then PATH"),
     network: z
@@ -245,4 +246,4 @@ export const ENV_ALIASES: Readonly<Record<string, string>> = {
   "checkpoint.page_tail": "AUTOPOD_PAGE_TAIL",
 };
 
-export const DEFAULT_CONFIG_PATH = "/etc/autopod/autopod.toml";
+export { DEFAULT_CONFIG_PATH };

@@ -4,10 +4,13 @@
  * one of them the 110 MiB autopod binary). The agent runs it from a memfd
  * (src/platform/linux/native-pod-init.ts); build.ts compiles and embeds it.
  *
- * As the launcher, in the pod's memory cgroup (the agent's spawn puts it
- * there): it joins the other cgroups named (--cgroup, v1 hosts), enters the
- * pod's net namespace, unshares pid, mount, uts and ipc namespaces and forks
- * the pod's pid 1, then exits at once. It never waits for that child: the
+ * As the launcher: it enters the pod's net namespace (--netns) or makes it
+ * with the veth pair to the host's bridge (--new-netns, as `ip netns add` and
+ * `ip link add ... type veth` would), unshares pid, mount, uts and ipc
+ * namespaces, forks the pod's pid 1, puts it in the cgroups named (--cgroup:
+ * on v1 hosts all the pod's, a wait for an RCU grace period that pid 1's own
+ * work overlaps; on v2 the agent's spawn started us in the pod's cgroup
+ * already), and exits. It never waits for that child: the
  * child is handed to the agent (a child subreaper) with its exit status.
  *
  * As pid 1 it reports "autopod-pod-init: pid N" (its pid on the host) on a
@@ -15,7 +18,8 @@
  * (--net), builds the pod's root (overlay or bind of a copy, volumes, /proc,
  * /dev, /dev/pts, /tmp), pivots into it, opens the log as stdout and stderr,
  * enters the working directory, starts a session, drops the capabilities not
- * kept, waits until the launcher is gone, resets signals, becomes the user,
+ * kept, waits until the launcher is gone (so it is in its cgroups, and the
+ * agent's child), resets signals, becomes the user,
  * and execs the command with the launcher's own environment. The report copy
  * closes on exec (the agent then sees end of file), or says
  * "autopod-pod-init: error MESSAGE" and the process exits 127.
@@ -25,7 +29,7 @@
  * following any symlink, so nothing can be mounted outside the root.
  *
  * Usage (the agent's, never a person's):
- *   pod-init [--cgroup DIR]... --netns PATH [--net ADDR/PREFIX GATEWAY]
+ *   pod-init [--cgroup DIR]... (--netns PATH | --new-netns PATH HOST_VETH BRIDGE) [--net ADDR/PREFIX GATEWAY]
  *     --hostname NAME (--overlay MOUNTPOINT LOWER UPPER WORK | --copy MOUNTPOINT)
  *     [--volume HOST PODPATH ro|rw file|dir]... --proc PODPATH --dev PODPATH
  *     --tmp PODPATH --dev-node NAME... --keep-caps N,N,... --workdir DIR
@@ -36,8 +40,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
+#include <linux/veth.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -56,7 +62,6 @@
 #define REPORT_PID "autopod-pod-init: pid "
 #define REPORT_ERROR "autopod-pod-init: error "
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
-#define LAUNCHER_WAIT_MS 5000
 #define MAX_LIST 256
 
 extern char **environ;
@@ -102,6 +107,8 @@ struct plan {
   const char *cgroups[MAX_LIST];
   int ncgroups;
   const char *netns, *net_addr, *net_gateway, *hostname;
+  int is_new_netns;
+  const char *host_veth, *bridge; /* with is_new_netns */
   int is_overlay;
   const char *mountpoint, *lower, *upper, *work;
   struct volume volumes[MAX_LIST];
@@ -141,6 +148,12 @@ static void parse(int argc, char **argv, struct plan *p) {
       if (p->ncgroups == MAX_LIST) fail("too many cgroups");
       p->cgroups[p->ncgroups++] = need(argc, argv, &i);
     } else if (!strcmp(a, "--netns")) p->netns = need(argc, argv, &i);
+    else if (!strcmp(a, "--new-netns")) {
+      p->is_new_netns = 1;
+      p->netns = need(argc, argv, &i);
+      p->host_veth = need(argc, argv, &i);
+      p->bridge = need(argc, argv, &i);
+    }
     else if (!strcmp(a, "--net")) {
       p->net_addr = need(argc, argv, &i);
       p->net_gateway = need(argc, argv, &i);
@@ -278,6 +291,137 @@ static void configure_network(const char *cidr, const char *gateway) {
   add_attr(&r, RTA_OIF, &eth0, sizeof eth0);
   talk(fd, &r);
   close(fd);
+}
+
+/* ---- the pod's net namespace and its veth pair, as `ip netns add` and `ip link add ... type veth` make them ---- */
+
+struct nlbuf {
+  struct nlmsghdr h;
+  struct ifinfomsg link;
+  char attrs[512];
+};
+
+static struct rtattr *put_attr(struct nlbuf *b, unsigned short type, const void *data, unsigned short len) {
+  if (NLMSG_ALIGN(b->h.nlmsg_len) + RTA_SPACE(len) > sizeof *b) fail("netlink message too long");
+  struct rtattr *a = (struct rtattr *)((char *)b + NLMSG_ALIGN(b->h.nlmsg_len));
+  a->rta_type = type;
+  a->rta_len = RTA_LENGTH(len);
+  if (len) memcpy(RTA_DATA(a), data, len);
+  b->h.nlmsg_len = NLMSG_ALIGN(b->h.nlmsg_len) + RTA_ALIGN(a->rta_len);
+  return a;
+}
+
+static void end_nest(struct nlbuf *b, struct rtattr *nest) {
+  nest->rta_len = (unsigned short)((char *)b + b->h.nlmsg_len - (char *)nest);
+}
+
+/** The veth pair: HOST_VETH in our (the host's) namespace, up, on BRIDGE; its peer eth0 in the pod's (pod_ns fd). */
+static void create_veth(int fd, const char *host_veth, int bridge, int pod_ns) {
+  struct nlbuf b;
+  memset(&b, 0, sizeof b);
+  b.h.nlmsg_len = NLMSG_LENGTH(sizeof b.link);
+  b.h.nlmsg_type = RTM_NEWLINK;
+  b.h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL;
+  b.h.nlmsg_seq = 1;
+  b.link.ifi_family = AF_UNSPEC;
+  b.link.ifi_flags = IFF_UP;
+  b.link.ifi_change = IFF_UP;
+  put_attr(&b, IFLA_IFNAME, host_veth, strlen(host_veth) + 1);
+  unsigned master = (unsigned)bridge;
+  put_attr(&b, IFLA_MASTER, &master, sizeof master);
+  struct rtattr *info = put_attr(&b, IFLA_LINKINFO, NULL, 0);
+  put_attr(&b, IFLA_INFO_KIND, "veth", 4);
+  struct rtattr *data = put_attr(&b, IFLA_INFO_DATA, NULL, 0);
+  struct rtattr *peer = put_attr(&b, VETH_INFO_PEER, NULL, 0);
+  struct ifinfomsg peer_link = {.ifi_family = AF_UNSPEC};
+  if (NLMSG_ALIGN(b.h.nlmsg_len) + sizeof peer_link > sizeof b) fail("netlink message too long");
+  memcpy((char *)&b + b.h.nlmsg_len, &peer_link, sizeof peer_link);
+  b.h.nlmsg_len += sizeof peer_link;
+  put_attr(&b, IFLA_IFNAME, "eth0", 5);
+  unsigned ns = (unsigned)pod_ns;
+  put_attr(&b, IFLA_NET_NS_FD, &ns, sizeof ns);
+  end_nest(&b, peer);
+  end_nest(&b, data);
+  end_nest(&b, info);
+  check(send(fd, &b, b.h.nlmsg_len, 0));
+  char answer[4096];
+  ssize_t n = recv(fd, answer, sizeof answer, 0);
+  check(n);
+  struct nlmsghdr *h = (struct nlmsghdr *)answer;
+  if (!NLMSG_OK(h, (size_t)n) || h->nlmsg_type != NLMSG_ERROR) fail("unexpected netlink answer");
+  int err = ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+  if (err) fail("%s", strerror(-err));
+}
+
+/**
+ * Make the pod's net namespace, named PATH (under /run/netns, shared as `ip netns add` shares it, so
+ * every mount namespace sees it), and enter it; then the veth pair between it and the host's bridge.
+ * On failure here the agent removes what was made (its teardown deletes the namespace and the veth).
+ */
+static void make_netns(const struct plan *p) {
+  step("find bridge \"%s\"", p->bridge);
+  int bridge = if_nametoindex(p->bridge);
+  if (!bridge) fail("%s", strerror(errno));
+  step("create net namespace \"%s\"", p->netns);
+  char dir[PATH_MAX];
+  const char *slash = strrchr(p->netns, '/');
+  if (!slash || slash == p->netns || (size_t)(slash - p->netns) >= sizeof dir) fail("invalid net namespace path");
+  memcpy(dir, p->netns, slash - p->netns);
+  dir[slash - p->netns] = 0;
+  if (mkdir(dir, 0755) < 0 && errno != EEXIST) fail("%s", strerror(errno));
+  int made_mount = 0;
+  while (mount("", dir, "none", MS_SHARED | MS_REC, NULL) < 0) {
+    if (errno != EINVAL || made_mount) fail("%s", strerror(errno));
+    check(mount(dir, dir, "none", MS_BIND | MS_REC, NULL));
+    made_mount = 1;
+  }
+  /* The netlink socket is the host's: opened before we leave its namespace. */
+  int nl = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  check(nl);
+  int file = open(p->netns, O_RDONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0);
+  check(file);
+  close(file);
+  if (unshare(CLONE_NEWNET) < 0 || mount("/proc/self/ns/net", p->netns, "none", MS_BIND, NULL) < 0) {
+    int e = errno;
+    unlink(p->netns);
+    fail("%s", strerror(e));
+  }
+  step("create the veth pair \"%s\"", p->host_veth);
+  int ns = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+  check(ns);
+  create_veth(nl, p->host_veth, bridge, ns);
+  close(ns);
+  close(nl);
+}
+
+/** The cgroup.procs files of the cgroups named, opened while we still see the host's mounts (pid 1 pivots away from them). */
+static void open_cgroups(const struct plan *p, int *fds) {
+  for (int i = 0; i < p->ncgroups; i++) {
+    step("open cgroup \"%s\"", p->cgroups[i]);
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s/cgroup.procs", p->cgroups[i]) >= (int)sizeof path) fail("path too long");
+    fds[i] = open(path, O_WRONLY | O_CLOEXEC);
+    check(fds[i]);
+  }
+}
+
+/**
+ * Put the pod's pid 1 (host pid `pod`, not yet past its wait for us) in each cgroup. A v1 join
+ * waits for an RCU grace period: pid 1 builds its network and root meanwhile, and runs its command
+ * only once we are gone. On failure pid 1 is killed first, so nothing runs outside its cgroups.
+ */
+static void join_cgroups(const struct plan *p, const int *fds, pid_t pod) {
+  char pid[32];
+  int n = snprintf(pid, sizeof pid, "%d\n", (int)pod);
+  for (int i = 0; i < p->ncgroups; i++) {
+    step("join cgroup \"%s\"", p->cgroups[i]);
+    if (write(fds[i], pid, n) != n) {
+      int e = errno;
+      kill(pod, SIGKILL);
+      fail("%s", strerror(e));
+    }
+    close(fds[i]);
+  }
 }
 
 /* ---- paths in the pod's root ---- */
@@ -460,11 +604,14 @@ static void drop_capabilities(const char *keep) {
     if (!(kept & (1ULL << cap))) check(prctl(PR_CAPBSET_DROP, cap, 0, 0, 0));
 }
 
-/** Until the launcher (our parent on the host, `pidfd`) is gone, at most LAUNCHER_WAIT_MS: past it, start anyway. */
+/**
+ * Until the launcher (our parent on the host, `pidfd`) is gone: it puts us in our cgroups meanwhile.
+ * No deadline here: the agent's own (launch timeout) kills us both.
+ */
 static void wait_launcher_gone(int pidfd) {
   if (pidfd < 0) return;
   struct pollfd pfd = {.fd = pidfd, .events = POLLIN};
-  while (poll(&pfd, 1, LAUNCHER_WAIT_MS) < 0 && errno == EINTR) {
+  while (poll(&pfd, 1, -1) < 0 && errno == EINTR) {
   }
   close(pidfd);
 }
@@ -632,29 +779,30 @@ int main(int argc, char **argv) {
   if (report_fd < 0) return 127;
   struct plan p;
   parse(argc, argv, &p);
-  for (int i = 0; i < p.ncgroups; i++) {
-    step("join cgroup \"%s\"", p.cgroups[i]);
-    char path[PATH_MAX];
-    if (snprintf(path, sizeof path, "%s/cgroup.procs", p.cgroups[i]) >= (int)sizeof path) fail("path too long");
-    int fd = open(path, O_WRONLY | O_CLOEXEC);
-    check(fd);
-    check(write(fd, "0\n", 2));
-    close(fd);
+  if (p.is_new_netns) {
+    make_netns(&p);
+  } else {
+    step("enter the net namespace \"%s\"", p.netns);
+    int ns = open(p.netns, O_RDONLY | O_CLOEXEC);
+    check(ns);
+    check(setns(ns, CLONE_NEWNET));
+    close(ns);
   }
-  step("enter the net namespace \"%s\"", p.netns);
-  int ns = open(p.netns, O_RDONLY | O_CLOEXEC);
-  check(ns);
-  check(setns(ns, CLONE_NEWNET));
-  close(ns);
+  int cgroups[MAX_LIST];
+  open_cgroups(&p, cgroups);
   /* Inherited by pid 1, which polls it to know when we are gone. */
   int launcher = (int)syscall(SYS_pidfd_open, getpid(), 0);
+  if (launcher < 0 && p.ncgroups) fail("pidfd_open: %s", strerror(errno)); /* pid 1 could not wait for its cgroups */
   step("make the pod's namespaces");
   check(unshare(CLONE_NEWPID | CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC));
   check(mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL));
   step("start the pod's first process");
   pid_t child = fork();
   check(child);
-  if (child > 0) _exit(0); /* never waits: pid 1 passes to the agent, its exit status with it */
+  if (child > 0) {
+    join_cgroups(&p, cgroups, child);
+    _exit(0); /* never waits: pid 1 passes to the agent, its exit status with it */
+  }
   pod_init(&p, launcher);
   return 127;
 }

@@ -83,6 +83,14 @@ export interface HostNetworkConfig {
   routed?: { lanInterface: string };
 }
 
+/** What createNetwork left to the pod's init (launch). */
+export interface PodNetworkMade {
+  /** lo, eth0's address and the default route. */
+  isPodSideLeft: boolean;
+  /** The net namespace and the veth pair as well. */
+  isNamespaceLeft?: boolean;
+}
+
 export interface PodHost {
   /** Bridge (and NAT) for this agent's pods; idempotent. */
   setUpNetwork(c: HostNetworkConfig): Promise<void>;
@@ -111,7 +119,8 @@ export interface PodHost {
    * With isLocked, all traffic is dropped from the start (a pod about to be restored).
    * With routed, the pod's /32 is routed to its veth and announced on the LAN (gratuitous ARP).
    * With mayLeavePodSide (a launch follows), the host may leave the pod's side (lo, eth0's address,
-   * the default route) to the pod's init: then it answers isPodSideLeft, and launch must be told.
+   * the default route) to the pod's init: then it answers isPodSideLeft, and launch must be told;
+   * and (isNamespaceLeft) the namespace and the veth pair too, which then exist only once launch ran.
    */
   createNetwork(n: {
     netns: string;
@@ -122,7 +131,7 @@ export interface PodHost {
     isLocked?: boolean;
     routed?: { lanInterface: string };
     mayLeavePodSide?: boolean;
-  }): Promise<{ isPodSideLeft: boolean }>;
+  }): Promise<PodNetworkMade>;
   deleteNetwork(n: { netns: string; hostVeth: string }): Promise<void>;
   /** Routed: tell the LAN (gratuitous ARP on `lanInterface`) that this host answers for `address` (dotted IPv4) again. */
   announceAddress(lanInterface: string, address: string): Promise<void>;
@@ -142,8 +151,8 @@ export interface PodHost {
   /** The pod's log file as the host reads it: `rel` beneath the pod's writable layer `dir`, which the pod can change (open it with openBeneath). */
   logFile(rt: PodRuntimeInfo): { dir: string; rel: string };
 
-  /** Start the pod's command; resolves once it runs, with the host pid of pod pid 1. isPodSideLeft: as createNetwork answered. */
-  launch(spec: PodSpec, rt: PodRuntimeInfo, net?: { isPodSideLeft: boolean }): Promise<{ pid: number; startTime: number; ms?: Record<string, number> }>;
+  /** Start the pod's command; resolves once it runs, with the host pid of pod pid 1. net: as createNetwork answered. */
+  launch(spec: PodSpec, rt: PodRuntimeInfo, net?: PodNetworkMade): Promise<{ pid: number; startTime: number; ms?: Record<string, number> }>;
   processIdentity(pid: number): ProcessIdentity | null;
   reap(pid: number): Reaped;
   /** The agent's own children that are zombies (exited, not reaped yet). */

@@ -11,7 +11,7 @@ import { createHash, randomUUID } from "node:crypto";
 import { AlreadyExistsError, ConflictError, errorMessage, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import { failpoint } from "../debug/failpoints.ts";
 import type { Logger } from "../log.ts";
-import type { ExecOptions, ExitStatus, PodHost, PodProcess } from "../platform/pod-host.ts";
+import type { ExecOptions, ExitStatus, PodHost, PodNetworkMade, PodProcess } from "../platform/pod-host.ts";
 import { formatIPv4, formatSubnet, gatewayOf, parseIPv4, parseSubnet, type Subnet } from "./address.ts";
 import { childPath } from "./child-path.ts";
 import type { ProtectedPaths } from "./host-dirs.ts";
@@ -219,7 +219,7 @@ export class PodRuntime {
     try {
       // The root, the cgroup and the network are independent: made at once (the network is `ip` spawns).
       // Both settle before a failure is thrown, so the teardown never races a half-made network.
-      let net: { isPodSideLeft: boolean } | undefined;
+      let net: PodNetworkMade | undefined;
       const made = await Promise.allSettled([
         (async () => {
           await host.prepareLayer(record.spec, rt);

@@ -13,6 +13,7 @@ import { Yielder } from "../../yielder.ts";
 import type { ImageCatalogue, ImageInfo } from "../../store/image-catalogue.ts";
 import type { ImageOrigin, ImageTrust } from "../../trust/image-trust.ts";
 import { readJsonBody } from "./bounded-body.ts";
+import { EXPORT_BYTES_HEADER } from "./export-header.ts";
 import { progressResponse, wantsProgress } from "./progress-stream.ts";
 
 /** A row of `autopod images`: the catalogue's, with where the image came from. */
@@ -21,9 +22,6 @@ export interface ImageListing extends ImageInfo {
   /** Key id of the image's signer, when it is signed. */
   signer: string | null;
 }
-
-/** An export's answer says the file's size in this header. */
-export const EXPORT_BYTES_HEADER = "x-autopod-export-bytes";
 
 /** The most a JSON body of these routes may be. */
 export const MAX_JSON_BODY_BYTES = 64 << 10;

@@ -4,11 +4,12 @@
  * file), with the host pid of the pod's pid 1.
  *
  * With the small static init (src/native/pod-init.c, native-pod-init.ts) it
- * is one exec: the init enters the pod's net namespace, makes the others,
- * forks pid 1 and exits, never waiting for it, so pid 1 passes to the agent
- * (a child subreaper) with its exit status, exactly as after a CRIU restore,
- * and one reaper serves both. It also configures the pod's side of the
- * network when told (`network`), instead of one more `ip` spawn.
+ * is one exec: the init enters (or makes, `newNetns`) the pod's net
+ * namespace, makes the others, forks pid 1, puts it in its cgroups and exits,
+ * never waiting for it, so pid 1 passes to the agent (a child subreaper) with
+ * its exit status, exactly as after a CRIU restore, and one reaper serves
+ * both. It also configures the pod's side of the network when told
+ * (`network`): no `ip` spawn at all.
  *
  * Without it (a build without a C compiler): `nsenter --net=<pod netns> --
  * unshare --pid --mount --uts --ipc --fork -- autopod __pod-init PLAN`; as
@@ -16,7 +17,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { resolve } from "node:path";
-import { siblingDirs } from "./cgroup.ts";
+import { memoryHierarchy, siblingDirs } from "./cgroup.ts";
 import { joinCgroupsArgv } from "./cgroup-exec.ts";
 import { which } from "./exec.ts";
 import { reapIfExited } from "./libc.ts";
@@ -39,6 +40,8 @@ export interface LaunchRequest {
   timeoutMs?: number;
   /** The pod's side of its network, for the init to configure (only with the small init: see podInitConfiguresNetwork). */
   network?: { address: string; gateway: string };
+  /** The init makes the net namespace (named `netns`) and the veth pair to the bridge too: no `ip` spawn at all (small init only). */
+  newNetns?: { hostVeth: string; bridge: string };
 }
 
 /** Whether launchPod can configure the pod's side of the network (lo, eth0, default route) itself. */
@@ -71,9 +74,9 @@ export function nativeInitArgv(init: string, req: LaunchRequest): string[] {
   const base = plan.root.kind === "overlay" ? plan.root.lower : plan.root.mountpoint;
   const inRoot = (p: string) => resolveInRoot(base, p).inRoot;
   const argv = [init];
-  // On v1 hosts the pod's cpu and pids cgroups are other hierarchies than its memory one (Bun's spawn joins that).
-  for (const dir of req.cgroup ? siblingDirs(req.cgroup) : []) argv.push("--cgroup", dir);
-  argv.push("--netns", netnsPath(req.netns));
+  for (const dir of initCgroups(req)) argv.push("--cgroup", dir);
+  if (req.newNetns) argv.push("--new-netns", netnsPath(req.netns), req.newNetns.hostVeth, req.newNetns.bridge);
+  else argv.push("--netns", netnsPath(req.netns));
   if (req.network) argv.push("--net", req.network.address, req.network.gateway);
   argv.push("--hostname", plan.hostname);
   if (plan.root.kind === "overlay") argv.push("--overlay", plan.root.mountpoint, plan.root.lower, plan.root.upper, plan.root.work);
@@ -85,6 +88,18 @@ export function nativeInitArgv(init: string, req: LaunchRequest): string[] {
   if (plan.user) argv.push("--user", String(plan.user.uid), plan.user.gid === null ? "-" : String(plan.user.gid), plan.user.isHomeSet ? "1" : "0");
   argv.push("--", ...plan.cmd);
   return argv;
+}
+
+/**
+ * The cgroups the small init puts the pod's pid 1 in. On v1 hosts, all the pod's (memory, cpu, pids: other
+ * hierarchies): a v1 join waits for an RCU grace period, which pid 1 overlaps with building its network and
+ * root (its command runs only after). On v2, where Bun's spawn starts the init in the pod's cgroup (clone3
+ * CLONE_INTO_CGROUP, no migration), the others only (none).
+ */
+function initCgroups(req: LaunchRequest): string[] {
+  if (!req.cgroup) return [];
+  const siblings = siblingDirs(req.cgroup);
+  return memoryHierarchy()?.version === 1 ? [req.cgroup, ...siblings] : siblings;
 }
 
 /** The pod's environment, as the init passes it to the command: its own. */
@@ -99,8 +114,13 @@ function envObject(entries: readonly string[]): Record<string, string> {
 
 export async function launchPod(req: LaunchRequest): Promise<Launched> {
   const init = nativePodInit();
-  if (init) return await watchLaunch(req, performance.now(), Bun.spawn(nativeInitArgv(init, req), spawnOptions(req, envObject(req.plan.env))), false);
-  if (req.network) throw new LaunchError("The pod's network can be configured by the small init only");
+  if (init) {
+    const isJoinedByInit = req.cgroup !== null && initCgroups(req).includes(req.cgroup);
+    const started = performance.now();
+    const spawned = Bun.spawn(nativeInitArgv(init, req), spawnOptions(isJoinedByInit ? { ...req, cgroup: null } : req, envObject(req.plan.env)));
+    return await watchLaunch(req, started, spawned, false);
+  }
+  if (req.network || req.newNetns) throw new LaunchError("The pod's network can be configured by the small init only");
   writeFileSync(req.planPath, JSON.stringify(req.plan), { mode: 0o600 });
   // On v1 hosts the pod's cpu and pids cgroups are other hierarchies than its memory one (Bun's spawn joins that).
   const argv = joinCgroupsArgv(req.cgroup ? siblingDirs(req.cgroup) : [], [

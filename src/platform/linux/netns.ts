@@ -2,7 +2,9 @@
  * Pod networking with iproute2 (and nft for the optional NAT): the host
  * bridge, one named net namespace per pod, and a veth pair between them.
  * Everything is an argument array or an `ip -batch` script on stdin; values
- * reaching them are validated names and addresses.
+ * reaching them are validated names and addresses. A pod started on a bridge
+ * by the small init gets its namespace and veth from the init (rtnetlink,
+ * src/native/pod-init.c) instead; restored pods get them here.
  */
 import { lockNetwork } from "./netlock.ts";
 import { existsSync, readFileSync, statSync } from "node:fs";

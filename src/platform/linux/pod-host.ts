@@ -95,6 +95,12 @@ export const linuxPodHost: PodHost = {
   async createNetwork(n) {
     // The small init configures the pod's side from inside: one `ip` spawn fewer, done while the root is built.
     const isPodSideLeft = n.mayLeavePodSide === true && !n.isLocked && podInitConfiguresNetwork();
+    if (isPodSideLeft && !n.routed) {
+      // On a bridge it makes the namespace and the veth pair too (rtnetlink): no `ip` spawn at all.
+      // What an earlier crash left under these names goes first (nothing is spawned when there is none).
+      await netns.deletePodNetwork(n);
+      return { isPodSideLeft, isNamespaceLeft: true };
+    }
     const made = { ...n, isPodSideLeft };
     await (n.routed ? routed.createRoutedPodNetwork({ ...made, lanInterface: n.routed.lanInterface }) : netns.createPodNetwork(made));
     return { isPodSideLeft };
@@ -159,7 +165,8 @@ export const linuxPodHost: PodHost = {
       ...(spec.user ? { user: { ...spec.user, isHomeSet: spec.env.HOME !== undefined } } : {}),
     };
     const network = net?.isPodSideLeft ? { address: spec.address, gateway: rt.gateway } : undefined;
-    return launchPod({ plan, planPath: l.plan, netns: rt.netns, cgroup: rt.cgroup, ...(network ? { network } : {}) });
+    const newNetns = net?.isNamespaceLeft ? { hostVeth: rt.hostVeth, bridge: rt.bridge } : undefined;
+    return launchPod({ plan, planPath: l.plan, netns: rt.netns, cgroup: rt.cgroup, ...(network ? { network } : {}), ...(newNetns ? { newNetns } : {}) });
   },
 
   processIdentity(pid) {
