@@ -56,6 +56,19 @@ describe("ChunkWorkers.hashFile", () => {
     expect(Buffer.compare(big.hashes, serialHashes(data, 65536))).toBe(0);
   });
 
+  test("a whole file hashed on fewer threads than the pool has keeps to them (a restore's check leaves CRIU a core); a growing one gets them all once it ends", async () => {
+    const data = sample(2000);
+    const f = path.join(tmp, "pages-few.img");
+    fs.writeFileSync(f, data);
+    const one = await pool.hashFile(f, 4096, 1);
+    expect(one.threads).toBe(1);
+    expect(Buffer.compare(one.hashes, serialHashes(data, 4096))).toBe(0);
+    expect((await pool.hashFile(f, 4096)).threads).toBe(2);
+    const growing = pool.hashGrowingFile(f, 4096, 1);
+    growing.finish();
+    expect((await growing.result).threads).toBe(2);
+  });
+
   test("an empty file has no chunks; a missing one is an error", async () => {
     const f = path.join(tmp, "empty");
     fs.writeFileSync(f, "");
