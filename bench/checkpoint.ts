@@ -1,7 +1,9 @@
 #!/usr/bin/env bun
 /**
  * Checkpoint and restore figures, as JSON on stdout, measured in one run:
- *   node_modules/.bin/bun bench/checkpoint.ts [--mib 1024] [--runs 3]
+ *   node_modules/.bin/bun bench/checkpoint.ts [--mib 1024] [--runs 3] [--restore-only]
+ * (--restore-only: the stop-checkpoint and restore part alone, with its floor;
+ * no --leave-running, hashed dumps, export or import)
  * (root; uses dist/autopod: run `node_modules/.bin/bun build.ts` first).
  *
  * A test host (a net namespace with its own agent and state directory) runs
@@ -52,6 +54,7 @@ import { reapIfExited, setChildSubreaper } from "../src/platform/linux/libc.ts";
 import { killPod, waitGone } from "../src/platform/linux/pod-procs.ts";
 import { externalMountsOf, type PodRecord } from "../src/pods/pod.ts";
 import { ChunkWorkers } from "../src/store/chunk-workers.ts";
+import { nativeHashing } from "../src/store/sha256x16.ts";
 import { sha256 } from "../src/image/hash.ts";
 import { DIST } from "../test/_support.ts";
 import { sh, testRootfs, TestHost } from "../test/_pods.ts";
@@ -64,6 +67,7 @@ const arg = (name: string, fallback: string) => {
 };
 const MIB = Number(arg("mib", "1024"));
 const RUNS = Math.max(1, Number(arg("runs", "3")));
+const isRestoreOnly = args.includes("--restore-only");
 
 if (process.getuid?.() !== 0) {
   console.error("bench/checkpoint.ts needs root (namespaces, mounts, CRIU)");
@@ -211,7 +215,7 @@ function cpuStat(): number[] {
 }
 
 /** SHA-256 of 4 KiB pages: Bun's on one thread, and a page file as checkpoints hash it (ChunkWorkers) on one thread and on every core. */
-async function hashThroughput(bytes: number): Promise<Record<string, number | boolean>> {
+async function hashThroughput(bytes: number): Promise<Record<string, number | boolean | string | undefined>> {
   const buf = new Uint8Array(bytes);
   for (let i = 0; i < bytes; i += 65536) crypto.getRandomValues(buf.subarray(i, i + 65536));
   let t = performance.now();
@@ -240,6 +244,8 @@ async function hashThroughput(bytes: number): Promise<Record<string, number | bo
     pageFileAllThreadsMBps: all,
     threads: pool.threads,
     native16Lane: pool.isNative,
+    /** How the native SHA-256 hashes 16 pages: "avx512" (16 lanes) or "sha-ni" (four interleaved); absent when it is not used. */
+    nativeWay: pool.isNative ? nativeHashing().way : undefined,
   };
 }
 
@@ -361,6 +367,7 @@ async function main() {
   out.hashing = await hashThroughput(256 << 20);
 
   host = await quietHost("bk");
+  if (isRestoreOnly) return { ...out, ...(await restoreOnly(host)) };
   other = await quietHost("bi");
   const rawDir = join(host.stateDir, "bench-raw");
 
@@ -502,6 +509,54 @@ async function main() {
     importMBps: mbps(exportBytes, im.ms),
   };
   return out;
+}
+
+/** --restore-only: raw restore (plain and verified) against `autopod restore` of a stop-checkpoint, RUNS each, interleaved. */
+async function restoreOnly(h: TestHost): Promise<Record<string, unknown>> {
+  const rawDir = join(h.stateDir, "bench-raw");
+  log(`pod stop: memhog ${MIB}`);
+  await h.run("stop", ["/usr/local/bin/memhog", String(MIB)]);
+  await waitForLog(h, "stop", /ready/);
+  const sumBefore = await checksum(h, "stop");
+  await rawDump(h, "stop", join(rawDir, "stop"));
+  const rec = record(h, "stop");
+  const raws = [];
+  const verified = [];
+  const rss = [];
+  const cks = [];
+  for (let i = 0; i < RUNS; i++) {
+    log(`checkpoint stop ${i + 1}/${RUNS}`);
+    const ck = await ok(h, ["checkpoint", "stop", "--json"]);
+    cks.push(ck);
+    const id = (JSON.parse(ck.out) as CheckpointResult).id;
+    await sh(["sync", "-f", h.stateDir]);
+    log(`raw restore ${i + 1}/${RUNS}, plain and verified`);
+    raws.push(await rawRestore(rec, join(rawDir, "stop")));
+    verified.push(await rawRestore(rec, join(rawDir, "stop"), true));
+    log(`restore stop ${i + 1}/${RUNS}`);
+    rss.push(await ok(h, ["restore", id, "--json"]));
+    const sumAfter = await checksum(h, "stop");
+    if (sumAfter.split(" ")[1] !== sumBefore.split(" ")[1]) throw new Error(`memory differs after restore: ${sumBefore} vs ${sumAfter}`);
+    if (i < RUNS - 1) {
+      await ok(h, ["image", "rm", id]);
+      await ok(h, ["image", "gc"]);
+    }
+  }
+  rmSync(rawDir, { recursive: true, force: true });
+  const rs = medianRun(rss);
+  const rawMs = summary(raws.map((r) => r.ms));
+  const verifiedMs = summary(verified.map((r) => r.ms));
+  return {
+    checkpoint: { stop: { cliMs: round(medianRun(cks).ms, 1), runs: cks.map(runSummary) } },
+    restore: {
+      rawCriuRestoreMs: rawMs,
+      autopod: { cliMs: round(rs.ms, 1), stealMs: rs.stealMs, ...(JSON.parse(rs.out) as object), runs: rss.map(runSummary) },
+      ratio: round(rs.ms / rawMs.median),
+      memoryChecksumSame: true,
+    },
+    floor: { rawRestoreVerifiedMs: verifiedMs, restoreRatio: round(verifiedMs.median / rawMs.median) },
+    loadAverage: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number),
+  };
 }
 
 let result: Record<string, unknown> | null = null;
