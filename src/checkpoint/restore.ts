@@ -149,12 +149,16 @@ export function resolveImage(catalogue: ImageCatalogue, ref: string): string {
 /** Refuse, before anything changes, a restore that cannot work: no such image, a host that cannot run it, a name in use, no room. */
 export async function checkRestore(ctx: CheckpointContext, imageRef: string, req: RestoreRequest): Promise<CheckedRestore> {
   const { pods, catalogue } = ctx;
+  // `nft list tables` runs while the manifest is read and checked (a process start and a manifest
+  // of a 1 GiB pod each take about as long as the rest of the checks together).
+  const nftables = ctx.host.whyNoNftables();
+  nftables.catch(() => undefined); // awaited below, unless an earlier check throws
   const id = resolveImage(catalogue, imageRef);
   const manifest = catalogue.manifest(id);
   checkCriuFiles(id, manifest.criu); // only plain files with CRIU's names, before anything is written
   const criu = await requireCriu(ctx.host, ctx.criu);
   checkHost(ctx.host, manifest, criu.version);
-  await checkHostFacilities(ctx.host, manifest);
+  await checkHostFacilities(ctx.host, manifest, nftables);
   const spec = manifest.pod as ManifestPodSpec;
   const name = req.name ?? spec.name;
   // Before anything is written or deleted with it (tmp, journal, volumes, layer).
