@@ -20,7 +20,8 @@
  *   checkpoint stores after 1% of memory changed (SIGUSR1); export and import
  *   throughput (import into a second, empty agent).
  * - the floor: a raw dump whose pages are hashed as CRIU writes them and
- *   written behind, then fsynced; a raw restore while its pages are hashed.
+ *   written behind, then fsynced; a raw restore while its pages are hashed
+ *   (on all threads but one, as a restore does).
  *   A checkpoint must hash every page and be durable before it prints the
  *   image id, and a restore must check every page before the pod runs: that
  *   much of a ratio is the machine's, the rest autopod's bookkeeping.
@@ -268,8 +269,9 @@ let rawSeq = 0;
  * layer (copied) over its base as an overlay root, a fresh net namespace passed
  * with --inherit-fd, the external mounts mapped. Returns CRIU's wall time, and
  * removes the restored tree and what was made for it. With `verified`, every
- * page image of the dump is hashed (on every core) while CRIU restores from
- * it, as autopod checks them; `ms` then ends when both are done.
+ * page image of the dump is hashed (on all threads but one, as a restore's
+ * check does: CRIU keeps a core) while CRIU restores from it, as autopod checks
+ * them; `ms` then ends when both are done.
  */
 async function rawRestore(rec: PodRecord, dumpDir: string, verified = false): Promise<{ ms: number }> {
   const n = rawSeq++;
@@ -326,7 +328,7 @@ async function rawRestore(rec: PodRecord, dumpDir: string, verified = false): Pr
     const checks = verified
       ? readdirSync(dumpDir)
           .filter((f) => /^pages-\d+\.img$/.test(f))
-          .map((f) => workers.hashFile(join(dumpDir, f), 4096))
+          .map((f) => workers.hashFile(join(dumpDir, f), 4096, Math.max(1, workers.threads - 1)))
       : [];
     const proc = Bun.spawn(argv, { stdio: ["ignore", "pipe", "pipe", fd] });
     const [, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited, ...checks]);
@@ -489,7 +491,7 @@ async function main() {
     /** Raw dump, its pages hashed as CRIU writes them (one thread, then all) and written behind, then fsynced. */
     rawDumpHashedDurableMs: hashedDumpMs,
     checkpointRatio: round(hashedDumpMs.median / rawDumpMs.median),
-    /** Raw restore while every page of its images is hashed on every core. */
+    /** Raw restore while every page of its images is hashed on all threads but one (as autopod's restore checks them). */
     rawRestoreVerifiedMs: verifiedRestoreMs,
     restoreRatio: round(verifiedRestoreMs.median / rawRestoreMs.median),
   };
