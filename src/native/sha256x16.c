@@ -25,6 +25,7 @@
 #include <string.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 
 static const uint32_t K[64] = {
@@ -166,9 +167,9 @@ static int kind = -1;
 static int detect(void) {
   __builtin_cpu_init();
   if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return 1;
+  /* CPUID.(EAX=7,ECX=0):EBX bit 29 is SHA; __get_cpuid_count checks the CPU has leaf 7 at all. */
   unsigned a, b, c, d;
-  __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
-  int sha = (b >> 29) & 1;
+  int sha = __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((b >> 29) & 1);
   if (sha && __builtin_cpu_supports("ssse3") && __builtin_cpu_supports("sse4.1")) return 2;
   return 0;
 }
