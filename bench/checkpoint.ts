@@ -1,7 +1,7 @@
 #!/usr/bin/env bun
 /**
  * Checkpoint and restore figures, as JSON on stdout, measured in one run:
- *   node_modules/.bin/bun bench/checkpoint.ts [--mib 1024] [--runs 3] [--restore-only]
+ *   node_modules/.bin/bun bench/checkpoint.ts [--mib 1024] [--runs 3] [--restore-only] [--no-native-hash]
  * (--restore-only: the stop-checkpoint and restore part alone, with its floor;
  * no --leave-running, hashed dumps, export or import)
  * (root; uses dist/autopod: run `node_modules/.bin/bun build.ts` first).
@@ -69,6 +69,8 @@ const arg = (name: string, fallback: string) => {
 const MIB = Number(arg("mib", "1024"));
 const RUNS = Math.max(1, Number(arg("runs", "3")));
 const isRestoreOnly = args.includes("--restore-only");
+/** --no-native-hash: the agent hashes with Bun's SHA-256 alone (store.native_hash = false), to compare. */
+const isNativeOff = args.includes("--no-native-hash");
 
 if (process.getuid?.() !== 0) {
   console.error("bench/checkpoint.ts needs root (namespaces, mounts, CRIU)");
@@ -206,6 +208,18 @@ async function rawDump(h: TestHost, pod: string, dir: string, hashed = false): P
   return { dumpMs, syncMs: performance.now() - t2, bytes: dirBytes(dir), hashedMs };
 }
 
+/**
+ * CPU time of a process and its reaped children (utime, stime, cutime, cstime of /proc/PID/stat), in ms:
+ * what a restore costs the machine, which load from others changes far less than its wall time.
+ * A restored tree is reaped later, so its own CPU is not counted (in either kind of restore).
+ */
+function cpuMsOf(pid: number | "self"): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields 14-17 of stat(5), counted from 1, are 11-14 here, after pid and comm.
+  return ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / 100;
+}
+
 /** CPU time the hypervisor gave to others while this machine wanted it: a run with much of it was disturbed. */
 function stealMs(): number {
   return (cpuStat()[7]! * 1000) / 100;
@@ -273,7 +287,7 @@ let rawSeq = 0;
  * check does: CRIU keeps a core) while CRIU restores from it, as autopod checks
  * them; `ms` then ends when both are done.
  */
-async function rawRestore(rec: PodRecord, dumpDir: string, verified = false): Promise<{ ms: number }> {
+async function rawRestore(rec: PodRecord, dumpDir: string, verified = false): Promise<{ ms: number; cpuMs: number }> {
   const n = rawSeq++;
   const base = join(work, `raw-root-${n}`);
   const upper = join(base, "upper");
@@ -325,6 +339,7 @@ async function rawRestore(rec: PodRecord, dumpDir: string, verified = false): Pr
     );
     argv.unshift("sh", "-c", 'echo 0 > "$0/cgroup.procs" && exec "$@"', cg);
     const t = performance.now();
+    const cpu0 = cpuMsOf("self");
     const checks = verified
       ? readdirSync(dumpDir)
           .filter((f) => /^pages-\d+\.img$/.test(f))
@@ -333,11 +348,12 @@ async function rawRestore(rec: PodRecord, dumpDir: string, verified = false): Pr
     const proc = Bun.spawn(argv, { stdio: ["ignore", "pipe", "pipe", fd] });
     const [, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited, ...checks]);
     const ms = performance.now() - t;
+    const cpuMs = cpuMsOf("self") - cpu0;
     if (code !== 0) throw new Error(`raw criu restore failed (${code}): ${stderr}`);
     pid = Number(readFileSync(pidFile, "utf8").trim());
     undo.pop();
     await cleanup(pid);
-    return { ms };
+    return { ms, cpuMs };
   } finally {
     closeSync(fd);
   }
@@ -354,7 +370,7 @@ async function quietHost(tag: string): Promise<TestHost> {
   mkdirSync(root, { recursive: true });
   appendFileSync(h.configPath, `[status]\nroot = "${root}"\n`);
   await h.killAgent("SIGTERM");
-  await h.startAgent();
+  await h.startAgent(undefined, isNativeOff ? { AUTOPOD_NATIVE_HASH: "false" } : {});
   return h;
 }
 
@@ -526,6 +542,7 @@ async function restoreOnly(h: TestHost): Promise<Record<string, unknown>> {
   const verified = [];
   const rss = [];
   const cks = [];
+  const cpus: number[] = [];
   for (let i = 0; i < RUNS; i++) {
     log(`checkpoint stop ${i + 1}/${RUNS}`);
     const ck = await ok(h, ["checkpoint", "stop", "--json"]);
@@ -536,7 +553,10 @@ async function restoreOnly(h: TestHost): Promise<Record<string, unknown>> {
     raws.push(await rawRestore(rec, join(rawDir, "stop")));
     verified.push(await rawRestore(rec, join(rawDir, "stop"), true));
     log(`restore stop ${i + 1}/${RUNS}`);
+    const agentPid = h.agent!.pid;
+    const cpu0 = cpuMsOf(agentPid);
     rss.push(await ok(h, ["restore", id, "--json"]));
+    cpus.push(cpuMsOf(agentPid) - cpu0);
     const sumAfter = await checksum(h, "stop");
     if (sumAfter.split(" ")[1] !== sumBefore.split(" ")[1]) throw new Error(`memory differs after restore: ${sumBefore} vs ${sumAfter}`);
     if (i < RUNS - 1) {
@@ -557,6 +577,14 @@ async function restoreOnly(h: TestHost): Promise<Record<string, unknown>> {
       memoryChecksumSame: true,
     },
     floor: { rawRestoreVerifiedMs: verifiedMs, restoreRatio: round(verifiedMs.median / rawMs.median) },
+    /** CPU time (all threads and reaped children: CRIU), ms: the agent's per restore, and the bench's own per raw restore (plain, and with its check). */
+    cpuMs: {
+      autopodRestore: summary(cpus),
+      rawCriuRestore: summary(raws.map((r) => r.cpuMs)),
+      rawCriuRestoreVerified: summary(verified.map((r) => r.cpuMs)),
+      ratio: round(summary(cpus).median / summary(raws.map((r) => r.cpuMs)).median),
+    },
+    agentNativeHash: !isNativeOff,
     loadAverage: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number),
   };
 }
