@@ -30,7 +30,7 @@ import { type ManifestPodSpec, podCpuOf } from "./manifest-pod.ts";
 import { logicalBytes, type Manifest } from "../image/manifest.ts";
 import { type PhaseClock, phaseClock, round } from "./phase-clock.ts";
 import { baseFor, checkSharedVolume, volumeHostFor, volumeInState, writableLayerOf } from "./placement.ts";
-import { materializeTree, materializeTreeAsync, type StagedFile, startRawPackChecks } from "./tree.ts";
+import { materializeTree, materializeTreeAsync, type RawPackChecks, type StagedFile, startRawPackChecks } from "./tree.ts";
 
 export interface RestoreRequest {
   name?: string;
@@ -77,7 +77,7 @@ export interface RestoreRun extends CheckedRestore {
   /** A pod checkpointed on this host gets its net namespace and cgroup back while its files are made. */
   preparing: ReturnType<PodRuntime["prepareRestore"]> | null;
   /** Checks of the page images' raw packs, started before anything is made (startRawPackChecks). */
-  rawPackChecks?: ReadonlyMap<string, Promise<void>>;
+  rawPackChecks?: RawPackChecks;
 }
 
 /** The pod's files in place: its base, its volumes, and CRIU's files with the pending check of their linked page images. */
@@ -325,6 +325,7 @@ export async function restoreProcesses(
       },
     })
     .catch(async (e: unknown) => {
+      run.rawPackChecks?.useAllThreads();
       // A damaged page is the better reason, if there is one.
       throw (
         (await verified.then(
@@ -333,6 +334,8 @@ export async function restoreProcesses(
         )) ?? e
       );
     });
+  // CRIU has exited: a check still going (a busy machine) takes the core CRIU had.
+  run.rawPackChecks?.useAllThreads();
   run.phase("criu");
   return { restored, tcp };
 }

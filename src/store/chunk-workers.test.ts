@@ -69,6 +69,23 @@ describe("ChunkWorkers.hashFile", () => {
     expect((await growing.result).threads).toBe(2);
   });
 
+  test("hashFileThenAll: on the threads given until told to use them all (a restore's check, once CRIU is done); told too late, nothing changes", async () => {
+    const data = sample(4000);
+    const f = path.join(tmp, "pages-later.img");
+    fs.writeFileSync(f, data);
+    const alone = pool.hashFileThenAll(f, 4096, 1);
+    const got = await alone.result;
+    expect(got.threads).toBe(1);
+    alone.useAllThreads(); // after the end: a no-op
+    const joined = pool.hashFileThenAll(f, 4096, 1);
+    joined.useAllThreads();
+    const all = await joined.result;
+    expect(all.threads).toBe(2);
+    expect(Buffer.compare(all.hashes, serialHashes(data, 4096))).toBe(0);
+    expect(Buffer.compare(got.hashes, all.hashes)).toBe(0);
+    expect((await pool.hashFile(f, 4096, 1)).threads).toBe(1); // the pool is as it was
+  });
+
   test("an empty file has no chunks; a missing one is an error", async () => {
     const f = path.join(tmp, "empty");
     fs.writeFileSync(f, "");

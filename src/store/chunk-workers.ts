@@ -158,6 +158,17 @@ export class ChunkWorkers {
   }
 
   /**
+   * hashFile on `threads` threads, with a way to let every thread join later:
+   * a restore checks its page images on all threads but one while CRIU reads
+   * them, and on all once CRIU is done (useAllThreads; a no-op once hashed).
+   */
+  hashFileThenAll(path: string, chunkSize: number, threads: number): { result: Promise<FileHashes>; useAllThreads(): void } {
+    const h = this.#hash(path, chunkSize, Math.min(this.threads, Math.max(1, threads)));
+    h.end(false);
+    return { result: h.result, useAllThreads: () => h.joinAll() };
+  }
+
+  /**
    * Hash a file another process is still appending to. Bytes are read only
    * once the file has grown past them; call finish() when the writer has
    * exited (the file's size then is its end). Until then only `threads`
@@ -328,7 +339,7 @@ export class ChunkWorkers {
     return this.#syncer;
   }
 
-  #hash(path: string, chunkSize: number, threads: number): GrowingHash & { end(isJoinedByAll: boolean): void } {
+  #hash(path: string, chunkSize: number, threads: number): GrowingHash & { end(isJoinedByAll: boolean): void; joinAll(): void } {
     const ctlBuf = new SharedArrayBuffer(32);
     const ctl = new Int32Array(ctlBuf, 0, 4);
     const fin = new Float64Array(ctlBuf, 16, 1);
@@ -421,6 +432,10 @@ export class ChunkWorkers {
         return hashedChunks * chunkSize;
       },
       end,
+      // The threads that join claim blocks from the same counter: none left, they are done at once.
+      joinAll: () => {
+        if (!isSettled) joinTheRest();
+      },
       finish: () => end(true),
       abort: (reason = "aborted") => {
         failure ??= new Error(`Hashing "${path}" was stopped: ${reason}`);
