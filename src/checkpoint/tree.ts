@@ -322,7 +322,11 @@ export function startRawPackChecks(entries: readonly FileEntry[], source: ChunkS
     checks.set(raw, check);
     joins.push(h.useAllThreads);
   }
-  return Object.assign(checks, { useAllThreads: () => joins.forEach((j) => j()) });
+  return Object.assign(checks, {
+    useAllThreads: () => {
+      for (const j of joins) j();
+    },
+  });
 }
 
 /** The checks startRawPackChecks started, by pack path. */
