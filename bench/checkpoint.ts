@@ -1,7 +1,9 @@
 #!/usr/bin/env bun
 /**
  * Checkpoint and restore figures, as JSON on stdout, measured in one run:
- *   node_modules/.bin/bun bench/checkpoint.ts [--mib 1024] [--runs 3]
+ *   node_modules/.bin/bun bench/checkpoint.ts [--mib 1024] [--runs 3] [--restore-only] [--no-native-hash]
+ * (--restore-only: the stop-checkpoint and restore part alone, with its floor;
+ * no --leave-running, hashed dumps, export or import)
  * (root; uses dist/autopod: run `node_modules/.bin/bun build.ts` first).
  *
  * A test host (a net namespace with its own agent and state directory) runs
@@ -18,7 +20,8 @@
  *   checkpoint stores after 1% of memory changed (SIGUSR1); export and import
  *   throughput (import into a second, empty agent).
  * - the floor: a raw dump whose pages are hashed as CRIU writes them and
- *   written behind, then fsynced; a raw restore while its pages are hashed.
+ *   written behind, then fsynced; a raw restore while its pages are hashed
+ *   (on all threads but one, as a restore does).
  *   A checkpoint must hash every page and be durable before it prints the
  *   image id, and a restore must check every page before the pod runs: that
  *   much of a ratio is the machine's, the rest autopod's bookkeeping.
@@ -52,6 +55,7 @@ import { reapIfExited, setChildSubreaper } from "../src/platform/linux/libc.ts";
 import { killPod, waitGone } from "../src/platform/linux/pod-procs.ts";
 import { externalMountsOf, type PodRecord } from "../src/pods/pod.ts";
 import { ChunkWorkers } from "../src/store/chunk-workers.ts";
+import { nativeHashing } from "../src/store/sha256x16.ts";
 import { sha256 } from "../src/image/hash.ts";
 import { DIST } from "../test/_support.ts";
 import { sh, testRootfs, TestHost } from "../test/_pods.ts";
@@ -64,6 +68,9 @@ const arg = (name: string, fallback: string) => {
 };
 const MIB = Number(arg("mib", "1024"));
 const RUNS = Math.max(1, Number(arg("runs", "3")));
+const isRestoreOnly = args.includes("--restore-only");
+/** --no-native-hash: the agent hashes with Bun's SHA-256 alone (store.native_hash = false), to compare. */
+const isNativeOff = args.includes("--no-native-hash");
 
 if (process.getuid?.() !== 0) {
   console.error("bench/checkpoint.ts needs root (namespaces, mounts, CRIU)");
@@ -201,6 +208,18 @@ async function rawDump(h: TestHost, pod: string, dir: string, hashed = false): P
   return { dumpMs, syncMs: performance.now() - t2, bytes: dirBytes(dir), hashedMs };
 }
 
+/**
+ * CPU time of a process and its reaped children (utime, stime, cutime, cstime of /proc/PID/stat), in ms:
+ * what a restore costs the machine, which load from others changes far less than its wall time.
+ * A restored tree is reaped later, so its own CPU is not counted (in either kind of restore).
+ */
+function cpuMsOf(pid: number | "self"): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  // Fields 14-17 of stat(5), counted from 1, are 11-14 here, after pid and comm.
+  return ((Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) * 1000) / 100;
+}
+
 /** CPU time the hypervisor gave to others while this machine wanted it: a run with much of it was disturbed. */
 function stealMs(): number {
   return (cpuStat()[7]! * 1000) / 100;
@@ -211,7 +230,7 @@ function cpuStat(): number[] {
 }
 
 /** SHA-256 of 4 KiB pages: Bun's on one thread, and a page file as checkpoints hash it (ChunkWorkers) on one thread and on every core. */
-async function hashThroughput(bytes: number): Promise<Record<string, number | boolean>> {
+async function hashThroughput(bytes: number): Promise<Record<string, number | boolean | string | undefined>> {
   const buf = new Uint8Array(bytes);
   for (let i = 0; i < bytes; i += 65536) crypto.getRandomValues(buf.subarray(i, i + 65536));
   let t = performance.now();
@@ -240,6 +259,8 @@ async function hashThroughput(bytes: number): Promise<Record<string, number | bo
     pageFileAllThreadsMBps: all,
     threads: pool.threads,
     native16Lane: pool.isNative,
+    /** How the native SHA-256 hashes 16 pages: "avx512" (16 lanes) or "sha-ni" (four interleaved); absent when it is not used. */
+    nativeWay: pool.isNative ? nativeHashing().way : undefined,
   };
 }
 
@@ -262,10 +283,11 @@ let rawSeq = 0;
  * layer (copied) over its base as an overlay root, a fresh net namespace passed
  * with --inherit-fd, the external mounts mapped. Returns CRIU's wall time, and
  * removes the restored tree and what was made for it. With `verified`, every
- * page image of the dump is hashed (on every core) while CRIU restores from
- * it, as autopod checks them; `ms` then ends when both are done.
+ * page image of the dump is hashed (on all threads but one, as a restore's
+ * check does: CRIU keeps a core) while CRIU restores from it, as autopod checks
+ * them; `ms` then ends when both are done.
  */
-async function rawRestore(rec: PodRecord, dumpDir: string, verified = false): Promise<{ ms: number }> {
+async function rawRestore(rec: PodRecord, dumpDir: string, verified = false): Promise<{ ms: number; cpuMs: number }> {
   const n = rawSeq++;
   const base = join(work, `raw-root-${n}`);
   const upper = join(base, "upper");
@@ -317,19 +339,21 @@ async function rawRestore(rec: PodRecord, dumpDir: string, verified = false): Pr
     );
     argv.unshift("sh", "-c", 'echo 0 > "$0/cgroup.procs" && exec "$@"', cg);
     const t = performance.now();
+    const cpu0 = cpuMsOf("self");
     const checks = verified
       ? readdirSync(dumpDir)
           .filter((f) => /^pages-\d+\.img$/.test(f))
-          .map((f) => workers.hashFile(join(dumpDir, f), 4096))
+          .map((f) => workers.hashFile(join(dumpDir, f), 4096, Math.max(1, workers.threads - 1)))
       : [];
     const proc = Bun.spawn(argv, { stdio: ["ignore", "pipe", "pipe", fd] });
     const [, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited, ...checks]);
     const ms = performance.now() - t;
+    const cpuMs = cpuMsOf("self") - cpu0;
     if (code !== 0) throw new Error(`raw criu restore failed (${code}): ${stderr}`);
     pid = Number(readFileSync(pidFile, "utf8").trim());
     undo.pop();
     await cleanup(pid);
-    return { ms };
+    return { ms, cpuMs };
   } finally {
     closeSync(fd);
   }
@@ -346,7 +370,7 @@ async function quietHost(tag: string): Promise<TestHost> {
   mkdirSync(root, { recursive: true });
   appendFileSync(h.configPath, `[status]\nroot = "${root}"\n`);
   await h.killAgent("SIGTERM");
-  await h.startAgent();
+  await h.startAgent(undefined, isNativeOff ? { AUTOPOD_NATIVE_HASH: "false" } : {});
   return h;
 }
 
@@ -361,6 +385,7 @@ async function main() {
   out.hashing = await hashThroughput(256 << 20);
 
   host = await quietHost("bk");
+  if (isRestoreOnly) return { ...out, ...(await restoreOnly(host)) };
   other = await quietHost("bi");
   const rawDir = join(host.stateDir, "bench-raw");
 
@@ -482,7 +507,7 @@ async function main() {
     /** Raw dump, its pages hashed as CRIU writes them (one thread, then all) and written behind, then fsynced. */
     rawDumpHashedDurableMs: hashedDumpMs,
     checkpointRatio: round(hashedDumpMs.median / rawDumpMs.median),
-    /** Raw restore while every page of its images is hashed on every core. */
+    /** Raw restore while every page of its images is hashed on all threads but one (as autopod's restore checks them). */
     rawRestoreVerifiedMs: verifiedRestoreMs,
     restoreRatio: round(verifiedRestoreMs.median / rawRestoreMs.median),
   };
@@ -502,6 +527,70 @@ async function main() {
     importMBps: mbps(exportBytes, im.ms),
   };
   return out;
+}
+
+/** --restore-only: raw restore (plain and verified) against `autopod restore` of a stop-checkpoint, RUNS each, interleaved. */
+async function restoreOnly(h: TestHost): Promise<Record<string, unknown>> {
+  const rawDir = join(h.stateDir, "bench-raw");
+  log(`pod stop: memhog ${MIB}`);
+  await h.run("stop", ["/usr/local/bin/memhog", String(MIB)]);
+  await waitForLog(h, "stop", /ready/);
+  const sumBefore = await checksum(h, "stop");
+  await rawDump(h, "stop", join(rawDir, "stop"));
+  const rec = record(h, "stop");
+  const raws = [];
+  const verified = [];
+  const rss = [];
+  const cks = [];
+  const cpus: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    log(`checkpoint stop ${i + 1}/${RUNS}`);
+    const ck = await ok(h, ["checkpoint", "stop", "--json"]);
+    cks.push(ck);
+    const id = (JSON.parse(ck.out) as CheckpointResult).id;
+    await sh(["sync", "-f", h.stateDir]);
+    log(`raw restore ${i + 1}/${RUNS}, plain and verified`);
+    raws.push(await rawRestore(rec, join(rawDir, "stop")));
+    verified.push(await rawRestore(rec, join(rawDir, "stop"), true));
+    log(`restore stop ${i + 1}/${RUNS}`);
+    const agentPid = h.agent!.pid;
+    const cpu0 = cpuMsOf(agentPid);
+    rss.push(await ok(h, ["restore", id, "--json"]));
+    cpus.push(cpuMsOf(agentPid) - cpu0);
+    const sumAfter = await checksum(h, "stop");
+    if (sumAfter.split(" ")[1] !== sumBefore.split(" ")[1]) throw new Error(`memory differs after restore: ${sumBefore} vs ${sumAfter}`);
+    if (i < RUNS - 1) {
+      await ok(h, ["image", "rm", id]);
+      await ok(h, ["image", "gc"]);
+    }
+  }
+  rmSync(rawDir, { recursive: true, force: true });
+  const rs = medianRun(rss);
+  const rawMs = summary(raws.map((r) => r.ms));
+  const verifiedMs = summary(verified.map((r) => r.ms));
+  return {
+    checkpoint: { stop: { cliMs: round(medianRun(cks).ms, 1), runs: cks.map(runSummary) } },
+    restore: {
+      rawCriuRestoreMs: rawMs,
+      autopod: { cliMs: round(rs.ms, 1), stealMs: rs.stealMs, ...(JSON.parse(rs.out) as object), runs: rss.map(runSummary) },
+      ratio: round(rs.ms / rawMs.median),
+      memoryChecksumSame: true,
+    },
+    floor: { rawRestoreVerifiedMs: verifiedMs, restoreRatio: round(verifiedMs.median / rawMs.median) },
+    /**
+     * CPU time (all threads and reaped children: CRIU), ms: the agent's per restore, and the bench's own per raw
+     * restore (plain, and with its check). CRIU's restorer copies the pages in the restored tasks, which neither
+     * counts: this is the cost of verifying and of the bookkeeping around CRIU. The ratio: autopod's ÷ the verified raw one.
+     */
+    cpuMs: {
+      autopodRestore: summary(cpus),
+      rawCriuRestore: summary(raws.map((r) => r.cpuMs)),
+      rawCriuRestoreVerified: summary(verified.map((r) => r.cpuMs)),
+      ratioToVerified: round(summary(cpus).median / summary(verified.map((r) => r.cpuMs)).median),
+    },
+    agentNativeHash: !isNativeOff,
+    loadAverage: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number),
+  };
 }
 
 let result: Record<string, unknown> | null = null;

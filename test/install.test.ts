@@ -311,12 +311,19 @@ describe("doctor", () => {
       }
       for (const c of report.checks) expect(["ok", "warn", "fail"]).toContain(c.status);
       expect(r.exitCode).toBe(report.ok ? 0 : 1);
-      // The built binary carries the native hashing and, on a CPU with AVX-512, uses it (from a memfd);
-      // on one without, it says so (the library is there: it is not "not built in" nor "cannot load").
+      // The built binary carries the native hashing and, on a CPU with AVX-512 or the SHA extensions, uses it
+      // (from a memfd); on one without, it says so (the library is there: it is not "not built in" nor "cannot load").
       const hashing = report.checks.find((c: { id: string }) => c.id === "page_hashing");
       const cpu = readFileSync("/proc/cpuinfo", "utf8");
       const hasAvx512 = /\bavx512f\b/.test(cpu) && /\bavx512bw\b/.test(cpu);
-      expect(hashing.detail).toBe(hasAvx512 ? "SHA-256 of 16 pages at a time with AVX-512" : "SHA-256 one page at a time (this CPU has no AVX-512)");
+      const hasShaNi = /\bsha_ni\b/.test(cpu) && /\bssse3\b/.test(cpu) && /\bsse4_1\b/.test(cpu);
+      expect(hashing.detail).toBe(
+        hasAvx512
+          ? "SHA-256 of 16 pages at a time with AVX-512"
+          : hasShaNi
+            ? "SHA-256 of 4 pages at a time with the SHA extensions"
+            : "SHA-256 one page at a time (this CPU has neither AVX-512 nor the SHA extensions)",
+      );
     },
     60_000,
   );

@@ -74,7 +74,12 @@ export function programsToRestore(m: Pick<Manifest, "criu">): Array<{ name: stri
  * without nftables (the network lock), a missing program CRIU runs. Met restoring on other kernels and
  * bare roots, where these failed only halfway through, after the pod's network was made.
  */
-export async function checkHostFacilities(host: CheckpointHost, m: Pick<Manifest, "criu">): Promise<void> {
+export async function checkHostFacilities(
+  host: CheckpointHost,
+  m: Pick<Manifest, "criu">,
+  /** host.whyNoNftables() asked earlier (it runs `nft`), so its answer comes while other checks go on. */
+  nftables: Promise<string | null> = host.whyNoNftables(),
+): Promise<void> {
   const missing = programsToRestore(m).filter((p) => host.findProgram(p.name) === null);
   if (missing.length) {
     const names = missing.map((p) => `"${p.name}"`).join(" and ");
@@ -83,6 +88,6 @@ export async function checkHostFacilities(host: CheckpointHost, m: Pick<Manifest
       `This host has no ${names}, which CRIU runs to restore the image's tmpfs mounts: install it (apt-get install ${pkgs}) and restore again`,
     );
   }
-  const why = await host.whyNoNftables();
+  const why = await nftables;
   if (why) throw new PreconditionError(`This host cannot restore the pod: ${why}`);
 }

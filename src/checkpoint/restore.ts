@@ -30,7 +30,7 @@ import { type ManifestPodSpec, podCpuOf } from "./manifest-pod.ts";
 import { logicalBytes, type Manifest } from "../image/manifest.ts";
 import { type PhaseClock, phaseClock, round } from "./phase-clock.ts";
 import { baseFor, checkSharedVolume, volumeHostFor, volumeInState, writableLayerOf } from "./placement.ts";
-import { materializeTree, materializeTreeAsync, type StagedFile, startRawPackChecks } from "./tree.ts";
+import { materializeTree, materializeTreeAsync, type RawPackChecks, type StagedFile, startRawPackChecks } from "./tree.ts";
 
 export interface RestoreRequest {
   name?: string;
@@ -77,7 +77,7 @@ export interface RestoreRun extends CheckedRestore {
   /** A pod checkpointed on this host gets its net namespace and cgroup back while its files are made. */
   preparing: ReturnType<PodRuntime["prepareRestore"]> | null;
   /** Checks of the page images' raw packs, started before anything is made (startRawPackChecks). */
-  rawPackChecks?: ReadonlyMap<string, Promise<void>>;
+  rawPackChecks?: RawPackChecks;
 }
 
 /** The pod's files in place: its base, its volumes, and CRIU's files with the pending check of their linked page images. */
@@ -149,12 +149,16 @@ export function resolveImage(catalogue: ImageCatalogue, ref: string): string {
 /** Refuse, before anything changes, a restore that cannot work: no such image, a host that cannot run it, a name in use, no room. */
 export async function checkRestore(ctx: CheckpointContext, imageRef: string, req: RestoreRequest): Promise<CheckedRestore> {
   const { pods, catalogue } = ctx;
+  // `nft list tables` runs while the manifest is read and checked (a process start and a manifest
+  // of a 1 GiB pod each take about as long as the rest of the checks together).
+  const nftables = ctx.host.whyNoNftables();
+  nftables.catch(() => undefined); // awaited below, unless an earlier check throws
   const id = resolveImage(catalogue, imageRef);
   const manifest = catalogue.manifest(id);
   checkCriuFiles(id, manifest.criu); // only plain files with CRIU's names, before anything is written
   const criu = await requireCriu(ctx.host, ctx.criu);
   checkHost(ctx.host, manifest, criu.version);
-  await checkHostFacilities(ctx.host, manifest);
+  await checkHostFacilities(ctx.host, manifest, nftables);
   const spec = manifest.pod as ManifestPodSpec;
   const name = req.name ?? spec.name;
   // Before anything is written or deleted with it (tmp, journal, volumes, layer).
@@ -321,6 +325,7 @@ export async function restoreProcesses(
       },
     })
     .catch(async (e: unknown) => {
+      run.rawPackChecks?.useAllThreads();
       // A damaged page is the better reason, if there is one.
       throw (
         (await verified.then(
@@ -329,6 +334,8 @@ export async function restoreProcesses(
         )) ?? e
       );
     });
+  // CRIU has exited: a check still going (a busy machine) takes the core CRIU had.
+  run.rawPackChecks?.useAllThreads();
   run.phase("criu");
   return { restored, tcp };
 }

@@ -309,17 +309,30 @@ export function rawPackOf(e: FileEntry, source: ChunkSource): string | null {
  * each promise rejects with the first CorruptChunkError (and is also caught, so
  * one nobody awaits is no unhandled rejection).
  */
-export function startRawPackChecks(entries: readonly FileEntry[], source: ChunkSource, workers = ChunkWorkers.shared()): Map<string, Promise<void>> {
+export function startRawPackChecks(entries: readonly FileEntry[], source: ChunkSource, workers = ChunkWorkers.shared()): RawPackChecks {
   const checks = new Map<string, Promise<void>>();
+  const joins: Array<() => void> = [];
   for (const e of entries) {
     const raw = rawPackOf(e, source);
     if (raw === null || checks.has(raw)) continue;
     // All threads but one, so CRIU, restoring from the same file meanwhile, keeps a core (as a dump's hashing does).
-    const check = checkFile(e, raw, workers, Math.max(1, workers.threads - 1));
+    const h = workers.hashFileThenAll(raw, e.chunkSize, Math.max(1, workers.threads - 1));
+    const check = h.result.then((fh) => checkHashes(e, fh));
     check.catch(() => undefined);
     checks.set(raw, check);
+    joins.push(h.useAllThreads);
   }
-  return checks;
+  return Object.assign(checks, {
+    useAllThreads: () => {
+      for (const j of joins) j();
+    },
+  });
+}
+
+/** The checks startRawPackChecks started, by pack path. */
+export interface RawPackChecks extends ReadonlyMap<string, Promise<void>> {
+  /** CRIU is done with the core it was left: the checks still going take every thread. */
+  useAllThreads(): void;
 }
 
 export interface MaterializeResult {

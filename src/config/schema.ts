@@ -207,7 +207,7 @@ export const ConfigSchema = z
           .boolean()
           .default(true)
           .describe(
-            "hash 16 pages at a time with the native AVX-512 SHA-256 where the CPU has it; false hashes with Bun's alone (same digests; for benchmarks)",
+            "hash 16 pages at a time with the native SHA-256 where the CPU has AVX-512 or the SHA extensions; false hashes with Bun's alone (same digests; for benchmarks)",
           ),
       })
       .strict()

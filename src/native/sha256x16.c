@@ -1,13 +1,23 @@
 /*
- * SHA-256 of 16 equal-length messages at once, one per 32-bit lane of the
- * AVX-512 registers (the "multi-buffer" way): 4 KiB pages are hashed 16 at a
- * time, about twice as fast per core as one page at a time with the SHA
- * extensions (3.1-3.4 GB/s against 1.5 here). Checkpoints and restores hash
- * every page of a pod's memory, so this is most of their CPU.
+ * SHA-256 of 16 equal-length messages at once, in one of two ways:
+ *
+ * - one per 32-bit lane of the AVX-512 registers (the "multi-buffer" way):
+ *   4 KiB pages are hashed 16 at a time, about twice as fast per core as one
+ *   page at a time with the SHA extensions (3.1-3.4 GB/s against 1.5 there);
+ * - on a CPU without AVX-512 but with the SHA extensions (SHA-NI: AMD Zen,
+ *   recent Intel), four messages at a time, their rounds interleaved: one
+ *   message's rounds wait on each other (each sha256rnds2 needs the last
+ *   one's result), four independent ones keep the unit busy. Measured per
+ *   CPU-second on 4 KiB pages on an AMD EPYC without AVX-512: 1.33 GB/s one
+ *   at a time (as OpenSSL and Bun), 2.0 two, 2.25 three, 2.4 four.
+ *
+ * Checkpoints and restores hash every page of a pod's memory, so this is
+ * most of their CPU.
  *
  * Built by build.ts (gcc -O3 -shared -fPIC) and embedded in the binary; used
  * through bun:ffi by the hashing threads (src/store/sha256x16.ts) when the CPU
- * has AVX-512F and AVX-512BW, and checked against Bun's SHA-256 by the tests.
+ * has AVX-512F and AVX-512BW, or SHA-NI (with SSSE3 and SSE4.1), and checked
+ * against Bun's SHA-256 by the tests.
  * Plain C with intrinsics, no dependencies; the lanes are independent, so
  * there is no shared state and it is safe on any thread.
  */
@@ -15,6 +25,7 @@
 #include <string.h>
 
 #if defined(__x86_64__)
+#include <cpuid.h>
 #include <immintrin.h>
 
 static const uint32_t K[64] = {
@@ -61,7 +72,7 @@ static inline void compress16(__m512i st[8], __m512i W[16]) {
 
 /* 16 messages of `len` bytes (len % 64 == 0), lane i at base + i*stride; digests to out + i*32. */
 __attribute__((target("avx512f,avx512bw")))
-void sha256_x16(const uint8_t *base, uint32_t stride, uint32_t len, uint8_t *out) {
+static void sha256_x16_avx512(const uint8_t *base, uint32_t stride, uint32_t len, uint8_t *out) {
   const __m512i bswap = _mm512_set4_epi32(0x0c0d0e0f, 0x08090a0b, 0x04050607, 0x00010203);
   __m512i st[8];
   for (int i = 0; i < 8; i++) st[i] = _mm512_set1_epi32(H0[i]);
@@ -87,9 +98,93 @@ void sha256_x16(const uint8_t *base, uint32_t stride, uint32_t len, uint8_t *out
   for (int i = 0; i < 16; i++) for (int j = 0; j < 8; j++) memcpy(out + i*32 + j*4, &tmp[j][i], 4);
 }
 
-int sha256_x16_supported(void) {
+/* SHA-NI: the message's 16 groups of four rounds for `n` (constant once inlined) independent messages,
+ * state as the instructions want it (ABEF, CDGH), one 64-byte block of each at p[j]. */
+#define SHANI __attribute__((target("sha,sse4.1,ssse3"), always_inline)) static inline
+#define SHANI_WAYS 4
+SHANI void shani_blocks(int n, __m128i s0[], __m128i s1[], const uint8_t *const p[]) {
+  const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+  __m128i m[SHANI_WAYS][4], a0[SHANI_WAYS], a1[SHANI_WAYS];
+  for (int j = 0; j < n; j++) { a0[j] = s0[j]; a1[j] = s1[j]; }
+  for (int g = 0; g < 16; g++) {
+    const __m128i k = _mm_loadu_si128((const __m128i *)&K[4 * g]);
+    for (int j = 0; j < n; j++) {
+      __m128i w;
+      if (g < 4) {
+        w = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(p[j] + 16 * g)), bswap);
+      } else {
+        /* W[t..t+3] from W[t-16..t-13], W[t-12..t-9], W[t-7..t-4] and W[t-4..t-1] */
+        w = _mm_sha256msg1_epu32(m[j][g & 3], m[j][(g + 1) & 3]);
+        w = _mm_add_epi32(w, _mm_alignr_epi8(m[j][(g + 3) & 3], m[j][(g + 2) & 3], 4));
+        w = _mm_sha256msg2_epu32(w, m[j][(g + 3) & 3]);
+      }
+      m[j][g & 3] = w;
+      __m128i t = _mm_add_epi32(w, k);
+      s1[j] = _mm_sha256rnds2_epu32(s1[j], s0[j], t);
+      t = _mm_shuffle_epi32(t, 0x0E);
+      s0[j] = _mm_sha256rnds2_epu32(s0[j], s1[j], t);
+    }
+  }
+  for (int j = 0; j < n; j++) { s0[j] = _mm_add_epi32(s0[j], a0[j]); s1[j] = _mm_add_epi32(s1[j], a1[j]); }
+}
+
+/* `n` messages of `len` bytes (len % 64 == 0), message j at base + j*stride; digests to out + j*32. */
+SHANI void shani_hash(int n, const uint8_t *base, uint32_t stride, uint32_t len, uint8_t *out) {
+  const __m128i bswap = _mm_set_epi64x(0x0c0d0e0f08090a0bULL, 0x0405060700010203ULL);
+  __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&H0[0]), 0xB1); /* CDAB */
+  __m128i efgh = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)&H0[4]), 0x1B); /* EFGH */
+  const __m128i abef = _mm_alignr_epi8(abcd, efgh, 8);
+  const __m128i cdgh = _mm_blend_epi16(efgh, abcd, 0xF0);
+  __m128i s0[SHANI_WAYS], s1[SHANI_WAYS];
+  const uint8_t *p[SHANI_WAYS];
+  for (int j = 0; j < n; j++) { s0[j] = abef; s1[j] = cdgh; }
+  for (uint32_t off = 0; off < len; off += 64) {
+    for (int j = 0; j < n; j++) p[j] = base + (size_t)j * stride + off;
+    shani_blocks(n, s0, s1, p);
+  }
+  /* padding block: 0x80, zeros, 64-bit big-endian bit length (the same for every message) */
+  uint8_t pad[64] = {0x80};
+  uint64_t bits = (uint64_t)len * 8;
+  for (int i = 0; i < 8; i++) pad[63 - i] = (uint8_t)(bits >> (8 * i));
+  for (int j = 0; j < n; j++) p[j] = pad;
+  shani_blocks(n, s0, s1, p);
+  for (int j = 0; j < n; j++) {
+    __m128i feba = _mm_shuffle_epi32(s0[j], 0x1B);
+    __m128i dchg = _mm_shuffle_epi32(s1[j], 0xB1);
+    _mm_storeu_si128((__m128i *)(out + 32 * j), _mm_shuffle_epi8(_mm_blend_epi16(feba, dchg, 0xF0), bswap));
+    _mm_storeu_si128((__m128i *)(out + 32 * j + 16), _mm_shuffle_epi8(_mm_alignr_epi8(dchg, feba, 8), bswap));
+  }
+}
+
+__attribute__((target("sha,sse4.1,ssse3"), noinline))
+static void shani_x16(const uint8_t *base, uint32_t stride, uint32_t len, uint8_t *out) {
+  for (int q = 0; q < 16; q += SHANI_WAYS) shani_hash(SHANI_WAYS, base + (size_t)q * stride, stride, len, out + 32 * q);
+}
+
+/* 0: neither; 1: AVX-512F and BW (16 lanes); 2: SHA-NI with SSSE3 and SSE4.1 (4 interleaved). */
+static int kind = -1;
+
+static int detect(void) {
   __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")) return 1;
+  /* CPUID.(EAX=7,ECX=0):EBX bit 29 is SHA; __get_cpuid_count checks the CPU has leaf 7 at all. */
+  unsigned a, b, c, d;
+  int sha = __get_cpuid_count(7, 0, &a, &b, &c, &d) && ((b >> 29) & 1);
+  if (sha && __builtin_cpu_supports("ssse3") && __builtin_cpu_supports("sse4.1")) return 2;
+  return 0;
+}
+
+/* Which way sha256_x16 hashes on this CPU: 1 AVX-512, 2 SHA-NI, 0 it cannot (never call it then). */
+int sha256_x16_supported(void) {
+  if (kind < 0) kind = detect();
+  return kind;
+}
+
+/* 16 messages of `len` bytes (len % 64 == 0), message i at base + i*stride; digests to out + i*32. */
+void sha256_x16(const uint8_t *base, uint32_t stride, uint32_t len, uint8_t *out) {
+  if (kind < 0) kind = detect();
+  if (kind == 1) sha256_x16_avx512(base, stride, len, out);
+  else if (kind == 2) shani_x16(base, stride, len, out);
 }
 
 #else /* not x86-64: never used (Bun's SHA-256 hashes everything) */

@@ -219,11 +219,19 @@ export class ChunkStore {
    * (never adopted, or compacted since).
    */
   rawPackFor(chunkList: Uint8Array, size: number): string | null {
-    const row = this.db
-      .query<{ id: number }, [Uint8Array, number]>("SELECT id FROM packs WHERE digest = ? AND size = ? AND raw = 1 LIMIT 1")
-      .get(sha256(chunkList), size);
+    // A restore asks twice for each page image (to start its check, then to link it): its chunk list
+    // (8 MiB for 1 GiB of pages) is hashed once. A list changed after (none is) would only miss the
+    // pack, or link one whose check then fails: a linked pack is always checked against the list.
+    let digest = this.#listDigests.get(chunkList);
+    if (digest === undefined) {
+      digest = sha256(chunkList);
+      this.#listDigests.set(chunkList, digest);
+    }
+    const row = this.db.query<{ id: number }, [Uint8Array, number]>("SELECT id FROM packs WHERE digest = ? AND size = ? AND raw = 1 LIMIT 1").get(digest, size);
     return row ? rawPackPath(this.#packDir, row.id) : null;
   }
+
+  readonly #listDigests = new WeakMap<Uint8Array, Uint8Array>();
 
   /** Store one chunk, durably; returns its hash. */
   put(bytes: Uint8Array): Hash {

@@ -56,6 +56,36 @@ describe("ChunkWorkers.hashFile", () => {
     expect(Buffer.compare(big.hashes, serialHashes(data, 65536))).toBe(0);
   });
 
+  test("a whole file hashed on fewer threads than the pool has keeps to them (a restore's check leaves CRIU a core); a growing one gets them all once it ends", async () => {
+    const data = sample(2000);
+    const f = path.join(tmp, "pages-few.img");
+    fs.writeFileSync(f, data);
+    const one = await pool.hashFile(f, 4096, 1);
+    expect(one.threads).toBe(1);
+    expect(Buffer.compare(one.hashes, serialHashes(data, 4096))).toBe(0);
+    expect((await pool.hashFile(f, 4096)).threads).toBe(2);
+    const growing = pool.hashGrowingFile(f, 4096, 1);
+    growing.finish();
+    expect((await growing.result).threads).toBe(2);
+  });
+
+  test("hashFileThenAll: on the threads given until told to use them all (a restore's check, once CRIU is done); told too late, nothing changes", async () => {
+    const data = sample(4000);
+    const f = path.join(tmp, "pages-later.img");
+    fs.writeFileSync(f, data);
+    const alone = pool.hashFileThenAll(f, 4096, 1);
+    const got = await alone.result;
+    expect(got.threads).toBe(1);
+    alone.useAllThreads(); // after the end: a no-op
+    const joined = pool.hashFileThenAll(f, 4096, 1);
+    joined.useAllThreads();
+    const all = await joined.result;
+    expect(all.threads).toBe(2);
+    expect(Buffer.compare(all.hashes, serialHashes(data, 4096))).toBe(0);
+    expect(Buffer.compare(got.hashes, all.hashes)).toBe(0);
+    expect((await pool.hashFile(f, 4096, 1)).threads).toBe(1); // the pool is as it was
+  });
+
   test("an empty file has no chunks; a missing one is an error", async () => {
     const f = path.join(tmp, "empty");
     fs.writeFileSync(f, "");
@@ -175,11 +205,13 @@ describe("ChunkWorkers.copyVerified", () => {
   });
 });
 
-describe("the native 16-lane SHA-256", () => {
+describe("the native SHA-256 of 16 pages at a time", () => {
   const cpu = fs.readFileSync("/proc/cpuinfo", "utf8");
   const hasAvx512 = /\bavx512f\b/.test(cpu) && /\bavx512bw\b/.test(cpu);
-  const noAvx = "skipped: this CPU has no AVX-512F/BW, so the native SHA-256 cannot run here (chunks are hashed with Bun's)";
-  if (!hasAvx512) console.warn(`SKIP the native 16-lane SHA-256 tests: ${noAvx}`);
+  // Without AVX-512, the SHA extensions (four pages interleaved) with SSSE3 and SSE4.1.
+  const hasNativeCpu = hasAvx512 || (/\bsha_ni\b/.test(cpu) && /\bssse3\b/.test(cpu) && /\bsse4_1\b/.test(cpu));
+  const noAvx = "skipped: this CPU has neither AVX-512F/BW nor the SHA extensions, so the native SHA-256 cannot run here (chunks are hashed with Bun's)";
+  if (!hasNativeCpu) console.warn(`SKIP the native SHA-256 tests: ${noAvx}`);
   const plain = new ChunkWorkers(2, { native: false });
   afterAll(() => plain.close());
 
@@ -206,17 +238,21 @@ describe("the native 16-lane SHA-256", () => {
     }
   });
 
-  test.skipIf(!hasAvx512)(`is used on a CPU with AVX-512 (the library is built by build.ts)${hasAvx512 ? "" : ` (${noAvx})`}`, async () => {
-    expect(fs.existsSync(NATIVE_LIBRARY) ? "built" : `missing: run \`bun build.ts\` to compile ${NATIVE_LIBRARY}`).toBe("built");
-    expect(pool.isNative).toBe(true);
-    expect(await pool.hashers()).toEqual(["native", "native"]);
-    const f = path.join(tmp, "p");
-    fs.writeFileSync(f, sample(100));
-    expect((await pool.hashFile(f, 4096)).hasher).toBe("native");
-  });
+  test.skipIf(!hasNativeCpu)(
+    `is used on a CPU with AVX-512 or the SHA extensions (the library is built by build.ts)${hasNativeCpu ? "" : ` (${noAvx})`}`,
+    async () => {
+      expect(fs.existsSync(NATIVE_LIBRARY) ? "built" : `missing: run \`bun build.ts\` to compile ${NATIVE_LIBRARY}`).toBe("built");
+      expect(nativeHashing().way).toBe(hasAvx512 ? "avx512" : "sha-ni");
+      expect(pool.isNative).toBe(true);
+      expect(await pool.hashers()).toEqual(["native", "native"]);
+      const f = path.join(tmp, "p");
+      fs.writeFileSync(f, sample(100));
+      expect((await pool.hashFile(f, 4096)).hasher).toBe("native");
+    },
+  );
 
-  test.skipIf(!hasAvx512)(
-    `gives Bun's digests: random pages, zero pages (few and most), a short last page, 16-page groups and leftovers${hasAvx512 ? "" : ` (${noAvx})`}`,
+  test.skipIf(!hasNativeCpu)(
+    `gives Bun's digests: random pages, zero pages (few and most), a short last page, 16-page groups and leftovers${hasNativeCpu ? "" : ` (${noAvx})`}`,
     async () => {
       const mostlyZero = new Uint8Array(300 * 4096);
       for (let p = 0; p < 300; p += 3) crypto.getRandomValues(mostlyZero.subarray(p * 4096, p * 4096 + 4096));

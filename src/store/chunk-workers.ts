@@ -40,6 +40,8 @@ export interface FileHashes {
    * dlopen failed), "mixed" otherwise. Absent when not hashed by ChunkWorkers.
    */
   hasher?: Hasher;
+  /** How many threads worked on it. Absent when not hashed by ChunkWorkers. */
+  threads?: number;
 }
 
 /** Which SHA-256 a hashing thread ran: the native 16-lane one (sha256x16.ts), or Bun's. */
@@ -150,8 +152,20 @@ export class ChunkWorkers {
   /** Hash the chunks of a complete file, on at most `threads` threads (default: all). */
   hashFile(path: string, chunkSize: number, threads = this.threads): Promise<FileHashes> {
     const h = this.#hash(path, chunkSize, Math.min(this.threads, Math.max(1, threads)));
-    h.finish();
+    // The file is whole: its end is known now, and only `threads` threads ever work on it.
+    h.end(false);
     return h.result;
+  }
+
+  /**
+   * hashFile on `threads` threads, with a way to let every thread join later:
+   * a restore checks its page images on all threads but one while CRIU reads
+   * them, and on all once CRIU is done (useAllThreads; a no-op once hashed).
+   */
+  hashFileThenAll(path: string, chunkSize: number, threads: number): { result: Promise<FileHashes>; useAllThreads(): void } {
+    const h = this.#hash(path, chunkSize, Math.min(this.threads, Math.max(1, threads)));
+    h.end(false);
+    return { result: h.result, useAllThreads: () => h.joinAll() };
   }
 
   /**
@@ -325,7 +339,7 @@ export class ChunkWorkers {
     return this.#syncer;
   }
 
-  #hash(path: string, chunkSize: number, threads: number): GrowingHash {
+  #hash(path: string, chunkSize: number, threads: number): GrowingHash & { end(isJoinedByAll: boolean): void; joinAll(): void } {
     const ctlBuf = new SharedArrayBuffer(32);
     const ctl = new Int32Array(ctlBuf, 0, 4);
     const fin = new Float64Array(ctlBuf, 16, 1);
@@ -334,6 +348,7 @@ export class ChunkWorkers {
     const blocks = new Map<number, { hashes: Uint8Array; zero: Uint8Array }>();
     let hashedChunks = 0;
     const hashers = new Set<"native" | "bun">();
+    let threadsDone = 0;
     const workers = this.#pool(this.threads);
     let running = threads;
     let failure: Error | null = null;
@@ -357,7 +372,14 @@ export class ChunkWorkers {
         hashes.set(got.hashes, b * perBlock * HASH_BYTES);
         zero.set(got.zero, b * perBlock);
       }
-      settle.resolve({ size, chunkSize, hashes, zero, hasher: hashers.size === 1 ? [...hashers][0]! : hashers.size === 0 ? "bun" : "mixed" });
+      settle.resolve({
+        size,
+        chunkSize,
+        hashes,
+        zero,
+        hasher: hashers.size === 1 ? [...hashers][0]! : hashers.size === 0 ? "bun" : "mixed",
+        threads: threadsDone,
+      });
     };
     this.#addJob(job, {
       onMessage: (m) => {
@@ -369,6 +391,7 @@ export class ChunkWorkers {
           Atomics.store(ctl, 2, 1);
         }
         if ("done" in m && m.hasher) hashers.add(m.hasher);
+        if ("done" in m) threadsDone++;
         if (("done" in m || "error" in m) && --running === 0) finishJob();
       },
       fail: (e) => {
@@ -392,22 +415,28 @@ export class ChunkWorkers {
       Atomics.add(ctl, 3, 1);
       Atomics.notify(ctl, 3);
     };
+    const end = (isJoinedByAll: boolean) => {
+      if (isJoinedByAll) joinTheRest();
+      try {
+        fin[0] = fs.statSync(path).size;
+      } catch (e) {
+        failure ??= e as Error;
+        Atomics.store(ctl, 2, 1);
+      }
+      Atomics.store(ctl, 1, 1);
+      wake();
+    };
     return {
       result,
       get hashedBytes() {
         return hashedChunks * chunkSize;
       },
-      finish: () => {
-        joinTheRest();
-        try {
-          fin[0] = fs.statSync(path).size;
-        } catch (e) {
-          failure ??= e as Error;
-          Atomics.store(ctl, 2, 1);
-        }
-        Atomics.store(ctl, 1, 1);
-        wake();
+      end,
+      // The threads that join claim blocks from the same counter: none left, they are done at once.
+      joinAll: () => {
+        if (!isSettled) joinTheRest();
       },
+      finish: () => end(true),
       abort: (reason = "aborted") => {
         failure ??= new Error(`Hashing "${path}" was stopped: ${reason}`);
         Atomics.store(ctl, 2, 1);
