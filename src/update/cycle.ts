@@ -97,6 +97,8 @@ export class UpdateCycle {
   #stopped = false;
   #abortLock: AbortController | null = null;
   #wake: (() => void) | null = null;
+  /** A release of the fleet lock failed: it is tried again (steady-state) before anything else. */
+  #owesRelease = false;
 
   constructor(o: UpdateCycleOptions) {
     this.#o = o;
@@ -110,7 +112,11 @@ export class UpdateCycle {
   /** Take up a journaled cycle, then look every `everyMs` whether to run. Returns at once. */
   start(everyMs: number): void {
     const loop = async () => {
+      const hadJournal = this.#hasJournal();
       await this.resume();
+      // No cycle was under way, yet a slot may be held under this host's id (an agent killed while it held one, a journal
+      // lost): a FleetLock slot has no TTL, so it would block the group for good. Zincati's way: steady-state at start.
+      if (!hadJournal || this.#owesRelease) await this.steady();
       while (!this.#stopped) {
         await this.tick().catch((e) => this.#emit("error", "cycle.error", `The update cycle hit an error: ${errorMessage(e)}`));
         await new Promise<void>((r) => {
@@ -180,6 +186,39 @@ export class UpdateCycle {
     }
   }
 
+  /**
+   * Tell the lock service this host is steady (FleetLock's steady-state; for etcd, our key deleted): whatever
+   * slot it holds under its id is released. Only when no cycle is under way; a failure is retried before the
+   * next cycle starts, and nothing moves meanwhile.
+   */
+  async steady(): Promise<void> {
+    const { mode } = this.#o.policy;
+    if ((mode !== "evacuate" && mode !== "evacuate-update-reboot") || this.#o.lock.kind === "none" || this.#hasJournal()) return;
+    try {
+      await this.#o.lock.releaseOwn();
+    } catch (e) {
+      this.#owesRelease = true;
+      this.#sayOnce(
+        `steady:${errorMessage(e)}`,
+        "error",
+        "lock.release_failed",
+        `Cannot tell the fleet lock (${this.#o.lock.kind}) this host is steady: ${errorMessage(e)}; no cycle starts until it can`,
+      );
+      return;
+    }
+    this.#owesRelease = false;
+    this.#said = "";
+    this.#emit("info", "lock.steady", `This host is steady: told the fleet lock (${this.#o.lock.kind}), so no slot stays held under its id`);
+  }
+
+  #hasJournal(): boolean {
+    try {
+      return this.#o.journal.read() !== null;
+    } catch {
+      return true; // a damaged journal: resume says so; the slot it may name stays until a person looks
+    }
+  }
+
   /** Look whether the cycle should run, and run it. One at a time; returns when this look (and any cycle) is over. */
   async tick(): Promise<void> {
     if (this.#busy || this.#stopped) return;
@@ -195,6 +234,10 @@ export class UpdateCycle {
     const { policy } = this.#o;
     if (policy.mode === "off") return;
     if (this.#o.journal.read()) return; // a held evacuation (mode evacuate) or a reboot under way
+    if (this.#owesRelease) {
+      await this.steady();
+      if (this.#owesRelease) return;
+    }
     const report = this.#o.status.current();
     if (!report) return;
     const reasons = triggersMet(report, policy.trigger);
@@ -461,7 +504,8 @@ export class UpdateCycle {
       j.lock = null;
       return true;
     } catch (e) {
-      this.#emit("error", "lock.release_failed", `Cannot release the fleet lock: ${errorMessage(e)}`, {}, j.cycle);
+      this.#owesRelease = true;
+      this.#emit("error", "lock.release_failed", `Cannot release the fleet lock: ${errorMessage(e)}; it is released again before the next cycle`, {}, j.cycle);
       return false;
     }
   }
