@@ -193,7 +193,10 @@ describe("UpdateCycle", () => {
       "return.done",
       "cycle.finished",
     ]);
-    expect(s.events.list().find((e) => e.kind === "evacuation.progress")!.msg).toBe('Evacuation: pod "web" moving to peer-b');
+    const progress = s.events.list().find((e) => e.kind === "evacuation.progress")!;
+    expect(progress.msg).toBe('Evacuation: pod "web" moving to peer-b');
+    // The message once: not again as a field (`autopod events -f` printed each progress line twice over).
+    expect(progress.fields).toEqual({ pod: "web" });
     const finished = s.events.list().at(-1)!;
     expect(Object.keys(finished.fields!.phases as object)).toEqual(["locking", "evacuating", "updating", "rebooting", "finishing"]);
     const m = s.metrics.format();

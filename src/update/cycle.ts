@@ -320,7 +320,15 @@ export class UpdateCycle {
       if (!windows.isOpen(clock.now())) this.#abortLock?.abort();
     }, 1000);
     try {
-      this.#emit("info", "lock.waiting", `Taking the fleet lock (${this.#o.lock.kind})`, {}, j.cycle);
+      this.#emit(
+        "info",
+        "lock.waiting",
+        this.#o.lock.kind === "none"
+          ? 'No fleet lock (policy.lock.kind "none"): this host waits for no other host'
+          : `Taking the fleet lock (${this.#o.lock.kind})`,
+        {},
+        j.cycle,
+      );
       j.lock = await this.#o.lock.acquire({
         signal: this.#abortLock.signal,
         onWait: (why) => this.#emit("info", "lock.waiting", `Waiting for the fleet lock: ${why}`, {}, j.cycle),
@@ -346,7 +354,8 @@ export class UpdateCycle {
     const waited = Date.now() - waitStarted;
     this.#o.metrics.lockWaited(waited);
     this.#o.journal.write(j);
-    this.#emit("info", "lock.taken", `Took the fleet lock after ${(waited / 1000).toFixed(1)} s`, { waited_ms: waited }, j.cycle);
+    const taken = this.#o.lock.kind === "none" ? "Going on without a fleet lock" : `Took the fleet lock after ${(waited / 1000).toFixed(1)} s`;
+    this.#emit("info", "lock.taken", taken, { waited_ms: waited }, j.cycle);
 
     try {
       // Still needed, by a fresh look (the lock may have taken long)?
@@ -500,7 +509,7 @@ export class UpdateCycle {
     if (!j.lock) return true;
     try {
       await this.#o.lock.release(j.lock);
-      this.#emit("info", "lock.released", "Released the fleet lock", {}, j.cycle);
+      this.#emit("info", "lock.released", j.lock.kind === "none" ? "No fleet lock to release" : "Released the fleet lock", {}, j.cycle);
       j.lock = null;
       return true;
     } catch (e) {
@@ -555,6 +564,15 @@ export class UpdateCycle {
   }
 
   #evacuatorEvent(e: EvacuatorEvent, cycle: string): void {
+    // Evacuation's own events carry a message and, for one pod, its name: they read best as they are, once
+    // (not again as a field beside the message), and without the pod's name twice when the message names it.
+    const o = (typeof e === "object" && e !== null ? e : {}) as { message?: unknown; pod?: unknown };
+    if (typeof o.message === "string") {
+      const pod = typeof o.pod === "string" ? o.pod : null;
+      const named = pod === null || o.message.includes(`pod "${pod}"`) ? "" : `pod "${pod}" `;
+      this.#emit("info", "evacuation.progress", `Evacuation: ${named}${o.message}`.slice(0, 1000), pod === null ? {} : { pod }, cycle);
+      return;
+    }
     let fields: Record<string, unknown>;
     try {
       const text = JSON.stringify(e) ?? "null";
@@ -562,10 +580,7 @@ export class UpdateCycle {
     } catch {
       fields = { event: String(e) };
     }
-    // Evacuation's own events carry a message and, for one pod, its name: they read best as they are.
-    const o = (typeof e === "object" && e !== null ? e : {}) as { message?: unknown; pod?: unknown };
-    const msg = typeof o.message === "string" ? `Evacuation: ${typeof o.pod === "string" ? `pod "${o.pod}" ` : ""}${o.message}` : "Evacuation progress";
-    this.#emit("info", "evacuation.progress", msg.slice(0, 1000), fields, cycle);
+    this.#emit("info", "evacuation.progress", "Evacuation progress", fields, cycle);
   }
 
   async #exclusive(fn: () => Promise<void>): Promise<void> {
