@@ -286,6 +286,16 @@ describe("UpdateCycle", () => {
     expect(s.evacuator.ops()).toEqual(["evacuate"]);
   });
 
+  test("a pod that moved after a failed migration: the evacuation's event says so, and the cycle goes on", async () => {
+    const s = setup();
+    s.evacuator.pods = [{ pod: "web", outcome: "migrated", attempts: [{ to: "peer-c", reason: 'migration to "peer-c" failed: its agent died' }] }];
+    await s.cycle.tick();
+    const done = s.events.list().find((e) => e.kind === "evacuation.done")!;
+    expect(done.msg).toBe("Evacuated in 1.5 s: 1 migrated, 0 suspended, 0 stayed; 1 after a failed migration (see each pod's attempts)");
+    expect((done.fields!.pods as { attempts: unknown[] }[])[0]!.attempts).toHaveLength(1);
+    expect(s.journal.read()!.phase).toBe("rebooting");
+  });
+
   test("a pod that stayed: no update, no reboot; the others come home and the lock is released", async () => {
     const s = setup();
     s.evacuator.pods = [

@@ -385,7 +385,7 @@ export class UpdateCycle {
       this.#emit(
         "info",
         "evacuation.done",
-        `Evacuated in ${(report.wallMs / 1000).toFixed(1)} s: ${count("migrated")} migrated, ${count("suspended")} suspended, ${count("stayed")} stayed`,
+        `Evacuated in ${(report.wallMs / 1000).toFixed(1)} s: ${count("migrated")} migrated, ${count("suspended")} suspended, ${count("stayed")} stayed${retried(report.pods)}`,
         { pods: report.pods, wall_ms: report.wallMs },
         j.cycle,
       );
@@ -609,6 +609,12 @@ function unrefTimeout(fn: () => void, ms: number): ReturnType<typeof setTimeout>
   const t = setTimeout(fn, ms);
   t.unref?.();
   return t;
+}
+
+/** ", N after a failed migration" when a pod's first migration (or more) failed. */
+function retried(pods: EvacuationReport["pods"]): string {
+  const n = pods.filter((p) => (p.attempts?.length ?? 0) > 0).length;
+  return n ? `; ${n} after a failed migration (see each pod's attempts)` : "";
 }
 
 /** How long each phase took, from the journal's start times. */
