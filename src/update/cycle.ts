@@ -97,7 +97,7 @@ export class UpdateCycle {
   #stopped = false;
   #abortLock: AbortController | null = null;
   #wake: (() => void) | null = null;
-  /** A release of the fleet lock failed: it is tried again (steady-state) before anything else. */
+  /** A release of the fleet lock failed: it is tried again (steady-state) at each look. */
   #owesRelease = false;
 
   constructor(o: UpdateCycleOptions) {
@@ -188,8 +188,7 @@ export class UpdateCycle {
 
   /**
    * Tell the lock service this host is steady (FleetLock's steady-state; for etcd, our key deleted): whatever
-   * slot it holds under its id is released. Only when no cycle is under way; a failure is retried before the
-   * next cycle starts, and nothing moves meanwhile.
+   * slot it holds under its id is released. Only when no cycle is under way; a failure is retried at each look.
    */
   async steady(): Promise<void> {
     const { mode } = this.#o.policy;
@@ -202,7 +201,7 @@ export class UpdateCycle {
         `steady:${errorMessage(e)}`,
         "error",
         "lock.release_failed",
-        `Cannot tell the fleet lock (${this.#o.lock.kind}) this host is steady: ${errorMessage(e)}; no cycle starts until it can`,
+        `Cannot tell the fleet lock (${this.#o.lock.kind}) this host is steady: ${errorMessage(e)}; it is tried again at each look`,
       );
       return;
     }
@@ -234,10 +233,9 @@ export class UpdateCycle {
     const { policy } = this.#o;
     if (policy.mode === "off") return;
     if (this.#o.journal.read()) return; // a held evacuation (mode evacuate) or a reboot under way
-    if (this.#owesRelease) {
-      await this.steady();
-      if (this.#owesRelease) return;
-    }
+    // A slot still owed back: ask again. A cycle may go on meanwhile: taking the lock under the same id is
+    // taking that slot (FleetLock is recursive; etcd's key is this host's own), so nothing is held twice.
+    if (this.#owesRelease) await this.steady();
     const report = this.#o.status.current();
     if (!report) return;
     const reasons = triggersMet(report, policy.trigger);
