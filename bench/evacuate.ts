@@ -72,6 +72,15 @@ interface EvacReport {
 
 let generation = 0;
 
+function returnFailures(stdout: string): string[] {
+  try {
+    const r = JSON.parse(stdout) as { pods: Array<{ pod: string; outcome: string; reason?: string }> };
+    return r.pods.filter((p) => p.outcome === "failed").map((p) => `${p.pod}: ${p.reason ?? "no reason given"}`);
+  } catch {
+    return [`the return printed no report: ${stdout.slice(0, 500)}`];
+  }
+}
+
 function loadAverage(): number[] {
   return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number);
 }
@@ -128,6 +137,8 @@ async function run(lan: TestCluster, a: TestHost, parallel: number) {
     connectionsKept: reports.every((c) => !c.closed && c.errors.length === 0 && c.received === c.sent),
     returnWallMs,
     returned: back.exitCode === 0,
+    /** Why a pod did not come back (it stays, running, where it went). */
+    returnFailures: returnFailures(back.stdout),
     /** The machine's load average before the evacuation and after the return: other work on it moves every figure. */
     loadAverage: { before: loadBefore, after: loadAverage() },
   };
