@@ -66,11 +66,24 @@ interface ClientReport {
 }
 
 interface EvacReport {
-  pods: Array<{ pod: string; outcome: string; to?: string; reason?: string; freezeMs?: number; bytesSent?: number }>;
+  pods: Array<{ pod: string; outcome: string; to?: string; reason?: string; freezeMs?: number; bytesSent?: number; rounds?: number }>;
   wallMs: number;
 }
 
 let generation = 0;
+
+function returnFailures(stdout: string): string[] {
+  try {
+    const r = JSON.parse(stdout) as { pods: Array<{ pod: string; outcome: string; reason?: string }> };
+    return r.pods.filter((p) => p.outcome === "failed").map((p) => `${p.pod}: ${p.reason ?? "no reason given"}`);
+  } catch {
+    return [`the return printed no report: ${stdout.slice(0, 500)}`];
+  }
+}
+
+function loadAverage(): number[] {
+  return readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number);
+}
 
 async function run(lan: TestCluster, a: TestHost, parallel: number) {
   const g = ++generation;
@@ -88,6 +101,7 @@ async function run(lan: TestCluster, a: TestHost, parallel: number) {
     }),
   );
   await Bun.sleep(2000);
+  const loadBefore = loadAverage();
   const t0 = performance.now();
   const out = await a.cli(["evacuate", "--parallel", String(parallel), "--json"], 3_600_000);
   const wallMs = Math.round(performance.now() - t0);
@@ -104,7 +118,7 @@ async function run(lan: TestCluster, a: TestHost, parallel: number) {
   const returnWallMs = Math.round(performance.now() - t1);
   const freezes = r.pods.map((p) => p.freezeMs ?? 0);
   const gaps = reports.map((c) => Math.round(c.maxGapMs));
-  const linkMs = ((PODS * MIB * 2 ** 20) / RATE_BYTES_PER_S) * 1000;
+  const linkMs = ((PODS * MIB * 2 ** 20) / RATE_BYTES_PER_S) * 1000; // not `<< 20`: 4 GiB overflows a 32-bit shift
   const result = {
     parallel,
     wallMs,
@@ -118,9 +132,15 @@ async function run(lan: TestCluster, a: TestHost, parallel: number) {
     clientGapSumMs: gaps.reduce((s, x) => s + x, 0),
     clientGapMaxMs: Math.max(...gaps),
     bytesSent: r.pods.reduce((s, p) => s + (p.bytesSent ?? 0), 0),
+    // Pre-copy rounds each pod needed: rounds of pods moving at once compete for the uplink and the CPU.
+    rounds: r.pods.map((p) => p.rounds ?? null),
     connectionsKept: reports.every((c) => !c.closed && c.errors.length === 0 && c.received === c.sent),
     returnWallMs,
     returned: back.exitCode === 0,
+    /** Why a pod did not come back (it stays, running, where it went). */
+    returnFailures: returnFailures(back.stdout),
+    /** The machine's load average before the evacuation and after the return: other work on it moves every figure. */
+    loadAverage: { before: loadBefore, after: loadAverage() },
   };
   await a.cli(["rm", "--force", ...names]);
   return result;
@@ -142,7 +162,7 @@ try {
         link: RATE,
         runs,
         wallVsParallel1: base ? Object.fromEntries(runs.map((x) => [x.parallel, round(x.wallMs / base.wallMs, 3)])) : null,
-        loadAverage: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number),
+        loadAverage: loadAverage(),
       },
       null,
       2,

@@ -97,7 +97,9 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     agentKey: agentKeyOf(stateDir),
     bridge: config.network.bridge,
     subnet: config.network.subnet,
-    ...(config.network.mode === "routed" ? { routed: { lanInterface: config.network.lan_interface, clusterPods: () => peers.clusterPods() } } : {}),
+    ...(config.network.mode === "routed"
+      ? { routed: { lanInterface: config.network.lan_interface, clusterPods: (mayBeUnreachable) => peers.clusterPods(mayBeUnreachable) } }
+      : {}),
     layer: config.pods.layer,
     store,
     host: linuxPodHost,

@@ -67,9 +67,11 @@ function formatEvacuation(r: EvacuationReport): string {
       return p.to
         ? `${p.pod}\twould migrate to "${p.to}"`
         : `${p.pod}\twould be ${p.outcome === "suspended" ? "suspended to disk" : "left running here"}: ${p.reason}`;
-    if (p.outcome === "migrated") return `${p.pod}\tmigrated to "${p.to}": frozen ${p.freezeMs} ms, ${formatBytes(p.bytesSent ?? 0)} sent`;
-    if (p.outcome === "suspended") return `${p.pod}\tsuspended to disk (frozen ${p.freezeMs} ms): ${p.reason}`;
-    return `${p.pod}\tstays running here: ${p.reason}`;
+    // Each failed try first, so the line of the outcome says where it ended.
+    const tries = (p.attempts ?? []).map((a, i) => `${p.pod}\ttry ${i + 1} failed: ${a.reason}\n`).join("");
+    if (p.outcome === "migrated") return `${tries}${p.pod}\tmigrated to "${p.to}": frozen ${p.freezeMs} ms, ${formatBytes(p.bytesSent ?? 0)} sent`;
+    if (p.outcome === "suspended") return `${tries}${p.pod}\tsuspended to disk (frozen ${p.freezeMs} ms): ${p.reason}`;
+    return `${tries}${p.pod}\tstays running here: ${p.reason}`;
   });
   return [...lines, r.dryRun ? "(dry run: nothing moved)" : `in ${r.wallMs} ms`].join("\n");
 }

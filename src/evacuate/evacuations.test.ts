@@ -50,7 +50,7 @@ function fakeHost(o: { pods: string[]; peers: Record<string, Partial<{ verdict: 
       if (o.peers[req.to]!.failMigrate) throw new PreconditionError(`Cannot migrate pod "${name}" to "${req.to}": it broke; the pod runs on here`);
       log.push(`migrate ${name} to ${req.to}`);
       states.delete(name);
-      return { freezeMs: 42, bytesSent: 1000 } as MigrateReport;
+      return { freezeMs: 42, bytesSent: 1000, rounds: [] as MigrateReport["rounds"] } as MigrateReport;
     },
     suspend: async (name) => {
       log.push(`suspend ${name}`);
@@ -107,13 +107,64 @@ describe("Evacuations", () => {
   test("a failed migration falls back to suspending; with --no-suspend the pod stays running, with the reason", async () => {
     const h = fakeHost({ pods: ["p1"], peers: { b: { failMigrate: true } } });
     const r = await h.ev.evacuate({ suspendFallback: false });
-    expect(r.pods).toEqual([
-      { pod: "p1", outcome: "stayed", reason: 'migration to "b" failed: Cannot migrate pod "p1" to "b": it broke; the pod runs on here' },
-    ]);
+    const why = 'migration to "b" failed: Cannot migrate pod "p1" to "b": it broke; the pod runs on here';
+    expect(r.pods).toEqual([{ pod: "p1", outcome: "stayed", reason: why, attempts: [{ to: "b", reason: why }] }]);
     expect(h.states.get("p1")).toBe("running");
     const s = await h.ev.evacuate({});
     expect(s.pods[0]).toMatchObject({ pod: "p1", outcome: "suspended", freezeMs: 7 });
     expect(h.states.get("p1")).toBe("checkpointed");
+  });
+
+  test("a migration that fails to its peer is tried on another peer that can take the pod; the report says each attempt", async () => {
+    const h = fakeHost({ pods: ["p1", "p2"], peers: { b: {}, c: { failMigrate: true } } });
+    const events: string[] = [];
+    const r = await h.ev.evacuate({ suspendFallback: false, parallel: 1 }, (e) => events.push(`${e.pod ?? ""}: ${e.message}`));
+    expect(r.pods.map((p) => `${p.pod}:${p.outcome}:${p.to}`)).toEqual(["p1:migrated:b", "p2:migrated:b"]);
+    // p2 was planned for c (the spread): it failed there once, then went to b.
+    expect(r.pods[1]!.attempts).toEqual([{ to: "c", reason: 'migration to "c" failed: Cannot migrate pod "p2" to "c": it broke; the pod runs on here' }]);
+    expect(r.pods[0]!.attempts).toBeUndefined();
+    expect(events).toContain('p2: trying "b" instead (attempt 2)');
+    expect(h.log).toEqual(["migrate p1 to b", "migrate p2 to b"]);
+    expect(readRecord(dir).map((a) => `${a.pod}:${a.outcome === "migrated" ? a.to : ""}`)).toEqual(["p1:b", "p2:b"]);
+  });
+
+  test("a pod planned for a peer that failed another pod meanwhile is placed afresh first; a peer that cannot be asked then is skipped", async () => {
+    const h = fakeHost({ pods: ["p1", "p2", "p3", "p4"], peers: { b: {}, c: { failMigrate: true } } });
+    const c = (h.ev.deps.peers.client("c") as EvacuationPeer).info;
+    let asked = 0;
+    const peers = h.ev.deps.peers;
+    const client = peers.client.bind(peers);
+    (peers as { client: (n: string) => EvacuationPeer }).client = (n) => {
+      const x = client(n);
+      if (n !== "c") return x;
+      // c answers the first plan, then is gone (its agent died at its first migration).
+      return { ...x, info: async () => (++asked > 1 ? Promise.reject(new UnavailableError('Peer "c" refused or unreachable')) : c()) };
+    };
+    const r = await h.ev.evacuate({ suspendFallback: false, parallel: 1 });
+    expect(r.pods.map((p) => `${p.outcome}:${p.to}`)).toEqual(["migrated:b", "migrated:b", "migrated:b", "migrated:b"]);
+    // Only the first pod for c tried it: the second was placed afresh, and c no longer answered.
+    expect(r.pods.filter((p) => p.attempts).length).toBe(1);
+  });
+
+  test("every peer fails: each is tried once, then the fallback; a pod no longer running here is not tried again", async () => {
+    const h = fakeHost({ pods: ["p1"], peers: { b: { failMigrate: true }, c: { failMigrate: true } } });
+    const r = await h.ev.evacuate({});
+    expect(r.pods[0]!.outcome).toBe("suspended");
+    expect(r.pods[0]!.attempts!.map((a) => a.to).sort()).toEqual(["b", "c"]);
+    expect(r.pods[0]!.reason).toContain("it broke");
+    expect(h.log).toEqual(["suspend p1"]);
+
+    const g = fakeHost({ pods: ["p1"], peers: { b: { failMigrate: true }, c: {} } });
+    const migrate = g.ev.deps.migrate;
+    (g.ev.deps as { migrate: typeof migrate }).migrate = async (name, req, on) => {
+      g.states.set(name, "unknown");
+      return migrate(name, req, on);
+    };
+    // b is planned first (the name breaks the tie): its failure leaves the pod in no state to move or suspend.
+    const s = await g.ev.evacuate({});
+    expect(s.pods[0]).toMatchObject({ outcome: "stayed", attempts: [{ to: "b" }] });
+    expect(s.pods[0]!.reason).toContain("it is not running here afterwards, so it was not tried elsewhere");
+    expect(g.log).toEqual([]);
   });
 
   test("no peer answers: suspended, and bringHome restores them and clears the record", async () => {

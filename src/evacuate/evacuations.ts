@@ -10,9 +10,9 @@ import type { Logger } from "../log.ts";
 import type { MigrateReport, MigrateRequest, MigrationProgress } from "../migrate/index.ts";
 import type { PeerFacts, PeerPodList } from "../migrate/peer.ts";
 import type { PodView } from "../pods/pod.ts";
-import type { EvacuatedPod, EvacuateRequest, EvacuationReport, ReturnReport } from "./index.ts";
+import type { EvacuatedPod, EvacuateRequest, EvacuationReport, MigrationAttempt, ReturnReport } from "./index.ts";
 import { FreezeTurns } from "./freeze-turns.ts";
-import { type Candidate, diskNeedOf, type LocalFacts, type PeerMaintenance, planEvacuation, type PodToPlace } from "./placement.ts";
+import { type Candidate, diskNeedOf, type LocalFacts, type PeerMaintenance, type Placement, planEvacuation, type PodToPlace } from "./placement.ts";
 import { type AwayPod, readRecord, recordAway, recordHome, writeRecord } from "./record.ts";
 
 /** Migrations at once unless asked otherwise: one pod's dump and restore overlap the next one's transfer (bench/evacuate.ts). */
@@ -20,6 +20,8 @@ export const DEFAULT_PARALLEL = 2;
 export const MAX_PARALLEL = 16;
 /** Pre-copy rounds at most per pod, as `autopod migrate` by default. */
 const MAX_ROUNDS = 8;
+/** Migrations at most per pod: its planned peer and, when that fails, up to two others. */
+const MAX_ATTEMPTS = 3;
 
 export interface EvacuateEvent {
   message: string;
@@ -172,26 +174,31 @@ export class Evacuations {
     const results = new Map<string, EvacuatedPod>();
     const turns = new FreezeTurns();
     const queue = [...plan.placements];
+    const byName = new Map(pods.map((p) => [p.name, p]));
+    /** Peers a migration failed to during this evacuation: a pod planned for one is placed afresh before it goes. */
+    const suspects = new Set<string>();
     const work = async () => {
       for (let p = queue.shift(); p; p = queue.shift()) {
-        let why = p.reason ?? "";
-        if (p.to) {
-          const r = await this.#migrateOne(p.pod, p.to, turns, onEvent);
-          if ("moved" in r) {
-            results.set(p.pod, r.moved);
-            continue;
-          }
-          why = r.reason;
+        const moved = await this.#moveOne(byName.get(p.pod)!, p, { targets, local, turns, suspects }, onEvent);
+        if ("moved" in moved) {
+          results.set(p.pod, moved.moved);
+          continue;
+        }
+        const { why, attempts } = moved;
+        const tried = attempts.length ? { attempts } : {};
+        if (!moved.isHere) {
+          results.set(p.pod, { pod: p.pod, outcome: "stayed", reason: why, ...tried });
+          continue;
         }
         if (!isSuspendOn) {
-          results.set(p.pod, { pod: p.pod, outcome: "stayed", reason: why });
+          results.set(p.pod, { pod: p.pod, outcome: "stayed", reason: why, ...tried });
           onEvent({ pod: p.pod, message: `stays running here: ${why}` });
           continue;
         }
         // A suspend freezes the pod too: its turn, like a migration's freeze.
         const release = await turns.freeze();
         try {
-          results.set(p.pod, await this.#suspendOne(p.pod, why, onEvent));
+          results.set(p.pod, { ...(await this.#suspendOne(p.pod, why, onEvent)), ...tried });
         } finally {
           release();
         }
@@ -219,6 +226,62 @@ export class Evacuations {
     }
   }
 
+  /**
+   * Migrate one pod to its planned peer; when that fails and the pod still runs here, place it afresh
+   * without the peers that failed it (asking the others again: what they hold has changed) and try the
+   * next, up to MAX_ATTEMPTS. A planned peer that failed another pod meanwhile is asked again first.
+   */
+  async #moveOne(
+    pod: PodToPlace,
+    planned: Placement,
+    o: { targets: string[]; local: LocalFacts; turns: FreezeTurns; suspects: Set<string> },
+    onEvent: OnEvent,
+  ): Promise<{ moved: EvacuatedPod } | { why: string; attempts: MigrationAttempt[]; isHere: boolean }> {
+    const attempts: MigrationAttempt[] = [];
+    let to = planned.to;
+    let why = planned.reason ?? "";
+    if (to !== null && o.suspects.has(to)) {
+      const again = await this.#placeAgain(pod, o.targets, o.local);
+      if (again.to !== to)
+        onEvent({ pod: pod.name, message: `placed afresh (a migration to "${to}" failed meanwhile): ${again.to ? `to "${again.to}"` : again.reason}` });
+      to = again.to;
+      why = again.reason ?? "";
+    }
+    while (to !== null) {
+      const r = await this.#migrateOne(pod.name, to, o.turns, onEvent);
+      if ("moved" in r) return { moved: attempts.length ? { ...r.moved, attempts } : r.moved };
+      attempts.push({ to, reason: r.reason });
+      o.suspects.add(to);
+      why = r.reason;
+      if (!this.#isRunningHere(pod.name)) {
+        // The migration's guarantee says it runs here; if it does not, moving or suspending it again would be a guess.
+        why = `${r.reason}; it is not running here afterwards, so it was not tried elsewhere`;
+        onEvent({ pod: pod.name, message: why });
+        return { why, attempts, isHere: false };
+      }
+      const left = o.targets.filter((t) => !attempts.some((a) => a.to === t));
+      if (attempts.length >= MAX_ATTEMPTS || left.length === 0) break;
+      const again = await this.#placeAgain(pod, left, o.local);
+      if (again.to === null) {
+        why = `${r.reason}; ${again.reason?.replace(/^no peer can take it/, "no other peer can take it")}`;
+        break;
+      }
+      to = again.to;
+      onEvent({ pod: pod.name, message: `trying "${to}" instead (attempt ${attempts.length + 1})` });
+    }
+    return { why, attempts, isHere: true };
+  }
+
+  /** A fresh placement of one pod among `targets`, each asked again. */
+  async #placeAgain(pod: PodToPlace, targets: string[], local: LocalFacts): Promise<Placement> {
+    const candidates = await Promise.all(targets.map((t) => this.#candidate(t)));
+    return planEvacuation([pod], candidates, local).placements[0]!;
+  }
+
+  #isRunningHere(pod: string): boolean {
+    return this.deps.pods.list().some((p) => p.name === pod && p.state === "running");
+  }
+
   async #migrateOne(pod: string, to: string, turns: FreezeTurns, onEvent: OnEvent): Promise<{ moved: EvacuatedPod } | { reason: string }> {
     onEvent({ pod, message: `migrating to "${to}"` });
     // Recorded before it moves: an agent that dies once the peer runs the pod still knows where it went
@@ -227,7 +290,7 @@ export class Evacuations {
     try {
       const r = await this.deps.migrate(pod, { to, mode: "precopy", maxRounds: MAX_ROUNDS, turns }, (p) => onEvent({ pod, message: p.message }));
       onEvent({ pod, message: `migrated to "${to}": frozen ${r.freezeMs} ms, ${r.bytesSent} bytes sent` });
-      return { moved: { pod, outcome: "migrated", to, freezeMs: r.freezeMs, bytesSent: r.bytesSent } };
+      return { moved: { pod, outcome: "migrated", to, freezeMs: r.freezeMs, bytesSent: r.bytesSent, rounds: r.rounds.length } };
     } catch (e) {
       recordHome(this.deps.stateDir, pod);
       const reason = `migration to "${to}" failed: ${errorMessage(e)}`;

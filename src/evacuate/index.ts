@@ -16,6 +16,12 @@ export interface EvacuateRequest {
   suspendFallback?: boolean;
 }
 
+/** A migration of the pod that failed (it ran on here); the next peer, or the fallback, came after it. */
+export interface MigrationAttempt {
+  to: string;
+  reason: string;
+}
+
 export interface EvacuatedPod {
   pod: string;
   outcome: "migrated" | "suspended" | "stayed";
@@ -23,6 +29,10 @@ export interface EvacuatedPod {
   reason?: string;
   freezeMs?: number;
   bytesSent?: number;
+  /** Pre-copy rounds before its freeze (a migrated pod). */
+  rounds?: number;
+  /** The failed migrations before this outcome, in order; absent when the first try worked. */
+  attempts?: MigrationAttempt[];
 }
 
 export interface EvacuationReport {

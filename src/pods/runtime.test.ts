@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError, PreconditionError } from "../errors.ts";
+import { AlreadyExistsError, ConflictError, InvalidArgumentError, NotFoundError, PreconditionError, UnavailableError } from "../errors.ts";
 import { createLogger } from "../log.ts";
 import { FakeHost } from "./fake-host.ts";
 import { externalMountsOf, podEnvironment } from "./pod.ts";
@@ -247,7 +247,7 @@ describe("checkpoint and restore hooks", () => {
 });
 
 describe("routed pod network", () => {
-  function routedRuntime(peerPods: () => Promise<import("./runtime.ts").ClusterPods>): PodRuntime {
+  function routedRuntime(peerPods: (mayBeUnreachable?: (host: string) => boolean) => Promise<import("./runtime.ts").ClusterPods>): PodRuntime {
     return new PodRuntime({
       stateDir: "/state",
       agentKey: "k1",
@@ -269,6 +269,27 @@ describe("routed pod network", () => {
     const v = await r.create(req("web"));
     expect(v.address).toBe("10.213.7.3/32");
     expect(store.get("web")!.runtime).toMatchObject({ gateway: "169.254.1.1", bridge: "" });
+  });
+
+  test("a pod arriving by migration needs only its source to answer the address check; any other pod needs every peer", async () => {
+    const asked: string[] = [];
+    // b is the source (it holds the pod, live); c is down.
+    const r = routedRuntime(async (mayBeUnreachable) => {
+      asked.push(`b:${mayBeUnreachable?.("b") ?? false} c:${mayBeUnreachable?.("c") ?? false}`);
+      if (!mayBeUnreachable?.("c")) throw new UnavailableError('Cannot make sure the pod address is free in the cluster: Peer "c" refused or unreachable');
+      return [
+        { host: "b", pods: [{ name: "web", address: "10.213.7.4/32", live: true }] },
+        { host: "c", pods: [], unreachable: 'Peer "c" refused or unreachable' },
+      ];
+    });
+    await expect(r.checkAddressInCluster("10.213.7.4/32", "web")).rejects.toThrow(/Cannot make sure the pod address is free/);
+    r.expectIncoming("web", "b");
+    await expect(r.checkAddressInCluster("10.213.7.4/32", "web")).resolves.toBeUndefined();
+    // Another pod's check still needs c.
+    await expect(r.checkAddressInCluster("10.213.7.5/32", "other")).rejects.toThrow(/Cannot make sure/);
+    r.endIncoming("web");
+    await expect(r.checkAddressInCluster("10.213.7.4/32", "web")).rejects.toThrow(/Cannot make sure/);
+    expect(asked).toEqual(["b:false c:false", "b:false c:true", "b:false c:false", "b:false c:false"]);
   });
 
   test("an address a live pod of a peer holds is refused, naming the host, before anything is made", async () => {

@@ -33,7 +33,8 @@ import type { PodStore } from "./store.ts";
 import { checkPodName, checkRequest, chooseAddress, type CreatePodRequest } from "./validate.ts";
 
 /** The pods of each peer: `live` when it has (or is getting) processes, so holds its address on the LAN. */
-export type ClusterPods = Array<{ host: string; pods: Array<{ name: string; address: string; live: boolean }> }>;
+/** Each peer's pods; `unreachable` (with no pods) for a peer the caller allowed to be unreachable, saying why. */
+export type ClusterPods = Array<{ host: string; pods: Array<{ name: string; address: string; live: boolean }>; unreachable?: string }>;
 
 /** The gateway of every routed pod: the host end of its veth holds it. */
 export const ROUTED_GATEWAY = "169.254.1.1";
@@ -47,8 +48,11 @@ export interface PodRuntimeOptions {
   /** Routed pod network: the subnet is the cluster's, each pod a /32 routed on its host (docs/cluster.md). */
   routed?: {
     lanInterface: string;
-    /** The pods every peer has, with their addresses: allocation and restores keep addresses unique across the cluster. */
-    clusterPods(): Promise<ClusterPods>;
+    /**
+     * The pods every peer has, with their addresses: allocation and restores keep addresses unique across the cluster.
+     * A peer that cannot be asked fails it, unless `mayBeUnreachable(host)` says it need not answer.
+     */
+    clusterPods(mayBeUnreachable?: (host: string) => boolean): Promise<ClusterPods>;
   };
   layer: "overlay" | "copy";
   store: PodStore;
@@ -123,7 +127,7 @@ export class PodRuntime {
   async checkAddressInCluster(address: string, pod: string): Promise<void> {
     if (!this.#o.routed) return;
     const ip = address.split("/")[0];
-    for (const peer of await this.#o.routed.clusterPods()) {
+    for (const peer of await this.#clusterPodsFor(pod)) {
       const holder = peer.pods.find((p) => p.live && p.address.split("/")[0] === ip && !this.#isIncomingFrom(peer.host, p.name));
       if (holder) {
         throw new ConflictError(
@@ -143,7 +147,7 @@ export class PodRuntime {
   async #recheckAddress(spec: PodSpec): Promise<void> {
     if (!this.#o.routed) return;
     const ip = spec.address.split("/")[0];
-    for (const peer of await this.#o.routed.clusterPods()) {
+    for (const peer of await this.#clusterPodsFor(spec.name)) {
       // A migration's source holds the address until the handover: not a conflict.
       const holder = peer.pods.find((p) => p.live && p.address.split("/")[0] === ip && !this.#isIncomingFrom(peer.host, p.name));
       if (holder) {
@@ -165,6 +169,25 @@ export class PodRuntime {
 
   #isIncomingFrom(host: string, pod: string): boolean {
     return this.#incoming.get(pod) === host;
+  }
+
+  /**
+   * The peers' pods, to check `pod`'s address. For a migration arriving here only its source must answer: the
+   * source holds the address live, and no host takes an address a peer it cannot ask might hold, so no third
+   * host holds it; a third host that is down (say, the peer an evacuation tried first) then blocks nothing.
+   */
+  async #clusterPodsFor(pod: string): Promise<ClusterPods> {
+    const source = this.#incoming.get(pod);
+    const peers = await this.#o.routed!.clusterPods(source === undefined ? undefined : (host) => host !== source);
+    for (const p of peers)
+      if (p.unreachable !== undefined)
+        this.#o.log.warn("a peer could not be asked whether it holds an arriving pod's address; its source does", {
+          pod,
+          source,
+          peer: p.host,
+          error: p.unreachable,
+        });
+    return peers;
   }
 
   /** Routed: announce the pod's address from this host again (a migration that was aborted after the peer announced it). */
@@ -301,7 +324,7 @@ export class PodRuntime {
   async #addressesElsewhere(asked: string | undefined, pod: string, strict: boolean): Promise<Set<number>> {
     const used = new Set<number>();
     if (!this.#o.routed) return used;
-    const peers = await this.#o.routed.clusterPods();
+    const peers = await this.#clusterPodsFor(pod);
     for (const peer of peers) {
       for (const p of peer.pods) {
         const ip = parseIPv4(p.address.split("/")[0] ?? "");

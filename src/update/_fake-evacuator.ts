@@ -4,7 +4,7 @@ import type { EvacuateRequest, EvacuationReport, Evacuator, EvacuatorEvent, Retu
 export class FakeEvacuator implements Evacuator {
   readonly calls: { op: "evacuate" | "bringHome"; req?: EvacuateRequest }[] = [];
   /** The pods and how each leaves. */
-  pods: { pod: string; outcome: "migrated" | "suspended" | "stayed"; reason?: string }[] = [
+  pods: { pod: string; outcome: "migrated" | "suspended" | "stayed"; reason?: string; attempts?: { to: string; reason: string }[] }[] = [
     { pod: "web", outcome: "migrated" },
     { pod: "db", outcome: "suspended" },
   ];

@@ -7,6 +7,8 @@ import type { StatusReport } from "../status/report.ts";
 import { FakeEvacuator } from "./_fake-evacuator.ts";
 import { type CommandResult, type CyclePolicy, UpdateCycle } from "./cycle.ts";
 import { EventLog } from "./events.ts";
+import { FleetLock } from "./fleetlock.ts";
+import { FleetLockTestServer } from "./_fleetlock-test-server.ts";
 import { CycleJournal } from "./journal.ts";
 import { type AcquireOptions, LockAbortedError, type LockHandle, LockServiceError, type RebootLock, sleepOrAbort } from "./lock.ts";
 import { UpdateMetrics } from "./metrics.ts";
@@ -37,6 +39,8 @@ class FakeLock implements RebootLock {
   held = false;
   blockFor: string | null = null;
   failAcquire: string | null = null;
+  /** Releases (either kind) that fail before one works. */
+  failReleases = 0;
   async acquire(opts: AcquireOptions = {}): Promise<LockHandle> {
     this.log.push("acquire");
     if (this.failAcquire) throw new LockServiceError(this.failAcquire);
@@ -53,17 +57,21 @@ class FakeLock implements RebootLock {
   }
   async release(): Promise<void> {
     this.log.push("release");
+    if (this.failReleases-- > 0) throw new LockServiceError("no lock service answered");
     this.held = false;
   }
   async releaseOwn(): Promise<void> {
     this.log.push("releaseOwn");
+    if (this.failReleases-- > 0) throw new LockServiceError("no lock service answered");
     this.held = false;
   }
   close(): void {}
 }
 
 let n = 0;
-function setup(o: { policy?: Partial<CyclePolicy>; windows?: WindowSpec[]; now?: number; status?: StatusReport; after?: StatusReport } = {}) {
+function setup(
+  o: { policy?: Partial<CyclePolicy>; windows?: WindowSpec[]; now?: number; status?: StatusReport; after?: StatusReport; lock?: RebootLock } = {},
+) {
   const dir = join(root, `c${n++}`);
   const policy: CyclePolicy = {
     mode: "evacuate-update-reboot",
@@ -107,7 +115,7 @@ function setup(o: { policy?: Partial<CyclePolicy>; windows?: WindowSpec[]; now?:
         },
       },
       evacuator,
-      lock,
+      lock: o.lock ?? lock,
       run,
       journal,
       events,
@@ -185,7 +193,10 @@ describe("UpdateCycle", () => {
       "return.done",
       "cycle.finished",
     ]);
-    expect(s.events.list().find((e) => e.kind === "evacuation.progress")!.msg).toBe('Evacuation: pod "web" moving to peer-b');
+    const progress = s.events.list().find((e) => e.kind === "evacuation.progress")!;
+    expect(progress.msg).toBe('Evacuation: pod "web" moving to peer-b');
+    // The message once: not again as a field (`autopod events -f` printed each progress line twice over).
+    expect(progress.fields).toEqual({ pod: "web" });
     const finished = s.events.list().at(-1)!;
     expect(Object.keys(finished.fields!.phases as object)).toEqual(["locking", "evacuating", "updating", "rebooting", "finishing"]);
     const m = s.metrics.format();
@@ -273,6 +284,16 @@ describe("UpdateCycle", () => {
     s.t.now += 3601_000;
     await s.cycle.tick();
     expect(s.evacuator.ops()).toEqual(["evacuate"]);
+  });
+
+  test("a pod that moved after a failed migration: the evacuation's event says so, and the cycle goes on", async () => {
+    const s = setup();
+    s.evacuator.pods = [{ pod: "web", outcome: "migrated", attempts: [{ to: "peer-c", reason: 'migration to "peer-c" failed: its agent died' }] }];
+    await s.cycle.tick();
+    const done = s.events.list().find((e) => e.kind === "evacuation.done")!;
+    expect(done.msg).toBe("Evacuated in 1.5 s: 1 migrated, 0 suspended, 0 stayed; 1 after a failed migration (see each pod's attempts)");
+    expect((done.fields!.pods as { attempts: unknown[] }[])[0]!.attempts).toHaveLength(1);
+    expect(s.journal.read()!.phase).toBe("rebooting");
   });
 
   test("a pod that stayed: no update, no reboot; the others come home and the lock is released", async () => {
@@ -380,6 +401,104 @@ describe("UpdateCycle", () => {
     expect(s.evacuator.calls).toEqual([]);
     expect(s.ran).toEqual([]);
     expect(s.journal.read()).toBeNull();
+  });
+
+  test("a FleetLock slot held under this host's id with no journal (an agent killed mid-cycle, its journal lost) is released at start: steady-state, and an event says so", async () => {
+    const server = new FleetLockTestServer(1);
+    try {
+      // The slot the killed agent held: no TTL, so without steady-state the group would wait for good.
+      await new FleetLock({ endpoints: [server.url], id: "host-a", group: "default" }).acquire();
+      expect(server.holders()).toEqual(["host-a"]);
+      const s = setup({ status: report(), lock: new FleetLock({ endpoints: [server.url], id: "host-a", group: "default", pollMs: 20 }) });
+      s.cycle.start(60_000);
+      const deadline = Date.now() + 10_000;
+      while (!s.kinds().includes("lock.steady") && Date.now() < deadline) await Bun.sleep(20);
+      s.cycle.stop();
+      expect(server.holders()).toEqual([]);
+      expect(server.requests.filter((r) => r.path === "/v1/steady-state")).toEqual([{ path: "/v1/steady-state", id: "host-a", group: "default", status: 200 }]);
+      expect(s.events.list().find((e) => e.kind === "lock.steady")!.msg).toBe(
+        "This host is steady: told the fleet lock (fleetlock), so no slot stays held under its id",
+      );
+      // Another host of the group can take the slot now.
+      await new FleetLock({ endpoints: [server.url], id: "host-b", group: "default" }).acquire();
+      expect(server.holders()).toEqual(["host-b"]);
+    } finally {
+      server.stop();
+    }
+  });
+
+  test("a journal that says the FleetLock slot was held: the restarted agent ends the cycle and releases it (an event says so); mode off or a held evacuation sends no steady-state", async () => {
+    const server = new FleetLockTestServer(1);
+    try {
+      const lock = () => new FleetLock({ endpoints: [server.url], id: "host-a", group: "default", pollMs: 20 });
+      await lock().acquire();
+      const s = setup({ lock: lock() });
+      s.journal.write({
+        version: 1,
+        cycle: "c-9",
+        phase: "evacuating",
+        mode: "evacuate-update-reboot",
+        reasons: ["reboot-required"],
+        boot_id: "boot-1",
+        started_at: new Date().toISOString(),
+        lock: { kind: "fleetlock", id: "host-a", group: "default" },
+        evacuated: true,
+        phase_started: { evacuating: Date.now() },
+      });
+      const again = s.restart(false);
+      again.start(60_000);
+      const deadline = Date.now() + 10_000;
+      while (!s.kinds().includes("lock.released") && Date.now() < deadline) await Bun.sleep(20);
+      again.stop();
+      expect(server.holders()).toEqual([]);
+      expect(s.evacuator.ops()[0]).toBe("bringHome");
+      expect(s.journal.read()).toBeNull();
+
+      // Mode off takes no lock, so it says nothing to the lock service.
+      const off = setup({ policy: { mode: "off" }, lock: lock() });
+      await off.cycle.steady();
+      expect(server.requests.filter((r) => r.path === "/v1/steady-state").length).toBe(1);
+      expect(off.kinds()).toEqual([]);
+    } finally {
+      server.stop();
+    }
+  });
+
+  test("a release that fails (lock service down) is tried again at each look, before a new cycle takes the lock", async () => {
+    const s = setup();
+    s.lock.failReleases = 2;
+    s.journal.write({
+      version: 1,
+      cycle: "c-3",
+      phase: "updating",
+      mode: "evacuate-update-reboot",
+      reasons: ["reboot-required"],
+      boot_id: "boot-1",
+      started_at: new Date().toISOString(),
+      lock: { kind: "etcd", key: "k", lease: "7" },
+      evacuated: true,
+      phase_started: { updating: Date.now() },
+    });
+    const c = s.restart(false);
+    await c.resume();
+    expect(s.events.list().find((e) => e.kind === "lock.release_failed")!.msg).toBe(
+      "Cannot release the fleet lock: no lock service answered; it is released again before the next cycle",
+    );
+    // The host needs no action now: each look asks again, until the service answers.
+    s.status.report = report();
+    s.t.now += 3601_000; // past retry_seconds after the failed cycle
+    await c.tick();
+    expect(s.lock.log).toEqual(["release", "releaseOwn"]);
+    await c.tick();
+    expect(s.lock.log).toEqual(["release", "releaseOwn", "releaseOwn"]);
+    expect(s.kinds()).toContain("lock.steady");
+    await c.tick();
+    expect(s.lock.log).toEqual(["release", "releaseOwn", "releaseOwn"]);
+    // Needed again: the next cycle takes the lock as usual.
+    s.status.report = report({ reboot: true });
+    await c.tick();
+    expect(s.lock.log.slice(3, 4)).toEqual(["acquire"]);
+    expect(s.evacuator.ops()).toEqual(["bringHome", "evacuate"]);
   });
 
   test('mode "evacuate" stops after the evacuation and holds the lock until the host restarts', async () => {

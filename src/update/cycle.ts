@@ -97,6 +97,8 @@ export class UpdateCycle {
   #stopped = false;
   #abortLock: AbortController | null = null;
   #wake: (() => void) | null = null;
+  /** A release of the fleet lock failed: it is tried again (steady-state) at each look. */
+  #owesRelease = false;
 
   constructor(o: UpdateCycleOptions) {
     this.#o = o;
@@ -110,7 +112,11 @@ export class UpdateCycle {
   /** Take up a journaled cycle, then look every `everyMs` whether to run. Returns at once. */
   start(everyMs: number): void {
     const loop = async () => {
+      const hadJournal = this.#hasJournal();
       await this.resume();
+      // No cycle was under way, yet a slot may be held under this host's id (an agent killed while it held one, a journal
+      // lost): a FleetLock slot has no TTL, so it would block the group for good. Zincati's way: steady-state at start.
+      if (!hadJournal || this.#owesRelease) await this.steady();
       while (!this.#stopped) {
         await this.tick().catch((e) => this.#emit("error", "cycle.error", `The update cycle hit an error: ${errorMessage(e)}`));
         await new Promise<void>((r) => {
@@ -180,6 +186,38 @@ export class UpdateCycle {
     }
   }
 
+  /**
+   * Tell the lock service this host is steady (FleetLock's steady-state; for etcd, our key deleted): whatever
+   * slot it holds under its id is released. Only when no cycle is under way; a failure is retried at each look.
+   */
+  async steady(): Promise<void> {
+    const { mode } = this.#o.policy;
+    if ((mode !== "evacuate" && mode !== "evacuate-update-reboot") || this.#o.lock.kind === "none" || this.#hasJournal()) return;
+    try {
+      await this.#o.lock.releaseOwn();
+    } catch (e) {
+      this.#owesRelease = true;
+      this.#sayOnce(
+        `steady:${errorMessage(e)}`,
+        "error",
+        "lock.release_failed",
+        `Cannot tell the fleet lock (${this.#o.lock.kind}) this host is steady: ${errorMessage(e)}; it is tried again at each look`,
+      );
+      return;
+    }
+    this.#owesRelease = false;
+    this.#said = "";
+    this.#emit("info", "lock.steady", `This host is steady: told the fleet lock (${this.#o.lock.kind}), so no slot stays held under its id`);
+  }
+
+  #hasJournal(): boolean {
+    try {
+      return this.#o.journal.read() !== null;
+    } catch {
+      return true; // a damaged journal: resume says so; the slot it may name stays until a person looks
+    }
+  }
+
   /** Look whether the cycle should run, and run it. One at a time; returns when this look (and any cycle) is over. */
   async tick(): Promise<void> {
     if (this.#busy || this.#stopped) return;
@@ -195,6 +233,9 @@ export class UpdateCycle {
     const { policy } = this.#o;
     if (policy.mode === "off") return;
     if (this.#o.journal.read()) return; // a held evacuation (mode evacuate) or a reboot under way
+    // A slot still owed back: ask again. A cycle may go on meanwhile: taking the lock under the same id is
+    // taking that slot (FleetLock is recursive; etcd's key is this host's own), so nothing is held twice.
+    if (this.#owesRelease) await this.steady();
     const report = this.#o.status.current();
     if (!report) return;
     const reasons = triggersMet(report, policy.trigger);
@@ -277,7 +318,15 @@ export class UpdateCycle {
       if (!windows.isOpen(clock.now())) this.#abortLock?.abort();
     }, 1000);
     try {
-      this.#emit("info", "lock.waiting", `Taking the fleet lock (${this.#o.lock.kind})`, {}, j.cycle);
+      this.#emit(
+        "info",
+        "lock.waiting",
+        this.#o.lock.kind === "none"
+          ? 'No fleet lock (policy.lock.kind "none"): this host waits for no other host'
+          : `Taking the fleet lock (${this.#o.lock.kind})`,
+        {},
+        j.cycle,
+      );
       j.lock = await this.#o.lock.acquire({
         signal: this.#abortLock.signal,
         onWait: (why) => this.#emit("info", "lock.waiting", `Waiting for the fleet lock: ${why}`, {}, j.cycle),
@@ -303,7 +352,8 @@ export class UpdateCycle {
     const waited = Date.now() - waitStarted;
     this.#o.metrics.lockWaited(waited);
     this.#o.journal.write(j);
-    this.#emit("info", "lock.taken", `Took the fleet lock after ${(waited / 1000).toFixed(1)} s`, { waited_ms: waited }, j.cycle);
+    const taken = this.#o.lock.kind === "none" ? "Going on without a fleet lock" : `Took the fleet lock after ${(waited / 1000).toFixed(1)} s`;
+    this.#emit("info", "lock.taken", taken, { waited_ms: waited }, j.cycle);
 
     try {
       // Still needed, by a fresh look (the lock may have taken long)?
@@ -333,7 +383,7 @@ export class UpdateCycle {
       this.#emit(
         "info",
         "evacuation.done",
-        `Evacuated in ${(report.wallMs / 1000).toFixed(1)} s: ${count("migrated")} migrated, ${count("suspended")} suspended, ${count("stayed")} stayed`,
+        `Evacuated in ${(report.wallMs / 1000).toFixed(1)} s: ${count("migrated")} migrated, ${count("suspended")} suspended, ${count("stayed")} stayed${retried(report.pods)}`,
         { pods: report.pods, wall_ms: report.wallMs },
         j.cycle,
       );
@@ -457,11 +507,12 @@ export class UpdateCycle {
     if (!j.lock) return true;
     try {
       await this.#o.lock.release(j.lock);
-      this.#emit("info", "lock.released", "Released the fleet lock", {}, j.cycle);
+      this.#emit("info", "lock.released", j.lock.kind === "none" ? "No fleet lock to release" : "Released the fleet lock", {}, j.cycle);
       j.lock = null;
       return true;
     } catch (e) {
-      this.#emit("error", "lock.release_failed", `Cannot release the fleet lock: ${errorMessage(e)}`, {}, j.cycle);
+      this.#owesRelease = true;
+      this.#emit("error", "lock.release_failed", `Cannot release the fleet lock: ${errorMessage(e)}; it is released again before the next cycle`, {}, j.cycle);
       return false;
     }
   }
@@ -511,6 +562,15 @@ export class UpdateCycle {
   }
 
   #evacuatorEvent(e: EvacuatorEvent, cycle: string): void {
+    // Evacuation's own events carry a message and, for one pod, its name: they read best as they are, once
+    // (not again as a field beside the message), and without the pod's name twice when the message names it.
+    const o = (typeof e === "object" && e !== null ? e : {}) as { message?: unknown; pod?: unknown };
+    if (typeof o.message === "string") {
+      const pod = typeof o.pod === "string" ? o.pod : null;
+      const named = pod === null || o.message.includes(`pod "${pod}"`) ? "" : `pod "${pod}" `;
+      this.#emit("info", "evacuation.progress", `Evacuation: ${named}${o.message}`.slice(0, 1000), pod === null ? {} : { pod }, cycle);
+      return;
+    }
     let fields: Record<string, unknown>;
     try {
       const text = JSON.stringify(e) ?? "null";
@@ -518,10 +578,7 @@ export class UpdateCycle {
     } catch {
       fields = { event: String(e) };
     }
-    // Evacuation's own events carry a message and, for one pod, its name: they read best as they are.
-    const o = (typeof e === "object" && e !== null ? e : {}) as { message?: unknown; pod?: unknown };
-    const msg = typeof o.message === "string" ? `Evacuation: ${typeof o.pod === "string" ? `pod "${o.pod}" ` : ""}${o.message}` : "Evacuation progress";
-    this.#emit("info", "evacuation.progress", msg.slice(0, 1000), fields, cycle);
+    this.#emit("info", "evacuation.progress", "Evacuation progress", fields, cycle);
   }
 
   async #exclusive(fn: () => Promise<void>): Promise<void> {
@@ -550,6 +607,12 @@ function unrefTimeout(fn: () => void, ms: number): ReturnType<typeof setTimeout>
   const t = setTimeout(fn, ms);
   t.unref?.();
   return t;
+}
+
+/** ", N after a failed migration" when a pod's first migration (or more) failed. */
+function retried(pods: EvacuationReport["pods"]): string {
+  const n = pods.filter((p) => (p.attempts?.length ?? 0) > 0).length;
+  return n ? `; ${n} after a failed migration (see each pod's attempts)` : "";
 }
 
 /** How long each phase took, from the journal's start times. */

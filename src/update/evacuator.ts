@@ -18,6 +18,9 @@ export interface EvacuatedPod {
   reason?: string;
   freezeMs?: number;
   bytesSent?: number;
+  rounds?: number;
+  /** Failed migrations before this outcome (src/evacuate/index.ts). */
+  attempts?: { to: string; reason: string }[];
 }
 
 export interface EvacuationReport {

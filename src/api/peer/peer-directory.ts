@@ -52,14 +52,16 @@ export class PeerDirectory {
 
   /**
    * Every peer's pods and addresses, at once (routed pod network). A peer
-   * that cannot be asked makes this fail: its pods' addresses are unknown.
+   * that cannot be asked makes this fail: its pods' addresses are unknown;
+   * unless `mayBeUnreachable` allows it, then it is listed with no pods and why.
    */
-  async clusterPods(): Promise<Array<{ host: string; pods: PeerPods["pods"] }>> {
+  async clusterPods(mayBeUnreachable?: (host: string) => boolean): Promise<Array<{ host: string; pods: PeerPods["pods"]; unreachable?: string }>> {
     return Promise.all(
       this.cluster.peers().map(async (p) => {
         try {
           return { host: p.name, pods: (await new PeerClient(this.cluster, p.name, p.url).pods()).pods };
         } catch (e) {
+          if (mayBeUnreachable?.(p.name)) return { host: p.name, pods: [], unreachable: errorMessage(e) };
           throw new UnavailableError(
             `Cannot make sure the pod address is free in the cluster: ${errorMessage(e)} (remove a host that is gone for good with \`autopod peer rm ${p.name}\`)`,
             { cause: e },
