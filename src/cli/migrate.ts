@@ -7,7 +7,7 @@ import type { Command } from "./command.ts";
 export const migrateCommand: Command = {
   name: "migrate",
   summary: "move a running pod to a peer, frozen only for a moment",
-  usage: "migrate NAME --to PEER [--mode precopy|stop-and-copy] [--max-rounds N] [--max-downtime MS] [--json]",
+  usage: "migrate NAME --to PEER [--mode precopy|postcopy|stop-and-copy] [--max-rounds N] [--max-downtime MS] [--json]",
   details:
     "Moves the pod with its memory, files, address and TCP connections. First the peer is asked whether it can take the pod " +
     "(CRIU, CPU features, memory, disk, name and address): if not, nothing moves. In precopy mode (the default) the pod keeps running " +
@@ -29,7 +29,8 @@ export const migrateCommand: Command = {
     const to = flagString(ctx.args, "to");
     if (!to) throw new InvalidArgumentError("migrate needs --to PEER");
     const mode = flagString(ctx.args, "mode") ?? "precopy";
-    if (mode !== "precopy" && mode !== "stop-and-copy") throw new InvalidArgumentError(`--mode "${mode}": expected precopy or stop-and-copy`);
+    if (mode !== "precopy" && mode !== "postcopy" && mode !== "stop-and-copy")
+      throw new InvalidArgumentError(`--mode "${mode}": expected precopy, postcopy or stop-and-copy`);
     const roundsFlag = flagString(ctx.args, "max-rounds");
     const maxRounds = roundsFlag === undefined ? 8 : Number(roundsFlag);
     if (!/^\d+$/.test(roundsFlag ?? "8") || maxRounds > 64)
@@ -40,12 +41,13 @@ export const migrateCommand: Command = {
       throw new InvalidArgumentError(`--max-downtime "${downtimeFlag}": expected milliseconds from 1 to 600000`);
     const client = await clientFor(ctx);
     const r = await client.migrate(name, { to, mode, maxRounds, maxDowntimeMs }, (p) => ctx.err(`${p.phase}: ${p.message}`));
+    const pages = r.pages ? `, every page there ${r.pages.ms} ms after it ran (${formatBytes(r.pages.bytes)} pulled)` : "";
     if (flagBool(ctx.args, "json")) {
       ctx.out(JSON.stringify(r, null, 2));
     } else {
       ctx.out(
         `pod "${r.pod}" moved to "${r.to}": frozen ${r.freezeMs} ms, ${r.rounds.length} round${r.rounds.length === 1 ? "" : "s"}, ` +
-          `${formatBytes(r.bytesSent)} sent of ${formatBytes(r.bytesOffered)} offered, ${r.totalMs} ms in all` +
+          `${formatBytes(r.bytesSent)} sent of ${formatBytes(r.bytesOffered)} offered${pages}, ${r.totalMs} ms in all` +
           (r.isResumeConfirmed ? "" : ` (the peer runs it once it hears the outcome)`),
       );
     }

@@ -31,8 +31,9 @@ import { readMigrationJournal, removeMigrationJournal, writeMigrationJournal, ty
 import type { MigrationClaim, MigrationOutcome, PeerMigrationClient, PeerMigrationClients } from "./peer.ts";
 import { preflightRefusal } from "./preflight.ts";
 import { predictFreezeMs, shouldFreeze } from "./stop-rule.ts";
+import { freezeAndHandOverPostcopy } from "./postcopy-source.ts";
 
-export type MigrationMode = "precopy" | "stop-and-copy";
+export type MigrationMode = "precopy" | "postcopy" | "stop-and-copy";
 
 export interface MigrateRequest {
   to: string;
@@ -50,7 +51,7 @@ export interface MigrateRequest {
 
 /** What a migration reports as it goes (the CLI prints these). */
 export interface MigrationProgress {
-  phase: "preflight" | "round" | "freeze" | "delta" | "restore" | "commit" | "resume" | "done";
+  phase: "preflight" | "round" | "freeze" | "delta" | "restore" | "pages" | "commit" | "resume" | "done";
   round?: number;
   bytesSent?: number;
   bytesOffered?: number;
@@ -93,6 +94,8 @@ export interface MigrateReport {
   bytesSavedByDedup: number;
   /** The destination confirmed its copy runs; false: it resumes once it hears the outcome (the source committed). */
   isResumeConfirmed: boolean;
+  /** Post-copy: the page pull after the destination's copy ran (bytes of CRIU's page protocol that crossed the link, and how long until every page had arrived); null for other modes. */
+  pages: { bytes: number; ms: number } | null;
 }
 
 export interface SourceDeps {
@@ -159,7 +162,8 @@ export async function migratePod(
     const rounds = req.mode === "precopy" ? await precopy(deps, peer, id, name, req, roundImages, onProgress) : [];
     const release = await req.turns?.freeze();
     try {
-      return await freezeAndHandOver(deps, peer, { id, name, req, from, journal, rounds, roundImages, t0 }, onProgress);
+      const h = { id, name, req, from, journal, rounds, roundImages, t0 };
+      return req.mode === "postcopy" ? await freezeAndHandOverPostcopy(deps, peer, h, onProgress) : await freezeAndHandOver(deps, peer, h, onProgress);
     } finally {
       release?.();
     }
@@ -265,7 +269,7 @@ async function precopy(
   return rounds;
 }
 
-interface Handover {
+export interface Handover {
   id: string;
   name: string;
   req: MigrateRequest;
@@ -381,6 +385,7 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
     bytesSent,
     bytesSavedByDedup: bytesOffered - bytesSent,
     isResumeConfirmed,
+    pages: null,
   };
   onProgress({ phase: "done", ms: report.totalMs, message: `migrated pod "${name}" to "${req.to}" in ${report.totalMs} ms` });
   ctx.log.info("migrated pod", { pod: name, to: req.to, freeze_ms: freezeMs, total_ms: report.totalMs, rounds: h.rounds.length });
@@ -397,7 +402,7 @@ export const PROBES_MISSED = 3;
  * until a request's own timeout (the push's stall watch, the restore's 10 minutes).
  * Giving up before the commit is safe: the peer asks for the outcome and drops its copy.
  */
-async function whileAnswering<T>(peer: PeerMigrationClient, work: Promise<T>): Promise<T> {
+export async function whileAnswering<T>(peer: PeerMigrationClient, work: Promise<T>): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let isDone = false;
   const silent = new Promise<never>((_, reject) => {
@@ -424,7 +429,7 @@ async function whileAnswering<T>(peer: PeerMigrationClient, work: Promise<T>): P
 }
 
 /** Before the commit: the source's copy runs on, the peer drops whatever it holds. Throws the reason. */
-async function abortHandover(deps: SourceDeps, peer: PeerMigrationClient, h: Handover, run: CheckpointRun, e: unknown): Promise<never> {
+export async function abortHandover(deps: SourceDeps, peer: PeerMigrationClient, h: Handover, run: CheckpointRun, e: unknown): Promise<never> {
   const { ctx } = deps;
   // No journal: asked, the answer is "aborted" from now on.
   removeMigrationJournal(ctx.stateDir, h.id);

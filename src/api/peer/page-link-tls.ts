@@ -11,16 +11,10 @@ import type { Identity } from "../../cluster/cluster.ts";
 import { normalSerial } from "../../cluster/x509.ts";
 import { UnavailableError } from "../../errors.ts";
 import { FRAME, FrameReader, frame, type PageBridge } from "../../migrate/page-link.ts";
+import type { PageLinkExpect } from "../../migrate/peer.ts";
 
 /** How long a connection may take to prove who it is. */
 export const HELLO_TIMEOUT_MS = 10_000;
-
-export interface PageLinkExpect {
-  /** The host at the other end (its certificate must name it). */
-  peer: string;
-  id: string;
-  secret: string;
-}
 
 export interface PageLinkServer {
   port: number;
@@ -93,7 +87,8 @@ export function listenPageLink(
         } catch {
           // refused below
         }
-        if (h.id !== expect.id || typeof h.secret !== "string" || !isSecret(h.secret, expect.secret)) return refuse(s, "it does not hold the migration's secret");
+        if (h.id !== expect.id || typeof h.secret !== "string" || !isSecret(h.secret, expect.secret))
+          return refuse(s, "it does not hold the migration's secret");
         if (isTaken) return refuse(s, "the migration's page link is taken already");
         isTaken = true;
         if (s.data.timer) clearTimeout(s.data.timer);

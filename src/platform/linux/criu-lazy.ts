@@ -41,7 +41,13 @@ export function lazyPagesArgv(o: LazyPagesOptions, socketFd: number, statusFd: n
   ];
 }
 
-function spawnLazy(argv: (socketFd: number, statusFd: number) => string[], pageSocket: string, statusFile: string, logFile: string, action: "dump" | "restore"): LazyCriu {
+function spawnLazy(
+  argv: (socketFd: number, statusFd: number) => string[],
+  pageSocket: string,
+  statusFile: string,
+  logFile: string,
+  action: "dump" | "restore",
+): LazyCriu {
   const socket = connectUnix(pageSocket);
   const status = openSync(statusFile, "w", 0o600);
   let proc: ReturnType<typeof Bun.spawn>;
