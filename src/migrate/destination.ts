@@ -404,7 +404,7 @@ export class MigrationDestination {
   /** Every page arrived: the source is told, and its commit awaited (unheard for ASK_AFTER_MS: the copy is cut off and the source asked). */
   #pulled(id: string): void {
     const p = this.#pulling.get(id);
-    if (!p || p.state !== "pulling") return;
+    if (p?.state !== "pulling") return;
     p.state = "pulled";
     p.bridge?.sendDone(p.bridge.bytesIn);
     this.deps.ctx.log.info("every page of a migrating pod arrived", { pod: p.pod, id, bytes: p.bridge?.bytesIn });
@@ -414,7 +414,7 @@ export class MigrationDestination {
   /** The source did not confirm: until it answers, the copy runs cut off (network locked), so two copies are never both reachable. */
   async #isolate(id: string): Promise<void> {
     const p = this.#pulling.get(id);
-    if (!p || p.state !== "pulled" || this.#isStopped) return;
+    if (p?.state !== "pulled" || this.#isStopped) return;
     p.state = "isolated";
     const { ctx } = this.deps;
     await ctx.host.lockNetwork(p.netnsPath).catch((e: unknown) => ctx.log.error("could not cut off a migrated pod", { pod: p.pod, error: errorMessage(e) }));
@@ -458,7 +458,7 @@ export class MigrationDestination {
   /** The page link or the lazy-pages daemon failed: before every page arrived the copy cannot go on; it dies first, then the rest goes. */
   async #pullFailed(id: string, why: Error): Promise<void> {
     const p = this.#pulling.get(id);
-    if (!p || p.state !== "pulling") return;
+    if (p?.state !== "pulling") return;
     await this.#dropPulling(id, why);
   }
 

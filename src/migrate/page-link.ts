@@ -140,7 +140,10 @@ export class PageBridge {
 
   /** The peer's authenticated socket: frames flow from now on, and silence counts. */
   attachLink(s: ByteSocket): void {
-    if (this.#isClosed) return s.end();
+    if (this.#isClosed) {
+      s.end();
+      return;
+    }
     this.#link = new Outbox(s);
     this.#lastHeard = performance.now();
     for (const b of this.#toLink.splice(0)) this.#link.send(b);
@@ -154,7 +157,10 @@ export class PageBridge {
   }
 
   attachCriu(s: ByteSocket): void {
-    if (this.#isClosed) return s.end();
+    if (this.#isClosed) {
+      s.end();
+      return;
+    }
     this.#criu = new Outbox(s);
     for (const b of this.#toCriu.splice(0)) this.#criu.send(b);
   }
@@ -175,7 +181,8 @@ export class PageBridge {
     try {
       frames = this.#reader.push(d);
     } catch (e) {
-      return this.fail(new UnavailableError(`The page link broke: ${errorMessage(e)}`));
+      this.fail(new UnavailableError(`The page link broke: ${errorMessage(e)}`));
+      return;
     }
     for (const f of frames) {
       if (f.type === FRAME.data) {

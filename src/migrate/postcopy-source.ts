@@ -91,17 +91,13 @@ export async function freezeAndHandOverPostcopy(
     mark = now;
   };
   let criu: LazyCriu | null = null;
-  let pulled: { bytes: number } | null = null;
   let settle: { done(): void; failed(e: Error): void } = { done: () => {}, failed: () => {} };
   const outcome = new Promise<void>((resolve, reject) => {
     settle = { done: resolve, failed: reject };
   });
   outcome.catch(() => undefined);
   const bridge = new PageBridge(SOURCE_SILENT_MS, {
-    onDone: (info) => {
-      pulled = info;
-      settle.done();
-    },
+    onDone: () => settle.done(),
     onFailed: (why) => settle.failed(why),
   });
   const socketPath = join(run.tmp, "pages.sock");
