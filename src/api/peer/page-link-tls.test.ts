@@ -14,7 +14,14 @@ async function identity(ca: Awaited<ReturnType<typeof createCa>>, name: string):
 
 function collector() {
   const got: Uint8Array[] = [];
-  return { got, socket: { write: (d: Uint8Array) => (got.push(d.slice()), d.byteLength), end() {} } };
+  const socket = {
+    write(d: Uint8Array): number {
+      got.push(d.slice());
+      return d.byteLength;
+    },
+    end() {},
+  };
+  return { got, socket };
 }
 
 async function until(check: () => boolean, ms = 5000): Promise<void> {
