@@ -184,6 +184,22 @@ describe("autopod migrate --mode postcopy", () => {
   );
 
   rootTest(
+    "--max-downtime that pre-copy rounds cannot meet: without --mode the pod goes by post-copy instead of a refusal",
+    async () => {
+      const { name } = await startPod(a);
+      const sum = await memorySum(a, name);
+      const r = JSON.parse(await a.ok(["migrate", name, "--to", "b", "--max-rounds", "1", "--max-downtime", "1", "--json"], 180_000));
+      expect(r.mode).toBe("postcopy");
+      expect(r.rounds.length).toBe(1);
+      expect(r.pages.bytes).toBeGreaterThan(0);
+      expect(await whereIs(name)).toEqual({ a: null, b: "running" });
+      expect(await memorySum(b, name)).toBe(sum);
+      await b.ok(["rm", "--force", name]);
+    },
+    T,
+  );
+
+  rootTest(
     "the link cut for good during the page pull: B kills its copy, A runs its own on, a retry moves it",
     async () => {
       const { name } = await startPod(a);
