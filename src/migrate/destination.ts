@@ -330,7 +330,8 @@ export class MigrationDestination {
     const socketPath = join(run.tmp, "pages.sock");
     const criuSide = listenForCriu(socketPath, bridge);
     try {
-      const placed = await materialize(ctx, run, await this.#takeStage(id));
+      // A round staged here holds the memory this image leaves out: the files are written whole.
+      const placed = await materialize(ctx, run);
       const prepared = await prepareHost(ctx, run, placed);
       await failpoint("migrate.dest-prepared");
       await this.deps.peers.client(req.source).pageLink(port, { peer: req.source, id, secret: req.secret }, bridge);
