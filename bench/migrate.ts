@@ -12,7 +12,10 @@
  * - `autopod migrate` A -> B (precopy): the client's longest gap, the freeze
  *   and its phases, rounds and bytes per round, total time;
  * - `autopod migrate --mode stop-and-copy` B -> A of the same pod over the same
- *   link, with a fresh client: the same figures, and the ratio of the gaps.
+ *   link, with a fresh client: the same figures, and the ratio of the gaps;
+ * - `autopod migrate --mode postcopy` A -> B again: the same figures, and the
+ *   page pull after the destination's copy ran (how long until every page had
+ *   arrived, bytes pulled).
  * Everything made is removed at the end.
  */
 import { existsSync, readFileSync } from "node:fs";
@@ -103,6 +106,9 @@ async function move(lan: TestCluster, from: TestHost, to: string, ip: string, mo
     totalMs: r.totalMs,
     wallMs,
     totalOverLinkTime: round(r.totalMs / (((MIB * 2 ** 20) / RATE_BYTES_PER_S) * 1000), 3),
+    /** Post-copy: after the destination's copy ran, until every page had arrived, and the bytes pulled. */
+    allPagesArrivedMs: r.pages?.ms ?? null,
+    pagesBytes: r.pages?.bytes ?? null,
     client: c,
   };
 }
@@ -131,6 +137,7 @@ try {
   }, 1000 / DIRTY_PER_S);
   const precopy = await move(lan, a, "b", ip, "precopy", where);
   const stopAndCopy = await move(lan, b, "a", ip, "stop-and-copy", where);
+  const postcopy = await move(lan, a, "b", ip, "postcopy", where);
   clearInterval(dirtier);
   console.log(
     JSON.stringify(
@@ -141,6 +148,8 @@ try {
         dirtyOps,
         precopy,
         stopAndCopy,
+        postcopy,
+        gapRatioStopAndCopyOverPostcopy: round(stopAndCopy.clientLongestGapMs / Math.max(1, postcopy.clientLongestGapMs), 2),
         gapRatioStopAndCopyOverPrecopy: round(stopAndCopy.clientLongestGapMs / Math.max(1, precopy.clientLongestGapMs), 2),
         loadAverage: readFileSync("/proc/loadavg", "utf8").split(" ").slice(0, 3).map(Number),
       },
@@ -148,7 +157,7 @@ try {
       2,
     ),
   );
-  await a.cli(["rm", "--force", "mover"]);
+  await where.host.cli(["rm", "--force", "mover"]);
 } finally {
   if (dirtier) clearInterval(dirtier);
   await lan.dispose();

@@ -189,7 +189,8 @@ describe("autopod migrate", () => {
       const bad = await a.cli(["migrate", name, "--to", "b", "--max-downtime", "soon"]);
       expect(bad.exitCode).not.toBe(0);
       expect(bad.stderr).toContain('--max-downtime "soon": expected milliseconds from 1 to 600000');
-      const r = await a.cli(["migrate", name, "--to", "b", "--max-rounds", "2", "--max-downtime", "1"], 180_000);
+      // --mode precopy: without it (auto) a freeze that cannot fit goes by post-copy instead (test/migrate-postcopy.test.ts).
+      const r = await a.cli(["migrate", name, "--to", "b", "--mode", "precopy", "--max-rounds", "2", "--max-downtime", "1"], 180_000);
       expect(r.exitCode).not.toBe(0);
       expect(r.stderr).toContain(`Cannot migrate pod "${name}" to "b" within 1 ms of freeze: after 2 rounds the freeze would take about`);
       expect(r.stderr).toContain("the pod runs on here");

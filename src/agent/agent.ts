@@ -147,7 +147,12 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     config.cpu.baseline,
     (m, f) => log.warn(m, f),
   );
-  const peers = new PeerDirectory(cluster, log.child({ part: "peers" }), (name, info) => clusterCpu.record(name, info.cpuFlags));
+  const peers = new PeerDirectory(
+    cluster,
+    log.child({ part: "peers" }),
+    (name, info) => clusterCpu.record(name, info.cpuFlags),
+    config.peer.listen.slice(0, config.peer.listen.lastIndexOf(":")).replace(/^\[(.*)\]$/, "$1"),
+  );
   const migrations = new Migrations({
     ctx: checkpointer.context,
     trust,

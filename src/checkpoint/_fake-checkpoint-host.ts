@@ -6,7 +6,7 @@
  */
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { CheckpointHost, CriuDumpOptions, CriuRestoreOptions, TcpConnection } from "../platform/checkpoint-host.ts";
+import type { CheckpointHost, CriuDumpOptions, CriuRestoreOptions, LazyCriu, TcpConnection } from "../platform/checkpoint-host.ts";
 import type { FakeHost } from "../pods/fake-host.ts";
 
 export class FakeCheckpointHost implements CheckpointHost {
@@ -90,6 +90,14 @@ export class FakeCheckpointHost implements CheckpointHost {
     if (o.leave === "running") this.stopped.delete(o.pid);
     if (o.leave === null) this.#end(o.pid);
     return { durationMs: 5 };
+  }
+
+  dumpLazy(): LazyCriu {
+    throw new Error("the fake checkpoint host has no post-copy");
+  }
+
+  lazyPages(): LazyCriu {
+    throw new Error("the fake checkpoint host has no post-copy");
   }
 
   async restore(o: CriuRestoreOptions): Promise<{ pid: number; durationMs: number }> {

@@ -18,6 +18,7 @@ import { AutopodError, ConflictError, errorMessage, InvalidArgumentError, Precon
 import { childPath } from "../pods/child-path.ts";
 import { formatBytes } from "../format.ts";
 import type { FileHashes } from "../store/chunk-workers.ts";
+import type { LazyCriu } from "../platform/checkpoint-host.ts";
 import type { ChunkWriter } from "../store/chunk-store.ts";
 import { externalMountsOf, type PodRecord, type PodSpec } from "../pods/pod.ts";
 import type { PodRuntime } from "../pods/runtime.ts";
@@ -246,7 +247,12 @@ export function startCheckpoint(ctx: CheckpointContext, name: string, req: Check
 }
 
 /** `criu dump --leave-stopped`: the pod's tasks stay stopped; its pages hashed as CRIU writes them (when it stops). */
-export async function dumpStopped(ctx: CheckpointContext, run: CheckpointRun): Promise<Map<string, Promise<FileHashes>>> {
+export async function dumpStopped(
+  ctx: CheckpointContext,
+  run: CheckpointRun,
+  /** Post-copy: `criu dump --lazy-pages` serving the pages it left out on this socket; resolves once its images are written, CRIU serving on. */
+  lazy?: { pageSocket: string; onCriu(c: LazyCriu): void },
+): Promise<Map<string, Promise<FileHashes>>> {
   const { host, log } = ctx;
   const { target, req, imagesDir, journal, phase } = run;
   mkdirSync(imagesDir);
@@ -257,23 +263,30 @@ export async function dumpStopped(ctx: CheckpointContext, run: CheckpointRun): P
   // A stopping pod's pages are hashed as CRIU writes them (a pod left running has its pages hashed after it goes on).
   const tail = new PageTail(imagesDir, { isOn: !req.leaveRunning && ctx.isPageTailOn !== false });
   run.progress?.phase("dumping", () => tail.hashedBytes);
-  const dump = await host
-    .dump({
-      criu: run.criu.path,
-      pid: target.pid,
-      imagesDir,
-      netnsInode: target.netnsInode,
-      externalMounts: externalMountsOf(target.record.runtime),
-      leave: req.isPrecopyRound ? "running" : "stopped",
-      onSpawn: (pid) => {
-        writeJournal(ctx.stateDir, { ...journal, criuPid: pid });
-        failpoint("checkpoint.criu-started");
-      },
-    })
-    .catch((e) => {
-      tail.abort();
-      throw e;
-    });
+  const dumpOptions = {
+    criu: run.criu.path,
+    pid: target.pid,
+    imagesDir,
+    netnsInode: target.netnsInode,
+    externalMounts: externalMountsOf(target.record.runtime),
+    onSpawn: (pid: number) => {
+      writeJournal(ctx.stateDir, { ...journal, criuPid: pid });
+      failpoint("checkpoint.criu-started");
+    },
+  };
+  const dumping = lazy
+    ? (async () => {
+        const t0 = performance.now();
+        const c = host.dumpLazy({ ...dumpOptions, pageSocket: lazy.pageSocket });
+        lazy.onCriu(c);
+        await c.ready;
+        return { durationMs: performance.now() - t0 };
+      })()
+    : host.dump({ ...dumpOptions, leave: req.isPrecopyRound ? "running" : "stopped" });
+  const dump = await dumping.catch((e) => {
+    tail.abort();
+    throw e;
+  });
   const pageTail = tail.isOn ? { files: 0, bytesDuringDump: tail.hashedBytes } : null;
   log.debug("dump done", { pod: run.name, dumpMs: round(dump.durationMs), pagesHashedDuringDump: pageTail?.bytesDuringDump });
   const hashing = tail.finish();

@@ -36,6 +36,8 @@ export interface RestoreRequest {
   name?: string;
   /** ADDR/PREFIX; a different address closes TCP connections. */
   ip?: string;
+  /** Post-copy: the image's memory is lazy (fetched from the source by `criu lazy-pages`). */
+  lazyPages?: boolean;
 }
 
 export interface RestoreResult {
@@ -223,7 +225,7 @@ export async function materialize(ctx: CheckpointContext, run: RestoreRun, stage
     ...(run.rawPackChecks ? { rawPackChecks: run.rawPackChecks } : {}),
   });
   // An image from elsewhere may hold nothing autopod would not have made for its pod (mounts, capabilities, files).
-  if (!run.isLocal) checkCriuImage(run.id, run.imagesDir, expectedPodOf(spec));
+  if (!run.isLocal) checkCriuImage(run.id, run.imagesDir, { ...expectedPodOf(spec), hasLazyPages: run.req.lazyPages === true });
   phase("images");
   materializeTree(manifest.rootfs, store, join(tmp, "layer"));
   phase("layer");
@@ -303,16 +305,21 @@ export async function restoreProcesses(
   run: RestoreRun,
   prepared: PreparedHost,
   verified: Promise<void>,
+  /** Post-copy: starts `criu lazy-pages` in CRIU's work directory and resolves once it listens; the restore then takes its memory from it. */
+  lazyPages?: (workDir: string) => Promise<void>,
 ): Promise<{ restored: { pid: number; durationMs: number }; tcp: RestoreResult["tcp"] }> {
   const { record, target, root } = prepared;
   const { name, tmp, id } = run;
   const tcp = record.spec.address === run.spec.ip ? "kept" : "closed";
   writeFileSync(join(tmp, UNVERIFIED), "");
+  const workDir = mkdirFresh(join(tmp, CRIU_WORK));
+  if (lazyPages) await lazyPages(workDir);
   const restored = await ctx.host
     .restore({
       criu: run.criu.path,
       imagesDir: run.imagesDir,
-      workDir: mkdirFresh(join(tmp, CRIU_WORK)),
+      workDir,
+      ...(lazyPages ? { lazyPages: true } : {}),
       root,
       netnsPath: target.netnsPath,
       externalMounts: externalMountsOf(record.runtime),

@@ -54,6 +54,8 @@ export const FAILPOINTS = {
   "migrate.delta-sent": { doc: "source: the final image is committed here and pushed; the destination has not restored it" },
   "migrate.ready": { doc: "source: the destination holds its copy restored and stopped; the source has not committed" },
   "migrate.committed": { doc: "source: the journal says committed; the source's stopped copy is not killed yet" },
+  "migrate.pulling": { doc: "source, post-copy: the destination's copy runs and pulls its pages; the source's is stopped" },
+  "migrate.dest-pulling": { doc: "destination, post-copy: the copy runs, its pages are being pulled" },
   "migrate.resuming": { doc: "source: its copy is killed; the destination not yet told to resume" },
   "migrate.dest-prepared": { doc: "destination: the pod's files, record and locked network are made; CRIU not started" },
   "migrate.dest-ready": { doc: "destination: the copy is restored, stopped, verified and journaled ready; not answered yet" },

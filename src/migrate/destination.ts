@@ -17,10 +17,17 @@ import { MIGRATION_DIR, readMigrationJournal, removeMigrationJournal, writeMigra
 import { childPath } from "../pods/child-path.ts";
 import { materializeTreeAsync, type StagedFile } from "../checkpoint/tree.ts";
 import type { HeldRestore, MigrationClaim, MigrationRestoreRequest, MigrationStageRequest, PeerMigrationClients } from "./peer.ts";
+import { listenForCriu, PageBridge } from "./page-link.ts";
+import type { LazyCriu } from "../platform/checkpoint-host.ts";
 
 /** How long a held copy waits for the source's word before asking, and between asks. */
 export const ASK_AFTER_MS = 3000;
 export const ASK_EVERY_MS = 2000;
+/**
+ * Post-copy: how long a running copy's page link may hear nothing before the copy is killed (the source
+ * then runs its own; SOURCE_SILENT_MS, the source's limit, is longer than this plus ASK_AFTER_MS).
+ */
+export const DEST_SILENT_MS = 5000;
 /** A staged round no restore took is removed after this long. */
 export const STAGE_TTL_MS = 600_000;
 
@@ -47,6 +54,24 @@ interface Held {
   timer: ReturnType<typeof setTimeout> | null;
 }
 
+/** A post-copy copy that runs here while its pages arrive (or arrived, and the source's commit is awaited). */
+interface Pulling {
+  id: string;
+  pod: string;
+  source: string;
+  pid: number;
+  netnsPath: string;
+  secret: string;
+  rounds: string[];
+  tmp: string;
+  releaseMerging: () => void;
+  bridge: PageBridge | null;
+  criu: LazyCriu | null;
+  /** pulling: pages still arriving; pulled: all here, the commit awaited; isolated: unheard, its network locked while the source is asked. */
+  state: "pulling" | "pulled" | "isolated";
+  timer: ReturnType<typeof setTimeout> | null;
+}
+
 /** A pre-copy round's CRIU files, made before the freeze, for the final restore to patch. */
 interface Stage {
   dir: string;
@@ -58,6 +83,7 @@ interface Stage {
 
 export class MigrationDestination {
   readonly #held = new Map<string, Held>();
+  readonly #pulling = new Map<string, Pulling>();
   readonly #stages = new Map<string, Stage>();
   #isStopped = false;
 
@@ -66,13 +92,14 @@ export class MigrationDestination {
   /** Restore `image` as `pod`, held stopped; resolves once the copy is ready to run. */
   async restore(id: string, req: MigrationRestoreRequest): Promise<HeldRestore> {
     const { ctx } = this.deps;
-    if (this.#held.has(id) || readMigrationJournal(ctx.stateDir, id)) throw new ConflictError(`Migration "${id}" is known here already`);
+    if (this.#held.has(id) || this.#pulling.has(id) || readMigrationJournal(ctx.stateDir, id))
+      throw new ConflictError(`Migration "${id}" is known here already`);
     // Asked while the image is checked (the source is frozen meanwhile); nothing is made before the answer.
     const confirmed = this.#confirm(id, req);
     confirmed.catch(() => undefined);
     ctx.pods.expectIncoming(req.pod, req.source);
     try {
-      return await this.#restore(id, req, confirmed);
+      return req.pages ? await this.#restorePostcopy(id, req, req.pages.port, confirmed) : await this.#restore(id, req, confirmed);
     } catch (e) {
       ctx.pods.endIncoming(req.pod);
       throw e;
@@ -212,6 +239,7 @@ export class MigrationDestination {
 
   /** The source committed: the held copy runs. `secret` (null: this agent learnt it by asking) must be the migration's. */
   async resume(id: string, secret: string | null): Promise<void> {
+    if (this.#pulling.has(id)) return this.#commitPulled(id, secret);
     this.#checkSecret(id, secret);
     const h = this.#take(id);
     const { ctx } = this.deps;
@@ -238,6 +266,11 @@ export class MigrationDestination {
   /** The source runs its own copy: the held one goes, and the pod with it. */
   async abort(id: string, secret: string | null): Promise<void> {
     this.#dropStage(id);
+    const p = this.#pulling.get(id);
+    if (p) {
+      if (secret !== null) this.#checkPullingSecret(p, secret);
+      return this.#dropPulling(id, new Error("the source aborted the migration"));
+    }
     const h = this.#held.get(id);
     if (!h) return;
     this.#checkSecret(id, secret);
@@ -263,12 +296,247 @@ export class MigrationDestination {
 
   /** Ids of the copies held now. */
   held(): string[] {
-    return [...this.#held.keys()];
+    return [...this.#held.keys(), ...this.#pulling.keys()];
+  }
+
+  /**
+   * Post-copy: restore with the memory left at the source, fetched by `criu lazy-pages` through the
+   * page link; the copy runs as soon as it is restored. It is killed if the link fails before every
+   * page arrived; once all arrived it is kept, and kept running only when the source says it committed.
+   */
+  async #restorePostcopy(id: string, req: MigrationRestoreRequest, port: number, confirmed: Promise<void>): Promise<HeldRestore> {
+    const { ctx } = this.deps;
+    const t0 = performance.now();
+    const checked = await checkRestore(ctx, req.image, {});
+    await confirmed;
+    if (checked.name !== req.pod) throw new InvalidArgumentError(`Image ${req.image.slice(0, 12)} is pod "${checked.name}", not "${req.pod}"`);
+    if (checked.existing) throw new ConflictError(`Pod "${req.pod}" exists here already: a migration brings a pod this host does not have`);
+    claim(ctx, req.pod);
+    const releaseMerging = ctx.store.holdMerging();
+    const run = startRestore(ctx, checked, { lazyPages: true }, t0);
+    const journal = { role: "destination", id, pod: req.pod, peer: req.source, image: req.image, secret: req.secret } as const;
+    writeMigrationJournal(ctx.stateDir, { ...journal, phase: "restoring", pid: null });
+    let pid: number | null = null;
+    let criu: LazyCriu | null = null;
+    let isRunning = false;
+    const bridge = new PageBridge(DEST_SILENT_MS, {
+      onFailed: (why) => {
+        if (isRunning) void this.#pullFailed(id, why);
+      },
+      onCommitted: () => {
+        void this.#commitPulled(id, null).catch(() => undefined);
+      },
+    });
+    const socketPath = join(run.tmp, "pages.sock");
+    const criuSide = listenForCriu(socketPath, bridge);
+    try {
+      // A round staged here holds the memory this image leaves out: the files are written whole.
+      const placed = await materialize(ctx, run);
+      const prepared = await prepareHost(ctx, run, placed);
+      await failpoint("migrate.dest-prepared");
+      await this.deps.peers.client(req.source).pageLink(port, { peer: req.source, id, secret: req.secret }, bridge);
+      const { restored } = await restoreProcesses(ctx, run, prepared, placed.verified, async (workDir) => {
+        criu = ctx.host.lazyPages({ criu: run.criu.path, imagesDir: run.imagesDir, workDir, pageSocket: socketPath });
+        await criu.ready;
+      });
+      criuSide.stop();
+      pid = restored.pid;
+      await placed.verified;
+      run.phase("verify");
+      if (bridge.isClosed) throw new Error("the page link failed during the restore");
+      writeMigrationJournal(ctx.stateDir, { ...journal, phase: "postcopy", pid });
+      removeJournal(ctx.stateDir, req.pod);
+      // It runs now: its missing pages come as it touches them, and the rest in the background.
+      const connections = ctx.host.continueTree(pid);
+      await unlockAll(ctx.host, prepared.target.netnsPath);
+      ctx.host.nudgePeers(prepared.target.netnsPath, connections);
+      ctx.pods.adoptRestored(req.pod, pid);
+      run.phase("resume");
+      const p: Pulling = {
+        id,
+        pod: req.pod,
+        source: req.source,
+        pid,
+        netnsPath: prepared.target.netnsPath,
+        secret: req.secret,
+        rounds: req.rounds,
+        tmp: run.tmp,
+        releaseMerging,
+        bridge,
+        criu,
+        state: "pulling",
+        timer: null,
+      };
+      this.#pulling.set(id, p);
+      isRunning = true;
+      const lazy = criu as LazyCriu | null;
+      lazy?.done.then(
+        () => this.#pulled(id),
+        (e: unknown) => void this.#pullFailed(id, e instanceof Error ? e : new Error(String(e))),
+      );
+      await ctx.pods
+        .announce(req.pod)
+        .catch((e: unknown) => ctx.log.warn("could not announce a migrated pod's address", { pod: req.pod, error: errorMessage(e) }));
+      ctx.log.info("running a migrating pod while its pages arrive", { pod: req.pod, id, from: req.source, pid });
+      await failpoint("migrate.dest-pulling");
+      return { criuMs: Math.round(restored.durationMs), phases: run.phase.all };
+    } catch (e) {
+      if (isRunning) throw e;
+      removeMigrationJournal(ctx.stateDir, id);
+      if (pid !== null) {
+        ctx.host.killTree(pid);
+        await ctx.host.waitGone(pid, 10_000);
+      }
+      bridge.close();
+      (criu as LazyCriu | null)?.kill();
+      return await undoRestore(ctx, run, e);
+    } finally {
+      this.#dropStage(id);
+      criuSide.stop();
+      if (!isRunning) {
+        rmSync(run.tmp, { recursive: true, force: true });
+        removeJournal(ctx.stateDir, req.pod);
+        ctx.busy.delete(req.pod);
+        releaseMerging();
+      }
+    }
+  }
+
+  /** Every page arrived: the source is told, and its commit awaited (unheard for ASK_AFTER_MS: the copy is cut off and the source asked). */
+  #pulled(id: string): void {
+    const p = this.#pulling.get(id);
+    if (p?.state !== "pulling") return;
+    p.state = "pulled";
+    p.bridge?.sendDone(p.bridge.bytesIn);
+    this.deps.ctx.log.info("every page of a migrating pod arrived", { pod: p.pod, id, bytes: p.bridge?.bytesIn });
+    p.timer = setTimeout(() => void this.#isolate(id), ASK_AFTER_MS);
+  }
+
+  /** The source did not confirm: until it answers, the copy runs cut off (network locked), so two copies are never both reachable. */
+  async #isolate(id: string): Promise<void> {
+    const p = this.#pulling.get(id);
+    if (p?.state !== "pulled" || this.#isStopped) return;
+    p.state = "isolated";
+    const { ctx } = this.deps;
+    await ctx.host.lockNetwork(p.netnsPath).catch((e: unknown) => ctx.log.error("could not cut off a migrated pod", { pod: p.pod, error: errorMessage(e) }));
+    ctx.log.warn("the source did not confirm a post-copy migration; the copy is cut off until it answers", { pod: p.pod, id });
+    const ask = async () => {
+      if (!this.#pulling.has(id) || this.#isStopped) return;
+      let outcome = "unknown";
+      try {
+        outcome = await this.deps.peers.client(p.source).migrationOutcome(id);
+      } catch {}
+      if (outcome === "committed") return void (await this.#commitPulled(id, null).catch(() => undefined));
+      if (outcome === "aborted") return void (await this.#dropPulling(id, new Error("the source says it aborted")));
+      p.timer = setTimeout(() => void ask(), ASK_EVERY_MS);
+    };
+    await ask();
+  }
+
+  /** The source committed: the copy is the pod. Before every page arrived that cannot be. */
+  async #commitPulled(id: string, secret: string | null): Promise<void> {
+    const p = this.#pulling.get(id);
+    if (!p) throw new NotFoundError(`No migration "${id}" is held here`);
+    if (secret !== null) this.#checkPullingSecret(p, secret);
+    if (p.state === "pulling") throw new ConflictError(`Migration "${id}" is still pulling its pages: it cannot be committed yet`);
+    const { ctx } = this.deps;
+    this.#pulling.delete(id);
+    if (p.timer) clearTimeout(p.timer);
+    try {
+      if (p.state === "isolated") await unlockAll(ctx.host, p.netnsPath);
+      removeMigrationJournal(ctx.stateDir, id);
+      try {
+        this.deps.onArrived?.(p.pod, p.source);
+      } catch (e) {
+        ctx.log.warn("could not record where a migrated pod came from", { pod: p.pod, error: errorMessage(e) });
+      }
+      ctx.log.info("a post-copy migration committed: the pod is this host's", { pod: p.pod, id });
+    } finally {
+      this.#releasePulling(p);
+    }
+  }
+
+  /** The page link or the lazy-pages daemon failed: before every page arrived the copy cannot go on; it dies first, then the rest goes. */
+  async #pullFailed(id: string, why: Error): Promise<void> {
+    const p = this.#pulling.get(id);
+    if (p?.state !== "pulling") return;
+    await this.#dropPulling(id, why);
+  }
+
+  async #dropPulling(id: string, why: Error): Promise<void> {
+    const p = this.#pulling.get(id);
+    if (!p) return;
+    this.#pulling.delete(id);
+    if (p.timer) clearTimeout(p.timer);
+    const { ctx } = this.deps;
+    // Killed before its CRIU lets go of its memory: it never runs on a page it did not get.
+    ctx.host.killTree(p.pid);
+    p.bridge?.close();
+    p.criu?.kill();
+    try {
+      await dropHeldCopy(ctx, p.pod, p.pid);
+      removeMigrationJournal(ctx.stateDir, id);
+      ctx.log.warn("killed the copy of a post-copy migration that failed; the source runs its own", { pod: p.pod, id, why: errorMessage(why) });
+    } catch (e) {
+      ctx.log.error("could not remove the copy of a failed post-copy migration", { pod: p.pod, id, error: errorMessage(e) });
+    } finally {
+      this.#releasePulling(p);
+    }
+  }
+
+  #releasePulling(p: Pulling): void {
+    const { ctx } = this.deps;
+    p.bridge?.close();
+    rmSync(p.tmp, { recursive: true, force: true });
+    for (const r of p.rounds) if (ctx.catalogue.has(r)) ctx.catalogue.remove(r);
+    ctx.busy.delete(p.pod);
+    ctx.pods.endIncoming(p.pod);
+    p.releaseMerging();
+  }
+
+  #checkPullingSecret(p: Pulling, secret: string): void {
+    const a = Buffer.from(secret);
+    const b = Buffer.from(p.secret);
+    if (a.byteLength !== b.byteLength || !timingSafeEqual(a, b)) {
+      throw new AutopodError(
+        "unauthenticated",
+        `Migration "${p.id}": the request does not carry the secret its source gave; only the source may resume or drop the copy`,
+      );
+    }
+  }
+
+  /**
+   * After a restart, a post-copy copy whose journal says it was running: its pages may be missing (the
+   * lazy-pages daemon died with the agent), so it is cut off at once and kept only if the source says
+   * it committed (which it does only after every page arrived).
+   */
+  async adoptPulling(id: string, pod: string, source: string, pid: number, secret: string): Promise<void> {
+    const { ctx } = this.deps;
+    ctx.busy.add(pod);
+    ctx.pods.expectIncoming(pod, source);
+    const p: Pulling = {
+      id,
+      pod,
+      source,
+      pid,
+      netnsPath: ctx.pods.target0(pod).netnsPath,
+      secret,
+      rounds: [],
+      tmp: join(ctx.stateDir, MIGRATION_DIR, `${id}.none`),
+      releaseMerging: () => {},
+      bridge: null,
+      criu: null,
+      state: "pulled",
+      timer: null,
+    };
+    this.#pulling.set(id, p);
+    await this.#isolate(id);
   }
 
   stop(): void {
     this.#isStopped = true;
     for (const h of this.#held.values()) if (h.timer) clearTimeout(h.timer);
+    for (const p of this.#pulling.values()) if (p.timer) clearTimeout(p.timer);
     for (const id of [...this.#stages.keys()]) this.#dropStage(id);
   }
 

@@ -55,9 +55,55 @@
  *   copy killed, D told to resume); D [restoring] -> its copy (never run) and
  *   the pod made for it go; D [ready] -> held again, S asked.
  *
+ * Post-copy (--mode postcopy; postcopy-source.ts, destination.ts): the freeze
+ * does not read the pod's memory, so it does not grow with it.
+ *
+ *   S  pre-flight          as above; no memory rounds (--mode auto may have run some).
+ *   S  [frozen]            `criu dump --lazy-pages --leave-stopped`: the images without
+ *                          the memory; CRIU then serves the pages through a unix socket
+ *                          S holds (--ps-socket; never a TCP port of CRIU's own), the
+ *                          tasks stopped, network locked. Image committed, pushed to D.
+ *   S  [postcopy]          written before D may run anything. S listens for D's page
+ *                          link (mutual TLS with the cluster's certificates; D's first
+ *                          frame must carry the migration's secret), then asks D to restore.
+ *   D  (confirm)           as above.
+ *   D  [restoring]         D opens the page link, starts `criu lazy-pages` on its own
+ *                          unix socket, restores with --lazy-pages (held), then
+ *   D  [postcopy]          runs the copy at once, unlocks and announces the address; the
+ *                          answer to the restore ends S's freeze. Pages arrive as the pod
+ *                          touches them and in the background.
+ *   D  (pulled)            `criu lazy-pages` ended well: every page is here; D says DONE
+ *                          on the link.
+ *   S  [committed]         on DONE only: S's stopped copy is killed; COMMITTED on the
+ *                          link, and resume (the HTTP request) as in pre-copy; D's
+ *                          journal goes, then S's.
+ *
+ * Post-copy failures: until DONE, the only complete copy of the pod's memory is
+ * S's stopped one.
+ * - The link fails or is silent (DEST_SILENT_MS), D's lazy-pages daemon fails,
+ *   or S aborts: D kills its copy first (before CRIU lets go of its memory),
+ *   then drops it. What the pod did on D since the freeze is lost: unlike
+ *   pre-copy, a failed post-copy migration does not keep it.
+ * - S's link silent for SOURCE_SILENT_MS (longer than D's limit plus
+ *   ASK_AFTER_MS), its dump's CRIU failing, or D's restore failing: S aborts as
+ *   above (its stopped copy continues once CRIU has let go of it).
+ * - DONE sent but nothing heard back within ASK_AFTER_MS: D locks its copy's
+ *   network (never two reachable copies) and asks S's outcome: committed ->
+ *   unlocked, the pod is D's; aborted -> killed.
+ * - An agent killed: S [postcopy] recovers as [frozen] (aborted: its copy
+ *   continues, D told to drop); D [postcopy] locks the copy's network at
+ *   start (its lazy-pages daemon died with the agent, so pages may be
+ *   missing) and keeps it only if S says committed.
+ *   Known gap: between D's agent dying and its restart, D's copy runs with
+ *   its network up and without its missing pages (the kernel then maps zero
+ *   pages); S resumes its own copy once the link is gone. A guard process
+ *   outliving the agent, holding the bridge open until it has killed the
+ *   copy, would close it.
+ *
  * Failpoints: migrate.round, migrate.freezing, migrate.frozen,
- * migrate.delta-sent, migrate.ready, migrate.committed, migrate.resuming (S);
- * migrate.dest-prepared, migrate.dest-ready, migrate.dest-resuming (D).
+ * migrate.delta-sent, migrate.ready, migrate.committed, migrate.resuming,
+ * migrate.pulling (S); migrate.dest-prepared, migrate.dest-ready,
+ * migrate.dest-resuming, migrate.dest-pulling (D).
  */
 import type { CheckpointContext } from "../checkpoint/checkpointer.ts";
 import type { ImageTrust } from "../trust/image-trust.ts";

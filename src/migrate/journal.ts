@@ -10,9 +10,13 @@ import { childPath } from "../pods/child-path.ts";
 
 export const MIGRATION_DIR = "migrations";
 
-/** Source: precopy -> frozen -> committed (-> removed once the destination resumed). Destination: restoring -> ready (-> removed). */
-export type SourcePhase = "precopy" | "frozen" | "committed";
-export type DestinationPhase = "restoring" | "ready";
+/**
+ * Source: precopy -> frozen -> committed (-> removed once the destination resumed); post-copy: frozen ->
+ * postcopy (the destination's copy runs and pulls its pages; ours stays stopped) -> committed.
+ * Destination: restoring -> ready (-> removed); post-copy: restoring -> postcopy (running, pulling) (-> removed).
+ */
+export type SourcePhase = "precopy" | "frozen" | "postcopy" | "committed";
+export type DestinationPhase = "restoring" | "ready" | "postcopy";
 
 export interface SourceJournal {
   role: "source";

@@ -1,5 +1,14 @@
 /** What a migration needs of the peer on the other side (src/api/peer/client.ts's PeerClient). */
+import type { PageBridge } from "./page-link.ts";
 import type { PeerImageClient } from "../transfer/push.ts";
+
+/** Who must be at the other end of a post-copy page link. */
+export interface PageLinkExpect {
+  /** The host at the other end (its certificate must name it). */
+  peer: string;
+  id: string;
+  secret: string;
+}
 
 /** What the source says became of a migration: the destination resumes only on "committed". */
 export type MigrationOutcome = "committed" | "aborted" | "pending";
@@ -41,6 +50,11 @@ export interface MigrationRestoreRequest {
   rounds: string[];
   /** 32 random bytes (hex) the source made for this migration: its resume and abort carry them. */
   secret: string;
+  /**
+   * Post-copy: the memory is not in the image; the destination fetches it from the source's page link on
+   * this port, runs the copy at once, and keeps it only if every page arrives (see index.ts).
+   */
+  pages?: { port: number };
 }
 
 /** A pre-copy round's image, pushed: the destination may make its files before the freeze. */
@@ -67,8 +81,12 @@ export interface PeerMigrationClient extends PeerImageClient {
   migrationOutcome(id: string): Promise<MigrationOutcome>;
   /** Asked of the host a restore request names as its source: does it drive this migration, of this pod, to us? */
   migrationClaim(id: string): Promise<MigrationClaim>;
+  /** Post-copy, destination side: open the source's page link on `port` and bridge it; resolves once it is up. */
+  pageLink(port: number, expect: PageLinkExpect, bridge: PageBridge): Promise<void>;
 }
 
 export interface PeerMigrationClients {
   client(name: string): PeerMigrationClient;
+  /** Post-copy, source side: listen for the destination's page link (one connection, proven by the secret). */
+  listenPageLink(expect: PageLinkExpect, bridge: PageBridge, onRefused: (why: string) => void): { port: number; stop(): void };
 }

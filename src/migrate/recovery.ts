@@ -5,16 +5,18 @@
  * before (decides what the checkpoint and pod recovery may touch):
  * - source, precopy: nothing to undo (a round's own journal is a
  *   --leave-running checkpoint's); the migration is aborted.
- * - source, frozen: not committed, so aborted: the stopped copy continues and
+ * - source, frozen or postcopy: not committed, so aborted: the stopped copy continues and
  *   its network is unlocked (the final checkpoint's journal is taken over).
  * - source, committed: the final checkpoint's recovery kills the stopped copy.
  * - destination, restoring: the restore's recovery kills a copy that never ran.
  * - destination, ready: the held copy is kept out of both recoveries.
+ * - destination, postcopy: the running copy's network is locked at once (its pages may be missing).
  * after:
  * - source, frozen: the address announced from here again; the peer told to drop its copy.
  * - source, committed: the pod's record goes here; the peer is told (until it answers) to run its copy.
  * - destination, restoring: the pod made for the restore goes.
  * - destination, ready: held again; the source is asked, and the copy runs or goes only on its answer.
+ * - destination, postcopy: kept cut off; the source is asked: committed -> unlocked, the pod is ours; aborted -> killed.
  */
 import { existsSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
@@ -39,7 +41,9 @@ export async function recoverMigrationsBefore(ctx: CheckpointContext): Promise<R
   removeStages(ctx.stateDir);
   for (const j of plan.journals) {
     try {
-      if (j.role === "source" && j.phase === "frozen") await undoFrozen(ctx, j.pod, j.pid);
+      if (j.role === "source" && (j.phase === "frozen" || j.phase === "postcopy")) await undoFrozen(ctx, j.pod, j.pid);
+      // Its pages may be missing (the lazy-pages daemon went with the agent): cut off at once, kept only on the source's word.
+      if (j.role === "destination" && j.phase === "postcopy") await ctx.host.lockNetwork(ctx.pods.target0(j.pod).netnsPath);
       if (j.role === "destination" && j.phase === "ready") {
         removeJournal(ctx.stateDir, j.pod);
         plan.skip.add(j.pod);
@@ -68,7 +72,7 @@ export async function recoverMigrationsAfter(
           continue;
         }
         removeMigrationJournal(ctx.stateDir, j.id);
-        if (j.phase === "frozen") {
+        if (j.phase === "frozen" || j.phase === "postcopy") {
           await ctx.pods.announce(j.pod).catch(() => undefined);
           void d.peers
             .client(j.peer)
@@ -82,6 +86,16 @@ export async function recoverMigrationsAfter(
         removeMigrationJournal(ctx.stateDir, j.id);
         await dropHeldCopy(ctx, j.pod, null);
         ctx.log.info("undid a migration's restore the agent was killed in", { pod: j.pod, id: j.id });
+        continue;
+      }
+      if (j.phase === "postcopy") {
+        if (j.pid !== null && ctx.host.isAlive(j.pid)) {
+          await d.destination.adoptPulling(j.id, j.pod, j.peer, j.pid, j.secret);
+          ctx.log.info("a post-copy copy is cut off until its source says what became of the migration", { pod: j.pod, id: j.id, from: j.peer });
+        } else {
+          removeMigrationJournal(ctx.stateDir, j.id);
+          await dropHeldCopy(ctx, j.pod, null);
+        }
         continue;
       }
       if (j.pid !== null && ctx.host.isAlive(j.pid)) {

@@ -31,12 +31,40 @@ import { readMigrationJournal, removeMigrationJournal, writeMigrationJournal, ty
 import type { MigrationClaim, MigrationOutcome, PeerMigrationClient, PeerMigrationClients } from "./peer.ts";
 import { preflightRefusal } from "./preflight.ts";
 import { predictFreezeMs, shouldFreeze } from "./stop-rule.ts";
+import { freezeAndHandOverPostcopy } from "./postcopy-source.ts";
 
-export type MigrationMode = "precopy" | "stop-and-copy";
+export type MigrationMode = "precopy" | "postcopy" | "stop-and-copy";
+
+/**
+ * "auto" (the CLI's default): post-copy for a pod holding more than AUTO_POSTCOPY_MIN_BYTES, pre-copy
+ * below; with maxDowntimeMs, pre-copy rounds while they promise a freeze that fits, and post-copy
+ * instead of a refusal when they never do.
+ */
+export type RequestedMode = MigrationMode | "auto";
+
+/**
+ * Measured here (bench/migrate.ts): without soft-dirty tracking, pre-copy's final dump reads all of the pod's
+ * memory (about 0.5 s per GiB) and its destination restores all of it, so its freeze grows with the pod
+ * (11.5 s at 1 GiB on a 1 Gbit link); post-copy's freeze does not. Below this size pre-copy's freeze is
+ * within a few hundred milliseconds of post-copy's, and pre-copy keeps the stronger failure guarantee
+ * (nothing the pod did is ever lost; post-copy loses what it did on the destination if the page pull fails).
+ */
+export const AUTO_POSTCOPY_MIN_BYTES = 256 << 20;
+
+/** Rounds never promised a freeze within --max-downtime. */
+export class FreezeTooLongError extends PreconditionError {
+  override name = "FreezeTooLongError";
+  constructor(
+    message: string,
+    readonly rounds: RoundReport[],
+  ) {
+    super(message);
+  }
+}
 
 export interface MigrateRequest {
   to: string;
-  mode: MigrationMode;
+  mode: RequestedMode;
   /** Pre-copy rounds at most (the stop rule may end them sooner). */
   maxRounds: number;
   /**
@@ -50,7 +78,7 @@ export interface MigrateRequest {
 
 /** What a migration reports as it goes (the CLI prints these). */
 export interface MigrationProgress {
-  phase: "preflight" | "round" | "freeze" | "delta" | "restore" | "commit" | "resume" | "done";
+  phase: "preflight" | "round" | "freeze" | "delta" | "restore" | "pages" | "commit" | "resume" | "done";
   round?: number;
   bytesSent?: number;
   bytesOffered?: number;
@@ -93,6 +121,8 @@ export interface MigrateReport {
   bytesSavedByDedup: number;
   /** The destination confirmed its copy runs; false: it resumes once it hears the outcome (the source committed). */
   isResumeConfirmed: boolean;
+  /** Post-copy: the page pull after the destination's copy ran (bytes of CRIU's page protocol that crossed the link, and how long until every page had arrived); null for other modes. */
+  pages: { bytes: number; ms: number } | null;
 }
 
 export interface SourceDeps {
@@ -136,14 +166,16 @@ export async function migratePod(
   if (max !== null && (!Number.isInteger(max) || max < 1 || max > 600_000)) {
     throw new InvalidArgumentError(`--max-downtime must be milliseconds from 1 to 600000, not "${max}"`);
   }
-  if (max !== null && req.mode !== "precopy") {
-    throw new InvalidArgumentError(`--max-downtime needs --mode precopy: a ${req.mode} freeze cannot be predicted before it starts`);
+  if (max !== null && req.mode !== "precopy" && req.mode !== "auto") {
+    throw new InvalidArgumentError(`--max-downtime needs --mode precopy (or no --mode): a ${req.mode} freeze cannot be predicted before it starts`);
   }
   const from = deps.hostName();
   if (req.to === from) throw new InvalidArgumentError(`Pod "${name}" is on "${from}" already: name another peer`);
   const peer = deps.peers.client(req.to);
   const view = ctx.pods.get(name);
   if (view.state !== "running") throw new ConflictError(`Cannot migrate pod "${name}": it is ${view.state}, not running`);
+  let mode: MigrationMode =
+    req.mode === "auto" ? (max === null && (ctx.pods.memoryOf(name) ?? 0) > AUTO_POSTCOPY_MIN_BYTES ? "postcopy" : "precopy") : req.mode;
 
   onProgress({ phase: "preflight", message: `asking "${req.to}" whether it can take pod "${name}"` });
   await preflight(ctx, peer, name, req.to);
@@ -156,10 +188,22 @@ export async function migratePod(
   // A round's image is only a source of chunks (its files were captured while the pod ran): it goes afterwards, here and there.
   const roundImages: string[] = [];
   try {
-    const rounds = req.mode === "precopy" ? await precopy(deps, peer, id, name, req, roundImages, onProgress) : [];
+    let rounds: RoundReport[] = [];
+    if (mode === "precopy") {
+      try {
+        rounds = await precopy(deps, peer, id, name, req, roundImages, onProgress);
+      } catch (e) {
+        if (!(req.mode === "auto" && e instanceof FreezeTooLongError)) throw e;
+        // The freeze would not fit: post-copy's does not grow with the pod's memory.
+        mode = "postcopy";
+        rounds = e.rounds;
+        onProgress({ phase: "round", message: `${errorMessage(e)}: post-copy instead` });
+      }
+    }
     const release = await req.turns?.freeze();
     try {
-      return await freezeAndHandOver(deps, peer, { id, name, req, from, journal, rounds, roundImages, t0 }, onProgress);
+      const h = { id, name, req: { ...req, mode }, from, journal, rounds, roundImages, t0 };
+      return mode === "postcopy" ? await freezeAndHandOverPostcopy(deps, peer, h, onProgress) : await freezeAndHandOver(deps, peer, h, onProgress);
     } finally {
       release?.();
     }
@@ -215,8 +259,9 @@ async function precopy(
       const predicted = predictFreezeMs(rounds);
       if (predicted !== null && predicted <= max) break;
       if (rounds.length >= req.maxRounds) {
-        throw new PreconditionError(
+        throw new FreezeTooLongError(
           `Cannot migrate pod "${name}" to "${req.to}" within ${max} ms of freeze: after ${rounds.length} round${rounds.length === 1 ? "" : "s"} the freeze would take about ${predicted ?? "an unknown number of"} ms (the last round's dump and capture, its ${rounds.at(-1)?.bytesSent ?? 0} bytes again, and a restore); the pod runs on here`,
+          rounds,
         );
       }
     }
@@ -265,10 +310,10 @@ async function precopy(
   return rounds;
 }
 
-interface Handover {
+export interface Handover {
   id: string;
   name: string;
-  req: MigrateRequest;
+  req: MigrateRequest & { mode: MigrationMode };
   from: string;
   journal: SourceJournal;
   rounds: RoundReport[];
@@ -381,6 +426,7 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
     bytesSent,
     bytesSavedByDedup: bytesOffered - bytesSent,
     isResumeConfirmed,
+    pages: null,
   };
   onProgress({ phase: "done", ms: report.totalMs, message: `migrated pod "${name}" to "${req.to}" in ${report.totalMs} ms` });
   ctx.log.info("migrated pod", { pod: name, to: req.to, freeze_ms: freezeMs, total_ms: report.totalMs, rounds: h.rounds.length });
@@ -397,7 +443,7 @@ export const PROBES_MISSED = 3;
  * until a request's own timeout (the push's stall watch, the restore's 10 minutes).
  * Giving up before the commit is safe: the peer asks for the outcome and drops its copy.
  */
-async function whileAnswering<T>(peer: PeerMigrationClient, work: Promise<T>): Promise<T> {
+export async function whileAnswering<T>(peer: PeerMigrationClient, work: Promise<T>): Promise<T> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   let isDone = false;
   const silent = new Promise<never>((_, reject) => {
@@ -424,7 +470,7 @@ async function whileAnswering<T>(peer: PeerMigrationClient, work: Promise<T>): P
 }
 
 /** Before the commit: the source's copy runs on, the peer drops whatever it holds. Throws the reason. */
-async function abortHandover(deps: SourceDeps, peer: PeerMigrationClient, h: Handover, run: CheckpointRun, e: unknown): Promise<never> {
+export async function abortHandover(deps: SourceDeps, peer: PeerMigrationClient, h: Handover, run: CheckpointRun, e: unknown): Promise<never> {
   const { ctx } = deps;
   // No journal: asked, the answer is "aborted" from now on.
   removeMigrationJournal(ctx.stateDir, h.id);

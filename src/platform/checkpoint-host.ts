@@ -38,7 +38,32 @@ export interface CriuRestoreOptions {
   cgroup: string | null;
   /** Leave the restored tasks stopped (continue them to run). */
   leaveStopped?: boolean;
+  /** Post-copy: memory comes from the lazy-pages daemon already listening in workDir (startLazyPages). */
+  lazyPages?: boolean;
   onSpawn?: (pid: number) => void;
+}
+
+/** A CRIU that serves or fetches a post-copy migration's pages through a unix socket the agent listens on (never a TCP port of its own). */
+export interface LazyCriu {
+  pid: number;
+  /** Resolves once CRIU is ready: the dump has written its images (the tasks stay frozen), or the daemon waits for the restore. */
+  ready: Promise<void>;
+  /** CRIU's exit: resolves when it succeeded (every page served or fetched), rejects with its error. */
+  done: Promise<void>;
+  kill(): void;
+}
+
+/** `criu dump --lazy-pages`: the dump, then its page server on `pageSocket`, with the tasks stopped throughout and after. */
+export interface LazyDumpOptions extends Omit<CriuDumpOptions, "leave"> {
+  pageSocket: string;
+}
+
+/** `criu lazy-pages`: fetches the pages named by imagesDir from `pageSocket`, for a `criu restore --lazy-pages` with the same workDir. */
+export interface LazyPagesOptions {
+  criu: string;
+  imagesDir: string;
+  workDir: string;
+  pageSocket: string;
 }
 
 /**
@@ -74,6 +99,10 @@ export interface CheckpointHost {
 
   /** `criu dump`; throws with CRIU's first error when it fails (the tasks then run on). */
   dump(o: CriuDumpOptions): Promise<{ durationMs: number }>;
+  /** `criu dump --lazy-pages --leave-stopped` through an inherited socket. */
+  dumpLazy(o: LazyDumpOptions): LazyCriu;
+  /** `criu lazy-pages` through an inherited socket. */
+  lazyPages(o: LazyPagesOptions): LazyCriu;
   /** `criu restore -d`; resolves with the host pid of the restored pod's pid 1. */
   restore(o: CriuRestoreOptions): Promise<{ pid: number; durationMs: number }>;
 

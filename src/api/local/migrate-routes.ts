@@ -13,7 +13,7 @@ import { readJsonBody } from "./bounded-body.ts";
 const MigrateBody = z
   .object({
     to: z.string().min(1).max(63),
-    mode: z.enum(["precopy", "stop-and-copy"]).default("precopy"),
+    mode: z.enum(["auto", "precopy", "postcopy", "stop-and-copy"]).default("precopy"),
     maxRounds: z.number().int().min(0).max(64).default(8),
     maxDowntimeMs: z.number().int().min(1).max(600_000).nullable().default(null),
   })

@@ -13,6 +13,9 @@ import { LIMITS } from "../../image/manifest.ts";
 import { HASH_BYTES, sha256, toHex } from "../../image/hash.ts";
 import type { HeldRestore, MigrationClaim, MigrationOutcome, MigrationRestoreRequest, MigrationStageRequest } from "../../migrate/peer.ts";
 import { MIGRATION_RESTORE_TIMEOUT_MS } from "./migration-routes.ts";
+import type { PageBridge } from "../../migrate/page-link.ts";
+import type { PageLinkExpect } from "../../migrate/peer.ts";
+import { connectPageLink } from "./page-link-tls.ts";
 import { z } from "zod";
 import { HeldImagesAnswerSchema, MAX_CRL_BYTES, type PeerInfo, PeerInfoSchema, type PeerPods, PeerPodsSchema } from "./schemas.ts";
 
@@ -206,6 +209,13 @@ export class PeerClient {
     const o = ((await res.json()) as { outcome?: unknown }).outcome;
     if (o !== "committed" && o !== "aborted" && o !== "pending") throw new UnavailableError(`Peer "${this.name}" answered an unknown migration outcome`);
     return o;
+  }
+
+  async pageLink(port: number, expect: PageLinkExpect, bridge: PageBridge): Promise<void> {
+    const id = this.cluster.identity;
+    if (!id) throw new PreconditionError("This host is not in a cluster");
+    const host = new URL(this.url).hostname.replace(/^\[(.*)\]$/, "$1");
+    await connectPageLink(id, (serial) => this.cluster.isRevoked(serial), host, port, expect, bridge);
   }
 
   async #fetch(

@@ -35,6 +35,10 @@ const RestoreBody = z
     source: z.string().max(63),
     rounds: z.array(z.string().regex(/^[0-9a-f]{64}$/, "a full image id (64 hex digits)")).max(64),
     secret: z.string().regex(/^[0-9a-f]{64}$/, "64 hex digits"),
+    pages: z
+      .object({ port: z.number().int().min(1).max(65535) })
+      .strict()
+      .optional(),
   })
   .strict();
 const StageBody = z

@@ -6,7 +6,10 @@
  */
 import { PeerClient } from "./client.ts";
 import type { PeerInfo, PeerPods } from "./schemas.ts";
-import { errorMessage, NotFoundError, UnavailableError } from "../../errors.ts";
+import { errorMessage, NotFoundError, PreconditionError, UnavailableError } from "../../errors.ts";
+import type { PageBridge } from "../../migrate/page-link.ts";
+import type { PageLinkExpect } from "../../migrate/peer.ts";
+import { listenPageLink, type PageLinkServer } from "./page-link-tls.ts";
 import type { Logger } from "../../log.ts";
 import type { Cluster, PeerEntry } from "../../cluster/cluster.ts";
 
@@ -23,7 +26,15 @@ export class PeerDirectory {
     readonly log: Logger,
     /** Called with each info a peer answers (the CPU baseline keeps its flags). */
     readonly onInfo: (peer: string, info: PeerInfo) => void = () => {},
+    /** Where a post-copy page link listens: the peer API's own address. */
+    readonly pageLinkHost = "0.0.0.0",
   ) {}
+
+  listenPageLink(expect: PageLinkExpect, bridge: PageBridge, onRefused: (why: string) => void): PageLinkServer {
+    const id = this.cluster.identity;
+    if (!id) throw new PreconditionError("This host is not in a cluster");
+    return listenPageLink(id, (serial) => this.cluster.isRevoked(serial), this.pageLinkHost, expect, bridge, onRefused);
+  }
 
   client(name: string): PeerClient {
     const p = this.cluster.peers().find((x) => x.name === name);

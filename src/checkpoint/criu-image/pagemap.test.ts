@@ -83,6 +83,28 @@ test("entries of no page, out of order, overlapping, past the address space or i
   expect(refusal([[0x401000n, 1, 2]])).toMatch(/has flags 0x2/);
 });
 
+test("a post-copy image's lazy-only entries pass only when the restore is post-copy, and hold no page of the file", () => {
+  const map = pagemap(1, [
+    [0x401000n, 2],
+    [0x600000n, 256, 2],
+  ]);
+  expect(() => checkPagemap("pagemap-1.img", map)).toThrow(/entry 2 .* has flags 0x2/);
+  expect(checkPagemap("pagemap-1.img", map, true)).toEqual({ pagesFile: "pages-1.img", pages: 2 });
+  // Still refused: in a parent image, lazy and in a parent, overlapping.
+  expect(() => checkPagemap("pagemap-1.img", pagemap(1, [[0x401000n, 1, 1]]), true)).toThrow(/has flags 0x1/);
+  expect(() => checkPagemap("pagemap-1.img", pagemap(1, [[0x401000n, 1, 3]]), true)).toThrow(/has flags 0x3/);
+  expect(() =>
+    checkPagemap(
+      "pagemap-1.img",
+      pagemap(1, [
+        [0x401000n, 4, 2],
+        [0x402000n, 1],
+      ]),
+      true,
+    ),
+  ).toThrow(/overlaps/);
+});
+
 const dirs: string[] = [];
 afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });

@@ -50,10 +50,11 @@ export function decodePagemap(name: string, bytes: Uint8Array): PagemapRecord {
 
 /**
  * Check one pagemap file and return the pages file it names and how many
- * pages it says are there. Autopod dumps without a parent image and without
- * lazy pages, so every entry must be present in this image.
+ * pages it says are there. Autopod dumps without a parent image, and without
+ * lazy pages but for a post-copy migration's image (`allowLazy`), so every
+ * other entry must be present in this image.
  */
-export function checkPagemap(name: string, bytes: Uint8Array): { pagesFile: string; pages: number } {
+export function checkPagemap(name: string, bytes: Uint8Array, allowLazy = false): { pagesFile: string; pages: number } {
   const map = decodePagemap(name, bytes);
   let end = 0n;
   let pages = 0;
@@ -64,6 +65,8 @@ export function checkPagemap(name: string, bytes: Uint8Array): { pagesFile: stri
     if (e.vaddr < end) throw new CriuImageError(`${what} overlaps or comes before the entry ahead of it (which ends at 0x${end.toString(16)})`);
     end = e.vaddr + BigInt(e.nrPages) * BigInt(PAGE_SIZE);
     if (end > TASK_SIZE_MAX) throw new CriuImageError(`${what} ends past the user address space`);
+    // Post-copy: lazy only, the pages stay at the source until fetched; not in this image's pages file.
+    if (allowLazy && e.flags === PE_LAZY) continue;
     // Present (lazy or not: PE_LAZY marks pages a lazy restore may fetch late, and they are in the file too); never in a parent image.
     if ((e.flags & PE_PRESENT) === 0 || (e.flags & ~(PE_PRESENT | PE_LAZY)) !== 0) {
       throw new CriuImageError(`${what} has flags 0x${e.flags.toString(16)}; autopod's images hold every page themselves (present, not in a parent)`);

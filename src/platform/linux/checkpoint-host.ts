@@ -4,6 +4,7 @@ import type { CheckpointHost } from "../checkpoint-host.ts";
 import { cpuFlags } from "./cpu.ts";
 import { criuVersion } from "./criu.ts";
 import { findCriu } from "./criu-choose.ts";
+import { criuDumpLazy, criuLazyPages } from "./criu-lazy.ts";
 import { criuDump, criuRestore, removeNetworkLock } from "./criu-runner.ts";
 import { which } from "./exec.ts";
 import { lockNetwork, unlockNetwork, whyNoNftables } from "./netlock.ts";
@@ -58,6 +59,8 @@ export const linuxCheckpointHost: CheckpointHost = {
 
   dump: (o) => criuDump(o),
   restore: (o) => criuRestore(o),
+  dumpLazy: (o) => criuDumpLazy(o),
+  lazyPages: (o) => criuLazyPages(o),
 
   lockNetwork,
   unlockNetwork,

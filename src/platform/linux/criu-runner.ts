@@ -131,6 +131,8 @@ export function restoreArgv(o: RestoreOptions, netnsFd: number, pidFile: string,
   ];
   if (o.cgroup) argv.push("--manage-cgroups=ignore");
   if (o.leaveStopped) argv.push("--leave-stopped");
+  // Post-copy: the pages come from `criu lazy-pages` listening in the same work directory.
+  if (o.lazyPages) argv.push("--lazy-pages");
   argv.push(o.tcpEstablished ? "--tcp-established" : "--tcp-close");
   for (const m of o.externalMounts) argv.push("--external", `mnt[${m.key}]:${m.hostPath}`);
   return argv;
@@ -158,7 +160,7 @@ export const OUTPUT_GRACE_MS = 2000;
  * tasks kept the restore's answer waiting for good). So once CRIU has
  * exited, its output is read for OUTPUT_GRACE_MS more at most.
  */
-async function outputOf(proc: {
+export async function outputOf(proc: {
   stdout: ReadableStream<Uint8Array>;
   stderr: ReadableStream<Uint8Array>;
   exited: Promise<number>;
@@ -227,7 +229,7 @@ export function inCgroup(cgroup: string, argv: string[]): string[] {
   return joinCgroupsArgv([cgroup, ...siblingDirs(cgroup)], argv);
 }
 
-async function errorFrom(action: "dump" | "restore", exitCode: number, logFile: string, stderr: string): Promise<CriuError> {
+export async function errorFrom(action: "dump" | "restore", exitCode: number, logFile: string, stderr: string): Promise<CriuError> {
   const log = existsSync(logFile) ? readFileSync(logFile, "utf8") : stderr;
   let first = firstCriuError(log) || stderr.trim().split("\n").pop() || "";
   // On a full disk CRIU's own log is cut short: say what it could not.

@@ -32,6 +32,7 @@ function open() {
     lsetxattr: { args: [P, P, P, u64, i32], returns: i32 },
     memfd_create: { args: [P, u32], returns: i32 },
     socket: { args: [i32, i32, i32], returns: i32 },
+    connect: { args: [i32, P, u32], returns: i32 },
     sendto: { args: [i32, P, u64, i32, P, u32], returns: FFIType.i64 },
     close: { args: [i32], returns: i32 },
     setsockopt: { args: [i32, i32, i32, P, u32], returns: i32 },
@@ -131,6 +132,25 @@ export function pidfdOpen(pid: number): number | null {
   const e = errno();
   if (e === ESRCH) return null;
   throw new Errno("pidfd_open", e, String(pid));
+}
+
+const AF_UNIX = 1;
+const SOCK_STREAM_CLOEXEC = 1 | 0o2000000;
+
+/** A close-on-exec stream socket connected to the unix socket at `path` (at most 107 bytes); its fd, for a child to inherit. */
+export function connectUnix(path: string): number {
+  const bytes = Buffer.from(path);
+  if (bytes.byteLength > 107) throw new Errno("connect", 36, path);
+  const addr = Buffer.alloc(110);
+  addr.writeUInt16LE(AF_UNIX, 0);
+  bytes.copy(addr, 2);
+  const fd = check(libc().socket(AF_UNIX, SOCK_STREAM_CLOEXEC, 0), "socket(AF_UNIX)");
+  if (libc().connect(fd, ptr(addr), addr.byteLength) === -1) {
+    const e = errno();
+    libc().close(fd);
+    throw new Errno("connect", e, path);
+  }
+  return fd;
 }
 
 const EFD_CLOEXEC = 0o2000000;
