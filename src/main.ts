@@ -72,6 +72,11 @@ async function main(argv: string[]): Promise<number> {
     const { execInCgroup } = await import("./platform/linux/cgroup-exec.ts");
     return execInCgroup(argv.slice(1));
   }
+  if (argv[0] === "__migration-guard") {
+    // Beside a post-copy copy while its pages arrive (see migrate/guard.ts): acts if the agent dies.
+    const { migrationGuard } = await import("./migrate/guard.ts");
+    return migrationGuard(argv.slice(1));
+  }
   if (argv[0] === "agent") {
     const { runAgent } = await import("./agent/main.ts");
     return runAgent(argv.slice(1));

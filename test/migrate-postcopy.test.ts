@@ -9,6 +9,7 @@
  * running on the source only, and a retry succeeds.
  */
 import { afterAll, beforeAll, describe, expect } from "bun:test";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestCluster } from "./_cluster.ts";
 import type { TestHost } from "./_pods.ts";
@@ -98,6 +99,15 @@ async function clientReport(client: ReturnType<typeof startClient>) {
 async function whereIs(name: string): Promise<{ a: string | null; b: string | null }> {
   const on = async (h: TestHost) => (await h.pods()).find((p) => p.name === name)?.state ?? null;
   return { a: await on(a), b: await on(b) };
+}
+
+/** The process is gone, or a zombie nobody reaped yet (this VM's init reaps late). */
+function isGone(pid: number): boolean {
+  try {
+    return /^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+  } catch {
+    return true;
+  }
 }
 
 /** The counter's file has 1..n, each once, in order; and it still grows. */
@@ -236,9 +246,13 @@ describe("autopod migrate --mode postcopy", () => {
       try {
         const migrating = a.cli(["migrate", name, "--to", "b", "--mode", "postcopy", "--json"], 180_000);
         const release = await pausedInPull();
+        const copy = (await b.pod(name)).pid as number;
         b.agent!.kill("SIGKILL");
         await b.agent!.exited;
         b.agent = null;
+        // Its guard kills the copy at once (its pages would read as zeros now), while A still holds its own
+        // stopped: never two copies running. Without the guard it ran on until B's agent came back.
+        await waitUntil("B's copy killed by its guard while A still holds its own", async () => isGone(copy), 10_000);
         await release();
         r = await migrating;
         await b.startAgent(undefined, {}, FAILPOINTS);

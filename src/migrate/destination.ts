@@ -13,6 +13,7 @@ import { type CheckpointContext, claim, unlockAll } from "../checkpoint/checkpoi
 import { removeJournal } from "../checkpoint/journal.ts";
 import { checkRestore, materialize, prepareHost, restoreProcesses, startRestore, undoRestore } from "../checkpoint/restore.ts";
 import { AutopodError, ConflictError, errorMessage, InvalidArgumentError, NotFoundError } from "../errors.ts";
+import { MigrationGuard } from "./guard.ts";
 import { MIGRATION_DIR, readMigrationJournal, removeMigrationJournal, writeMigrationJournal } from "./journal.ts";
 import { childPath } from "../pods/child-path.ts";
 import { materializeTreeAsync, type StagedFile } from "../checkpoint/tree.ts";
@@ -67,6 +68,8 @@ interface Pulling {
   releaseMerging: () => void;
   bridge: PageBridge | null;
   criu: LazyCriu | null;
+  /** Kills (pages missing) or cuts off (all here) the copy if this agent dies before it settles it (guard.ts); null after a restart. */
+  guard: MigrationGuard | null;
   /** pulling: pages still arriving; pulled: all here, the commit awaited; isolated: unheard, its network locked while the source is asked. */
   state: "pulling" | "pulled" | "isolated";
   timer: ReturnType<typeof setTimeout> | null;
@@ -318,6 +321,7 @@ export class MigrationDestination {
     writeMigrationJournal(ctx.stateDir, { ...journal, phase: "restoring", pid: null });
     let pid: number | null = null;
     let criu: LazyCriu | null = null;
+    let guard: MigrationGuard | null = null;
     let isRunning = false;
     const bridge = new PageBridge(DEST_SILENT_MS, {
       onFailed: (why) => {
@@ -341,6 +345,8 @@ export class MigrationDestination {
       });
       criuSide.stop();
       pid = restored.pid;
+      // Before it runs: if this agent dies while pages are missing, the guard kills the copy.
+      guard = await MigrationGuard.start(pid, prepared.target.netnsPath);
       await placed.verified;
       run.phase("verify");
       if (bridge.isClosed) throw new Error("the page link failed during the restore");
@@ -364,6 +370,7 @@ export class MigrationDestination {
         releaseMerging,
         bridge,
         criu,
+        guard,
         state: "pulling",
         timer: null,
       };
@@ -387,6 +394,7 @@ export class MigrationDestination {
         ctx.host.killTree(pid);
         await ctx.host.waitGone(pid, 10_000);
       }
+      (guard as MigrationGuard | null)?.release();
       bridge.close();
       (criu as LazyCriu | null)?.kill();
       return await undoRestore(ctx, run, e);
@@ -407,6 +415,7 @@ export class MigrationDestination {
     const p = this.#pulling.get(id);
     if (p?.state !== "pulling") return;
     p.state = "pulled";
+    p.guard?.pulled();
     p.bridge?.sendDone(p.bridge.bytesIn);
     this.deps.ctx.log.info("every page of a migrating pod arrived", { pod: p.pod, id, bytes: p.bridge?.bytesIn });
     p.timer = setTimeout(() => void this.#isolate(id), ASK_AFTER_MS);
@@ -486,6 +495,7 @@ export class MigrationDestination {
 
   #releasePulling(p: Pulling): void {
     const { ctx } = this.deps;
+    p.guard?.release();
     p.bridge?.close();
     rmSync(p.tmp, { recursive: true, force: true });
     for (const r of p.rounds) if (ctx.catalogue.has(r)) ctx.catalogue.remove(r);
@@ -526,6 +536,7 @@ export class MigrationDestination {
       releaseMerging: () => {},
       bridge: null,
       criu: null,
+      guard: null,
       state: "pulled",
       timer: null,
     };

@@ -134,6 +134,16 @@ export function pidfdOpen(pid: number): number | null {
   throw new Errno("pidfd_open", e, String(pid));
 }
 
+const SYS_pidfd_send_signal = 424; // the same on x86-64 and arm64
+
+/** Sends `signal` to the process a pidfd names (never to another that took its pid); false when it is gone. */
+export function pidfdSendSignal(pidfd: number, signal: number): boolean {
+  if (libc().syscall(BigInt(SYS_pidfd_send_signal), BigInt(pidfd), BigInt(signal), 0n, 0n) === 0) return true;
+  const e = errno();
+  if (e === ESRCH) return false;
+  throw new Errno("pidfd_send_signal", e, String(pidfd));
+}
+
 const AF_UNIX = 1;
 const SOCK_STREAM_CLOEXEC = 1 | 0o2000000;
 
