@@ -2,7 +2,7 @@
 /**
  * Figures of live migration, as JSON on stdout:
  *   node_modules/.bin/bun bench/migrate.ts [--mib 1024] [--rate 1gbit] [--dirty-per-s 1]
- *     [--modes precopy,stop-and-copy]
+ *     [--modes precopy,stop-and-copy] [--logs DIR]
  * (root; uses dist/autopod: run `node_modules/.bin/bun build.ts` first).
  *
  * Hosts (network namespaces with their own agents) in the routed pod network,
@@ -18,7 +18,7 @@
  * round, total time, and the ratio of the gaps (stop-and-copy over precopy).
  * Everything made is removed at the end.
  */
-import { existsSync, readFileSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { TestCluster } from "../test/_cluster.ts";
 import type { TestHost } from "../test/_pods.ts";
@@ -34,6 +34,8 @@ const MIB = Number(arg("mib", "1024"));
 const RATE = arg("rate", "1gbit");
 const DIRTY_PER_S = Number(arg("dirty-per-s", "1"));
 const MODES = arg("modes", "precopy,stop-and-copy").split(",").filter(Boolean);
+/** Where to copy each agent's log before the hosts go ("": nowhere). */
+const LOGS = arg("logs", "");
 /** The JSON key of each mode's figures (kept from the bench's first form). */
 const KEYS: Record<string, string> = { precopy: "precopy", "stop-and-copy": "stopAndCopy" };
 const RATE_BYTES_PER_S = parseRate(RATE) / 8;
@@ -176,5 +178,9 @@ try {
   await where.host.cli(["rm", "--force", "mover"]);
 } finally {
   if (dirtier) clearInterval(dirtier);
+  if (LOGS) {
+    mkdirSync(LOGS, { recursive: true });
+    for (const [i, h] of lan.hosts.entries()) if (existsSync(join(h.dir, "agent.log"))) copyFileSync(join(h.dir, "agent.log"), join(LOGS, `${names[i]}.log`));
+  }
   await lan.dispose();
 }

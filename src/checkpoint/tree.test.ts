@@ -3,6 +3,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ChunkStore } from "../store/chunk-store.ts";
+import { ChunkWorkers } from "../store/chunk-workers.ts";
 import { CorruptChunkError } from "../store/errors.ts";
 import { toHex } from "../image/hash.ts";
 import { type FileEntry, InvalidManifestError, chunkCount, chunkHash } from "../image/manifest.ts";
@@ -363,6 +364,40 @@ describe("big CRIU files: adopted at capture, linked or copied in bulk at restor
     await materializeTreeAsync(second.entries, store, out5, { staged: linkedStage });
     expect(Buffer.compare(fs.readFileSync(path.join(out5, "pages-1.img")), Buffer.from(next))).toBe(0);
     expect(Buffer.compare(fs.readFileSync(path.join(linkedOut, "pages-1.img")), Buffer.from(data))).toBe(0);
+  });
+
+  test("a patched staged file is not read back whole: only the chunks written are checked, as they are written", async () => {
+    const src = path.join(tmp, "criu");
+    const data = criuDir(src);
+    const first = await capture(src);
+    const stageDir = path.join(tmp, "stage");
+    await materializeTreeAsync(first.entries, store, stageDir, { isPrivateCopy: true });
+    const next = new Uint8Array(data);
+    for (let p = 3; p < 2048; p += 200) next.set(randomBytes(4096), p * 4096);
+    fs.rmSync(path.join(src, "pages-1.img"));
+    fs.writeFileSync(path.join(src, "pages-1.img"), next);
+    const second = await capture(src, { entries: first.entries, isStored: () => true });
+    const staged = new Map(first.entries.filter((e) => e.type === "file").map((e) => [e.path, { path: path.join(stageDir, e.path), entry: e }] as const));
+    // Every file read back whole goes through hashFile: count them.
+    const shared = ChunkWorkers.shared();
+    const hashed: string[] = [];
+    const workers = new Proxy(shared, {
+      get(target, prop, receiver) {
+        if (prop === "hashFile") {
+          return (p: string, ...rest: unknown[]) => {
+            hashed.push(p);
+            return (target.hashFile as (...a: unknown[]) => unknown).call(target, p, ...rest);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const out = path.join(tmp, "patched");
+    const { verified } = await materializeTreeAsync(second.entries, store, out, { staged, deferLinkedChecks: true, workers });
+    await verified;
+    expect(hashed).toEqual([]);
+    expect(Buffer.compare(fs.readFileSync(path.join(out, "pages-1.img")), Buffer.from(next))).toBe(0);
   });
 
   test("a flipped bit in the adopted pack: the linked restore names the page's hash and the file, and leaves nothing", async () => {

@@ -208,12 +208,13 @@ async function precopy(
         shouldFreeze(
           rounds.map((r) => r.bytesSent),
           req.maxRounds,
-        )
+        ) &&
+        (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds))
       )
         break;
     } else {
       const predicted = predictFreezeMs(rounds);
-      if (predicted !== null && predicted <= max) break;
+      if (predicted !== null && predicted <= max && (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds))) break;
       if (rounds.length >= req.maxRounds) {
         throw new PreconditionError(
           `Cannot migrate pod "${name}" to "${req.to}" within ${max} ms of freeze: after ${rounds.length} round${rounds.length === 1 ? "" : "s"} the freeze would take about ${predicted ?? "an unknown number of"} ms (the last round's dump and capture, its ${rounds.at(-1)?.bytesSent ?? 0} bytes again, and a restore); the pod runs on here`,
@@ -263,6 +264,43 @@ async function precopy(
     });
   }
   return rounds;
+}
+
+/** A wait for the peer's staging longer than this sends one more round before the freeze (what the pod dirtied meanwhile). */
+export const STAGE_WAIT_REROUND_MS = 1000;
+/** The peer's staging is waited for at most this long in all (it makes a pod's base the first time: seconds to minutes). */
+export const STAGE_WAIT_MAX_MS = 300_000;
+
+/**
+ * Before the freeze: wait until the peer has made the last round's files (and the pod's base, on a
+ * pod's first visit), so that the freeze's restore only patches them. True: freeze now. False: the
+ * wait was long, so one more round goes first (unless the rounds are used up). A peer that cannot
+ * say, or that stays busy past STAGE_WAIT_MAX_MS, is not waited for (its restore writes the rest).
+ */
+async function isStagedInTime(
+  deps: SourceDeps,
+  peer: PeerMigrationClient,
+  id: string,
+  name: string,
+  rounds: readonly RoundReport[],
+  maxRounds: number,
+): Promise<boolean> {
+  if (rounds.length === 0) return true;
+  const t0 = performance.now();
+  for (;;) {
+    let state: string;
+    try {
+      state = await peer.migrationStaged(id);
+    } catch (e) {
+      deps.ctx.log.warn("could not ask the peer whether it staged the last round; freezing without waiting", { pod: name, error: errorMessage(e) });
+      return true;
+    }
+    const waitedMs = performance.now() - t0;
+    if (state === "pending" && waitedMs < STAGE_WAIT_MAX_MS) continue;
+    if (waitedMs > STAGE_WAIT_REROUND_MS)
+      deps.ctx.log.info("waited for the peer to stage the last round", { pod: name, state, waited_ms: Math.round(waitedMs) });
+    return waitedMs <= STAGE_WAIT_REROUND_MS || rounds.length >= maxRounds;
+  }
 }
 
 interface Handover {
