@@ -154,7 +154,13 @@ export async function startRedis(host: TestHost, name: string, rootfs: string): 
     "--logfile",
     "",
   ];
-  const r = await host.cli(["run", name, "--rootfs", rootfs, "--user", "redis", "--", "/usr/bin/redis-server", ...args]);
+  // The uid Debian's package gave the redis user in this root (autopod run takes numbers).
+  const entry = readFileSync(join(rootfs, "etc/passwd"), "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("redis:"));
+  const [, , uid, gid] = entry?.split(":") ?? [];
+  if (!uid || !gid) throw new Error(`The services root ${rootfs} has no redis user: rebuild it (scripts/make-services-rootfs.sh)`);
+  const r = await host.cli(["run", name, "--rootfs", rootfs, "--user", `${uid}:${gid}`, "--", "/usr/bin/redis-server", ...args]);
   if (r.exitCode !== 0) throw new Error(`autopod run ${name} failed: ${r.stderr}`);
   await waitFor(async () => (await redisCli(host, name, ["PING"])).stdout.trim() === "PONG", `redis-server in pod "${name}" never answered`, 60_000);
   return (await host.pod(name)).address.split("/")[0]!;

@@ -57,7 +57,7 @@ describe("nginx through autopod migrate", () => {
         await waitForProgress(async () => client.status()?.responses ?? 0, 200, "the HTTP client before the move");
         const report = JSON.parse(await a.ok(["migrate", "web", "--to", "b", "--json"], 180_000));
         expect(report.isResumeConfirmed).toBe(true);
-        freeze = `frozen ${report.freezeMs} ms (${JSON.stringify(report.freezePhases)}), ${report.rounds.length} rounds, `;
+        freeze = `frozen ${report.freezeMs} ms (${JSON.stringify(report.freezePhases)}; restore ${JSON.stringify(report.restorePhases)}), ${report.rounds.length} rounds, `;
         expect((await a.pods()).find((p) => p.name === "web")).toBeUndefined();
         expect((await b.pod("web")).state).toBe("running");
         const atMove = client.status()!.responses;
@@ -86,7 +86,7 @@ describe("redis-server through autopod migrate", () => {
         await waitForProgress(async () => client.status()?.acked ?? 0, 200, "the Redis client before the move");
         const report = JSON.parse(await a.ok(["migrate", "kv", "--to", "b", "--json"], 180_000));
         expect(report.isResumeConfirmed).toBe(true);
-        freeze = `frozen ${report.freezeMs} ms (${JSON.stringify(report.freezePhases)}), ${report.rounds.length} rounds, `;
+        freeze = `frozen ${report.freezeMs} ms (${JSON.stringify(report.freezePhases)}; restore ${JSON.stringify(report.restorePhases)}), ${report.rounds.length} rounds, `;
         expect((await a.pods()).find((p) => p.name === "kv")).toBeUndefined();
         expect((await b.pod("kv")).state).toBe("running");
         const atMove = client.status()!.acked;
