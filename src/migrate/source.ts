@@ -204,14 +204,7 @@ async function precopy(
   const max = req.maxDowntimeMs ?? null;
   for (;;) {
     if (max === null) {
-      if (
-        shouldFreeze(
-          rounds.map((r) => r.bytesSent),
-          req.maxRounds,
-        ) &&
-        (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds))
-      )
-        break;
+      if (shouldFreeze(rounds, req.maxRounds) && (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds))) break;
     } else {
       const predicted = predictFreezeMs(rounds);
       if (predicted !== null && predicted <= max && (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds))) break;
