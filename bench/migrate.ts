@@ -116,6 +116,7 @@ async function move(lan: TestCluster, to: string, ip: string, mode: string, wher
     tcpCostMs: Math.round(c.maxGapMs - r.freezeMs),
     freezePhases: r.freezePhases,
     restorePhases: r.restorePhases,
+    capturePhases: r.capturePhases,
     rounds: r.rounds,
     finalBytes: r.final.bytesSent,
     finalOverDirtied: dirtiedBeforeFinal ? round(r.final.bytesSent / dirtiedBeforeFinal, 3) : null,

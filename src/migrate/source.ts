@@ -86,6 +86,8 @@ export interface MigrateReport {
   freezePhases: Record<string, number>;
   /** The destination's restore, by phase. */
   restorePhases: Record<string, number>;
+  /** The final checkpoint here, by phase (checkpoint.ts's: dump, then files, base, images and commit, which are the freeze's capture). */
+  capturePhases: Record<string, number>;
   totalMs: number;
   bytesOffered: number;
   bytesSent: number;
@@ -334,17 +336,19 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
   let final: TransferReport | null = null;
   let restorePhases: Record<string, number> = {};
   try {
-    writeMigrationJournal(ctx.stateDir, { ...h.journal, phase: "frozen", pid: run.target.pid });
-    await failpoint("migrate.freezing");
-    onProgress({ phase: "freeze", message: `freezing pod "${name}"` });
-    const hashing = await dumpStopped(ctx, run);
-    mark = run.dumpStartedAt;
-    phase("dump");
-    await failpoint("migrate.frozen");
     const writer = ctx.store.writer(`migrate ${name}`);
     try {
-      const files = await captureFiles(run, writer);
+      // The base is read-only (the overlay's lower layer, never written): captured while the pod still
+      // runs, not in the freeze (walking a Debian root's thousands of files took hundreds of ms).
       const base = await captureBase(ctx, run, writer);
+      writeMigrationJournal(ctx.stateDir, { ...h.journal, phase: "frozen", pid: run.target.pid });
+      await failpoint("migrate.freezing");
+      onProgress({ phase: "freeze", message: `freezing pod "${name}"` });
+      const hashing = await dumpStopped(ctx, run);
+      mark = run.dumpStartedAt;
+      phase("dump");
+      await failpoint("migrate.frozen");
+      const files = await captureFiles(run, writer);
       const images = await captureImages(ctx, run, writer, hashing);
       await commitImage(ctx, run, writer, { ...files, base, ...images });
     } finally {
@@ -407,6 +411,7 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
     predictedFreezeMs: predictFreezeMs(h.rounds),
     freezePhases: phases,
     restorePhases,
+    capturePhases: run.phase.all,
     totalMs: Math.round(performance.now() - h.t0),
     bytesOffered,
     bytesSent,
