@@ -313,7 +313,7 @@ interface Handover {
 async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h: Handover, onProgress: (p: MigrationProgress) => void): Promise<MigrateReport> {
   const { ctx } = deps;
   const { id, name, req } = h;
-  const cpReq: CheckpointRequest = { leaveRunning: false, excludeVolumes: [] };
+  const cpReq: CheckpointRequest = { leaveRunning: false, excludeVolumes: [], isAfterRounds: h.rounds.length > 0 };
   const checked = await checkCheckpoint(ctx, name, cpReq);
   claim(ctx, name);
   const releaseMerging = ctx.store.holdMerging();
