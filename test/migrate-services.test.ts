@@ -8,7 +8,7 @@
  *   on B afterwards, read back with redis-cli, with no gap and no repeat.
  */
 import { afterAll, beforeAll, describe, expect } from "bun:test";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestCluster } from "./_cluster.ts";
@@ -58,6 +58,14 @@ describe("nginx through autopod migrate", () => {
         const report = JSON.parse(await a.ok(["migrate", "web", "--to", "b", "--json"], 180_000));
         expect(report.isResumeConfirmed).toBe(true);
         freeze = `frozen ${report.freezeMs} ms (${JSON.stringify(report.freezePhases)}; restore ${JSON.stringify(report.restorePhases)}), ${report.rounds.length} rounds, `;
+        // The pod's base (Debian's root) was made on B while the pod still ran on A (staged with round 1), and the freeze's
+        // restore did not wait for it (the source waits for the staging before it freezes).
+        const log = readFileSync(join(b.dir, "agent.log"), "utf8")
+          .split("\n")
+          .filter((l) => l.includes('"msg":"staged a migration round') || l.includes('"msg":"restoring a migrating pod'))
+          .map((l) => JSON.parse(l) as { msg: string; base_ms?: number; waited_ms?: number });
+        expect(log.some((l) => l.msg.startsWith("staged") && typeof l.base_ms === "number")).toBe(true);
+        expect(log.find((l) => l.msg.startsWith("restoring"))?.waited_ms).toBeLessThan(1000);
         expect((await a.pods()).find((p) => p.name === "web")).toBeUndefined();
         expect((await b.pod("web")).state).toBe("running");
         const atMove = client.status()!.responses;

@@ -204,12 +204,13 @@ async function precopy(
   const { ctx } = deps;
   const rounds: RoundReport[] = [];
   const max = req.maxDowntimeMs ?? null;
+  let staging: Promise<unknown> = Promise.resolve();
   for (;;) {
     if (max === null) {
-      if (shouldFreeze(rounds, req.maxRounds) && (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds))) break;
+      if (shouldFreeze(rounds, req.maxRounds) && (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds, staging))) break;
     } else {
       const predicted = predictFreezeMs(rounds);
-      if (predicted !== null && predicted <= max && (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds))) break;
+      if (predicted !== null && predicted <= max && (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds, staging))) break;
       if (rounds.length >= req.maxRounds) {
         throw new PreconditionError(
           `Cannot migrate pod "${name}" to "${req.to}" within ${max} ms of freeze: after ${rounds.length} round${rounds.length === 1 ? "" : "s"} the freeze would take about ${predicted ?? "an unknown number of"} ms (the last round's dump and capture, its ${rounds.at(-1)?.bytesSent ?? 0} bytes again, and a restore); the pod runs on here`,
@@ -236,7 +237,8 @@ async function precopy(
       release?.();
     }
     // The peer makes this round's files while the next round runs: the freeze writes only what changed since.
-    peer
+    // (Awaited before the peer is asked whether its staging is made: else it may answer for the round before.)
+    staging = peer
       .migrationStage(id, { pod: name, image: cp.id, source: deps.hostName() })
       .catch((e: unknown) => ctx.log.warn("the peer could not stage a round; its restore writes the files whole", { pod: name, error: errorMessage(e) }));
     const round: RoundReport = {
@@ -279,9 +281,11 @@ async function isStagedInTime(
   name: string,
   rounds: readonly RoundReport[],
   maxRounds: number,
+  staging: Promise<unknown>,
 ): Promise<boolean> {
   if (rounds.length === 0) return true;
   const t0 = performance.now();
+  await staging;
   for (;;) {
     let state: string;
     try {

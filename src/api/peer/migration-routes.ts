@@ -27,8 +27,8 @@ export const MIGRATION_RESTORE_TIMEOUT_MS = 600_000;
 /** Resume, abort and outcome answer at once. */
 const CONTROL_TIMEOUT_MS = 30_000;
 const MAX_BODY = 4096;
-/** How long a stage-state request waits for the staging under way: well within CONTROL_TIMEOUT_MS. */
-export const STAGE_WAIT_MS = 15_000;
+/** How long a stage-state request waits for the staging under way: well within the peer client's own timeout (PEER_CLIENT_TIMEOUT_MS, 10 s). */
+export const STAGE_WAIT_MS = 5_000;
 
 const RestoreBody = z
   .object({
