@@ -7,7 +7,7 @@ import { ChunkWorkers } from "../store/chunk-workers.ts";
 import { CorruptChunkError } from "../store/errors.ts";
 import { toHex } from "../image/hash.ts";
 import { type FileEntry, InvalidManifestError, chunkCount, chunkHash } from "../image/manifest.ts";
-import { captureTree, materializeTree, materializeTreeAsync, startRawPackChecks } from "./tree.ts";
+import { captureTree, materializeTree, materializeTreeAsync, materializeTreeYielding, startRawPackChecks, YIELD_EVERY_MS } from "./tree.ts";
 import { randomBytes } from "../image/testing.ts";
 import { describeTree } from "./_test-util.ts";
 
@@ -72,6 +72,32 @@ describe("captureTree and materializeTree", () => {
     expect(fs.statSync(path.join(dest, "pages-1.img")).blocks * 512).toBeLessThan(64 * 4096);
     w.close();
   });
+
+  test("materializeTreeYielding makes the same tree as materializeTree, letting timers run between files; never over an existing directory", async () => {
+    const src = path.join(tmp, "src");
+    fs.mkdirSync(src);
+    makeTree(src);
+    // Enough files that making them takes several turns of YIELD_EVERY_MS.
+    fs.mkdirSync(path.join(src, "many"));
+    for (let i = 0; i < 800; i++) fs.writeFileSync(path.join(src, "many", `f${i}`), `file ${i}\n`);
+    const w = store.writer();
+    const cap = await captureTree(src, w, { concurrency: 3 });
+    w.commit();
+    w.close();
+    const dest = path.join(tmp, "yielding");
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const t0 = performance.now();
+    const r = await materializeTreeYielding(cap.entries, store, dest);
+    const ms = performance.now() - t0;
+    clearInterval(timer);
+    expect(r.files).toBe(806);
+    expect(describeTree(dest)).toEqual(describeTree(src));
+    // Held the event loop in turns, not all along (only checked when it took long enough to need turns).
+    if (ms > 4 * YIELD_EVERY_MS) expect(ticks).toBeGreaterThan(0);
+    expect(fs.readdirSync(tmp).filter((n) => n.startsWith("yielding.partial-"))).toEqual([]);
+    await expect(materializeTreeYielding(cap.entries, store, dest)).rejects.toThrow("already exists");
+  }, 60_000);
 
   test("an unchanged tree is not read again (its earlier entries, chunks still stored); any change, or a chunk gone, reads it", async () => {
     const src = path.join(tmp, "base");
