@@ -205,12 +205,14 @@ async function precopy(
   const rounds: RoundReport[] = [];
   const max = req.maxDowntimeMs ?? null;
   let staging: Promise<unknown> = Promise.resolve();
+  // One extra round for a long wait at most: on a busy peer every stage is slow, and each round pauses the pod.
+  const stage = { isReRounded: false };
   for (;;) {
     if (max === null) {
-      if (shouldFreeze(rounds, req.maxRounds) && (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds, staging))) break;
+      if (shouldFreeze(rounds, req.maxRounds) && (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds, staging, stage))) break;
     } else {
       const predicted = predictFreezeMs(rounds);
-      if (predicted !== null && predicted <= max && (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds, staging))) break;
+      if (predicted !== null && predicted <= max && (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds, staging, stage))) break;
       if (rounds.length >= req.maxRounds) {
         throw new PreconditionError(
           `Cannot migrate pod "${name}" to "${req.to}" within ${max} ms of freeze: after ${rounds.length} round${rounds.length === 1 ? "" : "s"} the freeze would take about ${predicted ?? "an unknown number of"} ms (the last round's dump and capture, its ${rounds.at(-1)?.bytesSent ?? 0} bytes again, and a restore); the pod runs on here`,
@@ -263,7 +265,7 @@ async function precopy(
   return rounds;
 }
 
-/** A wait for the peer's staging longer than this sends one more round before the freeze (what the pod dirtied meanwhile). */
+/** A wait for the peer's staging longer than this sends one more round before the freeze (what the pod dirtied meanwhile), once per migration. */
 export const STAGE_WAIT_REROUND_MS = 1000;
 /** The peer's staging is waited for at most this long in all (it makes a pod's base the first time: seconds to minutes). */
 export const STAGE_WAIT_MAX_MS = 300_000;
@@ -271,7 +273,8 @@ export const STAGE_WAIT_MAX_MS = 300_000;
 /**
  * Before the freeze: wait until the peer has made the last round's files (and the pod's base, on a
  * pod's first visit), so that the freeze's restore only patches them. True: freeze now. False: the
- * wait was long, so one more round goes first (unless the rounds are used up). A peer that cannot
+ * wait was long, so one more round goes first (unless the rounds are used up, or one went already:
+ * on a busy peer every stage is slow, and under load each round paused the pod for seconds). A peer that cannot
  * say, or that stays busy past STAGE_WAIT_MAX_MS, is not waited for (its restore writes the rest).
  */
 async function isStagedInTime(
@@ -282,6 +285,7 @@ async function isStagedInTime(
   rounds: readonly RoundReport[],
   maxRounds: number,
   staging: Promise<unknown>,
+  stage: { isReRounded: boolean },
 ): Promise<boolean> {
   if (rounds.length === 0) return true;
   const t0 = performance.now();
@@ -298,7 +302,9 @@ async function isStagedInTime(
     if (state === "pending" && waitedMs < STAGE_WAIT_MAX_MS) continue;
     if (waitedMs > STAGE_WAIT_REROUND_MS)
       deps.ctx.log.info("waited for the peer to stage the last round", { pod: name, state, waited_ms: Math.round(waitedMs) });
-    return waitedMs <= STAGE_WAIT_REROUND_MS || rounds.length >= maxRounds;
+    if (waitedMs <= STAGE_WAIT_REROUND_MS || rounds.length >= maxRounds || stage.isReRounded) return true;
+    stage.isReRounded = true;
+    return false;
   }
 }
 
