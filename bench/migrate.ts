@@ -95,7 +95,11 @@ async function move(lan: TestCluster, to: string, ip: string, mode: string, wher
   await Bun.sleep(2000);
   const loadAverageBefore = loadAverage();
   const t0 = performance.now();
-  const out = await from.ok(["migrate", "mover", "--to", to, "--mode", mode, "--json"], 1_800_000);
+  // A failed move ends the bench: its client must not outlive it.
+  const out = await from.ok(["migrate", "mover", "--to", to, "--mode", mode, "--json"], 1_800_000).catch((e: unknown) => {
+    client.kill("SIGKILL");
+    throw e;
+  });
   const wallMs = Math.round(performance.now() - t0);
   where.host = lan.hosts[names.indexOf(to)]!;
   await Bun.sleep(SETTLE_MS);
