@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # make-services-rootfs.sh DIR — build a root file system for pods that run real
 # services, from Debian's own packages: `debootstrap --variant=minbase` of the
-# machine's Debian release, then nginx-light and mariadb-server installed into
-# it with apt-get (their maintainer scripts run, so www-data and mysql exist and
+# machine's Debian release, then nginx-light, mariadb-server and redis-server installed into
+# it with apt-get (their maintainer scripts run, so www-data, mysql and redis exist and
 # /var/lib/mysql holds an initialised data directory), then apt's caches and
 # source list removed. The mirror is the machine's own Debian entry (read from
 # /etc/apt, never written here).
@@ -13,7 +13,7 @@
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C
 
-PACKAGES=(nginx-light mariadb-server)
+PACKAGES=(nginx-light mariadb-server redis-server)
 log() { printf 'make-services-rootfs: %s\n' "$*" >&2; }
 die() { printf 'make-services-rootfs: error: %s\n' "$*" >&2; exit 1; }
 

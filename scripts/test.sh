@@ -69,7 +69,7 @@ fi
 export AUTOPOD_TEST_ROOTFS="$ROOT/.cache/rootfs"
 
 if [ "$(id -u)" -eq 0 ]; then
-  # Real services (nginx, MariaDB) from Debian's packages: debootstrap plus apt-get, about 5 minutes the first time.
+  # Real services (nginx, MariaDB, Redis) from Debian's packages: debootstrap plus apt-get, about 5 minutes the first time.
   log "building the services root file system (test/services.test.ts)"
   bash scripts/make-services-rootfs.sh "$ROOT/.cache/services-rootfs"
   export AUTOPOD_TEST_SERVICES_ROOTFS="$ROOT/.cache/services-rootfs"

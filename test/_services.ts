@@ -1,6 +1,6 @@
 /**
  * Real services in pods, for test/services.test.ts and bench/services.ts: a pod root built from
- * Debian's packages (scripts/make-services-rootfs.sh), nginx and MariaDB configured to run there,
+ * Debian's packages (scripts/make-services-rootfs.sh), nginx, MariaDB and Redis configured to run there,
  * and clients that work against them through a checkpoint and restore.
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { BUN, REPO } from "./_support.ts";
 import type { TestHost } from "./_pods.ts";
 
-/** The services root (debootstrap minbase, nginx-light, mariadb-server), built when missing (about 5 minutes). */
+/** The services root (debootstrap minbase, nginx-light, mariadb-server, redis-server), built when missing (about 5 minutes). */
 export function servicesRootfs(): string {
   const dir = process.env.AUTOPOD_TEST_SERVICES_ROOTFS ?? join(REPO, ".cache/services-rootfs");
   if (!existsSync(join(dir, ".autopod-services"))) {
@@ -130,6 +130,82 @@ export function longestGapMs(xs: Array<{ at: number }>): number {
   let gap = 0;
   for (let i = 1; i < xs.length; i++) gap = Math.max(gap, (xs[i]!.at - xs[i - 1]!.at) * 1000);
   return Math.round(gap);
+}
+
+/**
+ * Debian's redis-server as Debian runs it: as its own user (redis), data in /var/lib/redis, here
+ * listening on the pod's address with no persistence (what is acknowledged lives in memory only,
+ * so only the migration keeps it). Waits until it answers; returns the pod's address.
+ */
+export async function startRedis(host: TestHost, name: string, rootfs: string): Promise<string> {
+  const args = [
+    "--bind",
+    "0.0.0.0",
+    "--protected-mode",
+    "no",
+    "--port",
+    "6379",
+    "--save",
+    "",
+    "--appendonly",
+    "no",
+    "--dir",
+    "/var/lib/redis",
+    "--logfile",
+    "",
+  ];
+  // The uid Debian's package gave the redis user in this root (autopod run takes numbers).
+  const entry = readFileSync(join(rootfs, "etc/passwd"), "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("redis:"));
+  const [, , uid, gid] = entry?.split(":") ?? [];
+  if (!uid || !gid) throw new Error(`The services root ${rootfs} has no redis user: rebuild it (scripts/make-services-rootfs.sh)`);
+  const r = await host.cli(["run", name, "--rootfs", rootfs, "--user", `${uid}:${gid}`, "--", "/usr/bin/redis-server", ...args]);
+  if (r.exitCode !== 0) throw new Error(`autopod run ${name} failed: ${r.stderr}`);
+  await waitFor(async () => (await redisCli(host, name, ["PING"])).stdout.trim() === "PONG", `redis-server in pod "${name}" never answered`, 60_000);
+  return (await host.pod(name)).address.split("/")[0]!;
+}
+
+/** Debian's redis-cli, run in the pod (`autopod exec`): one command, its raw output. */
+export function redisCli(host: TestHost, pod: string, command: string[]): ReturnType<TestHost["cli"]> {
+  return host.cli(["exec", pod, "--", "/usr/bin/redis-cli", "--raw", ...command]);
+}
+
+/** The Redis client (test/fixtures/redis-client.ts), started in `netns`, pushing 1, 2, 3, ... to list `key`; `status()` reads its progress. */
+export function startRedisClient(netns: string, dir: string, ip: string, key: string): RedisClient {
+  const statusFile = join(dir, `redis-client-${ip}-${Date.now()}.json`);
+  const proc = Bun.spawn(["nsenter", `--net=/run/netns/${netns}`, "--", BUN, join(REPO, "test/fixtures/redis-client.ts"), ip, "6379", key, statusFile], {
+    stdout: "pipe",
+    stderr: "pipe",
+  });
+  const status = () => {
+    try {
+      return JSON.parse(readFileSync(statusFile, "utf8")) as RedisClientReport;
+    } catch {
+      return null;
+    }
+  };
+  return { proc, status };
+}
+
+export interface RedisClient {
+  proc: ReturnType<typeof Bun.spawn>;
+  status(): RedisClientReport | null;
+}
+
+export interface RedisClientReport {
+  open: boolean;
+  /** The last value the server acknowledged (it answered with the list's length, equal to it). */
+  acked: number;
+  maxGapMs: number;
+  errors: string[];
+}
+
+/** Stop the Redis client (its write in flight answered first) and read its report. */
+export async function stopRedisClient(client: RedisClient): Promise<RedisClientReport> {
+  client.proc.kill("SIGTERM");
+  const out = await new Response(client.proc.stdout as ReadableStream).text();
+  return JSON.parse(out.trim()) as RedisClientReport;
 }
 
 /** The HTTP keep-alive client (test/fixtures/http-keepalive-client.ts), started in the host's namespace; `status()` reads its progress. */

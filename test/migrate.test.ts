@@ -114,6 +114,8 @@ describe("autopod migrate", () => {
         if (process.env.MIGRATE_DEBUG) console.error("there", Math.round(performance.now() - t0), JSON.stringify(there));
         expect(there.rounds.length).toBeGreaterThanOrEqual(1);
         expect(there.isResumeConfirmed).toBe(true);
+        // The base (read-only) is captured while the pod still runs, before the dump: never inside the freeze.
+        expect(Object.keys(there.capturePhases).indexOf("base")).toBeLessThan(Object.keys(there.capturePhases).indexOf("dump"));
         expect(await whereIs(name)).toEqual({ a: null, b: "running" });
         expect((await b.pod(name)).address).toBe(`${ip}/32`);
         await Bun.sleep(1000);

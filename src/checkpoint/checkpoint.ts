@@ -48,6 +48,11 @@ export interface CheckpointRequest {
    * after, while the pod runs, so the image is only a source of chunks, never restored.
    */
   isPrecopyRound?: boolean;
+  /**
+   * A migration's freeze after pre-copy rounds: most pages are stored already, so the page
+   * images are hashed as CRIU writes them but not written ahead to disk (PageTail).
+   */
+  isAfterRounds?: boolean;
 }
 
 export interface CheckpointResult {
@@ -261,7 +266,7 @@ export async function dumpStopped(
   // kernel acknowledged after the dump would be missing from the image.
   if (!req.leaveRunning) await host.lockNetwork(target.netnsPath);
   // A stopping pod's pages are hashed as CRIU writes them (a pod left running has its pages hashed after it goes on).
-  const tail = new PageTail(imagesDir, { isOn: !req.leaveRunning && ctx.isPageTailOn !== false });
+  const tail = new PageTail(imagesDir, { isOn: !req.leaveRunning && ctx.isPageTailOn !== false, isWriteBehindOn: req.isAfterRounds !== true });
   run.progress?.phase("dumping", () => tail.hashedBytes);
   const dumpOptions = {
     criu: run.criu.path,

@@ -72,6 +72,37 @@ describe("PageTail", () => {
     expect((await results.get("pages-3.img")!).size).toBe(0);
   });
 
+  test("page images are written ahead to disk by default, and only hashed with isWriteBehindOn false", async () => {
+    const counted = (isWriteBehindOn?: boolean) => {
+      const calls: string[] = [];
+      const spy = new Proxy(workers, {
+        get(target, prop) {
+          if (prop === "writeBehind") {
+            return (file: string) => {
+              calls.push(path.basename(file));
+              return target.writeBehind(file);
+            };
+          }
+          const v = Reflect.get(target, prop, target);
+          return typeof v === "function" ? v.bind(target) : v;
+        },
+      });
+      return { calls, tail: new PageTail(dir, { workers: spy, isOn: true, ...(isWriteBehindOn === undefined ? {} : { isWriteBehindOn }) }) };
+    };
+    const ahead = counted();
+    fs.writeFileSync(path.join(dir, "pages-1.img"), pages(10));
+    const r1 = ahead.tail.finish();
+    expect(ahead.calls).toEqual(["pages-1.img"]);
+    await r1.get("pages-1.img");
+    fs.rmSync(path.join(dir, "pages-1.img"));
+    const hashOnly = counted(false);
+    const data = pages(10);
+    fs.writeFileSync(path.join(dir, "pages-1.img"), data);
+    const r2 = hashOnly.tail.finish();
+    expect(hashOnly.calls).toEqual([]);
+    expect((await r2.get("pages-1.img")!).size).toBe(data.length);
+  });
+
   test("a file's end is where it is when finish() is called, not where it was last seen", async () => {
     const tail = new PageTail(dir, { workers, isOn: true });
     const f = path.join(dir, "pages-7.img");

@@ -34,11 +34,19 @@ export class PageTail {
   #isOver = false;
   readonly #isOn: boolean;
 
-  /** Start watching `dir` (CRIU's empty image directory) for page images; with `isOn` false, do nothing. */
-  constructor(dir: string, options: { isOn?: boolean; workers?: ChunkWorkers } = {}) {
+  readonly #isWriteBehindOn: boolean;
+
+  /**
+   * Start watching `dir` (CRIU's empty image directory) for page images; with `isOn` false, do nothing.
+   * `isWriteBehindOn` false: the pages are only hashed, not written ahead (most of them are stored
+   * already, as in a migration's freeze after its rounds: the file goes once its few new chunks are
+   * stored, and writing it ahead would put a whole pod's memory on the disk inside the freeze).
+   */
+  constructor(dir: string, options: { isOn?: boolean; isWriteBehindOn?: boolean; workers?: ChunkWorkers } = {}) {
     this.#dir = dir;
     this.#workers = options.workers ?? ChunkWorkers.shared();
     this.#isOn = options.isOn !== false;
+    this.#isWriteBehindOn = options.isWriteBehindOn !== false;
     if (!this.#isOn) {
       this.#isOver = true;
       return;
@@ -112,7 +120,7 @@ export class PageTail {
       if (!PAGES.test(name) || this.#files.has(name)) continue;
       const file = path.join(this.#dir, name);
       this.#files.set(name, this.#workers.hashGrowingFile(file, PAGE_SIZE));
-      this.#writing.push(this.#workers.writeBehind(file));
+      if (this.#isWriteBehindOn) this.#writing.push(this.#workers.writeBehind(file));
     }
   }
 }

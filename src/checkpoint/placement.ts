@@ -13,7 +13,7 @@ import type { PodRecord } from "../pods/pod.ts";
 import type { ChunkStore } from "../store/chunk-store.ts";
 import type { ManifestPodSpec } from "./manifest-pod.ts";
 import type { FileEntry, Manifest } from "../image/manifest.ts";
-import { materializeTree } from "./tree.ts";
+import { materializeTree, materializeTreeYielding } from "./tree.ts";
 
 /**
  * An excluded (shared-storage) volume named by an image from elsewhere: an existing directory,
@@ -53,11 +53,7 @@ export function baseFor(o: PlacementContext, m: Manifest, spec: ManifestPodSpec,
     return recorded;
   }
   if (isLocal && recorded && existsSync(recorded) && sameTree(recorded, m.base)) return recorded;
-  const key = new Bun.CryptoHasher("sha256")
-    .update(JSON.stringify(m.base.map((e) => [e.path, e.type, e.size, e.mode, Buffer.from(e.chunks).toString("hex"), e.target ?? ""])))
-    .digest("hex")
-    .slice(0, 16);
-  const dir = join(o.stateDir, "bases", key);
+  const dir = baseCopyDir(o, m.base);
   if (!existsSync(dir)) {
     mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
     materializeTree(m.base, o.store, join(tmp, "base"));
@@ -66,6 +62,34 @@ export function baseFor(o: PlacementContext, m: Manifest, spec: ManifestPodSpec,
   const why = !isLocal ? "comes from another host" : recorded && existsSync(recorded) ? "differs here" : "is not on this host";
   notes.push(`base root file system "${recorded}" ${why}: using the image's copy at ${dir}`);
   return dir;
+}
+
+/** Where baseFor keeps its copy of a base (by the base's contents, so pods and images with the same base share it). */
+export function baseCopyDir(o: PlacementContext, base: readonly FileEntry[]): string {
+  const key = new Bun.CryptoHasher("sha256")
+    .update(JSON.stringify(base.map((e) => [e.path, e.type, e.size, e.mode, Buffer.from(e.chunks).toString("hex"), e.target ?? ""])))
+    .digest("hex")
+    .slice(0, 16);
+  return join(o.stateDir, "bases", key);
+}
+
+/**
+ * Make baseFor's copy of `base` ahead of a restore (a migration's destination, while the pod still
+ * runs at its source: else the first move of a pod makes it inside the freeze), without holding the
+ * event loop. True when it made it; false when it was there already.
+ */
+export async function stageBaseCopy(o: PlacementContext, base: readonly FileEntry[]): Promise<boolean> {
+  const dir = baseCopyDir(o, base);
+  if (existsSync(dir)) return false;
+  mkdirSync(dirname(dir), { recursive: true, mode: 0o700 });
+  try {
+    await materializeTreeYielding(base, o.store, dir);
+  } catch (e) {
+    // Made meanwhile by another restore of the same base: that copy serves.
+    if (existsSync(dir)) return false;
+    throw e;
+  }
+  return true;
 }
 
 /** Where a restored volume lives: its recorded directory when it is missing, empty or unchanged; else a fresh one beside the pod. */

@@ -3,10 +3,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { ChunkStore } from "../store/chunk-store.ts";
+import { ChunkWorkers } from "../store/chunk-workers.ts";
 import { CorruptChunkError } from "../store/errors.ts";
 import { toHex } from "../image/hash.ts";
 import { type FileEntry, InvalidManifestError, chunkCount, chunkHash } from "../image/manifest.ts";
-import { captureTree, materializeTree, materializeTreeAsync, startRawPackChecks } from "./tree.ts";
+import { captureTree, materializeTree, materializeTreeAsync, materializeTreeYielding, startRawPackChecks, YIELD_EVERY_MS } from "./tree.ts";
 import { randomBytes } from "../image/testing.ts";
 import { describeTree } from "./_test-util.ts";
 
@@ -71,6 +72,32 @@ describe("captureTree and materializeTree", () => {
     expect(fs.statSync(path.join(dest, "pages-1.img")).blocks * 512).toBeLessThan(64 * 4096);
     w.close();
   });
+
+  test("materializeTreeYielding makes the same tree as materializeTree, letting timers run between files; never over an existing directory", async () => {
+    const src = path.join(tmp, "src");
+    fs.mkdirSync(src);
+    makeTree(src);
+    // Enough files that making them takes several turns of YIELD_EVERY_MS.
+    fs.mkdirSync(path.join(src, "many"));
+    for (let i = 0; i < 800; i++) fs.writeFileSync(path.join(src, "many", `f${i}`), `file ${i}\n`);
+    const w = store.writer();
+    const cap = await captureTree(src, w, { concurrency: 3 });
+    w.commit();
+    w.close();
+    const dest = path.join(tmp, "yielding");
+    let ticks = 0;
+    const timer = setInterval(() => ticks++, 1);
+    const t0 = performance.now();
+    const r = await materializeTreeYielding(cap.entries, store, dest);
+    const ms = performance.now() - t0;
+    clearInterval(timer);
+    expect(r.files).toBe(806);
+    expect(describeTree(dest)).toEqual(describeTree(src));
+    // Held the event loop in turns, not all along (only checked when it took long enough to need turns).
+    if (ms > 4 * YIELD_EVERY_MS) expect(ticks).toBeGreaterThan(0);
+    expect(fs.readdirSync(tmp).filter((n) => n.startsWith("yielding.partial-"))).toEqual([]);
+    await expect(materializeTreeYielding(cap.entries, store, dest)).rejects.toThrow("already exists");
+  }, 60_000);
 
   test("an unchanged tree is not read again (its earlier entries, chunks still stored); any change, or a chunk gone, reads it", async () => {
     const src = path.join(tmp, "base");
@@ -363,6 +390,40 @@ describe("big CRIU files: adopted at capture, linked or copied in bulk at restor
     await materializeTreeAsync(second.entries, store, out5, { staged: linkedStage });
     expect(Buffer.compare(fs.readFileSync(path.join(out5, "pages-1.img")), Buffer.from(next))).toBe(0);
     expect(Buffer.compare(fs.readFileSync(path.join(linkedOut, "pages-1.img")), Buffer.from(data))).toBe(0);
+  });
+
+  test("a patched staged file is not read back whole: only the chunks written are checked, as they are written", async () => {
+    const src = path.join(tmp, "criu");
+    const data = criuDir(src);
+    const first = await capture(src);
+    const stageDir = path.join(tmp, "stage");
+    await materializeTreeAsync(first.entries, store, stageDir, { isPrivateCopy: true });
+    const next = new Uint8Array(data);
+    for (let p = 3; p < 2048; p += 200) next.set(randomBytes(4096), p * 4096);
+    fs.rmSync(path.join(src, "pages-1.img"));
+    fs.writeFileSync(path.join(src, "pages-1.img"), next);
+    const second = await capture(src, { entries: first.entries, isStored: () => true });
+    const staged = new Map(first.entries.filter((e) => e.type === "file").map((e) => [e.path, { path: path.join(stageDir, e.path), entry: e }] as const));
+    // Every file read back whole goes through hashFile: count them.
+    const shared = ChunkWorkers.shared();
+    const hashed: string[] = [];
+    const workers = new Proxy(shared, {
+      get(target, prop, receiver) {
+        if (prop === "hashFile") {
+          return (p: string, ...rest: unknown[]) => {
+            hashed.push(p);
+            return (target.hashFile as (...a: unknown[]) => unknown).call(target, p, ...rest);
+          };
+        }
+        const v = Reflect.get(target, prop, receiver);
+        return typeof v === "function" ? v.bind(target) : v;
+      },
+    });
+    const out = path.join(tmp, "patched");
+    const { verified } = await materializeTreeAsync(second.entries, store, out, { staged, deferLinkedChecks: true, workers });
+    await verified;
+    expect(hashed).toEqual([]);
+    expect(Buffer.compare(fs.readFileSync(path.join(out, "pages-1.img")), Buffer.from(next))).toBe(0);
   });
 
   test("a flipped bit in the adopted pack: the linked restore names the page's hash and the file, and leaves nothing", async () => {

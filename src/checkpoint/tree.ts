@@ -280,7 +280,10 @@ export interface MaterializeOptions {
   /**
    * materializeTreeAsync: big files made earlier from another image of the same paths (a migration's
    * last pre-copy round, staged before the freeze), by path. Such a file is taken over (renamed) and
-   * only the chunks that differ are written; it is then checked whole like a linked file.
+   * only the chunks that differ are written, each checked as it is (copyVerified). It is not read back
+   * whole: every other chunk of it was checked the same way when it was staged, and it never left
+   * the agent's own directory (nlink 1, never a store's pack); reading 1 GiB back inside a freeze,
+   * beside CRIU's restore on the same cores, cost more than the restore itself.
    */
   staged?: ReadonlyMap<string, StagedFile>;
   /** materializeTreeAsync: copy every big file, never link one to the store (a file to be staged, and patched later). */
@@ -416,6 +419,40 @@ export async function materializeTreeAsync(
   }
 }
 
+/**
+ * materializeTree without holding the event loop: between files it lets others run at least every
+ * YIELD_EVERY_MS (a migration's destination makes a pod's base this way while it also receives the
+ * next pre-copy round and answers the source's health checks).
+ */
+export async function materializeTreeYielding(entries: readonly FileEntry[], source: ChunkSource, destDir: string): Promise<MaterializeResult> {
+  checkEntries(entries as FileEntry[], "tree");
+  const shouldChown = process.getuid?.() === 0;
+  const dest = path.resolve(destDir);
+  if (fs.existsSync(dest) || isDanglingLink(dest)) throw new AlreadyExistsError(`Cannot materialize into "${dest}": it already exists`);
+  const tmp = fs.mkdtempSync(`${dest}.partial-`);
+  try {
+    const steps = buildSteps(entries, source, tmp, shouldChown, false);
+    let since = performance.now();
+    for (;;) {
+      const r = steps.next();
+      if (r.done) {
+        fs.renameSync(tmp, dest);
+        return r.value;
+      }
+      if (performance.now() - since >= YIELD_EVERY_MS) {
+        await Bun.sleep(0);
+        since = performance.now();
+      }
+    }
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+}
+
+/** materializeTreeYielding holds the event loop at most about this long at a time. */
+export const YIELD_EVERY_MS = 20;
+
 /** Every chunk of a file read back from disk against the manifest. */
 async function checkFile(e: FileEntry, p: string, workers: ChunkWorkers, threads?: number): Promise<void> {
   checkHashes(e, await workers.hashFile(p, e.chunkSize, threads));
@@ -436,9 +473,9 @@ function takeStaged(s: StagedFile | undefined, e: FileEntry, p: string): FileEnt
 }
 
 /**
- * Make one big file: copied and checked (null), or linked to a raw pack (that pack's path), or patched
- * from `old` (a staged file already at `p`, made from that entry: only the chunks that differ are
- * written; `p`). Not null: its chunks are still to check.
+ * Make one big file: copied and checked (null), or linked to a raw pack (that pack's path, still to
+ * check), or patched from `old` (a staged file already at `p`, made from that entry: only the chunks
+ * that differ are written, and checked as they are; null).
  */
 async function writeBulkFile(
   e: FileEntry,
@@ -519,7 +556,7 @@ async function writeBulkFile(
   } finally {
     fs.closeSync(fd);
   }
-  return old !== null ? p : null;
+  return null;
 }
 
 /** A bulk copy run reads at most this much at once. */
@@ -560,6 +597,22 @@ function build(
   isDurable: boolean,
   done?: ReadonlySet<string>,
 ): MaterializeResult {
+  const steps = buildSteps(entries, source, root, shouldChown, isDurable, done);
+  for (;;) {
+    const r = steps.next();
+    if (r.done) return r.value;
+  }
+}
+
+/** build, as steps: it yields after each file written, so an async caller can let others run between them. */
+function* buildSteps(
+  entries: readonly FileEntry[],
+  source: ChunkSource,
+  root: string,
+  shouldChown: boolean,
+  isDurable: boolean,
+  done?: ReadonlySet<string>,
+): Generator<void, MaterializeResult, void> {
   const sorted = [...entries].sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
   const at = (p: string) => (p === "." ? root : path.join(root, p));
   // Paths were checked (relative, no "..", none under a non-directory), no
@@ -575,6 +628,7 @@ function build(
     if (!done?.has(e.path)) {
       fs.mkdirSync(path.dirname(at(e.path)), { recursive: true, mode: 0o755 });
       writeFile(e, source, at(e.path), shouldChown, isDurable);
+      yield;
     }
     files++;
     bytes += e.size;

@@ -11,13 +11,14 @@ import { join } from "node:path";
 import { failpoint } from "../debug/failpoints.ts";
 import { type CheckpointContext, claim, unlockAll } from "../checkpoint/checkpointer.ts";
 import { removeJournal } from "../checkpoint/journal.ts";
+import { stageBaseCopy } from "../checkpoint/placement.ts";
 import { checkRestore, materialize, prepareHost, restoreProcesses, startRestore, undoRestore } from "../checkpoint/restore.ts";
 import { AutopodError, ConflictError, errorMessage, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { MigrationGuard } from "./guard.ts";
 import { MIGRATION_DIR, readMigrationJournal, removeMigrationJournal, writeMigrationJournal } from "./journal.ts";
 import { childPath } from "../pods/child-path.ts";
 import { materializeTreeAsync, type StagedFile } from "../checkpoint/tree.ts";
-import type { HeldRestore, MigrationClaim, MigrationRestoreRequest, MigrationStageRequest, PeerMigrationClients } from "./peer.ts";
+import type { HeldRestore, MigrationClaim, MigrationRestoreRequest, MigrationStageRequest, PeerMigrationClients, StageState } from "./peer.ts";
 import { listenForCriu, PageBridge } from "./page-link.ts";
 import type { LazyCriu } from "../platform/checkpoint-host.ts";
 
@@ -120,17 +121,31 @@ export class MigrationDestination {
     const previous = this.#stages.get(id);
     const dir = childPath(ctx.stateDir, MIGRATION_DIR, `${id}.stage-${Date.now()}`);
     const made = (async () => {
-      await previous?.made;
-      if (previous) rmSync(previous.dir, { recursive: true, force: true });
-      const manifest = ctx.catalogue.manifest(req.image);
-      if (manifest.pod.name !== req.pod) throw new InvalidArgumentError(`Image ${req.image.slice(0, 12)} is pod "${manifest.pod.name}", not "${req.pod}"`);
-      const t0 = performance.now();
-      mkdirSync(join(ctx.stateDir, MIGRATION_DIR), { recursive: true, mode: 0o700 });
-      await materializeTreeAsync(manifest.criu, ctx.store, dir, { isPrivateCopy: true });
-      const files = new Map<string, StagedFile>();
-      for (const e of manifest.criu) if (e.type === "file") files.set(e.path, { path: join(dir, e.path), entry: e });
-      ctx.log.info("staged a migration round's files", { id, pod: req.pod, image: req.image.slice(0, 12), ms: Math.round(performance.now() - t0) });
-      return files;
+      // The previous round's files are patched into this round's (only what changed is written), not made again.
+      const before = (await previous?.made) ?? undefined;
+      try {
+        const manifest = ctx.catalogue.manifest(req.image);
+        if (manifest.pod.name !== req.pod) throw new InvalidArgumentError(`Image ${req.image.slice(0, 12)} is pod "${manifest.pod.name}", not "${req.pod}"`);
+        const t0 = performance.now();
+        mkdirSync(join(ctx.stateDir, MIGRATION_DIR), { recursive: true, mode: 0o700 });
+        await materializeTreeAsync(manifest.criu, ctx.store, dir, { isPrivateCopy: true, staged: before });
+        const files = new Map<string, StagedFile>();
+        for (const e of manifest.criu) if (e.type === "file") files.set(e.path, { path: join(dir, e.path), entry: e });
+        const tc = performance.now();
+        // The pod's base, as the restore will want it (baseFor's copy for an image from elsewhere): made now, not in the freeze.
+        const isBaseMade = manifest.base !== undefined && !(await ctx.trust.isLocal(req.image)) && (await stageBaseCopy(ctx, manifest.base));
+        ctx.log.info("staged a migration round's files", {
+          id,
+          pod: req.pod,
+          image: req.image.slice(0, 12),
+          ms: Math.round(tc - t0),
+          ...(isBaseMade ? { base_ms: Math.round(performance.now() - tc) } : {}),
+          patched: before !== undefined,
+        });
+        return files;
+      } finally {
+        if (previous) rmSync(previous.dir, { recursive: true, force: true });
+      }
     })().catch((e: unknown) => {
       ctx.log.warn("could not stage a migration round's files; the restore writes them whole", { id, error: errorMessage(e) });
       return null;
@@ -138,6 +153,21 @@ export class MigrationDestination {
     if (previous) clearTimeout(previous.expiry);
     const expiry = setTimeout(() => this.#dropStage(id), STAGE_TTL_MS);
     this.#stages.set(id, { dir, made, expiry });
+  }
+
+  /** Where the newest staged round of migration `id` is, once made or after waiting `waitMs` for it. */
+  async stageState(id: string, waitMs: number): Promise<StageState> {
+    const s = this.#stages.get(id);
+    if (!s) return "none";
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const waited = new Promise<StageState>((resolve) => {
+      timer = setTimeout(() => resolve("pending"), waitMs);
+    });
+    try {
+      return await Promise.race([s.made.then((files): StageState => (files ? "made" : "failed")), waited]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /** The staged files of migration `id` (waiting for them to be made), taken: the caller removes them with dropStage. */

@@ -15,10 +15,15 @@
  *                          with --max-downtime until the predicted freeze fits
  *                          (refused after --max-rounds: nothing frozen).
  *   D  (stage)             after each round, D makes that round's CRIU files in
- *                          the background (no journal: a stage is only a cache,
- *                          dropped by the restore, an abort, after STAGE_TTL_MS,
- *                          or at an agent's start).
- *   S  [frozen]            final dump: network locked, tasks left stopped
+ *                          the background, patching the round before's (no journal:
+ *                          a stage is only a cache, dropped by the restore, an abort,
+ *                          after STAGE_TTL_MS, or at an agent's start); with round 1
+ *                          also the pod's base (bases/, kept: a cache by content).
+ *   S  (wait for stage)    before freezing, S asks D until the last round's stage
+ *                          is made (GET .../stage); a long wait: one more round.
+ *                          D not answering or its stage failing: S freezes anyway
+ *                          (D's restore writes the files whole).
+ *   S  [frozen]            final dump (the base, read-only, captured just before): network locked, tasks left stopped
  *                          (--leave-stopped); image committed here; pushed to D.
  *   D  (confirm)           D asks the source the request names (its server
  *                          certificate must name it) whether it drives this

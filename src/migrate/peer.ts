@@ -64,9 +64,14 @@ export interface MigrationStageRequest {
   source: string;
 }
 
+/** Where the destination's staging of the newest round is: made, failed (the restore writes the files whole), still under way, or none staged. */
+export type StageState = "made" | "failed" | "pending" | "none";
+
 export interface PeerMigrationClient extends PeerImageClient {
   /** Make a round's CRIU files ahead of the restore (answers at once; the peer works in the background). */
   migrationStage(id: string, req: MigrationStageRequest): Promise<void>;
+  /** The state of the newest staged round, once it is made or after the peer waited a while for it (STAGE_WAIT_MS). */
+  migrationStaged(id: string): Promise<StageState>;
   /** Whether the peer answers at all (a short request of its own). */
   health(): Promise<boolean>;
   info(): Promise<PeerFacts>;

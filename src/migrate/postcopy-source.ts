@@ -222,6 +222,7 @@ export async function freezeAndHandOverPostcopy(
     predictedFreezeMs: null,
     freezePhases: phases,
     restorePhases,
+    capturePhases: run.phase.all,
     totalMs: Math.round(performance.now() - h.t0),
     bytesOffered,
     bytesSent,

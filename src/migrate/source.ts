@@ -114,6 +114,8 @@ export interface MigrateReport {
   freezePhases: Record<string, number>;
   /** The destination's restore, by phase. */
   restorePhases: Record<string, number>;
+  /** The final checkpoint here, by phase (checkpoint.ts's: dump, then files, base, images and commit, which are the freeze's capture). */
+  capturePhases: Record<string, number>;
   totalMs: number;
   bytesOffered: number;
   bytesSent: number;
@@ -246,18 +248,15 @@ async function precopy(
   const { ctx } = deps;
   const rounds: RoundReport[] = [];
   const max = req.maxDowntimeMs ?? null;
+  let staging: Promise<unknown> = Promise.resolve();
+  // One extra round for a long wait at most: on a busy peer every stage is slow, and each round pauses the pod.
+  const stage = { isReRounded: false };
   for (;;) {
     if (max === null) {
-      if (
-        shouldFreeze(
-          rounds.map((r) => r.bytesSent),
-          req.maxRounds,
-        )
-      )
-        break;
+      if (shouldFreeze(rounds, req.maxRounds) && (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds, staging, stage))) break;
     } else {
       const predicted = predictFreezeMs(rounds);
-      if (predicted !== null && predicted <= max) break;
+      if (predicted !== null && predicted <= max && (await isStagedInTime(deps, peer, id, name, rounds, req.maxRounds, staging, stage))) break;
       if (rounds.length >= req.maxRounds) {
         throw new FreezeTooLongError(
           `Cannot migrate pod "${name}" to "${req.to}" within ${max} ms of freeze: after ${rounds.length} round${rounds.length === 1 ? "" : "s"} the freeze would take about ${predicted ?? "an unknown number of"} ms (the last round's dump and capture, its ${rounds.at(-1)?.bytesSent ?? 0} bytes again, and a restore); the pod runs on here`,
@@ -285,7 +284,8 @@ async function precopy(
       release?.();
     }
     // The peer makes this round's files while the next round runs: the freeze writes only what changed since.
-    peer
+    // (Awaited before the peer is asked whether its staging is made: else it may answer for the round before.)
+    staging = peer
       .migrationStage(id, { pod: name, image: cp.id, source: deps.hostName() })
       .catch((e: unknown) => ctx.log.warn("the peer could not stage a round; its restore writes the files whole", { pod: name, error: errorMessage(e) }));
     const round: RoundReport = {
@@ -310,6 +310,49 @@ async function precopy(
   return rounds;
 }
 
+/** A wait for the peer's staging longer than this sends one more round before the freeze (what the pod dirtied meanwhile), once per migration. */
+export const STAGE_WAIT_REROUND_MS = 1000;
+/** The peer's staging is waited for at most this long in all (it makes a pod's base the first time: seconds to minutes). */
+export const STAGE_WAIT_MAX_MS = 300_000;
+
+/**
+ * Before the freeze: wait until the peer has made the last round's files (and the pod's base, on a
+ * pod's first visit), so that the freeze's restore only patches them. True: freeze now. False: the
+ * wait was long, so one more round goes first (unless the rounds are used up, or one went already:
+ * on a busy peer every stage is slow, and under load each round paused the pod for seconds). A peer that cannot
+ * say, or that stays busy past STAGE_WAIT_MAX_MS, is not waited for (its restore writes the rest).
+ */
+async function isStagedInTime(
+  deps: SourceDeps,
+  peer: PeerMigrationClient,
+  id: string,
+  name: string,
+  rounds: readonly RoundReport[],
+  maxRounds: number,
+  staging: Promise<unknown>,
+  stage: { isReRounded: boolean },
+): Promise<boolean> {
+  if (rounds.length === 0) return true;
+  const t0 = performance.now();
+  await staging;
+  for (;;) {
+    let state: string;
+    try {
+      state = await peer.migrationStaged(id);
+    } catch (e) {
+      deps.ctx.log.warn("could not ask the peer whether it staged the last round; freezing without waiting", { pod: name, error: errorMessage(e) });
+      return true;
+    }
+    const waitedMs = performance.now() - t0;
+    if (state === "pending" && waitedMs < STAGE_WAIT_MAX_MS) continue;
+    if (waitedMs > STAGE_WAIT_REROUND_MS)
+      deps.ctx.log.info("waited for the peer to stage the last round", { pod: name, state, waited_ms: Math.round(waitedMs) });
+    if (waitedMs <= STAGE_WAIT_REROUND_MS || rounds.length >= maxRounds || stage.isReRounded) return true;
+    stage.isReRounded = true;
+    return false;
+  }
+}
+
 export interface Handover {
   id: string;
   name: string;
@@ -325,7 +368,7 @@ export interface Handover {
 async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h: Handover, onProgress: (p: MigrationProgress) => void): Promise<MigrateReport> {
   const { ctx } = deps;
   const { id, name, req } = h;
-  const cpReq: CheckpointRequest = { leaveRunning: false, excludeVolumes: [] };
+  const cpReq: CheckpointRequest = { leaveRunning: false, excludeVolumes: [], isAfterRounds: h.rounds.length > 0 };
   const checked = await checkCheckpoint(ctx, name, cpReq);
   claim(ctx, name);
   const releaseMerging = ctx.store.holdMerging();
@@ -348,17 +391,19 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
   let final: TransferReport | null = null;
   let restorePhases: Record<string, number> = {};
   try {
-    writeMigrationJournal(ctx.stateDir, { ...h.journal, phase: "frozen", pid: run.target.pid });
-    await failpoint("migrate.freezing");
-    onProgress({ phase: "freeze", message: `freezing pod "${name}"` });
-    const hashing = await dumpStopped(ctx, run);
-    mark = run.dumpStartedAt;
-    phase("dump");
-    await failpoint("migrate.frozen");
     const writer = ctx.store.writer(`migrate ${name}`);
     try {
-      const files = await captureFiles(run, writer);
+      // The base is read-only (the overlay's lower layer, never written): captured while the pod still
+      // runs, not in the freeze (walking a Debian root's thousands of files took hundreds of ms).
       const base = await captureBase(ctx, run, writer);
+      writeMigrationJournal(ctx.stateDir, { ...h.journal, phase: "frozen", pid: run.target.pid });
+      await failpoint("migrate.freezing");
+      onProgress({ phase: "freeze", message: `freezing pod "${name}"` });
+      const hashing = await dumpStopped(ctx, run);
+      mark = run.dumpStartedAt;
+      phase("dump");
+      await failpoint("migrate.frozen");
+      const files = await captureFiles(run, writer);
       const images = await captureImages(ctx, run, writer, hashing);
       await commitImage(ctx, run, writer, { ...files, base, ...images });
     } finally {
@@ -421,6 +466,7 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
     predictedFreezeMs: predictFreezeMs(h.rounds),
     freezePhases: phases,
     restorePhases,
+    capturePhases: run.phase.all,
     totalMs: Math.round(performance.now() - h.t0),
     bytesOffered,
     bytesSent,

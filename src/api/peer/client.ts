@@ -11,7 +11,7 @@ import { RETURN_TIMEOUT_MS } from "./evacuation-routes.ts";
 import type { ImportResult } from "../../checkpoint/export.ts";
 import { LIMITS } from "../../image/manifest.ts";
 import { HASH_BYTES, sha256, toHex } from "../../image/hash.ts";
-import type { HeldRestore, MigrationClaim, MigrationOutcome, MigrationRestoreRequest, MigrationStageRequest } from "../../migrate/peer.ts";
+import type { HeldRestore, MigrationClaim, MigrationOutcome, MigrationRestoreRequest, MigrationStageRequest, StageState } from "../../migrate/peer.ts";
 import { MIGRATION_RESTORE_TIMEOUT_MS } from "./migration-routes.ts";
 import type { PageBridge } from "../../migrate/page-link.ts";
 import type { PageLinkExpect } from "../../migrate/peer.ts";
@@ -162,6 +162,15 @@ export class PeerClient {
 
   async migrationStage(id: string, req: MigrationStageRequest): Promise<void> {
     await this.#fetch("POST", `/v1/migrations/${encodeURIComponent(id)}/stage`, JSON.stringify(req), { contentType: "application/json" });
+  }
+
+  async migrationStaged(id: string): Promise<StageState> {
+    const res = await this.#fetch("GET", `/v1/migrations/${encodeURIComponent(id)}/stage`);
+    const state = ((await res.json()) as { state?: unknown }).state;
+    if (state !== "made" && state !== "failed" && state !== "pending" && state !== "none") {
+      throw new UnavailableError(`Peer "${this.name}" answered an unknown stage state`);
+    }
+    return state;
   }
 
   async migrationResume(id: string, secret: string): Promise<void> {

@@ -27,6 +27,8 @@ export const MIGRATION_RESTORE_TIMEOUT_MS = 600_000;
 /** Resume, abort and outcome answer at once. */
 const CONTROL_TIMEOUT_MS = 30_000;
 const MAX_BODY = 4096;
+/** How long a stage-state request waits for the staging under way: well within the peer client's own timeout (PEER_CLIENT_TIMEOUT_MS, 10 s). */
+export const STAGE_WAIT_MS = 5_000;
 
 const RestoreBody = z
   .object({
@@ -90,6 +92,12 @@ export function addPeerMigrationRoutes(app: Hono, { migrations, isPeer }: PeerMi
     if (!isPeer(b.source)) throw new InvalidArgumentError(`"${b.source.slice(0, 63)}" is not a peer of this host: a pod migrates only from a peer`);
     await migrations.destination.stage(id, b);
     return c.json({ staging: true }, 202);
+  });
+
+  /** Whether the newest staged round is made; waits for it up to STAGE_WAIT_MS (the source asks before it freezes). */
+  app.get("/v1/migrations/:id/stage", async (c) => {
+    const id = migrationId(c.req.param("id"));
+    return c.json({ state: await migrations.destination.stageState(id, STAGE_WAIT_MS) });
   });
 
   app.post("/v1/migrations/:id/resume", limit, async (c) => {
