@@ -48,6 +48,15 @@ function libc() {
   return (lib ??= open()).symbols;
 }
 
+/** syscall(2) with four arguments after its number (the one above passes three: a fourth would be whatever a register held). */
+let lib4: ReturnType<typeof open4> | undefined;
+function open4() {
+  return dlopen("libc.so.6", { syscall: { args: [u64, u64, u64, u64, u64], returns: i32 } });
+}
+function syscall4(n: number, a: bigint, b: bigint, c: bigint, d: bigint): number {
+  return (lib4 ??= open4()).symbols.syscall(BigInt(n), a, b, c, d);
+}
+
 /** A failed system call: `Cannot mount "/x": Permission denied (EPERM)`. */
 export class Errno extends Error {
   override name = "Errno";
@@ -138,7 +147,7 @@ const SYS_pidfd_send_signal = 424; // the same on x86-64 and arm64
 
 /** Sends `signal` to the process a pidfd names (never to another that took its pid); false when it is gone. */
 export function pidfdSendSignal(pidfd: number, signal: number): boolean {
-  if (libc().syscall(BigInt(SYS_pidfd_send_signal), BigInt(pidfd), BigInt(signal), 0n, 0n) === 0) return true;
+  if (syscall4(SYS_pidfd_send_signal, BigInt(pidfd), BigInt(signal), 0n, 0n) === 0) return true;
   const e = errno();
   if (e === ESRCH) return false;
   throw new Errno("pidfd_send_signal", e, String(pidfd));
