@@ -104,6 +104,14 @@ export interface ExportOptions {
   manifestParent?: { id: string; manifestBytes: Uint8Array };
   /** Name each chunk by its index among the manifest's distinct chunks instead of its hash: for a peer. */
   chunkIndexes?: boolean;
+  /**
+   * The receiver verifies every chunk against the manifest's hash before it
+   * counts (a peer's import does): chunks are not hashed again as they are
+   * read here. A chunk corrupt on this disk is then refused by the receiver,
+   * naming it and its file, instead of by this side; nothing corrupt is ever
+   * stored. A file export keeps the check: its reader may be anything.
+   */
+  isVerifiedByReceiver?: boolean;
 }
 
 /** The export as a stream of byte batches (for an HTTP response or a pipe). */
@@ -174,7 +182,7 @@ export async function* exportFrames(
     let headsUsed = 0;
     let chunkBytes = 0;
     // Read in runs (one pread for neighbours in a pack), every chunk checked against its hash.
-    const chunks = store.readMany(all, locations, { isTransient: true }); // each copied into a frame at once
+    const chunks = store.readMany(all, locations, { isTransient: true, isCheckedByReader: options.isVerifiedByReceiver === true }); // each copied into a frame at once
     for (const [k, r] of refs.entries()) {
       let data: Uint8Array;
       try {
