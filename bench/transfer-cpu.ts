@@ -5,8 +5,9 @@
  *   node_modules/.bin/bun bench/transfer-cpu.ts [--mib 512] [--dir /var/tmp]
  *
  * A page image of --mib MiB of random pages is captured into store A; then
- * - export: the export stream of all its chunks, drained (sender: read,
- *   verify, frame);
+ * - export: the export stream of all its chunks as a peer's push sends it
+ *   (chunks by index, not hashed again: the importer verifies), drained
+ *   (sender: read, frame);
  * - import: that stream imported into an empty store B as a peer's push is
  *   (keepPartial, isExpectedNew, chunks verified on the hashing threads),
  *   from bytes already in memory (receiver: parse, verify, write, commit);
@@ -90,11 +91,13 @@ async function timed<T>(fn: () => Promise<T>): Promise<{ value: T; ms: number; c
 
 const src = await makeImage();
 const asPeer = { keepPartial: true, isExpectedNew: true, threads: ChunkWorkers.shared() };
+// As pushImage sends it: chunks by index, not hashed again as they are read (the importer verifies each).
+const forPeer = { chunkIndexes: true, isVerifiedByReceiver: true };
 try {
   const pieces: Uint8Array[] = [];
   const exp = await timed(async () => {
     let n = 0;
-    for await (const p of exportStream(src.ca, src.id)) {
+    for await (const p of exportStream(src.ca, src.id, forPeer)) {
       pieces.push(p);
       n += p.byteLength;
     }
@@ -117,7 +120,7 @@ try {
   b.s.close();
   pieces.length = 0;
   const c = fresh("c");
-  const both = await timed(() => importImage(c.c, exportStream(src.ca, src.id), asPeer));
+  const both = await timed(() => importImage(c.c, exportStream(src.ca, src.id, forPeer), asPeer));
   c.s.close();
   const bytes = exp.value;
   console.log(
