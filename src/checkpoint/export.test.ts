@@ -701,6 +701,32 @@ describe("page images received in place: a restore of an imported image links th
     expect(dst.store.verifyAll().corrupt).toEqual([]);
   });
 
+  test("an export for a peer does not hash what it reads, the peer does: a page corrupt on the sender's disk is refused there, its store unchanged", async () => {
+    const { id } = await pageImage();
+    const refs = uniqueChunkRefs(src.cat.manifest(id));
+    const page = refs.findIndex((r) => r.path === "pages-1.img");
+    const [at] = src.store.locate(refs[page]!.hash);
+    const fd = fs.openSync(src.store.packFile(at!.pack), "r+");
+    fs.writeSync(fd, new Uint8Array([0xa5]), 0, 1, at!.offset + at!.headerBytes + 100);
+    fs.closeSync(fd);
+    // A file export still checks every chunk as it reads it.
+    await expect(new Response(exportStream(src.cat, id, { chunkIndexes: true })).arrayBuffer()).rejects.toThrow(
+      `Chunk ${toHex(refs[page]!.hash)} of file "${refs[page]!.tree}/pages-1.img" is corrupt`,
+    );
+    const forPeer = new Uint8Array(await new Response(exportStream(src.cat, id, { chunkIndexes: true, isVerifiedByReceiver: true })).arrayBuffer());
+    dst.store.put(randomBytes(100));
+    const before = snapshot(dst);
+    const err = await importImage(dst.cat, pieces(forPeer, 65_536), { threads: verifyThreads, isExpectedNew: true, keepPartial: true }).catch(
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(InvalidExportError);
+    expect((err as Error).message).toBe(
+      `Cannot import image ${id}: chunk ${toHex(refs[page]!.hash)} of file "${refs[page]!.tree}/pages-1.img" is corrupt in the export`,
+    );
+    expect(snapshot(dst)).toEqual(before);
+    expect(dst.store.verifyAll().corrupt).toEqual([]);
+  });
+
   function lackingBitmap(id: string): Uint8Array {
     const refs = uniqueChunkRefs(src.cat.manifest(id));
     const lacking = new Set(dst.store.missing(refs.map((r) => r.hash)));

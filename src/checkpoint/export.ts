@@ -58,6 +58,8 @@ const FRAME_TRAILER = 0x54; // "T"
 const BATCH_BYTES = 1 << 20;
 /** An import verifies and stores chunks this many at a time (at most; or BATCH_BYTES). */
 const IMPORT_BATCH_CHUNKS = 256;
+/** With threads: a batch's buffer (each chunk's hash then its bytes). */
+const PACKED_BYTES = BATCH_BYTES + IMPORT_BATCH_CHUNKS * HASH_BYTES;
 /** With threads: batches being checked at once (about BATCH_BYTES each) before the oldest is waited for. */
 const IMPORT_BATCHES_IN_FLIGHT = 3;
 /** An import commits the chunks it verified every this many bytes (unreferenced until the image is committed; gc takes them if it never is). */
@@ -102,6 +104,14 @@ export interface ExportOptions {
   manifestParent?: { id: string; manifestBytes: Uint8Array };
   /** Name each chunk by its index among the manifest's distinct chunks instead of its hash: for a peer. */
   chunkIndexes?: boolean;
+  /**
+   * The receiver verifies every chunk against the manifest's hash before it
+   * counts (a peer's import does): chunks are not hashed again as they are
+   * read here. A chunk corrupt on this disk is then refused by the receiver,
+   * naming it and its file, instead of by this side; nothing corrupt is ever
+   * stored. A file export keeps the check: its reader may be anything.
+   */
+  isVerifiedByReceiver?: boolean;
 }
 
 /** The export as a stream of byte batches (for an HTTP response or a pipe). */
@@ -172,7 +182,7 @@ export async function* exportFrames(
     let headsUsed = 0;
     let chunkBytes = 0;
     // Read in runs (one pread for neighbours in a pack), every chunk checked against its hash.
-    const chunks = store.readMany(all, locations, { isTransient: true }); // each copied into a frame at once
+    const chunks = store.readMany(all, locations, { isTransient: true, isCheckedByReader: options.isVerifiedByReceiver === true }); // each copied into a frame at once
     for (const [k, r] of refs.entries()) {
       let data: Uint8Array;
       try {
@@ -434,6 +444,8 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
     let packedUsed = 0;
     const heads = new Uint8Array(IMPORT_BATCH_CHUNKS * (HASH_BYTES + 4));
     const indexedHead = new Uint8Array(HASH_BYTES + 4);
+    // The batch buffers, reused: a fresh MiB per batch cost more in page faults than its copy.
+    const spare: ArrayBuffer[] = [];
     const inFlight: Array<{ checked: Promise<{ mismatched: number[]; data: ArrayBuffer }>; refs: number[]; bytes: number }> = [];
     const corrupt = (hashHex: string, refIndex: number) => {
       const r = refs[refIndex]!;
@@ -445,7 +457,8 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
         let rest = items;
         if (pages.files > 0) {
           rest = [];
-          for (const c of items) if (!pages.put(c.hash as Uint8Array, c.bytes, { isVerified })) rest.push(c);
+          const putOptions = { isVerified, isExpectedNew: opts.isExpectedNew === true };
+          for (const c of items) if (!pages.put(c.hash as Uint8Array, c.bytes, putOptions)) rest.push(c);
         }
         if (rest.length > 0) writer.putBatch(rest, { isExpectedNew: opts.isExpectedNew === true, isVerified });
       } catch (e) {
@@ -476,6 +489,9 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       }
       if (mismatched.length > 0) throw corrupt(toHex(items[mismatched[0]!]!.hash as Uint8Array), f.refs[mismatched[0]!]!);
       store(items, f.refs, f.bytes, true);
+      // Its chunks are written (or copied into the writer's pack buffer): the buffer takes the next batch.
+      pages.flush();
+      if (data.byteLength === PACKED_BYTES) spare.push(data);
     };
     const flush = async () => {
       if (batchRefs.length === 0) return;
@@ -542,7 +558,10 @@ export async function importImage(catalogue: ImageCatalogue, source: ByteSource,
       if (threads === null) {
         batch.push({ hash: ref.hash, bytes: data });
       } else {
-        packed ??= new Uint8Array(Math.max(BATCH_BYTES + IMPORT_BATCH_CHUNKS * HASH_BYTES, HASH_BYTES + len));
+        if (packed === null) {
+          const reused = HASH_BYTES + len <= PACKED_BYTES ? spare.pop() : undefined;
+          packed = reused ? new Uint8Array(reused) : new Uint8Array(Math.max(PACKED_BYTES, HASH_BYTES + len));
+        }
         packed.set(ref.hash, packedUsed);
         packed.set(data, packedUsed + HASH_BYTES);
         packedUsed += HASH_BYTES + len;

@@ -32,6 +32,8 @@ export class ReceivedPages {
   readonly #last: Int32Array;
   /** By place: the previous place holding the same chunk, -1 for none. */
   readonly #previous: Int32Array;
+  /** The one position of a chunk held once (reused: see put). */
+  readonly #one: number[] = [0];
 
   /** The page images of `manifest` that this import writes in place. */
   constructor(manifest: Manifest, writer: ChunkWriter) {
@@ -68,14 +70,23 @@ export class ReceivedPages {
    * Store a chunk in the page images that hold it, verified before it is
    * written (unless `isVerified`: the caller just checked it on a hashing
    * thread); false when none holds it (the caller stores it).
+   * `isExpectedNew`: the sender sent only what this store lacked (ChunkWriter.putInFile).
    */
-  put(hash: Hash, bytes: Uint8Array, options: { isVerified?: boolean } = {}): boolean {
+  put(hash: Hash, bytes: Uint8Array, options: { isVerified?: boolean; isExpectedNew?: boolean } = {}): boolean {
     if (this.#files.length === 0) return false;
     const index = this.#table.indexOf(hash);
     if (index < 0) return false;
-    // Places come newest first; group them by file (nearly always one place in one file).
+    const last = this.#last[index]!;
+    if (this.#previous[last]! < 0) {
+      // Nearly always: one place in one file (no map or lists per chunk, 262,144 times per GiB).
+      const k = this.#fileOf(last);
+      this.#one[0] = last - this.#bases[k]!;
+      this.#writer.putInFile(this.#files[k]!, { hash, bytes }, this.#one, options);
+      return true;
+    }
+    // Places come newest first; group them by file.
     const byFile = new Map<number, number[]>();
-    for (let place = this.#last[index]!; place >= 0; place = this.#previous[place]!) {
+    for (let place = last; place >= 0; place = this.#previous[place]!) {
       const k = this.#fileOf(place);
       const list = byFile.get(k);
       if (list === undefined) byFile.set(k, [place - this.#bases[k]!]);
@@ -83,6 +94,11 @@ export class ReceivedPages {
     }
     for (const [k, positions] of byFile) this.#writer.putInFile(this.#files[k]!, { hash, bytes }, positions.reverse(), options);
     return true;
+  }
+
+  /** Write out what the files hold in memory: the buffers the chunks came in may then be reused. */
+  flush(): void {
+    if (this.#files.length > 0) this.#writer.flushReceived();
   }
 
   /** Every chunk arrived or is known stored: complete each file with the chunks that did not travel. */

@@ -237,6 +237,25 @@ export function writeAll(fd: number, bytes: Uint8Array, position: number): void 
   }
 }
 
+/** Write `parts` one after another at `position` (one writev, no joined copy), all of them. */
+export function writevAll(fd: number, parts: Uint8Array[], position: number): void {
+  let total = 0;
+  for (const p of parts) total += p.byteLength;
+  let done = fs.writevSync(fd, parts, position);
+  if (done === total) return;
+  // A short write (rare: a signal, a full disk that then fails): the rest one part at a time.
+  let at = 0;
+  for (const p of parts) {
+    const end = at + p.byteLength;
+    if (end > done) {
+      const from = Math.max(0, done - at);
+      writeAll(fd, p.subarray(from), position + at + from);
+      done = end;
+    }
+    at = end;
+  }
+}
+
 /** Read exactly `length` bytes at `position`; returns fewer only at end of file. `into`: read into it (at least `length` bytes) instead of a new buffer. */
 export function readAt(fd: number, length: number, position: number, into?: Uint8Array): Uint8Array {
   const buf = into ?? Buffer.allocUnsafeSlow(length);

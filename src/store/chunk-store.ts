@@ -196,8 +196,14 @@ export class ChunkStore {
    * `locations`: from locate(), when the caller already asked.
    * `isTransient`: each chunk's bytes are valid only until the next one is
    * read (one buffer is reused), for a caller that copies them at once.
+   * `isCheckedByReader`: not hashed here, for bytes whose reader checks each
+   * chunk against its hash anyway (an export to a peer, which verifies all).
    */
-  readMany(hashes: Uint8Array, locations?: Array<ChunkLocation | null>, options: { isTransient?: boolean } = {}): Generator<Uint8Array> {
+  readMany(
+    hashes: Uint8Array,
+    locations?: Array<ChunkLocation | null>,
+    options: { isTransient?: boolean; isCheckedByReader?: boolean } = {},
+  ): Generator<Uint8Array> {
     // Not a generator delegating to readRuns (yield* costs per chunk); locate() still runs on the first next().
     return readRuns(
       hashes,

@@ -2,7 +2,7 @@ import { afterEach, beforeEach, describe, expect, test } from "bun:test";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { sha256 } from "../image/hash.ts";
+import { HASH_BYTES, sha256 } from "../image/hash.ts";
 import { ChunkStore } from "./chunk-store.ts";
 
 let dir: string;
@@ -95,5 +95,36 @@ describe("ChunkWriter.putBatch", () => {
     w.close();
     expect(store.stats().chunks).toBe(200);
     for (const p of pages) expect(store.get(sha256(p))).toEqual(p);
+  });
+});
+
+describe("ChunkWriter.putInFile", () => {
+  test("isExpectedNew skips the store's answer: a page stored already is written in place, indexed once and counted once", () => {
+    const pages = [page(7), page(8), page(9)];
+    store.putBatch([{ hash: sha256(pages[0]!), bytes: pages[0]! }]);
+    const chunks = new Uint8Array(pages.length * HASH_BYTES);
+    pages.forEach((p, i) => {
+      chunks.set(sha256(p), i * HASH_BYTES);
+    });
+    const w = store.writer("transfer");
+    const f = w.receiveFile(chunks, pages.length * 4096, 4096);
+    // Arriving out of order, and the buffers they came in reused once flushReceived() has written them.
+    const buffer = new Uint8Array(4096);
+    for (const i of [2, 0, 1]) {
+      buffer.set(pages[i]!);
+      w.putInFile(f, { hash: chunks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), bytes: buffer }, [i], { isExpectedNew: true });
+      w.flushReceived();
+    }
+    w.sealFile(f);
+    w.commit();
+    expect(w.newChunks).toBe(2);
+    expect(w.newBytes).toBe(2 * 4096);
+    w.close();
+    expect(store.stats().chunks).toBe(3);
+    for (const p of pages) expect(store.get(sha256(p))).toEqual(p);
+    const raw = store.rawPackFor(chunks, pages.length * 4096);
+    expect(raw).not.toBeNull();
+    expect(new Uint8Array(fs.readFileSync(raw!))).toEqual(Buffer.concat(pages));
+    expect(store.verifyAll().corrupt).toEqual([]);
   });
 });

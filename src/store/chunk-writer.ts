@@ -10,7 +10,7 @@ import fs from "node:fs";
 import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isZeroHash, sha256, sha256Into, toHex } from "../image/hash.ts";
 import { HashTable } from "../image/hash-table.ts";
 import { MAX_CHUNK_BYTES, isZeroAt, sortedByHash } from "./_entries.ts";
-import { type OpenPack, PackAppender, type RecordLocation, packPath, readAt, writeAll } from "./_pack.ts";
+import { type OpenPack, PackAppender, type RecordLocation, packPath, readAt, writevAll } from "./_pack.ts";
 import type { FileHashes } from "./chunk-workers.ts";
 import { ChunkMismatchError } from "./errors.ts";
 import { type PendingIndex, type RawSegment, addSegment, segmentBytes } from "./pending-index.ts";
@@ -263,8 +263,10 @@ export class ChunkWriter {
    * it), and indexed at the first unless the store has it already.
    * `isVerified`: the caller has just checked it against its hash
    * (ChunkWorkers.verifyChunks, on another thread): not hashed again here.
+   * `isExpectedNew`: as putBatch's (a peer sent only what this store
+   * lacked): the store is not asked whether it has the chunk.
    */
-  putInFile(f: ReceivedFile, claimed: ClaimedChunk, positions: readonly number[], options: { isVerified?: boolean } = {}): void {
+  putInFile(f: ReceivedFile, claimed: ClaimedChunk, positions: readonly number[], options: { isVerified?: boolean; isExpectedNew?: boolean } = {}): void {
     this.#assertOpen();
     const hash = hashBytes(claimed.hash);
     const bytes = claimed.bytes;
@@ -277,7 +279,7 @@ export class ChunkWriter {
     }
     for (const i of positions) this.#writeInFile(f, i, bytes);
     if (this.#pending.has(hash) || this.#isPinned(hash)) return;
-    if (this.#host.has(hash)) {
+    if (!options.isExpectedNew && this.#host.has(hash)) {
       this.#pinned.add(hash);
       return;
     }
@@ -321,8 +323,18 @@ export class ChunkWriter {
     const run = f.run;
     if (run === null) return;
     f.run = null;
-    writeAll(f.pack.fd, run.parts.length === 1 ? run.parts[0]! : Buffer.concat(run.parts), run.first * f.chunkSize);
+    writevAll(f.pack.fd, run.parts, run.first * f.chunkSize);
     f.pack.isDirty = true;
+  }
+
+  /**
+   * Write out the chunks received files hold in memory (putInFile keeps a
+   * run of neighbours to write at once): after this the caller may reuse the
+   * buffers those chunks were given in.
+   */
+  flushReceived(): void {
+    this.#assertOpen();
+    this.#flushReceived();
   }
 
   #flushReceived(): void {

@@ -87,7 +87,8 @@ export async function pushImage(
   const manifestParent = (await manifestParentFor(catalogue, peer, id, parent)) ?? undefined;
   const lacking = await missingBeyond(peer, hashes, manifestParent?.manifestBytes);
   const result: Partial<ExportResult> = {};
-  const options = { only: lacking, signature: trust.signatureOf(id), manifestParent, chunkIndexes: true };
+  // The peer verifies every chunk on its hashing threads: it is not hashed here as well.
+  const options = { only: lacking, signature: trust.signatureOf(id), manifestParent, chunkIndexes: true, isVerifiedByReceiver: true };
   // The estimate counts the whole manifest even when a delta goes: at worst the line stops short of 100%.
   const total = exportSizeOf(manifestBytes.byteLength, lengths, lacking, EXPORT_INDEX_FRAME_BYTES);
   const sent = countingStream(exportStream(catalogue, id, options, result), (n, isDone) =>

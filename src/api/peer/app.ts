@@ -35,6 +35,9 @@ export function createPeerApp(deps: PeerAppDeps): Hono {
     const status = httpStatusOf(err);
     const code = err instanceof AutopodError ? err.code : "internal";
     if (status >= 500) deps.log.error("peer request failed", { method: c.req.method, path: c.req.path, error: errorMessage(err) });
+    // A refused import is answered while the pusher is still sending: Bun then closes the connection, and the pusher
+    // sees only ECONNRESET. The reason is kept here.
+    else if (c.req.path === "/v1/images/import") deps.log.warn("peer import refused", { error: errorMessage(err) });
     return c.json({ error: { code, message: errorMessage(err) } }, status as 500);
   });
   app.notFound((c) => c.json({ error: { code: "not_found", message: `No such endpoint: ${c.req.method} ${c.req.path}` } }, 404));

@@ -86,7 +86,8 @@ export function addPeerImageRoutes(app: Hono, { catalogue, trust, received }: Pe
       if (!catalogue.has(id)) throw new NotFoundError(`No image ${id}`);
       const only = new Uint8Array(await c.req.arrayBuffer());
       // exportFrames checks the selection's size against the image before anything is read.
-      const stream = exportStream(catalogue, id, { only, signature: trust.signatureOf(id), chunkIndexes: true });
+      // The puller verifies every chunk (pullImage imports it as a push is): not hashed here as well.
+      const stream = exportStream(catalogue, id, { only, signature: trust.signatureOf(id), chunkIndexes: true, isVerifiedByReceiver: true });
       return new Response(stream, { headers: { "content-type": "application/x-autopod-image" } });
     },
   );
