@@ -288,7 +288,7 @@ export class Evacuations {
     // (bringHome drops an entry whose pod runs here after all).
     recordAway(this.deps.stateDir, { pod, outcome: "migrated", to, at: new Date().toISOString() });
     try {
-      const r = await this.deps.migrate(pod, { to, mode: "precopy", maxRounds: MAX_ROUNDS, turns }, (p) => onEvent({ pod, message: p.message }));
+      const r = await this.deps.migrate(pod, { to, mode: "auto", maxRounds: MAX_ROUNDS, turns }, (p) => onEvent({ pod, message: p.message }));
       onEvent({ pod, message: `migrated to "${to}": frozen ${r.freezeMs} ms, ${r.bytesSent} bytes sent` });
       return { moved: { pod, outcome: "migrated", to, freezeMs: r.freezeMs, bytesSent: r.bytesSent, rounds: r.rounds.length } };
     } catch (e) {

@@ -59,7 +59,7 @@ export function addPeerEvacuationRoutes(app: Hono, d: PeerEvacuationDeps): void 
         throw new NotFoundError(`Pod "${b.pod}" is no longer on this host`);
       }
       if (view.state !== "running") throw new ConflictError(`Cannot send pod "${b.pod}" back: it is ${view.state} here, not running`);
-      const r = await d.migrations.migrate(b.pod, { to: b.origin, mode: "precopy", maxRounds: 8 });
+      const r = await d.migrations.migrate(b.pod, { to: b.origin, mode: "auto", maxRounds: 8 });
       forgetArrival(d.stateDir, b.pod);
       return c.json({ returned: { pod: b.pod, freezeMs: r.freezeMs, bytesSent: r.bytesSent, totalMs: r.totalMs } });
     },
