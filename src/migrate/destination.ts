@@ -4,6 +4,9 @@
  * locked, answer "ready", then run it only when the source says it committed,
  * or drop it when the source says it aborted. A destination that hears
  * nothing asks the source, and keeps its copy held until it knows.
+ * Post-copy's side (a copy that runs while its pages arrive) is here too, not
+ * in a file of its own: it shares the held copies, the staged rounds, the
+ * journal and the secret checks with pre-copy's, hence the length.
  */
 import { timingSafeEqual } from "node:crypto";
 import { mkdirSync, rmSync } from "node:fs";
@@ -211,7 +214,8 @@ export class MigrationDestination {
     }
   }
 
-  async #restore(id: string, req: MigrationRestoreRequest, confirmed: Promise<void>): Promise<HeldRestore> {
+  /** Both restores' start: the image checked, the source's confirmation awaited, the pod claimed, the store's merging held. */
+  async #startRestore(id: string, req: MigrationRestoreRequest, confirmed: Promise<void>, opts: Parameters<typeof startRestore>[2]) {
     const { ctx } = this.deps;
     const t0 = performance.now();
     const checked = await checkRestore(ctx, req.image, {});
@@ -220,8 +224,14 @@ export class MigrationDestination {
     if (checked.existing) throw new ConflictError(`Pod "${req.pod}" exists here already: a migration brings a pod this host does not have`);
     claim(ctx, req.pod);
     const releaseMerging = ctx.store.holdMerging();
-    const run = startRestore(ctx, checked, {}, t0);
+    const run = startRestore(ctx, checked, opts, t0);
     const journal = { role: "destination", id, pod: req.pod, peer: req.source, image: req.image, secret: req.secret } as const;
+    return { run, releaseMerging, journal };
+  }
+
+  async #restore(id: string, req: MigrationRestoreRequest, confirmed: Promise<void>): Promise<HeldRestore> {
+    const { ctx } = this.deps;
+    const { run, releaseMerging, journal } = await this.#startRestore(id, req, confirmed, {});
     writeMigrationJournal(ctx.stateDir, { ...journal, phase: "restoring", pid: null });
     let pid: number | null = null;
     let isHeld = false;
@@ -339,15 +349,7 @@ export class MigrationDestination {
    */
   async #restorePostcopy(id: string, req: MigrationRestoreRequest, port: number, confirmed: Promise<void>): Promise<HeldRestore> {
     const { ctx } = this.deps;
-    const t0 = performance.now();
-    const checked = await checkRestore(ctx, req.image, {});
-    await confirmed;
-    if (checked.name !== req.pod) throw new InvalidArgumentError(`Image ${req.image.slice(0, 12)} is pod "${checked.name}", not "${req.pod}"`);
-    if (checked.existing) throw new ConflictError(`Pod "${req.pod}" exists here already: a migration brings a pod this host does not have`);
-    claim(ctx, req.pod);
-    const releaseMerging = ctx.store.holdMerging();
-    const run = startRestore(ctx, checked, { lazyPages: true }, t0);
-    const journal = { role: "destination", id, pod: req.pod, peer: req.source, image: req.image, secret: req.secret } as const;
+    const { run, releaseMerging, journal } = await this.#startRestore(id, req, confirmed, { lazyPages: true });
     writeMigrationJournal(ctx.stateDir, { ...journal, phase: "restoring", pid: null });
     let pid: number | null = null;
     let criu: LazyCriu | null = null;

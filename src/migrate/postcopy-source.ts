@@ -11,18 +11,14 @@ import { rmSync } from "node:fs";
 import { join } from "node:path";
 import {
   type CheckpointRequest,
-  type CheckpointRun,
   captureBase,
   captureFiles,
   captureImages,
-  checkCheckpoint,
   commitImage,
   dumpStopped,
   endCheckpointWork,
   killOrContinue,
-  startCheckpoint,
 } from "../checkpoint/checkpoint.ts";
-import { claim } from "../checkpoint/checkpointer.ts";
 import { failpoint } from "../debug/failpoints.ts";
 import { errorMessage } from "../errors.ts";
 import type { LazyCriu } from "../platform/checkpoint-host.ts";
@@ -30,7 +26,17 @@ import { pushImage, type TransferReport } from "../transfer/push.ts";
 import { writeMigrationJournal } from "./journal.ts";
 import { listenForCriu, PageBridge } from "./page-link.ts";
 import type { PeerMigrationClient } from "./peer.ts";
-import { abortHandover, type Handover, type MigrateReport, type MigrationProgress, resumeDestination, type SourceDeps, whileAnswering } from "./source.ts";
+import {
+  abortHandover,
+  freezeClock,
+  type Handover,
+  type MigrateReport,
+  type MigrationProgress,
+  resumeDestination,
+  type SourceDeps,
+  startFinalCheckpoint,
+  whileAnswering,
+} from "./source.ts";
 
 /**
  * How long the source's page link may hear nothing before it gives up and runs its own copy. Longer
@@ -72,24 +78,8 @@ export async function freezeAndHandOverPostcopy(
   const { ctx } = deps;
   const { id, name, req } = h;
   const cpReq: CheckpointRequest = { leaveRunning: false, excludeVolumes: [] };
-  const checked = await checkCheckpoint(ctx, name, cpReq);
-  claim(ctx, name);
-  const releaseMerging = ctx.store.holdMerging();
-  let run: CheckpointRun;
-  try {
-    run = startCheckpoint(ctx, name, cpReq, checked, performance.now());
-  } catch (e) {
-    ctx.busy.delete(name);
-    releaseMerging();
-    throw e;
-  }
-  const phases: Record<string, number> = {};
-  let mark = 0;
-  const phase = (p: string) => {
-    const now = performance.now();
-    phases[p] = Math.round(now - mark);
-    mark = now;
-  };
+  const { run, releaseMerging } = await startFinalCheckpoint(ctx, name, cpReq);
+  const { phases, phase, from } = freezeClock();
   let criu: LazyCriu | null = null;
   let settle: { done(): void; failed(e: Error): void } = { done: () => {}, failed: () => {} };
   const outcome = new Promise<void>((resolve, reject) => {
@@ -127,7 +117,7 @@ export async function freezeAndHandOverPostcopy(
         },
       });
       criuSide.stop();
-      mark = run.dumpStartedAt;
+      from(run.dumpStartedAt);
       phase("dump");
       await failpoint("migrate.frozen");
       const writer = ctx.store.writer(`migrate ${name}`);

@@ -364,29 +364,48 @@ export interface Handover {
   t0: number;
 }
 
-/** The freeze: dump leaving the tasks stopped, send the delta, the peer restores held, commit, the peer resumes. */
-async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h: Handover, onProgress: (p: MigrationProgress) => void): Promise<MigrateReport> {
-  const { ctx } = deps;
-  const { id, name, req } = h;
-  const cpReq: CheckpointRequest = { leaveRunning: false, excludeVolumes: [], isAfterRounds: h.rounds.length > 0 };
+/** The final checkpoint of a handover, claimed and started: the pod is busy and the store's merging held until it ends. */
+export async function startFinalCheckpoint(
+  ctx: CheckpointContext,
+  name: string,
+  cpReq: CheckpointRequest,
+): Promise<{ run: CheckpointRun; releaseMerging: () => void }> {
   const checked = await checkCheckpoint(ctx, name, cpReq);
   claim(ctx, name);
   const releaseMerging = ctx.store.holdMerging();
-  let run: CheckpointRun;
   try {
-    run = startCheckpoint(ctx, name, cpReq, checked, performance.now());
+    return { run: startCheckpoint(ctx, name, cpReq, checked, performance.now()), releaseMerging };
   } catch (e) {
     ctx.busy.delete(name);
     releaseMerging();
     throw e;
   }
+}
+
+/** The freeze's phases, whole milliseconds, each since the one before; `from` sets where the next starts (the dump's start). */
+export function freezeClock(): { phases: Record<string, number>; phase(p: string): void; from(t: number): void } {
   const phases: Record<string, number> = {};
   let mark = 0;
-  const phase = (p: string) => {
-    const now = performance.now();
-    phases[p] = Math.round(now - mark);
-    mark = now;
+  return {
+    phases,
+    phase: (p) => {
+      const now = performance.now();
+      phases[p] = Math.round(now - mark);
+      mark = now;
+    },
+    from: (t) => {
+      mark = t;
+    },
   };
+}
+
+/** The freeze: dump leaving the tasks stopped, send the delta, the peer restores held, commit, the peer resumes. */
+async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h: Handover, onProgress: (p: MigrationProgress) => void): Promise<MigrateReport> {
+  const { ctx } = deps;
+  const { id, name, req } = h;
+  const cpReq: CheckpointRequest = { leaveRunning: false, excludeVolumes: [], isAfterRounds: h.rounds.length > 0 };
+  const { run, releaseMerging } = await startFinalCheckpoint(ctx, name, cpReq);
+  const { phases, phase, from } = freezeClock();
   let isMigrationCommitted = false;
   let final: TransferReport | null = null;
   let restorePhases: Record<string, number> = {};
@@ -400,7 +419,7 @@ async function freezeAndHandOver(deps: SourceDeps, peer: PeerMigrationClient, h:
       await failpoint("migrate.freezing");
       onProgress({ phase: "freeze", message: `freezing pod "${name}"` });
       const hashing = await dumpStopped(ctx, run);
-      mark = run.dumpStartedAt;
+      from(run.dumpStartedAt);
       phase("dump");
       await failpoint("migrate.frozen");
       const files = await captureFiles(run, writer);
