@@ -15,7 +15,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { TestCluster } from "./_cluster.ts";
 import { TestHost } from "./_pods.ts";
-import { BUN, isRoot, REPO, rootTest } from "./_support.ts";
+import { isRoot, rootTest } from "./_support.ts";
+import { clientReport, expectCountWithoutGap, startClient, waitUntil } from "./_migrate.ts";
 
 const T = 300_000;
 
@@ -54,27 +55,6 @@ async function startCounter(h: TestHost): Promise<{ name: string; ip: string }> 
   return { name, ip: pod.address.split("/")[0]! };
 }
 
-function startClient(ip: string) {
-  return Bun.spawn(["nsenter", `--net=/run/netns/${lan.client}`, "--", BUN, join(REPO, "test/fixtures/tcp-client.ts"), ip, "7000", "1"], {
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-}
-
-async function clientReport(client: ReturnType<typeof startClient>) {
-  client.kill("SIGTERM");
-  return JSON.parse((await new Response(client.stdout).text()).trim()) as { sent: number; received: number; closed: boolean; errors: string[] };
-}
-
-/** The counter's file has 1..n, each once, in order: the pod's memory (its i) came through every move. */
-function expectCountWithoutGap(text: string): number {
-  const lines = text.trim().split("\n").map(Number);
-  lines.forEach((n, i) => {
-    if (n !== i + 1) throw new Error(`/count line ${i + 1} is ${n}`);
-  });
-  return lines.length;
-}
-
 /** Which host runs each pod now (state "running" on exactly one). */
 async function placement(names: string[]): Promise<Record<string, string>> {
   const out: Record<string, string> = {};
@@ -91,14 +71,6 @@ async function placement(names: string[]): Promise<Record<string, string>> {
 async function agentGet(h: TestHost, path: string): Promise<Record<string, unknown>> {
   const r = await fetch(`http://agent${path}`, { unix: h.socket });
   return (await r.json()) as Record<string, unknown>;
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await Bun.sleep(250);
-  }
 }
 
 interface EvacReport {
@@ -156,7 +128,7 @@ describe("autopod evacuate", () => {
       expect(existsSync(join(a.stateDir, "evacuation.json"))).toBe(false);
 
       await Bun.sleep(300);
-      const client = startClient(pods[0]!.ip);
+      const client = startClient(lan.client, pods[0]!.ip);
       let report: Awaited<ReturnType<typeof clientReport>>;
       let there: EvacReport;
       let back: { pods: Array<{ pod: string; outcome: string; from?: string }> };
@@ -260,8 +232,8 @@ describe("autopod evacuate", () => {
       });
       expect(r.ok).toBe(true);
       await Bun.sleep(300);
-      const client = startClient(pods[0]!.ip);
-      const client2 = startClient(pods[1]!.ip);
+      const client = startClient(lan.client, pods[0]!.ip);
+      const client2 = startClient(lan.client, pods[1]!.ip);
       let reports: Array<Awaited<ReturnType<typeof clientReport>>>;
       let out: EvacReport;
       let progress: string;

@@ -14,6 +14,7 @@ import { TestCluster } from "./_cluster.ts";
 import { sh, type TestHost } from "./_pods.ts";
 import type { FailpointName } from "../src/debug/failpoints.ts";
 import { isRoot, rootTest } from "./_support.ts";
+import { hitsOf, setFailpoint, waitUntil } from "./_migrate.ts";
 
 const T = 300_000;
 const FAILPOINTS = ["--failpoints", ""];
@@ -49,17 +50,6 @@ afterAll(async () => {
   await lan?.dispose();
 }, 120_000);
 
-async function setFailpoint(h: TestHost, name: FailpointName, actions: string): Promise<void> {
-  const r = await fetch(`http://agent/v1/debug/failpoints/${name}`, { unix: h.socket, method: "PUT", body: JSON.stringify({ actions }) });
-  if (!r.ok) throw new Error(`Cannot set failpoint ${name}=${actions}: ${await r.text()}`);
-}
-
-async function hitsOf(h: TestHost, name: FailpointName): Promise<number> {
-  const r = await fetch("http://agent/v1/debug/failpoints", { unix: h.socket });
-  const { failpoints } = (await r.json()) as { failpoints: Array<{ name: string; hits: number }> };
-  return failpoints.find((p) => p.name === name)?.hits ?? 0;
-}
-
 /** Set `name` to pause, and resolve once a hit waits there; `release` lets it go on. */
 async function pauseAt(h: TestHost, name: FailpointName): Promise<{ reached: Promise<void>; release: () => Promise<void> }> {
   await setFailpoint(h, name, "1*pause->off");
@@ -79,14 +69,6 @@ async function startCounter(h: TestHost, mib = 0): Promise<string> {
 async function whereIs(name: string): Promise<{ a: string | null; b: string | null }> {
   const on = async (h: TestHost) => (await h.pods()).find((p) => p.name === name)?.state ?? null;
   return { a: await on(a), b: await on(b) };
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await Bun.sleep(250);
-  }
 }
 
 /** The counter's file has 1..n, each once, in order; and it still grows. */

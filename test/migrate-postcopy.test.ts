@@ -10,11 +10,10 @@
  */
 import { afterAll, beforeAll, describe, expect } from "bun:test";
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { TestCluster } from "./_cluster.ts";
 import type { TestHost } from "./_pods.ts";
-import type { FailpointName } from "../src/debug/failpoints.ts";
-import { BUN, isRoot, REPO, rootTest } from "./_support.ts";
+import { isRoot, rootTest } from "./_support.ts";
+import { clientReport, hitsOf, setFailpoint, startClient, waitUntil } from "./_migrate.ts";
 
 const T = 300_000;
 const FAILPOINTS = ["--failpoints", ""];
@@ -40,25 +39,6 @@ afterAll(async () => {
   await lan?.dispose();
 }, 120_000);
 
-async function setFailpoint(h: TestHost, name: FailpointName, actions: string): Promise<void> {
-  const r = await fetch(`http://agent/v1/debug/failpoints/${name}`, { unix: h.socket, method: "PUT", body: JSON.stringify({ actions }) });
-  if (!r.ok) throw new Error(`Cannot set failpoint ${name}=${actions}: ${await r.text()}`);
-}
-
-async function hitsOf(h: TestHost, name: FailpointName): Promise<number> {
-  const r = await fetch("http://agent/v1/debug/failpoints", { unix: h.socket });
-  const { failpoints } = (await r.json()) as { failpoints: Array<{ name: string; hits: number }> };
-  return failpoints.find((p) => p.name === name)?.hits ?? 0;
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await Bun.sleep(100);
-  }
-}
-
 /** memhog's memory, a counter into /count every 10 ms, and an echo server on port 7000. */
 async function startPod(h: TestHost): Promise<{ name: string; ip: string }> {
   const name = `pc${++podCount}`;
@@ -76,24 +56,6 @@ async function memorySum(h: TestHost, name: string): Promise<string> {
   const before = (await h.cli(["logs", name])).stdout.length;
   await h.ok(["exec", name, "sh", "-c", "kill -USR2 $(pidof memhog)"]);
   return (await h.waitForLog(name, /sum \S+ pages \d+/, before, 120_000)).split(" ")[1]!;
-}
-
-function startClient(ip: string) {
-  return Bun.spawn(["nsenter", `--net=/run/netns/${lan.client}`, "--", BUN, join(REPO, "test/fixtures/tcp-client.ts"), ip, "7000", "1"], {
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-}
-
-async function clientReport(client: ReturnType<typeof startClient>) {
-  client.kill("SIGTERM");
-  return JSON.parse((await new Response(client.stdout).text()).trim()) as {
-    sent: number;
-    received: number;
-    closed: boolean;
-    errors: string[];
-    maxGapMs: number;
-  };
 }
 
 async function whereIs(name: string): Promise<{ a: string | null; b: string | null }> {
@@ -157,7 +119,7 @@ describe("autopod migrate --mode postcopy", () => {
     async () => {
       const { name, ip } = await startPod(a);
       const sum = await memorySum(a, name);
-      const client = startClient(ip);
+      const client = startClient(lan.client, ip);
       let report: Awaited<ReturnType<typeof clientReport>>;
       try {
         await Bun.sleep(700);

@@ -10,8 +10,8 @@ import { afterAll, beforeAll, describe, expect } from "bun:test";
 import { join } from "node:path";
 import { TestCluster } from "./_cluster.ts";
 import type { TestHost } from "./_pods.ts";
-import type { FailpointName } from "../src/debug/failpoints.ts";
-import { BUN, isRoot, REPO, rootTest } from "./_support.ts";
+import { isRoot, rootTest } from "./_support.ts";
+import { clientReport, expectCountWithoutGap, setFailpoint, startClient, waitUntil } from "./_migrate.ts";
 
 const T = 300_000;
 /** Failpoints allowed, none set: a test sets the one it drives through the local API. */
@@ -36,11 +36,6 @@ afterAll(async () => {
   await lan?.dispose();
 }, 120_000);
 
-async function setFailpoint(h: TestHost, name: FailpointName, actions: string): Promise<void> {
-  const r = await fetch(`http://agent/v1/debug/failpoints/${name}`, { unix: h.socket, method: "PUT", body: JSON.stringify({ actions }) });
-  if (!r.ok) throw new Error(`Cannot set failpoint ${name}=${actions}: ${await r.text()}`);
-}
-
 /** A pod counting into /count (its root) every 10 ms, with an echo server on port 7000. */
 async function startCounter(h: TestHost): Promise<{ name: string; ip: string }> {
   const name = `mv${++podCount}`;
@@ -48,46 +43,10 @@ async function startCounter(h: TestHost): Promise<{ name: string; ip: string }> 
   return { name, ip: pod.address.split("/")[0]! };
 }
 
-function startClient(ip: string) {
-  return Bun.spawn(["nsenter", `--net=/run/netns/${lan.client}`, "--", BUN, join(REPO, "test/fixtures/tcp-client.ts"), ip, "7000", "1"], {
-    stdout: "pipe",
-    stderr: "pipe",
-  });
-}
-
-async function clientReport(client: ReturnType<typeof startClient>) {
-  client.kill("SIGTERM");
-  if (process.env.MIGRATE_DEBUG) console.error("client:", await new Response(client.stderr).text());
-  return JSON.parse((await new Response(client.stdout).text()).trim()) as {
-    sent: number;
-    received: number;
-    closed: boolean;
-    errors: string[];
-    maxGapMs: number;
-  };
-}
-
 /** The pod's states on each host (absent: no record). */
 async function whereIs(name: string): Promise<{ a: string | null; b: string | null }> {
   const on = async (h: TestHost) => (await h.pods()).find((p) => p.name === name)?.state ?? null;
   return { a: await on(a), b: await on(b) };
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}`);
-    await Bun.sleep(250);
-  }
-}
-
-/** The counter's file has 1..n, each once, in order. */
-function expectCountWithoutGap(text: string): number {
-  const lines = text.trim().split("\n").map(Number);
-  lines.forEach((n, i) => {
-    if (n !== i + 1) throw new Error(`/count line ${i + 1} is ${n}`);
-  });
-  return lines.length;
 }
 
 /** The agent SIGKILLed itself at a failpoint: wait for it, then start a new one (no failpoint set). */
@@ -105,7 +64,7 @@ describe("autopod migrate", () => {
     async () => {
       const { name, ip } = await startCounter(a);
       await Bun.sleep(300);
-      const client = startClient(ip);
+      const client = startClient(lan.client, ip);
       let report: Awaited<ReturnType<typeof clientReport>>;
       try {
         await Bun.sleep(700);
@@ -217,7 +176,7 @@ describe("autopod migrate", () => {
       `the ${host} agent killed at ${point}: the pod runs on A only, and a retry moves it`,
       async () => {
         const { name, ip } = await startCounter(a);
-        const client = startClient(ip);
+        const client = startClient(lan.client, ip);
         const killed = host === "source" ? a : b;
         try {
           await Bun.sleep(500);
@@ -279,7 +238,7 @@ describe("autopod migrate", () => {
     async () => {
       const { name, ip } = await startCounter(a);
       await Bun.sleep(300);
-      const client = startClient(ip);
+      const client = startClient(lan.client, ip);
       try {
         await Bun.sleep(700);
         await setFailpoint(a, "migrate.committed", "1*kill");
