@@ -1,8 +1,13 @@
 /** Bitmaps over lists of chunks: bit i (LSB first in byte i/8) stands for chunk i. */
 import { HASH_BYTES } from "../image/hash.ts";
 
-/** How many hashes one "which do you lack?" question may carry (32 MiB of hashes: a 32 GiB image's pages). */
+/**
+ * How many hashes one "which do you lack?" question may carry (32 MiB of hashes: a 4 GiB image's pages);
+ * a longer list is asked in several questions (askInBatches in manifest-parent.ts).
+ */
 export const MAX_HASHES_PER_QUERY = 1 << 20;
+/** How many chunks an image pulled from a peer may have, its selection a bitmap over them (2 MiB: 64 GiB of pages). */
+export const MAX_CHUNKS_PER_SELECTION = 1 << 24;
 
 export function bitmapOf(n: number, isSet: (i: number) => boolean): Uint8Array {
   const b = new Uint8Array(new ArrayBuffer(Math.ceil(n / 8)));

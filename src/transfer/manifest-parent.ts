@@ -6,6 +6,7 @@
  */
 import { HASH_BYTES } from "../image/hash.ts";
 import { HashTable } from "../image/hash-table.ts";
+import { MAX_HASHES_PER_QUERY } from "./bitmap.ts";
 import { decodeManifest, uniqueChunkRefs } from "../image/manifest.ts";
 import type { ImageCatalogue } from "../store/image-catalogue.ts";
 
@@ -48,7 +49,7 @@ export async function manifestParentFor(
  * meanwhile, its import finds the chunk neither sent nor stored and refuses.)
  */
 export async function missingBeyond(peer: PeerImageHolder, hashes: Uint8Array, parentManifest: Uint8Array | undefined): Promise<Uint8Array> {
-  if (parentManifest === undefined) return await peer.missing(hashes);
+  if (parentManifest === undefined) return await askInBatches(peer, hashes);
   const refs = uniqueChunkRefs(decodeManifest(parentManifest));
   const held = new HashTable(refs.length);
   for (const r of refs) held.add(r.hash);
@@ -59,10 +60,28 @@ export async function missingBeyond(peer: PeerImageHolder, hashes: Uint8Array, p
   asked.forEach((i, k) => {
     question.set(hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), k * HASH_BYTES);
   });
-  const answer = asked.length === 0 ? new Uint8Array(0) : await peer.missing(question);
+  const answer = asked.length === 0 ? new Uint8Array(0) : await askInBatches(peer, question);
   const lacking = new Uint8Array(Math.ceil(n / 8));
   asked.forEach((i, k) => {
     if ((answer[k >> 3]! & (1 << (k & 7))) !== 0) lacking[i >> 3]! |= 1 << (i & 7);
   });
+  return lacking;
+}
+
+/**
+ * The peer's bitmap over `hashes`, asked at most MAX_HASHES_PER_QUERY at a time (a peer refuses a longer
+ * question: a pod of 4 GiB has that many pages, before its files). Batches are whole bytes of the bitmap.
+ */
+export async function askInBatches(peer: PeerImageHolder, hashes: Uint8Array, perQuestion = MAX_HASHES_PER_QUERY): Promise<Uint8Array> {
+  const n = hashes.byteLength / HASH_BYTES;
+  if (n <= perQuestion) return await peer.missing(hashes);
+  if (perQuestion % 8 !== 0) throw new Error("askInBatches: a batch must be a whole number of bitmap bytes");
+  const lacking = new Uint8Array(Math.ceil(n / 8));
+  for (let first = 0; first < n; first += perQuestion) {
+    const count = Math.min(perQuestion, n - first);
+    const answer = await peer.missing(hashes.subarray(first * HASH_BYTES, (first + count) * HASH_BYTES));
+    if (answer.byteLength !== Math.ceil(count / 8)) throw new Error("the peer answered a bitmap of the wrong size");
+    lacking.set(answer, first / 8);
+  }
   return lacking;
 }

@@ -13,7 +13,7 @@ import { HASH_BYTES } from "../../image/hash.ts";
 import { ChunkWorkers } from "../../store/chunk-workers.ts";
 import type { ImageCatalogue } from "../../store/image-catalogue.ts";
 import type { ImageTrust } from "../../trust/image-trust.ts";
-import { bitmapOf, hashViews, MAX_HASHES_PER_QUERY } from "../../transfer/bitmap.ts";
+import { bitmapOf, hashViews, MAX_CHUNKS_PER_SELECTION, MAX_HASHES_PER_QUERY } from "../../transfer/bitmap.ts";
 import { readJsonBody } from "../local/bounded-body.ts";
 import { HeldImagesQuestionSchema } from "./schemas.ts";
 
@@ -78,7 +78,7 @@ export function addPeerImageRoutes(app: Hono, { catalogue, trust, received }: Pe
   app.post(
     "/v1/images/:id/export",
     bodyLimit({
-      maxSize: MAX_HASHES_PER_QUERY / 8,
+      maxSize: MAX_CHUNKS_PER_SELECTION / 8,
       onError: (c) => c.json({ error: { code: "invalid_argument", message: "The chunk selection is too large" } }, 413),
     }),
     async (c) => {
