@@ -56,4 +56,26 @@ describe("FreezeTurns", () => {
     // Free again: a round gets its turn at once.
     (await t.round())();
   });
+
+  test("a release called twice frees one turn (post-copy releases its freeze early, and again at the end)", async () => {
+    const t = new FreezeTurns();
+    const log: string[] = [];
+    const f1 = await t.freeze();
+    const f2 = t.freeze().then((rel) => {
+      log.push("f2");
+      return rel;
+    });
+    const f3 = t.freeze().then((rel) => {
+      log.push("f3");
+      return rel;
+    });
+    f1();
+    f1();
+    await tick();
+    expect(log).toEqual(["f2"]);
+    (await f2)();
+    await tick();
+    expect(log).toEqual(["f2", "f3"]);
+    (await f3)();
+  });
 });

@@ -149,6 +149,8 @@ export async function freezeAndHandOverPostcopy(
       restorePhases = (await whileAnswering(peer, Promise.race([restoring, outcome.then(() => restoring)]))).phases;
       phase("restore");
       freezeMs = Math.round(performance.now() - run.dumpStartedAt);
+      // The next pod of an evacuation may freeze while this one's pages are pulled.
+      h.endFreeze?.();
       pagesStartedAt = performance.now();
       onProgress({ phase: "resume", ms: freezeMs, message: `pod "${name}" runs on "${req.to}" (frozen ${freezeMs} ms); pulling its memory` });
       ticker = setInterval(() => {

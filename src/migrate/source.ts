@@ -69,7 +69,9 @@ export interface MigrateRequest {
   maxRounds: number;
   /**
    * Turns shared by several migrations at once (an evacuation, src/evacuate/freeze-turns.ts):
-   * each round and the freeze wait for theirs, and release it when done. None: no waiting.
+   * each round and the freeze wait for theirs, and release it when done (a release may be called
+   * more than once: post-copy releases its freeze's turn when the pod runs there, and again at the end).
+   * None: no waiting.
    */
   turns?: { round(): Promise<() => void>; freeze(): Promise<() => void> };
   /** Freeze only once the predicted freeze fits (predictFreezeMs); refused after maxRounds if it never does. Null: the stop rule decides. */
@@ -204,7 +206,7 @@ export async function migratePod(
     }
     const release = await req.turns?.freeze();
     try {
-      const h = { id, name, req: { ...req, mode }, from, journal, rounds, roundImages, t0 };
+      const h: Handover = { id, name, req: { ...req, mode }, from, journal, rounds, roundImages, t0, ...(release ? { endFreeze: release } : {}) };
       return mode === "postcopy" ? await freezeAndHandOverPostcopy(deps, peer, h, onProgress) : await freezeAndHandOver(deps, peer, h, onProgress);
     } finally {
       release?.();
@@ -362,6 +364,11 @@ export interface Handover {
   rounds: RoundReport[];
   roundImages: string[];
   t0: number;
+  /**
+   * The freeze is over (the pod runs on the destination): another migration's freeze may start. Post-copy
+   * calls it before its page pull, which may take seconds and shares the link with the next freeze.
+   */
+  endFreeze?: () => void;
 }
 
 /** The final checkpoint of a handover, claimed and started: the pod is busy and the store's merging held until it ends. */
