@@ -17,7 +17,8 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { exportStream, importImage } from "../src/checkpoint/export.ts";
+import { exportStream } from "../src/checkpoint/export.ts";
+import { importImage } from "../src/checkpoint/import.ts";
 import { captureTree } from "../src/checkpoint/tree.ts";
 import { FORMAT_VERSION } from "../src/image/manifest.ts";
 import { ChunkStore } from "../src/store/chunk-store.ts";

@@ -5,7 +5,7 @@
  * checks at restore stand between it and the host.
  */
 import { readFileSync, writeFileSync } from "node:fs";
-import { EXPORT_MAGIC, EXPORT_VERSION } from "../src/checkpoint/export.ts";
+import { EXPORT_MAGIC, EXPORT_VERSION } from "../src/checkpoint/export-format.ts";
 import { chunkCount, chunkHash, chunkLength, decodeManifest, encodeManifest, type FileEntry, type Manifest, uniqueChunkRefs } from "../src/image/manifest.ts";
 import { IMG_COMMON_MAGIC, IMG_SERVICE_MAGIC } from "../src/checkpoint/criu-image/image-file.ts";
 import { decodeMessage, ProtoMessage } from "../src/checkpoint/criu-image/protobuf.ts";

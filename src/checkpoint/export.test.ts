@@ -7,7 +7,9 @@ import { ChunkStore, type StoreStats } from "../store/chunk-store.ts";
 import { ChunkWorkers } from "../store/chunk-workers.ts";
 import { sha256, toHex } from "../image/hash.ts";
 import { ImageCatalogue } from "../store/image-catalogue.ts";
-import { InvalidExportError, MissingParentError, exportFrames, exportImage, exportSize, exportStream, importImage } from "./export.ts";
+import { exportFrames, exportImage, exportSize, exportStream } from "./export.ts";
+import { InvalidExportError, MissingParentError } from "./export-format.ts";
+import { importImage } from "./import.ts";
 import { InvalidManifestDeltaError } from "../image/manifest-delta.ts";
 import { uniqueChunkRefs } from "../image/manifest.ts";
 import { type FileEntry, InvalidManifestError, UnsupportedFormatError, chunkHash } from "../image/manifest.ts";
@@ -156,7 +158,7 @@ describe("export and import", () => {
       script,
       `import { ChunkStore } from ${JSON.stringify(path.resolve(import.meta.dir, "../store/chunk-store.ts"))};
        import { ImageCatalogue } from ${JSON.stringify(path.resolve(import.meta.dir, "../store/image-catalogue.ts"))};
-       import { importImage } from ${JSON.stringify(path.resolve(import.meta.dir, "export.ts"))};
+       import { importImage } from ${JSON.stringify(path.resolve(import.meta.dir, "import.ts"))};
        const store = ChunkStore.open(process.argv[2]);
        const r = await importImage(new ImageCatalogue(store), process.stdin);
        store.close();

@@ -4,38 +4,27 @@
  * when it commits (fsync the packs, then one index transaction). Until then,
  * and until it is closed, it pins every chunk it wrote or found already
  * stored, so a concurrent gc cannot remove them.
+ *
+ * Its parts, each in a file of its own: its pins (_writer-pins.ts), files
+ * received in place (_received-file.ts), the candidates and copy of a hashed
+ * file (_hashed-file.ts), and what a commit writes to the index
+ * (_index-commit.ts).
  */
 import type { Database } from "bun:sqlite";
 import fs from "node:fs";
 import { HASH_BYTES, type Hash, type HashLike, hashBytes, hashEquals, hashHex, isZeroHash, sha256, sha256Into, toHex } from "../image/hash.ts";
 import { HashTable } from "../image/hash-table.ts";
-import { MAX_CHUNK_BYTES, isZeroAt, sortedByHash } from "./_entries.ts";
-import { type OpenPack, PackAppender, type RecordLocation, packPath, readAt, writevAll } from "./_pack.ts";
+import { MAX_CHUNK_BYTES } from "./_entries.ts";
+import { type ChunkCount, countAdoptedNew, insertEntries, markCommitted, recordPacks } from "./_index-commit.ts";
+import { candidatesOf, copyChunks, sampledNewShare } from "./_hashed-file.ts";
+import { PackAppender, type RecordLocation, packPath } from "./_pack.ts";
+import { type ReceivedFile, ReceivedFiles } from "./_received-file.ts";
+import { WriterPins } from "./_writer-pins.ts";
 import type { FileHashes } from "./chunk-workers.ts";
 import { ChunkMismatchError } from "./errors.ts";
-import { type PendingIndex, type RawSegment, addSegment, segmentBytes } from "./pending-index.ts";
+import { type PendingIndex, type RawSegment, addSegment } from "./pending-index.ts";
 
-/**
- * A file arriving chunk by chunk (a page image from a peer), written in place
- * into a raw pack laid out as the file: see ChunkWriter.receiveFile.
- */
-export interface ReceivedFile {
-  readonly pack: OpenPack;
-  /** The file's chunk list (the manifest's: all zeros marks a chunk of zeros). */
-  readonly chunks: Uint8Array;
-  readonly size: number;
-  readonly chunkSize: number;
-  /** 1 where the chunk's bytes are written. */
-  readonly filled: Uint8Array;
-  /** A run of neighbouring chunks not written yet: its first index and bytes. */
-  run: { first: number; parts: Uint8Array[]; bytes: number } | null;
-}
-
-/** A received file's buffered run is written out at this many bytes. */
-const RECEIVE_RUN_BYTES = 1 << 20;
-
-/** Index rows a commit inserts with one statement. */
-const INSERT_ROWS = 64;
+export type { ReceivedFile } from "./_received-file.ts";
 
 /** A chunk given with the hash it claims to have. */
 export interface ClaimedChunk {
@@ -78,14 +67,10 @@ export class ChunkWriter {
   #segments: RawSegment[] = [];
   /** Chunk lists put whole by putHashedFile: every chunk of each is held (see covers). */
   readonly #covered = new WeakSet<Uint8Array>();
-  /** Chunks this writer relies on that are in the index (found there, or committed by it): gc keeps them, missing() trusts them. */
-  readonly #pinned = new HashTable();
-  /** What earlier commits of this writer made visible: pinned as well (kept whole rather than copied into #pinned). */
-  readonly #committed: HashTable[] = [];
-  /** Chunks pinned by pin(): kept by gc, not known to be stored. */
-  readonly #leased = new Set<string>();
+  /** Chunks this writer relies on: gc keeps them (see WriterPins). */
+  readonly #pins = new WriterPins();
   /** Files being received in place (receiveFile). */
-  readonly #received: ReceivedFile[] = [];
+  readonly #received: ReceivedFiles;
   #isClosed = false;
   /** Bytes of new chunks written (not deduplicated); chunks of adopted files count when commit() finds them new. */
   newBytes = 0;
@@ -96,6 +81,7 @@ export class ChunkWriter {
     this.#host = host;
     this.label = label;
     this.#appender = new PackAppender(host.packDir, host.maxPackBytes, () => host.newPackId());
+    this.#received = new ReceivedFiles(this.#appender, () => host.newRawPackId());
   }
 
   /** Store one chunk (deduplicated); returns its hash. Visible to others after commit(). */
@@ -128,20 +114,17 @@ export class ChunkWriter {
     if (bad.length > 0) throw new ChunkMismatchError(bad);
     // Which of them the store has already: one query for the batch, not one per chunk.
     const ask: Hash[] = [];
-    if (!options.isExpectedNew) for (const h of hashes) if (!this.#pending.has(h) && !this.#isPinned(h)) ask.push(h);
+    if (!options.isExpectedNew) for (const h of hashes) if (!this.#pending.has(h) && !this.#pins.has(h)) ask.push(h);
     const stored = ask.length > 0 ? new Set(ask) : null;
     if (stored !== null) for (const h of this.#host.missing(ask)) stored.delete(h);
     items.forEach(({ bytes }, i) => {
       const h = hashes[i]!;
-      if (this.#pending.has(h) || this.#isPinned(h)) return; // an earlier one of this batch, or held already
+      if (this.#pending.has(h) || this.#pins.has(h)) return; // an earlier one of this batch, or held already
       if (stored?.has(h)) {
-        this.#pinned.add(h);
+        this.#pins.add(h);
         return;
       }
-      const loc = this.#appender.append(h, bytes);
-      this.#pending.add(h, 0, loc.pack, loc.offset, loc.length);
-      this.newBytes += bytes.byteLength;
-      this.newChunks++;
+      this.#append(h, bytes);
     });
     return hashes;
   }
@@ -162,26 +145,13 @@ export class ChunkWriter {
     options: { known?: Uint8Array; adopt?: boolean; adoptShare?: number } = {},
   ): { adopted: boolean; candidates: number } {
     this.#assertOpen();
-    const n = fh.zero.length;
     const cs = fh.chunkSize;
-    const lengthOf = (i: number) => Math.min(cs, fh.size - i * cs);
     // Candidates: neither zeros, nor vouched for, nor held by this writer. (Repeats within the
     // file are left to the pending table's own dedup, or to `local` when copying.)
-    const cand: number[] = [];
-    let candBytes = 0;
-    for (let i = 0; i < n; i++) {
-      if (fh.zero[i] === 1 || options.known?.[i] === 1) continue;
-      const at = i * HASH_BYTES;
-      if (this.#pending.has(fh.hashes, at) || this.#isPinned(fh.hashes, at)) continue;
-      cand.push(i);
-      candBytes += lengthOf(i);
-    }
+    const { cand, candBytes } = candidatesOf(fh, options.known, (b, at) => this.#pending.has(b, at) || this.#pins.has(b, at));
     const adoptShare = options.adoptShare ?? 0.5;
     // Candidates may be stored already (by another pod's image): a sample of them tells.
-    const sample: Uint8Array[] = [];
-    const step = Math.max(1, Math.floor(cand.length / 256));
-    for (let k = 0; k < cand.length; k += step) sample.push(fh.hashes.subarray(cand[k]! * HASH_BYTES, (cand[k]! + 1) * HASH_BYTES));
-    const newShare = sample.length === 0 ? 0 : this.#host.missing(sample).length / sample.length;
+    const newShare = sampledNewShare(fh, cand, (sample) => this.#host.missing(sample));
     if (options.adopt && cand.length > 0 && candBytes * newShare >= adoptShare * fh.size && cs <= MAX_CHUNK_BYTES) {
       const pack = this.#appender.adopt(file, () => this.#host.newRawPackId(), sha256(fh.hashes), cs);
       if (pack !== null) {
@@ -202,35 +172,13 @@ export class ChunkWriter {
     const take: number[] = [];
     cand.forEach((i, k) => {
       if (lacking.has(views[k]!)) take.push(i);
-      else this.#pinned.add(fh.hashes, i * HASH_BYTES);
+      else this.#pins.add(fh.hashes, i * HASH_BYTES);
     });
     if (take.length === 0) {
       this.#covered.add(fh.hashes);
       return { adopted: false, candidates: cand.length };
     }
-    const fd = fs.openSync(file, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-    try {
-      const maxRun = Math.max(1, Math.floor((4 << 20) / cs));
-      for (let k = 0; k < take.length; ) {
-        let end = k + 1;
-        while (end < take.length && take[end] === take[end - 1]! + 1 && end - k < maxRun) end++;
-        const first = take[k]!;
-        const last = take[end - 1]!;
-        const bytes = readAt(fd, last * cs + lengthOf(last) - first * cs, first * cs);
-        for (let j = k; j < end; j++) {
-          const i = take[j]!;
-          const chunk = bytes.subarray((i - first) * cs, (i - first) * cs + lengthOf(i));
-          const want = fh.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES);
-          if (chunk.byteLength !== lengthOf(i) || !hashEquals(sha256(chunk), want)) {
-            throw new ChunkMismatchError([toHex(want)]);
-          }
-          this.#putVerified(want, chunk);
-        }
-        k = end;
-      }
-    } finally {
-      fs.closeSync(fd);
-    }
+    copyChunks(file, fh, take, (want, chunk) => this.#putVerified(want, chunk));
     this.#covered.add(fh.hashes);
     return { adopted: false, candidates: cand.length };
   }
@@ -247,14 +195,7 @@ export class ChunkWriter {
    */
   receiveFile(chunks: Uint8Array, size: number, chunkSize: number): ReceivedFile {
     this.#assertOpen();
-    const n = chunks.byteLength / HASH_BYTES;
-    if (chunkSize > MAX_CHUNK_BYTES || n !== Math.ceil(size / chunkSize)) {
-      throw new RangeError(`A received file of ${size} bytes in chunks of ${chunkSize} cannot have ${n} chunks`);
-    }
-    const pack = this.#appender.createRaw(() => this.#host.newRawPackId(), size, chunkSize);
-    const f: ReceivedFile = { pack, chunks, size, chunkSize, filled: new Uint8Array(n), run: null };
-    this.#received.push(f);
-    return f;
+    return this.#received.open(chunks, size, chunkSize);
   }
 
   /**
@@ -271,16 +212,10 @@ export class ChunkWriter {
     const hash = hashBytes(claimed.hash);
     const bytes = claimed.bytes;
     if (bytes.byteLength > MAX_CHUNK_BYTES || (!options.isVerified && !hashEquals(sha256(bytes), hash))) throw new ChunkMismatchError([toHex(hash)]);
-    for (const i of positions) {
-      const len = Math.min(f.chunkSize, f.size - i * f.chunkSize);
-      if (!hashEquals(f.chunks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), hash) || len !== bytes.byteLength) {
-        throw new RangeError(`Chunk ${toHex(hash)} is not chunk ${i} of the received file`);
-      }
-    }
-    for (const i of positions) this.#writeInFile(f, i, bytes);
-    if (this.#pending.has(hash) || this.#isPinned(hash)) return;
+    this.#received.write(f, hash, bytes, positions);
+    if (this.#pending.has(hash) || this.#pins.has(hash)) return;
     if (!options.isExpectedNew && this.#host.has(hash)) {
-      this.#pinned.add(hash);
+      this.#pins.add(hash);
       return;
     }
     this.#pending.add(hash, 0, f.pack.id, positions[0]! * f.chunkSize, bytes.byteLength);
@@ -295,36 +230,7 @@ export class ChunkWriter {
    */
   sealFile(f: ReceivedFile): void {
     this.#assertOpen();
-    this.#flushRun(f);
-    const n = f.filled.length;
-    for (let i = 0; i < n; i++) {
-      if (f.filled[i] === 1 || isZeroAt(f.chunks, i * HASH_BYTES)) continue;
-      const bytes = this.get(f.chunks.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES));
-      this.#writeInFile(f, i, bytes);
-    }
-    this.#flushRun(f);
-    f.pack.digest = sha256(f.chunks);
-  }
-
-  #writeInFile(f: ReceivedFile, i: number, bytes: Uint8Array): void {
-    if (f.filled[i] === 1) return;
-    f.filled[i] = 1;
-    const run = f.run;
-    if (run !== null && run.first + run.parts.length === i && run.bytes < RECEIVE_RUN_BYTES) {
-      run.parts.push(bytes);
-      run.bytes += bytes.byteLength;
-      return;
-    }
-    this.#flushRun(f);
-    f.run = { first: i, parts: [bytes], bytes: bytes.byteLength };
-  }
-
-  #flushRun(f: ReceivedFile): void {
-    const run = f.run;
-    if (run === null) return;
-    f.run = null;
-    writevAll(f.pack.fd, run.parts, run.first * f.chunkSize);
-    f.pack.isDirty = true;
+    this.#received.seal(f, (h) => this.get(h));
   }
 
   /**
@@ -334,11 +240,7 @@ export class ChunkWriter {
    */
   flushReceived(): void {
     this.#assertOpen();
-    this.#flushReceived();
-  }
-
-  #flushReceived(): void {
-    for (const f of this.#received) this.#flushRun(f);
+    this.#received.flush();
   }
 
   /**
@@ -348,12 +250,7 @@ export class ChunkWriter {
    */
   trustStored(hashes: Uint8Array, mask?: Uint8Array): void {
     this.#assertOpen();
-    const n = hashes.byteLength / HASH_BYTES;
-    for (let i = 0; i < n; i++) {
-      if (mask !== undefined && mask[i] !== 1) continue;
-      if (isZeroAt(hashes, i * HASH_BYTES)) continue;
-      this.#pinned.add(hashes, i * HASH_BYTES);
-    }
+    this.#pins.addList(hashes, mask);
   }
 
   /**
@@ -366,7 +263,7 @@ export class ChunkWriter {
 
   /** In #pending or pinned; the segments are made entries only when that is not enough to say yes. */
   #isHeld(src: Uint8Array, at = 0): boolean {
-    if (this.#pending.has(src, at) || this.#isPinned(src, at)) return true;
+    if (this.#pending.has(src, at) || this.#pins.has(src, at)) return true;
     if (this.#segments.length === 0) return false;
     this.#materialize();
     return this.#pending.has(src, at);
@@ -394,7 +291,7 @@ export class ChunkWriter {
     const h = hashBytes(hash);
     if (this.#isHeld(h)) return true;
     if (this.#host.has(h)) {
-      this.#pinned.add(h);
+      this.#pins.add(h);
       return true;
     }
     return false;
@@ -411,14 +308,14 @@ export class ChunkWriter {
     }
     const lacking = this.#host.missing(ask);
     const lackSet = new Set(lacking);
-    for (const h of ask) if (!lackSet.has(h)) this.#pinned.add(hashBytes(h));
+    for (const h of ask) if (!lackSet.has(h)) this.#pins.add(hashBytes(h));
     return lacking;
   }
 
   /** Pin chunks this writer will reference without writing them. */
   pin(hashes: Iterable<HashLike>): void {
     this.#assertOpen();
-    for (const h of hashes) if (!isZeroHash(h)) this.#leased.add(hashHex(h));
+    for (const h of hashes) if (!isZeroHash(h)) this.#pins.lease(hashHex(h));
   }
 
   /** A chunk's bytes, verified: this writer's uncommitted ones or the store's. */
@@ -429,7 +326,7 @@ export class ChunkWriter {
     if (i < 0) return this.#host.get(h);
     const loc = this.#pending.locationAt(i);
     if (this.#appender.isBuffered(loc)) this.#appender.flush();
-    this.#flushReceived();
+    this.#received.flush();
     return this.#host.readRecord(h, loc, this.#appender.fdOf(loc.pack)!);
   }
 
@@ -447,38 +344,18 @@ export class ChunkWriter {
    */
   commit(alsoInTransaction?: () => void): void {
     this.#assertOpen();
-    this.#flushReceived();
+    this.#received.flush();
     this.#appender.sync(this.#host.isDurable);
     const db = this.#host.db;
-    const ins = db.query<unknown, [Uint8Array, number, number, number]>("INSERT OR IGNORE INTO chunks(hash, pack, offset, length) VALUES (?, ?, ?, ?)");
-    const insMany = db.query<unknown, Array<Uint8Array | number>>(
-      `INSERT OR IGNORE INTO chunks(hash, pack, offset, length) VALUES ${Array(INSERT_ROWS).fill("(?, ?, ?, ?)").join(", ")}`,
-    );
-    const isOurs = db.query<{ pack: number; offset: number }, [Uint8Array]>("SELECT pack, offset FROM chunks WHERE hash = ?");
-    const size = db.query<unknown, [number, number]>("UPDATE packs SET size = ? WHERE id = ?");
-    const digest = db.query<unknown, [Uint8Array, number]>("UPDATE packs SET digest = ? WHERE id = ?");
     const adoptedPacks = this.#appender.adopted.filter((p) => p.committed === 0);
     const adopted = adoptedPacks.map((p) => p.id);
     const cols = this.#pending.columns();
     const segments = this.#segments;
     // With an adopted file, every chunk of this commit is indexed after it (see PENDING_ENTRY_BYTES).
     const deferTo = adopted.length > 0 && (cols.size > 0 || segments.length > 0) ? adopted[0]! : null;
-    let adoptedNew = 0;
-    let adoptedNewBytes = 0;
-    let duplicates = 0;
-    let duplicateBytes = 0;
-    if (deferTo !== null) {
-      const isAdopted = new Set(adopted);
-      for (let i = 0; i < cols.size; i++) {
-        if (!isAdopted.has(cols.pack[i]!)) continue;
-        adoptedNew++;
-        adoptedNewBytes += cols.length[i]!;
-      }
-      for (const seg of segments) {
-        adoptedNew += seg.cand.length;
-        adoptedNewBytes += segmentBytes(seg);
-      }
-    }
+    // Chunks of adopted files that commit() finds new, and rows another writer put first: counted once here.
+    const fresh = deferTo !== null ? countAdoptedNew(cols, adopted, segments) : { chunks: 0, bytes: 0 };
+    let duplicates: ChunkCount = { chunks: 0, bytes: 0 };
     db.transaction(() => {
       if (deferTo !== null) {
         this.#host.pending.record(
@@ -487,61 +364,20 @@ export class ChunkWriter {
           adoptedPacks.map((p) => ({ id: p.id, chunkSize: p.chunkSize! })),
         );
       } else {
-        // In hash order: neighbouring keys share B-tree pages. Rows go in INSERT_ROWS at a time (one
-        // call into sqlite per group, not per chunk); a row that changes nothing was stored meanwhile
-        // by another writer, or put with isExpectedNew: the index keeps the first copy, and it is not new.
-        const order = sortedByHash(cols.hashes, cols.size);
-        let k = 0;
-        for (; k + INSERT_ROWS <= cols.size; k += INSERT_ROWS) {
-          const args: Array<Uint8Array | number> = [];
-          for (let j = k; j < k + INSERT_ROWS; j++) {
-            const i = order[j]!;
-            args.push(cols.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), cols.pack[i]!, cols.offset[i]!, cols.length[i]!);
-          }
-          const { changes } = insMany.run(...args);
-          if (changes < INSERT_ROWS) {
-            // Rare: find which, one by one, inside the same transaction (the group's rows are in already).
-            for (let j = k; j < k + INSERT_ROWS; j++) {
-              const i = order[j]!;
-              const row = isOurs.get(cols.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES));
-              if (row === null || row.pack !== cols.pack[i]! || row.offset !== cols.offset[i]!) {
-                duplicates++;
-                duplicateBytes += cols.length[i]!;
-              }
-            }
-          }
-        }
-        for (; k < cols.size; k++) {
-          const i = order[k]!;
-          const { changes } = ins.run(cols.hashes.subarray(i * HASH_BYTES, (i + 1) * HASH_BYTES), cols.pack[i]!, cols.offset[i]!, cols.length[i]!);
-          if (changes === 0) {
-            duplicates++;
-            duplicateBytes += cols.length[i]!;
-          }
-        }
+        duplicates = insertEntries(db, cols);
       }
-      for (const p of this.#appender.all) {
-        if (p.flushed > p.committed) size.run(p.flushed, p.id);
-        if (p.isRaw && p.digest && !p.isDigestCommitted) digest.run(p.digest, p.id);
-      }
+      recordPacks(db, this.#appender.all);
       alsoInTransaction?.();
     })();
-    for (const p of this.#appender.all) {
-      p.committed = p.flushed;
-      if (p.digest) p.isDigestCommitted = true;
-    }
+    markCommitted(this.#appender.all);
     this.#segments = [];
     if (deferTo !== null) this.#host.pending.add(deferTo, this.#pending, segments);
     if (cols.size > 0) {
-      this.#committed.push(this.#pending);
+      this.#pins.addCommitted(this.#pending);
       this.#pending = new HashTable();
-      // A writer that commits often (batches of a transfer) keeps lookups short.
-      if (this.#committed.length > 4) {
-        for (const t of this.#committed.splice(0)) for (const h of t.hashes()) this.#pinned.add(h);
-      }
     }
-    this.newChunks += adoptedNew - duplicates;
-    this.newBytes += adoptedNewBytes - duplicateBytes;
+    this.newChunks += fresh.chunks - duplicates.chunks;
+    this.newBytes += fresh.bytes - duplicates.bytes;
   }
 
   /** Discard uncommitted chunks and release every pin. */
@@ -575,22 +411,12 @@ export class ChunkWriter {
 
   /** Drop every pin (the store's own writer for put() and putBatch(), after each call). */
   forget(): void {
-    this.#pinned.clear();
-    this.#committed.length = 0;
-    this.#leased.clear();
+    this.#pins.clear();
   }
 
   /** Every hash gc must keep for this writer. */
   *pinnedHashes(): Generator<Uint8Array> {
-    yield* this.#pinned.hashes();
-    for (const t of this.#committed) yield* t.hashes();
-    for (const hex of this.#leased) yield Buffer.from(hex, "hex");
-  }
-
-  #isPinned(src: Uint8Array, at = 0): boolean {
-    if (this.#pinned.has(src, at)) return true;
-    for (const t of this.#committed) if (t.has(src, at)) return true;
-    return false;
+    yield* this.#pins.hashes();
   }
 
   /** The packs this writer made (gc neither drops nor rewrites them while it is open). */
@@ -603,11 +429,16 @@ export class ChunkWriter {
     if (bytes.byteLength > MAX_CHUNK_BYTES) {
       throw new RangeError(`Chunk ${toHex(h)} is ${bytes.byteLength} bytes; the limit is ${MAX_CHUNK_BYTES}`);
     }
-    if (this.#pending.has(h) || this.#isPinned(h)) return;
+    if (this.#pending.has(h) || this.#pins.has(h)) return;
     if (this.#host.has(h)) {
-      this.#pinned.add(h);
+      this.#pins.add(h);
       return;
     }
+    this.#append(h, bytes);
+  }
+
+  /** Write a chunk new to this writer (and, as far as it knows, to the store) into its pack. */
+  #append(h: Hash, bytes: Uint8Array): void {
     const loc = this.#appender.append(h, bytes);
     this.#pending.add(h, 0, loc.pack, loc.offset, loc.length);
     this.newBytes += bytes.byteLength;
@@ -619,9 +450,7 @@ export class ChunkWriter {
   }
 
   #finish(): void {
-    this.#pinned.clear();
-    this.#committed.length = 0;
-    this.#leased.clear();
+    this.#pins.clear();
     this.#isClosed = true;
     this.#host.writerClosed(this);
   }

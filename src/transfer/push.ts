@@ -5,15 +5,9 @@
  * arrives, commits them in batches (a cut transfer keeps what arrived) and
  * records the image only when every chunk is there.
  */
-import {
-  EXPORT_FIXED_BYTES,
-  EXPORT_FRAME_BYTES,
-  EXPORT_INDEX_FRAME_BYTES,
-  exportStream,
-  type ExportResult,
-  type ImportResult,
-  importImage,
-} from "../checkpoint/export.ts";
+import { exportStream, type ExportResult } from "../checkpoint/export.ts";
+import { EXPORT_FIXED_BYTES, EXPORT_FRAME_BYTES, EXPORT_INDEX_FRAME_BYTES } from "../checkpoint/export-format.ts";
+import { type ImportResult, importImage } from "../checkpoint/import.ts";
 import { decodeManifest, uniqueChunkRefs } from "../image/manifest.ts";
 import { HASH_BYTES } from "../image/hash.ts";
 import { ChunkWorkers } from "../store/chunk-workers.ts";

@@ -4,7 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { sampleManifest } from "../../src/image/testing.ts";
-import { importImage } from "../../src/checkpoint/export.ts";
+import { importImage } from "../../src/checkpoint/import.ts";
 import { InvalidManifestError } from "../../src/image/manifest.ts";
 import { ChunkStore } from "../../src/store/chunk-store.ts";
 import { ImageCatalogue } from "../../src/store/image-catalogue.ts";

@@ -4,8 +4,8 @@
  * images need `--trust` or a trusted signer, add it here and every layer
  * (in-process imports, `image import`, `restore --import`) uses it.
  */
-import type { ByteSource, ImportResult } from "../../src/checkpoint/export.ts";
-import { importImage } from "../../src/checkpoint/export.ts";
+import type { ByteSource, ImportResult } from "../../src/checkpoint/import.ts";
+import { importImage } from "../../src/checkpoint/import.ts";
 import type { ImageCatalogue } from "../../src/store/image-catalogue.ts";
 
 /** Extra arguments of `autopod image import` for a fuzzed (foreign) file. */

@@ -9,7 +9,7 @@ import type { PeerStatus } from "../peer/peer-directory.ts";
 import type { TransferReport } from "../../transfer/push.ts";
 import { errorFromWire, UnavailableError } from "../../errors.ts";
 import type { CheckpointResult, RestoreResult } from "../../checkpoint/checkpointer.ts";
-import type { ImportResult } from "../../checkpoint/export.ts";
+import type { ImportResult } from "../../checkpoint/import.ts";
 import type { PodView } from "../../pods/pod.ts";
 import type { GcResult } from "../../store/chunk-store.ts";
 import type { ImageOrigin } from "../../trust/image-trust.ts";

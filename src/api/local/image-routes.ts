@@ -7,7 +7,8 @@
 import type { Context, Hono } from "hono";
 import { z } from "zod";
 import type { Checkpointer } from "../../checkpoint/checkpointer.ts";
-import { exportSize, exportStream, importImage } from "../../checkpoint/export.ts";
+import { exportSize, exportStream } from "../../checkpoint/export.ts";
+import { importImage } from "../../checkpoint/import.ts";
 import { InvalidArgumentError, NotFoundError } from "../../errors.ts";
 import { Yielder } from "../../yielder.ts";
 import type { ImageCatalogue, ImageInfo } from "../../store/image-catalogue.ts";

@@ -8,7 +8,7 @@ import { normalSerial } from "../../cluster/x509.ts";
 import { errorFromWire, NotFoundError, PreconditionError, UnavailableError } from "../../errors.ts";
 import type { MaintenanceAnswer, ReturnedPod } from "../../evacuate/evacuations.ts";
 import { RETURN_TIMEOUT_MS } from "./evacuation-routes.ts";
-import type { ImportResult } from "../../checkpoint/export.ts";
+import type { ImportResult } from "../../checkpoint/import.ts";
 import { LIMITS } from "../../image/manifest.ts";
 import { HASH_BYTES, sha256, toHex } from "../../image/hash.ts";
 import type { HeldRestore, MigrationClaim, MigrationOutcome, MigrationRestoreRequest, MigrationStageRequest, StageState } from "../../migrate/peer.ts";

@@ -7,7 +7,8 @@
  */
 import type { Hono } from "hono";
 import { bodyLimit } from "hono/body-limit";
-import { exportStream, importImage } from "../../checkpoint/export.ts";
+import { exportStream } from "../../checkpoint/export.ts";
+import { importImage } from "../../checkpoint/import.ts";
 import { InvalidArgumentError, NotFoundError } from "../../errors.ts";
 import { HASH_BYTES } from "../../image/hash.ts";
 import { ChunkWorkers } from "../../store/chunk-workers.ts";
