@@ -78,15 +78,25 @@ export function parseIpAddrJson(stdout: string): { up: boolean; addresses: strin
   };
 }
 
-/** Make sure the bridge exists, is up and holds the gateway address. */
-export async function ensureBridge(bridge: string, gatewayCidr: string): Promise<void> {
+/**
+ * Make sure the bridge exists, is up and holds the gateway address. Two callers at once (pods started or
+ * adopted together), or a look that failed on a loaded host, may both find it missing: the one whose add
+ * then meets "File exists" (or "Address already assigned") looks again and does only what is still missing.
+ */
+export async function ensureBridge(bridge: string, gatewayCidr: string, isRetry = false): Promise<void> {
   const show = await run([ip(), "-j", "addr", "show", "dev", bridge], { timeoutMs: 10_000 });
   const state = show.exitCode === 0 ? parseIpAddrJson(show.stdout) : null;
   const lines: string[] = [];
   if (state === null) lines.push(`link add ${bridge} type bridge`);
   if (!state?.addresses.includes(gatewayCidr)) lines.push(`addr add ${gatewayCidr} dev ${bridge}`);
   if (!state?.up) lines.push(`link set ${bridge} up`);
-  if (lines.length) await ipBatch(`set up bridge "${bridge}"`, lines);
+  if (!lines.length) return;
+  try {
+    await ipBatch(`set up bridge "${bridge}"`, lines);
+  } catch (e) {
+    if (isRetry || !(e instanceof NetworkError) || !/File exists|already assigned/.test(e.message)) throw e;
+    await ensureBridge(bridge, gatewayCidr, true);
+  }
 }
 
 /** Create the pod's net namespace with loopback, eth0 with its address, and a default route via the bridge. */
