@@ -366,7 +366,9 @@ export class MigrationDestination {
     const socketPath = join(run.tmp, "pages.sock");
     const criuSide = listenForCriu(socketPath, bridge);
     try {
-      // A round staged here holds the memory this image leaves out: the files are written whole.
+      // A round staged here holds the memory this image leaves out: its files are not used, they are written
+      // whole. What is used is the base's copy a stage makes (sendBaseAhead): waited for, as it is made in place.
+      await this.#takeStage(id);
       const placed = await materialize(ctx, run);
       const prepared = await prepareHost(ctx, run, placed);
       await failpoint("migrate.dest-prepared");

@@ -31,7 +31,7 @@ import { readMigrationJournal, removeMigrationJournal, writeMigrationJournal, ty
 import type { MigrationClaim, MigrationOutcome, PeerMigrationClient, PeerMigrationClients } from "./peer.ts";
 import { preflightRefusal } from "./preflight.ts";
 import { predictFreezeMs, shouldFreeze } from "./stop-rule.ts";
-import { freezeAndHandOverPostcopy } from "./postcopy-source.ts";
+import { freezeAndHandOverPostcopy, sendBaseAhead } from "./postcopy-source.ts";
 
 export type MigrationMode = "precopy" | "postcopy" | "stop-and-copy";
 
@@ -202,9 +202,11 @@ export async function migratePod(
         onProgress({ phase: "round", message: `${errorMessage(e)}: post-copy instead` });
       }
     }
+    // Post-copy without a round: the base goes ahead while the pod runs (a round carried it already).
+    const baseAhead = mode === "postcopy" && rounds.length === 0 ? await sendBaseAhead(deps, peer, id, name, req.to, roundImages, onProgress) : null;
     const release = await req.turns?.freeze();
     try {
-      const h = { id, name, req: { ...req, mode }, from, journal, rounds, roundImages, t0 };
+      const h = { id, name, req: { ...req, mode }, from, journal, rounds, roundImages, t0, baseAhead };
       return mode === "postcopy" ? await freezeAndHandOverPostcopy(deps, peer, h, onProgress) : await freezeAndHandOver(deps, peer, h, onProgress);
     } finally {
       release?.();
@@ -362,6 +364,8 @@ export interface Handover {
   rounds: RoundReport[];
   roundImages: string[];
   t0: number;
+  /** Post-copy: the base's image, sent before the freeze (sendBaseAhead); null when none went. */
+  baseAhead?: TransferReport | null;
 }
 
 /** The final checkpoint of a handover, claimed and started: the pod is busy and the store's merging held until it ends. */
