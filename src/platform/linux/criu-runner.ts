@@ -10,6 +10,7 @@ import type { CriuDumpOptions, CriuRestoreOptions, ExternalMount } from "../chec
 import { siblingDirs } from "./cgroup.ts";
 import { joinCgroupsArgv } from "./cgroup-exec.ts";
 import { run, which } from "./exec.ts";
+import { deleteTablesNetlink, listTablesNetlink } from "./nft-netlink.ts";
 
 /** `criu dump` as the checkpoint host asks for it, plus how long it may take. */
 export type { ExternalMount };
@@ -269,6 +270,14 @@ export function criuLockTables(nftListTables: string): Array<{ family: string; n
  * namespace, silently dropping every packet. Remove any such table.
  */
 export async function removeNetworkLock(netnsPath: string): Promise<string[]> {
+  try {
+    // Through netlink (no process: a migration's restore lifts the locks in its freeze).
+    const tables = listTablesNetlink(netnsPath).filter((t) => t.name.startsWith("CRIU-"));
+    deleteTablesNetlink(netnsPath, tables);
+    return tables.map((t) => `${t.family} ${t.name}`);
+  } catch {
+    // nft says why, or manages
+  }
   const nft = which("nft");
   const nsenter = which("nsenter");
   if (!nft || !nsenter) return [];
