@@ -365,6 +365,9 @@ export class MigrationDestination {
     });
     const socketPath = join(run.tmp, "pages.sock");
     const criuSide = listenForCriu(socketPath, bridge);
+    // The page link's handshake goes on while the files are made and the host prepared (a failure: awaited below, or the bridge closed).
+    const linked = this.deps.peers.client(req.source).pageLink(port, { peer: req.source, id, secret: req.secret }, bridge);
+    linked.catch(() => undefined);
     try {
       // A round staged here holds the memory this image leaves out: its files are not used, they are written
       // whole. What is used is the base's copy a stage makes (sendBaseAhead): waited for, as it is made in place.
@@ -372,15 +375,18 @@ export class MigrationDestination {
       const placed = await materialize(ctx, run);
       const prepared = await prepareHost(ctx, run, placed);
       await failpoint("migrate.dest-prepared");
-      await this.deps.peers.client(req.source).pageLink(port, { peer: req.source, id, secret: req.secret }, bridge);
+      await linked;
+      run.phase("link");
       const { restored } = await restoreProcesses(ctx, run, prepared, placed.verified, async (workDir) => {
         criu = ctx.host.lazyPages({ criu: run.criu.path, imagesDir: run.imagesDir, workDir, pageSocket: socketPath });
         await criu.ready;
+        run.phase("lazyPages");
       });
       criuSide.stop();
       pid = restored.pid;
       // Before it runs: if this agent dies while pages are missing, the guard kills the copy.
       guard = await MigrationGuard.start(pid, prepared.target.netnsPath);
+      run.phase("guard");
       await placed.verified;
       run.phase("verify");
       if (bridge.isClosed) throw new Error("the page link failed during the restore");
