@@ -274,6 +274,7 @@ export async function dumpStopped(
     imagesDir,
     netnsInode: target.netnsInode,
     externalMounts: externalMountsOf(target.record.runtime),
+    isNetworkLocked: !req.leaveRunning,
     onSpawn: (pid: number) => {
       writeJournal(ctx.stateDir, { ...journal, criuPid: pid });
       failpoint("checkpoint.criu-started");

@@ -15,7 +15,7 @@ import { failpoint } from "../debug/failpoints.ts";
 import { type CheckpointContext, claim, unlockAll } from "../checkpoint/checkpointer.ts";
 import { removeJournal } from "../checkpoint/journal.ts";
 import { stageBaseCopy } from "../checkpoint/placement.ts";
-import { checkRestore, materialize, prepareHost, restoreProcesses, startRestore, undoRestore } from "../checkpoint/restore.ts";
+import { checkRestore, makeCriuWorkDir, materialize, prepareHost, restoreProcesses, startRestore, undoRestore } from "../checkpoint/restore.ts";
 import { AutopodError, ConflictError, errorMessage, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { MigrationGuard } from "./guard.ts";
 import { MIGRATION_DIR, readMigrationJournal, removeMigrationJournal, writeMigrationJournal } from "./journal.ts";
@@ -373,15 +373,17 @@ export class MigrationDestination {
       // whole. What is used is the base's copy a stage makes (sendBaseAhead): waited for, as it is made in place.
       await this.#takeStage(id);
       const placed = await materialize(ctx, run);
+      // The lazy-pages daemon reads the images and gets ready while the host is prepared.
+      const daemon = ctx.host.lazyPages({ criu: run.criu.path, imagesDir: run.imagesDir, workDir: makeCriuWorkDir(run), pageSocket: socketPath });
+      criu = daemon;
       const prepared = await prepareHost(ctx, run, placed);
       await failpoint("migrate.dest-prepared");
       await linked;
       run.phase("link");
-      const { restored } = await restoreProcesses(ctx, run, prepared, placed.verified, async (workDir) => {
-        criu = ctx.host.lazyPages({ criu: run.criu.path, imagesDir: run.imagesDir, workDir, pageSocket: socketPath });
-        await criu.ready;
-        run.phase("lazyPages");
-      });
+      await daemon.ready;
+      run.phase("lazyPages");
+      // (Its daemon listens already: the restore takes its memory from it.)
+      const { restored } = await restoreProcesses(ctx, run, prepared, placed.verified, async () => {});
       criuSide.stop();
       pid = restored.pid;
       // Before it runs: if this agent dies while pages are missing, the guard kills the copy.

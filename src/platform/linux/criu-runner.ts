@@ -97,8 +97,9 @@ export function dumpArgv(o: DumpOptions, logName = "dump.log"): string[] {
     "--tcp-established",
     // Services lock their files (databases: fcntl locks on their data): without it, any held lock fails the dump.
     "--file-locks",
+    // Under autopod's own lock, CRIU's would only add its making and deleting (an nftables commit each) to the freeze.
     "--network-lock",
-    "nftables",
+    o.isNetworkLocked ? "skip" : "nftables",
     "--external",
     `net[${o.netnsInode}]:${NETNS_KEY}`,
   ];
@@ -126,7 +127,7 @@ export function restoreArgv(o: RestoreOptions, netnsFd: number, pidFile: string,
     // Takes back the locks the dump recorded (--file-locks there); without it they would be lost.
     "--file-locks",
     "--network-lock",
-    "nftables",
+    o.isNetworkLocked ? "skip" : "nftables",
     "--inherit-fd",
     `fd[${netnsFd}]:${NETNS_KEY}`,
   ];
