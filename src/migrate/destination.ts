@@ -368,6 +368,8 @@ export class MigrationDestination {
     // The page link's handshake goes on while the files are made and the host prepared (a failure: awaited below, or the bridge closed).
     const linked = this.deps.peers.client(req.source).pageLink(port, { peer: req.source, id, secret: req.secret }, bridge);
     linked.catch(() => undefined);
+    // The guard's process starts now too; it is armed with the copy's pid once CRIU has made it.
+    const preparedGuard = MigrationGuard.prepare();
     try {
       // A round staged here holds the memory this image leaves out: its files are not used, they are written
       // whole. What is used is the base's copy a stage makes (sendBaseAhead): waited for, as it is made in place.
@@ -387,7 +389,8 @@ export class MigrationDestination {
       criuSide.stop();
       pid = restored.pid;
       // Before it runs: if this agent dies while pages are missing, the guard kills the copy.
-      guard = await MigrationGuard.start(pid, prepared.target.netnsPath);
+      await preparedGuard.arm(pid, prepared.target.netnsPath);
+      guard = preparedGuard;
       run.phase("guard");
       await placed.verified;
       run.phase("verify");
@@ -396,8 +399,10 @@ export class MigrationDestination {
       removeJournal(ctx.stateDir, req.pod);
       // It runs now: its missing pages come as it touches them, and the rest in the background.
       const connections = ctx.host.continueTree(pid);
+      run.phase("continue");
       await unlockAll(ctx.host, prepared.target.netnsPath);
       ctx.host.nudgePeers(prepared.target.netnsPath, connections);
+      run.phase("unlock");
       ctx.pods.adoptRestored(req.pod, pid);
       run.phase("resume");
       const p: Pulling = {
@@ -436,7 +441,7 @@ export class MigrationDestination {
         ctx.host.killTree(pid);
         await ctx.host.waitGone(pid, 10_000);
       }
-      (guard as MigrationGuard | null)?.release();
+      preparedGuard.release();
       bridge.close();
       (criu as LazyCriu | null)?.kill();
       return await undoRestore(ctx, run, e);
