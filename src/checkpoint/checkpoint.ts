@@ -264,7 +264,10 @@ export async function dumpStopped(
   // A pod that stops stays cut off from its peers from the dump until it is restored:
   // CRIU lifts its own lock when it leaves the tasks stopped, and anything the pod's
   // kernel acknowledged after the dump would be missing from the image.
-  if (!req.leaveRunning) await host.lockNetwork(target.netnsPath);
+  if (!req.leaveRunning) {
+    await host.lockNetwork(target.netnsPath);
+    log.debug("network locked for the dump", { pod: run.name });
+  }
   // A stopping pod's pages are hashed as CRIU writes them (a pod left running has its pages hashed after it goes on).
   const tail = new PageTail(imagesDir, { isOn: !req.leaveRunning && ctx.isPageTailOn !== false, isWriteBehindOn: req.isAfterRounds !== true });
   run.progress?.phase("dumping", () => tail.hashedBytes);

@@ -403,6 +403,7 @@ export class MigrationDestination {
       await unlockAll(ctx.host, prepared.target.netnsPath);
       ctx.host.nudgePeers(prepared.target.netnsPath, connections);
       run.phase("unlock");
+      ctx.log.debug("a migrating pod runs: its network unlocked, its peers nudged", { pod: req.pod, id, connections: connections.length });
       ctx.pods.adoptRestored(req.pod, pid);
       run.phase("resume");
       const p: Pulling = {
@@ -433,6 +434,8 @@ export class MigrationDestination {
         .catch((e: unknown) => ctx.log.warn("could not announce a migrated pod's address", { pod: req.pod, error: errorMessage(e) }));
       ctx.log.info("running a migrating pod while its pages arrive", { pod: req.pod, id, from: req.source, pid });
       await failpoint("migrate.dest-pulling");
+      // The phases after "unlock" (resume, answer) pass with the copy running: not the pod's freeze (freezeEndOf).
+      run.phase("answer");
       return { criuMs: Math.round(restored.durationMs), phases: run.phase.all };
     } catch (e) {
       if (isRunning) throw e;

@@ -26,7 +26,7 @@ import type { LazyCriu } from "../platform/checkpoint-host.ts";
 import { pushImage, type TransferReport } from "../transfer/push.ts";
 import { writeMigrationJournal } from "./journal.ts";
 import { listenForCriu, PageBridge } from "./page-link.ts";
-import type { PeerMigrationClient } from "./peer.ts";
+import { type PeerMigrationClient, runningBeforeAnswerMs } from "./peer.ts";
 import {
   abortHandover,
   freezeClock,
@@ -201,8 +201,10 @@ export async function freezeAndHandOverPostcopy(
         pages: { port: link.port },
       });
       restorePhases = (await whileAnswering(peer, Promise.race([restoring, outcome.then(() => restoring)]))).phases;
-      phase("restore");
-      freezeMs = Math.round(performance.now() - run.dumpStartedAt);
+      // The freeze ends when the copy there runs, not when its answer arrives here (it adopts and announces it first).
+      const ranFor = Math.min(runningBeforeAnswerMs(restorePhases), performance.now() - run.dumpStartedAt);
+      phase("restore", ranFor);
+      freezeMs = Math.round(performance.now() - ranFor - run.dumpStartedAt);
       pagesStartedAt = performance.now();
       onProgress({ phase: "resume", ms: freezeMs, message: `pod "${name}" runs on "${req.to}" (frozen ${freezeMs} ms); pulling its memory` });
       ticker = setInterval(() => {

@@ -386,14 +386,14 @@ export async function startFinalCheckpoint(
   }
 }
 
-/** The freeze's phases, whole milliseconds, each since the one before; `from` sets where the next starts (the dump's start). */
-export function freezeClock(): { phases: Record<string, number>; phase(p: string): void; from(t: number): void } {
+/** The freeze's phases, whole milliseconds, each since the one before (or ending `endedMsAgo` before now); `from` sets where the next starts (the dump's start). */
+export function freezeClock(): { phases: Record<string, number>; phase(p: string, endedMsAgo?: number): void; from(t: number): void } {
   const phases: Record<string, number> = {};
   let mark = 0;
   return {
     phases,
-    phase: (p) => {
-      const now = performance.now();
+    phase: (p, endedMsAgo = 0) => {
+      const now = performance.now() - endedMsAgo;
       phases[p] = Math.round(now - mark);
       mark = now;
     },
