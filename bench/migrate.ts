@@ -84,6 +84,8 @@ interface ClientReport {
   closed: boolean;
   errors: string[];
   maxGapMs: number;
+  /** When the longest gap began and ended (ms since the epoch): against the agents' logs (--logs), where the freeze's edges are. */
+  maxGapAt?: { from: number; to: number };
 }
 
 /** One move of the pod, from where it is to the host named `to` (which lacks its chunks), in `mode`, with a fresh client. */

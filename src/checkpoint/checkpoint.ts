@@ -264,7 +264,10 @@ export async function dumpStopped(
   // A pod that stops stays cut off from its peers from the dump until it is restored:
   // CRIU lifts its own lock when it leaves the tasks stopped, and anything the pod's
   // kernel acknowledged after the dump would be missing from the image.
-  if (!req.leaveRunning) await host.lockNetwork(target.netnsPath);
+  if (!req.leaveRunning) {
+    await host.lockNetwork(target.netnsPath);
+    log.debug("network locked for the dump", { pod: run.name });
+  }
   // A stopping pod's pages are hashed as CRIU writes them (a pod left running has its pages hashed after it goes on).
   const tail = new PageTail(imagesDir, { isOn: !req.leaveRunning && ctx.isPageTailOn !== false, isWriteBehindOn: req.isAfterRounds !== true });
   run.progress?.phase("dumping", () => tail.hashedBytes);
@@ -274,6 +277,7 @@ export async function dumpStopped(
     imagesDir,
     netnsInode: target.netnsInode,
     externalMounts: externalMountsOf(target.record.runtime),
+    isNetworkLocked: !req.leaveRunning,
     onSpawn: (pid: number) => {
       writeJournal(ctx.stateDir, { ...journal, criuPid: pid });
       failpoint("checkpoint.criu-started");
@@ -364,32 +368,62 @@ export async function captureImages(
 
 /** The manifest into the catalogue (durable): from here on the checkpoint is never undone. */
 export async function commitImage(ctx: CheckpointContext, run: CheckpointRun, writer: ChunkWriter, parts: CapturedParts): Promise<Manifest> {
-  const { catalogue, host } = ctx;
   const { journal } = run;
-  const manifest: Manifest = {
+  const manifest = manifestOf(ctx, run.target.record, run.criu.version, parts);
+  journal.imageId = await addSigned(ctx, manifest, writer);
+  run.isCommitted = true;
+  run.phase("commit");
+  writeJournal(ctx.stateDir, journal);
+  return manifest;
+}
+
+function manifestOf(ctx: CheckpointContext, record: PodRecord, criuVersion: string, parts: CapturedParts): Manifest {
+  const { host } = ctx;
+  return {
     format: FORMAT_VERSION,
     autopodVersion: VERSION,
-    criuVersion: run.criu.version,
+    criuVersion,
     kernelRelease: host.kernelRelease(),
     // What the pod's processes may use (its CPU baseline), or for a pod from before that was recorded, the host's.
-    cpuFlags: run.target.record.spec.cpu?.features ?? host.cpuFlags(),
+    cpuFlags: record.spec.cpu?.features ?? host.cpuFlags(),
     createdAt: new Date().toISOString(),
     parent: parts.parentId,
-    pod: podSpecForManifest(run.target.record),
+    pod: podSpecForManifest(record),
     criu: parts.images,
     rootfs: parts.layer,
     ...(parts.base ? { base: parts.base } : {}),
     volumes: parts.volumeTrees,
   };
-  // Signed as this host's own before it commits, and committed with its signature (one transaction).
+}
+
+/** Signed as this host's own before it commits, and committed with its signature (one transaction): the image's id. */
+async function addSigned(ctx: CheckpointContext, manifest: Manifest, writer: ChunkWriter): Promise<string> {
   const manifestBytes = encodeManifest(manifest);
   const id = imageIdOf(manifestBytes);
   const signature = await ctx.trust.signLocal(id);
-  journal.imageId = catalogue.addEncoded(manifestBytes, manifest, writer, () => ctx.trust.recordLocal(id, signature));
-  run.isCommitted = true;
-  run.phase("commit");
-  writeJournal(ctx.stateDir, journal);
-  return manifest;
+  return ctx.catalogue.addEncoded(manifestBytes, manifest, writer, () => ctx.trust.recordLocal(id, signature));
+}
+
+/**
+ * An image of a running overlay pod's base alone (its read-only lower layer; nothing of its
+ * processes or writable layer), for a migration to send ahead while the pod runs: then neither
+ * the base's capture, its transfer nor the destination's copy of it falls in the freeze. Its
+ * id; null for a pod whose root is not an overlay (no separate base).
+ */
+export async function commitBaseImage(ctx: CheckpointContext, name: string): Promise<string | null> {
+  const record = ctx.pods.record(name);
+  if (record.runtime.rootKind !== "overlay") return null;
+  const criu = await requireCriu(ctx.host, ctx.criu);
+  const writer = ctx.store.writer(`base of ${name}`);
+  try {
+    // The same capture the freeze's captureBase then reuses (unchanged: not read again).
+    const cap = await captureTree(record.spec.rootfs, writer, { unchanged: ctx.baseCaptures.get(record.spec.rootfs) });
+    ctx.baseCaptures.set(record.spec.rootfs, { fingerprint: cap.fingerprint, entries: cap.entries });
+    const parts: CapturedParts = { layer: [], volumeTrees: [], base: cap.entries, images: [], parentId: null };
+    return await addSigned(ctx, manifestOf(ctx, record, criu.version, parts), writer);
+  } finally {
+    writer.close();
+  }
 }
 
 /** After the commit: a stopping pod's tasks are killed (its network still locked), a --leave-running pod's checkpoint ends. */

@@ -80,6 +80,8 @@ export interface RestoreRun extends CheckedRestore {
   preparing: ReturnType<PodRuntime["prepareRestore"]> | null;
   /** Checks of the page images' raw packs, started before anything is made (startRawPackChecks). */
   rawPackChecks?: RawPackChecks;
+  /** CRIU's work directory, when made before restoreProcesses (makeCriuWorkDir). */
+  criuWorkDir?: string;
 }
 
 /** The pod's files in place: its base, its volumes, and CRIU's files with the pending check of their linked page images. */
@@ -312,7 +314,7 @@ export async function restoreProcesses(
   const { name, tmp, id } = run;
   const tcp = record.spec.address === run.spec.ip ? "kept" : "closed";
   writeFileSync(join(tmp, UNVERIFIED), "");
-  const workDir = mkdirFresh(join(tmp, CRIU_WORK));
+  const workDir = run.criuWorkDir ?? mkdirFresh(join(tmp, CRIU_WORK));
   if (lazyPages) await lazyPages(workDir);
   const restored = await ctx.host
     .restore({
@@ -326,6 +328,8 @@ export async function restoreProcesses(
       tcpEstablished: tcp === "kept",
       cgroup: target.cgroup,
       leaveStopped: true,
+      // Locked since prepareRestore made it, until unlocked after CRIU: CRIU's own lock would only add time.
+      isNetworkLocked: true,
       onSpawn: (pid) => {
         writeJournal(ctx.stateDir, { kind: "restore", pod: name, tmp, pid: null, criuPid: pid, imageId: id, leaveRunning: false });
         failpoint("restore.criu-started");
@@ -401,6 +405,12 @@ export async function undoRestore(ctx: CheckpointContext, run: RestoreRun, e: un
   throw e instanceof InvalidArgumentError || e instanceof ConflictError || e instanceof NotFoundError
     ? e
     : new PreconditionError(`Cannot restore image ${id.slice(0, 12)} as pod "${name}": ${errorMessage(e)}; the image is intact`, { cause: e });
+}
+
+/** CRIU's work directory for this restore, made now (post-copy starts its lazy-pages daemon there before the processes are restored). */
+export function makeCriuWorkDir(run: RestoreRun): string {
+  run.criuWorkDir ??= mkdirFresh(join(run.tmp, CRIU_WORK));
+  return run.criuWorkDir;
 }
 
 /** A new directory (failing if anything is there already): its path. */

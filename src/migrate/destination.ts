@@ -15,7 +15,7 @@ import { failpoint } from "../debug/failpoints.ts";
 import { type CheckpointContext, claim, unlockAll } from "../checkpoint/checkpointer.ts";
 import { removeJournal } from "../checkpoint/journal.ts";
 import { stageBaseCopy } from "../checkpoint/placement.ts";
-import { checkRestore, materialize, prepareHost, restoreProcesses, startRestore, undoRestore } from "../checkpoint/restore.ts";
+import { checkRestore, makeCriuWorkDir, materialize, prepareHost, restoreProcesses, startRestore, undoRestore } from "../checkpoint/restore.ts";
 import { AutopodError, ConflictError, errorMessage, InvalidArgumentError, NotFoundError } from "../errors.ts";
 import { MigrationGuard } from "./guard.ts";
 import { MIGRATION_DIR, readMigrationJournal, removeMigrationJournal, writeMigrationJournal } from "./journal.ts";
@@ -365,20 +365,33 @@ export class MigrationDestination {
     });
     const socketPath = join(run.tmp, "pages.sock");
     const criuSide = listenForCriu(socketPath, bridge);
+    // The page link's handshake goes on while the files are made and the host prepared (a failure: awaited below, or the bridge closed).
+    const linked = this.deps.peers.client(req.source).pageLink(port, { peer: req.source, id, secret: req.secret }, bridge);
+    linked.catch(() => undefined);
+    // The guard's process starts now too; it is armed with the copy's pid once CRIU has made it.
+    const preparedGuard = MigrationGuard.prepare();
     try {
-      // A round staged here holds the memory this image leaves out: the files are written whole.
+      // A round staged here holds the memory this image leaves out: its files are not used, they are written
+      // whole. What is used is the base's copy a stage makes (sendBaseAhead): waited for, as it is made in place.
+      await this.#takeStage(id);
       const placed = await materialize(ctx, run);
+      // The lazy-pages daemon reads the images and gets ready while the host is prepared.
+      const daemon = ctx.host.lazyPages({ criu: run.criu.path, imagesDir: run.imagesDir, workDir: makeCriuWorkDir(run), pageSocket: socketPath });
+      criu = daemon;
       const prepared = await prepareHost(ctx, run, placed);
       await failpoint("migrate.dest-prepared");
-      await this.deps.peers.client(req.source).pageLink(port, { peer: req.source, id, secret: req.secret }, bridge);
-      const { restored } = await restoreProcesses(ctx, run, prepared, placed.verified, async (workDir) => {
-        criu = ctx.host.lazyPages({ criu: run.criu.path, imagesDir: run.imagesDir, workDir, pageSocket: socketPath });
-        await criu.ready;
-      });
+      await linked;
+      run.phase("link");
+      await daemon.ready;
+      run.phase("lazyPages");
+      // (Its daemon listens already: the restore takes its memory from it.)
+      const { restored } = await restoreProcesses(ctx, run, prepared, placed.verified, async () => {});
       criuSide.stop();
       pid = restored.pid;
       // Before it runs: if this agent dies while pages are missing, the guard kills the copy.
-      guard = await MigrationGuard.start(pid, prepared.target.netnsPath);
+      await preparedGuard.arm(pid, prepared.target.netnsPath);
+      guard = preparedGuard;
+      run.phase("guard");
       await placed.verified;
       run.phase("verify");
       if (bridge.isClosed) throw new Error("the page link failed during the restore");
@@ -386,8 +399,11 @@ export class MigrationDestination {
       removeJournal(ctx.stateDir, req.pod);
       // It runs now: its missing pages come as it touches them, and the rest in the background.
       const connections = ctx.host.continueTree(pid);
+      run.phase("continue");
       await unlockAll(ctx.host, prepared.target.netnsPath);
       ctx.host.nudgePeers(prepared.target.netnsPath, connections);
+      run.phase("unlock");
+      ctx.log.debug("a migrating pod runs: its network unlocked, its peers nudged", { pod: req.pod, id, connections: connections.length });
       ctx.pods.adoptRestored(req.pod, pid);
       run.phase("resume");
       const p: Pulling = {
@@ -418,6 +434,8 @@ export class MigrationDestination {
         .catch((e: unknown) => ctx.log.warn("could not announce a migrated pod's address", { pod: req.pod, error: errorMessage(e) }));
       ctx.log.info("running a migrating pod while its pages arrive", { pod: req.pod, id, from: req.source, pid });
       await failpoint("migrate.dest-pulling");
+      // The phases after "unlock" (resume, answer) pass with the copy running: not the pod's freeze (freezeEndOf).
+      run.phase("answer");
       return { criuMs: Math.round(restored.durationMs), phases: run.phase.all };
     } catch (e) {
       if (isRunning) throw e;
@@ -426,7 +444,7 @@ export class MigrationDestination {
         ctx.host.killTree(pid);
         await ctx.host.waitGone(pid, 10_000);
       }
-      (guard as MigrationGuard | null)?.release();
+      preparedGuard.release();
       bridge.close();
       (criu as LazyCriu | null)?.kill();
       return await undoRestore(ctx, run, e);

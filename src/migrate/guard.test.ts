@@ -54,3 +54,35 @@ test("bad arguments are refused", async () => {
     expect(await guard.exited).toBe(2);
   }
 });
+
+test("prepared before the copy exists: armed by a later line, then the agent gone while pages are missing kills the copy", async () => {
+  const guard = Bun.spawn([...selfArgv(), "__migration-guard", "-"], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+  const copy = Bun.spawn(["sleep", "60"]);
+  guard.stdin.write(`pid ${copy.pid} /run/netns/autopod-guard-test\n`);
+  await guard.stdin.flush();
+  const reader = guard.stdout.getReader();
+  expect(new TextDecoder().decode((await reader.read()).value).trim()).toBe("armed");
+  reader.releaseLock();
+  await guard.stdin.end();
+  expect(await guard.exited).toBe(0);
+  expect(await copy.exited).toBe(137);
+});
+
+test("prepared and released (or left) before it is armed: the guard ends, having guarded nothing", async () => {
+  for (const input of ["release\n", ""]) {
+    const guard = Bun.spawn([...selfArgv(), "__migration-guard", "-"], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    if (input) guard.stdin.write(input);
+    await guard.stdin.end();
+    expect(await guard.exited).toBe(0);
+    expect(await new Response(guard.stdout).text()).toBe("");
+  }
+});
+
+test("prepared, then a line that is not a pid and an absolute net namespace path: refused", async () => {
+  for (const line of ["pid 1 /run/netns/x", "pid abc /run/netns/x", "pid 123 relative", "pid 123 /run/../etc", "kill 123 /run/netns/x"]) {
+    const guard = Bun.spawn([...selfArgv(), "__migration-guard", "-"], { stdin: "pipe", stdout: "pipe", stderr: "pipe" });
+    guard.stdin.write(`${line}\n`);
+    await guard.stdin.end();
+    expect(await guard.exited).toBe(2);
+  }
+});

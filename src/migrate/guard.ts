@@ -26,12 +26,38 @@ import { lockNetwork } from "../platform/linux/netlock.ts";
 const SIGKILL = 9;
 const READY_MS = 15_000;
 
-/** The guard's own side (`autopod __migration-guard PID NETNS`); returns its exit code. */
+/** Lines of stdin, as they come; ends with the input. */
+async function* stdinLines(): AsyncGenerator<string> {
+  let buffered = "";
+  const decoder = new TextDecoder();
+  for await (const chunk of Bun.stdin.stream()) {
+    buffered += decoder.decode(chunk, { stream: true });
+    let nl = buffered.indexOf("\n");
+    while (nl >= 0) {
+      yield buffered.slice(0, nl).trim();
+      buffered = buffered.slice(nl + 1);
+      nl = buffered.indexOf("\n");
+    }
+  }
+}
+
+/**
+ * The guard's own side (`autopod __migration-guard PID NETNS`); returns its exit code. With "-" alone:
+ * started before the copy exists (MigrationGuard.prepare), the guard waits for a line "pid PID NETNS"
+ * first; a "release" or the end of input before it ends the guard (nothing was armed).
+ */
 export async function migrationGuard(argv: string[]): Promise<number> {
-  const [pidArg, netns] = argv;
+  const lines = stdinLines();
+  const isLater = argv.length === 1 && argv[0] === "-";
+  let [pidArg, netns] = argv;
+  if (isLater) {
+    const first = await lines.next();
+    if (first.done || first.value === "release") return 0;
+    [pidArg, netns] = /^pid (\S+) (\S+)$/.exec(first.value)?.slice(1) ?? [];
+  }
   const pid = Number(pidArg);
-  if (!Number.isSafeInteger(pid) || pid < 2 || !netns || !isAbsolute(netns) || normalize(netns) !== netns) {
-    process.stderr.write("usage: autopod __migration-guard PID NETNS_PATH (started by the agent)\n");
+  if (!isPid(pid) || !netns || !isAbsolute(netns) || normalize(netns) !== netns) {
+    process.stderr.write('usage: autopod __migration-guard PID NETNS_PATH, or - and a line "pid PID NETNS_PATH" (started by the agent)\n');
     return 2;
   }
   const pidfd = pidfdOpen(pid);
@@ -41,18 +67,9 @@ export async function migrationGuard(argv: string[]): Promise<number> {
   }
   process.stdout.write("armed\n");
   let isPulled = false;
-  let buffered = "";
-  const decoder = new TextDecoder();
-  for await (const chunk of Bun.stdin.stream()) {
-    buffered += decoder.decode(chunk, { stream: true });
-    let nl = buffered.indexOf("\n");
-    while (nl >= 0) {
-      const line = buffered.slice(0, nl).trim();
-      buffered = buffered.slice(nl + 1);
-      if (line === "release") return 0;
-      if (line === "pulled") isPulled = true;
-      nl = buffered.indexOf("\n");
-    }
+  for await (const line of lines) {
+    if (line === "release") return 0;
+    if (line === "pulled") isPulled = true;
   }
   // The agent is gone without settling the copy.
   if (!isPulled) {
@@ -63,6 +80,10 @@ export async function migrationGuard(argv: string[]): Promise<number> {
   await lockNetwork(netns).catch((e: unknown) => process.stderr.write(`autopod guard: could not lock ${netns}: ${String(e)}\n`));
   process.stderr.write(`autopod guard: the agent died before the source's commit: locked pod pid ${pid}'s network\n`);
   return 0;
+}
+
+function isPid(n: number): boolean {
+  return Number.isSafeInteger(n) && n >= 2;
 }
 
 /** The agent's handle on a guard it started. */
@@ -78,6 +99,27 @@ export class MigrationGuard {
   static async start(pid: number, netnsPath: string): Promise<MigrationGuard> {
     const proc = Bun.spawn([...selfArgv(), "__migration-guard", String(pid), netnsPath], { stdin: "pipe", stdout: "pipe", stderr: "inherit" });
     const guard = new MigrationGuard(proc);
+    await guard.#armed();
+    return guard;
+  }
+
+  /**
+   * Starts a guard before its copy exists (its process start is then not in the freeze); arm() gives it
+   * the copy's pid. Released before that, or the agent gone, it ends having guarded nothing.
+   */
+  static prepare(): MigrationGuard {
+    return new MigrationGuard(Bun.spawn([...selfArgv(), "__migration-guard", "-"], { stdin: "pipe", stdout: "pipe", stderr: "inherit" }));
+  }
+
+  /** A prepared guard takes the copy whose pid 1 is `pid` (its net namespace at `netnsPath`): answers once it holds a pidfd on it. */
+  async arm(pid: number, netnsPath: string): Promise<void> {
+    if (!isPid(pid) || !isAbsolute(netnsPath) || /\s/.test(netnsPath)) throw new Error(`Cannot guard pid "${pid}" in "${netnsPath}"`);
+    this.#say(`pid ${pid} ${netnsPath}\n`);
+    await this.#armed();
+  }
+
+  async #armed(): Promise<void> {
+    const proc = this.#proc;
     const reader = proc.stdout.getReader();
     let timer: ReturnType<typeof setTimeout> | undefined;
     try {
@@ -96,7 +138,6 @@ export class MigrationGuard {
       clearTimeout(timer);
       reader.releaseLock();
     }
-    return guard;
   }
 
   /** Every page arrived: from now on the guard isolates the copy rather than kill it. */

@@ -64,6 +64,10 @@
  * does not read the pod's memory, so it does not grow with it.
  *
  *   S  pre-flight          as above; no memory rounds (--mode auto may have run some).
+ *   S  (base ahead)        with no round: the pod's base, an image of its own, pushed while the
+ *                          pod runs, and D asked to stage it (its copy of the base, made before
+ *                          the freeze); a failed push refuses (nothing frozen), a failed stage
+ *                          only leaves the copy to D's restore. Removed at the end, as rounds are.
  *   S  [frozen]            `criu dump --lazy-pages --leave-stopped`: the images without
  *                          the memory; CRIU then serves the pages through a unix socket
  *                          S holds (--ps-socket; never a TCP port of CRIU's own), the

@@ -23,8 +23,19 @@ export interface MigrationClaim {
 export interface HeldRestore {
   /** CRIU's restore, in milliseconds. */
   criuMs: number;
-  /** Where the destination's time went (check, images, layer, baseAndVolumes, prepare, criu, verify). */
+  /**
+   * Where the destination's time went, in order (check, images, layer, baseAndVolumes, prepare, criu, verify, ...).
+   * Post-copy: the spans after "unlock" passed with the copy running (runningBeforeAnswerMs).
+   */
   phases: Record<string, number>;
+}
+
+/** Post-copy: how long the destination's copy had run when its restore answered (its phases after "unlock"; 0 from a destination that does not say). */
+export function runningBeforeAnswerMs(phases: Record<string, number>): number {
+  const names = Object.keys(phases);
+  const at = names.indexOf("unlock");
+  if (at < 0) return 0;
+  return names.slice(at + 1).reduce((sum, n) => sum + Math.max(0, phases[n] ?? 0), 0);
 }
 
 /** What a peer says of itself, as far as a pre-flight needs (the peer API's info). */

@@ -31,7 +31,7 @@ import { readMigrationJournal, removeMigrationJournal, writeMigrationJournal, ty
 import type { MigrationClaim, MigrationOutcome, PeerMigrationClient, PeerMigrationClients } from "./peer.ts";
 import { preflightRefusal } from "./preflight.ts";
 import { predictFreezeMs, shouldFreeze } from "./stop-rule.ts";
-import { freezeAndHandOverPostcopy } from "./postcopy-source.ts";
+import { freezeAndHandOverPostcopy, sendBaseAhead } from "./postcopy-source.ts";
 
 export type MigrationMode = "precopy" | "postcopy" | "stop-and-copy";
 
@@ -204,9 +204,11 @@ export async function migratePod(
         onProgress({ phase: "round", message: `${errorMessage(e)}: post-copy instead` });
       }
     }
+    // Post-copy without a round: the base goes ahead while the pod runs (a round carried it already).
+    const baseAhead = mode === "postcopy" && rounds.length === 0 ? await sendBaseAhead(deps, peer, id, name, req.to, roundImages, onProgress) : null;
     const release = await req.turns?.freeze();
     try {
-      const h: Handover = { id, name, req: { ...req, mode }, from, journal, rounds, roundImages, t0, ...(release ? { endFreeze: release } : {}) };
+      const h: Handover = { id, name, req: { ...req, mode }, from, journal, rounds, roundImages, t0, baseAhead, ...(release ? { endFreeze: release } : {}) };
       return mode === "postcopy" ? await freezeAndHandOverPostcopy(deps, peer, h, onProgress) : await freezeAndHandOver(deps, peer, h, onProgress);
     } finally {
       release?.();
@@ -369,6 +371,8 @@ export interface Handover {
    * calls it before its page pull, which may take seconds and shares the link with the next freeze.
    */
   endFreeze?: () => void;
+  /** Post-copy: the base's image, sent before the freeze (sendBaseAhead); null when none went. */
+  baseAhead?: TransferReport | null;
 }
 
 /** The final checkpoint of a handover, claimed and started: the pod is busy and the store's merging held until it ends. */
@@ -389,14 +393,14 @@ export async function startFinalCheckpoint(
   }
 }
 
-/** The freeze's phases, whole milliseconds, each since the one before; `from` sets where the next starts (the dump's start). */
-export function freezeClock(): { phases: Record<string, number>; phase(p: string): void; from(t: number): void } {
+/** The freeze's phases, whole milliseconds, each since the one before (or ending `endedMsAgo` before now); `from` sets where the next starts (the dump's start). */
+export function freezeClock(): { phases: Record<string, number>; phase(p: string, endedMsAgo?: number): void; from(t: number): void } {
   const phases: Record<string, number> = {};
   let mark = 0;
   return {
     phases,
-    phase: (p) => {
-      const now = performance.now();
+    phase: (p, endedMsAgo = 0) => {
+      const now = performance.now() - endedMsAgo;
       phases[p] = Math.round(now - mark);
       mark = now;
     },

@@ -18,6 +18,8 @@ export interface CriuDumpOptions {
   externalMounts: ExternalMount[];
   /** What CRIU does with the tasks after a good dump: kill them (null), or leave them stopped or running. */
   leave: "stopped" | "running" | null;
+  /** autopod's own lock holds the pod's network (lockNetwork) throughout: CRIU locks nothing (`--network-lock skip`), else its nftables lock. */
+  isNetworkLocked?: boolean;
   /** Called with criu's pid as soon as it starts (for crash recovery). */
   onSpawn?: (pid: number) => void;
 }
@@ -40,6 +42,8 @@ export interface CriuRestoreOptions {
   leaveStopped?: boolean;
   /** Post-copy: memory comes from the lazy-pages daemon already listening in workDir (startLazyPages). */
   lazyPages?: boolean;
+  /** autopod's own lock holds the pod's network until after the restore: CRIU locks nothing (`--network-lock skip`), else its nftables lock. */
+  isNetworkLocked?: boolean;
   onSpawn?: (pid: number) => void;
 }
 

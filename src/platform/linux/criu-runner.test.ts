@@ -53,6 +53,16 @@ test("dump and restore argument arrays", () => {
   expect(stopped).toContain("--leave-stopped");
 });
 
+test("CRIU's own network lock only where autopod's does not hold the pod", () => {
+  const lockOf = (argv: string[]) => argv[argv.indexOf("--network-lock") + 1];
+  const dump = { criu: "/c", pid: 42, imagesDir: "/i", netnsInode: 1, externalMounts: [], leave: "stopped" as const };
+  expect(lockOf(dumpArgv(dump))).toBe("nftables");
+  expect(lockOf(dumpArgv({ ...dump, isNetworkLocked: true }))).toBe("skip");
+  const restore = { criu: "/c", imagesDir: "/i", root: "/r", netnsPath: "/n", externalMounts: [], tcpEstablished: true, cgroup: null };
+  expect(lockOf(restoreArgv(restore, 3, "/i/p"))).toBe("nftables");
+  expect(lockOf(restoreArgv({ ...restore, isNetworkLocked: true }, 3, "/i/p"))).toBe("skip");
+});
+
 test("criuLockTables finds CRIU's lock tables in real nft output", () => {
   const out = "table inet filter\ntable inet CRIU-17708\ntable ip nat\n";
   expect(criuLockTables(out)).toEqual([{ family: "inet", name: "CRIU-17708" }]);

@@ -10,6 +10,7 @@ import type { CriuDumpOptions, CriuRestoreOptions, ExternalMount } from "../chec
 import { siblingDirs } from "./cgroup.ts";
 import { joinCgroupsArgv } from "./cgroup-exec.ts";
 import { run, which } from "./exec.ts";
+import { deleteTablesNetlink, listTablesNetlink } from "./nft-netlink.ts";
 
 /** `criu dump` as the checkpoint host asks for it, plus how long it may take. */
 export type { ExternalMount };
@@ -96,8 +97,9 @@ export function dumpArgv(o: DumpOptions, logName = "dump.log"): string[] {
     "--tcp-established",
     // Services lock their files (databases: fcntl locks on their data): without it, any held lock fails the dump.
     "--file-locks",
+    // Under autopod's own lock, CRIU's would only add its making and deleting (an nftables commit each) to the freeze.
     "--network-lock",
-    "nftables",
+    o.isNetworkLocked ? "skip" : "nftables",
     "--external",
     `net[${o.netnsInode}]:${NETNS_KEY}`,
   ];
@@ -125,7 +127,7 @@ export function restoreArgv(o: RestoreOptions, netnsFd: number, pidFile: string,
     // Takes back the locks the dump recorded (--file-locks there); without it they would be lost.
     "--file-locks",
     "--network-lock",
-    "nftables",
+    o.isNetworkLocked ? "skip" : "nftables",
     "--inherit-fd",
     `fd[${netnsFd}]:${NETNS_KEY}`,
   ];
@@ -269,6 +271,14 @@ export function criuLockTables(nftListTables: string): Array<{ family: string; n
  * namespace, silently dropping every packet. Remove any such table.
  */
 export async function removeNetworkLock(netnsPath: string): Promise<string[]> {
+  try {
+    // Through netlink (no process: a migration's restore lifts the locks in its freeze).
+    const tables = listTablesNetlink(netnsPath).filter((t) => t.name.startsWith("CRIU-"));
+    deleteTablesNetlink(netnsPath, tables);
+    return tables.map((t) => `${t.family} ${t.name}`);
+  } catch {
+    // nft says why, or manages
+  }
   const nft = which("nft");
   const nsenter = which("nsenter");
   if (!nft || !nsenter) return [];

@@ -42,6 +42,7 @@ function open() {
     setns: { args: [i32, i32], returns: i32 },
     eventfd: { args: [u32, i32], returns: i32 },
     ioctl: { args: [i32, u64, u64], returns: i32 },
+    recv: { args: [i32, P, u64, i32], returns: FFIType.i64 },
   });
 }
 function libc() {
@@ -401,6 +402,40 @@ export function sendFrames(ifindex: number, ethertype: number, dest: Uint8Array,
   }
 }
 
+const SOCK_DGRAM = 2;
+const SIOCGIFINDEX = 0x8933;
+const SIOCGIFHWADDR = 0x8927;
+const ARPHRD_ETHER = 1;
+const IFNAMSIZ = 16;
+
+/**
+ * An interface of the calling thread's net namespace: its index and Ethernet address, or null
+ * when it has none by that name (or is not Ethernet). Two ioctls on a datagram socket, not an
+ * `ip link` process: a migration's restore asks while its pod is frozen.
+ */
+export function ethernetInterface(name: string): { ifindex: number; mac: Uint8Array } | null {
+  const nameBytes = Buffer.from(name);
+  if (nameBytes.length === 0 || nameBytes.length >= IFNAMSIZ || nameBytes.includes(0)) return null;
+  // struct ifreq: ifr_name[16], then a union (int ifr_ifindex; struct sockaddr ifr_hwaddr), 40 bytes in all.
+  const ifreq = () => {
+    const r = new Uint8Array(40);
+    r.set(nameBytes, 0);
+    return r;
+  };
+  const fd = check(libc().socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), "socket(AF_INET, SOCK_DGRAM)");
+  try {
+    const byIndex = ifreq();
+    if (libc().ioctl(fd, BigInt(SIOCGIFINDEX), BigInt(ptr(byIndex))) === -1) return null;
+    const hw = ifreq();
+    if (libc().ioctl(fd, BigInt(SIOCGIFHWADDR), BigInt(ptr(hw))) === -1) return null;
+    const v = new DataView(hw.buffer);
+    if (v.getUint16(IFNAMSIZ, true) !== ARPHRD_ETHER) return null;
+    return { ifindex: new DataView(byIndex.buffer).getInt32(IFNAMSIZ, true), mac: hw.slice(IFNAMSIZ + 2, IFNAMSIZ + 8) };
+  } finally {
+    libc().close(fd);
+  }
+}
+
 const SYS_pidfd_getfd = 438;
 const IPPROTO_TCP = 6;
 const TCP_REPAIR = 19;
@@ -564,4 +599,59 @@ export function sendRawInNetns(netnsPath: string, packets: ReadonlyArray<{ to: s
     for (const fd of fds.values()) libc().close(fd);
     libc().close(own);
   }
+}
+
+const AF_NETLINK = 16;
+const SOL_SOCKET = 1;
+const SO_RCVTIMEO = 20;
+
+/**
+ * A netlink socket of `protocol` in the net namespace at `netnsPath` (the calling thread enters it
+ * only to open the socket; the socket stays bound to it), whose receives give up after `timeoutMs`.
+ * Its requests go with netlinkSend, its answers come with netlinkRecv; the caller closes it (closeFd).
+ */
+export function netlinkSocketInNetns(netnsPath: string, protocol: number, timeoutMs: number): number {
+  const own = check(libc().open(ptr(cstr("/proc/thread-self/ns/net")), O_RDONLY_CLOEXEC, 0), "open", "/proc/thread-self/ns/net");
+  let fd = -1;
+  try {
+    const target = check(libc().open(ptr(cstr(netnsPath)), O_RDONLY_CLOEXEC, 0), "open", netnsPath);
+    try {
+      check(libc().setns(target, CLONE_NEWNET), "setns", netnsPath);
+      try {
+        fd = check(libc().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol), "socket(AF_NETLINK)", String(protocol));
+      } finally {
+        // Never leave this thread in the pod's namespace: nothing else would work after.
+        check(libc().setns(own, CLONE_NEWNET), "setns", "/proc/thread-self/ns/net");
+      }
+    } finally {
+      libc().close(target);
+    }
+    // struct timeval: seconds, microseconds (64 bits each)
+    const tv = new BigInt64Array([BigInt(Math.floor(timeoutMs / 1000)), BigInt((timeoutMs % 1000) * 1000)]);
+    check(libc().setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, ptr(tv), 16), "setsockopt(SO_RCVTIMEO)");
+    return fd;
+  } catch (e) {
+    if (fd >= 0) libc().close(fd);
+    throw e;
+  } finally {
+    libc().close(own);
+  }
+}
+
+/** Send one netlink datagram (to the kernel). */
+export function netlinkSend(fd: number, bytes: Uint8Array): void {
+  // struct sockaddr_nl: family, pad, pid 0 (the kernel), groups 0
+  const nl = new Uint8Array(12);
+  new DataView(nl.buffer).setUint16(0, AF_NETLINK, true);
+  const n = check(libc().sendto(fd, ptr(bytes), bytes.length, 0, ptr(nl), nl.length), "sendto(AF_NETLINK)");
+  if (n !== bytes.length) throw new Error(`netlink: sent ${n} of ${bytes.length} bytes`);
+}
+
+/** Receive one netlink datagram into `buf`: its length (it throws on the socket's timeout). */
+export function netlinkRecv(fd: number, buf: Uint8Array): number {
+  return check(libc().recv(fd, ptr(buf), buf.length, 0), "recv(AF_NETLINK)");
+}
+
+export function closeFd(fd: number): void {
+  libc().close(fd);
 }

@@ -2,9 +2,12 @@
  * Our own network lock for a pod's net namespace: drop every packet in and
  * out, so killing a checkpointed pod's processes sends no RST to its peers
  * (their connections resume when the pod is restored). CRIU's own
- * `--network-lock nftables` does the same while it dumps.
+ * `--network-lock nftables` does the same while it dumps. Through nf_tables'
+ * netlink (nft-netlink.ts: no process, this is in a migration's freeze); the
+ * nft program when that fails.
  */
 import { run, which } from "./exec.ts";
+import { deleteTablesNetlink, lockNetworkNetlink } from "./nft-netlink.ts";
 
 const TABLE = "autopod-lock";
 const RULESET = `table inet ${TABLE} {
@@ -21,12 +24,22 @@ function tools(): { nsenter: string; nft: string } {
 }
 
 export async function lockNetwork(netnsPath: string): Promise<void> {
+  try {
+    return lockNetworkNetlink(netnsPath, TABLE);
+  } catch {
+    // No nf_tables netlink here (or it refused): nft says why, or manages.
+  }
   const { nsenter, nft } = tools();
   const r = await run([nsenter, `--net=${netnsPath}`, "--", nft, "-f", "-"], { stdin: RULESET, timeoutMs: 10_000 });
   if (r.exitCode !== 0) throw new Error(`Cannot lock the network of ${netnsPath}: ${r.stderr.trim()}`);
 }
 
 export async function unlockNetwork(netnsPath: string): Promise<void> {
+  try {
+    return deleteTablesNetlink(netnsPath, [{ family: "inet", name: TABLE }]);
+  } catch {
+    // as above
+  }
   const { nsenter, nft } = tools();
   await run([nsenter, `--net=${netnsPath}`, "--", nft, "delete", "table", "inet", TABLE], { timeoutMs: 10_000 });
 }

@@ -12,6 +12,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { lockNetwork } from "./netlock.ts";
 import { run } from "./exec.ts";
 import { parseMac, sendGratuitousArp } from "./garp.ts";
+import { ethernetInterface } from "./libc.ts";
 import { parseIPv4 } from "../../pods/address.ts";
 import { deletePodNetwork, ip, ipBatch, NetworkError, POD_INTERFACE, type PodNetwork } from "./netns.ts";
 
@@ -32,15 +33,18 @@ function setSysctl(path: string, value: string): void {
   }
 }
 
-/** The LAN interface's index and MAC address. */
+/** The LAN interface's index and MAC address (ioctls, no `ip` process: a migration's restore announces while the pod is frozen). */
 export async function lanLink(lan: string): Promise<{ ifindex: number; mac: Uint8Array }> {
   checkInterface(lan);
+  const link = ethernetInterface(lan);
+  if (link) return link;
+  // Missing, or not Ethernet: `ip` tells which.
   const r = await run([ip(), "-j", "link", "show", "dev", lan], { timeoutMs: 10_000 });
   if (r.exitCode !== 0) throw new NetworkError(`The LAN interface "${lan}" does not exist (network.lan_interface)`);
-  const link = (JSON.parse(r.stdout || "[]") as Array<{ ifindex?: number; address?: string }>)[0];
-  const mac = parseMac(link?.address ?? "");
-  if (!link?.ifindex || !mac) throw new NetworkError(`The LAN interface "${lan}" has no Ethernet address`);
-  return { ifindex: link.ifindex, mac };
+  const shown = (JSON.parse(r.stdout || "[]") as Array<{ ifindex?: number; address?: string }>)[0];
+  const mac = parseMac(shown?.address ?? "");
+  if (!shown?.ifindex || !mac) throw new NetworkError(`The LAN interface "${lan}" has no Ethernet address`);
+  return { ifindex: shown.ifindex, mac };
 }
 
 /**

@@ -97,8 +97,11 @@ export function ackFor(c: TcpEnds): Uint8Array {
  * The ICMPs again this long after the first burst (ms): a peer whose socket its own process holds
  * (busy in send()) applies no ICMP to its timer, and a loaded host may hold it for a while. Late
  * ones are harmless: once the peer has moved on they quote an old sequence number and are ignored.
+ * Dense early: with repeats at 30, 150 and 600 ms only, a migrated pod's client (sending every
+ * millisecond, on a loaded machine) once heard the pod again 524 ms after its unlock, when its own
+ * backed-off retransmission was due (bench/migrate.ts, its gap's edges against the agents' logs).
  */
-const REPEATS_MS = [30, 150, 600];
+const REPEATS_MS = [10, 30, 60, 100, 150, 220, 300, 400, 600];
 
 /** Nudge each connection's peer from the pod's net namespace (its network unlocked); the ICMPs again in the background. */
 export function nudgePeers(netnsPath: string, connections: readonly TcpEnds[]): void {
