@@ -34,6 +34,7 @@ function open() {
     socket: { args: [i32, i32, i32], returns: i32 },
     connect: { args: [i32, P, u32], returns: i32 },
     sendto: { args: [i32, P, u64, i32, P, u32], returns: FFIType.i64 },
+    recv: { args: [i32, P, u64, i32], returns: FFIType.i64 },
     close: { args: [i32], returns: i32 },
     setsockopt: { args: [i32, i32, i32, P, u32], returns: i32 },
     getsockopt: { args: [i32, i32, i32, P, P], returns: i32 },
@@ -537,23 +538,10 @@ const CLONE_NEWNET = 0x40000000;
  * the packets the source address that namespace routes them from.
  */
 export function sendRawInNetns(netnsPath: string, packets: ReadonlyArray<{ to: string; protocol: number; data: Uint8Array }>): void {
-  const own = check(libc().open(ptr(cstr("/proc/thread-self/ns/net")), O_RDONLY_CLOEXEC, 0), "open", "/proc/thread-self/ns/net");
   const fds = new Map<number, number>();
   try {
-    const target = check(libc().open(ptr(cstr(netnsPath)), O_RDONLY_CLOEXEC, 0), "open", netnsPath);
-    try {
-      check(libc().setns(target, CLONE_NEWNET), "setns", netnsPath);
-      try {
-        for (const { protocol } of packets)
-          if (!fds.has(protocol))
-            fds.set(protocol, check(libc().socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, protocol), "socket(AF_INET, SOCK_RAW)", String(protocol)));
-      } finally {
-        // Never leave this thread in the pod's namespace: nothing else would work after.
-        check(libc().setns(own, CLONE_NEWNET), "setns", "/proc/thread-self/ns/net");
-      }
-    } finally {
-      libc().close(target);
-    }
+    for (const { protocol } of packets)
+      if (!fds.has(protocol)) fds.set(protocol, socketIn(netnsPath, AF_INET, SOCK_RAW, protocol, `socket(AF_INET, SOCK_RAW) ${protocol}`));
     for (const p of packets) {
       const sin = new Uint8Array(16);
       new DataView(sin.buffer).setUint16(0, AF_INET, true);
@@ -562,6 +550,73 @@ export function sendRawInNetns(netnsPath: string, packets: ReadonlyArray<{ to: s
     }
   } finally {
     for (const fd of fds.values()) libc().close(fd);
+  }
+}
+
+const AF_NETLINK = 16;
+const SOL_SOCKET = 1;
+const SO_RCVTIMEO = 20;
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
+
+/** Open a socket in the net namespace at `netnsPath` (null: this thread's own): the thread enters it only for the call. */
+function socketIn(netnsPath: string | null, family: number, type: number, protocol: number, what: string): number {
+  if (netnsPath === null) return check(libc().socket(family, type | SOCK_CLOEXEC, protocol), what);
+  const own = check(libc().open(ptr(cstr("/proc/thread-self/ns/net")), O_RDONLY_CLOEXEC, 0), "open", "/proc/thread-self/ns/net");
+  try {
+    const target = check(libc().open(ptr(cstr(netnsPath)), O_RDONLY_CLOEXEC, 0), "open", netnsPath);
+    try {
+      check(libc().setns(target, CLONE_NEWNET), "setns", netnsPath);
+      try {
+        return check(libc().socket(family, type | SOCK_CLOEXEC, protocol), what);
+      } finally {
+        // Never leave this thread in the pod's namespace: nothing else would work after.
+        check(libc().setns(own, CLONE_NEWNET), "setns", "/proc/thread-self/ns/net");
+      }
+    } finally {
+      libc().close(target);
+    }
+  } finally {
     libc().close(own);
+  }
+}
+
+/**
+ * Send netlink messages (`request`: one or more, whole, with their headers) to
+ * the kernel over a socket of `protocol` opened in the net namespace at
+ * `netnsPath` (null: this thread's own), and read the answers until one
+ * answer (an NLMSG_ERROR, which is also the ACK, or NLMSG_DONE) has come for
+ * each sequence number in `awaitSeqs`. Returns every message received, whole.
+ * The kernel answers netlink requests while it handles the send: the reads
+ * do not wait, unless the kernel does (at most `timeoutMs`).
+ */
+export function netlinkExchange(netnsPath: string | null, protocol: number, request: Uint8Array, awaitSeqs: readonly number[], timeoutMs = 5000): Uint8Array[] {
+  const fd = socketIn(netnsPath, AF_NETLINK, SOCK_RAW, protocol, `socket(AF_NETLINK, ${protocol})`);
+  try {
+    const tv = new BigInt64Array([BigInt(Math.floor(timeoutMs / 1000)), BigInt((timeoutMs % 1000) * 1000)]);
+    check(libc().setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, ptr(tv), 16), "setsockopt(SO_RCVTIMEO)");
+    const kernel = new Uint8Array(12); // struct sockaddr_nl: family, pad, pid 0 (the kernel), groups 0
+    new DataView(kernel.buffer).setUint16(0, AF_NETLINK, true);
+    const sent = check(libc().sendto(fd, ptr(request), request.length, 0, ptr(kernel), kernel.length), "sendto", "netlink");
+    if (sent !== request.length) throw new Error(`netlink: sent ${sent} of ${request.length} bytes`);
+    const waiting = new Set(awaitSeqs);
+    const out: Uint8Array[] = [];
+    const buf = new Uint8Array(65536);
+    while (waiting.size > 0) {
+      const n = check(libc().recv(fd, ptr(buf), buf.length, 0), "recv", "netlink");
+      const v = new DataView(buf.buffer, 0, n);
+      for (let at = 0; at + 16 <= n; ) {
+        const len = v.getUint32(at, true);
+        if (len < 16 || at + len > n) break;
+        const type = v.getUint16(at + 4, true);
+        const seq = v.getUint32(at + 8, true);
+        out.push(buf.slice(at, at + len));
+        if (type === NLMSG_ERROR || type === NLMSG_DONE) waiting.delete(seq);
+        at += (len + 3) & ~3;
+      }
+    }
+    return out;
+  } finally {
+    libc().close(fd);
   }
 }

@@ -2,43 +2,45 @@
  * Our own network lock for a pod's net namespace: drop every packet in and
  * out, so killing a checkpointed pod's processes sends no RST to its peers
  * (their connections resume when the pod is restored). CRIU's own
- * `--network-lock nftables` does the same while it dumps.
+ * `--network-lock nftables` does the same while it dumps. The table is made
+ * and removed through nf_tables' netlink interface (nft-netlink.ts): no
+ * process is started on a restore's path.
  */
-import { run, which } from "./exec.ts";
+import { which } from "./exec.ts";
+import { addDropTableIn, deleteTableIn, whyNoNfTables } from "./nft-netlink.ts";
 
 const TABLE = "autopod-lock";
-const RULESET = `table inet ${TABLE} {
-  chain input { type filter hook input priority -1000; policy drop; }
-  chain output { type filter hook output priority -1000; policy drop; }
-}
-`;
-
-function tools(): { nsenter: string; nft: string } {
-  const nsenter = which("nsenter");
-  const nft = which("nft");
-  if (!nsenter || !nft) throw new Error("nsenter and nft are needed to lock a pod's network (apt-get install util-linux nftables)");
-  return { nsenter, nft };
-}
+/** `table inet autopod-lock { chain input { type filter hook input priority -1000; policy drop; } chain output { ... } }` */
+const CHAINS = [
+  { name: "input", hook: "input", priority: -1000 },
+  { name: "output", hook: "output", priority: -1000 },
+] as const;
 
 export async function lockNetwork(netnsPath: string): Promise<void> {
-  const { nsenter, nft } = tools();
-  const r = await run([nsenter, `--net=${netnsPath}`, "--", nft, "-f", "-"], { stdin: RULESET, timeoutMs: 10_000 });
-  if (r.exitCode !== 0) throw new Error(`Cannot lock the network of ${netnsPath}: ${r.stderr.trim()}`);
+  try {
+    addDropTableIn(netnsPath, TABLE, CHAINS);
+  } catch (e) {
+    throw new Error(`Cannot lock the network of ${netnsPath}: ${(e as Error).message}`);
+  }
 }
 
+/** Lift the lock; a namespace without it (or gone) is fine. */
 export async function unlockNetwork(netnsPath: string): Promise<void> {
-  const { nsenter, nft } = tools();
-  await run([nsenter, `--net=${netnsPath}`, "--", nft, "delete", "table", "inet", TABLE], { timeoutMs: 10_000 });
+  try {
+    deleteTableIn(netnsPath, TABLE);
+  } catch {
+    // as `nft delete table` was: ignored (the namespace may be gone meanwhile)
+  }
 }
 
 /**
- * Why this kernel cannot hold a network lock, or null: `nft list tables` asks
- * nf_tables, which the kernel loads on demand when it is a module it has.
+ * Why this kernel cannot hold a network lock, or null: nf_tables is asked over
+ * netlink (the kernel loads it on demand when it is a module it has). `nft`
+ * is still needed: it removes a lock CRIU leaves behind after a failure.
  */
 export async function whyNoNftables(): Promise<string | null> {
-  const nft = which("nft");
-  if (!nft) return "nft is not installed (Debian's nftables package), and the pod's network lock needs it";
-  const r = await run([nft, "list", "tables"], { timeoutMs: 10_000 });
-  if (r.exitCode === 0) return null;
-  return `this kernel has no nftables (\`nft list tables\`: ${r.stderr.trim().split("\n")[0] || `exit ${r.exitCode}`}), which the pod's network lock and CRIU's need: load the nf_tables module (modprobe nf_tables) or use a kernel built with it`;
+  if (!which("nft")) return "nft is not installed (Debian's nftables package), and the pod's network lock needs it";
+  const why = whyNoNfTables();
+  if (why === null) return null;
+  return `this kernel has no nftables (${why}), which the pod's network lock and CRIU's need: load the nf_tables module (modprobe nf_tables) or use a kernel built with it`;
 }
