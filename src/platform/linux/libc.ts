@@ -41,6 +41,8 @@ function open() {
     getsockname: { args: [i32, P, P], returns: i32 },
     getpeername: { args: [i32, P, P], returns: i32 },
     setns: { args: [i32, i32], returns: i32 },
+    unshare: { args: [i32], returns: i32 },
+    if_nametoindex: { args: [P], returns: u32 },
     eventfd: { args: [u32, i32], returns: i32 },
     ioctl: { args: [i32, u64, u64], returns: i32 },
   });
@@ -188,6 +190,7 @@ export const MS = {
   BIND: 4096,
   REC: 16384,
   PRIVATE: 1 << 18,
+  SHARED: 1 << 20,
 } as const;
 
 export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null = null): void {
@@ -619,4 +622,34 @@ export function netlinkExchange(netnsPath: string | null, protocol: number, requ
   } finally {
     libc().close(fd);
   }
+}
+
+/**
+ * A new net namespace, bind-mounted on `path` (an empty file), as `ip netns
+ * add` makes one: the calling thread unshares into it only for the mount.
+ */
+export function makeNetns(path: string): void {
+  const own = check(libc().open(ptr(cstr("/proc/thread-self/ns/net")), O_RDONLY_CLOEXEC, 0), "open", "/proc/thread-self/ns/net");
+  try {
+    check(libc().unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)");
+    try {
+      mount("/proc/thread-self/ns/net", path, null, MS.BIND);
+    } finally {
+      // Never leave this thread in the new namespace: nothing else would work after.
+      check(libc().setns(own, CLONE_NEWNET), "setns", "/proc/thread-self/ns/net");
+    }
+  } finally {
+    libc().close(own);
+  }
+}
+
+/** The index of a network interface of this thread's net namespace, or null when there is none of that name. */
+export function interfaceIndex(name: string): number | null {
+  const i = libc().if_nametoindex(ptr(cstr(name)));
+  return i === 0 ? null : i;
+}
+
+/** The system's text for an errno: "File exists". */
+export function errnoText(errno: number): string {
+  return String(libc().strerror(errno));
 }
