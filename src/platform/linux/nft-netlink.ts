@@ -6,7 +6,7 @@
  * for the same rules; building them is pure (table tests in
  * nft-netlink.test.ts), sending them is libc's netlinkExchange.
  */
-import { netlinkExchange } from "./libc.ts";
+import { errnoText, netlinkExchange } from "./libc.ts";
 
 const NETLINK_NETFILTER = 12;
 const NFNL_SUBSYS_NFTABLES = 10;
@@ -143,8 +143,7 @@ export function answers(replies: readonly Uint8Array[]): Map<number, number> {
 let nextSeq = 1;
 
 function strerror(errno: number): string {
-  const names: Record<number, string> = { 1: "EPERM", 2: "ENOENT", 16: "EBUSY", 17: "EEXIST", 22: "EINVAL", 93: "EPROTONOSUPPORT", 95: "EOPNOTSUPP" };
-  return names[errno] ?? `errno ${errno}`;
+  return `${errnoText(errno)} (errno ${errno})`;
 }
 
 /**
