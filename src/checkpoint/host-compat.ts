@@ -77,7 +77,7 @@ export function programsToRestore(m: Pick<Manifest, "criu">): Array<{ name: stri
 export async function checkHostFacilities(
   host: CheckpointHost,
   m: Pick<Manifest, "criu">,
-  /** host.whyNoNftables() asked earlier (it runs `nft`), so its answer comes while other checks go on. */
+  /** host.whyNoNftables() asked earlier, so its answer comes while other checks go on. */
   nftables: Promise<string | null> = host.whyNoNftables(),
 ): Promise<void> {
   const missing = programsToRestore(m).filter((p) => host.findProgram(p.name) === null);

@@ -153,8 +153,7 @@ export function resolveImage(catalogue: ImageCatalogue, ref: string): string {
 /** Refuse, before anything changes, a restore that cannot work: no such image, a host that cannot run it, a name in use, no room. */
 export async function checkRestore(ctx: CheckpointContext, imageRef: string, req: RestoreRequest): Promise<CheckedRestore> {
   const { pods, catalogue } = ctx;
-  // `nft list tables` runs while the manifest is read and checked (a process start and a manifest
-  // of a 1 GiB pod each take about as long as the rest of the checks together).
+  // Asked first, answered while the manifest is read and checked (on Linux a netlink request, no process).
   const nftables = ctx.host.whyNoNftables();
   nftables.catch(() => undefined); // awaited below, unless an earlier check throws
   const id = resolveImage(catalogue, imageRef);
@@ -389,6 +388,8 @@ export async function unlockAndAdopt(
 export async function undoRestore(ctx: CheckpointContext, run: RestoreRun, e: unknown): Promise<never> {
   const { pods, host, log } = ctx;
   const { name, id } = run;
+  // A check still going gets on at normal priority: at SCHED_IDLE, on a busy host, it could hold its thread for good.
+  run.rawPackChecks?.useAllThreads();
   if (!run.prepared && run.preparing)
     run.prepared = await run.preparing.then(
       () => true,

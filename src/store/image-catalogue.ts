@@ -63,10 +63,47 @@ CREATE TABLE IF NOT EXISTS images(
 
 type ImageRow = { seq: number; id: string; pod: string; created_at: string; parent: string | null; logical_bytes: number };
 
+/** The most chunk-list bytes of recent manifests a catalogue keeps decoded (1 GiB of pages lists 8 MiB). */
+const RECENT_BYTES = 64 << 20;
+
+function chunkListBytes(m: Manifest): number {
+  let n = 0;
+  for (const t of treesOf(m)) for (const e of t.entries) n += e.chunks.byteLength;
+  return n;
+}
+
 export class ImageCatalogue {
   readonly store: ChunkStore;
   /** Space kept for rm and gc on a full disk (the agent holds one; tests may not). */
   readonly #reserve: SpaceReserve | null;
+
+  /**
+   * Manifests added or read lately, decoded, by id (oldest first): a restore
+   * right after its checkpoint neither reads back nor hashes nor decodes its
+   * chunk lists again. What was checked against its id once stays what it was.
+   */
+  readonly #recent = new Map<string, { manifest: Manifest; bytes: number }>();
+  #recentBytes = 0;
+
+  #remember(id: string, manifest: Manifest): void {
+    this.#forget(id);
+    const bytes = chunkListBytes(manifest);
+    if (bytes > RECENT_BYTES) return;
+    this.#recent.set(id, { manifest, bytes });
+    this.#recentBytes += bytes;
+    for (const [old, r] of this.#recent) {
+      if (this.#recentBytes <= RECENT_BYTES) break;
+      this.#recent.delete(old);
+      this.#recentBytes -= r.bytes;
+    }
+  }
+
+  #forget(id: string): void {
+    const r = this.#recent.get(id);
+    if (r === undefined) return;
+    this.#recent.delete(id);
+    this.#recentBytes -= r.bytes;
+  }
 
   constructor(store: ChunkStore, options: { reserve?: SpaceReserve } = {}) {
     this.store = store;
@@ -122,6 +159,7 @@ export class ImageCatalogue {
     };
     if (writer !== undefined) writer.commit(record);
     else db.transaction(record)();
+    this.#remember(id, manifest);
     return id;
   }
 
@@ -174,7 +212,11 @@ export class ImageCatalogue {
 
   /** The decoded, validated manifest. */
   manifest(id: string): Manifest {
-    return decodeManifest(this.manifestBytes(id));
+    const known = this.#recent.get(id);
+    if (known !== undefined && this.has(id)) return known.manifest;
+    const m = decodeManifest(this.manifestBytes(id));
+    this.#remember(id, m);
+    return m;
   }
 
   /** Every image, oldest first, with the bytes only it stores. */
@@ -250,6 +292,7 @@ export class ImageCatalogue {
   remove(id: string): void {
     const db = this.store.db;
     const changes = this.#freeing(() => db.query<unknown, [string]>("DELETE FROM images WHERE id = ?").run(id).changes);
+    this.#forget(id);
     if (changes === 0) throw new NotFoundError(`Image "${id}" is not in the catalogue`);
   }
 

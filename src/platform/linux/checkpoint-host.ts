@@ -68,8 +68,10 @@ export const linuxCheckpointHost: CheckpointHost = {
 
   continueTree: (pid) => {
     // After a --leave-stopped dump the pod's TCP connections are still in repair mode.
-    const connections = leaveTcpRepair(podPids(pid));
-    continuePod(pid);
+    // One walk of /proc for both (every process of the host is looked at).
+    const pids = podPids(pid);
+    const connections = leaveTcpRepair(pids);
+    continuePod(pid, pids);
     return connections;
   },
   nudgePeers: (netnsPath, connections) => {

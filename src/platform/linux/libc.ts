@@ -34,15 +34,17 @@ function open() {
     socket: { args: [i32, i32, i32], returns: i32 },
     connect: { args: [i32, P, u32], returns: i32 },
     sendto: { args: [i32, P, u64, i32, P, u32], returns: FFIType.i64 },
+    recv: { args: [i32, P, u64, i32], returns: FFIType.i64 },
     close: { args: [i32], returns: i32 },
     setsockopt: { args: [i32, i32, i32, P, u32], returns: i32 },
     getsockopt: { args: [i32, i32, i32, P, P], returns: i32 },
     getsockname: { args: [i32, P, P], returns: i32 },
     getpeername: { args: [i32, P, P], returns: i32 },
     setns: { args: [i32, i32], returns: i32 },
+    unshare: { args: [i32], returns: i32 },
+    if_nametoindex: { args: [P], returns: u32 },
     eventfd: { args: [u32, i32], returns: i32 },
     ioctl: { args: [i32, u64, u64], returns: i32 },
-    recv: { args: [i32, P, u64, i32], returns: FFIType.i64 },
   });
 }
 function libc() {
@@ -188,6 +190,7 @@ export const MS = {
   BIND: 4096,
   REC: 16384,
   PRIVATE: 1 << 18,
+  SHARED: 1 << 20,
 } as const;
 
 export function mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null = null): void {
@@ -572,23 +575,10 @@ const CLONE_NEWNET = 0x40000000;
  * the packets the source address that namespace routes them from.
  */
 export function sendRawInNetns(netnsPath: string, packets: ReadonlyArray<{ to: string; protocol: number; data: Uint8Array }>): void {
-  const own = check(libc().open(ptr(cstr("/proc/thread-self/ns/net")), O_RDONLY_CLOEXEC, 0), "open", "/proc/thread-self/ns/net");
   const fds = new Map<number, number>();
   try {
-    const target = check(libc().open(ptr(cstr(netnsPath)), O_RDONLY_CLOEXEC, 0), "open", netnsPath);
-    try {
-      check(libc().setns(target, CLONE_NEWNET), "setns", netnsPath);
-      try {
-        for (const { protocol } of packets)
-          if (!fds.has(protocol))
-            fds.set(protocol, check(libc().socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, protocol), "socket(AF_INET, SOCK_RAW)", String(protocol)));
-      } finally {
-        // Never leave this thread in the pod's namespace: nothing else would work after.
-        check(libc().setns(own, CLONE_NEWNET), "setns", "/proc/thread-self/ns/net");
-      }
-    } finally {
-      libc().close(target);
-    }
+    for (const { protocol } of packets)
+      if (!fds.has(protocol)) fds.set(protocol, socketIn(netnsPath, AF_INET, SOCK_RAW, protocol, `socket(AF_INET, SOCK_RAW) ${protocol}`));
     for (const p of packets) {
       const sin = new Uint8Array(16);
       new DataView(sin.buffer).setUint16(0, AF_INET, true);
@@ -597,28 +587,25 @@ export function sendRawInNetns(netnsPath: string, packets: ReadonlyArray<{ to: s
     }
   } finally {
     for (const fd of fds.values()) libc().close(fd);
-    libc().close(own);
   }
 }
 
 const AF_NETLINK = 16;
 const SOL_SOCKET = 1;
 const SO_RCVTIMEO = 20;
+const NLMSG_ERROR = 2;
+const NLMSG_DONE = 3;
 
-/**
- * A netlink socket of `protocol` in the net namespace at `netnsPath` (the calling thread enters it
- * only to open the socket; the socket stays bound to it), whose receives give up after `timeoutMs`.
- * Its requests go with netlinkSend, its answers come with netlinkRecv; the caller closes it (closeFd).
- */
-export function netlinkSocketInNetns(netnsPath: string, protocol: number, timeoutMs: number): number {
+/** Open a socket in the net namespace at `netnsPath` (null: this thread's own): the thread enters it only for the call. */
+function socketIn(netnsPath: string | null, family: number, type: number, protocol: number, what: string): number {
+  if (netnsPath === null) return check(libc().socket(family, type | SOCK_CLOEXEC, protocol), what);
   const own = check(libc().open(ptr(cstr("/proc/thread-self/ns/net")), O_RDONLY_CLOEXEC, 0), "open", "/proc/thread-self/ns/net");
-  let fd = -1;
   try {
     const target = check(libc().open(ptr(cstr(netnsPath)), O_RDONLY_CLOEXEC, 0), "open", netnsPath);
     try {
       check(libc().setns(target, CLONE_NEWNET), "setns", netnsPath);
       try {
-        fd = check(libc().socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol), "socket(AF_NETLINK)", String(protocol));
+        return check(libc().socket(family, type | SOCK_CLOEXEC, protocol), what);
       } finally {
         // Never leave this thread in the pod's namespace: nothing else would work after.
         check(libc().setns(own, CLONE_NEWNET), "setns", "/proc/thread-self/ns/net");
@@ -626,13 +613,83 @@ export function netlinkSocketInNetns(netnsPath: string, protocol: number, timeou
     } finally {
       libc().close(target);
     }
+  } finally {
+    libc().close(own);
+  }
+}
+
+/**
+ * A netlink socket of `protocol` in the net namespace at `netnsPath` (the calling thread enters it
+ * only to open the socket; the socket stays bound to it), whose receives give up after `timeoutMs`.
+ * Its requests go with netlinkSend, its answers come with netlinkRecv; the caller closes it (closeFd).
+ */
+export function netlinkSocketInNetns(netnsPath: string, protocol: number, timeoutMs: number): number {
+  const fd = socketIn(netnsPath, AF_NETLINK, SOCK_RAW, protocol, `socket(AF_NETLINK, ${protocol})`);
+  try {
     // struct timeval: seconds, microseconds (64 bits each)
     const tv = new BigInt64Array([BigInt(Math.floor(timeoutMs / 1000)), BigInt((timeoutMs % 1000) * 1000)]);
     check(libc().setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, ptr(tv), 16), "setsockopt(SO_RCVTIMEO)");
     return fd;
   } catch (e) {
-    if (fd >= 0) libc().close(fd);
+    libc().close(fd);
     throw e;
+  }
+}
+
+/**
+ * Send netlink messages (`request`: one or more, whole, with their headers) to
+ * the kernel over a socket of `protocol` opened in the net namespace at
+ * `netnsPath` (null: this thread's own), and read the answers until one
+ * answer (an NLMSG_ERROR, which is also the ACK, or NLMSG_DONE) has come for
+ * each sequence number in `awaitSeqs`. Returns every message received, whole.
+ * The kernel answers netlink requests while it handles the send: the reads
+ * do not wait, unless the kernel does (at most `timeoutMs`).
+ */
+export function netlinkExchange(netnsPath: string | null, protocol: number, request: Uint8Array, awaitSeqs: readonly number[], timeoutMs = 5000): Uint8Array[] {
+  const fd = socketIn(netnsPath, AF_NETLINK, SOCK_RAW, protocol, `socket(AF_NETLINK, ${protocol})`);
+  try {
+    const tv = new BigInt64Array([BigInt(Math.floor(timeoutMs / 1000)), BigInt((timeoutMs % 1000) * 1000)]);
+    check(libc().setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, ptr(tv), 16), "setsockopt(SO_RCVTIMEO)");
+    const kernel = new Uint8Array(12); // struct sockaddr_nl: family, pad, pid 0 (the kernel), groups 0
+    new DataView(kernel.buffer).setUint16(0, AF_NETLINK, true);
+    const sent = check(libc().sendto(fd, ptr(request), request.length, 0, ptr(kernel), kernel.length), "sendto", "netlink");
+    if (sent !== request.length) throw new Error(`netlink: sent ${sent} of ${request.length} bytes`);
+    const waiting = new Set(awaitSeqs);
+    const out: Uint8Array[] = [];
+    const buf = new Uint8Array(65536);
+    while (waiting.size > 0) {
+      const n = check(libc().recv(fd, ptr(buf), buf.length, 0), "recv", "netlink");
+      const v = new DataView(buf.buffer, 0, n);
+      for (let at = 0; at + 16 <= n; ) {
+        const len = v.getUint32(at, true);
+        if (len < 16 || at + len > n) break;
+        const type = v.getUint16(at + 4, true);
+        const seq = v.getUint32(at + 8, true);
+        out.push(buf.slice(at, at + len));
+        if (type === NLMSG_ERROR || type === NLMSG_DONE) waiting.delete(seq);
+        at += (len + 3) & ~3;
+      }
+    }
+    return out;
+  } finally {
+    libc().close(fd);
+  }
+}
+
+/**
+ * A new net namespace, bind-mounted on `path` (an empty file), as `ip netns
+ * add` makes one: the calling thread unshares into it only for the mount.
+ */
+export function makeNetns(path: string): void {
+  const own = check(libc().open(ptr(cstr("/proc/thread-self/ns/net")), O_RDONLY_CLOEXEC, 0), "open", "/proc/thread-self/ns/net");
+  try {
+    check(libc().unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)");
+    try {
+      mount("/proc/thread-self/ns/net", path, null, MS.BIND);
+    } finally {
+      // Never leave this thread in the new namespace: nothing else would work after.
+      check(libc().setns(own, CLONE_NEWNET), "setns", "/proc/thread-self/ns/net");
+    }
   } finally {
     libc().close(own);
   }
@@ -654,4 +711,15 @@ export function netlinkRecv(fd: number, buf: Uint8Array): number {
 
 export function closeFd(fd: number): void {
   libc().close(fd);
+}
+
+/** The index of a network interface of this thread's net namespace, or null when there is none of that name. */
+export function interfaceIndex(name: string): number | null {
+  const i = libc().if_nametoindex(ptr(cstr(name)));
+  return i === 0 ? null : i;
+}
+
+/** The system's text for an errno: "File exists". */
+export function errnoText(errno: number): string {
+  return String(libc().strerror(errno));
 }

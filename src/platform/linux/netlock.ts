@@ -7,7 +7,7 @@
  * nft program when that fails.
  */
 import { run, which } from "./exec.ts";
-import { deleteTablesNetlink, lockNetworkNetlink } from "./nft-netlink.ts";
+import { deleteTablesNetlink, listTablesNetlink, lockNetworkNetlink } from "./nft-netlink.ts";
 
 const TABLE = "autopod-lock";
 const RULESET = `table inet ${TABLE} {
@@ -45,12 +45,21 @@ export async function unlockNetwork(netnsPath: string): Promise<void> {
 }
 
 /**
- * Why this kernel cannot hold a network lock, or null: `nft list tables` asks
- * nf_tables, which the kernel loads on demand when it is a module it has.
+ * Why this kernel cannot hold a network lock, or null: nf_tables is asked over
+ * netlink for the agent's own namespace's tables (no process: this is in a
+ * restore's checks), and, when that fails, `nft list tables` says why (the
+ * kernel loads nf_tables on demand when it is a module it has). `nft` is still
+ * needed: it is the lock's fallback, and it removes a lock CRIU left behind.
  */
 export async function whyNoNftables(): Promise<string | null> {
   const nft = which("nft");
   if (!nft) return "nft is not installed (Debian's nftables package), and the pod's network lock needs it";
+  try {
+    listTablesNetlink("/proc/self/ns/net");
+    return null;
+  } catch {
+    // nft says why
+  }
   const r = await run([nft, "list", "tables"], { timeoutMs: 10_000 });
   if (r.exitCode === 0) return null;
   return `this kernel has no nftables (\`nft list tables\`: ${r.stderr.trim().split("\n")[0] || `exit ${r.exitCode}`}), which the pod's network lock and CRIU's need: load the nf_tables module (modprobe nf_tables) or use a kernel built with it`;

@@ -2,13 +2,16 @@
  * Pod networking with iproute2 (and nft for the optional NAT): the host
  * bridge, one named net namespace per pod, and a veth pair between them.
  * Everything is an argument array or an `ip -batch` script on stdin; values
- * reaching them are validated names and addresses. A pod started on a bridge
- * by the small init gets its namespace and veth from the init (rtnetlink,
- * src/native/pod-init.c) instead; restored pods get them here.
+ * reaching them are validated names and addresses. A pod's namespace, veth
+ * and side of the network are made by rtnetlink instead: from the agent
+ * (rtnetlink.ts) for a restored pod, from inside by the small init
+ * (src/native/pod-init.c) for a pod it starts.
  */
 import { lockNetwork } from "./netlock.ts";
 import { existsSync, readFileSync, statSync } from "node:fs";
+import { errorMessage } from "../../errors.ts";
 import { run, which, type RunResult } from "./exec.ts";
+import { configurePodSide, createNetnsWithVeth } from "./rtnetlink.ts";
 
 export interface PodNetwork {
   /** Name under /run/netns. */
@@ -111,29 +114,25 @@ export async function createPodNetwork(n: PodNetwork): Promise<void> {
   }
   if (n.isPodSideLeft) return;
   try {
-    if (n.isLocked) await lockNetwork(`/run/netns/${n.netns}`);
-    await ipBatch(
-      `configure the network of "${n.netns}"`,
-      ["link set lo up", `addr add ${n.address} dev ${POD_INTERFACE}`, `link set ${POD_INTERFACE} up`, `route add default via ${n.gateway}`],
-      n.netns,
-    );
+    if (n.isLocked) await lockNetwork(netnsPath(n.netns));
+    try {
+      configurePodSide(netnsPath(n.netns), POD_INTERFACE, n.address, n.gateway);
+    } catch (e) {
+      throw new NetworkError(`Cannot configure the network of "${n.netns}": ${errorMessage(e)}`, { cause: e });
+    }
   } catch (e) {
     await deletePodNetwork(n).catch(() => {});
     throw e;
   }
 }
 
+/** The namespace and the veth pair on the bridge, by rtnetlink (no `ip` process: a restore waits for it). */
 async function createNamespaceAndVeth(n: PodNetwork): Promise<void> {
   try {
-    await ipBatch(`create net namespace "${n.netns}"`, [
-      `netns add ${n.netns}`,
-      `link add ${n.hostVeth} type veth peer name ${POD_INTERFACE} netns ${n.netns}`,
-      `link set ${n.hostVeth} master ${n.bridge}`,
-      `link set ${n.hostVeth} up`,
-    ]);
+    createNetnsWithVeth(netnsPath(n.netns), n.hostVeth, POD_INTERFACE, n.bridge);
   } catch (e) {
     await deletePodNetwork(n).catch(() => {});
-    throw e;
+    throw new NetworkError(`Cannot create net namespace "${n.netns}": ${errorMessage(e)}`, { cause: e });
   }
 }
 

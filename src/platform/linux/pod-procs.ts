@@ -22,9 +22,8 @@ export function podPids(pid: number, proc = "/proc"): number[] {
   return out;
 }
 
-/** SIGCONT to every process of the pod: undoes `criu dump --leave-stopped`. */
-export function continuePod(pid: number): number {
-  const pids = podPids(pid);
+/** SIGCONT to every process of the pod (`pids`: podPids(pid), when the caller has them already): undoes `criu dump --leave-stopped`. */
+export function continuePod(pid: number, pids = podPids(pid)): number {
   for (const p of pids) {
     try {
       process.kill(p, "SIGCONT");
