@@ -12,7 +12,7 @@
  * from a's own events, each pod's longest client-seen gap out and back,
  * connections kept and messages lost (must be 0). Everything made is removed.
  */
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { UpdateEvent } from "../src/update/events.ts";
@@ -27,6 +27,8 @@ export interface ClusterCycleOptions {
   pods: number;
   mib: number;
   rate: string;
+  /** Where to copy the agents' logs and a's events before the hosts go ("": nowhere). */
+  logs: string;
 }
 
 interface ClientReport {
@@ -146,7 +148,9 @@ async function oneRun(lan: TestCluster, a: TestHost, rootA: string, o: ClusterCy
   const evac = cycle.find((e) => e.kind === "evacuation.done")?.fields as
     | { pods: { pod: string; outcome: string; to?: string; freezeMs?: number; bytesSent?: number }[]; wall_ms: number }
     | undefined;
-  const back = cycle.find((e) => e.kind === "return.done")?.fields as { pods: { pod: string; outcome: string; from?: string }[]; wall_ms: number } | undefined;
+  const back = cycle.find((e) => e.kind === "return.done")?.fields as
+    | { pods: { pod: string; outcome: string; from?: string; freezeMs?: number; bytesSent?: number }[]; wall_ms: number }
+    | undefined;
   const gapsOut = reports.map((r) => longest(r, false));
   const gapsBack = reports.map((r) => longest(r, true));
   const result = {
@@ -163,7 +167,12 @@ async function oneRun(lan: TestCluster, a: TestHost, rootA: string, o: ClusterCy
       freeze_ms: (evac?.pods ?? []).map((p) => p.freezeMs ?? null),
       bytes_sent: (evac?.pods ?? []).reduce((s, p) => s + (p.bytesSent ?? 0), 0),
     },
-    return: { wall_ms: back?.wall_ms ?? null, outcomes: (back?.pods ?? []).map((p) => `${p.outcome}${p.from ? `:${p.from}` : ""}`) },
+    return: {
+      wall_ms: back?.wall_ms ?? null,
+      outcomes: (back?.pods ?? []).map((p) => `${p.outcome}${p.from ? `:${p.from}` : ""}`),
+      freeze_ms: (back?.pods ?? []).map((p) => p.freezeMs ?? null),
+      bytes_sent: (back?.pods ?? []).reduce((s, p) => s + (p.bytesSent ?? 0), 0),
+    },
     client_gap_out_ms: gapsOut,
     client_gap_back_ms: gapsBack,
     client_gap_out_max_ms: Math.max(...gapsOut),
@@ -244,6 +253,16 @@ export async function clusterCycle(o: ClusterCycleOptions): Promise<Record<strin
       link_time_ms: round(((o.pods * o.mib * 2 ** 20 * 8) / parseRate(o.rate)) * 1000, 0),
     };
   } finally {
+    if (o.logs) {
+      mkdirSync(o.logs, { recursive: true });
+      for (const [i, h] of lan.hosts.entries()) {
+        const name = "abc"[i]!;
+        if (existsSync(join(h.dir, "agent.log"))) copyFileSync(join(h.dir, "agent.log"), join(o.logs, `${name}.log`));
+        if (existsSync(join(h.stateDir, "update/events.jsonl"))) copyFileSync(join(h.stateDir, "update/events.jsonl"), join(o.logs, `${name}-events.jsonl`));
+      }
+      for (const d of dirs)
+        if (existsSync(join(d, "agent-after-reboot.log"))) copyFileSync(join(d, "agent-after-reboot.log"), join(o.logs, "a-after-reboot.log"));
+    }
     await stopAnyAgent(a);
     await a.startAgent().catch(() => {}); // dispose removes the pods through an agent it owns
     await lan.dispose();

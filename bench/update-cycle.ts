@@ -20,7 +20,7 @@
  * bench/_update-cycle-cluster.ts (uses dist/autopod: build it first).
  *
  * Usage (root): bun bench/update-cycle.ts   RUNS=3 PODS=3 EVACUATOR=real|fake
- *               HOSTS=3 bun bench/update-cycle.ts   RUNS=1 PODS=3 MIB=128 RATE=1gbit
+ *               HOSTS=3 bun bench/update-cycle.ts   RUNS=1 PODS=3 MIB=128 RATE=1gbit LOGS=DIR
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -65,7 +65,7 @@ if (HOSTS === 3) {
   }
   const rate = process.env.RATE ?? "1gbit";
   parseRate(rate);
-  console.log(JSON.stringify(await clusterCycle({ runs: RUNS, pods: PODS, mib: MIB, rate }), null, 2));
+  console.log(JSON.stringify(await clusterCycle({ runs: RUNS, pods: PODS, mib: MIB, rate, logs: process.env.LOGS ?? "" }), null, 2));
   process.exit(0);
 }
 

@@ -184,6 +184,11 @@ describe("Evacuations", () => {
     h.log.length = 0;
     const home = await h.ev.bringHome();
     expect(home.pods.map((p) => p.outcome)).toEqual(["returned", "returned"]);
+    // Each pod's freeze and bytes on its way back, as its peer reported them.
+    expect(home.pods.map((p) => [p.freezeMs, p.bytesSent])).toEqual([
+      [10, 100],
+      [10, 100],
+    ]);
     expect(h.log.sort()).toEqual(["return p1 from b to a", "return p2 from c to a"].sort());
   });
 

@@ -379,7 +379,7 @@ export class Evacuations {
       const r = await this.deps.peers.client(peer).returnPod(origin, pod);
       recordHome(this.deps.stateDir, pod);
       onEvent({ pod, message: `back from "${peer}": frozen ${r.freezeMs} ms, ${r.bytesSent} bytes sent` });
-      return { pod, outcome: "returned", from: peer };
+      return { pod, outcome: "returned", from: peer, freezeMs: r.freezeMs, bytesSent: r.bytesSent };
     } catch (e) {
       // A peer that no longer has the pod (it was removed or moved on there) cannot return it: the record keeps it, to say so again.
       const why = e instanceof NotFoundError ? errorMessage(e) : `"${peer}" could not send it back: ${errorMessage(e)}`;

@@ -30,7 +30,8 @@ export interface EvacuationReport {
 }
 
 export interface ReturnReport {
-  pods: { pod: string; outcome: "returned" | "restored" | "failed"; from?: string; reason?: string }[];
+  /** freezeMs and bytesSent: a returned pod's, as its peer's migration back reported them. */
+  pods: { pod: string; outcome: "returned" | "restored" | "failed"; from?: string; reason?: string; freezeMs?: number; bytesSent?: number }[];
   wallMs: number;
 }
 
