@@ -146,7 +146,7 @@ async function oneRun(lan: TestCluster, a: TestHost, rootA: string, o: ClusterCy
   // A gap belongs to the move that froze the pod: it started before the return began (out) or after (back).
   const longest = (r: ClientReport, back: boolean) => Math.max(0, ...r.gaps.filter((g) => g.endAt - g.ms >= returnStarted === back).map((g) => g.ms));
   const evac = cycle.find((e) => e.kind === "evacuation.done")?.fields as
-    | { pods: { pod: string; outcome: string; to?: string; freezeMs?: number; bytesSent?: number }[]; wall_ms: number }
+    | { pods: { pod: string; outcome: string; to?: string; freezeMs?: number; bytesSent?: number; pagesBytes?: number }[]; wall_ms: number }
     | undefined;
   const back = cycle.find((e) => e.kind === "return.done")?.fields as
     | { pods: { pod: string; outcome: string; from?: string; freezeMs?: number; bytesSent?: number }[]; wall_ms: number }
@@ -166,6 +166,8 @@ async function oneRun(lan: TestCluster, a: TestHost, rootA: string, o: ClusterCy
       outcomes: (evac?.pods ?? []).map((p) => `${p.outcome}${p.to ? `:${p.to}` : ""}`),
       freeze_ms: (evac?.pods ?? []).map((p) => p.freezeMs ?? null),
       bytes_sent: (evac?.pods ?? []).reduce((s, p) => s + (p.bytesSent ?? 0), 0),
+      /** Post-copy's page pulls, after each pod ran on its peer (not in bytes_sent). */
+      pages_bytes: (evac?.pods ?? []).reduce((s, p) => s + (p.pagesBytes ?? 0), 0),
     },
     return: {
       wall_ms: back?.wall_ms ?? null,

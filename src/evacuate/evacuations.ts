@@ -290,7 +290,8 @@ export class Evacuations {
     try {
       const r = await this.deps.migrate(pod, { to, mode: "auto", maxRounds: MAX_ROUNDS, turns }, (p) => onEvent({ pod, message: p.message }));
       onEvent({ pod, message: `migrated to "${to}": frozen ${r.freezeMs} ms, ${r.bytesSent} bytes sent` });
-      return { moved: { pod, outcome: "migrated", to, freezeMs: r.freezeMs, bytesSent: r.bytesSent, rounds: r.rounds.length } };
+      const pulled = r.pages ? { pagesBytes: r.pages.bytes } : {};
+      return { moved: { pod, outcome: "migrated", to, freezeMs: r.freezeMs, bytesSent: r.bytesSent, ...pulled, rounds: r.rounds.length } };
     } catch (e) {
       recordHome(this.deps.stateDir, pod);
       const reason = `migration to "${to}" failed: ${errorMessage(e)}`;

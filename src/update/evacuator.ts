@@ -18,6 +18,8 @@ export interface EvacuatedPod {
   reason?: string;
   freezeMs?: number;
   bytesSent?: number;
+  /** Post-copy: the bytes of its page pull, after it ran on the peer (not in bytesSent). */
+  pagesBytes?: number;
   rounds?: number;
   /** Failed migrations before this outcome (src/evacuate/index.ts). */
   attempts?: { to: string; reason: string }[];
