@@ -13,21 +13,35 @@
  * host with no peer it suspends the pods to disk and restores them after the
  * "reboot" (AutoPod's suspend/resume). EVACUATOR=fake is the test-only fake
  * (policy.test_evacuator_file): the cycle's own cost alone (lock, journal,
- * status checks, commands, agent restart). Live migration to peers:
- * bench/evacuate.ts.
+ * status checks, commands, agent restart).
+ *
+ * HOSTS=3: the issue's cycle, with live evacuation to two peers and the pods'
+ * return, memhog pods with LAN clients, links shaped to RATE: see
+ * bench/_update-cycle-cluster.ts (uses dist/autopod: build it first).
  *
  * Usage (root): bun bench/update-cycle.ts   RUNS=3 PODS=3 EVACUATOR=real|fake
+ *               HOSTS=3 bun bench/update-cycle.ts   RUNS=1 PODS=3 MIB=128 RATE=1gbit LOGS=DIR
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { UpdateEvent } from "../src/update/events.ts";
 import { sh, TestHost } from "../test/_pods.ts";
-import { autopodArgv } from "../test/_support.ts";
+import { autopodArgv, DIST } from "../test/_support.ts";
+import { clusterCycle, parseRate } from "./_update-cycle-cluster.ts";
 import { round, summary } from "./_stats.ts";
 
-const RUNS = Number(process.env.RUNS ?? 3);
+const HOSTS = Number(process.env.HOSTS ?? 1);
+const RUNS = Number(process.env.RUNS ?? (HOSTS === 1 ? 3 : 1));
 const PODS = Number(process.env.PODS ?? 3);
+if (HOSTS !== 1 && HOSTS !== 3) {
+  console.error(`HOSTS must be 1 or 3 (got "${process.env.HOSTS}")`);
+  process.exit(2);
+}
+if (![RUNS, PODS].every((n) => Number.isInteger(n) && n >= 1)) {
+  console.error("RUNS and PODS take whole numbers from 1");
+  process.exit(2);
+}
 const EVACUATOR = process.env.EVACUATOR ?? "real";
 if (EVACUATOR !== "real" && EVACUATOR !== "fake") {
   console.error(`EVACUATOR must be real or fake (got "${EVACUATOR}")`);
@@ -37,6 +51,22 @@ if (EVACUATOR !== "real" && EVACUATOR !== "fake") {
 if (process.getuid?.() !== 0) {
   console.error("bench/update-cycle.ts needs root (the agent does)");
   process.exit(1);
+}
+
+if (HOSTS === 3) {
+  const MIB = Number(process.env.MIB ?? 128);
+  if (!Number.isInteger(MIB) || MIB < 1) {
+    console.error("MIB takes a whole number from 1");
+    process.exit(2);
+  }
+  if (!existsSync(DIST)) {
+    console.error(`${DIST} is missing: run \`node_modules/.bin/bun build.ts\` first`);
+    process.exit(1);
+  }
+  const rate = process.env.RATE ?? "1gbit";
+  parseRate(rate);
+  console.log(JSON.stringify(await clusterCycle({ runs: RUNS, pods: PODS, mib: MIB, rate, logs: process.env.LOGS ?? "" }), null, 2));
+  process.exit(0);
 }
 
 const dir = mkdtempSync(join(tmpdir(), "autopod-bench-cycle-"));

@@ -59,7 +59,10 @@ export class UpdateTestHost {
   ) {}
 
   /** `fakeEvacuator: false` uses the agent's real evacuation (on a host alone: its pods are suspended to disk and restored). */
-  static async start(tag: string, opts: { policy?: string[]; updateSeconds?: number; log?: string; fakeEvacuator?: boolean } = {}): Promise<UpdateTestHost> {
+  static async start(
+    tag: string,
+    opts: { policy?: string[]; updateSeconds?: number; log?: string; fakeEvacuator?: boolean; checkSeconds?: number } = {},
+  ): Promise<UpdateTestHost> {
     const dir = mkdtempSync(join(tmpdir(), `autopod-update-${tag}-`));
     const root = join(dir, "root");
     for (const d of ["run", "var/lib", "etc"]) mkdirSync(join(root, d), { recursive: true });
@@ -76,7 +79,7 @@ export class UpdateTestHost {
         "[policy]",
         'mode = "evacuate-update-reboot"',
         'trigger = ["reboot-required"]',
-        "check_seconds = 1",
+        `check_seconds = ${opts.checkSeconds ?? 1}`,
         `update_command = ["/bin/sh", "${join(dir, "update.sh")}"]`,
         `reboot_command = ["setsid", "-f", "/bin/bash", "${join(dir, "reboot.sh")}"]`,
         ...(opts.fakeEvacuator === false ? [] : [`test_evacuator_file = "${join(dir, "evacuations.jsonl")}"`]),

@@ -22,10 +22,12 @@ let host: TestHost | null = null;
 const dirs: string[] = [];
 let follower: ReturnType<typeof Bun.spawn> | null = null;
 let lockless: UpdateTestHost | null = null;
+let sleepy: UpdateTestHost | null = null;
 
 afterAll(async () => {
   follower?.kill("SIGKILL");
   await lockless?.dispose();
+  await sleepy?.dispose();
   if (host) {
     const pods = await host.pods().catch(() => []);
     if (pods.length) await host.cli(["rm", "--force", ...pods.map((p) => p.name)]);
@@ -231,6 +233,20 @@ describe("the update cycle on one agent", () => {
       await refused(["[policy.lock]", 'kind = "fleetlock"'], /policy.lock.endpoints \(not set\).*at least one endpoint URL for lock kind "fleetlock"/);
     },
     60_000,
+  );
+
+  rootTest(
+    "a sentinel that appears starts the cycle when the status sees it, not at the next check_seconds (an hour here)",
+    async () => {
+      sleepy = await UpdateTestHost.start("us", { checkSeconds: 3600 });
+      await sleepy.waitForEvent("update.not_needed", 60_000); // the first look is over: the next is an hour away
+      // No refresh asked for: the status service's watch on the sentinel refreshes the report, and the report wakes the cycle.
+      writeFileSync(join(sleepy.root, "run/reboot-required"), "*** System restart required ***\n");
+      const all = await sleepy.waitForEvent("cycle.finished", 120_000);
+      expect(all.map((e) => e.kind)).not.toContain("cycle.failed");
+      expect(readFileSync(join(sleepy.dir, "reboots.log"), "utf8").trim().split("\n")).toHaveLength(1);
+    },
+    240_000,
   );
 
   rootTest(

@@ -167,12 +167,16 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
 
   // Patch status: the latest report, refreshed on a schedule and when the package database changes.
   const statusPaths = hostPaths({ root: config.status.root });
+  // A new report wakes the update cycle (set once it exists): a sentinel that appears starts the cycle after the
+  // watch's debounce, not up to policy.check_seconds later.
+  let onStatusReport = () => {};
   const status = new StatusService({
     collect: (signal) =>
       collectStatus({ paths: statusPaths, lockTimeoutMs: config.status.lock_timeout_seconds * 1000, signal, cacheDir: statusCacheDir(stateDir) }),
     refreshSeconds: config.status.refresh_seconds,
     watchPaths: statusWatchPaths(statusPaths),
     log: log.child({ part: "status" }),
+    onReport: () => onStatusReport(),
   });
 
   // Evacuation: every running pod off this host, by live migration or suspended to disk, and home again.
@@ -221,6 +225,8 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     bootId,
     log: log.child({ part: "update" }),
   });
+
+  onStatusReport = () => update.cycle.wake();
 
   const peerApp = createPeerApp({
     cluster,

@@ -69,7 +69,8 @@ function formatEvacuation(r: EvacuationReport): string {
         : `${p.pod}\twould be ${p.outcome === "suspended" ? "suspended to disk" : "left running here"}: ${p.reason}`;
     // Each failed try first, so the line of the outcome says where it ended.
     const tries = (p.attempts ?? []).map((a, i) => `${p.pod}\ttry ${i + 1} failed: ${a.reason}\n`).join("");
-    if (p.outcome === "migrated") return `${tries}${p.pod}\tmigrated to "${p.to}": frozen ${p.freezeMs} ms, ${formatBytes(p.bytesSent ?? 0)} sent`;
+    if (p.outcome === "migrated")
+      return `${tries}${p.pod}\tmigrated to "${p.to}": frozen ${p.freezeMs} ms, ${formatBytes(p.bytesSent ?? 0)} sent${p.pagesBytes === undefined ? "" : `, then ${formatBytes(p.pagesBytes)} of pages pulled`}`;
     if (p.outcome === "suspended") return `${tries}${p.pod}\tsuspended to disk (frozen ${p.freezeMs} ms): ${p.reason}`;
     return `${tries}${p.pod}\tstays running here: ${p.reason}`;
   });

@@ -50,7 +50,8 @@ function fakeHost(o: { pods: string[]; peers: Record<string, Partial<{ verdict: 
       if (o.peers[req.to]!.failMigrate) throw new PreconditionError(`Cannot migrate pod "${name}" to "${req.to}": it broke; the pod runs on here`);
       log.push(`migrate ${name} to ${req.to}`);
       states.delete(name);
-      return { freezeMs: 42, bytesSent: 1000, rounds: [] as MigrateReport["rounds"] } as MigrateReport;
+      // p2 goes by post-copy: its page pull is reported apart.
+      return { freezeMs: 42, bytesSent: 1000, rounds: [] as MigrateReport["rounds"], pages: name === "p2" ? { bytes: 5000, ms: 9 } : null } as MigrateReport;
     },
     suspend: async (name) => {
       log.push(`suspend ${name}`);
@@ -78,6 +79,8 @@ describe("Evacuations", () => {
     expect(r.pods.map((p) => p.outcome)).toEqual(["migrated", "migrated", "migrated", "migrated"]);
     expect(r.pods.filter((p) => p.to === "b").length).toBe(2);
     expect(r.pods[0]).toMatchObject({ freezeMs: 42, bytesSent: 1000 });
+    expect(r.pods[0]!.pagesBytes).toBeUndefined();
+    expect(r.pods[1]).toMatchObject({ pod: "p2", bytesSent: 1000, pagesBytes: 5000 });
     expect(h.maxInFlight()).toBe(2);
     expect(
       readRecord(dir)
@@ -184,6 +187,11 @@ describe("Evacuations", () => {
     h.log.length = 0;
     const home = await h.ev.bringHome();
     expect(home.pods.map((p) => p.outcome)).toEqual(["returned", "returned"]);
+    // Each pod's freeze and bytes on its way back, as its peer reported them.
+    expect(home.pods.map((p) => [p.freezeMs, p.bytesSent])).toEqual([
+      [10, 100],
+      [10, 100],
+    ]);
     expect(h.log.sort()).toEqual(["return p1 from b to a", "return p2 from c to a"].sort());
   });
 

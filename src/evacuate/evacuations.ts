@@ -290,7 +290,8 @@ export class Evacuations {
     try {
       const r = await this.deps.migrate(pod, { to, mode: "auto", maxRounds: MAX_ROUNDS, turns }, (p) => onEvent({ pod, message: p.message }));
       onEvent({ pod, message: `migrated to "${to}": frozen ${r.freezeMs} ms, ${r.bytesSent} bytes sent` });
-      return { moved: { pod, outcome: "migrated", to, freezeMs: r.freezeMs, bytesSent: r.bytesSent, rounds: r.rounds.length } };
+      const pulled = r.pages ? { pagesBytes: r.pages.bytes } : {};
+      return { moved: { pod, outcome: "migrated", to, freezeMs: r.freezeMs, bytesSent: r.bytesSent, ...pulled, rounds: r.rounds.length } };
     } catch (e) {
       recordHome(this.deps.stateDir, pod);
       const reason = `migration to "${to}" failed: ${errorMessage(e)}`;
@@ -379,7 +380,7 @@ export class Evacuations {
       const r = await this.deps.peers.client(peer).returnPod(origin, pod);
       recordHome(this.deps.stateDir, pod);
       onEvent({ pod, message: `back from "${peer}": frozen ${r.freezeMs} ms, ${r.bytesSent} bytes sent` });
-      return { pod, outcome: "returned", from: peer };
+      return { pod, outcome: "returned", from: peer, freezeMs: r.freezeMs, bytesSent: r.bytesSent };
     } catch (e) {
       // A peer that no longer has the pod (it was removed or moved on there) cannot return it: the record keeps it, to say so again.
       const why = e instanceof NotFoundError ? errorMessage(e) : `"${peer}" could not send it back: ${errorMessage(e)}`;

@@ -29,6 +29,8 @@ export interface EvacuatedPod {
   reason?: string;
   freezeMs?: number;
   bytesSent?: number;
+  /** Post-copy: the bytes of its page pull, after it ran on the peer (not in bytesSent). */
+  pagesBytes?: number;
   /** Pre-copy rounds before its freeze (a migrated pod). */
   rounds?: number;
   /** The failed migrations before this outcome, in order; absent when the first try worked. */
@@ -42,6 +44,7 @@ export interface EvacuationReport {
 }
 
 export interface ReturnReport {
-  pods: { pod: string; outcome: "returned" | "restored" | "failed"; from?: string; reason?: string }[];
+  /** freezeMs and bytesSent: a returned pod's, as its peer's migration back reported them. */
+  pods: { pod: string; outcome: "returned" | "restored" | "failed"; from?: string; reason?: string; freezeMs?: number; bytesSent?: number }[];
   wallMs: number;
 }

@@ -300,6 +300,31 @@ describe("StatusService", () => {
     service.stop();
   });
 
+  test("onReport hears each new report (startup, change, request), not a failed collection; a listener that throws changes nothing", async () => {
+    const heard: string[] = [];
+    const { clock, changes, collector, service } = setUp({
+      onReport: (r) => {
+        heard.push(r.host);
+        throw new Error("listener broke");
+      },
+    });
+    service.start();
+    await clock.advance(0);
+    await collector.finish();
+    changes.fire();
+    await clock.advance(3_000);
+    await collector.finish();
+    const failing = service.refresh().catch(() => null);
+    await collector.finish(new Error("apt-get exploded"));
+    await failing;
+    const r = service.refresh();
+    await collector.finish();
+    expect((await r).report?.host).toBe("collection-4");
+    expect(heard).toEqual(["collection-1", "collection-2", "collection-4"]);
+    expect(service.snapshot().collections).toMatchObject({ startup: 1, change: 1, request: 2, failed: 1 });
+    service.stop();
+  });
+
   test("a collector that throws at once is a failed collection too", async () => {
     const clock = new FakeClock();
     const service = new StatusService({

@@ -66,6 +66,8 @@ export interface StatusServiceOptions {
   rearmMs?: number;
   clock?: Clock;
   log?: Logger;
+  /** Called with each new report (the update cycle looks at once, not at its next check_seconds). */
+  onReport?: (report: StatusReport) => void;
 }
 
 export const DEFAULT_DEBOUNCE_MS = 3_000;
@@ -219,6 +221,11 @@ export class StatusService {
       this.#lastError = null;
       this.#opts.log?.info("status refreshed", { reason, verdict: report.verdict, ms: this.#clock.now() - started });
       for (const w of waiters) w.resolve();
+      try {
+        this.#opts.onReport?.(report);
+      } catch (e) {
+        this.#opts.log?.error("a status report listener failed", { error: errorMessage(e) });
+      }
     } else {
       this.#counts.failed++;
       this.#lastError = { message: errorMessage(error), at: new Date(this.#clock.now()).toISOString() };

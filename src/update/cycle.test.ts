@@ -531,6 +531,40 @@ describe("UpdateCycle", () => {
     expect(s.lock.log.at(-1)).toBe("release");
   });
 
+  test("wake() looks at once; a wake that comes during a look (a report landing while it runs) is kept for right after it", async () => {
+    const s = setup();
+    const needed = report({ reboot: true });
+    let reads = 0;
+    // The first look finds no report, and a report lands while it runs (the status service wakes the cycle).
+    Object.defineProperty(s.status, "report", {
+      get: () => {
+        if (reads++ > 0) return needed;
+        s.cycle.wake();
+        return null;
+      },
+      set: () => {},
+    });
+    s.cycle.start(3_600_000);
+    const deadline = Date.now() + 5_000;
+    while (!s.kinds().includes("reboot.started") && Date.now() < deadline) await Bun.sleep(10);
+    s.cycle.stop();
+    expect(s.kinds()).toContain("reboot.started");
+    expect(s.evacuator.calls.length).toBe(1);
+
+    // A cycle asleep between looks is woken by wake(), not by its hour-long interval.
+    const t = setup({ status: report() });
+    t.cycle.start(3_600_000);
+    const idle = Date.now() + 5_000;
+    while (!t.kinds().includes("update.not_needed") && Date.now() < idle) await Bun.sleep(10);
+    await Bun.sleep(20);
+    t.status.report = report({ reboot: true });
+    t.cycle.wake();
+    const woken = Date.now() + 5_000;
+    while (!t.kinds().includes("reboot.started") && Date.now() < woken) await Bun.sleep(10);
+    t.cycle.stop();
+    expect(t.kinds()).toContain("reboot.started");
+  });
+
   test("stop() ends a wait for the lock without moving anything", async () => {
     const s = setup();
     s.lock.blockFor = "host-b";

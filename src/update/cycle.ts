@@ -97,6 +97,8 @@ export class UpdateCycle {
   #stopped = false;
   #abortLock: AbortController | null = null;
   #wake: (() => void) | null = null;
+  /** wake() came while no wait was under way: the next wait is skipped, so a new status report is never missed. */
+  #wakeAsked = false;
   /** A release of the fleet lock failed: it is tried again (steady-state) at each look. */
   #owesRelease = false;
 
@@ -119,18 +121,24 @@ export class UpdateCycle {
       if (!hadJournal || this.#owesRelease) await this.steady();
       while (!this.#stopped) {
         await this.tick().catch((e) => this.#emit("error", "cycle.error", `The update cycle hit an error: ${errorMessage(e)}`));
+        if (this.#wakeAsked) {
+          this.#wakeAsked = false;
+          continue;
+        }
         await new Promise<void>((r) => {
           this.#wake = r;
           unrefTimeout(r, everyMs);
         });
+        this.#wake = null;
       }
     };
     void loop();
   }
 
-  /** Look again now rather than at the next interval. */
+  /** Look again now rather than at the next interval (asked during a look: once more right after it). */
   wake(): void {
-    this.#wake?.();
+    if (this.#wake) this.#wake();
+    else this.#wakeAsked = true;
   }
 
   /** Stop timers and any wait for the lock; a journaled cycle is taken up by the next agent. */

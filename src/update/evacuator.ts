@@ -18,6 +18,8 @@ export interface EvacuatedPod {
   reason?: string;
   freezeMs?: number;
   bytesSent?: number;
+  /** Post-copy: the bytes of its page pull, after it ran on the peer (not in bytesSent). */
+  pagesBytes?: number;
   rounds?: number;
   /** Failed migrations before this outcome (src/evacuate/index.ts). */
   attempts?: { to: string; reason: string }[];
@@ -30,7 +32,8 @@ export interface EvacuationReport {
 }
 
 export interface ReturnReport {
-  pods: { pod: string; outcome: "returned" | "restored" | "failed"; from?: string; reason?: string }[];
+  /** freezeMs and bytesSent: a returned pod's, as its peer's migration back reported them. */
+  pods: { pod: string; outcome: "returned" | "restored" | "failed"; from?: string; reason?: string; freezeMs?: number; bytesSent?: number }[];
   wallMs: number;
 }
 
