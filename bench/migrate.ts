@@ -160,7 +160,8 @@ try {
   const where: { host: TestHost; next?: TestHost } = { host: a };
   let dirtyOps = 0;
   dirtier = setInterval(async () => {
-    const pid = (await memhogPid(where.host, "mover")) ?? (where.next ? await memhogPid(where.next, "mover") : null);
+    // The destination's copy first: the source keeps its frozen one until a post-copy move's pages all arrived.
+    const pid = (where.next ? await memhogPid(where.next, "mover") : null) ?? (await memhogPid(where.host, "mover"));
     if (pid === null) return;
     try {
       process.kill(pid, "SIGUSR1");
