@@ -9,9 +9,10 @@
  * every uplink shaped with `tc tbf` to --rate: "a", where the pod starts, and
  * one fresh host per mode. A pod holds `memhog MIB` (random data) beside an
  * echo server; the bench overwrites 1% of its pages --dirty-per-s times a
- * second (1: about 10 MB/s for 1 GiB), and a client on the LAN sends a line
- * every millisecond. Then, in one run, for each of --modes in order, the pod
- * moves with `autopod migrate --mode MODE` from where it is to that mode's
+ * second (1: about 10 MB/s for 1 GiB) wherever it runs (post-copy: on the
+ * destination while its pages are pulled, so it faults on missing pages), and
+ * a client on the LAN sends a line every millisecond. Then, in one run, for
+ * each of --modes in order, the pod moves with `autopod migrate --mode MODE` from where it is to that mode's
  * fresh host, which holds none of its chunks (so every mode pays for the
  * whole pod over the same link): the client's longest gap, the freeze and its
  * phases (the destination's restore by phase too), rounds and bytes per
@@ -89,8 +90,10 @@ interface ClientReport {
 }
 
 /** One move of the pod, from where it is to the host named `to` (which lacks its chunks), in `mode`, with a fresh client. */
-async function move(lan: TestCluster, to: string, ip: string, mode: string, where: { host: TestHost }) {
+async function move(lan: TestCluster, to: string, ip: string, mode: string, where: { host: TestHost; next?: TestHost }) {
   const from = where.host;
+  // The dirtier follows the pod to the destination as soon as it runs there (post-copy: while its pages are pulled).
+  where.next = lan.hosts[names.indexOf(to)]!;
   const fromName = names[lan.hosts.indexOf(from)]!;
   const client = Bun.spawn(["nsenter", `--net=/run/netns/${lan.client}`, "--", BUN, join(REPO, "test/fixtures/tcp-client.ts"), ip, "7000", "1"], {
     stdout: "pipe",
@@ -105,7 +108,7 @@ async function move(lan: TestCluster, to: string, ip: string, mode: string, wher
     throw e;
   });
   const wallMs = Math.round(performance.now() - t0);
-  where.host = lan.hosts[names.indexOf(to)]!;
+  where.host = where.next!;
   await Bun.sleep(SETTLE_MS);
   client.kill("SIGTERM");
   const c = JSON.parse((await new Response(client.stdout).text()).trim()) as ClientReport;
@@ -156,10 +159,11 @@ try {
   const pod = await a.run("mover", ["sh", "-c", `/usr/local/bin/memhog ${MIB} & exec nc -ll -p 7000 -e cat`], ["--memory", `${MIB + 256}m`]);
   await a.waitForLog("mover", /ready/, 0, 300_000);
   const ip = pod.address.split("/")[0]!;
-  const where = { host: a };
+  const where: { host: TestHost; next?: TestHost } = { host: a };
   let dirtyOps = 0;
   dirtier = setInterval(async () => {
-    const pid = await memhogPid(where.host, "mover");
+    // The destination's copy first: the source keeps its frozen one until a post-copy move's pages all arrived.
+    const pid = (where.next ? await memhogPid(where.next, "mover") : null) ?? (await memhogPid(where.host, "mover"));
     if (pid === null) return;
     try {
       process.kill(pid, "SIGUSR1");

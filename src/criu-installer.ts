@@ -1,6 +1,7 @@
 import installScript from "../scripts/install-criu.sh" with { type: "text" };
 import rlimitsPatch from "../scripts/criu-patches/0001-dump-read-rlimits-from-proc-when-prlimit64-is-refused.patch" with { type: "text" };
 import pipeSizePatch from "../scripts/criu-patches/0002-page-pipe-clamp-the-read-pipe-to-pipe-max-size.patch" with { type: "text" };
+import lazyPagesPatch from "../scripts/criu-patches/0003-lazy-pages-pipeline-background-transfer.patch" with { type: "text" };
 
 /**
  * autopod's CRIU patches (scripts/criu-patches/), by file name. Every file of that folder is listed here
@@ -9,6 +10,7 @@ import pipeSizePatch from "../scripts/criu-patches/0002-page-pipe-clamp-the-read
 export const CRIU_PATCHES: ReadonlyArray<{ name: string; text: string }> = [
   { name: "0001-dump-read-rlimits-from-proc-when-prlimit64-is-refused.patch", text: rlimitsPatch },
   { name: "0002-page-pipe-clamp-the-read-pipe-to-pipe-max-size.patch", text: pipeSizePatch },
+  { name: "0003-lazy-pages-pipeline-background-transfer.patch", text: lazyPagesPatch },
 ];
 
 /**
