@@ -388,8 +388,6 @@ export async function unlockAndAdopt(
 export async function undoRestore(ctx: CheckpointContext, run: RestoreRun, e: unknown): Promise<never> {
   const { pods, host, log } = ctx;
   const { name, id } = run;
-  // A check still going gets on at normal priority: at SCHED_IDLE, on a busy host, it could hold its thread for good.
-  run.rawPackChecks?.useAllThreads();
   if (!run.prepared && run.preparing)
     run.prepared = await run.preparing.then(
       () => true,
