@@ -318,9 +318,8 @@ export function startRawPackChecks(entries: readonly FileEntry[], source: ChunkS
   for (const e of entries) {
     const raw = rawPackOf(e, source);
     if (raw === null || checks.has(raw)) continue;
-    // All threads but one at normal priority, so CRIU, restoring from the same file meanwhile, keeps a core (as a
-    // dump's hashing does); the last one at the lowest (SCHED_IDLE), on what CRIU and the agent leave of the machine.
-    const h = workers.hashFileThenAll(raw, e.chunkSize, Math.max(1, workers.threads - 1), { isRestIdle: true });
+    // All threads but one, so CRIU, restoring from the same file meanwhile, keeps a core (as a dump's hashing does).
+    const h = workers.hashFileThenAll(raw, e.chunkSize, Math.max(1, workers.threads - 1));
     const check = h.result.then((fh) => checkHashes(e, fh));
     check.catch(() => undefined);
     checks.set(raw, check);

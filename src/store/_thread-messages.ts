@@ -18,23 +18,12 @@ export interface CopyRun {
 
 /**
  * A job for a thread. `ctl` is shared control: for hash, Int32 [next block,
- * end known, stop, wake] then the end as a Float64 at byte 16 and an Int32
- * at byte 24 (idle threads now hash at normal priority: see `idle`); for copy,
+ * end known, stop, wake] then the end as a Float64 at byte 16; for copy,
  * Int32 [next run, -, stop]; for write-behind, Int32 [writer done].
  * `lib`: the native SHA-256 library to dlopen (sha256x16.ts), or null.
  */
 export type JobMessage =
-  | {
-      type: "hash";
-      job: number;
-      path: string;
-      chunkSize: number;
-      blockBytes: number;
-      ctl: SharedArrayBuffer;
-      lib: string | null;
-      /** Hash at the lowest CPU priority (SCHED_IDLE: only cycles nothing else wants) until ctl's byte 24 says otherwise. */
-      idle?: boolean;
-    }
+  | { type: "hash"; job: number; path: string; chunkSize: number; blockBytes: number; ctl: SharedArrayBuffer; lib: string | null }
   | {
       type: "copy";
       job: number;

@@ -83,37 +83,13 @@ function hashMany(nat: Native | null, data: Uint8Array, first: number, stride: n
 }
 
 /** Async, so that a job waiting for a growing file lets the thread work on other jobs meanwhile. */
-/** This thread's CPU scheduling: SCHED_IDLE (it runs only when nothing else wants the core) or back to SCHED_OTHER. */
-let sched: { setIdle(on: boolean): boolean } | null = null;
-function setIdle(on: boolean): boolean {
-  if (sched === null) {
-    try {
-      const lib = dlopen("libc.so.6", {
-        gettid: { args: [], returns: FFIType.i32 },
-        sched_setscheduler: { args: [FFIType.i32, FFIType.i32, FFIType.ptr], returns: FFIType.i32 },
-      });
-      const param = new Int32Array(1); // struct sched_param: priority 0, as both policies need
-      sched = { setIdle: (idle) => lib.symbols.sched_setscheduler(lib.symbols.gettid(), idle ? SCHED_IDLE : SCHED_OTHER, ptr(param)) === 0 };
-    } catch {
-      sched = { setIdle: () => false };
-    }
-  }
-  return sched.setIdle(on);
-}
-const SCHED_OTHER = 0;
-const SCHED_IDLE = 5;
-
 async function hashJob(m: Extract<JobMessage, { type: "hash" }>): Promise<void> {
   const ctl = new Int32Array(m.ctl, 0, 4);
   const fin = new Float64Array(m.ctl, 16, 1);
-  const isLifted = new Int32Array(m.ctl, 24, 1);
   const cs = m.chunkSize;
   const fd = fs.openSync(m.path, fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-  // Idle until told otherwise: a restore's check takes the cycles CRIU and the agent leave, and never slows them.
-  let isIdle = m.idle === true && Atomics.load(isLifted, 0) === 0 && setIdle(true);
   try {
     for (;;) {
-      if (isIdle && Atomics.load(isLifted, 0) !== 0) isIdle = !setIdle(false);
       const b = Atomics.add(ctl, 0, 1);
       const start = b * m.blockBytes;
       let end: number;
@@ -159,7 +135,6 @@ async function hashJob(m: Extract<JobMessage, { type: "hash" }>): Promise<void> 
       post({ job: m.job, block: b, hashes, zero }, [hashes.buffer, zero.buffer]);
     }
   } finally {
-    if (isIdle) setIdle(false);
     fs.closeSync(fd);
   }
 }

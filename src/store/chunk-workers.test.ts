@@ -86,36 +86,6 @@ describe("ChunkWorkers.hashFile", () => {
     expect((await pool.hashFile(f, 4096, 1)).threads).toBe(1); // the pool is as it was
   });
 
-  test("hashFileThenAll with the rest idle: they join at once at SCHED_IDLE, and are back to normal once it is done", async () => {
-    const data = sample(16384);
-    const f = path.join(tmp, "pages-idle.img");
-    fs.writeFileSync(f, data);
-    /** The scheduling policy of each thread of this process (field 41 of stat(5)): 5 is SCHED_IDLE. */
-    const policies = () =>
-      fs.readdirSync("/proc/self/task").map((t) => {
-        try {
-          const stat = fs.readFileSync(`/proc/self/task/${t}/stat`, "utf8");
-          return Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[38]);
-        } catch {
-          return -1; // gone meanwhile
-        }
-      });
-    const h = pool.hashFileThenAll(f, 4096, 1, { isRestIdle: true });
-    let isDone = false;
-    h.result.then(() => (isDone = true)).catch(() => (isDone = true));
-    let sawIdle = false;
-    while (!isDone) {
-      sawIdle ||= policies().includes(5);
-      await Bun.sleep(0);
-    }
-    const got = await h.result;
-    expect(got.threads).toBe(2);
-    expect(Buffer.compare(got.hashes, serialHashes(data, 4096))).toBe(0);
-    expect(sawIdle).toBe(true);
-    expect(policies()).not.toContain(5);
-    h.useAllThreads(); // after the end: a no-op
-  });
-
   test("an empty file has no chunks; a missing one is an error", async () => {
     const f = path.join(tmp, "empty");
     fs.writeFileSync(f, "");

@@ -161,17 +161,9 @@ export class ChunkWorkers {
    * hashFile on `threads` threads, with a way to let every thread join later:
    * a restore checks its page images on all threads but one while CRIU reads
    * them, and on all once CRIU is done (useAllThreads; a no-op once hashed).
-   * With `isRestIdle` the other threads join at once, at the lowest CPU
-   * priority (SCHED_IDLE: only cycles nothing else on the machine wants)
-   * until useAllThreads, which puts them back to normal.
    */
-  hashFileThenAll(
-    path: string,
-    chunkSize: number,
-    threads: number,
-    options: { isRestIdle?: boolean } = {},
-  ): { result: Promise<FileHashes>; useAllThreads(): void } {
-    const h = this.#hash(path, chunkSize, Math.min(this.threads, Math.max(1, threads)), options.isRestIdle === true);
+  hashFileThenAll(path: string, chunkSize: number, threads: number): { result: Promise<FileHashes>; useAllThreads(): void } {
+    const h = this.#hash(path, chunkSize, Math.min(this.threads, Math.max(1, threads)));
     h.end(false);
     return { result: h.result, useAllThreads: () => h.joinAll() };
   }
@@ -347,7 +339,7 @@ export class ChunkWorkers {
     return this.#syncer;
   }
 
-  #hash(path: string, chunkSize: number, threads: number, isRestIdle = false): GrowingHash & { end(isJoinedByAll: boolean): void; joinAll(): void } {
+  #hash(path: string, chunkSize: number, threads: number): GrowingHash & { end(isJoinedByAll: boolean): void; joinAll(): void } {
     const ctlBuf = new SharedArrayBuffer(32);
     const ctl = new Int32Array(ctlBuf, 0, 4);
     const fin = new Float64Array(ctlBuf, 16, 1);
@@ -419,14 +411,6 @@ export class ChunkWorkers {
       }
       threads = workers.length;
     };
-    const isLifted = new Int32Array(ctlBuf, 24, 1);
-    if (isRestIdle) {
-      for (const w of workers.slice(threads)) {
-        running++;
-        w.postMessage({ ...message, idle: true });
-      }
-      threads = workers.length;
-    }
     const wake = () => {
       Atomics.add(ctl, 3, 1);
       Atomics.notify(ctl, 3);
@@ -450,7 +434,6 @@ export class ChunkWorkers {
       end,
       // The threads that join claim blocks from the same counter: none left, they are done at once.
       joinAll: () => {
-        Atomics.store(isLifted, 0, 1);
         if (!isSettled) joinTheRest();
       },
       finish: () => end(true),
