@@ -146,6 +146,7 @@ export async function startAgent(config: Config, log: Logger, options: AgentOpti
     () => cluster.peers().map((p) => p.name),
     config.cpu.baseline,
     (m, f) => log.warn(m, f),
+    cpuFlags().filter((f) => mask.has(f)),
   );
   const peers = new PeerDirectory(
     cluster,

@@ -40,10 +40,10 @@ export function checkHost(host: CheckpointHost, m: Manifest, criuVersion: string
   if (why) throw new PreconditionError(why);
 }
 
-/** The features code may have been chosen by that an image's processes may use and this host lacks. */
+/** The features code may have been chosen by that an image's processes may use and this host lacks, sorted (not in /proc/cpuinfo's order, which differs between CPUs). */
 export function missingCpuFeatures(imageFlags: readonly string[], hostFlags: readonly string[]): string[] {
   const host = new Set(hostFlags);
-  return imageFlags.filter((f) => !host.has(f) && RELEVANT_CPU_FLAGS.has(f));
+  return imageFlags.filter((f) => !host.has(f) && RELEVANT_CPU_FLAGS.has(f)).sort();
 }
 
 /** Why this host cannot restore an image (CRIU too old for it, CPU features missing), or null. */

@@ -62,3 +62,18 @@ test("config off: every pod may use the host's flags, and hides nothing", () => 
   expect(cpu.planForPod(true)).toEqual({ hidden: [], features: HOST });
   expect(cpu.view()).toMatchObject({ isBaselineOn: false, baseline: ["fpu"], hidden: [] });
 });
+
+test("flags the test-only mask takes away are hidden from every pod started here, baseline or not, and not shown as the cluster's", () => {
+  const cpu = new ClusterCpu(
+    file(),
+    HOST,
+    () => [],
+    true,
+    () => {},
+    ["avx512f", "xsavec", "sha_ni"],
+  );
+  // sha_ni: glibc cannot hide it; the others by glibc's names.
+  expect(cpu.planForPod(true)).toEqual({ hidden: ["AVX512F", "XSAVEC"], features: HOST });
+  expect(cpu.planForPod(false)).toEqual({ hidden: ["AVX512F", "XSAVEC"], features: HOST });
+  expect(cpu.view().hidden).toEqual([]);
+});

@@ -52,6 +52,12 @@ export class ClusterCpu {
     readonly peerNames: () => string[],
     readonly isBaselineOn: boolean,
     readonly warn: (message: string, fields: Record<string, string>) => void = () => {},
+    /**
+     * Flags this CPU has that the test-only `cpu.flags_mask` takes away: the agent acts as if it lacked them,
+     * so every pod it starts hides those glibc can hide, as on a CPU that lacks them (else glibc picks them
+     * by cpuid, and an image that says it does not need them does).
+     */
+    readonly masked: readonly string[] = [],
   ) {
     this.#peers = {};
     try {
@@ -88,6 +94,13 @@ export class ClusterCpu {
 
   /** What a new pod on this host hides and may use: the baseline's, or (opted out) the host's own. */
   planForPod(useBaseline: boolean): CpuPlan {
+    const plan = this.#clusterPlan(useBaseline);
+    const masked = this.masked.flatMap((f) => (GLIBC_HWCAPS[f] !== undefined ? [GLIBC_HWCAPS[f]] : []));
+    if (masked.length === 0) return plan;
+    return { hidden: [...new Set([...plan.hidden, ...masked])].sort(), features: plan.features };
+  }
+
+  #clusterPlan(useBaseline: boolean): CpuPlan {
     if (!useBaseline || !this.isBaselineOn) return { hidden: [], features: [...this.hostFlags] };
     return planFor(this.hostFlags, this.baseline());
   }
@@ -98,15 +111,19 @@ export class ClusterCpu {
       isBaselineOn: this.isBaselineOn,
       hostFlags: [...this.hostFlags],
       baseline: this.baseline(),
-      hidden: this.planForPod(true).hidden,
+      hidden: this.#clusterPlan(true).hidden,
       members: this.peerNames().map((name) => {
         const p = this.#peers[name];
         const theirs = new Set(p?.flags ?? []);
         return {
           name,
           seenAt: p?.seenAt ?? null,
-          lacks: p ? Object.keys(GLIBC_HWCAPS).filter((f) => host.has(f) && !theirs.has(f)) : [],
-          unhideable: p ? [...RELEVANT_CPU_FLAGS].filter((f) => host.has(f) && !theirs.has(f) && GLIBC_HWCAPS[f] === undefined) : [],
+          lacks: p
+            ? Object.keys(GLIBC_HWCAPS)
+                .filter((f) => host.has(f) && !theirs.has(f))
+                .sort()
+            : [],
+          unhideable: p ? [...RELEVANT_CPU_FLAGS].filter((f) => host.has(f) && !theirs.has(f) && GLIBC_HWCAPS[f] === undefined).sort() : [],
         };
       }),
     };
