@@ -1,6 +1,10 @@
 /**
  * The few libc calls autopod needs that Bun has no API for, through bun:ffi.
  * Each wrapper throws an Errno with the call, its argument and strerror.
+ * Over 600 lines: every wrapper shares the one dlopen table and check(); the
+ * netlink socket helpers (two transports, from two branches: nft-netlink.ts
+ * uses netlinkSocketInNetns/netlinkSend/netlinkRecv, rtnetlink.ts uses
+ * netlinkExchange) should become one and move out with the table exported.
  */
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
 import { writeSync } from "node:fs";

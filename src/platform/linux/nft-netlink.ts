@@ -8,6 +8,7 @@
  * bytes (table tests beside this file); the socket is libc.ts's.
  */
 import { closeFd, Errno, netlinkRecv, netlinkSend, netlinkSocketInNetns } from "./libc.ts";
+import { attr, concat } from "./netlink.ts";
 
 const NETLINK_NETFILTER = 12;
 const NLMSG_ERROR = 2;
@@ -42,26 +43,6 @@ const RECV_TIMEOUT_MS = 5000;
 /** nf_tables' families by number, as nft names them. */
 export const FAMILIES: Record<number, string> = { 1: "inet", 2: "ip", 3: "arp", 5: "netdev", 7: "bridge", 10: "ip6" };
 const FAMILY_NUMBERS = Object.fromEntries(Object.entries(FAMILIES).map(([n, name]) => [name, Number(n)])) as Record<string, number>;
-
-function attr(type: number, payload: Uint8Array): Uint8Array {
-  const len = 4 + payload.length;
-  const out = new Uint8Array((len + 3) & ~3);
-  const v = new DataView(out.buffer);
-  v.setUint16(0, len, true);
-  v.setUint16(2, type, true);
-  out.set(payload, 4);
-  return out;
-}
-
-function concat(parts: readonly Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-}
 
 const str = (type: number, s: string) => attr(type, new TextEncoder().encode(`${s}\0`));
 const u32be = (type: number, n: number) => {

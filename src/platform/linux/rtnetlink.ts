@@ -8,6 +8,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, unlinkSync } from "node:fs";
 import { dirname } from "node:path";
 import { Errno, errnoText, interfaceIndex, MS, makeNetns, mount, netlinkExchange } from "./libc.ts";
+import { attr, concat } from "./netlink.ts";
 
 const NETLINK_ROUTE = 0;
 const RTM_NEWLINK = 16;
@@ -49,25 +50,6 @@ export class RtnetlinkError extends Error {
   ) {
     super(`${what}: ${errnoText(errno)}`);
   }
-}
-
-function attr(type: number, payload: Uint8Array): Uint8Array {
-  const a = new Uint8Array((4 + payload.length + 3) & ~3);
-  const v = new DataView(a.buffer);
-  v.setUint16(0, 4 + payload.length, true);
-  v.setUint16(2, type, true);
-  a.set(payload, 4);
-  return a;
-}
-
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 function name(s: string): Uint8Array {
