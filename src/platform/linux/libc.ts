@@ -2,9 +2,7 @@
  * The few libc calls autopod needs that Bun has no API for, through bun:ffi.
  * Each wrapper throws an Errno with the call, its argument and strerror.
  * Over 600 lines: every wrapper shares the one dlopen table and check(); the
- * netlink socket helpers (two transports, from two branches: nft-netlink.ts
- * uses netlinkSocketInNetns/netlinkSend/netlinkRecv, rtnetlink.ts uses
- * netlinkExchange) should become one and move out with the table exported.
+ * netlink and namespace helpers could move out with the table exported.
  */
 import { dlopen, FFIType, ptr, read } from "bun:ffi";
 import { writeSync } from "node:fs";
@@ -623,24 +621,6 @@ function socketIn(netnsPath: string | null, family: number, type: number, protoc
 }
 
 /**
- * A netlink socket of `protocol` in the net namespace at `netnsPath` (the calling thread enters it
- * only to open the socket; the socket stays bound to it), whose receives give up after `timeoutMs`.
- * Its requests go with netlinkSend, its answers come with netlinkRecv; the caller closes it (closeFd).
- */
-export function netlinkSocketInNetns(netnsPath: string, protocol: number, timeoutMs: number): number {
-  const fd = socketIn(netnsPath, AF_NETLINK, SOCK_RAW, protocol, `socket(AF_NETLINK, ${protocol})`);
-  try {
-    // struct timeval: seconds, microseconds (64 bits each)
-    const tv = new BigInt64Array([BigInt(Math.floor(timeoutMs / 1000)), BigInt((timeoutMs % 1000) * 1000)]);
-    check(libc().setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, ptr(tv), 16), "setsockopt(SO_RCVTIMEO)");
-    return fd;
-  } catch (e) {
-    libc().close(fd);
-    throw e;
-  }
-}
-
-/**
  * Send netlink messages (`request`: one or more, whole, with their headers) to
  * the kernel over a socket of `protocol` opened in the net namespace at
  * `netnsPath` (null: this thread's own), and read the answers until one
@@ -649,7 +629,15 @@ export function netlinkSocketInNetns(netnsPath: string, protocol: number, timeou
  * The kernel answers netlink requests while it handles the send: the reads
  * do not wait, unless the kernel does (at most `timeoutMs`).
  */
-export function netlinkExchange(netnsPath: string | null, protocol: number, request: Uint8Array, awaitSeqs: readonly number[], timeoutMs = 5000): Uint8Array[] {
+export function netlinkExchange(
+  netnsPath: string | null,
+  protocol: number,
+  request: Uint8Array,
+  awaitSeqs: readonly number[],
+  timeoutMs = 5000,
+  /** Stop at the first error answer, whatever its sequence number (an nf_tables batch refused as a whole answers only for its begin). */
+  isStoppedByError = false,
+): Uint8Array[] {
   const fd = socketIn(netnsPath, AF_NETLINK, SOCK_RAW, protocol, `socket(AF_NETLINK, ${protocol})`);
   try {
     const tv = new BigInt64Array([BigInt(Math.floor(timeoutMs / 1000)), BigInt((timeoutMs % 1000) * 1000)]);
@@ -671,6 +659,7 @@ export function netlinkExchange(netnsPath: string | null, protocol: number, requ
         const seq = v.getUint32(at + 8, true);
         out.push(buf.slice(at, at + len));
         if (type === NLMSG_ERROR || type === NLMSG_DONE) waiting.delete(seq);
+        if (isStoppedByError && type === NLMSG_ERROR && len >= 20 && v.getInt32(at + 16, true) !== 0) waiting.clear();
         at += (len + 3) & ~3;
       }
     }
@@ -697,24 +686,6 @@ export function makeNetns(path: string): void {
   } finally {
     libc().close(own);
   }
-}
-
-/** Send one netlink datagram (to the kernel). */
-export function netlinkSend(fd: number, bytes: Uint8Array): void {
-  // struct sockaddr_nl: family, pad, pid 0 (the kernel), groups 0
-  const nl = new Uint8Array(12);
-  new DataView(nl.buffer).setUint16(0, AF_NETLINK, true);
-  const n = check(libc().sendto(fd, ptr(bytes), bytes.length, 0, ptr(nl), nl.length), "sendto(AF_NETLINK)");
-  if (n !== bytes.length) throw new Error(`netlink: sent ${n} of ${bytes.length} bytes`);
-}
-
-/** Receive one netlink datagram into `buf`: its length (it throws on the socket's timeout). */
-export function netlinkRecv(fd: number, buf: Uint8Array): number {
-  return check(libc().recv(fd, ptr(buf), buf.length, 0), "recv(AF_NETLINK)");
-}
-
-export function closeFd(fd: number): void {
-  libc().close(fd);
 }
 
 /** The index of a network interface of this thread's net namespace, or null when there is none of that name. */

@@ -7,7 +7,7 @@
  * priority -1000 with policy drop. The messages are built and parsed here as
  * bytes (table tests beside this file); the socket is libc.ts's.
  */
-import { closeFd, Errno, netlinkRecv, netlinkSend, netlinkSocketInNetns } from "./libc.ts";
+import { Errno, netlinkExchange } from "./libc.ts";
 import { attr, concat } from "./netlink.ts";
 
 const NETLINK_NETFILTER = 12;
@@ -162,30 +162,14 @@ function seqs(n: number): number {
   return s;
 }
 
-function withSocket<T>(netnsPath: string, use: (fd: number, buf: Uint8Array) => T): T {
-  const fd = netlinkSocketInNetns(netnsPath, NETLINK_NETFILTER, RECV_TIMEOUT_MS);
-  try {
-    return use(fd, new Uint8Array(65536));
-  } finally {
-    closeFd(fd);
-  }
-}
-
-/** Send a batch; resolves once every message is acknowledged. `ignore`: errnos that count as done (ENOENT for a delete). */
+/** Send a batch; returns once every message is acknowledged. `ignore`: errnos that count as done (ENOENT for a delete). */
 function transact(netnsPath: string, b: { bytes: Uint8Array; acked: number[] }, what: string, ignore: readonly number[] = []): void {
   if (b.acked.length === 0) return;
-  withSocket(netnsPath, (fd, buf) => {
-    netlinkSend(fd, b.bytes);
-    const waiting = new Set(b.acked);
-    while (waiting.size > 0) {
-      const n = netlinkRecv(fd, buf);
-      for (const a of parseAnswer(buf.subarray(0, n)).acks) {
-        // An error for the batch's begin or end (not acknowledged otherwise) fails it all.
-        if (!waiting.delete(a.seq) && a.errno === 0) continue;
-        if (a.errno !== 0 && !ignore.includes(a.errno)) throw new Errno(`nftables: ${what}`, a.errno, netnsPath);
-      }
-    }
-  });
+  const answers = netlinkExchange(netnsPath, NETLINK_NETFILTER, b.bytes, b.acked, RECV_TIMEOUT_MS, true);
+  for (const m of answers) {
+    // An error for the batch's begin or end (not acknowledged otherwise) fails it all.
+    for (const a of parseAnswer(m).acks) if (a.errno !== 0 && !ignore.includes(a.errno)) throw new Errno(`nftables: ${what}`, a.errno, netnsPath);
+  }
 }
 
 /** Drop every packet in and out of the net namespace: table inet `table`, as netlock.ts's ruleset. */
@@ -200,16 +184,13 @@ export function deleteTablesNetlink(netnsPath: string, tables: ReadonlyArray<{ f
 
 /** Every nftables table of the net namespace. */
 export function listTablesNetlink(netnsPath: string): Array<{ family: string; name: string }> {
-  return withSocket(netnsPath, (fd, buf) => {
-    netlinkSend(fd, listTablesRequest(seqs(1)));
-    const tables: Array<{ family: string; name: string }> = [];
-    for (;;) {
-      const n = netlinkRecv(fd, buf);
-      const a = parseAnswer(buf.subarray(0, n));
-      const failed = a.acks.find((x) => x.errno !== 0);
-      if (failed) throw new Errno("nftables: list tables", failed.errno, netnsPath);
-      tables.push(...a.tables);
-      if (a.isDone) return tables;
-    }
-  });
+  const seq = seqs(1);
+  const tables: Array<{ family: string; name: string }> = [];
+  for (const m of netlinkExchange(netnsPath, NETLINK_NETFILTER, listTablesRequest(seq), [seq], RECV_TIMEOUT_MS, true)) {
+    const a = parseAnswer(m);
+    const failed = a.acks.find((x) => x.errno !== 0);
+    if (failed) throw new Errno("nftables: list tables", failed.errno, netnsPath);
+    tables.push(...a.tables);
+  }
+  return tables;
 }
